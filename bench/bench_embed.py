@@ -1,0 +1,125 @@
+"""Throughput and latency of the local numpy all-MiniLM-L6-v2 embedder.
+
+    .venv/bin/python bench/bench_embed.py [--seconds 2] [--model-dir DIR]
+
+Prints sentences/s for batch sizes 1, 8, 32 and 64 (the engine's `batch_size`; the
+same 256 sentences each time, sorted by length and padded per batch, so the ratios
+compare like with like) and single-sentence latency p50/p99 through
+the async `embed()` API (thread hop included). Informative only; CI never asserts
+on wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "memory",
+    "profile",
+    "knowledge",
+    "search",
+    "local",
+    "assistant",
+    "runtime",
+    "sentence",
+    "embedding",
+    "vector",
+    "model",
+    "token",
+    "batch",
+    "latency",
+    "python",
+    "numpy",
+    "orchestrator",
+    "session",
+    "personality",
+    "voice",
+    "server",
+    "terminal",
+    "cozy",
+    "engine",
+]
+
+
+def make_sentences(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(WORDS, k=rng.randint(6, 24))) + "." for _ in range(n)]
+
+
+def throughput(embedder: object, sentences: list[str], batch: int, seconds: float) -> float:
+    """Sentences/s of `embed_sync(sentences)` with the engine's batch size set to `batch`."""
+    from cozy.engines.embed.local import LocalEmbedder
+
+    assert isinstance(embedder, LocalEmbedder)
+    embedder.batch_size = batch
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        embedder.embed_sync(sentences)
+        done += len(sentences)
+    return done / (time.perf_counter() - start)
+
+
+async def latencies(embedder: object, sentences: list[str], rounds: int) -> list[float]:
+    from cozy.engines.embed.local import LocalEmbedder
+
+    assert isinstance(embedder, LocalEmbedder)
+    out: list[float] = []
+    for i in range(rounds):
+        t0 = time.perf_counter()
+        await embedder.embed([sentences[i % len(sentences)]])
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="bench the local embedder")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per batch size")
+    parser.add_argument("--rounds", type=int, default=200, help="single-sentence calls")
+    parser.add_argument("--model-dir", default=None)
+    args = parser.parse_args()
+
+    from cozy.engines.embed.local import LocalEmbedder
+
+    options = {"model_dir": args.model_dir} if args.model_dir else {}
+    embedder = LocalEmbedder(options)
+    t0 = time.perf_counter()
+    asyncio.run(embedder.initialize())
+    load_ms = (time.perf_counter() - t0) * 1000
+    sentences = make_sentences(256)
+    embedder.embed_sync(sentences[:8])  # warm-up
+
+    rows = [(b, throughput(embedder, sentences, b, args.seconds)) for b in (1, 8, 32, 64)]
+    lat = sorted(asyncio.run(latencies(embedder, sentences, args.rounds)))
+    p50 = statistics.median(lat)
+    p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
+
+    files = embedder.files
+    print(f"all-MiniLM-L6-v2 (numpy) from {files.directory if files else '?'}")
+    print(f"load + verify: {load_ms:.0f} ms, sentences of 6-24 words, {os.cpu_count()} CPUs")
+    print()
+    print(f"{'batch':>6} | {'sentences/s':>12} | {'vs batch 1':>10}")
+    print(f"{'-' * 6}-+-{'-' * 12}-+-{'-' * 10}")
+    base = rows[0][1]
+    for batch, rate in rows:
+        print(f"{batch:>6} | {rate:>12.1f} | {rate / base:>9.2f}x")
+    print()
+    print(f"single sentence via embed(): p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(lat)} calls)")
+
+
+if __name__ == "__main__":
+    main()

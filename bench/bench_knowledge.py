@@ -1,0 +1,322 @@
+"""Knowledge engine benchmark, side by side in one run.
+
+1. Retrieval quality on the self-written corpus in bench/data/knowledge/corpus (10
+   handbook pages, 40 sections) with the hand-written questions in qa.json (one
+   answering section each): recall@5 and MRR for BM25 only, vector only and hybrid.
+2. Ingest throughput: Markdown without embeddings (MB/s, chunks/s) on a generated
+   tree, and with local MiniLM embeddings (chunks/s) on the evaluation corpus.
+3. Search latency p50/p99 at 10k and 100k chunks: synthetic chunks (Zipf-distributed
+   words) with random unit vectors, queried with the 40 questions through the real
+   search path (L2 result cache bypassed; the query embedding is included).
+
+Run: .venv/bin/python bench/bench_knowledge.py [--sizes 10000,100000] [--ingest-mb 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).parent / "data" / "knowledge"
+
+
+def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header, *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for n, r in enumerate(cells):
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+async def open_engine(home: Path, embed: bool = True) -> tuple[Any, Any]:
+    from cozy.runtime import Runtime
+    from cozy.settings import Settings
+
+    home.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - setup, not measured
+    (home / "engines.yaml").write_text(
+        f"knowledge: {{provider: local, embed: {str(embed).lower()}}}\nembed: {{provider: local}}\n"
+    )
+    rt = await Runtime.open(Settings(home=home), engines=False)
+    return rt, await rt.engine("knowledge")
+
+
+def relevant(hit: Any, item: dict[str, str]) -> bool:
+    heading = str(hit.metadata.get("heading") or "")
+    return str(hit.metadata["path"]).endswith(item["doc"]) and heading.endswith(item["section"])
+
+
+async def quality(root: Path) -> dict[str, Any]:
+    rt, k = await open_engine(root / "quality")
+    try:
+        start = time.perf_counter()
+        report = await k.add_paths([DATA / "corpus"], user_id="bench", collection="handbook")
+        took = time.perf_counter() - start
+        chunks = sum(r.chunks for r in report.results)
+        qa = json.loads((DATA / "qa.json").read_text())
+        rows = []
+        for mode in ("bm25", "vector", "hybrid"):
+            found, rr = 0, 0.0
+            for item in qa:
+                hits = await k.search(item["q"], user_id="bench", limit=5, mode=mode)
+                rank = next((i for i, h in enumerate(hits, 1) if relevant(h, item)), None)
+                if rank is not None:
+                    found += 1
+                    rr += 1 / rank
+            rows.append([mode, f"{found / len(qa):.3f}", f"{rr / len(qa):.3f}"])
+        table(
+            f"retrieval quality: {len(qa)} questions, {chunks} chunks (self-written corpus)",
+            ["mode", "recall@5", "MRR"],
+            rows,
+        )
+        return {"embed_chunks": chunks, "embed_seconds": took}
+    finally:
+        await rt.close()
+
+
+WORDS = [
+    "key",
+    "rotation",
+    "deploy",
+    "release",
+    "train",
+    "hotfix",
+    "rollback",
+    "flag",
+    "oncall",
+    "page",
+    "handover",
+    "leave",
+    "holiday",
+    "expense",
+    "travel",
+    "meal",
+    "laptop",
+    "wifi",
+    "parking",
+    "printer",
+    "backup",
+    "migration",
+    "replica",
+    "connection",
+    "review",
+    "merge",
+    "ticket",
+    "refund",
+    "escalation",
+    "buddy",
+    "account",
+    "security",
+    "token",
+    "incident",
+    "database",
+    "service",
+    "customer",
+    "schedule",
+    "policy",
+    "budget",
+    "approval",
+    "office",
+    "team",
+]
+
+
+def vocabulary(size: int, rng: random.Random) -> list[str]:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    made = {"".join(rng.choice(letters) for _ in range(rng.randint(3, 10))) for _ in range(size)}
+    return WORDS + sorted(made)
+
+
+def sentence_maker(rng: random.Random, vocab: list[str]) -> Any:
+    import itertools
+
+    # Zipf-like word frequencies
+    cumulative = list(itertools.accumulate(1 / (i + 1) for i in range(len(vocab))))
+
+    def make(n: int) -> str:
+        return " ".join(rng.choices(vocab, cum_weights=cumulative, k=n)).capitalize() + "."
+
+    return make
+
+
+async def ingest_speed(root: Path, megabytes: float) -> dict[str, float]:
+    rng = random.Random(7)
+    make = sentence_maker(rng, vocabulary(20_000, rng))
+    tree = root / "tree"
+    size = 0
+    n = 0
+    while size < megabytes * 1e6:
+        parts = [f"# Document {n}\n"]
+        for s in range(12):
+            parts.append(f"\n## Section {s}\n")
+            for _ in range(3):
+                parts.append("\n" + " ".join(make(rng.randint(8, 20)) for _ in range(4)) + "\n")
+        text = "".join(parts)
+        path = tree / f"d{n // 100:03}" / f"doc{n:05}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        size += len(text.encode())
+        n += 1
+    rt, k = await open_engine(root / "ingest", embed=False)
+    try:
+        start = time.perf_counter()
+        report = await k.add_paths([tree], user_id="bench", collection="big", embed=False)
+        took = time.perf_counter() - start
+        chunks = sum(r.chunks for r in report.results)
+        start = time.perf_counter()
+        again = await k.add_paths([tree], user_id="bench", collection="big", embed=False)
+        rescan = time.perf_counter() - start
+        assert again.counts() == {"unchanged": n}
+    finally:
+        await rt.close()
+    return {"files": n, "mb": size / 1e6, "seconds": took, "chunks": chunks, "rescan": rescan}
+
+
+async def fill(k: Any, total: int, rng: random.Random, dims: int, model: str) -> None:
+    import numpy as np
+
+    from cozy.engines.knowledge.chunking import Chunk
+    from cozy.engines.knowledge.index import NewDocument
+
+    make = sentence_maker(rng, vocabulary(30_000, rng))
+    gen = np.random.default_rng(11)
+    per_doc = 250
+    for d in range(0, total, per_doc):
+        count = min(per_doc, total - d)
+        vecs = gen.standard_normal((count, dims)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        chunks = [
+            Chunk(" ".join(make(rng.randint(6, 14)) for _ in range(4)), f"Doc {d} › S{i}", i, i)
+            for i in range(count)
+        ]
+        doc = NewDocument(
+            "bench", "synthetic", f"/synthetic/doc{d:07}.md", f"Doc {d}", "markdown",
+            f"{d:064x}", 0, None, chunks, [v.tobytes() for v in vecs], model,
+        )  # fmt: skip
+        await k.index.write_document(doc, None)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def latency(root: Path, size: int) -> list[list[Any]]:
+    from cozy.engines.knowledge.search import run_search
+
+    rt, k = await open_engine(root / f"lat{size}")
+    try:
+        embedder = await k.embedder()
+        assert embedder is not None, k.embed_note
+        start = time.perf_counter()
+        await fill(k, size, random.Random(size), embedder.dimensions, k.model_key(embedder))
+        fill_s = time.perf_counter() - start
+        qa = [item["q"] for item in json.loads((DATA / "qa.json").read_text())]
+        gen = await k.index.generation("bench")
+        start = time.perf_counter()
+        await run_search(k, "warm up", "bench", None, None, 5, "hybrid", None, gen)
+        warm_ms = (time.perf_counter() - start) * 1000
+        t_embed = []
+        for q in qa:  # embed every question once: the timings below are retrieval alone
+            t0 = time.perf_counter()
+            await embedder.embed([q])
+            t_embed.append((time.perf_counter() - t0) * 1000)
+            await run_search(k, q, "bench", None, None, 5, "vector", None, gen)
+        rows = []
+        for mode in ("bm25", "vector", "hybrid"):
+            times = []
+            for _ in range(3):
+                for q in qa:
+                    t0 = time.perf_counter()
+                    await run_search(k, q, "bench", None, None, 5, mode, None, gen)
+                    times.append((time.perf_counter() - t0) * 1000)
+            rows.append(
+                [f"{size:,}", mode, f"{statistics.median(times):.1f}", f"{pct(times, 0.99):.1f}"]
+            )
+        rows.append(
+            [f"{size:,}", "(query embedding alone)", f"{statistics.median(t_embed):.1f}",
+             f"{pct(t_embed, 0.99):.1f}"]
+        )  # fmt: skip
+        # the floor of exact vector search on this machine right now: the product alone
+        model = k.model_key(embedder)
+        vectors = await k.vectors.get(k.index, "bench", model, gen, embedder.dimensions)
+        query = vectors.matrix[0].copy()
+        t_mv = []
+        for _ in range(len(qa)):
+            t0 = time.perf_counter()
+            vectors.matrix @ query
+            t_mv.append((time.perf_counter() - t0) * 1000)
+        rows.append(
+            [f"{size:,}", "(matrix x vector alone)", f"{statistics.median(t_mv):.1f}",
+             f"{pct(t_mv, 0.99):.1f}"]
+        )  # fmt: skip
+        print(
+            f"  [{size:,} chunks: filled in {fill_s:.1f}s, "
+            f"first search (loads vectors) {warm_ms:.0f} ms]"
+        )
+        return rows
+    finally:
+        await rt.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--ingest-mb", type=float, default=8.0)
+    args = parser.parse_args()
+    import os
+
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    with tempfile.TemporaryDirectory(prefix="cozy-bench-knowledge-") as tmp:
+        root = Path(tmp)
+        q = await quality(root)
+        ing = await ingest_speed(root, args.ingest_mb)
+        table(
+            "ingest throughput",
+            ["what", "amount", "seconds", "MB/s", "chunks/s"],
+            [
+                [
+                    f"Markdown, no embeddings ({ing['files']} files)",
+                    f"{ing['mb']:.1f} MB / {ing['chunks']} chunks",
+                    f"{ing['seconds']:.2f}",
+                    f"{ing['mb'] / ing['seconds']:.2f}",
+                    f"{ing['chunks'] / ing['seconds']:.0f}",
+                ],
+                [
+                    "re-run, nothing changed (hash check)",
+                    f"{ing['files']} files",
+                    f"{ing['rescan']:.2f}",
+                    f"{ing['mb'] / ing['rescan']:.1f}",
+                    "-",
+                ],
+                [
+                    "eval corpus with local MiniLM embeddings",
+                    f"{q['embed_chunks']} chunks",
+                    f"{q['embed_seconds']:.2f}",
+                    "-",
+                    f"{q['embed_chunks'] / q['embed_seconds']:.1f}",
+                ],
+            ],
+        )
+        rows: list[list[Any]] = []
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            rows.extend(await latency(root, size))
+        table(
+            "search latency (ms), 40 questions x 3, L2 result cache bypassed, query vectors "
+            "cached (embedding timed separately)",
+            ["chunks", "mode", "p50", "p99"],
+            rows,
+        )
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,260 @@
+"""memory.local speed: search p50/p99 at 1k/10k/100k memories, ingest rate, orchestrator
+overhead with the local engines on at 10k memories. Prints tables; asserts nothing.
+
+    .venv/bin/python bench/bench_memory.py [--sizes 1000,10000,100000] [--queries 200]
+        [--before DIR]
+
+`--before DIR` runs the same measurements first with the cozy package found in DIR
+(e.g. `git archive <rev> cozy tests/helpers.py | tar -x -C DIR`), in a subprocess on
+the same machine, and prints both side by side with the ratio before/after.
+
+Search timings exclude the query embedding (its vector is computed once up front and
+cached, as the engine does for repeated queries); the embedding cost is measured on
+its own line. Memories for the large stores get random unit vectors (embedding 100k
+texts with MiniLM would take an hour and measures the embedder, not the search).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+_WORDS = (
+    "tea coffee jazz guitar lisbon paris sister brother dog cat garden bike running chess "
+    "python rust music painting novel hiking beach mountain kitchen pasta sushi doctor "
+    "teacher startup meeting birthday wedding holiday train flight camera piano violin "
+    "football tennis yoga book movie concert museum library school office project deadline"
+)
+WORDS = _WORDS.split()
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+# a Zipf-like vocabulary: a few common words, a long tail (as in real chat text)
+VOCAB = WORDS + [f"{a}{b}" for a in ("ka", "lo", "mi", "ru", "te", "zo", "bi", "ne") for b in WORDS]
+ZIPF = [1.0 / (r + 1) for r in range(len(VOCAB))]
+
+
+def sentence(rng: random.Random) -> str:
+    words = rng.choices(VOCAB, weights=ZIPF, k=rng.randint(6, 14))
+    return "The user " + " ".join(words)
+
+
+async def fill(store: Any, user: str, n: int, dims: int, rng: random.Random) -> None:
+    import sqlalchemy as sa
+
+    from cozy.engines.memory.repo import to_blob
+    from cozy.engines.memory.tables import memories, memory_versions, text_hash
+    from cozy.storage.schema import new_id
+
+    vecs = np.random.default_rng(1).standard_normal((n, dims)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    now = time.time()
+    for start in range(0, n, 5000):
+        rows = []
+        for i in range(start, min(n, start + 5000)):
+            text = sentence(rng)
+            rows.append(
+                {
+                    "id": new_id("mem"),
+                    "user_id": user,
+                    "kind": "fact" if i % 3 == 0 else "turn",
+                    "text": text,
+                    "text_hash": text_hash(text),
+                    "status": "active",
+                    "source_message_ids": [],
+                    "occurred_at": now - i,
+                    "created_at": now,
+                    "updated_at": now,
+                    "embedding": to_blob(vecs[i]),
+                    "embed_model": "bench",
+                    "metadata": {},
+                }
+            )
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.insert(memories), rows)
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.insert(memory_versions).values(user_id=user, version=1))
+
+
+async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
+    from cozy.engines.memory.local import LocalMemory
+    from cozy.storage.store import Store
+
+    rng = random.Random(7)
+    out: dict[str, float] = {}
+    for n in sizes:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-mem-"))
+        store = await Store.open(f"sqlite:///{tmp / 'b.db'}")
+        await fill(store, "u", n, 384, rng)
+        mem = LocalMemory({"embeddings": True}, store=store)
+        mem._embedder = object()  # type: ignore[assignment]  # vectors come from the cache
+        qs = [" ".join(rng.choices(VOCAB, weights=ZIPF, k=4)) for _ in range(queries)]
+        qv = np.random.default_rng(2).standard_normal((queries, 384)).astype(np.float32)
+        qv /= np.linalg.norm(qv, axis=1, keepdims=True)
+        for q, v in zip(qs, qv, strict=True):
+            mem._qcache[q] = v.tolist()
+        await mem.search(qs[0], user_id="u", limit=5)  # load the matrix once
+        mat = np.ascontiguousarray((await mem.repo.vectors("u"))[1], dtype=np.float32)
+        floor = []
+        for v in qv:  # the numpy floor: one matrix x vector product and the top 50
+            t = time.perf_counter()
+            np.argpartition(-(mat @ v), 50)[:50]  # BLAS default threads, no cozy code
+            floor.append((time.perf_counter() - t) * 1000)
+        out[f"search {n:>6} floor   p50 ms"] = pct(floor, 50)
+        for mode in ("hybrid", "keyword", "vector"):
+            times = []
+            for q in qs:
+                t = time.perf_counter()
+                await mem.search(q, user_id="u", limit=5, mode=mode)
+                times.append((time.perf_counter() - t) * 1000)
+            out[f"search {n:>6} {mode:<7} p50 ms"] = pct(times, 50)
+            out[f"search {n:>6} {mode:<7} p99 ms"] = pct(times, 99)
+        await store.close()
+    return out
+
+
+async def bench_ingest(count: int) -> dict[str, float]:
+    from cozy.engines.embed.local import LocalEmbedder
+    from cozy.engines.memory.local import LocalMemory
+    from cozy.engines.memory.types import TurnInput
+    from cozy.storage.store import Store
+
+    rng = random.Random(3)
+    out: dict[str, float] = {}
+    emb = LocalEmbedder({})
+    await emb.initialize()
+    t = time.perf_counter()
+    await emb.embed(["what did I say about my sister?"])
+    single_ms = (time.perf_counter() - t) * 1000
+    for label, embedder in (("turns, with MiniLM vectors", emb), ("turns, keyword only", None)):
+        tmp = Path(tempfile.mkdtemp(prefix="bench-ing-"))
+        store = await Store.open(f"sqlite:///{tmp / 'i.db'}")
+        mem = LocalMemory({"embeddings": embedder is not None}, store=store, embedder=embedder)
+        texts = [sentence(rng) for _ in range(count)]
+        t = time.perf_counter()
+        for start in range(0, count, 64):
+            batch = [
+                TurnInput(f"m{i}", "user", texts[i]) for i in range(start, min(count, start + 64))
+            ]
+            await mem.index_turns(batch, user_id="u")
+        s = time.perf_counter() - t
+        out[f"ingest {label} /s"] = count / s
+        await store.close()
+    out["MiniLM one query embedding ms"] = single_ms
+    return out
+
+
+async def bench_orchestrator(turns: int) -> dict[str, float]:
+    from helpers import collect, open_runtime, req
+
+    from cozy.core.events import Done
+    from cozy.testing import FakeModelServer
+
+    out: dict[str, float] = {}
+    with FakeModelServer() as fake:
+        home = Path(tempfile.mkdtemp(prefix="bench-orch-"))
+        extra = (
+            "memory: {provider: local}\nprofile: {provider: local}\n"
+            f"embed: {{provider: openai, base_url: '{fake.url}/v1', model: e, api_key: x, "
+            "dimensions: 384}\n"
+        )
+        rt = await open_runtime(home, fake.url, extra)
+        try:
+            await fill(rt.store, "local", 10_000, 384, random.Random(5))
+            await rt.engines["profile"].set_slot("local", "basic_info.name", "Ada")  # type: ignore[attr-defined]
+            overhead, context = [], []
+            for i in range(turns):
+                events = await collect(rt.orchestrator.run(req(f"tell me about chess {i}")))
+                done = events[-1]
+                assert isinstance(done, Done), done
+                tm = done.timings
+                overhead.append(tm["total"] - tm["generate"])
+                context.append(tm["context"])
+            out["orchestrator 10k: total minus generate p50 ms"] = pct(overhead, 50)
+            out["orchestrator 10k: total minus generate p99 ms"] = pct(overhead, 99)
+            out["orchestrator 10k: context stage p50 ms"] = pct(context, 50)
+            out["orchestrator 10k: context stage p99 ms"] = pct(context, 99)
+            out["orchestrator 10k: mean overhead ms"] = statistics.mean(overhead)
+        finally:
+            await rt.close()
+    return out
+
+
+def show(after: dict[str, float], before: dict[str, float] | None) -> None:
+    width = max(len(k) for k in after)
+    if before is None:
+        for key, value in after.items():
+            print(f"{key:<{width}} {value:>10.2f}")
+        return
+    print(f"{'measure':<{width}} {'before':>10} {'after':>10} {'before/after':>13}")
+    for key, value in after.items():
+        old = before.get(key)
+        ratio = f"{old / value:>12.1f}x" if old is not None and value > 0 else f"{'-':>13}"
+        old_s = f"{old:>10.2f}" if old is not None else f"{'-':>10}"
+        print(f"{key:<{width}} {old_s} {value:>10.2f} {ratio}")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description="memory.local speed")
+    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--ingest", type=int, default=512)
+    ap.add_argument("--turns", type=int, default=40)
+    ap.add_argument("--skip", default="", help="comma list of: search, ingest, orchestrator")
+    ap.add_argument("--before", type=Path, help="a directory holding the old cozy package")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    import json
+    import logging
+    import os
+    import subprocess
+
+    logging.disable(logging.INFO)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    skip = set(args.skip.split(","))
+    before: dict[str, float] | None = None
+    if args.before is not None:
+        argv = [a for a in sys.argv[1:] if not a.startswith("--before")]
+        if str(args.before) in argv:
+            argv.remove(str(args.before))
+        env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, __file__, *argv, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode:
+            sys.exit(f"the --before run failed:\n{proc.stderr[-3000:]}")
+        before = json.loads(proc.stdout.strip().splitlines()[-1])
+    after: dict[str, float] = {}
+    if "search" not in skip:
+        after.update(await bench_search(sizes, args.queries))
+    if "ingest" not in skip:
+        after.update(await bench_ingest(args.ingest))
+    if "orchestrator" not in skip:
+        after.update(await bench_orchestrator(args.turns))
+    if args.json:
+        print(json.dumps(after))
+        return
+    show(after, before)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,236 @@
+"""Retrieval quality of memory.local on the LoCoMo dev split (no language model needed).
+
+Each conversation is ingested turn by turn, session by session, as one user's raw
+turns (what the memory engine indexes after every chat turn); then every question
+of categories 1-4 retrieves the top k turns. Scores: turn recall@k (share of the
+evidence turns found) and hit@k (questions with at least one evidence turn), per
+category and overall, for hybrid search and the BM25-only / vector-only baselines
+measured in the same run.
+
+    .venv/bin/python bench/locomo_eval.py [--data DIR] [--limit-convs N] [--embed local|none]
+        [--plain] [--variant hybrid:key=value,...]
+
+Turns are indexed with their neighbours (memory/turns.py); `--plain` also ingests
+every conversation with `turn_context: false` (each turn alone) and adds those BM25
+and vector baselines to the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev"
+KS = (5, 10, 20)
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+OPTIONS: dict[str, Any] = {}  # memory.local options under test (--option key=value)
+
+
+class CachedEmbedder:
+    """The local embedder with an on-disk cache keyed by text, so reruns are fast."""
+
+    provider_name = "local"
+    model_name = "all-MiniLM-L6-v2"
+
+    def __init__(self, inner: Any, directory: Path) -> None:
+        import hashlib
+
+        self.inner = inner
+        self._hash = lambda t: hashlib.sha1(t.encode()).hexdigest()
+        self.path = directory / "vectors.npz"
+        self.cache: dict[str, list[float]] = {}
+        if self.path.is_file():
+            import numpy as np
+
+            data = np.load(self.path)
+            self.cache = {k: data[k].tolist() for k in data.files}
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        missing = [t for t in dict.fromkeys(texts) if self._hash(t) not in self.cache]
+        if missing:
+            for t, v in zip(missing, await self.inner.embed(missing), strict=True):
+                self.cache[self._hash(t)] = v
+        return [self.cache[self._hash(t)] for t in texts]
+
+    def save(self) -> None:
+        import numpy as np
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(self.path, **{k: np.asarray(v, dtype=np.float32) for k, v in self.cache.items()})
+
+
+def session_time(text: str) -> float | None:
+    for fmt in ("%I:%M %p on %d %B, %Y", "%H:%M on %d %B, %Y"):
+        try:
+            return datetime.strptime(text.strip(), fmt).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def evidence(item: dict[str, Any]) -> set[str]:
+    out: set[str] = set()
+    for ev in item.get("evidence") or []:
+        for part in str(ev).replace(",", ";").split(";"):
+            part = part.strip()
+            if part:
+                out.add(part)
+    return out
+
+
+def turn_text(session: dict[str, Any], turn: dict[str, Any]) -> str:
+    """How a turn is indexed: the speaker's name and the session date travel with it."""
+    date = session.get("date_time", "")
+    day = date.split(" on ", 1)[-1] if " on " in date else date
+    return f"[{day}] {turn['speaker']}: {turn['text']}"
+
+
+async def run_conv(
+    path: Path, embedder: Any, modes: list[str], options: dict[str, Any] | None = None
+) -> tuple[dict[str, dict[str, Any]], int, float]:
+    from cozy.engines.memory.local import LocalMemory
+    from cozy.engines.memory.types import TurnInput
+    from cozy.storage.store import Store
+
+    conv = json.loads(await asyncio.to_thread(path.read_text))
+    tmp = Path(tempfile.mkdtemp(prefix="locomo-"))
+    store = await Store.open(f"sqlite:///{tmp / 'eval.db'}")
+    mem = LocalMemory(
+        {"vector_timeout": 120, "embeddings": embedder is not None, **OPTIONS, **(options or {})},
+        store=store,
+        embedder=embedder,
+    )
+    user = path.stem
+    n_turns = 0
+    started = time.perf_counter()
+    for session in conv["sessions"]:
+        ts = session_time(session.get("date_time", ""))
+        turns = [
+            TurnInput(t["dia_id"], "user", turn_text(session, t), ts) for t in session["turns"]
+        ]
+        n_turns += len(turns)
+        await mem.index_turns(turns, user_id=user, session_id=f"s{session['id']}")
+    ingest_s = time.perf_counter() - started
+    # memory id -> dia_id
+    rows = await mem.repo.list_rows(user, kinds=("turn",), limit=None)
+    dia = {r.id: r.metadata.get("message_id") for r in rows}
+    results: dict[str, dict[str, Any]] = {m: defaultdict(list) for m in modes}
+    defaults = {k: getattr(mem, k) for k in ("keyword_weight", "rrf_k", "neighbour_spread")}
+    for item in conv["qa"]:
+        cat = item.get("category")
+        if cat not in CATEGORIES:
+            continue
+        gold = evidence(item)
+        if not gold:
+            continue
+        for mode in modes:
+            name, _, opts = mode.partition(":")
+            for key, value in defaults.items():
+                setattr(mem, key, value)
+            for pair in filter(None, opts.split(",")):
+                key, _, value = pair.partition("=")
+                setattr(mem, key, float(value))
+            hits = await mem.search(
+                str(item["question"]), user_id=user, limit=max(KS), kinds=("turn",), mode=name
+            )
+            got = [dia.get(h.id) for h in hits]
+            for k in KS:
+                found = gold & set(got[:k])
+                results[mode][(cat, k, "recall")].append(len(found) / len(gold))
+                results[mode][(cat, k, "hit")].append(1.0 if found else 0.0)
+    await store.close()
+    return results, n_turns, ingest_s
+
+
+def table(all_results: dict[str, dict[Any, list[float]]]) -> str:
+    lines = []
+    head = f"{'method':<11} {'category':<12} {'n':>4} " + " ".join(
+        f"{'R@' + str(k):>6} {'hit@' + str(k):>7}" for k in KS
+    )
+    lines.append(head)
+    lines.append("-" * len(head))
+    for mode, res in all_results.items():
+        for cat in [*CATEGORIES, "all"]:
+            cells = []
+            n = 0
+            for k in KS:
+                if cat == "all":
+                    rec = [v for c in CATEGORIES for v in res.get((c, k, "recall"), [])]
+                    hit = [v for c in CATEGORIES for v in res.get((c, k, "hit"), [])]
+                else:
+                    rec = res.get((cat, k, "recall"), [])
+                    hit = res.get((cat, k, "hit"), [])
+                n = len(rec)
+                r = sum(rec) / n if n else 0.0
+                h = sum(hit) / n if n else 0.0
+                cells.append(f"{r:>6.3f} {h:>7.3f}")
+            name = CATEGORIES.get(cat, "all") if cat != "all" else "ALL"  # type: ignore[call-overload]
+            lines.append(f"{mode:<11} {name:<12} {n:>4} " + " ".join(cells))
+        lines.append("")
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--limit-convs", type=int, default=None)
+    ap.add_argument("--embed", choices=["local", "none"], default="local")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="extra hybrid run with engine options, e.g. hybrid:keyword_weight=2,rrf_k=20",
+    )
+    ap.add_argument("--plain", action="store_true", help="add turn-alone baselines")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cozy-locomo")
+    args = ap.parse_args()
+    embedder = None
+    modes = ["keyword"]
+    if args.embed == "local":
+        from cozy.engines.embed.local import LocalEmbedder
+
+        inner = LocalEmbedder({})
+        await inner.initialize()
+        embedder = CachedEmbedder(inner, args.cache)
+        modes = ["keyword", "vector", "hybrid", *args.variant]
+    files = sorted(args.data.glob("conv-*.json"))[: args.limit_convs]
+    plain = [m for m in ("keyword", "vector") if m in modes] if args.plain else []
+    merged: dict[str, dict[Any, list[float]]] = {
+        m: defaultdict(list) for m in [*modes, *(f"{p}-plain" for p in plain)]
+    }
+    total_turns, total_s = 0, 0.0
+    for path in files:
+        res, n, s = await run_conv(path, embedder, modes)
+        total_turns += n
+        total_s += s
+        for mode in modes:
+            for key, vals in res[mode].items():
+                merged[mode][key].extend(vals)
+        print(f"{path.name}: {n} turns ingested in {s:.1f}s", flush=True)
+        if plain:
+            res, _n, _s = await run_conv(path, embedder, plain, {"turn_context": False})
+            for mode in plain:
+                for key, vals in res[mode].items():
+                    merged[f"{mode}-plain"][key].extend(vals)
+    if embedder is not None:
+        embedder.save()
+    names = {"keyword": "bm25", "vector": "vector", "hybrid": "hybrid"}
+    names |= {"keyword-plain": "bm25-plain", "vector-plain": "vec-plain"}
+    print()
+    for i, m in enumerate(modes):
+        if m not in names:
+            names[m] = f"v{i - 2}"
+            print(f"v{i - 2} = {m}")
+    print(table({names[m]: merged[m] for m in merged}))
+    print(f"ingest: {total_turns} turns in {total_s:.1f}s ({total_turns / total_s:.1f} turns/s)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,3 @@
+from cozy.cli.app import main
+
+main()

@@ -1,0 +1,87 @@
+"""What every command shares: settings from the root options, the runtime, errors.
+
+Errors are converted here, in one place: one clear line on stderr (and a JSON
+error object on stdout in --json mode), exit 0 ok / 1 runtime error / 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from cozy.runtime import Runtime
+    from cozy.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class CliState:
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _settings: Settings | None = None
+
+    def settings(self, **more: Any) -> Settings:
+        from cozy.observability.logging import setup_logging
+        from cozy.settings import load_settings
+
+        if self._settings is None or more:
+            self._settings = load_settings(**{**self.overrides, **more})
+            setup_logging(self._settings.log_level, self._settings.log_format)
+        return self._settings
+
+
+state = CliState()
+
+
+def fail(message: str, *, code: int = 1, as_json: bool = False, kind: str = "error") -> NoReturn:
+    if as_json:
+        body = {"error": {"type": kind, "message": message}}
+        sys.stdout.write(json.dumps(body) + "\n")
+    sys.stderr.write(f"error: {message}\n")
+    raise typer.Exit(code)
+
+
+def run_async(factory: Callable[[], Awaitable[T]], *, as_json: bool = False) -> T:
+    """Run a coroutine at the CLI edge, converting cozy errors to exit codes."""
+    import asyncio  # imported here: `cozy --help` should not pay for it
+
+    from cozy.core.errors import CozyError
+
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except CozyError as exc:
+        if as_json:
+            sys.stdout.write(json.dumps({"error": exc.to_dict()}) + "\n")
+        sys.stderr.write(f"error: {exc}\n")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise typer.Exit(130) from None
+
+
+@asynccontextmanager
+async def runtime(engines: bool = True, **more: Any) -> AsyncIterator[Runtime]:
+    from cozy.runtime import Runtime
+
+    rt = await Runtime.open(state.settings(**more), engines=engines)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)

@@ -1,0 +1,68 @@
+"""The `cozy` command. Command modules are light; heavy imports live in the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cozy import __version__
+from cozy.cli import chat, info, jobs, keys, memory, profile, run, serve, sessions, tools, voice
+from cozy.cli import knowledge as knowledge_cli
+from cozy.cli import migrate as migrate_cli
+from cozy.cli import transfer as transfer_cli
+from cozy.cli._common import state
+
+app = typer.Typer(
+    name="cozy",
+    help="cozy — a local assistant runtime: chat, voice, an OpenAI-compatible server, scripts.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"cozy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="engines.yaml to use (env COZY_CONFIG)")
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", help="act as this user id")] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env COZY_LOG_LEVEL)")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print version")
+    ] = False,
+) -> None:
+    state.overrides = {"config": config, "user": user, "log_level": log_level}
+
+
+run.register(app)
+sessions.register(app)
+info.register(app)
+chat.register(app)
+serve.register(app)
+keys.register(app)
+memory.register(app), profile.register(app), jobs.register(app)  # issue #3 groups
+voice.register(app)
+knowledge_cli.register(app)
+tools.register(app)
+migrate_cli.register(app), transfer_cli.register(app)  # issue #12: server mode
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,203 @@
+"""`cozy doctor` checks. Each check says ok / warn / fail and the fix."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cozy.cli._common import state
+from cozy.core.errors import CozyError
+
+
+def _check(name: str, status: str, detail: str, fix: str = "") -> dict[str, Any]:
+    return {"name": name, "status": status, "detail": detail, "fix": fix}
+
+
+async def run_checks() -> list[dict[str, Any]]:
+    from cozy.cli.info import _catalog, extras_status
+    from cozy.runtime import Runtime
+    from cozy.storage.store import Store
+
+    s = state.settings()
+    checks: list[dict[str, Any]] = []
+    try:
+        cfg = Runtime.load_config(s)
+        checks.append(_check("config", "ok", " + ".join(str(p) for p in s.engines_files)))
+    except CozyError as exc:
+        checks.append(_check("config", "fail", str(exc), "fix the file named above"))
+        return checks
+    try:
+        checks.append(_check("personalities", "ok", ", ".join(sorted(_catalog()))))
+    except SystemExit:
+        checks.append(
+            _check(
+                "personalities",
+                "fail",
+                "a profile file is invalid",
+                "run `cozy personalities list` to see which",
+            )
+        )
+    try:
+        store = await Store.open(s.db_url, busy_timeout_ms=s.db_busy_timeout_ms)
+        status = await store.migration_status()
+        await store.close()
+        checks.append(
+            _check(
+                "storage",
+                "ok",
+                f"{s.public_dict()['database']} ({len(status['applied'])} migrations)",
+            )
+        )
+    except CozyError as exc:
+        checks.append(_check("storage", "fail", str(exc), exc.hint or ""))
+    from cozy.storage.pg_admin import deployment_checks  # vector path, Redis (issue #12)
+
+    checks.extend(_check(**c) for c in await deployment_checks(s.db_url, s.redis_url))
+    checks.append(await _model_check(cfg, s))
+    kinds = [
+        k
+        for k in ("knowledge", "profile", "memory", "tools", "embed", "voice")
+        if cfg.section(k).active and cfg.section(k).provider not in THIRD_PARTY.get(k, ())
+    ]
+    checks.extend(await _engine_checks(s, cfg, kinds))
+    checks.extend(await _third_party_checks(cfg, s))
+    checks.extend(extras_status())
+    checks.append(_audio_check())
+    return checks
+
+
+async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
+    from cozy.engines.registry import EngineFactory
+    from cozy.runtime import ModelRouterImpl
+
+    router = ModelRouterImpl(cfg, EngineFactory())
+    try:
+        route = await router.resolve(s.model)
+        health = await asyncio.wait_for(route.engine.health_check(), 10)
+        if health.ok:
+            return _check("model", "ok", f"{route.label} reachable {health.detail}".strip())
+        return _check("model", "fail", f"{route.label}: {health.detail}", health.fix)
+    except (CozyError, TimeoutError) as exc:
+        hint = getattr(exc, "hint", "") or ""
+        return _check("model", "fail", str(exc), hint)
+    finally:
+        await router.close()
+
+
+async def _engine_checks(s: Any, cfg: Any, kinds: list[str]) -> list[dict[str, Any]]:
+    """Each configured engine's own health check, built by the runtime with its deps."""
+    from cozy.runtime import Runtime
+
+    try:
+        rt = await Runtime.open(s)
+    except CozyError as exc:
+        return [_check("engines", "fail", str(exc), exc.hint or "")]
+    out: list[dict[str, Any]] = []
+    try:
+        for kind in kinds:
+            name = f"{kind} ({cfg.section(kind).provider})"
+            try:
+                engine = await rt.engine(kind)
+                if engine is None:
+                    continue
+                health = await asyncio.wait_for(engine.health_check(), 10)
+            except (CozyError, TimeoutError) as exc:
+                out.append(_check(name, "fail", str(exc), getattr(exc, "hint", "") or ""))
+                continue
+            status = "ok" if health.ok else "warn"
+            out.append(_check(name, status, health.detail or "healthy", health.fix))
+    finally:
+        await rt.close()
+    return out
+
+
+def _audio_check() -> dict[str, Any]:
+    import importlib.util
+
+    if importlib.util.find_spec("sounddevice") is None:
+        return _check("audio", "warn", "sounddevice not installed", "./install.sh --extras voice")
+    try:
+        import sounddevice as sd
+
+        devices = sd.query_devices()
+        inputs = [d for d in devices if d.get("max_input_channels", 0) > 0]
+        outputs = [d for d in devices if d.get("max_output_channels", 0) > 0]
+    except Exception as exc:  # PortAudio missing or no devices
+        return _check(
+            "audio",
+            "warn",
+            f"no audio devices ({exc})",
+            "voice works with files: `cozy voice --input in.wav --output out.wav`",
+        )
+    if not inputs or not outputs:
+        return _check(
+            "audio",
+            "warn",
+            f"{len(inputs)} input / {len(outputs)} output devices",
+            "voice works with files: `cozy voice --input in.wav --output out.wav`",
+        )
+    return _check("audio", "ok", f"{len(inputs)} input / {len(outputs)} output devices")
+
+
+# Third-party context providers (issue #10): extra, selection and live health.
+THIRD_PARTY: dict[str, tuple[str, ...]] = {
+    "memory": ("mem0",),
+    "knowledge": ("cognee",),
+    "profile": ("memobase",),
+}
+_PROVIDER_EXTRA = {"mem0": "mem0", "cognee": "cognee", "memobase": "memobase"}
+
+
+async def _third_party_checks(cfg: Any, s: Any) -> list[dict[str, Any]]:
+    """Each third-party provider: not selected / extra missing / healthy / failing."""
+    import importlib.util
+
+    out: list[dict[str, Any]] = []
+    for kind, providers in THIRD_PARTY.items():
+        section = cfg.section(kind)
+        for provider in providers:
+            name = f"{kind} ({provider})"
+            extra = _PROVIDER_EXTRA[provider]
+            module = "mem0" if provider == "mem0" else provider
+            installed = importlib.util.find_spec(module) is not None
+            selected = section.active and section.provider == provider
+            if not selected:
+                state = "extra installed" if installed else "extra not installed"
+                out.append(
+                    _check(
+                        name,
+                        "ok",
+                        f"not selected ({state})",
+                        f"enable with `{kind}: {{provider: {provider}}}` in engines.yaml",
+                    )
+                )
+                continue
+            if not installed and provider != "cognee":
+                out.append(
+                    _check(
+                        name, "fail", "selected but not installed", f"./install.sh --extras {extra}"
+                    )
+                )
+                continue
+            out.append(await _runtime_engine_check(kind, provider, s))
+    return out
+
+
+async def _runtime_engine_check(kind: str, provider: str, s: Any) -> dict[str, Any]:
+    """Health through a runtime, so the provider gets the AI/embed engines it uses."""
+    from cozy.runtime import Runtime
+
+    name = f"{kind} ({provider})"
+    rt = None
+    try:
+        rt = await Runtime.open(s, engines=False)
+        engine = await rt.engine(kind)
+        if engine is None:
+            return _check(name, "fail", "not active", f"set `{kind}.enabled: true`")
+        health = await asyncio.wait_for(engine.health_check(), 60)
+    except (CozyError, TimeoutError) as exc:
+        return _check(name, "fail", str(exc), getattr(exc, "hint", "") or "")
+    finally:
+        if rt is not None:
+            await rt.close()
+    return _check(name, "ok" if health.ok else "fail", health.detail or "healthy", health.fix)

@@ -1,0 +1,290 @@
+"""`cozy knowledge`: add, search, list, stats, rm, collections.
+
+The commands talk to the knowledge engine built by the runtime; no SQL here.
+`add` shows a progress bar and one status line per file on stderr, and exits 1
+when any file failed (the others are still indexed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cozy.cli._common import console, print_json, run_async, runtime, state
+
+if TYPE_CHECKING:
+    from cozy.engines.knowledge.ingest import IngestReport
+    from cozy.engines.knowledge.provider import LocalKnowledge
+    from cozy.runtime import Runtime
+
+knowledge_app = typer.Typer(
+    help="Index your notes, docs and code, and search them (answers cite them).",
+    no_args_is_help=True,
+)
+
+STATUS_STYLE = {
+    "added": "green",
+    "updated": "cyan",
+    "renamed": "cyan",
+    "unchanged": "dim",
+    "removed": "yellow",
+    "skipped": "yellow",
+    "failed": "red",
+}
+
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="collection name")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(knowledge_app, name="knowledge")
+
+
+async def _engine(rt: Runtime) -> LocalKnowledge:
+    from cozy.core.errors import ConfigError
+
+    engine = await rt.engine("knowledge")
+    if engine is None:
+        raise ConfigError(
+            "the knowledge engine is off",
+            hint="set `knowledge: {provider: local}` in engines.yaml (`cozy config path`)",
+        )
+    for name in ("add_paths", "search", "list_documents", "stats", "remove"):
+        if not hasattr(engine, name):
+            raise ConfigError(
+                f"the knowledge provider '{engine.provider_name}' cannot be managed from the CLI",
+                hint="use `knowledge: {provider: local}` in engines.yaml",
+            )
+    return engine  # type: ignore[return-value]
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+@knowledge_app.command("add")
+def add_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="files or directories")],
+    collection: CollectionOpt = "default",
+    no_embed: Annotated[
+        bool, typer.Option("--no-embed", help="keyword index only (fast); vectors later")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index files and directories; re-running only re-indexes what changed."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    err = console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[bytes]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    )
+    task = progress.add_task("indexing", total=None, bytes="")
+    sizes = {"done": 0, "total": 0}
+
+    def on_plan(files: int, total_bytes: int) -> None:
+        sizes["total"] = total_bytes
+        progress.update(task, total=files, bytes=f"0 / {_size(total_bytes)}")
+
+    def on_result(r: Any) -> None:
+        sizes["done"] += r.size
+        shown = f"{_size(sizes['done'])} / {_size(sizes['total'])}"
+        progress.update(task, advance=1, bytes=shown)
+        if as_json:
+            return
+        style = STATUS_STYLE.get(r.status, "")
+        extra = f" ({r.chunks} chunks)" if r.status in ("added", "updated") else ""
+        detail = f" — {r.detail}" if r.detail else ""
+        line = f"[{style}]{r.status:>9}[/] {r.path}{extra}{detail}"
+        progress.console.print(line, markup=True, soft_wrap=True)
+
+    async def go() -> IngestReport:
+        async with runtime(engines=False) as rt:
+            engine = await _engine(rt)
+            with progress:
+                return await engine.add_paths(
+                    paths,
+                    user_id=state.settings().user,
+                    collection=collection,
+                    embed=not no_embed,
+                    on_plan=on_plan,
+                    on_result=on_result,
+                )
+
+    report = run_async(go, as_json=as_json)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        counts = report.counts()
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing to do"
+        err.print(f"collection '{collection}': {summary}")
+        for note in report.notes:
+            err.print(f"[yellow]note:[/] {note}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@knowledge_app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="what to look for")],
+    collection: Annotated[
+        list[str] | None, typer.Option("--collection", "-c", help="repeat for several")
+    ] = None,
+    path: Annotated[str | None, typer.Option("--path", help="only files under this path")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100)] = 5,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, bm25 or vector")] = "hybrid",
+    as_json: JsonOpt = False,
+) -> None:
+    """Search indexed documents; every result carries its citation."""
+
+    prefix = str(Path(path).expanduser().resolve()) if path else None
+
+    async def go() -> list[Any]:
+        async with runtime(engines=False) as rt:
+            engine = await _engine(rt)
+            return await engine.search(
+                query,
+                user_id=state.settings().user,
+                collections=collection or None,
+                prefix=prefix,
+                limit=limit,
+                mode=mode,
+            )
+
+    hits = run_async(go, as_json=as_json)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": h.id,
+                    "score": h.score,
+                    "citation": h.citation,
+                    "text": h.text,
+                    **h.metadata,
+                }
+                for h in hits
+            ]
+        )
+        return
+    out = console()
+    if not hits:
+        out.print("no matches — add documents with `cozy knowledge add PATH --collection NAME`")
+        return
+    for i, h in enumerate(hits, 1):
+        out.print(f"[bold][{i}][/] [cyan]{h.citation}[/]  [dim]{h.score:.4f}[/]", markup=True)
+        text = h.text if len(h.text) <= 400 else h.text[:400] + "…"
+        out.print(text, markup=False)
+        out.print()
+    notes = hits[0].metadata.get("notes") or []
+    for note in notes:
+        console(stderr=True).print(f"[yellow]note:[/] {note}")
+
+
+@knowledge_app.command("list")
+def list_cmd(
+    collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List indexed documents."""
+
+    async def go() -> list[Any]:
+        async with runtime(engines=False) as rt:
+            engine = await _engine(rt)
+            return await engine.list_documents(user_id=state.settings().user, collection=collection)
+
+    docs = run_async(go, as_json=as_json)
+    if as_json:
+        print_json([d.to_dict() for d in docs])
+        return
+    if not docs:
+        console().print("nothing indexed yet — `cozy knowledge add PATH --collection NAME`")
+        return
+    from rich.table import Table
+
+    table = Table("id", "collection", "kind", "chunks", "size", "path", box=None)
+    for d in docs:
+        table.add_row(d.id, d.collection, d.kind, str(d.chunk_count), _size(d.size_bytes), d.path)
+    console().print(table)
+
+
+async def _stats() -> dict[str, Any]:
+    async with runtime(engines=False) as rt:
+        engine = await _engine(rt)
+        return await engine.stats(user_id=state.settings().user)
+
+
+@knowledge_app.command("stats")
+def stats_cmd(as_json: JsonOpt = False) -> None:
+    """Documents, chunks, bytes and vectors per collection."""
+    data = run_async(_stats, as_json=as_json)
+    if as_json:
+        print_json(data)
+        return
+    if not data:
+        console().print("nothing indexed yet — `cozy knowledge add PATH --collection NAME`")
+        return
+    from rich.table import Table
+
+    table = Table("collection", "documents", "chunks", "with vectors", "size", box=None)
+    for name, s in data.items():
+        vectors = sum(s["embedded"].values())
+        table.add_row(name, str(s["documents"]), str(s["chunks"]), str(vectors), _size(s["bytes"]))
+    console().print(table)
+
+
+@knowledge_app.command("collections")
+def collections_cmd(as_json: JsonOpt = False) -> None:
+    """Collection names (use them in a personality's `context.collections`)."""
+    data = run_async(_stats, as_json=as_json)
+    if as_json:
+        print_json(sorted(data))
+        return
+    for name in sorted(data):
+        typer.echo(name)
+
+
+@knowledge_app.command("rm")
+def rm_cmd(
+    ref: Annotated[str, typer.Argument(help="document id, file path, or directory path")],
+    collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove documents from the index (the files themselves are not touched)."""
+    from cozy.core.errors import NotFoundError
+
+    async def go() -> list[Any]:
+        async with runtime(engines=False) as rt:
+            engine = await _engine(rt)
+            docs = await engine.remove(ref, user_id=state.settings().user, collection=collection)
+            if not docs:
+                raise NotFoundError(
+                    f"no indexed document matches '{ref}'",
+                    hint="see `cozy knowledge list` for ids and paths",
+                )
+            return docs
+
+    docs = run_async(go, as_json=as_json)
+    if as_json:
+        print_json({"removed": [d.to_dict() for d in docs]})
+        return
+    for d in docs:
+        typer.echo(f"removed {d.path} ({d.collection})", err=True)

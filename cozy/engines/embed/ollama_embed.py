@@ -1,0 +1,130 @@
+"""`embed.ollama`: Ollama's `/api/embed` through the `ollama` SDK.
+
+Options (engines.yaml `embed.options`): `host` (default `$OLLAMA_HOST`, else
+http://localhost:11434), `model` (default nomic-embed-text), `batch_size` (inputs per
+request, default 64), `dimensions` (sent only when set), `truncate` (default true),
+`keep_alive`, `timeout` (seconds, default 60). SDK errors become cozy errors that
+say what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from cozy.core.errors import (
+    CozyError,
+    ModelError,
+    ModelNotFound,
+    ModelRateLimited,
+    ModelUnreachableError,
+)
+from cozy.engines.embed._common import RemoteEmbedder, batches, check_vectors, int_option
+
+if TYPE_CHECKING:
+    from ollama import AsyncClient
+
+DEFAULT_HOST = "http://localhost:11434"
+DEFAULT_MODEL = "nomic-embed-text"
+KNOWN_DIMENSIONS = {"nomic-embed-text": 768, "all-minilm": 384, "mxbai-embed-large": 1024}
+
+
+class OllamaEmbedder(RemoteEmbedder):
+    """Embeddings from an Ollama server."""
+
+    provider_name: ClassVar[str] = "ollama"
+
+    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
+        super().__init__(options, **deps)
+        opts = self.options
+        self.host: str = str(opts.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
+        self.model: str = str(opts.get("model") or DEFAULT_MODEL)
+        self.batch_size = int_option(opts, "batch_size", 64, low=1, high=4096) or 64
+        self.requested_dimensions = int_option(opts, "dimensions", None, low=1, high=65536)
+        self.truncate = bool(opts.get("truncate", True))
+        self.keep_alive: float | str | None = opts.get("keep_alive")
+        self.timeout = float(opts.get("timeout", 60.0))
+        base_name = self.model.removesuffix(":latest")
+        self.dimensions = self.requested_dimensions or KNOWN_DIMENSIONS.get(base_name, 0)
+        self._learned = 0  # dims seen in a real answer (the table above is only a guess)
+        self._client: AsyncClient | None = None
+
+    def _where(self) -> str:
+        return f"Ollama at {self.host} (model {self.model!r})"
+
+    def _get_client(self) -> AsyncClient:
+        if self._client is None:
+            from ollama import AsyncClient
+
+            self._client = AsyncClient(host=self.host, timeout=self.timeout)
+        return self._client
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate `ollama` / `httpx` exceptions into cozy errors, once, at the edge."""
+        import httpx
+        import ollama
+
+        where = self._where()
+        try:
+            yield
+        except CozyError:
+            raise
+        except (ConnectionError, httpx.TransportError) as exc:
+            raise ModelUnreachableError(
+                f"cannot reach {where}",
+                hint="start Ollama (`ollama serve`), or fix `embed.options.host` in "
+                "engines.yaml (or OLLAMA_HOST)",
+            ) from exc
+        except ollama.ResponseError as exc:
+            if exc.status_code == 404:
+                raise ModelNotFound(
+                    f"{where}: model not found ({exc.error})",
+                    hint=f"run `ollama pull {self.model}`, or set `embed.options.model`",
+                ) from exc
+            if exc.status_code == 429:
+                raise ModelRateLimited(
+                    f"{where} is rate limiting requests", hint="retry later"
+                ) from exc
+            raise ModelError(
+                f"{where} answered {exc.status_code}: {exc.error}",
+                hint="check that the model is an embedding model, and Ollama's logs",
+            ) from exc
+        except ollama.RequestError as exc:
+            raise ModelError(
+                f"{where}: bad request ({exc.error})", hint="check `embed.options`"
+            ) from exc
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of strings, not a single string")
+        client = self._get_client()
+        out: list[list[float]] = []
+        for chunk in batches(texts, self.batch_size):
+            with self._errors():
+                response = await client.embed(
+                    model=self.model,
+                    input=chunk,
+                    truncate=self.truncate,
+                    keep_alive=self.keep_alive,
+                    dimensions=self.requested_dimensions,
+                )
+            vectors = [list(map(float, vec)) for vec in response.embeddings]
+            self._learned = check_vectors(
+                vectors,
+                expected=len(chunk),
+                dimensions=self.requested_dimensions or self._learned,
+                where=self._where(),
+            )
+            self.dimensions = self._learned
+            out.extend(vectors)
+        return out
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()  # type: ignore[no-untyped-call]

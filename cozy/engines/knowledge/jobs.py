@@ -1,0 +1,151 @@
+"""Ingestion as a durable background job: `knowledge.ingest`.
+
+The TUI and the server must not walk and index a big tree on the request path, so
+`LocalKnowledge.queue_ingest` (and `add_knowledge` called with a path and no text)
+writes a job into the jobs outbox and returns its id; a worker (`cozy serve`, the
+TUI, or `cozy jobs run`) runs it. The job is safe to run more than once: ingestion
+is keyed by content hash, each batch of documents commits whole, so a re-run after a
+crash skips what was already written and finishes the rest. The job's payload gets
+a `result` (counts and failed files) when it finishes. The CLI (`cozy knowledge
+add`) ingests directly with its progress bar instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cozy.core.errors import UsageError
+from cozy.storage.jobs import Job, enqueue, jobs
+from cozy.storage.schema import utcnow
+from cozy.storage.worker import PermanentJobError
+
+if TYPE_CHECKING:
+    from cozy.engines.knowledge.provider import LocalKnowledge
+
+KIND = "knowledge.ingest"
+MAX_FAILED_LISTED = 50
+
+
+def resolve_paths(paths: Sequence[str | Path]) -> list[str]:
+    """Absolute paths (the job may run in another process with another cwd)."""
+    out: list[str] = []
+    for raw in paths:
+        text = str(raw).strip()
+        if not text:
+            raise UsageError("an empty path was given", hint="pass a file or directory path")
+        path = Path(text).expanduser()
+        if not path.exists() and not path.is_symlink():
+            raise UsageError(
+                f"no such file or directory: {text}",
+                hint="give a path that exists on the machine that runs cozy",
+            )
+        out.append(str(path.resolve()))
+    if not out:
+        raise UsageError("no path to ingest", hint="pass at least one file or directory")
+    return list(dict.fromkeys(out))
+
+
+def job_key(user_id: str, collection: str, paths: Sequence[str]) -> str:
+    digest = hashlib.sha1(json.dumps(sorted(paths)).encode()).hexdigest()[:20]
+    return f"{KIND}:{user_id}:{collection}:{digest}"
+
+
+class KnowledgeJobs:
+    """What the runtime wires for the knowledge engine: no outbox hook work (a turn
+    queues nothing here) and the `knowledge.ingest` handler."""
+
+    def __init__(self, engine: LocalKnowledge) -> None:
+        self.engine = engine
+
+    async def outbox_hook(
+        self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
+    ) -> None:
+        return None
+
+    def handlers(self) -> dict[str, Any]:
+        return {KIND: self.ingest}
+
+    async def ingest(self, payload: dict[str, Any], job: Job) -> None:
+        paths = payload.get("paths")
+        user_id = payload.get("user_id") or job.user_id
+        collection = payload.get("collection")
+        if (
+            not isinstance(paths, list)
+            or not paths
+            or not all(isinstance(p, str) for p in paths)
+            or not isinstance(user_id, str)
+            or not isinstance(collection, str)
+        ):
+            raise PermanentJobError(f"bad {KIND} payload: needs paths, user_id and collection")
+        try:
+            report = await self.engine.add_paths(
+                paths,
+                user_id=user_id,
+                collection=collection,
+                embed=bool(payload.get("embed", True)),
+            )
+        except UsageError as exc:  # e.g. an invalid collection name: retrying cannot help
+            raise PermanentJobError(str(exc)) from exc
+        failed = [r.to_dict() for r in report.results if r.status == "failed"]
+        result = {
+            "counts": report.counts(),
+            "failed": failed[:MAX_FAILED_LISTED],
+            "notes": report.notes,
+            "finished_at": utcnow(),
+        }
+        await self._record(job.id, {**payload, "result": result})
+
+    async def _record(self, job_id: str, payload: dict[str, Any]) -> None:
+        store = self.engine.deps.get("store")
+        if store is None:
+            return
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(payload=payload))
+
+        await store._write(write)
+
+
+async def queue_ingest(
+    engine: LocalKnowledge,
+    paths: Sequence[str | Path],
+    *,
+    user_id: str,
+    collection: str,
+    embed: bool = True,
+) -> str:
+    """Queue a durable `knowledge.ingest` job; returns the job id. The same paths queued
+    again while the first job is still pending reuse that job."""
+    from cozy.engines.knowledge.provider import check_collection
+
+    check_collection(collection)
+    resolved = resolve_paths(paths)
+    store = engine.deps.get("store")
+    if store is None:
+        raise UsageError("background ingestion needs a store", hint="open cozy via Runtime")
+    payload = {"paths": resolved, "user_id": user_id, "collection": collection, "embed": embed}
+
+    async def write(conn: AsyncConnection) -> str:
+        return await enqueue(
+            conn,
+            KIND,
+            payload,
+            user_id=user_id,
+            key=job_key(user_id, collection, resolved),
+            max_attempts=10,  # a run cut by the job timeout resumes where it stopped
+            merge=lambda _old: payload,
+        )
+
+    job_id: str = await store._write(write)
+    runtime = engine.deps.get("runtime")
+    worker = getattr(runtime, "worker", None)
+    if worker is not None and worker.running:
+        worker.notify()
+    return job_id

@@ -1,0 +1,385 @@
+"""`knowledge.local`: SQLite FTS5 + vectors, hybrid ranking with RRF, citations.
+
+Options (engines.yaml `knowledge:`): `chunk_tokens` (200), `chunk_overlap` (30),
+`max_file_mb` (64), `embed` (true: use the runtime's `embed` engine when one is
+configured), `candidates` (50 per retriever), `embed_wait` (seconds the context
+stage waits for a cold embedder before answering from BM25 alone, 0.2),
+`include_hidden` (false), `batch_mb` (2) and `batch_files` (200): documents
+written per transaction, `keyword_budget` (10000: chunks BM25 ranks at most per
+query, see retrieval.py), `min_similarity` (0.2: vector candidates below this cosine
+are dropped, so an unrelated question does not pull in unrelated passages).
+
+Without an embedder the engine works on BM25 alone and says so in every result's
+metadata and in `cozy knowledge stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cozy.core.errors import ConfigError, EngineError, UsageError
+from cozy.core.types import KnowledgeHit
+from cozy.engines.base import EmbedEngine, Health, KnowledgeEngine
+from cozy.engines.knowledge import ingest as ingest_mod
+from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
+from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult
+from cozy.engines.knowledge.keyword import TermStats
+from cozy.engines.knowledge.retrieval import VectorCache
+from cozy.engines.knowledge.textio import LoadError, sha256_text
+
+Reranker = Callable[[str, list[KnowledgeHit]], Awaitable[list[KnowledgeHit]]]
+MODES = ("hybrid", "bm25", "vector")
+
+
+class LocalKnowledge(KnowledgeEngine):
+    provider_name: ClassVar[str] = "local"
+
+    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
+        super().__init__(options, **deps)
+        o = self.options
+        try:
+            self.settings = ingest_mod.Settings(
+                chunk_tokens=int(o.get("chunk_tokens", 200)),
+                chunk_overlap=int(o.get("chunk_overlap", 30)),
+                max_file_bytes=int(float(o.get("max_file_mb", 64)) * 1024 * 1024),
+                include_hidden=bool(o.get("include_hidden", False)),
+                batch_bytes=int(float(o.get("batch_mb", 2)) * 1024 * 1024),
+                batch_files=max(1, int(o.get("batch_files", 200))),
+            )
+            self.candidates = int(o.get("candidates", 50))
+            self.embed_wait = float(o.get("embed_wait", 0.2))
+            self.min_similarity = float(o.get("min_similarity", 0.2))
+            self.keyword_budget = max(100, int(o.get("keyword_budget", 10_000)))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"knowledge options: {exc}", hint="fix the `knowledge:` section of engines.yaml"
+            ) from exc
+        if not 16 <= self.settings.chunk_tokens <= 2000:
+            raise ConfigError(
+                f"knowledge.chunk_tokens must be between 16 and 2000, got {o.get('chunk_tokens')}",
+                hint="fix `knowledge.chunk_tokens` in engines.yaml",
+            )
+        self.use_embed = bool(o.get("embed", True))
+        self.reranker: Reranker | None = None
+        self.vectors = VectorCache()
+        self.term_stats = TermStats()  # document frequencies, for planning BM25 queries
+        self.query_vectors: dict[tuple[str, str], Any] = {}  # L1: (model, query) -> vector
+        self._index: KnowledgeIndex | None = None
+        self._embed_task: asyncio.Task[EmbedEngine | None] | None = None
+        self.embed_note = ""
+        self._tool = False
+
+    # -- lifecycle --------------------------------------------------------------
+
+    @property
+    def index(self) -> KnowledgeIndex:
+        if self._index is None:
+            store = self.deps.get("store")
+            if store is None:
+                raise EngineError("the knowledge engine needs a store", hint="open it via Runtime")
+            self._index = KnowledgeIndex(store.engine, store.url)
+        return self._index
+
+    async def initialize(self) -> None:
+        from cozy.engines.knowledge.tool import register_tool
+
+        if await self._has_rows(vectors=False):  # offer the tool only when there is data
+            register_tool(self)
+            self._tool = True
+        if await self._has_rows(vectors=True):  # warm the embedder only when it is needed
+            self._start_embedder()
+
+    async def close(self) -> None:
+        from cozy.engines.knowledge.tool import unregister_tool
+
+        unregister_tool(self)
+        if self._embed_task is not None and not self._embed_task.done():
+            self._embed_task.cancel()
+        self.vectors.clear()
+
+    async def health_check(self) -> Health:
+        try:
+            gen = await self.index.generation("local")
+        except Exception as exc:
+            return Health(ok=False, detail=str(exc))
+        return Health(ok=True, detail=f"index generation {gen}; {self.embed_note or 'ready'}")
+
+    async def _has_rows(self, *, vectors: bool) -> bool:
+        import sqlalchemy as sa
+
+        from cozy.engines.knowledge.tables import chunks
+
+        stmt = sa.select(chunks.c.id).limit(1)
+        if vectors:
+            stmt = stmt.where(chunks.c.embedding.is_not(None))
+        return bool(await self.index._read(stmt))
+
+    # -- embedder ---------------------------------------------------------------
+
+    def _start_embedder(self) -> asyncio.Task[EmbedEngine | None]:
+        if self._embed_task is None:
+            self._embed_task = asyncio.create_task(self._load_embedder())
+        return self._embed_task
+
+    async def _load_embedder(self) -> EmbedEngine | None:
+        runtime = self.deps.get("runtime")
+        if not self.use_embed:
+            self.embed_note = "embeddings off (knowledge.embed: false): keyword search only"
+            return None
+        if runtime is None or not runtime.config.section("embed").active:
+            self.embed_note = (
+                "no embed engine configured: keyword (BM25) search only — "
+                "set `embed: {provider: local}` in engines.yaml for hybrid search"
+            )
+            return None
+        try:
+            engine = await runtime.engine("embed")
+        except Exception as exc:
+            self.embed_note = f"embedder unavailable ({exc}): keyword (BM25) search only"
+            return None
+        if not isinstance(engine, EmbedEngine):
+            self.embed_note = "the embed engine is not an embedder: keyword search only"
+            return None
+        self.embed_note = ""
+        return engine
+
+    async def embedder(self, *, wait: float | None = None) -> EmbedEngine | None:
+        """The embedder, or None (BM25 only). `wait`: at most this long for a cold start."""
+        task = self._start_embedder()
+        if not task.done() and wait is not None:
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if not done:
+                return None
+        return await asyncio.shield(task)
+
+    @staticmethod
+    def model_key(engine: EmbedEngine) -> str:
+        name = getattr(engine, "model_name", "") or getattr(engine, "model", "") or ""
+        return f"{engine.provider_name}:{name}:{engine.dimensions}"
+
+    # -- ingestion --------------------------------------------------------------
+
+    async def _ingestor(self, user_id: str, collection: str, embed: bool) -> Ingestor:
+        check_collection(collection)
+        engine = await self.embedder() if embed else None
+        return Ingestor(
+            self.index,
+            user_id=user_id,
+            collection=collection,
+            embedder=engine,
+            embed_model=self.model_key(engine) if engine is not None else None,
+            settings=self.settings,
+        )
+
+    async def add_paths(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        user_id: str,
+        collection: str = "default",
+        embed: bool = True,
+        on_plan: OnPlan | None = None,
+        on_result: OnResult | None = None,
+    ) -> IngestReport:
+        ingestor = await self._ingestor(user_id, collection, embed)
+        try:
+            report = await ingestor.run(paths, on_plan=on_plan, on_result=on_result)
+        finally:
+            self._invalidate()
+        if embed and ingestor.embedder is None and self.embed_note:
+            report.notes.append(self.embed_note)
+        return report
+
+    async def add_knowledge(
+        self,
+        text: str,
+        *,
+        user_id: str,
+        collection: str = "default",
+        source: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Index `text` as one document (its id back). With no text and `source` naming a
+        file or directory, queue a durable `knowledge.ingest` job instead (its id back)."""
+        from cozy.engines.knowledge.code import kind_of
+        from cozy.engines.knowledge.extract import KINDS, extract_text
+
+        if not text.strip() and source:
+            # a path, not a document: index it in a durable background job (job id back)
+            return await self.queue_ingest([source], user_id=user_id, collection=collection)
+        if not text.strip():
+            raise UsageError("the document is empty", hint="send some text to index")
+        meta = dict(metadata or {})
+        kind = str(meta.pop("kind", "") or (kind_of(Path(source)) if source else "markdown"))
+        if kind not in KINDS and not kind.startswith("code:"):
+            raise UsageError(f"unknown document kind '{kind}'", hint=f"use one of {KINDS}")
+        digest = sha256_text(text)
+        path = source or f"inline:{digest[:16]}"
+        ingestor = await self._ingestor(user_id, collection, True)
+        existing = await self.index.get_document(user_id, collection, path)
+        if existing is not None and existing.content_hash == digest:
+            return existing.id
+        try:
+            extracted = await asyncio.to_thread(
+                extract_text,
+                text,
+                kind,
+                target=self.settings.chunk_tokens,
+                overlap=self.settings.chunk_overlap,
+            )
+        except LoadError as exc:
+            raise UsageError(exc.reason) from exc
+        size = len(text.encode("utf-8", "surrogatepass"))
+        try:
+            return await ingestor.write(path, extracted, digest, size, None, existing, meta)
+        finally:
+            self._invalidate()
+
+    async def queue_ingest(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        user_id: str,
+        collection: str = "default",
+        embed: bool = True,
+    ) -> str:
+        """Ingest files or directories in a durable background job; returns the job id."""
+        from cozy.engines.knowledge.jobs import queue_ingest
+
+        return await queue_ingest(self, paths, user_id=user_id, collection=collection, embed=embed)
+
+    def background(self) -> Any:
+        """The job handlers the runtime registers on its worker (see jobs.py)."""
+        from cozy.engines.knowledge.jobs import KnowledgeJobs
+
+        return KnowledgeJobs(self)
+
+    async def remove(
+        self, ref: str, *, user_id: str, collection: str | None = None
+    ) -> list[DocRow]:
+        """Remove documents by id, exact path, or every document under a directory path."""
+        docs = await self.index.list_documents(user_id, collection=collection, ref=ref)
+        if not docs:
+            resolved = ref
+            if not ref.startswith("kdoc_"):
+                resolved = str(await asyncio.to_thread(lambda: Path(ref).expanduser().resolve()))
+            docs = await self.index.list_documents(user_id, collection=collection, ref=resolved)
+            if not docs and resolved != ref:
+                docs = await self.index.list_documents(
+                    user_id, collection=collection, prefix=resolved.rstrip("/") + "/"
+                )
+        if docs:
+            await self.index.remove_documents(user_id, [d.id for d in docs])
+            self._invalidate()
+        return docs
+
+    async def list_documents(
+        self, *, user_id: str, collection: str | None = None, prefix: str | None = None
+    ) -> list[DocRow]:
+        return await self.index.list_documents(user_id, collection=collection, prefix=prefix)
+
+    async def stats(self, *, user_id: str) -> dict[str, Any]:
+        return await self.index.stats(user_id)
+
+    def _invalidate(self) -> None:
+        if not self._tool:
+            from cozy.engines.knowledge.tool import register_tool
+
+            register_tool(self)
+            self._tool = True
+        runtime = self.deps.get("runtime")
+        if runtime is not None:
+            runtime.cache.bump("knowledge")
+
+    # -- search -----------------------------------------------------------------
+
+    async def search_knowledge(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        collections: Sequence[str] | None = None,
+        limit: int = 5,
+    ) -> list[KnowledgeHit]:
+        return await self.search(
+            query, user_id=user_id, collections=collections, limit=limit, wait=self.embed_wait
+        )
+
+    async def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        collections: Sequence[str] | None = None,
+        prefix: str | None = None,
+        limit: int = 5,
+        mode: str = "hybrid",
+        wait: float | None = None,
+    ) -> list[KnowledgeHit]:
+        from cozy.engines.knowledge.search import run_search
+
+        if mode not in MODES:
+            raise UsageError(f"unknown search mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
+        if not 1 <= limit <= 100:
+            raise UsageError("limit must be between 1 and 100", hint="pass --limit 1..100")
+        generation = await self.index.generation(user_id)
+        if not generation or not query.strip():
+            return []
+        key = cache_key(user_id, query, collections, prefix, limit, mode, generation)
+        cache = self._cache()
+        if cache is not None:
+            cached = cache.get("knowledge", key)
+            if cached is not None:
+                return [KnowledgeHit(**h) for h in cached]
+        hits = await run_search(
+            self, query, user_id, collections, prefix, limit, mode, wait, generation
+        )
+        if self.reranker is not None:
+            hits = (await self.reranker(query, hits))[:limit]
+        if cache is not None and not any(h.metadata.get("partial") for h in hits):
+            cache.set("knowledge", key, [_hit_dict(h) for h in hits])
+        return hits
+
+    def _cache(self) -> Any:
+        runtime = self.deps.get("runtime")
+        return runtime.cache if runtime is not None else None
+
+
+def _hit_dict(h: KnowledgeHit) -> dict[str, Any]:
+    return {
+        "id": h.id,
+        "text": h.text,
+        "score": h.score,
+        "citation": h.citation,
+        "metadata": h.metadata,
+    }
+
+
+def cache_key(
+    user_id: str,
+    query: str,
+    collections: Sequence[str] | None,
+    prefix: str | None,
+    limit: int,
+    mode: str,
+    generation: int,
+) -> str:
+    body = json.dumps(
+        [user_id, query.strip(), sorted(collections or []), prefix, limit, mode, generation]
+    )
+    return hashlib.sha1(body.encode()).hexdigest()
+
+
+def check_collection(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise UsageError(
+            f"invalid collection name '{name}'",
+            hint="use letters, digits, '-', '_' or '.', e.g. --collection work",
+        )

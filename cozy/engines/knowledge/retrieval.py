@@ -1,0 +1,237 @@
+"""Retrieval: brute-force cosine over an in-memory matrix, RRF fusion, chunk rows.
+
+Keyword (BM25) retrieval lives in keyword.py.
+
+The vector matrix of a user is loaded once and reloaded only when the user's index
+generation changes (one indexed lookup per search). Scores are fused with
+reciprocal rank fusion, which needs no score calibration between the two lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from cozy.engines.knowledge.index import KnowledgeIndex
+from cozy.engines.knowledge.tables import chunks, documents
+
+if TYPE_CHECKING:
+    import numpy as np
+
+RRF_K = 60
+INLINE_FLOATS = 2_000_000  # smaller products run on the event loop, bigger in a thread
+
+
+@dataclass(slots=True)
+class Vectors:
+    """One user's vectors for one model, as ONE contiguous float32 matrix.
+
+    Rows are sorted by collection, so a collection scope is a contiguous slice (a
+    view, no copy): a scoped search is one matrix-vector product over that slice.
+    A path prefix filter maps to document codes (one test per document, not per row).
+    """
+
+    generation: int
+    ids: np.ndarray  # chunk id per row
+    matrix: np.ndarray  # rows x dims, unit vectors
+    scopes: dict[str, tuple[int, int]]  # collection -> [start, end) rows
+    doc_codes: np.ndarray  # document code per row
+    doc_paths: list[str]  # path per document code
+    order: np.ndarray = field(init=False)  # rows by chunk id
+    sorted_ids: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        self.order = np.argsort(self.ids, kind="stable")
+        self.sorted_ids = self.ids[self.order]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def ranges(self, collections: Sequence[str] | None) -> list[tuple[int, int]]:
+        if not collections:
+            return [(0, len(self.ids))] if len(self.ids) else []
+        return sorted(self.scopes[c] for c in set(collections) if c in self.scopes)
+
+    def search(
+        self,
+        query: np.ndarray,
+        *,
+        collections: Sequence[str] | None,
+        prefix: str | None,
+        k: int,
+    ) -> list[tuple[int, float]]:
+        import numpy as np
+
+        parts = self.ranges(collections)
+        if not parts or k <= 0:
+            return []
+        sims = np.concatenate([self.matrix[a:b] @ query for a, b in parts])
+        rows = (
+            np.arange(parts[0][0], parts[0][1])
+            if len(parts) == 1
+            else np.concatenate([np.arange(a, b) for a, b in parts])
+        )
+        if prefix:
+            allowed = [i for i, p in enumerate(self.doc_paths) if p.startswith(prefix)]
+            keep = np.isin(self.doc_codes[rows], np.asarray(allowed, dtype=np.int64))
+            sims, rows = sims[keep], rows[keep]
+        if not len(sims):
+            return []
+        k = min(k, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(int(self.ids[rows[i]]), float(sims[i])) for i in top]
+
+    async def search_async(
+        self,
+        query: np.ndarray,
+        *,
+        collections: Sequence[str] | None,
+        prefix: str | None,
+        k: int,
+    ) -> list[tuple[int, float]]:
+        """`search`, in a worker thread when the product is big (numpy releases the GIL,
+        so it overlaps with the keyword query running in SQLite's thread)."""
+        size = sum(b - a for a, b in self.ranges(collections)) * self.matrix.shape[1]
+        if size <= INLINE_FLOATS:
+            return self.search(query, collections=collections, prefix=prefix, k=k)
+        return await asyncio.to_thread(
+            lambda: self.search(query, collections=collections, prefix=prefix, k=k)
+        )
+
+    def vector(self, chunk_id: int) -> np.ndarray | None:
+        import numpy as np
+
+        pos = int(np.searchsorted(self.sorted_ids, chunk_id))
+        if pos < len(self.sorted_ids) and self.sorted_ids[pos] == chunk_id:
+            return self.matrix[self.order[pos]]  # type: ignore[no-any-return]
+        return None
+
+
+class VectorCache:
+    """Per (user, model) matrices, reloaded when the user's generation moves."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], Vectors] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    async def get(
+        self, index: KnowledgeIndex, user_id: str, model: str, generation: int, dims: int
+    ) -> Vectors:
+        key = (user_id, model)
+        cached = self._items.get(key)
+        if cached is not None and cached.generation == generation:
+            return cached
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._items.get(key)
+            if cached is not None and cached.generation == generation:
+                return cached
+            loaded = await self._load(index, user_id, model, generation, dims)
+            self._items[key] = loaded
+            return loaded
+
+    @staticmethod
+    async def _load(
+        index: KnowledgeIndex, user_id: str, model: str, generation: int, dims: int
+    ) -> Vectors:
+        stmt = (
+            sa.select(chunks.c.id, chunks.c.collection, documents.c.path, chunks.c.embedding)
+            .join(documents, documents.c.id == chunks.c.document_id)
+            .where(
+                chunks.c.user_id == user_id,
+                chunks.c.embed_model == model,
+                chunks.c.embedding.is_not(None),
+            )
+            .order_by(chunks.c.collection, chunks.c.id)
+        )
+        rows = [r for r in await index._read(stmt) if len(r[3]) == dims * 4]
+        return await asyncio.to_thread(build_vectors, rows, generation, dims)
+
+
+def build_vectors(rows: Sequence[Any], generation: int, dims: int) -> Vectors:
+    """Rows (id, collection, path, embedding) sorted by collection -> one matrix."""
+    import numpy as np
+
+    n = len(rows)
+    if not n:
+        empty = np.zeros(0, dtype=np.int64)
+        return Vectors(generation, empty, np.zeros((0, dims), np.float32), {}, empty, [])
+    matrix = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(n, dims)
+    scopes: dict[str, tuple[int, int]] = {}
+    codes: dict[str, int] = {}
+    doc_codes = np.empty(n, dtype=np.int64)
+    for i, r in enumerate(rows):
+        start = scopes.get(r[1], (i, i))[0]
+        scopes[r[1]] = (start, i + 1)
+        doc_codes[i] = codes.setdefault(r[2], len(codes))
+    return Vectors(
+        generation,
+        np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
+        matrix,
+        scopes,
+        doc_codes,
+        list(codes),
+    )
+
+
+def rrf(ranked: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ids in ranked:
+        for rank, cid in enumerate(ids):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank + 1)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+async def fetch_chunks(index: KnowledgeIndex, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    if not ids:
+        return {}
+    stmt = (
+        sa.select(
+            chunks.c.id,
+            chunks.c.document_id,
+            chunks.c.collection,
+            chunks.c.heading,
+            chunks.c.text,
+            chunks.c.line_start,
+            chunks.c.line_end,
+            chunks.c.page,
+            chunks.c.symbol,
+            chunks.c.text_hash,
+            documents.c.path,
+            documents.c.title,
+            documents.c.kind,
+        )
+        .join(documents, documents.c.id == chunks.c.document_id)
+        .where(chunks.c.id.in_(list(ids)))
+    )
+    return {int(r[0]): dict(r._mapping) for r in await index._read(stmt)}
+
+
+def display_path(path: str) -> str:
+    home = str(Path.home())
+    if path.startswith(home + os.sep):
+        return "~" + path[len(home) :]
+    return path
+
+
+def citation(row: dict[str, Any]) -> str:
+    where = display_path(str(row["path"]))
+    page, start, end = row.get("page"), row.get("line_start"), row.get("line_end")
+    if page:
+        where += f" p. {page}"
+    elif start:
+        where += f":{start}" if not end or end == start else f":{start}-{end}"
+    heading = row.get("heading") or ""
+    return f"{where} § {heading}" if heading else where

@@ -1,0 +1,165 @@
+"""One hybrid search: BM25 and vector candidates, fused by RRF, duplicates collapsed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from cozy.core.errors import EngineError
+from cozy.core.types import KnowledgeHit
+from cozy.engines.knowledge.keyword import bm25_search
+from cozy.engines.knowledge.retrieval import Vectors, citation, fetch_chunks, rrf
+
+if TYPE_CHECKING:
+    from cozy.engines.knowledge.provider import LocalKnowledge
+
+NEAR_DUPLICATE = 0.97  # cosine above which two chunks count as the same passage
+
+
+async def run_search(
+    engine: LocalKnowledge,
+    query: str,
+    user_id: str,
+    collections: Sequence[str] | None,
+    prefix: str | None,
+    limit: int,
+    mode: str,
+    wait: float | None,
+    generation: int,
+) -> list[KnowledgeHit]:
+
+    k = max(engine.candidates, limit * 4)
+    notes: list[str] = []
+
+    async def keyword_side() -> list[tuple[int, float]]:
+        if mode not in ("hybrid", "bm25"):
+            return []
+        return await bm25_search(
+            engine.index,
+            user_id,
+            query,
+            collections=collections,
+            prefix=prefix,
+            k=k,
+            budget=engine.keyword_budget,
+            stats=engine.term_stats,
+            generation=generation,
+        )
+
+    # both retrievers at once: SQLite and numpy each run outside the GIL
+    keyword, (semantic, vectors, partial) = await asyncio.gather(
+        keyword_side(),
+        vector_side(engine, query, user_id, collections, prefix, k, mode, wait, generation, notes),
+    )
+    lists = [ids for ids in ([c for c, _ in keyword], [c for c, _ in semantic]) if ids]
+    fused = rrf(lists) if len(lists) > 1 else [(c, s) for c, s in (keyword or semantic)]
+    ranks_bm = {c: i + 1 for i, (c, _) in enumerate(keyword)}
+    ranks_vec = {c: i + 1 for i, (c, _) in enumerate(semantic)}
+    sims = dict(semantic)
+    head = fused[: limit * 4]
+    rows = await fetch_chunks(engine.index, [c for c, _ in head])
+    hits: list[KnowledgeHit] = []
+    kept_hashes: set[str] = set()
+    kept_vecs: list[Any] = []
+    for cid, score in head:
+        row = rows.get(cid)
+        if row is None:
+            continue  # deleted between the two queries
+        if row["text_hash"] in kept_hashes:
+            continue
+        vec = vectors.vector(cid) if vectors is not None else None
+        if vec is not None and any(float(vec @ v) >= NEAR_DUPLICATE for v in kept_vecs):
+            continue
+        kept_hashes.add(row["text_hash"])
+        if vec is not None:
+            kept_vecs.append(vec)
+        hits.append(_hit(row, score, mode, ranks_bm.get(cid), ranks_vec.get(cid), sims.get(cid)))
+        if len(hits) >= limit:
+            break
+    for hit in hits:
+        if notes:
+            hit.metadata["notes"] = notes
+        if partial:
+            hit.metadata["partial"] = True
+    return hits
+
+
+async def vector_side(
+    engine: LocalKnowledge,
+    query: str,
+    user_id: str,
+    collections: Sequence[str] | None,
+    prefix: str | None,
+    k: int,
+    mode: str,
+    wait: float | None,
+    generation: int,
+    notes: list[str],
+) -> tuple[list[tuple[int, float]], Vectors | None, bool]:
+    """Vector candidates, the matrix they came from, and whether the result is partial
+    (the embedder is still loading: a retry soon may do better, so do not cache)."""
+    if mode not in ("hybrid", "vector"):
+        return [], None, False
+    embedder = await engine.embedder(wait=wait if mode == "hybrid" else None)
+    if embedder is None:
+        if mode == "vector":
+            raise EngineError(
+                "vector search needs an embedder",
+                hint=engine.embed_note or "set `embed: {provider: local}` in engines.yaml",
+            )
+        notes.append(engine.embed_note or "embedder still loading: keyword results only")
+        return [], None, not engine.embed_note  # a cold start, not a missing embedder
+    model = engine.model_key(embedder)
+    vectors = await engine.vectors.get(
+        engine.index, user_id, model, generation, embedder.dimensions
+    )
+    if not len(vectors):
+        notes.append("no chunk has a vector yet: re-run `cozy knowledge add` to embed")
+        return [], vectors, False
+    qv = await query_vector(engine, embedder, model, query)
+    found = await vectors.search_async(qv, collections=collections, prefix=prefix, k=k)
+    return [(c, sim) for c, sim in found if sim >= engine.min_similarity], vectors, False
+
+
+async def query_vector(engine: LocalKnowledge, embedder: Any, model: str, query: str) -> Any:
+    """The query's unit vector, from a small in-process cache (repeated questions are common)."""
+    import numpy as np
+
+    key = (model, query.strip())
+    cached = engine.query_vectors.get(key)
+    if cached is not None:
+        return cached
+    qv = np.asarray((await embedder.embed([query]))[0], dtype=np.float32)
+    qv /= float(np.linalg.norm(qv)) or 1.0
+    if len(engine.query_vectors) >= 512:
+        engine.query_vectors.pop(next(iter(engine.query_vectors)))
+    engine.query_vectors[key] = qv
+    return qv
+
+
+def _hit(
+    row: dict[str, Any],
+    score: float,
+    mode: str,
+    bm25_rank: int | None,
+    vector_rank: int | None,
+    similarity: float | None,
+) -> KnowledgeHit:
+    meta = {
+        "document_id": row["document_id"],
+        "collection": row["collection"],
+        "path": row["path"],
+        "title": row["title"],
+        "kind": row["kind"],
+        "heading": row["heading"],
+        "line_start": row["line_start"],
+        "line_end": row["line_end"],
+        "page": row["page"],
+        "symbol": row["symbol"],
+        "mode": mode,
+        "bm25_rank": bm25_rank,
+        "vector_rank": vector_rank,
+        "similarity": round(similarity, 4) if similarity is not None else None,
+    }
+    return KnowledgeHit(f"kc_{row['id']}", row["text"], round(score, 6), citation(row), meta)

@@ -1,0 +1,119 @@
+"""The memory engine's background jobs and its outbox hook.
+
+When a turn's final assistant message is saved, `outbox_hook` queues (in the
+same transaction) `memory.turns` (index the raw user + assistant messages: needs
+no model) and `memory.extract` (facts through the AI engine). The handlers read
+the messages back from the store by id, so a job carries ids, never text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cozy.core.types import Message
+from cozy.engines.memory.extract import ExtractionFailed
+from cozy.engines.memory.types import TurnInput
+from cozy.storage.jobs import Job, enqueue, final_answers
+from cozy.storage.schema import messages, sessions
+from cozy.storage.worker import PermanentJobError
+
+if TYPE_CHECKING:
+    from cozy.engines.memory.local import LocalMemory
+
+
+async def session_owner(conn: AsyncConnection, session_id: str) -> tuple[str, str] | None:
+    row = (
+        await conn.execute(
+            sa.select(sessions.c.user_id, sessions.c.personality_id).where(
+                sessions.c.id == session_id
+            )
+        )
+    ).first()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+class MemoryJobs:
+    def __init__(self, engine: LocalMemory) -> None:
+        self.engine = engine
+
+    async def outbox_hook(
+        self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
+    ) -> None:
+        answers = final_answers(rows)
+        if not answers:
+            return
+        owner = await session_owner(conn, session_id)
+        if owner is None:
+            return
+        user_id, _personality = owner
+        for mid in answers:
+            payload = {"session_id": session_id, "message_id": mid}
+            await enqueue(conn, "memory.turns", payload, user_id=user_id)
+            await enqueue(conn, "memory.extract", payload, user_id=user_id)
+
+    def handlers(self) -> dict[str, Any]:
+        return {"memory.turns": self.index_turn, "memory.extract": self.extract}
+
+    async def _load(self, payload: dict[str, Any]) -> tuple[str, str, list[Any]]:
+        session_id = payload.get("session_id")
+        answer_id = payload.get("message_id")
+        if not isinstance(session_id, str) or not isinstance(answer_id, str):
+            raise PermanentJobError(f"bad payload {payload!r}: needs session_id and message_id")
+        store = self.engine.repo.store
+        srows = await store._read(
+            sa.select(sessions.c.user_id, sessions.c.personality_id).where(
+                sessions.c.id == session_id
+            )
+        )
+        if not srows:
+            raise PermanentJobError(f"session {session_id} no longer exists")
+        rows = await store._read(
+            sa.select(messages.c.id, messages.c.role, messages.c.content, messages.c.created_at)
+            .where(messages.c.session_id == session_id, messages.c.id <= answer_id)
+            .where(messages.c.role.in_(["user", "assistant"]))
+            .order_by(messages.c.id.desc())
+            .limit(12)
+        )
+        turn: list[Any] = []
+        for r in rows:  # newest first: the answer, then back to its user message
+            turn.append(r)
+            if r.role == "user":
+                break
+        turn.reverse()
+        turn = [r for r in turn if r.role == "user" or r.id == answer_id]
+        return str(srows[0][0]), str(srows[0][1]), turn
+
+    async def index_turn(self, payload: dict[str, Any], job: Job) -> None:
+        user_id, personality_id, turn = await self._load(payload)
+        await self.engine.index_turns(
+            [
+                TurnInput(r.id, r.role, r.content, r.created_at)
+                for r in turn
+                if r.content and (r.role == "user" or self.engine.index_assistant)
+            ],
+            user_id=user_id,
+            session_id=payload["session_id"],
+            personality_id=personality_id,
+        )
+
+    async def extract(self, payload: dict[str, Any], job: Job) -> None:
+        from cozy.engines.memory.reconcile import extract_and_apply
+
+        user_id, personality_id, turn = await self._load(payload)
+        if not any(r.role == "user" and r.content.strip() for r in turn):
+            return
+        try:
+            await extract_and_apply(
+                self.engine,
+                [Message(r.role, r.content) for r in turn],
+                user_id=user_id,
+                session_id=payload["session_id"],
+                personality_id=personality_id,
+                source_ids=[r.id for r in turn],
+                effect_key=f"memory.extract:{payload['message_id']}",
+            )
+        except ExtractionFailed as exc:  # retried inside already: give up, nothing written
+            raise PermanentJobError(str(exc)) from exc

@@ -1,0 +1,121 @@
+"""Keyword retrieval for memories on SQLite: FTS5 BM25 over the informative terms.
+
+BM25 costs one score per matching row, so a query over a large store is planned:
+
+1. the query's words, stop words dropped (`query_terms`);
+2. each word's document frequency from FTS5 (`count(*)`, no ranking), cached for a
+   while (a plan needs the order of magnitude, not the exact count);
+3. words are kept from the rarest up while their matches stay within `budget`; a
+   common word left out has a low IDF and would hardly move the ranking;
+4. when even the rarest word matches more than `budget` rows, only its newest
+   `budget` matches are ranked.
+
+Ranking happens inside FTS5 (`ORDER BY rank LIMIT n`, a turn's `context` column at
+`context_weight`); the best rows are then filtered by user, status and kind. If the
+filters leave too few rows (other users' memories), the query runs again over every
+match of the chosen terms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from cozy.engines.memory.search import query_terms
+from cozy.storage.store import Store
+
+
+@dataclass(slots=True)
+class Plan:
+    terms: list[str]
+    matches: int  # upper bound of the rows the terms match
+    window: bool  # the rarest term alone is over budget: rank its newest matches
+
+
+def plan(freqs: dict[str, int], budget: int) -> Plan:
+    found = sorted((n, t) for t, n in freqs.items() if n > 0)
+    kept: list[str] = []
+    matches = 0
+    for n, term in found:
+        if kept and matches + n > budget:
+            break
+        kept.append(term)
+        matches += n
+    return Plan(kept, matches, matches > budget)
+
+
+class KeywordIndex:
+    def __init__(
+        self, store: Store, *, context_weight: float = 0.35, budget: int = 5000, ttl: float = 300
+    ) -> None:
+        self.store = store
+        self.context_weight = context_weight
+        self.budget = budget
+        self.ttl = ttl
+        self._df: dict[str, tuple[int, float]] = {}
+
+    async def frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        now = time.monotonic()
+        todo = [t for t in terms if t not in self._df or now - self._df[t][1] > self.ttl]
+        if todo:  # one round trip for every unknown term
+            if len(self._df) > 50_000:
+                self._df.clear()
+            cols = ", ".join(
+                f"(SELECT count(*) FROM memories_fts WHERE memories_fts MATCH :t{i})"
+                for i in range(len(todo))
+            )
+            params = {f"t{i}": f'"{t}"' for i, t in enumerate(todo)}
+            row = (await self.store._read(sa.text(f"SELECT {cols}").bindparams(**params)))[0]
+            for t, n in zip(todo, row, strict=True):
+                self._df[t] = (int(n), now)
+        return {t: self._df[t][0] for t in terms}
+
+    async def search(
+        self, user_id: str, query: str, limit: int, kinds: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """(memory id, BM25 score: higher is better), best first."""
+        terms = query_terms(query)
+        if not terms or limit <= 0:
+            return []
+        chosen = plan(await self.frequencies(terms), self.budget)
+        if not chosen.terms:
+            return []
+        match = " OR ".join(f'"{t}"' for t in chosen.terms)
+        params: dict[str, Any] = {"q": match, "u": user_id, "k": limit}
+        inner = ["memories_fts MATCH :q", f"rank MATCH 'bm25(1.0, {self.context_weight:g})'"]
+        if chosen.window:
+            floor = await self.store._read(
+                sa.text(
+                    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH :q "
+                    "ORDER BY rowid DESC LIMIT 1 OFFSET :b"
+                ).bindparams(q=match, b=self.budget)
+            )
+            if floor:
+                params["floor"] = int(floor[0][0])
+                inner.append("rowid >= :floor")
+        kind_sql = ""
+        if kinds:
+            kind_sql = " AND m.kind IN (" + ",".join(f":k{i}" for i in range(len(kinds))) + ")"
+            params.update({f"k{i}": k for i, k in enumerate(kinds)})
+
+        def sql(capped: bool) -> sa.TextClause:
+            cap = " LIMIT :n" if capped else ""
+            where = " AND ".join(inner if capped else inner[:2])
+            return sa.text(
+                f"SELECT m.id, f.rank FROM (SELECT rowid, rank FROM memories_fts "
+                f"WHERE {where} ORDER BY rank{cap}) AS f "
+                "JOIN memories m ON m.rowid = f.rowid "
+                f"WHERE m.user_id = :u AND m.status = 'active'{kind_sql} ORDER BY f.rank LIMIT :k"
+            )
+
+        params["n"] = max(4 * limit, 200)
+        rows = await self.store._read(sql(True).bindparams(**params))
+        if len(rows) < limit and chosen.matches > params["n"]:  # filtered out: look further
+            params.pop("n")
+            params.pop("floor", None)
+            rows = await self.store._read(sql(False).bindparams(**params))
+        return [(str(r[0]), -float(r[1])) for r in rows]

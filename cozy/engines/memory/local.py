@@ -1,0 +1,339 @@
+"""`memory.local`: extracted facts and raw turns in SQL, hybrid keyword + vector search.
+
+Options (engines.yaml `memory:`):
+
+- `model`: the model for fact extraction (`provider:model`; default: the AI default)
+- `scope`: `user` (default: memories follow the user across personalities) or `personality`
+- `embeddings`: true (default) uses the `embed:` engine; false is keyword-only
+- `vector_timeout`: seconds the query embedding may take before search answers with
+  keywords only (default 0.3)
+- `recency_half_life_days`: weight recent memories up (default 0: off)
+- `dedupe_threshold`: cosine above which a new fact is a near duplicate (default 0.92)
+- `chunk_chars`: long messages are indexed in chunks of this size (default 1500)
+- `extract_attempts`, `extract_max_tokens`: retries and answer size for extraction
+- `keyword_weight` (1.5), `rrf_k` (10), `neighbour_spread` (0.1), `context_weight` (0.35:
+  BM25 weight of a turn's neighbours): hybrid fusion, tuned in bench/locomo_eval.py
+- `keyword_budget`: rows BM25 ranks at most per query (default 5000; see memory/keyword.py)
+- `index_assistant`: also index the assistant's answers as raw turns (default false)
+- `turn_context`: index each turn with its neighbouring turns (default true; memory/turns.py)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cozy.core.errors import ConfigError
+from cozy.core.types import MemoryHit, Message
+from cozy.engines.base import Health, MemoryEngine
+from cozy.engines.memory.embedding import EmbeddingMixin
+from cozy.engines.memory.repo import MemoryRepo, MemoryRow
+from cozy.engines.memory.search import VectorIndex, neighbours, recency_factor, rrf
+from cozy.engines.memory.types import Hits, TurnInput, iso
+from cozy.engines.memory.userview import UserView
+
+log = logging.getLogger("cozy.memory")
+
+
+class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
+    provider_name: ClassVar[str] = "local"
+
+    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
+        super().__init__(options, **deps)
+        o = self.options
+        self.scope = str(o.get("scope", "user"))
+        if self.scope not in ("user", "personality"):
+            raise ConfigError(
+                f"memory.scope must be 'user' or 'personality', got {self.scope!r}",
+                hint="fix `memory.scope` in engines.yaml",
+            )
+        self.use_embeddings = bool(o.get("embeddings", True))
+        self.vector_timeout = float(o.get("vector_timeout", 0.3))
+        self.half_life = float(o.get("recency_half_life_days", 0))
+        self.keyword_weight = float(o.get("keyword_weight", 1.5))
+        self.rrf_k = float(o.get("rrf_k", 10.0))
+        self.neighbour_spread = float(o.get("neighbour_spread", 0.1))
+        self.dedupe_threshold = float(o.get("dedupe_threshold", 0.92))
+        self.chunk_chars = int(o.get("chunk_chars", 1500))
+        self.max_chunks = int(o.get("max_chunks", 32))
+        self.extract_attempts = int(o.get("extract_attempts", 2))
+        self.extract_max_tokens = o.get("extract_max_tokens", 800)
+        self.model: str | None = o.get("model")
+        self.index_assistant = bool(o.get("index_assistant", False))
+        self.turn_context = bool(o.get("turn_context", True))
+        self.runtime = deps.get("runtime")
+        store = deps.get("store") or getattr(self.runtime, "store", None)
+        if store is None:
+            raise ConfigError("memory.local needs the store", hint="open it through the Runtime")
+        self.repo = MemoryRepo(store)
+        self.repo.keywords.context_weight = float(o.get("context_weight", 0.35))
+        self.repo.keywords.budget = max(100, int(o.get("keyword_budget", 5000)))
+        self._init_embedding(deps.get("embedder"))
+        self._indexes: dict[str, VectorIndex] = {}
+        # a user's version, re-read after `version_ttl` s (other processes' writes) and
+        # after every write of this process
+        self.version_ttl = float(o.get("version_ttl", 0.5))
+        self._versions: dict[str, tuple[int, float]] = {}
+
+    # --- embedder ---------------------------------------------------------------
+    async def initialize(self) -> None:
+        # in the background, only when there are vectors: opening cozy never waits for it
+        wanted = self.use_embeddings and self._embedder is None and self.runtime is not None
+        if wanted and await self.repo.has_vectors():
+            self._embed_task = asyncio.create_task(self._load_embedder())
+
+    async def health_check(self) -> Health:
+        engine = await self.embedder(wait=5.0)
+        if engine is None and self.use_embeddings:
+            return Health(
+                ok=True,
+                detail=f"keyword search only: {self._embed_error or 'no embedder'}",
+                fix="set `embed: {provider: local}` in engines.yaml for semantic recall",
+            )
+        return Health(ok=True, detail="hybrid search (keywords + vectors)")
+
+    # --- vector index -------------------------------------------------------------
+    async def version(self, user_id: str, *, fresh: bool = False) -> int:
+        now = time.monotonic()
+        cached = self._versions.get(user_id)
+        if not fresh and cached is not None and now - cached[1] < self.version_ttl:
+            return cached[0]
+        version = await self.repo.version(user_id)
+        self._versions[user_id] = (version, now)
+        return version
+
+    async def index(self, user_id: str, version: int | None = None) -> VectorIndex:
+        """This user's vector matrix, brought up to date incrementally when it moved."""
+        version = await self.version(user_id) if version is None else version
+        idx = self._indexes.get(user_id)
+        if idx is not None and idx.version == version:
+            return idx
+        if idx is not None and idx.refreshed_at > 0:
+            started = time.time()
+            for mid, blob, status in await self.repo.changed_since(user_id, idx.refreshed_at):
+                if status == "active" and blob:
+                    idx.add(mid, np.frombuffer(blob, dtype=np.float32))
+                else:
+                    idx.remove(mid)
+            if len(idx) == await self.repo.count_vectors(user_id):
+                idx.version, idx.refreshed_at = version, started - 5.0  # clock margin
+                return idx
+        started = time.time()
+        ids, mat, _models = await self.repo.vectors(user_id)
+        idx = VectorIndex(version, ids, mat)
+        idx.refreshed_at = started - 5.0
+        self._indexes[user_id] = idx
+        return idx
+
+    async def write(
+        self,
+        user_id: str,
+        fn: Any,
+        added: Sequence[tuple[str, Sequence[float] | None]] = (),
+        stale: bool = False,
+    ) -> Any:
+        """Run a write transaction; keep this process's vector index in step.
+
+        `stale`: the write changed or removed vectors; the next search refreshes
+        the index from the rows written since its last refresh.
+        """
+        result = await self.repo.write(user_id, fn)
+        version = await self.version(user_id, fresh=True)
+        idx = self._indexes.get(user_id)
+        if idx is None or stale:
+            return result
+        if idx.version == version - 1:
+            for mid, vec in added:
+                if vec is not None:
+                    idx.add(mid, vec)
+            idx.version = version
+        return result
+
+    # --- search -----------------------------------------------------------------
+    async def _vector_list(
+        self, user_id: str, query: str, version: int, pool: int, wait: float | None, hits: Hits
+    ) -> list[tuple[str, float]]:
+        vec, note = await self._query_vector(query, wait)
+        hits.degrade_reason = note  # nothing degrades for a user with no memories
+        if vec is None:
+            return []
+        idx = await self.index(user_id, version)
+        if len(idx) < 20_000:
+            return idx.search(vec, pool)
+        return await asyncio.to_thread(idx.search, vec, pool)  # big: off the event loop
+
+    async def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 5,
+        kinds: Sequence[str] | None = None,
+        personality_id: str | None = None,
+        exclude_session: str | None = None,
+        mode: str = "hybrid",
+        candidates: int = 50,
+        vector_wait: float | None = None,
+    ) -> Hits:
+        hits = Hits()
+        if not query.strip():
+            return hits
+        pool = max(candidates, limit * 4)
+        version = await self.version(user_id)
+        if version == 0 and await self.version(user_id, fresh=True) == 0:
+            return hits  # no memories yet (checked afresh: another process may have written)
+        jobs: list[Any] = []
+        if mode in ("hybrid", "keyword"):
+            jobs.append(self.repo.keyword(user_id, query, pool, kinds))
+        if mode in ("hybrid", "vector"):
+            jobs.append(self._vector_list(user_id, query, version, pool, vector_wait, hits))
+        lists = [x for x in await asyncio.gather(*jobs) if x]
+        weights = [self.keyword_weight, 1.0] if mode == "hybrid" and len(lists) == 2 else None
+        fused = rrf(lists, weights=weights, k=self.rrf_k)
+        if not fused:
+            return hits
+        ranked = sorted(fused, key=lambda m: -fused[m])
+        rows = await self.repo.get_many(ranked[: limit * 3 + 10])
+        if self.neighbour_spread > 0 and mode == "hybrid":
+            ranked, rows = await self._spread(user_id, fused, ranked, rows, limit)
+        scored: list[tuple[float, MemoryRow]] = []
+        start = 0
+        while len(scored) < limit and start < len(ranked):
+            batch = ranked[start : start + max(limit * 3, 16)]
+            missing = [m for m in batch if m not in rows]
+            if missing:
+                rows.update(await self.repo.get_many(missing))
+            scored += [
+                (fused[m] * recency_factor(rows[m].occurred_at, self.half_life), rows[m])
+                for m in batch
+                if m in rows and self._visible(rows[m], kinds, personality_id, exclude_session)
+            ]
+            start += len(batch)
+        scored.sort(key=lambda x: -x[0])
+        for score, row in scored[:limit]:
+            hits.append(
+                MemoryHit(
+                    id=row.id,
+                    text=row.text,
+                    score=round(score, 6),
+                    source_message_ids=row.source_message_ids,
+                    created_at=iso(row.created_at),
+                    metadata={
+                        "kind": row.kind,
+                        "session_id": row.session_id,
+                        "occurred_at": row.occurred_at,
+                    },
+                )
+            )
+        return hits
+
+    def _visible(
+        self,
+        row: MemoryRow,
+        kinds: Sequence[str] | None,
+        personality_id: str | None,
+        exclude_session: str | None,
+    ) -> bool:
+        if row.status != "active" or (kinds is not None and row.kind not in kinds):
+            return False
+        if (
+            personality_id
+            and self.scope == "personality"
+            and row.personality_id not in (None, personality_id)
+        ):
+            return False
+        # turns of the current session are already in the prompt as recent history
+        return not (exclude_session and row.kind == "turn" and row.session_id == exclude_session)
+
+    async def _spread(
+        self,
+        user_id: str,
+        fused: dict[str, float],
+        ranked: list[str],
+        rows: dict[str, MemoryRow],
+        limit: int,
+    ) -> tuple[list[str], dict[str, MemoryRow]]:
+        """Turns next to a strong hit share its score (answers follow questions)."""
+        top = [m for m in ranked[: limit * 2] if m in rows and rows[m].kind == "turn"]
+        links: dict[str, list[str]] = {}
+        legacy: set[str | None] = set()
+        for m in top:
+            meta = rows[m].metadata
+            if "prev" in meta:
+                links[m] = [x for x in (meta.get("prev"), meta.get("next")) if x]
+            elif rows[m].session_id:
+                legacy.add(rows[m].session_id)
+        if legacy:  # turns indexed before neighbour links: positions from the table
+            order = await self.repo.turn_order(user_id, legacy)
+            by_pos = {pos: mid for mid, pos in order.items()}
+            for m in top:
+                if m in order:
+                    links[m] = [x for d in (-1, 1) if (x := by_pos.get(order[m] + d))]
+        if not links:
+            return ranked, rows
+        neighbours(top, fused, links, self.neighbour_spread)
+        return sorted(fused, key=lambda m: -fused[m]), rows
+
+    async def search_memories(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 5,
+        personality_id: str | None = None,
+        session_id: str | None = None,
+    ) -> list[MemoryHit]:
+        return await self.search(
+            query,
+            user_id=user_id,
+            limit=limit,
+            personality_id=personality_id,
+            exclude_session=session_id,
+        )
+
+    # --- writes -----------------------------------------------------------------
+    async def index_turns(
+        self,
+        turns: Sequence[TurnInput],
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        personality_id: str | None = None,
+    ) -> list[str]:
+        """Index raw messages with their neighbours (see memory/turns.py)."""
+        from cozy.engines.memory.turns import index_turns
+
+        return await index_turns(
+            self, turns, user_id=user_id, session_id=session_id, personality_id=personality_id
+        )
+
+    async def add_memory(
+        self,
+        messages: Sequence[Message],
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        personality_id: str | None = None,
+        source_ids: Sequence[str] = (),
+    ) -> list[str]:
+        from cozy.engines.memory.reconcile import extract_and_apply
+
+        return await extract_and_apply(
+            self,
+            messages,
+            user_id=user_id,
+            session_id=session_id,
+            personality_id=personality_id,
+            source_ids=source_ids,
+        )
+
+    def background(self) -> Any:
+        """The outbox hook and job handlers the runtime wires (see memory/jobs.py)."""
+        from cozy.engines.memory.jobs import MemoryJobs
+
+        return MemoryJobs(self)

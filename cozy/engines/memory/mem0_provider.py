@@ -1,0 +1,266 @@
+"""`memory.mem0`: chat memory kept by the mem0 library (extra `mem0`).
+
+mem0's LLM and embedder are cozy's own engines (the configured AI engine and the
+`embed:` engine), so the same model and vectors serve every memory provider. Its
+files live under COZY_HOME: `mem0/qdrant` (local vector store), `mem0/history.db`,
+`mem0/config.json`. Telemetry is forced off.
+
+Options (engines.yaml `memory:`):
+
+- `infer`: true (default) lets mem0 extract facts with the model; false stores the
+  messages as they are (no model call)
+- `model`: the model for extraction (`provider:model`; default: the AI default)
+- `threshold`: minimum search score (default 0.0)
+- `collection`: collection name (default `cozy_<dims>`)
+- `path`: store directory (default `<COZY_HOME>/mem0`)
+- `vector_store`: a mem0 vector store config for server mode, e.g.
+  `{provider: pgvector, config: {connection_string: postgresql://...}}`
+- `call_timeout`: seconds one model/embedding call made by mem0 may take (default 60)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cozy.core.errors import ConfigError, CozyError
+from cozy.core.types import GenerationOptions, MemoryHit, Message
+from cozy.engines.base import EmbedEngine, Health, MemoryEngine
+from cozy.engines.memory import mem0_bridge as bridge
+
+log = logging.getLogger("cozy.memory.mem0")
+
+
+class Mem0Memory(MemoryEngine):
+    provider_name: ClassVar[str] = "mem0"
+
+    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
+        super().__init__(options, **deps)
+        o = self.options
+        self.infer = bool(o.get("infer", True))
+        self.model: str | None = o.get("model")
+        self.threshold = float(o.get("threshold", 0.0))
+        self.call_timeout = float(o.get("call_timeout", 60.0))
+        self.collection: str | None = o.get("collection")
+        store = o.get("vector_store")
+        if store is not None and not (isinstance(store, dict) and "provider" in store):
+            raise ConfigError(
+                "memory.vector_store must be a mem0 vector store config with a provider",
+                hint="e.g. `vector_store: {provider: pgvector, config: {...}}`",
+            )
+        self.vector_store: dict[str, Any] | None = store
+        self.runtime = deps.get("runtime")
+        settings = deps.get("settings") or getattr(self.runtime, "settings", None)
+        if o.get("path"):
+            self.path = Path(str(o["path"])).expanduser()
+        elif settings is not None:
+            self.path = Path(settings.data_dir) / "mem0"
+        else:
+            raise ConfigError("memory.mem0 needs settings", hint="open it through the Runtime")
+        self._embedder: EmbedEngine | None = deps.get("embedder")
+        self._memory: Any = None
+        self._key: str | None = None
+        self._opening: asyncio.Task[Any] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def initialize(self) -> None:
+        # mem0 takes seconds to import: open it in the background, never on the way in
+        self._opening = asyncio.create_task(self._open())
+        self._opening.add_done_callback(_quiet)
+
+    async def _embed_engine(self) -> EmbedEngine:
+        if self._embedder is None and self.runtime is not None:
+            engine = await self.runtime.engine("embed")
+            if isinstance(engine, EmbedEngine):
+                self._embedder = engine
+        if self._embedder is None:
+            raise ConfigError(
+                "memory.mem0 needs an embedder",
+                hint="add `embed: {provider: local}` to engines.yaml",
+            )
+        return self._embedder
+
+    async def _open(self) -> Any:
+        embedder = await self._embed_engine()
+        dims = int(getattr(embedder, "dimensions", 0) or 0)
+        if not dims:
+            dims = len((await embedder.embed(["dimension probe"]))[0])
+        collection = self.collection or f"cozy_{dims}"
+        key = f"{self.path}:{collection}:{self.vector_store!r}"
+
+        def build() -> Any:
+            return bridge.build_memory(
+                self.path, dims=dims, collection=collection, vector_store=self.vector_store
+            )
+
+        try:
+            memory = await asyncio.to_thread(bridge.shared_clients.acquire, key, build)
+        except CozyError:
+            raise
+        except Exception as exc:
+            raise bridge.translate(exc, path=self.path) from exc
+        self._memory, self._key = memory, key
+        return memory
+
+    async def client(self) -> Any:
+        if self._memory is not None:
+            return self._memory
+        if self._opening is None or (self._opening.done() and self._opening.exception()):
+            self._opening = asyncio.create_task(self._open())
+            self._opening.add_done_callback(_quiet)
+        return await asyncio.shield(self._opening)
+
+    async def close(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
+            with contextlib.suppress(BaseException):
+                await self._opening
+        if self._key is not None:
+            key, self._key, self._memory = self._key, None, None
+            await asyncio.to_thread(bridge.shared_clients.release, key)
+
+    async def health_check(self) -> Health:
+        try:
+            memory = await asyncio.wait_for(self.client(), 30)
+            count = await self._run(memory.vector_store.col_info)
+        except CozyError as exc:
+            return Health(ok=False, detail=str(exc.message), fix=exc.hint or "")
+        except Exception as exc:
+            err = bridge.translate(exc, path=self.path)
+            return Health(ok=False, detail=err.message, fix=err.hint or "")
+        points = getattr(count, "points_count", None)
+        where = self.vector_store["provider"] if self.vector_store else f"qdrant at {self.path}"
+        return Health(
+            ok=True,
+            detail=f"mem0 ({where}, infer={'on' if self.infer else 'off'}"
+            + (f", {points} memories)" if points is not None else ")"),
+        )
+
+    # --- the bridge into cozy's engines -------------------------------------------
+    def _host(self) -> bridge.Host:
+        return bridge.Host(
+            loop=asyncio.get_running_loop(),
+            chat=self._chat,
+            embed=self._embed,
+            timeout=self.call_timeout,
+        )
+
+    async def _chat(self, messages: list[dict[str, Any]], response_format: Any) -> str:
+        if self.runtime is None:
+            raise ConfigError("memory.mem0 needs the runtime for model calls")
+        route = await self.runtime.router.resolve(self.model)
+        msgs = [Message(m.get("role", "user"), str(m.get("content", ""))) for m in messages]
+        options = GenerationOptions(temperature=0.0, response_format=response_format)
+        result = await route.engine.chat(msgs, model=route.model, options=options)
+        return str(result.content)
+
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        engine = await self._embed_engine()
+        return await engine.embed(texts)
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        token = bridge.current_host.set(self._host())
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except CozyError:
+            raise
+        except Exception as exc:
+            raise bridge.translate(exc, path=self.path) from exc
+        finally:
+            bridge.current_host.reset(token)
+
+    # --- the memory interface -------------------------------------------------------
+    async def search_memories(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 5,
+        personality_id: str | None = None,
+        session_id: str | None = None,
+    ) -> list[MemoryHit]:
+        if not query.strip():
+            return []
+        memory = await self.client()
+        found = await self._run(
+            memory.search,
+            query,
+            top_k=limit,
+            filters={"user_id": user_id},
+            threshold=self.threshold,
+        )
+        return [_hit(r) for r in _results(found)[:limit]]
+
+    async def add_memory(
+        self,
+        messages: Sequence[Message],
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        personality_id: str | None = None,
+        source_ids: Sequence[str] = (),
+        infer: bool | None = None,
+    ) -> list[str]:
+        turn = [
+            {"role": m.role, "content": m.content}
+            for m in messages
+            if m.role in ("user", "assistant") and m.content.strip()
+        ]
+        if not turn:
+            return []
+        metadata: dict[str, Any] = {"source_ids": list(source_ids)}
+        if session_id:
+            metadata["session_id"] = session_id
+        if personality_id:
+            metadata["personality_id"] = personality_id
+        memory = await self.client()
+        out = await self._run(
+            memory.add,
+            turn,
+            user_id=user_id,
+            metadata=metadata,
+            infer=self.infer if infer is None else infer,
+        )
+        return [str(r["id"]) for r in _results(out) if r.get("id")]
+
+    async def delete_all(self, user_id: str) -> None:
+        memory = await self.client()
+        await self._run(memory.delete_all, user_id=user_id)
+
+    def background(self) -> Any:
+        """Saved turns flow into mem0 through a durable job (see mem0_jobs.py)."""
+        from cozy.engines.memory.mem0_jobs import Mem0Jobs
+
+        return Mem0Jobs(self)
+
+
+def _quiet(task: asyncio.Task[Any]) -> None:
+    """A failed background open is reported at first use, not as 'never retrieved'."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("mem0: %s", task.exception())
+
+
+def _results(out: Any) -> list[dict[str, Any]]:
+    if isinstance(out, dict):
+        out = out.get("results", [])
+    return [r for r in out or [] if isinstance(r, dict)]
+
+
+def _hit(r: dict[str, Any]) -> MemoryHit:
+    meta = dict(r.get("metadata") or {})
+    sources = meta.pop("source_ids", None) or []
+    for key in ("session_id", "personality_id", "role"):
+        if r.get(key) is not None:
+            meta.setdefault(key, r[key])
+    return MemoryHit(
+        id=str(r.get("id", "")),
+        text=str(r.get("memory", "")),
+        score=round(float(r.get("score") or 0.0), 6),
+        source_message_ids=[str(s) for s in sources],
+        created_at=r.get("created_at"),
+        metadata=meta,
+    )

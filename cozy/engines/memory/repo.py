@@ -1,0 +1,348 @@
+"""SQL access for the memory engine (SQLAlchemy Core; SQLite and Postgres).
+
+Every write goes through `MemoryRepo.write(fn)`: one transaction that also bumps
+the user's version, so other processes know their vector matrix is stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cozy.core.errors import NotFoundError
+from cozy.engines.memory.keyword import KeywordIndex
+from cozy.engines.memory.rows import _ROW_COLS, MemoryRow, _row, to_blob
+from cozy.engines.memory.tables import memories, memory_history, memory_versions, text_hash
+from cozy.storage.schema import new_id, utcnow
+from cozy.storage.store import Store
+
+T = TypeVar("T")
+
+__all__ = ["MemoryRepo", "MemoryRow", "to_blob"]  # the row type used to live here
+
+
+class MemoryRepo:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dialect = store.engine.dialect.name
+        self.keywords = KeywordIndex(store)
+
+    async def write(self, user_id: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async def txn(conn: AsyncConnection) -> T:
+            result = await fn(conn)
+            await self._bump(conn, user_id)
+            return result
+
+        return await self.store._write(txn)
+
+    async def _bump(self, conn: AsyncConnection, user_id: str) -> None:
+        res = await conn.execute(
+            sa.update(memory_versions)
+            .where(memory_versions.c.user_id == user_id)
+            .values(version=memory_versions.c.version + 1)
+        )
+        if not res.rowcount:
+            await conn.execute(sa.insert(memory_versions).values(user_id=user_id, version=1))
+
+    async def has_vectors(self) -> bool:
+        rows = await self.store._read(
+            sa.select(memories.c.id).where(memories.c.embedding.is_not(None)).limit(1)
+        )
+        return bool(rows)
+
+    async def version(self, user_id: str) -> int:
+        rows = await self.store._read(
+            sa.select(memory_versions.c.version).where(memory_versions.c.user_id == user_id)
+        )
+        return int(rows[0][0]) if rows else 0
+
+    # --- writes (inside a transaction) -----------------------------------------
+    @staticmethod
+    async def insert(
+        conn: AsyncConnection,
+        *,
+        user_id: str,
+        kind: str,
+        text: str,
+        vector: Sequence[float] | None = None,
+        embed_model: str | None = None,
+        context: str | None = None,
+        personality_id: str | None = None,
+        session_id: str | None = None,
+        source_ids: Sequence[str] = (),
+        occurred_at: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        reason: str | None = None,
+        memory_id: str | None = None,
+    ) -> str:
+        now = utcnow()
+        mid = memory_id or new_id("mem")
+        await conn.execute(
+            sa.insert(memories).values(
+                id=mid,
+                user_id=user_id,
+                kind=kind,
+                text=text,
+                text_hash=text_hash(text),
+                context=context,
+                status="active",
+                personality_id=personality_id,
+                session_id=session_id,
+                source_message_ids=list(source_ids),
+                occurred_at=occurred_at if occurred_at is not None else now,
+                created_at=now,
+                updated_at=now,
+                embedding=to_blob(vector),
+                embed_model=embed_model if vector is not None else None,
+                metadata=metadata or {},
+            )
+        )
+        if kind == "fact":
+            await MemoryRepo.history(conn, mid, user_id, "add", None, text, reason, source_ids)
+        return mid
+
+    @staticmethod
+    async def history(
+        conn: AsyncConnection,
+        memory_id: str,
+        user_id: str,
+        action: str,
+        old: str | None,
+        new: str | None,
+        reason: str | None,
+        source_ids: Sequence[str] = (),
+    ) -> None:
+        await conn.execute(
+            sa.insert(memory_history).values(
+                id=new_id("mhi"),
+                memory_id=memory_id,
+                user_id=user_id,
+                action=action,
+                old_text=old,
+                new_text=new,
+                reason=reason,
+                source_message_ids=list(source_ids),
+                created_at=utcnow(),
+            )
+        )
+
+    @staticmethod
+    async def update_text(
+        conn: AsyncConnection,
+        row: MemoryRow,
+        text: str,
+        *,
+        action: str,
+        reason: str | None,
+        vector: Sequence[float] | None,
+        embed_model: str | None,
+        source_ids: Sequence[str] = (),
+    ) -> None:
+        sources = list(dict.fromkeys([*row.source_message_ids, *source_ids]))
+        await conn.execute(
+            sa.update(memories)
+            .where(memories.c.id == row.id)
+            .values(
+                text=text,
+                text_hash=text_hash(text),
+                embedding=to_blob(vector),
+                embed_model=embed_model if vector is not None else None,
+                source_message_ids=sources,
+                updated_at=utcnow(),
+            )
+        )
+        await MemoryRepo.history(
+            conn, row.id, row.user_id, action, row.text, text, reason, source_ids
+        )
+
+    @staticmethod
+    async def set_status(
+        conn: AsyncConnection, row: MemoryRow, status: str, *, action: str, reason: str | None
+    ) -> None:
+        now = utcnow()
+        await conn.execute(
+            sa.update(memories)
+            .where(memories.c.id == row.id)
+            .values(status=status, updated_at=now, deleted_at=now if status == "deleted" else None)
+        )
+        await MemoryRepo.history(conn, row.id, row.user_id, action, row.text, row.text, reason)
+
+    # --- reads -----------------------------------------------------------------
+    async def get(self, memory_id: str, user_id: str) -> MemoryRow:
+        rows = await self.store._read(
+            sa.select(*_ROW_COLS).where(memories.c.id == memory_id, memories.c.user_id == user_id)
+        )
+        if not rows:
+            raise NotFoundError(
+                f"no memory '{memory_id}'", hint="list memories with `cozy memory list`"
+            )
+        return _row(rows[0])
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, MemoryRow]:
+        if not ids:
+            return {}
+        rows = await self.store._read(sa.select(*_ROW_COLS).where(memories.c.id.in_(list(ids))))
+        return {r.id: _row(r) for r in rows}
+
+    async def list_rows(
+        self,
+        user_id: str,
+        *,
+        kinds: Sequence[str] = ("fact",),
+        statuses: Sequence[str] = ("active",),
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[MemoryRow]:
+        stmt = (
+            sa.select(*_ROW_COLS)
+            .where(memories.c.user_id == user_id)
+            .where(memories.c.kind.in_(list(kinds)), memories.c.status.in_(list(statuses)))
+            .order_by(memories.c.updated_at.desc(), memories.c.id.desc())
+            .offset(offset)
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_row(r) for r in await self.store._read(stmt)]
+
+    async def history_of(self, memory_id: str, user_id: str) -> list[dict[str, Any]]:
+        await self.get(memory_id, user_id)
+        rows = await self.store._read(
+            sa.select(memory_history)
+            .where(memory_history.c.memory_id == memory_id)
+            .order_by(memory_history.c.created_at, memory_history.c.id)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    async def find_hash(self, conn: AsyncConnection, user_id: str, text: str) -> str | None:
+        row = (
+            await conn.execute(
+                sa.select(memories.c.id).where(
+                    memories.c.user_id == user_id,
+                    memories.c.text_hash == text_hash(text),
+                    memories.c.kind == "fact",
+                    memories.c.status == "active",
+                )
+            )
+        ).first()
+        return str(row[0]) if row else None
+
+    async def vectors(self, user_id: str) -> tuple[list[str], np.ndarray, list[str | None]]:
+        """Ids, the float32 matrix and the embed model of every active memory of a user."""
+        rows = await self.store._read(
+            sa.select(memories.c.id, memories.c.embedding, memories.c.embed_model)
+            .where(
+                memories.c.user_id == user_id,
+                memories.c.status == "active",
+                memories.c.embedding.is_not(None),
+            )
+            .order_by(memories.c.id)
+        )
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32), []
+        ids = [r[0] for r in rows]
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+        return ids, mat.reshape(len(ids), -1), [r[2] for r in rows]
+
+    async def changed_since(
+        self, user_id: str, since: float
+    ) -> list[tuple[str, bytes | None, str]]:
+        """(id, vector blob, status) of the memories written at or after `since`."""
+        rows = await self.store._read(
+            sa.select(memories.c.id, memories.c.embedding, memories.c.status).where(
+                memories.c.user_id == user_id, memories.c.updated_at >= since
+            )
+        )
+        return [(str(r[0]), r[1], str(r[2])) for r in rows]
+
+    async def count_vectors(self, user_id: str) -> int:
+        rows = await self.store._read(
+            sa.select(sa.func.count()).where(
+                memories.c.user_id == user_id,
+                memories.c.status == "active",
+                memories.c.embedding.is_not(None),
+            )
+        )
+        return int(rows[0][0])
+
+    async def last_turn(self, user_id: str, session_id: str) -> tuple[str, str] | None:
+        """(id, text) of the newest active turn of a session."""
+        rows = await self.store._read(
+            sa.select(memories.c.id, memories.c.text)
+            .where(memories.c.user_id == user_id, memories.c.session_id == session_id)
+            .where(memories.c.kind == "turn", memories.c.status == "active")
+            .order_by(memories.c.id.desc())
+            .limit(1)
+        )
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    @staticmethod
+    async def link_next(conn: AsyncConnection, prev_id: str, next_id: str, text: str) -> None:
+        """A turn learns the turn that followed it: neighbour link and keyword context."""
+        row = (
+            await conn.execute(
+                sa.select(memories.c.context, memories.c.metadata).where(memories.c.id == prev_id)
+            )
+        ).first()
+        if row is None:
+            return
+        meta = dict(row[1] or {})
+        meta["next"] = next_id
+        context = "\n".join(filter(None, [row[0], text])) or None
+        await conn.execute(
+            sa.update(memories)
+            .where(memories.c.id == prev_id)
+            .values(context=context, metadata=meta)
+        )
+
+    async def turn_order(self, user_id: str, session_ids: set[str | None]) -> dict[str, int]:
+        """Position of every active turn of these sessions (ids sort by time)."""
+        rows = await self.store._read(
+            sa.select(memories.c.id, memories.c.session_id)
+            .where(memories.c.user_id == user_id, memories.c.kind == "turn")
+            .where(memories.c.session_id.in_([s for s in session_ids if s]))
+            .where(memories.c.status == "active")
+            .order_by(memories.c.session_id, memories.c.id)
+        )
+        order: dict[str, int] = {}
+        last, pos = None, 0
+        for r in rows:
+            pos += 1000 if r.session_id != last else 1  # sessions never touch
+            last = r.session_id
+            order[r.id] = pos
+        return order
+
+    async def missing_vectors(self, user_id: str, limit: int = 256) -> list[tuple[str, str]]:
+        rows = await self.store._read(
+            sa.select(memories.c.id, memories.c.text)
+            .where(memories.c.user_id == user_id, memories.c.status == "active")
+            .where(memories.c.embedding.is_(None))
+            .limit(limit)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def set_vectors(
+        self, user_id: str, items: Sequence[tuple[str, Sequence[float]]], model: str
+    ) -> None:
+        async def fn(conn: AsyncConnection) -> None:
+            for mid, vec in items:
+                await conn.execute(
+                    sa.update(memories)
+                    .where(memories.c.id == mid)
+                    .values(embedding=to_blob(vec), embed_model=model)
+                )
+
+        await self.write(user_id, fn)
+
+    async def keyword(
+        self, user_id: str, query: str, limit: int, kinds: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """(id, score) by BM25 (SQLite FTS5) or ts_rank (Postgres), best first."""
+        if self.dialect == "sqlite":
+            return await self.keywords.search(user_id, query, limit, kinds)
+        from cozy.engines.memory.pg_keyword import pg_keyword  # Postgres (issue #12)
+
+        return await pg_keyword(self.store, user_id, query, limit, kinds)

@@ -1,0 +1,169 @@
+"""The buffered profile update: one pending job per user, debounced.
+
+Each saved turn adds its user text length to the user's pending `profile.update`
+job (same transaction as the messages). The job is due once `min_chars` of new
+user text has accumulated, or after `idle_seconds` without a new turn. It reads
+every user message after the user's cursor and moves the cursor in the same
+transaction as the slot writes, so a re-run never applies the same text twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cozy.engines.profile.extract import ProfileExtractionFailed, extract
+from cozy.engines.profile.local import slot_name
+from cozy.engines.profile.tables import profile_cursors
+from cozy.storage.jobs import PENDING, Job, enqueue, final_answers, jobs
+from cozy.storage.schema import messages, sessions, utcnow
+from cozy.storage.worker import PermanentJobError
+
+if TYPE_CHECKING:
+    from cozy.engines.profile.local import LocalProfile
+
+MAX_TEXT = 12000
+
+
+async def extract_and_merge(
+    profile: LocalProfile,
+    user_id: str,
+    text: str,
+    *,
+    source_ids: Sequence[str],
+    cursor: float | None,
+) -> int:
+    """Ask the model, then merge the slots (and move the cursor) in one transaction."""
+    if profile.runtime is None:
+        raise PermanentJobError("the profile update needs the runtime's AI engine")
+    if text.strip():
+        route = await profile.runtime.router.resolve(profile.model)
+        current = (await profile.get_profile(user_id, max_tokens=2000)).summary
+        try:
+            result = await extract(route.engine, route.model, profile.topics, current, text)
+        except ProfileExtractionFailed as exc:
+            raise PermanentJobError(str(exc)) from exc
+        updates = [
+            (slot_name(u.topic), slot_name(u.slot), " ".join(u.value.split()), u.confidence)
+            for u in result.slots
+        ]
+        updates = [u for u in updates if u[0] in profile.topics and u[1] and u[2]]
+    else:
+        updates = []
+
+    async def fn(conn: AsyncConnection) -> int:
+        n = 0
+        for topic, slot, value, confidence in updates:
+            if await profile._set(
+                conn,
+                user_id,
+                topic,
+                slot,
+                value,
+                confidence=confidence,
+                reason="extracted from the conversation",
+                sources=source_ids,
+            ):
+                n += 1
+        if cursor is not None:
+            now = utcnow()
+            res = await conn.execute(
+                sa.update(profile_cursors)
+                .where(profile_cursors.c.user_id == user_id)
+                .values(last_message_at=cursor, updated_at=now)
+            )
+            if not res.rowcount:
+                await conn.execute(
+                    sa.insert(profile_cursors).values(
+                        user_id=user_id, last_message_at=cursor, updated_at=now
+                    )
+                )
+        return n
+
+    written: int = await profile._write(fn)
+    return written
+
+
+class ProfileJobs:
+    def __init__(self, engine: LocalProfile) -> None:
+        self.engine = engine
+
+    async def outbox_hook(
+        self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
+    ) -> None:
+        if not final_answers(rows):
+            return
+        owner = (
+            await conn.execute(sa.select(sessions.c.user_id).where(sessions.c.id == session_id))
+        ).first()
+        if owner is None:
+            return
+        user_id = str(owner[0])
+        length = (
+            await conn.execute(
+                sa.select(sa.func.length(messages.c.content))
+                .where(messages.c.session_id == session_id, messages.c.role == "user")
+                .order_by(messages.c.id.desc())
+                .limit(1)
+            )
+        ).scalar() or 0
+        key = f"profile:{user_id}"
+        row = (
+            await conn.execute(
+                sa.select(jobs.c.payload).where(jobs.c.key == key, jobs.c.status == PENDING)
+            )
+        ).first()
+        total = int(((row[0] or {}) if row else {}).get("chars", 0)) + int(length)
+        payload = {"user_id": user_id, "chars": total}
+        await enqueue(
+            conn,
+            "profile.update",
+            payload,
+            user_id=user_id,
+            key=key,
+            delay=0.0 if total >= self.engine.min_chars else self.engine.idle_seconds,
+            merge=lambda _old: payload,
+        )
+
+    def handlers(self) -> dict[str, Any]:
+        return {"profile.update": self.run}
+
+    async def run(self, payload: dict[str, Any], job: Job) -> None:
+        user_id = payload.get("user_id") or job.user_id
+        if not isinstance(user_id, str):
+            raise PermanentJobError(f"bad payload {payload!r}: needs user_id")
+        for _batch in range(50):  # each batch moves the cursor: a re-run resumes there
+            if not await self._batch(user_id):
+                return
+
+    async def _batch(self, user_id: str) -> bool:
+        """Process the next batch of new user text. False when there was none."""
+        since = await self.engine.cursor(user_id)
+        rows = await self.engine.store._read(
+            sa.select(messages.c.id, messages.c.content, messages.c.created_at)
+            .join(sessions, sessions.c.id == messages.c.session_id)
+            .where(sessions.c.user_id == user_id, messages.c.role == "user")
+            .where(messages.c.created_at > since)
+            .order_by(messages.c.created_at)
+            .limit(200)
+        )
+        if not rows:
+            return False
+        taken: list[Any] = []
+        used = 0
+        for r in rows:  # at least one message; a huge one is cut, never skipped
+            if taken and used + len(r.content) > MAX_TEXT:
+                break
+            taken.append(r)
+            used += len(r.content)
+        await extract_and_merge(
+            self.engine,
+            user_id,
+            "\n".join(r.content[:MAX_TEXT] for r in taken),
+            source_ids=[r.id for r in taken],
+            cursor=float(taken[-1].created_at),
+        )
+        return True

@@ -1,0 +1,271 @@
+"""`profile.local`: a topic -> slot profile in SQL, updated by a buffered LLM job.
+
+Options (engines.yaml `profile:`):
+
+- `topics`: {topic: [usual slots]} (default: basic_info, work, interests, preferences, …)
+- `model`: the model for extraction (default: the AI default)
+- `min_chars`: run the update once this much new user text has accumulated (default 400)
+- `idle_seconds`: …or once the user has been quiet this long (default 120)
+- `max_tokens`: default size of the prompt summary (default 300)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cozy.core.errors import ConfigError, NotFoundError, UsageError
+from cozy.core.types import Message, Profile, ProfileSlot
+from cozy.engines.base import ProfileEngine
+from cozy.engines.profile.tables import profile_cursors, profile_history, profile_slots
+from cozy.storage.schema import new_id, utcnow
+from cozy.storage.store import Store
+
+DEFAULT_TOPICS: dict[str, list[str]] = {
+    "basic_info": ["name", "age", "location", "language", "pronouns"],
+    "work": ["title", "company", "field", "skills"],
+    "education": ["school", "degree", "major"],
+    "family": ["partner", "children", "parents", "siblings", "pets"],
+    "interests": ["music", "books", "movies", "sports", "hobbies"],
+    "preferences": ["food", "drinks", "communication_style", "tools"],
+    "health": ["diet", "allergies", "exercise"],
+    "goals": ["short_term", "long_term"],
+}
+
+_SLOT_RE = re.compile(r"[^a-z0-9_]+")
+
+
+def slot_name(text: str) -> str:
+    return _SLOT_RE.sub("_", text.strip().lower()).strip("_")[:64]
+
+
+def split_key(key: str) -> tuple[str, str]:
+    topic, dot, slot = key.partition(".")
+    topic, slot = slot_name(topic), slot_name(slot)
+    if not dot or not topic or not slot:
+        raise UsageError(f"'{key}' is not a topic.slot key", hint="write it like `basic_info.name`")
+    return topic, slot
+
+
+class LocalProfile(ProfileEngine):
+    provider_name: ClassVar[str] = "local"
+
+    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
+        super().__init__(options, **deps)
+        topics = self.options.get("topics", DEFAULT_TOPICS)
+        if not isinstance(topics, dict) or not all(isinstance(v, list) for v in topics.values()):
+            raise ConfigError(
+                "profile.topics must map each topic to a list of slot names",
+                hint="e.g. `topics: {work: [title, company]}` under `profile:` in engines.yaml",
+            )
+        self.topics: dict[str, list[str]] = {
+            slot_name(t): [slot_name(s) for s in v] for t, v in topics.items()
+        }
+        self.model: str | None = self.options.get("model")
+        self.min_chars = int(self.options.get("min_chars", 400))
+        self.idle_seconds = float(self.options.get("idle_seconds", 120))
+        self.summary_tokens = int(self.options.get("max_tokens", 300))
+        self.runtime = deps.get("runtime")
+        store = deps.get("store") or getattr(self.runtime, "store", None)
+        if not isinstance(store, Store):
+            raise ConfigError("profile.local needs the store", hint="open it through the Runtime")
+        self.store = store
+
+    # --- reads ------------------------------------------------------------------
+    async def slots(self, user_id: str, *, include_removed: bool = False) -> list[dict[str, Any]]:
+        stmt = sa.select(profile_slots).where(profile_slots.c.user_id == user_id)
+        if not include_removed:
+            stmt = stmt.where(profile_slots.c.deleted_at.is_(None))
+        rows = [dict(r._mapping) for r in await self.store._read(stmt)]
+        order = {t: i for i, t in enumerate(self.topics)}
+        rows.sort(key=lambda r: (order.get(r["topic"], 99), r["topic"], r["slot"]))
+        return rows
+
+    def _cache(self) -> Any:
+        return getattr(self.runtime, "cache", None) if self.runtime is not None else None
+
+    async def get_profile(self, user_id: str, *, max_tokens: int | None = None) -> Profile:
+        budget = max_tokens or self.summary_tokens
+        cache = self._cache()
+        key = f"{user_id}:{budget}"
+        if cache is not None:
+            hit = cache.get("profile", key)
+            if isinstance(hit, dict):
+                return Profile(hit["summary"], [ProfileSlot(**s) for s in hit["slots"]])
+        rows = await self.slots(user_id)
+        lines: list[str] = []
+        used = 0
+        slots: list[ProfileSlot] = []
+        for r in rows:
+            line = f"{r['topic']}.{r['slot']}: {r['value']}"
+            cost = max(1, len(line) // 4)
+            if used + cost > budget:
+                break
+            used += cost
+            lines.append(line)
+            slots.append(
+                ProfileSlot(
+                    r["topic"], r["slot"], r["value"], r["confidence"], str(r["updated_at"])
+                )
+            )
+        profile = Profile("\n".join(lines), slots)
+        if cache is not None:
+            cache.set(
+                "profile",
+                key,
+                {
+                    "summary": profile.summary,
+                    "slots": [
+                        {
+                            "topic": s.topic,
+                            "slot": s.slot,
+                            "value": s.value,
+                            "confidence": s.confidence,
+                            "updated_at": s.updated_at,
+                        }
+                        for s in slots
+                    ],
+                },
+            )
+        return profile
+
+    async def history(self, user_id: str, key: str | None = None) -> list[dict[str, Any]]:
+        stmt = sa.select(profile_history).where(profile_history.c.user_id == user_id)
+        if key:
+            topic, slot = split_key(key)
+            stmt = stmt.where(profile_history.c.topic == topic, profile_history.c.slot == slot)
+        stmt = stmt.order_by(profile_history.c.created_at, profile_history.c.id)
+        return [dict(r._mapping) for r in await self.store._read(stmt)]
+
+    # --- writes -----------------------------------------------------------------
+    async def _write(self, fn: Any) -> Any:
+        result = await self.store._write(fn)
+        cache = self._cache()
+        if cache is not None:
+            cache.bump("profile")
+        return result
+
+    @staticmethod
+    async def _set(
+        conn: AsyncConnection,
+        user_id: str,
+        topic: str,
+        slot: str,
+        value: str,
+        *,
+        confidence: float,
+        reason: str,
+        sources: Sequence[str] = (),
+    ) -> bool:
+        now = utcnow()
+        key = (
+            profile_slots.c.user_id == user_id,
+            profile_slots.c.topic == topic,
+            profile_slots.c.slot == slot,
+        )
+        old = (await conn.execute(sa.select(profile_slots).where(*key))).first()
+        if old is not None and old.value == value and old.deleted_at is None:
+            return False
+        values = {
+            "value": value,
+            "confidence": confidence,
+            "source_message_ids": list(sources),
+            "updated_at": now,
+            "deleted_at": None,
+        }
+        if old is None:
+            await conn.execute(
+                sa.insert(profile_slots).values(
+                    user_id=user_id, topic=topic, slot=slot, created_at=now, **values
+                )
+            )
+        else:
+            await conn.execute(sa.update(profile_slots).where(*key).values(**values))
+        action = "add" if old is None or old.deleted_at is not None else "update"
+        await conn.execute(
+            sa.insert(profile_history).values(
+                id=new_id("phi"),
+                user_id=user_id,
+                topic=topic,
+                slot=slot,
+                action=action,
+                old_value=None if old is None else old.value,
+                new_value=value,
+                reason=reason,
+                source_message_ids=list(sources),
+                created_at=now,
+            )
+        )
+        return True
+
+    async def set_slot(self, user_id: str, key: str, value: str) -> None:
+        topic, slot = split_key(key)
+        value = " ".join(value.split())
+        if not value:
+            raise UsageError("the value is empty", hint=f"to remove it: `cozy profile rm {key}`")
+        await self.store.ensure_user(user_id)
+
+        async def fn(conn: AsyncConnection) -> None:
+            await self._set(
+                conn, user_id, topic, slot, value, confidence=1.0, reason="set by the user"
+            )
+
+        await self._write(fn)
+
+    async def remove_slot(self, user_id: str, key: str) -> None:
+        topic, slot = split_key(key)
+        now = utcnow()
+
+        async def fn(conn: AsyncConnection) -> bool:
+            where = (
+                profile_slots.c.user_id == user_id,
+                profile_slots.c.topic == topic,
+                profile_slots.c.slot == slot,
+                profile_slots.c.deleted_at.is_(None),
+            )
+            old = (await conn.execute(sa.select(profile_slots.c.value).where(*where))).first()
+            if old is None:
+                return False
+            await conn.execute(sa.update(profile_slots).where(*where).values(deleted_at=now))
+            await conn.execute(
+                sa.insert(profile_history).values(
+                    id=new_id("phi"),
+                    user_id=user_id,
+                    topic=topic,
+                    slot=slot,
+                    action="remove",
+                    old_value=old[0],
+                    new_value=None,
+                    reason="removed by the user",
+                    source_message_ids=[],
+                    created_at=now,
+                )
+            )
+            return True
+
+        if not await self._write(fn):
+            raise NotFoundError(f"no profile slot '{topic}.{slot}'", hint="see `cozy profile show`")
+
+    async def update_profile(
+        self, user_id: str, messages: Sequence[Message], *, source_ids: Sequence[str] = ()
+    ) -> None:
+        """Extract slots from messages now (the buffered job calls `apply_pending`)."""
+        from cozy.engines.profile.jobs import extract_and_merge
+
+        text = "\n".join(m.content for m in messages if m.role == "user")
+        await extract_and_merge(self, user_id, text, source_ids=source_ids, cursor=None)
+
+    def background(self) -> Any:
+        from cozy.engines.profile.jobs import ProfileJobs
+
+        return ProfileJobs(self)
+
+    async def cursor(self, user_id: str) -> float:
+        rows = await self.store._read(
+            sa.select(profile_cursors.c.last_message_at).where(profile_cursors.c.user_id == user_id)
+        )
+        return float(rows[0][0]) if rows else 0.0

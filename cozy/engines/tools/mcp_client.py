@@ -1,0 +1,345 @@
+"""One MCP server connection: lazy start, status, schema cache, calls, bounded stop.
+
+The SDK's transports and ClientSession are async context managers bound to the
+task that enters them, so each server lives in its own runner task that enters
+them, signals ready, and waits for a stop event. Callers in any task use the
+session; a caller being cancelled never tears the server down half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from typing import IO, Any
+
+from cozy.engines.tools.mcp_common import (
+    CallFailed,
+    CallTimeout,
+    ServerStatus,
+    ServerUnavailable,
+    describe,
+    preflight,
+    track_pid,
+    untrack_pid,
+)
+from cozy.engines.tools.mcp_config import ServerConfig
+from cozy.engines.tools.sandbox import clean_env, kill_group, launcher_argv, pid_alive
+
+__all__ = ["CallFailed", "CallTimeout", "MCPServerConnection", "ServerStatus", "ServerUnavailable"]
+
+
+class MCPServerConnection:
+    def __init__(self, cfg: ServerConfig, *, schema_ttl: float = 600.0, grace: float = 2.5) -> None:
+        self.cfg = cfg
+        self.schema_ttl = schema_ttl
+        self.grace = grace
+        target = cfg.url if cfg.url else " ".join([cfg.command, *cfg.args])
+        self.status = ServerStatus(name=cfg.name, transport=cfg.transport, target=target)
+        if cfg.error:
+            self.status.state, self.status.last_error = "failed", cfg.error
+        self._session: Any = None
+        self._runner: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._lock: asyncio.Lock | None = None
+        self._dead: str | None = None
+        self._stderr: IO[str] | None = None
+        self._pidfile: str | None = None
+        self._tools: list[Any] | None = None
+        self._tools_at = 0.0
+        self.generation = 0
+        self.retry_backoff = 5.0
+        self._failed_at = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def _healthy(self) -> bool:
+        if self._session is None or self._dead or self._runner is None or self._runner.done():
+            return False
+        return self.status.pid is None or pid_alive(self.status.pid)
+
+    async def session(self) -> Any:
+        """The live ClientSession, starting or restarting the server as needed."""
+        if self.cfg.error:
+            raise ServerUnavailable(self.cfg.error)
+        if self._healthy():
+            return self._session
+        if self._failed_at and time.monotonic() - self._failed_at < self.retry_backoff:
+            raise ServerUnavailable(self.status.last_error or "unavailable", hint=self._hint())
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._healthy():
+                return self._session
+            starting = self._ready is not None and not self._ready.done()
+            if self._runner is not None and not starting:
+                was_dead = self._dead or "the server process exited"
+                await self._teardown()
+                self.status.restarts += 1
+                self.status.last_error = was_dead
+            if self._runner is None:
+                self._launch()
+            await self._await_ready()
+            return self._session
+
+    def _launch(self) -> None:
+        self._dead = None
+        self._tools = None
+        self.status.state, self.status.pid = "starting", None
+        self._stop = asyncio.Event()
+        self._ready = asyncio.get_running_loop().create_future()
+        self._ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._started = time.perf_counter()
+        self._runner = asyncio.create_task(
+            self._run(self._ready, self._stop), name=f"mcp:{self.cfg.name}"
+        )
+
+    async def _await_ready(self) -> None:
+        assert self._ready is not None
+        remaining = self.cfg.startup_timeout - (time.perf_counter() - self._started)
+        try:
+            async with asyncio.timeout(max(remaining, 0.01)):
+                await asyncio.shield(self._ready)
+        except TimeoutError:
+            msg = f"did not finish the MCP handshake within {self.cfg.startup_timeout:g} s"
+            await self._fail(msg)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise  # the runner keeps starting; the next caller picks it up
+        except BaseException as exc:
+            await self._fail(f"failed to start: {describe(exc)}")
+        else:
+            self._failed_at = 0.0
+            self.status.state = "running"
+            self.status.start_ms = round((time.perf_counter() - self._started) * 1000, 1)
+            self.status.last_error = self.status.last_error if self.status.restarts else None
+
+    async def _fail(self, msg: str) -> None:
+        tail = self._stderr_tail()
+        await self._teardown()
+        full = f"MCP server '{self.cfg.name}' {msg}"
+        if tail:
+            full += f"; its stderr ends with: {tail}"
+        self.status.state, self.status.last_error = "failed", full
+        self._failed_at = time.monotonic()
+        raise ServerUnavailable(full, hint=self._hint())
+
+    def _hint(self) -> str:
+        if self.cfg.url:
+            return f"check that {self.cfg.url} is reachable; `cozy tools servers` shows the status"
+        return "check the command and args in engines.yaml; `cozy tools servers` shows the status"
+
+    def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        cfg = self.cfg
+        if cfg.transport == "sse":
+            from mcp.client.sse import sse_client
+
+            return sse_client(cfg.url, headers=cfg.headers or None, timeout=cfg.startup_timeout)
+        if cfg.transport == "streamable-http":
+            from mcp.client.streamable_http import streamable_http_client
+            from mcp.shared._httpx_utils import create_mcp_http_client
+
+            client = create_mcp_http_client(headers=cfg.headers or None)
+            return streamable_http_client(cfg.url, http_client=client)
+        return self._stdio()
+
+    @contextlib.asynccontextmanager
+    async def _stdio(self) -> Any:
+        from mcp.client.stdio import StdioServerParameters, stdio_client
+
+        cfg = self.cfg
+        env = clean_env(cfg.env, cfg.env_passthrough)
+        preflight(cfg.command, cfg.cwd, env.get("PATH"))
+        fd, self._pidfile = tempfile.mkstemp(prefix=f"cozy-mcp-{cfg.name}-", suffix=".pid")
+        os.close(fd)
+        command, args = launcher_argv(
+            cfg.command,
+            cfg.args,
+            env=env,
+            cwd=cfg.cwd,
+            cpu_seconds=cfg.cpu_seconds,
+            memory_mb=cfg.memory_mb,
+            pidfile=self._pidfile,
+        )
+        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives with the server
+        params = StdioServerParameters(command=command, args=args, env=env, cwd=cfg.cwd)
+        async with stdio_client(params, errlog=self._stderr) as streams:
+            yield streams
+
+    def _read_pid(self) -> int | None:
+        if not self._pidfile:
+            return None
+        with contextlib.suppress(OSError, ValueError), open(self._pidfile) as fh:
+            return int(fh.read().strip())
+        return None
+
+    async def _run(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
+        from mcp import ClientSession
+        from mcp_types import Implementation
+
+        info = Implementation(name="cozy", version="0.1.0")
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                read, write = await stack.enter_async_context(self._transport())
+                session = await stack.enter_async_context(
+                    ClientSession(read, write, message_handler=self._on_message, client_info=info)
+                )
+                await session.initialize()
+                pid = self._read_pid()
+                if pid:
+                    self.status.pid = pid
+                    track_pid(pid)
+                self._session = session
+                self.generation += 1
+                ready.set_result(None)
+                await stop.wait()
+        except BaseException as exc:
+            if not ready.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    ready.cancel()
+                else:
+                    ready.set_exception(exc)
+            elif not stop.is_set():
+                self.mark_dead(f"connection lost: {describe(exc)}")
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                raise
+        finally:
+            self._session = None
+
+    async def _on_message(self, message: Any) -> None:
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            self._tools = None
+
+    def mark_dead(self, reason: str) -> None:
+        self._dead = reason
+        self.status.state, self.status.last_error = (
+            "failed",
+            f"MCP server '{self.cfg.name}' {reason}",
+        )
+
+    def _stderr_tail(self, limit: int = 600) -> str:
+        if self._stderr is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            fd = self._stderr.fileno()
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, limit, max(size - limit, 0)).decode("utf-8", "replace")
+            return " | ".join(line.strip() for line in data.strip().splitlines()[-6:])
+        return ""
+
+    async def _teardown(self) -> None:
+        """Stop the runner: graceful (SDK shutdown) within `grace`, then SIGKILL."""
+        runner, pid = self._runner, self.status.pid
+        if runner is not None:
+            if self._stop is not None:
+                self._stop.set()
+            if self._ready is not None and not self._ready.done():
+                runner.cancel()
+            _done, pending = await asyncio.wait({runner}, timeout=self.grace)
+            if pending:
+                kill_group(pid)
+                runner.cancel()
+                await asyncio.wait({runner}, timeout=2.0)
+        kill_group(pid)  # descendants left in the group
+        if pid:
+            untrack_pid(pid)
+        self._runner = self._session = self._ready = None
+        self.status.pid = None
+        if self._stderr is not None:
+            with contextlib.suppress(OSError):
+                self._stderr.close()
+            self._stderr = None
+        if self._pidfile:
+            with contextlib.suppress(OSError):
+                os.unlink(self._pidfile)
+            self._pidfile = None
+
+    async def stop(self) -> None:
+        await self._teardown()
+        if not self.cfg.error:
+            self.status.state = "stopped"
+
+    def kill_now(self) -> None:
+        """Synchronous last resort (caller cancelled during close)."""
+        kill_group(self.status.pid)
+        if self._runner is not None and not self._runner.done():
+            if self._stop is not None:
+                self._stop.set()
+            self._runner.cancel()
+
+    # -- MCP requests --------------------------------------------------------------
+
+    def cached_tools(self) -> list[Any] | None:
+        if self._tools is not None and time.monotonic() - self._tools_at < self.schema_ttl:
+            return self._tools
+        return None
+
+    async def list_tools(self) -> list[Any]:
+        session = await self.session()
+        cached = self.cached_tools()
+        if cached is not None:
+            return cached
+        from mcp_types import PaginatedRequestParams
+
+        tools: list[Any] = []
+        cursor: str | None = None
+        try:
+            async with asyncio.timeout(self.cfg.timeout or None):
+                while True:
+                    params = PaginatedRequestParams(cursor=cursor) if cursor else None
+                    result = await session.list_tools(params=params)
+                    tools.extend(result.tools)
+                    cursor = result.next_cursor
+                    if not cursor:
+                        break
+        except TimeoutError:
+            self.mark_dead(f"did not list its tools within {self.cfg.timeout:g} s")
+            raise ServerUnavailable(self.status.last_error or "", hint=self._hint()) from None
+        except Exception as exc:
+            self.mark_dead(f"failed to list tools: {describe(exc)}")
+            raise ServerUnavailable(self.status.last_error or "", hint=self._hint()) from exc
+        self._tools, self._tools_at = tools, time.monotonic()
+        self.status.tool_count = len(tools)
+        return tools
+
+    async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> Any:  # noqa: ASYNC109
+        session = await self.session()
+        from mcp.shared.exceptions import MCPError
+        from mcp_types import CONNECTION_CLOSED
+
+        try:
+            async with asyncio.timeout(timeout if timeout > 0 else None):
+                return await session.call_tool(tool, arguments)
+        except TimeoutError:
+            await self._probe()
+            raise CallTimeout(f"timed out after {timeout:g} s; the call was cancelled") from None
+        except MCPError as exc:
+            if exc.code != CONNECTION_CLOSED:
+                raise CallFailed(f"the server rejected the call: {exc.message}") from exc
+            await asyncio.sleep(0.05)  # let the exit be observed for the message
+            self.mark_dead(self._death_reason())
+            raise ServerUnavailable(self.status.last_error or "", hint=self._hint()) from exc
+        except Exception as exc:
+            self.mark_dead(f"failed during the call: {describe(exc)}")
+            raise ServerUnavailable(self.status.last_error or "", hint=self._hint()) from exc
+
+    def _death_reason(self) -> str:
+        tail = self._stderr_tail()
+        gone = (
+            "the server process died" if self.cfg.transport == "stdio" else "the server went away"
+        )
+        base = f"closed the connection during the call ({gone})"
+        return f"{base}; its stderr ends with: {tail}" if tail else base
+
+    async def _probe(self) -> None:
+        """After a timeout: if the server no longer answers a ping, restart it next time."""
+        session = self._session
+        if session is None:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                await session.send_ping()
+        except Exception as exc:
+            self.mark_dead(f"stopped answering after a timed-out call ({describe(exc)})")

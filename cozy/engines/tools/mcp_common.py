@@ -1,0 +1,81 @@
+"""Shared pieces of the MCP client: status record, errors, process tracking."""
+
+from __future__ import annotations
+
+import atexit
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cozy.core.errors import ToolError
+from cozy.engines.tools.sandbox import kill_group
+
+_LIVE_PIDS: set[int] = set()
+_atexit_registered = False
+
+
+def _kill_live_at_exit() -> None:
+    for pid in list(_LIVE_PIDS):
+        kill_group(pid)
+
+
+def track_pid(pid: int) -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_kill_live_at_exit)
+        _atexit_registered = True
+    _LIVE_PIDS.add(pid)
+
+
+class ServerUnavailable(ToolError):
+    """The server could not be started or died; it is restarted on next use."""
+
+
+class CallTimeout(ToolError):
+    pass
+
+
+class CallFailed(ToolError):
+    """The server answered the call with a protocol error (unknown tool, bad params)."""
+
+
+@dataclass(slots=True)
+class ServerStatus:
+    name: str
+    transport: str
+    target: str = ""
+    state: str = "idle"  # idle | starting | running | failed | stopped
+    pid: int | None = None
+    tool_count: int = 0
+    last_error: str | None = None
+    start_ms: float | None = None
+    restarts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def describe(exc: BaseException) -> str:
+    leaf = _leaf(exc)
+    text = str(leaf).strip() or type(leaf).__name__
+    return text if type(leaf).__name__ in text else f"{type(leaf).__name__}: {text}"
+
+
+def preflight(command: str, cwd: str | None, path: str | None) -> None:
+    """Fail fast, with a clear message, on a missing command or working directory."""
+    import shutil
+
+    if cwd and not os.path.isdir(cwd):
+        raise FileNotFoundError(f"working directory {cwd} does not exist")
+    if os.sep not in command and shutil.which(command, path=path) is None:
+        raise FileNotFoundError(f"command '{command}' not found on PATH")
+
+
+def untrack_pid(pid: int) -> None:
+    _LIVE_PIDS.discard(pid)

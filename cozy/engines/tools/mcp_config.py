@@ -1,0 +1,136 @@
+"""The `servers:` section of the mcp tools provider (Claude Desktop's `mcpServers` shape)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cozy.core.errors import ConfigError
+from cozy.engines.tools.levels import LEVELS, is_level
+from cozy.engines.tools.sandbox import DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_MB, expand_path
+
+Transport = Literal["stdio", "streamable-http", "sse"]
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    name: str
+    transport: Transport = "stdio"
+    command: str = ""
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    env_passthrough: list[str] = field(default_factory=list)
+    cwd: str | None = None
+    url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    levels: dict[str, str] = field(default_factory=dict)
+    timeout: float = 30.0
+    startup_timeout: float = 60.0
+    cpu_seconds: int = DEFAULT_CPU_SECONDS
+    memory_mb: int = DEFAULT_MEMORY_MB
+    error: str | None = None  # set when the entry is unusable; the server is reported, not run
+
+
+def _num(raw: Any, key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"'{key}' must be a number, got {value!r}")
+    return float(value)
+
+
+def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
+    """One entry; problems end up in `.error` so the other servers still run."""
+    cfg = ServerConfig(name=name)
+    try:
+        if not _NAME.match(name):
+            raise ValueError("server names may use only letters, digits, '_' and '-'")
+        if not isinstance(raw, dict):
+            raise ValueError("each server must be a mapping with `command` or `url`")
+        if raw.get("disabled"):
+            raise ValueError("disabled in config")
+        cfg.timeout = _num(raw, "timeout", float(defaults.get("timeout", 30)))
+        cfg.startup_timeout = _num(
+            raw, "startup_timeout", float(defaults.get("startup_timeout", 60))
+        )
+        limits = {**(defaults.get("limits") or {}), **(raw.get("limits") or {})}
+        cfg.cpu_seconds = int(_num(limits, "cpu_seconds", DEFAULT_CPU_SECONDS))
+        cfg.memory_mb = int(_num(limits, "memory_mb", DEFAULT_MEMORY_MB))
+        levels = raw.get("levels") or {}
+        if not isinstance(levels, dict):
+            raise ValueError("`levels` must map tool names to a level")
+        for tool, level in levels.items():
+            if not is_level(level):
+                raise ValueError(f"levels.{tool}: {level!r} is not one of {', '.join(LEVELS)}")
+        cfg.levels = {str(k): str(v) for k, v in levels.items()}
+        if raw.get("url"):
+            cfg.url = str(raw["url"])
+            transport = str(raw.get("transport") or raw.get("type") or "streamable-http")
+            transport = {"http": "streamable-http", "streamable_http": "streamable-http"}.get(
+                transport, transport
+            )
+            if transport not in ("streamable-http", "sse"):
+                raise ValueError(f"transport {transport!r} must be 'streamable-http' or 'sse'")
+            cfg.transport = transport  # type: ignore[assignment]
+            cfg.headers = {str(k): str(v) for k, v in (raw.get("headers") or {}).items()}
+        elif raw.get("command"):
+            cfg.command = expand_path(str(raw["command"]))
+            args = raw.get("args") or []
+            if not isinstance(args, list):
+                raise ValueError("`args` must be a list of strings")
+            cfg.args = [expand_path(str(a)) for a in args]
+            cfg.env = {str(k): str(v) for k, v in (raw.get("env") or {}).items()}
+            cfg.env_passthrough = [str(v) for v in raw.get("env_passthrough") or []]
+            cwd = raw.get("cwd") or defaults.get("cwd")
+            cfg.cwd = expand_path(str(cwd)) if cwd else str(Path.home())
+        else:
+            raise ValueError("needs `command` (stdio) or `url` (streamable-http / sse)")
+    except ValueError as exc:
+        cfg.error = f"bad config for MCP server '{name}': {exc}"
+    return cfg
+
+
+def parse_servers(options: dict[str, Any]) -> list[ServerConfig]:
+    servers = options.get("servers") or options.get("mcpServers") or {}
+    if not isinstance(servers, dict):
+        raise ConfigError(
+            "tools.servers must be a mapping of server name to {command, args} or {url}",
+            hint="see `cozy tools import-claude-config` for the expected shape",
+        )
+    return [parse_server(str(name), raw, options) for name, raw in servers.items()]
+
+
+def import_claude_config(path: str | Path) -> dict[str, Any]:
+    """Read a Claude Desktop config and return the `servers:` mapping for engines.yaml."""
+    file = Path(expand_path(str(path)))
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{file}: no such file", hint="pass the path of claude_desktop_config.json"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+    servers = data.get("mcpServers") if isinstance(data, dict) else None
+    if not isinstance(servers, dict):
+        raise ConfigError(
+            f"{file}: no `mcpServers` object found", hint="is this a Claude Desktop config?"
+        )
+    out: dict[str, Any] = {}
+    keep = ("command", "args", "env", "cwd", "url", "headers", "transport", "type", "disabled")
+    for name, entry in servers.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{file}: mcpServers.{name} must be an object")
+        item = {k: entry[k] for k in keep if k in entry and entry[k] not in (None, [], {})}
+        if "type" in item:
+            kind = str(item.pop("type"))
+            if kind in ("http", "streamable-http", "sse"):
+                item["transport"] = "sse" if kind == "sse" else "streamable-http"
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", str(name))
+        out[safe] = item
+    return out

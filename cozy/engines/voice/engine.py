@@ -1,0 +1,203 @@
+"""The `voice.local` engine: STT + TTS + VAD providers composed from engines.yaml.
+
+    voice:
+      provider: local
+      stt: {provider: pocketsphinx}            # openai | faster-whisper
+      tts: {provider: espeak, voice: en-us}    # openai
+      vad: {provider: auto}                    # silero | webrtc
+      output_rate: 24000
+
+Blocking provider work runs in threads (`asyncio.to_thread`), never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+
+from cozy.core.errors import EngineError
+from cozy.engines.base import Health, TranscriptEvent, VoiceEngine
+from cozy.engines.voice.audio import (
+    STT_RATE,
+    Clip,
+    check_rate,
+    decode_pcm16,
+    from_pcm16,
+    is_silent,
+    resample,
+)
+from cozy.engines.voice.sentences import sentences
+from cozy.engines.voice.stt import STT, make_stt
+from cozy.engines.voice.tts import TTS, make_tts
+from cozy.engines.voice.vad import VAD, Segmenter, Span, make_vad, speech_spans
+
+
+class LocalVoice(VoiceEngine):
+    provider_name = "local"
+
+    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
+        super().__init__(options, **deps)
+        self.output_rate = check_rate(int(self.options.get("output_rate", 24_000)))
+        self.stt: STT | None = None
+        self.tts: TTS | None = None
+        self._vad: VAD | None = None
+        self._vad_lock = asyncio.Lock()
+        self.timings: dict[str, float] = {}
+
+    async def initialize(self) -> None:
+        if self.stt is None:
+            self.stt = await asyncio.to_thread(make_stt, self.options.get("stt"))
+        if self.tts is None:
+            self.tts = await asyncio.to_thread(make_tts, self.options.get("tts"))
+
+    def _ready(self) -> tuple[STT, TTS]:
+        if self.stt is None or self.tts is None:
+            raise EngineError("the voice engine is not initialised", hint="await initialize()")
+        return self.stt, self.tts
+
+    async def health_check(self) -> Health:
+        try:
+            await self.initialize()
+        except EngineError as exc:
+            return Health(ok=False, detail=exc.message, fix=exc.hint or "")
+        stt, tts = self._ready()
+        return Health(ok=True, detail=f"stt={stt.name} tts={tts.name}")
+
+    async def close(self) -> None:
+        for part in (self.stt, self.tts):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
+        self.stt = self.tts = None
+
+    # --- VAD ------------------------------------------------------------------
+    async def vad(self) -> VAD:
+        async with self._vad_lock:
+            if self._vad is None:
+                self._vad = await asyncio.to_thread(make_vad, self.options.get("vad"))
+            return self._vad
+
+    async def new_segmenter(self, **kw: Any) -> Segmenter:
+        """A fresh streaming segmenter on its own VAD instance (VAD state is per stream)."""
+        await self.vad()  # surfaces a configuration error once
+        vad = await asyncio.to_thread(make_vad, self.options.get("vad"))
+        defaults = {"silence_ms": float(self.options.get("silence_ms", 600))}
+        return Segmenter(vad, **{**defaults, **kw})
+
+    async def speech_spans(self, clip: Clip, **kw: Any) -> list[Span]:
+        samples = clip.at(STT_RATE).samples
+        vad = await asyncio.to_thread(make_vad, self.options.get("vad"))
+        return await asyncio.to_thread(speech_spans, vad, samples, **kw)
+
+    # --- speech to text ---------------------------------------------------------
+    async def transcribe_clip(self, clip: Clip) -> str:
+        stt, _ = self._ready()
+        samples = await asyncio.to_thread(resample, clip.samples, clip.rate, STT_RATE)
+        if is_silent(samples):  # recognisers hallucinate words in digital silence
+            self.timings["stt_s"] = 0.0
+            return ""
+        started = time.perf_counter()
+        text = await asyncio.to_thread(stt.transcribe, samples)
+        self.timings["stt_s"] = time.perf_counter() - started
+        self.timings["stt_audio_s"] = len(samples) / STT_RATE
+        return text
+
+    async def transcribe(self, pcm: bytes, sample_rate: int) -> str:
+        return await self.transcribe_clip(decode_pcm16(pcm, sample_rate))
+
+    async def transcribe_stream(
+        self, chunks: AsyncIterator[bytes], sample_rate: int
+    ) -> AsyncIterator[TranscriptEvent]:
+        """PCM16 chunks in; partial transcripts as they change, then the final one."""
+        stt, _ = self._ready()
+        check_rate(sample_rate)
+        session = await asyncio.to_thread(stt.stream)
+        carry = b""
+        seconds = 0.0
+        try:
+            async for chunk in chunks:
+                data = carry + chunk
+                cut = len(data) - (len(data) % 2)
+                carry = data[cut:]
+                if not cut:
+                    continue
+                samples = from_pcm16(data[:cut])
+                seconds += len(samples) / sample_rate
+                samples = await asyncio.to_thread(resample, samples, sample_rate, STT_RATE)
+                partial = await asyncio.to_thread(session.accept, samples)
+                if partial:
+                    yield TranscriptEvent(partial, final=False, start=0.0, end=seconds)
+            final = await asyncio.to_thread(session.finish)
+            yield TranscriptEvent(final, final=True, start=0.0, end=seconds)
+        finally:
+            await asyncio.to_thread(session.close)
+
+    # --- text to speech ---------------------------------------------------------
+    async def synthesize(self, text: str) -> Clip:
+        """The whole text spoken, at `output_rate`."""
+        parts = [from_pcm16(b) async for b in self.speak_stream(_once(text))]
+        samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        return Clip(samples, self.output_rate)
+
+    async def speak_stream(self, text: AsyncIterator[str]) -> AsyncIterator[bytes]:
+        """PCM16 at `output_rate`, starting at the first complete sentence.
+
+        A reader task keeps pulling the text stream (so the LLM answer is read and
+        persisted at its own pace) while sentences are synthesised in order.
+        """
+        _, tts = self._ready()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.timings.pop("first_audio_s", None)
+
+        async def reader() -> None:
+            try:
+                async for sentence in sentences(text):
+                    self.timings.setdefault("first_sentence_at", time.perf_counter())
+                    await queue.put(sentence)
+            finally:
+                await queue.put(None)
+
+        task = asyncio.create_task(reader())
+        self.timings.pop("first_sentence_at", None)
+        try:
+            while (sentence := await queue.get()) is not None:
+                async for chunk in self._speak_sentence(tts, sentence):
+                    if "first_audio_s" not in self.timings and "first_sentence_at" in self.timings:
+                        self.timings["first_audio_s"] = (
+                            time.perf_counter() - self.timings["first_sentence_at"]
+                        )
+                    yield chunk
+            await task  # re-raise a failure of the text stream
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _speak_sentence(self, tts: TTS, sentence: str) -> AsyncIterator[bytes]:
+        iterator = tts.stream(sentence)
+        sentinel = object()
+        while True:
+            item = await asyncio.to_thread(next, iterator, sentinel)
+            if item is sentinel or not isinstance(item, np.ndarray):
+                return
+            samples = item
+            if tts.rate != self.output_rate:
+                samples = await asyncio.to_thread(resample, samples, tts.rate, self.output_rate)
+            if len(samples):
+                yield Clip(samples, self.output_rate).pcm16()
+
+    async def create_realtime_session(self, **options: Any) -> Any:
+        from cozy.engines.voice.realtime import RealtimeTranscriber
+
+        self._ready()
+        return RealtimeTranscriber(self, **options)
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text

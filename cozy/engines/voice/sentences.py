@@ -1,0 +1,85 @@
+"""Cut an LLM text stream into speakable sentences as soon as each one is complete.
+
+A sentence ends at . ! ? … (or a newline) followed by whitespace; decimals, "e.g."
+and common abbreviations do not end one. A run-on without an end is cut at a
+comma or space once it is long, so speech never waits for a whole paragraph.
+Markdown decoration is stripped so it is not read aloud.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable
+
+ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "approx", "no",
+}  # fmt: skip
+_END = re.compile(r"([.!?…]+[\"')\]]*)(\s+)|(\n\s*)")
+_MARKDOWN = re.compile(r"(\*\*|__|`+|^#+\s*|^\s*[-*+]\s+|^\s*\d+\.\s+)", re.MULTILINE)
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]+\)")
+MAX_CHARS = 220
+
+
+def clean_for_speech(text: str) -> str:
+    text = _LINK.sub(r"\1", text)
+    text = _MARKDOWN.sub("", text)
+    return " ".join(text.split())
+
+
+def _cut(buffer: str, final: bool) -> tuple[list[str], str]:
+    out: list[str] = []
+    start = 0
+    for match in _END.finditer(buffer):
+        if match.group(1):
+            word = buffer[start : match.start(1)].rsplit(None, 1)[-1:] or [""]
+            if word[0].lower().rstrip(".") in ABBREVIATIONS and match.group(1) == ".":
+                continue
+            end = match.end(1)
+        else:
+            end = match.start(3)
+        piece = buffer[start:end].strip()
+        if piece:
+            out.append(piece)
+        start = match.end()
+    rest = buffer[start:]
+    while len(rest) > MAX_CHARS:  # a run-on: cut at the last comma, else the last space
+        window = rest[:MAX_CHARS]
+        cut = max(window.rfind(", "), window.rfind("; "))
+        cut = cut + 1 if cut > MAX_CHARS // 3 else window.rfind(" ")
+        if cut <= 0:
+            cut = MAX_CHARS
+        out.append(rest[:cut].strip())
+        rest = rest[cut:].lstrip()
+    if final and rest.strip():
+        out.append(rest.strip())
+        rest = ""
+    return out, rest
+
+
+def split_sentences(text: str) -> list[str]:
+    pieces, _ = _cut(text, final=True)
+    return [c for c in (clean_for_speech(p) for p in pieces) if c]
+
+
+async def sentences(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Yield each sentence of a delta stream the moment its end is seen."""
+    buffer = ""
+    async for delta in deltas:
+        if not delta:
+            continue
+        buffer += delta
+        pieces, buffer = _cut(buffer, final=False)
+        for piece in pieces:
+            spoken = clean_for_speech(piece)
+            if spoken:
+                yield spoken
+    pieces, _ = _cut(buffer, final=True)
+    for piece in pieces:
+        spoken = clean_for_speech(piece)
+        if spoken:
+            yield spoken
+
+
+async def aiter_text(parts: Iterable[str]) -> AsyncIterator[str]:
+    for part in parts:
+        yield part

@@ -1,0 +1,191 @@
+"""Text-to-speech providers: espeak-ng (offline default) and OpenAI-compatible.
+
+Providers are blocking; the voice engine runs them in threads, one sentence at a
+time, so speech starts as soon as the first sentence of an answer is complete.
+`stream(text)` yields float32 chunks at the provider's `rate`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cozy.core.errors import ConfigError, EngineError
+from cozy.engines.voice.audio import AudioFormatError, Clip, decode, from_pcm16
+
+if TYPE_CHECKING:
+    from cozy.engines.voice.audio import Samples
+
+ESPEAK_HINT = "install it with `sudo apt-get install espeak-ng` (or `./install.sh --system`)"
+
+
+class TTS(ABC):
+    name: str = ""
+    rate: int = 22_050
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+
+    @abstractmethod
+    def synthesize(self, text: str) -> Clip: ...
+
+    def stream(self, text: str) -> Iterator[Samples]:
+        yield self.synthesize(text).samples
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release clients."""
+
+
+class EspeakTTS(TTS):
+    """espeak-ng as a subprocess (text on stdin, WAV on stdout).
+
+    Options: binary (espeak-ng), voice (en-us), speed (words per minute, 165),
+    pitch (0-99), timeout (seconds per sentence).
+    """
+
+    name = "espeak"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        binary = str(options.get("binary", "espeak-ng"))
+        found = shutil.which(binary)
+        if found is None:
+            raise EngineError(f"the espeak-ng binary '{binary}' was not found", hint=ESPEAK_HINT)
+        self.binary = found
+        self.voice = str(options.get("voice", "en-us"))
+        self.speed = int(options.get("speed", 165))
+        self.pitch = options.get("pitch")
+        self.timeout = float(options.get("timeout", 30))
+        self.rate = 22_050
+
+    def _args(self) -> list[str]:
+        args = [self.binary, "--stdout", "--stdin", "-v", self.voice, "-s", str(self.speed)]
+        if self.pitch is not None:
+            args += ["-p", str(int(self.pitch))]
+        return args
+
+    def synthesize(self, text: str) -> Clip:
+        if not text.strip():
+            return Clip(np.zeros(0, dtype=np.float32), self.rate)
+        try:
+            proc = subprocess.run(
+                self._args(),
+                input=text.encode("utf-8"),
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise EngineError("espeak-ng disappeared", hint=ESPEAK_HINT) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise EngineError(
+                f"espeak-ng took more than {self.timeout:.0f} s", hint="raise voice.tts.timeout"
+            ) from exc
+        if proc.returncode != 0 or not proc.stdout:
+            err = proc.stderr.decode("utf-8", "replace").strip()
+            raise EngineError(
+                f"espeak-ng failed ({proc.returncode}): {err or 'no output'}",
+                hint=f"check voice.tts.voice ('{self.voice}'): list voices with "
+                "`espeak-ng --voices`",
+            )
+        try:
+            clip = decode(_fix_stream_header(proc.stdout), what="espeak-ng output")
+        except AudioFormatError as exc:
+            raise EngineError(f"espeak-ng produced unreadable audio: {exc}") from exc
+        self.rate = clip.rate
+        return clip
+
+
+def _fix_stream_header(wav: bytes) -> bytes:
+    """espeak-ng writes 0xFFFFFFFF sizes to stdout; put the real sizes in."""
+    if len(wav) >= 44 and wav[:4] == b"RIFF" and wav[36:40] == b"data":
+        size = len(wav) - 44
+        return (
+            wav[:4] + (36 + size).to_bytes(4, "little") + wav[8:40] + size.to_bytes(4, "little")
+        ) + wav[44:]
+    return wav
+
+
+class OpenAITTS(TTS):
+    """Any OpenAI-compatible `/v1/audio/speech`, streamed as 24 kHz PCM.
+
+    Options: base_url, api_key, model (tts-1), voice (alloy), speed.
+    """
+
+    name = "openai"
+    rate = 24_000
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        import os
+
+        import openai
+
+        self.model = str(options.get("model", "tts-1"))
+        self.voice = str(options.get("voice", "alloy"))
+        self.speed = options.get("speed")
+        self._client = openai.OpenAI(
+            base_url=options.get("base_url") or os.environ.get("OPENAI_BASE_URL"),
+            api_key=str(options.get("api_key") or os.environ.get("OPENAI_API_KEY") or "none"),
+            timeout=float(options.get("timeout", 60)),
+            max_retries=int(options.get("max_retries", 1)),
+        )
+
+    def stream(self, text: str) -> Iterator[Samples]:
+        import openai
+
+        if not text.strip():
+            return
+        kw: dict[str, Any] = {
+            "model": self.model,
+            "voice": self.voice,
+            "input": text,
+            "response_format": "pcm",
+        }
+        if self.speed is not None:
+            kw["speed"] = float(self.speed)
+        try:
+            with self._client.audio.speech.with_streaming_response.create(**kw) as resp:
+                carry = b""
+                for chunk in resp.iter_bytes(4096):
+                    data = carry + chunk
+                    cut = len(data) - (len(data) % 2)
+                    carry = data[cut:]
+                    if cut:
+                        yield from_pcm16(data[:cut])
+        except openai.APIConnectionError as exc:
+            raise EngineError(
+                f"the speech server at {self._client.base_url} is unreachable",
+                hint="start it, or set voice.tts.base_url in engines.yaml",
+            ) from exc
+        except openai.APIStatusError as exc:
+            raise EngineError(
+                f"the speech server answered {exc.status_code}: {exc.message}",
+                hint="check voice.tts.model, voice.tts.voice and voice.tts.api_key",
+            ) from exc
+
+    def synthesize(self, text: str) -> Clip:
+        parts = list(self.stream(text))
+        samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        return Clip(samples, self.rate)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+TTS_PROVIDERS: dict[str, type[TTS]] = {"espeak": EspeakTTS, "openai": OpenAITTS}
+
+
+def make_tts(options: dict[str, Any] | None) -> TTS:
+    opts = dict(options or {})
+    provider = str(opts.pop("provider", "espeak"))
+    cls = TTS_PROVIDERS.get(provider)
+    if cls is None:
+        raise ConfigError(
+            f"unknown TTS provider '{provider}'",
+            hint="use one of: " + ", ".join(TTS_PROVIDERS) + " in voice.tts.provider",
+        )
+    return cls(opts)

@@ -1,0 +1,315 @@
+"""The composition root: builds store, engines and the orchestrator from settings.
+
+Faces call `Runtime.open(settings)` and then talk to `runtime.orchestrator` (and
+the few query helpers here); they never build engines or touch SQL themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+
+from cozy.core.context import ContextService
+from cozy.core.errors import ConfigError, CozyError
+from cozy.core.orchestrator import ChatOrchestrator, Route
+from cozy.core.personalities import PersonalityCatalog
+from cozy.core.summaries import JOB_KIND as SUMMARY_JOB
+from cozy.core.summaries import Summarizer
+from cozy.core.toolloop import ToolRunner
+from cozy.core.types import ModelInfo
+from cozy.core.windows import ContextWindows, TokenAccounting
+from cozy.engines.base import AIEngine, BaseEngine, Health, ToolsEngine
+from cozy.engines.config import EnginesConfig, load_engines_config
+from cozy.engines.registry import EngineFactory
+from cozy.settings import Settings
+from cozy.storage.cache import DiskL2Cache, L2Cache
+from cozy.storage.jobs import JobQueue
+from cozy.storage.redis_cache import RedisLink
+from cozy.storage.store import Store
+from cozy.storage.summaries import SummaryStore
+from cozy.storage.worker import DrainStats, JobWorker
+
+DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini"}
+
+
+class ModelRouterImpl:
+    """Resolves `provider:model`, aliases and bare model names to an AI engine."""
+
+    def __init__(self, config: EnginesConfig, factory: EngineFactory) -> None:
+        self.config = config.ai
+        self.factory = factory
+        self._engines: dict[str, AIEngine] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def default_provider(self) -> str:
+        provider = self.config.provider
+        if provider != "auto":
+            return provider
+        if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+            return "openai"
+        return "ollama"
+
+    def split(self, spec: str | None) -> tuple[str, str]:
+        if not spec:
+            spec = self.config.model or ""
+        spec = self.config.aliases.get(spec, spec)
+        provider, sep, model = spec.partition(":")
+        if sep and provider in self.factory.registry.providers("ai"):
+            return provider, model
+        provider = self.default_provider
+        if not spec:
+            options = self.config.providers.get(provider, {})
+            spec = str(options.get("default_model") or DEFAULT_MODELS.get(provider, ""))
+        return provider, spec
+
+    async def engine(self, provider: str) -> AIEngine:
+        async with self._lock:
+            if provider not in self._engines:
+                options = {
+                    "timeout": self.config.timeout,
+                    **self.config.providers.get(provider, {}),
+                }
+                engine = self.factory.create("ai", provider, options)
+                assert isinstance(engine, AIEngine)
+                await engine.initialize()
+                self._engines[provider] = engine
+            return self._engines[provider]
+
+    async def resolve(self, spec: str | None) -> Route:
+        provider, model = self.split(spec)
+        if not model:
+            raise ConfigError(
+                f"no model chosen for provider '{provider}'",
+                hint="pass --model provider:model or set ai.model in engines.yaml",
+            )
+        return Route(await self.engine(provider), model, f"{provider}:{model}")
+
+    async def close(self) -> None:
+        for engine in self._engines.values():
+            await engine.close()
+        self._engines.clear()
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        config: EnginesConfig,
+        store: Store,
+        factory: EngineFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.store = store
+        self.factory = factory or EngineFactory()
+        self.personalities = PersonalityCatalog(
+            [settings.packaged_profiles_dir, settings.user_profiles_dir]
+        )
+        self.router = ModelRouterImpl(config, self.factory)
+        self.engines: dict[str, BaseEngine] = {}
+        self.orchestrator: ChatOrchestrator
+        self._cache: L2Cache | None = None
+        self.redis: RedisLink | None = None  # server mode (COZY_REDIS_URL): cache, limits
+        self.jobs = JobQueue(store)
+        self.worker = JobWorker(self.jobs)
+        self.summarizer = Summarizer(
+            SummaryStore(store),
+            self.jobs,
+            self.router,
+            keep_recent=config.context.recent_messages,
+        )
+        self.worker.register(SUMMARY_JOB, self.summarizer.handle)
+
+    @property
+    def cache(self) -> L2Cache:
+        """The L2 cache (diskcache under the data dir), opened on first use."""
+        if self._cache is None:
+            if self.redis is not None:
+                from cozy.storage.redis_cache import RedisL2Cache
+
+                self._cache = RedisL2Cache(self.redis)
+            else:
+                self._cache = DiskL2Cache(self.settings.cache_dir)
+        return self._cache
+
+    @classmethod
+    def load_config(cls, settings: Settings) -> EnginesConfig:
+        return load_engines_config(settings.engines_files)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, engines: bool = True) -> Runtime:
+        config = cls.load_config(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(
+            settings.db_url,
+            busy_timeout_ms=settings.db_busy_timeout_ms,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        rt = cls(settings, config, store)
+        try:
+            if settings.redis_url:
+                rt.redis = RedisLink(settings.redis_url, pool_size=settings.redis_pool_size)
+                rt.redis.ping()  # unreachable at start: a clear error naming the URL
+            await rt._build(engines)
+        except BaseException:
+            await rt.close()
+            raise
+        return rt
+
+    def _create(self, kind: str) -> BaseEngine | None:
+        section = self.config.section(kind)
+        if not section.active:
+            return None
+        engine = self.factory.create(
+            kind,
+            section.provider,
+            section.options,
+            runtime=self,
+            store=self.store,
+            settings=self.settings,
+        )
+        self.engines[kind] = engine
+        return engine
+
+    async def _build(self, with_engines: bool) -> None:
+        context_engines: dict[str, Any] = {}
+        timeouts: dict[str, float] = {}
+        tools: ToolsEngine | None = None
+        if with_engines:
+            for kind in ("knowledge", "profile", "memory"):
+                engine = self._create(kind)
+                if engine is not None:
+                    await engine.initialize()
+                    context_engines[kind] = engine
+                    self._wire_background(engine)
+                    timeout = self.config.section(kind).timeout
+                    if timeout:
+                        timeouts[kind] = timeout
+            created = self._create("tools")
+            if isinstance(created, ToolsEngine):
+                await created.initialize()
+                tools = created
+                self._register_engine_tools(created, context_engines)
+        ctx_cfg = self.config.context
+        self.orchestrator = ChatOrchestrator(
+            store=self.store,
+            personalities=self.personalities,
+            router=self.router,
+            context=ContextService(timeouts=timeouts, **context_engines),
+            tools=self._tool_runner(tools),
+            default_personality=self.settings.personality,
+            recent_messages=ctx_cfg.recent_messages,
+            token_budget=ctx_cfg.token_budget,
+            reserve_answer_tokens=ctx_cfg.reserve_answer_tokens,
+            sinks=[_WakeWorker(self.worker)],
+            windows=ContextWindows(self.config.ai.context_windows),
+            accounting=TokenAccounting(cache=self.cache),
+            summarizer=self.summarizer,
+        )
+
+    def _wire_background(self, engine: BaseEngine) -> None:
+        """An engine with background work gives an outbox hook and job handlers."""
+        make = getattr(engine, "background", None)
+        if make is None:
+            return
+        bg = make()
+        self.store.outbox.append(bg.outbox_hook)
+        for kind, handler in bg.handlers().items():
+            self.worker.register(kind, handler)
+
+    def start_worker(self) -> None:
+        """Run queued jobs in this process (TUI, server) until `close()`."""
+        self.worker.start()
+
+    async def drain_jobs(self, *, include_deferred: bool = True) -> DrainStats:
+        """Run every runnable job now (`cozy jobs run`)."""
+        return await self.worker.drain(include_deferred=include_deferred)
+
+    def _tool_runner(self, engine: ToolsEngine | None) -> ToolRunner:
+        """The tool loop with remembered grants, face policies and the round cap."""
+        from cozy.core.toolpolicy import face_policies
+        from cozy.storage.tool_grants import ToolGrants
+
+        cfg = self.config.tools
+        try:
+            policies = face_policies(cfg.server_policy)
+        except ValueError as exc:
+            raise ConfigError(str(exc), hint="fix tools.server_policy in engines.yaml") from exc
+        return ToolRunner(
+            engine,
+            audit=self.store,
+            grants=ToolGrants(self.store),
+            policies=policies,
+            max_rounds=cfg.max_rounds,
+        )
+
+    def _register_engine_tools(self, tools: ToolsEngine, engines: dict[str, Any]) -> None:
+        """memory.* / knowledge.* built-in tools over the configured engines."""
+        register = getattr(tools, "register_builtin", None)
+        if register is None:
+            return
+        from cozy.engines.tools.builtin import declared_builtins
+        from cozy.engines.tools.engine_tools import engine_tools
+
+        declared = declared_builtins()  # a provider may have declared its own version
+        for spec, fn in engine_tools(
+            memory=engines.get("memory"), knowledge=engines.get("knowledge")
+        ):
+            if spec.name not in declared:
+                register(spec, fn)
+
+    async def engine(self, kind: str) -> BaseEngine | None:
+        """An engine by kind, created and initialised on first use."""
+        if kind not in self.engines:
+            engine = self._create(kind)
+            if engine is None:
+                return None
+            await engine.initialize()
+        return self.engines[kind]
+
+    async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
+        name = provider or self.router.default_provider
+        engine = await self.router.engine(name)
+        return await engine.list_models()
+
+    async def health(self) -> dict[str, Health]:
+        out: dict[str, Health] = {}
+        for kind, engine in list(self.engines.items()):  # a check may open another engine
+            try:
+                out[kind] = await asyncio.wait_for(engine.health_check(), 5)
+            except (CozyError, TimeoutError, OSError) as exc:
+                out[kind] = Health(ok=False, detail=str(exc))
+        if self.redis is not None:
+            # degraded, not down: the instance still serves (per-instance limits, no L2)
+            ok, detail = await asyncio.to_thread(self.redis.status)
+            fix = "" if ok else "bring Redis back at COZY_REDIS_URL"
+            out["redis"] = Health(ok=True, detail=detail if ok else "DEGRADED: " + detail, fix=fix)
+        return out
+
+    async def close(self) -> None:
+        await self.worker.stop()
+        await self.router.close()
+        for engine in list(self.engines.values()):
+            with contextlib.suppress(Exception):  # closing must not mask the original error
+                await engine.close()
+        self.engines.clear()
+        if self._cache is not None:
+            self._cache.close()
+        if self.redis is not None:
+            self.redis.close()
+        await self.store.close()
+
+
+class _WakeWorker:
+    """TurnSink: a saved turn has queued jobs (in its transaction); wake the worker."""
+
+    def __init__(self, worker: JobWorker) -> None:
+        self.worker = worker
+
+    async def turn_saved(self, **_: Any) -> None:
+        if self.worker.running:
+            self.worker.notify()

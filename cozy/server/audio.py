@@ -1,0 +1,243 @@
+"""Audio routes: OpenAI-compatible transcriptions/speech, plus cozy's /v1/audio/stt and /tts.
+
+- `POST /v1/audio/transcriptions`: multipart `file` (WAV/FLAC/OGG), json | text | verbose_json.
+- `POST /v1/audio/speech`: JSON `{input, voice, response_format: wav | pcm}`, streamed as
+  it is synthesised (pcm = 16-bit mono at the engine's rate, 24 kHz by default).
+- `POST /v1/audio/stt`: an audio body (a file, or raw PCM with `?sample_rate=`) → text.
+- `WS /v1/audio/stt`: binary PCM16 frames in (`?sample_rate=16000&vad=true`),
+  JSON events out (`speech_started`, `partial`, `final`); send the text "end" to finish.
+- `POST /v1/audio/tts`: JSON `{input, format}` → WAV, or SSE with `"stream": true`:
+  `event: audio` frames (base64 PCM16) then `event: done`.
+
+Everything goes through the voice engine (`runtime.engine("voice")`); this module
+only decodes uploads and shapes responses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal, cast
+
+from litestar import Controller, Request, Response, WebSocket, post, websocket
+from litestar.response import Stream
+from pydantic import BaseModel, Field
+
+from cozy.core.errors import EngineError, UsageError
+from cozy.engines.base import VoiceEngine
+from cozy.engines.voice.audio import Clip, decode, decode_pcm16, wav_header
+
+SPEECH_FORMATS = ("wav", "pcm")
+
+
+class VoiceUnavailable(EngineError):
+    http_status = 503
+    code = "voice_unavailable"
+
+
+class SpeechRequest(BaseModel):
+    input: str = Field(min_length=1, max_length=8192)
+    model: str = "cozy-tts"
+    voice: str | None = None
+    response_format: str = "wav"
+    speed: float | None = Field(default=None, ge=0.25, le=4.0)
+
+
+class TTSRequest(BaseModel):
+    input: str = Field(min_length=1, max_length=8192)
+    format: Literal["wav", "pcm"] = "wav"
+    stream: bool = False
+
+
+async def _engine(request: Request[Any, Any, Any] | WebSocket[Any, Any, Any]) -> VoiceEngine:
+    svc = request.app.state.services
+    engine = await svc.runtime.engine("voice")
+    if not isinstance(engine, VoiceEngine):
+        raise VoiceUnavailable(
+            "the voice engine is off on this server",
+            hint="set `voice: {provider: local}` in the server's engines.yaml",
+        )
+    return engine
+
+
+async def _transcribe(engine: VoiceEngine, clip: Clip) -> str:
+    from cozy.engines.voice.engine import LocalVoice
+
+    if isinstance(engine, LocalVoice):
+        return await engine.transcribe_clip(clip)
+    return await engine.transcribe(clip.pcm16(), clip.rate)
+
+
+async def _form_file(request: Request[Any, Any, Any]) -> tuple[bytes, dict[str, Any]]:
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or not hasattr(upload, "read"):
+        raise UsageError(
+            "the request has no audio file",
+            hint="send multipart/form-data with the audio in the `file` field",
+        )
+    data = await upload.read()
+    fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+    return data, fields
+
+
+async def _text_once(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+def _speech_stream(engine: VoiceEngine, text: str, fmt: str) -> AsyncIterator[bytes]:
+    async def gen() -> AsyncIterator[bytes]:
+        if fmt == "wav":
+            yield wav_header(engine.output_rate)  # length unknown while streaming
+        async for pcm in engine.speak_stream(_text_once(text)):
+            yield pcm
+
+    return gen()
+
+
+class AudioController(Controller):
+    path = "/v1/audio"
+    tags = ["audio"]  # noqa: RUF012 - Litestar declares it as an instance attribute
+
+    @post("/transcriptions", status_code=200)
+    async def transcriptions(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        data, fields = await _form_file(request)
+        fmt = fields.get("response_format", "json")
+        if fmt not in ("json", "text", "verbose_json"):
+            raise UsageError(
+                f"response_format '{fmt}' is not supported",
+                hint="use json, text or verbose_json",
+            )
+        engine = await _engine(request)
+        started = time.perf_counter()
+        clip = decode(data, what="uploaded audio")
+        text = await _transcribe(engine, clip)
+        if fmt == "text":
+            return Response(text + "\n", media_type="text/plain")
+        if fmt == "json":
+            return Response({"text": text})
+        return Response(
+            {
+                "task": "transcribe",
+                "language": fields.get("language") or "en",
+                "duration": round(clip.seconds, 3),
+                "text": text,
+                "segments": [{"id": 0, "start": 0.0, "end": round(clip.seconds, 3), "text": text}],
+                "processing_seconds": round(time.perf_counter() - started, 4),
+            }
+        )
+
+    @post("/speech", status_code=200)
+    async def speech(self, request: Request[Any, Any, Any], data: SpeechRequest) -> Stream:
+        fmt = data.response_format
+        if fmt not in SPEECH_FORMATS:
+            raise UsageError(
+                f"response_format '{fmt}' is not supported by the offline voice",
+                hint="use response_format=wav or pcm (16-bit mono, see the X-Sample-Rate header)",
+            )
+        engine = await _engine(request)
+        media = "audio/wav" if fmt == "wav" else "audio/pcm"
+        return Stream(
+            _speech_stream(engine, data.input, fmt),
+            media_type=media,
+            headers={"X-Sample-Rate": str(engine.output_rate)},
+        )
+
+    @post("/stt", status_code=200)
+    async def stt(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            data, _ = await _form_file(request)
+        else:
+            data = await request.body()
+        engine = await _engine(request)
+        rate = request.query_params.get("sample_rate")
+        if ctype.startswith(("audio/pcm", "audio/l16")) or rate:
+            try:
+                clip = decode_pcm16(data, int(rate or 16000))
+            except ValueError as exc:
+                raise UsageError(
+                    "sample_rate must be an integer", hint="e.g. ?sample_rate=16000"
+                ) from exc
+        else:
+            clip = decode(data, what="uploaded audio")
+        started = time.perf_counter()
+        text = await _transcribe(engine, clip)
+        elapsed = time.perf_counter() - started
+        return {
+            "text": text,
+            "duration": round(clip.seconds, 3),
+            "sample_rate": clip.rate,
+            "processing_seconds": round(elapsed, 4),
+            "rtf": round(elapsed / clip.seconds, 4) if clip.seconds else None,
+        }
+
+    @post("/tts", status_code=200)
+    async def tts(
+        self, request: Request[Any, Any, Any], data: TTSRequest
+    ) -> Response[Any] | Stream:
+        engine = await _engine(request)
+        headers = {"X-Sample-Rate": str(engine.output_rate)}
+        if data.stream:
+            return Stream(
+                _sse_audio(engine, data.input),
+                media_type="text/event-stream",
+                headers={**headers, "Cache-Control": "no-cache"},
+            )
+        pcm = b"".join([c async for c in engine.speak_stream(_text_once(data.input))])
+        if data.format == "pcm":
+            return Response(pcm, media_type="audio/pcm", headers=headers)
+        return Response(
+            wav_header(engine.output_rate, len(pcm)) + pcm, media_type="audio/wav", headers=headers
+        )
+
+    @websocket("/stt")
+    async def stt_stream(self, socket: WebSocket[Any, Any, Any]) -> None:
+        await socket.accept()
+        try:
+            engine = await _engine(socket)
+            rate = int(socket.query_params.get("sample_rate", "16000"))
+            use_vad = socket.query_params.get("vad", "true").lower() not in ("0", "false", "no")
+            session = await engine.create_realtime_session(sample_rate=rate, vad=use_vad)
+        except (UsageError, EngineError, ValueError, NotImplementedError) as exc:
+            await socket.send_json({"type": "error", "message": str(exc)})
+            await socket.close(code=1008)
+            return
+        try:
+            while True:
+                message = cast(dict[str, Any], await socket.receive())
+                if message.get("type") == "websocket.disconnect":
+                    return
+                if message.get("bytes"):
+                    for event in await session.feed(message["bytes"]):
+                        await socket.send_json(event.to_dict())
+                elif (message.get("text") or "").strip().lower() in ("end", '{"type":"end"}'):
+                    for event in await session.finish():
+                        await socket.send_json(event.to_dict())
+                    await socket.send_json({"type": "done"})
+                    await socket.close()
+                    return
+        except UsageError as exc:
+            await socket.send_json({"type": "error", "message": str(exc)})
+            await socket.close(code=1003)
+        finally:
+            await session.close()
+
+
+async def _sse_audio(engine: VoiceEngine, text: str) -> AsyncIterator[bytes]:
+    samples = 0
+    started = time.perf_counter()
+    try:
+        async for pcm in engine.speak_stream(_text_once(text)):
+            samples += len(pcm) // 2
+            frame = {"audio": base64.b64encode(pcm).decode(), "sample_rate": engine.output_rate}
+            yield f"event: audio\ndata: {json.dumps(frame)}\n\n".encode()
+        done = {
+            "duration": round(samples / engine.output_rate, 3),
+            "seconds": round(time.perf_counter() - started, 4),
+        }
+        yield f"event: done\ndata: {json.dumps(done)}\n\n".encode()
+    except (UsageError, EngineError) as exc:
+        yield f"event: error\ndata: {json.dumps({'message': str(exc)})}\n\n".encode()

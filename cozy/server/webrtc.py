@@ -1,0 +1,177 @@
+"""`cozy serve --webrtc`: a FastRTC `Stream` (ReplyOnPause, send-receive audio) at `/rtc`.
+
+Optional extra `webrtc` (`fastrtc>=0.0.34`). FastRTC's own VAD, STT and TTS would be
+downloaded from a hub; cozy injects its own instead: the pause model is cozy's VAD
+(Silero ONNX / webrtcvad from the voice engine's options), speech to text and text to
+speech are the voice engine, and the answer is an orchestrator turn (personality,
+context, tools, persistence) in one cozy session per WebRTC connection. Gradio's
+telemetry is off. The offer endpoint (`POST /rtc/webrtc/offer`) sits behind the
+server's auth like every API route; turns are stored for the server's local user.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cozy.core.errors import MissingExtraError
+
+if TYPE_CHECKING:
+    from cozy.runtime import Runtime
+
+OUTPUT_RATE = 24_000
+
+
+def _telemetry_off() -> None:
+    for key, value in {
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "DO_NOT_TRACK": "1",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+class CozyPauseModel:
+    """FastRTC's `PauseDetectionModel` on cozy's VAD: seconds of speech in a chunk."""
+
+    def __init__(self, vad_options: dict[str, Any] | None = None) -> None:
+        self.vad_options = vad_options
+        self._local = threading.local()  # VAD state is per thread (per connection worker)
+
+    def _vad(self) -> Any:
+        from cozy.engines.voice.vad import make_vad
+
+        if getattr(self._local, "vad", None) is None:
+            self._local.vad = make_vad(self.vad_options)
+        return self._local.vad
+
+    def warmup(self) -> None:
+        self._vad()
+
+    def vad(self, audio: tuple[int, Any], options: Any) -> tuple[float, list[dict[str, int]]]:
+        from cozy.engines.voice.audio import STT_RATE, resample
+
+        rate, data = audio
+        samples = _mono_float(data)
+        at16 = resample(samples, int(rate), STT_RATE) if rate != STT_RATE else samples
+        vad = self._vad()
+        vad.reset()
+        threshold = float(getattr(options, "threshold", 0.5) or 0.5)
+        n, speech, chunks = vad.frame, 0, []
+        for start in range(0, len(at16) - n + 1, n):
+            if vad.prob(at16[start : start + n]) >= threshold:
+                speech += n
+                chunks.append(
+                    {"start": start * rate // STT_RATE, "end": (start + n) * rate // STT_RATE}
+                )
+        return speech / STT_RATE, chunks
+
+
+def _mono_float(data: Any) -> Any:
+    arr = np.asarray(data)
+    if arr.ndim == 2:
+        arr = arr.mean(axis=0) if arr.shape[0] < arr.shape[1] else arr.mean(axis=1)
+    if arr.dtype == np.int16:
+        return (arr.astype(np.float32) / 32768.0).astype(np.float32)
+    return arr.astype(np.float32)
+
+
+def make_reply(get_runtime: Callable[[], Runtime]) -> Callable[..., AsyncIterator[Any]]:
+    sessions: dict[str, str] = {}
+
+    async def reply(audio: tuple[int, Any]) -> AsyncIterator[tuple[int, Any]]:
+        from fastrtc.utils import get_current_context
+
+        from cozy.core.events import Started, TextDelta
+        from cozy.core.orchestrator import ChatRequest
+        from cozy.core.types import Caller
+        from cozy.engines.voice.audio import Clip, from_pcm16
+        from cozy.engines.voice.engine import LocalVoice
+
+        runtime = get_runtime()
+        engine = await runtime.engine("voice")
+        if not isinstance(engine, LocalVoice):
+            return
+        rate, data = audio
+        text = (await engine.transcribe_clip(Clip(_mono_float(data), int(rate)))).strip()
+        if not text:
+            return
+        try:
+            key = get_current_context().webrtc_id
+        except RuntimeError:
+            key = "default"
+        caller = Caller(user_id=runtime.settings.user, role="admin", face="server")
+        events = runtime.orchestrator.run(
+            ChatRequest(prompt=text, caller=caller, session=sessions.get(key, "new"))
+        )
+
+        async def deltas() -> AsyncIterator[str]:
+            try:
+                async for event in events:
+                    if isinstance(event, Started):
+                        sessions[key] = event.session_id
+                    elif isinstance(event, TextDelta) and event.text:
+                        yield event.text
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+
+        async for pcm in engine.speak_stream(deltas()):
+            samples = from_pcm16(pcm)
+            if engine.output_rate != OUTPUT_RATE:
+                from cozy.engines.voice.audio import resample
+
+                samples = resample(samples, engine.output_rate, OUTPUT_RATE)
+            yield OUTPUT_RATE, (np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+
+    return reply
+
+
+def build_stream(get_runtime: Callable[[], Runtime], vad_options: dict[str, Any] | None) -> Any:
+    """ReplyOnPause on cozy's VAD/STT/TTS/orchestrator; raises MissingExtraError without it."""
+    _telemetry_off()
+    try:
+        from fastrtc import AlgoOptions, ReplyOnPause, Stream
+    except ImportError as exc:
+        raise MissingExtraError("webrtc", "WebRTC voice (fastrtc)") from exc
+    handler = ReplyOnPause(
+        make_reply(get_runtime),
+        algo_options=AlgoOptions(
+            audio_chunk_duration=0.5, started_talking_threshold=0.2, speech_threshold=0.1
+        ),
+        model=CozyPauseModel(vad_options),
+        can_interrupt=True,
+        output_sample_rate=OUTPUT_RATE,
+    )
+    return Stream(handler, modality="audio", mode="send-receive", verbose=False)
+
+
+def webrtc_handlers() -> list[Any]:
+    """The `/rtc` mount (FastRTC's routes on a FastAPI sub-app), for the API router."""
+    from litestar.handlers import asgi
+
+    holder: dict[str, Any] = {}
+
+    def runtime() -> Runtime:
+        rt: Runtime = holder["runtime"]
+        return rt
+
+    @asgi("/rtc", is_mount=True)
+    async def rtc(scope: Any, receive: Any, send: Any) -> None:
+        if "sub" not in holder:
+            from fastapi import FastAPI
+
+            holder["runtime"] = scope["app"].state.services.runtime
+            engine = await holder["runtime"].engine("voice")
+            vad = (getattr(engine, "options", None) or {}).get("vad")
+            stream = build_stream(runtime, vad)
+            holder["sub"] = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+            stream.mount(holder["sub"])
+        # Litestar hands the mount the path below /rtc with a trailing slash added
+        path = scope["path"].rstrip("/") or "/"
+        await holder["sub"]({**scope, "path": path, "root_path": ""}, receive, send)
+
+    return [rtc]

@@ -1,0 +1,371 @@
+"""Durable background jobs: an outbox table, claimed with a lease.
+
+- Jobs are written in the SAME transaction as the messages they come from (the
+  store calls its outbox hooks inside `add_messages`), so a crash can never keep
+  a message and lose its job, or the other way round.
+- A worker claims a job by setting a lease (`locked_until`); on Postgres the
+  candidate row is selected `FOR UPDATE SKIP LOCKED` so several workers never
+  take the same job; SQLite serialises writers, so the same statement is atomic.
+  A worker that dies leaves a lease that expires: the next worker re-runs the
+  job (at least once). Handlers are idempotent (see `job_effects`).
+- A failure is retried with exponential backoff, then parked as `failed`
+  (visible in `cozy jobs list`, re-queued with `cozy jobs retry`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cozy.core.errors import NotFoundError
+from cozy.storage.schema import JSONType, metadata, new_id, utcnow
+from cozy.storage.store import Store
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(200), nullable=True),  # dedupe key for pending jobs
+    sa.Column("user_id", sa.String(64), nullable=True),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="5"),
+    sa.Column("run_after", sa.Float, nullable=False),
+    sa.Column("locked_by", sa.String(100), nullable=True),
+    sa.Column("locked_until", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Index("ix_jobs_status_run_after", "status", "run_after"),
+    sa.Index("ix_jobs_key", "key"),
+)
+
+# Effects already applied, by idempotency key, written in the same transaction as
+# the effect itself: a job re-run after a crash sees its key and skips the write.
+job_effects = sa.Table(
+    "job_effects",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+TABLES = (jobs, job_effects)
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+OutboxHook = Callable[[AsyncConnection, str, list[dict[str, Any]]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    max_attempts: int
+    run_after: float
+    user_id: str | None = None
+    key: str | None = None
+    locked_by: str | None = None
+    locked_until: float | None = None
+    last_error: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "user_id": self.user_id,
+            "key": self.key,
+            "run_after": self.run_after,
+            "locked_by": self.locked_by,
+            "locked_until": self.locked_until,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "payload": self.payload,
+        }
+
+
+def _job(row: Any) -> Job:
+    m = row._mapping
+    return Job(
+        id=m["id"],
+        kind=m["kind"],
+        payload=m["payload"] or {},
+        status=m["status"],
+        attempts=m["attempts"],
+        max_attempts=m["max_attempts"],
+        run_after=m["run_after"],
+        user_id=m["user_id"],
+        key=m["key"],
+        locked_by=m["locked_by"],
+        locked_until=m["locked_until"],
+        last_error=m["last_error"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        finished_at=m["finished_at"],
+    )
+
+
+def final_answers(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Ids of the finished assistant answers among rows an outbox hook receives."""
+    return [
+        r["id"]
+        for r in rows
+        if r.get("role") == "assistant"
+        and r.get("status") == "complete"
+        and not r.get("tool_calls")
+    ]
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    user_id: str | None = None,
+    key: str | None = None,
+    delay: float = 0.0,
+    max_attempts: int = 5,
+    merge: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> str:
+    """Queue a job inside the caller's transaction.
+
+    With `key`, a job still pending under the same key is reused (debounce): its
+    `run_after` moves to now+delay and `merge(old_payload)` (if given) becomes its
+    payload. Returns the job id.
+    """
+    now = utcnow()
+    if key is not None:
+        row = (
+            await conn.execute(
+                sa.select(jobs.c.id, jobs.c.payload).where(
+                    jobs.c.key == key, jobs.c.status == PENDING
+                )
+            )
+        ).first()
+        if row is not None:
+            values: dict[str, Any] = {"run_after": now + delay, "updated_at": now}
+            if merge is not None:
+                values["payload"] = merge(dict(row.payload or {}))
+            await conn.execute(sa.update(jobs).where(jobs.c.id == row.id).values(**values))
+            return str(row.id)
+    job_id = new_id("job")
+    await conn.execute(
+        sa.insert(jobs).values(
+            id=job_id,
+            kind=kind,
+            key=key,
+            user_id=user_id,
+            payload=merge({}) if merge is not None and not payload else payload,
+            status=PENDING,
+            attempts=0,
+            max_attempts=max_attempts,
+            run_after=now + delay,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return job_id
+
+
+async def mark_applied(conn: AsyncConnection, key: str) -> bool:
+    """Record an effect key in the caller's transaction. False if it was applied before."""
+    exists = (
+        await conn.execute(sa.select(job_effects.c.key).where(job_effects.c.key == key))
+    ).first()
+    if exists is not None:
+        return False
+    await conn.execute(sa.insert(job_effects).values(key=key, applied_at=utcnow()))
+    return True
+
+
+def backoff(attempts: int, base: float = 2.0, cap: float = 300.0) -> float:
+    """Seconds to wait before attempt `attempts + 1`: 2, 4, 8 … capped."""
+    return float(min(cap, base * (2 ** max(0, attempts - 1))))
+
+
+class JobQueue:
+    """Claim, finish and inspect jobs. Works on SQLite and Postgres alike."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def enqueue(self, kind: str, payload: dict[str, Any], **kw: Any) -> str:
+        async def write(conn: AsyncConnection) -> str:
+            return await enqueue(conn, kind, payload, **kw)
+
+        return await self.store._write(write)
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        kinds: Sequence[str] | None = None,
+        lease: float = 60.0,
+        include_deferred: bool = False,
+        now: float | None = None,
+    ) -> Job | None:
+        """Take one runnable job (pending and due, or running with an expired lease)."""
+        now = utcnow() if now is None else now
+        due = sa.true() if include_deferred else jobs.c.run_after <= now
+        ready = sa.or_(
+            sa.and_(jobs.c.status == PENDING, due),
+            sa.and_(jobs.c.status == RUNNING, jobs.c.locked_until < now),
+        )
+        pick = sa.select(jobs.c.id).where(ready)
+        if kinds is not None:
+            pick = pick.where(jobs.c.kind.in_(list(kinds)))
+        pick = pick.order_by(jobs.c.run_after, jobs.c.id).limit(1)
+        pick = pick.with_for_update(skip_locked=True)  # no-op on SQLite (writers serialise)
+
+        async def write(conn: AsyncConnection) -> Job | None:
+            job_id = (await conn.execute(pick)).scalar()
+            if job_id is None:
+                return None
+            res = await conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, ready)
+                .values(
+                    status=RUNNING,
+                    locked_by=worker_id,
+                    locked_until=now + lease,
+                    attempts=jobs.c.attempts + 1,
+                    updated_at=now,
+                )
+                .returning(*jobs.c)
+            )
+            row = res.first()
+            return _job(row) if row is not None else None
+
+        return await self.store._write(write)
+
+    async def extend(self, job: Job, worker_id: str, lease: float) -> bool:
+        """Renew the lease of a job this worker holds."""
+        return await self._update_held(
+            job.id, worker_id, locked_until=utcnow() + lease, updated_at=utcnow()
+        )
+
+    async def complete(self, job: Job, worker_id: str) -> bool:
+        now = utcnow()
+        return await self._update_held(
+            job.id, worker_id, status=DONE, locked_until=None, finished_at=now, updated_at=now
+        )
+
+    async def fail(self, job: Job, worker_id: str, error: str, *, permanent: bool = False) -> str:
+        """Record a failure: back to pending with backoff, or `failed` when out of attempts."""
+        now = utcnow()
+        give_up = permanent or job.attempts >= job.max_attempts
+        values: dict[str, Any] = {
+            "last_error": error[:2000],
+            "locked_until": None,
+            "updated_at": now,
+        }
+        if give_up:
+            values.update(status=FAILED, finished_at=now)
+        else:
+            values.update(status=PENDING, run_after=now + backoff(job.attempts))
+        await self._update_held(job.id, worker_id, **values)
+        return FAILED if give_up else PENDING
+
+    async def release(self, job: Job, worker_id: str) -> None:
+        """Give a claimed job back untouched (worker shutting down): not an attempt."""
+        await self._update_held(
+            job.id,
+            worker_id,
+            status=PENDING,
+            locked_until=None,
+            attempts=max(0, job.attempts - 1),
+            updated_at=utcnow(),
+        )
+
+    async def _update_held(self, job_id: str, worker_id: str, **values: Any) -> bool:
+        async def write(conn: AsyncConnection) -> int:
+            res = await conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.locked_by == worker_id)
+                .where(jobs.c.status == RUNNING)
+                .values(**values)
+            )
+            return int(res.rowcount or 0)
+
+        return await self.store._write(write) > 0
+
+    async def retry(self, job_id: str) -> Job:
+        """Re-queue a failed (or stuck) job now, with a fresh set of attempts."""
+        now = utcnow()
+
+        async def write(conn: AsyncConnection) -> int:
+            res = await conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status != DONE)
+                .values(
+                    status=PENDING,
+                    attempts=0,
+                    run_after=now,
+                    locked_by=None,
+                    locked_until=None,
+                    finished_at=None,
+                    updated_at=now,
+                )
+            )
+            return int(res.rowcount or 0)
+
+        if await self.store._write(write) == 0:
+            job = await self.get(job_id)  # raises NotFoundError when missing
+            raise NotFoundError(
+                f"job '{job_id}' is {job.status}; only pending, running or failed jobs retry",
+                hint="list retryable jobs with `cozy jobs list --status failed`",
+            )
+        return await self.get(job_id)
+
+    async def get(self, job_id: str) -> Job:
+        rows = await self.store._read(sa.select(jobs).where(jobs.c.id == job_id))
+        if not rows:
+            raise NotFoundError(f"no job '{job_id}'", hint="list jobs with `cozy jobs list`")
+        return _job(rows[0])
+
+    async def list(
+        self, *, status: str | None = None, user_id: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        stmt = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(jobs.c.status == status)
+        if user_id:
+            stmt = stmt.where(jobs.c.user_id == user_id)
+        return [_job(r) for r in await self.store._read(stmt)]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self.store._read(
+            sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)
+        )
+        out = {PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}
+        out.update({str(r[0]): int(r[1]) for r in rows})
+        return out
+
+    async def purge_done(self, older_than: float = 7 * 86400) -> int:
+        cutoff = time.time() - older_than
+
+        async def write(conn: AsyncConnection) -> int:
+            res = await conn.execute(
+                sa.delete(jobs).where(jobs.c.status == DONE, jobs.c.finished_at < cutoff)
+            )
+            return int(res.rowcount or 0)
+
+        return await self.store._write(write)

@@ -1,0 +1,95 @@
+"""Postgres-only migration steps and deployment facts (no-ops on SQLite).
+
+- the knowledge keyword index: a GIN index over the same weighted tsvector
+  expression `cozy.engines.knowledge.pg_keyword` queries (heading weight A, text B);
+- pgvector: `CREATE EXTENSION vector` is tried once at migrate time inside a
+  savepoint; where it fails (not installed, not allowed) nothing else changes and
+  the portable vector path is used. `vector_path()` says which one a database has
+  (`cozy doctor`, `cozy migrate status`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+
+def knowledge_tsv(alias: str = "") -> str:
+    """The weighted tsvector of a chunk: the index and the queries use this ONE text."""
+    p = f"{alias}." if alias else ""
+    return (
+        f"(setweight(to_tsvector('english'::regconfig, {p}heading), 'A') || "
+        f"setweight(to_tsvector('english'::regconfig, {p}text), 'B'))"
+    )
+
+
+KNOWLEDGE_TSV = knowledge_tsv()
+MEMORY_TSV = "to_tsvector('english'::regconfig, text)"
+
+PORTABLE = (
+    "embeddings in a bytea column, cosine similarity computed in the instance "
+    "over the caller's scope (per-scope in-process index, invalidated by generation)"
+)
+PGVECTOR = "pgvector extension present (HNSW path not used yet: search stays portable)"
+
+
+def knowledge_keyword_index(conn: Connection) -> None:
+    """Migration step: GIN index for knowledge keyword search on Postgres."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.exec_driver_sql(
+        f"CREATE INDEX IF NOT EXISTS ix_knowledge_chunks_tsv ON knowledge_chunks "
+        f"USING GIN ({KNOWLEDGE_TSV})"
+    )
+
+
+def tsvector_columns(conn: Connection) -> None:
+    """Migration step: stored tsvector columns (+ GIN) for memories and knowledge chunks.
+
+    Ranking (`ts_rank`) over an expression index re-parses every matching row's
+    text; a stored generated column is parsed once, at write time. The earlier
+    expression indexes are dropped (nothing queries them any more).
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    inspector = sa.inspect(conn)
+    for table, expr in (("memories", MEMORY_TSV), ("knowledge_chunks", KNOWLEDGE_TSV)):
+        if "tsv" not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table} ADD COLUMN tsv tsvector GENERATED ALWAYS AS ({expr}) STORED"
+            )
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS ix_{table}_tsvcol ON {table} USING GIN (tsv)"
+        )
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_knowledge_chunks_tsv")
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_memories_tsv")
+
+
+def try_vector_extension(conn: Connection) -> None:
+    """Migration step: enable pgvector where the server has it; never fails the migration."""
+    if conn.dialect.name != "postgresql":
+        return
+    savepoint = conn.begin_nested()
+    try:
+        conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+    except DBAPIError:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
+
+
+def vector_path(conn: Connection) -> dict[str, Any]:
+    """Which vector search path this database gets."""
+    if conn.dialect.name != "postgresql":
+        return {"path": "local", "detail": "SQLite: vectors in the rows, cosine in-process"}
+    found = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'vector'").first()
+    available = conn.exec_driver_sql(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+    ).first()
+    if found is not None:
+        return {"path": "pgvector", "detail": PGVECTOR}
+    why = "not installed on this server" if available is None else "installed but not enabled"
+    return {"path": "portable", "detail": f"{PORTABLE}; pgvector {why}"}

@@ -1,0 +1,104 @@
+"""Rows the store returns and takes: small dataclasses, no ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from cozy.storage.schema import sessions
+
+
+@dataclass(slots=True)
+class SessionRow:
+    id: str
+    user_id: str
+    personality_id: str
+    title: str | None
+    model: str | None
+    created_at: float
+    updated_at: float
+    deleted_at: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    message_count: int | None = None
+
+
+@dataclass(slots=True)
+class MessageRow:
+    id: str
+    session_id: str
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None
+    name: str | None
+    status: str
+    metadata: dict[str, Any]
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float | None
+    created_at: float
+
+
+@dataclass(slots=True)
+class NewMessage:
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    status: str = "complete"
+    metadata: dict[str, Any] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float | None = None
+    id: str | None = None
+
+
+def _session(row: Any) -> SessionRow:
+    m = row._mapping
+    return SessionRow(
+        id=m["id"],
+        user_id=m["user_id"],
+        personality_id=m["personality_id"],
+        title=m["title"],
+        model=m["model"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        deleted_at=m["deleted_at"],
+        metadata=m["metadata"] or {},
+        message_count=m.get("message_count"),
+    )
+
+
+def _message(row: Any) -> MessageRow:
+    m = row._mapping
+    return MessageRow(
+        id=m["id"],
+        session_id=m["session_id"],
+        role=m["role"],
+        content=m["content"],
+        tool_calls=m["tool_calls"],
+        tool_call_id=m["tool_call_id"],
+        name=m["name"],
+        status=m["status"],
+        metadata=m["metadata"] or {},
+        prompt_tokens=m["prompt_tokens"],
+        completion_tokens=m["completion_tokens"],
+        latency_ms=m["latency_ms"],
+        created_at=m["created_at"],
+    )
+
+
+def _insert_session(row: SessionRow) -> Any:
+    return sa.insert(sessions).values(
+        id=row.id,
+        user_id=row.user_id,
+        personality_id=row.personality_id,
+        title=row.title,
+        model=row.model,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        metadata=row.metadata,
+    )

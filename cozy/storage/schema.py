@@ -1,0 +1,110 @@
+"""Tables, as SQLAlchemy Core metadata. The same schema runs on SQLite and Postgres.
+
+Other modules (memory, profile, knowledge, jobs) add their own tables to
+`metadata` and their own named migrations in `migrations.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> float:
+    return time.time()
+
+
+_lock = threading.Lock()
+_last = [0, 0]
+
+
+def new_id(prefix: str) -> str:
+    """Time-sortable id: ms timestamp + per-process counter + randomness."""
+    with _lock:
+        ms = int(time.time() * 1000)
+        if ms == _last[0]:
+            _last[1] += 1
+        else:
+            _last[0], _last[1] = ms, 0
+        counter = _last[1]
+    return f"{prefix}_{ms:012x}{counter:04x}{os.urandom(4).hex()}"
+
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("role", sa.String(16), nullable=False, server_default="user"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("personality_id", sa.String(64), nullable=False),
+    sa.Column("title", sa.String(300), nullable=True),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("deleted_at", sa.Float, nullable=True),
+    sa.Column("metadata", JSONType, nullable=True),
+    sa.Index("ix_sessions_user_updated", "user_id", "updated_at"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("session_id", sa.String(64), sa.ForeignKey("sessions.id"), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("content", sa.Text, nullable=False, server_default=""),
+    sa.Column("tool_calls", JSONType, nullable=True),
+    sa.Column("tool_call_id", sa.String(128), nullable=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="complete"),
+    sa.Column("metadata", JSONType, nullable=True),
+    sa.Column("prompt_tokens", sa.Integer, nullable=True),
+    sa.Column("completion_tokens", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_messages_session_id", "session_id", "id"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=True),
+    sa.Column("session_id", sa.String(64), nullable=True),
+    sa.Column("personality_id", sa.String(64), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("tool", sa.String(200), nullable=True),
+    sa.Column("level", sa.String(16), nullable=True),
+    sa.Column("decision", sa.String(16), nullable=True),
+    sa.Column("args_digest", sa.String(128), nullable=True),
+    sa.Column("status", sa.String(16), nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=True),
+    sa.Column("output_size", sa.Integer, nullable=True),
+    sa.Column("detail", JSONType, nullable=True),
+    sa.Index("ix_audit_user_time", "user_id", "created_at"),
+)
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)

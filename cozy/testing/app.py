@@ -1,0 +1,20 @@
+"""The Litestar app of the fake model server (imported only when the server starts)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litestar import Litestar
+
+from cozy.testing import ollama_api, openai_api
+
+if TYPE_CHECKING:
+    from cozy.testing.server import FakeModelServer
+
+
+def create_app(server: FakeModelServer) -> Any:
+    return Litestar(
+        route_handlers=[*openai_api.routes(server), *ollama_api.routes(server)],
+        openapi_config=None,
+        debug=False,
+    )

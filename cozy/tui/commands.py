@@ -1,0 +1,50 @@
+"""`/` commands: the list, completion and parsing (the app runs them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COMMANDS: dict[str, str] = {
+    "/new": "start a new session",
+    "/personality": "switch personality (/personality NAME, or pick from a list)",
+    "/model": "switch model (/model provider:model, or pick from a list)",
+    "/memory": "browse memories",
+    "/profile": "browse your profile",
+    "/knowledge": "search knowledge",
+    "/tools": "list the tools this personality may use",
+    "/context": "show or hide the context panel",
+    "/export": "export this session as Markdown (/export [FILE])",
+    "/rename": "rename this session (/rename TITLE)",
+    "/undo": "restore the last deleted session",
+    "/copy": "copy the last code block of the last answer",
+    "/clear": "clear the view (the session is kept; /new starts a fresh one)",
+    "/help": "keys and commands",
+    "/quit": "leave cozy",
+}
+
+
+@dataclass(slots=True)
+class Command:
+    name: str
+    arg: str
+
+
+def complete(prefix: str) -> list[str]:
+    """Command names starting with `prefix`, in the order of the list."""
+    return [name for name in COMMANDS if name.startswith(prefix)]
+
+
+def parse(text: str) -> Command | None:
+    """A `/command arg` line, or None when the text is a normal prompt (e.g. a path)."""
+    stripped = text.strip()
+    if not stripped.startswith("/") or stripped.startswith("//"):
+        return None
+    name, _, arg = stripped.partition(" ")
+    if "\n" in name:
+        return None
+    matches = complete(name)
+    if name in COMMANDS:
+        return Command(name, arg.strip())
+    if len(matches) == 1:
+        return Command(matches[0], arg.strip())
+    return Command(name, arg.strip())  # unknown or ambiguous: the app says which

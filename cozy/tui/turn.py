@@ -1,0 +1,181 @@
+"""Running one chat turn: consume the orchestrator's events and render them.
+
+The turn runs in an exclusive worker. Esc cancels the worker; the orchestrator
+(closed through `aclosing`) persists the partial answer as interrupted, and the
+prompt text comes back when nothing was answered yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+
+from cozy.tui.base import AppBase
+from cozy.tui.heap import quiet_gc
+from cozy.tui.screens.approval import ApprovalScreen
+from cozy.tui.widgets.context_panel import ContextPanel
+from cozy.tui.widgets.messages import ChatLog, MessageView, ToolCallView
+from cozy.tui.widgets.prompt import PromptArea
+from cozy.tui.widgets.status import StatusBar
+
+if TYPE_CHECKING:
+    from cozy.core.events import ChatEvent
+    from cozy.core.toolloop import Decision
+    from cozy.core.types import ToolCall, ToolSpec
+    from cozy.engines.base import ToolContext
+
+
+class TurnState:
+    def __init__(self, prompt: str) -> None:
+        self.prompt = prompt
+        self.answer: MessageView | None = None
+        self.got_text = False
+        self.session_id: str | None = None
+
+
+class TurnMixin(AppBase):
+    """Methods of CozyApp that run a turn (kept apart to keep each module small)."""
+
+    @work(exclusive=True, group="turn", exit_on_error=False)
+    async def run_turn(self, text: str) -> None:
+        from cozy.core.orchestrator import ChatRequest
+        from cozy.core.types import Caller
+
+        await self.ready.wait()
+        rt = self.runtime
+        chat = self.query_one(ChatLog)
+        status = self.query_one(StatusBar)
+        state = TurnState(text)
+        self.busy = True
+        status.set(running=True)
+        await chat.add_message("user", text)
+        req = ChatRequest(
+            prompt=text,
+            caller=Caller(user_id=self.settings.user, role="admin", face="tui"),
+            session=self.session_id or "new",
+            personality=self.personality,
+            model=self.model,
+            approver=self._approver,
+        )
+        try:
+            with quiet_gc():  # no full GC pass while the answer streams (see heap.py)
+                async with contextlib.aclosing(rt.orchestrator.run(req)) as events:  # type: ignore[type-var]
+                    async for event in events:
+                        await self._render_event(event, state, chat)
+        except asyncio.CancelledError:
+            note = "interrupted by esc; partial answer saved"
+            await self._end_answer(state, chat, "interrupted", note)
+            if not state.got_text:
+                prompt = self.query_one(PromptArea)
+                if not prompt.text.strip():
+                    prompt.load_text(text)
+                    prompt.move_cursor(prompt.document.end)
+            raise
+        finally:
+            self.busy = False
+            status.set(running=False)
+            if state.session_id:
+                self.refresh_sessions()
+
+    async def _render_event(self, event: ChatEvent, state: TurnState, chat: ChatLog) -> None:
+        from cozy.core.events import (
+            ContextBuilt,
+            Done,
+            Failed,
+            Started,
+            TextDelta,
+            ToolApprovalNeeded,
+            ToolCallRequested,
+            ToolResult,
+        )
+
+        if isinstance(event, TextDelta):  # the hot path: hundreds a second, no DOM queries
+            if state.answer is None:
+                state.answer = await chat.add_message("assistant")
+            state.got_text = True
+            state.answer.append(event.text)
+            return
+        status = self.query_one(StatusBar)
+        if isinstance(event, Started):
+            state.session_id = event.session_id
+            if self.session_id != event.session_id:
+                self.session_id = event.session_id
+                self.refresh_sessions()
+            status.set(model=event.model, personality=event.personality_id)
+        elif isinstance(event, ContextBuilt):
+            self.query_one(ContextPanel).show(event.metadata)
+            status.set(degraded=bool(event.metadata.get("degraded")))
+        elif isinstance(event, ToolCallRequested):
+            await self._end_answer(state, chat, "complete")
+            c = event.call
+            await chat.add(ToolCallView(c.id, c.name, c.arguments, event.level))
+        elif isinstance(event, ToolApprovalNeeded):
+            view = chat.tool_view(event.call.id)
+            if view is not None:
+                view.waiting()
+        elif isinstance(event, ToolResult):
+            view = chat.tool_view(event.call_id)
+            if view is not None:
+                view.done(
+                    event.content,
+                    is_error=event.is_error,
+                    duration_ms=event.duration_ms,
+                    decision=event.decision,
+                )
+        elif isinstance(event, Done):
+            usage = event.usage or {}
+            total = event.timings.get("total")
+            self.tokens += int(usage.get("total_tokens") or 0)
+            note = _done_note(event.usage, total)
+            if state.answer is None and not event.text:
+                state.answer = await chat.add_message("assistant", "(empty answer)")
+            await self._end_answer(state, chat, "complete", note)
+            status.set(tokens=self.tokens, latency_ms=total, model=event.model)
+        elif isinstance(event, Failed):
+            await self._end_answer(state, chat, "failed")
+            message = str(event.error.get("message", event.error))
+            await chat.add_message("error", message)
+            self.last_error = message
+            prompt = self.query_one(PromptArea)
+            if not state.got_text and not prompt.text.strip():
+                prompt.load_text(state.prompt)
+
+    async def _end_answer(
+        self, state: TurnState, chat: ChatLog, status: str, note: str = ""
+    ) -> None:
+        answer, state.answer = state.answer, None
+        if answer is not None:
+            await answer.finish(status, note)
+        elif status == "interrupted":
+            await chat.add_notice(f"⏹ {note}", "warning")
+
+    async def _approver(self, call: ToolCall, spec: ToolSpec, ctx: ToolContext) -> Decision:
+        """Open the approval modal and wait for the user's decision."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+
+        def decided(value: str | None) -> None:
+            if not future.done():
+                future.set_result(value or "deny")
+
+        screen = ApprovalScreen(spec.name, spec.level, call.arguments, ctx.personality_id or "")
+        self.push_screen(screen, callback=decided)
+        try:
+            decision = await future
+        except asyncio.CancelledError:
+            if screen.is_attached:
+                screen.dismiss("deny")
+            raise
+        return "once" if decision == "once" else "always" if decision == "always" else "deny"
+
+
+def _done_note(usage: dict[str, Any] | None, total_ms: float | None) -> str:
+    parts = []
+    if usage and usage.get("completion_tokens"):
+        parts.append(f"{usage['completion_tokens']} tokens")
+    if total_ms is not None:
+        parts.append(f"{total_ms / 1000:.1f} s")
+    return " · ".join(parts)

@@ -1,0 +1,44 @@
+"""Shared test setup: telemetry and hub calls off, every test gets its own COZY_HOME."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+for _k, _v in {
+    "MEM0_TELEMETRY": "False",
+    "TELEMETRY_DISABLED": "1",
+    "LITELLM_OFFLINE_MODE": "true",
+    "HF_HUB_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "DO_NOT_TRACK": "1",
+}.items():
+    os.environ[_k] = _v
+
+pytest_plugins = ["cozy.testing.pytest_plugin"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cozy_logger() -> Iterator[None]:
+    """An in-process CLI call configures the "cozy" logger (level, handler, no propagation);
+    reset it so later tests' caplog sees cozy's records whatever ran before."""
+    import logging
+
+    yield
+    log = logging.getLogger("cozy")
+    log.handlers.clear()
+    log.setLevel(logging.NOTSET)
+    log.propagate = True
+
+
+@pytest.fixture(autouse=True)
+def cozy_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "cozy-home"
+    home.mkdir()
+    monkeypatch.setenv("COZY_HOME", str(home))
+    for var in ("COZY_CONFIG", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    yield home

@@ -1,0 +1,152 @@
+"""Test engines and helpers (only the model is faked elsewhere: by the fake server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from cozy.core.events import ChatEvent
+from cozy.core.orchestrator import ChatRequest
+from cozy.core.types import (
+    KnowledgeHit,
+    MemoryHit,
+    Message,
+    Profile,
+    ProfileSlot,
+    ToolOutput,
+    ToolSpec,
+)
+from cozy.engines.base import KnowledgeEngine, MemoryEngine, ProfileEngine, ToolContext, ToolsEngine
+from cozy.runtime import Runtime
+from cozy.settings import Settings
+
+
+class SleepyKnowledge(KnowledgeEngine):
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        super().__init__({})
+        self.delay, self.fail = delay, fail
+
+    async def search_knowledge(
+        self, query: str, *, user_id: str, collections: Sequence[str] | None = None, limit: int = 5
+    ) -> list[KnowledgeHit]:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("index is broken")
+        return [
+            KnowledgeHit(
+                "k1", "The office wifi password rotates monthly.", 0.9, "notes/wifi.md#rotation"
+            )
+        ]
+
+    async def add_knowledge(
+        self,
+        text: str,
+        *,
+        user_id: str,
+        collection: str = "default",
+        source: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        return "k1"
+
+
+class SleepyProfile(ProfileEngine):
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        super().__init__({})
+        self.delay, self.fail = delay, fail
+
+    async def get_profile(self, user_id: str, *, max_tokens: int = 300) -> Profile:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("profile store down")
+        return Profile("name: Ada; works as: engineer", [ProfileSlot("basic_info", "name", "Ada")])
+
+    async def update_profile(
+        self, user_id: str, messages: Sequence[Message], *, source_ids: Sequence[str] = ()
+    ) -> None:
+        return None
+
+
+class SleepyMemory(MemoryEngine):
+    def __init__(
+        self, delay: float = 0.0, fail: bool = False, per_user: dict[str, str] | None = None
+    ) -> None:
+        super().__init__({})
+        self.delay, self.fail = delay, fail
+        self.per_user = per_user or {}
+
+    async def search_memories(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 5,
+        personality_id: str | None = None,
+        session_id: str | None = None,
+    ) -> list[MemoryHit]:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("memory index corrupt")
+        text = self.per_user.get(user_id, "The user likes green tea.")
+        return [MemoryHit(f"m-{user_id}", text, 0.8)]
+
+    async def add_memory(
+        self,
+        messages: Sequence[Message],
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        personality_id: str | None = None,
+        source_ids: Sequence[str] = (),
+    ) -> list[str]:
+        return []
+
+
+class EchoTools(ToolsEngine):
+    """A plain in-process tools engine for orchestrator tests (MCP is tested separately)."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def list_tools(self) -> list[ToolSpec]:
+        obj = {"type": "object", "properties": {"text": {"type": "string"}}}
+        return [
+            ToolSpec("test.echo", "echo text back", obj, "read-only", "test"),
+            ToolSpec("test.write", "write text somewhere", obj, "write", "test"),
+            ToolSpec("test.boom", "always fails", obj, "read-only", "test"),
+        ]
+
+    async def execute_tool(
+        self, name: str, arguments: dict[str, Any], ctx: ToolContext
+    ) -> ToolOutput:
+        self.calls.append((name, arguments))
+        if name == "test.boom":
+            raise RuntimeError("kaboom")
+        return ToolOutput(f"{name}:{arguments.get('text', '')}")
+
+
+def write_engines(home: Path, fake_url: str, extra: str = "") -> Path:
+    path = home / "engines.yaml"
+    path.write_text(
+        "ai:\n  provider: ollama\n  model: fake-model\n"
+        f"  providers:\n    ollama: {{host: '{fake_url}', max_retries: 0}}\n"
+        f"    openai: {{base_url: '{fake_url}/v1', api_key: test-key}}\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+async def open_runtime(home: Path, fake_url: str, extra: str = "", **settings: Any) -> Runtime:
+    write_engines(home, fake_url, extra)
+    return await Runtime.open(Settings(home=home, **settings))
+
+
+async def collect(events: AsyncIterator[ChatEvent]) -> list[ChatEvent]:
+    return [e async for e in events]
+
+
+def req(prompt: str, **kw: Any) -> ChatRequest:
+    return ChatRequest(prompt=prompt, **kw)

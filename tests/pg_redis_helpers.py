@@ -1,0 +1,142 @@
+"""Real PostgreSQL and Redis for the server-mode tests: a fresh database per module,
+a Redis db number per module (flushed before and after), free ports, `cozy serve`
+processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+PG_ADMIN = os.environ.get("COZY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("COZY_TEST_REDIS", "redis://127.0.0.1:6379")
+COZY = [sys.executable, "-m", "cozy"]
+
+
+def _require(what: str, exc: BaseException) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI ({exc})")
+    pytest.skip(f"no {what} reachable ({exc})")
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL, dropped afterwards."""
+    name = f"cozy_t_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, ImportError) as exc:
+        _require("PostgreSQL at 127.0.0.1:5432", exc)
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def redis_db(number: int) -> Iterator[str]:
+    """A Redis database number of our own, flushed before and after."""
+    import redis
+
+    url = f"{REDIS}/{number}"
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        _require("Redis at 127.0.0.1:6379", exc)
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cozy_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COZY_")}
+    env.update(COZY_HOME=str(home), **extra)
+    if (home / "engines.yaml").is_file():
+        env["COZY_CONFIG"] = str(home / "engines.yaml")
+    return env
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COZY, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+class Instance:
+    """One `cozy serve` process."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None, *args: str) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, wait: bool = True) -> Instance:
+        self.proc = subprocess.Popen(
+            [*COZY, "serve", "--port", str(self.port), *self.args],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 40) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"cozy serve did not start: {self.stderr()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.kill()
+
+    def stderr(self) -> str:
+        if self.proc is None or self.proc.stderr is None:
+            return ""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        return self.proc.stderr.read()

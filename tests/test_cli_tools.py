@@ -1,0 +1,228 @@
+"""`cozy tools ...` and `cozy run --allow-tools` as a user runs them: subprocesses,
+a real MCP test server over stdio, the fake model over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import write_engines
+from mcp_servers.helpers import SERVER
+
+from cozy.settings import Settings
+from cozy.storage.store import Store
+from cozy.storage.tool_grants import ToolGrants
+from cozy.testing import FakeModelServer
+
+PROFILE = """\
+id: tester
+name: Tester
+system_prompt: You test tools.
+tools: ["builtin.*", "test.*"]
+"""
+
+
+def cozy(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    # a new session: no controlling terminal, so nothing can prompt on /dev/tty
+    return subprocess.run(
+        [sys.executable, "-m", "cozy", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+        start_new_session=True,
+    )
+
+
+def our_servers(home: Path) -> list[psutil.Process]:
+    """Test MCP servers started for this test (they run with cwd = COZY_HOME)."""
+    out = []
+    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+        with contextlib.suppress(psutil.Error):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if (
+                SERVER.name in cmd
+                and proc.info["cwd"] == str(home)
+                and proc.info["status"] != psutil.STATUS_ZOMBIE
+            ):
+                out.append(proc)
+    return out
+
+
+@pytest.fixture
+def configured(cozy_home: Path, fake_model: FakeModelServer) -> Iterator[FakeModelServer]:
+    server = f"{{command: '{sys.executable}', args: ['{SERVER}'], cwd: '{cozy_home}'}}"
+    write_engines(
+        cozy_home,
+        fake_model.url,
+        f"tools:\n  provider: mcp\n  timeout: 10\n  servers:\n    test: {server}\n",
+    )
+    (cozy_home / "profiles").mkdir()
+    (cozy_home / "profiles" / "tester.yaml").write_text(PROFILE, encoding="utf-8")
+    yield fake_model
+    deadline = time.monotonic() + 5
+    while our_servers(cozy_home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert our_servers(cozy_home) == [], "an MCP server outlived its cozy process"
+
+
+def test_list(configured: FakeModelServer) -> None:
+    r = cozy("tools", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    tools = {t["name"]: t for t in json.loads(r.stdout)}
+    assert tools["test.add"]["level"] == "read-only" and tools["test.add"]["server"] == "test"
+    assert tools["test.delete_all"]["level"] == "dangerous"
+    assert "tester" in tools["test.add"]["personalities"]
+    assert "assistant" not in tools["test.add"]["personalities"]
+    assert "assistant" in tools["builtin.now"]["personalities"]
+    assert tools["test.add"]["parameters"]["required"] == ["a", "b"]
+    r = cozy("tools", "list", "--server", "test")
+    assert r.returncode == 0 and "test.write_note" in r.stdout and "builtin.now" not in r.stdout
+
+
+def test_call(configured: FakeModelServer) -> None:
+    r = cozy("tools", "call", "test.add", "a=2", "b=40")
+    assert (r.returncode, r.stdout) == (0, "42\n"), r.stderr
+    r = cozy("tools", "call", "test__add", "--args", '{"a": 1, "b": 1}', "--json")
+    body = json.loads(r.stdout)
+    assert (body["content"], body["decision"], body["is_error"]) == ("2", "auto", False)
+    # a string field keeps its text even when it looks like JSON
+    r = cozy("tools", "call", "test.env", "name=123")
+    assert (r.returncode, r.stdout) == (0, "<unset>\n"), r.stderr
+
+
+def test_call_asks_for_writes_unless_yes(configured: FakeModelServer) -> None:
+    r = cozy("tools", "call", "test.write_note", "text=hello")
+    assert r.returncode == 1
+    assert "denied" in r.stderr and "--yes" in r.stderr
+    r = cozy("tools", "call", "test.write_note", "text=hello", "--yes")
+    assert (r.returncode, r.stdout) == (0, "stored note #1\n"), r.stderr
+
+
+def test_call_bad_input(configured: FakeModelServer) -> None:
+    r = cozy("tools", "call", "test.add", "a=two", "b=1")
+    assert r.returncode == 1 and "'two' is not of type 'integer'" in r.stderr
+    r = cozy("tools", "call", "test.ad")
+    assert r.returncode == 2 and "unknown tool 'test.ad'" in r.stderr and "test.add" in r.stderr
+    r = cozy("tools", "call", "test.add", "a")
+    assert r.returncode == 2 and "key=value" in r.stderr
+    r = cozy("tools", "call", "test.add", "--args", "[1]")
+    assert r.returncode == 2 and "JSON object" in r.stderr
+
+
+def test_servers(configured: FakeModelServer, cozy_home: Path) -> None:
+    r = cozy("tools", "servers", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {s["name"]: s for s in json.loads(r.stdout)}
+    assert rows["test"]["state"] == "running" and rows["test"]["pid"]
+    assert rows["test"]["tool_count"] >= 10 and rows["builtin"]["tool_count"] >= 1
+    # an unreachable server is reported with its error, and the exit code says so
+    engines = cozy_home / "engines.yaml"
+    engines.write_text(
+        engines.read_text() + "    down: {url: 'http://127.0.0.1:9/mcp', startup_timeout: 5}\n"
+    )
+    r = cozy("tools", "servers")
+    assert r.returncode == 1 and "failed" in r.stdout and "down" in r.stdout
+    assert "running" in r.stdout  # the healthy server is still listed as running
+
+
+def _grant(home: Path, tool: str, personality: str) -> None:
+    async def go() -> None:
+        store = await Store.open(Settings(home=home).db_url)
+        try:
+            await ToolGrants(store).add_grant("local", personality, tool)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_grants_are_used_listed_and_revoked(configured: FakeModelServer, cozy_home: Path) -> None:
+    _grant(cozy_home, "test.write_note", "tester")
+    r = cozy("tools", "grants", "--json")
+    assert [(g["tool"], g["personality"]) for g in json.loads(r.stdout)] == [
+        ("test.write_note", "tester")
+    ]
+    # granted for tester: runs without --yes in another process
+    r = cozy("tools", "call", "test.write_note", "text=a", "-p", "tester", "--json")
+    body = json.loads(r.stdout)
+    assert (body["decision"], body["content"]) == ("always", "stored note #1"), r.stderr
+    # not for another personality
+    r = cozy("tools", "call", "test.write_note", "text=b", "-p", "assistant")
+    assert r.returncode == 1 and "denied" in r.stderr
+    r = cozy("tools", "grants", "--revoke", "test.write_note")
+    assert r.returncode == 0 and "revoked 1 grant" in r.stdout
+    r = cozy("tools", "grants", "--revoke", "test.write_note")
+    assert r.returncode == 2 and "no grant for test.write_note" in r.stderr
+    r = cozy("tools", "call", "test.write_note", "text=c", "-p", "tester")
+    assert r.returncode == 1 and "denied" in r.stderr
+    assert cozy("tools", "grants").stdout.strip() == "no remembered approvals"
+
+
+def test_run_allow_tools_yes(configured: FakeModelServer) -> None:
+    configured.queue_reply(tool_calls=[("test__write_note", {"text": "from a script"})])
+    configured.queue_reply("saved your note")
+    r = cozy("run", "--json", "-p", "tester", "--allow-tools", "test.*", "--yes", "save a note")
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    [res] = body["tool_results"]
+    assert (res["name"], res["content"], res["decision"]) == (
+        "test.write_note",
+        "stored note #1",
+        "auto-approved",
+    )
+    assert body["text"] == "saved your note"
+    # --yes approves only what --allow-tools names
+    configured.queue_reply(tool_calls=[("test__delete_all", {})])
+    configured.queue_reply("could not")
+    r = cozy("run", "--json", "-p", "tester", "--allow-tools", "test.add", "--yes", "wipe")
+    body = json.loads(r.stdout)
+    [res] = body["tool_results"]
+    assert res["decision"] == "deny" and res["is_error"] and body["text"] == "could not"
+
+
+def test_import_claude_config(configured: FakeModelServer, cozy_home: Path, tmp_path: Path) -> None:
+    engines = cozy_home / "engines.yaml"
+    engines.write_text("# my settings\n" + engines.read_text() + "\n# keep me\ncontext: {}\n")
+    before = engines.read_text()
+    claude = tmp_path / "claude_desktop_config.json"
+    claude.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "time": {"command": "uvx", "args": ["mcp-server-time"]},
+                    "my web": {"type": "http", "url": "http://127.0.0.1:9/mcp"},
+                }
+            }
+        )
+    )
+    r = cozy("tools", "import-claude-config", str(claude))
+    assert r.returncode == 0 and "mcp-server-time" in r.stdout and "--write" in r.stdout
+    assert engines.read_text() == before  # a dry run writes nothing
+    r = cozy("tools", "import-claude-config", str(claude), "--write", "--json")
+    report = json.loads(r.stdout)
+    assert report["added"] == ["time", "my_web"] and report["written"]
+    text = engines.read_text()
+    assert text.startswith("# my settings\nai:\n") and "# keep me\ncontext: {}\n" in text
+    assert Path(report["backup"]).read_text() == before
+    r = cozy("tools", "list", "--server", "test", "--json")  # the old server is still there
+    assert r.returncode == 0 and json.loads(r.stdout)
+    r = cozy("tools", "servers", "--no-start", "--json")
+    names = {s["name"]: s for s in json.loads(r.stdout)}
+    assert names["my_web"]["transport"] == "streamable-http" and names["time"]["state"] == "idle"
+    # bad input: nothing written, the message names the file and line
+    claude.write_text('{"mcpServers": {\n  "x": }')
+    r = cozy("tools", "import-claude-config", str(claude), "--write")
+    assert r.returncode == 2 and f"{claude}:2" in r.stderr
+    r = cozy("tools", "import-claude-config", str(tmp_path / "missing.json"))
+    assert r.returncode == 2 and "no such file" in r.stderr

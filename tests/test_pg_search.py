@@ -1,0 +1,135 @@
+"""Memory and knowledge search on the real PostgreSQL: full-text keyword search through
+the GIN indexes, vectors in the rows, the same hybrid ranking, and two instances
+seeing each other's writes (per-scope in-process indexes invalidated by generation)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import write_engines
+from pg_redis_helpers import pg_database
+
+from cozy.core.types import Message
+from cozy.engines.knowledge.pg_keyword import pg_keyword_search
+from cozy.runtime import Runtime
+from cozy.settings import Settings
+from cozy.testing import FakeModelServer
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with pg_database() as url:
+        yield url
+
+
+def _yaml(fake: FakeModelServer, embed: bool) -> str:
+    out = (
+        "memory: {provider: local, timeout: 5}\nprofile: {provider: none}\n"
+        "knowledge: {provider: local, timeout: 5}\n"
+    )
+    if embed:
+        return out + (
+            f"embed: {{provider: openai, base_url: '{fake.url}/v1', model: fake-embed, "
+            "api_key: test}\n"
+        )
+    return out + "embed: {provider: none}\n"
+
+
+@pytest.fixture
+async def two(
+    pg_url: str, tmp_path: Path, fake_model: FakeModelServer
+) -> AsyncIterator[tuple[Runtime, Runtime]]:
+    rts = []
+    for name in ("a", "b"):
+        home = tmp_path / name
+        home.mkdir()
+        write_engines(home, fake_model.url, _yaml(fake_model, embed=True))
+        rts.append(await Runtime.open(Settings(home=home, database_url=pg_url)))
+    try:
+        yield rts[0], rts[1]
+    finally:
+        for rt in rts:
+            await rt.close()
+
+
+DOCS = {
+    "boiler.md": "# Boiler maintenance\n\nBleed the radiators every autumn before heating.",
+    "garden.md": "# Garden\n\nPrune the apple tree in late winter; mulch the roses.",
+    "car.md": "# Car\n\nThe car needs winter tyres from November to March.",
+}
+
+
+async def test_knowledge_keyword_and_hybrid_on_postgres(two: tuple[Runtime, Runtime]) -> None:
+    a, b = two
+    ka, kb = a.engines["knowledge"], b.engines["knowledge"]
+    for source, text in DOCS.items():
+        await ka.add_knowledge(text, user_id="u1", collection="house", source=source)  # type: ignore[attr-defined]
+    await ka.add_knowledge("radiators of the office", user_id="u2", source="x.md")  # type: ignore[attr-defined]
+    hits = await kb.search_knowledge("radiators bleeding", user_id="u1", limit=3)  # type: ignore[attr-defined]
+    assert hits and "boiler" in hits[0].citation.lower()
+    assert all("office" not in h.text for h in hits)  # the caller's scope only
+    # keyword path alone: stemming (bleeding ~ bleed), heading weighted, scoped
+    index = kb.index  # type: ignore[attr-defined]
+    ranked = await pg_keyword_search(index, "u1", "winter", collections=["house"], prefix=None, k=5)
+    assert len(ranked) == 2  # garden and car mention winter
+    both = await pg_keyword_search(index, "u1", "winter tyres", collections=None, prefix=None, k=5)
+    assert len(both) == 2 and both[0][1] >= both[1][1]  # all words first (car), then any word
+    fallback = await pg_keyword_search(
+        index, "u1", "winter zeppelin", collections=None, prefix=None, k=5
+    )
+    assert {i for i, _ in fallback} == {i for i, _ in ranked}  # no chunk has both: any word
+    assert (
+        await pg_keyword_search(index, "u1", "winter", collections=["nope"], prefix=None, k=5) == []
+    )
+    by_path = await pg_keyword_search(index, "u1", "winter", collections=None, prefix="car", k=5)
+    assert len(by_path) == 1
+    # instance b has loaded its vector matrix; a write on a is seen by b's next search
+    await ka.add_knowledge(  # type: ignore[attr-defined]
+        "# Bikes\n\nOil the bicycle chain monthly.",
+        user_id="u1",
+        collection="house",
+        source="bike.md",
+    )
+    hits = await kb.search_knowledge("bicycle chain", user_id="u1", limit=3)  # type: ignore[attr-defined]
+    assert hits and "bike" in hits[0].citation
+
+
+async def test_keyword_queries_use_the_gin_index(two: tuple[Runtime, Runtime]) -> None:
+    a, _ = two
+    async with a.store.engine.connect() as conn:
+        await conn.exec_driver_sql("SET enable_seqscan = off")
+        for table in ("knowledge_chunks", "memories"):
+            plan = await conn.exec_driver_sql(
+                f"EXPLAIN SELECT id FROM {table} WHERE tsv @@ to_tsquery('english', 'winter')"
+            )
+            text = "\n".join(r[0] for r in plan.fetchall())
+            assert f"ix_{table}_tsvcol" in text, text
+        # the stored column is the weighted expression (heading A, text B)
+        row = await conn.exec_driver_sql(
+            "SELECT tsv::text FROM knowledge_chunks WHERE heading LIKE '%Car%' LIMIT 1"
+        )
+        assert "'car':1A" in row.scalar_one()
+
+
+async def test_memory_across_instances_on_postgres(
+    two: tuple[Runtime, Runtime], fake_model: FakeModelServer
+) -> None:
+    a, b = two
+    ma, mb = a.engines["memory"], b.engines["memory"]
+    assert await mb.search_memories("sourdough", user_id="m1") == []  # type: ignore[attr-defined]
+    fake_model.add_rule(
+        user_contains="New conversation",
+        json={"operations": [{"op": "add", "text": "The user bakes sourdough bread on Sundays"}]},
+    )
+    await ma.add_memory(  # type: ignore[attr-defined]
+        [Message("user", "I bake sourdough every Sunday")], user_id="m1"
+    )
+    await asyncio.sleep(0.6)  # b re-reads the user's version after version_ttl (0.5 s)
+    hits = await mb.search_memories("sourdough baking", user_id="m1")  # type: ignore[attr-defined]
+    assert hits and "sourdough" in hits[0].text
+    assert await mb.search_memories("sourdough", user_id="m2") == []  # type: ignore[attr-defined]

@@ -1,0 +1,145 @@
+"""`cozy serve` as a real process: keys from the CLI, --workers, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from helpers import write_engines
+
+from cozy.testing import FakeModelServer
+
+COZY = [sys.executable, "-m", "cozy"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COZY_")}
+    env.update(
+        COZY_HOME=str(home),
+        COZY_CONFIG=str(home / "engines.yaml"),
+        COZY_SERVER_RATE_LIMIT_RPM="0",
+        COZY_SERVER_IP_RATE_LIMIT_RPM="0",
+    )
+    return env
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COZY, *args], env=_env(home), capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def serve(cozy_home: Path, fake_model: FakeModelServer) -> Iterator[tuple[str, str, Any]]:
+    write_engines(cozy_home, fake_model.url)
+    key = _cli(cozy_home, "keys", "create", "--user", "alice").stdout.strip()
+    assert key.startswith("sk-cozy-")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*COZY, "serve", "--port", str(port), "--workers", "2"],
+        env=_env(cozy_home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"cozy serve did not start: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+    try:
+        yield url, key, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_serve_workers_keys_and_graceful_shutdown(
+    serve: tuple[str, str, Any], fake_model: FakeModelServer, cozy_home: Path
+) -> None:
+    url, key, proc = serve
+    c = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+    # several requests land on both workers; all share one database
+    sessions = set()
+    for i in range(6):
+        raw = c.chat.completions.with_raw_response.create(
+            model="cozy/assistant", messages=[{"role": "user", "content": f"q{i}"}]
+        )
+        sessions.add(raw.headers["x-cozy-session"])
+    assert len(sessions) == 6
+    listed = _cli(cozy_home, "keys", "list", "--json").stdout
+    assert '"user": "alice"' in listed and key not in listed
+    # a slow stream is in flight when SIGTERM arrives: it finishes, then the server exits
+    fake_model.tokens_per_second = 40
+    fake_model.queue_reply(" ".join(f"w{i}" for i in range(30)))
+    parts: list[str] = []
+
+    def consume() -> None:
+        stream = c.chat.completions.create(
+            model="cozy/assistant",
+            messages=[{"role": "user", "content": "long"}],
+            stream=True,
+        )
+        parts.extend(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    t.join(20)
+    assert "".join(parts).endswith("w29")
+    assert proc.wait(20) == 0
+    err = proc.stderr.read()
+    assert "cozy serving on" in err and "Traceback" not in err
+
+
+def test_serve_refuses_no_auth_on_public_address(cozy_home: Path) -> None:
+    write_engines(cozy_home, "http://127.0.0.1:9")
+    r = _cli(cozy_home, "serve", "--host", "0.0.0.0", "--no-auth")
+    assert r.returncode == 2
+    assert "loopback" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_keys_and_token_cli(cozy_home: Path) -> None:
+    import jwt
+
+    write_engines(cozy_home, "http://127.0.0.1:9")
+    r = _cli(cozy_home, "keys", "create", "--user", "root", "--role", "admin", "--json")
+    assert r.returncode == 0 and '"role": "admin"' in r.stdout
+    bad = _cli(cozy_home, "keys", "create", "--user", "x", "--role", "god")
+    assert bad.returncode == 2 and "--role user" in bad.stderr
+    tok = _cli(cozy_home, "token", "issue", "--user", "alice", "--ttl", "1h").stdout.strip()
+    claims = jwt.decode(tok, options={"verify_signature": False})
+    assert claims["sub"] == "alice" and 3500 < claims["exp"] - claims["iat"] <= 3600
+    assert (cozy_home / "jwt_secret").stat().st_mode & 0o077 == 0
+    r = _cli(cozy_home, "token", "issue", "--user", "alice", "--ttl", "soon")
+    assert r.returncode == 2 and "30m" in r.stderr
+    listed = _cli(cozy_home, "keys", "list", "--json").stdout
+    kid = listed.split('"id": "')[1].split('"')[0]
+    assert _cli(cozy_home, "keys", "revoke", kid).returncode == 0
+    assert _cli(cozy_home, "keys", "revoke", "key_nope").returncode == 2

@@ -1,0 +1,120 @@
+"""The store contract, run against SQLite and the real local PostgreSQL alike."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cozy.core.errors import NotFoundError, StorageError
+from cozy.storage import migrations
+from cozy.storage.store import NewMessage, Store
+
+PG_ADMIN = os.environ.get("COZY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def _pg_database() -> str | None:
+    try:
+        import asyncpg
+    except ImportError:
+        return None
+    name = f"cozy_t_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+async def _drop(url: str) -> None:
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
+        return
+    url = await _pg_database()
+    if url is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required in CI")
+        pytest.skip("no PostgreSQL reachable at 127.0.0.1:5432")
+    try:
+        yield url
+    finally:
+        await _drop(url)
+
+
+async def test_contract_sessions_messages_audit(db_url: str) -> None:
+    store = await Store.open(db_url)
+    try:
+        status = await store.migration_status()
+        assert status["pending"] == [] and status["applied"] == migrations.known_names()
+        s = await store.create_session("alice", "assistant", metadata={"k": [1, 2]})
+        ids = await store.add_messages(
+            s.id,
+            [
+                NewMessage("user", "hello ünïcode ✓"),
+                NewMessage(
+                    "assistant",
+                    "",
+                    tool_calls=[{"id": "c1", "name": "t.x", "arguments": "{}"}],
+                    metadata={"nested": {"a": 1}},
+                ),
+                NewMessage("tool", "result", tool_call_id="c1", name="t.x"),
+                NewMessage("assistant", "partial", status="interrupted", prompt_tokens=12),
+            ],
+            touch_title="hello",
+        )
+        assert len(ids) == 4 and ids == sorted(ids)
+        msgs = await store.list_messages(s.id)
+        assert [m.role for m in msgs] == ["user", "assistant", "tool", "assistant"]
+        assert msgs[0].content == "hello ünïcode ✓"
+        assert msgs[1].tool_calls == [{"id": "c1", "name": "t.x", "arguments": "{}"}]
+        assert msgs[1].metadata == {"nested": {"a": 1}}
+        assert msgs[3].status == "interrupted" and msgs[3].prompt_tokens == 12
+        assert [m.id for m in await store.recent_messages(s.id, 2)] == ids[2:]
+        page = await store.list_messages(s.id, limit=2, offset=1)
+        assert [m.id for m in page] == ids[1:3]
+        got = await store.get_session(s.id, user_id="alice")
+        assert got.title == "hello" and got.metadata == {"k": [1, 2]}
+        assert (await store.list_sessions("alice", query="ÜNÏCODE".lower()))[0].id == s.id
+        with pytest.raises(NotFoundError):
+            await store.get_session(s.id, user_id="mallory")
+        with pytest.raises(NotFoundError):
+            await store.update_session(s.id, "mallory", title="mine now")
+        await store.delete_session(s.id, "alice")
+        assert await store.list_sessions("alice") == []
+        assert len(await store.list_sessions("alice", include_deleted=True)) == 1
+        await store.add_audit("tool_call", user_id="alice", tool="t.x", detail={"x": 1})
+        audit = await store.list_audit(user_id="alice")
+        assert audit[0]["tool"] == "t.x" and audit[0]["detail"] == {"x": 1}
+    finally:
+        await store.close()
+    # reopen: nothing pending, data intact
+    store = await Store.open(db_url)
+    try:
+        assert (await store.migration_status())["pending"] == []
+        assert len(await store.list_messages(s.id)) == 4
+    finally:
+        await store.close()
+
+
+async def test_unreachable_postgres_names_the_url() -> None:
+    with pytest.raises(StorageError, match=r"127\.0\.0\.1:9/nope"):
+        await Store.open("postgresql://someone:secret@127.0.0.1:9/nope")
