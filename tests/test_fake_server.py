@@ -100,6 +100,28 @@ def test_rules_and_tool_result_template(fake_model: FakeModelServer) -> None:
     assert other["message"]["content"] == "You said: hello there friend"
 
 
+def test_background_jobs_never_take_a_queued_turn_reply(fake_model: FakeModelServer) -> None:
+    """The job worker shares the model: a job asking between two turns leaves the
+    reply queued for the next turn in place, and still sees the rules."""
+    fake_model.queue_reply("the next turn's answer")
+    fake_model.add_rule(user_contains="Conversation", text="job answer from a rule")
+    url = fake_model.openai_base_url + "/chat/completions"
+    job = [
+        {"role": "system", "content": "You maintain a long-term memory of durable facts."},
+        {"role": "user", "content": "Conversation: I live in Oslo."},
+    ]
+    for api_url, body in (
+        (url, {"model": "m", "messages": job}),
+        (fake_model.url + "/api/chat", {"model": "m", "messages": job, "stream": False}),
+    ):
+        got = httpx.post(api_url, json=body).json()
+        text = got["choices"][0]["message"]["content"] if "choices" in got else got["message"]
+        assert "job answer from a rule" in str(text)
+    turn = httpx.post(url, json={"model": "m", "messages": USER}).json()["choices"][0]
+    assert turn["message"]["content"] == "the next turn's answer"
+    assert len(fake_model.chat_requests()) == 3 and len(fake_model.turn_requests()) == 1
+
+
 @pytest.mark.parametrize(
     "schema",
     [

@@ -26,6 +26,14 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
+# How cozy's own background jobs open their system prompts (memory extraction,
+# profile extraction, session summaries).
+BACKGROUND_PROMPTS = (
+    "You maintain a long-term memory of durable facts",
+    "You keep a structured profile of the user",
+    "You write faithful, compact conversation summaries",
+)
+
 
 @dataclass(slots=True)
 class ScriptedCall:
@@ -78,6 +86,16 @@ class ChatView:
             if msg.role == "user":
                 return msg.content
         return ""
+
+    @property
+    def background(self) -> bool:
+        """True when a cozy background job (not a user's turn) sent this request."""
+        first = self.messages[0] if self.messages else None
+        return (
+            first is not None
+            and first.role == "system"
+            and first.content.startswith(BACKGROUND_PROMPTS)
+        )
 
     @property
     def tool_result(self) -> str | None:
@@ -158,7 +176,12 @@ def make_reply(
 
 
 class Script:
-    """Queued replies, rules and failures; thread-safe."""
+    """Queued replies, rules and failures; thread-safe.
+
+    Queued replies answer turns only; cozy's background jobs (see `ChatView.background`)
+    get rules or the default, so a job running between two turns never takes a reply
+    a test queued for the next turn.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -205,7 +228,9 @@ class Script:
 
     def _pick(self, view: ChatView) -> Reply:
         with self._lock:
-            if self._queue:
+            # Queued replies are for turns: the job worker shares the model and can
+            # ask between two turns, so a background job must not take a turn's reply.
+            if self._queue and not view.background:
                 return self._queue.popleft()
             for rule in self._rules:
                 if rule.matches(view):

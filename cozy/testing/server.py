@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from cozy.testing.script import (
+    BACKGROUND_PROMPTS,
     UNSET,
     ChatView,
     Failure,
@@ -57,15 +58,6 @@ class RecordedRequest:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.body.get(key, default) if isinstance(self.body, dict) else default
-
-
-# How cozy's own background jobs open their system prompts (memory extraction,
-# profile extraction, session summaries).
-BACKGROUND_PROMPTS = (
-    "You maintain a long-term memory of durable facts",
-    "You keep a structured profile of the user",
-    "You write faithful, compact conversation summaries",
-)
 
 
 def is_background(request: RecordedRequest) -> bool:
@@ -113,7 +105,11 @@ class FakeModelServer:
         tool_calls: Sequence[tuple[str, Mapping[str, Any]] | ScriptedCall] | None = None,
         json: Any = UNSET,
     ) -> None:
-        """Queue the next answer (FIFO; queued replies win over rules and the default)."""
+        """Queue the next turn's answer (FIFO; queued replies win over rules and the default).
+
+        cozy's background jobs never take a queued reply (they get rules or the
+        default), so a reply queued for the next turn waits for that turn.
+        """
         self.script.queue(make_reply(text, tool_calls, json))
 
     def add_rule(
