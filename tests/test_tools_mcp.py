@@ -20,6 +20,20 @@ from cozy.engines.registry import registry
 from cozy.engines.tools.mcp_provider import MCPTools, import_claude_config
 
 CTX = ToolContext(caller=Caller())
+# close() stops each server gracefully within `shutdown_timeout` (2.5 s), then kills it and
+# waits up to 2 s more; the rest is slack for a loaded machine. Still far below the 60-120 s
+# the hanging tools below would take if close() waited for them.
+CLOSE_BOUND = 2.5 + 2.0 + 15
+
+
+async def eventually(predicate: Any, limit: float = 20.0) -> bool:
+    """Poll `predicate` (letting the loop run) until it holds or `limit` seconds pass."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def stdio(**extra: Any) -> dict[str, Any]:
@@ -131,10 +145,11 @@ async def test_mcp_server_time_from_pypi() -> None:
 async def test_timeout_cancels_hanging_call() -> None:
     eng = MCPTools({"servers": {"t": stdio()}, "timeout": 1})
     try:
+        await eng.list_tools()  # start the server first: only the call is timed
         start = time.perf_counter()
         out = await eng.execute_tool("t.sleep", {"seconds": 60}, CTX)
         assert out.is_error and "timed out after 1 s" in out.content
-        assert time.perf_counter() - start < 5
+        assert time.perf_counter() - start < 30  # the call was cut, not waited out (60 s)
         # the server stays usable
         assert (await eng.execute_tool("t.add", {"a": 1, "b": 1}, CTX)).content == "2"
     finally:
@@ -168,13 +183,13 @@ async def test_failed_servers_reported_others_listed(tmp_path: Path) -> None:
                 "dead": {"url": f"http://127.0.0.1:{port}/mcp"},
                 "exits": {"command": sys.executable, "args": ["-c", "import sys; sys.exit(2)"]},
             },
-            "startup_timeout": 10,
+            "startup_timeout": 30,
         }
     )
     try:
         start = time.perf_counter()
         names = {t.name for t in await eng.list_tools()}
-        assert time.perf_counter() - start < 12
+        assert time.perf_counter() - start < 35  # no failure holds the list up past the limit
         assert "t.add" in names
         rows = {r["name"]: r for r in await eng.servers_status()}
         assert rows["t"]["state"] == "running" and rows["t"]["pid"]
@@ -258,10 +273,8 @@ async def test_schema_cache_and_refresh(engine: MCPTools) -> None:
 async def test_list_changed_notification_refreshes_schemas(engine: MCPTools) -> None:
     assert "t.extra" not in {t.name for t in await engine.list_tools()}
     assert (await engine.execute_tool("t.grow", {}, CTX)).content == "grown"
-    for _ in range(50):
-        if engine._conns["t"].cached_tools() is None:
-            break
-        await asyncio.sleep(0.02)
+    # the list_changed notification arrives on its own: wait for it to drop the cache
+    assert await eventually(lambda: engine._conns["t"].cached_tools() is None)
     assert "t.extra" in {t.name for t in await engine.list_tools()}
     assert (await engine.execute_tool("t.extra", {}, CTX)).content == "extra!"
 
@@ -273,7 +286,7 @@ async def test_no_leftover_processes_after_close() -> None:
     assert len(pids) == 2
     start = time.perf_counter()
     await eng.close()
-    assert time.perf_counter() - start < 6
+    assert time.perf_counter() - start < CLOSE_BOUND
     assert all(process_gone(p) for p in pids)
     assert live_children() == []
     await eng.close()  # safe twice
@@ -287,9 +300,9 @@ async def test_close_is_bounded_when_server_hangs() -> None:
     await asyncio.sleep(0.5)
     start = time.perf_counter()
     await eng.close()
-    assert time.perf_counter() - start < 6
+    assert time.perf_counter() - start < CLOSE_BOUND
     assert process_gone(pid)
-    out = await asyncio.wait_for(call, 5)
+    out = await asyncio.wait_for(call, 30)
     assert out.is_error
     assert live_children() == []
 
@@ -309,9 +322,9 @@ async def test_cancelled_caller_leaves_no_process() -> None:
     closing.cancel()  # the closer itself is cancelled half-way
     with pytest.raises(asyncio.CancelledError):
         await closing
-    await asyncio.sleep(0.3)
-    assert process_gone(pid)
-    assert live_children() == []
+    # the shielded close goes on in the background: wait for it, however slow the machine
+    assert await eventually(lambda: process_gone(pid))
+    assert await eventually(lambda: live_children() == []), live_children()
 
 
 async def test_cancel_during_lazy_start_then_close() -> None:
@@ -322,8 +335,7 @@ async def test_cancel_during_lazy_start_then_close() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     await eng.close()
-    await asyncio.sleep(0.2)
-    assert live_children() == []
+    assert await eventually(lambda: live_children() == []), live_children()
 
 
 def test_import_claude_config(tmp_path: Path) -> None:
@@ -387,7 +399,7 @@ asyncio.run(main())
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     pid = int(proc.stdout.strip())
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while not process_gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process_gone(pid)
