@@ -257,7 +257,7 @@ async def test_served_turns_run_their_background_jobs(served: Served) -> None:
     try:
         jobs = JobQueue(store)
         kinds: list[str] = []
-        for _ in range(200):  # the profile job is buffered (due later): wait for memory's
+        for _ in range(1200):  # ~60 s; the profile job is buffered (due later): wait for memory's
             kinds = [j.kind for j in await jobs.list(status="done")]
             if any(k.startswith("memory") for k in kinds):
                 break

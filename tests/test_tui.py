@@ -449,7 +449,7 @@ async def test_background_jobs_run_while_chatting(
         await send(pilot, "my cat is called Miso")
         jobs = app.runtime.jobs
         done = False
-        for _ in range(300):  # the worker runs in the app's loop, not in this test
+        for _ in range(1200):  # up to ~60 s: the worker runs in the app's loop, not in this test
             counts = await jobs.counts()
             if counts["done"] >= 1 and counts["pending"] + counts["running"] == 0:
                 done = True

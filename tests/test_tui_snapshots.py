@@ -49,8 +49,8 @@ async def _seed(home: Path, url: str) -> None:
 
 async def _ready(pilot: Pilot[Any]) -> None:
     app: Any = pilot.app
-    await asyncio.wait_for(app.ready.wait(), 10)
-    await asyncio.wait_for(app.workers.wait_for_complete(), 10)
+    await asyncio.wait_for(app.ready.wait(), 60)  # generous: a loaded machine is slow
+    await asyncio.wait_for(app.workers.wait_for_complete(), 60)
     await pilot.pause()
 
 

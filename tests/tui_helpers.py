@@ -27,11 +27,12 @@ def make_app(home: Path, fake_url: str, extra: str = "", **kw: Any) -> CozyApp:
     return CozyApp(Settings(home=home), **kw)
 
 
+# Generous limits: a loaded 2-core machine can take many seconds to open the runtime.
 async def ready(app: CozyApp) -> None:
-    await asyncio.wait_for(app.ready.wait(), 10)
+    await asyncio.wait_for(app.ready.wait(), 60)
 
 
-async def settle(pilot: Pilot[Any], limit: float = 15) -> None:
+async def settle(pilot: Pilot[Any], limit: float = 60) -> None:
     """Wait until no worker runs (turn, sessions refresh), then let the screen update."""
     app = pilot.app
     await asyncio.wait_for(app.workers.wait_for_complete(), limit)
@@ -49,7 +50,7 @@ async def send(pilot: Pilot[Any], text: str) -> None:
     await settle(pilot)
 
 
-async def wait_for(predicate: Any, limit: float = 10, step: float = 0.02) -> None:
+async def wait_for(predicate: Any, limit: float = 30, step: float = 0.02) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while not predicate():
