@@ -65,7 +65,8 @@ async def test_parallel_read_only_calls_run_concurrently(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
     rt = await runtime(cozy_home, fake_model)
-    fake_model.queue_reply(tool_calls=[("test__sleep", {"seconds": 0.6})] * 3)
+    # long sleeps so the overlap shows through a loaded machine's scheduling delays
+    fake_model.queue_reply(tool_calls=[("test__sleep", {"seconds": 1.5})] * 3)
     fake_model.queue_reply("rested")
     try:
         asked_at = done_at = 0.0
@@ -80,7 +81,7 @@ async def test_parallel_read_only_calls_run_concurrently(
         assert [r.content for r in res] == ["slept"] * 3
         serial = sum(r.duration_ms for r in res) / 1000
         wall = done_at - asked_at
-        # three 0.6 s sleeps overlapped: the round took about one of them, not their sum
+        # three 1.5 s sleeps overlapped: the round took about one of them, not their sum
         assert wall < serial * 0.7, (wall, serial)
         assert done(events).text == "rested"
     finally:
