@@ -164,7 +164,7 @@ def test_disconnect_mid_stream_saves_interrupted(served: Served) -> None:
         rows = await store.list_messages(sid)
         return (rows[-1].role, rows[-1].status) if len(rows) > 1 else None
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     state = None
     while time.monotonic() < deadline:
         state = served.store_call(last)
@@ -178,6 +178,6 @@ def test_disconnect_mid_stream_saves_interrupted(served: Served) -> None:
 
     partial = served.store_call(content)
     assert partial.startswith("word0") and "word199" not in partial
-    n = len(served.fake.chat_requests())
+    n = len(served.fake.turn_requests())  # background jobs may still call the model
     time.sleep(0.3)
-    assert len(served.fake.chat_requests()) == n
+    assert len(served.fake.turn_requests()) == n

@@ -60,7 +60,7 @@ def serve(cozy_home: Path, fake_model: FakeModelServer) -> Iterator[tuple[str, s
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # two worker processes start slowly on a loaded machine
     while True:
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
@@ -95,7 +95,7 @@ def test_serve_workers_keys_and_graceful_shutdown(
     listed = _cli(cozy_home, "keys", "list", "--json").stdout
     assert '"user": "alice"' in listed and key not in listed
     # a slow stream is in flight when SIGTERM arrives: it finishes, then the server exits
-    fake_model.tokens_per_second = 40
+    fake_model.tokens_per_second = 10
     fake_model.queue_reply(" ".join(f"w{i}" for i in range(30)))
     parts: list[str] = []
 
@@ -105,11 +105,16 @@ def test_serve_workers_keys_and_graceful_shutdown(
             messages=[{"role": "user", "content": "long"}],
             stream=True,
         )
-        parts.extend(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+        for ch in stream:
+            if ch.choices:
+                parts.append(ch.choices[0].delta.content or "")
 
     t = threading.Thread(target=consume)
     t.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30  # SIGTERM only once the stream is surely in flight
+    while not "".join(parts) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "".join(parts) and not "".join(parts).endswith("w29")
     proc.send_signal(signal.SIGTERM)
     t.join(20)
     assert "".join(parts).endswith("w29")
