@@ -4,9 +4,6 @@ unreachable at start (clear message naming the URL, non-zero exit), and mid-run
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,75 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import write_engines
-from pg_redis_helpers import Instance, cli, cozy_env, free_port, pg_database, redis_db
+from pg_redis_helpers import Instance, Proxy, cli, cozy_env, free_port, pg_database, redis_db
 
 from cozy.testing import FakeModelServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 EXTRA = "memory: {provider: none}\nprofile: {provider: none}\nknowledge: {provider: none}\n"
-
-
-class Proxy:
-    """A TCP forwarder to host:port that can drop every connection and refuse new ones."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = free_port()
-        self.down = False
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._srv = socket.create_server(("127.0.0.1", self.port))
-        self._srv.settimeout(0.2)
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                client, _ = self._srv.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if self.down:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.down = True
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def restore(self) -> None:
-        self.down = False
-
-    def close(self) -> None:
-        self._stop = True
-        self.cut()
-        self._srv.close()
 
 
 @pytest.fixture(scope="module")

@@ -118,6 +118,8 @@ class KnowledgeIndex:
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.engine = engine
         self.url = url
+        # called after a write committed, with the users whose generation moved
+        self.on_write: Callable[[list[str]], None] | None = None
 
     @property
     def dialect(self) -> str:
@@ -125,15 +127,22 @@ class KnowledgeIndex:
 
     # -- plumbing ---------------------------------------------------------------
 
-    async def _write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _write(
+        self, fn: Callable[[AsyncConnection], Awaitable[T]], changed: Sequence[str] = ()
+    ) -> T:
+        """One transaction; then `on_write(changed)`: the users whose generation it bumped."""
+
         async def attempt() -> T:
             async with self.engine.begin() as conn:
                 return await fn(conn)
 
         try:
-            return await db.with_retry(attempt)
+            result = await db.with_retry(attempt)
         except (OperationalError, DBAPIError) as exc:
             raise db.translate(exc, self.url) from exc
+        if changed and self.on_write is not None:
+            self.on_write(list(changed))
+        return result
 
     async def _read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
         try:
@@ -244,7 +253,7 @@ class KnowledgeIndex:
                 await self._bump(conn, user_id)
             return ids
 
-        return await self._write(tx)
+        return await self._write(tx, sorted(users))
 
     async def move_document(
         self, user_id: str, doc_id: str, new_path: str, mtime: float | None
@@ -257,7 +266,7 @@ class KnowledgeIndex:
             )
             await self._bump(conn, user_id)
 
-        await self._write(tx)
+        await self._write(tx, [user_id])
 
     async def remove_documents(self, user_id: str, doc_ids: Sequence[str]) -> int:
         if not doc_ids:
@@ -274,7 +283,7 @@ class KnowledgeIndex:
             await self._bump(conn, user_id)
             return int(result.rowcount or 0)
 
-        return await self._write(tx)
+        return await self._write(tx, [user_id])
 
     # -- embeddings -------------------------------------------------------------
 
@@ -313,7 +322,7 @@ class KnowledgeIndex:
             await self._bump(conn, user_id)
 
         if items:
-            await self._write(tx)
+            await self._write(tx, [user_id])
 
     # -- overview ---------------------------------------------------------------
 

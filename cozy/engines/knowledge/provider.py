@@ -31,6 +31,7 @@ from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResu
 from cozy.engines.knowledge.keyword import TermStats
 from cozy.engines.knowledge.retrieval import VectorCache
 from cozy.engines.knowledge.textio import LoadError, sha256_text
+from cozy.storage.scope_versions import ScopeVersions
 
 Reranker = Callable[[str, list[KnowledgeHit]], Awaitable[list[KnowledgeHit]]]
 MODES = ("hybrid", "bm25", "vector")
@@ -70,6 +71,12 @@ class LocalKnowledge(KnowledgeEngine):
         self.term_stats = TermStats()  # document frequencies, for planning BM25 queries
         self.query_vectors: dict[tuple[str, str], Any] = {}  # L1: (model, query) -> vector
         self._index: KnowledgeIndex | None = None
+        # each user's generation; with Redis (server mode) re-read only when it changed
+        self.versions = ScopeVersions(
+            "knowledge",
+            lambda user_id: self.index.generation(user_id),
+            link=lambda: getattr(self.deps.get("runtime"), "redis", None),
+        )
         self._embed_task: asyncio.Task[EmbedEngine | None] | None = None
         self.embed_note = ""
         self._tool = False
@@ -83,6 +90,7 @@ class LocalKnowledge(KnowledgeEngine):
             if store is None:
                 raise EngineError("the knowledge engine needs a store", hint="open it via Runtime")
             self._index = KnowledgeIndex(store.engine, store.url)
+            self._index.on_write = self.versions.publish
         return self._index
 
     async def initialize(self) -> None:
@@ -327,7 +335,7 @@ class LocalKnowledge(KnowledgeEngine):
             raise UsageError(f"unknown search mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
         if not 1 <= limit <= 100:
             raise UsageError("limit must be between 1 and 100", hint="pass --limit 1..100")
-        generation = await self.index.generation(user_id)
+        generation = await self.versions.get(user_id)
         if not generation or not query.strip():
             return []
         key = cache_key(user_id, query, collections, prefix, limit, mode, generation)

@@ -36,6 +36,7 @@ from cozy.engines.memory.repo import MemoryRepo, MemoryRow
 from cozy.engines.memory.search import VectorIndex, neighbours, recency_factor, rrf
 from cozy.engines.memory.types import Hits, TurnInput, iso
 from cozy.engines.memory.userview import UserView
+from cozy.storage.scope_versions import ScopeVersions
 
 log = logging.getLogger("cozy.memory")
 
@@ -75,10 +76,14 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
         self.repo.keywords.budget = max(100, int(o.get("keyword_budget", 5000)))
         self._init_embedding(deps.get("embedder"))
         self._indexes: dict[str, VectorIndex] = {}
-        # a user's version, re-read after `version_ttl` s (other processes' writes) and
-        # after every write of this process
+        # a user's version: with Redis (server mode) a change token says when to re-read
+        # it; without, it is re-read after `version_ttl` s (other processes' writes);
+        # always after every write of this process (storage/scope_versions.py)
         self.version_ttl = float(o.get("version_ttl", 0.5))
-        self._versions: dict[str, tuple[int, float]] = {}
+        self.versions = ScopeVersions(
+            "memory", self.repo.version, link=lambda: getattr(self.runtime, "redis", None)
+        )
+        self.repo.on_write = self.versions.publish
 
     # --- embedder ---------------------------------------------------------------
     async def initialize(self) -> None:
@@ -99,13 +104,7 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
 
     # --- vector index -------------------------------------------------------------
     async def version(self, user_id: str, *, fresh: bool = False) -> int:
-        now = time.monotonic()
-        cached = self._versions.get(user_id)
-        if not fresh and cached is not None and now - cached[1] < self.version_ttl:
-            return cached[0]
-        version = await self.repo.version(user_id)
-        self._versions[user_id] = (version, now)
-        return version
+        return await self.versions.get(user_id, fresh=fresh, ttl=self.version_ttl)
 
     async def index(self, user_id: str, version: int | None = None) -> VectorIndex:
         """This user's vector matrix, brought up to date incrementally when it moved."""

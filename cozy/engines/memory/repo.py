@@ -30,6 +30,8 @@ class MemoryRepo:
         self.store = store
         self.dialect = store.engine.dialect.name
         self.keywords = KeywordIndex(store)
+        # called with the user ids after a write committed (other instances: Redis)
+        self.on_write: Callable[[list[str]], None] | None = None
 
     async def write(self, user_id: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async def txn(conn: AsyncConnection) -> T:
@@ -37,7 +39,10 @@ class MemoryRepo:
             await self._bump(conn, user_id)
             return result
 
-        return await self.store._write(txn)
+        result = await self.store._write(txn)
+        if self.on_write is not None:
+            self.on_write([user_id])
+        return result
 
     async def _bump(self, conn: AsyncConnection, user_id: str) -> None:
         res = await conn.execute(

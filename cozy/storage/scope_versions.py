@@ -1,0 +1,177 @@
+"""Per-scope versions kept fresh across instances: the DB counter, Redis as the fast path.
+
+A scope (one user's memories, one user's knowledge) has a version counter bumped
+inside every write transaction: that counter is the truth. An instance caches the
+versions it has read (its vector matrix is built for one of them). To know whether
+a cached version is still current without a DB round trip, it reads the scope's
+*change token* in Redis, a random string that every committed write replaces: the
+same token as when the version was read means nothing was written since.
+
+What keeps this correct:
+
+- the token is read BEFORE the DB counter, and a writer replaces it AFTER its commit,
+  so a write that lands in between changes the token again and the next read re-reads;
+- tokens are random (never counters), so Redis losing its data (restart, eviction,
+  expiry) can never bring an old token back; a missing token is created (`SET NX`)
+  and the DB read;
+- each read also reads a global epoch; an instance whose Redis calls failed (its
+  publishes may be lost) replaces the epoch when Redis answers again, which makes
+  every instance re-read every scope;
+- a cached version is trusted for at most `max_age` s even when its token matches:
+  the bound on staleness if a writer dies between its commit and its publish;
+- with Redis off, down or unknown, the DB counter is read (at most every `ttl` s;
+  0 = on every read), as without Redis.
+
+The Redis client is synchronous (see `RedisLink`): one `MGET` on a local Redis costs
+a fraction of a DB round trip, and its short socket timeout bounds an outage's cost.
+A link marked down is probed again at most every `retry` s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cozy.storage.redis_cache import RedisLink
+
+log = logging.getLogger("cozy.redis")
+
+LinkSource = Callable[[], "RedisLink | None"]
+
+
+class ScopeVersions:
+    """Cached per-scope versions of one namespace (`memory`, `knowledge`)."""
+
+    def __init__(
+        self,
+        ns: str,
+        read: Callable[[str], Awaitable[int]],
+        *,
+        link: LinkSource | None = None,
+        ttl: float = 0.0,
+        max_age: float = 5.0,
+        expire: int = 86_400,
+        retry: float = 1.0,
+    ) -> None:
+        self.ns = ns
+        self.read = read
+        self.link_source = link
+        self.ttl = ttl
+        self.max_age = max_age
+        self.expire = expire
+        self.retry = retry
+        self._cache: dict[str, tuple[int, str | None, float]] = {}  # version, token, read at
+        self._hooked: set[int] = set()
+        self._probe_at = 0.0
+        self.db_reads = 0  # how often the DB counter was read (tests, bench)
+        self.fast = 0  # how often a Redis token answered instead
+
+    # --- Redis plumbing -----------------------------------------------------------
+    def _link(self) -> RedisLink | None:
+        link = self.link_source() if self.link_source is not None else None
+        if link is not None and id(link) not in self._hooked:
+            self._hooked.add(id(link))
+            link.on_recover.append(lambda: self._new_epoch(link))
+        return link
+
+    def _keys(self, link: RedisLink, scope: str) -> tuple[str, str]:
+        return f"{link.prefix}ver:epoch", f"{link.prefix}ver:{self.ns}:{scope}"
+
+    def _usable(self, link: RedisLink) -> bool:
+        """Healthy, or down but not probed for `retry` s."""
+        if link.healthy:
+            return True
+        now = time.monotonic()
+        if now - self._probe_at < self.retry:
+            return False
+        self._probe_at = now
+        return True
+
+    def token(self, scope: str) -> str | None:
+        """`epoch/token` of a scope, None when Redis is off or does not answer."""
+        import redis
+
+        link = self._link()
+        if link is None or not self._usable(link):
+            return None
+        epoch_key, key = self._keys(link, scope)
+        client = link.client
+        try:
+            epoch, tok = client.mget(epoch_key, key)
+            if tok is None:  # never written since Redis started (or expired): make one
+                fresh = uuid.uuid4().hex
+                tok = fresh if client.set(key, fresh, nx=True, ex=self.expire) else client.get(key)
+        except (redis.RedisError, OSError) as exc:
+            link.failed(exc, f"{self.ns} version token")
+            return None
+        link.ok()
+        if tok is None:
+            return None
+        return f"{_text(epoch)}/{_text(tok)}"
+
+    def publish(self, scopes: Iterable[str]) -> None:
+        """After a write committed: every instance's cached version of `scopes` is stale."""
+        import redis
+
+        link = self._link()
+        names = list(dict.fromkeys(scopes))
+        if link is None or not names:
+            return
+        try:
+            pipe = link.client.pipeline(transaction=False)
+            for scope in names:
+                pipe.set(self._keys(link, scope)[1], uuid.uuid4().hex, ex=self.expire)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            # other instances learn of this write through the new epoch set on recovery
+            link.failed(exc, f"{self.ns} version publish")
+            return
+        link.ok()
+
+    def _new_epoch(self, link: RedisLink) -> None:
+        import redis
+
+        self._cache.clear()
+        try:
+            link.client.set(f"{link.prefix}ver:epoch", uuid.uuid4().hex)
+        except (redis.RedisError, OSError) as exc:
+            link.failed(exc, "version epoch")  # down again: retried on the next recovery
+
+    # --- reads ----------------------------------------------------------------------
+    async def get(self, scope: str, *, fresh: bool = False, ttl: float | None = None) -> int:
+        """The scope's current version.
+
+        `fresh`: do not rely on the time-based cache (a matching Redis token still
+        proves that nothing was written since the cached read).
+        """
+        now = time.monotonic()
+        cached = self._cache.get(scope)
+        tok = self.token(scope)
+        if cached is not None:
+            age = now - cached[2]
+            if tok is not None:
+                if cached[1] == tok and age < self.max_age:
+                    self.fast += 1
+                    return cached[0]
+            elif not fresh and age < (self.ttl if ttl is None else ttl):
+                return cached[0]
+        version = await self.read(scope)
+        self.db_reads += 1
+        self._cache[scope] = (version, tok, now)
+        return version
+
+    def forget(self, scope: str | None = None) -> None:
+        if scope is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(scope, None)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
