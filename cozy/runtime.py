@@ -206,7 +206,7 @@ class Runtime:
             token_budget=ctx_cfg.token_budget,
             reserve_answer_tokens=ctx_cfg.reserve_answer_tokens,
             sinks=[_WakeWorker(self.worker)],
-            windows=ContextWindows(self.config.ai.context_windows),
+            windows=ContextWindows(self.config.ai.context_windows, cache=self.cache),
             accounting=TokenAccounting(cache=self.cache),
             summarizer=self.summarizer,
         )

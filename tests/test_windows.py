@@ -107,3 +107,27 @@ async def test_windows_are_cached() -> None:
     for _ in range(3):
         assert await w.resolve(Counting(), "x", "m") == (2048, "provider")  # type: ignore[arg-type]
     assert Counting.calls == 1
+
+
+async def test_reported_windows_outlive_the_process_in_the_l2_cache(tmp_path: Path) -> None:
+    from cozy.storage.cache import DiskL2Cache
+
+    class Counting:
+        calls = 0
+        host = "http://127.0.0.1:1"
+
+        async def context_window(self, model: str) -> int | None:
+            Counting.calls += 1
+            return 4321
+
+    cache = DiskL2Cache(tmp_path / "cache")
+    try:
+        for _ in range(2):  # two processes' worth: a fresh ContextWindows, one shared L2
+            w = ContextWindows(cache=cache)
+            assert await w.resolve(Counting(), "x", "m") == (4321, "provider")  # type: ignore[arg-type]
+        assert Counting.calls == 1
+        other_host = type("Other", (Counting,), {"host": "http://127.0.0.1:2"})()
+        assert await ContextWindows(cache=cache).resolve(other_host, "x", "m") == (4321, "provider")
+        assert Counting.calls == 2  # keyed by where the model lives, not just its name
+    finally:
+        cache.close()

@@ -126,8 +126,16 @@ class TokenAccounting:
 
 
 class ContextWindows:
-    def __init__(self, overrides: dict[str, int] | None = None) -> None:
+    """Windows per model; what a provider reports is kept a day in the L2 cache (if
+    given), so a one-shot `cozy run` does not ask the server again before its answer."""
+
+    L2_TTL = 86400.0
+
+    def __init__(
+        self, overrides: dict[str, int] | None = None, cache: L2Cache | None = None
+    ) -> None:
         self.overrides = dict(overrides or {})
+        self.l2 = cache
         self._cache: dict[tuple[str, str], tuple[int, str]] = {}
 
     async def resolve(self, engine: AIEngine, provider: str, model: str) -> tuple[int, str]:
@@ -140,9 +148,14 @@ class ContextWindows:
                 found = (int(self.overrides[name]), "engines.yaml")
                 break
         else:
-            reported = None
+            where = getattr(engine, "host", None) or getattr(engine, "base_url", None) or ""
+            l2_key = f"{provider}:{where}:{model}"
+            reported = self._l2_get(l2_key)
             try:
-                reported = await engine.context_window(model)
+                if reported is None:
+                    reported = await engine.context_window(model)
+                    if reported:
+                        self._l2_set(l2_key, reported)
             except Exception:  # provider metadata is a hint; never fail a turn on it
                 reported = None
             if reported:
@@ -153,3 +166,16 @@ class ContextWindows:
                 found = (DEFAULT_WINDOW, "default")
         self._cache[key] = found
         return found
+
+    def _l2_get(self, key: str) -> int | None:
+        if self.l2 is None:
+            return None
+        with contextlib.suppress(Exception):  # a cache problem is never a turn's problem
+            value = self.l2.get("windows", key)
+            return value if isinstance(value, int) and value > 0 else None
+        return None
+
+    def _l2_set(self, key: str, window: int) -> None:
+        if self.l2 is not None:
+            with contextlib.suppress(Exception):
+                self.l2.set("windows", key, int(window), ttl=self.L2_TTL)

@@ -211,7 +211,7 @@ class JobQueue:
         async def write(conn: AsyncConnection) -> str:
             return await enqueue(conn, kind, payload, **kw)
 
-        return await self.store._write(write)
+        return await self.store._write(write, thread=True)
 
     async def claim(
         self,
@@ -254,7 +254,7 @@ class JobQueue:
             row = res.first()
             return _job(row) if row is not None else None
 
-        return await self.store._write(write)
+        return await self.store._write(write, thread=True)
 
     async def extend(self, job: Job, worker_id: str, lease: float) -> bool:
         """Renew the lease of a job this worker holds."""
@@ -305,7 +305,7 @@ class JobQueue:
             )
             return int(res.rowcount or 0)
 
-        return await self.store._write(write) > 0
+        return await self.store._write(write, thread=True) > 0
 
     async def retry(self, job_id: str) -> Job:
         """Re-queue a failed (or stuck) job now, with a fresh set of attempts."""
@@ -327,7 +327,7 @@ class JobQueue:
             )
             return int(res.rowcount or 0)
 
-        if await self.store._write(write) == 0:
+        if await self.store._write(write, thread=True) == 0:
             job = await self.get(job_id)  # raises NotFoundError when missing
             raise NotFoundError(
                 f"job '{job_id}' is {job.status}; only pending, running or failed jobs retry",
@@ -368,4 +368,4 @@ class JobQueue:
             )
             return int(res.rowcount or 0)
 
-        return await self.store._write(write)
+        return await self.store._write(write, thread=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
-from cozy.storage.schema import sessions
+from cozy.storage.schema import new_id, sessions
 
 
 @dataclass(slots=True)
@@ -102,3 +103,25 @@ def _insert_session(row: SessionRow) -> Any:
         updated_at=row.updated_at,
         metadata=row.metadata,
     )
+
+
+def message_rows(session_id: str, items: Sequence[NewMessage], now: float) -> list[dict[str, Any]]:
+    """Insert parameters for new messages (ids kept in order by a microsecond step)."""
+    return [
+        {
+            "id": m.id or new_id("msg"),
+            "session_id": session_id,
+            "role": m.role,
+            "content": m.content,
+            "tool_calls": m.tool_calls,
+            "tool_call_id": m.tool_call_id,
+            "name": m.name,
+            "status": m.status,
+            "metadata": m.metadata or {},
+            "prompt_tokens": m.prompt_tokens,
+            "completion_tokens": m.completion_tokens,
+            "latency_ms": m.latency_ms,
+            "created_at": now + i * 1e-6,
+        }
+        for i, m in enumerate(items)
+    ]

@@ -7,14 +7,14 @@ dataclasses; no ORM objects leak out of storage.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError, StorageError
-from cozy.storage import db, migrations
+from cozy.storage import db
 from cozy.storage.rows import (
     MessageRow,
     NewMessage,
@@ -22,88 +22,17 @@ from cozy.storage.rows import (
     _insert_session,
     _message,
     _session,
+    message_rows,
 )
 from cozy.storage.schema import audit_events, messages, new_id, sessions, users, utcnow
-from cozy.storage.writelock import WriteQueue
-
-T = TypeVar("T")
+from cozy.storage.store_base import OutboxHook, StoreBase
 
 __all__ = ["MessageRow", "NewMessage", "OutboxHook", "SessionRow", "Store", "TxnStep"]
-OutboxHook = Callable[[AsyncConnection, str, list[dict[str, Any]]], Awaitable[None]]
 TxnStep = Callable[[AsyncConnection], Awaitable[Any]]
 
 
-class Store:
-    """Async store over one SQLAlchemy engine. Open with `await Store.open(url)`."""
-
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
-        self.engine = engine
-        self.url = url
-        self._users_seen: set[str] = set()
-        # Called inside the add_messages transaction: background jobs (storage/jobs.py)
-        # are queued atomically with the messages they come from (an outbox).
-        self.outbox: list[OutboxHook] = []
-        self._queue = WriteQueue() if url.startswith("sqlite") else None  # one writer
-
-    @classmethod
-    async def open(
-        cls,
-        url: str,
-        *,
-        busy_timeout_ms: int = 5000,
-        migrate: bool = True,
-        pool_size: int = 20,
-        max_overflow: int = 10,
-    ) -> Store:
-        engine = db.create_engine(
-            url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, max_overflow=max_overflow
-        )
-        store = cls(engine, url)
-        try:
-            if migrate:
-                await db.with_retry(lambda: migrations.upgrade(engine))
-            else:
-                async with engine.connect() as conn:
-                    done = await conn.run_sync(migrations.applied)
-                migrations.check_not_newer(done)
-        except StorageError:
-            await engine.dispose()
-            raise
-        except (OperationalError, DBAPIError, OSError) as exc:
-            await engine.dispose()
-            raise db.translate(exc, url) from exc
-        return store
-
-    async def close(self) -> None:
-        await self.engine.dispose()
-
-    # --- plumbing ----------------------------------------------------------
-    async def _write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        async def attempt() -> T:
-            async with self.engine.begin() as conn:
-                return await fn(conn)
-
-        async def retrying() -> T:
-            return await db.with_retry(attempt)
-
-        try:
-            return await (self._queue.run(retrying) if self._queue else retrying())
-        except (OperationalError, DBAPIError, OSError) as exc:  # OSError: asyncpg connect
-            raise db.translate(exc, self.url) from exc
-
-    async def _read(self, stmt: Any) -> list[Any]:
-        try:
-            async with self.engine.connect() as conn:
-                return list((await conn.execute(stmt)).fetchall())
-        except (OperationalError, DBAPIError, OSError) as exc:
-            raise db.translate(exc, self.url) from exc
-
-    async def migration_status(self) -> dict[str, list[str]]:
-        try:
-            async with self.engine.connect() as conn:
-                return await conn.run_sync(migrations.status)
-        except (OperationalError, DBAPIError, OSError) as exc:
-            raise db.translate(exc, self.url) from exc
+class Store(StoreBase):
+    """Users, sessions, messages and audit events. Open with `await Store.open(url)`."""
 
     # --- users -------------------------------------------------------------
     async def ensure_user(
@@ -125,7 +54,7 @@ class Store:
                         )
                     )
 
-            await self._write(insert)
+            await self._write(insert, thread=True)
         self._users_seen.add(user_id)
 
     # --- sessions ----------------------------------------------------------
@@ -173,7 +102,7 @@ class Store:
         async def insert(conn: AsyncConnection) -> None:
             await conn.execute(_insert_session(row))
 
-        await self._write(insert)
+        await self._write(insert, thread=True)
 
     async def get_session(
         self, session_id: str, *, user_id: str | None = None, include_deleted: bool = False
@@ -248,7 +177,7 @@ class Store:
             )
             return int(res.rowcount or 0)
 
-        if await self._write(update) == 0:
+        if await self._write(update, thread=True) == 0:
             raise NotFoundError(
                 f"no session '{session_id}'", hint="list sessions with `cozy sessions list`"
             )
@@ -276,25 +205,7 @@ class Store:
         `create`: a `new_session_row` stored first, in the same transaction.
         """
         now = utcnow()
-        rows = []
-        for i, m in enumerate(items):
-            rows.append(
-                {
-                    "id": m.id or new_id("msg"),
-                    "session_id": session_id,
-                    "role": m.role,
-                    "content": m.content,
-                    "tool_calls": m.tool_calls,
-                    "tool_call_id": m.tool_call_id,
-                    "name": m.name,
-                    "status": m.status,
-                    "metadata": m.metadata or {},
-                    "prompt_tokens": m.prompt_tokens,
-                    "completion_tokens": m.completion_tokens,
-                    "latency_ms": m.latency_ms,
-                    "created_at": now + i * 1e-6,
-                }
-            )
+        rows = message_rows(session_id, items, now)
 
         async def insert(conn: AsyncConnection) -> None:
             if create is not None:
@@ -312,7 +223,7 @@ class Store:
                 sa.update(sessions).where(sessions.c.id == session_id).values(**values)
             )
 
-        await self._write(insert)
+        await self._write(insert, thread=True)
         return [r["id"] for r in rows]
 
     async def add_message(self, session_id: str, message: NewMessage) -> str:
@@ -324,24 +235,32 @@ class Store:
                 sa.update(messages).where(messages.c.id == message_id).values(**values)
             )
 
-        await self._write(update)
+        await self._write(update, thread=True)
 
     async def session_window(
         self, session_id: str, user_id: str, limit: int
     ) -> tuple[SessionRow, list[MessageRow]]:
         """A live session of this user and its last `limit` messages: one connection."""
+        session_stmt = self._session_stmt(session_id, user_id)
+        recent = self._recent_stmt(session_id, limit) if limit > 0 else None
+
+        def both(conn: Any) -> tuple[Any, list[Any]]:  # a sync or an awaited-result conn
+            found = conn.execute(session_stmt).first()
+            rows = list(conn.execute(recent).fetchall()) if found and recent is not None else []
+            return found, rows
+
         try:
-            async with self.engine.connect() as conn:
-                found = (await conn.execute(self._session_stmt(session_id, user_id))).first()
-                if found is None:
-                    raise NotFoundError(
-                        f"no session '{session_id}'",
-                        hint="list sessions with `cozy sessions list`",
-                    )
-                recent = self._recent_stmt(session_id, limit) if limit > 0 else None
-                rows = list((await conn.execute(recent)).fetchall()) if recent is not None else []
+            if self._thread is not None:
+                found, rows = await self._thread.read(both)
+            else:
+                async with self.engine.connect() as conn:
+                    found, rows = await conn.run_sync(both)
         except (OperationalError, DBAPIError, OSError) as exc:
             raise db.translate(exc, self.url) from exc
+        if found is None:
+            raise NotFoundError(
+                f"no session '{session_id}'", hint="list sessions with `cozy sessions list`"
+            )
         return _session(found), [_message(r) for r in reversed(rows)]
 
     @staticmethod
@@ -384,7 +303,7 @@ class Store:
                 )
             )
 
-        await self._write(insert)
+        await self._write(insert, thread=True)
         return event_id
 
     async def list_audit(

@@ -1,0 +1,119 @@
+"""The store's plumbing: engine, open/close with migrations, write and read paths.
+
+Writes go one at a time per process on SQLite (writelock.py), are retried while
+the file is locked, and, for steps that only await their connection, run in one
+worker-thread hop (sqlite_thread.py). Driver errors become cozy StorageErrors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Self, TypeVar
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cozy.core.errors import StorageError
+from cozy.storage import db, migrations
+from cozy.storage.sqlite_thread import NeedsLoop, SQLiteThread
+from cozy.storage.writelock import WriteQueue
+
+T = TypeVar("T")
+OutboxHook = Callable[[AsyncConnection, str, list[dict[str, Any]]], Awaitable[None]]
+
+
+class StoreBase:
+    """One SQLAlchemy engine and its write/read paths. Open with `await Store.open(url)`."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self._users_seen: set[str] = set()
+        # Called inside the add_messages transaction: background jobs (storage/jobs.py)
+        # are queued atomically with the messages they come from (an outbox).
+        self.outbox: list[OutboxHook] = []
+        self._queue = WriteQueue() if url.startswith("sqlite") else None  # one writer
+        self._thread: SQLiteThread | None = None  # SQLite file: one thread hop per txn
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        migrate: bool = True,
+        pool_size: int = 20,
+        max_overflow: int = 10,
+    ) -> Self:
+        engine = db.create_engine(
+            url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, max_overflow=max_overflow
+        )
+        store = cls(engine, url)
+        try:
+            if migrate:
+                await db.with_retry(lambda: migrations.upgrade(engine))
+            else:
+                async with engine.connect() as conn:
+                    done = await conn.run_sync(migrations.applied)
+                migrations.check_not_newer(done)
+        except StorageError:
+            await engine.dispose()
+            raise
+        except (OperationalError, DBAPIError, OSError) as exc:
+            await engine.dispose()
+            raise db.translate(exc, url) from exc
+        if db.sqlite_path(url) is not None:
+            store._thread = SQLiteThread(
+                engine.url.render_as_string(hide_password=False),
+                busy_timeout_ms=busy_timeout_ms,
+                pragmas=lambda e: db._sqlite_pragmas(e, busy_timeout_ms),
+            )
+        return store
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._thread.close()
+        await self.engine.dispose()
+
+    # --- plumbing ----------------------------------------------------------
+    async def _write(
+        self, fn: Callable[[AsyncConnection], Awaitable[T]], *, thread: bool = False
+    ) -> T:
+        """Run `fn` in one write transaction, retried while SQLite is locked.
+
+        `thread=True`: `fn` only awaits its connection, so on a SQLite file it runs in
+        one worker-thread hop (sqlite_thread.py); anything else falls back to here.
+        """
+
+        async def attempt() -> T:
+            if thread and self._thread is not None:
+                try:
+                    return await self._thread.write(fn)
+                except NeedsLoop:  # rolled back: run it on the event loop instead
+                    pass
+            async with self.engine.begin() as conn:
+                return await fn(conn)
+
+        async def retrying() -> T:
+            return await db.with_retry(attempt)
+
+        try:
+            return await (self._queue.run(retrying) if self._queue else retrying())
+        except (OperationalError, DBAPIError, OSError) as exc:  # OSError: asyncpg connect
+            raise db.translate(exc, self.url) from exc
+
+    async def _read(self, stmt: Any) -> list[Any]:
+        try:
+            if self._thread is not None:
+                return await self._thread.read(lambda c: list(c.execute(stmt).fetchall()))
+            async with self.engine.connect() as conn:
+                return list((await conn.execute(stmt)).fetchall())
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise db.translate(exc, self.url) from exc
+
+    async def migration_status(self) -> dict[str, list[str]]:
+        try:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(migrations.status)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise db.translate(exc, self.url) from exc
