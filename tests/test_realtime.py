@@ -193,7 +193,7 @@ async def test_metric_counts_open_sessions(served: Served) -> None:
     async with client(served).realtime.connect(model="cozy") as conn:
         await Reader(conn).next()
         assert gauge() == 1
-    for _ in range(50):
+    for _ in range(600):  # up to ~30 s: the server notices the close on its own time
         if gauge() == 0:
             break
         await asyncio.sleep(0.05)
@@ -224,7 +224,9 @@ async def test_barge_in_cancels_the_spoken_answer_and_answers_the_new_turn(
         assert done.id == first.response_id
         assert done.status == "cancelled" and done.status_details.reason == "turn_detected"
         assert not [e for e in cancelled if e.type == "response.output_audio.delta"]
-        assert stopped_in < 2.0  # generous here; bench_realtime measures it properly
+        # generous (a loaded machine): still far below the ~20 s the rest of the answer
+        # would take; bench_realtime measures the real figure
+        assert stopped_in < 10.0
         # the interrupting speech becomes the next turn
         second = await r.until("response.done")
         assert second[-1].response.status == "completed"

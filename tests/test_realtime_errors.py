@@ -181,7 +181,7 @@ async def test_client_vanishing_mid_answer_keeps_the_partial_answer(served: Serv
     await ws.send(json.dumps({"type": "response.create"}))
     await recv(ws, "response.output_audio_transcript.delta")
     ws.transport.abort()  # no close frame: the client just disappears
-    for _ in range(100):
+    for _ in range(600):  # up to ~30 s: the server notices the vanished client on its own time
         rows = stored_messages(served)
         if any(m.role == "assistant" for m in rows):
             break
