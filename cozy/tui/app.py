@@ -11,12 +11,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from textual import work
+from textual import events, work
 from textual.binding import Binding
 from textual.containers import Vertical
 
 from cozy.tui.actions import ActionsMixin
-from cozy.tui.heap import settle_heap
+from cozy.tui.heap import IdleCollector, release_full_gc, settle_heap
 from cozy.tui.history import render_history
 from cozy.tui.turn import TurnMixin
 from cozy.tui.widgets.context_panel import ContextPanel
@@ -83,6 +83,7 @@ class CozyApp(TurnMixin, ActionsMixin):
         self.copied: str | None = None
         self.recorder: Any = None
         self.voice_problem: str | None = None
+        self.idle_gc = IdleCollector()  # a turn's garbage is collected once you pause
 
     @property
     def runtime(self) -> Runtime:
@@ -113,7 +114,16 @@ class CozyApp(TurnMixin, ActionsMixin):
         self.query_one(ContextPanel).display = False
         self.query_one(StatusBar).set(personality=self.personality, model=self.model or "default")
         self.query_one(PromptArea).focus()
+        self.set_interval(0.5, self._collect_when_idle)
         self.start()
+
+    def _collect_when_idle(self) -> None:
+        self.idle_gc.poll(self.busy)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self.idle_gc.touch()
+        await super().on_event(event)
 
     @work(exclusive=True, group="start", exit_on_error=False)
     async def start(self) -> None:
@@ -212,6 +222,7 @@ class CozyApp(TurnMixin, ActionsMixin):
         await self.query_one(Sidebar).show(rows, self.session_id)
 
     async def on_unmount(self) -> None:
+        release_full_gc(collect=False)  # the threshold goes back as the app closes
         if self._runtime is not None and self._given_runtime is None:
             await self._runtime.close()
 

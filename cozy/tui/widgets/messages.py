@@ -1,8 +1,9 @@
 """Chat log widgets: one view per message, tool call rows, streamed Markdown answers.
 
-An answer streams through `BlockStream`: each finished Markdown block is parsed
-once; only the block still arriving is redrawn (as plain text, at most 20 times a
-second), and the tail is rendered as Markdown when the answer ends.
+An answer streams through `BlockStream` into a `MarkdownBody` (one widget of cached
+lines, see mdbody.py): each finished Markdown block is rendered once; only the block
+still arriving is redrawn (as plain text, at most 10 times a second), and the rest is
+rendered as Markdown when the answer ends.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import asyncio
 import contextlib
 import json
 import re
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Markdown, Static
+from textual.widgets import Static
+
+from cozy.tui.widgets.mdbody import MarkdownBody, safe_cut
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
-    from textual.css.styles import RulesMap
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 STATUS_LABELS = {"interrupted": "interrupted", "failed": "failed", "corrupt": "corrupt"}
@@ -41,104 +43,46 @@ def _clip(text: str, limit: int = 4000) -> str:
     return f"{text[:limit]}\n… ({len(text) - limit:,} more characters)"
 
 
-def safe_cut(text: str) -> int:
-    """Length of the prefix made of complete Markdown blocks (ends at a blank line
-    that is not inside a code fence); 0 when no block is complete yet."""
-    cut = 0
-    fences = 0
-    pos = 0
-    for line in text.splitlines(keepends=True):
-        pos += len(line)
-        if line.lstrip().startswith("```"):
-            fences += 1
-        elif not line.strip() and fences % 2 == 0 and line.endswith("\n"):
-            cut = pos
-    return cut
-
-
 class BlockStream:
-    """Streams an answer block by block.
+    """Streams an answer into its MarkdownBody block by block.
 
-    Finished blocks are parsed once into their own Markdown widget and never
-    touched again; the block still arriving is plain text in a tail widget,
-    updated at most every `interval` seconds (deltas in between are coalesced).
-    The tail's height is reserved in steps of `step` rows, so most updates only
-    repaint the tail (`layout=False`): the chat is laid out again only when a
-    block is finished or the tail outgrows its reserved rows. So the cost per
-    update stays small however long the answer gets, and typing stays responsive
-    while it streams. `stop()` renders the rest as Markdown (the answer is
+    Deltas are coalesced and handed over at most every `interval` seconds: each
+    finished block is rendered once and kept; the block still arriving is shown as
+    plain text (see MarkdownBody). `stop()` hands over the rest (the answer is
     finalised at the end).
     """
 
-    def __init__(self, view: MessageView, interval: float = 0.1, step: int = 6) -> None:
-        self.view = view
+    def __init__(self, body: MarkdownBody, interval: float = 0.1) -> None:
+        self.body = body
         self.interval = interval
-        self.step = step
         self.buffer = ""
-        self.layouts = 0  # updates that laid the chat out again (blocks mounted, rows reserved)
-        self.updates = 0  # tail updates
         self.stopped = False
-        self._reserved = 0
-        self._width = 0
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run())
+
+    @property
+    def layouts(self) -> int:
+        return self.body.layouts
+
+    @property
+    def updates(self) -> int:
+        return self.body.updates
 
     def write(self, fragment: str) -> None:
         if fragment:
             self.buffer += fragment
             self._wake.set()
 
-    async def _flush(self, final: bool = False) -> None:
-        cut = len(self.buffer) if final else safe_cut(self.buffer)
-        tail = self.view.query_one(".tail", Static)
-        if not cut and not final:
-            self._show_tail(tail, relayout=False)
-            return
+    def _flush(self) -> None:
+        cut = safe_cut(self.buffer)
         done, self.buffer = self.buffer[:cut], self.buffer[cut:]
-        # one repaint for the finished block and the shorter tail (no frame shows both)
-        with self.view.app.batch_update():
-            if done.strip():
-                await self.view.mount(Markdown(done, classes="body"), before=tail)
-                self.layouts += 1
-            if final:
-                tail.styles.height = "auto"
-                tail.update(self.buffer)
-                tail.display = bool(self.buffer)
-            else:
-                self._show_tail(tail, relayout=True)
-
-    def _show_tail(self, tail: Static, *, relayout: bool) -> None:
-        """Show the arriving block; lay out again only when its reserved rows change."""
-        from textual.content import Content
-
-        self.updates += 1
-        width = tail.content_region.width
-        if width <= 0:  # not laid out yet: reserve one step, the layout gives a width
-            self._reserve(tail, self.step)
-            tail.update(self.buffer)
-            tail.display = True
-            return
-        rules = cast("RulesMap", tail.styles)  # what Textual itself sizes a Static with
-        rows = Content(self.buffer).get_height(rules, width) if self.buffer else 0
-        need = max(self.step, -(-rows // self.step) * self.step)
-        if need > self._reserved or width != self._width or (relayout and need != self._reserved):
-            self._width = width
-            self._reserve(tail, need)
-            tail.update(self.buffer)
-        else:  # same size: repaint the tail alone, no relayout of the chat
-            tail.update(self.buffer, layout=False)
-        tail.display = True
-
-    def _reserve(self, tail: Static, rows: int) -> None:
-        self._reserved = rows
-        self.layouts += 1
-        tail.styles.height = rows
+        self.body.feed(done, self.buffer)
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.shield(self._flush())
+            self._flush()
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
@@ -146,7 +90,9 @@ class BlockStream:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        await self._flush(final=True)
+        self.body.feed(self.buffer, "")
+        self.buffer = ""
+        self.body.finish()
 
 
 class MessageView(Vertical):
@@ -166,11 +112,8 @@ class MessageView(Vertical):
         yield Static(self._header(), classes="role", markup=False)
         if self.role in ("user", "error", "tool"):
             yield Static(_clip(self.text), classes="body", markup=False)
-        elif self.text:
-            yield Markdown(self.text, classes="body")
-        tail = Static("", classes="tail", markup=False)
-        tail.display = False
-        yield tail
+        else:
+            yield MarkdownBody(self.text, classes="body")
         note = Static(self.note, classes="note", markup=False)
         note.display = bool(self.note)
         yield note
@@ -183,7 +126,7 @@ class MessageView(Vertical):
     def append(self, fragment: str) -> None:
         self.text += fragment
         if self.stream is None or self.stream.stopped:
-            self.stream = BlockStream(self)
+            self.stream = BlockStream(self.query_one(MarkdownBody))
         self.stream.write(fragment)
 
     async def finish(self, status: str = "complete", note: str = "") -> None:
