@@ -10,12 +10,14 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,13 +102,17 @@ class Instance:
         self.env = env
         self.args = args
         self.proc: subprocess.Popen[str] | None = None
+        self._err: Any = None
 
     def start(self, wait: bool = True) -> Instance:
+        # stderr goes to a file, not a pipe: nobody reads a pipe while the server runs, and
+        # its JSON logs (~1 KB a turn) would fill the 64 KB pipe and block the server
+        self._err = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - read by stderr()
         self.proc = subprocess.Popen(
             [*COZY, "serve", "--port", str(self.port), *self.args],
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._err,
             text=True,
         )
         if wait:
@@ -136,12 +142,13 @@ class Instance:
         self.kill()
 
     def stderr(self) -> str:
-        if self.proc is None or self.proc.stderr is None:
+        if self.proc is None or self._err is None:
             return ""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        return self.proc.stderr.read()
+        self._err.seek(0)
+        return str(self._err.read())
 
 
 class Proxy:
@@ -174,6 +181,7 @@ class Proxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the 5 s is for connecting: an idle pooled link stays
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):

@@ -189,7 +189,9 @@ def ws_url(served: Served, query: str = "") -> str:
     return served.url.replace("http://", "ws://") + "/v1/realtime" + query
 
 
-def speech_wav(tmp_path: Path, text: str, lead: float = 1.0, tail: float = 4.0) -> Path:
+def speech_wav(tmp_path: Path, text: str, lead: float = 2.0, tail: float = 4.0) -> Path:
+    """The question with silence around it; the lead covers the moment between the page
+    opening the microphone (the file starts) and sending its audio (slow under load)."""
     rate = 48_000
     clip = concat(silence(lead, rate), espeak(text).at(rate), silence(tail, rate))
     path = tmp_path / "speech.wav"
@@ -301,14 +303,18 @@ async def test_push_to_talk_then_interrupt_in_headless_chromium(
 ) -> None:
     served.fake.tokens_per_second = 10
     served.fake.queue_reply(" ".join(f"Sentence number {i} is here." for i in range(40)))
-    wav = speech_wav(tmp_path, "turn on the kitchen lights", lead=0.3, tail=0.5)
+    # the fake microphone starts playing (once) when the page opens it, a moment before
+    # the page starts sending: a long lead keeps that moment in silence on a loaded machine
+    wav = speech_wav(tmp_path, "turn on the kitchen lights", lead=2.0, tail=0.5)
     seconds = len(wav.read_bytes()) / (48_000 * 2)
     url = f"{served.url}/voice?key={served.keys['alice']}"
     async with chromium(url, wav) as page:
         await page.wait_for("location.pathname === '/voice' && document.readyState === 'complete'")
         await space(page, down=True)  # hold the space bar while the fake microphone speaks
         await page.wait_for("document.body.dataset.mode === 'ptt'")
-        await asyncio.sleep(seconds + 0.5)
+        # hold the key through the whole file (it started before `ptt` showed): longer is only
+        # more silence
+        await asyncio.sleep(seconds + 1.0)
         assert await page.evaluate("document.getElementById('talk').classList.contains('held')")
         await space(page, down=False)
         heard = await page.wait_for("document.querySelector('.user .text')?.textContent", 40)
