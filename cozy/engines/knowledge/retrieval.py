@@ -1,4 +1,4 @@
-"""Retrieval: brute-force cosine over an in-memory matrix, RRF fusion, chunk rows.
+"""Retrieval: cosine top-k over an in-memory matrix, RRF fusion, chunk rows.
 
 Keyword (BM25) retrieval lives in keyword.py.
 
@@ -24,6 +24,8 @@ from cozy.engines.knowledge.tables import chunks, documents
 if TYPE_CHECKING:
     import numpy as np
 
+    from cozy.engines.vectors import Int8Rows
+
 RRF_K = 60
 INLINE_FLOATS = 2_000_000  # smaller products run on the event loop, bigger in a thread
 
@@ -43,6 +45,7 @@ class Vectors:
     scopes: dict[str, tuple[int, int]]  # collection -> [start, end) rows
     doc_codes: np.ndarray  # document code per row
     doc_paths: list[str]  # path per document code
+    coarse: Int8Rows | None = None  # int8 copy for big scopes (cozy/engines/vectors.py)
     order: np.ndarray = field(init=False)  # rows by chunk id
     sorted_ids: np.ndarray = field(init=False)
 
@@ -70,25 +73,19 @@ class Vectors:
     ) -> list[tuple[int, float]]:
         import numpy as np
 
+        from cozy.engines.vectors import blas_single_thread, top_k
+
         parts = self.ranges(collections)
         if not parts or k <= 0:
             return []
-        sims = np.concatenate([self.matrix[a:b] @ query for a, b in parts])
-        rows = (
-            np.arange(parts[0][0], parts[0][1])
-            if len(parts) == 1
-            else np.concatenate([np.arange(a, b) for a, b in parts])
-        )
+        keep = None
         if prefix:
             allowed = [i for i, p in enumerate(self.doc_paths) if p.startswith(prefix)]
-            keep = np.isin(self.doc_codes[rows], np.asarray(allowed, dtype=np.int64))
-            sims, rows = sims[keep], rows[keep]
-        if not len(sims):
-            return []
-        k = min(k, len(sims))
-        top = np.argpartition(-sims, k - 1)[:k]
-        top = top[np.argsort(-sims[top], kind="stable")]
-        return [(int(self.ids[rows[i]]), float(sims[i])) for i in top]
+            codes = np.concatenate([self.doc_codes[a:b] for a, b in parts])
+            keep = np.isin(codes, np.asarray(allowed, dtype=np.int64))
+        with blas_single_thread():
+            rows, sims = top_k(self.matrix, query, k, ranges=parts, keep=keep, coarse=self.coarse)
+        return [(int(c), float(s)) for c, s in zip(self.ids[rows], sims, strict=True)]
 
     async def search_async(
         self,
@@ -164,6 +161,8 @@ def build_vectors(rows: Sequence[Any], generation: int, dims: int) -> Vectors:
     """Rows (id, collection, path, embedding) sorted by collection -> one matrix."""
     import numpy as np
 
+    from cozy.engines.vectors import APPROX_FROM, Int8Rows
+
     n = len(rows)
     if not n:
         empty = np.zeros(0, dtype=np.int64)
@@ -183,6 +182,7 @@ def build_vectors(rows: Sequence[Any], generation: int, dims: int) -> Vectors:
         scopes,
         doc_codes,
         list(codes),
+        Int8Rows.of(matrix) if n >= APPROX_FROM else None,
     )
 
 

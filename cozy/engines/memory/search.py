@@ -8,36 +8,24 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
-_BLAS: Any = None
-
-
-def blas_single_thread() -> Any:
-    """A context in which BLAS runs on the calling thread only.
-
-    A matrix x vector product is bound by memory bandwidth: helper threads do not
-    make it faster, and on a busy machine waiting for them makes the slow queries
-    several times slower (bench/bench_memory.py `floor` rows).
-    """
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
+from cozy.engines import vectors
+from cozy.engines.vectors import Int8Rows, blas_single_thread, top_k
 
 
 class VectorIndex:
     """The active vectors of one user as one contiguous float32 matrix.
 
     Rows live in a buffer that grows by doubling, so adding a memory is O(dims);
-    a removed row is zeroed and its id dropped. One search is one matrix-vector
-    product and an `argpartition` for the top rows.
+    a removed row is zeroed, masked out and its id dropped. Search is
+    `cozy.engines.vectors.top_k`: exact below APPROX_FROM rows, an int8 pass plus an
+    exact float32 rerank above (the int8 copy is made on the first big search and
+    then kept in step with every add and remove).
     """
 
     def __init__(
@@ -52,6 +40,9 @@ class VectorIndex:
         self._n = len(ids)
         self.ids: list[str | None] = list(ids)
         self._pos = {mid: i for i, mid in enumerate(ids)}
+        self._live = np.ones(len(self._buf), dtype=bool)
+        self._coarse: Int8Rows | None = None
+        self._lock = threading.Lock()  # one coarse build at a time (searches run in threads)
 
     @classmethod
     def empty(cls, version: int = -1) -> VectorIndex:
@@ -64,6 +55,23 @@ class VectorIndex:
     def matrix(self) -> np.ndarray:
         return self._buf[: self._n]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the vectors (float32 rows plus the int8 copy, when made)."""
+        coarse = self._coarse.nbytes if self._coarse is not None else 0
+        return int(self._buf.nbytes) + coarse
+
+    def _coarse_rows(self, n: int) -> Int8Rows | None:
+        """The int8 copy of rows [0, n), encoding rows added since it was made."""
+        if n < vectors.APPROX_FROM:
+            return None
+        with self._lock:
+            if self._coarse is None:
+                self._coarse = Int8Rows.of(self._buf[:n])
+            elif self._coarse.count < n:
+                self._coarse.set(self._coarse.count, self._buf[self._coarse.count : n])
+            return self._coarse
+
     def search(
         self, query: Sequence[float] | np.ndarray, limit: int, allowed: set[str] | None = None
     ) -> list[tuple[str, float]]:
@@ -72,18 +80,18 @@ class VectorIndex:
         q = np.asarray(query, dtype=np.float32)
         if q.shape[0] != self._buf.shape[1]:
             return []  # embedded by another model: dimensions differ, skip vectors
-        with blas_single_thread():
-            scores = self.matrix @ q
         n = self._n
-        take = min(n, (limit * 4 if allowed is not None else limit) + (n - len(self._pos)))
-        top = np.argpartition(-scores, take - 1)[:take] if take < n else np.arange(n)
-        top = top[np.argsort(-scores[top])]
+        buf, live = self._buf, self._live  # one snapshot: adds may grow them meanwhile
+        keep = live[:n] if len(self._pos) < n else None
+        take = limit * 4 if allowed is not None else limit
+        with blas_single_thread():
+            rows, scores = top_k(buf[:n], q, take, keep=keep, coarse=self._coarse_rows(n))
         out: list[tuple[str, float]] = []
-        for i in top:
-            mid = self.ids[int(i)]
+        for i, score in zip(rows.tolist(), scores.tolist(), strict=True):
+            mid = self.ids[i]
             if mid is None or (allowed is not None and mid not in allowed):
                 continue
-            out.append((mid, float(scores[int(i)])))
+            out.append((mid, float(score)))
             if len(out) >= limit:
                 break
         return out
@@ -92,26 +100,36 @@ class VectorIndex:
         v = np.asarray(vec, dtype=np.float32)
         if mid in self._pos:
             if v.shape[0] == self._buf.shape[1]:
-                self._buf[self._pos[mid]] = v
+                i = self._pos[mid]
+                self._buf[i] = v
+                if self._coarse is not None and i < self._coarse.count:
+                    self._coarse.set(i, v[None, :])
             return
         if self._buf.size == 0:
             self._buf = np.zeros((16, v.shape[0]), dtype=np.float32)
+            self._live = np.ones(16, dtype=bool)
         elif v.shape[0] != self._buf.shape[1]:
             return
         if self._n == self._buf.shape[0]:
             grown = np.zeros((self._n * 2, self._buf.shape[1]), dtype=np.float32)
             grown[: self._n] = self._buf[: self._n]
-            self._buf = grown
+            live = np.ones(self._n * 2, dtype=bool)
+            live[: self._n] = self._live[: self._n]
+            self._buf, self._live = grown, live
         self._buf[self._n] = v
+        self._live[self._n] = True
         self._pos[mid] = self._n
         self.ids.append(mid)
-        self._n += 1
+        self._n += 1  # the int8 copy encodes the new row on the next big search
 
     def remove(self, mid: str) -> None:
         i = self._pos.pop(mid, None)
         if i is not None:
             self._buf[i] = 0.0
+            self._live[i] = False
             self.ids[i] = None
+            if self._coarse is not None and i < self._coarse.count:
+                self._coarse.set(i, self._buf[i : i + 1])
 
 
 def rrf(
