@@ -143,7 +143,10 @@ else:
             f"  providers:\n    openai: {{base_url: '{url}/v1', api_key: test-key}}\n"
             f"embed: {{provider: openai, base_url: '{url}/v1', model: text-embedding-3-small,"
             " dimensions: 256, api_key: test-key}\n"
-            "knowledge: {provider: cognee, timeout: 60}\n",
+            "knowledge: {provider: cognee, timeout: 60}\n"
+            # only the engine under test: the packaged memory/profile timeouts (0.3-0.4 s)
+            # would add their own (correct) degrade reason to the turn on a busy machine
+            "memory: {provider: none}\nprofile: {provider: none}\n",
             encoding="utf-8",
         )
         asyncio.run(_scenario(home))

@@ -23,8 +23,11 @@ from cozy.testing import FakeModelServer
 
 pytest.importorskip("mem0", reason="needs the mem0 extra: ./install.sh --extras mem0")
 
-MEM0 = "embed: {provider: local}\nmemory: {provider: mem0, infer: false, timeout: 30}\n"
-MEM0_INFER = "embed: {provider: local}\nmemory: {provider: mem0, timeout: 30}\n"
+# only the memory engine under test: the packaged knowledge/profile timeouts (0.3-0.5 s)
+# would add their own (correct) degrade reason to a turn on a busy machine
+OTHERS_OFF = "knowledge: {provider: none}\nprofile: {provider: none}\nembed: {provider: local}\n"
+MEM0 = "memory: {provider: mem0, infer: false, timeout: 30}\n" + OTHERS_OFF
+MEM0_INFER = "memory: {provider: mem0, timeout: 30}\n" + OTHERS_OFF
 
 
 def _loopback(address: Any) -> bool:
@@ -150,7 +153,7 @@ async def test_chat_turn_becomes_memory_and_is_recalled(
         ctx = next(e for e in events if isinstance(e, ContextBuilt))
         assert not ctx.metadata["degraded"], ctx.metadata["degrade_reasons"]
         assert any("genmaicha" in m["text"] for m in ctx.metadata["memories"])
-        prompt = str(fake_model.chat_requests()[-1]["messages"])
+        prompt = str(fake_model.turn_requests()[-1]["messages"])
         assert "genmaicha" in prompt
         # a job that runs again (at-least-once delivery) does not add the turn twice
         mem = await _engine(rt)

@@ -156,7 +156,7 @@ async def test_chat_turns_buffer_then_flush_on_min_chars(
             "basic_info.location",
             "interests.music",
         }
-        assert "plays the violin" in str(fake_model.chat_requests()[-1]["messages"])
+        assert "plays the violin" in str(fake_model.turn_requests()[-1]["messages"])
     finally:
         await rt.close()
 
