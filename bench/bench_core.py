@@ -9,12 +9,19 @@ Prints tables; asserts nothing. Run: .venv/bin/python bench/bench_core.py [--tur
   (a) an in-process model engine that answers instantly, so the whole turn is overhead,
   and (b) the fake HTTP server, minus the time the same SDK call takes alone.
   Target: p50 ≤ 5 ms.
+
+`--baseline DIR` puts the same measurements of another cozy source tree next to this one
+(make one with `git archive REV cozy profiles engines.yaml | tar -x -C DIR`): start-up
+runs alternate new/baseline, and the per-turn runs alternate in chunks, each chunk in a
+fresh process. Load average is printed with the figures (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
 import os
 import statistics
 import subprocess
@@ -52,7 +59,14 @@ def wall(cmd: list[str], n: int, env: dict[str, str] | None = None) -> list[floa
     out = []
     for _ in range(n):
         t = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, env=env, check=False, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            cmd,
+            capture_output=True,
+            env=env,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            cwd=tempfile.gettempdir(),  # `python -m` must not import cozy from the cwd
+        )
         out.append((time.perf_counter() - t) * 1000)
     return out
 
@@ -116,6 +130,8 @@ async def overhead(home: Path, url: str, turns: int) -> dict[str, list[float]]:
                 async for ev in rt.orchestrator.run(
                     ChatRequest(f"turn {i}", session=sid, model=model, no_context=True)
                 ):
+                    if ev.type == "failed":  # a broken tree must not look fast
+                        raise RuntimeError(f"turn failed: {ev}")
                     if ev.type == "done":
                         sid = ev.session_id  # type: ignore[attr-defined]
                         if label == "instant" and i >= 20:
@@ -136,49 +152,131 @@ async def overhead(home: Path, url: str, turns: int) -> dict[str, list[float]]:
     return {**results, **stages}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--turns", type=int, default=500)
-    ap.add_argument("--runs", type=int, default=10)
-    args = ap.parse_args()
-    fake = FakeModelServer().start()
-    home = Path(tempfile.mkdtemp(prefix="cozy-bench-"))
-    env = {**os.environ, "COZY_HOME": str(home)}
-    engines_yaml(home, fake.url)
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def tree_env(env: dict[str, str], tree: str | None) -> dict[str, str]:
+    """Environment that imports cozy from `tree` (None: this checkout)."""
+    if tree is None:
+        return env
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))}
+
+
+def startup(args: argparse.Namespace, fake_url: str, trees: list[tuple[str, str | None]]) -> None:
+    envs: dict[str, dict[str, str]] = {}
+    for name, tree in trees:  # one data dir per tree: their migrations may differ
+        home = Path(tempfile.mkdtemp(prefix=f"cozy-bench-{name}-"))
+        engines_yaml(home, fake_url)
+        envs[name] = tree_env({**os.environ, "COZY_HOME": str(home)}, tree)
+        wall([PY, "-m", "cozy", "run", "--json", "warm-up"], 1, envs[name])  # migrations
     print(f"{'start-up (wall, ms)':<44} {'p50':>9} {'p90':>9} {'ratio':>7}")
     bare = wall([PY, "-c", "pass"], args.runs)
     print(row("python -c pass (baseline)", bare))
     typer_ms = wall([PY, "-c", "import typer"], args.runs)
     print(row("python -c 'import typer'", typer_ms, statistics.median(bare)))
-    help_ms = wall([PY, "-m", "cozy", "--help"], args.runs, env)
-    print(row("cozy --help            (target <= 150 ms)", help_ms, statistics.median(bare)))
     sdk = (
-        f"import ollama; c = ollama.Client(host={fake.url!r}); "
+        f"import ollama; c = ollama.Client(host={fake_url!r}); "
         "c.chat(model='fake-model', messages=[{'role': 'user', 'content': 'hi'}])"
     )
     sdk_ms = wall([PY, "-c", sdk], args.runs)
+    help_ms: dict[str, list[float]] = {name: [] for name, _ in trees}
+    run_ms: dict[str, list[float]] = {name: [] for name, _ in trees}
+    for _ in range(args.runs):  # alternate the trees so load changes hit both alike
+        for name, _tree in trees:
+            help_ms[name] += wall([PY, "-m", "cozy", "--help"], 1, envs[name])
+            run_ms[name] += wall([PY, "-m", "cozy", "run", "--json", "hi"], 1, envs[name])
+    for name, _ in trees:
+        label = f"cozy --help [{name}]  (target <= 150 ms)"
+        print(row(label, help_ms[name], statistics.median(bare)))
     print(row("bare ollama SDK call (baseline)", sdk_ms))
-    run_ms = wall([PY, "-m", "cozy", "run", "--json", "hi"], args.runs, env)
-    print(row("cozy run --json 'hi'", run_ms, statistics.median(sdk_ms)))
+    for name, _ in trees:
+        print(row(f"cozy run --json 'hi' [{name}]", run_ms[name], statistics.median(sdk_ms)))
+    print(f"  load average: {loadavg()}")
 
-    res = asyncio.run(overhead(home, fake.url, args.turns))
-    fake.stop()
+
+def child_overhead(turns: int) -> None:
+    """One chunk of the per-turn measurement, printed as JSON (run in a fresh process)."""
+    fake = FakeModelServer().start()
+    # the fake server's Litestar app sets the root logger to INFO; cozy runs at WARNING
+    logging.getLogger().setLevel(logging.WARNING)
+    home = Path(tempfile.mkdtemp(prefix="cozy-bench-"))
+    try:
+        res = asyncio.run(overhead(home, fake.url, turns))
+    finally:
+        fake.stop()
+    print(json.dumps(res))
+
+
+def per_turn(args: argparse.Namespace, trees: list[tuple[str, str | None]]) -> None:
+    chunks = max(1, args.chunks)
+    size = max(1, args.turns // chunks)
+    res: dict[str, dict[str, list[float]]] = {name: {} for name, _ in trees}
+    load_before = loadavg()
+    for _ in range(chunks):
+        for name, tree in trees:
+            out = subprocess.run(
+                [PY, __file__, "--child-overhead", str(size)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=tree_env(dict(os.environ), tree),
+                cwd=tempfile.gettempdir(),  # never import cozy from the current directory
+            )
+            for key, values in json.loads(out.stdout.strip().splitlines()[-1]).items():
+                res[name].setdefault(key, []).extend(values)
+    names = [name for name, _ in trees]
+    head = "".join(f" {n + ' p50':>12} {n + ' p99':>12}" for n in names)
+    ratio = "  ratio p50" if len(names) > 1 else ""
     print()
-    print(f"orchestrator per turn, {args.turns} turns (ms)        p50       p99")
-    for label, name in (
-        ("instant", "whole turn, in-process model (= overhead)"),
-        ("fake_http", "whole turn, fake HTTP model"),
-        ("sdk_alone", "same SDK call alone (model time)"),
-    ):
-        v = res[label]
-        print(f"  {name:<44} {statistics.median(v):7.2f} {pct(v, 0.99):9.2f}")
-    print("  where the in-process turn goes (p50 per stage, from Done.timings):")
-    for label in ("prepare", "context", "tools", "generate", "persist"):
-        v = res.get(f"stage {label}") or [0.0]
-        print(f"    {label:<42} {statistics.median(v):7.2f} {pct(v, 0.99):9.2f}")
-    diff = statistics.median(res["fake_http"]) - statistics.median(res["sdk_alone"])
-    print(f"  {'overhead = HTTP turn - SDK alone (p50)':<44} {diff:7.2f}")
+    print(f"orchestrator per turn, {size * chunks} turns (ms){'':<14}{head}{ratio}")
+
+    def line(label: str, key: str) -> None:
+        cells, p50s = "", []
+        for n in names:
+            v = res[n].get(key) or [0.0]
+            p50s.append(statistics.median(v))
+            cells += f" {statistics.median(v):12.2f} {pct(v, 0.99):12.2f}"
+        r = f"  {p50s[0] / p50s[1]:8.2f}x" if len(p50s) > 1 and p50s[1] else ""
+        print(f"  {label:<44}{cells}{r}")
+
+    line("whole turn, in-process model (= overhead)", "instant")
+    line("whole turn, fake HTTP model", "fake_http")
+    line("same SDK call alone (model time)", "sdk_alone")
+    print("  where the in-process turn goes (per stage, from Done.timings):")
+    for stage in ("prepare", "context", "tools", "generate", "persist"):
+        line(f"  {stage}", f"stage {stage}")
+    for n in names:
+        diff = statistics.median(res[n]["fake_http"]) - statistics.median(res[n]["sdk_alone"])
+        print(f"  {'overhead = HTTP turn - SDK alone (p50) [' + n + ']':<44} {diff:12.2f}")
     print("  target: overhead p50 <= 5 ms")
+    print(f"  load average: before {load_before}, after {loadavg()}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--turns", type=int, default=500)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--chunks", type=int, default=5, help="per-turn runs alternate in chunks")
+    ap.add_argument("--baseline", help="a cozy source tree to measure side by side")
+    ap.add_argument("--child-overhead", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_overhead:
+        child_overhead(args.child_overhead)
+        return
+    trees: list[tuple[str, str | None]] = [("new", None)]
+    if args.baseline:
+        trees.append(("baseline", str(Path(args.baseline).resolve())))
+    fake = FakeModelServer().start()
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        startup(args, fake.url, trees)
+    finally:
+        fake.stop()
+    per_turn(args, trees)
 
 
 if __name__ == "__main__":

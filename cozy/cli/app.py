@@ -61,7 +61,12 @@ migrate_cli.register(app), transfer_cli.register(app)  # issue #12: server mode
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        import gc
+
+        gc.freeze()  # exiting: the final collection need not walk every object again
 
 
 if __name__ == "__main__":  # pragma: no cover

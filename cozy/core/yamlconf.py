@@ -41,14 +41,18 @@ def read_yaml(path: Path) -> tuple[Any, Any]:
         raise ConfigError(f"{path}: file not found", hint="check the path or `--config`") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from exc
+    # one parse gives both the node tree (lines) and the data; libyaml when built in
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}", hint="fix the syntax") from exc
+    finally:
+        loader.dispose()
     return data, node
 
 

@@ -93,11 +93,11 @@ class ScopeVersions:
 
     def token(self, scope: str) -> str | None:
         """`epoch/token` of a scope, None when Redis is off or does not answer."""
-        import redis
-
         link = self._link()
         if link is None or not self._usable(link):
             return None
+        import redis  # only with a Redis link: local mode never pays for the import
+
         epoch_key, key = self._keys(link, scope)
         client = link.client
         try:
@@ -115,12 +115,12 @@ class ScopeVersions:
 
     def publish(self, scopes: Iterable[str]) -> None:
         """After a write committed: every instance's cached version of `scopes` is stale."""
-        import redis
-
         link = self._link()
         names = list(dict.fromkeys(scopes))
         if link is None or not names:
             return
+        import redis
+
         try:
             pipe = link.client.pipeline(transaction=False)
             for scope in names:
