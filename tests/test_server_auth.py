@@ -19,7 +19,8 @@ CHAT = {"model": "cozy/assistant", "messages": [{"role": "user", "content": "hi"
 
 
 def post_chat(s: Served, headers: dict[str, str]) -> httpx.Response:
-    return httpx.post(s.base_url + "/chat/completions", json=CHAT, headers=headers)
+    # generous: a server's first turn opens its engines (seconds on a loaded machine)
+    return httpx.post(s.base_url + "/chat/completions", json=CHAT, headers=headers, timeout=60)
 
 
 def _assert_openai_error(r: httpx.Response, status: int, type_: str) -> dict[str, object]:

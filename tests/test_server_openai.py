@@ -69,6 +69,7 @@ def test_chat_streaming_chunks_usage_and_done(served: Served) -> None:
         served.base_url + "/chat/completions",
         headers=served.headers(),
         json={"model": "cozy", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=60,
     ).text
     assert body.rstrip().endswith("data: [DONE]")
 

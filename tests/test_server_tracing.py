@@ -60,6 +60,7 @@ def test_server_with_console_exporter_serves(cozy_home: Path, fake_model: FakeMo
             s.base_url + "/chat/completions",
             headers=s.headers(),
             json={"model": "cozy", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=60,  # a first turn opens the engines: slow on a loaded machine
         )
         assert r.status_code == 200
     finally:

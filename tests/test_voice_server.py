@@ -72,7 +72,7 @@ def test_transcriptions_bad_input(served: Served, tmp_path: Path) -> None:
     wav = speech_wav("stop", tmp_path)
     with wav.open("rb") as fh, pytest.raises(openai.BadRequestError, match="response_format"):
         api.audio.transcriptions.create(model="cozy-stt", file=fh, response_format="srt")
-    noauth = httpx.post(served.base_url + "/audio/transcriptions", files={"file": b"x"})
+    noauth = httpx.post(served.base_url + "/audio/transcriptions", files={"file": b"x"}, timeout=30)
     assert noauth.status_code == 401
 
 
@@ -109,6 +109,7 @@ def test_stt_http_raw_pcm_and_file(served: Served, tmp_path: Path) -> None:
         served.url + "/v1/audio/stt?sample_rate=16000",
         content=pcm,
         headers={**served.headers(), "content-type": "audio/pcm"},
+        timeout=30,  # the first call loads the recogniser: seconds on a loaded machine
     )
     assert raw.status_code == 200, raw.text
     assert raw.json()["text"] == "volume up" and raw.json()["sample_rate"] == 16_000
@@ -116,12 +117,14 @@ def test_stt_http_raw_pcm_and_file(served: Served, tmp_path: Path) -> None:
         served.url + "/v1/audio/stt",
         content=wav.read_bytes(),
         headers={**served.headers(), "content-type": "audio/wav"},
+        timeout=30,
     )
     assert upload.json()["text"] == "volume up" and upload.json()["rtf"] > 0
     odd = httpx.post(
         served.url + "/v1/audio/stt?sample_rate=16000",
         content=b"\x00\x01\x02",
         headers={**served.headers(), "content-type": "audio/pcm"},
+        timeout=30,  # the first call loads the recogniser: seconds on a loaded machine
     )
     assert odd.status_code == 400 and "odd number" in odd.text
 
@@ -178,7 +181,9 @@ def test_tts_sse_and_http(served: Served) -> None:
     assert len(frames) == 2 and done is not None  # one frame per sentence
     streamed = decode_pcm16(b"".join(frames), 24_000)
     assert abs(streamed.seconds - done["duration"]) < 0.01
-    whole = httpx.post(served.url + "/v1/audio/tts", json={"input": text}, headers=served.headers())
+    whole = httpx.post(
+        served.url + "/v1/audio/tts", json={"input": text}, headers=served.headers(), timeout=30
+    )
     assert whole.headers["content-type"].startswith("audio/wav")
     assert abs(decode(whole.content).seconds - streamed.seconds) < 0.05
 
