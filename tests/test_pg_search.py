@@ -133,3 +133,65 @@ async def test_memory_across_instances_on_postgres(
     hits = await mb.search_memories("sourdough baking", user_id="m1")  # type: ignore[attr-defined]
     assert hits and "sourdough" in hits[0].text
     assert await mb.search_memories("sourdough", user_id="m2") == []  # type: ignore[attr-defined]
+
+
+async def test_memory_keyword_uses_turn_context_and_idf_on_postgres(
+    two: tuple[Runtime, Runtime],
+) -> None:
+    """The SQLite FTS5 signals on Postgres: a turn's neighbours (`context`, weight B)
+    are searched below its own text (A); a rare word counts more than a common one."""
+    import sqlalchemy as sa
+
+    from cozy.engines.memory.pg_keyword import PgKeywords
+
+    a, _ = two
+    mem = a.engines["memory"]
+    store = a.store
+    ids = {}
+    async with store.engine.begin() as conn:
+        for key, text, context in (
+            ("own", "We flew to Lisbon in May", None),
+            ("ctx", "Yes, it was lovely!", "Did you enjoy Lisbon?"),
+            ("common", "Coffee with milk, coffee again", None),
+            ("rare", "Coffee near the aqueduct", None),
+        ):
+            ids[key] = await mem.repo.insert(  # type: ignore[attr-defined]
+                conn, user_id="ctxu", kind="turn", text=text, context=context
+            )
+        for i in range(30):  # `coffee` is common, `aqueduct` is rare
+            await mem.repo.insert(conn, user_id="other", kind="turn", text=f"coffee {i}")  # type: ignore[attr-defined]
+        for i in range(400):  # the user filter alone is not selective: the words are
+            await mem.repo.insert(conn, user_id="ctxu", kind="fact", text=f"filler note {i}")  # type: ignore[attr-defined]
+        await conn.exec_driver_sql("ANALYZE memories")
+    kw = PgKeywords(store)
+    ranked = await kw.search("ctxu", "lisbon", 10)
+    assert [i for i, _ in ranked] == [ids["own"], ids["ctx"]]  # own text first, then context
+    assert ranked[0][1] > ranked[1][1] > 0
+    assert await kw.search("ctxu", "lisbon", 10, kinds=["fact"]) == []
+    ranked = await kw.search("ctxu", "coffee aqueduct", 10)
+    assert ranked[0][0] == ids["rare"]  # the rare word wins over two common ones
+    kw.budget = 5  # `coffee` (33 rows) is over budget: the rare word alone is ranked
+    assert [i for i, _ in await kw.search("ctxu", "coffee aqueduct", 10)] == [ids["rare"]]
+    # the real statement goes through the GIN index (no per-row tsquery parsing)
+    seen: list[sa.TextClause] = []
+    read = store._read
+
+    async def spy(stmt: sa.TextClause) -> list[object]:
+        seen.append(stmt)
+        return await read(stmt)
+
+    store._read = spy  # type: ignore[method-assign]
+    try:
+        await PgKeywords(store).search("ctxu", "lisbon aqueduct", 10)
+    finally:
+        store._read = read  # type: ignore[method-assign]
+    async with store.engine.connect() as conn:
+        await conn.exec_driver_sql("SET enable_seqscan = off")
+        for stmt in seen:
+            sql = str(
+                stmt.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True})
+            )
+            plan = "\n".join(
+                r[0] for r in (await conn.exec_driver_sql("EXPLAIN " + sql)).fetchall()
+            )
+            assert "ix_memories_tsvcol" in plan, plan

@@ -86,6 +86,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0006_pg_vector_extension", lambda conn: _pg("try_vector_extension", conn)),
     ("0007_pg_tsvector_columns", lambda conn: _pg("tsvector_columns", conn)),
     ("0008_memory_turn_context", _memory_turn_context),
+    ("0009_pg_memory_context_tsv", lambda conn: _pg("memory_context_tsv", conn)),
 ]
 
 

@@ -27,7 +27,13 @@ def knowledge_tsv(alias: str = "") -> str:
 
 
 KNOWLEDGE_TSV = knowledge_tsv()
-MEMORY_TSV = "to_tsvector('english'::regconfig, text)"
+MEMORY_TSV = "to_tsvector('english'::regconfig, text)"  # step 0007 (before `context`)
+# step 0009: the memory's own text at weight A, its neighbouring turns at weight B (the
+# SQLite FTS5 index has the same two columns); the query weighs B by `context_weight`
+MEMORY_CONTEXT_TSV = (
+    "(setweight(to_tsvector('english'::regconfig, text), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(context, '')), 'B'))"
+)
 
 PORTABLE = (
     "embeddings in a bytea column, cosine similarity computed in the instance "
@@ -66,6 +72,31 @@ def tsvector_columns(conn: Connection) -> None:
         )
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_knowledge_chunks_tsv")
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_memories_tsv")
+
+
+def memory_context_tsv(conn: Connection) -> None:
+    """Migration step: the memories' stored tsvector also covers `context` (weight B).
+
+    Postgres 15 cannot change a generated column's expression, so the column is
+    dropped and added again (derived data only: recomputed from `text` and `context`
+    in the step's transaction; the table is rewritten once). Embeddings are stored
+    EXTERNAL (random floats do not compress: no attempt at every write; the toaster
+    moves them out of a big row before anything else, so `tsv` stays in the row that
+    keyword ranking reads).
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for table in ("memories", "knowledge_chunks"):
+        conn.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN embedding SET STORAGE EXTERNAL")
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_memories_tsvcol")
+    if "tsv" in {c["name"] for c in sa.inspect(conn).get_columns("memories")}:
+        conn.exec_driver_sql("ALTER TABLE memories DROP COLUMN tsv")
+    conn.exec_driver_sql(
+        f"ALTER TABLE memories ADD COLUMN tsv tsvector "
+        f"GENERATED ALWAYS AS ({MEMORY_CONTEXT_TSV}) STORED"
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_memories_tsvcol ON memories USING GIN (tsv)")
+    conn.exec_driver_sql("ANALYZE memories")  # tsvector statistics: the planner's estimates
 
 
 def try_vector_extension(conn: Connection) -> None:

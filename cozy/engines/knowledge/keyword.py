@@ -119,8 +119,9 @@ async def bm25_search(
         from cozy.engines.knowledge.pg_keyword import pg_keyword_search
 
         return await pg_keyword_search(
-            index, user_id, query, collections=collections, prefix=prefix, k=k
-        )
+            index, user_id, query, collections=collections, prefix=prefix, k=k,
+            budget=budget, generation=generation,
+        )  # fmt: skip
     if index.dialect != "sqlite":
         raise EngineError(
             f"keyword search for knowledge does not support {index.dialect}",

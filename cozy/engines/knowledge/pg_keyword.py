@@ -1,31 +1,32 @@
 """Keyword retrieval for knowledge on Postgres: full-text search instead of SQLite FTS5.
 
-The query's informative words (same `query_terms` as the FTS5 path) are joined into
-one `tsquery`; rows match through the GIN index on the stored `tsv` column (added
-by the migration step `0007_pg_tsvector_columns`: heading weight A, text B, so a
-heading match counts more), and are ranked with `ts_rank` over that column. All
-words together (`&`) are tried first; only when that finds fewer than `k`, any word
-(`|`) fills up, ranked among at most `CAP` matches (in storage order: a bitmap
-scan, no sort) so that a query of common words never ranks a whole big collection.
-The result feeds the same RRF fusion as BM25 does: only the order of the list
-matters there, not the scale of the score.
+The same signals and the same plan as the FTS5 path (knowledge/keyword.py):
+
+- the stored `tsv` holds a chunk's heading at weight A and its text at weight B
+  (migration step `0007_pg_tsvector_columns`); a heading match counts twice, as
+  `bm25(2.0, 1.0)` does on SQLite;
+- the query's informative words (`query_terms`), each word's document frequency
+  (a GIN count capped at `budget + 1`, cached for one index generation), and all
+  words when their matches fit the budget, else the rarest ones that do;
+- one statement ranks the matching chunks in the caller's scope (user, collections,
+  path prefix) by sum(idf(word) * ts_rank(weights, tsv, word)) and keeps the top
+  `k` (cozy/storage/pg_fts.py). When even the rarest word is over budget, only
+  `budget` of its matches are ranked.
+
+The result feeds the same RRF fusion as BM25: only the order of the list matters.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from cozy.engines.knowledge.index import KnowledgeIndex, like_prefix
+from cozy.storage.pg_fts import TermCounts, ranked
 
-CAP = 2000
-
-
-def ts_query(terms: Sequence[str], op: str = "|") -> str | None:
-    """`to_tsquery` input: the words joined by `op` (words are `\\w+`: no tsquery syntax)."""
-    return f" {op} ".join(terms) if terms else None
+_COUNTS: weakref.WeakKeyDictionary[KnowledgeIndex, TermCounts] = weakref.WeakKeyDictionary()
+WEIGHTS = (0.0, 0.0, 0.5, 1.0)  # ts_rank's {D, C, B, A}: text (B) half of a heading (A)
 
 
 async def pg_keyword_search(
@@ -36,32 +37,24 @@ async def pg_keyword_search(
     collections: Sequence[str] | None,
     prefix: str | None,
     k: int,
+    budget: int = 10_000,
+    generation: int = 0,
 ) -> list[tuple[int, float]]:
-    """(chunk id, ts_rank) best first, within the user's scope."""
-    from cozy.engines.knowledge.keyword import query_terms
+    """(chunk id, score: higher is better) best first, within the user's scope."""
+    from cozy.engines.knowledge.keyword import plan, query_terms
 
     terms = query_terms(query)
     if not terms or k <= 0:
         return []
-    scope = (index, user_id, collections, prefix, k)
-    best = await _ranked(*scope, ts_query(terms, "&") or "")
-    if len(best) >= k or len(terms) == 1:
-        return best
-    seen = {i for i, _ in best}
-    more = await _ranked(*scope, ts_query(terms, "|") or "")
-    return best + [(i, s) for i, s in more if i not in seen][: k - len(best)]
-
-
-async def _ranked(
-    index: KnowledgeIndex,
-    user_id: str,
-    collections: Sequence[str] | None,
-    prefix: str | None,
-    k: int,
-    tsquery: str,
-) -> list[tuple[int, float]]:
-    params: dict[str, Any] = {"q": tsquery, "u": user_id, "k": k, "cap": CAP}
-    where = ["c.user_id = :u", "c.tsv @@ q.q"]
+    counts = _COUNTS.get(index)
+    if counts is None:
+        counts = _COUNTS[index] = TermCounts("knowledge_chunks", ttl=float("inf"))
+    freqs, rows = await counts.lookup(index._read, terms, budget + 1, key=generation)
+    chosen = plan(freqs, budget)
+    if not chosen.terms:
+        return []
+    params: dict[str, Any] = {"u": user_id}
+    where = ["c.tsv @@ q.q", "c.user_id = :u"]
     join = ""
     if collections:
         names = []
@@ -70,14 +63,17 @@ async def _ranked(
             names.append(f":c{i}")
         where.append(f"c.collection IN ({', '.join(names)})")
     if prefix:
-        join = "JOIN knowledge_documents d ON d.id = c.document_id"
+        join = " JOIN knowledge_documents d ON d.id = c.document_id"
         params["p"] = like_prefix(prefix)
         where.append("d.path LIKE :p ESCAPE '\\'")
-    sql = (
-        "SELECT m.id, ts_rank(m.tsv, q.q) AS s FROM to_tsquery('english', :q) AS q(q), "
-        f"LATERAL (SELECT c.id, c.tsv FROM knowledge_chunks c {join} "
-        f"WHERE {' AND '.join(where)} LIMIT :cap) m "
-        "ORDER BY s DESC, m.id DESC LIMIT :k"
+    sql = ranked(
+        chosen.terms,
+        freqs,
+        rows,
+        candidates=f"SELECT c.id, c.tsv FROM knowledge_chunks c{join} WHERE {' AND '.join(where)}",
+        weights=WEIGHTS,
+        params=params,
+        limit=k,
+        window=budget if chosen.window else None,
     )
-    rows = await index._read(sa.text(sql), params)
-    return [(int(r[0]), float(r[1])) for r in rows]
+    return [(int(r[0]), float(r[1])) for r in await index._read(sql)]

@@ -32,6 +32,7 @@ class MemoryRepo:
         self.keywords = KeywordIndex(store)
         # called with the user ids after a write committed (other instances: Redis)
         self.on_write: Callable[[list[str]], None] | None = None
+        self._pg_keywords: Any = None  # memory/pg_keyword.PgKeywords, on Postgres
 
     async def write(self, user_id: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async def txn(conn: AsyncConnection) -> T:
@@ -348,6 +349,10 @@ class MemoryRepo:
         """(id, score) by BM25 (SQLite FTS5) or ts_rank (Postgres), best first."""
         if self.dialect == "sqlite":
             return await self.keywords.search(user_id, query, limit, kinds)
-        from cozy.engines.memory.pg_keyword import pg_keyword  # Postgres (issue #12)
+        from cozy.engines.memory.pg_keyword import PgKeywords  # Postgres (issue #12)
 
-        return await pg_keyword(self.store, user_id, query, limit, kinds)
+        pg = self._pg_keywords
+        if pg is None:
+            pg = self._pg_keywords = PgKeywords(self.store)
+        pg.context_weight, pg.budget = self.keywords.context_weight, self.keywords.budget
+        return await pg.search(user_id, query, limit, kinds)
