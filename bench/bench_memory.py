@@ -12,6 +12,8 @@ Search timings exclude the query embedding (its vector is computed once up front
 cached, as the engine does for repeated queries); the embedding cost is measured on
 its own line. Memories for the large stores get random unit vectors (embedding 100k
 texts with MiniLM would take an hour and measures the embedder, not the search).
+Rows marked `exact` run the same queries, interleaved, with the exact float32 product
+(the path before cozy/engines/vectors.py) instead of the int8 pass + rerank.
 """
 
 from __future__ import annotations
@@ -92,11 +94,19 @@ async def fill(store: Any, user: str, n: int, dims: int, rng: random.Random) -> 
 
 
 async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
+    import os
+
     from cozy.engines.memory.local import LocalMemory
+
+    try:
+        from cozy.engines import vectors
+    except ImportError:  # a --before tree from before the shared vector index
+        vectors = None  # type: ignore[assignment]
     from cozy.storage.store import Store
 
     rng = random.Random(7)
     out: dict[str, float] = {}
+    approx_from = vectors.APPROX_FROM if vectors is not None else 0
     for n in sizes:
         tmp = Path(tempfile.mkdtemp(prefix="bench-mem-"))
         store = await Store.open(f"sqlite:///{tmp / 'b.db'}")
@@ -117,13 +127,24 @@ async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
             floor.append((time.perf_counter() - t) * 1000)
         out[f"search {n:>6} floor   p50 ms"] = pct(floor, 50)
         for mode in ("hybrid", "keyword", "vector"):
-            times = []
+            # vectors: the exact float32 product (old) and the int8 pass + rerank (new),
+            # query by query in turn so machine load hits both alike
+            variants = ("", " exact") if mode != "keyword" and vectors is not None else ("",)
+            times: dict[str, list[float]] = {v: [] for v in variants}
             for q in qs:
-                t = time.perf_counter()
-                await mem.search(q, user_id="u", limit=5, mode=mode)
-                times.append((time.perf_counter() - t) * 1000)
-            out[f"search {n:>6} {mode:<7} p50 ms"] = pct(times, 50)
-            out[f"search {n:>6} {mode:<7} p99 ms"] = pct(times, 99)
+                for variant in variants:
+                    if vectors is not None:
+                        vectors.APPROX_FROM = 10**12 if variant else approx_from
+                    t = time.perf_counter()
+                    await mem.search(q, user_id="u", limit=5, mode=mode)
+                    times[variant].append((time.perf_counter() - t) * 1000)
+            if vectors is not None:
+                vectors.APPROX_FROM = approx_from
+            for variant, values in times.items():
+                label = f"{mode}{variant}"
+                out[f"search {n:>6} {label:<13} p50 ms"] = pct(values, 50)
+                out[f"search {n:>6} {label:<13} p99 ms"] = pct(values, 99)
+        out[f"search {n:>6} load average"] = os.getloadavg()[0]
         await store.close()
     return out
 

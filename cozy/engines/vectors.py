@@ -111,11 +111,14 @@ class Int8Rows:
         self.count = max(self.count, end)
 
     def scores(self, query: np.ndarray, start: int, end: int) -> np.ndarray:
-        """Approximate dot products of the query with rows [start, end)."""
+        """Rows [start, end) scored against the query, in the order of their dot products
+        (the query's own positive scale is left out: it does not change the order)."""
         nk = _numkong()
-        qc, qs = quantize(query[None, :])
-        raw = nk.cdist(qc, self.codes[start:end], metric="dot", out_dtype="float32")
-        return np.asarray(raw)[0] * (self.scales[start:end] * qs[0])  # type: ignore[no-any-return]
+        qc, _ = quantize(query[None, :])
+        out = np.empty((1, end - start), dtype=np.float32)
+        nk.cdist(qc, self.codes[start:end], metric="dot", out=out)
+        np.multiply(out[0], self.scales[start:end], out=out[0])
+        return out[0]
 
     @property
     def nbytes(self) -> int:
@@ -142,7 +145,6 @@ def top_k(
     total = sum(b - a for a, b in parts)
     if not total or k <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    rows = _rows(parts)
     last = max(b for _, b in parts)
     approx = (
         coarse is not None
@@ -158,21 +160,26 @@ def top_k(
         sims = _concat([matrix[a:b] @ query for a, b in parts])
         depth = min(total, k)
     if keep is not None:
-        sims = np.where(keep, sims, -np.inf)
+        sims[~keep] = -np.inf
         depth = min(depth, int(np.count_nonzero(keep)))
     if depth <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    best = np.argpartition(-sims, depth - 1)[:depth] if depth < len(sims) else np.arange(len(sims))
-    picked = rows[best]
-    exact = matrix[picked] @ query if approx else sims[best]  # approx: the float32 rerank
+    np.negative(sims, out=sims)  # in place: no second copy of a 100k-row array
+    best = np.argpartition(sims, depth - 1)[:depth] if depth < total else np.arange(total)
+    picked = _row_numbers(parts, best)
+    exact = matrix[picked] @ query if approx else -sims[best]  # approx: the float32 rerank
     order = np.argsort(-exact, kind="stable")[:k]
     return picked[order], exact[order].astype(np.float32)
 
 
-def _rows(parts: list[tuple[int, int]]) -> np.ndarray:
+def _row_numbers(parts: list[tuple[int, int]], positions: np.ndarray) -> np.ndarray:
+    """Positions in the concatenated ranges -> row numbers of the matrix."""
     if len(parts) == 1:
-        return np.arange(parts[0][0], parts[0][1])
-    return np.concatenate([np.arange(a, b) for a, b in parts])
+        return positions + parts[0][0]  # type: ignore[no-any-return]
+    starts = np.array([a for a, _ in parts], dtype=np.int64)
+    offsets = np.cumsum([0] + [b - a for a, b in parts[:-1]])
+    part = np.searchsorted(offsets, positions, side="right") - 1
+    return starts[part] + positions - offsets[part]  # type: ignore[no-any-return]
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
