@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import tempfile
 import time
@@ -31,6 +32,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev"
 KS = (5, 10, 20)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 OPTIONS: dict[str, Any] = {}  # memory.local options under test (--option key=value)
+# hybrid fusion without the second stage of memory/rank.py (the method before it)
+FUSION = "hybrid:entity=0,date=0,session=0,feedback=0"
 
 
 class CachedEmbedder:
@@ -123,6 +126,7 @@ async def run_conv(
     dia = {r.id: r.metadata.get("message_id") for r in rows}
     results: dict[str, dict[str, Any]] = {m: defaultdict(list) for m in modes}
     defaults = {k: getattr(mem, k) for k in ("keyword_weight", "rrf_k", "neighbour_spread")}
+    stage = dataclasses.replace(mem.rank_weights)  # the second stage (memory/rank.py)
     for item in conv["qa"]:
         cat = item.get("category")
         if cat not in CATEGORIES:
@@ -134,9 +138,14 @@ async def run_conv(
             name, _, opts = mode.partition(":")
             for key, value in defaults.items():
                 setattr(mem, key, value)
+            mem.rank_weights = dataclasses.replace(stage)
             for pair in filter(None, opts.split(",")):
                 key, _, value = pair.partition("=")
-                setattr(mem, key, float(value))
+                if hasattr(mem.rank_weights, key):
+                    field = type(getattr(mem.rank_weights, key))
+                    setattr(mem.rank_weights, key, field(float(value)))
+                else:
+                    setattr(mem, key, float(value))
             hits = await mem.search(
                 str(item["question"]), user_id=user, limit=max(KS), kinds=("turn",), mode=name
             )
@@ -189,6 +198,12 @@ async def main() -> None:
         help="extra hybrid run with engine options, e.g. hybrid:keyword_weight=2,rrf_k=20",
     )
     ap.add_argument("--plain", action="store_true", help="add turn-alone baselines")
+    ap.add_argument(
+        "--split",
+        action="store_true",
+        help="also score the two halves apart: conversations 1, 3, 5 (where the second-stage "
+        "weights were chosen) and 2, 4 (held out)",
+    )
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cozy-locomo")
     args = ap.parse_args()
     embedder = None
@@ -199,20 +214,24 @@ async def main() -> None:
         inner = LocalEmbedder({})
         await inner.initialize()
         embedder = CachedEmbedder(inner, args.cache)
-        modes = ["keyword", "vector", "hybrid", *args.variant]
+        modes = ["keyword", "vector", FUSION, "hybrid", *args.variant]
     files = sorted(args.data.glob("conv-*.json"))[: args.limit_convs]
     plain = [m for m in ("keyword", "vector") if m in modes] if args.plain else []
     merged: dict[str, dict[Any, list[float]]] = {
         m: defaultdict(list) for m in [*modes, *(f"{p}-plain" for p in plain)]
     }
+    halves: dict[str, dict[str, dict[Any, list[float]]]] = {
+        h: {m: defaultdict(list) for m in modes} for h in ("tuning", "held-out")
+    }
     total_turns, total_s = 0, 0.0
-    for path in files:
+    for i, path in enumerate(files):
         res, n, s = await run_conv(path, embedder, modes)
         total_turns += n
         total_s += s
         for mode in modes:
             for key, vals in res[mode].items():
                 merged[mode][key].extend(vals)
+                halves["held-out" if i % 2 else "tuning"][mode][key].extend(vals)
         print(f"{path.name}: {n} turns ingested in {s:.1f}s", flush=True)
         if plain:
             res, _n, _s = await run_conv(path, embedder, plain, {"turn_context": False})
@@ -221,14 +240,19 @@ async def main() -> None:
                     merged[f"{mode}-plain"][key].extend(vals)
     if embedder is not None:
         embedder.save()
-    names = {"keyword": "bm25", "vector": "vector", "hybrid": "hybrid"}
+    names = {"keyword": "bm25", "vector": "vector", "hybrid": "hybrid", FUSION: "fusion"}
     names |= {"keyword-plain": "bm25-plain", "vector-plain": "vec-plain"}
     print()
     for i, m in enumerate(modes):
         if m not in names:
-            names[m] = f"v{i - 2}"
-            print(f"v{i - 2} = {m}")
+            names[m] = f"v{i - 3}"
+            print(f"v{i - 3} = {m}")
+    print("fusion = BM25 + vector RRF and neighbour spreading only (no memory/rank.py stage)")
     print(table({names[m]: merged[m] for m in merged}))
+    if args.split:
+        for half, res in halves.items():
+            print(f"--- {half} half ---")
+            print(table({names[m]: res[m] for m in modes}))
     print(f"ingest: {total_turns} turns in {total_s:.1f}s ({total_turns / total_s:.1f} turns/s)")
 
 

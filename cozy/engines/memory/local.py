@@ -13,6 +13,9 @@ Options (engines.yaml `memory:`):
 - `extract_attempts`, `extract_max_tokens`: retries and answer size for extraction
 - `keyword_weight` (1.5), `rrf_k` (10), `neighbour_spread` (0.1), `context_weight` (0.35:
   BM25 weight of a turn's neighbours): hybrid fusion, tuned in bench/locomo_eval.py
+- `entity_weight` (0.3), `date_weight` (0.3), `session_weight` (0.5), `session_top` (1),
+  `feedback` (0.5), `feedback_docs` (5): the second stage of hybrid ranking (memory/rank.py:
+  names and dates of the question, the session signal, a feedback vector search)
 - `keyword_budget`: rows BM25 ranks at most per query (default 5000; see memory/keyword.py)
 - `index_assistant`: also index the assistant's answers as raw turns (default false)
 - `turn_context`: index each turn with its neighbouring turns (default true; memory/turns.py)
@@ -32,6 +35,7 @@ from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
 from cozy.engines.base import Health, MemoryEngine
 from cozy.engines.memory.embedding import EmbeddingMixin
+from cozy.engines.memory.rank import Weights, first_stage, last_stage
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow
 from cozy.engines.memory.search import VectorIndex, neighbours, recency_factor, rrf
 from cozy.engines.memory.types import Hits, TurnInput, iso
@@ -59,6 +63,7 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
         self.keyword_weight = float(o.get("keyword_weight", 1.5))
         self.rrf_k = float(o.get("rrf_k", 10.0))
         self.neighbour_spread = float(o.get("neighbour_spread", 0.1))
+        self.rank_weights = Weights.of(o)
         self.dedupe_threshold = float(o.get("dedupe_threshold", 0.92))
         self.chunk_chars = int(o.get("chunk_chars", 1500))
         self.max_chunks = int(o.get("max_chunks", 32))
@@ -192,14 +197,20 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
         if mode in ("hybrid", "vector"):
             jobs.append(self._vector_list(user_id, query, version, pool, vector_wait, hits))
         lists = [x for x in await asyncio.gather(*jobs) if x]
-        weights = [self.keyword_weight, 1.0] if mode == "hybrid" and len(lists) == 2 else None
-        fused = rrf(lists, weights=weights, k=self.rrf_k)
+        staged = mode == "hybrid" and len(lists) == 2  # the second stage: memory/rank.py
+        if staged:
+            fused, rows = await first_stage(self, user_id, query, version, *lists, pool)
+        else:
+            fused, rows = rrf(lists, k=self.rrf_k), {}
         if not fused:
             return hits
         ranked = sorted(fused, key=lambda m: -fused[m])
-        rows = await self.repo.get_many(ranked[: limit * 3 + 10])
+        if not staged:
+            rows = await self.repo.get_many(ranked[: limit * 3 + 10])
         if self.neighbour_spread > 0 and mode == "hybrid":
             ranked, rows = await self._spread(user_id, fused, ranked, rows, limit)
+        if staged:
+            ranked = await last_stage(self, fused, rows)
         scored: list[tuple[float, MemoryRow]] = []
         start = 0
         while len(scored) < limit and start < len(ranked):

@@ -356,3 +356,14 @@ class MemoryRepo:
             pg = self._pg_keywords = PgKeywords(self.store)
         pg.context_weight, pg.budget = self.keywords.context_weight, self.keywords.budget
         return await pg.search(user_id, query, limit, kinds)
+
+    async def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these memories (those that have one)."""
+        if not ids:
+            return {}
+        rows = await self.store._read(
+            sa.select(memories.c.id, memories.c.embedding).where(
+                memories.c.id.in_(list(ids)), memories.c.embedding.is_not(None)
+            )
+        )
+        return {str(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows}

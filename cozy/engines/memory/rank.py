@@ -1,0 +1,278 @@
+"""Second-stage ranking of memory search: signals added on top of the fused lists.
+
+Hybrid search fuses BM25 and cosine (`search.rrf`); then, over the candidates of
+that fusion, this module adds (each scaled by the best fused score, so weights
+are relative and do not depend on `rrf_k`):
+
+- **entity coverage**: the share of the question's named entities (capitalised
+  words such as people or places, see `query_entities`) that a memory's text
+  contains. A name in nearly every turn has a low IDF, so BM25 alone barely
+  tells "what did Tim read" from a turn of someone else about reading;
+- **dated questions**: a question naming a calendar date ("on 9 November, 2022",
+  "in June 2022", "in 2023") favours memories that occurred in that window,
+  because raw turns do not carry their date in the text;
+- **session signal**: a conversation session is scored by its best candidates,
+  and every candidate shares its session's score. The answer to a question
+  usually sits in the session the question is about, next to other turns that
+  match it (score sessions, then turns inside the best ones);
+- **feedback vector** (`feedback_vector`): the query vector moved towards the
+  best first-pass hits (Rocchio-style pseudo-relevance feedback) for a second
+  vector search, which finds turns that say the same in other words.
+
+Weights were chosen on half of the LoCoMo-dev conversations and checked on the
+other half (bench/locomo_eval.py `--split`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cozy.engines.memory.search import STOPWORDS, rrf
+
+if TYPE_CHECKING:
+    from cozy.engines.memory.local import LocalMemory
+    from cozy.engines.memory.repo import MemoryRow
+
+Ranked = list[tuple[str, float]]
+
+_TOKEN_RE = re.compile(r"[\w'’]+|[.!?;:]", re.UNICODE)
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+
+def query_entities(text: str, *, max_entities: int = 8) -> list[str]:
+    """The lower-cased capitalised words of `text` that do not open a sentence.
+
+    A light stand-in for named-entity recognition (an NER model would be a
+    heavy dependency for the search path): "What books has Tim read in Paris?"
+    gives ["tim", "paris"]. Stop words ("I", "What") are never entities.
+    """
+    out: list[str] = []
+    opening = True
+    for tok in _TOKEN_RE.findall(text):
+        if tok in ".!?;:":
+            opening = True
+            continue
+        word = tok.strip("'’").split("'")[0].split("’")[0]
+        if not opening and word[:1].isupper() and word.lower() not in STOPWORDS:
+            out.append(word.lower())
+        opening = False
+    return list(dict.fromkeys(out))[:max_entities]
+
+
+def entity_coverage(entities: Sequence[str], text: str) -> float:
+    """Share of `entities` that occur as words of `text` (0.0 when there are none)."""
+    if not entities:
+        return 0.0
+    words = set(_WORD_RE.findall(text.lower()))
+    return sum(e in words for e in entities) / len(entities)
+
+
+# --- dates ---------------------------------------------------------------------
+# A few explicit patterns rather than a date library: a fuzzy parser returns one
+# datetime with the missing parts filled in, where this needs to know whether the
+# question named a day, a month or a year (the width of the window).
+_MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
+_MONTHS |= {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
+_MON = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_YEAR = r"((?:19|20)\d\d)"
+_DATE_PATTERNS: list[tuple[str, re.Pattern[str], tuple[int | None, int | None, int]]] = [
+    ("day", re.compile(rf"\b{_DAY}\s+(?:of\s+)?({_MON})\.?,?\s*{_YEAR}\b", re.I), (1, 2, 3)),
+    ("day", re.compile(rf"\b({_MON})\.?\s+{_DAY},?\s*{_YEAR}\b", re.I), (2, 1, 3)),
+    ("month", re.compile(rf"\b({_MON})\.?,?\s+(?:of\s+)?{_YEAR}\b", re.I), (None, 1, 2)),
+    ("year", re.compile(rf"\b(?:in|of|during|since|by|from)\s+{_YEAR}\b", re.I), (None, None, 1)),
+]
+DAY_SLACK = timedelta(days=1)  # a day named in the question: the day before / after too
+LATER = timedelta(days=14)  # a month or year: also what was told shortly after it
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: float
+    end: float
+
+    def __contains__(self, ts: object) -> bool:
+        return isinstance(ts, int | float) and self.start <= ts < self.end
+
+
+def date_windows(text: str) -> list[Window]:
+    """The time windows (UTC timestamps) of the calendar dates written in `text`."""
+    out: list[Window] = []
+    spans: list[tuple[int, int]] = []
+    for kind, pattern, (day_at, month_at, year_at) in _DATE_PATTERNS:
+        for m in pattern.finditer(text):
+            if any(a < m.end() and m.start() < b for a, b in spans):
+                continue  # "9 November, 2022" is not also "November 2022"
+            spans.append(m.span())
+            year = int(m.group(year_at))
+            month = _MONTHS[m.group(month_at).lower()] if month_at else 1
+            try:
+                if kind == "day" and day_at is not None:
+                    day = datetime(year, month, int(m.group(day_at)), tzinfo=UTC)
+                    start, end = day - DAY_SLACK, day + timedelta(days=1) + DAY_SLACK
+                elif kind == "month":
+                    start = datetime(year, month, 1, tzinfo=UTC)
+                    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC) + LATER
+                else:
+                    start = datetime(year, 1, 1, tzinfo=UTC)
+                    end = datetime(year + 1, 1, 1, tzinfo=UTC) + LATER
+            except ValueError:  # "31 February"
+                continue
+            out.append(Window(start.timestamp(), end.timestamp()))
+    return out
+
+
+# --- the second stage --------------------------------------------------------------
+@dataclass(slots=True)
+class Candidate:
+    """What the second stage needs to know about a fused candidate."""
+
+    text: str
+    session_id: str | None
+    occurred_at: float | None
+
+
+@dataclass(slots=True)
+class Weights:
+    entity: float = 0.3
+    date: float = 0.3
+    session: float = 0.5
+    session_top: int = 1  # a session's score: the sum of its best `session_top` candidates
+    feedback: float = 0.5  # 0: no second vector search
+    feedback_docs: int = 5  # first-pass hits the feedback vector moves towards
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Weights:
+        d = cls()
+        return cls(
+            entity=float(options.get("entity_weight", d.entity)),
+            date=float(options.get("date_weight", d.date)),
+            session=float(options.get("session_weight", d.session)),
+            session_top=int(options.get("session_top", d.session_top)),
+            feedback=float(options.get("feedback", d.feedback)),
+            feedback_docs=int(options.get("feedback_docs", d.feedback_docs)),
+        )
+
+
+def boost_query_matches(
+    fused: dict[str, float], candidates: Mapping[str, Candidate], query: str, w: Weights
+) -> None:
+    """Entity coverage and dated-question windows, added in place to `fused`."""
+    if not fused:
+        return
+    entities = query_entities(query) if w.entity > 0 else []
+    windows = date_windows(query) if w.date > 0 else []
+    if not entities and not windows:
+        return
+    best = max(fused.values())
+    for mid, cand in candidates.items():
+        if mid not in fused:
+            continue
+        bonus = w.entity * entity_coverage(entities, cand.text)
+        if windows and any(cand.occurred_at in win for win in windows):
+            bonus += w.date
+        fused[mid] += best * bonus
+
+
+def session_scores(
+    fused: Mapping[str, float], sessions: Mapping[str, str | None], top: int = 1
+) -> dict[str, float]:
+    """A session's score: the sum of the fused scores of its best `top` candidates."""
+    by: dict[str, list[float]] = {}
+    for mid, score in fused.items():
+        sid = sessions.get(mid)
+        if sid is not None:
+            by.setdefault(sid, []).append(score)
+    return {sid: sum(sorted(v, reverse=True)[: max(1, top)]) for sid, v in by.items()}
+
+
+def boost_sessions(fused: dict[str, float], sessions: Mapping[str, str | None], w: Weights) -> None:
+    """Every candidate gains `w.session` x (its session's score / the best session's)."""
+    if w.session <= 0 or not fused:
+        return
+    scores = session_scores(fused, sessions, w.session_top)
+    if not scores:
+        return
+    top, best = max(scores.values()), max(fused.values())
+    if top <= 0:
+        return
+    for mid in fused:
+        sid = sessions.get(mid)
+        if sid is not None:
+            fused[mid] += w.session * best * scores[sid] / top
+
+
+def feedback_vector(
+    query: Sequence[float] | np.ndarray, hits: Iterable[np.ndarray], alpha: float
+) -> np.ndarray | None:
+    """The unit query vector moved towards the mean of the first-pass `hits` vectors."""
+    vecs = [np.asarray(h, dtype=np.float32) for h in hits]
+    q = np.asarray(query, dtype=np.float32)
+    vecs = [v for v in vecs if v.shape == q.shape]
+    if alpha <= 0 or not vecs:
+        return None
+    moved = q + alpha * np.mean(vecs, axis=0)
+    norm = float(np.linalg.norm(moved))
+    return moved / norm if norm > 0 else None
+
+
+# --- wiring into LocalMemory.search --------------------------------------------------
+def _candidate(row: MemoryRow) -> Candidate:
+    return Candidate(row.text, row.session_id, row.occurred_at)
+
+
+async def first_stage(
+    mem: LocalMemory,
+    user_id: str,
+    query: str,
+    version: int,
+    keyword: Ranked,
+    vector: Ranked,
+    pool: int,
+) -> tuple[dict[str, float], dict[str, MemoryRow]]:
+    """Fusion of the two lists (the vector one after feedback) and the query matches.
+
+    Returns the fused scores and the rows of every candidate.
+    """
+    w: Weights = mem.rank_weights
+    weights = [mem.keyword_weight, 1.0]
+    fused = rrf([keyword, vector], weights=weights, k=mem.rrf_k)
+    if w.feedback > 0 and vector and w.feedback_docs > 0:
+        first = sorted(fused, key=lambda m: -fused[m])[: w.feedback_docs]
+        vec, _note = await mem._query_vector(query)  # cached by the first search
+        moved = None
+        if vec is not None:
+            found = await mem.repo.vectors_of(first)
+            moved = feedback_vector(vec, [found[m] for m in first if m in found], w.feedback)
+        if moved is not None:
+            idx = await mem.index(user_id, version)
+            again = (
+                idx.search(moved, pool)
+                if len(idx) < 20_000
+                else await asyncio.to_thread(idx.search, moved, pool)
+            )
+            fused = rrf([keyword, again or vector], weights=weights, k=mem.rrf_k)
+    rows = await mem.repo.get_many(list(fused))
+    boost_query_matches(fused, {m: _candidate(r) for m, r in rows.items()}, query, w)
+    return fused, rows
+
+
+async def last_stage(
+    mem: LocalMemory, fused: dict[str, float], rows: dict[str, MemoryRow]
+) -> list[str]:
+    """The session signal over every candidate (neighbours added by spreading too)."""
+    if mem.rank_weights.session > 0:
+        missing = [m for m in fused if m not in rows]
+        if missing:
+            rows.update(await mem.repo.get_many(missing))
+        sessions = {m: rows[m].session_id for m in fused if m in rows}
+        boost_sessions(fused, sessions, mem.rank_weights)
+    return sorted(fused, key=lambda m: -fused[m])
