@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pg_redis_helpers import cli, cozy_env, pg_database
 
 from cozy.core.errors import StorageError
-from cozy.storage import migrations, pg_admin
+from cozy.storage import migrations, pg_admin, pg_schema
 from cozy.storage.db import create_engine
 from cozy.storage.store import Store
 
@@ -52,7 +52,9 @@ def test_status_then_up_on_postgres(pg_url: str, cozy_home: Path) -> None:
     assert code == 0 and data is not None
     assert data["ran"] == migrations.known_names() and data["pending"] == []
     vectors = data["vectors"]
-    assert isinstance(vectors, dict) and vectors["path"] in ("portable", "pgvector")
+    assert isinstance(vectors, dict) and vectors["path"] == "portable"  # the only one on PG
+    assert vectors["pgvector"] in ("absent", "available", "enabled")
+    assert "; pgvector " in str(vectors["detail"])  # and why it is not used
     res = cli(env, "migrate")  # again, human output: nothing to do
     assert res.returncode == 0 and "already up to date" in res.stdout
     assert "vectors:" in res.stdout
@@ -122,10 +124,40 @@ def test_doctor_reports_vector_path_and_redis(pg_url: str, cozy_home: Path) -> N
     res = cli(env, "doctor", "--json")
     checks = {c["name"]: c for c in json.loads(res.stdout)}
     assert checks["vectors"]["status"] == "ok"
-    assert checks["vectors"]["detail"].startswith(("portable", "pgvector"))
+    assert checks["vectors"]["detail"].startswith("portable: ")
     assert "pgvector" in checks["vectors"]["detail"]  # says why it is (not) used
     assert checks["redis"]["status"] == "ok" and "shared" in checks["redis"]["detail"]
     env["COZY_REDIS_URL"] = "redis://127.0.0.1:1/0"
     res = cli(env, "doctor", "--json")
     checks = {c["name"]: c for c in json.loads(res.stdout)}
     assert checks["redis"]["status"] == "warn" and "COZY_REDIS_URL" in checks["redis"]["fix"]
+
+
+def test_0009_adds_turn_context_to_the_memory_tsvector() -> None:
+    """A database from before step 0009 (`tsv` over the text alone) gets the context at
+    weight B, in the step's transaction; the rows stay as they were."""
+    with pg_database() as url:
+        asyncio.run(pg_admin.upgrade(url))
+        old = pg_schema.MEMORY_TSV
+        for stmt in (
+            "DROP INDEX ix_memories_tsvcol",
+            "ALTER TABLE memories DROP COLUMN tsv",
+            f"ALTER TABLE memories ADD COLUMN tsv tsvector GENERATED ALWAYS AS ({old}) STORED",
+            "DELETE FROM schema_migrations WHERE name = '0009_pg_memory_context_tsv'",
+            "INSERT INTO memories (id, user_id, kind, text, context, text_hash, status, "
+            "created_at, updated_at) VALUES ('m1', 'u', 'turn', 'Yes, lovely!', "
+            "'Did you enjoy Lisbon?', 'h', 'active', 0, 0)",
+        ):
+            asyncio.run(_sql(url, stmt))
+        assert asyncio.run(_sql(url, "SELECT tsv::text FROM memories"))[0][0] == "'love':2 'yes':1"
+        assert asyncio.run(pg_admin.upgrade(url))["ran"] == ["0009_pg_memory_context_tsv"]
+        tsv = asyncio.run(_sql(url, "SELECT tsv::text FROM memories WHERE id = 'm1'"))[0][0]
+        assert str(tsv) == "'enjoy':5B 'lisbon':6B 'love':2A 'yes':1A"
+        storage = asyncio.run(
+            _sql(
+                url,
+                "SELECT attstorage::text FROM pg_attribute WHERE attrelid = 'memories'::regclass "
+                "AND attname = 'embedding'",
+            )
+        )
+        assert storage == [("e",)]  # embeddings out of the row: `tsv` stays in it

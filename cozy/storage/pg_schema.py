@@ -3,9 +3,10 @@
 - the knowledge keyword index: a GIN index over the same weighted tsvector
   expression `cozy.engines.knowledge.pg_keyword` queries (heading weight A, text B);
 - pgvector: `CREATE EXTENSION vector` is tried once at migrate time inside a
-  savepoint; where it fails (not installed, not allowed) nothing else changes and
-  the portable vector path is used. `vector_path()` says which one a database has
-  (`cozy doctor`, `cozy migrate status`).
+  savepoint; where it fails (not installed, not allowed) nothing else changes.
+  Vector search is the portable path either way (no pgvector search is implemented);
+  `vector_path()` says so, and what pgvector's state is (`cozy doctor`,
+  `cozy migrate status`).
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ MEMORY_CONTEXT_TSV = (
 )
 
 PORTABLE = (
-    "embeddings in a bytea column, cosine similarity computed in the instance "
-    "over the caller's scope (per-scope in-process index, invalidated by generation)"
+    "embeddings in a bytea column of their rows, cosine similarity computed in the instance "
+    "over the caller's scope (a per-scope in-process index, re-read when the scope's version "
+    "moves: Redis change tokens, the DB counter without Redis)"
 )
-PGVECTOR = "pgvector extension present (HNSW path not used yet: search stays portable)"
 
 
 def knowledge_keyword_index(conn: Connection) -> None:
@@ -113,14 +114,25 @@ def try_vector_extension(conn: Connection) -> None:
 
 
 def vector_path(conn: Connection) -> dict[str, Any]:
-    """Which vector search path this database gets."""
+    """Which vector search path this database gets, and why (`cozy doctor`, `migrate status`).
+
+    cozy has one vector search path on Postgres, the portable one: a pgvector (HNSW)
+    path is not implemented, so an enabled extension is reported but not used.
+    """
     if conn.dialect.name != "postgresql":
-        return {"path": "local", "detail": "SQLite: vectors in the rows, cosine in-process"}
+        return {"path": "local", "pgvector": "n/a", "detail": "SQLite: vectors in the rows, "
+                "cosine in-process (per-user index)"}  # fmt: skip
     found = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'vector'").first()
     available = conn.exec_driver_sql(
         "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
     ).first()
     if found is not None:
-        return {"path": "pgvector", "detail": PGVECTOR}
-    why = "not installed on this server" if available is None else "installed but not enabled"
-    return {"path": "portable", "detail": f"{PORTABLE}; pgvector {why}"}
+        state, why = "enabled", "enabled, but cozy has no pgvector search: not used"
+    elif available is not None:
+        state, why = (
+            "available",
+            "installed on the server but not enabled (CREATE EXTENSION failed)",
+        )
+    else:
+        state, why = "absent", "not installed on this server"
+    return {"path": "portable", "pgvector": state, "detail": f"{PORTABLE}; pgvector {why}"}

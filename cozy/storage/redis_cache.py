@@ -114,10 +114,14 @@ class RedisLink:
         except (redis.RedisError, OSError) as exc:
             self.failed(exc, "ping")
         if self.down_since is None:
-            return True, f"redis {redact(self.url)}: shared cache and rate limits"
+            return True, (
+                f"redis {redact(self.url)}: shared cache and rate limits, "
+                "index freshness by change token"
+            )
         return False, (
             f"redis {redact(self.url)} unreachable for {time.time() - self.down_since:.0f}s "
-            f"({self.last_error}): degraded to per-instance rate limits, no L2 cache"
+            f"({self.last_error}): degraded to per-instance rate limits, no L2 cache, "
+            "index freshness read from the database"
         )
 
     def close(self) -> None:
