@@ -24,8 +24,9 @@ class VectorIndex:
     Rows live in a buffer that grows by doubling, so adding a memory is O(dims);
     a removed row is zeroed, masked out and its id dropped. Search is
     `cozy.engines.vectors.top_k`: exact below APPROX_FROM rows, an int8 pass plus an
-    exact float32 rerank above (the int8 copy is made on the first big search and
-    then kept in step with every add and remove).
+    exact float32 rerank above (the int8 copy is made on the first big search; each
+    later search first encodes the rows added or changed since, so add/remove stay
+    O(dims) on the caller's thread and only searches write the int8 copy).
     """
 
     def __init__(
@@ -42,7 +43,8 @@ class VectorIndex:
         self._pos = {mid: i for i, mid in enumerate(ids)}
         self._live = np.ones(len(self._buf), dtype=bool)
         self._coarse: Int8Rows | None = None
-        self._lock = threading.Lock()  # one coarse build at a time (searches run in threads)
+        self._dirty: set[int] = set()  # rows changed in place since they were encoded
+        self._lock = threading.Lock()  # the int8 copy is only written by searches, one at a time
 
     @classmethod
     def empty(cls, version: int = -1) -> VectorIndex:
@@ -67,9 +69,14 @@ class VectorIndex:
             return None
         with self._lock:
             if self._coarse is None:
+                self._dirty.clear()
                 self._coarse = Int8Rows.of(self._buf[:n])
             elif self._coarse.count < n:
                 self._coarse.set(self._coarse.count, self._buf[self._coarse.count : n])
+            while self._dirty:
+                i = self._dirty.pop()
+                if i < self._coarse.count:
+                    self._coarse.set(i, self._buf[i : i + 1])
             return self._coarse
 
     def search(
@@ -100,10 +107,8 @@ class VectorIndex:
         v = np.asarray(vec, dtype=np.float32)
         if mid in self._pos:
             if v.shape[0] == self._buf.shape[1]:
-                i = self._pos[mid]
-                self._buf[i] = v
-                if self._coarse is not None and i < self._coarse.count:
-                    self._coarse.set(i, v[None, :])
+                self._buf[self._pos[mid]] = v
+                self._dirty.add(self._pos[mid])  # re-encoded by the next big search
             return
         if self._buf.size == 0:
             self._buf = np.zeros((16, v.shape[0]), dtype=np.float32)
@@ -127,9 +132,7 @@ class VectorIndex:
         if i is not None:
             self._buf[i] = 0.0
             self._live[i] = False
-            self.ids[i] = None
-            if self._coarse is not None and i < self._coarse.count:
-                self._coarse.set(i, self._buf[i : i + 1])
+            self.ids[i] = None  # masked out of searches; the int8 row needs no update
 
 
 def rrf(
