@@ -1,18 +1,23 @@
 """What `cozy serve` adds on top of the model, side by side in one run.
 
-    .venv/bin/python bench/bench_server.py [--requests 400] [--conc 1,16,64]
-        [--litellm /path/to/venv/bin/litellm]
+    .venv/bin/python bench/bench_server.py [--requests 400] [--conc 1,16,64] [--rounds 2]
+        [--litellm auto|none|/path/to/venv/bin/litellm]
 
 Targets, all talking to the same fake upstream (its own process, zero latency):
   direct          the fake model's /v1/chat/completions
   cozy (ctx off)  cozy serve, knowledge/profile/memory engines off
   cozy (ctx on)   cozy serve, local knowledge/profile/memory engines on
-  litellm         LiteLLM's proxy (only when --litellm points at its CLI; install it
-                  in a separate venv: `uv venv /tmp/ll && uv pip install --python
-                  /tmp/ll/bin/python 'litellm[proxy]'`)
-Each server runs as one process with one worker. Reported: latency p50/p99 and the
-latency added over direct, throughput (req/s) at each concurrency, and streaming
-time-to-first-token (TTFT) p50 and its overhead over direct at concurrency 1.
+  litellm         LiteLLM's proxy in its own venv. `--litellm auto` (default) builds it
+                  once with uv in ~/.cache/cozy-bench/litellm (`uv venv` + `uv pip install
+                  'litellm[proxy]'`, from the package index); `none` skips it; or give
+                  the path of a `litellm` CLI.
+Each server runs as one process with one worker (`cozy serve --workers 1`, `litellm
+--num_workers 1`). All servers are up at once and the targets are measured in turn at
+each level, for `--rounds` rounds (latencies pooled, req/s the median), so a load
+change on the shared machine hits every target alike. Reported: latency p50/p99 and
+the latency added over direct, throughput (req/s), CPU time of the server process per
+request (user+system, from /proc; the fake upstream's own CPU is not in it), and
+streaming time-to-first-token (TTFT) p50 and its overhead over direct at concurrency 1.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -28,7 +34,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +66,11 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> Non
 
 
 @contextmanager
-def process(cmd: list[str], env: dict[str, str], health: str) -> Iterator[None]:
+def process(cmd: list[str], env: dict[str, str], health: str) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_up(health, proc)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -117,7 +124,7 @@ async def load(
 ) -> tuple[list[float], float]:
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as client:
-        for _ in range(min(conc * 2, 20)):  # warm up connections and caches
+        for _ in range(min(conc * 2, 20)):  # warm up connections and caches (see measure_level)
             await one(client, url, body)
         queue = list(range(n))
         out: list[float] = []
@@ -159,35 +166,68 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
-async def measure(
-    name: str, url: str, headers: dict[str, str], model: str, concs: list[int], n: int
-) -> dict[str, Any]:
-    body = {**BODY, "model": model}
-    row: dict[str, Any] = {"name": name, "conc": {}}
-    for c in concs:
-        lat, rps = await load(url, headers, body, c, max(n, c * 8))
-        row["conc"][c] = (pct(lat, 0.5), pct(lat, 0.99), rps)
-    row["ttft"] = statistics.median(await ttft(url, headers, body, min(n, 100))) * 1000
-    print(f"  measured {name}", file=sys.stderr, flush=True)
-    return row
+@dataclass
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str]
+    model: str
+    pid: int
+    lat: dict[int, list[float]] = field(default_factory=dict)
+    rps: dict[int, list[float]] = field(default_factory=dict)
+    cpu: dict[int, list[float]] = field(default_factory=dict)
+    ttft: list[float] = field(default_factory=list)
 
 
-def table(rows: list[dict[str, Any]], concs: list[int]) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def settle(pid: int, limit: float = 60) -> None:
+    """Wait until a server is idle (its background jobs done) before the next target."""
+    deadline = time.monotonic() + limit
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        now = cpu_seconds(pid)
+        if now - last < 0.03:
+            return
+        last = now
+
+
+async def measure_level(t: Target, conc: int, n: int) -> None:
+    body = {**BODY, "model": t.model}
+    before = cpu_seconds(t.pid)
+    lat, rps = await load(t.url, t.headers, body, conc, n)
+    await settle(t.pid)  # background jobs a request queued count as its CPU
+    warm = min(conc * 2, 20)  # the warm-up requests `load` sends first
+    t.cpu.setdefault(conc, []).append((cpu_seconds(t.pid) - before) / (n + warm) * 1000)
+    t.lat.setdefault(conc, []).extend(lat)
+    t.rps.setdefault(conc, []).append(rps)
+
+
+def table(rows: list[Target], concs: list[int]) -> None:
     direct = rows[0]
     head = f"{'target':<16}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}"
-    print(head + f"{'req/s':>9}{'x direct':>9}")
+    print(head + f"{'req/s':>9}{'x direct':>9}{'CPU ms/req':>11}")
     for row in rows:
         for c in concs:
-            p50, p99, rps = row["conc"][c]
-            d50, d99, drps = direct["conc"][c]
+            p50, p99 = pct(row.lat[c], 0.5), pct(row.lat[c], 0.99)
+            d50, d99 = pct(direct.lat[c], 0.5), pct(direct.lat[c], 0.99)
+            rps, drps = statistics.median(row.rps[c]), statistics.median(direct.rps[c])
             print(
-                f"{row['name']:<16}{c:>5}{p50:>9.2f}{p99:>9.2f}{p50 - d50:>9.2f}"
+                f"{row.name:<16}{c:>5}{p50:>9.2f}{p99:>9.2f}{p50 - d50:>9.2f}"
                 f"{p99 - d99:>9.2f}{rps:>9.0f}{rps / drps:>9.2f}"
+                f"{statistics.median(row.cpu[c]):>11.2f}"
             )
     print()
     print(f"{'target':<16}{'TTFT p50 ms':>12}{'overhead ms':>12}")
+    d = statistics.median(direct.ttft) * 1000
     for row in rows:
-        print(f"{row['name']:<16}{row['ttft']:>12.2f}{row['ttft'] - direct['ttft']:>12.2f}")
+        v = statistics.median(row.ttft) * 1000
+        print(f"{row.name:<16}{v:>12.2f}{v - d:>12.2f}")
 
 
 def litellm_config(path: Path, fake: str) -> None:
@@ -199,68 +239,112 @@ def litellm_config(path: Path, fake: str) -> None:
     )
 
 
+def litellm_cli(choice: str) -> str | None:
+    """The `litellm` CLI to run: a given path, none, or (auto) a venv built once with uv."""
+    if choice == "none":
+        return None
+    if choice != "auto":
+        return choice
+    venv = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cozy-bench/litellm"
+    cli = venv / "bin/litellm"
+    if cli.exists():
+        return str(cli)
+    here = Path(sys.executable).parent / "uv"
+    uv = str(here) if here.exists() else shutil.which("uv")
+    if uv is None:
+        print("LiteLLM skipped: uv is not installed (see install.sh)", file=sys.stderr)
+        return None
+    print(f"building LiteLLM's venv in {venv} (once)", file=sys.stderr, flush=True)
+    try:
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+        subprocess.run(
+            [uv, "pip", "install", "-q", "--python", str(venv / "bin/python"), "litellm[proxy]"],
+            check=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        print(f"LiteLLM skipped: building its venv failed ({exc})", file=sys.stderr)
+        shutil.rmtree(venv, ignore_errors=True)
+        return None
+    return str(cli)
+
+
+def litellm_version(cli: str) -> str:
+    py = Path(cli).parent / "python"
+    out = subprocess.run(
+        [str(py), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() or "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--requests", type=int, default=400, help="requests per level and round")
     ap.add_argument("--conc", default="1,16,64")
-    ap.add_argument("--litellm", default=None, help="path to the `litellm` CLI (own venv)")
+    ap.add_argument("--rounds", type=int, default=2, help="times each level is measured")
+    ap.add_argument("--litellm", default="auto", help="auto, none, or a `litellm` CLI path")
     args = ap.parse_args()
     concs = [int(c) for c in args.conc.split(",")]
+    lite = litellm_cli(args.litellm)
     fake_port = free_port()
     fake = f"http://127.0.0.1:{fake_port}"
-    rows: list[dict[str, Any]] = []
     env0 = {**os.environ, "PYTHONUNBUFFERED": "1"}
     fake_cmd = [PY, "-m", "cozy.testing", "--port", str(fake_port)]
-    with process(fake_cmd, env0, fake + "/v1/models"), tempfile.TemporaryDirectory() as tmp:
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        fake_proc = stack.enter_context(process(fake_cmd, env0, fake + "/v1/models"))
+        rows = [Target("direct", fake + "/v1/chat/completions", {}, "fake", fake_proc.pid)]
+        for ctx in (False, True):
+            home = tmp / f"cozy-{ctx}"
+            home.mkdir()
+            env = cozy_env(home, fake, ctx)
+            key = make_key(env)
+            port = free_port()
+            cmd = [PY, "-m", "cozy", "serve", "--port", str(port), "--workers", "1"]
+            base = f"http://127.0.0.1:{port}"
+            proc = stack.enter_context(process(cmd, env, base + "/health"))
+            name = "cozy (ctx on)" if ctx else "cozy (ctx off)"
+            hdr = {"Authorization": f"Bearer {key}"}
+            rows.append(
+                Target(name, base + "/v1/chat/completions", hdr, "cozy/assistant", proc.pid)
+            )
+        if lite:
+            cfg = tmp / "litellm.yaml"
+            litellm_config(cfg, fake)
+            port = free_port()
+            master = "sk-bench-" + os.urandom(16).hex()
+            cmd = [lite, "--config", str(cfg), "--port", str(port), "--num_workers", "1"]
+            env = {
+                **env0,
+                "LITELLM_LOG": "ERROR",
+                "LITELLM_TELEMETRY": "False",
+                "LITELLM_MASTER_KEY": master,
+            }
+            base = f"http://127.0.0.1:{port}"
+            try:
+                proc = stack.enter_context(process(cmd, env, base + "/health/liveliness"))
+                hdr = {"Authorization": f"Bearer {master}"}
+                name = f"litellm {litellm_version(lite)}"
+                rows.append(Target(name, base + "/v1/chat/completions", hdr, "fake", proc.pid))
+            except RuntimeError as exc:
+                print(f"LiteLLM skipped: {exc}", file=sys.stderr)
 
         async def run_all() -> None:
-            rows.append(
-                await measure(
-                    "direct", fake + "/v1/chat/completions", {}, "fake", concs, args.requests
-                )
-            )
-            for ctx in (False, True):
-                home = Path(tmp) / f"cozy-{ctx}"
-                home.mkdir()
-                env = cozy_env(home, fake, ctx)
-                key = make_key(env)
-                port = free_port()
-                cmd = [PY, "-m", "cozy", "serve", "--port", str(port)]
-                base = f"http://127.0.0.1:{port}"
-                with process(cmd, env, base + "/health"):
-                    name = "cozy (ctx on)" if ctx else "cozy (ctx off)"
-                    hdr = {"Authorization": f"Bearer {key}"}
-                    url = base + "/v1/chat/completions"
-                    rows.append(
-                        await measure(name, url, hdr, "cozy/assistant", concs, args.requests)
-                    )
-            if args.litellm:
-                cfg = Path(tmp) / "litellm.yaml"
-                litellm_config(cfg, fake)
-                port = free_port()
-                master = "sk-bench-" + os.urandom(16).hex()
-                cmd = [args.litellm, "--config", str(cfg), "--port", str(port)]
-                env = {
-                    **env0,
-                    "LITELLM_LOG": "ERROR",
-                    "LITELLM_TELEMETRY": "False",
-                    "LITELLM_MASTER_KEY": master,
-                }
-                base = f"http://127.0.0.1:{port}"
-                try:
-                    with process([*cmd, "--num_workers", "1"], env, base + "/health/liveliness"):
-                        url = base + "/v1/chat/completions"
-                        hdr = {"Authorization": f"Bearer {master}"}
-                        rows.append(
-                            await measure("litellm", url, hdr, "fake", concs, args.requests)
-                        )
-                except RuntimeError as exc:
-                    print(f"LiteLLM skipped: {exc}", file=sys.stderr)
+            for r in range(args.rounds):
+                for c in concs:
+                    for t in rows:
+                        await measure_level(t, c, max(args.requests, c * 8))
+                    print(f"  round {r + 1}, conc {c} done", file=sys.stderr, flush=True)
+                for t in rows:
+                    body = {**BODY, "model": t.model}
+                    t.ttft += await ttft(t.url, t.headers, body, min(args.requests, 100))
 
         asyncio.run(run_all())
     print(
-        f"\nrequests per level: >= {args.requests}; one server process each; fake upstream "
-        "with zero latency in its own process\n"
+        f"\nrequests per level and round: >= {args.requests}; rounds: {args.rounds}; one "
+        "server process with one worker each; fake upstream with zero latency in its own "
+        f"process; load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}\n"
     )
     table(rows, concs)
 

@@ -245,3 +245,33 @@ async def test_latency_and_tps_roughly_honoured(
     assert len(stamps) == 20
     assert stamps[0] >= 0.15
     assert stamps[-1] - stamps[0] >= 19 / 40 * 0.6
+
+
+async def _lines(*lines: str) -> AsyncIterator[str]:
+    for line in lines:
+        yield line
+
+
+async def test_sse_reader_joins_data_lines_and_skips_comments() -> None:
+    from cozy.engines.ai.openai_provider import _sse_data
+
+    got = [
+        d
+        async for d in _sse_data(
+            _lines(": keep-alive", "", 'data: {"a":', "data: 1}", "", "event: x", "data:[DONE]")
+        )
+    ]
+    assert got == ['{"a":\n1}', "[DONE]"]
+    assert json.loads(got[0]) == {"a": 1}
+
+
+def test_stream_error_and_garbage_chunks_are_model_errors() -> None:
+    from cozy.engines.ai.openai_provider import _decode_chunk
+
+    with pytest.raises(ModelError, match="overloaded"):
+        _decode_chunk('{"error": {"message": "overloaded", "type": "server_error"}}', "u")
+    with pytest.raises(ModelError, match="not JSON"):
+        _decode_chunk("{not json", "u")
+    with pytest.raises(ModelError, match="not an object"):
+        _decode_chunk("[1, 2]", "u")
+    assert _decode_chunk('{"choices": []}', "u") == {"choices": []}

@@ -6,6 +6,7 @@ engines, ...) become top-level keys of the JSON record, as the brief's log shape
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -19,10 +20,17 @@ _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._\-]+")
 _SK = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+")
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None
+
+
 def redact(value: Any, key: str = "") -> Any:
-    if key and _SECRET_KEYS.search(key):
+    if key and _secret_key(key):
         return "***"
     if isinstance(value, str):
+        if "Bearer" not in value and "sk-" not in value:  # the common case, without regexes
+            return value
         return _SK.sub(r"\1***", _BEARER.sub(r"\1***", value))
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
