@@ -25,7 +25,6 @@ async def test_streaming_tail_reserves_rows_and_skips_relayouts(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
     text = long_answer()
-    before = gc.get_threshold()
     fake_model.tokens_per_second = 120
     fake_model.add_rule(user_contains="long answer", text=text)
     app = make_app(cozy_home, fake_model.url)

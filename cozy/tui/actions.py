@@ -57,7 +57,7 @@ class ActionsMixin(AppBase):
         elif name == "/copy":
             self.action_copy_code()
         elif name == "/clear":
-            await self.query_one(ChatLog).remove_children()
+            await self.query_one(ChatLog).reset()
         elif name == "/help":
             self.action_help()
         elif name == "/quit":
@@ -69,7 +69,7 @@ class ActionsMixin(AppBase):
             self.notify("an answer is running; esc cancels it", severity="warning")
             return
         self.session_id = None
-        await self.query_one(ChatLog).remove_children()
+        await self.query_one(ChatLog).reset()
         self.query_one(ContextPanel).show(None)
         self.query_one(StatusBar).set(degraded=False)
         self.refresh_sessions()
@@ -100,7 +100,7 @@ class ActionsMixin(AppBase):
         self.deleted.append(session_id)
         if session_id == self.session_id:
             self.session_id = None
-            await self.query_one(ChatLog).remove_children()
+            await self.query_one(ChatLog).reset()
         self.refresh_sessions()
         self.notify("session deleted · ctrl+z (in the sidebar) or /undo restores it", timeout=8)
 

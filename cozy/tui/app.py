@@ -179,7 +179,7 @@ class CozyApp(TurnMixin, ActionsMixin):
         rt = self.runtime
         row = await rt.store.get_session(session_id, user_id=self.settings.user)
         chat = self.query_one(ChatLog)
-        await chat.remove_children()
+        await chat.reset()
         self.session_id = row.id
         self.personality = row.personality_id
         if row.model:

@@ -36,7 +36,7 @@ async def render_history(chat: ChatLog, store: Store, session_id: str) -> int:
                 )
             )
     if widgets:
-        await chat.mount_all(widgets)
+        await chat.load(widgets)  # the last ones mounted, the rest when scrolled to
     chat.scroll_end(animate=False)
     return len(rows)
 

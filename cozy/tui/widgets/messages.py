@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from textual.containers import Vertical, VerticalScroll
@@ -166,6 +167,14 @@ class ToolCallView(Static):
             return f"{head} waiting for your approval"
         return f"{head}\n  → {_short(self.result)}"
 
+    def copy(self) -> ToolCallView:
+        """A new view showing the same (to mount again after being unmounted)."""
+        view = ToolCallView(self.call_id, self.tool_name, self.arguments, self.level)
+        view.state, view.result = self.state, self.result
+        view.set_class(self.has_class("-error"), "-error")
+        view.update(view._render_text())
+        return view
+
     def waiting(self) -> None:
         self.state = "approval"
         self.update(self._render_text())
@@ -178,18 +187,129 @@ class ToolCallView(Static):
         self.update(self._render_text())
 
 
+class Notice(Static):
+    """A line from the app itself (errors, hints) in the chat."""
+
+    def __init__(self, text: str, kind: str = "info") -> None:
+        super().__init__(text, classes=f"notice {kind}", markup=False)
+        self.text, self.kind = text, kind
+
+
+class EarlierItems(Static):
+    """Stands in for the items the chat no longer keeps mounted; a click (or scrolling
+    to the top) brings the previous ones back."""
+
+    def on_click(self) -> None:
+        chat = self.parent
+        if isinstance(chat, ChatLog):
+            chat.run_worker(chat.show_earlier(), group="earlier", exclusive=True)
+
+
+def _as_is(widget: Any) -> Callable[[], Any]:
+    """For a widget never mounted yet: it can be mounted later as it is."""
+    return lambda: widget
+
+
+def _rebuilder(widget: Any) -> Callable[[], Any]:
+    """How to build a chat item again once it is unmounted (a removed Textual widget
+    cannot be mounted again)."""
+    if isinstance(widget, MessageView):
+        role, text, status, note = widget.role, widget.text, widget.status, widget.note
+        return lambda: MessageView(role, text, status=status, note=note)
+    if isinstance(widget, ToolCallView):
+        return widget.copy
+    if isinstance(widget, Notice):
+        text, kind = widget.text, widget.kind
+        return lambda: Notice(text, kind)
+    shown = str(widget.render())
+    return lambda: Static(shown, markup=False)
+
+
 class ChatLog(VerticalScroll):
-    """The scrolling chat view; stays anchored to the bottom while answers stream."""
+    """The scrolling chat view; stays anchored to the bottom while answers stream.
+
+    Only the last `keep` items stay mounted: every layout walks the mounted widgets,
+    so a long session would make each streamed update dearer. Older items are
+    unmounted in batches of `step` (kept as a way to rebuild them) behind an
+    `EarlierItems` line, and come back when scrolled to (or clicked).
+    """
 
     can_focus = True
+
+    def __init__(self, *, keep: int = 50, step: int = 20, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.keep, self.step = keep, step
+        self._stash: list[Callable[[], Any]] = []  # unmounted items, oldest first
+
+    @property
+    def hidden_items(self) -> int:
+        return len(self._stash)
 
     def on_mount(self) -> None:
         self.anchor()
 
+    def items(self) -> list[Any]:
+        return [c for c in self.children if not isinstance(c, EarlierItems)]
+
     async def add(self, widget: Any) -> Any:
         await self.mount(widget)
         self.anchor()
+        if len(self.children) > self.keep + self.step:
+            await self._trim()
         return widget
+
+    async def load(self, widgets: list[Any]) -> None:
+        """Show a session's items: the last `keep` mounted, the rest behind the line."""
+        keep = widgets[-self.keep :] if self.keep else widgets
+        self._stash.extend(_as_is(w) for w in widgets[: len(widgets) - len(keep)])
+        await self._sync_marker()
+        if keep:
+            await self.mount_all(keep)
+
+    async def reset(self) -> None:
+        """Empty the chat (mounted and unmounted items)."""
+        self._stash.clear()
+        await self.remove_children()
+
+    async def _trim(self) -> None:
+        items = self.items()
+        old = items[: max(0, len(items) - self.keep)]
+        if not old:
+            return
+        self._stash.extend(_rebuilder(w) for w in old)
+        await self.remove_children(old)
+        await self._sync_marker()
+
+    async def show_earlier(self) -> None:
+        """Mount the previous `step` items again, keeping the view where it was."""
+        if not self._stash:
+            return
+        take, self._stash = self._stash[-self.step :], self._stash[: -self.step]
+        items = self.items()
+        widgets = [make() for make in take]
+        if items:
+            await self.mount_all(widgets, before=items[0])
+            self.call_after_refresh(self.scroll_to_widget, items[0], top=True, animate=False)
+        else:
+            await self.mount_all(widgets)
+        await self._sync_marker()
+
+    async def _sync_marker(self) -> None:
+        markers = list(self.query_children(EarlierItems))
+        if not self._stash:
+            if markers:
+                await markers[0].remove()
+            return
+        text = f"▲ {len(self._stash)} earlier items: scroll up or click to show more"
+        if markers:
+            markers[0].update(text)
+        else:
+            await self.mount(EarlierItems(text, classes="earlier", markup=False), before=0)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value <= 0 < old_value and self._stash:  # scrolled to the top
+            self.run_worker(self.show_earlier(), group="earlier", exclusive=True)
 
     async def add_message(
         self, role: str, text: str = "", *, status: str = "complete", note: str = ""
@@ -198,7 +318,7 @@ class ChatLog(VerticalScroll):
         return view
 
     async def add_notice(self, text: str, kind: str = "info") -> Static:
-        notice: Static = await self.add(Static(text, classes=f"notice {kind}", markup=False))
+        notice: Static = await self.add(Notice(text, kind))
         return notice
 
     def tool_view(self, call_id: str) -> ToolCallView | None:
@@ -208,5 +328,5 @@ class ChatLog(VerticalScroll):
         return None
 
     def last_answer(self) -> MessageView | None:
-        answers = [v for v in self.query(MessageView) if v.role == "assistant"]
+        answers = [v for v in self.query_children(MessageView) if v.role == "assistant"]
         return answers[-1] if answers else None
