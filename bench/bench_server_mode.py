@@ -11,7 +11,13 @@
    one collection): Postgres (full-text + vectors in the rows, cosine in the
    instance) vs the local SQLite engine, same data, same queries. Vectors are
    random unit vectors (the search, not the embedder, is measured); query vectors
-   are computed once up front (the engines cache them too).
+   are computed once up front (the engines cache them too). Turns get their
+   neighbours' text as `context` (as memory/turns.py indexes them); each database is
+   analyzed after the fill (what autovacuum does shortly after a bulk load).
+3. Postgres keyword search, new vs baseline on the same database, alternating per
+   query: the planned statement (memory/pg_keyword.py, knowledge/pg_keyword.py) vs
+   the statements before it (all words `&`, then any word `|` ranked among the first
+   2000 matches; `baseline_*` below).
 
 Needs PostgreSQL at 127.0.0.1:5432 (db `test`, trust) and Redis at 127.0.0.1:6379;
 a fresh database is created and dropped, Redis db 15 is flushed.
@@ -185,6 +191,70 @@ def throughput(total: int, concurrency: int) -> None:
 
 
 # --- 2. search ------------------------------------------------------------------
+CONTEXT = (  # each turn's neighbours (by time) as its keyword context, like turns.py
+    "UPDATE memories SET context = n.ctx FROM (SELECT id, coalesce(lag(text) OVER w, '') "
+    "|| ' ' || coalesce(lead(text) OVER w, '') AS ctx FROM memories "
+    "WINDOW w AS (ORDER BY occurred_at)) AS n WHERE memories.id = n.id AND memories.kind = 'turn'"
+)
+
+
+async def baseline_memory_keyword(store: Any, user: str, query: str, limit: int) -> list[Any]:
+    """The memory statement before the planned one (all words, then any word, cap 2000)."""
+    from cozy.engines.memory.search import query_terms
+
+    terms = query_terms(query)
+    out: list[Any] = []
+    for op in ("&", "|"):
+        sql = (
+            "SELECT c.id, ts_rank_cd(c.tsv, q.q) AS s FROM to_tsquery('english', :q) AS q(q), "
+            "LATERAL (SELECT m.id, m.tsv FROM memories m WHERE m.user_id = :u AND m.status = "
+            "'active' AND m.tsv @@ q.q LIMIT 2000) c ORDER BY s DESC, c.id DESC LIMIT :k"
+        )
+        params = {"q": f" {op} ".join(terms), "u": user, "k": limit}
+        out += [r for r in await store._read(sa_text(sql).bindparams(**params)) if r not in out]
+        if len(out) >= limit or len(terms) == 1:
+            break
+    return out[:limit]
+
+
+async def baseline_knowledge_keyword(index: Any, user: str, query: str, k: int) -> list[Any]:
+    """The knowledge statement before the planned one (all words, then any word, cap 2000)."""
+    from cozy.engines.knowledge.keyword import query_terms
+
+    terms = query_terms(query)
+    out: list[Any] = []
+    for op in ("&", "|"):
+        sql = (
+            "SELECT m.id, ts_rank(m.tsv, q.q) AS s FROM to_tsquery('english', :q) AS q(q), "
+            "LATERAL (SELECT c.id, c.tsv FROM knowledge_chunks c WHERE c.user_id = :u "
+            "AND c.tsv @@ q.q LIMIT 2000) m ORDER BY s DESC, m.id DESC LIMIT :k"
+        )
+        params = {"q": f" {op} ".join(terms), "u": user, "k": k}
+        out += [r for r in await index._read(sa_text(sql), params) if r not in out]
+        if len(out) >= k or len(terms) == 1:
+            break
+    return out[:k]
+
+
+def sa_text(sql: str) -> Any:
+    import sqlalchemy as sa
+
+    return sa.text(sql)
+
+
+async def side_by_side(new: Any, old: Any, queries: list[str]) -> dict[str, tuple[float, float]]:
+    """p50/p99 of two search functions, alternating per query (same data, same load)."""
+    await new(queries[0])  # warm both (the new one caches term counts)
+    await old(queries[0])
+    times: dict[str, list[float]] = {"new": [], "baseline": []}
+    for q in queries:
+        for name, fn in (("baseline", old), ("new", new)):
+            t = time.perf_counter()
+            await fn(q)
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: (pct(ts, 50), pct(ts, 99)) for name, ts in times.items()}
+
+
 async def memory_search(url: str, n: int, queries: int) -> dict[str, tuple[float, float]]:
     from cozy.engines.memory.local import LocalMemory
     from cozy.storage.store import Store
@@ -193,6 +263,11 @@ async def memory_search(url: str, n: int, queries: int) -> dict[str, tuple[float
     store = await Store.open(url)
     try:
         await fill_memories(store, "u", n, 384, rng)
+        async with store.engine.begin() as conn:
+            await conn.execute(sa_text(CONTEXT))
+        if store.engine.dialect.name == "postgresql":
+            async with store.engine.begin() as conn:
+                await conn.execute(sa_text("ANALYZE memories"))
         mem = LocalMemory({"embeddings": True}, store=store)
         mem._embedder = object()  # type: ignore[assignment]  # query vectors from the cache
         qs = [" ".join(rng.choices(VOCAB, weights=ZIPF, k=4)) for _ in range(queries)]
@@ -209,6 +284,13 @@ async def memory_search(url: str, n: int, queries: int) -> dict[str, tuple[float
                 await mem.search(q, user_id="u", limit=5, mode=mode)
                 times.append((time.perf_counter() - t) * 1000)
             out[mode] = (pct(times, 50), pct(times, 99))
+        if store.engine.dialect.name == "postgresql":
+            ab = await side_by_side(
+                lambda q: mem.repo.keyword("u", q, 50),
+                lambda q: baseline_memory_keyword(store, "u", q, 50),
+                qs,
+            )
+            out.update({f"keyword {k}": v for k, v in ab.items()})
         return out
     finally:
         await store.close()
@@ -232,6 +314,9 @@ async def knowledge_search(
         embedder = await k.embedder()
         await fill_chunks(k, n, random.Random(n), embedder.dimensions, k.model_key(embedder))
         gen = await k.index.generation("bench")
+        if url:
+            async with k.index.engine.begin() as conn:
+                await conn.execute(sa_text("ANALYZE knowledge_chunks"))
         make = sentence_maker(random.Random(3), vocabulary(30_000, random.Random(n)))
         qs = [make(4) for _ in range(queries)]
         for q in qs:  # embed every query once (cached): timings are retrieval alone
@@ -244,6 +329,16 @@ async def knowledge_search(
                 await run_search(k, q, "bench", None, None, 5, mode, None, gen)
                 times.append((time.perf_counter() - t) * 1000)
             out[mode] = (pct(times, 50), pct(times, 99))
+        if url:
+            from cozy.engines.knowledge.keyword import bm25_search
+
+            ab = await side_by_side(
+                lambda q: bm25_search(k.index, "bench", q, collections=None, prefix=None,
+                                      k=50, budget=k.keyword_budget, generation=gen),
+                lambda q: baseline_knowledge_keyword(k.index, "bench", q, 50),
+                qs,
+            )  # fmt: skip
+            out.update({f"bm25 {name}": v for name, v in ab.items()})
         return out
     finally:
         await rt.close()
