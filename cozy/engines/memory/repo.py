@@ -7,7 +7,7 @@ the user's version, so other processes know their vector matrix is stale.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -19,6 +19,9 @@ from cozy.engines.memory.rows import _ROW_COLS, MemoryRow, _row, to_blob
 from cozy.engines.memory.tables import memories, memory_history, memory_versions, text_hash
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.store import Store
+
+if TYPE_CHECKING:
+    from cozy.engines.memory.pg_keyword import PgKeywords
 
 T = TypeVar("T")
 
@@ -32,7 +35,7 @@ class MemoryRepo:
         self.keywords = KeywordIndex(store)
         # called with the user ids after a write committed (other instances: Redis)
         self.on_write: Callable[[list[str]], None] | None = None
-        self._pg_keywords: Any = None  # memory/pg_keyword.PgKeywords, on Postgres
+        self._pg_keywords: PgKeywords | None = None  # on Postgres
 
     async def write(self, user_id: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async def txn(conn: AsyncConnection) -> T:
