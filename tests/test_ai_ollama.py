@@ -235,4 +235,6 @@ async def test_latency_and_tps_roughly_honoured(
             stamps.append(time.monotonic() - start)
     assert len(stamps) == 20
     assert stamps[0] >= 0.15
-    assert stamps[-1] - stamps[0] >= 19 / 40 * 0.6
+    # measured from the start: a stalled reader (the server shares this process) can get
+    # tokens in a bunch, but never sooner than the latency plus 19 tokens' pacing
+    assert stamps[-1] >= 0.2 + 19 / 40 * 0.9
