@@ -13,9 +13,10 @@ Options (engines.yaml `memory:`):
 - `extract_attempts`, `extract_max_tokens`: retries and answer size for extraction
 - `keyword_weight` (1.5), `rrf_k` (10), `neighbour_spread` (0.1), `context_weight` (0.35:
   BM25 weight of a turn's neighbours): hybrid fusion, tuned in bench/locomo_eval.py
-- `entity_weight` (0.3), `date_weight` (0.3), `session_weight` (0.5), `session_top` (1),
-  `feedback` (0.5), `feedback_docs` (5): the second stage of hybrid ranking (memory/rank.py:
-  names and dates of the question, the session signal, a feedback vector search)
+- `entity_weight` (0.3), `date_weight` (0.3), `when_weight` (0.3), `session_weight` (0.5),
+  `session_top` (1), `feedback` (0.5), `feedback_docs` (5): the second stage of hybrid
+  ranking (memory/rank.py: names and dates of the question, "when" questions, the session
+  signal, a feedback vector search)
 - `keyword_budget`: rows BM25 ranks at most per query (default 5000; see memory/keyword.py)
 - `index_assistant`: also index the assistant's answers as raw turns (default false)
 - `turn_context`: index each turn with its neighbouring turns (default true; memory/turns.py)

@@ -11,6 +11,8 @@ are relative and do not depend on `rrf_k`):
 - **dated questions**: a question naming a calendar date ("on 9 November, 2022",
   "in June 2022", "in 2023") favours memories that occurred in that window,
   because raw turns do not carry their date in the text;
+- **"when" questions**: a question asking when or how long favours memories that
+  say when ("yesterday", "last week", "for 3 years"): the turn that dates an event;
 - **session signal**: a conversation session is scored by its best candidates,
   and every candidate shares its session's score. The answer to a question
   usually sits in the session the question is about, next to other turns that
@@ -76,6 +78,23 @@ def entity_coverage(entities: Sequence[str], text: str) -> float:
 
 
 # --- dates ---------------------------------------------------------------------
+_WHEN_RE = re.compile(r"^\W*(when|how long|since when|what (year|month|day|date|time))\b", re.I)
+_TIME_RE = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|last|next|ago|recently|since|weekend|days?|weeks?"
+    r"|months?|years?|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
+    re.I,
+)
+
+
+def asks_when(question: str) -> bool:
+    return bool(_WHEN_RE.search(question))
+
+
+def tells_time(text: str) -> bool:
+    """The text says when something happened (relative time words, weekdays)."""
+    return bool(_TIME_RE.search(text))
+
+
 # A few explicit patterns rather than a date library: a fuzzy parser returns one
 # datetime with the missing parts filled in, where this needs to know whether the
 # question named a day, a month or a year (the width of the window).
@@ -144,6 +163,7 @@ class Candidate:
 class Weights:
     entity: float = 0.3
     date: float = 0.3
+    when: float = 0.3
     session: float = 0.5
     session_top: int = 1  # a session's score: the sum of its best `session_top` candidates
     feedback: float = 0.5  # 0: no second vector search
@@ -155,6 +175,7 @@ class Weights:
         return cls(
             entity=float(options.get("entity_weight", d.entity)),
             date=float(options.get("date_weight", d.date)),
+            when=float(options.get("when_weight", d.when)),
             session=float(options.get("session_weight", d.session)),
             session_top=int(options.get("session_top", d.session_top)),
             feedback=float(options.get("feedback", d.feedback)),
@@ -165,12 +186,13 @@ class Weights:
 def boost_query_matches(
     fused: dict[str, float], candidates: Mapping[str, Candidate], query: str, w: Weights
 ) -> None:
-    """Entity coverage and dated-question windows, added in place to `fused`."""
+    """Entity coverage, dated-question windows and "when" answers, added to `fused`."""
     if not fused:
         return
     entities = query_entities(query) if w.entity > 0 else []
     windows = date_windows(query) if w.date > 0 else []
-    if not entities and not windows:
+    when = w.when > 0 and asks_when(query)
+    if not entities and not windows and not when:
         return
     best = max(fused.values())
     for mid, cand in candidates.items():
@@ -179,6 +201,8 @@ def boost_query_matches(
         bonus = w.entity * entity_coverage(entities, cand.text)
         if windows and any(cand.occurred_at in win for win in windows):
             bonus += w.date
+        if when and tells_time(cand.text):
+            bonus += w.when
         fused[mid] += best * bonus
 
 
