@@ -19,6 +19,7 @@ from cozy.engines.knowledge.chunking import Chunk, text_hash
 from cozy.engines.knowledge.tables import chunks, documents, state
 from cozy.storage import db
 from cozy.storage.schema import new_id, utcnow
+from cozy.storage.sqlite_thread import SQLiteThread
 
 T = TypeVar("T")
 
@@ -115,9 +116,12 @@ def like_prefix(prefix: str) -> str:
 
 
 class KnowledgeIndex:
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
+    def __init__(self, engine: AsyncEngine, url: str, thread: SQLiteThread | None = None) -> None:
         self.engine = engine
         self.url = url
+        # on a SQLite file: reads in one worker-thread hop (storage/sqlite_thread.py)
+        # instead of aiosqlite's hop per connect/execute/fetch/close
+        self.thread = thread
         # called after a write committed, with the users whose generation moved
         self.on_write: Callable[[list[str]], None] | None = None
 
@@ -146,6 +150,10 @@ class KnowledgeIndex:
 
     async def _read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
         try:
+            if self.thread is not None:
+                return await self.thread.read(
+                    lambda conn: list(conn.execute(stmt, params or {}).fetchall())
+                )
             async with self.engine.connect() as conn:
                 return list((await conn.execute(stmt, params or {})).fetchall())
         except (OperationalError, DBAPIError) as exc:

@@ -89,7 +89,7 @@ class LocalKnowledge(KnowledgeEngine):
             store = self.deps.get("store")
             if store is None:
                 raise EngineError("the knowledge engine needs a store", hint="open it via Runtime")
-            self._index = KnowledgeIndex(store.engine, store.url)
+            self._index = KnowledgeIndex(store.engine, store.url, getattr(store, "_thread", None))
             self._index.on_write = self.versions.publish
         return self._index
 
