@@ -309,7 +309,12 @@ class _WakeWorker:
 
     def __init__(self, worker: JobWorker) -> None:
         self.worker = worker
+        self.seen = -1
 
     async def turn_saved(self, **_: Any) -> None:
-        if self.worker.running:
+        from cozy.storage.jobs import queued_count
+
+        queued = queued_count()  # no job queued since the last wake-up: nothing to claim
+        if self.worker.running and queued != self.seen:
+            self.seen = queued
             self.worker.notify()

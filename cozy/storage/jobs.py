@@ -134,6 +134,15 @@ def final_answers(rows: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
+_queued = 0  # jobs this process has queued (rolled-back ones too): see queued_count()
+
+
+def queued_count() -> int:
+    """How many jobs this process has queued so far: a turn that queued none need not
+    wake the job worker (a claim is a write transaction)."""
+    return _queued
+
+
 async def enqueue(
     conn: AsyncConnection,
     kind: str,
@@ -151,6 +160,8 @@ async def enqueue(
     `run_after` moves to now+delay and `merge(old_payload)` (if given) becomes its
     payload. Returns the job id.
     """
+    global _queued
+    _queued += 1
     now = utcnow()
     if key is not None:
         row = (
