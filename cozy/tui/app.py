@@ -20,6 +20,7 @@ from cozy.tui.heap import IdleCollector, release_full_gc, settle_heap
 from cozy.tui.history import render_history
 from cozy.tui.turn import TurnMixin
 from cozy.tui.widgets.context_panel import ContextPanel
+from cozy.tui.widgets.mdbody import warm_up
 from cozy.tui.widgets.messages import ChatLog
 from cozy.tui.widgets.prompt import PromptArea
 from cozy.tui.widgets.sidebar import Sidebar
@@ -146,6 +147,7 @@ class CozyApp(TurnMixin, ActionsMixin):
             self.startup_error = str(exc)
             self.exit(return_code=exc.exit_code, message=f"error: {exc}")
             return
+        warm_up()  # the Markdown renderer's imports happen now, not during the first answer
         settle_heap()  # full collections stop walking start-up's objects (see heap.py)
         self.ready.set()
         self.query_one(StatusBar).set(personality=self.personality)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -91,6 +92,16 @@ def _markdown_class() -> type[Any]:
 def _markdown(source: str, dark: bool, code_background: str | None) -> RenderableType:
     markdown: RenderableType = _markdown_class()(source, dark, code_background)
     return markdown
+
+
+def warm_up() -> None:
+    """Import and exercise the Markdown renderer once (at start-up, not mid-answer)."""
+    import io
+
+    from rich.console import Console
+
+    sample = "# t\n\n**b** `c`\n\n- i\n\n```python\nx = [1]\n```\n"
+    Console(file=io.StringIO(), width=40).print(_markdown(sample, True, "#202020"))
 
 
 def _theme_styles(theme: Any) -> dict[str, str]:
@@ -223,23 +234,24 @@ class MarkdownBody(Widget):
         self.streaming = True
         self.updates += 1
         width = self._width
+        first = len(self._body)  # the first line that changes: the tail's or a new block's
         if done.strip():
             self.blocks.append(done.strip("\n"))
             if width:
                 self._add_rendered(self._render_block(self.blocks[-1], width), width)
         self.tail = tail.rstrip("\n")
         self._render_tail(width)
-        self._hold_rows()
+        self._hold_rows(first=first)
 
-    def _hold_rows(self, exact: bool = False) -> None:
+    def _hold_rows(self, exact: bool = False, first: int = 0) -> None:
         rows = self._lines()
         need = max(self.step, -(-rows // self.step) * self.step)
         if need > self._reserved or (exact and need != self._reserved):
             self._reserved = need
             self.layouts += 1
             self.styles.height = need  # lays the chat out again
-        else:
-            self.refresh()  # repaint only
+        elif self._width:  # repaint from the first changed line down, no relayout
+            self.refresh(Region(0, first, self._width, max(1, need - first)))
 
     def on_resize(self) -> None:
         if self.streaming:
