@@ -75,7 +75,7 @@ class SQLiteThread:
         sync_url = url.replace("sqlite+aiosqlite://", "sqlite+pysqlite://", 1)
         self.engine = sa.create_engine(sync_url, connect_args={"timeout": busy_timeout_ms / 1000})
         pragmas(self.engine)
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cozy-sqlite")
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cozy-sqlite")
 
     async def _hop(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, work)
