@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 
 Ranked = list[tuple[str, float]]
 
+# month and day names are dates, not entities (dated questions have their own signal)
+_CALENDAR = frozenset(
+    n.lower() for n in [*calendar.month_name, *calendar.month_abbr, *calendar.day_name] if n
+)
 _TOKEN_RE = re.compile(r"[\w'’]+|[.!?;:]", re.UNICODE)
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 
@@ -63,8 +67,9 @@ def query_entities(text: str, *, max_entities: int = 8) -> list[str]:
             opening = True
             continue
         word = tok.strip("'’").split("'")[0].split("’")[0]
-        if not opening and word[:1].isupper() and word.lower() not in STOPWORDS:
-            out.append(word.lower())
+        low = word.lower()
+        if not opening and word[:1].isupper() and low not in STOPWORDS and low not in _CALENDAR:
+            out.append(low)
         opening = False
     return list(dict.fromkeys(out))[:max_entities]
 
