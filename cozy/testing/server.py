@@ -239,7 +239,7 @@ class FakeModelServer:
             target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="fake-model"
         )
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # generous: a loaded machine starts threads slowly
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the fake model server did not start")
