@@ -183,3 +183,19 @@ async def test_locked_database_waits_and_retries(tmp_path: Path) -> None:
     holder.close()
     assert [m.content for m in await store.list_messages(s.id)] == ["waited"]
     await store.close()
+
+
+def test_ids_keep_their_order_when_the_clock_steps_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages are ordered by id: a wall clock stepped back (NTP) must not reorder them."""
+    from types import SimpleNamespace
+
+    from cozy.storage import schema
+
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(schema, "time", SimpleNamespace(time=lambda: clock[0]))
+    ids = [schema.new_id("msg")]
+    clock[0] -= 5.0  # the clock jumps back five seconds
+    ids += [schema.new_id("msg"), schema.new_id("msg")]
+    clock[0] += 10.0
+    ids.append(schema.new_id("msg"))
+    assert ids == sorted(ids) and len(set(ids)) == 4

@@ -27,9 +27,12 @@ _last = [0, 0]
 
 
 def new_id(prefix: str) -> str:
-    """Time-sortable id: ms timestamp + per-process counter + randomness."""
+    """Time-sortable id: ms timestamp + per-process counter + randomness.
+
+    Never sorts before this process's previous id, even if the wall clock steps back
+    (NTP): messages are ordered by id."""
     with _lock:
-        ms = int(time.time() * 1000)
+        ms = max(int(time.time() * 1000), _last[0])
         if ms == _last[0]:
             _last[1] += 1
         else:
