@@ -173,7 +173,7 @@ import sys, time
 from qdrant_client import QdrantClient
 client = QdrantClient(path=sys.argv[1])
 print("ready", flush=True)
-time.sleep(60)
+time.sleep(3600)  # held until the fixture kills it, however slow the test runs
 """
 
 
