@@ -116,40 +116,54 @@ def engines_yaml(home: Path, url: str) -> None:
     )
 
 
+async def _turn(
+    rt: Runtime, i: int, sid: str, model: str, stages: dict[str, list[float]] | None
+) -> str:
+    async for ev in rt.orchestrator.run(
+        ChatRequest(f"turn {i}", session=sid, model=model, no_context=True)
+    ):
+        if ev.type == "failed":  # a broken tree must not look fast
+            raise RuntimeError(f"turn failed: {ev}")
+        if ev.type == "done":
+            sid = ev.session_id  # type: ignore[attr-defined]
+            if stages is not None:
+                for stage, ms in ev.timings.items():  # type: ignore[attr-defined]
+                    stages.setdefault(f"stage {stage}", []).append(ms)
+    return sid
+
+
 async def overhead(home: Path, url: str, turns: int) -> dict[str, list[float]]:
+    """Per-turn times; the HTTP turns alternate with the bare SDK call (paired samples)."""
     registry.register("ai", "instant", InstantModel)
     engines_yaml(home, url)
     rt = await Runtime.open(Settings(home=home))
-    results: dict[str, list[float]] = {"instant": [], "fake_http": [], "sdk_alone": []}
+    res: dict[str, list[float]] = {"instant": [], "fake_http": [], "sdk_alone": [], "diff": []}
     stages: dict[str, list[float]] = {}
     try:
-        for label, model in (("instant", "instant:x"), ("fake_http", "ollama:fake-model")):
-            sid = "new"
-            for i in range(turns + 20):
-                t = time.perf_counter()
-                async for ev in rt.orchestrator.run(
-                    ChatRequest(f"turn {i}", session=sid, model=model, no_context=True)
-                ):
-                    if ev.type == "failed":  # a broken tree must not look fast
-                        raise RuntimeError(f"turn failed: {ev}")
-                    if ev.type == "done":
-                        sid = ev.session_id  # type: ignore[attr-defined]
-                        if label == "instant" and i >= 20:
-                            for stage, ms in ev.timings.items():  # type: ignore[attr-defined]
-                                stages.setdefault(f"stage {stage}", []).append(ms)
-                if i >= 20:  # warm-up excluded
-                    results[label].append((time.perf_counter() - t) * 1000)
+        sid = "new"
+        for i in range(turns + 20):
+            t = time.perf_counter()
+            sid = await _turn(rt, i, sid, "instant:x", stages if i >= 20 else None)
+            if i >= 20:  # warm-up excluded
+                res["instant"].append((time.perf_counter() - t) * 1000)
         engine = await rt.router.engine("ollama")
         msgs = [Message("system", "x"), Message("user", "turn 1")]
+        sid = "new"
         for i in range(turns + 20):
+            t = time.perf_counter()
+            sid = await _turn(rt, i, sid, "ollama:fake-model", None)
+            turn_ms = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             async for _ in engine.chat_stream(msgs, model="fake-model"):
                 pass
+            sdk_ms = (time.perf_counter() - t) * 1000
             if i >= 20:
-                results["sdk_alone"].append((time.perf_counter() - t) * 1000)
+                res["fake_http"].append(turn_ms)
+                res["sdk_alone"].append(sdk_ms)
+                res["diff"].append(turn_ms - sdk_ms)
     finally:
         await rt.close()
-    return {**results, **stages}
+    return {**res, **stages}
 
 
 def loadavg() -> str:
@@ -249,9 +263,7 @@ def per_turn(args: argparse.Namespace, trees: list[tuple[str, str | None]]) -> N
     print("  where the in-process turn goes (per stage, from Done.timings):")
     for stage in ("prepare", "context", "tools", "generate", "persist"):
         line(f"  {stage}", f"stage {stage}")
-    for n in names:
-        diff = statistics.median(res[n]["fake_http"]) - statistics.median(res[n]["sdk_alone"])
-        print(f"  {'overhead = HTTP turn - SDK alone (p50) [' + n + ']':<44} {diff:12.2f}")
+    line("overhead = HTTP turn - SDK call next to it", "diff")
     print("  target: overhead p50 <= 5 ms")
     print(f"  load average: before {load_before}, after {loadavg()}")
 
