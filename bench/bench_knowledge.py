@@ -7,7 +7,9 @@
    tree, and with local MiniLM embeddings (chunks/s) on the evaluation corpus.
 3. Search latency p50/p99 at 10k and 100k chunks: synthetic chunks (Zipf-distributed
    words) with random unit vectors, queried with the 40 questions through the real
-   search path (L2 result cache bypassed; the query embedding is included).
+   search path (L2 result cache bypassed; the query embedding is included). Rows
+   marked `old` run the same queries, interleaved, through the path before the shared
+   vector index (exact float32 product, reads through aiosqlite).
 
 Run: .venv/bin/python bench/bench_knowledge.py [--sizes 10000,100000] [--ingest-mb 8]
 """
@@ -234,20 +236,22 @@ async def latency(root: Path, size: int) -> list[list[Any]]:
             t_embed.append((time.perf_counter() - t0) * 1000)
             await run_search(k, q, "bench", None, None, 5, "vector", None, gen)
         rows = []
-        approx_from = vectors_mod.APPROX_FROM
+        approx_from, thread = vectors_mod.APPROX_FROM, k.index.thread
         for mode in ("bm25", "vector", "hybrid"):
-            # vectors: int8 pass + rerank (new) and the exact float32 product (old, the
-            # path before cozy/engines/vectors.py), query by query in turn
-            variants = ("", " exact") if mode != "bm25" else ("",)
+            # new, and " old": the exact float32 product (before cozy/engines/vectors.py)
+            # with reads through aiosqlite (a hop per call, before the one-hop thread),
+            # query by query in turn so machine load hits both alike
+            variants = ("", " old")
             times: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(3):
                 for q in qa:
                     for variant in variants:
                         vectors_mod.APPROX_FROM = 10**12 if variant else approx_from
+                        k.index.thread = None if variant else thread
                         t0 = time.perf_counter()
                         await run_search(k, q, "bench", None, None, 5, mode, None, gen)
                         times[variant].append((time.perf_counter() - t0) * 1000)
-            vectors_mod.APPROX_FROM = approx_from
+            vectors_mod.APPROX_FROM, k.index.thread = approx_from, thread
             for variant, values in times.items():
                 rows.append(
                     [f"{size:,}", mode + variant, f"{statistics.median(values):.1f}",
