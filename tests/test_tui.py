@@ -69,7 +69,7 @@ async def test_esc_cancels_and_keeps_partial_answer(
 async def test_esc_before_any_text_restores_the_prompt(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    fake_model.latency = 5
+    fake_model.latency = 20  # Esc lands long before the first token, however loaded the machine
     app = make_app(cozy_home, fake_model.url)
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(app)
