@@ -35,6 +35,19 @@ def _fresh_cozy_logger() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cli_state() -> Iterator[None]:
+    """The CLI caches its settings per process: an in-process CLI call must not hand
+    one test's COZY_HOME to the next."""
+    yield
+    import sys
+
+    common = sys.modules.get("cozy.cli._common")
+    if common is not None:
+        common.state._settings = None
+        common.state.overrides = {}
+
+
+@pytest.fixture(autouse=True)
 def cozy_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "cozy-home"
     home.mkdir()
