@@ -67,7 +67,7 @@ async def fill(store: Any, user: str, n: int, dims: int, rng: random.Random) -> 
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     now = time.time()
     for start in range(0, n, 5000):
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i in range(start, min(n, start + 5000)):
             text = sentence(rng)
             rows.append(

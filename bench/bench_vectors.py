@@ -33,13 +33,14 @@ def pct(values: list[float], q: float) -> float:
 
 def unit(rows: int, seed: int) -> np.ndarray:
     m = np.random.default_rng(seed).standard_normal((rows, DIMS)).astype(np.float32)
-    return m / np.linalg.norm(m, axis=1, keepdims=True)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    return m
 
 
 def rerank(matrix: np.ndarray, q: np.ndarray, cand: np.ndarray, k: int) -> np.ndarray:
     cand = cand[cand >= 0]
     s = matrix[cand] @ q
-    return cand[np.argsort(-s)[:k]]  # type: ignore[no-any-return]
+    return cand[np.argsort(-s)[:k]]
 
 
 def candidates(matrix: np.ndarray, hnsw_max: int) -> dict[str, tuple[Search, float, int]]:
@@ -62,7 +63,7 @@ def candidates(matrix: np.ndarray, hnsw_max: int) -> dict[str, tuple[Search, flo
     label = "int8 + rerank (new)" if len(matrix) >= vectors.APPROX_FROM else "new (exact: small)"
     out[label] = (two_stage, built, coarse.nbytes)
     try:
-        import faiss  # type: ignore[import-not-found]
+        import faiss
 
         faiss.omp_set_num_threads(1)
         t = time.perf_counter()
@@ -81,7 +82,7 @@ def candidates(matrix: np.ndarray, hnsw_max: int) -> dict[str, tuple[Search, flo
         pass
     if len(matrix) <= hnsw_max:
         try:
-            from usearch.index import Index  # type: ignore[import-not-found]
+            from usearch.index import Index
 
             t = time.perf_counter()
             hnsw = Index(ndim=DIMS, metric="ip", dtype="f16")

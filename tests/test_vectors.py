@@ -18,7 +18,8 @@ BIG = vectors.APPROX_FROM + 5_000  # above the threshold: the two-stage path run
 
 def unit(rows: int, seed: int) -> np.ndarray:
     m = np.random.default_rng(seed).standard_normal((rows, DIMS)).astype(np.float32)
-    return m / np.linalg.norm(m, axis=1, keepdims=True)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    return m
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,8 @@ def test_memory_index_add_update_remove_above_threshold(big: np.ndarray) -> None
     fresh = unit(3, 21)
     for i, v in enumerate(fresh):
         idx.add(f"new{i}", v)
-    assert idx.search(fresh[2], 3)[0] == ("new2", pytest.approx(1.0, abs=1e-5))
+    mid, score = idx.search(fresh[2], 3)[0]
+    assert mid == "new2" and score == pytest.approx(1.0, abs=1e-5)
     assert idx._coarse.count == BIG + 3  # new rows encoded on the search
 
     idx.add("m123", fresh[0])  # an update re-encodes the row in place

@@ -117,8 +117,9 @@ class Int8Rows:
         qc, _ = quantize(query[None, :])
         out = np.empty((1, end - start), dtype=np.float32)
         nk.cdist(qc, self.codes[start:end], metric="dot", out=out)
-        np.multiply(out[0], self.scales[start:end], out=out[0])
-        return out[0]
+        scores: np.ndarray = out[0]
+        np.multiply(scores, self.scales[start:end], out=scores)
+        return scores
 
     @property
     def nbytes(self) -> int:
@@ -175,7 +176,7 @@ def top_k(
 def _row_numbers(parts: list[tuple[int, int]], positions: np.ndarray) -> np.ndarray:
     """Positions in the concatenated ranges -> row numbers of the matrix."""
     if len(parts) == 1:
-        return positions + parts[0][0]  # type: ignore[no-any-return]
+        return positions + parts[0][0]
     starts = np.array([a for a, _ in parts], dtype=np.int64)
     offsets = np.cumsum([0] + [b - a for a, b in parts[:-1]])
     part = np.searchsorted(offsets, positions, side="right") - 1
