@@ -3,12 +3,13 @@ then through LocalMemory.search on real SQLite with the local MiniLM embedder.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pg_redis_helpers import pg_database
 
 from cozy.engines.embed.local import LocalEmbedder
 from cozy.engines.memory.local import LocalMemory
@@ -120,14 +121,24 @@ def minilm() -> LocalEmbedder:
     return emb
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, cozy_home: Path) -> Iterator[str]:
+    if request.param == "postgres":  # keyword lists from pg_keyword.py, the same stage
+        with pg_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{cozy_home / 'rank.db'}"
+
+
 @pytest.fixture
-async def mem(cozy_home: Path, minilm: LocalEmbedder) -> AsyncIterator[LocalMemory]:
-    store = await Store.open(f"sqlite:///{cozy_home / 'rank.db'}")
+async def mem(db_url: str, minilm: LocalEmbedder) -> AsyncIterator[LocalMemory]:
+    store = await Store.open(db_url)
     yield LocalMemory({"vector_timeout": 60}, store=store, embedder=minilm)
     await store.close()
 
 
-async def test_engine_ranks_dated_questions_and_sessions(mem: LocalMemory) -> None:
+async def test_engine_ranks_dated_questions(mem: LocalMemory) -> None:
+    """Through LocalMemory.search on SQLite and on Postgres."""
     lake = "We rented a little boat on the lake"
     await mem.index_turns(
         [TurnInput("a0", "user", lake, ts(2023, 3, 2))], user_id="u", session_id="s-march"
@@ -135,6 +146,23 @@ async def test_engine_ranks_dated_questions_and_sessions(mem: LocalMemory) -> No
     await mem.index_turns(
         [TurnInput("b0", "user", lake, ts(2022, 6, 10))], user_id="u", session_id="s-june"
     )
+    await mem.index_turns(
+        [TurnInput("c0", "user", "The weather was fine", ts(2022, 6, 10))], user_id="u"
+    )
+    # the same text twice: only the date the question names tells them apart
+    hits = await mem.search("Where did we take a boat in June 2022?", user_id="u", limit=2)
+    assert [h.source_message_ids[0] for h in hits] == ["b0", "a0"]
+    assert hits[0].score > hits[1].score
+    hits = await mem.search("Where did we take a boat in March 2023?", user_id="u", limit=2)
+    assert [h.source_message_ids[0] for h in hits] == ["a0", "b0"]
+    # the feedback search reads the first hits' stored vectors
+    first = hits[0].id
+    assert set(await mem.repo.vectors_of([first, "nope"])) == {first}
+
+
+async def test_engine_session_signal(cozy_home: Path, minilm: LocalEmbedder) -> None:
+    store = await Store.open(f"sqlite:///{cozy_home / 'sessions.db'}")
+    mem = LocalMemory({"vector_timeout": 60}, store=store, embedder=minilm)
     sessions = {
         "s-violin": [
             "My sister started violin lessons",
@@ -152,25 +180,15 @@ async def test_engine_ranks_dated_questions_and_sessions(mem: LocalMemory) -> No
             user_id="v",
             session_id=sid,
         )
-    by_msg = {r.source_message_ids[0]: r.id for r in await mem.repo.list_rows("v", kinds=("turn",))}
-    # the same text twice: only the date the question names tells them apart
-    hits = await mem.search("Where did we take a boat in June 2022?", user_id="u", limit=2)
-    assert [h.source_message_ids[0] for h in hits] == ["b0", "a0"]
-    assert hits[0].score > hits[1].score
-    hits = await mem.search("Where did we take a boat in March 2023?", user_id="u", limit=2)
-    assert [h.source_message_ids[0] for h in hits] == ["a0", "b0"]
     # the session with several violin turns lifts its dinner above the other dinner
     question = "What did we have for dinner after the violin lesson?"
-    mem.rank_weights = Weights()
     order = [h.source_message_ids[0] for h in await mem.search(question, user_id="v", limit=8)]
     assert order.index("s-violin:3") < order.index("s-radio:1")
     mem.rank_weights = Weights(session=0.0)
     order = [h.source_message_ids[0] for h in await mem.search(question, user_id="v", limit=8)]
     assert order.index("s-violin:3") > order.index("s-radio:1")
-    # the feedback search reads the first hits' stored vectors
-    first = by_msg["s-violin:0"]
-    assert set(await mem.repo.vectors_of([first, "nope"])) == {first}
     # keyword-only search skips the stage and still answers
     kw = await mem.search("violin", user_id="v", mode="keyword", kinds=("turn",))
     own = {h.source_message_ids[0] for h in kw[:3]}  # then their neighbours (context)
     assert own == {"s-violin:0", "s-violin:1", "s-radio:0"}
+    await store.close()
