@@ -8,11 +8,15 @@ category and overall, for hybrid search and the BM25-only / vector-only baseline
 measured in the same run.
 
     .venv/bin/python bench/locomo_eval.py [--data DIR] [--limit-convs N] [--embed local|none]
-        [--plain] [--variant hybrid:key=value,...]
+        [--plain] [--split] [--variant hybrid:key=value,...]
 
 Turns are indexed with their neighbours (memory/turns.py); `--plain` also ingests
 every conversation with `turn_context: false` (each turn alone) and adds those BM25
-and vector baselines to the table.
+and vector baselines to the table. `hybrid` is what the engine runs; `fusion` is the
+same search without the second ranking stage of memory/rank.py. The second stage's
+weights were chosen on conversations 1, 3 and 5 (sorted by name); `--split` scores
+that half and the held-out half (2 and 4) apart. A variant sets engine attributes
+or second-stage weights, e.g. `hybrid:session=0,feedback=0`.
 """
 
 from __future__ import annotations
