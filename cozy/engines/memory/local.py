@@ -200,7 +200,8 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
         lists = [x for x in await asyncio.gather(*jobs) if x]
         staged = mode == "hybrid" and len(lists) == 2  # the second stage: memory/rank.py
         if staged:
-            fused, rows = await first_stage(self, user_id, query, version, *lists, pool)
+            kw, vec = lists
+            fused, rows = await first_stage(self, user_id, query, version, kw, vec, pool)
         else:
             fused, rows = rrf(lists, k=self.rrf_k), {}
         if not fused:
