@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from helpers import EchoTools
 from textual.pilot import Pilot
+from textual.widgets import TextArea
 from tui_helpers import make_app, open_rt, wait_for
 
 from cozy.core.toolloop import ToolRunner
@@ -51,6 +52,10 @@ async def _ready(pilot: Pilot[Any]) -> None:
     app: Any = pilot.app
     await asyncio.wait_for(app.ready.wait(), 60)  # generous: a loaded machine is slow
     await asyncio.wait_for(app.workers.wait_for_complete(), 60)
+    # a steady cursor: a blinking one is caught at whatever phase the (loaded) machine
+    # reaches the capture in, and freezes at that phase once a modal screen is on top
+    for area in app.query(TextArea):
+        area.cursor_blink = False
     await pilot.pause()
 
 
