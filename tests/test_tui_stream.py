@@ -66,6 +66,9 @@ async def test_streaming_tail_reserves_rows_and_skips_relayouts(
         assert "\n\n".join(body.blocks).strip() == text.strip() == answer.text.strip()
         assert len(body.blocks) >= 3
         assert answer.status == "complete"
+        # the chat followed the answer down: anchored at the bottom, the end in view
+        assert chat.scroll_y == chat.max_scroll_y > 0
+        assert answer.region.bottom <= chat.region.bottom
         # rendered as Markdown: the fence is gone, the code and the words are there
         shown = [body.render_line(y).text for y in range(body.rows)]
         assert body.size.height == body.rows > 10

@@ -128,7 +128,20 @@ def _theme_styles(theme: Any) -> dict[str, str]:
     }
 
 
-class MarkdownBody(Widget):
+class NoSecondLayout(Widget):
+    """After a layout, Textual sets each resized widget's virtual size as a reactive
+    that asks for another full layout, which changes nothing for these widgets (their
+    children were arranged in the same pass, anchoring and scrollbars are updated
+    without it); skipping it halves the layouts while an answer grows. There is no
+    public switch for this, so `_size_updated` is overridden (Textual 8 signature)."""
+
+    def _size_updated(
+        self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
+    ) -> bool:
+        return super()._size_updated(size, virtual_size, container_size, layout=False)
+
+
+class MarkdownBody(NoSecondLayout):
     """Markdown text as cached lines; streams block by block (see the module doc)."""
 
     DEFAULT_CSS = "MarkdownBody { height: auto; }"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
-from cozy.tui.widgets.mdbody import MarkdownBody, safe_cut
+from cozy.tui.widgets.mdbody import MarkdownBody, NoSecondLayout, safe_cut
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -96,7 +96,7 @@ class BlockStream:
         self.body.finish()
 
 
-class MessageView(Vertical):
+class MessageView(Vertical, NoSecondLayout):
     """One message: a role line and a body (plain text for the user, Markdown otherwise)."""
 
     def __init__(
@@ -225,7 +225,7 @@ def _rebuilder(widget: Any) -> Callable[[], Any]:
     return lambda: Static(shown, markup=False)
 
 
-class ChatLog(VerticalScroll):
+class ChatLog(VerticalScroll, NoSecondLayout):
     """The scrolling chat view; stays anchored to the bottom while answers stream.
 
     Only the last `keep` items stay mounted: every layout walks the mounted widgets,
