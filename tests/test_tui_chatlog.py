@@ -40,17 +40,17 @@ async def test_long_history_mounts_the_last_items_and_brings_back_the_rest(
         await ready(app)
         await settle(pilot)
         chat = app.query_one(ChatLog)
-        assert (chat.keep, chat.step) == (50, 20)
-        assert _texts(chat) == expected[-50:] and chat.hidden_items == 30
+        assert (chat.keep, chat.step) == (40, 20)
+        assert _texts(chat) == expected[-40:] and chat.hidden_items == 40
         marker = chat.query_one(EarlierItems)
-        assert "30 earlier items" in str(marker.render())
+        assert "40 earlier items" in str(marker.render())
         assert chat.children[0] is marker
         # scrolling to the top brings the previous `step` items back, in order
         chat.scroll_home(animate=False)
-        await wait_for(lambda: chat.hidden_items == 10)
+        await wait_for(lambda: chat.hidden_items == 20)
         await settle(pilot)
-        assert _texts(chat) == expected[-70:]
-        assert "10 earlier items" in str(chat.query_one(EarlierItems).render())
+        assert _texts(chat) == expected[-60:]
+        assert "20 earlier items" in str(chat.query_one(EarlierItems).render())
         # and again: the rest; the line goes
         await wait_for(lambda: chat.scroll_y > 0)  # the view stayed where it was
         chat.scroll_home(animate=False)

@@ -115,9 +115,10 @@ class MessageView(Vertical, NoSecondLayout):
             yield Static(_clip(self.text), classes="body", markup=False)
         else:
             yield MarkdownBody(self.text, classes="body")
-        note = Static(self.note, classes="note", markup=False)
-        note.display = bool(self.note)
-        yield note
+        if self.role == "assistant" or self.note:  # only answers get a note later
+            note = Static(self.note, classes="note", markup=False)
+            note.display = bool(self.note)
+            yield note
 
     def _header(self) -> str:
         who = {"user": "you", "assistant": "cozy", "error": "error"}.get(self.role, self.role)
@@ -138,9 +139,9 @@ class MessageView(Vertical, NoSecondLayout):
         self.note = note
         self.set_class(status != "complete", "-" + status)
         self.query_one(".role", Static).update(self._header())
-        note_view = self.query_one(".note", Static)
-        note_view.update(note)
-        note_view.display = bool(note)
+        for note_view in self.query_children(".note").results(Static):
+            note_view.update(note)
+            note_view.display = bool(note)
 
 
 class ToolCallView(Static):
@@ -236,7 +237,7 @@ class ChatLog(VerticalScroll, NoSecondLayout):
 
     can_focus = True
 
-    def __init__(self, *, keep: int = 50, step: int = 20, id: str | None = None) -> None:
+    def __init__(self, *, keep: int = 40, step: int = 20, id: str | None = None) -> None:
         super().__init__(id=id)
         self.keep, self.step = keep, step
         self._stash: list[Callable[[], Any]] = []  # unmounted items, oldest first
