@@ -16,8 +16,8 @@ from cozy.core.events import ContextBuilt, Done
 from cozy.core.types import Caller
 from cozy.engines.base import ToolContext
 from cozy.engines.knowledge.provider import LocalKnowledge
-from cozy.engines.knowledge.tables import chunks, documents
 from cozy.runtime import Runtime
+from cozy.storage.tables.knowledge import chunks, documents
 from cozy.testing import FakeModelServer
 
 NO_EMBED = "knowledge: {provider: local, embed: false}\n"

@@ -46,13 +46,13 @@ def _lazy_step(module: str, conn: Connection) -> None:
 
 
 def _memory_turn_context(conn: Connection) -> None:
-    from cozy.engines.memory.tables import add_turn_context
+    from cozy.storage.tables.memory import add_turn_context
 
     add_turn_context(conn)
 
 
 def _knowledge(conn: Connection) -> None:
-    from cozy.engines.knowledge.tables import create_tables  # tables + FTS5 on SQLite
+    from cozy.storage.tables.knowledge import create_tables  # tables + FTS5 on SQLite
 
     create_tables(conn)
 
@@ -76,9 +76,9 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ),
     ("0002_api_keys", _api_keys),
     ("0003_jobs", lambda conn: _lazy_tables("cozy.storage.jobs", conn)),
-    ("0003_memory", lambda conn: _lazy_tables("cozy.engines.memory.tables", conn)),
-    ("0003_memory_keyword_index", lambda conn: _lazy_step("cozy.engines.memory.tables", conn)),
-    ("0003_profile", lambda conn: _lazy_tables("cozy.engines.profile.tables", conn)),
+    ("0003_memory", lambda conn: _lazy_tables("cozy.storage.tables.memory", conn)),
+    ("0003_memory_keyword_index", lambda conn: _lazy_step("cozy.storage.tables.memory", conn)),
+    ("0003_profile", lambda conn: _lazy_tables("cozy.storage.tables.profile", conn)),
     ("0003_knowledge", _knowledge),
     ("0004_tool_grants", lambda conn: _lazy_tables("cozy.storage.tool_grants", conn)),
     ("0005_session_summaries", lambda conn: _lazy_tables("cozy.storage.summaries", conn)),

@@ -1,7 +1,7 @@
 """Postgres-only migration steps and deployment facts (no-ops on SQLite).
 
 - the knowledge keyword index: a GIN index over the same weighted tsvector
-  expression `cozy.engines.knowledge.pg_keyword` queries (heading weight A, text B);
+  expression the knowledge engine's Postgres keyword queries use (heading weight A, text B);
 - pgvector: `CREATE EXTENSION vector` is tried once at migrate time inside a
   savepoint; where it fails (not installed, not allowed) nothing else changes.
   Vector search is the portable path either way (no pgvector search is implemented);

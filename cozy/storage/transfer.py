@@ -41,9 +41,9 @@ TABLE_MODULES = (
     "cozy.storage.api_keys",
     "cozy.storage.tool_grants",
     "cozy.storage.summaries",
-    "cozy.engines.memory.tables",
-    "cozy.engines.profile.tables",
-    "cozy.engines.knowledge.tables",
+    "cozy.storage.tables.memory",
+    "cozy.storage.tables.profile",
+    "cozy.storage.tables.knowledge",
 )
 SKIP = {"schema_migrations", "sqlite_sequence"}
 

@@ -120,7 +120,7 @@ class LocalKnowledge(KnowledgeEngine):
     async def _has_rows(self, *, vectors: bool) -> bool:
         import sqlalchemy as sa
 
-        from cozy.engines.knowledge.tables import chunks
+        from cozy.storage.tables.knowledge import chunks
 
         stmt = sa.select(chunks.c.id).limit(1)
         if vectors:

@@ -18,7 +18,7 @@ from cozy.core.errors import UsageError
 from cozy.core.types import Message
 from cozy.engines.memory.extract import Known, extract
 from cozy.engines.memory.repo import MemoryRow
-from cozy.engines.memory.tables import normalise
+from cozy.engines.memory.texthash import normalise
 from cozy.storage.jobs import mark_applied
 from cozy.storage.schema import new_id
 

@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cozy.core.errors import NotFoundError
 from cozy.engines.memory.keyword import KeywordIndex
 from cozy.engines.memory.rows import _ROW_COLS, MemoryRow, _row, to_blob
-from cozy.engines.memory.tables import memories, memory_history, memory_versions, text_hash
+from cozy.engines.memory.texthash import text_hash
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.store import Store
+from cozy.storage.tables.memory import memories, memory_history, memory_versions
 
 if TYPE_CHECKING:
     from cozy.engines.memory.pg_keyword import PgKeywords

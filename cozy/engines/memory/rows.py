@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cozy.engines.memory.tables import memories
+from cozy.storage.tables.memory import memories
 
 
 @dataclass(slots=True)

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.engines.profile.extract import ProfileExtractionFailed, extract
 from cozy.engines.profile.local import slot_name
-from cozy.engines.profile.tables import profile_cursors
 from cozy.storage.jobs import PENDING, Job, enqueue, final_answers, jobs
 from cozy.storage.schema import messages, sessions, utcnow
+from cozy.storage.tables.profile import profile_cursors
 from cozy.storage.worker import PermanentJobError
 
 if TYPE_CHECKING:

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cozy.core.errors import ConfigError, NotFoundError, UsageError
 from cozy.core.types import Message, Profile, ProfileSlot
 from cozy.engines.base import ProfileEngine
-from cozy.engines.profile.tables import profile_cursors, profile_history, profile_slots
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.store import Store
+from cozy.storage.tables.profile import profile_cursors, profile_history, profile_slots
 
 DEFAULT_TOPICS: dict[str, list[str]] = {
     "basic_info": ["name", "age", "location", "language", "pronouns"],
