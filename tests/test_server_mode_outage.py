@@ -87,7 +87,7 @@ def test_postgres_outage_gives_503_then_recovers(
         assert chat.status_code == 503, chat.text
         assert httpx.get(inst.url + "/ready", timeout=20).status_code == 503
         proxy.restore()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # generous: recovery on a loaded machine
         while _status(sessions, auth) != 200:
             assert time.monotonic() < deadline, "no recovery after Postgres came back"
             time.sleep(0.2)
@@ -127,7 +127,7 @@ def test_redis_outage_degrades_loudly_then_recovers(
             ready.status_code == 200 and detail.startswith("DEGRADED") and "per-instance" in detail
         )
         proxy.restore()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # generous: recovery on a loaded machine
         while "DEGRADED" in httpx.get(inst.url + "/ready", timeout=20).text:
             assert time.monotonic() < deadline, "Redis not used again after it came back"
             time.sleep(0.2)
