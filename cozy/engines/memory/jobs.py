@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cozy.core.types import Message
 from cozy.engines.memory.extract import ExtractionFailed
 from cozy.engines.memory.types import TurnInput
+from cozy.engines.turn_jobs import load_turn_or_fail, turn_ids
 from cozy.storage.jobs import Job, enqueue, final_answers
-from cozy.storage.schema import messages, sessions
+from cozy.storage.schema import sessions
 from cozy.storage.worker import PermanentJobError
 
 if TYPE_CHECKING:
@@ -58,33 +59,8 @@ class MemoryJobs:
         return {"memory.turns": self.index_turn, "memory.extract": self.extract}
 
     async def _load(self, payload: dict[str, Any]) -> tuple[str, str, list[Any]]:
-        session_id = payload.get("session_id")
-        answer_id = payload.get("message_id")
-        if not isinstance(session_id, str) or not isinstance(answer_id, str):
-            raise PermanentJobError(f"bad payload {payload!r}: needs session_id and message_id")
-        store = self.engine.repo.store
-        srows = await store._read(
-            sa.select(sessions.c.user_id, sessions.c.personality_id).where(
-                sessions.c.id == session_id
-            )
-        )
-        if not srows:
-            raise PermanentJobError(f"session {session_id} no longer exists")
-        rows = await store._read(
-            sa.select(messages.c.id, messages.c.role, messages.c.content, messages.c.created_at)
-            .where(messages.c.session_id == session_id, messages.c.id <= answer_id)
-            .where(messages.c.role.in_(["user", "assistant"]))
-            .order_by(messages.c.id.desc())
-            .limit(12)
-        )
-        turn: list[Any] = []
-        for r in rows:  # newest first: the answer, then back to its user message
-            turn.append(r)
-            if r.role == "user":
-                break
-        turn.reverse()
-        turn = [r for r in turn if r.role == "user" or r.id == answer_id]
-        return str(srows[0][0]), str(srows[0][1]), turn
+        session_id, answer_id = turn_ids(payload)
+        return await load_turn_or_fail(self.engine.repo.store, session_id, answer_id)
 
     async def index_turn(self, payload: dict[str, Any], job: Job) -> None:
         user_id, personality_id, turn = await self._load(payload)

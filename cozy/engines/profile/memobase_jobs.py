@@ -17,17 +17,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
+from cozy.engines.turn_jobs import ProviderJobs, effect_done, load_turn_or_fail, turn_ids
 from cozy.storage.jobs import (
     PENDING,
     Job,
     enqueue,
     final_answers,
-    job_effects,
     jobs,
     mark_applied,
 )
-from cozy.storage.schema import messages, sessions
-from cozy.storage.store import Store
 from cozy.storage.worker import PermanentJobError
 
 if TYPE_CHECKING:
@@ -36,15 +34,9 @@ if TYPE_CHECKING:
 TURN, FLUSH = "memobase.turn", "memobase.flush"
 
 
-class MemobaseJobs:
+class MemobaseJobs(ProviderJobs):
     def __init__(self, engine: MemobaseProfile) -> None:
         self.engine = engine
-
-    @property
-    def store(self) -> Store:
-        store = getattr(self.engine.runtime, "store", None)
-        assert isinstance(store, Store)
-        return store
 
     async def outbox_hook(
         self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
@@ -55,36 +47,12 @@ class MemobaseJobs:
     def handlers(self) -> dict[str, Any]:
         return {TURN: self.turn, FLUSH: self.flush}
 
-    async def _turn_rows(self, session_id: str, answer_id: str) -> tuple[str, list[Any]]:
-        owner = await self.store._read(
-            sa.select(sessions.c.user_id).where(sessions.c.id == session_id)
-        )
-        if not owner:
-            raise PermanentJobError(f"session {session_id} no longer exists")
-        rows = await self.store._read(
-            sa.select(messages.c.id, messages.c.role, messages.c.content)
-            .where(messages.c.session_id == session_id, messages.c.id <= answer_id)
-            .where(messages.c.role.in_(["user", "assistant"]))
-            .order_by(messages.c.id.desc())
-            .limit(12)
-        )
-        turn: list[Any] = []
-        for r in rows:  # newest first: the answer, then back to its user message
-            if r.role == "user" or r.id == answer_id:
-                turn.append(r)
-            if r.role == "user":
-                break
-        turn.reverse()
-        return str(owner[0][0]), turn
-
     async def turn(self, payload: dict[str, Any], job: Job | None) -> None:
-        session_id, answer_id = payload.get("session_id"), payload.get("message_id")
-        if not isinstance(session_id, str) or not isinstance(answer_id, str):
-            raise PermanentJobError(f"bad payload {payload!r}: needs session_id and message_id")
+        session_id, answer_id = turn_ids(payload)
         key = f"{TURN}:{answer_id}"
-        if await self.store._read(sa.select(job_effects.c.key).where(job_effects.c.key == key)):
+        if await effect_done(self.store, key):
             return
-        user_id, rows = await self._turn_rows(session_id, answer_id)
+        user_id, _personality, rows = await load_turn_or_fail(self.store, session_id, answer_id)
         turn = [Message(r.role, r.content) for r in rows]
         await self.engine.insert_turn(user_id, turn, source_ids=[r.id for r in rows])
         chars = sum(len(m.content) for m in turn if m.role == "user")
