@@ -85,3 +85,26 @@ def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+JSON_OPT = typer.Option("--json", help="machine-readable output")
+
+
+def when(ts: float | None) -> str:
+    """A local date and minute for a table cell; '-' for none."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+
+async def local_engine(rt: Runtime, kind: str, needs: str) -> Any:
+    """The `kind` engine when it is the local one (it has method `needs`), else a ConfigError."""
+    from cozy.core.errors import ConfigError
+
+    engine = await rt.engine(kind)
+    if engine is None or not hasattr(engine, needs):
+        raise ConfigError(
+            f"the local {kind} engine is off",
+            hint=f"set `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
+        )
+    return engine

@@ -3,36 +3,30 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cozy.cli._common import console, print_json, run_async, runtime, state
+from cozy.cli._common import (
+    JSON_OPT,
+    console,
+    local_engine,
+    print_json,
+    run_async,
+    runtime,
+    state,
+    when,
+)
 
 if TYPE_CHECKING:
     from cozy.runtime import Runtime
 
 memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit, forget.")
 
-JSON_OPT = typer.Option("--json", help="machine-readable output")
-
 
 async def _engine(rt: Runtime) -> Any:
-    from cozy.core.errors import ConfigError
-
-    engine = await rt.engine("memory")
-    if engine is None or not hasattr(engine, "list_memories"):
-        raise ConfigError(
-            "the local memory engine is off",
-            hint="set `memory: {provider: local}` in engines.yaml (`cozy config path`)",
-        )
-    return engine
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+    return await local_engine(rt, "memory", "list_memories")
 
 
 def _print_rows(rows: list[Any]) -> None:
@@ -42,7 +36,7 @@ def _print_rows(rows: list[Any]) -> None:
     for col in ("id", "kind", "status", "updated", "text"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r.id, r.kind, r.status, _when(r.updated_at), r.text)
+        table.add_row(r.id, r.kind, r.status, when(r.updated_at), r.text)
     console().print(table)
 
 
@@ -204,7 +198,7 @@ def history_cmd(
         for h in rows:
             change = h["new_text"] if h["action"] in ("add", "update", "edit") else h["old_text"]
             console().print(
-                f"{_when(h['created_at'])}  {h['action']:<8} {change}  [dim]({h['reason']})[/]"
+                f"{when(h['created_at'])}  {h['action']:<8} {change}  [dim]({h['reason']})[/]"
             )
 
     run_async(go, as_json=as_json)

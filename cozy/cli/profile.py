@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cozy.cli._common import console, print_json, run_async, runtime, state
+from cozy.cli._common import (
+    JSON_OPT,
+    console,
+    local_engine,
+    print_json,
+    run_async,
+    runtime,
+    state,
+    when,
+)
 
 if TYPE_CHECKING:
     from cozy.runtime import Runtime
 
 profile_app = typer.Typer(help="Your profile (topic.slot values) that cozy keeps for prompts.")
 
-JSON_OPT = typer.Option("--json", help="machine-readable output")
-
 
 async def _engine(rt: Runtime) -> Any:
-    from cozy.core.errors import ConfigError
-
-    engine = await rt.engine("profile")
-    if engine is None or not hasattr(engine, "set_slot"):
-        raise ConfigError(
-            "the local profile engine is off",
-            hint="set `profile: {provider: local}` in engines.yaml (`cozy config path`)",
-        )
-    return engine
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+    return await local_engine(rt, "profile", "set_slot")
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +47,7 @@ def show_cmd(as_json: Annotated[bool, JSON_OPT] = False) -> None:
         for r in rows:
             console().print(
                 f"{r['topic']}.{r['slot']}: [bold]{r['value']}[/]  "
-                f"[dim](confidence {r['confidence']:.2f}, {_when(r['updated_at'])})[/]"
+                f"[dim](confidence {r['confidence']:.2f}, {when(r['updated_at'])})[/]"
             )
 
     run_async(go, as_json=as_json)
@@ -101,7 +95,7 @@ def history_cmd(
             return
         for h in rows:
             console().print(
-                f"{_when(h['created_at'])}  {h['topic']}.{h['slot']:<14} {h['action']:<7} "
+                f"{when(h['created_at'])}  {h['topic']}.{h['slot']:<14} {h['action']:<7} "
                 f"{h['old_value'] or '-'} -> {h['new_value'] or '-'}  [dim]({h['reason']})[/]"
             )
 
