@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from cozy.core.types import GenerationOptions, Message
-from cozy.engines.structured import parse_json_answer
+from cozy.core.types import Message
+from cozy.engines.structured import ask_json, parse_json_answer
 
 log = logging.getLogger("cozy.memory")
 
@@ -103,24 +103,18 @@ async def extract(
 ) -> Extraction:
     """Ask the model; retry on invalid JSON; raise ExtractionFailed after `attempts`."""
     prompt = build_prompt(messages, known, max_chars)
-    options = GenerationOptions(
-        temperature=0.0,
+    return await ask_json(
+        engine,
+        model,
+        [Message("system", SYSTEM), Message("user", prompt)],
+        Extraction,
+        name="memory_operations",
+        schema=SCHEMA,
         max_tokens=max_tokens,
-        response_format={
-            "type": "json_schema",
-            "json_schema": {"name": "memory_operations", "schema": SCHEMA},
-        },
-    )
-    errors: list[str] = []
-    for attempt in range(1, attempts + 1):
-        result = await engine.chat(
-            [Message("system", SYSTEM), Message("user", prompt)], model=model, options=options
-        )
-        try:
-            return parse(result.content)
-        except ValueError as exc:
-            errors.append(f"attempt {attempt}: {exc}")
-            log.warning("memory extraction answer rejected (%s)", exc)
-    raise ExtractionFailed(
-        "the model returned invalid JSON for memory extraction: " + "; ".join(errors)
+        attempts=attempts,
+        log=log,
+        what="memory extraction",
+        failed=lambda reasons: ExtractionFailed(
+            "the model returned invalid JSON for memory extraction: " + reasons
+        ),
     )

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from cozy.core.types import GenerationOptions, Message
-from cozy.engines.structured import parse_json_answer
+from cozy.core.types import Message
+from cozy.engines.structured import ask_json, parse_json_answer
 
 log = logging.getLogger("cozy.profile")
 
@@ -79,26 +79,18 @@ async def extract(
     max_tokens: int | None = 600,
 ) -> ProfileExtraction:
     prompt = f"Current profile:\n{current or '(empty)'}\n\nNew messages from the user:\n{user_text}"
-    options = GenerationOptions(
-        temperature=0.0,
+    return await ask_json(
+        engine,
+        model,
+        [Message("system", system_prompt(topics)), Message("user", prompt)],
+        ProfileExtraction,
+        name="profile_slots",
+        schema=SCHEMA,
         max_tokens=max_tokens,
-        response_format={
-            "type": "json_schema",
-            "json_schema": {"name": "profile_slots", "schema": SCHEMA},
-        },
-    )
-    errors: list[str] = []
-    for attempt in range(1, attempts + 1):
-        result = await engine.chat(
-            [Message("system", system_prompt(topics)), Message("user", prompt)],
-            model=model,
-            options=options,
-        )
-        try:
-            return parse(result.content)
-        except ValueError as exc:
-            errors.append(f"attempt {attempt}: {exc}")
-            log.warning("profile extraction answer rejected (%s)", exc)
-    raise ProfileExtractionFailed(
-        "the model returned invalid JSON for the profile update: " + "; ".join(errors)
+        attempts=attempts,
+        log=log,
+        what="profile extraction",
+        failed=lambda reasons: ProfileExtractionFailed(
+            "the model returned invalid JSON for the profile update: " + reasons
+        ),
     )
