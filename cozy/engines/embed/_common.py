@@ -63,10 +63,38 @@ def check_vectors(
 
 
 class RemoteEmbedder(EmbedEngine):
-    """What the HTTP embedders share: a real health check that embeds one string."""
+    """What the HTTP embedders share: the batching loop with its checks, and a real
+    health check that embeds one string. A subclass sets `batch_size` and
+    `requested_dimensions` and sends one batch in `_embed_batch`."""
+
+    batch_size: int
+    requested_dimensions: int | None
+    _learned: int = 0  # dims seen in a real answer (a table of known models is only a guess)
 
     def _where(self) -> str:
         raise NotImplementedError
+
+    async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        """One request: the vectors of `texts`, in order (vendor errors translated)."""
+        raise NotImplementedError
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of strings, not a single string")
+        out: list[list[float]] = []
+        for chunk in batches(texts, self.batch_size):
+            vectors = await self._embed_batch(chunk)
+            self._learned = check_vectors(
+                vectors,
+                expected=len(chunk),
+                dimensions=self.requested_dimensions or self._learned,
+                where=self._where(),
+            )
+            self.dimensions = self._learned
+            out.extend(vectors)
+        return out
 
     async def health_check(self) -> Health:
         try:

@@ -10,7 +10,7 @@ say what to fix.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,7 +21,7 @@ from cozy.core.errors import (
     ModelRateLimited,
     ModelUnreachableError,
 )
-from cozy.engines.embed._common import RemoteEmbedder, batches, check_vectors, int_option
+from cozy.engines.embed._common import RemoteEmbedder, int_option
 
 if TYPE_CHECKING:
     from ollama import AsyncClient
@@ -48,7 +48,6 @@ class OllamaEmbedder(RemoteEmbedder):
         self.timeout = float(opts.get("timeout", 60.0))
         base_name = self.model.removesuffix(":latest")
         self.dimensions = self.requested_dimensions or KNOWN_DIMENSIONS.get(base_name, 0)
-        self._learned = 0  # dims seen in a real answer (the table above is only a guess)
         self._client: AsyncClient | None = None
 
     def _where(self) -> str:
@@ -97,32 +96,17 @@ class OllamaEmbedder(RemoteEmbedder):
                 f"{where}: bad request ({exc.error})", hint="check `embed.options`"
             ) from exc
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of strings, not a single string")
+    async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         client = self._get_client()
-        out: list[list[float]] = []
-        for chunk in batches(texts, self.batch_size):
-            with self._errors():
-                response = await client.embed(
-                    model=self.model,
-                    input=chunk,
-                    truncate=self.truncate,
-                    keep_alive=self.keep_alive,
-                    dimensions=self.requested_dimensions,
-                )
-            vectors = [list(map(float, vec)) for vec in response.embeddings]
-            self._learned = check_vectors(
-                vectors,
-                expected=len(chunk),
-                dimensions=self.requested_dimensions or self._learned,
-                where=self._where(),
+        with self._errors():
+            response = await client.embed(
+                model=self.model,
+                input=texts,
+                truncate=self.truncate,
+                keep_alive=self.keep_alive,
+                dimensions=self.requested_dimensions,
             )
-            self.dimensions = self._learned
-            out.extend(vectors)
-        return out
+        return [list(map(float, vec)) for vec in response.embeddings]
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -10,7 +10,7 @@ OpenAI), `api_key` (default `$OPENAI_API_KEY`; optional for a non-OpenAI base UR
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,7 +22,7 @@ from cozy.core.errors import (
     ModelRateLimited,
     ModelUnreachableError,
 )
-from cozy.engines.embed._common import RemoteEmbedder, batches, check_vectors, int_option, secret
+from cozy.engines.embed._common import RemoteEmbedder, int_option, secret
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -54,7 +54,6 @@ class OpenAIEmbedder(RemoteEmbedder):
         self.max_retries = int_option(opts, "max_retries", 2, low=0, high=10) or 0
         self.timeout = float(opts.get("timeout", 60.0))
         self.dimensions = self.requested_dimensions or KNOWN_DIMENSIONS.get(self.model, 0)
-        self._learned = 0  # dims seen in a real answer (the table above is only a guess)
         self._client: AsyncOpenAI | None = None
 
     def _where(self) -> str:
@@ -123,32 +122,17 @@ class OpenAIEmbedder(RemoteEmbedder):
                 f"{where} failed: {exc}", hint="check `embed.options` in engines.yaml"
             ) from exc
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of strings, not a single string")
-        client = self._get_client()
+    async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         extra: dict[str, Any] = {}
         if self.requested_dimensions:
             extra["dimensions"] = self.requested_dimensions
-        out: list[list[float]] = []
-        for chunk in batches(texts, self.batch_size):
-            with self._errors():
-                response = await client.embeddings.create(
-                    input=chunk, model=self.model, encoding_format="float", **extra
-                )
-            rows = sorted(response.data, key=lambda item: item.index)
-            vectors = [list(map(float, row.embedding)) for row in rows]
-            self._learned = check_vectors(
-                vectors,
-                expected=len(chunk),
-                dimensions=self.requested_dimensions or self._learned,
-                where=self._where(),
+        client = self._get_client()
+        with self._errors():
+            response = await client.embeddings.create(
+                input=texts, model=self.model, encoding_format="float", **extra
             )
-            self.dimensions = self._learned
-            out.extend(vectors)
-        return out
+        rows = sorted(response.data, key=lambda item: item.index)
+        return [list(map(float, row.embedding)) for row in rows]
 
     async def close(self) -> None:
         client, self._client = self._client, None
