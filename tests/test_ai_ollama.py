@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
-import time
 from collections.abc import AsyncIterator
 
 import jsonschema
 import pytest
+from ai_helpers import HI, collect
+from pg_redis_helpers import free_port
 
 from cozy.core.errors import ModelError, ModelNotFound, ModelUnreachableError
-from cozy.core.types import GenerationOptions, Message, StreamChunk, ToolCall, ToolSpec
+from cozy.core.types import GenerationOptions, Message, ToolCall, ToolSpec
 from cozy.engines.ai.ollama_provider import OllamaProvider, normalize_host, to_ollama_format
 from cozy.engines.registry import registry
 from cozy.testing import FakeModelServer
 
-HI = [Message("user", "hello there")]
 SCHEMA = {
     "type": "object",
     "properties": {"title": {"type": "string"}, "items": {"type": "array", "minItems": 2}},
@@ -36,20 +35,6 @@ async def provider(fake_model: FakeModelServer) -> AsyncIterator[OllamaProvider]
     await p.close()
 
 
-async def collect(it: AsyncIterator[StreamChunk]) -> tuple[str, StreamChunk]:
-    text, last = "", StreamChunk()
-    async for chunk in it:
-        text += chunk.delta
-        last = chunk
-    return text, last
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_registered_and_host_normalised() -> None:
     assert registry.get("ai", "ollama") is OllamaProvider
     assert normalize_host("localhost") == "http://localhost:11434"
@@ -57,24 +42,6 @@ def test_registered_and_host_normalised() -> None:
     assert normalize_host("https://ollama.example") == "https://ollama.example:443"
     assert to_ollama_format({"type": "json_object"}) == "json"
     assert to_ollama_format({"type": "json_schema", "json_schema": {"schema": SCHEMA}}) == SCHEMA
-
-
-async def test_chat_non_streaming(provider: OllamaProvider, fake_model: FakeModelServer) -> None:
-    result = await provider.chat(HI, model="fake-model")
-    assert result.content == "You said: hello there"
-    assert result.finish_reason == "stop"
-    assert result.usage is not None
-    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (2, 4)
-    assert fake_model.requests[-1]["stream"] is False
-
-
-async def test_stream_text_then_final_chunk(provider: OllamaProvider) -> None:
-    chunks = [c async for c in provider.chat_stream(HI, model="fake-model")]
-    assert len([c for c in chunks if c.delta]) == 4
-    assert "".join(c.delta for c in chunks) == "You said: hello there"
-    final = chunks[-1]
-    assert final.finish_reason == "stop" and final.tool_calls is None
-    assert final.usage is not None and final.usage.total_tokens == 6
 
 
 async def test_parallel_tool_calls(provider: OllamaProvider, fake_model: FakeModelServer) -> None:
@@ -126,6 +93,7 @@ async def test_keep_alive_option(fake_model: FakeModelServer) -> None:
     p = make(fake_model, keep_alive="5m")
     await p.chat(HI, model="fake-model")
     assert fake_model.requests[-1]["keep_alive"] == "5m"
+    assert fake_model.requests[-1]["stream"] is False
     await p.close()
 
 
@@ -220,21 +188,3 @@ async def test_no_retry_after_text_was_yielded(
             seen.append(chunk.delta)
     assert seen and "".join(seen) != "a b c d e f g"
     assert len(fake_model.chat_requests()) == 1
-
-
-async def test_latency_and_tps_roughly_honoured(
-    provider: OllamaProvider, fake_model: FakeModelServer
-) -> None:
-    fake_model.latency = 0.2
-    fake_model.tokens_per_second = 40
-    fake_model.queue_reply(" ".join(["tok"] * 20))
-    start = time.monotonic()
-    stamps: list[float] = []
-    async for chunk in provider.chat_stream(HI, model="m"):
-        if chunk.delta:
-            stamps.append(time.monotonic() - start)
-    assert len(stamps) == 20
-    assert stamps[0] >= 0.15
-    # measured from the start: a stalled reader (the server shares this process) can get
-    # tokens in a bunch, but never sooner than the latency plus 19 tokens' pacing
-    assert stamps[-1] >= 0.2 + 19 / 40 * 0.9
