@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from net_guard import loopback_only
 
 ROOT = Path(__file__).resolve().parent.parent
 COGNEE_PY = ROOT / ".venv-cognee" / "bin" / "python"
@@ -79,32 +79,10 @@ if not INNER:
 
 else:
 
-    def _loopback(address: Any) -> bool:
-        host = address[0] if isinstance(address, tuple) else address
-        return isinstance(host, str) and (host in ("localhost", "::1") or host.startswith("127."))
-
     @pytest.fixture(autouse=True)
     def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-        attempts: list[str] = []
-        real_connect = socket.socket.connect
-        real_getaddrinfo = socket.getaddrinfo
-
-        def connect(self: socket.socket, address: Any) -> Any:
-            if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
-                attempts.append(str(address))
-                raise OSError(f"network blocked in tests: {address}")
-            return real_connect(self, address)
-
-        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-            if host is not None and not _loopback((str(host),)):
-                attempts.append(str(host))
-                raise socket.gaierror(f"network blocked in tests: {host}")
-            return real_getaddrinfo(host, *args, **kwargs)
-
-        monkeypatch.setattr(socket.socket, "connect", connect)
-        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-        yield attempts
-        assert attempts == [], f"cognee tried to reach the network: {attempts}"
+        with loopback_only(monkeypatch, "cognee") as attempts:
+            yield attempts
 
     @pytest.fixture
     def home() -> Path:

@@ -3,16 +3,15 @@ cozy's local MiniLM embedder. Any network attempt to a non-loopback address fail
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import collect, open_runtime, req
+from net_guard import loopback_only
 
 from cozy.core.errors import CozyError, EngineError, MissingExtraError
 from cozy.core.events import ContextBuilt, Done
@@ -30,34 +29,11 @@ MEM0 = "memory: {provider: mem0, infer: false, timeout: 30}\n" + OTHERS_OFF
 MEM0_INFER = "memory: {provider: mem0, timeout: 30}\n" + OTHERS_OFF
 
 
-def _loopback(address: Any) -> bool:
-    host = address[0] if isinstance(address, tuple) else address
-    return isinstance(host, str) and (host in ("localhost", "::1") or host.startswith("127."))
-
-
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Connections anywhere but loopback (telemetry, downloads) fail the test."""
-    attempts: list[str] = []
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
-            attempts.append(str(address))
-            raise OSError(f"network blocked in tests: {address}")
-        return real_connect(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host is not None and not _loopback((str(host),)):
-            attempts.append(str(host))
-            raise socket.gaierror(f"network blocked in tests: {host}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield attempts
-    assert attempts == [], f"mem0 tried to reach the network: {attempts}"
+    with loopback_only(monkeypatch, "mem0") as attempts:
+        yield attempts
 
 
 async def _engine(rt: Runtime) -> Mem0Memory:

@@ -4,7 +4,6 @@ here). Any network attempt to a non-loopback address fails the test."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 from helpers import collect, open_runtime, req
 from memobase_fake import MemobaseFake
+from net_guard import loopback_only
 
 from cozy.core.errors import AuthError, EngineError, MissingExtraError
 from cozy.core.events import ContextBuilt, Done
@@ -24,25 +24,10 @@ from cozy.testing import FakeModelServer
 pytest.importorskip("memobase", reason="needs the memobase extra: ./install.sh --extras memobase")
 
 
-def _loopback(address: Any) -> bool:
-    host = address[0] if isinstance(address, tuple) else address
-    return isinstance(host, str) and (host in ("localhost", "::1") or host.startswith("127."))
-
-
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    attempts: list[str] = []
-    real_connect = socket.socket.connect
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
-            attempts.append(str(address))
-            raise OSError(f"network blocked in tests: {address}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    yield attempts
-    assert attempts == [], f"tried to reach the network: {attempts}"
+    with loopback_only(monkeypatch, lookups=False) as attempts:
+        yield attempts
 
 
 @pytest.fixture
