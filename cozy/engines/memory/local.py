@@ -38,7 +38,7 @@ from cozy.engines.base import Health, MemoryEngine
 from cozy.engines.memory.embedding import EmbeddingMixin
 from cozy.engines.memory.rank import Weights, first_stage, last_stage
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow
-from cozy.engines.memory.search import VectorIndex, neighbours, recency_factor, rrf
+from cozy.engines.memory.search import RowCache, VectorIndex, neighbours, recency_factor, rrf
 from cozy.engines.memory.types import Hits, TurnInput, iso
 from cozy.engines.memory.userview import UserView
 from cozy.storage.scope_versions import ScopeVersions
@@ -82,6 +82,7 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
         self.repo.keywords.budget = max(100, int(o.get("keyword_budget", 5000)))
         self._init_embedding(deps.get("embedder"))
         self._indexes: dict[str, VectorIndex] = {}
+        self._row_cache: RowCache[MemoryRow] = RowCache()
         # a user's version: with Redis (server mode) a change token says when to re-read
         # it; without, it is re-read after `version_ttl` s (other processes' writes);
         # always after every write of this process (storage/scope_versions.py)
@@ -134,6 +135,14 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
         idx.refreshed_at = started - 5.0
         self._indexes[user_id] = idx
         return idx
+
+    async def rows_of(self, user_id: str, version: int, ids: Sequence[str]) -> dict[str, MemoryRow]:
+        """The rows of these ids, read once per version of the user (search/RowCache)."""
+        cache = self._row_cache.get(user_id, version)
+        missing = [m for m in ids if m not in cache]
+        if missing:
+            cache.update(await self.repo.get_many(missing))
+        return {m: cache[m] for m in ids if m in cache}
 
     async def write(
         self,
@@ -208,18 +217,18 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
             return hits
         ranked = sorted(fused, key=lambda m: -fused[m])
         if not staged:
-            rows = await self.repo.get_many(ranked[: limit * 3 + 10])
+            rows = await self.rows_of(user_id, version, ranked[: limit * 3 + 10])
         if self.neighbour_spread > 0 and mode == "hybrid":
             ranked, rows = await self._spread(user_id, fused, ranked, rows, limit)
         if staged:
-            ranked = await last_stage(self, fused, rows)
+            ranked = await last_stage(self, user_id, version, fused, rows)
         scored: list[tuple[float, MemoryRow]] = []
         start = 0
         while len(scored) < limit and start < len(ranked):
             batch = ranked[start : start + max(limit * 3, 16)]
             missing = [m for m in batch if m not in rows]
             if missing:
-                rows.update(await self.repo.get_many(missing))
+                rows.update(await self.rows_of(user_id, version, missing))
             scored += [
                 (fused[m] * recency_factor(rows[m].occurred_at, self.half_life), rows[m])
                 for m in batch

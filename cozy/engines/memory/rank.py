@@ -274,34 +274,44 @@ async def first_stage(
     w: Weights = mem.rank_weights
     weights = [mem.keyword_weight, 1.0]
     fused = rrf([keyword, vector], weights=weights, k=mem.rrf_k)
-    if w.feedback > 0 and vector and w.feedback_docs > 0:
+
+    async def feedback() -> Ranked | None:
+        """The vector list of a second search with the feedback vector (None: no feedback)."""
+        if w.feedback <= 0 or not vector or w.feedback_docs <= 0:
+            return None
         first = sorted(fused, key=lambda m: -fused[m])[: w.feedback_docs]
         vec, _note = await mem._query_vector(query)  # cached by the first search
-        moved = None
-        if vec is not None:
-            found = await mem.repo.vectors_of(first)
-            moved = feedback_vector(vec, [found[m] for m in first if m in found], w.feedback)
-        if moved is not None:
-            idx = await mem.index(user_id, version)
-            again = (
-                idx.search(moved, pool)
-                if len(idx) < 20_000
-                else await asyncio.to_thread(idx.search, moved, pool)
-            )
-            fused = rrf([keyword, again or vector], weights=weights, k=mem.rrf_k)
-    rows = await mem.repo.get_many(list(fused))
+        if vec is None:
+            return None
+        idx = await mem.index(user_id, version)  # the hits' vectors: from the index, no SQL
+        hits = [v for m in first if (v := idx.vector(m)) is not None]
+        moved = feedback_vector(vec, hits, w.feedback)
+        if moved is None:
+            return None
+        if len(idx) < 20_000:
+            return idx.search(moved, pool)
+        return await asyncio.to_thread(idx.search, moved, pool)
+
+    again = await feedback()
+    if again is not None:
+        fused = rrf([keyword, again or vector], weights=weights, k=mem.rrf_k)
+    rows = await mem.rows_of(user_id, version, list(fused))  # one read for every candidate
     boost_query_matches(fused, {m: _candidate(r) for m, r in rows.items()}, query, w)
     return fused, rows
 
 
 async def last_stage(
-    mem: LocalMemory, fused: dict[str, float], rows: dict[str, MemoryRow]
+    mem: LocalMemory,
+    user_id: str,
+    version: int,
+    fused: dict[str, float],
+    rows: dict[str, MemoryRow],
 ) -> list[str]:
     """The session signal over every candidate (neighbours added by spreading too)."""
     if mem.rank_weights.session > 0:
         missing = [m for m in fused if m not in rows]
         if missing:
-            rows.update(await mem.repo.get_many(missing))
+            rows.update(await mem.rows_of(user_id, version, missing))
         sessions = {m: rows[m].session_id for m in fused if m in rows}
         boost_sessions(fused, sessions, mem.rank_weights)
     return sorted(fused, key=lambda m: -fused[m])

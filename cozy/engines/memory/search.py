@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -127,12 +128,39 @@ class VectorIndex:
         self.ids.append(mid)
         self._n += 1  # the int8 copy encodes the new row on the next big search
 
+    def vector(self, mid: str) -> np.ndarray | None:
+        """The stored vector of `mid` (a copy), None when it is not in the index."""
+        i = self._pos.get(mid)
+        return None if i is None else self._buf[i].copy()
+
     def remove(self, mid: str) -> None:
         i = self._pos.pop(mid, None)
         if i is not None:
             self._buf[i] = 0.0
             self._live[i] = False
             self.ids[i] = None  # masked out of searches; the int8 row needs no update
+
+
+T = TypeVar("T")
+
+
+class RowCache(Generic[T]):
+    """Rows already read for one user, valid while the user's version is unchanged.
+
+    Search reads the same candidate rows again and again (common words, the same
+    session's turns); every write bumps the version and so empties the cache. Kept
+    here rather than as a generic LRU: the version, not age, says when it is stale.
+    """
+
+    def __init__(self, max_rows: int = 20_000) -> None:
+        self.max_rows = max_rows
+        self._by_user: dict[str, tuple[int, dict[str, T]]] = {}
+
+    def get(self, user_id: str, version: int) -> dict[str, T]:
+        held = self._by_user.get(user_id)
+        if held is None or held[0] != version or len(held[1]) > self.max_rows:
+            held = self._by_user[user_id] = (version, {})
+        return held[1]
 
 
 def rrf(
