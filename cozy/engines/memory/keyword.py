@@ -19,14 +19,19 @@ match of the chosen terms.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cozy.engines.memory.search import query_terms
+from cozy.storage import db
 from cozy.storage.store import Store
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -58,21 +63,54 @@ class KeywordIndex:
         self.ttl = ttl
         self._df: dict[str, tuple[int, float]] = {}
 
-    async def frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+    def _known(self, terms: Sequence[str]) -> dict[str, int]:
+        """The cached document frequencies of `terms` (those not older than `ttl`)."""
         now = time.monotonic()
-        todo = [t for t in terms if t not in self._df or now - self._df[t][1] > self.ttl]
+        hits = {t: self._df[t] for t in terms if t in self._df}
+        return {t: n for t, (n, at) in hits.items() if now - at <= self.ttl}
+
+    def _remember(self, counted: dict[str, int]) -> None:
+        if len(self._df) > 50_000:
+            self._df.clear()
+        now = time.monotonic()
+        self._df.update({t: (n, now) for t, n in counted.items()})
+
+    @staticmethod
+    def _count(conn: Connection, terms: Sequence[str]) -> dict[str, int]:
+        """Document frequencies of `terms`, one statement for all of them."""
+        if not terms:
+            return {}
+        cols = ", ".join(
+            f"(SELECT count(*) FROM memories_fts WHERE memories_fts MATCH :t{i})"
+            for i in range(len(terms))
+        )
+        params = {f"t{i}": f'"{t}"' for i, t in enumerate(terms)}
+        row = conn.execute(sa.text(f"SELECT {cols}").bindparams(**params)).one()
+        return {t: int(n) for t, n in zip(terms, row, strict=True)}
+
+    async def _sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` on a sync connection: on a SQLite file, in one worker-thread hop.
+
+        Planning, the window and the ranked query then cost one hop, not one each
+        (under load a hop waits for a core: it was most of a small search's time).
+        """
+        thread = self.store._thread
+        try:
+            if thread is not None:
+                return await thread.read(fn)
+            async with self.store.engine.connect() as conn:
+                return await conn.run_sync(fn)
+        except (OperationalError, DBAPIError) as exc:
+            raise db.translate(exc, self.store.url) from exc
+
+    async def frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        known = self._known(terms)
+        todo = [t for t in terms if t not in known]
         if todo:  # one round trip for every unknown term
-            if len(self._df) > 50_000:
-                self._df.clear()
-            cols = ", ".join(
-                f"(SELECT count(*) FROM memories_fts WHERE memories_fts MATCH :t{i})"
-                for i in range(len(todo))
-            )
-            params = {f"t{i}": f'"{t}"' for i, t in enumerate(todo)}
-            row = (await self.store._read(sa.text(f"SELECT {cols}").bindparams(**params)))[0]
-            for t, n in zip(todo, row, strict=True):
-                self._df[t] = (int(n), now)
-        return {t: self._df[t][0] for t in terms}
+            counted = await self._sync(lambda conn: self._count(conn, todo))
+            self._remember(counted)
+            known.update(counted)
+        return {t: known[t] for t in terms}
 
     async def search(
         self, user_id: str, query: str, limit: int, kinds: Sequence[str] | None = None
@@ -81,21 +119,37 @@ class KeywordIndex:
         terms = query_terms(query)
         if not terms or limit <= 0:
             return []
-        chosen = plan(await self.frequencies(terms), self.budget)
+        known = self._known(terms)
+        todo = [t for t in terms if t not in known]
+        counted: dict[str, int] = {}
+
+        def run(conn: Connection) -> list[Any]:
+            counted.update(self._count(conn, todo))
+            return self._ranked(
+                conn, plan({**known, **counted}, self.budget), user_id, limit, kinds
+            )
+
+        rows = await self._sync(run)
+        self._remember(counted)  # on the event loop: the cache is not shared with threads
+        return [(str(r[0]), -float(r[1])) for r in rows]
+
+    def _ranked(
+        self, conn: Connection, chosen: Plan, user_id: str, limit: int, kinds: Sequence[str] | None
+    ) -> list[Any]:
         if not chosen.terms:
             return []
         match = " OR ".join(f'"{t}"' for t in chosen.terms)
         params: dict[str, Any] = {"q": match, "u": user_id, "k": limit}
         inner = ["memories_fts MATCH :q", f"rank MATCH 'bm25(1.0, {self.context_weight:g})'"]
         if chosen.window:
-            floor = await self.store._read(
+            floor = conn.execute(
                 sa.text(
                     "SELECT rowid FROM memories_fts WHERE memories_fts MATCH :q "
                     "ORDER BY rowid DESC LIMIT 1 OFFSET :b"
                 ).bindparams(q=match, b=self.budget)
-            )
-            if floor:
-                params["floor"] = int(floor[0][0])
+            ).first()
+            if floor is not None:
+                params["floor"] = int(floor[0])
                 inner.append("rowid >= :floor")
         kind_sql = ""
         if kinds:
@@ -113,9 +167,9 @@ class KeywordIndex:
             )
 
         params["n"] = max(4 * limit, 200)
-        rows = await self.store._read(sql(True).bindparams(**params))
+        rows = list(conn.execute(sql(True).bindparams(**params)).fetchall())
         if len(rows) < limit and chosen.matches > params["n"]:  # filtered out: look further
             params.pop("n")
             params.pop("floor", None)
-            rows = await self.store._read(sql(False).bindparams(**params))
-        return [(str(r[0]), -float(r[1])) for r in rows]
+            rows = list(conn.execute(sql(False).bindparams(**params)).fetchall())
+        return rows
