@@ -40,22 +40,21 @@ async def test_long_history_mounts_the_last_items_and_brings_back_the_rest(
         await ready(app)
         await settle(pilot)
         chat = app.query_one(ChatLog)
-        assert (chat.keep, chat.step) == (40, 20)
-        assert _texts(chat) == expected[-40:] and chat.hidden_items == 40
+        assert (chat.keep, chat.step) == (20, 20)
+        assert _texts(chat) == expected[-20:] and chat.hidden_items == 60
         marker = chat.query_one(EarlierItems)
-        assert "40 earlier items" in str(marker.render())
+        assert "60 earlier items" in str(marker.render())
         assert chat.children[0] is marker
-        # scrolling to the top brings the previous `step` items back, in order
-        chat.scroll_home(animate=False)
-        await wait_for(lambda: chat.hidden_items == 20)
-        await settle(pilot)
-        assert _texts(chat) == expected[-60:]
-        assert "20 earlier items" in str(chat.query_one(EarlierItems).render())
-        # and again: the rest; the line goes
-        await wait_for(lambda: chat.scroll_y > 0)  # the view stayed where it was
-        chat.scroll_home(animate=False)
-        await wait_for(lambda: chat.hidden_items == 0)
-        await settle(pilot)
+        # each scroll to the top brings the previous `step` items back, in order, and
+        # keeps the view where it was; the line goes with the last ones
+        for hidden in (40, 20, 0):
+            chat.scroll_home(animate=False)
+            await wait_for(lambda hidden=hidden: chat.hidden_items == hidden)
+            await settle(pilot)
+            assert _texts(chat) == expected[-(80 - hidden) :]
+            if hidden:
+                assert f"{hidden} earlier items" in str(chat.query_one(EarlierItems).render())
+                await wait_for(lambda: chat.scroll_y > 0)
         assert _texts(chat) == expected
         assert not list(chat.query_children(EarlierItems))
         # an answer still renders as Markdown once it is mounted again

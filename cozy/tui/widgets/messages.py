@@ -237,7 +237,7 @@ class ChatLog(VerticalScroll, NoSecondLayout):
 
     can_focus = True
 
-    def __init__(self, *, keep: int = 40, step: int = 20, id: str | None = None) -> None:
+    def __init__(self, *, keep: int = 20, step: int = 20, id: str | None = None) -> None:
         super().__init__(id=id)
         self.keep, self.step = keep, step
         self._stash: list[Callable[[], Any]] = []  # unmounted items, oldest first
