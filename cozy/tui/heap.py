@@ -52,11 +52,12 @@ def release_full_gc(collect: bool = True) -> int:
     """Collect everything once (frozen objects included, so nothing that became
     garbage stays), freeze the survivors again and put the threshold back; returns
     how many objects were collected. Call it when a pause does not matter.
-    `collect=False` only puts the threshold back (the app is closing)."""
+    `collect=False` (the app is closing) gives everything back to the collector and
+    puts the threshold back, without collecting now."""
     global _held
     found = 0
+    gc.unfreeze()
     if collect:
-        gc.unfreeze()
         found = gc.collect()
         gc.freeze()
     if _held is not None:

@@ -128,6 +128,17 @@ def _theme_styles(theme: Any) -> dict[str, str]:
     }
 
 
+_themes: dict[str, Any] = {}  # Textual theme name -> Rich theme
+
+
+def _rich_theme(theme: Any) -> Any:
+    from rich.theme import Theme
+
+    if theme.name not in _themes:
+        _themes[theme.name] = Theme(_theme_styles(theme))
+    return _themes[theme.name]
+
+
 class NoSecondLayout(Widget):
     """After a layout, Textual sets each resized widget's virtual size as a reactive
     that asks for another full layout, which changes nothing for these widgets (their
@@ -180,11 +191,9 @@ class MarkdownBody(NoSecondLayout):
         return self.visual_style.rich_style
 
     def _to_strips(self, renderable: RenderableType, width: int) -> list[Strip]:
-        from rich.theme import Theme
-
         console = self.app.console
         options = self.app.console_options.update(width=width, highlight=False, height=None)
-        with console.use_theme(Theme(_theme_styles(self.app.current_theme))):
+        with console.use_theme(_rich_theme(self.app.current_theme)):
             lines = console.render_lines(renderable, options, style=self._base(), pad=True)
         return [Strip(line, width) for line in lines]
 
