@@ -53,6 +53,22 @@ def plan(freqs: dict[str, int], budget: int) -> Plan:
     return Plan(kept, matches, matches > budget)
 
 
+async def read_sync(store: Store, fn: Callable[[Connection], T]) -> T:
+    """Run `fn` on a sync connection: on a SQLite file, in one worker-thread hop.
+
+    Several statements then cost one hop, not one each (under load a hop waits for
+    a core: it was most of a small search's time).
+    """
+    thread = store._thread
+    try:
+        if thread is not None:
+            return await thread.read(fn)
+        async with store.engine.connect() as conn:
+            return await conn.run_sync(fn)
+    except (OperationalError, DBAPIError) as exc:
+        raise db.translate(exc, store.url) from exc
+
+
 class KeywordIndex:
     def __init__(
         self, store: Store, *, context_weight: float = 0.35, budget: int = 5000, ttl: float = 300
@@ -89,19 +105,7 @@ class KeywordIndex:
         return {t: int(n) for t, n in zip(terms, row, strict=True)}
 
     async def _sync(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` on a sync connection: on a SQLite file, in one worker-thread hop.
-
-        Planning, the window and the ranked query then cost one hop, not one each
-        (under load a hop waits for a core: it was most of a small search's time).
-        """
-        thread = self.store._thread
-        try:
-            if thread is not None:
-                return await thread.read(fn)
-            async with self.store.engine.connect() as conn:
-                return await conn.run_sync(fn)
-        except (OperationalError, DBAPIError) as exc:
-            raise db.translate(exc, self.store.url) from exc
+        return await read_sync(self.store, fn)
 
     async def frequencies(self, terms: Sequence[str]) -> dict[str, int]:
         known = self._known(terms)

@@ -121,12 +121,13 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
             return idx
         if idx is not None and idx.refreshed_at > 0:
             started = time.time()
-            for mid, blob, status in await self.repo.changed_since(user_id, idx.refreshed_at):
+            changed, count = await self.repo.changes(user_id, idx.refreshed_at)
+            for mid, blob, status in changed:
                 if status == "active" and blob:
                     idx.add(mid, np.frombuffer(blob, dtype=np.float32))
                 else:
                     idx.remove(mid)
-            if len(idx) == await self.repo.count_vectors(user_id):
+            if len(idx) == count:
                 idx.version, idx.refreshed_at = version, started - 5.0  # clock margin
                 return idx
         started = time.time()

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError
-from cozy.engines.memory.keyword import KeywordIndex
+from cozy.engines.memory.keyword import KeywordIndex, read_sync
 from cozy.engines.memory.rows import _ROW_COLS, MemoryRow, _row, to_blob
 from cozy.engines.memory.texthash import text_hash
 from cozy.storage.schema import new_id, utcnow
@@ -268,14 +269,31 @@ class MemoryRepo:
         )
         return [(str(r[0]), r[1], str(r[2])) for r in rows]
 
-    async def count_vectors(self, user_id: str) -> int:
-        rows = await self.store._read(
-            sa.select(sa.func.count()).where(
-                memories.c.user_id == user_id,
-                memories.c.status == "active",
-                memories.c.embedding.is_not(None),
-            )
+    async def changes(
+        self, user_id: str, since: float
+    ) -> tuple[list[tuple[str, bytes | None, str]], int]:
+        """`changed_since` and `count_vectors` in one read (one thread hop on SQLite)."""
+        changed = sa.select(memories.c.id, memories.c.embedding, memories.c.status).where(
+            memories.c.user_id == user_id, memories.c.updated_at >= since
         )
+
+        def run(conn: Connection) -> tuple[list[tuple[str, bytes | None, str]], int]:
+            rows = conn.execute(changed).fetchall()
+            count = conn.execute(self._count_stmt(user_id)).scalar_one()
+            return [(str(r[0]), r[1], str(r[2])) for r in rows], int(count)
+
+        return await read_sync(self.store, run)
+
+    @staticmethod
+    def _count_stmt(user_id: str) -> sa.Select[Any]:
+        return sa.select(sa.func.count()).where(
+            memories.c.user_id == user_id,
+            memories.c.status == "active",
+            memories.c.embedding.is_not(None),
+        )
+
+    async def count_vectors(self, user_id: str) -> int:
+        rows = await self.store._read(self._count_stmt(user_id))
         return int(rows[0][0])
 
     async def last_turn(self, user_id: str, session_id: str) -> tuple[str, str] | None:
