@@ -150,3 +150,14 @@ async def collect(events: AsyncIterator[ChatEvent]) -> list[ChatEvent]:
 
 def req(prompt: str, **kw: Any) -> ChatRequest:
     return ChatRequest(prompt=prompt, **kw)
+
+
+def clear_of_minute_boundary(margin: float = 25.0) -> None:
+    """Rate limits count in fixed epoch-minute windows: a boundary falling between the
+    requests of a limit test restarts the count. Returns once `margin` seconds of the
+    current window are left (waiting for the next window when fewer are)."""
+    import time
+
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.2)

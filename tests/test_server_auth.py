@@ -9,6 +9,7 @@ import httpx
 import jwt
 import openai
 import pytest
+from helpers import clear_of_minute_boundary
 from test_server_fixtures import Served, served_fixture, start_server  # noqa: F401 - fixture
 
 from cozy.storage.api_keys import ApiKeys
@@ -168,6 +169,7 @@ def test_roles_on_personalities(served: Served) -> None:
 def test_rate_limit_429_with_retry_after(cozy_home: Path, fake_model: FakeModelServer) -> None:
     thread, s = start_server(cozy_home, fake_model, rate_limit_rpm=2)
     try:
+        clear_of_minute_boundary()  # all of alice's requests in one window
         assert post_chat(s, s.headers("alice")).status_code == 200
         assert post_chat(s, s.headers("alice")).status_code == 200
         r = post_chat(s, s.headers("alice"))
@@ -186,6 +188,7 @@ def test_rate_limit_429_with_retry_after(cozy_home: Path, fake_model: FakeModelS
 def test_token_limit_and_ip_limit(cozy_home: Path, fake_model: FakeModelServer) -> None:
     thread, s = start_server(cozy_home, fake_model, rate_limit_tpm=5, ip_rate_limit_rpm=4)
     try:
+        clear_of_minute_boundary()  # every counted request in one window
         fake_model.queue_reply("a fairly long answer that uses more than five tokens")
         assert post_chat(s, s.headers("alice")).status_code == 200
         r = post_chat(s, s.headers("alice"))

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from helpers import write_engines
+from helpers import clear_of_minute_boundary, write_engines
 from pg_redis_helpers import Instance, cli, cozy_env, pg_database, redis_db
 
 from cozy.storage.db import create_engine
@@ -119,11 +119,8 @@ def test_rate_limit_holds_across_both(cluster: Cluster) -> None:
     key = cluster.key("bob")
     auth = {"Authorization": f"Bearer {key}"}
     codes = []
-    # the windows are fixed epoch minutes: a boundary inside the loop restarts the count
-    # and, falling mid-loop, leaves no request over the limit; start well clear of one
-    left = 60 - time.time() % 60
-    if left < 25:
-        time.sleep(left + 0.2)
+    # a window boundary falling mid-loop restarts the count: no request would be over
+    clear_of_minute_boundary()
     for i in range(RPM + 2):
         inst = cluster.a if i % 2 == 0 else cluster.b
         codes.append(httpx.get(f"{inst.url}/v1/chat/sessions", headers=auth).status_code)
