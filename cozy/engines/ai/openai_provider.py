@@ -9,6 +9,7 @@ exponential backoff, before any streamed text arrives.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -236,14 +237,12 @@ class OpenAIProvider(AIEngine):
         # transform pass (~0.3 ms a request, growing with the history). The chunks are
         # decoded here with json.loads into plain dicts: building the SDK's pydantic
         # chunk models was the largest cost of a served turn (~1/3 of `cozy serve`'s CPU).
-        import httpx2
-
         body = dict(params)
         body.update(body.pop("extra_body", None) or {})
         client = self._get_client()
         with self._errors(params["model"]):
             resp = await client.post(
-                "/chat/completions", cast_to=httpx2.Response, body=body, stream=True
+                "/chat/completions", cast_to=_sdk_response_type(), body=body, stream=True
             )
             try:
                 async for data in _sse_data(resp.aiter_lines()):
@@ -315,6 +314,19 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             parts.append(line[6:] if line.startswith("data: ") else line[5:])
     if parts:
         yield "\n".join(parts)
+
+
+@functools.cache
+def _sdk_response_type() -> type:
+    """The HTTP response class of the installed SDK's transport (`httpx2` in openai 3,
+    `httpx` in openai 2, which the cognee venv pins): `client.post` streams raw only
+    when asked for exactly that class."""
+    import sys
+
+    import openai
+
+    base = openai.DefaultAsyncHttpxClient.__mro__[1]  # httpx(2).AsyncClient
+    return sys.modules[base.__module__.split(".")[0]].Response  # type: ignore[no-any-return]
 
 
 def _decode_chunk(data: str, where: str) -> dict[str, Any]:
