@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_servers.helpers import SERVER, free_port, http_server, live_children, process_gone
+from mcp_servers.helpers import (
+    CLOSE_BOUND,
+    SERVER,
+    eventually,
+    free_port,
+    http_server,
+    live_children,
+    process_gone,
+)
 
 from cozy.core.errors import ConfigError
 from cozy.core.types import Caller
@@ -20,20 +28,6 @@ from cozy.engines.registry import registry
 from cozy.engines.tools.mcp_provider import MCPTools, import_claude_config
 
 CTX = ToolContext(caller=Caller())
-# close() stops each server gracefully within `shutdown_timeout` (2.5 s), then kills it and
-# waits up to 2 s more; the rest is slack for a loaded machine. Still far below the 60-120 s
-# the hanging tools below would take if close() waited for them.
-CLOSE_BOUND = 2.5 + 2.0 + 15
-
-
-async def eventually(predicate: Any, limit: float = 20.0) -> bool:
-    """Poll `predicate` (letting the loop run) until it holds or `limit` seconds pass."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def stdio(**extra: Any) -> dict[str, Any]:

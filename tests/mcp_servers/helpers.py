@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 
 SERVER = Path(__file__).with_name("cozy_test_server.py")
+# close() stops each server gracefully within `shutdown_timeout` (2.5 s), then kills it and
+# waits up to 2 s more; the rest is slack for a loaded machine. Still far below the 60-120 s
+# the hanging tools in the tests would take if close() waited for them.
+CLOSE_BOUND = 2.5 + 2.0 + 15
+
+
+async def eventually(predicate: Callable[[], bool], limit: float = 20.0) -> bool:
+    """Poll `predicate` (letting the loop run) until it holds or `limit` seconds pass."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def free_port() -> int:
