@@ -189,9 +189,8 @@ def ws_url(served: Served, query: str = "") -> str:
     return served.url.replace("http://", "ws://") + "/v1/realtime" + query
 
 
+# the lead covers the page opening the microphone (the file starts) before it sends audio
 def speech_wav(tmp_path: Path, text: str, lead: float = 2.0, tail: float = 4.0) -> Path:
-    """The question with silence around it; the lead covers the moment between the page
-    opening the microphone (the file starts) and sending its audio (slow under load)."""
     rate = 48_000
     clip = concat(silence(lead, rate), espeak(text).at(rate), silence(tail, rate))
     path = tmp_path / "speech.wav"
@@ -303,8 +302,6 @@ async def test_push_to_talk_then_interrupt_in_headless_chromium(
 ) -> None:
     served.fake.tokens_per_second = 10
     served.fake.queue_reply(" ".join(f"Sentence number {i} is here." for i in range(40)))
-    # the fake microphone starts playing (once) when the page opens it, a moment before
-    # the page starts sending: a long lead keeps that moment in silence on a loaded machine
     wav = speech_wav(tmp_path, "turn on the kitchen lights", lead=2.0, tail=0.5)
     seconds = len(wav.read_bytes()) / (48_000 * 2)
     url = f"{served.url}/voice?key={served.keys['alice']}"
@@ -312,9 +309,7 @@ async def test_push_to_talk_then_interrupt_in_headless_chromium(
         await page.wait_for("location.pathname === '/voice' && document.readyState === 'complete'")
         await space(page, down=True)  # hold the space bar while the fake microphone speaks
         await page.wait_for("document.body.dataset.mode === 'ptt'")
-        # hold the key through the whole file (it started before `ptt` showed): longer is only
-        # more silence
-        await asyncio.sleep(seconds + 1.0)
+        await asyncio.sleep(seconds + 1.0)  # the whole file (it began before `ptt` showed)
         assert await page.evaluate("document.getElementById('talk').classList.contains('held')")
         await space(page, down=False)
         heard = await page.wait_for("document.querySelector('.user .text')?.textContent", 40)
@@ -414,14 +409,11 @@ async def test_webrtc_mode_in_headless_chromium(
         await page.wait_for("location.pathname === '/voice' && document.readyState === 'complete'")
         await page.evaluate("document.getElementById('webrtc').click()", gesture=True)
         await page.wait_for("document.body.dataset.mode === 'webrtc'", 20)
-
-        def questions() -> list[str]:
-            return [r["messages"][-1]["content"] for r in fake_model.turn_requests()]
-
         # the looped microphone may be cut mid-question at first (the grammar then hears
         # its nearest command, e.g. "pause"): wait for a full repetition to reach the model
         for _ in range(600):  # up to ~60 s: a repetition comes every ~8 s
-            if "what time is it" in questions():
+            asked = [r["messages"][-1]["content"] for r in fake_model.turn_requests()]
+            if "what time is it" in asked:
                 break
             await asyncio.sleep(0.1)
         heard = await page.wait_for(
@@ -430,6 +422,6 @@ async def test_webrtc_mode_in_headless_chromium(
             40,
         )
         errors = await page.evaluate("document.getElementById('status').className")
-    assert "what time is it" in questions(), questions()
+    assert "what time is it" in asked, asked
     assert float(heard) >= 0.5
     assert "error" not in errors
