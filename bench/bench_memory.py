@@ -193,6 +193,7 @@ async def bench_orchestrator(turns: int) -> dict[str, float]:
         home = Path(tempfile.mkdtemp(prefix="bench-orch-"))
         extra = (
             "memory: {provider: local}\nprofile: {provider: local}\n"
+            "knowledge: {provider: local}\n"
             f"embed: {{provider: openai, base_url: '{fake.url}/v1', model: e, api_key: x, "
             "dimensions: 384}\n"
         )
