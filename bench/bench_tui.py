@@ -46,8 +46,11 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def type_keys(pilot: Any, prompt: Any, n: int, rate: float) -> tuple[list[float], int]:
-    """Type n letters; returns per-key latencies (ms) and how many keys were dropped.
+async def type_keys(
+    pilot: Any, prompt: Any, n: int, rate: float
+) -> tuple[list[float], int, list[bool]]:
+    """Type n letters; returns per-key latencies (ms), how many keys were dropped and,
+    per key, whether an answer was streaming when it was sent.
 
     Keys go in through the driver, as from a terminal (Pilot.press would also wait
     for the whole process to go idle, which never happens while an answer streams).
@@ -62,8 +65,10 @@ async def type_keys(pilot: Any, prompt: Any, n: int, rate: float) -> tuple[list[
     driver = pilot.app._driver
     screen = pilot.app.screen
     latencies: list[float] = []
+    streaming: list[bool] = []
     for ch in letters:
         started = time.perf_counter()
+        streaming.append(pilot.app.busy)
         driver.send_message(events.Key(ch, ch))
         while not prompt.text.endswith(ch) or prompt in screen._dirty_widgets:
             await asyncio.sleep(0)
@@ -72,7 +77,7 @@ async def type_keys(pilot: Any, prompt: Any, n: int, rate: float) -> tuple[list[
         latencies.append((time.perf_counter() - started) * 1000)
         await asyncio.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
     dropped = n - len(prompt.text)
-    return latencies, dropped
+    return latencies, dropped, streaming
 
 
 class GcPauses:
@@ -234,7 +239,7 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
             await app_ready(app)
             await app.workers.wait_for_complete()
             prompt = app.query_one(PromptArea)
-            idle_lat, idle_drop = await type_keys(pilot, prompt, args.keys, args.rate)
+            idle_lat, idle_drop, _ = await type_keys(pilot, prompt, args.keys, args.rate)
             prompt.load_text(prompt_text)
             t_enter = time.perf_counter()
             await pilot.press("enter")
@@ -243,9 +248,9 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.005)
             turn = asyncio.create_task(watch_turn(app, t_enter))
             gcp.on = True
-            busy_lat, busy_drop = await type_keys(pilot, prompt, args.keys, args.rate)
+            typed = await type_keys(pilot, prompt, args.keys, args.rate)
+            busy_lat, busy_drop, streaming = typed
             gcp.on = False
-            still_streaming = app.busy
             stream_s = await turn
             await app.workers.wait_for_complete()
             answer_view = chat.last_answer()
@@ -255,10 +260,10 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
         gcp.close()
     return {
         "idle": idle_lat,
-        "busy": busy_lat,
+        "busy": [ms for ms, on in zip(busy_lat, streaming, strict=True) if on],
+        "after": [ms for ms, on in zip(busy_lat, streaming, strict=True) if not on],
         "dropped": [idle_drop, busy_drop],
         "stream_s": stream_s,
-        "during": still_streaming,
         "complete": got == f"You said: {prompt_text}",
         "chars": len(got),
         "gc": [len(gcp.pauses), gcp.full, max(gcp.pauses, default=0.0)],
@@ -320,7 +325,10 @@ async def main(args: argparse.Namespace) -> None:
         f"keys at {args.rate:g} keys/s, history {args.history} pairs, {args.runs} run(s)\n"
     )
     head = f"{'run':>3} {'variant':14}{'load before':>16}{'idle p99':>9}"
-    print(head + f"{'p50':>6}{'p99':>7}{'max':>7}{'drop':>5}{'GCs':>5}{'full':>5}{'widgets':>8}")
+    print(
+        head + f"{'keys':>5}{'p50':>6}{'p99':>7}{'max':>7}{'drop':>5}{'GCs':>5}{'full':>5}"
+        f"{'widgets':>8}"
+    )
     try:
         await wait_port(port)
         for run in range(args.runs):
@@ -331,9 +339,9 @@ async def main(args: argparse.Namespace) -> None:
                 busy = r["busy"]
                 print(
                     f"{run + 1:>3} {name:14}{before:>16}{pct(r['idle'], 0.99):>9.1f}"
-                    f"{pct(busy, 0.5):>6.1f}{pct(busy, 0.99):>7.1f}{max(busy):>7.1f}"
-                    f"{r['dropped'][1]:>5}{r['gc'][0]:>5}{r['gc'][1]:>5}{r['widgets']:>8}"
-                    + ("" if r["complete"] and r["during"] else "  (!)"),
+                    f"{len(busy):>5}{pct(busy, 0.5):>6.1f}{pct(busy, 0.99):>7.1f}"
+                    f"{max(busy, default=0):>7.1f}{r['dropped'][1]:>5}{r['gc'][0]:>5}"
+                    f"{r['gc'][1]:>5}{r['widgets']:>8}" + ("" if r["complete"] else "  (!)"),
                     flush=True,
                 )
         home = Path(tempfile.mkdtemp(prefix="cozy-bench-tui-"))
@@ -343,7 +351,12 @@ async def main(args: argparse.Namespace) -> None:
         fake.terminate()
         fake.wait(5)
     print(f"\nload average after: {load()}")
-    print("(!) = the answer was incomplete or typing outlasted the stream")
+    print(
+        "keys/p50/p99/max: key-to-screen ms of the keys typed while the answer streamed "
+        "(the rest, typed after it, are left out); drop: keys lost; GCs/full: collector "
+        "passes while typing, full ones; widgets: mounted at the end; (!) the answer was "
+        "incomplete"
+    )
     for name, rs in results.items():
         p99s = [pct(r["busy"], 0.99) for r in rs]
         p50s = [pct(r["busy"], 0.5) for r in rs]
@@ -360,10 +373,7 @@ async def main(args: argparse.Namespace) -> None:
             f"(max {max(inter):.0f}; target <= 1000); to sessions listed "
             f"{statistics.median(ready):.0f} ms"
         )
-    print(
-        "(start-up is in-process, after imports; `cozy chat` also pays Python + textual "
-        "imports: measure with `python -X importtime -c 'import cozy.tui.app'`)"
-    )
+    print("(start-up is in-process, after imports: see `python -X importtime -m cozy.tui.app`)")
 
 
 if __name__ == "__main__":
