@@ -1,0 +1,79 @@
+"""What memory search keeps between searches (issue #3): candidate rows cached per
+version of a user, feedback vectors taken from the vector index, and the index
+refresh's single read of the changed rows and the vector count."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cozy.engines.memory.local import LocalMemory
+from cozy.engines.memory.search import RowCache, VectorIndex
+from cozy.storage.store import Store
+
+
+@pytest.fixture
+async def store(cozy_home: Path) -> AsyncIterator[Store]:
+    s = await Store.open(f"sqlite:///{cozy_home / 'cache.db'}")
+    yield s
+    await s.close()
+
+
+def test_row_cache_empties_when_the_version_moves() -> None:
+    cache: RowCache[str] = RowCache(max_rows=3)
+    cache.get("u", 1)["a"] = "row a"
+    assert cache.get("u", 1) == {"a": "row a"}
+    assert cache.get("v", 1) == {}  # per user
+    assert cache.get("u", 2) == {}  # a write bumped the version
+    rows = cache.get("u", 2)
+    rows.update({f"m{i}": "x" for i in range(4)})
+    assert cache.get("u", 2) == {}  # over max_rows: starts again
+
+
+def test_vector_index_hands_out_copies_of_its_rows() -> None:
+    vecs = np.eye(4, dtype=np.float32)
+    idx = VectorIndex(1, ["a", "b", "c", "d"], vecs)
+    got = idx.vector("b")
+    assert got is not None and got.tolist() == [0.0, 1.0, 0.0, 0.0]
+    got[:] = 5.0  # the caller's copy: the index keeps its row
+    assert idx.search(vecs[1], 1) == [("b", pytest.approx(1.0))]
+    idx.remove("b")
+    assert idx.vector("b") is None and idx.vector("nope") is None
+
+
+async def test_search_shows_edits_and_forgets_through_the_row_cache(store: Store) -> None:
+    # version_ttl 60: only this engine's own writes move the version it sees
+    mem = LocalMemory({"embeddings": False, "version_ttl": 60}, store=store)
+    mid, _ = await mem.remember("u", "My sister plays the violin")
+
+    async def texts() -> list[str]:
+        return [h.text for h in await mem.search("violin", user_id="u", mode="keyword")]
+
+    assert await texts() == ["My sister plays the violin"]
+    version = await mem.version("u")
+    assert set(mem._row_cache.get("u", version)) == {mid}  # read once, kept
+    await mem.edit_memory("u", mid, "My sister plays the violin and the cello")
+    assert await texts() == ["My sister plays the violin and the cello"]
+    await mem.forget("u", mid)
+    assert await texts() == []
+    await mem.restore("u", mid)
+    assert await texts() == ["My sister plays the violin and the cello"]
+
+
+async def test_refresh_reads_changes_and_count_together(store: Store) -> None:
+    mem = LocalMemory({"embeddings": False}, store=store)
+    first, _ = await mem.remember("u", "I live in Lisbon")
+    second, _ = await mem.remember("u", "I work as a nurse")
+    await mem.repo.set_vectors("u", [(first, [1.0, 0.0]), (second, [0.0, 1.0])], "m")
+    changed, count = await mem.repo.changes("u", 0.0)
+    assert count == await mem.repo.count_vectors("u") == 2
+    assert sorted(changed) == sorted(await mem.repo.changed_since("u", 0.0))
+    assert {(mid, status) for mid, _blob, status in changed} == {
+        (first, "active"),
+        (second, "active"),
+    }
+    assert await mem.repo.changes("u", 1e12) == ([], 2)
+    assert await mem.repo.changes("nobody", 0.0) == ([], 0)
