@@ -14,6 +14,9 @@ its own line. Memories for the large stores get random unit vectors (embedding 1
 texts with MiniLM would take an hour and measures the embedder, not the search).
 Rows marked `exact` run the same queries, interleaved, with the exact float32 product
 (the path before cozy/engines/vectors.py) instead of the int8 pass + rerank.
+The orchestrator runs with every local engine on (memory, profile, knowledge) and
+alternates turns whose query is embedded inside the turn with turns whose query
+vector is already cached: the `(no embedding)` rows leave the embedding model out.
 """
 
 from __future__ import annotations
