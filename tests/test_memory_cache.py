@@ -31,6 +31,11 @@ def test_row_cache_empties_when_the_version_moves() -> None:
     rows = cache.get("u", 2)
     rows.update({f"m{i}": "x" for i in range(4)})
     assert cache.get("u", 2) == {}  # over max_rows: starts again
+    few: RowCache[str] = RowCache(max_users=2)
+    for user in ("a", "b", "a", "c"):  # "b" is the least recently searched
+        few.get(user, 1)[user] = f"row of {user}"
+    assert few.get("a", 1) == {"a": "row of a"} and few.get("c", 1) == {"c": "row of c"}
+    assert few.get("b", 1) == {}
 
 
 def test_vector_index_hands_out_copies_of_its_rows() -> None:
@@ -39,7 +44,8 @@ def test_vector_index_hands_out_copies_of_its_rows() -> None:
     got = idx.vector("b")
     assert got is not None and got.tolist() == [0.0, 1.0, 0.0, 0.0]
     got[:] = 5.0  # the caller's copy: the index keeps its row
-    assert idx.search(vecs[1], 1) == [("b", pytest.approx(1.0))]
+    assert [m for m, _ in idx.search(vecs[1], 1)] == ["b"]
+    assert idx.matrix[1].tolist() == [0.0, 1.0, 0.0, 0.0]
     idx.remove("b")
     assert idx.vector("b") is None and idx.vector("nope") is None
 

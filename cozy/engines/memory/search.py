@@ -152,14 +152,18 @@ class RowCache(Generic[T]):
     here rather than as a generic LRU: the version, not age, says when it is stale.
     """
 
-    def __init__(self, max_rows: int = 20_000) -> None:
-        self.max_rows = max_rows
+    def __init__(self, max_rows: int = 20_000, max_users: int = 64) -> None:
+        self.max_rows = max_rows  # per user
+        self.max_users = max_users  # the least recently searched user is dropped first
         self._by_user: dict[str, tuple[int, dict[str, T]]] = {}
 
     def get(self, user_id: str, version: int) -> dict[str, T]:
-        held = self._by_user.get(user_id)
+        held = self._by_user.pop(user_id, None)  # re-inserted last: dict order = recency
         if held is None or held[0] != version or len(held[1]) > self.max_rows:
-            held = self._by_user[user_id] = (version, {})
+            held = (version, {})
+        self._by_user[user_id] = held
+        while len(self._by_user) > self.max_users:
+            del self._by_user[next(iter(self._by_user))]
         return held[1]
 
 
