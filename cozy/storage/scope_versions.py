@@ -19,8 +19,10 @@ What keeps this correct:
   every instance re-read every scope;
 - a cached version is trusted for at most `max_age` s even when its token matches:
   the bound on staleness if a writer dies between its commit and its publish;
-- with Redis off, down or unknown, the DB counter is read (at most every `ttl` s;
-  0 = on every read), as without Redis.
+- with Redis down or unknown, the DB counter is read (at most every `ttl` s;
+  0 = on every read); with no Redis configured (local mode), at most every
+  `local_ttl` s where that is longer: this process's own writes drop the cached
+  version at once (`publish`), other processes' writes are seen within `local_ttl`.
 
 The Redis client is synchronous (see `RedisLink`): one `MGET` on a local Redis costs
 a fraction of a DB round trip, and its short socket timeout bounds an outage's cost.
@@ -53,6 +55,7 @@ class ScopeVersions:
         *,
         link: LinkSource | None = None,
         ttl: float = 0.0,
+        local_ttl: float = 0.0,
         max_age: float = 5.0,
         expire: int = 86_400,
         retry: float = 1.0,
@@ -61,6 +64,7 @@ class ScopeVersions:
         self.read = read
         self.link_source = link
         self.ttl = ttl
+        self.local_ttl = local_ttl  # `ttl` when no Redis link is configured at all
         self.max_age = max_age
         self.expire = expire
         self.retry = retry
@@ -115,8 +119,10 @@ class ScopeVersions:
 
     def publish(self, scopes: Iterable[str]) -> None:
         """After a write committed: every instance's cached version of `scopes` is stale."""
-        link = self._link()
         names = list(dict.fromkeys(scopes))
+        for scope in names:  # this instance knows at once, whatever `ttl` allows
+            self._cache.pop(scope, None)
+        link = self._link()
         if link is None or not names:
             return
         import redis
@@ -157,8 +163,12 @@ class ScopeVersions:
                 if cached[1] == tok and age < self.max_age:
                     self.fast += 1
                     return cached[0]
-            elif not fresh and age < (self.ttl if ttl is None else ttl):
-                return cached[0]
+            elif not fresh:
+                limit = self.ttl if ttl is None else ttl
+                if self.local_ttl > limit and self._link() is None:
+                    limit = self.local_ttl  # local mode: only other local processes write
+                if age < limit:
+                    return cached[0]
         version = await self.read(scope)
         self.db_reads += 1
         self._cache[scope] = (version, tok, now)

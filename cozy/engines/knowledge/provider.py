@@ -71,11 +71,14 @@ class LocalKnowledge(KnowledgeEngine):
         self.term_stats = TermStats()  # document frequencies, for planning BM25 queries
         self.query_vectors: dict[tuple[str, str], Any] = {}  # L1: (model, query) -> vector
         self._index: KnowledgeIndex | None = None
-        # each user's generation; with Redis (server mode) re-read only when it changed
+        # each user's generation; with Redis (server mode) re-read only when it changed;
+        # in local mode at most once a second (this process's own writes are seen at once;
+        # another process's ingest, e.g. `cozy knowledge add` beside an open chat, within 1 s)
         self.versions = ScopeVersions(
             "knowledge",
             lambda user_id: self.index.generation(user_id),
             link=lambda: getattr(self.deps.get("runtime"), "redis", None),
+            local_ttl=1.0,
         )
         self._embed_task: asyncio.Task[EmbedEngine | None] | None = None
         self.embed_note = ""
