@@ -211,7 +211,7 @@ async def baseline_memory_keyword(store: Any, user: str, query: str, limit: int)
             "'active' AND m.tsv @@ q.q LIMIT 2000) c ORDER BY s DESC, c.id DESC LIMIT :k"
         )
         params = {"q": f" {op} ".join(terms), "u": user, "k": limit}
-        out += [r for r in await store._read(sa_text(sql).bindparams(**params)) if r not in out]
+        out += [r for r in await store.read(sa_text(sql).bindparams(**params)) if r not in out]
         if len(out) >= limit or len(terms) == 1:
             break
     return out[:limit]
@@ -230,7 +230,7 @@ async def baseline_knowledge_keyword(index: Any, user: str, query: str, k: int) 
             "AND c.tsv @@ q.q LIMIT 2000) m ORDER BY s DESC, m.id DESC LIMIT :k"
         )
         params = {"q": f" {op} ".join(terms), "u": user, "k": k}
-        out += [r for r in await index._read(sa_text(sql), params) if r not in out]
+        out += [r for r in await index.read(sa_text(sql), params) if r not in out]
         if len(out) >= k or len(terms) == 1:
             break
     return out[:k]

@@ -54,7 +54,7 @@ async def test_turns_carry_their_neighbours(store: Store) -> None:
     # indexing the same messages again changes nothing (idempotent, no doubled context)
     again = turns("The cello! I practise every morning", "My teacher is strict", prefix="b")
     assert await mem.index_turns(again, user_id="u", session_id="s1") == []
-    ctx = await store._read(sa.text("SELECT context FROM memories WHERE id = :i").bindparams(i=q))
+    ctx = await store.read(sa.text("SELECT context FROM memories WHERE id = :i").bindparams(i=q))
     assert ctx[0][0].count("cello") == 1
     # another session is not a neighbour
     (other,) = await mem.index_turns(

@@ -174,17 +174,17 @@ async def test_memory_keyword_uses_turn_context_and_idf_on_postgres(
     assert [i for i, _ in await kw.search("ctxu", "coffee aqueduct", 10)] == [ids["rare"]]
     # the real statement goes through the GIN index (no per-row tsquery parsing)
     seen: list[sa.TextClause] = []
-    read = store._read
+    read = store.read
 
     async def spy(stmt: sa.TextClause) -> list[object]:
         seen.append(stmt)
         return await read(stmt)
 
-    store._read = spy  # type: ignore[method-assign]
+    store.read = spy  # type: ignore[method-assign]
     try:
         await PgKeywords(store).search("ctxu", "lisbon aqueduct", 10)
     finally:
-        store._read = read  # type: ignore[method-assign]
+        store.read = read  # type: ignore[method-assign]
     async with store.engine.connect() as conn:
         await conn.exec_driver_sql("SET enable_seqscan = off")
         for stmt in seen:

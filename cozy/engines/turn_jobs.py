@@ -32,12 +32,12 @@ async def load_turn(
 
     Rows carry id, role, content and created_at, oldest first.
     """
-    owner = await store._read(
+    owner = await store.read(
         sa.select(sessions.c.user_id, sessions.c.personality_id).where(sessions.c.id == session_id)
     )
     if not owner:
         return None
-    rows = await store._read(
+    rows = await store.read(
         sa.select(messages.c.id, messages.c.role, messages.c.content, messages.c.created_at)
         .where(messages.c.session_id == session_id, messages.c.id <= answer_id)
         .where(messages.c.role.in_(["user", "assistant"]))
@@ -65,7 +65,7 @@ async def load_turn_or_fail(
 
 async def effect_done(store: Store, key: str) -> bool:
     """Whether a job already recorded its effect under `key` (see `mark_applied`)."""
-    return bool(await store._read(sa.select(job_effects.c.key).where(job_effects.c.key == key)))
+    return bool(await store.read(sa.select(job_effects.c.key).where(job_effects.c.key == key)))
 
 
 class ProviderJobs:

@@ -119,14 +119,14 @@ class ApiKeys:
                 )
             )
 
-        await self.store._write(insert)
+        await self.store.write(insert)
         return key, row
 
     async def verify(self, key: str) -> ApiKeyRow | None:
         """The active key row for this clear key, or None."""
         if not key.startswith(KEY_PREFIX):
             return None
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(api_keys).where(api_keys.c.key_hash == hash_key(key))
         )
         if not rows:
@@ -140,11 +140,11 @@ class ApiKeys:
             stmt = stmt.where(api_keys.c.user_id == user_id)
         if not all_:
             stmt = stmt.where(api_keys.c.revoked_at.is_(None))
-        return [_row(r) for r in await self.store._read(stmt)]
+        return [_row(r) for r in await self.store.read(stmt)]
 
     async def revoke(self, key_id_or_prefix: str) -> ApiKeyRow:
         match = sa.or_(api_keys.c.id == key_id_or_prefix, api_keys.c.prefix == key_id_or_prefix)
-        rows = await self.store._read(sa.select(api_keys).where(match))
+        rows = await self.store.read(sa.select(api_keys).where(match))
         if len(rows) != 1:
             what = "no" if not rows else "more than one"
             raise NotFoundError(
@@ -158,6 +158,6 @@ class ApiKeys:
                 sa.update(api_keys).where(api_keys.c.id == row.id).values(revoked_at=utcnow())
             )
 
-        await self.store._write(update)
+        await self.store.write(update)
         row.revoked_at = utcnow()
         return row

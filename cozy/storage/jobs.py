@@ -222,7 +222,7 @@ class JobQueue:
         async def write(conn: AsyncConnection) -> str:
             return await enqueue(conn, kind, payload, **kw)
 
-        return await self.store._write(write, thread=True)
+        return await self.store.write(write, thread=True)
 
     async def claim(
         self,
@@ -265,7 +265,7 @@ class JobQueue:
             row = res.first()
             return _job(row) if row is not None else None
 
-        return await self.store._write(write, thread=True)
+        return await self.store.write(write, thread=True)
 
     async def extend(self, job: Job, worker_id: str, lease: float) -> bool:
         """Renew the lease of a job this worker holds."""
@@ -316,7 +316,7 @@ class JobQueue:
             )
             return int(res.rowcount or 0)
 
-        return await self.store._write(write, thread=True) > 0
+        return await self.store.write(write, thread=True) > 0
 
     async def retry(self, job_id: str) -> Job:
         """Re-queue a failed (or stuck) job now, with a fresh set of attempts."""
@@ -338,7 +338,7 @@ class JobQueue:
             )
             return int(res.rowcount or 0)
 
-        if await self.store._write(write, thread=True) == 0:
+        if await self.store.write(write, thread=True) == 0:
             job = await self.get(job_id)  # raises NotFoundError when missing
             raise NotFoundError(
                 f"job '{job_id}' is {job.status}; only pending, running or failed jobs retry",
@@ -347,7 +347,7 @@ class JobQueue:
         return await self.get(job_id)
 
     async def get(self, job_id: str) -> Job:
-        rows = await self.store._read(sa.select(jobs).where(jobs.c.id == job_id))
+        rows = await self.store.read(sa.select(jobs).where(jobs.c.id == job_id))
         if not rows:
             raise NotFoundError(f"no job '{job_id}'", hint="list jobs with `cozy jobs list`")
         return _job(rows[0])
@@ -360,10 +360,10 @@ class JobQueue:
             stmt = stmt.where(jobs.c.status == status)
         if user_id:
             stmt = stmt.where(jobs.c.user_id == user_id)
-        return [_job(r) for r in await self.store._read(stmt)]
+        return [_job(r) for r in await self.store.read(stmt)]
 
     async def counts(self) -> dict[str, int]:
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)
         )
         out = {PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}
@@ -379,4 +379,4 @@ class JobQueue:
             )
             return int(res.rowcount or 0)
 
-        return await self.store._write(write, thread=True)
+        return await self.store.write(write, thread=True)

@@ -40,7 +40,7 @@ class Store(StoreBase):
     ) -> None:
         if user_id in self._users_seen:
             return
-        rows = await self._read(sa.select(users.c.id).where(users.c.id == user_id))
+        rows = await self.read(sa.select(users.c.id).where(users.c.id == user_id))
         if not rows:
 
             async def insert(conn: AsyncConnection) -> None:
@@ -54,7 +54,7 @@ class Store(StoreBase):
                         )
                     )
 
-            await self._write(insert, thread=True)
+            await self.write(insert, thread=True)
         self._users_seen.add(user_id)
 
     # --- sessions ----------------------------------------------------------
@@ -102,13 +102,13 @@ class Store(StoreBase):
         async def insert(conn: AsyncConnection) -> None:
             await conn.execute(_insert_session(row))
 
-        await self._write(insert, thread=True)
+        await self.write(insert, thread=True)
 
     async def get_session(
         self, session_id: str, *, user_id: str | None = None, include_deleted: bool = False
     ) -> SessionRow:
         """Return the session or raise NotFoundError (also for another user's session)."""
-        rows = await self._read(self._session_stmt(session_id, user_id, include_deleted))
+        rows = await self.read(self._session_stmt(session_id, user_id, include_deleted))
         if not rows:
             raise NotFoundError(
                 f"no session '{session_id}'", hint="list sessions with `cozy sessions list`"
@@ -127,7 +127,7 @@ class Store(StoreBase):
         return stmt
 
     async def last_session(self, user_id: str) -> SessionRow | None:
-        rows = await self._read(
+        rows = await self.read(
             sa.select(sessions)
             .where(sessions.c.user_id == user_id, sessions.c.deleted_at.is_(None))
             .order_by(sessions.c.updated_at.desc())
@@ -159,7 +159,7 @@ class Store(StoreBase):
             matching = sa.select(messages.c.session_id).where(messages.c.content.ilike(like))
             stmt = stmt.where(sa.or_(sessions.c.title.ilike(like), sessions.c.id.in_(matching)))
         stmt = stmt.order_by(sessions.c.updated_at.desc(), sessions.c.id.desc())
-        rows = await self._read(stmt.limit(limit).offset(offset))
+        rows = await self.read(stmt.limit(limit).offset(offset))
         return [_session(r) for r in rows]
 
     async def update_session(self, session_id: str, user_id: str, **values: Any) -> None:
@@ -177,7 +177,7 @@ class Store(StoreBase):
             )
             return int(res.rowcount or 0)
 
-        if await self._write(update, thread=True) == 0:
+        if await self.write(update, thread=True) == 0:
             raise NotFoundError(
                 f"no session '{session_id}'", hint="list sessions with `cozy sessions list`"
             )
@@ -223,7 +223,7 @@ class Store(StoreBase):
                 sa.update(sessions).where(sessions.c.id == session_id).values(**values)
             )
 
-        await self._write(insert, thread=True)
+        await self.write(insert, thread=True)
         return [r["id"] for r in rows]
 
     async def add_message(self, session_id: str, message: NewMessage) -> str:
@@ -235,7 +235,7 @@ class Store(StoreBase):
                 sa.update(messages).where(messages.c.id == message_id).values(**values)
             )
 
-        await self._write(update, thread=True)
+        await self.write(update, thread=True)
 
     async def session_window(
         self, session_id: str, user_id: str, limit: int
@@ -276,7 +276,7 @@ class Store(StoreBase):
         """The last `limit` messages of a session, oldest first."""
         if limit <= 0:
             return []
-        rows = await self._read(self._recent_stmt(session_id, limit))
+        rows = await self.read(self._recent_stmt(session_id, limit))
         return [_message(r) for r in reversed(rows)]
 
     async def list_messages(
@@ -290,7 +290,7 @@ class Store(StoreBase):
         )
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [_message(r) for r in await self._read(stmt)]
+        return [_message(r) for r in await self.read(stmt)]
 
     # --- audit -------------------------------------------------------------
     async def add_audit(self, kind: str, **values: Any) -> str:
@@ -303,7 +303,7 @@ class Store(StoreBase):
                 )
             )
 
-        await self._write(insert, thread=True)
+        await self.write(insert, thread=True)
         return event_id
 
     async def list_audit(
@@ -312,4 +312,4 @@ class Store(StoreBase):
         stmt = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
         if user_id is not None:
             stmt = stmt.where(audit_events.c.user_id == user_id)
-        return [dict(r._mapping) for r in await self._read(stmt)]
+        return [dict(r._mapping) for r in await self.read(stmt)]

@@ -76,7 +76,7 @@ class StoreBase:
         await self.engine.dispose()
 
     # --- plumbing ----------------------------------------------------------
-    async def _write(
+    async def write(
         self, fn: Callable[[AsyncConnection], Awaitable[T]], *, thread: bool = False
     ) -> T:
         """Run `fn` in one write transaction, retried while SQLite is locked.
@@ -102,7 +102,7 @@ class StoreBase:
         except (OperationalError, DBAPIError, OSError) as exc:  # OSError: asyncpg connect
             raise db.translate(exc, self.url) from exc
 
-    async def _read(self, stmt: Any) -> list[Any]:
+    async def read(self, stmt: Any) -> list[Any]:
         try:
             if self._thread is not None:
                 return await self._thread.read(lambda c: list(c.execute(stmt).fetchall()))

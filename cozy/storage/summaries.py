@@ -61,7 +61,7 @@ class SummaryStore:
     async def latest(self, session_id: str) -> Summary | None:
         """The current summary of a session (one indexed lookup: on the hot path)."""
         t = session_summaries
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(t)
             .where(t.c.session_id == session_id, t.c.superseded_at.is_(None))
             .order_by(t.c.created_at.desc())
@@ -71,7 +71,7 @@ class SummaryStore:
 
     async def history(self, session_id: str) -> list[Summary]:
         t = session_summaries
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(t).where(t.c.session_id == session_id).order_by(t.c.created_at)
         )
         return [_row(r) for r in rows]
@@ -86,7 +86,7 @@ class SummaryStore:
         async def write(conn: AsyncConnection) -> None:
             await conn.execute(sa.insert(session_summaries).values(**row.to_dict()))
 
-        await self.store._write(write)
+        await self.store.write(write)
         return row
 
     async def supersede_all(self, session_id: str) -> int:
@@ -101,7 +101,7 @@ class SummaryStore:
             )
             return int(res.rowcount or 0)
 
-        return await self.store._write(write)
+        return await self.store.write(write)
 
     async def unsummarized(
         self, session_id: str, *, after: str | None, keep_recent: int, limit: int
@@ -119,5 +119,5 @@ class SummaryStore:
         )
         if after is not None:
             stmt = stmt.where(messages.c.id > after)
-        rows = await self.store._read(stmt.order_by(messages.c.id).limit(limit))
+        rows = await self.store.read(stmt.order_by(messages.c.id).limit(limit))
         return rows

@@ -45,7 +45,7 @@ class ToolGrants:
 
     async def is_granted(self, user_id: str, personality_id: str, tool: str) -> bool:
         t = tool_grants.c
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(t.id).where(
                 t.user_id == user_id, t.personality_id == personality_id, t.tool == tool
             )
@@ -70,7 +70,7 @@ class ToolGrants:
             stmt = dialect.insert(tool_grants).values(**values).on_conflict_do_nothing()
             return bool((await conn.execute(stmt)).rowcount)
 
-        return await self.store._write(insert)
+        return await self.store.write(insert)
 
     async def list_grants(
         self, user_id: str, *, personality_id: str | None = None
@@ -82,7 +82,7 @@ class ToolGrants:
         if personality_id is not None:
             stmt = stmt.where(t.personality_id == personality_id)
         stmt = stmt.order_by(t.personality_id, t.tool)
-        return [GrantRow(*r) for r in await self.store._read(stmt)]
+        return [GrantRow(*r) for r in await self.store.read(stmt)]
 
     async def revoke(
         self, user_id: str, *, tool: str | None = None, personality_id: str | None = None
@@ -98,4 +98,4 @@ class ToolGrants:
                 stmt = stmt.where(t.personality_id == personality_id)
             return int((await conn.execute(stmt)).rowcount or 0)
 
-        return await self.store._write(delete)
+        return await self.store.write(delete)

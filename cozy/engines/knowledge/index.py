@@ -131,7 +131,7 @@ class KnowledgeIndex:
 
     # -- plumbing ---------------------------------------------------------------
 
-    async def _write(
+    async def write(
         self, fn: Callable[[AsyncConnection], Awaitable[T]], changed: Sequence[str] = ()
     ) -> T:
         """One transaction; then `on_write(changed)`: the users whose generation it bumped."""
@@ -148,7 +148,7 @@ class KnowledgeIndex:
             self.on_write(list(changed))
         return result
 
-    async def _read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    async def read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
         try:
             if self.thread is not None:
                 return await self.thread.read(
@@ -173,13 +173,13 @@ class KnowledgeIndex:
             )
 
     async def generation(self, user_id: str) -> int:
-        rows = await self._read(sa.select(state.c.generation).where(state.c.user_id == user_id))
+        rows = await self.read(sa.select(state.c.generation).where(state.c.user_id == user_id))
         return int(rows[0][0]) if rows else 0
 
     # -- documents --------------------------------------------------------------
 
     async def get_document(self, user_id: str, collection: str, path: str) -> DocRow | None:
-        rows = await self._read(
+        rows = await self.read(
             sa.select(documents).where(
                 documents.c.user_id == user_id,
                 documents.c.collection == collection,
@@ -203,7 +203,7 @@ class KnowledgeIndex:
             stmt = stmt.where(documents.c.path.like(like_prefix(prefix), escape="\\"))
         if ref:
             stmt = stmt.where(sa.or_(documents.c.id == ref, documents.c.path == ref))
-        rows = await self._read(stmt.order_by(documents.c.collection, documents.c.path))
+        rows = await self.read(stmt.order_by(documents.c.collection, documents.c.path))
         return [_doc(r) for r in rows]
 
     async def write_document(self, doc: NewDocument, existing: DocRow | None) -> str:
@@ -261,7 +261,7 @@ class KnowledgeIndex:
                 await self._bump(conn, user_id)
             return ids
 
-        return await self._write(tx, sorted(users))
+        return await self.write(tx, sorted(users))
 
     async def move_document(
         self, user_id: str, doc_id: str, new_path: str, mtime: float | None
@@ -274,7 +274,7 @@ class KnowledgeIndex:
             )
             await self._bump(conn, user_id)
 
-        await self._write(tx, [user_id])
+        await self.write(tx, [user_id])
 
     async def remove_documents(self, user_id: str, doc_ids: Sequence[str]) -> int:
         if not doc_ids:
@@ -291,13 +291,13 @@ class KnowledgeIndex:
             await self._bump(conn, user_id)
             return int(result.rowcount or 0)
 
-        return await self._write(tx, [user_id])
+        return await self.write(tx, [user_id])
 
     # -- embeddings -------------------------------------------------------------
 
     async def known_vectors(self, doc_id: str, model: str) -> dict[str, bytes]:
         """text_hash -> embedding of a document's current chunks (to reuse on re-ingest)."""
-        rows = await self._read(
+        rows = await self.read(
             sa.select(chunks.c.text_hash, chunks.c.embedding).where(
                 chunks.c.document_id == doc_id,
                 chunks.c.embed_model == model,
@@ -308,7 +308,7 @@ class KnowledgeIndex:
 
     async def unembedded(self, user_id: str, doc_id: str, model: str) -> list[tuple[int, str]]:
         """Chunks of a document without a vector from `model`: (id, text to embed)."""
-        rows = await self._read(
+        rows = await self.read(
             sa.select(chunks.c.id, chunks.c.heading, chunks.c.text).where(
                 chunks.c.document_id == doc_id,
                 chunks.c.user_id == user_id,
@@ -330,12 +330,12 @@ class KnowledgeIndex:
             await self._bump(conn, user_id)
 
         if items:
-            await self._write(tx, [user_id])
+            await self.write(tx, [user_id])
 
     # -- overview ---------------------------------------------------------------
 
     async def stats(self, user_id: str) -> dict[str, Any]:
-        doc_rows = await self._read(
+        doc_rows = await self.read(
             sa.select(
                 documents.c.collection,
                 sa.func.count(),
@@ -346,7 +346,7 @@ class KnowledgeIndex:
             .where(documents.c.user_id == user_id)
             .group_by(documents.c.collection)
         )
-        vec_rows = await self._read(
+        vec_rows = await self.read(
             sa.select(chunks.c.collection, chunks.c.embed_model, sa.func.count())
             .where(chunks.c.user_id == user_id, chunks.c.embedding.is_not(None))
             .group_by(chunks.c.collection, chunks.c.embed_model)

@@ -110,7 +110,7 @@ class KnowledgeJobs:
         async def write(conn: AsyncConnection) -> None:
             await conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(payload=payload))
 
-        await store._write(write)
+        await store.write(write)
 
 
 async def queue_ingest(
@@ -143,7 +143,7 @@ async def queue_ingest(
             merge=lambda _old: payload,
         )
 
-    job_id: str = await store._write(write)
+    job_id: str = await store.write(write)
     runtime = engine.deps.get("runtime")
     worker = getattr(runtime, "worker", None)
     if worker is not None and worker.running:

@@ -97,7 +97,7 @@ class TermStats:
                 for i in range(len(todo))
             )
             params = {f"t{i}": f'"{t}"' for i, t in enumerate(todo)}
-            row = (await index._read(sa.text(f"SELECT {cols}"), params))[0]
+            row = (await index.read(sa.text(f"SELECT {cols}"), params))[0]
             self.freqs.update({t: int(n) for t, n in zip(todo, row, strict=True)})
         return {t: self.freqs[t] for t in terms}
 
@@ -138,7 +138,7 @@ async def bm25_search(
     params: dict[str, Any] = {"q": match, "u": user_id, "k": k}
     inner = ["knowledge_fts MATCH :q", f"rank MATCH '{WEIGHTS}'"]
     if chosen.window:
-        floor = await index._read(
+        floor = await index.read(
             sa.text(
                 "SELECT rowid FROM knowledge_fts WHERE knowledge_fts MATCH :q "
                 "ORDER BY rowid DESC LIMIT 1 OFFSET :b"
@@ -171,7 +171,7 @@ async def bm25_search(
         )
 
     params["n"] = max(4 * k, 200)
-    rows = await index._read(sa.text(sql(True)), params)
+    rows = await index.read(sa.text(sql(True)), params)
     if len(rows) < k and chosen.matches > params["n"]:  # the filters dropped too many
-        rows = await index._read(sa.text(sql(False)), params)
+        rows = await index.read(sa.text(sql(False)), params)
     return [(int(r[0]), -float(r[1])) for r in rows]

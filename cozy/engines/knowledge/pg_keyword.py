@@ -49,7 +49,7 @@ async def pg_keyword_search(
     counts = _COUNTS.get(index)
     if counts is None:
         counts = _COUNTS[index] = TermCounts("knowledge_chunks", ttl=float("inf"))
-    freqs, rows = await counts.lookup(index._read, terms, budget + 1, key=generation)
+    freqs, rows = await counts.lookup(index.read, terms, budget + 1, key=generation)
     chosen = plan(freqs, budget)
     if not chosen.terms:
         return []
@@ -76,4 +76,4 @@ async def pg_keyword_search(
         limit=k,
         window=budget if chosen.window else None,
     )
-    return [(int(r[0]), float(r[1])) for r in await index._read(sql)]
+    return [(int(r[0]), float(r[1])) for r in await index.read(sql)]

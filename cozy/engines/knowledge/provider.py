@@ -128,7 +128,7 @@ class LocalKnowledge(KnowledgeEngine):
         stmt = sa.select(chunks.c.id).limit(1)
         if vectors:
             stmt = stmt.where(chunks.c.embedding.is_not(None))
-        return bool(await self.index._read(stmt))
+        return bool(await self.index.read(stmt))
 
     # -- embedder ---------------------------------------------------------------
 

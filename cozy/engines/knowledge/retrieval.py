@@ -153,7 +153,7 @@ class VectorCache:
             )
             .order_by(chunks.c.collection, chunks.c.id)
         )
-        rows = [r for r in await index._read(stmt) if len(r[3]) == dims * 4]
+        rows = [r for r in await index.read(stmt) if len(r[3]) == dims * 4]
         return await asyncio.to_thread(build_vectors, rows, generation, dims)
 
 
@@ -216,7 +216,7 @@ async def fetch_chunks(index: KnowledgeIndex, ids: Sequence[int]) -> dict[int, d
         .join(documents, documents.c.id == chunks.c.document_id)
         .where(chunks.c.id.in_(list(ids)))
     )
-    return {int(r[0]): dict(r._mapping) for r in await index._read(stmt)}
+    return {int(r[0]): dict(r._mapping) for r in await index.read(stmt)}
 
 
 def display_path(path: str) -> str:

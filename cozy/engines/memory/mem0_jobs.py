@@ -61,4 +61,4 @@ class Mem0Jobs(ProviderJobs):
         async def mark(conn: AsyncConnection) -> None:
             await mark_applied(conn, key)
 
-        await self.store._write(mark)
+        await self.store.write(mark)

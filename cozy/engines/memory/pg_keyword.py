@@ -44,7 +44,7 @@ class PgKeywords:
         terms = query_terms(query)
         if not terms or limit <= 0:
             return []
-        freqs, rows = await self.counts.lookup(self.store._read, terms, self.budget + 1)
+        freqs, rows = await self.counts.lookup(self.store.read, terms, self.budget + 1)
         chosen = plan(freqs, self.budget)
         if not chosen.terms:
             return []
@@ -63,4 +63,4 @@ class PgKeywords:
             limit=limit,
             window=self.budget if chosen.window else None,
         )
-        return [(str(r[0]), float(r[1])) for r in await self.store._read(sql)]
+        return [(str(r[0]), float(r[1])) for r in await self.store.read(sql)]

@@ -45,7 +45,7 @@ class MemoryRepo:
             await self._bump(conn, user_id)
             return result
 
-        result = await self.store._write(txn)
+        result = await self.store.write(txn)
         if self.on_write is not None:
             self.on_write([user_id])
         return result
@@ -60,13 +60,13 @@ class MemoryRepo:
             await conn.execute(sa.insert(memory_versions).values(user_id=user_id, version=1))
 
     async def has_vectors(self) -> bool:
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(memories.c.id).where(memories.c.embedding.is_not(None)).limit(1)
         )
         return bool(rows)
 
     async def version(self, user_id: str) -> int:
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(memory_versions.c.version).where(memory_versions.c.user_id == user_id)
         )
         return int(rows[0][0]) if rows else 0
@@ -184,7 +184,7 @@ class MemoryRepo:
 
     # --- reads -----------------------------------------------------------------
     async def get(self, memory_id: str, user_id: str) -> MemoryRow:
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(*_ROW_COLS).where(memories.c.id == memory_id, memories.c.user_id == user_id)
         )
         if not rows:
@@ -196,7 +196,7 @@ class MemoryRepo:
     async def get_many(self, ids: Sequence[str]) -> dict[str, MemoryRow]:
         if not ids:
             return {}
-        rows = await self.store._read(sa.select(*_ROW_COLS).where(memories.c.id.in_(list(ids))))
+        rows = await self.store.read(sa.select(*_ROW_COLS).where(memories.c.id.in_(list(ids))))
         return {r.id: _row(r) for r in rows}
 
     async def list_rows(
@@ -217,11 +217,11 @@ class MemoryRepo:
         )
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [_row(r) for r in await self.store._read(stmt)]
+        return [_row(r) for r in await self.store.read(stmt)]
 
     async def history_of(self, memory_id: str, user_id: str) -> list[dict[str, Any]]:
         await self.get(memory_id, user_id)
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(memory_history)
             .where(memory_history.c.memory_id == memory_id)
             .order_by(memory_history.c.created_at, memory_history.c.id)
@@ -243,7 +243,7 @@ class MemoryRepo:
 
     async def vectors(self, user_id: str) -> tuple[list[str], np.ndarray, list[str | None]]:
         """Ids, the float32 matrix and the embed model of every active memory of a user."""
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(memories.c.id, memories.c.embedding, memories.c.embed_model)
             .where(
                 memories.c.user_id == user_id,
@@ -262,7 +262,7 @@ class MemoryRepo:
         self, user_id: str, since: float
     ) -> list[tuple[str, bytes | None, str]]:
         """(id, vector blob, status) of the memories written at or after `since`."""
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(memories.c.id, memories.c.embedding, memories.c.status).where(
                 memories.c.user_id == user_id, memories.c.updated_at >= since
             )
@@ -293,12 +293,12 @@ class MemoryRepo:
         )
 
     async def count_vectors(self, user_id: str) -> int:
-        rows = await self.store._read(self._count_stmt(user_id))
+        rows = await self.store.read(self._count_stmt(user_id))
         return int(rows[0][0])
 
     async def last_turn(self, user_id: str, session_id: str) -> tuple[str, str] | None:
         """(id, text) of the newest active turn of a session."""
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(memories.c.id, memories.c.text)
             .where(memories.c.user_id == user_id, memories.c.session_id == session_id)
             .where(memories.c.kind == "turn", memories.c.status == "active")
@@ -328,7 +328,7 @@ class MemoryRepo:
 
     async def turn_order(self, user_id: str, session_ids: set[str | None]) -> dict[str, int]:
         """Position of every active turn of these sessions (ids sort by time)."""
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(memories.c.id, memories.c.session_id)
             .where(memories.c.user_id == user_id, memories.c.kind == "turn")
             .where(memories.c.session_id.in_([s for s in session_ids if s]))
@@ -344,7 +344,7 @@ class MemoryRepo:
         return order
 
     async def missing_vectors(self, user_id: str, limit: int = 256) -> list[tuple[str, str]]:
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(memories.c.id, memories.c.text)
             .where(memories.c.user_id == user_id, memories.c.status == "active")
             .where(memories.c.embedding.is_(None))
@@ -383,7 +383,7 @@ class MemoryRepo:
         """The stored vectors of these memories (those that have one)."""
         if not ids:
             return {}
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(memories.c.id, memories.c.embedding).where(
                 memories.c.id.in_(list(ids)), memories.c.embedding.is_not(None)
             )

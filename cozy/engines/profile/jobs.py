@@ -83,7 +83,7 @@ async def extract_and_merge(
                 )
         return n
 
-    written: int = await profile._write(fn)
+    written: int = await profile.write(fn)
     return written
 
 
@@ -142,7 +142,7 @@ class ProfileJobs:
     async def _batch(self, user_id: str) -> bool:
         """Process the next batch of new user text. False when there was none."""
         since = await self.engine.cursor(user_id)
-        rows = await self.engine.store._read(
+        rows = await self.engine.store.read(
             sa.select(messages.c.id, messages.c.content, messages.c.created_at)
             .join(sessions, sessions.c.id == messages.c.session_id)
             .where(sessions.c.user_id == user_id, messages.c.role == "user")

@@ -80,7 +80,7 @@ class LocalProfile(ProfileEngine):
         stmt = sa.select(profile_slots).where(profile_slots.c.user_id == user_id)
         if not include_removed:
             stmt = stmt.where(profile_slots.c.deleted_at.is_(None))
-        rows = [dict(r._mapping) for r in await self.store._read(stmt)]
+        rows = [dict(r._mapping) for r in await self.store.read(stmt)]
         order = {t: i for i, t in enumerate(self.topics)}
         rows.sort(key=lambda r: (order.get(r["topic"], 99), r["topic"], r["slot"]))
         return rows
@@ -139,11 +139,11 @@ class LocalProfile(ProfileEngine):
             topic, slot = split_key(key)
             stmt = stmt.where(profile_history.c.topic == topic, profile_history.c.slot == slot)
         stmt = stmt.order_by(profile_history.c.created_at, profile_history.c.id)
-        return [dict(r._mapping) for r in await self.store._read(stmt)]
+        return [dict(r._mapping) for r in await self.store.read(stmt)]
 
     # --- writes -----------------------------------------------------------------
-    async def _write(self, fn: Any) -> Any:
-        result = await self.store._write(fn)
+    async def write(self, fn: Any) -> Any:
+        result = await self.store.write(fn)
         cache = self._cache()
         if cache is not None:
             cache.bump("profile")
@@ -214,7 +214,7 @@ class LocalProfile(ProfileEngine):
                 conn, user_id, topic, slot, value, confidence=1.0, reason="set by the user"
             )
 
-        await self._write(fn)
+        await self.write(fn)
 
     async def remove_slot(self, user_id: str, key: str) -> None:
         topic, slot = split_key(key)
@@ -247,7 +247,7 @@ class LocalProfile(ProfileEngine):
             )
             return True
 
-        if not await self._write(fn):
+        if not await self.write(fn):
             raise NotFoundError(f"no profile slot '{topic}.{slot}'", hint="see `cozy profile show`")
 
     async def update_profile(
@@ -265,7 +265,7 @@ class LocalProfile(ProfileEngine):
         return ProfileJobs(self)
 
     async def cursor(self, user_id: str) -> float:
-        rows = await self.store._read(
+        rows = await self.store.read(
             sa.select(profile_cursors.c.last_message_at).where(profile_cursors.c.user_id == user_id)
         )
         return float(rows[0][0]) if rows else 0.0

@@ -81,7 +81,7 @@ class MemobaseJobs(ProviderJobs):
                 merge=lambda _old: new,
             )
 
-        await self.store._write(record)
+        await self.store.write(record)
 
     async def flush(self, payload: dict[str, Any], job: Job | None) -> None:
         user_id = payload.get("user_id")
