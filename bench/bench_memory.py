@@ -63,8 +63,9 @@ async def fill(store: Any, user: str, n: int, dims: int, rng: random.Random) -> 
     import sqlalchemy as sa
 
     from cozy.engines.memory.repo import to_blob
-    from cozy.engines.memory.tables import memories, memory_versions, text_hash
+    from cozy.engines.memory.texthash import text_hash
     from cozy.storage.schema import new_id
+    from cozy.storage.tables.memory import memories, memory_versions
 
     vecs = np.random.default_rng(1).standard_normal((n, dims)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)

@@ -16,10 +16,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cozy.engines.knowledge.chunking import Chunk, text_hash
-from cozy.engines.knowledge.tables import chunks, documents, state
 from cozy.storage import db
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.sqlite_thread import SQLiteThread
+from cozy.storage.tables.knowledge import chunks, documents, state
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from cozy.engines.knowledge.index import KnowledgeIndex
-from cozy.engines.knowledge.tables import chunks, documents
+from cozy.storage.tables.knowledge import chunks, documents
 
 if TYPE_CHECKING:
     import numpy as np
