@@ -39,6 +39,8 @@ class ActionsMixin(AppBase):
                 self.set_model(arg)
             else:
                 self.action_pick_model()
+        elif name == "/knowledge" and arg:
+            await self.knowledge_command(arg)  # type: ignore[attr-defined]
         elif name in ("/memory", "/profile", "/knowledge"):
             await self.open_browser(name[1:])
         elif name == "/tools":

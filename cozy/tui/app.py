@@ -18,6 +18,7 @@ from textual.containers import Vertical
 from cozy.tui.actions import ActionsMixin
 from cozy.tui.heap import IdleCollector, release_full_gc, settle_heap
 from cozy.tui.history import render_history
+from cozy.tui.ingest import IngestMixin
 from cozy.tui.turn import TurnMixin
 from cozy.tui.widgets.context_panel import ContextPanel
 from cozy.tui.widgets.mdbody import warm_up
@@ -37,7 +38,7 @@ log = logging.getLogger("cozy.tui")
 MODEL_CHECK_TIMEOUT = 5.0
 
 
-class CozyApp(TurnMixin, ActionsMixin):
+class CozyApp(TurnMixin, ActionsMixin, IngestMixin):
     CSS_PATH = "cozy.tcss"
     TITLE = "cozy"
     ENABLE_COMMAND_PALETTE = False

@@ -10,7 +10,7 @@ COMMANDS: dict[str, str] = {
     "/model": "switch model (/model provider:model, or pick from a list)",
     "/memory": "browse memories",
     "/profile": "browse your profile",
-    "/knowledge": "search knowledge",
+    "/knowledge": "browse knowledge; /knowledge add PATH... [-c COLLECTION] indexes files",
     "/tools": "list the tools this personality may use",
     "/context": "show or hide the context panel",
     "/export": "export this session as Markdown (/export [FILE])",

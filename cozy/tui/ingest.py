@@ -1,0 +1,112 @@
+"""`/knowledge add PATH... [-c COLLECTION]`: ingest from the chat as a durable job.
+
+The knowledge engine queues a `knowledge.ingest` job (the same one the server's
+`POST /v1/knowledge/{collection}/documents` queues); the app's job worker runs it
+while the chat stays usable, and a notice reports the outcome. Closing the app
+before it finishes loses nothing: the job runs in the next cozy process
+(`cozy jobs run`, another `cozy chat`, or `cozy serve`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from dataclasses import dataclass
+
+from cozy.tui.base import AppBase
+
+USAGE = "usage: /knowledge add PATH... [-c COLLECTION]   (or /knowledge to browse)"
+POLL_S = 0.5
+
+
+@dataclass(slots=True)
+class IngestRequest:
+    paths: list[str]
+    collection: str
+
+
+def parse_ingest(arg: str) -> IngestRequest | str:
+    """The request, or the message that says what is wrong."""
+    try:
+        words = shlex.split(arg)
+    except ValueError as exc:
+        return f"{exc}: {USAGE}"
+    if not words or words[0] != "add":
+        return USAGE
+    paths: list[str] = []
+    collection = "default"
+    rest = iter(words[1:])
+    for word in rest:
+        if word in ("-c", "--collection"):
+            collection = next(rest, "")
+            if not collection:
+                return f"{word} needs a collection name: {USAGE}"
+        else:
+            paths.append(word)
+    if not paths:
+        return f"no path given: {USAGE}"
+    return IngestRequest(paths, collection)
+
+
+class IngestMixin(AppBase):
+    async def knowledge_command(self, arg: str) -> None:
+        from cozy.core.errors import CozyError
+
+        request = parse_ingest(arg)
+        if isinstance(request, str):
+            self.notify(request, severity="warning")
+            return
+        try:
+            engine = await self.runtime.engine("knowledge")
+        except CozyError as exc:
+            self.notify(f"the knowledge engine could not start: {exc}", severity="error")
+            return
+        queue = getattr(engine, "queue_ingest", None)
+        if queue is None:
+            self.notify(
+                "this knowledge provider cannot ingest paths in the background: "
+                "use `cozy knowledge add` in a terminal (or `knowledge: {provider: local}`)",
+                severity="warning",
+            )
+            return
+        try:
+            job_id = await queue(
+                request.paths, user_id=self.settings.user, collection=request.collection
+            )
+        except CozyError as exc:
+            hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
+            self.notify(f"{exc}{hint}", severity="error")
+            return
+        self.runtime.start_worker()
+        self.notify(
+            f"indexing {len(request.paths)} path(s) into '{request.collection}' in the "
+            f"background (job {job_id[:8]}); keep chatting"
+        )
+        self.run_worker(self._watch_ingest(job_id), group="ingest")
+
+    async def _watch_ingest(self, job_id: str) -> None:
+        from cozy.core.errors import CozyError
+
+        while True:
+            await asyncio.sleep(POLL_S)
+            try:
+                job = await self.runtime.jobs.get(job_id)
+            except CozyError:
+                return  # the store is closing with the app
+            if job.status in ("done", "failed"):
+                break
+        result = job.payload.get("result") or {}
+        counts = result.get("counts") or {}
+        summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "nothing to do"
+        failed = result.get("failed") or []
+        if job.status == "done" and not failed:
+            self.notify(f"knowledge '{job.payload.get('collection')}': {summary}")
+        elif job.status == "done":
+            first = failed[0]
+            self.notify(
+                f"knowledge '{job.payload.get('collection')}': {summary}; "
+                f"first failure: {first.get('path')}: {first.get('detail')}",
+                severity="warning",
+            )
+        else:
+            self.notify(f"knowledge ingest failed: {job.last_error}", severity="error")
