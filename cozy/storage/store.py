@@ -7,7 +7,6 @@ dataclasses; no ORM objects leak out of storage.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,41 +27,8 @@ from cozy.storage.rows import (
 from cozy.storage.schema import audit_events, messages, new_id, sessions, users, utcnow
 from cozy.storage.store_base import OutboxHook, StoreBase
 
-__all__ = [
-    "MessageRow",
-    "NewMessage",
-    "OutboxHook",
-    "SessionRow",
-    "Store",
-    "TxnStep",
-    "session_owner",
-]
+__all__ = ["MessageRow", "NewMessage", "OutboxHook", "SessionRow", "Store", "TxnStep"]
 TxnStep = Callable[[AsyncConnection], Awaitable[Any]]
-
-# The session's owner, read at most once per `add_messages` transaction however
-# many outbox hooks ask for it (set and reset inside the transaction's coroutine,
-# so it also holds on the SQLite worker-thread path).
-_OWNER_MEMO: ContextVar[dict[str, tuple[str, str] | None] | None] = ContextVar(
-    "cozy_session_owner_memo", default=None
-)
-
-
-async def session_owner(conn: AsyncConnection, session_id: str) -> tuple[str, str] | None:
-    """(user_id, personality_id) of a session, or None; memoised within one outbox run."""
-    memo = _OWNER_MEMO.get()
-    if memo is not None and session_id in memo:
-        return memo[session_id]
-    row = (
-        await conn.execute(
-            sa.select(sessions.c.user_id, sessions.c.personality_id).where(
-                sessions.c.id == session_id
-            )
-        )
-    ).first()
-    owner = (str(row[0]), str(row[1])) if row else None
-    if memo is not None:
-        memo[session_id] = owner
-    return owner
 
 
 class Store(StoreBase):
@@ -246,12 +212,8 @@ class Store(StoreBase):
                 await conn.execute(_insert_session(create))
             if rows:
                 await conn.execute(sa.insert(messages), rows)
-                token = _OWNER_MEMO.set({})
-                try:
-                    for hook in self.outbox:
-                        await hook(conn, session_id, rows)
-                finally:
-                    _OWNER_MEMO.reset(token)
+                for hook in self.outbox:
+                    await hook(conn, session_id, rows)
             for step in also:
                 await step(conn)
             values: dict[str, Any] = {"updated_at": now}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
@@ -17,11 +18,22 @@ from cozy.engines.memory.extract import ExtractionFailed
 from cozy.engines.memory.types import TurnInput
 from cozy.engines.turn_jobs import load_turn_or_fail, turn_ids
 from cozy.storage.jobs import Job, enqueue, final_answers
-from cozy.storage.store import session_owner
+from cozy.storage.schema import sessions
 from cozy.storage.worker import PermanentJobError
 
 if TYPE_CHECKING:
     from cozy.engines.memory.local import LocalMemory
+
+
+async def session_owner(conn: AsyncConnection, session_id: str) -> tuple[str, str] | None:
+    row = (
+        await conn.execute(
+            sa.select(sessions.c.user_id, sessions.c.personality_id).where(
+                sessions.c.id == session_id
+            )
+        )
+    ).first()
+    return (str(row[0]), str(row[1])) if row else None
 
 
 class MemoryJobs:

@@ -19,7 +19,6 @@ from cozy.engines.profile.extract import ProfileExtractionFailed, extract
 from cozy.engines.profile.local import slot_name
 from cozy.storage.jobs import PENDING, Job, enqueue, final_answers, jobs
 from cozy.storage.schema import messages, sessions, utcnow
-from cozy.storage.store import session_owner
 from cozy.storage.tables.profile import profile_cursors
 from cozy.storage.worker import PermanentJobError
 
@@ -97,7 +96,9 @@ class ProfileJobs:
     ) -> None:
         if not final_answers(rows):
             return
-        owner = await session_owner(conn, session_id)
+        owner = (
+            await conn.execute(sa.select(sessions.c.user_id).where(sessions.c.id == session_id))
+        ).first()
         if owner is None:
             return
         user_id = str(owner[0])
