@@ -53,11 +53,14 @@ info.register(app)
 chat.register(app)
 serve.register(app)
 keys.register(app)
-memory.register(app), profile.register(app), jobs.register(app)  # issue #3 groups
+memory.register(app)  # issue #3 groups: memory, profile, jobs
+profile.register(app)
+jobs.register(app)
 voice.register(app)
 knowledge_cli.register(app)
 tools.register(app)
-migrate_cli.register(app), transfer_cli.register(app)  # issue #12: server mode
+migrate_cli.register(app)  # issue #12: server mode
+transfer_cli.register(app)
 
 
 def main() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
-from cozy.core.types import Message, ToolCall
+from cozy.core.types import Message, Role, ToolCall
 from cozy.storage.store import MessageRow
 
 
@@ -28,9 +29,9 @@ def to_messages(rows: Iterable[MessageRow]) -> list[Message]:
         ]
         out.append(
             Message(
-                row.role,
+                cast(Role, row.role),
                 row.content or "",
-                tool_calls=calls,  # type: ignore[arg-type]
+                tool_calls=calls,
                 tool_call_id=row.tool_call_id,
                 name=row.name,
             )

@@ -68,7 +68,7 @@ class EngineRegistry:
                 f"the {kind} provider '{name}' could not be imported ({exc})",
                 hint="reinstall cozy with `./install.sh`, or install the provider's extra",
             ) from exc
-        cls = getattr(module, attr)
+        cls: type[BaseEngine] = getattr(module, attr)
         self._check(kind, name, cls)
         self._classes[key] = cls
         return cls

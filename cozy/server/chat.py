@@ -112,7 +112,8 @@ def build_request(
                 param="messages",
                 hint="send a user message, or the results of the tool calls you were given",
             )
-        prompt, history = "", [_message(m) for m in convo]
+        history: list[Message] | None = [_message(m) for m in convo]
+        prompt = ""
     else:
         prompt = convo[last_user].text()
         if not prompt.strip():

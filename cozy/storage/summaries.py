@@ -46,12 +46,12 @@ class Summary:
     superseded_at: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 def _row(r: Any) -> Summary:
     m = r._mapping
-    return Summary(**{k: m[k] for k in Summary.__slots__})  # type: ignore[attr-defined]
+    return Summary(**{k: m[k] for k in Summary.__slots__})
 
 
 class SummaryStore:

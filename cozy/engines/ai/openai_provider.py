@@ -241,7 +241,7 @@ class OpenAIProvider(AIEngine):
         body.update(body.pop("extra_body", None) or {})
         client = self._get_client()
         with self._errors(params["model"]):
-            resp = await client.post(
+            resp: Any = await client.post(
                 "/chat/completions", cast_to=_sdk_response_type(), body=body, stream=True
             )
             try:
