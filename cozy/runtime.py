@@ -225,6 +225,29 @@ class Runtime:
         """Run queued jobs in this process (TUI, server) until `close()`."""
         self.worker.start()
 
+    async def queue_ingest(
+        self, paths: list[str], *, user_id: str, collection: str, embed: bool = True
+    ) -> str:
+        """Queue a durable knowledge ingest of `paths` (read on this machine) and run it
+        in this process's worker; returns the job id (TUI `/knowledge add`, server POST)."""
+        from cozy.core.errors import EngineError, UsageError
+
+        engine = await self.engine("knowledge")
+        if engine is None:
+            raise EngineError(
+                "the knowledge engine is off",
+                hint="enable it with `knowledge: {provider: local}` in engines.yaml",
+            )
+        queue = getattr(engine, "queue_ingest", None)
+        if queue is None:
+            raise UsageError(
+                "this knowledge provider cannot ingest paths in the background",
+                hint="send the documents' text instead, or use `knowledge: {provider: local}`",
+            )
+        job_id: str = await queue(paths, user_id=user_id, collection=collection, embed=embed)
+        self.start_worker()
+        return job_id
+
     async def drain_jobs(self, *, include_deferred: bool = True) -> DrainStats:
         """Run every runnable job now (`cozy jobs run`)."""
         return await self.worker.drain(include_deferred=include_deferred)

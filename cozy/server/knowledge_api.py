@@ -57,24 +57,17 @@ class KnowledgeController(Controller):
     ) -> Any:
         from litestar import Response
 
-        engine = await _engine(request)
         if data.paths:
             if data.text:
                 raise UsageError("send either text or paths, not both")
             require_admin(principal)  # the paths are read on the server's disk
-            queue = getattr(engine, "queue_ingest", None)
-            if queue is None:
-                raise UsageError(
-                    "this knowledge provider cannot ingest paths in the background",
-                    hint="send the documents' text instead",
-                )
             rt = services(request).runtime
-            job_id = await queue(
+            job_id = await rt.queue_ingest(
                 data.paths, user_id=principal.user_id, collection=collection, embed=data.embed
             )
-            rt.start_worker()  # the server runs queued jobs itself
             job = await rt.jobs.get(job_id)
             return Response(_job(job), status_code=202)
+        engine = await _engine(request)
         if not data.text or not data.text.strip():
             raise UsageError(
                 "the document has no text", hint='send {"text": "..."} or {"paths": [...]}'

@@ -57,27 +57,13 @@ class IngestMixin(AppBase):
             self.notify(request, severity="warning")
             return
         try:
-            engine = await self.runtime.engine("knowledge")
-        except CozyError as exc:
-            self.notify(f"the knowledge engine could not start: {exc}", severity="error")
-            return
-        queue = getattr(engine, "queue_ingest", None)
-        if queue is None:
-            self.notify(
-                "this knowledge provider cannot ingest paths in the background: "
-                "use `cozy knowledge add` in a terminal (or `knowledge: {provider: local}`)",
-                severity="warning",
-            )
-            return
-        try:
-            job_id = await queue(
+            job_id = await self.runtime.queue_ingest(
                 request.paths, user_id=self.settings.user, collection=request.collection
             )
         except CozyError as exc:
             hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
             self.notify(f"{exc}{hint}", severity="error")
             return
-        self.runtime.start_worker()
         self.notify(
             f"indexing {len(request.paths)} path(s) into '{request.collection}' in the "
             f"background (job {job_id[:8]}); keep chatting"
