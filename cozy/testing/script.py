@@ -35,6 +35,11 @@ BACKGROUND_PROMPTS = (
 )
 
 
+def opens_background(role: object, content: object) -> bool:
+    """True when a request's first message is a cozy background job's system prompt."""
+    return role == "system" and isinstance(content, str) and content.startswith(BACKGROUND_PROMPTS)
+
+
 @dataclass(slots=True)
 class ScriptedCall:
     """A tool call the fake model will make."""
@@ -91,11 +96,7 @@ class ChatView:
     def background(self) -> bool:
         """True when a cozy background job (not a user's turn) sent this request."""
         first = self.messages[0] if self.messages else None
-        return (
-            first is not None
-            and first.role == "system"
-            and first.content.startswith(BACKGROUND_PROMPTS)
-        )
+        return first is not None and opens_background(first.role, first.content)
 
     @property
     def tool_result(self) -> str | None:

@@ -20,7 +20,6 @@ from types import TracebackType
 from typing import Any
 
 from cozy.testing.script import (
-    BACKGROUND_PROMPTS,
     UNSET,
     ChatView,
     Failure,
@@ -29,6 +28,7 @@ from cozy.testing.script import (
     Script,
     ScriptedCall,
     make_reply,
+    opens_background,
 )
 
 Scope = dict[str, Any]
@@ -64,8 +64,7 @@ def is_background(request: RecordedRequest) -> bool:
     """True when the request comes from a cozy background job, not a turn."""
     messages = request.get("messages") or []
     first = messages[0] if messages and isinstance(messages[0], dict) else {}
-    content = first.get("content") if first.get("role") == "system" else None
-    return isinstance(content, str) and content.startswith(BACKGROUND_PROMPTS)
+    return opens_background(first.get("role"), first.get("content"))
 
 
 class FakeModelServer:
