@@ -143,6 +143,15 @@ def queued_count() -> int:
     return _queued
 
 
+# Built once: executed with parameters, they skip SQLAlchemy's per-call statement
+# construction and cache-key walk (the outbox hooks run on every saved turn).
+_PENDING_BY_KEY = sa.select(jobs.c.id, jobs.c.payload).where(
+    jobs.c.key == sa.bindparam("b_key"), jobs.c.status == PENDING
+)
+_INSERT_JOB = jobs.insert()
+_RENEW = jobs.update().where(jobs.c.id == sa.bindparam("b_id"))
+
+
 async def enqueue(
     conn: AsyncConnection,
     kind: str,
@@ -153,45 +162,48 @@ async def enqueue(
     delay: float = 0.0,
     max_attempts: int = 5,
     merge: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    delay_of: Callable[[dict[str, Any]], float] | None = None,
 ) -> str:
     """Queue a job inside the caller's transaction.
 
     With `key`, a job still pending under the same key is reused (debounce): its
     `run_after` moves to now+delay and `merge(old_payload)` (if given) becomes its
-    payload. Returns the job id.
+    payload. `delay_of(payload)`, if given, replaces `delay`: the delay that follows
+    from the payload written (e.g. due at once once enough has accumulated).
+    Returns the job id.
     """
     global _queued
     _queued += 1
     now = utcnow()
     if key is not None:
-        row = (
-            await conn.execute(
-                sa.select(jobs.c.id, jobs.c.payload).where(
-                    jobs.c.key == key, jobs.c.status == PENDING
-                )
-            )
-        ).first()
+        row = (await conn.execute(_PENDING_BY_KEY, {"b_key": key})).first()
         if row is not None:
-            values: dict[str, Any] = {"run_after": now + delay, "updated_at": now}
-            if merge is not None:
-                values["payload"] = merge(dict(row.payload or {}))
-            await conn.execute(sa.update(jobs).where(jobs.c.id == row.id).values(**values))
+            values: dict[str, Any] = {"b_id": row.id, "updated_at": now}
+            merged = merge(dict(row.payload or {})) if merge is not None else None
+            if merged is not None:
+                values["payload"] = merged
+            wait = delay_of(merged if merged is not None else payload) if delay_of else delay
+            values["run_after"] = now + wait
+            await conn.execute(_RENEW, values)
             return str(row.id)
     job_id = new_id("job")
+    body = merge({}) if merge is not None and not payload else payload
+    wait = delay_of(body) if delay_of is not None else delay
     await conn.execute(
-        sa.insert(jobs).values(
-            id=job_id,
-            kind=kind,
-            key=key,
-            user_id=user_id,
-            payload=merge({}) if merge is not None and not payload else payload,
-            status=PENDING,
-            attempts=0,
-            max_attempts=max_attempts,
-            run_after=now + delay,
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT_JOB,
+        {
+            "id": job_id,
+            "kind": kind,
+            "key": key,
+            "user_id": user_id,
+            "payload": body,
+            "status": PENDING,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "run_after": now + wait,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
     return job_id
 

@@ -92,17 +92,22 @@ def _message(row: Any) -> MessageRow:
     )
 
 
+def session_params(row: SessionRow) -> dict[str, Any]:
+    """Insert parameters for a new session row (for `sessions.insert()`)."""
+    return {
+        "id": row.id,
+        "user_id": row.user_id,
+        "personality_id": row.personality_id,
+        "title": row.title,
+        "model": row.model,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "metadata": row.metadata,
+    }
+
+
 def _insert_session(row: SessionRow) -> Any:
-    return sa.insert(sessions).values(
-        id=row.id,
-        user_id=row.user_id,
-        personality_id=row.personality_id,
-        title=row.title,
-        model=row.model,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        metadata=row.metadata,
-    )
+    return sa.insert(sessions).values(**session_params(row))
 
 
 def message_rows(session_id: str, items: Sequence[NewMessage], now: float) -> list[dict[str, Any]]:

@@ -23,12 +23,27 @@ from cozy.storage.rows import (
     _message,
     _session,
     message_rows,
+    session_params,
 )
 from cozy.storage.schema import audit_events, messages, new_id, sessions, users, utcnow
 from cozy.storage.store_base import OutboxHook, StoreBase
 
 __all__ = ["MessageRow", "NewMessage", "OutboxHook", "SessionRow", "Store", "TxnStep"]
 TxnStep = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+# The statements of every saved turn, built once and executed with parameters: no
+# per-call statement construction or cache-key walk in SQLAlchemy.
+_INSERT_SESSION = sessions.insert()
+_INSERT_MESSAGES = messages.insert()
+_TOUCH = (
+    sessions.update()
+    .where(sessions.c.id == sa.bindparam("b_sid"))
+    .values(updated_at=sa.bindparam("b_now"))
+)
+_TOUCH_TITLE = _TOUCH.values(
+    title=sa.func.coalesce(sessions.c.title, sa.bindparam("b_title", type_=sa.String))
+)
 
 
 class Store(StoreBase):
@@ -209,19 +224,18 @@ class Store(StoreBase):
 
         async def insert(conn: AsyncConnection) -> None:
             if create is not None:
-                await conn.execute(_insert_session(create))
+                await conn.execute(_INSERT_SESSION, session_params(create))
             if rows:
-                await conn.execute(sa.insert(messages), rows)
+                await conn.execute(_INSERT_MESSAGES, rows)
                 for hook in self.outbox:
                     await hook(conn, session_id, rows)
             for step in also:
                 await step(conn)
-            values: dict[str, Any] = {"updated_at": now}
+            touch = {"b_sid": session_id, "b_now": now}
             if touch_title:  # one statement: keep a title, set one on an untitled session
-                values["title"] = sa.func.coalesce(sessions.c.title, touch_title[:300])
-            await conn.execute(
-                sa.update(sessions).where(sessions.c.id == session_id).values(**values)
-            )
+                await conn.execute(_TOUCH_TITLE, {**touch, "b_title": touch_title[:300]})
+            else:
+                await conn.execute(_TOUCH, touch)
 
         await self.write(insert, thread=True)
         return [r["id"] for r in rows]

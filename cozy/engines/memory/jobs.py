@@ -25,14 +25,14 @@ if TYPE_CHECKING:
     from cozy.engines.memory.local import LocalMemory
 
 
+# built once: the outbox hook runs on every saved turn
+_OWNER = sa.select(sessions.c.user_id, sessions.c.personality_id).where(
+    sessions.c.id == sa.bindparam("b_sid")
+)
+
+
 async def session_owner(conn: AsyncConnection, session_id: str) -> tuple[str, str] | None:
-    row = (
-        await conn.execute(
-            sa.select(sessions.c.user_id, sessions.c.personality_id).where(
-                sessions.c.id == session_id
-            )
-        )
-    ).first()
+    row = (await conn.execute(_OWNER, {"b_sid": session_id})).first()
     return (str(row[0]), str(row[1])) if row else None
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.engines.profile.extract import ProfileExtractionFailed, extract
 from cozy.engines.profile.local import slot_name
-from cozy.storage.jobs import PENDING, Job, enqueue, final_answers, jobs
+from cozy.storage.jobs import Job, enqueue, final_answers
 from cozy.storage.schema import messages, sessions, utcnow
 from cozy.storage.tables.profile import profile_cursors
 from cozy.storage.worker import PermanentJobError
@@ -87,6 +87,18 @@ async def extract_and_merge(
     return written
 
 
+# The session's owner and the length of its latest user message, in one statement
+# (built once: the hook runs on every saved turn).
+_OWNER_AND_LAST_USER = sa.select(
+    sessions.c.user_id,
+    sa.select(sa.func.length(messages.c.content))
+    .where(messages.c.session_id == sessions.c.id, messages.c.role == "user")
+    .order_by(messages.c.id.desc())
+    .limit(1)
+    .scalar_subquery(),
+).where(sessions.c.id == sa.bindparam("b_sid"))
+
+
 class ProfileJobs:
     def __init__(self, engine: LocalProfile) -> None:
         self.engine = engine
@@ -96,36 +108,23 @@ class ProfileJobs:
     ) -> None:
         if not final_answers(rows):
             return
-        owner = (
-            await conn.execute(sa.select(sessions.c.user_id).where(sessions.c.id == session_id))
-        ).first()
+        owner = (await conn.execute(_OWNER_AND_LAST_USER, {"b_sid": session_id})).first()
         if owner is None:
             return
-        user_id = str(owner[0])
-        length = (
-            await conn.execute(
-                sa.select(sa.func.length(messages.c.content))
-                .where(messages.c.session_id == session_id, messages.c.role == "user")
-                .order_by(messages.c.id.desc())
-                .limit(1)
-            )
-        ).scalar() or 0
-        key = f"profile:{user_id}"
-        row = (
-            await conn.execute(
-                sa.select(jobs.c.payload).where(jobs.c.key == key, jobs.c.status == PENDING)
-            )
-        ).first()
-        total = int(((row[0] or {}) if row else {}).get("chars", 0)) + int(length)
-        payload = {"user_id": user_id, "chars": total}
-        await enqueue(
+        user_id, length = str(owner[0]), int(owner[1] or 0)
+        min_chars, idle = self.engine.min_chars, self.engine.idle_seconds
+
+        def merged(old: dict[str, Any]) -> dict[str, Any]:
+            return {"user_id": user_id, "chars": int(old.get("chars", 0)) + length}
+
+        await enqueue(  # the pending job's count grows: one read and one write
             conn,
             "profile.update",
-            payload,
+            {"user_id": user_id, "chars": length},
             user_id=user_id,
-            key=key,
-            delay=0.0 if total >= self.engine.min_chars else self.engine.idle_seconds,
-            merge=lambda _old: payload,
+            key=f"profile:{user_id}",
+            merge=merged,
+            delay_of=lambda p: 0.0 if int(p.get("chars", 0)) >= min_chars else idle,
         )
 
     def handlers(self) -> dict[str, Any]:
