@@ -2,11 +2,13 @@
 overhead with the local engines on at 10k memories. Prints tables; asserts nothing.
 
     .venv/bin/python bench/bench_memory.py [--sizes 1000,10000,100000] [--queries 200]
-        [--before DIR]
+        [--before DIR [--after DIR2] [--rounds N]]
 
-`--before DIR` runs the same measurements first with the cozy package found in DIR
-(e.g. `git archive <rev> cozy tests/helpers.py | tar -x -C DIR`), in a subprocess on
-the same machine, and prints both side by side with the ratio before/after.
+`--before DIR` runs the same measurements with the cozy package found in DIR
+(e.g. `git archive <rev> cozy tests/helpers.py | tar -x -C DIR`) and with this tree
+(or `--after DIR2`), each in a subprocess on the same machine, alternating for
+`--rounds N` rounds, and prints the medians side by side with the ratio before/after
+(the load average is a row, and each round's load goes to stderr).
 
 Search timings exclude the query embedding (its vector is computed once up front and
 cached, as the engine does for repeated queries); the embedding cost is measured on
@@ -249,6 +251,36 @@ def show(after: dict[str, float], before: dict[str, float] | None) -> None:
         print(f"{key:<{width}} {old_s} {value:>10.2f} {ratio}")
 
 
+def _tree(path: str) -> Path:
+    return Path(path).resolve()
+
+
+async def _child(tree: Path | None, argv: list[str]) -> dict[str, float]:
+    """One measuring run in a subprocess, with the cozy package of `tree` (None: ours)."""
+    import json
+    import os
+    import subprocess
+
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)  # absolute: see _tree
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, __file__, *argv, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode:
+        sys.exit(f"the run with {tree or 'this tree'} failed:\n{proc.stderr[-3000:]}")
+    out: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs if k in r) for k in runs[0]}
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description="memory.local speed")
     ap.add_argument("--sizes", default="1000,10000,100000")
@@ -256,33 +288,49 @@ async def main() -> None:
     ap.add_argument("--ingest", type=int, default=512)
     ap.add_argument("--turns", type=int, default=40)
     ap.add_argument("--skip", default="", help="comma list of: search, ingest, orchestrator")
-    ap.add_argument("--before", type=Path, help="a directory holding the old cozy package")
+    ap.add_argument("--before", type=_tree, help="a directory holding the old cozy package")
+    ap.add_argument("--after", type=_tree, help="a directory holding the new one (default: ours)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --before: alternate before/after runs this many times (medians shown)",
+    )
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    import json
     import logging
     import os
-    import subprocess
 
     logging.disable(logging.INFO)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     skip = set(args.skip.split(","))
-    before: dict[str, float] | None = None
-    if args.before is not None:
-        argv = [a for a in sys.argv[1:] if not a.startswith("--before")]
-        if str(args.before) in argv:
-            argv.remove(str(args.before))
-        env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
-        proc = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, __file__, *argv, "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode:
-            sys.exit(f"the --before run failed:\n{proc.stderr[-3000:]}")
-        before = json.loads(proc.stdout.strip().splitlines()[-1])
+    if args.before is not None and not args.json:
+        # before and after each in their own subprocess, in turn, so machine load
+        # drifting during the run hits both alike; every figure is the median of rounds
+        argv, drop = [], {"--before", "--after", "--rounds"}
+        it = iter(sys.argv[1:])
+        for a in it:
+            if a.split("=", 1)[0] in drop:
+                if "=" not in a:
+                    next(it, None)
+                continue
+            argv.append(a)
+        befores: list[dict[str, float]] = []
+        afters: list[dict[str, float]] = []
+        for r in range(max(1, args.rounds)):
+            if r % 2:  # who goes first changes every round
+                afters.append(await _child(args.after, argv))
+                befores.append(await _child(args.before, argv))
+            else:
+                befores.append(await _child(args.before, argv))
+                afters.append(await _child(args.after, argv))
+            print(
+                f"round {r + 1}: load {os.getloadavg()[0]:.2f}; overhead p50 (no embedding) "
+                f"before {_no_emb(befores[-1])} after {_no_emb(afters[-1])}",
+                file=sys.stderr,
+            )
+        show(_median_of(afters), _median_of(befores))
+        return
     after: dict[str, float] = {}
     if "search" not in skip:
         after.update(await bench_search(sizes, args.queries))
@@ -291,9 +339,16 @@ async def main() -> None:
     if "orchestrator" not in skip:
         after.update(await bench_orchestrator(args.turns))
     if args.json:
+        import json
+
         print(json.dumps(after))
         return
-    show(after, before)
+    show(after, None)
+
+
+def _no_emb(figures: dict[str, float]) -> str:
+    v = figures.get("orchestrator 10k: total minus generate (no embedding) p50 ms")
+    return "-" if v is None else f"{v:.2f} ms"
 
 
 if __name__ == "__main__":
