@@ -19,6 +19,9 @@ Rows marked `exact` run the same queries, interleaved, with the exact float32 pr
 The orchestrator runs with every local engine on (memory, profile, knowledge) and
 alternates turns whose query is embedded inside the turn with turns whose query
 vector is already cached: the `(no embedding)` rows leave the embedding model out.
+The prepare / persist / `overhead minus context` rows are the stages around the
+engines' searches (the session and message writes, the outbox hooks); the context
+stage is mostly the memory search at 10k rows.
 """
 
 from __future__ import annotations
@@ -212,7 +215,8 @@ async def bench_orchestrator(turns: int) -> dict[str, float]:
             # embedded just before it (the engine's query-vector cache), so the second
             # kind is the overhead without the embedding model's time
             times: dict[str, dict[str, list[float]]] = {
-                k: {"overhead": [], "context": []} for k in ("with", "without")
+                k: {"overhead": [], "context": [], "prepare": [], "persist": []}
+                for k in ("with", "without")
             }
             for i in range(turns):
                 for kind in ("with", "without"):
@@ -224,13 +228,23 @@ async def bench_orchestrator(turns: int) -> dict[str, float]:
                     assert isinstance(done, Done), done
                     tm = done.timings
                     times[kind]["overhead"].append(tm["total"] - tm["generate"])
-                    times[kind]["context"].append(tm["context"])
+                    for stage in ("context", "prepare", "persist"):
+                        times[kind][stage].append(tm[stage])
             for kind, label in (("with", ""), ("without", " (no embedding)")):
                 overhead, context = times[kind]["overhead"], times[kind]["context"]
                 out[f"orchestrator 10k: total minus generate{label} p50 ms"] = pct(overhead, 50)
                 out[f"orchestrator 10k: total minus generate{label} p99 ms"] = pct(overhead, 99)
                 out[f"orchestrator 10k: context stage{label} p50 ms"] = pct(context, 50)
                 out[f"orchestrator 10k: mean overhead{label} ms"] = statistics.mean(overhead)
+                if kind == "without":  # the stages around the engines' searches
+                    for stage in ("prepare", "persist"):
+                        out[f"orchestrator 10k: {stage} stage{label} p50 ms"] = pct(
+                            times[kind][stage], 50
+                        )
+                    outside = [o - c for o, c in zip(overhead, context, strict=True)]
+                    out[f"orchestrator 10k: overhead minus context{label} p50 ms"] = pct(
+                        outside, 50
+                    )
             out["orchestrator 10k: load average"] = os.getloadavg()[0]
         finally:
             await rt.close()
