@@ -1,5 +1,6 @@
-"""The outbox hooks a saved turn runs (memory, profile), on SQLite and PostgreSQL alike:
-the jobs they queue, the profile job's growing count and when it becomes due."""
+"""The writes of a saved turn, on SQLite and PostgreSQL alike: the outbox hooks (memory,
+profile), the jobs they queue, the profile job's growing count and when it becomes due;
+a session stored with its first message."""
 
 from __future__ import annotations
 
@@ -72,5 +73,30 @@ async def test_turn_hooks_queue_jobs_and_buffer_the_profile(db_url: str) -> None
             assert owners == {session.id: "ada", other.id: "bob"}
         # the session's title is set by its first message and kept
         assert (await store.get_session(session.id)).title == "hi there"
+    finally:
+        await store.close()
+
+
+async def test_session_stored_with_its_first_message(db_url: str) -> None:
+    store = await Store.open(db_url)
+    try:
+        await store.ensure_user("ada")
+        fresh = store.new_session_row("ada", "assistant")
+        titled = store.new_session_row("ada", "assistant", title="kept")
+        plain = store.new_session_row("ada", "assistant")
+        before = time.time()
+        for row, title in ((fresh, "first words"), (titled, "ignored"), (plain, None)):
+            ids = await store.add_messages(
+                row.id, [NewMessage("user", "hello")], touch_title=title, create=row
+            )
+            assert [m.id for m in await store.list_messages(row.id)] == ids
+        got = {s.id: s for s in await store.list_sessions("ada")}
+        assert got[fresh.id].title == "first words"
+        assert got[titled.id].title == "kept"
+        assert got[plain.id].title is None
+        for row in (fresh, titled, plain):  # touched by the write, made before it
+            assert got[row.id].updated_at >= before >= got[row.id].created_at
+        # the session listed first is the one written last
+        assert (await store.list_sessions("ada"))[0].id == plain.id
     finally:
         await store.close()

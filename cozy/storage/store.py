@@ -223,14 +223,19 @@ class Store(StoreBase):
         rows = message_rows(session_id, items, now)
 
         async def insert(conn: AsyncConnection) -> None:
-            if create is not None:
-                await conn.execute(_INSERT_SESSION, session_params(create))
+            if create is not None:  # stored already touched: no UPDATE below
+                params = {**session_params(create), "updated_at": now}
+                if touch_title and params["title"] is None:
+                    params["title"] = touch_title[:300]
+                await conn.execute(_INSERT_SESSION, params)
             if rows:
                 await conn.execute(_INSERT_MESSAGES, rows)
                 for hook in self.outbox:
                     await hook(conn, session_id, rows)
             for step in also:
                 await step(conn)
+            if create is not None:
+                return
             touch = {"b_sid": session_id, "b_now": now}
             if touch_title:  # one statement: keep a title, set one on an untitled session
                 await conn.execute(_TOUCH_TITLE, {**touch, "b_title": touch_title[:300]})
