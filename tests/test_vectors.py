@@ -148,3 +148,57 @@ def test_knowledge_vectors_scope_and_prefix(big: np.ndarray) -> None:
     assert pref and all(cid % 2 == 0 and cid > n // 2 for cid, _ in pref)
     want = exact_top(big, q, 10)
     assert len({c - 1 for c, _ in top} & set(want)) >= 9
+
+
+@pytest.mark.parametrize("shape", ["random", "strided", "ties", "masked"])
+def test_smallest_picks_the_same_set_as_a_full_partition(shape: str) -> None:
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal(50_000).astype(np.float32)
+    if shape == "strided":  # only sampled rows are small: too few fall under the cut-off
+        values += 10.0
+        values[:: vectors.SAMPLE_STEP] -= 20.0
+    elif shape == "ties":
+        values = np.round(values, 1)
+    elif shape == "masked":  # rows masked out of a search score +inf after negation
+        values[rng.random(len(values)) < 0.99] = np.inf
+    for depth in (1, 50, 164, 2000):
+        got = vectors._smallest(values, depth)
+        assert len(got) == len(set(got.tolist())) == depth
+        edge = np.partition(values, depth - 1)[depth - 1]
+        assert np.all(values[got] <= edge)  # nothing bigger than the depth-th smallest
+        assert np.count_nonzero(values < edge) <= depth  # every strictly smaller one is in
+        assert np.all(np.isin(np.flatnonzero(values < edge), got))
+
+
+def test_search_near_an_earlier_query_scores_its_shortlist_only(
+    big: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [f"m{i}" for i in range(BIG)]
+    idx = VectorIndex(1, ids, big.copy())
+    q = unit(1, 41)[0]
+    first = idx.search(q, 50)  # the int8 pass keeps its shortlist
+    assert idx.shortlisted(q) and not idx.shortlisted(unit(1, 42)[0])
+    far = "m777"  # a hit the query is not near (a keyword hit), outside the shortlist
+    assert far not in [ids[i] for i in idx._shortlists[q.tobytes()]]
+    hits = [first[0][0], first[1][0], far]
+    moved = q + 0.5 * np.mean([big[int(m[1:])] for m in hits], axis=0)
+    moved /= np.linalg.norm(moved)
+    full = idx.search(moved, 50)
+    # no second pass over every row: top_k is not called
+    monkeypatch.setattr("cozy.engines.memory.search.top_k", _no_full_pass)
+    near = idx.search(moved, 50, near=q, also=hits)
+    assert [m for m, _ in near] == [m for m, _ in full]
+    assert [s for _, s in near] == pytest.approx([s for _, s in full], abs=1e-6)
+    # the hits are scored too: a vector moved far towards one is found
+    pulled = 0.1 * q + big[777]
+    pulled /= np.linalg.norm(pulled)
+    assert idx.search(pulled, 1, near=q, also=hits)[0][0] == far
+    assert far not in [m for m, _ in idx.search(pulled, 50, near=q)]
+    idx.remove(first[0][0])  # removed since the first search: left out
+    assert first[0][0] not in [m for m, _ in idx.search(moved, 50, near=q, also=hits)]
+    with pytest.raises(AssertionError):  # a query never searched: a full pass
+        idx.search(moved, 50, near=unit(1, 42)[0])
+
+
+def _no_full_pass(*args: object, **kw: object) -> tuple[np.ndarray, np.ndarray]:
+    raise AssertionError("a full pass over every row")

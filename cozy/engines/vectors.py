@@ -66,6 +66,11 @@ def blas_single_thread() -> Any:
     return _BLAS.limit(limits=1, user_api="blas")
 
 
+# rows an int8 pass can hand on as a shortlist: a query moved a little from the first
+# one (memory/rank.py's feedback vector) finds its top 50 among them (see VectorIndex)
+SHORTLIST = 2000
+
+
 def rerank_depth(k: int) -> int:
     """How many coarse candidates are re-scored exactly for a top-k answer."""
     return 2 * k + 64
@@ -134,12 +139,15 @@ def top_k(
     ranges: Sequence[tuple[int, int]] | None = None,
     keep: np.ndarray | None = None,
     coarse: Int8Rows | None = None,
+    shortlist: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k rows of `matrix` most similar to `query`: (row numbers, exact scores), best first.
 
     `ranges`: only rows in these [start, end) ranges (default: all rows).
     `keep`: a boolean mask over the rows of `ranges`, in order (False = skip the row).
     `coarse`: the int8 copy of `matrix`; used when the scope has APPROX_FROM rows or more.
+    `shortlist`: when the int8 pass runs, the row numbers of its best `SHORTLIST` rows are
+    appended to this list (a later search for a nearby query can use `top_k_among`).
     """
     parts = list(ranges) if ranges is not None else [(0, len(matrix))]
     parts = [(a, b) for a, b in parts if b > a]
@@ -166,11 +174,51 @@ def top_k(
     if depth <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     np.negative(sims, out=sims)  # in place: no second copy of a 100k-row array
-    best = np.argpartition(sims, depth - 1)[:depth] if depth < total else np.arange(total)
+    wide = depth
+    if approx and shortlist is not None:
+        live = total if keep is None else int(np.count_nonzero(keep))
+        wide = min(total, live, max(depth, SHORTLIST))
+    best = _smallest(sims, wide) if wide < total else np.arange(total)
+    if approx and shortlist is not None:  # the shortlist, and its best rows for the rerank
+        shortlist.append(_row_numbers(parts, best))
+        if wide > depth:
+            best = best[_smallest(sims[best], depth)]
     picked = _row_numbers(parts, best)
-    exact = matrix[picked] @ query if approx else -sims[best]  # approx: the float32 rerank
+    exact = dots(matrix[picked], query) if approx else -sims[best]  # approx: float32 rerank
     order = np.argsort(-exact, kind="stable")[:k]
     return picked[order], exact[order].astype(np.float32)
+
+
+def top_k_among(
+    matrix: np.ndarray, query: np.ndarray, k: int, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` restricted to the given row numbers, scored exactly."""
+    if not len(rows) or k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    exact = dots(matrix[rows], query)
+    order = np.argsort(-exact, kind="stable")[:k]
+    return rows[order], exact[order].astype(np.float32)
+
+
+SAMPLE_STEP = 16  # `_smallest`: one value in this many estimates the cut-off
+
+
+def _smallest(values: np.ndarray, depth: int) -> np.ndarray:
+    """Positions of the `depth` smallest values (unordered), as `np.argpartition` gives them.
+
+    A partition of 100k values costs about 1 ms, most of a coarse pass's own time. A
+    strided sample estimates a cut-off that about 3 x `depth` values fall under; only
+    those are partitioned. When fewer than `depth` fall under it (a skewed sample), the
+    whole array is partitioned: the same set either way (ties at the edge aside).
+    """
+    rank = 3 * depth // SAMPLE_STEP + 1
+    sample = values[::SAMPLE_STEP]
+    if len(values) >= 8 * depth and rank < len(sample):
+        cut = np.partition(sample, rank - 1)[rank - 1]
+        under = np.flatnonzero(values <= cut)
+        if len(under) >= depth:
+            return under[np.argpartition(values[under], depth - 1)[:depth]]
+    return np.argpartition(values, depth - 1)[:depth]
 
 
 def _row_numbers(parts: list[tuple[int, int]], positions: np.ndarray) -> np.ndarray:
@@ -181,6 +229,27 @@ def _row_numbers(parts: list[tuple[int, int]], positions: np.ndarray) -> np.ndar
     offsets = np.cumsum([0] + [b - a for a, b in parts[:-1]])
     part = np.searchsorted(offsets, positions, side="right") - 1
     return starts[part] + positions - offsets[part]  # type: ignore[no-any-return]
+
+
+def dots(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """rows @ query in float32: numkong's kernel when installed, else BLAS.
+
+    A rerank's few thousand rows need no BLAS threads, and numkong needs no
+    `blas_single_thread` around it: a search above APPROX_FROM rows never touches BLAS.
+    """
+    nk = _numkong()
+    if nk is None or rows.dtype != np.float32 or not len(rows):
+        return rows @ query  # type: ignore[no-any-return]
+    out = np.empty((1, len(rows)), dtype=np.float32)
+    q = np.ascontiguousarray(query, dtype=np.float32)[None, :]
+    nk.cdist(q, np.ascontiguousarray(rows), metric="dot", out=out)
+    result: np.ndarray = out[0]
+    return result
+
+
+def uses_blas(rows: int) -> bool:
+    """A `top_k` over this many rows calls BLAS (the exact product; no numkong)."""
+    return rows < APPROX_FROM or _numkong() is None
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:

@@ -288,9 +288,15 @@ async def first_stage(
         moved = feedback_vector(vec, hits, w.feedback)
         if moved is None:
             return None
-        if len(idx) < 20_000:
-            return idx.search(moved, pool)
-        return await asyncio.to_thread(idx.search, moved, pool)
+        # a big index scores the moved vector over the first search's shortlist and the
+        # hits only (search.py): a fraction of a millisecond, as a small index's search
+        if len(idx) < 20_000 or idx.shortlisted(vec):
+            found = idx.search(moved, pool, near=vec, also=first)
+        else:
+            found = await asyncio.to_thread(idx.search, moved, pool, near=vec, also=first)
+        # every candidate's row is read next: now those the lists did not bring along
+        await mem.rows_of(user_id, version, [m for m, _ in (*keyword, *found)])
+        return found
 
     again = await feedback()
     if again is not None:

@@ -6,10 +6,12 @@ fusion (each list contributes w / (k + rank)); then optional recency weighting.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Generic, TypeVar
 
@@ -17,6 +19,8 @@ import numpy as np
 
 from cozy.engines import vectors
 from cozy.engines.vectors import Int8Rows, blas_single_thread, top_k
+
+SHORTLISTS = 16  # recent searches whose shortlist a VectorIndex keeps
 
 
 class VectorIndex:
@@ -46,6 +50,9 @@ class VectorIndex:
         self._coarse: Int8Rows | None = None
         self._dirty: set[int] = set()  # rows changed in place since they were encoded
         self._lock = threading.Lock()  # the int8 copy is only written by searches, one at a time
+        # query bytes -> the int8 pass's shortlist of row numbers (`search(near=...)`)
+        self._shortlists: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._shortlists_lock = threading.Lock()
 
     @classmethod
     def empty(cls, version: int = -1) -> VectorIndex:
@@ -81,8 +88,22 @@ class VectorIndex:
             return self._coarse
 
     def search(
-        self, query: Sequence[float] | np.ndarray, limit: int, allowed: set[str] | None = None
+        self,
+        query: Sequence[float] | np.ndarray,
+        limit: int,
+        allowed: set[str] | None = None,
+        *,
+        near: Sequence[float] | np.ndarray | None = None,
+        also: Sequence[str] = (),
     ) -> list[tuple[str, float]]:
+        """The `limit` most similar memories: (id, cosine), best first.
+
+        `near`: a query searched just before, of which `query` is a small move (the
+        feedback vector of memory/rank.py: `near` moved towards the memories `also`).
+        Above APPROX_FROM rows, that search's int8 pass left a shortlist of its best
+        `vectors.SHORTLIST` rows; `query` is then scored exactly over those rows and
+        `also` only, not by a second pass over every row.
+        """
         if not self._pos or self._buf.size == 0 or limit <= 0:
             return []
         q = np.asarray(query, dtype=np.float32)
@@ -92,8 +113,21 @@ class VectorIndex:
         buf, live = self._buf, self._live  # one snapshot: adds may grow them meanwhile
         keep = live[:n] if len(self._pos) < n else None
         take = limit * 4 if allowed is not None else limit
-        with blas_single_thread():
-            rows, scores = top_k(buf[:n], q, take, keep=keep, coarse=self._coarse_rows(n))
+        big = n >= vectors.APPROX_FROM
+        listed = self._shortlist(near) if near is not None and big else None
+        # BLAS threads only for the exact product of a small index: limited to one
+        with blas_single_thread() if vectors.uses_blas(n) else contextlib.nullcontext():
+            if listed is not None:
+                extra = [i for m in also if (i := self._pos.get(m)) is not None and i < n]
+                among = np.union1d(listed, np.asarray(extra, dtype=np.int64))
+                among = among[live[among]]  # rows removed since are masked out
+                rows, scores = vectors.top_k_among(buf, q, take, among)
+            else:
+                found: list[np.ndarray] | None = [] if big else None
+                coarse = self._coarse_rows(n)
+                rows, scores = top_k(buf[:n], q, take, keep=keep, coarse=coarse, shortlist=found)
+                if found:
+                    self._keep_shortlist(q, found[0])
         out: list[tuple[str, float]] = []
         for i, score in zip(rows.tolist(), scores.tolist(), strict=True):
             mid = self.ids[i]
@@ -103,6 +137,21 @@ class VectorIndex:
             if len(out) >= limit:
                 break
         return out
+
+    def shortlisted(self, query: Sequence[float] | np.ndarray) -> bool:
+        """A search for `query` left a shortlist: `search(near=query)` is cheap."""
+        return self._n >= vectors.APPROX_FROM and self._shortlist(query) is not None
+
+    def _shortlist(self, query: Sequence[float] | np.ndarray) -> np.ndarray | None:
+        key = np.asarray(query, dtype=np.float32).tobytes()
+        with self._shortlists_lock:
+            return self._shortlists.get(key)
+
+    def _keep_shortlist(self, query: np.ndarray, rows: np.ndarray) -> None:
+        with self._shortlists_lock:
+            self._shortlists[query.tobytes()] = rows
+            while len(self._shortlists) > SHORTLISTS:
+                self._shortlists.popitem(last=False)
 
     def add(self, mid: str, vec: Sequence[float] | np.ndarray) -> None:
         v = np.asarray(vec, dtype=np.float32)
