@@ -16,6 +16,8 @@ from cozy.engines.memory.local import LocalMemory
 from cozy.engines.memory.rank import (
     Candidate,
     Weights,
+    answer_bonus,
+    asks,
     asks_when,
     boost_query_matches,
     boost_sessions,
@@ -26,6 +28,7 @@ from cozy.engines.memory.rank import (
     session_scores,
     tells_time,
 )
+from cozy.engines.memory.rows import MemoryRow
 from cozy.engines.memory.types import TurnInput
 from cozy.storage.store import Store
 
@@ -112,6 +115,25 @@ def test_feedback_vector_moves_towards_the_first_hits() -> None:
     assert feedback_vector(q, [np.ones(5, dtype=np.float32)], 0.5) is None  # other model
 
 
+def _turn(mid: str, text: str, after: str | None) -> MemoryRow:
+    return MemoryRow(
+        mid, "u", "turn", text, "active", None, "s", [], None, 0.0, 0.0, None, {"next": after}
+    )
+
+
+def test_answer_bonus_goes_to_the_turn_after_a_question() -> None:
+    assert asks("Is that your third one? ") and not asks("It is. Why?!.")
+    rows = {
+        "q": _turn("q", "Is that your third screenplay?", "a"),
+        "s": _turn("s", "I wrote a screenplay.", "t"),
+        "last": _turn("last", "Which one?", None),  # no turn after it yet
+    }
+    fused = {"q": 0.5, "s": 0.8, "last": 0.4}
+    assert answer_bonus(["q", "s", "last"], fused, rows, 0.2) == {"a": pytest.approx(0.1)}
+    assert answer_bonus(["s", "last"], fused, rows, 0.2) == {}  # "q" is not among the top
+    assert answer_bonus(["q"], fused, rows, 0.0) == {}
+
+
 # --- through the engine ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm() -> LocalEmbedder:
@@ -191,4 +213,35 @@ async def test_engine_session_signal(cozy_home: Path, minilm: LocalEmbedder) -> 
     kw = await mem.search("violin", user_id="v", mode="keyword", kinds=("turn",))
     own = {h.source_message_ids[0] for h in kw[:3]}  # then their neighbours (context)
     assert own == {"s-violin:0", "s-violin:1", "s-radio:0"}
+    await store.close()
+
+
+async def test_engine_answer_follows_its_question(cozy_home: Path, minilm: LocalEmbedder) -> None:
+    store = await Store.open(f"sqlite:///{cozy_home / 'answers.db'}")
+    mem = LocalMemory({"vector_timeout": 60}, store=store, embedder=minilm)
+    turns = {
+        "s-play": [
+            "I printed the new screenplay this morning",
+            "Is that your third screenplay?",
+            "Yes! This one is about loss, identity and connection.",
+            "Lovely, good luck with it",
+        ],
+        "s-misc": ["We talked about identity theft at work", "The printer jammed again"],
+    }
+    for sid, texts in turns.items():
+        await mem.index_turns(
+            [TurnInput(f"{sid}:{i}", "user", t, ts(2022, 5, 1)) for i, t in enumerate(texts)],
+            user_id="w",
+            session_id=sid,
+        )
+    question = "What is the third screenplay about?"
+
+    async def rank_of(mid: str) -> int:
+        hits = await mem.search(question, user_id="w", limit=6, kinds=("turn",))
+        return [h.source_message_ids[0] for h in hits].index(mid)
+
+    with_answers = await rank_of("s-play:2")
+    mem.rank_weights = Weights(answer=0.0)
+    without = await rank_of("s-play:2")
+    assert with_answers < without  # the answer climbs after the turn that asked
     await store.close()

@@ -14,9 +14,9 @@ Options (engines.yaml `memory:`):
 - `keyword_weight` (1.5), `rrf_k` (10), `neighbour_spread` (0.1), `context_weight` (0.35:
   BM25 weight of a turn's neighbours): hybrid fusion, tuned in bench/locomo_eval.py
 - `entity_weight` (0.3), `date_weight` (0.3), `when_weight` (0.3), `session_weight` (0.5),
-  `session_top` (1), `feedback` (0.5), `feedback_docs` (5): the second stage of hybrid
-  ranking (memory/rank.py: names and dates of the question, "when" questions, the session
-  signal, a feedback vector search)
+  `session_top` (1), `feedback` (0.5), `feedback_docs` (5), `answer_spread` (0.2): the
+  second stage of hybrid ranking (memory/rank.py: names and dates of the question, "when"
+  questions, the session signal, a feedback vector search, answers after question turns)
 - `keyword_budget`: rows BM25 ranks at most per query (default 5000; see memory/keyword.py)
 - `index_assistant`: also index the assistant's answers as raw turns (default false)
 - `turn_context`: index each turn with its neighbouring turns (default true; memory/turns.py)
@@ -36,7 +36,7 @@ from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
 from cozy.engines.base import Health, MemoryEngine
 from cozy.engines.memory.embedding import EmbeddingMixin
-from cozy.engines.memory.rank import Weights, first_stage, last_stage
+from cozy.engines.memory.rank import Weights, answer_bonus, first_stage, last_stage
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow
 from cozy.engines.memory.search import RowCache, VectorIndex, neighbours, recency_factor, rrf
 from cozy.engines.memory.types import Hits, TurnInput, iso
@@ -299,7 +299,13 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
         if not links:
             return ranked, rows
         neighbours(top, fused, links, self.neighbour_spread)
-        return sorted(fused, key=lambda m: -fused[m]), rows
+        ranked = sorted(fused, key=lambda m: -fused[m])
+        if self.rank_weights.answer > 0:  # then the turns after the strongest questions
+            asked = [m for m in ranked[: limit * 2] if m in rows and rows[m].kind == "turn"]
+            for mid, gain in answer_bonus(asked, fused, rows, self.rank_weights.answer).items():
+                fused[mid] = fused.get(mid, 0.0) + gain
+            ranked = sorted(fused, key=lambda m: -fused[m])
+        return ranked, rows
 
     async def search_memories(
         self,

@@ -19,7 +19,10 @@ are relative and do not depend on `rrf_k`):
   match it (score sessions, then turns inside the best ones);
 - **feedback vector** (`feedback_vector`): the query vector moved towards the
   best first-pass hits (Rocchio-style pseudo-relevance feedback) for a second
-  vector search, which finds turns that say the same in other words.
+  vector search, which finds turns that say the same in other words;
+- **answers follow questions** (`answer_bonus`): a strong candidate that asks a
+  question lends part of its score to the turn right after it, where the answer
+  usually is ("Is that your third one?" / "Yep! It's about loss and identity").
 
 Weights were chosen on half of the LoCoMo-dev conversations and checked on the
 other half (bench/locomo_eval.py `--split`).
@@ -173,6 +176,7 @@ class Weights:
     session_top: int = 1  # a session's score: the sum of its best `session_top` candidates
     feedback: float = 0.5  # 0: no second vector search
     feedback_docs: int = 5  # first-pass hits the feedback vector moves towards
+    answer: float = 0.2  # share of a question turn's score lent to the turn after it
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> Weights:
@@ -185,6 +189,7 @@ class Weights:
             session_top=int(options.get("session_top", d.session_top)),
             feedback=float(options.get("feedback", d.feedback)),
             feedback_docs=int(options.get("feedback_docs", d.feedback_docs)),
+            answer=float(options.get("answer_spread", d.answer)),
         )
 
 
@@ -237,6 +242,28 @@ def boost_sessions(fused: dict[str, float], sessions: Mapping[str, str | None], 
         sid = sessions.get(mid)
         if sid is not None:
             fused[mid] += w.session * best * scores[sid] / top
+
+
+def asks(text: str) -> bool:
+    """The turn ends with a question."""
+    return text.rstrip().endswith("?")
+
+
+def answer_bonus(
+    top: Sequence[str], fused: Mapping[str, float], rows: Mapping[str, MemoryRow], weight: float
+) -> dict[str, float]:
+    """What each turn right after a question among `top` gains: `weight` x its score."""
+    bonus: dict[str, float] = {}
+    if weight <= 0:
+        return bonus
+    for mid in top:
+        row = rows.get(mid)
+        if row is None:
+            continue
+        after = row.metadata.get("next")
+        if after and asks(row.text):
+            bonus[after] = bonus.get(after, 0.0) + weight * fused.get(mid, 0.0)
+    return bonus
 
 
 def feedback_vector(
