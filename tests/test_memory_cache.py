@@ -4,13 +4,15 @@ refresh's single read of the changed rows and the vector count."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cozy.engines import vectors
 from cozy.engines.memory.local import LocalMemory
+from cozy.engines.memory.rows import MemoryRow
 from cozy.engines.memory.search import RowCache, VectorIndex
 from cozy.storage.store import Store
 
@@ -83,3 +85,33 @@ async def test_refresh_reads_changes_and_count_together(store: Store) -> None:
     }
     assert await mem.repo.changes("u", 1e12) == ([], 2)
     assert await mem.repo.changes("nobody", 0.0) == ([], 0)
+
+
+async def test_hybrid_search_above_the_approx_threshold_reads_each_row_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The big-index path (int8 pass, shortlist for the feedback search) on a few rows."""
+    mem = LocalMemory({"version_ttl": 60}, store=store)
+    texts = [f"item {i} about the violin" if i % 4 == 0 else f"item {i} on tea" for i in range(40)]
+    ids = [(await mem.remember("u", t))[0] for t in texts]
+    vecs = np.random.default_rng(3).standard_normal((len(ids), 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    await mem.repo.set_vectors("u", [(m, v.tolist()) for m, v in zip(ids, vecs, strict=True)], "m")
+    mem._embedder = object()  # type: ignore[assignment]  # query vectors from the cache
+    mem._qcache["the violin"] = vecs[0].tolist()
+    exact = await mem.search("the violin", user_id="u", limit=8)
+    mem._row_cache = type(mem._row_cache)()  # cold again
+    read: list[str] = []
+    get_many = mem.repo.get_many
+
+    async def counted(wanted: Sequence[str]) -> dict[str, MemoryRow]:
+        read.extend(wanted)
+        return await get_many(wanted)
+
+    monkeypatch.setattr(mem.repo, "get_many", counted)
+    monkeypatch.setattr(vectors, "APPROX_FROM", 10)
+    big = await mem.search("the violin", user_id="u", limit=8)
+    assert (await mem.index("u")).shortlisted(vecs[0])  # the feedback search used it
+    assert [h.id for h in big] == [h.id for h in exact]
+    assert [h.score for h in big] == pytest.approx([h.score for h in exact], abs=1e-6)
+    assert len(read) == len(set(read)) == len(ids)  # every candidate's row, read once

@@ -321,8 +321,8 @@ async def first_stage(
             found = idx.search(moved, pool, near=vec, also=first)
         else:
             found = await asyncio.to_thread(idx.search, moved, pool, near=vec, also=first)
-        # every candidate's row is read next: now those the lists did not bring along
-        await mem.rows_of(user_id, version, [m for m, _ in (*keyword, *found)])
+        # the rows of every candidate (keyword + feedback lists) are needed next: one read
+        await mem.rows_of(user_id, version, list(dict.fromkeys(m for m, _ in (*keyword, *found))))
         return found
 
     again = await feedback()
