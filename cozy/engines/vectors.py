@@ -115,6 +115,15 @@ class Int8Rows:
         self.scales[start:end] = scales_
         self.count = max(self.count, end)
 
+    def scores_of(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """`scores` of the given row numbers (a gather of a few thousand int8 rows)."""
+        qc, _ = quantize(query[None, :])
+        out = np.empty((1, len(rows)), dtype=np.float32)
+        _numkong().cdist(qc, self.codes[rows], metric="dot", out=out)
+        scores: np.ndarray = out[0]
+        np.multiply(scores, self.scales[rows], out=scores)
+        return scores
+
     def scores(self, query: np.ndarray, start: int, end: int) -> np.ndarray:
         """Rows [start, end) scored against the query, in the order of their dot products
         (the query's own positive scale is left out: it does not change the order)."""
@@ -190,11 +199,24 @@ def top_k(
 
 
 def top_k_among(
-    matrix: np.ndarray, query: np.ndarray, k: int, rows: np.ndarray
+    matrix: np.ndarray,
+    query: np.ndarray,
+    k: int,
+    rows: np.ndarray,
+    coarse: Int8Rows | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`top_k` restricted to the given row numbers, scored exactly."""
+    """`top_k` restricted to the given row numbers (distinct, < coarse.count).
+
+    With `coarse`, the two stages of `top_k` over those rows only: int8 scores, then
+    the exact rerank of the best `rerank_depth(k)`; without, every row exactly.
+    """
     if not len(rows) or k <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    depth = rerank_depth(k)
+    if coarse is not None and len(rows) > depth and _numkong() is not None:
+        sims = coarse.scores_of(query, rows)
+        np.negative(sims, out=sims)
+        rows = rows[_smallest(sims, depth)]
     exact = dots(matrix[rows], query)
     order = np.argsort(-exact, kind="stable")[:k]
     return rows[order], exact[order].astype(np.float32)

@@ -118,10 +118,13 @@ class VectorIndex:
         # BLAS threads only for the exact product of a small index: limited to one
         with blas_single_thread() if vectors.uses_blas(n) else contextlib.nullcontext():
             if listed is not None:
-                extra = [i for m in also if (i := self._pos.get(m)) is not None and i < n]
-                among = np.union1d(listed, np.asarray(extra, dtype=np.int64))
+                rows_of_also = [self._pos.get(m) for m in also]
+                extra = [i for i in rows_of_also if i is not None and i < n]
+                extra = [i for i in dict.fromkeys(extra) if not (listed == i).any()]
+                among = np.concatenate([listed, np.asarray(extra, dtype=listed.dtype)])
                 among = among[live[among]]  # rows removed since are masked out
-                rows, scores = vectors.top_k_among(buf, q, take, among)
+                coarse = self._coarse_rows(n)  # rows changed since: encoded again first
+                rows, scores = vectors.top_k_among(buf, q, take, among, coarse)
             else:
                 found: list[np.ndarray] | None = [] if big else None
                 coarse = self._coarse_rows(n)
