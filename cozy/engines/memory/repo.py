@@ -30,6 +30,10 @@ T = TypeVar("T")
 __all__ = ["MemoryRepo", "MemoryRow", "to_blob"]  # the row type used to live here
 
 
+# built once: a search reads its candidates' rows by id, with a new IN list each time
+_BY_IDS = sa.select(*_ROW_COLS).where(memories.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
 class MemoryRepo:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -196,8 +200,11 @@ class MemoryRepo:
     async def get_many(self, ids: Sequence[str]) -> dict[str, MemoryRow]:
         if not ids:
             return {}
-        rows = await self.store.read(sa.select(*_ROW_COLS).where(memories.c.id.in_(list(ids))))
-        return {r.id: _row(r) for r in rows}
+
+        def run(conn: Connection) -> dict[str, MemoryRow]:  # on SQLite: in the worker thread
+            return {r.id: _row(r) for r in conn.execute(_BY_IDS, {"ids": list(ids)})}
+
+        return await read_sync(self.store, run)
 
     async def list_rows(
         self,
