@@ -173,8 +173,15 @@ class KeywordIndex:
                 f"WHERE m.user_id = :u AND m.status = 'active'{kind_sql} ORDER BY f.score LIMIT :k"
             )
 
-        params["n"] = max(4 * limit, 200)
-        rows = list(conn.execute(sql(True).bindparams(**params)).fetchall())
+        # the best 2 x limit matches first: enough when nearly every match is this user's
+        # active memory (one user per store, the local default); each joined match costs
+        # a row read (100k rows: 2.7-3.0 ms at 2 x 50 against 3.5-3.7 ms at 200). Then as
+        # before: 200 (4 x limit), then every match. The answer is the same either way.
+        for n in dict.fromkeys((2 * limit, max(4 * limit, 200))):
+            params["n"] = n
+            rows = list(conn.execute(sql(True).bindparams(**params)).fetchall())
+            if len(rows) >= limit or chosen.matches <= n:
+                break
         if len(rows) < limit and chosen.matches > params["n"]:  # filtered out: look further
             params.pop("n")
             params.pop("floor", None)

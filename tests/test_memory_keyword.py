@@ -1,0 +1,61 @@
+"""BM25 over FTS5 with the user filter: however few of the best matches belong to the
+user, the answer is the user's best `limit` matches (memory/keyword.py tries the best
+2 x limit matches first, then 4 x limit, then every match)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cozy.engines.memory.local import LocalMemory
+from cozy.engines.memory.repo import MemoryRepo
+from cozy.storage.store import Store
+
+
+@pytest.fixture
+async def store(cozy_home: Path) -> AsyncIterator[Store]:
+    s = await Store.open(f"sqlite:///{cozy_home / 'kw.db'}")
+    yield s
+    await s.close()
+
+
+def every_match(conn: sa.Connection, user: str, limit: int) -> list[tuple[str, float]]:
+    """The reference: every match ranked, then filtered (no cap)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT m.id, -bm25(memories_fts, 1.0, 0.35) AS s FROM memories_fts f "
+            "JOIN memories m ON m.rowid = f.rowid WHERE memories_fts MATCH '\"violin\"' "
+            "AND m.user_id = :u AND m.status = 'active' ORDER BY s DESC LIMIT :k"
+        ),
+        {"u": user, "k": limit},
+    )
+    return [(r[0], float(r[1])) for r in rows]
+
+
+@pytest.mark.parametrize("share", [1.0, 0.4, 0.1])
+async def test_the_users_best_matches_whatever_their_share(store: Store, share: float) -> None:
+    mem = LocalMemory({"embeddings": False}, store=store)
+    rng = random.Random(4)
+    filler = ["tea", "jazz", "garden", "chess", "book", "movie", "train", "piano"]
+    for i in range(300):
+        user = "u" if rng.random() < share else "o"
+        words = " ".join(rng.choices(filler, k=rng.randint(1, 12)))
+        await mem.repo.write(user, _insert(user, f"violin {i} {words}"))
+    found = await mem.repo.keyword("u", "violin", 50)
+    assert store._thread is not None
+    want = await store._thread.read(lambda conn: every_match(conn, "u", 50))
+    assert [s for _, s in found] == pytest.approx([s for _, s in want])
+    last = want[-1][1]  # rows tied with the last one may be either
+    assert {m for m, s in found if s > last} == {m for m, s in want if s > last}
+
+
+def _insert(user: str, text: str) -> Callable[[AsyncConnection], Awaitable[str]]:
+    async def fn(conn: AsyncConnection) -> str:
+        return await MemoryRepo.insert(conn, user_id=user, kind="fact", text=text)
+
+    return fn
