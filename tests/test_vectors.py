@@ -13,7 +13,7 @@ from cozy.engines.memory.search import VectorIndex
 from cozy.engines.vectors import Int8Rows, quantize, top_k
 
 DIMS = 384
-BIG = vectors.APPROX_FROM + 5_000  # above the threshold: the two-stage path runs
+BIG = max(vectors.APPROX_FROM, 20_000) + 5_000  # above the threshold: the two-stage path runs
 
 
 def unit(rows: int, seed: int) -> np.ndarray:

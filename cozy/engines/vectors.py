@@ -1,7 +1,7 @@
 """Top-k cosine search over an in-memory float32 matrix, shared by memory and knowledge.
 
-Small scopes are searched exactly (one BLAS matrix x vector product). From
-`APPROX_FROM` rows up, a search runs in two stages:
+Small scopes are searched exactly (one float32 matrix x vector product, numkong's
+kernel, BLAS without it). From `APPROX_FROM` rows up, a search runs in two stages:
 
 1. a coarse pass over an int8 copy of the rows (one scale per row), a quarter of the
    bytes of the float32 matrix, scored by numkong's SIMD int8 dot-product kernels;
@@ -29,7 +29,12 @@ import numpy as np
 
 log = logging.getLogger("cozy.vectors")
 
-APPROX_FROM = 20_000  # rows in scope from which the int8 pass beats the float32 product
+# rows in scope from which the int8 pass runs: the float32 product is bound by memory
+# bandwidth (10k rows of 384-d are 15 MB), and bench/bench_memory.py measured the int8
+# pass + rerank faster from 1k rows up (1.7 vs 2.0 ms hybrid p50 at 1k, 3.7 vs 5.2 at
+# 10k) with identical top 5 on 380 queries at 1k/2k/5k/10k, and LoCoMo-dev recall
+# identical with the int8 pass forced from 100 rows
+APPROX_FROM = 2_000
 _NK: Any = None
 _BLAS: Any = None
 _NK_LOCK = threading.Lock()
@@ -175,7 +180,7 @@ def top_k(
         sims = _concat([coarse.scores(query, a, b) for a, b in parts])
         depth = min(total, rerank_depth(k))
     else:
-        sims = _concat([matrix[a:b] @ query for a, b in parts])
+        sims = _concat([dots(matrix[a:b], query) for a, b in parts])
         depth = min(total, k)
     if keep is not None:
         sims[~keep] = -np.inf
@@ -256,8 +261,8 @@ def _row_numbers(parts: list[tuple[int, int]], positions: np.ndarray) -> np.ndar
 def dots(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     """rows @ query in float32: numkong's kernel when installed, else BLAS.
 
-    A rerank's few thousand rows need no BLAS threads, and numkong needs no
-    `blas_single_thread` around it: a search above APPROX_FROM rows never touches BLAS.
+    numkong needs no BLAS threads nor `blas_single_thread` around it (whose thread-limit
+    calls cost more than a small product): with numkong installed no search touches BLAS.
     """
     nk = _numkong()
     if nk is None or rows.dtype != np.float32 or not len(rows):
@@ -269,9 +274,9 @@ def dots(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     return result
 
 
-def uses_blas(rows: int) -> bool:
-    """A `top_k` over this many rows calls BLAS (the exact product; no numkong)."""
-    return rows < APPROX_FROM or _numkong() is None
+def uses_blas() -> bool:
+    """`top_k` calls BLAS (only without numkong)."""
+    return _numkong() is None
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:

@@ -10,6 +10,7 @@ reciprocal rank fusion, which needs no score calibration between the two lists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class Vectors:
     ) -> list[tuple[int, float]]:
         import numpy as np
 
-        from cozy.engines.vectors import blas_single_thread, top_k
+        from cozy.engines.vectors import blas_single_thread, top_k, uses_blas
 
         parts = self.ranges(collections)
         if not parts or k <= 0:
@@ -83,7 +84,7 @@ class Vectors:
             allowed = [i for i, p in enumerate(self.doc_paths) if p.startswith(prefix)]
             codes = np.concatenate([self.doc_codes[a:b] for a, b in parts])
             keep = np.isin(codes, np.asarray(allowed, dtype=np.int64))
-        with blas_single_thread():
+        with blas_single_thread() if uses_blas() else contextlib.nullcontext():
             rows, sims = top_k(self.matrix, query, k, ranges=parts, keep=keep, coarse=self.coarse)
         return [(int(c), float(s)) for c, s in zip(self.ids[rows], sims, strict=True)]
 

@@ -115,8 +115,8 @@ class VectorIndex:
         take = limit * 4 if allowed is not None else limit
         big = n >= vectors.APPROX_FROM
         listed = self._shortlist(near) if near is not None and big else None
-        # BLAS threads only for the exact product of a small index: limited to one
-        with blas_single_thread() if vectors.uses_blas(n) else contextlib.nullcontext():
+        # BLAS (only without numkong) runs on this thread alone
+        with blas_single_thread() if vectors.uses_blas() else contextlib.nullcontext():
             if listed is not None:
                 rows_of_also = [self._pos.get(m) for m in also]
                 extra = [i for i in rows_of_also if i is not None and i < n]
