@@ -15,7 +15,8 @@ cached, as the engine does for repeated queries); the embedding cost is measured
 its own line. Memories for the large stores get random unit vectors (embedding 100k
 texts with MiniLM would take an hour and measures the embedder, not the search).
 Rows marked `exact` run the same queries, interleaved, with the exact float32 product
-(the path before cozy/engines/vectors.py) instead of the int8 pass + rerank.
+(cozy/engines/vectors.py with its int8 threshold out of reach) instead of the int8 pass +
+rerank; they run second, so they may find their candidate rows already cached.
 The orchestrator runs with every local engine on (memory, profile, knowledge) and
 alternates turns whose query is embedded inside the turn with turns whose query
 vector is already cached: the `(no embedding)` rows leave the embedding model out.
