@@ -37,7 +37,7 @@ KS = (5, 10, 20)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 OPTIONS: dict[str, Any] = {}  # memory.local options under test (--option key=value)
 # hybrid fusion without the second stage of memory/rank.py (the method before it)
-FUSION = "hybrid:entity=0,date=0,when=0,session=0,feedback=0"
+FUSION = "hybrid:entity=0,date=0,when=0,session=0,feedback=0,answer=0"
 
 
 class CachedEmbedder:
