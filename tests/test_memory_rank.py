@@ -182,6 +182,15 @@ async def test_engine_ranks_dated_questions(mem: LocalMemory) -> None:
     assert set(await mem.repo.vectors_of([first, "nope"])) == {first}
 
 
+async def index_sessions(
+    mem: LocalMemory, user: str, sessions: dict[str, list[str]], at: float
+) -> None:
+    """Each session's texts as its turns, message ids `session:position`."""
+    for sid, texts in sessions.items():
+        turns = [TurnInput(f"{sid}:{i}", "user", t, at) for i, t in enumerate(texts)]
+        await mem.index_turns(turns, user_id=user, session_id=sid)
+
+
 async def test_engine_session_signal(cozy_home: Path, minilm: LocalEmbedder) -> None:
     store = await Store.open(f"sqlite:///{cozy_home / 'sessions.db'}")
     mem = LocalMemory({"vector_timeout": 60}, store=store, embedder=minilm)
@@ -196,12 +205,7 @@ async def test_engine_session_signal(cozy_home: Path, minilm: LocalEmbedder) -> 
         "s-radio": ["A violin concert was on the radio", "We cooked dinner at home"],
         "s-yoga": ["We practise yoga every evening"],
     }
-    for sid, texts in sessions.items():
-        await mem.index_turns(
-            [TurnInput(f"{sid}:{i}", "user", t, ts(2022, 9, 1)) for i, t in enumerate(texts)],
-            user_id="v",
-            session_id=sid,
-        )
+    await index_sessions(mem, "v", sessions, ts(2022, 9, 1))
     # the session with several violin turns lifts its dinner above the other dinner
     question = "What did we have for dinner after the violin lesson?"
     order = [h.source_message_ids[0] for h in await mem.search(question, user_id="v", limit=8)]
@@ -228,12 +232,7 @@ async def test_engine_answer_follows_its_question(cozy_home: Path, minilm: Local
         ],
         "s-misc": ["We talked about identity theft at work", "The printer jammed again"],
     }
-    for sid, texts in turns.items():
-        await mem.index_turns(
-            [TurnInput(f"{sid}:{i}", "user", t, ts(2022, 5, 1)) for i, t in enumerate(texts)],
-            user_id="w",
-            session_id=sid,
-        )
+    await index_sessions(mem, "w", turns, ts(2022, 5, 1))
     question = "What is the third screenplay about?"
 
     async def rank_of(mid: str) -> int:
