@@ -110,6 +110,7 @@ async def test_hybrid_search_above_the_approx_threshold_reads_each_row_once(
 
     monkeypatch.setattr(mem.repo, "get_many", counted)
     monkeypatch.setattr(vectors, "APPROX_FROM", 10)
+    monkeypatch.setattr(vectors, "SHORTLIST_FROM", 10)
     big = await mem.search("the violin", user_id="u", limit=8)
     assert (await mem.index("u")).shortlisted(vecs[0])  # the feedback search used it
     assert [h.id for h in big] == [h.id for h in exact]

@@ -194,7 +194,10 @@ class Weights:
 
 
 def boost_query_matches(
-    fused: dict[str, float], candidates: Mapping[str, Candidate], query: str, w: Weights
+    fused: dict[str, float],
+    candidates: Mapping[str, Candidate | MemoryRow],
+    query: str,
+    w: Weights,
 ) -> None:
     """Entity coverage, dated-question windows and "when" answers, added to `fused`."""
     if not fused:
@@ -281,10 +284,6 @@ def feedback_vector(
 
 
 # --- wiring into LocalMemory.search --------------------------------------------------
-def _candidate(row: MemoryRow) -> Candidate:
-    return Candidate(row.text, row.session_id, row.occurred_at)
-
-
 async def first_stage(
     mem: LocalMemory,
     user_id: str,
@@ -329,7 +328,7 @@ async def first_stage(
     if again is not None:
         fused = rrf([keyword, again or vector], weights=weights, k=mem.rrf_k)
     rows = await mem.rows_of(user_id, version, list(fused))  # one read for every candidate
-    boost_query_matches(fused, {m: _candidate(r) for m, r in rows.items()}, query, w)
+    boost_query_matches(fused, rows, query, w)  # a row has a Candidate's fields
     return fused, rows
 
 

@@ -100,7 +100,7 @@ class VectorIndex:
 
         `near`: a query searched just before, of which `query` is a small move (the
         feedback vector of memory/rank.py: `near` moved towards the memories `also`).
-        Above APPROX_FROM rows, that search's int8 pass left a shortlist of its best
+        From SHORTLIST_FROM rows, that search's int8 pass left a shortlist of its best
         `vectors.SHORTLIST` rows; `query` is then scored exactly over those rows and
         `also` only, not by a second pass over every row.
         """
@@ -113,7 +113,7 @@ class VectorIndex:
         buf, live = self._buf, self._live  # one snapshot: adds may grow them meanwhile
         keep = live[:n] if len(self._pos) < n else None
         take = limit * 4 if allowed is not None else limit
-        big = n >= vectors.APPROX_FROM
+        big = n >= vectors.SHORTLIST_FROM  # the first search leaves a shortlist
         listed = self._shortlist(near) if near is not None and big else None
         # BLAS (only without numkong) runs on this thread alone
         with blas_single_thread() if vectors.uses_blas() else contextlib.nullcontext():
@@ -143,7 +143,7 @@ class VectorIndex:
 
     def shortlisted(self, query: Sequence[float] | np.ndarray) -> bool:
         """A search for `query` left a shortlist: `search(near=query)` is cheap."""
-        return self._n >= vectors.APPROX_FROM and self._shortlist(query) is not None
+        return self._n >= vectors.SHORTLIST_FROM and self._shortlist(query) is not None
 
     def _shortlist(self, query: Sequence[float] | np.ndarray) -> np.ndarray | None:
         key = np.asarray(query, dtype=np.float32).tobytes()
