@@ -214,8 +214,8 @@ def pct(values: list[float], q: float) -> float:
 async def latency(root: Path, size: int) -> list[list[Any]]:
     import os
 
-    from cozy.engines import vectors as vectors_mod
     from cozy.engines.knowledge.search import run_search
+    from cozy.engines.retrieval import vectors as vectors_mod
 
     rt, k = await open_engine(root / f"lat{size}")
     try:
@@ -236,22 +236,21 @@ async def latency(root: Path, size: int) -> list[list[Any]]:
             t_embed.append((time.perf_counter() - t0) * 1000)
             await run_search(k, q, "bench", None, None, 5, "vector", None, gen)
         rows = []
-        approx_from, thread = vectors_mod.APPROX_FROM, k.index.thread
+        approx_from = vectors_mod.APPROX_FROM
         for mode in ("bm25", "vector", "hybrid"):
-            # new, and " old": the exact float32 product (before cozy/engines/vectors.py)
-            # with reads through aiosqlite (a hop per call, before the one-hop thread),
-            # query by query in turn so machine load hits both alike
+            # new, and " old": the exact float32 product (before the int8 pass of
+            # cozy/engines/retrieval/vectors.py), query by query in turn so machine load
+            # hits both alike
             variants = ("", " old")
             times: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(3):
                 for q in qa:
                     for variant in variants:
                         vectors_mod.APPROX_FROM = 10**12 if variant else approx_from
-                        k.index.thread = None if variant else thread
                         t0 = time.perf_counter()
                         await run_search(k, q, "bench", None, None, 5, mode, None, gen)
                         times[variant].append((time.perf_counter() - t0) * 1000)
-            vectors_mod.APPROX_FROM, k.index.thread = approx_from, thread
+            vectors_mod.APPROX_FROM = approx_from
             for variant, values in times.items():
                 rows.append(
                     [f"{size:,}", mode + variant, f"{statistics.median(values):.1f}",
@@ -264,11 +263,12 @@ async def latency(root: Path, size: int) -> list[list[Any]]:
         # the floor of exact vector search on this machine right now: the product alone
         model = k.model_key(embedder)
         vectors = await k.vectors.get(k.index, "bench", model, gen, embedder.dimensions)
-        query = vectors.matrix[0].copy()
+        matrix = vectors.index.matrix
+        query = matrix[0].copy()
         t_mv = []
         for _ in range(len(qa)):
             t0 = time.perf_counter()
-            vectors.matrix @ query
+            matrix @ query
             t_mv.append((time.perf_counter() - t0) * 1000)
         rows.append(
             [f"{size:,}", "(matrix x vector alone)", f"{statistics.median(t_mv):.1f}",

@@ -15,7 +15,7 @@ cached, as the engine does for repeated queries); the embedding cost is measured
 its own line. Memories for the large stores get random unit vectors (embedding 100k
 texts with MiniLM would take an hour and measures the embedder, not the search).
 Rows marked `exact` run the same queries, interleaved, with the exact float32 product
-(cozy/engines/vectors.py with its int8 threshold out of reach) instead of the int8 pass +
+(cozy/engines/retrieval/vectors.py with its int8 threshold out of reach) instead of the int8 pass +
 rerank; they run second, so they may find their candidate rows already cached.
 The orchestrator runs with every local engine on (memory, profile, knowledge) and
 alternates turns whose query is embedded inside the turn with turns whose query
@@ -109,7 +109,7 @@ async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
     from cozy.engines.memory.local import LocalMemory
 
     try:
-        from cozy.engines import vectors
+        from cozy.engines.retrieval import vectors
     except ImportError:  # a --before tree from before the shared vector index
         vectors = None  # type: ignore[assignment]
     from cozy.storage.store import Store
@@ -122,12 +122,12 @@ async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
         store = await Store.open(f"sqlite:///{tmp / 'b.db'}")
         await fill(store, "u", n, 384, rng)
         mem = LocalMemory({"embeddings": True}, store=store)
-        mem._embedder = object()  # type: ignore[assignment]  # vectors come from the cache
+        mem.embeddings.use(object())  # vectors come from the cache
         qs = [" ".join(rng.choices(VOCAB, weights=ZIPF, k=4)) for _ in range(queries)]
         qv = np.random.default_rng(2).standard_normal((queries, 384)).astype(np.float32)
         qv /= np.linalg.norm(qv, axis=1, keepdims=True)
         for q, v in zip(qs, qv, strict=True):
-            mem._qcache[q] = v.tolist()
+            mem.embeddings.remember(q, v.tolist())
         await mem.search(qs[0], user_id="u", limit=5)  # load the matrix once
         mat = np.ascontiguousarray((await mem.repo.vectors("u"))[1], dtype=np.float32)
         floor = []
@@ -222,8 +222,8 @@ async def bench_orchestrator(turns: int) -> dict[str, float]:
             for i in range(turns):
                 for kind in ("with", "without"):
                     query = f"tell me about chess {i}{kind[0]}"
-                    if kind == "without" and hasattr(mem, "_query_vector"):
-                        await mem._query_vector(query)
+                    if kind == "without" and hasattr(mem, "query_vector"):
+                        await mem.query_vector(query)
                     events = await collect(rt.orchestrator.run(req(query)))
                     done = events[-1]
                     assert isinstance(done, Done), done

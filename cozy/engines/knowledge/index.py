@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.engines.knowledge.chunking import Chunk, text_hash
-from cozy.storage import db
 from cozy.storage.schema import new_id, utcnow
-from cozy.storage.sqlite_thread import SQLiteThread
+from cozy.storage.store_base import StoreBase
 from cozy.storage.tables.knowledge import chunks, documents, state
 
 T = TypeVar("T")
@@ -116,12 +114,12 @@ def like_prefix(prefix: str) -> str:
 
 
 class KnowledgeIndex:
-    def __init__(self, engine: AsyncEngine, url: str, thread: SQLiteThread | None = None) -> None:
-        self.engine = engine
-        self.url = url
-        # on a SQLite file: reads in one worker-thread hop (storage/sqlite_thread.py)
-        # instead of aiosqlite's hop per connect/execute/fetch/close
-        self.thread = thread
+    """Documents and chunks through the store's own read and write paths (on SQLite:
+    its write queue, one writer per process, and reads in one worker-thread hop)."""
+
+    def __init__(self, store: StoreBase) -> None:
+        self.store = store
+        self.engine = store.engine
         # called after a write committed, with the users whose generation moved
         self.on_write: Callable[[list[str]], None] | None = None
 
@@ -136,28 +134,13 @@ class KnowledgeIndex:
     ) -> T:
         """One transaction; then `on_write(changed)`: the users whose generation it bumped."""
 
-        async def attempt() -> T:
-            async with self.engine.begin() as conn:
-                return await fn(conn)
-
-        try:
-            result = await db.with_retry(attempt)
-        except (OperationalError, DBAPIError) as exc:
-            raise db.translate(exc, self.url) from exc
+        result = await self.store.write(fn)
         if changed and self.on_write is not None:
             self.on_write(list(changed))
         return result
 
     async def read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
-        try:
-            if self.thread is not None:
-                return await self.thread.read(
-                    lambda conn: list(conn.execute(stmt, params or {}).fetchall())
-                )
-            async with self.engine.connect() as conn:
-                return list((await conn.execute(stmt, params or {})).fetchall())
-        except (OperationalError, DBAPIError) as exc:
-            raise db.translate(exc, self.url) from exc
+        return await self.store.read(stmt, params)
 
     @staticmethod
     async def _bump(conn: AsyncConnection, user_id: str) -> None:

@@ -28,9 +28,12 @@ from cozy.engines.base import EmbedEngine, Health, KnowledgeEngine
 from cozy.engines.knowledge import ingest as ingest_mod
 from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
 from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult
-from cozy.engines.knowledge.keyword import TermStats
+from cozy.engines.knowledge.keyword import chunk_scope, keyword_index
 from cozy.engines.knowledge.retrieval import VectorCache
 from cozy.engines.knowledge.textio import LoadError, sha256_text
+from cozy.engines.retrieval.embedder import LazyEmbedder, model_key
+from cozy.engines.retrieval.keyword import KeywordIndex
+from cozy.engines.retrieval.terms import DOC_STOPWORDS, query_terms
 from cozy.storage.scope_versions import ScopeVersions
 
 Reranker = Callable[[str, list[KnowledgeHit]], Awaitable[list[KnowledgeHit]]]
@@ -68,9 +71,8 @@ class LocalKnowledge(KnowledgeEngine):
         self.use_embed = bool(o.get("embed", True))
         self.reranker: Reranker | None = None
         self.vectors = VectorCache()
-        self.term_stats = TermStats()  # document frequencies, for planning BM25 queries
-        self.query_vectors: dict[tuple[str, str], Any] = {}  # L1: (model, query) -> vector
         self._index: KnowledgeIndex | None = None
+        self._keywords: KeywordIndex | None = None
         # each user's generation; with Redis (server mode) re-read only when it changed;
         # in local mode at most once a second (this process's own writes are seen at once;
         # another process's ingest, e.g. `cozy knowledge add` beside an open chat, within 1 s)
@@ -80,8 +82,14 @@ class LocalKnowledge(KnowledgeEngine):
             link=lambda: getattr(self.deps.get("runtime"), "redis", None),
             local_ttl=1.0,
         )
-        self._embed_task: asyncio.Task[EmbedEngine | None] | None = None
-        self.embed_note = ""
+        self.embeddings = LazyEmbedder(
+            self._load_embedder,
+            off=""
+            if self.use_embed
+            else "embeddings off (knowledge.embed: false): keyword search only",
+            missing="no embed engine configured: keyword (BM25) search only — "
+            "set `embed: {provider: local}` in engines.yaml for hybrid search",
+        )
         self._tool = False
 
     # -- lifecycle --------------------------------------------------------------
@@ -92,9 +100,15 @@ class LocalKnowledge(KnowledgeEngine):
             store = self.deps.get("store")
             if store is None:
                 raise EngineError("the knowledge engine needs a store", hint="open it via Runtime")
-            self._index = KnowledgeIndex(store.engine, store.url, getattr(store, "_thread", None))
+            self._index = KnowledgeIndex(store)
             self._index.on_write = self.versions.publish
         return self._index
+
+    @property
+    def keywords(self) -> KeywordIndex:
+        if self._keywords is None:
+            self._keywords = keyword_index(self.index.store, self.keyword_budget)
+        return self._keywords
 
     async def initialize(self) -> None:
         from cozy.engines.knowledge.tool import register_tool
@@ -103,14 +117,13 @@ class LocalKnowledge(KnowledgeEngine):
             register_tool(self)
             self._tool = True
         if await self._has_rows(vectors=True):  # warm the embedder only when it is needed
-            self._start_embedder()
+            self.embeddings.start()
 
     async def close(self) -> None:
         from cozy.engines.knowledge.tool import unregister_tool
 
         unregister_tool(self)
-        if self._embed_task is not None and not self._embed_task.done():
-            self._embed_task.cancel()
+        await self.embeddings.close()
         self.vectors.clear()
 
     async def health_check(self) -> Health:
@@ -132,46 +145,38 @@ class LocalKnowledge(KnowledgeEngine):
 
     # -- embedder ---------------------------------------------------------------
 
-    def _start_embedder(self) -> asyncio.Task[EmbedEngine | None]:
-        if self._embed_task is None:
-            self._embed_task = asyncio.create_task(self._load_embedder())
-        return self._embed_task
-
     async def _load_embedder(self) -> EmbedEngine | None:
         runtime = self.deps.get("runtime")
-        if not self.use_embed:
-            self.embed_note = "embeddings off (knowledge.embed: false): keyword search only"
-            return None
         if runtime is None or not runtime.config.section("embed").active:
-            self.embed_note = (
-                "no embed engine configured: keyword (BM25) search only — "
-                "set `embed: {provider: local}` in engines.yaml for hybrid search"
-            )
-            return None
-        try:
-            engine = await runtime.engine("embed")
-        except Exception as exc:
-            self.embed_note = f"embedder unavailable ({exc}): keyword (BM25) search only"
-            return None
-        if not isinstance(engine, EmbedEngine):
-            self.embed_note = "the embed engine is not an embedder: keyword search only"
-            return None
-        self.embed_note = ""
+            return None  # `embeddings.note` says: not configured
+        engine: EmbedEngine | None = await runtime.engine("embed")
         return engine
+
+    @property
+    def embed_note(self) -> str:
+        """Why there is no embedder ("" when there is one or it is still loading)."""
+        return self.embeddings.note
 
     async def embedder(self, *, wait: float | None = None) -> EmbedEngine | None:
         """The embedder, or None (BM25 only). `wait`: at most this long for a cold start."""
-        task = self._start_embedder()
-        if not task.done() and wait is not None:
-            done, _ = await asyncio.wait({task}, timeout=wait)
-            if not done:
-                return None
-        return await asyncio.shield(task)
+        return await self.embeddings.get(wait=wait)
 
-    @staticmethod
-    def model_key(engine: EmbedEngine) -> str:
-        name = getattr(engine, "model_name", "") or getattr(engine, "model", "") or ""
-        return f"{engine.provider_name}:{name}:{engine.dimensions}"
+    model_key = staticmethod(model_key)
+
+    async def keyword_search(
+        self,
+        query: str,
+        user_id: str,
+        collections: Sequence[str] | None,
+        prefix: str | None,
+        k: int,
+        version: int,
+    ) -> list[tuple[int, float]]:
+        """(chunk id, score: higher is better) best first, within the user's scope."""
+        terms = query_terms(query, stopwords=DOC_STOPWORDS, fallback=True)
+        scope = chunk_scope(user_id, collections, prefix)
+        found = await self.keywords.search(terms, k, scope, version=version)
+        return [(int(cid), score) for cid, score in found]
 
     # -- ingestion --------------------------------------------------------------
 

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cozy.engines.memory.search import STOPWORDS, rrf
+from cozy.engines.retrieval.fusion import rrf
+from cozy.engines.retrieval.terms import STOPWORDS
 
 if TYPE_CHECKING:
     from cozy.engines.memory.local import LocalMemory
@@ -306,7 +307,7 @@ async def first_stage(
         if w.feedback <= 0 or not vector or w.feedback_docs <= 0:
             return None
         first = sorted(fused, key=lambda m: -fused[m])[: w.feedback_docs]
-        vec, _note = await mem._query_vector(query)  # cached by the first search
+        vec, _note = await mem.query_vector(query)  # cached by the first search
         if vec is None:
             return None
         idx = await mem.index(user_id, version)  # the hits' vectors: from the index, no SQL
