@@ -33,7 +33,15 @@ from cozy.core.types import (
     ToolSpec,
     Usage,
 )
-from cozy.engines.ai._common import ToolNames, as_float, as_int, backoff, wire, wire_messages
+from cozy.engines.ai._common import (
+    ToolNames,
+    as_float,
+    as_int,
+    backoff,
+    import_httpx,
+    wire,
+    wire_messages,
+)
 from cozy.engines.base import AIEngine, Health
 
 if TYPE_CHECKING:
@@ -85,6 +93,7 @@ class OllamaProvider(AIEngine):
 
     def _get_client(self) -> AsyncClient:
         if self._client is None:
+            import_httpx()  # before the SDK imports it: see there
             from ollama import AsyncClient
 
             self._client = AsyncClient(host=self.host, timeout=self.timeout)
