@@ -6,7 +6,7 @@ import asyncio
 import base64
 import struct
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -213,14 +213,46 @@ def _model(mid: str, owner: str) -> dict[str, Any]:
     return {"id": mid, "object": "model", "created": 0, "owned_by": owner}
 
 
+HEARTBEAT = 10.0  # s: an SSE comment while the model is silent (clients, proxies stay alive)
+_END = object()
+
+
 async def _sse(
     events: AsyncIterator[ChatEvent], writer: ChunkWriter, turn: _Turn
 ) -> AsyncIterator[bytes]:
-    """SSE body. A client disconnect cancels this task: the orchestrator saves the
-    partial answer as interrupted."""
+    """SSE body. The turn runs in its own task feeding a queue, so that a silent model
+    (loading, thinking, stalled until `ai.idle_timeout`) still sends the client a
+    comment line every `HEARTBEAT` s instead of nothing for minutes; every SSE client,
+    the OpenAI SDK's included, skips comments. A client disconnect cancels this body and
+    with it the turn's task: the orchestrator saves the partial answer as interrupted."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)  # back-pressure on a slow client
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                await queue.put(event)
+        except Exception as exc:  # handed to the body, which raises it as before
+            await queue.put(exc)
+        finally:  # cancelled while waiting on the queue: close the turn, it saves
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+        await queue.put(_END)
+
+    task = asyncio.get_running_loop().create_task(pump(), name="cozy-turn")
     try:
         yield writer.first()
-        async for event in events:
+        while True:
+            try:
+                async with asyncio.timeout(HEARTBEAT):
+                    event = await queue.get()
+            except TimeoutError:
+                yield b": waiting for the model\n\n"
+                continue
+            if event is _END:
+                break
+            if isinstance(event, Exception):
+                raise event
             turn.see(event)
             if isinstance(event, Done):
                 yield writer.done(event)
@@ -235,10 +267,10 @@ async def _sse(
         raise
     finally:
         turn.finish()
-        if turn.status != "ok" and isinstance(events, AsyncGenerator):
-            # close the orchestrator's generator now (outside the cancelled scope), so
-            # the partial answer is saved as interrupted without waiting for the GC
-            task = asyncio.get_running_loop().create_task(events.aclose())
+        if not task.done():
+            # the turn saves its partial answer as interrupted in its own task; the
+            # runtime's close (`orchestrator.settle`) waits for that save
+            task.cancel()
             _closing.add(task)
             task.add_done_callback(_closing.discard)
 
