@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from cozy.core.context import ContextService
-from cozy.core.errors import ConfigError, CozyError
+from cozy.core.errors import ConfigError, CozyError, NotFoundError
 from cozy.core.orchestrator import ChatOrchestrator, Route
 from cozy.core.personalities import PersonalityCatalog
 from cozy.core.summaries import JOB_KIND as SUMMARY_JOB
@@ -33,6 +33,10 @@ from cozy.storage.summaries import SummaryStore
 from cozy.storage.worker import DrainStats, JobWorker
 
 DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini"}
+
+
+class UnknownProvider(NotFoundError):
+    code = "model_not_found"
 
 
 class ModelRouterImpl:
@@ -58,13 +62,28 @@ class ModelRouterImpl:
             spec = self.config.model or ""
         spec = self.config.aliases.get(spec, spec)
         provider, sep, model = spec.partition(":")
-        if sep and provider in self.factory.registry.providers("ai"):
+        known = self.factory.registry.providers("ai")
+        if sep and provider in known:
             return provider, model
+        prefix = provider
         provider = self.default_provider
+        if sep and prefix != "ft" and not self._tagged(provider):
+            raise UnknownProvider(
+                f"unknown model provider '{prefix}' in '{spec}'",
+                hint=f"use one of {', '.join(f'{k}:MODEL' for k in known)}, or an alias "
+                "from engines.yaml",
+            )
         if not spec:
             options = self.config.providers.get(provider, {})
             spec = str(options.get("default_model") or DEFAULT_MODELS.get(provider, ""))
         return provider, spec
+
+    def _tagged(self, provider: str) -> bool:
+        try:
+            cls = self.factory.registry.get("ai", provider)
+        except CozyError:
+            return True  # an unusable provider reports itself when it is opened
+        return bool(getattr(cls, "tagged_model_names", False))
 
     async def engine(self, provider: str) -> AIEngine:
         async with self._lock:
