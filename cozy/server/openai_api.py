@@ -332,7 +332,8 @@ async def _sse(
             # the cancelled scope, so their partial answers are saved as interrupted
             loop = asyncio.get_running_loop()
             for events in runs:
-                if events.ag_frame is None or events.ag_running:
+                frame, running = getattr(events, "ag_frame", None), getattr(events, "ag_running", 1)
+                if frame is None or running:
                     continue
                 task = loop.create_task(events.aclose())
                 _closing.add(task)
