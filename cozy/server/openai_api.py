@@ -40,37 +40,51 @@ from cozy.server.chat import (
 from cozy.server.deps import PathStr, PrincipalDep, Services, services
 from cozy.server.errors import body as error_body
 from cozy.server.errors import error_response, status_for
+from cozy.server.metrics import model_label
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
 
 _Events = AsyncGenerator[ChatEvent, None]
 
 
+def known_models(rt: Runtime) -> set[str]:
+    """Model names that may be metric labels: what the operator configured."""
+    personalities = rt.personalities.all()
+    ai = rt.config.ai
+    known = {"cozy", *personalities, *(f"cozy/{p}" for p in personalities), *ai.aliases}
+    for spec in (ai.model, rt.settings.model):
+        if spec:
+            known |= {spec, spec.partition(":")[2] or spec}
+    return known
+
+
 class _Turn:
     """Per-request bookkeeping shared by the JSON and SSE paths."""
 
-    def __init__(self, svc: Services, request: Request[Any, Any, Any], stream: bool) -> None:
+    def __init__(
+        self, svc: Services, request: Request[Any, Any, Any], stream: bool, model: str
+    ) -> None:
         self.svc = svc
         self.state: dict[str, Any] = request.scope["state"]
         self.stream = "true" if stream else "false"
         self.started = time.perf_counter()
         self.status = "error"
-        self.model = "unknown"
+        self.model = model_label(model, known_models(svc.runtime))
 
     def see(self, event: ChatEvent) -> None:
         m = self.svc.metrics
         if isinstance(event, Started):
             self.state["session_id"] = event.session_id
             self.state["personality_id"] = event.personality_id
-            self.model = event.model
         elif isinstance(event, ContextBuilt):
             engines = context_engines(event)
             self.state["engines"] = engines
             m.observe_context(engines)
         elif isinstance(event, ToolResult):
             status = "denied" if event.decision == "deny" else "error" if event.is_error else "ok"
-            m.tool_calls.labels(event.name, "server", status).inc()
+            m.tool_calls.labels(m.tool_label(event.name), "server", status).inc()
         elif isinstance(event, ToolCallRequested) and event.client_side:
-            m.tool_calls.labels(event.call.name, "client", "returned").inc()
+            # the client names its own tools: one label value, not one per name
+            m.tool_calls.labels("client", "client", "returned").inc()
         elif isinstance(event, Done):
             self.status = "ok"
             self.state["timings"] = event.timings
@@ -118,7 +132,7 @@ class OpenAIController(Controller):
         )
         cid = f"chatcmpl-{req.request_id}"
         created = int(time.time())
-        turn = _Turn(svc, request, body.stream)
+        turn = _Turn(svc, request, body.stream, body.model)
         n = body.n or 1
         if not body.stream:
             try:
