@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -125,6 +125,7 @@ def _run(server: object) -> None:
     from cozy.server.config import ServerSettings
 
     assert isinstance(server, ServerSettings)
+    _stop_on_hangup()
     uvicorn.run(
         "cozy.server.app:create_app_from_env",
         factory=True,
@@ -137,3 +138,18 @@ def _run(server: object) -> None:
         proxy_headers=False,
         lifespan="on",
     )
+
+
+def _stop_on_hangup() -> None:
+    """SIGHUP (the terminal closed, a supervisor's reload) stops like SIGTERM: stop
+    accepting, let answers finish for the grace period, then save what is left as
+    interrupted. uvicorn handles only SIGINT/SIGTERM; without this a hang-up kills the
+    process mid-answer."""
+    import signal
+
+    import uvicorn.server
+
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and hup not in uvicorn.server.HANDLED_SIGNALS:
+        handled: Any = (*uvicorn.server.HANDLED_SIGNALS, hup)
+        uvicorn.server.HANDLED_SIGNALS = handled
