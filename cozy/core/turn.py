@@ -102,10 +102,22 @@ def system_prompt(personality: Personality, extra: str | None) -> str:
     return f"{personality.system_prompt.rstrip()}\n\n{extra}"
 
 
+_MERGED = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stop",
+    "seed",
+    "response_format",
+    "tool_choice",
+    "parallel_tool_calls",
+)
+
+
 def merge_options(base: GenerationOptions, over: GenerationOptions | None) -> GenerationOptions:
     if over is None:
         return base
-    for name in ("temperature", "top_p", "max_tokens", "stop", "seed", "response_format"):
+    for name in _MERGED:
         value = getattr(over, name)
         if value is not None:
             setattr(base, name, value)

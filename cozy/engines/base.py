@@ -126,6 +126,9 @@ class AIEngine(BaseEngine):
     kind = "ai"
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
+    # model names of the form `name:tag` (Ollama's `llama3.2:3b`): a prefix that is no
+    # provider may then be part of the name; otherwise it is a mistyped provider
+    tagged_model_names: ClassVar[bool] = False
     default_model: str = ""
 
     @abstractmethod
@@ -248,6 +251,18 @@ class EmbedEngine(BaseEngine):
 
     @abstractmethod
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    async def embed_tokens(self, tokens: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Embed pre-tokenised inputs (ids of this engine's own tokenizer).
+
+        OpenAI's API takes token arrays as input; engines that can use them override
+        this, the others refuse with the fix."""
+        from cozy.core.errors import UsageError
+
+        raise UsageError(
+            f"the '{self.provider_name}' embedding engine takes text, not token ids",
+            hint="send `input` as a string or a list of strings",
+        )
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ import base64
 import struct
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody
@@ -23,18 +23,26 @@ from cozy.core.events import (
     ToolCallRequested,
     ToolResult,
 )
+from cozy.core.orchestrator import ChatRequest
 from cozy.engines.base import EmbedEngine
+from cozy.runtime import Runtime
 from cozy.server.chat import (
     SESSION_HEADER,
+    BadParam,
     ChunkWriter,
     build_request,
     completion_body,
     context_engines,
+    fan_out,
+    fingerprint,
+    usage_of,
 )
 from cozy.server.deps import PathStr, PrincipalDep, Services, services
 from cozy.server.errors import body as error_body
 from cozy.server.errors import error_response, status_for
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
+
+_Events = AsyncGenerator[ChatEvent, None]
 
 
 class _Turn:
@@ -99,50 +107,53 @@ class OpenAIController(Controller):
     ) -> Response[Any]:
         svc = services(request)
         rt = svc.runtime
+        body: ChatCompletionRequest = request.scope["state"].get("body") or data
         req = build_request(
-            data,
+            body,
             principal.caller(),
             rt.personalities,
             session_header=request.headers.get(SESSION_HEADER),
             request_id=request.scope["state"]["request_id"],
+            default_model=rt.settings.model,
         )
         cid = f"chatcmpl-{req.request_id}"
         created = int(time.time())
-        turn = _Turn(svc, request, data.stream)
-        events = rt.orchestrator.run(req)
-        if not data.stream:
+        turn = _Turn(svc, request, body.stream)
+        n = body.n or 1
+        if not body.stream:
             try:
-                async for event in events:
-                    turn.see(event)
-                    if isinstance(event, Failed):
-                        return _failed_response(event, event.session_id)
-                    if isinstance(event, Done):
-                        body = completion_body(event, cid=cid, created=created, model=data.model)
-                        return Response(body, headers={SESSION_HEADER: event.session_id})
-                raise EngineError("the turn ended without an answer")
+                dones: list[Done] = []
+                for result in await asyncio.gather(
+                    *(_answer(rt, r, turn) for r in fan_out(req, n))
+                ):
+                    if isinstance(result, Failed):
+                        return _failed_response(result, result.session_id)
+                    dones.append(result)
+                out = completion_body(dones, cid=cid, created=created, model=body.model)
+                return Response(out, headers={SESSION_HEADER: dones[0].session_id})
             finally:
                 turn.finish()
         # streaming: run prepare before answering, so bad sessions/models get a real status
+        runs = [cast(_Events, rt.orchestrator.run(r)) for r in fan_out(req, n)]
         first: Started | None = None
-        async for event in events:
-            turn.see(event)
-            if isinstance(event, Failed):
+        for events in runs:
+            started = await _started(events, turn)
+            if isinstance(started, Failed):
                 turn.finish()
-                return _failed_response(event, event.session_id)
-            if isinstance(event, Started):
-                first = event
-                break
-        if first is None:
-            turn.finish()
-            raise EngineError("the turn ended before it started")
+                for other in runs:
+                    await other.aclose()
+                return _failed_response(started, started.session_id)
+            first = first or started
+        assert first is not None
         writer = ChunkWriter(
             cid=cid,
             created=created,
-            model=data.model,
-            include_usage=bool(data.stream_options and data.stream_options.include_usage),
+            model=body.model,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+            fingerprint=fingerprint(first.model),
         )
         return Stream(
-            _sse(events, writer, turn),
+            _sse(runs, writer, turn),
             media_type="text/event-stream",
             headers={
                 SESSION_HEADER: first.session_id,
@@ -192,19 +203,29 @@ class OpenAIController(Controller):
                 "no embed engine is configured",
                 hint="set `embed: {provider: local}` in engines.yaml (see `cozy config path`)",
             )
-        texts = [data.input] if isinstance(data.input, str) else data.input
-        vectors = await engine.embed(texts)
+        body: EmbeddingRequest = request.scope["state"].get("body") or data
+        try:
+            inputs = body.inputs()
+        except ValueError as exc:
+            raise BadParam(str(exc), param="input") from None
+        if inputs and isinstance(inputs[0], str):
+            texts = [t for t in inputs if isinstance(t, str)]
+            vectors = await engine.embed(texts)
+            tokens = sum(max(1, len(t) // 4) for t in texts)
+        else:
+            arrays = [t for t in inputs if isinstance(t, list)]
+            vectors = await engine.embed_tokens(arrays)
+            tokens = sum(len(t) for t in arrays)
         out = []
         for i, vec in enumerate(vectors):
             emb: Any = vec
-            if data.encoding_format == "base64":
+            if body.encoding_format == "base64":
                 emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
             out.append({"object": "embedding", "index": i, "embedding": emb})
-        tokens = sum(max(1, len(t) // 4) for t in texts)
         return {
             "object": "list",
             "data": out,
-            "model": data.model,
+            "model": body.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
@@ -213,34 +234,94 @@ def _model(mid: str, owner: str) -> dict[str, Any]:
     return {"id": mid, "object": "model", "created": 0, "owned_by": owner}
 
 
+async def _answer(rt: Runtime, req: ChatRequest, turn: _Turn) -> Done | Failed:
+    """One choice of a JSON answer: its turn's Done, or the Failed that ended it."""
+    async for event in rt.orchestrator.run(req):
+        turn.see(event)
+        if isinstance(event, Done | Failed):
+            return event
+    raise EngineError("the turn ended without an answer")
+
+
+async def _started(events: AsyncGenerator[ChatEvent, None], turn: _Turn) -> Started | Failed:
+    async for event in events:
+        turn.see(event)
+        if isinstance(event, Started | Failed):
+            return event
+    raise EngineError("the turn ended before it started")
+
+
+async def _merged(
+    runs: list[AsyncGenerator[ChatEvent, None]],
+) -> AsyncIterator[tuple[int, ChatEvent | None]]:
+    """The events of n turns as (choice index, event), in arrival order; None ends one.
+
+    One run is iterated directly (no task, no queue: the common case stays cheap)."""
+    if len(runs) == 1:
+        async for event in runs[0]:
+            yield 0, event
+        yield 0, None
+        return
+    queue: asyncio.Queue[tuple[int, ChatEvent | None]] = asyncio.Queue()
+
+    async def pump(index: int, events: AsyncGenerator[ChatEvent, None]) -> None:
+        try:
+            async for event in events:
+                await queue.put((index, event))
+        finally:
+            await queue.put((index, None))
+
+    tasks = [asyncio.create_task(pump(i, run)) for i, run in enumerate(runs)]
+    try:
+        open_runs = len(runs)
+        while open_runs:
+            item = await queue.get()
+            if item[1] is None:
+                open_runs -= 1
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _sse(
-    events: AsyncIterator[ChatEvent], writer: ChunkWriter, turn: _Turn
+    runs: list[AsyncGenerator[ChatEvent, None]], writer: ChunkWriter, turn: _Turn
 ) -> AsyncIterator[bytes]:
     """SSE body. A client disconnect cancels this task: the orchestrator saves the
-    partial answer as interrupted."""
+    partial answers as interrupted."""
+    dones: list[Done] = []
     try:
-        yield writer.first()
-        async for event in events:
+        for index in range(len(runs)):
+            yield writer.first(index)
+        async for index, event in _merged(runs):
+            if event is None:
+                continue
             turn.see(event)
             if isinstance(event, Done):
-                yield writer.done(event)
+                dones.append(event)
+                yield writer.finish(event, index)
             elif isinstance(event, Failed):
                 yield writer.failed(event)
+                return
             else:
-                chunk = writer.event(event)
+                chunk = writer.event(event, index)
                 if chunk is not None:
                     yield chunk
+        yield writer.end(usage_of(dones))
     except (asyncio.CancelledError, GeneratorExit):
         turn.status = "interrupted"
         raise
     finally:
         turn.finish()
-        if turn.status != "ok" and isinstance(events, AsyncGenerator):
-            # close the orchestrator's generator now (outside the cancelled scope), so
-            # the partial answer is saved as interrupted without waiting for the GC
-            task = asyncio.get_running_loop().create_task(events.aclose())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
+        if turn.status != "ok":
+            # close the orchestrators' generators now (outside the cancelled scope), so
+            # the partial answers are saved as interrupted without waiting for the GC
+            loop = asyncio.get_running_loop()
+            for events in runs:
+                task = loop.create_task(events.aclose())
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
 
 
 _closing: set[asyncio.Task[None]] = set()

@@ -64,6 +64,7 @@ class OllamaProvider(AIEngine):
     """Chat through Ollama's `/api/chat` (NDJSON streaming, tools, usage)."""
 
     provider_name: ClassVar[str] = "ollama"
+    tagged_model_names: ClassVar[bool] = True
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
 

@@ -183,6 +183,11 @@ class OpenAIProvider(AIEngine):
                 value = getattr(options, key)
                 if value is not None:
                     params[key] = value
+            if tools:  # OpenAI refuses tool_choice / parallel_tool_calls without tools
+                if options.tool_choice is not None:
+                    params["tool_choice"] = _wire_choice(options.tool_choice)
+                if options.parallel_tool_calls is not None:
+                    params["parallel_tool_calls"] = options.parallel_tool_calls
             if options.extra:
                 params["extra_body"] = dict(options.extra)
         return params
@@ -371,3 +376,12 @@ def _error_message(exc: Any) -> str:
         if message:
             return str(message)
     return str(getattr(exc, "message", exc))
+
+
+def _wire_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A named tool choice uses the wire name (dots are not allowed in OpenAI names)."""
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return {**choice, "function": {**fn, "name": fn["name"].replace(".", "__")}}
+    return choice

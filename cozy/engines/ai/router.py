@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import os
 
-from cozy.core.errors import ConfigError
+from cozy.core.errors import ConfigError, CozyError, NotFoundError
 from cozy.engines.base import AIEngine, Route
 from cozy.engines.config import EnginesConfig
 from cozy.engines.registry import EngineFactory
 
 DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini"}
+
+
+class UnknownProvider(NotFoundError):
+    code = "model_not_found"
 
 
 class ModelRouterImpl:
@@ -40,13 +44,28 @@ class ModelRouterImpl:
             spec = self.config.model or ""
         spec = self.config.aliases.get(spec, spec)
         provider, sep, model = spec.partition(":")
-        if sep and provider in self.factory.registry.providers("ai"):
+        known = self.factory.registry.providers("ai")
+        if sep and provider in known:
             return provider, model
+        prefix = provider
         provider = self.default_provider
+        if sep and prefix != "ft" and not self._tagged(provider):
+            raise UnknownProvider(
+                f"unknown model provider '{prefix}' in '{spec}'",
+                hint=f"use one of {', '.join(f'{k}:MODEL' for k in known)}, or an alias "
+                "from engines.yaml",
+            )
         if not spec:
             options = self.config.providers.get(provider, {})
             spec = str(options.get("default_model") or DEFAULT_MODELS.get(provider, ""))
         return provider, spec
+
+    def _tagged(self, provider: str) -> bool:
+        try:
+            cls = self.factory.registry.get("ai", provider)
+        except CozyError:
+            return True  # an unusable provider reports itself when it is opened
+        return issubclass(cls, AIEngine) and cls.tagged_model_names
 
     async def engine(self, provider: str) -> AIEngine:
         async with self._lock:

@@ -139,3 +139,21 @@ class LocalEmbedder(EmbedEngine):
         if not texts:
             return []
         return await asyncio.to_thread(self.embed_sync, texts)
+
+    async def embed_tokens(self, tokens: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Token ids of the model's own WordPiece vocabulary, truncated like text."""
+        from cozy.core.errors import UsageError
+
+        model = self._load()
+        vocab = int(model.word.shape[0])
+        for seq in tokens:
+            bad = next((t for t in seq if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise UsageError(
+                    f"token id {bad} is outside the embedding model's vocabulary (0-{vocab - 1})",
+                    hint="send text instead, or ids from the model's own tokenizer",
+                )
+        ids = [list(seq[: model.max_tokens]) for seq in tokens]
+        return await asyncio.to_thread(
+            lambda: model.encode_ids(ids, batch_size=self.batch_size).tolist()
+        )

@@ -10,7 +10,7 @@ OpenAI), `api_key` (default `$OPENAI_API_KEY`; optional for a non-OpenAI base UR
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -133,6 +133,22 @@ class OpenAIEmbedder(RemoteEmbedder):
         with self._errors():
             response = await client.embeddings.create(
                 input=texts, model=self.model, encoding_format="float", **extra
+            )
+        rows = sorted(response.data, key=lambda item: item.index)
+        return [list(map(float, row.embedding)) for row in rows]
+
+    async def embed_tokens(self, tokens: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Token arrays go upstream as they are (the server's own tokenizer's ids)."""
+        extra: dict[str, Any] = {}
+        if self.requested_dimensions:
+            extra["dimensions"] = self.requested_dimensions
+        client = self._get_client()
+        with self._errors():
+            response = await client.embeddings.create(
+                input=[list(seq) for seq in tokens],
+                model=self.model,
+                encoding_format="float",
+                **extra,
             )
         rows = sorted(response.data, key=lambda item: item.index)
         return [list(map(float, row.embedding)) for row in rows]
