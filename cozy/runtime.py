@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -289,7 +290,16 @@ class Runtime:
             out["redis"] = Health(ok=True, detail=detail if ok else "DEGRADED: " + detail, fix=fix)
         return out
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 0.0) -> None:
+        """Close everything; turns still running get `grace` s, then are interrupted and
+        their partial answers saved before the store closes."""
+        orchestrator = getattr(self, "orchestrator", None)
+        if orchestrator is not None:
+            stopped = await orchestrator.settle(grace)
+            if stopped:
+                logging.getLogger("cozy.runtime").warning(
+                    "stopping: %d answer(s) in progress saved as interrupted", stopped
+                )
         await self.worker.stop()
         await self.router.close()
         for engine in list(self.engines.values()):

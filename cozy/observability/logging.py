@@ -75,3 +75,16 @@ def setup_logging(level: str = "WARNING", fmt: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     root.propagate = False
+
+
+def setup_server_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """`cozy serve`: cozy's loggers, uvicorn's and Python warnings through one handler,
+    so every line is JSON (with `--workers N` each worker process calls this too)."""
+    setup_logging(level, fmt)
+    handler = logging.getLogger("cozy").handlers[0]
+    logging.captureWarnings(True)
+    for name in ("uvicorn", "uvicorn.error", "py.warnings"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper() if name != "py.warnings" else "WARNING")
+        logger.propagate = False

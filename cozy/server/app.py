@@ -131,5 +131,12 @@ def create_app(
 
 
 def create_app_from_env() -> Litestar:
-    """Factory for `uvicorn --factory` / `--workers N`: settings from the environment."""
-    return create_app(load_settings(), ServerSettings())
+    """Factory for `uvicorn --factory` / `--workers N`: settings from the environment.
+
+    A worker process starts fresh (spawned): it sets up JSON logging itself, from the
+    COZY_LOG_* variables `cozy serve` exported."""
+    from cozy.observability.logging import setup_server_logging
+
+    settings = load_settings()
+    setup_server_logging(settings.log_level, settings.log_format)
+    return create_app(settings, ServerSettings())

@@ -40,37 +40,51 @@ from cozy.server.chat import (
 from cozy.server.deps import PathStr, PrincipalDep, Services, services
 from cozy.server.errors import body as error_body
 from cozy.server.errors import error_response, status_for
+from cozy.server.metrics import model_label
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
 
 _Events = AsyncGenerator[ChatEvent, None]
 
 
+def known_models(rt: Runtime) -> set[str]:
+    """Model names that may be metric labels: what the operator configured."""
+    personalities = rt.personalities.all()
+    ai = rt.config.ai
+    known = {"cozy", *personalities, *(f"cozy/{p}" for p in personalities), *ai.aliases}
+    for spec in (ai.model, rt.settings.model):
+        if spec:
+            known |= {spec, spec.partition(":")[2] or spec}
+    return known
+
+
 class _Turn:
     """Per-request bookkeeping shared by the JSON and SSE paths."""
 
-    def __init__(self, svc: Services, request: Request[Any, Any, Any], stream: bool) -> None:
+    def __init__(
+        self, svc: Services, request: Request[Any, Any, Any], stream: bool, model: str
+    ) -> None:
         self.svc = svc
         self.state: dict[str, Any] = request.scope["state"]
         self.stream = "true" if stream else "false"
         self.started = time.perf_counter()
         self.status = "error"
-        self.model = "unknown"
+        self.model = model_label(model, known_models(svc.runtime))
 
     def see(self, event: ChatEvent) -> None:
         m = self.svc.metrics
         if isinstance(event, Started):
             self.state["session_id"] = event.session_id
             self.state["personality_id"] = event.personality_id
-            self.model = event.model
         elif isinstance(event, ContextBuilt):
             engines = context_engines(event)
             self.state["engines"] = engines
             m.observe_context(engines)
         elif isinstance(event, ToolResult):
             status = "denied" if event.decision == "deny" else "error" if event.is_error else "ok"
-            m.tool_calls.labels(event.name, "server", status).inc()
+            m.tool_calls.labels(m.tool_label(event.name), "server", status).inc()
         elif isinstance(event, ToolCallRequested) and event.client_side:
-            m.tool_calls.labels(event.call.name, "client", "returned").inc()
+            # the client names its own tools: one label value, not one per name
+            m.tool_calls.labels("client", "client", "returned").inc()
         elif isinstance(event, Done):
             self.status = "ok"
             self.state["timings"] = event.timings
@@ -118,7 +132,7 @@ class OpenAIController(Controller):
         )
         cid = f"chatcmpl-{req.request_id}"
         created = int(time.time())
-        turn = _Turn(svc, request, body.stream)
+        turn = _Turn(svc, request, body.stream, body.model)
         n = body.n or 1
         if not body.stream:
             try:
@@ -251,17 +265,18 @@ async def _started(events: AsyncGenerator[ChatEvent, None], turn: _Turn) -> Star
     raise EngineError("the turn ended before it started")
 
 
-async def _merged(
-    runs: list[AsyncGenerator[ChatEvent, None]],
-) -> AsyncIterator[tuple[int, ChatEvent | None]]:
-    """The events of n turns as (choice index, event), in arrival order; None ends one.
+HEARTBEAT = 10.0  # s: an SSE comment while the model is silent (clients, proxies stay alive)
 
-    One run is iterated directly (no task, no queue: the common case stays cheap)."""
-    if len(runs) == 1:
-        async for event in runs[0]:
-            yield 0, event
-        yield 0, None
-        return
+
+async def _merged(
+    runs: list[AsyncGenerator[ChatEvent, None]], heartbeat: float = HEARTBEAT
+) -> AsyncIterator[tuple[int, ChatEvent | None] | None]:
+    """The events of n turns as (choice index, event), in arrival order; None ends one.
+    A bare None: nothing arrived for `heartbeat` s (the body sends a keep-alive).
+
+    Each run is pumped by its own task, so that a silent model (loading, thinking,
+    stalled until `ai.idle_timeout`) cannot hold back the heartbeat; cancelling this
+    closes every run, and a closed run saves its partial answer as interrupted."""
     queue: asyncio.Queue[tuple[int, ChatEvent | None]] = asyncio.Queue()
 
     async def pump(index: int, events: AsyncGenerator[ChatEvent, None]) -> None:
@@ -269,13 +284,19 @@ async def _merged(
             async for event in events:
                 await queue.put((index, event))
         finally:
-            await queue.put((index, None))
+            await events.aclose()  # stopped mid-turn: the turn saves what it has
+            queue.put_nowait((index, None))
 
-    tasks = [asyncio.create_task(pump(i, run)) for i, run in enumerate(runs)]
+    tasks = [asyncio.create_task(pump(i, run), name="cozy-turn") for i, run in enumerate(runs)]
     try:
         open_runs = len(runs)
         while open_runs:
-            item = await queue.get()
+            try:
+                async with asyncio.timeout(heartbeat):
+                    item = await queue.get()
+            except TimeoutError:
+                yield None
+                continue
             if item[1] is None:
                 open_runs -= 1
             yield item
@@ -289,12 +310,18 @@ async def _sse(
     runs: list[AsyncGenerator[ChatEvent, None]], writer: ChunkWriter, turn: _Turn
 ) -> AsyncIterator[bytes]:
     """SSE body. A client disconnect cancels this task: the orchestrator saves the
-    partial answers as interrupted."""
+    partial answers as interrupted. While the model is silent a comment line goes out
+    every `HEARTBEAT` s (SSE clients, the OpenAI SDK's included, skip comments), so a
+    streaming client never waits minutes without a byte."""
     dones: list[Done] = []
     try:
         for index in range(len(runs)):
             yield writer.first(index)
-        async for index, event in _merged(runs):
+        async for item in _merged(runs):
+            if item is None:
+                yield b": waiting for the model\n\n"
+                continue
+            index, event = item
             if event is None:
                 continue
             turn.see(event)
@@ -315,10 +342,13 @@ async def _sse(
     finally:
         turn.finish()
         if turn.status != "ok":
-            # close the orchestrators' generators now (outside the cancelled scope), so
-            # the partial answers are saved as interrupted without waiting for the GC
+            # runs never pumped (stopped before the first event): close them now, outside
+            # the cancelled scope, so their partial answers are saved as interrupted
             loop = asyncio.get_running_loop()
             for events in runs:
+                frame, running = getattr(events, "ag_frame", None), getattr(events, "ag_running", 1)
+                if frame is None or running:
+                    continue
                 task = loop.create_task(events.aclose())
                 _closing.add(task)
                 task.add_done_callback(_closing.discard)

@@ -72,6 +72,7 @@ class ModelRouterImpl:
             if provider not in self._engines:
                 options = {
                     "timeout": self.config.timeout,
+                    "idle_timeout": self.config.idle_timeout,
                     **self.config.providers.get(provider, {}),
                 }
                 engine = self.factory.create("ai", provider, options)
