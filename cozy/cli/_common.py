@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from cozy.core.errors import CozyError
+    from cozy.engines.base import BaseEngine
     from cozy.runtime import Runtime
     from cozy.settings import Settings
 
@@ -150,14 +152,24 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-async def local_engine(rt: Runtime, kind: str, needs: str) -> Any:
-    """The `kind` engine when it is the local one (it has method `needs`), else a ConfigError."""
+async def engine_on(rt: Runtime, kind: str) -> BaseEngine:
+    """The `kind` engine, or a ConfigError naming the setting that turns it on."""
     from cozy.core.errors import ConfigError
 
     engine = await rt.engine(kind)
-    if engine is None or not hasattr(engine, needs):
+    if engine is None:
         raise ConfigError(
-            f"the local {kind} engine is off",
+            f"the {kind} engine is off",
             hint=f"set `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
         )
     return engine
+
+
+def cannot_manage(kind: str, engine: BaseEngine) -> CozyError:
+    """The error for a provider without the capability a command needs (engines/base.py)."""
+    from cozy.core.errors import ConfigError
+
+    return ConfigError(
+        f"the {kind} provider '{engine.provider_name}' cannot be managed from the CLI",
+        hint=f"use `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
+    )

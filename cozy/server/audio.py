@@ -64,9 +64,9 @@ async def _engine(request: Request[Any, Any, Any] | WebSocket[Any, Any, Any]) ->
 
 
 async def _transcribe(engine: VoiceEngine, clip: Clip) -> str:
-    from cozy.engines.voice.engine import LocalVoice
+    from cozy.engines.base import TranscribesClips
 
-    if isinstance(engine, LocalVoice):
+    if isinstance(engine, TranscribesClips):
         return await engine.transcribe_clip(clip)
     return await engine.transcribe(clip.pcm16(), clip.rate)
 
