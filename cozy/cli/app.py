@@ -13,6 +13,7 @@ from cozy.cli import chat, info, jobs, keys, memory, profile, run, serve, sessio
 from cozy.cli import knowledge as knowledge_cli
 from cozy.cli import migrate as migrate_cli
 from cozy.cli import transfer as transfer_cli
+from cozy.cli import users as users_cli
 from cozy.cli._common import state
 
 app = typer.Typer(
@@ -54,6 +55,7 @@ info.register(app)
 chat.register(app)
 serve.register(app)
 keys.register(app)
+users_cli.register(app)
 memory.register(app)  # issue #3 groups: memory, profile, jobs
 profile.register(app)
 jobs.register(app)

@@ -67,8 +67,8 @@ async def run_checks() -> list[dict[str, Any]]:
 
 
 async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
+    from cozy.engines.ai.router import ModelRouterImpl
     from cozy.engines.registry import EngineFactory
-    from cozy.runtime import ModelRouterImpl
 
     router = ModelRouterImpl(cfg, EngineFactory())
     try:

@@ -47,10 +47,12 @@ class OpenAIHTTP:
         *,
         organization: str | None = None,
         timeout: float = 60.0,
+        connect_timeout: float | None = None,
         max_retries: int = 2,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.max_retries = max(0, max_retries)
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         if organization:
@@ -63,7 +65,7 @@ class OpenAIHTTP:
             self._client = httpx.AsyncClient(
                 base_url=self.base_url + "/",
                 headers=self._headers,
-                timeout=httpx.Timeout(self.timeout),
+                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
                 verify=_needs_tls(self.base_url),
             )
         return self._client

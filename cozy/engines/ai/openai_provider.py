@@ -1,19 +1,25 @@
 """AI engine for OpenAI or any OpenAI-compatible server (vLLM, llama.cpp, LM Studio...).
 
 Options (engines.yaml `ai.providers.openai`): `base_url`, `api_key`, `timeout`,
-`max_retries`, `default_model`, `organization`, `stream_usage` (ask for a final
-usage chunk, default true). `OPENAI_BASE_URL` / `OPENAI_API_KEY` apply when the
-option is not set. Connection errors, 429 and 5xx are retried with exponential
-backoff before any streamed text arrives (see `openai_http`, which also says why
-this speaks HTTP rather than importing the `openai` SDK).
+`idle_timeout`, `connect_timeout`, `max_retries`, `default_model`, `organization`,
+`stream_usage` (ask for a final usage chunk, default true). `OPENAI_BASE_URL` /
+`OPENAI_API_KEY` apply when the option is not set. Connection errors, 429 and 5xx
+are retried with exponential backoff before any streamed text arrives (see
+`openai_http`, which also says why this speaks HTTP rather than importing the
+`openai` SDK).
+
+Deadlines: `timeout` bounds a whole call until the answer starts (connect, every
+retry and the server's thinking), so a silent server is reported once, within
+`timeout`, never once per retry; a stream then fails when no chunk arrives for
+`idle_timeout` s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from cozy.core.errors import (
@@ -32,9 +38,9 @@ from cozy.core.types import (
     ToolSpec,
     Usage,
 )
-from cozy.engines.ai._common import ToolNames, as_float, as_int, wire_messages
+from cozy.engines.ai._common import ToolNames, as_float, as_int, paced, wire_messages, within
 from cozy.engines.ai.openai_http import KEY_HINT, OpenAIHTTP
-from cozy.engines.base import AIEngine, Health
+from cozy.engines.base import AIEngine, EngineContext, Health
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -46,13 +52,17 @@ class OpenAIProvider(AIEngine):
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         self.base_url: str = str(
             opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         ).rstrip("/")
         self.timeout = as_float(opts.get("timeout"), 60.0)
+        self.idle_timeout = as_float(opts.get("idle_timeout"), min(self.timeout, 60.0))
+        self.connect_timeout = as_float(opts.get("connect_timeout"), min(self.timeout, 10.0))
         self.max_retries = as_int(opts.get("max_retries"), 2)
         self.default_model = str(opts.get("default_model") or "gpt-4o-mini")
         self.stream_usage = bool(opts.get("stream_usage", True))
@@ -73,7 +83,10 @@ class OpenAIProvider(AIEngine):
                 self.base_url,
                 str(key),
                 organization=self.options.get("organization"),
-                timeout=self.timeout,
+                # per socket read: a silent stream is cut by `idle_timeout` (our own
+                # deadline, `within`/`paced`, also covers the retries, which this cannot)
+                timeout=max(self.timeout, self.idle_timeout),
+                connect_timeout=self.connect_timeout,
                 max_retries=self.max_retries,
             )
         return self._http
@@ -91,7 +104,7 @@ class OpenAIProvider(AIEngine):
         return Health(ok=True, detail=f"{self.base_url}: {len(models)} models")
 
     # -- errors --------------------------------------------------------------
-    @contextmanager
+    @contextlib.contextmanager
     def _midstream_errors(self) -> Iterator[None]:
         """Transport failures after the response started (status errors are mapped,
         with retries, in `OpenAIHTTP.send`)."""
@@ -102,8 +115,8 @@ class OpenAIProvider(AIEngine):
             yield
         except httpx.TimeoutException as exc:
             raise ModelUnreachableError(
-                f"the model server at {where} stopped answering for {self.timeout:g}s",
-                hint="raise `ai.providers.openai.timeout` in engines.yaml or check the server",
+                f"the model server at {where} stopped answering for {self.idle_timeout:g}s",
+                hint="check the server, or raise `ai.idle_timeout` in engines.yaml",
             ) from exc
         except httpx.TransportError as exc:
             raise ModelUnreachableError(
@@ -120,6 +133,20 @@ class OpenAIProvider(AIEngine):
                 f"the model server at {self.base_url} answered {path} with something "
                 "that is not JSON"
             ) from exc
+
+    def _silent(self, first: bool = True) -> ModelUnreachableError:
+        if first:
+            retries = f", {self.max_retries} retries included" if self.max_retries else ""
+            return ModelUnreachableError(
+                f"the model server at {self.base_url} did not answer within "
+                f"{self.timeout:g}s (ai.timeout{retries})",
+                hint="check the server, or raise `ai.timeout` in engines.yaml",
+            )
+        return ModelUnreachableError(
+            f"the model server at {self.base_url} stopped sending the answer "
+            f"(nothing for {self.idle_timeout:g}s); the partial answer was kept",
+            hint="check the server, or raise `ai.idle_timeout` in engines.yaml",
+        )
 
     # -- requests --------------------------------------------------------------
     def _params(
@@ -140,6 +167,11 @@ class OpenAIProvider(AIEngine):
                 value = getattr(options, key)
                 if value is not None:
                     params[key] = value
+            if tools:  # OpenAI refuses tool_choice / parallel_tool_calls without tools
+                if options.tool_choice is not None:
+                    params["tool_choice"] = _wire_choice(options.tool_choice)
+                if options.parallel_tool_calls is not None:
+                    params["parallel_tool_calls"] = options.parallel_tool_calls
             if options.extra:
                 params.update(options.extra)
         return params
@@ -154,7 +186,11 @@ class OpenAIProvider(AIEngine):
     ) -> ChatResult:
         params = self._params(messages, model, tools, options)
         names = ToolNames(tools)
-        resp = await self._json("POST", "chat/completions", params, params["model"])
+        resp = await within(
+            self.timeout,
+            self._json("POST", "chat/completions", params, params["model"]),
+            self._silent,
+        )
         choices = resp.get("choices") if isinstance(resp, dict) else None
         if not choices:
             raise ModelError(f"the model server at {self.base_url} returned no choices")
@@ -198,14 +234,17 @@ class OpenAIProvider(AIEngine):
         calls: dict[int, ToolCall] = {}
         finish: str | None = None
         usage: Usage | None = None
-        resp = await self._get_http().send(
-            "POST", "chat/completions", params, stream=True, model=params["model"]
+        # chunks are decoded with json.loads into plain dicts: building typed chunk models
+        # was the largest cost of a served turn (~1/3 of `cozy serve`'s CPU)
+        events = paced(
+            self._events(params),
+            first_within=self.timeout,
+            idle=self.idle_timeout,
+            stalled=self._silent,
         )
-        try:
+        async with contextlib.aclosing(events):
             with self._midstream_errors():
-                async for data in _sse_data(resp.aiter_lines()):
-                    if data.startswith("[DONE]"):
-                        continue  # read on to the end, so the connection is reused
+                async for data in events:
                     chunk = _decode_chunk(data, self.base_url)
                     if chunk.get("usage"):
                         u = chunk["usage"]
@@ -226,16 +265,26 @@ class OpenAIProvider(AIEngine):
                             finish = choice["finish_reason"]
                         if delta.get("content"):
                             yield StreamChunk(delta=delta["content"])
-        finally:
-            await resp.aclose()
         assembled = [
             ToolCall(c.id or f"call_{i}", names.name(c.name), c.arguments or "{}", i)
             for i, c in sorted(calls.items())
         ]
         yield StreamChunk(tool_calls=assembled or None, finish_reason=finish, usage=usage)
 
+    async def _events(self, body: dict[str, Any]) -> AsyncIterator[str]:
+        """The `data` of each event of a streamed completion, `[DONE]` left out."""
+        resp = await self._get_http().send(
+            "POST", "chat/completions", body, stream=True, model=str(body.get("model", ""))
+        )
+        try:
+            async for data in _sse_data(resp.aiter_lines()):
+                if not data.startswith("[DONE]"):  # read on to the end: the connection is reused
+                    yield data
+        finally:
+            await resp.aclose()
+
     async def list_models(self) -> list[ModelInfo]:
-        page = await self._json("GET", "models")
+        page = await within(self.timeout, self._json("GET", "models"), self._silent)
         data = page.get("data") if isinstance(page, dict) else None
         return [
             ModelInfo(
@@ -250,10 +299,12 @@ class OpenAIProvider(AIEngine):
 
     async def context_window(self, model: str) -> int | None:
         """From the server's model metadata where it gives one: vLLM's `max_model_len`,
-        LM Studio's `max_context_length`, llama.cpp's `meta.n_ctx_train` or its
-        `/props` `n_ctx`; None when the server does not say."""
+        LM Studio's `max_context_length`, llama.cpp's `meta.n_ctx_train`; None when the
+        server does not say."""
         try:
-            info = await self._json("GET", f"models/{model}", model=model)
+            info = await within(
+                self.timeout, self._json("GET", f"models/{model}", model=model), self._silent
+            )
         except CozyError:
             info = None
         window = _window_of(info) if isinstance(info, dict) else None
@@ -318,3 +369,12 @@ def _window_of(model: dict[str, Any] | None) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def _wire_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A named tool choice uses the wire name (dots are not allowed in OpenAI names)."""
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return {**choice, "function": {**fn, "name": fn["name"].replace(".", "__")}}
+    return choice
