@@ -25,6 +25,7 @@ from cozy.cli import (
 from cozy.cli import knowledge as knowledge_cli
 from cozy.cli import migrate as migrate_cli
 from cozy.cli import transfer as transfer_cli
+from cozy.cli import users as users_cli
 from cozy.cli._common import state
 
 app = typer.Typer(
@@ -67,6 +68,7 @@ doctor.register(app)
 chat.register(app)
 serve.register(app)
 keys.register(app)
+users_cli.register(app)
 memory.register(app)  # issue #3 groups: memory, profile, jobs
 profile.register(app)
 jobs.register(app)
