@@ -9,7 +9,20 @@ from typing import Annotated
 import typer
 
 from cozy import __version__
-from cozy.cli import chat, info, jobs, keys, memory, profile, run, serve, sessions, tools, voice
+from cozy.cli import (
+    chat,
+    doctor,
+    info,
+    jobs,
+    keys,
+    memory,
+    profile,
+    run,
+    serve,
+    sessions,
+    tools,
+    voice,
+)
 from cozy.cli import knowledge as knowledge_cli
 from cozy.cli import migrate as migrate_cli
 from cozy.cli import transfer as transfer_cli
@@ -52,6 +65,7 @@ def root(
 run.register(app)
 sessions.register(app)
 info.register(app)
+doctor.register(app)
 chat.register(app)
 serve.register(app)
 keys.register(app)

@@ -70,7 +70,7 @@ def _clean(text: str) -> str:
     return text
 
 
-async def extract_and_apply(
+async def extract_and_apply(  # noqa: C901 - memory internals: the retrieval-kernel work (#23)
     mem: LocalMemory,
     messages: Sequence[Message],
     *,
