@@ -43,6 +43,11 @@ from cozy.storage.summaries import SummaryStore
 from cozy.storage.worker import DrainStats, JobWorker
 
 
+def model_router(config: EnginesConfig) -> ModelRouterImpl:
+    """A model router alone, without store or engines (`cozy doctor`'s model check)."""
+    return ModelRouterImpl(config, EngineFactory())
+
+
 class Runtime:
     def __init__(
         self,

@@ -17,6 +17,7 @@ import typer
 
 if TYPE_CHECKING:
     from cozy.core.errors import CozyError
+    from cozy.core.personalities import Personality
     from cozy.engines.base import BaseEngine
     from cozy.runtime import Runtime
     from cozy.settings import Settings
@@ -173,3 +174,16 @@ def cannot_manage(kind: str, engine: BaseEngine) -> CozyError:
         f"the {kind} provider '{engine.provider_name}' cannot be managed from the CLI",
         hint=f"use `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
     )
+
+
+def personality_catalog() -> dict[str, Personality]:
+    """Every personality (packaged + the user's), or exit with the config error."""
+    from cozy.core.errors import CozyError
+    from cozy.core.personalities import PersonalityCatalog
+
+    s = state.settings()
+    try:
+        return PersonalityCatalog([s.packaged_profiles_dir, s.user_profiles_dir]).all()
+    except CozyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None

@@ -158,7 +158,9 @@ class ChatOrchestrator:
         turn.timings[stage] = round((now - since) * 1000, 3)
         return now
 
-    async def _stages(self, turn: Turn) -> AsyncIterator[ChatEvent]:
+    async def _stages(  # noqa: C901 - to be split into one method per stage (#17)
+        self, turn: Turn
+    ) -> AsyncIterator[ChatEvent]:
         req = turn.req
         t = time.perf_counter()
         # 1. prepare
