@@ -89,7 +89,7 @@ class _Turn:
             self.status = "ok"
             self.state["timings"] = event.timings
             scope = self.state["principal"].limit_scope
-            self.svc.limiter.add_tokens(scope, int(event.usage.get("total_tokens", 0)))
+            self.svc.limiter.add_tokens_soon(scope, int(event.usage.get("total_tokens", 0)))
 
     def finish(self) -> None:
         m = self.svc.metrics
