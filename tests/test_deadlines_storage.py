@@ -106,9 +106,7 @@ def test_frozen_redis_requests_still_answered_within_bound(
 
         with concurrent.futures.ThreadPoolExecutor(20) as pool:
             results = list(
-                pool.map(
-                    lambda _: _timed("POST", completions, headers=auth, json=chat), range(40)
-                )
+                pool.map(lambda _: _timed("POST", completions, headers=auth, json=chat), range(40))
             )
         assert all(status == 200 for status, _, _ in results), results[:3]
         slowest = max(took for _, took, _ in results)

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from cozy.core.errors import CozyError
+    from cozy.core.personalities import Personality
+    from cozy.engines.base import BaseEngine
     from cozy.runtime import Runtime
     from cozy.settings import Settings
 
@@ -150,14 +153,37 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-async def local_engine(rt: Runtime, kind: str, needs: str) -> Any:
-    """The `kind` engine when it is the local one (it has method `needs`), else a ConfigError."""
+async def engine_on(rt: Runtime, kind: str) -> BaseEngine:
+    """The `kind` engine, or a ConfigError naming the setting that turns it on."""
     from cozy.core.errors import ConfigError
 
     engine = await rt.engine(kind)
-    if engine is None or not hasattr(engine, needs):
+    if engine is None:
         raise ConfigError(
-            f"the local {kind} engine is off",
+            f"the {kind} engine is off",
             hint=f"set `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
         )
     return engine
+
+
+def cannot_manage(kind: str, engine: BaseEngine) -> CozyError:
+    """The error for a provider without the capability a command needs (engines/base.py)."""
+    from cozy.core.errors import ConfigError
+
+    return ConfigError(
+        f"the {kind} provider '{engine.provider_name}' cannot be managed from the CLI",
+        hint=f"use `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
+    )
+
+
+def personality_catalog() -> dict[str, Personality]:
+    """Every personality (packaged + the user's), or exit with the config error."""
+    from cozy.core.errors import CozyError
+    from cozy.core.personalities import PersonalityCatalog
+
+    s = state.settings()
+    try:
+        return PersonalityCatalog([s.packaged_profiles_dir, s.user_profiles_dir]).all()
+    except CozyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None

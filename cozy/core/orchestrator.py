@@ -36,8 +36,6 @@ from cozy.core.toolloop import ToolRunner
 from cozy.core.turn import (
     MAX_TOOL_ROUNDS,
     ChatRequest,
-    ModelRouter,
-    Route,
     Turn,
     TurnSink,
     brief_context,
@@ -51,7 +49,7 @@ from cozy.core.turn import (
 )
 from cozy.core.types import Message, ToolCall
 from cozy.core.windows import ContextWindows, TokenAccounting
-from cozy.engines.base import ToolContext
+from cozy.engines.base import ModelRouter, Route, ToolContext
 from cozy.storage.store import MessageRow, NewMessage, SessionRow, Store
 
 log = logging.getLogger("cozy.orchestrator")
@@ -160,7 +158,9 @@ class ChatOrchestrator:
         turn.timings[stage] = round((now - since) * 1000, 3)
         return now
 
-    async def _stages(self, turn: Turn) -> AsyncIterator[ChatEvent]:
+    async def _stages(  # noqa: C901 - to be split into one method per stage (#17)
+        self, turn: Turn
+    ) -> AsyncIterator[ChatEvent]:
         req = turn.req
         t = time.perf_counter()
         # 1. prepare

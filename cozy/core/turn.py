@@ -14,24 +14,13 @@ from typing import Any, Protocol
 from cozy.core.personalities import Personality
 from cozy.core.toolloop import Approver
 from cozy.core.types import Caller, GenerationOptions, Message, ToolCall, ToolSpec, Usage
-from cozy.engines.base import AIEngine
+from cozy.engines.base import Route
 from cozy.storage.store import NewMessage, SessionRow
 from cozy.storage.summaries import Summary
 
 MAX_TOOL_ROUNDS = 10
 
 log = logging.getLogger("cozy.orchestrator")
-
-
-@dataclass(slots=True)
-class Route:
-    engine: AIEngine
-    model: str
-    label: str  # provider:model, as shown to users
-
-
-class ModelRouter(Protocol):
-    async def resolve(self, spec: str | None) -> Route: ...
 
 
 class TurnSink(Protocol):

@@ -299,7 +299,9 @@ class _Wrapper:
         self.server = server
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+    async def __call__(  # noqa: C901 - records a request of each kind the fake serves
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> Any:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         chunks: list[bytes] = []

@@ -48,7 +48,7 @@ from cozy.engines.ai._common import (
     wire_messages,
     within,
 )
-from cozy.engines.base import AIEngine, Health
+from cozy.engines.base import AIEngine, EngineContext, Health
 
 if TYPE_CHECKING:
     from ollama import AsyncClient
@@ -82,8 +82,10 @@ class OllamaProvider(AIEngine):
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         raw_host = str(opts.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
         self.host = normalize_host(raw_host)

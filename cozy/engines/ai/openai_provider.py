@@ -42,7 +42,7 @@ from cozy.core.types import (
     Usage,
 )
 from cozy.engines.ai._common import ToolNames, as_float, as_int, paced, wire_messages, within
-from cozy.engines.base import AIEngine, Health
+from cozy.engines.base import AIEngine, EngineContext, Health
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -58,8 +58,10 @@ class OpenAIProvider(AIEngine):
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         self.base_url: str = str(
             opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL

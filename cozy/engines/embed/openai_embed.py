@@ -22,6 +22,7 @@ from cozy.core.errors import (
     ModelRateLimited,
     ModelUnreachableError,
 )
+from cozy.engines.base import EngineContext
 from cozy.engines.embed._common import RemoteEmbedder, int_option, secret
 
 if TYPE_CHECKING:
@@ -42,8 +43,10 @@ class OpenAIEmbedder(RemoteEmbedder):
 
     provider_name: ClassVar[str] = "openai"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         base = opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         self.base_url: str = str(base).rstrip("/")
