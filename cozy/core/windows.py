@@ -157,8 +157,9 @@ class ContextWindows:
             try:
                 if reported is None:
                     reported = await engine.context_window(model)
-                    if reported:
-                        await self._l2_set(l2_key, reported)
+                    # "the server does not say" is remembered too (as 0), so a one-shot
+                    # run against a server without metadata does not ask every time
+                    await self._l2_set(l2_key, reported or 0)
             except Exception:  # provider metadata is a hint; never fail a turn on it
                 reported = None
             if reported:
@@ -175,7 +176,7 @@ class ContextWindows:
             return None
         with contextlib.suppress(Exception):  # a cache problem is never a turn's problem
             value = await self.l2.get("windows", key)
-            return value if isinstance(value, int) and value > 0 else None
+            return value if isinstance(value, int) and value >= 0 else None
         return None
 
     async def _l2_set(self, key: str, window: int) -> None:
