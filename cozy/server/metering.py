@@ -40,14 +40,14 @@ class ChatMeter:
         self.micro = 0
         self.done = 0
 
-    def reserve(
+    async def reserve(
         self, body: ChatCompletionRequest, model: str | None, answer: int, system: int = 0
     ) -> None:
         n = body.n or 1
         prompt = (estimate_prompt(body) + system) * n
         completion = (body.max_tokens or body.max_completion_tokens or answer) * n
         cost = micro_usd(self.ai, model, prompt, completion)
-        self.held = self.limiter.reserve(self.scopes, prompt + completion, cost)
+        self.held = await self.limiter.reserve(self.scopes, prompt + completion, cost)
 
     def used(self, model: str, usage: dict[str, Any]) -> None:
         prompt = int(usage.get("prompt_tokens", 0) or 0)
@@ -60,7 +60,7 @@ class ChatMeter:
         held, self.held = self.held, None
         if held is None or (interrupted and not self.done):
             return
-        self.limiter.settle(held, self.tokens, self.micro)
+        self.limiter.settle_soon(held, self.tokens, self.micro)
 
 
 __all__ = ["MICRO", "ChatMeter", "estimate_prompt", "micro_usd"]

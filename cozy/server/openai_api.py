@@ -152,7 +152,7 @@ class OpenAIController(Controller):
         turn = _Turn(svc, request, body.stream, body.model)
         priced, system = _plan(rt, req)
         # 429 before any model call when a limit or budget cannot hold the estimate
-        turn.meter.reserve(body, priced, rt.config.context.reserve_answer_tokens, system)
+        await turn.meter.reserve(body, priced, rt.config.context.reserve_answer_tokens, system)
         n = body.n or 1
         if not body.stream:
             try:
@@ -256,7 +256,7 @@ class OpenAIController(Controller):
             if body.encoding_format == "base64":
                 emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
             out.append({"object": "embedding", "index": i, "embedding": emb})
-        services(request).limiter.add_tokens(principal.limit_scopes, tokens)
+        await services(request).limiter.add_tokens(principal.limit_scopes, tokens)
         return {
             "object": "list",
             "data": out,

@@ -8,7 +8,10 @@ interface a Redis store implements later: `add(key, amount, ttl) -> new total`.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import Protocol
 from cozy.core.errors import CozyError
 
 WINDOW = 60.0
+log = logging.getLogger("cozy.server")
 
 
 class RateLimited(CozyError):
@@ -32,27 +36,55 @@ class RateLimited(CozyError):
 
 
 class CounterStore(Protocol):
-    def add(self, key: str, amount: int, ttl: float) -> int: ...
-    def get(self, key: str) -> int: ...
+    """Async: a networked store (Redis) must never block the event loop."""
+
+    async def add(self, key: str, amount: int, ttl: float) -> int: ...
+    async def get(self, key: str) -> int: ...
     def close(self) -> None: ...
 
 
 class DiskCounterStore:
-    """Counters in diskcache (SQLite underneath): shared by processes on one machine."""
+    """Counters in diskcache (SQLite underneath): shared by processes on one machine.
+
+    When the disk is full or read-only, counting goes on in this process
+    (`MemoryCounterStore`), logged once: a rate limiter must not turn a disk problem
+    into a failed request."""
 
     def __init__(self, directory: Path) -> None:
         import diskcache
 
         directory.mkdir(parents=True, exist_ok=True)
         self._cache = diskcache.Cache(str(directory), timeout=2, eviction_policy="none")
+        self.fallback = MemoryCounterStore()
+        self.broken: str | None = None
 
-    def add(self, key: str, amount: int, ttl: float) -> int:
-        self._cache.add(key, 0, expire=ttl)  # no-op when the window's counter exists
-        return int(self._cache.incr(key, amount, default=0))
+    def _failed(self, exc: BaseException) -> None:
+        if self.broken is None:
+            log.error(
+                "rate-limit counters cannot be written (%s: %s): counting per process "
+                "until the disk is writable",
+                type(exc).__name__,
+                exc,
+            )
+        self.broken = f"{type(exc).__name__}: {exc}"
 
-    def get(self, key: str) -> int:
-        value = self._cache.get(key, default=0)
-        return int(value) if isinstance(value, int) else 0
+    async def add(self, key: str, amount: int, ttl: float) -> int:
+        try:
+            self._cache.add(key, 0, expire=ttl)  # no-op when the window's counter exists
+            total = int(self._cache.incr(key, amount, default=0))
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+            return await self.fallback.add(key, amount, ttl)
+        self.broken = None
+        return total
+
+    async def get(self, key: str) -> int:
+        try:
+            value = self._cache.get(key, default=0)
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+            return await self.fallback.get(key)
+        return value if isinstance(value, int) else 0
 
     def close(self) -> None:
         self._cache.close()
@@ -64,7 +96,7 @@ class MemoryCounterStore:
     def __init__(self) -> None:
         self._data: dict[str, tuple[float, int]] = {}
 
-    def add(self, key: str, amount: int, ttl: float) -> int:
+    async def add(self, key: str, amount: int, ttl: float) -> int:
         now = time.time()
         expires, value = self._data.get(key, (now + ttl, 0))
         if expires < now:
@@ -72,7 +104,7 @@ class MemoryCounterStore:
         self._data[key] = (expires, value + amount)
         return value + amount
 
-    def get(self, key: str) -> int:
+    async def get(self, key: str) -> int:
         expires, value = self._data.get(key, (0.0, 0))
         return value if expires >= time.time() else 0
 
@@ -158,6 +190,7 @@ class RateLimiter:
         self.store = store
         self.limits = limits
         self.clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
         self._meters = {"key": self._meters_for("key"), "user": self._meters_for("user")}
 
     def _meters_for(self, kind: str) -> list[_Meter]:
@@ -192,11 +225,11 @@ class RateLimiter:
         retry = max(1, math.ceil((start + 1) * WINDOW - now))
         return start, retry
 
-    def check_ip(self, ip: str) -> None:
+    async def check_ip(self, ip: str) -> None:
         if self.limits.ip_rpm <= 0:
             return
         window, retry = self._window(self.clock())
-        count = self.store.add(f"rl:ip:{ip}:{window}", 1, WINDOW * 2)
+        count = await self.store.add(f"rl:ip:{ip}:{window}", 1, WINDOW * 2)
         if count > self.limits.ip_rpm:
             raise RateLimited(
                 f"too many requests from {ip}: the limit is {self.limits.ip_rpm} per minute",
@@ -234,7 +267,7 @@ class RateLimiter:
             hint=f"retry after {retry}s or raise {meter.setting}",
         )
 
-    def check_principal(self, scopes: str | Sequence[str]) -> None:
+    async def check_principal(self, scopes: str | Sequence[str]) -> None:
         """Before the body is read: refuse a scope whose tokens or budget are used up,
         then count the request against each scope's requests per minute."""
         now = self.clock()
@@ -242,7 +275,7 @@ class RateLimiter:
         for scope in scopes:
             for meter in self._meters[self._kind(scope)]:
                 key, retry, _ = self._counter(scope, meter, now)
-                used = self.store.get(key)
+                used = await self.store.get(key)
                 if used >= meter.limit:
                     raise self._refuse(meter, scope, used, retry)
         window, retry = self._window(now)
@@ -254,7 +287,7 @@ class RateLimiter:
                 else self.limits.rpm
             )
             if rpm > 0:
-                count = self.store.add(f"rl:req:{scope}:{window}", 1, WINDOW * 2)
+                count = await self.store.add(f"rl:req:{scope}:{window}", 1, WINDOW * 2)
                 if count > rpm:
                     setting = "USER_RATE_LIMIT_RPM" if user else "RATE_LIMIT_RPM"
                     raise RateLimited(
@@ -263,7 +296,7 @@ class RateLimiter:
                         hint=f"retry after {retry}s or raise COZY_SERVER_{setting}",
                     )
 
-    def reserve(self, scopes: Sequence[str], tokens: int, micro_usd: int = 0) -> Reservation:
+    async def reserve(self, scopes: Sequence[str], tokens: int, micro_usd: int = 0) -> Reservation:
         """Hold `tokens` (and spend) on every meter of every scope, or refuse (429) and
         hold nothing."""
         now = self.clock()
@@ -273,31 +306,39 @@ class RateLimiter:
                 for meter in self._meters[self._kind(scope)]:
                     amount = held.micro_usd if meter.usd else held.tokens
                     key, retry, ttl = self._counter(scope, meter, now)
-                    total = self.store.add(key, amount, ttl)
+                    total = await self.store.add(key, amount, ttl)
                     held.keys.append((key, meter.usd, ttl))
                     if total > meter.limit:
                         raise self._refuse(meter, scope, total - amount, retry, amount)
         except RateLimited:
-            self._add(held, -held.tokens, -held.micro_usd)
+            await self._add(held, -held.tokens, -held.micro_usd)
             raise
         return held
 
-    def settle(self, held: Reservation, tokens: int, micro_usd: int = 0) -> None:
+    async def settle(self, held: Reservation, tokens: int, micro_usd: int = 0) -> None:
         """Replace the held amounts with the real usage, in the windows they were held in."""
-        self._add(held, tokens - held.tokens, micro_usd - held.micro_usd)
+        await self._add(held, tokens - held.tokens, micro_usd - held.micro_usd)
         held.tokens, held.micro_usd = tokens, micro_usd
 
-    def _add(self, held: Reservation, tokens: int, micro_usd: int) -> None:
+    async def _add(self, held: Reservation, tokens: int, micro_usd: int) -> None:
         for key, usd, ttl in held.keys:
             amount = micro_usd if usd else tokens
             if amount:
-                self.store.add(key, amount, ttl)
+                await self.store.add(key, amount, ttl)
 
-    def add_tokens(self, scopes: str | Sequence[str], tokens: int, micro_usd: int = 0) -> None:
+    def settle_soon(self, held: Reservation, tokens: int, micro_usd: int = 0) -> None:
+        """`settle` from synchronous code (the end of a response): in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self.settle(held, tokens, micro_usd))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def add_tokens(
+        self, scopes: str | Sequence[str], tokens: int, micro_usd: int = 0
+    ) -> None:
         """Count usage that was not reserved (embeddings)."""
         if tokens > 0 or micro_usd > 0:
             scopes = [scopes] if isinstance(scopes, str) else list(scopes)
-            self._add(self._held(scopes), tokens, micro_usd)
+            await self._add(self._held(scopes), tokens, micro_usd)
 
     def _held(self, scopes: Sequence[str]) -> Reservation:
         now = self.clock()
