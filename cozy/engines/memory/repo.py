@@ -41,7 +41,7 @@ class MemoryRepo:
         self.dialect = store.engine.dialect.name
         self.keywords = KeywordIndex(store)
         # called with the user ids after a write committed (other instances: Redis)
-        self.on_write: Callable[[list[str]], None] | None = None
+        self.on_write: Callable[[list[str]], Awaitable[None]] | None = None
         self._pg_keywords: PgKeywords | None = None  # on Postgres
 
     async def write(self, user_id: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -52,7 +52,7 @@ class MemoryRepo:
 
         result = await self.store.write(txn)
         if self.on_write is not None:
-            self.on_write([user_id])
+            await self.on_write([user_id])
         return result
 
     async def _bump(self, conn: AsyncConnection, user_id: str) -> None:
