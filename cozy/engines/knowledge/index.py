@@ -121,7 +121,7 @@ class KnowledgeIndex:
         self.store = store
         self.engine = store.engine
         # called after a write committed, with the users whose generation moved
-        self.on_write: Callable[[list[str]], None] | None = None
+        self.on_write: Callable[[list[str]], Awaitable[None]] | None = None
 
     @property
     def dialect(self) -> str:
@@ -136,7 +136,7 @@ class KnowledgeIndex:
 
         result = await self.store.write(fn)
         if changed and self.on_write is not None:
-            self.on_write(list(changed))
+            await self.on_write(list(changed))
         return result
 
     async def read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:

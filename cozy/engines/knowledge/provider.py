@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, EngineError, UsageError
 from cozy.core.types import KnowledgeHit
-from cozy.engines.base import EmbedEngine, Health, KnowledgeEngine
+from cozy.engines.base import EmbedEngine, EngineContext, Health, KnowledgeEngine
 from cozy.engines.knowledge import ingest as ingest_mod
 from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
 from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult
@@ -43,8 +43,10 @@ MODES = ("hybrid", "bm25", "vector")
 class LocalKnowledge(KnowledgeEngine):
     provider_name: ClassVar[str] = "local"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         o = self.options
         try:
             self.settings = ingest_mod.Settings(
@@ -79,7 +81,7 @@ class LocalKnowledge(KnowledgeEngine):
         self.versions = ScopeVersions(
             "knowledge",
             lambda user_id: self.index.generation(user_id),
-            link=lambda: getattr(self.deps.get("runtime"), "redis", None),
+            link=lambda: self.ctx.redis,
             local_ttl=1.0,
         )
         self.embeddings = LazyEmbedder(
@@ -97,7 +99,7 @@ class LocalKnowledge(KnowledgeEngine):
     @property
     def index(self) -> KnowledgeIndex:
         if self._index is None:
-            store = self.deps.get("store")
+            store = self.ctx.store
             if store is None:
                 raise EngineError("the knowledge engine needs a store", hint="open it via Runtime")
             self._index = KnowledgeIndex(store)
@@ -146,10 +148,7 @@ class LocalKnowledge(KnowledgeEngine):
     # -- embedder ---------------------------------------------------------------
 
     async def _load_embedder(self) -> EmbedEngine | None:
-        runtime = self.deps.get("runtime")
-        if runtime is None or not runtime.config.section("embed").active:
-            return None  # `embeddings.note` says: not configured
-        engine: EmbedEngine | None = await runtime.engine("embed")
+        engine = await self.ctx.get_embedder()
         return engine
 
     @property
@@ -206,7 +205,7 @@ class LocalKnowledge(KnowledgeEngine):
         try:
             report = await ingestor.run(paths, on_plan=on_plan, on_result=on_result)
         finally:
-            self._invalidate()
+            await self._invalidate()
         if embed and ingestor.embedder is None and self.embed_note:
             report.notes.append(self.embed_note)
         return report
@@ -254,7 +253,7 @@ class LocalKnowledge(KnowledgeEngine):
         try:
             return await ingestor.write(path, extracted, digest, size, None, existing, meta)
         finally:
-            self._invalidate()
+            await self._invalidate()
 
     async def queue_ingest(
         self,
@@ -291,7 +290,7 @@ class LocalKnowledge(KnowledgeEngine):
                 )
         if docs:
             await self.index.remove_documents(user_id, [d.id for d in docs])
-            self._invalidate()
+            await self._invalidate()
         return docs
 
     async def list_documents(
@@ -302,15 +301,14 @@ class LocalKnowledge(KnowledgeEngine):
     async def stats(self, *, user_id: str) -> dict[str, Any]:
         return await self.index.stats(user_id)
 
-    def _invalidate(self) -> None:
+    async def _invalidate(self) -> None:
         if not self._tool:
             from cozy.engines.knowledge.tool import register_tool
 
             register_tool(self)
             self._tool = True
-        runtime = self.deps.get("runtime")
-        if runtime is not None:
-            runtime.cache.bump("knowledge")
+        if self.ctx.cache is not None:
+            await self.ctx.cache.bump("knowledge")
 
     # -- search -----------------------------------------------------------------
 
@@ -349,7 +347,7 @@ class LocalKnowledge(KnowledgeEngine):
         key = cache_key(user_id, query, collections, prefix, limit, mode, generation)
         cache = self._cache()
         if cache is not None:
-            cached = cache.get("knowledge", key)
+            cached = await cache.get("knowledge", key)
             if cached is not None:
                 return [KnowledgeHit(**h) for h in cached]
         hits = await run_search(
@@ -358,12 +356,11 @@ class LocalKnowledge(KnowledgeEngine):
         if self.reranker is not None:
             hits = (await self.reranker(query, hits))[:limit]
         if cache is not None and not any(h.metadata.get("partial") for h in hits):
-            cache.set("knowledge", key, [_hit_dict(h) for h in hits])
+            await cache.set("knowledge", key, [_hit_dict(h) for h in hits])
         return hits
 
     def _cache(self) -> Any:
-        runtime = self.deps.get("runtime")
-        return runtime.cache if runtime is not None else None
+        return self.ctx.cache
 
 
 def _hit_dict(h: KnowledgeHit) -> dict[str, Any]:

@@ -30,11 +30,9 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
-
 from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
-from cozy.engines.base import Health, MemoryEngine
+from cozy.engines.base import EngineContext, Health, MemoryEngine
 from cozy.engines.memory import reconcile
 from cozy.engines.memory.rank import Weights, answer_bonus, first_stage, last_stage
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow, keyword_index
@@ -50,9 +48,12 @@ log = logging.getLogger("cozy.memory")
 
 class LocalMemory(MemoryEngine):
     provider_name: ClassVar[str] = "local"
+    restorable: ClassVar[bool] = True  # forget is a soft delete
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         o = self.options
         self.scope = str(o.get("scope", "user"))
         if self.scope not in ("user", "personality"):
@@ -75,8 +76,7 @@ class LocalMemory(MemoryEngine):
         self.model: str | None = o.get("model")
         self.index_assistant = bool(o.get("index_assistant", False))
         self.turn_context = bool(o.get("turn_context", True))
-        self.runtime = deps.get("runtime")
-        store = deps.get("store") or getattr(self.runtime, "store", None)
+        store = self.ctx.store
         if store is None:
             raise ConfigError("memory.local needs the store", hint="open it through the Runtime")
         self.repo = MemoryRepo(store)
@@ -85,29 +85,30 @@ class LocalMemory(MemoryEngine):
             context_weight=float(o.get("context_weight", 0.35)),
             budget=max(100, int(o.get("keyword_budget", 5000))),
         )
-        runtime = self.runtime
         self.embeddings = LazyEmbedder(
-            (lambda: runtime.engine("embed")) if runtime is not None else None,
+            self.ctx.load_embedder,
             off="" if self.use_embeddings else "embeddings off (memory.embeddings: false)",
             missing="no embedder configured (set `embed: {provider: local}` in engines.yaml)",
         )
-        if deps.get("embedder") is not None:
-            self.embeddings.use(deps["embedder"])
+        if self.ctx.embedder is not None:
+            self.embeddings.use(self.ctx.embedder)
         self._indexes: dict[str, VectorIndex[str]] = {}
         self._row_cache: RowCache[MemoryRow] = RowCache()
         # a user's version: with Redis (server mode) a change token says when to re-read
         # it; without, it is re-read after `version_ttl` s (other processes' writes);
         # always after every write of this process (storage/scope_versions.py)
         self.version_ttl = float(o.get("version_ttl", 0.5))
-        self.versions = ScopeVersions(
-            "memory", self.repo.version, link=lambda: getattr(self.runtime, "redis", None)
-        )
+        self.versions = ScopeVersions("memory", self.repo.version, link=lambda: self.ctx.redis)
         self.repo.on_write = self.versions.publish
 
     # --- embedder ---------------------------------------------------------------
     async def initialize(self) -> None:
         # in the background, only when there are vectors: opening cozy never waits for it
-        if self.embeddings.enabled and self.runtime is not None and await self.repo.has_vectors():
+        if (
+            self.embeddings.enabled
+            and self.ctx.load_embedder is not None
+            and await self.repo.has_vectors()
+        ):
             self.embeddings.start()
 
     async def close(self) -> None:
@@ -145,6 +146,8 @@ class LocalMemory(MemoryEngine):
 
     async def index(self, user_id: str, version: int | None = None) -> VectorIndex[str]:
         """This user's vector matrix, brought up to date incrementally when it moved."""
+        import numpy as np
+
         version = await self.version(user_id) if version is None else version
         idx = self._indexes.get(user_id)
         if idx is not None and idx.version == version:
@@ -360,6 +363,10 @@ class LocalMemory(MemoryEngine):
     ) -> list[MemoryRow]:
         statuses = ("active", "obsolete", "deleted") if include_removed else ("active",)
         return await self.repo.list_rows(user_id, kinds=kinds, statuses=statuses, limit=None)
+
+    async def find_memories(self, query: str, *, user_id: str, limit: int) -> Hits:
+        # no answer is waiting on this search: give the embedder time to load
+        return await self.search(query, user_id=user_id, limit=limit, vector_wait=60.0)
 
     async def remember(self, user_id: str, text: str) -> tuple[str, bool]:
         return await reconcile.add_text(self, user_id, text)

@@ -7,9 +7,8 @@ the user's version, so other processes know their vector matrix is stale.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,6 +21,9 @@ from cozy.engines.retrieval.terms import query_terms
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.store import Store
 from cozy.storage.tables.memory import memories, memory_history, memory_versions
+
+if TYPE_CHECKING:
+    import numpy as np
 
 T = TypeVar("T")
 
@@ -38,7 +40,7 @@ class MemoryRepo:
         self.dialect = store.engine.dialect.name
         self.keywords = keyword_index(store)
         # called with the user ids after a write committed (other instances: Redis)
-        self.on_write: Callable[[list[str]], None] | None = None
+        self.on_write: Callable[[list[str]], Awaitable[None]] | None = None
 
     async def write(self, user_id: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async def txn(conn: AsyncConnection) -> T:
@@ -48,7 +50,7 @@ class MemoryRepo:
 
         result = await self.store.write(txn)
         if self.on_write is not None:
-            self.on_write([user_id])
+            await self.on_write([user_id])
         return result
 
     async def _bump(self, conn: AsyncConnection, user_id: str) -> None:
@@ -247,6 +249,8 @@ class MemoryRepo:
 
     async def vectors(self, user_id: str) -> tuple[list[str], np.ndarray, list[str | None]]:
         """Ids, the float32 matrix and the embed model of every active memory of a user."""
+        import numpy as np
+
         rows = await self.store.read(
             sa.select(memories.c.id, memories.c.embedding, memories.c.embed_model)
             .where(
@@ -383,6 +387,8 @@ class MemoryRepo:
 
     async def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of these memories (those that have one)."""
+        import numpy as np
+
         if not ids:
             return {}
         rows = await self.store.read(

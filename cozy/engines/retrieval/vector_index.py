@@ -13,12 +13,15 @@ import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from cozy.engines.retrieval import vectors
-from cozy.engines.retrieval.vectors import Int8Rows, blas_single_thread, top_k
+    from cozy.engines.retrieval.vectors import Int8Rows
+
+# numpy and retrieval/vectors.py are imported where vectors are touched: a one-shot
+# `cozy run` with no memories yet never needs them (~15% of its start-up).
 
 K = TypeVar("K", bound=Hashable)
 
@@ -36,6 +39,8 @@ class VectorIndex(Generic[K]):
     def __init__(
         self, version: int, ids: Sequence[K], matrix: np.ndarray, model: str | None = None
     ) -> None:
+        import numpy as np
+
         self.version = version
         self.model = model
         self.refreshed_at = 0.0  # `updated_at` watermark for incremental refresh
@@ -55,6 +60,8 @@ class VectorIndex(Generic[K]):
 
     @classmethod
     def empty(cls, version: int = -1) -> VectorIndex[K]:
+        import numpy as np
+
         return cls(version, [], np.zeros((0, 0), dtype=np.float32))
 
     def __len__(self) -> int:
@@ -72,6 +79,9 @@ class VectorIndex(Generic[K]):
 
     def _coarse_rows(self, n: int) -> Int8Rows | None:
         """The int8 copy of rows [0, n), encoding rows added since it was made."""
+        from cozy.engines.retrieval import vectors
+        from cozy.engines.retrieval.vectors import Int8Rows
+
         if n < vectors.APPROX_FROM:
             return None
         with self._lock:
@@ -114,6 +124,11 @@ class VectorIndex(Generic[K]):
         `vectors.SHORTLIST` rows; `query` is then scored exactly over those rows and
         `also` only, not by a second pass over every row.
         """
+        import numpy as np
+
+        from cozy.engines.retrieval import vectors
+        from cozy.engines.retrieval.vectors import blas_single_thread, top_k
+
         if not self._pos or self._buf.size == 0 or limit <= 0:
             return []
         q = np.asarray(query, dtype=np.float32)
@@ -162,9 +177,13 @@ class VectorIndex(Generic[K]):
 
     def shortlisted(self, query: Sequence[float] | np.ndarray) -> bool:
         """A search for `query` left a shortlist: `search(near=query)` is cheap."""
+        from cozy.engines.retrieval import vectors
+
         return self._n >= vectors.SHORTLIST_FROM and self._shortlist(query) is not None
 
     def _shortlist(self, query: Sequence[float] | np.ndarray) -> np.ndarray | None:
+        import numpy as np
+
         key = np.asarray(query, dtype=np.float32).tobytes()
         with self._shortlists_lock:
             return self._shortlists.get(key)
@@ -176,6 +195,8 @@ class VectorIndex(Generic[K]):
                 self._shortlists.popitem(last=False)
 
     def add(self, mid: K, vec: Sequence[float] | np.ndarray) -> None:
+        import numpy as np
+
         v = np.asarray(vec, dtype=np.float32)
         if mid in self._pos:
             if v.shape[0] == self._buf.shape[1]:
