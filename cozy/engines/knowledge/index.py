@@ -300,6 +300,38 @@ class KnowledgeIndex:
         )
         return [(r[0], f"{r[1]}\n{r[2]}" if r[1] else r[2]) for r in rows]
 
+    def _unembedded(self, user_id: str, model: str | None, collection: str | None) -> Any:
+        """Chunks without a vector of `model` (None: without any vector)."""
+        missing: sa.ColumnElement[bool] = chunks.c.embedding.is_(None)
+        if model is not None:
+            missing = sa.or_(missing, chunks.c.embed_model != model)
+        cond = sa.and_(chunks.c.user_id == user_id, missing)
+        return cond if collection is None else sa.and_(cond, chunks.c.collection == collection)
+
+    async def unembedded_chunks(
+        self, user_id: str, model: str, *, collection: str | None, after: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """The next `limit` chunks (by id, above `after`) without a vector from `model`:
+        (id, text to embed)."""
+        rows = await self.read(
+            sa.select(chunks.c.id, chunks.c.heading, chunks.c.text)
+            .where(self._unembedded(user_id, model, collection), chunks.c.id > after)
+            .order_by(chunks.c.id)
+            .limit(limit)
+        )
+        return [(r[0], f"{r[1]}\n{r[2]}" if r[1] else r[2]) for r in rows]
+
+    async def count_unembedded(
+        self, user_id: str, model: str | None, collection: str | None = None
+    ) -> dict[str, int]:
+        """Chunks without a vector from `model`, per collection."""
+        rows = await self.read(
+            sa.select(chunks.c.collection, sa.func.count())
+            .where(self._unembedded(user_id, model, collection))
+            .group_by(chunks.c.collection)
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
     async def set_vectors(
         self, user_id: str, items: Sequence[tuple[int, bytes]], model: str
     ) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ from cozy.core.types import KnowledgeHit
 from cozy.engines.base import EmbedEngine, EngineContext, Health, KnowledgeEngine
 from cozy.engines.knowledge import ingest as ingest_mod
 from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
-from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult
+from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult, OnVectors
 from cozy.engines.knowledge.keyword import chunk_scope, keyword_index
 from cozy.engines.knowledge.retrieval import VectorCache
 from cozy.engines.knowledge.textio import LoadError, sha256_text
@@ -38,6 +39,9 @@ from cozy.storage.scope_versions import ScopeVersions
 
 Reranker = Callable[[str, list[KnowledgeHit]], Awaitable[list[KnowledgeHit]]]
 MODES = ("hybrid", "bm25", "vector")
+# chunks embedded per transaction by `embed_pending`: at ~25 chunks/s a few seconds
+# of work, so progress moves steadily and an interrupted run loses little
+EMBED_BATCH = 128
 
 
 class LocalKnowledge(KnowledgeEngine):
@@ -179,7 +183,9 @@ class LocalKnowledge(KnowledgeEngine):
 
     # -- ingestion --------------------------------------------------------------
 
-    async def _ingestor(self, user_id: str, collection: str, embed: bool) -> Ingestor:
+    async def _ingestor(
+        self, user_id: str, collection: str, embed: bool, defer: bool = False
+    ) -> Ingestor:
         check_collection(collection)
         engine = await self.embedder() if embed else None
         return Ingestor(
@@ -189,6 +195,7 @@ class LocalKnowledge(KnowledgeEngine):
             embedder=engine,
             embed_model=self.model_key(engine) if engine is not None else None,
             settings=self.settings,
+            defer=defer,
         )
 
     async def add_paths(
@@ -198,17 +205,77 @@ class LocalKnowledge(KnowledgeEngine):
         user_id: str,
         collection: str = "default",
         embed: bool = True,
+        wait: bool = True,
         on_plan: OnPlan | None = None,
         on_result: OnResult | None = None,
+        on_vectors: OnVectors | None = None,
     ) -> IngestReport:
-        ingestor = await self._ingestor(user_id, collection, embed)
+        """Index files and directories (incrementally, by content hash).
+
+        Chunks are written first (keyword-searchable at once), their vectors after:
+        `wait` computes them before returning (`on_vectors(done, total)` reports
+        progress); otherwise a durable `knowledge.embed` job does (`embed_job`).
+        """
+        ingestor = await self._ingestor(user_id, collection, embed, defer=True)
         try:
             report = await ingestor.run(paths, on_plan=on_plan, on_result=on_result)
         finally:
             await self._invalidate()
         if embed and ingestor.embedder is None and self.embed_note:
             report.notes.append(self.embed_note)
+        if ingestor.embedder is not None:
+            if wait:
+                await self.embed_pending(user_id, collection, on_vectors=on_vectors)
+            else:
+                model = self.model_key(ingestor.embedder)
+                counts = await self.index.count_unembedded(user_id, model, collection)
+                report.pending_vectors = counts.get(collection, 0)
+                if report.pending_vectors:
+                    report.embed_job = await self.queue_embed(user_id, collection)
         return report
+
+    async def embed_pending(
+        self,
+        user_id: str,
+        collection: str | None = None,
+        *,
+        on_vectors: OnVectors | None = None,
+        budget: float | None = None,
+    ) -> int:
+        """Embed the chunks still without a vector from the current model, a batch per
+        transaction (each batch is searchable by vector once committed). Returns how
+        many are left: 0, or more when `budget` seconds ran out (after one batch at least)."""
+        from cozy.engines.knowledge.ingest import vectors_to_bytes
+
+        engine = await self.embeddings.get()
+        if engine is None:
+            return 0
+        model = self.model_key(engine)
+        total = sum((await self.index.count_unembedded(user_id, model, collection)).values())
+        started, done, after = time.monotonic(), 0, 0
+        while done < total:
+            if done and budget is not None and time.monotonic() - started > budget:
+                break  # (one batch at least: every run makes progress)
+            batch = await self.index.unembedded_chunks(
+                user_id, model, collection=collection, after=after, limit=EMBED_BATCH
+            )
+            if not batch:
+                break
+            after = batch[-1][0]
+            vectors = vectors_to_bytes(await engine.embed([text for _, text in batch]))
+            items = [(cid, vec) for (cid, _), vec in zip(batch, vectors, strict=True)]
+            await self.index.set_vectors(user_id, items, model)
+            await self._invalidate()
+            done += len(batch)
+            if on_vectors is not None:
+                on_vectors(done, total)
+        return max(0, total - done)
+
+    async def queue_embed(self, user_id: str, collection: str) -> str:
+        """Queue the durable job that embeds a collection's pending chunks (its id)."""
+        from cozy.engines.knowledge.jobs import queue_embed
+
+        return await queue_embed(self, user_id, collection)
 
     async def add_knowledge(
         self,
@@ -299,7 +366,20 @@ class LocalKnowledge(KnowledgeEngine):
         return await self.index.list_documents(user_id, collection=collection, prefix=prefix)
 
     async def stats(self, *, user_id: str) -> dict[str, Any]:
-        return await self.index.stats(user_id)
+        """Per collection: documents, bytes, chunks, vectors by model and `pending_vectors`
+        (chunks the current model has not embedded yet: the background job's progress)."""
+        out = await self.index.stats(user_id)
+        cfg = self.ctx.config
+        configured = self.ctx.embedder is not None or (
+            cfg is not None and cfg.section("embed").active
+        )
+        if self.embeddings.enabled and configured:
+            # the loaded model's key; before it is loaded (stats never waits for it),
+            # the chunks without any vector
+            pending = await self.index.count_unembedded(user_id, self.embeddings.model())
+            for name, coll in out.items():
+                coll["pending_vectors"] = pending.get(name, 0)
+        return out
 
     async def _invalidate(self) -> None:
         if not self._tool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,14 @@ class Vectors:
     scopes: dict[str, tuple[int, int]]  # collection -> [start, end) rows
     doc_codes: np.ndarray  # document code per row
     doc_paths: list[str]  # path per document code
+    chunks: dict[str, int] = field(default_factory=dict)  # collection -> chunks, with or without
+
+    def without_vectors(self, collections: Sequence[str] | None) -> tuple[int, int]:
+        """(chunks in scope without a vector yet, chunks in scope)."""
+        names = set(collections) if collections else set(self.chunks)
+        total = sum(self.chunks.get(c, 0) for c in names)
+        have = sum(b - a for a, b in self.ranges(collections))
+        return max(0, total - have), total
 
     def __len__(self) -> int:
         return len(self.index)
@@ -132,7 +140,14 @@ class VectorCache:
             .order_by(chunks.c.collection, chunks.c.id)
         )
         rows = [r for r in await index.read(stmt) if len(r[3]) == dims * 4]
-        return await asyncio.to_thread(build_vectors, rows, generation, dims)
+        counts = await index.read(
+            sa.select(chunks.c.collection, sa.func.count())
+            .where(chunks.c.user_id == user_id)
+            .group_by(chunks.c.collection)
+        )
+        loaded = await asyncio.to_thread(build_vectors, rows, generation, dims)
+        loaded.chunks = {str(r[0]): int(r[1]) for r in counts}
+        return loaded
 
 
 def build_vectors(rows: Sequence[Any], generation: int, dims: int) -> Vectors:

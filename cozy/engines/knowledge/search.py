@@ -106,8 +106,13 @@ async def vector_side(
     vectors = await engine.vectors.get(
         engine.index, user_id, model, generation, embedder.dimensions
     )
+    missing, total = vectors.without_vectors(collections)
+    if missing:  # ingested, not embedded yet (the knowledge.embed job is on it)
+        notes.append(
+            f"{missing} of {total} chunks have no vector yet (being embedded in the background; "
+            "`cozy knowledge embed` does it now): keywords only for those"
+        )
     if not len(vectors):
-        notes.append("no chunk has a vector yet: re-run `cozy knowledge add` to embed")
         return [], vectors, False
     qv = await query_vector(engine, query)
     found = await vectors.search_async(qv, collections=collections, prefix=prefix, k=k)
