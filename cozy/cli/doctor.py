@@ -7,6 +7,7 @@ from typing import Any
 
 from cozy.cli._common import state
 from cozy.core.errors import CozyError
+from cozy.engines.base import VoiceEngine
 
 
 def _check(name: str, status: str, detail: str, fix: str = "") -> dict[str, Any]:
@@ -100,6 +101,9 @@ async def _engine_checks(s: Any, cfg: Any, kinds: list[str]) -> list[dict[str, A
                 engine = await rt.engine(kind)
                 if engine is None:
                     continue
+                if isinstance(engine, VoiceEngine):
+                    out.extend(await _voice_checks(name, engine))
+                    continue
                 health = await asyncio.wait_for(engine.health_check(), 10)
             except (CozyError, TimeoutError) as exc:
                 out.append(_check(name, "fail", str(exc), getattr(exc, "hint", "") or ""))
@@ -108,6 +112,28 @@ async def _engine_checks(s: Any, cfg: Any, kinds: list[str]) -> list[dict[str, A
             out.append(_check(name, status, health.detail or "healthy", health.fix))
     finally:
         await rt.close()
+    return out
+
+
+async def _voice_checks(name: str, engine: Any) -> list[dict[str, Any]]:
+    """The voice engine's own diagnosis: active STT/TTS, model files, a self-test.
+    `ok` for the voice line only when every part passes (recognition included)."""
+    try:
+        # loading Whisper and Piper, then a spoken sentence read back: seconds, not 10 s
+        parts = await asyncio.wait_for(engine.diagnose(), 120)
+    except (CozyError, TimeoutError) as exc:
+        return [_check(name, "fail", str(exc) or "timed out", getattr(exc, "hint", "") or "")]
+    # a broken self-test means voice does not understand: fail; a fallback engine that
+    # still passes it is degraded: warn
+    status = {label: "ok" if h.ok else ("fail" if "self-test" in label else "warn")
+              for label, h in parts}  # fmt: skip
+    worst = "fail" if "fail" in status.values() else "warn" if "warn" in status.values() else "ok"
+    failed = [(label, h) for label, h in parts if not h.ok]
+    summary = (await engine.health_check()).detail
+    if failed:
+        summary += " — " + ", ".join(label for label, _ in failed) + " failed"
+    out = [_check(name, worst, summary, failed[0][1].fix if failed else "")]
+    out.extend(_check(label, status[label], h.detail, h.fix) for label, h in parts)
     return out
 
 

@@ -19,7 +19,7 @@ config_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 EXTRAS = {
     "server": ("litestar", "cozy serve"),
     "tui": ("textual", "cozy chat"),
-    "voice": ("sounddevice", "cozy voice"),
+    "voice": ("sounddevice,faster_whisper,piper", "cozy voice"),
     "webrtc": ("fastrtc", "cozy serve --webrtc"),
     "mem0": ("mem0", "memory provider mem0"),
     "cognee": ("cognee", "knowledge provider cognee"),
@@ -169,7 +169,7 @@ def doctor_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 def extras_status() -> list[dict[str, Any]]:
     out = []
     for extra, (module, what) in EXTRAS.items():
-        found = importlib.util.find_spec(module) is not None
+        found = all(importlib.util.find_spec(m) is not None for m in module.split(","))
         out.append(
             {
                 "name": f"extra {extra}",
