@@ -217,7 +217,7 @@ def test_bad_voice_and_model_paths_name_the_fix(tmp_path: Path) -> None:
         EspeakTTS({"voice": "xx-nonexistent"}).synthesize("hello")
     with pytest.raises(EngineError, match="model_dir"):
         PocketSphinxSTT({"model_dir": str(tmp_path)})
-    from cozy.engines.voice.stt import make_stt
+    from cozy.engines.voice.providers import make_stt
 
     with pytest.raises(ConfigError, match="not a packaged Whisper model"):
         make_stt({"provider": "faster-whisper", "model": "huge-v9"})

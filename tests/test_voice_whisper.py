@@ -9,18 +9,23 @@ runs in bench/bench_voice.py. The models load once per module.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from helpers import write_engines
 from test_voice_support import needs_espeak
 
 from cozy.core.errors import EngineError
 from cozy.engines.voice.engine import LocalVoice
 from cozy.engines.voice.model_files import WHISPER_BASE, assemble, sha256_file
-from cozy.engines.voice.stt import PocketSphinxSTT, make_stt
+from cozy.engines.voice.providers import make_stt, make_tts
+from cozy.engines.voice.stt import PocketSphinxSTT
 from cozy.engines.voice.stt_whisper import FasterWhisperSTT
-from cozy.engines.voice.tts import make_tts
-from cozy.testing import voice_eval
+from cozy.testing import FakeModelServer, voice_eval
 
 pytestmark = needs_espeak
 
@@ -128,3 +133,26 @@ async def test_engine_initialises_once_under_concurrent_first_use(
     assert loads == ["stt"]  # four first callers, one load
     assert (await engine.health_check()).ok
     await engine.close()
+
+
+def test_doctor_fails_voice_when_recognition_is_broken(
+    cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    """The report: `cozy doctor` said `ok voice` while nothing was understood. A command
+    grammar that cannot say the self-test sentence stands in for a broken recogniser."""
+    write_engines(
+        cozy_home,
+        fake_model.url,
+        'voice:\n  provider: local\n  stt: {provider: pocketsphinx, grammar: ["stop", "pause"]}\n',
+    )
+    env = {**os.environ, "COZY_HOME": str(cozy_home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cozy", "doctor", "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert proc.returncode == 1
+    assert checks["voice (local)"]["status"] == "fail", checks["voice (local)"]
+    test = checks["voice self-test"]
+    assert test["status"] == "fail" and "recognition is broken" in test["detail"], test
+    assert "provider: faster-whisper" in test["fix"]  # the fix names the setting

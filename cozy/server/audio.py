@@ -33,6 +33,7 @@ from cozy.engines.base import VoiceEngine
 from cozy.engines.voice.audio import Clip, decode, decode_pcm16, wav_header
 from cozy.engines.voice.codecs import MEDIA_TYPES, SpeechEncoder
 from cozy.server import transcripts
+from cozy.server.realtime import DenyBeforeUpgrade
 
 SPEECH_FORMATS = tuple(MEDIA_TYPES)
 
@@ -70,6 +71,10 @@ async def _engine(request: Request[Any, Any, Any] | WebSocket[Any, Any, Any]) ->
 
 
 async def _transcribe(engine: VoiceEngine, clip: Clip) -> str:
+    from cozy.engines.base import TranscribesClips
+
+    if isinstance(engine, TranscribesClips):
+        return await engine.transcribe_clip(clip)
     return await engine.transcribe(clip.pcm16(), clip.rate)
 
 
@@ -134,6 +139,8 @@ async def _speech_stream(
 class AudioController(Controller):
     path = "/v1/audio"
     tags = ["audio"]  # noqa: RUF012 - Litestar declares it as an instance attribute
+    # the WebSocket (/stt) refuses a bad key with the same 401 JSON as every route
+    middleware = [DenyBeforeUpgrade]  # noqa: RUF012
 
     @post("/transcriptions", status_code=200)
     async def transcriptions(self, request: Request[Any, Any, Any]) -> Response[Any]:

@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cozy.core.errors import CozyError
 from cozy.engines.base import Health
 
 if TYPE_CHECKING:
-    from cozy.engines.voice.engine import LocalVoice
+    from cozy.engines.voice.audio import Clip
+    from cozy.engines.voice.stt import STT
+    from cozy.engines.voice.tts import TTS
+
+
+class _Voice(Protocol):
+    """What the diagnosis uses of the local voice engine (no import of it: no cycle)."""
+
+    async def initialize(self) -> None: ...
+
+    def _ready(self) -> tuple[STT, TTS]: ...
+
+    async def synthesize(self, text: str) -> Clip: ...
+
+    async def transcribe_clip(self, clip: Clip, *, language: str | None = None) -> str: ...
+
 
 SELF_TEST = "what is the weather like today"
 MAX_WER = 0.34  # one word in six wrong fails; Whisper reads this sentence back verbatim
@@ -46,7 +61,7 @@ def _describe(paths: list[Path]) -> str:
     return "; ".join(out)
 
 
-async def diagnose(engine: LocalVoice) -> list[tuple[str, Health]]:
+async def diagnose(engine: _Voice) -> list[tuple[str, Health]]:
     from cozy.engines.voice.wer import wer
 
     try:
@@ -73,11 +88,15 @@ async def diagnose(engine: LocalVoice) -> list[tuple[str, Health]]:
     error = wer([SELF_TEST], [heard])
     detail = f"said {SELF_TEST!r}, heard {heard!r} (WER {error:.2f}, {seconds:.1f} s)"
     if error > MAX_WER:
-        fix = (
-            FIX
-            if (stt.fallback_reason or stt.name == "pocketsphinx")
-            else ("check voice.stt in engines.yaml (model_path, language) and voice.tts")
-        )
+        if stt.fallback_reason:
+            fix = FIX
+        elif stt.name == "pocketsphinx":
+            fix = (
+                "set `voice: {stt: {provider: faster-whisper}}` in engines.yaml: pocketsphinx "
+                "mishears free speech (and grammar mode hears only its phrases)"
+            )
+        else:
+            fix = "check voice.stt in engines.yaml (model_path, language) and voice.tts"
         out.append(("voice self-test", Health(False, "recognition is broken: " + detail, fix)))
     else:
         out.append(("voice self-test", Health(True, detail)))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cozy.core.errors import ConfigError, EngineError, MissingExtraError
+from cozy.core.errors import EngineError
 from cozy.engines.voice.audio import AudioFormatError, Clip, decode, from_pcm16
 
 if TYPE_CHECKING:
@@ -207,44 +207,3 @@ class OpenAITTS(TTS):
 
     def close(self) -> None:
         self._client.close()
-
-
-TTS_PROVIDERS: dict[str, type[TTS]] = {"espeak": EspeakTTS, "openai": OpenAITTS}
-DEFAULT_TTS = "piper"
-
-
-def _provider(name: str) -> type[TTS]:
-    if name == "piper":  # lazy: piper-tts is an optional (GPL) extra
-        from cozy.engines.voice.tts_piper import PiperTTS
-
-        return PiperTTS
-    cls = TTS_PROVIDERS.get(name)
-    if cls is None:
-        raise ConfigError(
-            f"unknown TTS provider '{name}'",
-            hint="use one of: piper, " + ", ".join(TTS_PROVIDERS) + " in voice.tts.provider",
-        )
-    return cls
-
-
-def make_tts(options: dict[str, Any] | None) -> TTS:
-    """The configured voice; when it cannot load, its `fallback` (espeak for piper,
-    `fallback: none` to fail instead), the reason kept in `fallback_reason`."""
-    opts = dict(options or {})
-    provider = str(opts.pop("provider", DEFAULT_TTS))
-    # only the packaged default falls back: an explicit voice file that is wrong must fail
-    packaged = provider == DEFAULT_TTS and opts.get("model") in (None, "en_US-joe-medium")
-    fallback = str(opts.pop("fallback", "espeak" if packaged else "none") or "none")
-    try:
-        return _provider(provider)(opts)
-    except (EngineError, MissingExtraError) as exc:
-        if fallback in ("none", provider):
-            raise
-        try:
-            tts = _provider(fallback)({})
-        except (EngineError, MissingExtraError):
-            raise exc from None
-        tts.fallback_reason = f"{provider} unavailable: {exc}" + (
-            f" (fix: {exc.hint})" if exc.hint else ""
-        )
-        return tts
