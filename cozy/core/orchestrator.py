@@ -190,7 +190,7 @@ class ChatOrchestrator:
         t = self._mark(turn, "prepare", t)
         # 2. context
         limit, reserve = await self._window(turn, route, personality)
-        estimator = self.accounting.for_model(route.model)
+        estimator = await self.accounting.for_model(route.model)
         bundle: ContextBundle = await self.context.build(
             query=req.prompt,
             user_id=req.caller.user_id,
@@ -272,7 +272,7 @@ class ChatOrchestrator:
             turn.pending.extend(to_new(m) for m in results)
         turn.tokens.update(estimated_prompt=estimated_prompt, reported_prompt=reported_prompt)
         if reported_prompt and not offered:  # tool schemas are not in our estimate
-            self.accounting.observe(route.model, estimated_prompt, reported_prompt)
+            await self.accounting.observe(route.model, estimated_prompt, reported_prompt)
         t = self._mark(turn, "generate", t)
         # 5. persist
         saved = await self._persist(turn, "complete")
