@@ -26,6 +26,7 @@ from cozy.cli import (
 from cozy.cli import knowledge as knowledge_cli
 from cozy.cli import migrate as migrate_cli
 from cozy.cli import transfer as transfer_cli
+from cozy.cli import usage as usage_cli
 from cozy.cli import users as users_cli
 from cozy.cli._common import state
 
@@ -70,6 +71,7 @@ chat.register(app)
 serve.register(app)
 keys.register(app)
 users_cli.register(app)
+usage_cli.register(app)
 memory.register(app)  # issue #3 groups: memory, profile, jobs
 profile.register(app)
 jobs.register(app)

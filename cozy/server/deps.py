@@ -45,7 +45,7 @@ async def auth_guard(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> 
     state = connection.scope["state"]
     state["principal"] = principal
     state["user_id"] = principal.user_id
-    await svc.limiter.check_principal(principal.limit_scope)
+    await svc.limiter.check_principal(principal.limit_scopes)
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
