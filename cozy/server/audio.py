@@ -29,6 +29,7 @@ from cozy.core.errors import EngineError, UsageError
 from cozy.engines.base import VoiceEngine
 from cozy.engines.voice.audio import Clip, decode, decode_pcm16, wav_header
 from cozy.server.realtime import DenyBeforeUpgrade
+from cozy.server.responses import media_operation
 
 SPEECH_FORMATS = ("wav", "pcm")
 
@@ -132,7 +133,11 @@ class AudioController(Controller):
             }
         )
 
-    @post("/speech", status_code=200)
+    @post(
+        "/speech",
+        status_code=200,
+        operation_class=media_operation(*(f"audio/{f}" for f in SPEECH_FORMATS)),
+    )
     async def speech(self, request: Request[Any, Any, Any], data: SpeechRequest) -> Stream:
         fmt = data.response_format
         if fmt not in SPEECH_FORMATS:
@@ -177,7 +182,11 @@ class AudioController(Controller):
             "rtf": round(elapsed / clip.seconds, 4) if clip.seconds else None,
         }
 
-    @post("/tts", status_code=200)
+    @post(
+        "/tts",
+        status_code=200,
+        operation_class=media_operation("audio/wav", "audio/pcm", "text/event-stream"),
+    )
     async def tts(
         self, request: Request[Any, Any, Any], data: TTSRequest
     ) -> Response[Any] | Stream:
