@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, settings
+from schemathesis import checks
 from test_server_fixtures import Served, served_fixture  # noqa: F401 - fixture
-
 
 # the response checks, plus "an invalid request is refused". Left out: "a schema-valid
 # request is accepted" — rules the schema cannot state (a conversation needs a user
