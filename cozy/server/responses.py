@@ -118,6 +118,7 @@ _ERRORS = {
     429: "A rate limit (`rate_limit_exceeded`) or budget (`insufficient_quota`); see Retry-After",
     500: "An unexpected error; the message carries the request id",
     503: "A dependency (model server, voice engine, database) is unavailable",
+    507: "The server's disk is full: nothing was stored",
 }
 
 

@@ -137,6 +137,13 @@ def translate(exc: BaseException, url: str) -> StorageError:
             f"{where} is corrupt (not a database); cozy left it untouched",
             hint="move it aside and cozy will start a new one, or set COZY_HOME elsewhere",
         )
+    path = sqlite_path(url)
+    if path is not None:
+        from cozy.storage.disk import explain_sqlite
+
+        clear = explain_sqlite(orig, path)
+        if clear is not None:
+            return clear
     if isinstance(orig, TimeoutError | PoolTimeout):
         return StorageUnavailable(
             f"the database at {where} did not answer in time",
