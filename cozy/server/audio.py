@@ -34,6 +34,7 @@ from cozy.engines.voice.audio import Clip, decode, decode_pcm16, wav_header
 from cozy.engines.voice.codecs import MEDIA_TYPES, SpeechEncoder
 from cozy.server import transcripts
 from cozy.server.realtime import DenyBeforeUpgrade
+from cozy.server.responses import media_operation
 
 SPEECH_FORMATS = tuple(MEDIA_TYPES)
 
@@ -172,7 +173,11 @@ class AudioController(Controller):
             return Response({"text": result.text, "usage": usage})
         return Response(transcripts.verbose_json(result, granularities))
 
-    @post("/speech", status_code=200)
+    @post(
+        "/speech",
+        status_code=200,
+        operation_class=media_operation(*(f"audio/{f}" for f in SPEECH_FORMATS)),
+    )
     async def speech(self, request: Request[Any, Any, Any], data: SpeechRequest) -> Stream:
         fmt = data.response_format
         if fmt not in SPEECH_FORMATS:
@@ -224,7 +229,11 @@ class AudioController(Controller):
             "rtf": round(elapsed / clip.seconds, 4) if clip.seconds else None,
         }
 
-    @post("/tts", status_code=200)
+    @post(
+        "/tts",
+        status_code=200,
+        operation_class=media_operation("audio/wav", "audio/pcm", "text/event-stream"),
+    )
     async def tts(
         self, request: Request[Any, Any, Any], data: TTSRequest
     ) -> Response[Any] | Stream:
