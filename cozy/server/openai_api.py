@@ -242,14 +242,28 @@ class OpenAIController(Controller):
             inputs = body.inputs()
         except ValueError as exc:
             raise BadParam(str(exc), param="input") from None
-        if inputs and isinstance(inputs[0], str):
-            texts = [t for t in inputs if isinstance(t, str)]
-            vectors = await engine.embed(texts)
-            tokens = sum(max(1, len(t) // 4) for t in texts)
-        else:
-            arrays = [t for t in inputs if isinstance(t, list)]
-            vectors = await engine.embed_tokens(arrays)
-            tokens = sum(len(t) for t in arrays)
+        server = services(request).server
+        texts = [t for t in inputs if isinstance(t, str)]
+        arrays = [t for t in inputs if isinstance(t, list)]
+        tokens = sum(max(1, len(t) // 4) for t in texts) + sum(len(t) for t in arrays)
+        if len(inputs) > server.embed_max_inputs:
+            raise BadParam(
+                f"{len(inputs):,} inputs is more than this server embeds in one request "
+                f"({server.embed_max_inputs:,})",
+                param="input",
+                hint="split the inputs over several requests",
+            )
+        if tokens > server.embed_max_tokens:
+            raise BadParam(
+                f"the inputs hold about {tokens:,} tokens; one request may hold "
+                f"{server.embed_max_tokens:,}",
+                param="input",
+                hint="split the inputs over several requests",
+            )
+        vectors = await until_disconnect(
+            request,
+            _embed_batches(engine, texts or arrays, server.embed_timeout),
+        )
         out = []
         for i, vec in enumerate(vectors):
             emb: Any = vec
@@ -263,6 +277,59 @@ class OpenAIController(Controller):
             "model": body.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+
+
+EMBED_BATCH = 32  # inputs per worker-thread call: the unit a cancelled request still pays
+
+
+async def _embed_batches(
+    engine: EmbedEngine, items: list[str] | list[list[int]], limit: float
+) -> list[list[float]]:
+    """Embed in batches, so a deadline or a client that left stops the work between two
+    batches: one `to_thread` call cannot be interrupted, a loop over small ones can."""
+    from cozy.core.errors import EngineTimeout
+
+    out: list[list[float]] = []
+    try:
+        async with asyncio.timeout(limit):
+            for i in range(0, len(items), EMBED_BATCH):
+                batch = items[i : i + EMBED_BATCH]
+                if batch and isinstance(batch[0], str):
+                    out.extend(await engine.embed(batch))
+                else:
+                    out.extend(await engine.embed_tokens(cast(list[list[int]], batch)))
+    except TimeoutError:
+        raise EngineTimeout(
+            f"embedding {len(items):,} inputs took longer than {limit:g}s "
+            f"({len(out):,} done)",
+            hint="send fewer inputs per request, or raise COZY_SERVER_EMBED_TIMEOUT",
+        ) from None
+    return out
+
+
+async def until_disconnect(request: Request[Any, Any, Any], work: Any) -> Any:
+    """Await `work`, cancelling it when the client disconnects. uvicorn does not cancel
+    a handler whose client left; the ASGI `http.disconnect` message says so, and once
+    the body has been read, the next `receive()` waits for exactly that."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and watcher.done():
+            from cozy.core.errors import Cancelled
+
+            raise Cancelled("the client disconnected") from None
+        raise
+    finally:
+        watcher.cancel()
+        task.cancel()
 
 
 def _model(mid: str, owner: str) -> dict[str, Any]:
