@@ -45,6 +45,8 @@ from cozy.server.metrics import model_label
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
 
 _Events = AsyncGenerator[ChatEvent, None]
+# names the context engines an answer was built without (timed out, failed, keywords only)
+DEGRADED_HEADER = "x-cozy-degraded"
 
 
 def known_models(rt: Runtime) -> set[str]:
@@ -85,6 +87,7 @@ class _Turn:
         self.status = "error"
         self.model = model_label(model, known_models(svc.runtime))
         rt = svc.runtime
+        self.degraded: dict[str, Any] = {}  # the `cozy` field of a degraded answer
         self.meter = ChatMeter(svc.limiter, self.state["principal"].limit_scopes, rt.config.ai)
 
     def see(self, event: ChatEvent) -> None:
@@ -96,6 +99,12 @@ class _Turn:
             engines = context_engines(event)
             self.state["engines"] = engines
             m.observe_context(engines)
+            names = sorted(
+                k for k, v in engines.items() if isinstance(v, dict) and v.get("degraded")
+            )
+            if names:
+                reasons = list(event.metadata.get("degrade_reasons") or [])
+                self.degraded = {"degraded": names, "degrade_reasons": reasons}
         elif isinstance(event, ToolResult):
             status = "denied" if event.decision == "deny" else "error" if event.is_error else "ok"
             m.tool_calls.labels(m.tool_label(event.name), "server", status).inc()
@@ -164,7 +173,11 @@ class OpenAIController(Controller):
                         return _failed_response(result, result.session_id)
                     dones.append(result)
                 out = completion_body(dones, cid=cid, created=created, model=body.model)
-                return Response(out, headers={SESSION_HEADER: dones[0].session_id})
+                headers = {SESSION_HEADER: dones[0].session_id}
+                if turn.degraded:  # visible to every client: a header and an extra field
+                    out["cozy"] = turn.degraded
+                    headers[DEGRADED_HEADER] = ",".join(turn.degraded["degraded"])
+                return Response(out, headers=headers)
             finally:
                 turn.finish()
         # streaming: run prepare before answering, so bad sessions/models get a real status
@@ -300,8 +313,7 @@ async def _embed_batches(
                     out.extend(await engine.embed_tokens(cast(list[list[int]], batch)))
     except TimeoutError:
         raise EngineTimeout(
-            f"embedding {len(items):,} inputs took longer than {limit:g}s "
-            f"({len(out):,} done)",
+            f"embedding {len(items):,} inputs took longer than {limit:g}s ({len(out):,} done)",
             hint="send fewer inputs per request, or raise COZY_SERVER_EMBED_TIMEOUT",
         ) from None
     return out
@@ -415,7 +427,9 @@ async def _sse(
             turn.see(event)
             if isinstance(event, Done):
                 dones.append(event)
-                yield writer.finish(event, index)
+                yield writer.finish(
+                    event, index, {"cozy": turn.degraded} if turn.degraded else None
+                )
             elif isinstance(event, Failed):
                 yield writer.failed(event)
                 return
