@@ -144,6 +144,13 @@ def translate(exc: BaseException, url: str) -> StorageError:
             "damaged file aside and put recovered.db in its place; or move it aside and "
             "cozy starts a new one (`cozy import FILE` brings back an export)",
         )
+    path = sqlite_path(url)
+    if path is not None:
+        from cozy.storage.disk import explain_sqlite
+
+        clear = explain_sqlite(orig, path)
+        if clear is not None:
+            return clear
     if isinstance(orig, TimeoutError | PoolTimeout):
         return StorageUnavailable(
             f"the database at {where} did not answer in time",
