@@ -39,25 +39,10 @@ def read_prompt(words: list[str] | None) -> str:
 
 
 async def tty_approver(call: ToolCall, spec: ToolSpec, ctx: ToolContext) -> Decision:
-    """Ask on the terminal (even when stdin is a pipe) whether a tool may run."""
-    import asyncio
+    """Ask on the controlling terminal (see cozy.cli.approve)."""
+    from cozy.cli.approve import tty_approver as ask
 
-    def ask() -> Decision:
-        try:
-            with open("/dev/tty", "r+", encoding="utf-8") as tty:
-                tty.write(
-                    f"\ncozy wants to run {spec.name} ({spec.level}) with {call.arguments}\n"
-                    "allow? [y]es once / [a]lways for this personality / [N]o: "
-                )
-                tty.flush()
-                answer = tty.readline().strip().lower()
-        except OSError:
-            return "deny"
-        if answer in ("a", "always"):
-            return "always"
-        return "once" if answer in ("y", "yes") else "deny"
-
-    return await asyncio.to_thread(ask)
+    return await ask(call, spec, ctx)
 
 
 def register(app: typer.Typer) -> None:
@@ -80,13 +65,28 @@ def register(app: typer.Typer) -> None:
         allow_tools: Annotated[
             list[str] | None, typer.Option("--allow-tools", help="tool globs allowed (repeat)")
         ] = None,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="approve allowed tools")] = False,
+        yes: Annotated[
+            bool,
+            typer.Option("--yes", "-y", help="approve the write/network tools --allow-tools names"),
+        ] = False,
+        yes_dangerous: Annotated[
+            bool,
+            typer.Option("--yes-dangerous", help="with --yes: approve dangerous ones too"),
+        ] = False,
     ) -> None:
         """Send one prompt and print the answer (streamed), or JSON with --json."""
         try:
             text = read_prompt(prompt)
         except typer.BadParameter as exc:
             fail(str(exc), code=2, as_json=as_json, kind="invalid_request_error")
+        if (yes or yes_dangerous) and not allow_tools:
+            fail(
+                "--yes approves only the tools --allow-tools names; add --allow-tools GLOB "
+                "(e.g. --allow-tools 'fs.*' --yes), or leave --yes out to be asked",
+                code=2,
+                as_json=as_json,
+                kind="invalid_request_error",
+            )
         if not text.strip():
             fail(
                 "the prompt is empty: pass it as an argument or on stdin "
@@ -111,7 +111,8 @@ def register(app: typer.Typer) -> None:
                     system,
                     no_context,
                     allow_tools,
-                    yes,
+                    yes or yes_dangerous,
+                    yes_dangerous,
                 ),
                 as_json=as_json,
             )
@@ -133,17 +134,24 @@ async def _run(
     no_context: bool,
     allow_tools: list[str] | None,
     yes: bool,
+    yes_dangerous: bool = False,
 ) -> int:
-    from cozy.core.events import ContextBuilt, Done, Failed, TextDelta, ToolCallRequested
-    from cozy.core.events import ToolResult as ToolResultEvent
+    import asyncio
+
     from cozy.core.orchestrator import ChatRequest
     from cozy.core.types import Caller
 
     settings = state.settings()
     caller = Caller(
-        user_id=settings.user, role="admin", face="cli", allowed_tools=allow_tools, auto_approve=yes
+        user_id=settings.user,
+        role="admin",
+        face="cli",
+        allowed_tools=allow_tools,
+        auto_approve=yes,
+        auto_approve_dangerous=yes_dangerous,
     )
-    approver = None if (yes or as_json) else tty_approver
+    # asks on /dev/tty even with --json (stdout stays JSON); no terminal -> denied
+    approver = tty_approver
     req = ChatRequest(
         prompt=text,
         caller=caller,
@@ -157,48 +165,92 @@ async def _run(
     out = sys.stdout
     folded: dict[str, Any] = {"context": {}, "tool_calls": [], "tool_results": []}
     async with runtime() as rt:
-        async for event in rt.orchestrator.run(req):
-            if not gc.isenabled():  # the turn has started: every import is done
-                gc.freeze()
-                gc.enable()
-            if as_json and stream:
-                out.write(json.dumps(_event_dict(event), default=str) + "\n")
-                out.flush()
-            elif isinstance(event, TextDelta) and not as_json:
-                out.write(event.text)
-                out.flush()
-            elif isinstance(event, ContextBuilt):
-                folded["context"] = event.metadata
-                if not as_json and event.metadata.get("degraded"):
-                    reasons = "; ".join(event.metadata.get("degrade_reasons", []))
-                    sys.stderr.write(f"[context degraded: {reasons}]\n")
-            elif isinstance(event, ToolCallRequested):
-                folded["tool_calls"].append(_event_dict(event)["call"])
-                if not as_json:
-                    sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
-            elif isinstance(event, ToolResultEvent):
-                folded["tool_results"].append(_event_dict(event))
-            if isinstance(event, Failed):
-                if not (as_json and stream):
-                    if as_json:
-                        out.write(
-                            json.dumps({"error": event.error, "session_id": event.session_id})
-                            + "\n"
-                        )
-                    if not as_json and folded.get("started"):
-                        out.write("\n")
-                    sys.stderr.write(f"error: {event.error.get('message')}\n")
-                return 2 if event.error.get("type") == "invalid_request_error" else 1
-            if isinstance(event, TextDelta):
-                folded["started"] = True
-            if isinstance(event, Done):
-                if as_json and not stream:
-                    out.write(
-                        json.dumps(_fold(event, folded), default=str, ensure_ascii=False) + "\n"
-                    )
-                elif not as_json:
-                    out.write("\n")
+        try:
+            async for event in rt.orchestrator.run(req):
+                code = _show(event, folded, as_json, stream)
+                if code is not None:
+                    return code
+        except asyncio.CancelledError:  # Ctrl-C: the turn was saved as interrupted
+            if as_json and not stream:
+                out.write(json.dumps(_interrupted(folded), default=str, ensure_ascii=False) + "\n")
+            elif not as_json and folded.get("started"):
+                out.write("\n")
+            out.flush()
+            raise
     return 0
+
+
+def _show(event: ChatEvent, folded: dict[str, Any], as_json: bool, stream: bool) -> int | None:
+    """Print one event; an exit code when the turn ended in failure."""
+    from cozy.core.events import (
+        ContextBuilt,
+        Done,
+        Failed,
+        Started,
+        TextDelta,
+        ToolCallRequested,
+    )
+    from cozy.core.events import ToolResult as ToolResultEvent
+
+    out = sys.stdout
+    if not gc.isenabled():  # the turn has started: every import is done
+        gc.freeze()
+        gc.enable()
+    if isinstance(event, Started):
+        folded["session_id"] = event.session_id
+    if as_json and stream:
+        out.write(json.dumps(_event_dict(event), default=str) + "\n")
+        out.flush()
+    elif isinstance(event, TextDelta) and not as_json:
+        out.write(event.text)
+        out.flush()
+    elif isinstance(event, ContextBuilt):
+        folded["context"] = event.metadata
+        if not as_json and event.metadata.get("degraded"):
+            reasons = "; ".join(event.metadata.get("degrade_reasons", []))
+            sys.stderr.write(f"[context degraded: {reasons}]\n")
+    elif isinstance(event, ToolCallRequested):
+        folded["tool_calls"].append(_event_dict(event)["call"])
+        if not as_json:
+            sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
+    elif isinstance(event, ToolResultEvent):
+        folded["tool_results"].append(_event_dict(event))
+        if not as_json and event.is_error and event.decision == "deny":
+            from cozy.cli import approve
+
+            why = f" ({approve.last_problem})" if approve.last_problem else ""
+            sys.stderr.write(f"[tool {event.name} not run: denied{why}]\n")
+    if isinstance(event, Failed):
+        if not (as_json and stream):
+            if as_json:
+                out.write(json.dumps({"error": event.error, "session_id": event.session_id}) + "\n")
+            if not as_json and folded.get("started"):
+                out.write("\n")
+            sys.stderr.write(f"error: {event.error.get('message')}\n")
+        return 2 if event.error.get("type") == "invalid_request_error" else 1
+    if isinstance(event, TextDelta):
+        folded["started"] = True
+        folded.setdefault("text", []).append(event.text)
+    if isinstance(event, Done):
+        if as_json and not stream:
+            out.write(json.dumps(_fold(event, folded), default=str, ensure_ascii=False) + "\n")
+        elif not as_json:
+            out.write("\n")
+    return None
+
+
+def _interrupted(folded: dict[str, Any]) -> dict[str, Any]:
+    """The --json object for a turn stopped by Ctrl-C (saved as `interrupted`)."""
+    ctx = folded["context"]
+    return {
+        "session_id": folded.get("session_id"),
+        "text": "".join(folded.get("text", [])),
+        "status": "interrupted",
+        "finish_reason": "interrupted",
+        "context": {k: ctx.get(k) for k in ("degraded", "degrade_reasons")},
+        "tool_calls": folded["tool_calls"],
+        "tool_results": folded["tool_results"],
+    }
 
 
 def _event_dict(event: ChatEvent) -> dict[str, Any]:

@@ -51,7 +51,8 @@ def merge_servers(source: Path, target: Path, packaged: Path, *, write: bool) ->
     from cozy.engines.config import load_engines_config
     from cozy.engines.tools.mcp_config import import_claude_config
 
-    imported = import_claude_config(source)
+    renames: dict[str, str] = {}
+    imported = import_claude_config(source, renames)
     text = target.read_text(encoding="utf-8") if target.is_file() else ""
     try:
         data = yaml.safe_load(text) if text.strip() else {}
@@ -83,6 +84,7 @@ def merge_servers(source: Path, target: Path, packaged: Path, *, write: bool) ->
     report: dict[str, Any] = {
         "target": str(target),
         "added": added,
+        "renamed": renames,
         "updated": updated,
         "servers": sorted(servers),
         "yaml": block,

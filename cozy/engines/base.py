@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any, ClassVar
 
 from cozy.core.types import (
@@ -107,6 +108,13 @@ class ToolsEngine(BaseEngine):
 
     @abstractmethod
     async def list_tools(self) -> list[ToolSpec]: ...
+
+    async def list_tools_for(self, patterns: Sequence[str]) -> tuple[list[ToolSpec], list[str]]:
+        """The tools whose names match one of `patterns` (globs), and the reasons some
+        could not be listed (user-facing). Providers with servers override it to start
+        only the servers the globs can reach."""
+        specs = await self.list_tools()
+        return [s for s in specs if any(fnmatchcase(s.name, p) for p in patterns)], []
 
     @abstractmethod
     async def execute_tool(

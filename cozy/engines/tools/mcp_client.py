@@ -13,7 +13,7 @@ import contextlib
 import os
 import tempfile
 import time
-from typing import IO, Any
+from typing import Any
 
 from cozy.engines.tools.mcp_common import (
     CallFailed,
@@ -26,7 +26,10 @@ from cozy.engines.tools.mcp_common import (
     untrack_pid,
 )
 from cozy.engines.tools.mcp_config import ServerConfig
+from cozy.engines.tools.mcp_stderr import StderrRing
 from cozy.engines.tools.sandbox import clean_env, kill_group, launcher_argv, pid_alive
+
+MAX_BACKOFF = 300.0
 
 __all__ = ["CallFailed", "CallTimeout", "MCPServerConnection", "ServerStatus", "ServerUnavailable"]
 
@@ -38,7 +41,9 @@ class MCPServerConnection:
         self.grace = grace
         target = cfg.url if cfg.url else " ".join([cfg.command, *cfg.args])
         self.status = ServerStatus(name=cfg.name, transport=cfg.transport, target=target)
-        if cfg.error:
+        if cfg.disabled:
+            self.status.state = "disabled"
+        elif cfg.error:
             self.status.state, self.status.last_error = "failed", cfg.error
         self._session: Any = None
         self._runner: asyncio.Task[None] | None = None
@@ -46,12 +51,13 @@ class MCPServerConnection:
         self._stop: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._dead: str | None = None
-        self._stderr: IO[str] | None = None
+        self._stderr: StderrRing | None = None
         self._pidfile: str | None = None
         self._tools: list[Any] | None = None
         self._tools_at = 0.0
         self.generation = 0
-        self.retry_backoff = 5.0
+        self.retry_backoff = 5.0  # doubles per failed start, up to MAX_BACKOFF
+        self._failures = 0
         self._failed_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
@@ -63,11 +69,16 @@ class MCPServerConnection:
 
     async def session(self) -> Any:
         """The live ClientSession, starting or restarting the server as needed."""
+        if self.cfg.disabled:
+            raise ServerUnavailable(
+                f"MCP server '{self.cfg.name}' is disabled in engines.yaml",
+                hint=f"remove `disabled: true` from servers.{self.cfg.name} to use it",
+            )
         if self.cfg.error:
-            raise ServerUnavailable(self.cfg.error)
+            raise ServerUnavailable(self.cfg.error, hint=self._hint())
         if self._healthy():
             return self._session
-        if self._failed_at and time.monotonic() - self._failed_at < self.retry_backoff:
+        if self._failed_at and time.monotonic() - self._failed_at < self._backoff():
             raise ServerUnavailable(self.status.last_error or "unavailable", hint=self._hint())
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -111,7 +122,7 @@ class MCPServerConnection:
         except BaseException as exc:
             await self._fail(f"failed to start: {describe(exc)}")
         else:
-            self._failed_at = 0.0
+            self._failed_at, self._failures = 0.0, 0
             self.status.state = "running"
             self.status.start_ms = round((time.perf_counter() - self._started) * 1000, 1)
             self.status.last_error = self.status.last_error if self.status.restarts else None
@@ -124,7 +135,13 @@ class MCPServerConnection:
             full += f"; its stderr ends with: {tail}"
         self.status.state, self.status.last_error = "failed", full
         self._failed_at = time.monotonic()
+        self._failures += 1
         raise ServerUnavailable(full, hint=self._hint())
+
+    def _backoff(self) -> float:
+        """A server that keeps failing is retried less and less often (a hung one
+        would otherwise cost its start-up timeout on every turn)."""
+        return min(self.retry_backoff * 2.0 ** max(self._failures - 1, 0), MAX_BACKOFF)
 
     def _hint(self) -> str:
         if self.cfg.url:
@@ -163,9 +180,11 @@ class MCPServerConnection:
             memory_mb=cfg.memory_mb,
             pidfile=self._pidfile,
         )
-        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives with the server
+        self._stderr = ring = StderrRing()
         params = StdioServerParameters(command=command, args=args, env=env, cwd=cfg.cwd)
-        async with stdio_client(params, errlog=self._stderr) as streams:
+        assert ring.writer is not None
+        async with stdio_client(params, errlog=ring.writer) as streams:  # type: ignore[arg-type]
+            ring.spawned()
             yield streams
 
     def _read_pid(self) -> int | None:
@@ -220,14 +239,11 @@ class MCPServerConnection:
         )
 
     def _stderr_tail(self, limit: int = 600) -> str:
-        if self._stderr is None:
-            return ""
-        with contextlib.suppress(OSError, ValueError):
-            fd = self._stderr.fileno()
-            size = os.fstat(fd).st_size
-            data = os.pread(fd, limit, max(size - limit, 0)).decode("utf-8", "replace")
-            return " | ".join(line.strip() for line in data.strip().splitlines()[-6:])
-        return ""
+        return self._stderr.tail(limit) if self._stderr is not None else ""
+
+    def stderr_text(self) -> str:
+        """What the server last wrote to stderr (at most the ring's 64 KB)."""
+        return self._stderr.text() if self._stderr is not None else ""
 
     async def _teardown(self) -> None:
         """Stop the runner: graceful (SDK shutdown) within `grace`, then SIGKILL."""
@@ -248,8 +264,7 @@ class MCPServerConnection:
         self._runner = self._session = self._ready = None
         self.status.pid = None
         if self._stderr is not None:
-            with contextlib.suppress(OSError):
-                self._stderr.close()
+            self._stderr.close()
             self._stderr = None
         if self._pidfile:
             with contextlib.suppress(OSError):
@@ -258,7 +273,7 @@ class MCPServerConnection:
 
     async def stop(self) -> None:
         await self._teardown()
-        if not self.cfg.error:
+        if not self.cfg.error and not self.cfg.disabled:
             self.status.state = "stopped"
 
     def kill_now(self) -> None:
