@@ -73,8 +73,25 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--yes-dangerous", help="with --yes: approve dangerous ones too"),
         ] = False,
+        mcp_prompt: Annotated[
+            str | None,
+            typer.Option(
+                "--prompt",
+                help="an MCP prompt, SERVER.NAME; leading key=value words are its arguments",
+            ),
+        ] = None,
+        resource: Annotated[
+            list[str] | None,
+            typer.Option("--resource", help="attach an MCP resource SERVER:URI (repeat)"),
+        ] = None,
     ) -> None:
         """Send one prompt and print the answer (streamed), or JSON with --json."""
+        prompt_args: list[str] = []
+        if mcp_prompt:  # `--prompt srv.name city=Paris extra words`
+            words = list(prompt or [])
+            while words and "=" in words[0] and not words[0].startswith("="):
+                prompt_args.append(words.pop(0))
+            prompt = words
         try:
             text = read_prompt(prompt)
         except typer.BadParameter as exc:
@@ -87,7 +104,7 @@ def register(app: typer.Typer) -> None:
                 as_json=as_json,
                 kind="invalid_request_error",
             )
-        if not text.strip():
+        if not text.strip() and not mcp_prompt:
             fail(
                 "the prompt is empty: pass it as an argument or on stdin "
                 '(e.g. `cozy run "hello"` or `echo hello | cozy run`)',
@@ -113,6 +130,8 @@ def register(app: typer.Typer) -> None:
                     allow_tools,
                     yes or yes_dangerous,
                     yes_dangerous,
+                    (mcp_prompt, prompt_args) if mcp_prompt else None,
+                    resource or [],
                 ),
                 as_json=as_json,
             )
@@ -135,6 +154,8 @@ async def _run(
     allow_tools: list[str] | None,
     yes: bool,
     yes_dangerous: bool = False,
+    mcp_prompt: tuple[str, list[str]] | None = None,
+    resources: list[str] | None = None,
 ) -> int:
     import asyncio
 
@@ -152,19 +173,32 @@ async def _run(
     )
     # asks on /dev/tty even with --json (stdout stays JSON); no terminal -> denied
     approver = tty_approver
-    req = ChatRequest(
-        prompt=text,
-        caller=caller,
-        session=session,
-        personality=personality,
-        model=model or settings.model,
-        system=system,
-        no_context=no_context,
-        approver=approver,
-    )
     out = sys.stdout
     folded: dict[str, Any] = {"context": {}, "tool_calls": [], "tool_results": []}
     async with runtime() as rt:
+        if mcp_prompt or resources:
+            from cozy.cli.tools_mcp import attach_resources, read_ref, render_prompt
+
+            if mcp_prompt:
+                rendered = await render_prompt(rt, *mcp_prompt)
+                text = f"{rendered}\n\n{text}" if text.strip() else rendered
+            attached = [await read_ref(rt, ref) for ref in resources or []]
+            if attached:
+                text = attach_resources(text, attached)
+                folded["resources"] = [
+                    {"ref": f"{r.server}:{r.uri}", "chars": len(r.text), "truncated": r.truncated}
+                    for r in attached
+                ]
+        req = ChatRequest(
+            prompt=text,
+            caller=caller,
+            session=session,
+            personality=personality,
+            model=model or settings.model,
+            system=system,
+            no_context=no_context,
+            approver=approver,
+        )
         try:
             async for event in rt.orchestrator.run(req):
                 code = _show(event, folded, as_json, stream)
@@ -250,6 +284,7 @@ def _interrupted(folded: dict[str, Any]) -> dict[str, Any]:
         "context": {k: ctx.get(k) for k in ("degraded", "degrade_reasons")},
         "tool_calls": folded["tool_calls"],
         "tool_results": folded["tool_results"],
+        "resources": folded.get("resources", []),
     }
 
 
@@ -285,4 +320,5 @@ def _fold(done: Any, folded: dict[str, Any]) -> dict[str, Any]:
         },
         "tool_calls": folded["tool_calls"],
         "tool_results": folded["tool_results"],
+        "resources": folded.get("resources", []),
     }

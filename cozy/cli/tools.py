@@ -1,4 +1,4 @@
-"""`cozy tools`: list, call, servers, grants, import-claude-config.
+"""`cozy tools`: list, call, servers, grants, audit, import-claude-config.
 
 Everything goes through the runtime: the tools engine it built from engines.yaml
 and the same ToolRunner the chat uses (policy, approvals, grants, audit).
@@ -435,4 +435,9 @@ def import_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from cozy.cli.tools_audit import register_audit
+    from cozy.cli.tools_mcp import register_mcp
+
+    register_audit(tools_app)
+    register_mcp(tools_app)
     app.add_typer(tools_app, name="tools")

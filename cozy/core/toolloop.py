@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fnmatch
 import json
 import time
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from cozy.core.events import ChatEvent, ToolApprovalNeeded, ToolResult
+from cozy.core.events import ChatEvent, ToolApprovalNeeded, ToolProgress, ToolResult
 from cozy.core.personalities import Personality
 from cozy.core.toolaudit import approver as approver_of
 from cozy.core.toolaudit import args_digest, args_excerpt, redact_args, result_excerpt
@@ -139,6 +140,7 @@ class ToolRunner:
         """Execute one round of calls; append tool messages to `results`; yield events."""
         outcomes: dict[str, CallOutcome] = {}
         concurrent: list[tuple[ToolCall, ToolSpec, dict[str, Any]]] = []
+        news: asyncio.Queue[ChatEvent] = asyncio.Queue()  # progress of running tools
         for call in calls:
             spec = specs.get(call.name)
             if spec is None:
@@ -203,15 +205,31 @@ class ToolRunner:
                 concurrent.append((call, spec, args))
                 outcomes[call.id] = CallOutcome(call, ToolOutput(""), decision, asked=asked)
             else:
-                outcomes[call.id] = await self._execute(call, spec, args, ctx, decision, asked)
+                one = self._execute(
+                    call, spec, args, _with_progress(ctx, call, spec, news), decision, asked
+                )
+                box: list[CallOutcome] = []
+                async for event in _while(one, news, box):
+                    yield event
+                outcomes[call.id] = box[0]
         if concurrent:
-            done = await asyncio.gather(
+            many = asyncio.gather(
                 *(
-                    self._execute(c, s, a, ctx, outcomes[c.id].decision, outcomes[c.id].asked)
+                    self._execute(
+                        c,
+                        s,
+                        a,
+                        _with_progress(ctx, c, s, news),
+                        outcomes[c.id].decision,
+                        outcomes[c.id].asked,
+                    )
                     for c, s, a in concurrent
                 )
             )
-            for outcome in done:
+            got: list[list[CallOutcome]] = []
+            async for event in _while(many, news, got):
+                yield event
+            for outcome in got[0]:
                 outcomes[outcome.call.id] = outcome
         for call in calls:
             o = outcomes[call.id]
@@ -347,6 +365,40 @@ _INTERRUPTED = ToolOutput(
     "its result is unknown",
     is_error=True,
 )
+
+
+def _with_progress(
+    ctx: ToolContext, call: ToolCall, spec: ToolSpec, news: asyncio.Queue[ChatEvent]
+) -> ToolContext:
+    """A context whose `on_progress` turns a tool's notifications into events."""
+
+    def on_progress(progress: float | None, total: float | None, message: str | None) -> None:
+        news.put_nowait(ToolProgress(call.id, spec.name, progress, total, message))
+
+    return dataclasses.replace(ctx, extra={**ctx.extra, "on_progress": on_progress})
+
+
+async def _while(
+    work: Awaitable[Any], news: asyncio.Queue[ChatEvent], box: list[Any]
+) -> AsyncIterator[ChatEvent]:
+    """Run `work`, yielding the progress events it makes; its result ends up in `box`."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            getter = asyncio.ensure_future(news.get())
+            done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+            else:
+                getter.cancel()
+        while not news.empty():
+            yield news.get_nowait()
+        box.append(task.result())
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
 
 def _loose_args(arguments: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cozy.engines.tools.mcp_common import (
@@ -319,14 +320,28 @@ class MCPServerConnection:
         self.status.tool_count = len(tools)
         return tools
 
-    async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> Any:  # noqa: ASYNC109
+    async def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout: float,  # noqa: ASYNC109
+        on_progress: Callable[[float | None, float | None, str | None], None] | None = None,
+    ) -> Any:
+        """Call a tool; `on_progress` gets the server's progress notifications. A
+        cancelled caller makes the SDK send `notifications/cancelled` to the server."""
         session = await self.session()
+        progress = None
+        if on_progress is not None:
+
+            async def progress(done: float, total: float | None, message: str | None) -> None:
+                on_progress(done, total, message)
+
         from mcp.shared.exceptions import MCPError
         from mcp_types import CONNECTION_CLOSED
 
         try:
             async with asyncio.timeout(timeout if timeout > 0 else None):
-                return await session.call_tool(tool, arguments)
+                return await session.call_tool(tool, arguments, progress_callback=progress)
         except TimeoutError:
             await self._probe()
             raise CallTimeout(f"timed out after {timeout:g} s; the call was cancelled") from None

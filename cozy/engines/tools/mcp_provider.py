@@ -28,6 +28,7 @@ from typing import Any
 
 from cozy.core.types import ToolOutput, ToolSpec
 from cozy.engines.base import Health, ToolContext, ToolsEngine
+from cozy.engines.tools import mcp_extras
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
 from cozy.engines.tools.content import result_text
 from cozy.engines.tools.levels import resolve_level
@@ -40,6 +41,7 @@ from cozy.engines.tools.mcp_client import (
 )
 from cozy.engines.tools.mcp_common import preflight_config
 from cozy.engines.tools.mcp_config import import_claude_config, parse_servers
+from cozy.engines.tools.mcp_extras import PromptInfo, ResourceInfo, ResourceText
 from cozy.engines.tools.sandbox import DEFAULT_MAX_OUTPUT_CHARS, cap_output, validate_arguments
 
 __all__ = ["MCPTools", "ServerStatus", "import_claude_config"]
@@ -214,6 +216,65 @@ class MCPTools(ToolsEngine):
         finally:
             self._specs.clear()  # servers start again lazily if the engine is reused
 
+    # -- prompts and resources (MCP beyond tools) -------------------------------------
+
+    def _conn(self, server: str) -> MCPServerConnection:
+        conn = self._conns.get(server)
+        if conn is None:
+            from cozy.core.errors import NotFoundError
+
+            raise NotFoundError(
+                f"no MCP server named '{server}'",
+                hint=f"configured: {', '.join(sorted(self._conns)) or 'none'} (engines.yaml)",
+            )
+        return conn
+
+    async def _each(self, server: str | None, fn: Any) -> tuple[list[Any], list[str]]:
+        conns = (
+            [self._conn(server)]
+            if server
+            else [c for c in self._conns.values() if not c.cfg.disabled]
+        )
+
+        async def one(conn: MCPServerConnection) -> list[Any]:
+            session = await conn.session()
+            return list(await fn(conn.cfg.name, session, conn.cfg.timeout or self.timeout))
+
+        results = await asyncio.gather(*(one(c) for c in conns), return_exceptions=True)
+        out: list[Any] = []
+        problems: list[str] = []
+        for conn, result in zip(conns, results, strict=True):
+            if isinstance(result, list):
+                out.extend(result)
+            elif isinstance(result, Exception):
+                problems.append(f"'{conn.cfg.name}' unavailable: {result}")
+            else:
+                raise result
+        return out, problems
+
+    async def list_prompts(self, server: str | None = None) -> tuple[list[PromptInfo], list[str]]:
+        return await self._each(server, mcp_extras.list_prompts)
+
+    async def get_prompt(self, qualified: str, arguments: dict[str, str]) -> list[dict[str, str]]:
+        server, _, name = qualified.partition(".")
+        conn = self._conn(server)
+        session = await conn.session()
+        return await mcp_extras.get_prompt(
+            server, session, name, arguments, conn.cfg.timeout or self.timeout
+        )
+
+    async def list_resources(
+        self, server: str | None = None
+    ) -> tuple[list[ResourceInfo], list[str]]:
+        return await self._each(server, mcp_extras.list_resources)
+
+    async def read_resource(self, server: str, uri: str) -> ResourceText:
+        conn = self._conn(server)
+        session = await conn.session()
+        return await mcp_extras.read_resource(
+            server, session, uri, conn.cfg.timeout or self.timeout
+        )
+
     # -- internals -----------------------------------------------------------------
 
     async def _server_specs(self, conn: MCPServerConnection) -> dict[str, tuple[str, ToolSpec]]:
@@ -287,7 +348,7 @@ class MCPTools(ToolsEngine):
             return ToolOutput(f"{name}: {problem}", is_error=True)
         timeout = conn.cfg.timeout or self.timeout
         try:
-            result = await conn.call(raw, arguments, timeout)
+            result = await conn.call(raw, arguments, timeout, ctx.extra.get("on_progress"))
         except (CallTimeout, CallFailed) as exc:
             return ToolOutput(f"{name} {exc.message}", is_error=True)
         except ServerUnavailable as exc:
