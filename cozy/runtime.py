@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cozy.core.context import ContextService
 from cozy.core.errors import ConfigError, CozyError
-from cozy.core.orchestrator import ChatOrchestrator, Route
+from cozy.core.orchestrator import ChatOrchestrator
 from cozy.core.personalities import PersonalityCatalog
 from cozy.core.summaries import JOB_KIND as SUMMARY_JOB
 from cozy.core.summaries import Summarizer
 from cozy.core.toolloop import ToolRunner
-from cozy.core.types import ModelInfo
+from cozy.core.types import ModelInfo, ToolSpec
 from cozy.core.windows import ContextWindows, TokenAccounting
-from cozy.engines.base import AIEngine, BaseEngine, Health, ToolsEngine
+from cozy.engines.ai.router import ModelRouterImpl
+from cozy.engines.base import (
+    BaseEngine,
+    EmbedEngine,
+    EngineContext,
+    HasBackgroundJobs,
+    Health,
+    IngestsPaths,
+    ProvidesBuiltinTools,
+    ToolsEngine,
+)
 from cozy.engines.config import EnginesConfig, load_engines_config
 from cozy.engines.registry import EngineFactory
 from cozy.settings import Settings
@@ -31,66 +42,10 @@ from cozy.storage.store import Store
 from cozy.storage.summaries import SummaryStore
 from cozy.storage.worker import DrainStats, JobWorker
 
-DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini"}
 
-
-class ModelRouterImpl:
-    """Resolves `provider:model`, aliases and bare model names to an AI engine."""
-
-    def __init__(self, config: EnginesConfig, factory: EngineFactory) -> None:
-        self.config = config.ai
-        self.factory = factory
-        self._engines: dict[str, AIEngine] = {}
-        self._lock = asyncio.Lock()
-
-    @property
-    def default_provider(self) -> str:
-        provider = self.config.provider
-        if provider != "auto":
-            return provider
-        if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-            return "openai"
-        return "ollama"
-
-    def split(self, spec: str | None) -> tuple[str, str]:
-        if not spec:
-            spec = self.config.model or ""
-        spec = self.config.aliases.get(spec, spec)
-        provider, sep, model = spec.partition(":")
-        if sep and provider in self.factory.registry.providers("ai"):
-            return provider, model
-        provider = self.default_provider
-        if not spec:
-            options = self.config.providers.get(provider, {})
-            spec = str(options.get("default_model") or DEFAULT_MODELS.get(provider, ""))
-        return provider, spec
-
-    async def engine(self, provider: str) -> AIEngine:
-        async with self._lock:
-            if provider not in self._engines:
-                options = {
-                    "timeout": self.config.timeout,
-                    **self.config.providers.get(provider, {}),
-                }
-                engine = self.factory.create("ai", provider, options)
-                assert isinstance(engine, AIEngine)
-                await engine.initialize()
-                self._engines[provider] = engine
-            return self._engines[provider]
-
-    async def resolve(self, spec: str | None) -> Route:
-        provider, model = self.split(spec)
-        if not model:
-            raise ConfigError(
-                f"no model chosen for provider '{provider}'",
-                hint="pass --model provider:model or set ai.model in engines.yaml",
-            )
-        return Route(await self.engine(provider), model, f"{provider}:{model}")
-
-    async def close(self) -> None:
-        for engine in self._engines.values():
-            await engine.close()
-        self._engines.clear()
+def model_router(config: EnginesConfig) -> ModelRouterImpl:
+    """A model router alone, without store or engines (`cozy doctor`'s model check)."""
+    return ModelRouterImpl(config, EngineFactory())
 
 
 class Runtime:
@@ -112,6 +67,7 @@ class Runtime:
         self.engines: dict[str, BaseEngine] = {}
         self.orchestrator: ChatOrchestrator
         self._cache: L2Cache | None = None
+        self._ctx: EngineContext | None = None
         self.redis: RedisLink | None = None  # server mode (COZY_REDIS_URL): cache, limits
         self.jobs = JobQueue(store)
         self.worker = JobWorker(self.jobs)
@@ -160,18 +116,45 @@ class Runtime:
             raise
         return rt
 
+    @property
+    def engine_context(self) -> EngineContext:
+        """What every engine gets from the house; built once, on the first engine."""
+        if self._ctx is None:
+            self._ctx = EngineContext(
+                store=self.store,
+                cache=self.cache,
+                router=self.router,
+                settings=self.settings,
+                config=self.config,
+                redis=self.redis,
+                load_embedder=self._load_embedder,
+                collections_of=self._collections_of,
+                offer_tool=self._offer_tool,
+                wake_worker=self._wake_worker,
+            )
+        return self._ctx
+
+    async def _load_embedder(self) -> EmbedEngine | None:
+        engine = await self.engine("embed")
+        return engine if isinstance(engine, EmbedEngine) else None
+
+    def _collections_of(self, personality_id: str) -> Sequence[str]:
+        return list(self.personalities.get(personality_id).context.collections)
+
+    def _offer_tool(self, spec: ToolSpec, fn: Callable[..., Any]) -> None:
+        tools = self.engines.get("tools")
+        if isinstance(tools, ProvidesBuiltinTools):
+            tools.register_builtin(spec, fn)
+
+    def _wake_worker(self) -> None:
+        if self.worker.running:
+            self.worker.notify()
+
     def _create(self, kind: str) -> BaseEngine | None:
         section = self.config.section(kind)
         if not section.active:
             return None
-        engine = self.factory.create(
-            kind,
-            section.provider,
-            section.options,
-            runtime=self,
-            store=self.store,
-            settings=self.settings,
-        )
+        engine = self.factory.create(kind, section.provider, section.options, self.engine_context)
         self.engines[kind] = engine
         return engine
 
@@ -213,10 +196,9 @@ class Runtime:
 
     def _wire_background(self, engine: BaseEngine) -> None:
         """An engine with background work gives an outbox hook and job handlers."""
-        make = getattr(engine, "background", None)
-        if make is None:
+        if not isinstance(engine, HasBackgroundJobs):
             return
-        bg = make()
+        bg = engine.background()
         self.store.outbox.append(bg.outbox_hook)
         for kind, handler in bg.handlers().items():
             self.worker.register(kind, handler)
@@ -238,13 +220,14 @@ class Runtime:
                 "the knowledge engine is off",
                 hint="enable it with `knowledge: {provider: local}` in engines.yaml",
             )
-        queue = getattr(engine, "queue_ingest", None)
-        if queue is None:
+        if not isinstance(engine, IngestsPaths):
             raise UsageError(
                 "this knowledge provider cannot ingest paths in the background",
                 hint="send the documents' text instead, or use `knowledge: {provider: local}`",
             )
-        job_id: str = await queue(paths, user_id=user_id, collection=collection, embed=embed)
+        job_id = await engine.queue_ingest(
+            paths, user_id=user_id, collection=collection, embed=embed
+        )
         self.start_worker()
         return job_id
 
@@ -272,8 +255,7 @@ class Runtime:
 
     def _register_engine_tools(self, tools: ToolsEngine, engines: dict[str, Any]) -> None:
         """memory.* / knowledge.* built-in tools over the configured engines."""
-        register = getattr(tools, "register_builtin", None)
-        if register is None:
+        if not isinstance(tools, ProvidesBuiltinTools):
             return
         from cozy.engines.tools.builtin import declared_builtins
         from cozy.engines.tools.engine_tools import engine_tools
@@ -283,7 +265,7 @@ class Runtime:
             memory=engines.get("memory"), knowledge=engines.get("knowledge")
         ):
             if spec.name not in declared:
-                register(spec, fn)
+                tools.register_builtin(spec, fn)
 
     async def engine(self, kind: str) -> BaseEngine | None:
         """An engine by kind, created and initialised on first use."""
@@ -313,7 +295,16 @@ class Runtime:
             out["redis"] = Health(ok=True, detail=detail if ok else "DEGRADED: " + detail, fix=fix)
         return out
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 0.0) -> None:
+        """Close everything; turns still running get `grace` s, then are interrupted and
+        their partial answers saved before the store closes."""
+        orchestrator = getattr(self, "orchestrator", None)
+        if orchestrator is not None:
+            stopped = await orchestrator.settle(grace)
+            if stopped:
+                logging.getLogger("cozy.runtime").warning(
+                    "stopping: %d answer(s) in progress saved as interrupted", stopped
+                )
         await self.worker.stop()
         await self.router.close()
         for engine in list(self.engines.values()):

@@ -8,10 +8,24 @@ from typing import Annotated
 import typer
 
 from cozy import __version__
-from cozy.cli import chat, info, jobs, keys, memory, profile, run, serve, sessions, tools, voice
+from cozy.cli import (
+    chat,
+    doctor,
+    info,
+    jobs,
+    keys,
+    memory,
+    profile,
+    run,
+    serve,
+    sessions,
+    tools,
+    voice,
+)
 from cozy.cli import knowledge as knowledge_cli
 from cozy.cli import migrate as migrate_cli
 from cozy.cli import transfer as transfer_cli
+from cozy.cli import users as users_cli
 from cozy.cli._common import state
 
 app = typer.Typer(
@@ -50,9 +64,11 @@ def root(
 run.register(app)
 sessions.register(app)
 info.register(app)
+doctor.register(app)
 chat.register(app)
 serve.register(app)
 keys.register(app)
+users_cli.register(app)
 memory.register(app)  # issue #3 groups: memory, profile, jobs
 profile.register(app)
 jobs.register(app)

@@ -243,25 +243,10 @@ def _show(event: ChatEvent, folded: dict[str, Any], as_json: bool, stream: bool)
         if not as_json and event.metadata.get("degraded"):
             reasons = "; ".join(event.metadata.get("degrade_reasons", []))
             sys.stderr.write(f"[context degraded: {reasons}]\n")
-    elif isinstance(event, ToolCallRequested):
-        folded["tool_calls"].append(_event_dict(event)["call"])
-        if not as_json:
-            sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
-    elif isinstance(event, ToolResultEvent):
-        folded["tool_results"].append(_event_dict(event))
-        if not as_json and event.is_error and event.decision == "deny":
-            from cozy.cli import approve
-
-            why = f" ({approve.last_problem})" if approve.last_problem else ""
-            sys.stderr.write(f"[tool {event.name} not run: denied{why}]\n")
+    elif isinstance(event, ToolCallRequested | ToolResultEvent):
+        _show_tool(event, folded, as_json)
     if isinstance(event, Failed):
-        if not (as_json and stream):
-            if as_json:
-                out.write(json.dumps({"error": event.error, "session_id": event.session_id}) + "\n")
-            if not as_json and folded.get("started"):
-                out.write("\n")
-            sys.stderr.write(f"error: {event.error.get('message')}\n")
-        return 2 if event.error.get("type") == "invalid_request_error" else 1
+        return _failed(event, folded, as_json, stream)
     if isinstance(event, TextDelta):
         folded["started"] = True
         folded.setdefault("text", []).append(event.text)
@@ -271,6 +256,34 @@ def _show(event: ChatEvent, folded: dict[str, Any], as_json: bool, stream: bool)
         elif not as_json:
             out.write("\n")
     return None
+
+
+def _failed(event: Any, folded: dict[str, Any], as_json: bool, stream: bool) -> int:
+    out = sys.stdout
+    if not (as_json and stream):
+        if as_json:
+            out.write(json.dumps({"error": event.error, "session_id": event.session_id}) + "\n")
+        if not as_json and folded.get("started"):
+            out.write("\n")
+        sys.stderr.write(f"error: {event.error.get('message')}\n")
+    return 2 if event.error.get("type") == "invalid_request_error" else 1
+
+
+def _show_tool(event: ChatEvent, folded: dict[str, Any], as_json: bool) -> None:
+    from cozy.core.events import ToolCallRequested
+
+    if isinstance(event, ToolCallRequested):
+        folded["tool_calls"].append(_event_dict(event)["call"])
+        if not as_json:
+            sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
+        return
+    data = _event_dict(event)
+    folded["tool_results"].append(data)
+    if not as_json and data.get("is_error") and data.get("decision") == "deny":
+        from cozy.cli import approve
+
+        why = f" ({approve.last_problem})" if approve.last_problem else ""
+        sys.stderr.write(f"[tool {data.get('name')} not run: denied{why}]\n")
 
 
 def _interrupted(folded: dict[str, Any]) -> dict[str, Any]:

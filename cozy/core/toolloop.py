@@ -142,28 +142,11 @@ class ToolRunner:
         concurrent: list[tuple[ToolCall, ToolSpec, dict[str, Any]]] = []
         news: asyncio.Queue[ChatEvent] = asyncio.Queue()  # progress of running tools
         for call in calls:
-            spec = specs.get(call.name)
-            if spec is None:
-                known = ", ".join(specs) or "none"
-                outcomes[call.id] = _error(call, f"unknown tool '{call.name}'; available: {known}")
-                outcomes[call.id].decision = "not-offered"
-                unknown = ToolSpec(call.name, level="dangerous", server="?")
-                await self._audit(unknown, _loose_args(call.arguments), ctx, outcomes[call.id])
+            checked = await self._check(call, specs, ctx)
+            if isinstance(checked, CallOutcome):
+                outcomes[call.id] = checked
                 continue
-            try:
-                args = json.loads(call.arguments or "{}")
-                if not isinstance(args, dict):
-                    raise ValueError("arguments must be a JSON object")
-            except ValueError as exc:
-                outcomes[call.id] = _error(call, f"invalid arguments for {spec.name}: {exc}")
-                await self._audit(spec, {}, ctx, outcomes[call.id])
-                continue
-            problem = check_arguments(spec.parameters, args)
-            if problem:
-                msg = f"invalid arguments for {spec.name}: {problem}; fix them and call again"
-                outcomes[call.id] = _error(call, msg)
-                await self._audit(spec, args, ctx, outcomes[call.id])
-                continue
+            spec, args = checked
             decision = await self._pre_approved(spec, ctx)
             if decision == "policy-deny":
                 face = ctx.caller.face
@@ -242,6 +225,34 @@ class ToolRunner:
                 decision=o.decision,
             )
             results.append(Message("tool", o.output.content, tool_call_id=call.id, name=call.name))
+
+    async def _check(
+        self, call: ToolCall, specs: dict[str, ToolSpec], ctx: ToolContext
+    ) -> tuple[ToolSpec, dict[str, Any]] | CallOutcome:
+        """The call's tool and arguments, or the (audited) error that goes back instead."""
+        spec = specs.get(call.name)
+        if spec is None:
+            known = ", ".join(specs) or "none"
+            out = _error(call, f"unknown tool '{call.name}'; available: {known}")
+            out.decision = "not-offered"
+            unknown = ToolSpec(call.name, level="dangerous", server="?")
+            await self._audit(unknown, _loose_args(call.arguments), ctx, out)
+            return out
+        try:
+            args = json.loads(call.arguments or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            out = _error(call, f"invalid arguments for {spec.name}: {exc}")
+            await self._audit(spec, {}, ctx, out)
+            return out
+        problem = check_arguments(spec.parameters, args)
+        if problem:
+            msg = f"invalid arguments for {spec.name}: {problem}; fix them and call again"
+            out = _error(call, msg)
+            await self._audit(spec, args, ctx, out)
+            return out
+        return spec, args
 
     async def _ask(
         self, call: ToolCall, spec: ToolSpec, ctx: ToolContext, approver: Approver | None

@@ -46,7 +46,8 @@ class AISection(BaseModel):
 
     provider: str = "auto"
     model: str | None = None
-    timeout: float = Field(default=120.0, gt=0)
+    timeout: float = Field(default=120.0, gt=0)  # until the answer starts, retries included
+    idle_timeout: float = Field(default=60.0, gt=0)  # most silence between streamed chunks
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     context_windows: dict[str, int] = Field(default_factory=dict)

@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from cozy.core.errors import ConfigError, EngineError
-from cozy.engines.base import ENGINE_API_VERSION, ENGINE_KINDS, BaseEngine
+from cozy.engines.base import ENGINE_API_VERSION, ENGINE_KINDS, BaseEngine, EngineContext
 
 ENTRY_POINT_GROUP = "cozy.engines"
 
@@ -96,6 +96,12 @@ class EngineFactory:
     def __init__(self, reg: EngineRegistry | None = None) -> None:
         self.registry = reg or registry
 
-    def create(self, kind: str, provider: str, options: dict[str, Any], **deps: Any) -> BaseEngine:
+    def create(
+        self,
+        kind: str,
+        provider: str,
+        options: dict[str, Any],
+        ctx: EngineContext | None = None,
+    ) -> BaseEngine:
         cls = self.registry.get(kind, provider)
-        return cls(options, **deps)
+        return cls(options, ctx)

@@ -20,6 +20,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from cozy import __version__
 from cozy.runtime import Runtime
 from cozy.server.auth import Authenticator
+from cozy.server.body import strict_json_body
 from cozy.server.config import ServerSettings
 from cozy.server.deps import Services, auth_guard, provide_principal
 from cozy.server.errors import exception_handlers
@@ -102,6 +103,7 @@ def create_app(
         path="/",
         route_handlers=list(controllers if controllers is not None else default_controllers()),
         guards=[auth_guard],
+        before_request=strict_json_body,  # Content-Type, depth, no coercion: see body.py
         dependencies={"principal": Provide(provide_principal)},
         security=[{"BearerAuth": []}],
     )
@@ -129,5 +131,12 @@ def create_app(
 
 
 def create_app_from_env() -> Litestar:
-    """Factory for `uvicorn --factory` / `--workers N`: settings from the environment."""
-    return create_app(load_settings(), ServerSettings())
+    """Factory for `uvicorn --factory` / `--workers N`: settings from the environment.
+
+    A worker process starts fresh (spawned): it sets up JSON logging itself, from the
+    COZY_LOG_* variables `cozy serve` exported."""
+    from cozy.observability.logging import setup_server_logging
+
+    settings = load_settings()
+    setup_server_logging(settings.log_level, settings.log_format)
+    return create_app(settings, ServerSettings())

@@ -1,19 +1,25 @@
 """AI engine on the official `openai` SDK: OpenAI or any OpenAI-compatible server.
 
 Options (engines.yaml `ai.providers.openai`): `base_url`, `api_key`, `timeout`,
-`max_retries`, `default_model`, `organization`, `stream_usage` (ask for a final
-usage chunk, default true). `OPENAI_BASE_URL` / `OPENAI_API_KEY` apply when the
-option is not set. The SDK retries connection errors, 429 and 5xx itself, with
-exponential backoff, before any streamed text arrives.
+`idle_timeout`, `connect_timeout`, `max_retries`, `default_model`, `organization`,
+`stream_usage` (ask for a final usage chunk, default true). `OPENAI_BASE_URL` /
+`OPENAI_API_KEY` apply when the option is not set. The SDK retries connection
+errors, 429 and 5xx itself, with exponential backoff, before any streamed text
+arrives.
+
+Deadlines: `timeout` bounds a whole call until the answer starts (connect, every
+retry and the server's thinking), so a silent server is reported once, within
+`timeout`, never once per retry; a stream then fails when no chunk arrives for
+`idle_timeout` s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cozy.core.errors import (
@@ -35,8 +41,8 @@ from cozy.core.types import (
     ToolSpec,
     Usage,
 )
-from cozy.engines.ai._common import ToolNames, as_float, as_int, wire_messages
-from cozy.engines.base import AIEngine, Health
+from cozy.engines.ai._common import ToolNames, as_float, as_int, paced, wire_messages, within
+from cozy.engines.base import AIEngine, EngineContext, Health
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -52,13 +58,17 @@ class OpenAIProvider(AIEngine):
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         self.base_url: str = str(
             opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         ).rstrip("/")
         self.timeout = as_float(opts.get("timeout"), 60.0)
+        self.idle_timeout = as_float(opts.get("idle_timeout"), min(self.timeout, 60.0))
+        self.connect_timeout = as_float(opts.get("connect_timeout"), min(self.timeout, 10.0))
         self.max_retries = as_int(opts.get("max_retries"), 2)
         self.default_model = str(opts.get("default_model") or "gpt-4o-mini")
         self.stream_usage = bool(opts.get("stream_usage", True))
@@ -70,6 +80,7 @@ class OpenAIProvider(AIEngine):
 
     def _get_client(self) -> AsyncOpenAI:
         if self._client is None:
+            import openai
             from openai import AsyncOpenAI
 
             key = self.options.get("api_key") or os.environ.get("OPENAI_API_KEY")
@@ -81,7 +92,11 @@ class OpenAIProvider(AIEngine):
                 api_key=str(key),
                 base_url=self.base_url,
                 organization=self.options.get("organization"),
-                timeout=self.timeout,
+                # per socket read: a silent stream is cut by `idle_timeout` (our own
+                # deadline below also covers the SDK's retries, which this cannot)
+                timeout=openai.Timeout(
+                    max(self.timeout, self.idle_timeout), connect=self.connect_timeout
+                ),
                 max_retries=self.max_retries,
             )
         return self._client
@@ -99,7 +114,7 @@ class OpenAIProvider(AIEngine):
         return Health(ok=True, detail=f"{self.base_url}: {len(models)} models")
 
     # -- errors --------------------------------------------------------------
-    @contextmanager
+    @contextlib.contextmanager
     def _errors(self, model: str = "") -> Iterator[None]:
         """Translate every vendor exception into a cozy error (the one place)."""
         import httpx
@@ -162,6 +177,20 @@ class OpenAIProvider(AIEngine):
                 hint="check that the server is running; the answer was cut short",
             ) from exc
 
+    def _silent(self, first: bool = True) -> ModelUnreachableError:
+        if first:
+            retries = f", {self.max_retries} retries included" if self.max_retries else ""
+            return ModelUnreachableError(
+                f"the model server at {self.base_url} did not answer within "
+                f"{self.timeout:g}s (ai.timeout{retries})",
+                hint="check the server, or raise `ai.timeout` in engines.yaml",
+            )
+        return ModelUnreachableError(
+            f"the model server at {self.base_url} stopped sending the answer "
+            f"(nothing for {self.idle_timeout:g}s); the partial answer was kept",
+            hint="check the server, or raise `ai.idle_timeout` in engines.yaml",
+        )
+
     # -- requests --------------------------------------------------------------
     def _params(
         self,
@@ -181,6 +210,11 @@ class OpenAIProvider(AIEngine):
                 value = getattr(options, key)
                 if value is not None:
                     params[key] = value
+            if tools:  # OpenAI refuses tool_choice / parallel_tool_calls without tools
+                if options.tool_choice is not None:
+                    params["tool_choice"] = _wire_choice(options.tool_choice)
+                if options.parallel_tool_calls is not None:
+                    params["parallel_tool_calls"] = options.parallel_tool_calls
             if options.extra:
                 params["extra_body"] = dict(options.extra)
         return params
@@ -196,7 +230,9 @@ class OpenAIProvider(AIEngine):
         params = self._params(messages, model, tools, options)
         names = ToolNames(tools)
         with self._errors(params["model"]):
-            resp = await self._get_client().chat.completions.create(**params)
+            resp = await within(
+                self.timeout, self._get_client().chat.completions.create(**params), self._silent
+            )
         if not resp.choices:
             raise ModelError(f"the model server at {self.base_url} returned no choices")
         choice = resp.choices[0]
@@ -239,15 +275,15 @@ class OpenAIProvider(AIEngine):
         # chunk models was the largest cost of a served turn (~1/3 of `cozy serve`'s CPU).
         body = dict(params)
         body.update(body.pop("extra_body", None) or {})
-        client = self._get_client()
-        with self._errors(params["model"]):
-            resp: Any = await client.post(
-                "/chat/completions", cast_to=_sdk_response_type(), body=body, stream=True
-            )
-            try:
-                async for data in _sse_data(resp.aiter_lines()):
-                    if data.startswith("[DONE]"):
-                        continue  # read on to the end, so the connection is reused
+        events = paced(
+            self._events(body),
+            first_within=self.timeout,
+            idle=self.idle_timeout,
+            stalled=self._silent,
+        )
+        async with contextlib.aclosing(events):
+            with self._errors(params["model"]):
+                async for data in events:
                     chunk = _decode_chunk(data, self.base_url)
                     if chunk.get("usage"):
                         u = chunk["usage"]
@@ -268,13 +304,23 @@ class OpenAIProvider(AIEngine):
                             finish = choice["finish_reason"]
                         if delta.get("content"):
                             yield StreamChunk(delta=delta["content"])
-            finally:
-                await resp.aclose()
         assembled = [
             ToolCall(c.id or f"call_{i}", names.name(c.name), c.arguments or "{}", i)
             for i, c in sorted(calls.items())
         ]
         yield StreamChunk(tool_calls=assembled or None, finish_reason=finish, usage=usage)
+
+    async def _events(self, body: dict[str, Any]) -> AsyncIterator[str]:
+        """The `data` of each event of a streamed completion, `[DONE]` left out."""
+        resp: Any = await self._get_client().post(
+            "/chat/completions", cast_to=_sdk_response_type(), body=body, stream=True
+        )
+        try:
+            async for data in _sse_data(resp.aiter_lines()):
+                if not data.startswith("[DONE]"):  # read on to the end: the connection is reused
+                    yield data
+        finally:
+            await resp.aclose()
 
     async def list_models(self) -> list[ModelInfo]:
         with self._errors():
@@ -369,3 +415,12 @@ def _error_message(exc: Any) -> str:
         if message:
             return str(message)
     return str(getattr(exc, "message", exc))
+
+
+def _wire_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A named tool choice uses the wire name (dots are not allowed in OpenAI names)."""
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return {**choice, "function": {**fn, "name": fn["name"].replace(".", "__")}}
+    return choice

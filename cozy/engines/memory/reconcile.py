@@ -71,7 +71,7 @@ def _clean(text: str) -> str:
     return text
 
 
-async def extract_and_apply(
+async def extract_and_apply(  # noqa: C901 - memory internals: the retrieval-kernel work (#23)
     mem: LocalMemory,
     messages: Sequence[Message],
     *,
@@ -82,10 +82,10 @@ async def extract_and_apply(
     effect_key: str | None = None,
 ) -> list[str]:
     """Extract facts from new messages and reconcile them with similar memories."""
-    runtime = mem.runtime
-    if runtime is None:
+    router = mem.ctx.router
+    if router is None:
         raise UsageError("memory extraction needs the runtime's AI engine")
-    route = await runtime.router.resolve(mem.model)
+    route = await router.resolve(mem.model)
     query = "\n".join(m.content for m in messages if m.role == "user")[:4000]
     similar = await mem.search(query, user_id=user_id, limit=8, kinds=("fact",))
     rows = await mem.repo.get_many([h.id for h in similar])

@@ -27,7 +27,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from cozy.core.types import ToolOutput, ToolSpec
-from cozy.engines.base import Health, ToolContext, ToolsEngine
+from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
 from cozy.engines.tools import mcp_extras
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
 from cozy.engines.tools.content import result_text
@@ -78,8 +78,10 @@ def reaches(patterns: Sequence[str], server: str) -> bool:
 class MCPTools(ToolsEngine):
     provider_name = "mcp"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         opts.setdefault("startup_timeout", 30)
         self.timeout = float(opts.get("timeout", 30))
@@ -93,7 +95,7 @@ class MCPTools(ToolsEngine):
         self._builtin: BuiltinTools | None = None
         if opts.get("builtin", True):
             self._builtin = BuiltinTools(
-                {"timeout": self.timeout, "max_output_chars": self.max_output_chars}, **deps
+                {"timeout": self.timeout, "max_output_chars": self.max_output_chars}, ctx
             )
         # per server: (tools list identity, generation) -> specs by qualified name
         self._specs: dict[str, tuple[int, int, dict[str, tuple[str, ToolSpec]]]] = {}
@@ -105,7 +107,7 @@ class MCPTools(ToolsEngine):
     def register_builtin(self, spec: ToolSpec, fn: BuiltinFn) -> None:
         """Contribute a built-in tool at runtime (needs `builtin: true`)."""
         if self._builtin is None:
-            self._builtin = BuiltinTools({"timeout": self.timeout}, **self.deps)
+            self._builtin = BuiltinTools({"timeout": self.timeout}, self.ctx)
         self._builtin.register(spec, fn)
 
     async def list_tools(self) -> list[ToolSpec]:

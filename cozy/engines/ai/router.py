@@ -1,0 +1,96 @@
+"""The model router: `provider:model`, aliases and bare model names to an AI engine.
+
+Built once by the runtime and handed to core (the orchestrator, summaries) and to
+providers (through `EngineContext.router`) that call a model themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from cozy.core.errors import ConfigError, CozyError, NotFoundError
+from cozy.engines.base import AIEngine, Route
+from cozy.engines.config import EnginesConfig
+from cozy.engines.registry import EngineFactory
+
+DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini"}
+
+
+class UnknownProvider(NotFoundError):
+    code = "model_not_found"
+
+
+class ModelRouterImpl:
+    """Resolves `provider:model`, aliases and bare model names to an AI engine."""
+
+    def __init__(self, config: EnginesConfig, factory: EngineFactory) -> None:
+        self.config = config.ai
+        self.factory = factory
+        self._engines: dict[str, AIEngine] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def default_provider(self) -> str:
+        provider = self.config.provider
+        if provider != "auto":
+            return provider
+        if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+            return "openai"
+        return "ollama"
+
+    def split(self, spec: str | None) -> tuple[str, str]:
+        if not spec:
+            spec = self.config.model or ""
+        spec = self.config.aliases.get(spec, spec)
+        provider, sep, model = spec.partition(":")
+        known = self.factory.registry.providers("ai")
+        if sep and provider in known:
+            return provider, model
+        prefix = provider
+        provider = self.default_provider
+        if sep and prefix != "ft" and not self._tagged(provider):
+            raise UnknownProvider(
+                f"unknown model provider '{prefix}' in '{spec}'",
+                hint=f"use one of {', '.join(f'{k}:MODEL' for k in known)}, or an alias "
+                "from engines.yaml",
+            )
+        if not spec:
+            options = self.config.providers.get(provider, {})
+            spec = str(options.get("default_model") or DEFAULT_MODELS.get(provider, ""))
+        return provider, spec
+
+    def _tagged(self, provider: str) -> bool:
+        try:
+            cls = self.factory.registry.get("ai", provider)
+        except CozyError:
+            return True  # an unusable provider reports itself when it is opened
+        return issubclass(cls, AIEngine) and cls.tagged_model_names
+
+    async def engine(self, provider: str) -> AIEngine:
+        async with self._lock:
+            if provider not in self._engines:
+                options = {
+                    "timeout": self.config.timeout,
+                    "idle_timeout": self.config.idle_timeout,
+                    **self.config.providers.get(provider, {}),
+                }
+                engine = self.factory.create("ai", provider, options)
+                assert isinstance(engine, AIEngine)
+                await engine.initialize()
+                self._engines[provider] = engine
+            return self._engines[provider]
+
+    async def resolve(self, spec: str | None) -> Route:
+        provider, model = self.split(spec)
+        if not model:
+            raise ConfigError(
+                f"no model chosen for provider '{provider}'",
+                hint="pass --model provider:model or set ai.model in engines.yaml",
+            )
+        return Route(await self.engine(provider), model, f"{provider}:{model}")
+
+    async def close(self) -> None:
+        for engine in self._engines.values():
+            await engine.close()
+        self._engines.clear()
