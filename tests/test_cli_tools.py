@@ -237,16 +237,20 @@ def test_import_claude_config(configured: FakeModelServer, cozy_home: Path, tmp_
                 "mcpServers": {
                     "time": {"command": "uvx", "args": ["mcp-server-time"]},
                     "my web": {"type": "http", "url": "http://127.0.0.1:9/mcp"},
+                    "memory": {"command": "npx", "args": ["-y", "server-memory"]},
                 }
             }
         )
     )
     r = cozy("tools", "import-claude-config", str(claude))
     assert r.returncode == 0 and "mcp-server-time" in r.stdout and "--write" in r.stdout
+    # `memory` is cozy's own: imported under another name, and the user is told
+    assert "server 'memory' imported as 'memory-mcp' (reserved" in r.stderr
+    assert "memory-mcp:" in r.stdout
     assert engines.read_text() == before  # a dry run writes nothing
     r = cozy("tools", "import-claude-config", str(claude), "--write", "--json")
     report = json.loads(r.stdout)
-    assert report["added"] == ["time", "my_web"] and report["written"]
+    assert report["added"] == ["time", "my_web", "memory-mcp"] and report["written"]
     text = engines.read_text()
     assert text.startswith("# my settings\nai:\n") and "# keep me\ncontext: {}\n" in text
     assert Path(report["backup"]).read_text() == before

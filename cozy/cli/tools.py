@@ -401,7 +401,6 @@ def import_cmd(
 
     async def go() -> None:
         from cozy.cli.tools_config import merge_servers
-        from cozy.engines.tools.mcp_config import RESERVED
 
         settings = state.settings()
         target = settings.config or settings.user_engines_file
@@ -410,12 +409,7 @@ def import_cmd(
             print_json(report)
             return
         out = console()
-        for old, new in report.get("renamed", {}).items():
-            why = (
-                "reserved for cozy's built-in tools"
-                if old.lower() in RESERVED
-                else "only letters, digits, '_' and '-'"
-            )
+        for old, (new, why) in report.get("renamed", {}).items():
             console(stderr=True).print(
                 f"note: server '{old}' imported as '{new}' ({why}); its tools are {new}.*"
             )

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import tempfile
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from cozy.engines.tools.mcp_common import (
@@ -31,6 +33,28 @@ from cozy.engines.tools.mcp_stderr import StderrRing
 from cozy.engines.tools.sandbox import clean_env, kill_group, launcher_argv, pid_alive
 
 MAX_BACKOFF = 300.0
+
+# What a server printed on stdout that is not JSON-RPC. The SDK logs each such line
+# with a traceback; the filter below keeps the line for the connection whose reader
+# logged it (the reader task inherits the runner task's context) and drops the record,
+# so a user sees "is this an MCP server?" once instead of a pydantic traceback.
+_NOT_MCP: ContextVar[list[str] | None] = ContextVar("cozy_mcp_not_mcp", default=None)
+
+
+class _NotMCPFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "parse JSONRPC" not in str(record.msg):
+            return True
+        sink = _NOT_MCP.get()
+        exc = record.exc_info[1] if record.exc_info else None
+        errors = getattr(exc, "errors", None)
+        if sink is not None and len(sink) < 3 and callable(errors):
+            with contextlib.suppress(Exception):
+                sink.append(str(errors()[0].get("input", ""))[:120])
+        return False
+
+
+logging.getLogger("mcp.client.stdio").addFilter(_NotMCPFilter())
 
 __all__ = ["CallFailed", "CallTimeout", "MCPServerConnection", "ServerStatus", "ServerUnavailable"]
 
@@ -60,6 +84,7 @@ class MCPServerConnection:
         self.retry_backoff = 5.0  # doubles per failed start, up to MAX_BACKOFF
         self._failures = 0
         self._failed_at = 0.0
+        self._not_mcp: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -132,6 +157,12 @@ class MCPServerConnection:
         tail = self._stderr_tail()
         await self._teardown()
         full = f"MCP server '{self.cfg.name}' {msg}"
+        if self._not_mcp:
+            full += (
+                f"; it printed non-MCP output on stdout ({self._not_mcp[0]!r}): "
+                f"is `{self.cfg.command}` an MCP server (does it need an argument such as "
+                "`stdio` or `mcp`)?"
+            )
         if tail:
             full += f"; its stderr ends with: {tail}"
         self.status.state, self.status.last_error = "failed", full
@@ -200,6 +231,8 @@ class MCPServerConnection:
         from mcp_types import Implementation
 
         info = Implementation(name="cozy", version="0.1.0")
+        self._not_mcp = []
+        _NOT_MCP.set(self._not_mcp)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
