@@ -104,12 +104,14 @@ class Runtime:
             busy_timeout_ms=settings.db_busy_timeout_ms,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout=settings.db_statement_timeout,
         )
         rt = cls(settings, config, store)
         try:
             if settings.redis_url:
                 rt.redis = RedisLink(settings.redis_url, pool_size=settings.redis_pool_size)
-                rt.redis.ping()  # unreachable at start: a clear error naming the URL
+                await rt.redis.ping()  # unreachable at start: a clear error naming the URL
             await rt._build(engines)
         except BaseException:
             await rt.close()
@@ -290,7 +292,7 @@ class Runtime:
                 out[kind] = Health(ok=False, detail=str(exc))
         if self.redis is not None:
             # degraded, not down: the instance still serves (per-instance limits, no L2)
-            ok, detail = await asyncio.to_thread(self.redis.status)
+            ok, detail = await self.redis.status()
             fix = "" if ok else "bring Redis back at COZY_REDIS_URL"
             out["redis"] = Health(ok=True, detail=detail if ok else "DEGRADED: " + detail, fix=fix)
         return out
@@ -314,7 +316,7 @@ class Runtime:
         if self._cache is not None:
             self._cache.close()
         if self.redis is not None:
-            self.redis.close()
+            await self.redis.close()
         await self.store.close()
 
 

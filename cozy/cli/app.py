@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,7 @@ from cozy.cli import (
 from cozy.cli import knowledge as knowledge_cli
 from cozy.cli import migrate as migrate_cli
 from cozy.cli import transfer as transfer_cli
+from cozy.cli import usage as usage_cli
 from cozy.cli import users as users_cli
 from cozy.cli._common import state
 
@@ -69,6 +71,7 @@ chat.register(app)
 serve.register(app)
 keys.register(app)
 users_cli.register(app)
+usage_cli.register(app)
 memory.register(app)  # issue #3 groups: memory, profile, jobs
 profile.register(app)
 jobs.register(app)
@@ -80,6 +83,9 @@ transfer_cli.register(app)
 
 
 def main() -> None:
+    # pydantic scans every installed package's entry points for its plugins on the first
+    # model (~5% of a one-shot run); cozy uses none. PYDANTIC_DISABLE_PLUGINS="" keeps them.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app()
     finally:

@@ -214,7 +214,7 @@ class ChatOrchestrator:
         t = self._mark(turn, "tools", t)
         # 4. generate, with the tool loop
         limit = turn.tokens["limit"]
-        estimator = self.accounting.for_model(route.model)
+        estimator = await self.accounting.for_model(route.model)
         convo = bundle.prompt_messages(new_turn)
         options = merge_options(personality.generation_options(), req.options)
         if options.context_window is None:
@@ -263,7 +263,7 @@ class ChatOrchestrator:
             turn.pending.extend(to_new(m) for m in results)
         turn.tokens.update(estimated_prompt=estimated_prompt, reported_prompt=reported_prompt)
         if reported_prompt and not offered:  # tool schemas are not in our estimate
-            self.accounting.observe(route.model, estimated_prompt, reported_prompt)
+            await self.accounting.observe(route.model, estimated_prompt, reported_prompt)
         t = self._mark(turn, "generate", t)
         # 5. persist
         saved = await self._persist(turn, "complete")
@@ -299,7 +299,7 @@ class ChatOrchestrator:
         req = turn.req
         assert turn.session is not None
         limit, reserve = await self._window(turn, route, personality)
-        estimator = self.accounting.for_model(route.model)
+        estimator = await self.accounting.for_model(route.model)
         bundle: ContextBundle = await self.context.build(
             query=req.prompt,
             user_id=req.caller.user_id,

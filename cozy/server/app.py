@@ -26,7 +26,7 @@ from cozy.server.deps import Services, auth_guard, provide_principal
 from cozy.server.errors import exception_handlers
 from cozy.server.metrics import Metrics
 from cozy.server.middleware import ObservabilityMiddleware
-from cozy.server.ratelimit import Limits, RateLimiter
+from cozy.server.ratelimit import RateLimiter
 from cozy.server.ratelimit_redis import counter_store
 from cozy.server.tracing import Tracing
 from cozy.settings import Settings, load_settings
@@ -80,7 +80,7 @@ def create_app(
         rt = runtime or await Runtime.open(settings)
         limiter = RateLimiter(
             counter_store(settings, rt.redis),  # Redis (shared by instances) or diskcache
-            Limits(server.rate_limit_rpm, server.rate_limit_tpm, server.ip_rate_limit_rpm),
+            server.limits(),
         )
         tracing = Tracing(server.otel_exporter, server.otel_endpoint)
         app.state.services = Services(

@@ -40,6 +40,7 @@ from cozy.server.chat import (
 from cozy.server.deps import PathStr, PrincipalDep, Services, services
 from cozy.server.errors import body as error_body
 from cozy.server.errors import error_response, status_for
+from cozy.server.metering import ChatMeter
 from cozy.server.metrics import model_label
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
 
@@ -57,6 +58,20 @@ def known_models(rt: Runtime) -> set[str]:
     return known
 
 
+def _plan(rt: Runtime, req: ChatRequest) -> tuple[str | None, int]:
+    """For the estimate: the `provider:model` the request will most likely use (when
+    prices are configured) and the personality prompt's tokens cozy adds."""
+    found = rt.personalities.all().get(req.personality or rt.orchestrator.default_personality)
+    system = len(found.system_prompt) // 4 if found else 0
+    if not rt.config.ai.prices:
+        return None, system
+    try:
+        provider, model = rt.router.split(req.model or (found.model if found else None))
+    except CozyError:
+        return None, system
+    return f"{provider}:{model}", system
+
+
 class _Turn:
     """Per-request bookkeeping shared by the JSON and SSE paths."""
 
@@ -69,6 +84,8 @@ class _Turn:
         self.started = time.perf_counter()
         self.status = "error"
         self.model = model_label(model, known_models(svc.runtime))
+        rt = svc.runtime
+        self.meter = ChatMeter(svc.limiter, self.state["principal"].limit_scopes, rt.config.ai)
 
     def see(self, event: ChatEvent) -> None:
         m = self.svc.metrics
@@ -88,10 +105,10 @@ class _Turn:
         elif isinstance(event, Done):
             self.status = "ok"
             self.state["timings"] = event.timings
-            scope = self.state["principal"].limit_scope
-            self.svc.limiter.add_tokens(scope, int(event.usage.get("total_tokens", 0)))
+            self.meter.used(event.model, event.usage)
 
     def finish(self) -> None:
+        self.meter.settle(interrupted=self.status == "interrupted")
         m = self.svc.metrics
         m.chat_requests.labels(self.model, self.stream, self.status).inc()
         m.chat_latency.labels(self.stream).observe(time.perf_counter() - self.started)
@@ -133,6 +150,9 @@ class OpenAIController(Controller):
         cid = f"chatcmpl-{req.request_id}"
         created = int(time.time())
         turn = _Turn(svc, request, body.stream, body.model)
+        priced, system = _plan(rt, req)
+        # 429 before any model call when a limit or budget cannot hold the estimate
+        await turn.meter.reserve(body, priced, rt.config.context.reserve_answer_tokens, system)
         n = body.n or 1
         if not body.stream:
             try:
@@ -236,6 +256,7 @@ class OpenAIController(Controller):
             if body.encoding_format == "base64":
                 emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
             out.append({"object": "embedding", "index": i, "embedding": emb})
+        await services(request).limiter.add_tokens(principal.limit_scopes, tokens)
         return {
             "object": "list",
             "data": out,
