@@ -68,6 +68,8 @@ class Runtime:
         )
         self.router = ModelRouterImpl(config, self.factory)
         self.engines: dict[str, BaseEngine] = {}
+        self._ready: set[str] = set()  # kinds whose engine finished initialize()
+        self._engine_locks: dict[str, asyncio.Lock] = {}
         self.orchestrator: ChatOrchestrator
         self._cache: L2Cache | None = None
         self._ctx: EngineContext | None = None
@@ -172,6 +174,7 @@ class Runtime:
                 engine = self._create(kind)
                 if engine is not None:
                     await engine.initialize()
+                    self._ready.add(kind)
                     context_engines[kind] = engine
                     self._wire_background(engine)
                     timeout = self.config.section(kind).timeout
@@ -180,6 +183,7 @@ class Runtime:
             created = self._create("tools")
             if isinstance(created, ToolsEngine):
                 await created.initialize()
+                self._ready.add("tools")
                 tools = created
                 self._register_engine_tools(created, context_engines)
         ctx_cfg = self.config.context
@@ -273,12 +277,17 @@ class Runtime:
                 tools.register_builtin(spec, fn)
 
     async def engine(self, kind: str) -> BaseEngine | None:
-        """An engine by kind, created and initialised on first use."""
-        if kind not in self.engines:
-            engine = self._create(kind)
-            if engine is None:
+        """An engine by kind, created and initialised once on first use: concurrent first
+        requests wait for the one initialisation instead of seeing a half-built engine."""
+        if kind in self._ready:
+            return self.engines[kind]
+        lock = self._engine_locks.setdefault(kind, asyncio.Lock())
+        async with lock:
+            if kind not in self.engines and self._create(kind) is None:
                 return None
-            await engine.initialize()
+            if kind not in self._ready:
+                await self.engines[kind].initialize()
+                self._ready.add(kind)
         return self.engines[kind]
 
     async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
@@ -355,6 +364,7 @@ class Runtime:
             with contextlib.suppress(Exception):  # closing must not mask the original error
                 await engine.close()
         self.engines.clear()
+        self._ready.clear()
         if self._cache is not None:
             self._cache.close()
         if self.redis is not None:
