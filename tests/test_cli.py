@@ -134,7 +134,7 @@ def test_empty_and_huge_prompts(configured: FakeModelServer) -> None:
     assert json.loads(r.stdout)["error"]["type"] == "invalid_request_error"
     big = "lorem ipsum " * 400_000  # ~4.8 MB on stdin
     r = cozy("run", "--json", stdin=big)
-    assert r.returncode == 2 and "context budget" in r.stderr and "token_budget" in r.stderr
+    assert r.returncode == 2 and "context budget" in r.stderr and "context_windows" in r.stderr
     assert configured.chat_requests() == []
 
 
