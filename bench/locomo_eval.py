@@ -271,6 +271,20 @@ def fold_table(per_conv: dict[str, dict[str, dict[Any, list[float]]]], modes: li
     return "\n".join(lines)
 
 
+async def setup(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The (cached) embedder and the search modes the run compares."""
+    if args.embed != "local":
+        return None, ["keyword"]
+    from cozy.engines.embed.local import LocalEmbedder
+
+    inner = LocalEmbedder({})
+    await inner.initialize()
+    modes = ["keyword", "vector", FUSION, "hybrid", *args.variant]
+    if args.folds:
+        modes += [m for m in grid() if m not in modes]
+    return CachedEmbedder(inner, args.cache), modes
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -297,19 +311,9 @@ async def main() -> None:
     )
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cozy-locomo")
     args = ap.parse_args()
-    embedder = None
-    modes = ["keyword"]
-    if args.embed == "local":
-        from cozy.engines.embed.local import LocalEmbedder
-
-        inner = LocalEmbedder({})
-        await inner.initialize()
-        embedder = CachedEmbedder(inner, args.cache)
-        modes = ["keyword", "vector", FUSION, "hybrid", *args.variant]
-    if args.folds:
-        if embedder is None:
-            ap.error("--folds needs the embedder (--embed local)")
-        modes += [m for m in grid() if m not in modes]
+    if args.folds and args.embed != "local":
+        ap.error("--folds needs the embedder (--embed local)")
+    embedder, modes = await setup(args)
     per_conv: dict[str, dict[str, dict[Any, list[float]]]] = {}
     files = sorted(args.data.glob("conv-*.json"))[: args.limit_convs]
     plain = [m for m in ("keyword", "vector") if m in modes] if args.plain else []

@@ -77,6 +77,20 @@ class StorageUnavailable(StorageError):
     code = "storage_unavailable"
 
 
+class StorageFull(StorageError):
+    """The disk holding the data is full: nothing can be written (HTTP 507)."""
+
+    http_status = 507
+    code = "storage_full"
+
+
+class StorageReadOnly(StorageError):
+    """The data cannot be written (a read-only disk or directory) (HTTP 503)."""
+
+    http_status = 503
+    code = "storage_read_only"
+
+
 class EngineError(CozyError):
     """An engine failed in a way the caller should see."""
 
@@ -114,6 +128,13 @@ class ModelNotFound(ModelError):
     http_status = 404
     code = "model_not_found"
     error_type = "invalid_request_error"
+
+
+class EngineTimeout(EngineError):
+    """An engine call ran past its deadline (HTTP 504)."""
+
+    http_status = 504
+    code = "engine_timeout"
 
 
 class MissingExtraError(CozyError):

@@ -38,6 +38,7 @@ from cozy.core.turn import (
     ChatRequest,
     Turn,
     TurnSink,
+    answer_every_call,
     brief_context,
     continuation,
     log_turn,
@@ -68,7 +69,7 @@ class ChatOrchestrator:
         tools: ToolRunner,
         default_personality: str = "assistant",
         recent_messages: int = 20,
-        token_budget: int = 8192,
+        token_budget: int | None = None,
         reserve_answer_tokens: int = 1024,
         sinks: Sequence[TurnSink] = (),
         windows: ContextWindows | None = None,
@@ -188,42 +189,32 @@ class ChatOrchestrator:
             turn.request_id, session.id, personality.id, route.label, turn.user_message_id
         )
         t = self._mark(turn, "prepare", t)
-        # 2. context
-        limit, reserve = await self._window(turn, route, personality)
-        estimator = await self.accounting.for_model(route.model)
-        bundle: ContextBundle = await self.context.build(
-            query=req.prompt,
-            user_id=req.caller.user_id,
-            personality=personality,
-            history=history,
-            user_message=new_turn,
-            token_budget=max(limit - reserve, 256),
-            session_id=session.id,
-            use_engines=not req.no_context,
-            system_prompt=system_prompt(personality, req.system),
-            estimator=estimator,
-            summary=turn.summary.text if turn.summary else "",
+        # 3. tools, started first: MCP servers come up while the context is built
+        tools_task = asyncio.ensure_future(
+            self.tools.available_with_problems(personality, req.caller)
         )
-        await self._maybe_summarize(turn, bundle, route)
+        try:
+            bundle = await self._context(turn, route, personality, history, new_turn)
+            specs, tool_problems = await tools_task
+        except BaseException:
+            tools_task.cancel()
+            with contextlib.suppress(BaseException):
+                await tools_task
+            raise
+        if tool_problems:  # the answer is given without those tools: say so
+            bundle.metadata["degraded"] = True
+            reasons = bundle.metadata.setdefault("degrade_reasons", [])
+            reasons.extend(tool_problems)
         turn.context_meta = bundle.metadata
-        if bundle.token_budget.get("over_budget"):
-            raise ContextTooLarge(
-                f"the prompt needs about {bundle.token_budget['used']:,} tokens but the context "
-                f"budget is {bundle.token_budget['limit']:,} ({route.label} window "
-                f"{turn.tokens['window']:,} from {turn.tokens['window_source']}, cozy's limit "
-                f"{limit:,}, minus {reserve:,} reserved for the answer)",
-                hint="shorten the prompt, raise context.token_budget in engines.yaml or the "
-                "personality's token_budget, or add the text with `cozy knowledge add`",
-            )
         yield ContextBuilt(bundle.metadata)
         t = self._mark(turn, "context", t)
-        # 3. tools
-        specs = await self.tools.available(personality, req.caller)
         server_specs = {s.name: s for s in specs}
         client_specs = {s.name: s for s in req.client_tools}
         offered = [*specs, *req.client_tools]
         t = self._mark(turn, "tools", t)
         # 4. generate, with the tool loop
+        limit = turn.tokens["limit"]
+        estimator = await self.accounting.for_model(route.model)
         convo = bundle.prompt_messages(new_turn)
         options = merge_options(personality.generation_options(), req.options)
         if options.context_window is None:
@@ -296,13 +287,78 @@ class ChatOrchestrator:
             tokens=dict(turn.tokens),
         )
 
+    async def _context(
+        self,
+        turn: Turn,
+        route: Route,
+        personality: Personality,
+        history: list[Message],
+        new_turn: list[Message],
+    ) -> ContextBundle:
+        """Stage 2: memory, profile, knowledge and history within the token budget."""
+        req = turn.req
+        assert turn.session is not None
+        limit, reserve = await self._window(turn, route, personality)
+        estimator = await self.accounting.for_model(route.model)
+        bundle: ContextBundle = await self.context.build(
+            query=req.prompt,
+            user_id=req.caller.user_id,
+            personality=personality,
+            history=history,
+            user_message=new_turn,
+            token_budget=max(limit - reserve, 256),
+            session_id=turn.session.id,
+            use_engines=not req.no_context,
+            system_prompt=system_prompt(personality, req.system),
+            estimator=estimator,
+            summary=turn.summary.text if turn.summary else "",
+        )
+        await self._maybe_summarize(turn, bundle, route)
+        turn.context_meta = bundle.metadata
+        if bundle.token_budget.get("over_budget"):
+            self._over_budget(turn, bundle, route, limit, reserve)
+        return bundle
+
+    def _over_budget(
+        self, turn: Turn, bundle: ContextBundle, route: Route, limit: int, reserve: int
+    ) -> None:
+        """Refuse a prompt that cannot fit, with the fix that works for why it cannot;
+        with an unknown window, send it and let the server decide (no guessed cap)."""
+        window, source = turn.tokens["window"], turn.tokens["window_source"]
+        if source == "default":
+            bundle.metadata["degraded"] = True
+            bundle.metadata.setdefault("degrade_reasons", []).append(
+                f"the context window of {route.label} is unknown (assumed {window:,} tokens "
+                "to trim history); set it with `ai.context_windows` in engines.yaml"
+            )
+            return
+        used = bundle.token_budget["used"]
+        if limit < window:  # cozy's own cap, not the model, is what is too small
+            hint = (
+                f"raise `context.token_budget` in engines.yaml (now {limit:,}; removing it "
+                f"makes the budget the model's window, {window:,}) or the personality's "
+                "token_budget"
+            )
+        else:
+            hint = (
+                "shorten the prompt or add the text with `cozy knowledge add`; if the model "
+                f"takes more than {window:,} tokens, say so in engines.yaml: "
+                f"`ai: {{context_windows: {{'{route.label}': N}}}}`"
+            )
+        raise ContextTooLarge(
+            f"the prompt needs about {used:,} tokens but the context budget is "
+            f"{bundle.token_budget['limit']:,} ({route.label} window {window:,} from "
+            f"{source}, cozy's limit {limit:,}, minus {reserve:,} reserved for the answer)",
+            hint=hint,
+        )
+
     async def _window(self, turn: Turn, route: Route, personality: Personality) -> tuple[int, int]:
         """The token limit for this turn and what is reserved for the answer."""
         provider = route.label.split(":", 1)[0]
         window, source = await self.windows.resolve(route.engine, provider, route.model)
         if personality.context_window:
             window, source = personality.context_window, "personality"
-        limit = min(window, personality.token_budget or self.token_budget)
+        limit = min(window, personality.token_budget or self.token_budget or window)
         reserve = min(self.reserve_answer_tokens, limit // 4)
         turn.tokens = {
             "window": window,
@@ -400,14 +456,25 @@ class ChatOrchestrator:
             completion_tokens=turn.usage.completion_tokens or None,
             latency_ms=round((time.perf_counter() - turn.started) * 1000, 2),
         )
-        items = [*turn.pending, final]
+        pending = answer_every_call(turn.pending)
+        # an answer that said nothing after its tool rounds is not a message (the rounds
+        # and their results are); one with no rounds keeps the turn's status
+        items = [*pending, final] if text or not pending else pending
         turn.pending = []
         also = [turn.summary_job] if turn.summary_job is not None else []
         turn.summary_job = None
         ids = await self.store.add_messages(session.id, items, also=also)
+        if items[-1] is not final:
+            ids = [*ids, ""]  # no final answer row; callers get no message id
         if status != "complete":
             log_turn(turn, status)
-        if status == "complete" and self.sinks and turn.personality and turn.req.prompt.strip():
+        if (
+            status == "complete"
+            and self.sinks
+            and turn.personality
+            and turn.req.prompt.strip()
+            and ids[-1]
+        ):
             user_msg = Message("user", turn.req.prompt)
             for sink in self.sinks:
                 await sink.turn_saved(
@@ -417,4 +484,4 @@ class ChatOrchestrator:
                     message_ids=[turn.user_message_id, ids[-1]],
                     messages=[user_msg, Message("assistant", text)],
                 )
-        return ids[-1]
+        return ids[-1] or None

@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import Stream
 
@@ -42,9 +43,20 @@ from cozy.server.errors import body as error_body
 from cozy.server.errors import error_response, status_for
 from cozy.server.metering import ChatMeter
 from cozy.server.metrics import model_label
+from cozy.server.responses import (
+    ChatCompletion,
+    EmbeddingList,
+    EmbeddingObject,
+    EmbeddingUsage,
+    ModelList,
+    ModelObject,
+    StreamingOperation,
+)
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
 
 _Events = AsyncGenerator[ChatEvent, None]
+# names the context engines an answer was built without (timed out, failed, keywords only)
+DEGRADED_HEADER = "x-cozy-degraded"
 
 
 def known_models(rt: Runtime) -> set[str]:
@@ -85,6 +97,7 @@ class _Turn:
         self.status = "error"
         self.model = model_label(model, known_models(svc.runtime))
         rt = svc.runtime
+        self.degraded: dict[str, Any] = {}  # the `cozy` field of a degraded answer
         self.meter = ChatMeter(svc.limiter, self.state["principal"].limit_scopes, rt.config.ai)
 
     def see(self, event: ChatEvent) -> None:
@@ -96,6 +109,12 @@ class _Turn:
             engines = context_engines(event)
             self.state["engines"] = engines
             m.observe_context(engines)
+            names = sorted(
+                k for k, v in engines.items() if isinstance(v, dict) and v.get("degraded")
+            )
+            if names:
+                reasons = list(event.metadata.get("degrade_reasons") or [])
+                self.degraded = {"degraded": names, "degrade_reasons": reasons}
         elif isinstance(event, ToolResult):
             status = "denied" if event.decision == "deny" else "error" if event.is_error else "ok"
             m.tool_calls.labels(m.tool_label(event.name), "server", status).inc()
@@ -129,7 +148,13 @@ class OpenAIController(Controller):
     path = "/v1"
     tags = ("openai",)
 
-    @post("/chat/completions", status_code=200, summary="Create a chat completion")
+    @post(
+        "/chat/completions",
+        status_code=200,
+        summary="Create a chat completion",
+        responses={200: ResponseSpec(ChatCompletion, description="The completion (JSON or SSE)")},
+        operation_class=StreamingOperation,
+    )
     async def chat_completions(
         self,
         request: Request[Any, Any, Any],
@@ -164,7 +189,11 @@ class OpenAIController(Controller):
                         return _failed_response(result, result.session_id)
                     dones.append(result)
                 out = completion_body(dones, cid=cid, created=created, model=body.model)
-                return Response(out, headers={SESSION_HEADER: dones[0].session_id})
+                headers = {SESSION_HEADER: dones[0].session_id}
+                if turn.degraded:  # visible to every client: a header and an extra field
+                    out.cozy = turn.degraded
+                    headers[DEGRADED_HEADER] = ",".join(turn.degraded["degraded"])
+                return Response(out, headers=headers)
             finally:
                 turn.finish()
         # streaming: run prepare before answering, so bad sessions/models get a real status
@@ -197,7 +226,9 @@ class OpenAIController(Controller):
         )
 
     @get("/models", summary="List models: personalities (cozy/<id>) and the provider's models")
-    async def list_models(self, request: Request[Any, Any, Any], principal: PrincipalDep) -> Any:
+    async def list_models(
+        self, request: Request[Any, Any, Any], principal: PrincipalDep
+    ) -> ModelList:
         rt = services(request).runtime
         data = [_model(f"cozy/{pid}", "cozy") for pid in sorted(rt.personalities.all())]
         data.insert(0, _model("cozy", "cozy"))
@@ -207,18 +238,18 @@ class OpenAIController(Controller):
             infos = []  # the provider is down: personalities still work once it is back
         provider = rt.router.default_provider
         data.extend(_model(f"{provider}:{i.id}", provider) for i in infos)
-        return {"object": "list", "data": data}
+        return ModelList(object="list", data=data)
 
     @get("/models/{model_id:path}", summary="One model")
     async def get_model(
         self, request: Request[Any, Any, Any], model_id: PathStr, principal: PrincipalDep
-    ) -> Any:
+    ) -> ModelObject:
         from cozy.server.chat import UnknownModel
 
-        listed = await self.list_models.fn(self, request, principal)
+        listed: ModelList = await self.list_models.fn(self, request, principal)
         wanted = model_id.lstrip("/")
-        for item in listed["data"]:
-            if item["id"] == wanted:
+        for item in listed.data:
+            if item.id == wanted:
                 return item
         raise UnknownModel(f"the model '{wanted}' does not exist", hint="see GET /v1/models")
 
@@ -228,7 +259,7 @@ class OpenAIController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[EmbeddingRequest],
         principal: PrincipalDep,
-    ) -> Any:
+    ) -> EmbeddingList:
         from cozy.core.errors import ConfigError
 
         engine = await services(request).runtime.engine("embed")
@@ -242,31 +273,93 @@ class OpenAIController(Controller):
             inputs = body.inputs()
         except ValueError as exc:
             raise BadParam(str(exc), param="input") from None
-        if inputs and isinstance(inputs[0], str):
-            texts = [t for t in inputs if isinstance(t, str)]
-            vectors = await engine.embed(texts)
-            tokens = sum(max(1, len(t) // 4) for t in texts)
-        else:
-            arrays = [t for t in inputs if isinstance(t, list)]
-            vectors = await engine.embed_tokens(arrays)
-            tokens = sum(len(t) for t in arrays)
+        server = services(request).server
+        texts = [t for t in inputs if isinstance(t, str)]
+        arrays = [t for t in inputs if isinstance(t, list)]
+        tokens = sum(max(1, len(t) // 4) for t in texts) + sum(len(t) for t in arrays)
+        if len(inputs) > server.embed_max_inputs:
+            raise BadParam(
+                f"{len(inputs):,} inputs is more than this server embeds in one request "
+                f"({server.embed_max_inputs:,})",
+                param="input",
+                hint="split the inputs over several requests",
+            )
+        if tokens > server.embed_max_tokens:
+            raise BadParam(
+                f"the inputs hold about {tokens:,} tokens; one request may hold "
+                f"{server.embed_max_tokens:,}",
+                param="input",
+                hint="split the inputs over several requests",
+            )
+        vectors = await until_disconnect(
+            request,
+            _embed_batches(engine, texts or arrays, server.embed_timeout),
+        )
         out = []
         for i, vec in enumerate(vectors):
-            emb: Any = vec
+            emb: list[float] | str = vec
             if body.encoding_format == "base64":
                 emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
-            out.append({"object": "embedding", "index": i, "embedding": emb})
+            out.append(EmbeddingObject(object="embedding", index=i, embedding=emb))
         await services(request).limiter.add_tokens(principal.limit_scopes, tokens)
-        return {
-            "object": "list",
-            "data": out,
-            "model": body.model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+        return EmbeddingList(object="list", data=out, model=body.model, usage=usage)
 
 
-def _model(mid: str, owner: str) -> dict[str, Any]:
-    return {"id": mid, "object": "model", "created": 0, "owned_by": owner}
+EMBED_BATCH = 32  # inputs per worker-thread call: the unit a cancelled request still pays
+
+
+async def _embed_batches(
+    engine: EmbedEngine, items: list[str] | list[list[int]], limit: float
+) -> list[list[float]]:
+    """Embed in batches, so a deadline or a client that left stops the work between two
+    batches: one `to_thread` call cannot be interrupted, a loop over small ones can."""
+    from cozy.core.errors import EngineTimeout
+
+    out: list[list[float]] = []
+    try:
+        async with asyncio.timeout(limit):
+            for i in range(0, len(items), EMBED_BATCH):
+                batch = items[i : i + EMBED_BATCH]
+                if batch and isinstance(batch[0], str):
+                    out.extend(await engine.embed(batch))
+                else:
+                    out.extend(await engine.embed_tokens(cast(list[list[int]], batch)))
+    except TimeoutError:
+        raise EngineTimeout(
+            f"embedding {len(items):,} inputs took longer than {limit:g}s ({len(out):,} done)",
+            hint="send fewer inputs per request, or raise COZY_SERVER_EMBED_TIMEOUT",
+        ) from None
+    return out
+
+
+async def until_disconnect(request: Request[Any, Any, Any], work: Any) -> Any:
+    """Await `work`, cancelling it when the client disconnects. uvicorn does not cancel
+    a handler whose client left; the ASGI `http.disconnect` message says so, and once
+    the body has been read, the next `receive()` waits for exactly that."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and watcher.done():
+            from cozy.core.errors import Cancelled
+
+            raise Cancelled("the client disconnected") from None
+        raise
+    finally:
+        watcher.cancel()
+        task.cancel()
+
+
+def _model(mid: str, owner: str) -> ModelObject:
+    return ModelObject(id=mid, object="model", created=0, owned_by=owner)
 
 
 async def _answer(rt: Runtime, req: ChatRequest, turn: _Turn) -> Done | Failed:
@@ -348,7 +441,9 @@ async def _sse(
             turn.see(event)
             if isinstance(event, Done):
                 dones.append(event)
-                yield writer.finish(event, index)
+                yield writer.finish(
+                    event, index, {"cozy": turn.degraded} if turn.degraded else None
+                )
             elif isinstance(event, Failed):
                 yield writer.failed(event)
                 return
