@@ -20,6 +20,8 @@ from cozy.core.summaries import Summarizer
 from cozy.core.toolloop import ToolRunner
 from cozy.core.types import ModelInfo
 from cozy.core.windows import ContextWindows, TokenAccounting
+from cozy.engines.ai.choice import BY_NAME, Choice
+from cozy.engines.ai.choice import automatic as automatic_reason
 from cozy.engines.base import AIEngine, BaseEngine, Health, ToolsEngine
 from cozy.engines.config import EnginesConfig, load_engines_config
 from cozy.engines.registry import EngineFactory
@@ -31,7 +33,14 @@ from cozy.storage.store import Store
 from cozy.storage.summaries import SummaryStore
 from cozy.storage.worker import DrainStats, JobWorker
 
-DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini"}
+__all__ = ["TINY_MODEL_NOTICE", "ModelRouterImpl", "Runtime", "automatic_reason"]
+
+TINY_MODEL_NOTICE = (
+    "this answer came from the bundled 135M model, which is small: for better answers start "
+    "Ollama (`ollama serve`, `ollama pull llama3.2`), set OPENAI_API_KEY, or use a bigger GGUF "
+    "(`-m local:/path/to/model.gguf`, or put it in <data dir>/models)"
+)
+DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini", "local": "smollm2-135m"}
 
 
 class ModelRouterImpl:
@@ -44,13 +53,31 @@ class ModelRouterImpl:
         self._lock = asyncio.Lock()
 
     @property
+    def choice(self) -> Choice:
+        """The provider that answers by default, and why (see engines/ai/choice.py)."""
+        from cozy.engines.ai.choice import choose
+
+        return choose(self.config.provider, self._ollama_host())
+
+    def _ollama_host(self) -> str:
+        from cozy.engines.ai.ollama_provider import DEFAULT_HOST, normalize_host
+
+        options = self.config.providers.get("ollama", {})
+        return normalize_host(
+            str(options.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
+        )
+
+    async def decide(self) -> Choice:
+        """`choice`, with the Ollama probe (a blocking connect, cached) off the event loop."""
+        from cozy.engines.ai.choice import probe_cached
+
+        if self.config.provider == "auto" and not probe_cached(self._ollama_host()):
+            return await asyncio.to_thread(lambda: self.choice)
+        return self.choice
+
+    @property
     def default_provider(self) -> str:
-        provider = self.config.provider
-        if provider != "auto":
-            return provider
-        if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-            return "openai"
-        return "ollama"
+        return self.choice.provider
 
     def split(self, spec: str | None) -> tuple[str, str]:
         if not spec:
@@ -79,13 +106,20 @@ class ModelRouterImpl:
             return self._engines[provider]
 
     async def resolve(self, spec: str | None) -> Route:
+        choice = await self.decide()
         provider, model = self.split(spec)
         if not model:
             raise ConfigError(
                 f"no model chosen for provider '{provider}'",
                 hint="pass --model provider:model or set ai.model in engines.yaml",
             )
-        return Route(await self.engine(provider), model, f"{provider}:{model}")
+        named = (spec or self.config.model or "").strip()
+        named = self.config.aliases.get(named, named)
+        if named.startswith(f"{provider}:"):
+            reason = f"{BY_NAME} ({provider}:{model})"
+        else:
+            reason = choice.reason
+        return Route(await self.engine(provider), model, f"{provider}:{model}", reason)
 
     async def close(self) -> None:
         for engine in self._engines.values():
@@ -294,8 +328,21 @@ class Runtime:
             await engine.initialize()
         return self.engines[kind]
 
+    def tiny_model_notice(self, label: str) -> str | None:
+        """How to get a better model, once per data dir, after the bundled model answered."""
+        from cozy.engines.ai.local_models import BUNDLED_NAME
+
+        if label != f"local:{BUNDLED_NAME}":
+            return None
+        marker = self.settings.data_dir / ".tiny-model-notice-shown"
+        if marker.exists():
+            return None
+        with contextlib.suppress(OSError):  # unwritable data dir: say it again next time
+            marker.touch()
+        return TINY_MODEL_NOTICE
+
     async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
-        name = provider or self.router.default_provider
+        name = provider or (await self.router.decide()).provider
         engine = await self.router.engine(name)
         return await engine.list_models()
 

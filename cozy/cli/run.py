@@ -134,7 +134,14 @@ async def _run(
     allow_tools: list[str] | None,
     yes: bool,
 ) -> int:
-    from cozy.core.events import ContextBuilt, Done, Failed, TextDelta, ToolCallRequested
+    from cozy.core.events import (
+        ContextBuilt,
+        Done,
+        Failed,
+        Started,
+        TextDelta,
+        ToolCallRequested,
+    )
     from cozy.core.events import ToolResult as ToolResultEvent
     from cozy.core.orchestrator import ChatRequest
     from cozy.core.types import Caller
@@ -167,6 +174,11 @@ async def _run(
             elif isinstance(event, TextDelta) and not as_json:
                 out.write(event.text)
                 out.flush()
+            elif isinstance(event, Started):
+                folded["provider"] = {
+                    "name": event.model.split(":", 1)[0],
+                    "reason": event.provider_reason,
+                }
             elif isinstance(event, ContextBuilt):
                 folded["context"] = event.metadata
                 if not as_json and event.metadata.get("degraded"):
@@ -192,12 +204,16 @@ async def _run(
             if isinstance(event, TextDelta):
                 folded["started"] = True
             if isinstance(event, Done):
+                notice = rt.tiny_model_notice(event.model) if not stream else None
                 if as_json and not stream:
+                    folded["notice"] = notice
                     out.write(
                         json.dumps(_fold(event, folded), default=str, ensure_ascii=False) + "\n"
                     )
                 elif not as_json:
                     out.write("\n")
+                    if notice:
+                        sys.stderr.write(f"[note: {notice}]\n")
     return 0
 
 
@@ -215,6 +231,8 @@ def _fold(done: Any, folded: dict[str, Any]) -> dict[str, Any]:
         "session_id": done.session_id,
         "message_id": done.message_id,
         "model": done.model,
+        "provider": folded.get("provider"),
+        "notice": folded.get("notice"),
         "text": done.text,
         "status": done.status,
         "finish_reason": done.finish_reason,
