@@ -155,38 +155,50 @@ case ",$EXTRAS," in
 esac
 
 # --- the embedded model: llama-cpp-python (compiled from source) + SmolLM2-135M ---
-# llama-cpp-python publishes no wheels on PyPI: uv builds it once (several minutes; a
-# C++ compiler is needed) and caches the wheel, so later installs take seconds. The build
-# flags are portable (x86-64-v3: AVX2/FMA/F16C, not -march=native), so a cached wheel
-# runs on any such CPU. A failed build leaves cozy working with Ollama or OpenAI.
-install_llama() {
-  local log="$VENV/llama-build.log" started elapsed pid pct
+# llama-cpp-python publishes no wheels on PyPI, so it is compiled once (several minutes; a
+# C++ compiler is needed) and the wheel is kept in $LLAMA_WHEELS: later installs (a new
+# clone, a new venv) install that wheel in seconds. uv's own build cache is not enough:
+# behind an index that sends no cache validators it builds the sdist again on every install. The
+# flags are portable (x86-64-v3: AVX2/FMA/F16C, not -march=native), so the wheel runs on
+# any such CPU. A failed build leaves cozy working with Ollama or OpenAI.
+LLAMA_VERSION="0.3.36"
+LLAMA_WHEELS="${COZY_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cozy/wheels}"
+
+llama_failed() {
+  echo "install.sh: $1 FAILED, so the embedded model is unavailable." >&2
+  [ -n "${2:-}" ] && { echo "  The last lines of $2:" >&2; tail -n 15 "$2" | sed 's/^/    /' >&2; }
+  echo "  cozy still works with Ollama (ollama serve) or an OpenAI-compatible server" >&2
+  echo "  (OPENAI_API_KEY / OPENAI_BASE_URL). To get the embedded model, fix the cause" >&2
+  echo "  (e.g. apt-get install build-essential) and run ./install.sh again." >&2
+}
+
+build_llama_wheel() {
+  local log="$1" started elapsed pid pct marker
+  if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
+    echo "install.sh: no C++ compiler (Debian/Ubuntu: sudo apt-get install -y build-essential)" >>"$log"
+    llama_failed "building llama-cpp-python (no C++ compiler)" "$log"
+    return 1
+  fi
   if [ -z "${CMAKE_ARGS:-}" ]; then
     case "$(uname -m)" in
-      x86_64|amd64) export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" ;;
-      *) export CMAKE_ARGS="-DGGML_NATIVE=OFF" ;;
+      x86_64|amd64) CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" ;;
+      *) CMAKE_ARGS="-DGGML_NATIVE=OFF" ;;
     esac
   fi
-  if ! "$VENV/bin/python" -c "import llama_cpp" >/dev/null 2>&1; then
-    if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
-      echo "install.sh: no C++ compiler, so llama-cpp-python (the embedded model) cannot be built." >&2
-      echo "  Install one (Debian/Ubuntu: sudo apt-get install -y build-essential) and run ./install.sh again." >&2
-      echo "  cozy works without it through Ollama (ollama serve) or an OpenAI-compatible server (OPENAI_API_KEY / OPENAI_BASE_URL)." >&2
-      return 0
-    fi
-    echo "==> building llama-cpp-python for the embedded model (first time: compiles llama.cpp, several minutes)"
-  else
-    echo "==> installing llama-cpp-python (the embedded model's runtime)"
-  fi
+  export CMAKE_ARGS
+  echo "==> building llama-cpp-python $LLAMA_VERSION for the embedded model (once: compiles llama.cpp, several minutes)"
+  echo "    CMAKE_ARGS=$CMAKE_ARGS; log: $log"
+  mkdir -p "$LLAMA_WHEELS"
+  marker=$(mktemp)
   started=$(date +%s)
   echo "CMAKE_ARGS=$CMAKE_ARGS" >"$log"
   if [ -x "$VENV/bin/uv" ]; then
-    "$VENV/bin/uv" pip install -v --python "$VENV/bin/python" "llama-cpp-python==0.3.36" >>"$log" 2>&1 &
+    "$VENV/bin/uv" pip install -v --python "$VENV/bin/python" "llama-cpp-python==$LLAMA_VERSION" >>"$log" 2>&1 &
   else
-    "$VENV/bin/python" -m pip install -v --disable-pip-version-check "llama-cpp-python==0.3.36" >>"$log" 2>&1 &
+    "$VENV/bin/python" -m pip wheel -v --no-deps -w "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_VERSION" >>"$log" 2>&1 &
   fi
   pid=$!
-  # progress: elapsed time and the compiler's percentage, every 15 s
+  # progress: elapsed time and the compiler's percentage (from the build log), every 15 s
   while kill -0 "$pid" 2>/dev/null; do
     sleep 3
     elapsed=$(( $(date +%s) - started ))
@@ -195,18 +207,36 @@ install_llama() {
       echo "    ... ${elapsed}s${pct:+, llama.cpp $pct compiled}"
     fi
   done
-  if wait "$pid"; then
-    elapsed=$(( $(date +%s) - started ))
-    echo "llama-cpp-python installed in ${elapsed}s" >>"$log"
-    echo "    llama-cpp-python ready (${elapsed}s; log: $log)"
-  else
-    echo "install.sh: building llama-cpp-python FAILED (the embedded model will be unavailable)." >&2
-    echo "  The last lines of $log:" >&2
-    tail -n 15 "$log" | sed 's/^/    /' >&2
-    echo "  cozy still works with Ollama (ollama serve) or an OpenAI-compatible server" >&2
-    echo "  (OPENAI_API_KEY / OPENAI_BASE_URL); fix the build (e.g. apt-get install build-essential cmake)" >&2
-    echo "  and run ./install.sh again to get the embedded model." >&2
+  if ! wait "$pid"; then
+    rm -f "$marker"
+    llama_failed "building llama-cpp-python" "$log"
+    return 1
   fi
+  elapsed=$(( $(date +%s) - started ))
+  echo "llama-cpp-python built in ${elapsed}s" >>"$log"
+  echo "    built in ${elapsed}s"
+  if [ -x "$VENV/bin/uv" ]; then  # keep uv's freshly built wheel where the next install looks
+    find "$("$VENV/bin/uv" cache dir)" -name "llama_cpp_python-$LLAMA_VERSION-*.whl" \
+      -newer "$marker" -exec cp {} "$LLAMA_WHEELS"/ \; 2>/dev/null || true
+  fi
+  rm -f "$marker"
+}
+
+install_llama() {
+  local log="$VENV/llama-build.log" wheel
+  if "$VENV/bin/python" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_VERSION')" >/dev/null 2>&1; then
+    echo "==> llama-cpp-python $LLAMA_VERSION is installed (the embedded model's runtime)"
+    return 0
+  fi
+  wheel=$(ls "$LLAMA_WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+  if [ -z "$wheel" ]; then
+    build_llama_wheel "$log" || return 0
+    "$VENV/bin/python" -c "import llama_cpp" >/dev/null 2>&1 && return 0
+    wheel=$(ls "$LLAMA_WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+    [ -n "$wheel" ] || { llama_failed "installing llama-cpp-python" "$log"; return 0; }
+  fi
+  echo "==> installing llama-cpp-python from $wheel"
+  pip_install "$wheel" || llama_failed "installing $wheel"
 }
 
 if [ "${COZY_NO_LLAMA:-0}" != 1 ]; then

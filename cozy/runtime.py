@@ -342,9 +342,15 @@ class Runtime:
         return TINY_MODEL_NOTICE
 
     async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
+        """The provider's models; without a provider, the default one's and the local
+        GGUF files beside them (reading those needs no server)."""
         name = provider or (await self.router.decide()).provider
         engine = await self.router.engine(name)
-        return await engine.list_models()
+        models = await engine.list_models()
+        if provider is None and name != "local":
+            with contextlib.suppress(CozyError):
+                models += await (await self.router.engine("local")).list_models()
+        return models
 
     async def health(self) -> dict[str, Health]:
         out: dict[str, Health] = {}

@@ -54,6 +54,7 @@ async def run_checks() -> list[dict[str, Any]]:
 
     checks.extend(_check(**c) for c in await deployment_checks(s.db_url, s.redis_url))
     checks.append(await _model_check(cfg, s))
+    checks.append(await _embedded_check(cfg))
     kinds = [
         k
         for k in ("knowledge", "profile", "memory", "tools", "embed", "voice")
@@ -73,15 +74,31 @@ async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
     router = ModelRouterImpl(cfg, EngineFactory())
     try:
         route = await router.resolve(s.model)
-        health = await asyncio.wait_for(route.engine.health_check(), 10)
+        health = await asyncio.wait_for(route.engine.health_check(), 60)
+        why = f" [why: {route.reason}]" if route.reason else ""
         if health.ok:
-            return _check("model", "ok", f"{route.label} reachable {health.detail}".strip())
-        return _check("model", "fail", f"{route.label}: {health.detail}", health.fix)
+            return _check("model", "ok", f"{route.label} answers: {health.detail}{why}")
+        return _check("model", "fail", f"{route.label}: {health.detail}{why}", health.fix)
     except (CozyError, TimeoutError) as exc:
         hint = getattr(exc, "hint", "") or ""
         return _check("model", "fail", str(exc), hint)
     finally:
         await router.close()
+
+
+async def _embedded_check(cfg: Any) -> dict[str, Any]:
+    """The embedded model (ai.local): file, hash, window and load time, whatever answers."""
+    from cozy.engines.registry import EngineFactory
+
+    options = {"timeout": cfg.ai.timeout, **cfg.ai.providers.get("local", {})}
+    engine = EngineFactory().create("ai", "local", options)
+    try:
+        health = await asyncio.wait_for(engine.health_check(), 60)
+    except (CozyError, TimeoutError) as exc:
+        return _check("embedded model", "warn", str(exc), getattr(exc, "hint", "") or "")
+    finally:
+        await engine.close()
+    return _check("embedded model", "ok" if health.ok else "warn", health.detail, health.fix)
 
 
 async def _engine_checks(s: Any, cfg: Any, kinds: list[str]) -> list[dict[str, Any]]:

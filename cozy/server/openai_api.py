@@ -160,8 +160,7 @@ class OpenAIController(Controller):
             infos = await asyncio.wait_for(rt.list_models(), 5)
         except (CozyError, TimeoutError, OSError):
             infos = []  # the provider is down: personalities still work once it is back
-        provider = rt.router.default_provider
-        data.extend(_model(f"{provider}:{i.id}", provider) for i in infos)
+        data.extend(_model(f"{i.provider}:{i.id}", i.provider) for i in infos)
         return {"object": "list", "data": data}
 
     @get("/models/{model_id:path}", summary="One model")

