@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from cozy.core.errors import ContextTooLarge
 from cozy.engines.ai.llama_runner import CHATML, Job, Loaded
@@ -105,7 +105,7 @@ def render(loaded: Loaded, messages: list[dict[str, Any]]) -> str:
         return str(loaded.formatter(messages=merged).prompt)
     except Exception:
         fallback = Jinja2ChatFormatter(CHATML, "", "")
-        return str(fallback(messages=messages).prompt)
+        return str(fallback(messages=cast(Any, messages)).prompt)
 
 
 def _merge_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -239,7 +239,7 @@ def _stream(
 
 
 def _grammar(gbnf: str) -> Any:
-    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar
 
     return LlamaGrammar.from_string(gbnf, verbose=False)
 

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -181,7 +181,7 @@ class LocalProvider(AIEngine):
         tools: Sequence[ToolSpec] | None,
         options: GenerationOptions | None,
         priority: int,
-    ) -> AsyncIterator[StreamChunk]:
+    ) -> AsyncGenerator[StreamChunk, None]:
         from cozy.engines.ai import llama_generate
 
         plan = self.plan(messages, model, tools, options)
