@@ -106,6 +106,7 @@ async def fill(store: Any, user: str, n: int, dims: int, rng: random.Random) -> 
 async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
     import os
 
+    from cozy.engines.base import EngineContext
     from cozy.engines.memory.local import LocalMemory
 
     try:
@@ -121,7 +122,7 @@ async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
         tmp = Path(tempfile.mkdtemp(prefix="bench-mem-"))
         store = await Store.open(f"sqlite:///{tmp / 'b.db'}")
         await fill(store, "u", n, 384, rng)
-        mem = LocalMemory({"embeddings": True}, store=store)
+        mem = LocalMemory({"embeddings": True}, EngineContext(store=store))
         mem._embedder = object()  # type: ignore[assignment]  # vectors come from the cache
         qs = [" ".join(rng.choices(VOCAB, weights=ZIPF, k=4)) for _ in range(queries)]
         qv = np.random.default_rng(2).standard_normal((queries, 384)).astype(np.float32)
@@ -160,6 +161,7 @@ async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
 
 
 async def bench_ingest(count: int) -> dict[str, float]:
+    from cozy.engines.base import EngineContext
     from cozy.engines.embed.local import LocalEmbedder
     from cozy.engines.memory.local import LocalMemory
     from cozy.engines.memory.types import TurnInput
@@ -175,7 +177,9 @@ async def bench_ingest(count: int) -> dict[str, float]:
     for label, embedder in (("turns, with MiniLM vectors", emb), ("turns, keyword only", None)):
         tmp = Path(tempfile.mkdtemp(prefix="bench-ing-"))
         store = await Store.open(f"sqlite:///{tmp / 'i.db'}")
-        mem = LocalMemory({"embeddings": embedder is not None}, store=store, embedder=embedder)
+        mem = LocalMemory(
+            {"embeddings": embedder is not None}, EngineContext(store=store, embedder=embedder)
+        )
         texts = [sentence(rng) for _ in range(count)]
         t = time.perf_counter()
         for start in range(0, count, 64):

@@ -36,9 +36,12 @@ def ms(values: list[float]) -> str:
 
 
 async def mem0_engine(embedder: Any, home: Path) -> Any:
+    from cozy.engines.base import EngineContext
     from cozy.engines.memory.mem0_provider import Mem0Memory
 
-    engine = Mem0Memory({"infer": False, "path": str(home / "mem0")}, embedder=embedder)
+    engine = Mem0Memory(
+        {"infer": False, "path": str(home / "mem0")}, EngineContext(embedder=embedder)
+    )
     await engine.client()
     return engine
 
@@ -47,6 +50,7 @@ async def latency(embedder: Any, ops: int) -> list[tuple[str, list[float], list[
     from memobase_fake import MemobaseFake
 
     from cozy.core.types import Message
+    from cozy.engines.base import EngineContext
     from cozy.engines.memory.local import LocalMemory
     from cozy.engines.memory.types import TurnInput
     from cozy.engines.profile.memobase_provider import MemobaseProfile
@@ -58,7 +62,7 @@ async def latency(embedder: Any, ops: int) -> list[tuple[str, list[float], list[
     rows = []
     # memory.local (raw turns, same embedder)
     store = await Store.open(f"sqlite+aiosqlite:///{home / 'cozy.db'}")
-    local = LocalMemory({"vector_timeout": 60}, store=store, embedder=embedder)
+    local = LocalMemory({"vector_timeout": 60}, EngineContext(store=store, embedder=embedder))
     add, search = [], []
     for i, t in enumerate(texts):
         s = time.perf_counter()

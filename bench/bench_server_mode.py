@@ -256,6 +256,7 @@ async def side_by_side(new: Any, old: Any, queries: list[str]) -> dict[str, tupl
 
 
 async def memory_search(url: str, n: int, queries: int) -> dict[str, tuple[float, float]]:
+    from cozy.engines.base import EngineContext
     from cozy.engines.memory.local import LocalMemory
     from cozy.storage.store import Store
 
@@ -268,7 +269,7 @@ async def memory_search(url: str, n: int, queries: int) -> dict[str, tuple[float
         if store.engine.dialect.name == "postgresql":
             async with store.engine.begin() as conn:
                 await conn.execute(sa_text("ANALYZE memories"))
-        mem = LocalMemory({"embeddings": True}, store=store)
+        mem = LocalMemory({"embeddings": True}, EngineContext(store=store))
         mem._embedder = object()  # type: ignore[assignment]  # query vectors from the cache
         qs = [" ".join(rng.choices(VOCAB, weights=ZIPF, k=4)) for _ in range(queries)]
         qv = np.random.default_rng(2).standard_normal((queries, 384)).astype(np.float32)

@@ -102,6 +102,7 @@ def turn_text(session: dict[str, Any], turn: dict[str, Any]) -> str:
 async def run_conv(
     path: Path, embedder: Any, modes: list[str], options: dict[str, Any] | None = None
 ) -> tuple[dict[str, dict[str, Any]], int, float]:
+    from cozy.engines.base import EngineContext
     from cozy.engines.memory.local import LocalMemory
     from cozy.engines.memory.types import TurnInput
     from cozy.storage.store import Store
@@ -111,8 +112,7 @@ async def run_conv(
     store = await Store.open(f"sqlite:///{tmp / 'eval.db'}")
     mem = LocalMemory(
         {"vector_timeout": 120, "embeddings": embedder is not None, **OPTIONS, **(options or {})},
-        store=store,
-        embedder=embedder,
+        EngineContext(store=store, embedder=embedder),
     )
     user = path.stem
     n_turns = 0

@@ -8,21 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cozy.core.context import ContextService
 from cozy.core.errors import ConfigError, CozyError
-from cozy.core.orchestrator import ChatOrchestrator, Route
+from cozy.core.orchestrator import ChatOrchestrator
 from cozy.core.personalities import PersonalityCatalog
 from cozy.core.summaries import JOB_KIND as SUMMARY_JOB
 from cozy.core.summaries import Summarizer
 from cozy.core.toolloop import ToolRunner
-from cozy.core.types import ModelInfo
+from cozy.core.types import ModelInfo, ToolSpec
 from cozy.core.windows import ContextWindows, TokenAccounting
-from cozy.engines.ai.choice import BY_NAME, Choice
 from cozy.engines.ai.choice import automatic as automatic_reason
-from cozy.engines.base import AIEngine, BaseEngine, Health, ToolsEngine
+from cozy.engines.ai.router import ModelRouterImpl
+from cozy.engines.base import (
+    BaseEngine,
+    EmbedEngine,
+    EngineContext,
+    HasBackgroundJobs,
+    Health,
+    IngestsPaths,
+    ProvidesBuiltinTools,
+    ToolsEngine,
+)
 from cozy.engines.config import EnginesConfig, load_engines_config
 from cozy.engines.registry import EngineFactory
 from cozy.settings import Settings
@@ -40,91 +50,11 @@ TINY_MODEL_NOTICE = (
     "Ollama (`ollama serve`, `ollama pull llama3.2`), set OPENAI_API_KEY, or use a bigger GGUF "
     "(`-m local:/path/to/model.gguf`, or put it in <data dir>/models)"
 )
-DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini", "local": "smollm2-135m"}
 
 
-class ModelRouterImpl:
-    """Resolves `provider:model`, aliases and bare model names to an AI engine."""
-
-    def __init__(self, config: EnginesConfig, factory: EngineFactory) -> None:
-        self.config = config.ai
-        self.factory = factory
-        self._engines: dict[str, AIEngine] = {}
-        self._lock = asyncio.Lock()
-
-    @property
-    def choice(self) -> Choice:
-        """The provider that answers by default, and why (see engines/ai/choice.py)."""
-        from cozy.engines.ai.choice import choose
-
-        return choose(self.config.provider, self._ollama_host())
-
-    def _ollama_host(self) -> str:
-        from cozy.engines.ai.ollama_provider import DEFAULT_HOST, normalize_host
-
-        options = self.config.providers.get("ollama", {})
-        return normalize_host(
-            str(options.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
-        )
-
-    async def decide(self) -> Choice:
-        """`choice`, with the Ollama probe (a blocking connect, cached) off the event loop."""
-        from cozy.engines.ai.choice import probe_cached
-
-        if self.config.provider == "auto" and not probe_cached(self._ollama_host()):
-            return await asyncio.to_thread(lambda: self.choice)
-        return self.choice
-
-    @property
-    def default_provider(self) -> str:
-        return self.choice.provider
-
-    def split(self, spec: str | None) -> tuple[str, str]:
-        if not spec:
-            spec = self.config.model or ""
-        spec = self.config.aliases.get(spec, spec)
-        provider, sep, model = spec.partition(":")
-        if sep and provider in self.factory.registry.providers("ai"):
-            return provider, model
-        provider = self.default_provider
-        if not spec:
-            options = self.config.providers.get(provider, {})
-            spec = str(options.get("default_model") or DEFAULT_MODELS.get(provider, ""))
-        return provider, spec
-
-    async def engine(self, provider: str) -> AIEngine:
-        async with self._lock:
-            if provider not in self._engines:
-                options = {
-                    "timeout": self.config.timeout,
-                    **self.config.providers.get(provider, {}),
-                }
-                engine = self.factory.create("ai", provider, options)
-                assert isinstance(engine, AIEngine)
-                await engine.initialize()
-                self._engines[provider] = engine
-            return self._engines[provider]
-
-    async def resolve(self, spec: str | None) -> Route:
-        choice = await self.decide()
-        provider, model = self.split(spec)
-        if not model:
-            raise ConfigError(
-                f"no model chosen for provider '{provider}'",
-                hint="pass --model provider:model or set ai.model in engines.yaml",
-            )
-        named = (spec or self.config.model or "").strip()
-        named = self.config.aliases.get(named, named)
-        if named.startswith(f"{provider}:"):
-            reason = f"{BY_NAME} ({provider}:{model})"
-        else:
-            reason = choice.reason
-        return Route(await self.engine(provider), model, f"{provider}:{model}", reason)
-
-    async def close(self) -> None:
-        for engine in self._engines.values():
-            await engine.close()
-        self._engines.clear()
+def model_router(config: EnginesConfig) -> ModelRouterImpl:
+    """A model router alone, without store or engines (`cozy doctor`'s model check)."""
+    return ModelRouterImpl(config, EngineFactory())
 
 
 class Runtime:
@@ -146,6 +76,7 @@ class Runtime:
         self.engines: dict[str, BaseEngine] = {}
         self.orchestrator: ChatOrchestrator
         self._cache: L2Cache | None = None
+        self._ctx: EngineContext | None = None
         self.redis: RedisLink | None = None  # server mode (COZY_REDIS_URL): cache, limits
         self.jobs = JobQueue(store)
         self.worker = JobWorker(self.jobs)
@@ -182,30 +113,59 @@ class Runtime:
             busy_timeout_ms=settings.db_busy_timeout_ms,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout=settings.db_statement_timeout,
         )
         rt = cls(settings, config, store)
         try:
             if settings.redis_url:
                 rt.redis = RedisLink(settings.redis_url, pool_size=settings.redis_pool_size)
-                rt.redis.ping()  # unreachable at start: a clear error naming the URL
+                await rt.redis.ping()  # unreachable at start: a clear error naming the URL
             await rt._build(engines)
         except BaseException:
             await rt.close()
             raise
         return rt
 
+    @property
+    def engine_context(self) -> EngineContext:
+        """What every engine gets from the house; built once, on the first engine."""
+        if self._ctx is None:
+            self._ctx = EngineContext(
+                store=self.store,
+                cache=self.cache,
+                router=self.router,
+                settings=self.settings,
+                config=self.config,
+                redis=self.redis,
+                load_embedder=self._load_embedder,
+                collections_of=self._collections_of,
+                offer_tool=self._offer_tool,
+                wake_worker=self._wake_worker,
+            )
+        return self._ctx
+
+    async def _load_embedder(self) -> EmbedEngine | None:
+        engine = await self.engine("embed")
+        return engine if isinstance(engine, EmbedEngine) else None
+
+    def _collections_of(self, personality_id: str) -> Sequence[str]:
+        return list(self.personalities.get(personality_id).context.collections)
+
+    def _offer_tool(self, spec: ToolSpec, fn: Callable[..., Any]) -> None:
+        tools = self.engines.get("tools")
+        if isinstance(tools, ProvidesBuiltinTools):
+            tools.register_builtin(spec, fn)
+
+    def _wake_worker(self) -> None:
+        if self.worker.running:
+            self.worker.notify()
+
     def _create(self, kind: str) -> BaseEngine | None:
         section = self.config.section(kind)
         if not section.active:
             return None
-        engine = self.factory.create(
-            kind,
-            section.provider,
-            section.options,
-            runtime=self,
-            store=self.store,
-            settings=self.settings,
-        )
+        engine = self.factory.create(kind, section.provider, section.options, self.engine_context)
         self.engines[kind] = engine
         return engine
 
@@ -247,10 +207,9 @@ class Runtime:
 
     def _wire_background(self, engine: BaseEngine) -> None:
         """An engine with background work gives an outbox hook and job handlers."""
-        make = getattr(engine, "background", None)
-        if make is None:
+        if not isinstance(engine, HasBackgroundJobs):
             return
-        bg = make()
+        bg = engine.background()
         self.store.outbox.append(bg.outbox_hook)
         for kind, handler in bg.handlers().items():
             self.worker.register(kind, handler)
@@ -272,13 +231,14 @@ class Runtime:
                 "the knowledge engine is off",
                 hint="enable it with `knowledge: {provider: local}` in engines.yaml",
             )
-        queue = getattr(engine, "queue_ingest", None)
-        if queue is None:
+        if not isinstance(engine, IngestsPaths):
             raise UsageError(
                 "this knowledge provider cannot ingest paths in the background",
                 hint="send the documents' text instead, or use `knowledge: {provider: local}`",
             )
-        job_id: str = await queue(paths, user_id=user_id, collection=collection, embed=embed)
+        job_id = await engine.queue_ingest(
+            paths, user_id=user_id, collection=collection, embed=embed
+        )
         self.start_worker()
         return job_id
 
@@ -306,8 +266,7 @@ class Runtime:
 
     def _register_engine_tools(self, tools: ToolsEngine, engines: dict[str, Any]) -> None:
         """memory.* / knowledge.* built-in tools over the configured engines."""
-        register = getattr(tools, "register_builtin", None)
-        if register is None:
+        if not isinstance(tools, ProvidesBuiltinTools):
             return
         from cozy.engines.tools.builtin import declared_builtins
         from cozy.engines.tools.engine_tools import engine_tools
@@ -317,7 +276,7 @@ class Runtime:
             memory=engines.get("memory"), knowledge=engines.get("knowledge")
         ):
             if spec.name not in declared:
-                register(spec, fn)
+                tools.register_builtin(spec, fn)
 
     async def engine(self, kind: str) -> BaseEngine | None:
         """An engine by kind, created and initialised on first use."""
@@ -327,6 +286,17 @@ class Runtime:
                 return None
             await engine.initialize()
         return self.engines[kind]
+
+    async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
+        """The provider's models; without a provider, the default one's and the local
+        GGUF files beside them (reading those needs no server)."""
+        name = provider or (await self.router.decide()).provider
+        engine = await self.router.engine(name)
+        models = await engine.list_models()
+        if provider is None and name != "local":
+            with contextlib.suppress(CozyError):
+                models += await (await self.router.engine("local")).list_models()
+        return models
 
     def tiny_model_notice(self, label: str) -> str | None:
         """How to get a better model, once per data dir, after the bundled model answered."""
@@ -341,17 +311,6 @@ class Runtime:
             marker.touch()
         return TINY_MODEL_NOTICE
 
-    async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
-        """The provider's models; without a provider, the default one's and the local
-        GGUF files beside them (reading those needs no server)."""
-        name = provider or (await self.router.decide()).provider
-        engine = await self.router.engine(name)
-        models = await engine.list_models()
-        if provider is None and name != "local":
-            with contextlib.suppress(CozyError):
-                models += await (await self.router.engine("local")).list_models()
-        return models
-
     async def health(self) -> dict[str, Health]:
         out: dict[str, Health] = {}
         for kind, engine in list(self.engines.items()):  # a check may open another engine
@@ -361,12 +320,21 @@ class Runtime:
                 out[kind] = Health(ok=False, detail=str(exc))
         if self.redis is not None:
             # degraded, not down: the instance still serves (per-instance limits, no L2)
-            ok, detail = await asyncio.to_thread(self.redis.status)
+            ok, detail = await self.redis.status()
             fix = "" if ok else "bring Redis back at COZY_REDIS_URL"
             out["redis"] = Health(ok=True, detail=detail if ok else "DEGRADED: " + detail, fix=fix)
         return out
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 0.0) -> None:
+        """Close everything; turns still running get `grace` s, then are interrupted and
+        their partial answers saved before the store closes."""
+        orchestrator = getattr(self, "orchestrator", None)
+        if orchestrator is not None:
+            stopped = await orchestrator.settle(grace)
+            if stopped:
+                logging.getLogger("cozy.runtime").warning(
+                    "stopping: %d answer(s) in progress saved as interrupted", stopped
+                )
         await self.worker.stop()
         await self.router.close()
         for engine in list(self.engines.values()):
@@ -376,7 +344,7 @@ class Runtime:
         if self._cache is not None:
             self._cache.close()
         if self.redis is not None:
-            self.redis.close()
+            await self.redis.close()
         await self.store.close()
 
 

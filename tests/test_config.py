@@ -8,9 +8,9 @@ import pytest
 
 from cozy.core.errors import ConfigError, NotFoundError
 from cozy.core.personalities import PersonalityCatalog
+from cozy.engines.ai.router import ModelRouterImpl
 from cozy.engines.config import load_engines_config
 from cozy.engines.registry import EngineFactory
-from cozy.runtime import ModelRouterImpl
 from cozy.settings import Settings, load_settings
 
 

@@ -14,9 +14,9 @@ import pytest
 from cozy.core.errors import ModelFileError, ModelNotFound
 from cozy.engines.ai import choice, llama_runner, local_models
 from cozy.engines.ai.gguf import read_info
+from cozy.engines.ai.router import ModelRouterImpl
 from cozy.engines.config import load_engines_config
 from cozy.engines.registry import EngineFactory
-from cozy.runtime import ModelRouterImpl
 from cozy.testing import FakeModelServer
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cozy.engines import vectors
+from cozy.engines.base import EngineContext
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.memory.rows import MemoryRow
 from cozy.engines.memory.search import RowCache, VectorIndex
@@ -54,7 +55,7 @@ def test_vector_index_hands_out_copies_of_its_rows() -> None:
 
 async def test_search_shows_edits_and_forgets_through_the_row_cache(store: Store) -> None:
     # version_ttl 60: only this engine's own writes move the version it sees
-    mem = LocalMemory({"embeddings": False, "version_ttl": 60}, store=store)
+    mem = LocalMemory({"embeddings": False, "version_ttl": 60}, EngineContext(store=store))
     mid, _ = await mem.remember("u", "My sister plays the violin")
 
     async def texts() -> list[str]:
@@ -72,7 +73,7 @@ async def test_search_shows_edits_and_forgets_through_the_row_cache(store: Store
 
 
 async def test_refresh_reads_changes_and_count_together(store: Store) -> None:
-    mem = LocalMemory({"embeddings": False}, store=store)
+    mem = LocalMemory({"embeddings": False}, EngineContext(store=store))
     first, _ = await mem.remember("u", "I live in Lisbon")
     second, _ = await mem.remember("u", "I work as a nurse")
     await mem.repo.set_vectors("u", [(first, [1.0, 0.0]), (second, [0.0, 1.0])], "m")
@@ -91,7 +92,7 @@ async def test_hybrid_search_above_the_approx_threshold_reads_each_row_once(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The big-index path (int8 pass, shortlist for the feedback search) on a few rows."""
-    mem = LocalMemory({"version_ttl": 60}, store=store)
+    mem = LocalMemory({"version_ttl": 60}, EngineContext(store=store))
     texts = [f"item {i} about the violin" if i % 4 == 0 else f"item {i} on tea" for i in range(40)]
     ids = [(await mem.remember("u", t))[0] for t in texts]
     vecs = np.random.default_rng(3).standard_normal((len(ids), 8)).astype(np.float32)

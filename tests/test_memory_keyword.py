@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cozy.engines.base import EngineContext
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.memory.repo import MemoryRepo
 from cozy.storage.store import Store
@@ -39,7 +40,7 @@ def every_match(conn: sa.Connection, user: str, limit: int) -> list[tuple[str, f
 
 @pytest.mark.parametrize("share", [1.0, 0.4, 0.1])
 async def test_the_users_best_matches_whatever_their_share(store: Store, share: float) -> None:
-    mem = LocalMemory({"embeddings": False}, store=store)
+    mem = LocalMemory({"embeddings": False}, EngineContext(store=store))
     rng = random.Random(4)
     filler = ["tea", "jazz", "garden", "chess", "book", "movie", "train", "piano"]
     for i in range(300):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pg_redis_helpers import pg_database
 
+from cozy.engines.base import EngineContext
 from cozy.engines.embed.local import LocalEmbedder
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.memory.rank import (
@@ -155,7 +156,7 @@ def db_url(request: pytest.FixtureRequest, cozy_home: Path) -> Iterator[str]:
 @pytest.fixture
 async def mem(db_url: str, minilm: LocalEmbedder) -> AsyncIterator[LocalMemory]:
     store = await Store.open(db_url)
-    yield LocalMemory({"vector_timeout": 60}, store=store, embedder=minilm)
+    yield LocalMemory({"vector_timeout": 60}, EngineContext(store=store, embedder=minilm))
     await store.close()
 
 
@@ -193,7 +194,7 @@ async def index_sessions(
 
 async def test_engine_session_signal(cozy_home: Path, minilm: LocalEmbedder) -> None:
     store = await Store.open(f"sqlite:///{cozy_home / 'sessions.db'}")
-    mem = LocalMemory({"vector_timeout": 60}, store=store, embedder=minilm)
+    mem = LocalMemory({"vector_timeout": 60}, EngineContext(store=store, embedder=minilm))
     sessions = {
         "s-violin": [
             "My sister started violin lessons",
@@ -222,7 +223,7 @@ async def test_engine_session_signal(cozy_home: Path, minilm: LocalEmbedder) -> 
 
 async def test_engine_answer_follows_its_question(cozy_home: Path, minilm: LocalEmbedder) -> None:
     store = await Store.open(f"sqlite:///{cozy_home / 'answers.db'}")
-    mem = LocalMemory({"vector_timeout": 60}, store=store, embedder=minilm)
+    mem = LocalMemory({"vector_timeout": 60}, EngineContext(store=store, embedder=minilm))
     turns = {
         "s-play": [
             "I printed the new screenplay this morning",

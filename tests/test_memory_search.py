@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from cozy.engines.base import EngineContext
 from cozy.engines.embed.local import LocalEmbedder
 from cozy.engines.memory.keyword import plan
 from cozy.engines.memory.local import LocalMemory
@@ -31,7 +32,7 @@ def turns(*texts: str, prefix: str = "m") -> list[TurnInput]:
 
 
 async def test_turns_carry_their_neighbours(store: Store) -> None:
-    mem = LocalMemory({"embeddings": False}, store=store)
+    mem = LocalMemory({"embeddings": False}, EngineContext(store=store))
     (q,) = await mem.index_turns(
         turns("Which instrument did you pick up last month?", prefix="a"),
         user_id="u",
@@ -78,7 +79,7 @@ def test_keyword_plan_keeps_rare_terms_within_budget() -> None:
 
 
 async def test_common_words_and_other_users_rows(store: Store) -> None:
-    mem = LocalMemory({"embeddings": False, "keyword_budget": 100}, store=store)
+    mem = LocalMemory({"embeddings": False, "keyword_budget": 100}, EngineContext(store=store))
     await mem.index_turns(
         turns(*[f"coffee break number {i}" for i in range(300)], prefix="a"),
         user_id="u",
@@ -107,7 +108,7 @@ async def test_common_words_and_other_users_rows(store: Store) -> None:
 async def test_migration_0008_rebuilds_an_old_keyword_index(cozy_home: Path) -> None:
     url = f"sqlite:///{cozy_home / 'old.db'}"
     store = await Store.open(url)
-    mem = LocalMemory({"embeddings": False}, store=store)
+    mem = LocalMemory({"embeddings": False}, EngineContext(store=store))
     await mem.remember("u", "The user's cat is called Miso")
     async with store.engine.begin() as conn:  # back to the schema before 0008
         for name in ("memories_fts_ai", "memories_fts_ad", "memories_fts_au"):
@@ -125,7 +126,7 @@ async def test_migration_0008_rebuilds_an_old_keyword_index(cozy_home: Path) -> 
     await store.close()
     store = await Store.open(url)  # runs 0008
     try:
-        mem = LocalMemory({"embeddings": False}, store=store)
+        mem = LocalMemory({"embeddings": False}, EngineContext(store=store))
         hits = await mem.search("cat called", user_id="u", mode="keyword")
         assert [h.text for h in hits] == ["The user's cat is called Miso"]
         await mem.index_turns(turns("hello", "my cat Miso sleeps"), user_id="u", session_id="s")
@@ -177,8 +178,8 @@ def minilm() -> CountingEmbedder:
 
 async def test_two_instances_keep_vectors_in_step(store: Store, minilm: CountingEmbedder) -> None:
     opts = {"version_ttl": 0, "vector_timeout": 60}
-    a = LocalMemory(opts, store=store, embedder=minilm)
-    b = LocalMemory(opts, store=store, embedder=minilm)
+    a = LocalMemory(opts, EngineContext(store=store, embedder=minilm))
+    b = LocalMemory(opts, EngineContext(store=store, embedder=minilm))
     await a.index_turns(
         turns("I adopted a puppy named Rex", "We went sailing near Porto"),
         user_id="u",

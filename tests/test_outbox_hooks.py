@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pg_redis_helpers import pg_database
 
+from cozy.engines.base import EngineContext
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.profile.local import LocalProfile
 from cozy.storage.jobs import Job, JobQueue
@@ -34,8 +35,8 @@ async def profile_job(queue: JobQueue, user_id: str) -> Job:
 async def test_turn_hooks_queue_jobs_and_buffer_the_profile(db_url: str) -> None:
     store = await Store.open(db_url)
     try:
-        profile = LocalProfile({"min_chars": 30, "idle_seconds": 600}, store=store)
-        memory = LocalMemory({"embeddings": False}, store=store)
+        profile = LocalProfile({"min_chars": 30, "idle_seconds": 600}, EngineContext(store=store))
+        memory = LocalMemory({"embeddings": False}, EngineContext(store=store))
         store.outbox += [profile.background().outbox_hook, memory.background().outbox_hook]
         queue = JobQueue(store)
         session = await store.create_session("ada", "assistant")

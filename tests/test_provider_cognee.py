@@ -67,11 +67,12 @@ if not INNER:
         importlib.util.find_spec("cognee") is not None, reason="cognee is installed here"
     )
     async def test_missing_extra_names_the_install_command(cozy_home: Path) -> None:
+        from cozy.engines.base import EngineContext
         from cozy.engines.knowledge.cognee_provider import CogneeKnowledge
 
         engine = CogneeKnowledge(
             {"llm": {"llm_provider": "custom"}, "embedding": {"embedding_provider": "openai"}},
-            settings=type("S", (), {"data_dir": cozy_home})(),
+            EngineContext(settings=type("S", (), {"data_dir": cozy_home})()),
         )
         health = await engine.health_check()
         assert not health.ok and "./install.sh --extras cognee" in health.fix

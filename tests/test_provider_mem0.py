@@ -169,6 +169,51 @@ def held_store(cozy_home: Path) -> Iterator[Path]:
         holder.wait()
 
 
+def test_cli_memory_commands_through_mem0(cozy_home: Path, fake_model: FakeModelServer) -> None:
+    """`cozy memory` manages mem0's memories too (ManagesMemories); restore says why not."""
+    import json
+
+    from helpers import write_engines
+    from typer.testing import CliRunner
+
+    from cozy.cli._common import state
+    from cozy.cli.app import app
+
+    state._settings = None  # settings are cached per process: this test has its own home
+    write_engines(cozy_home, fake_model.url, MEM0)
+    run = CliRunner().invoke
+    assert "nothing remembered yet" in run(app, ["memory", "list"]).output
+    added = json.loads(run(app, ["memory", "add", "I play the cello", "--json"]).output)
+    mid = added["id"]
+    assert added["created"] is True
+    assert "already remembered" in run(app, ["memory", "add", "i play the CELLO"]).output
+    listed = json.loads(run(app, ["memory", "list", "--json"]).output)
+    assert [(r["id"], r["text"]) for r in listed] == [(mid, "I play the cello")]
+    found = json.loads(run(app, ["memory", "search", "cello", "--json"]).output)
+    assert [r["id"] for r in found["results"]] == [mid]
+    assert run(app, ["memory", "edit", mid, "I play the viola"]).exit_code == 0
+    assert "viola" in run(app, ["memory", "list"]).output
+    hist = json.loads(run(app, ["memory", "history", mid, "--json"]).output)
+    assert [h["action"] for h in hist] == ["add", "update"]
+    assert hist[-1]["new_text"] == "I play the viola"
+    out = cozy_home / "export.json"
+    assert run(app, ["memory", "export", "-o", str(out)]).exit_code == 0
+    data = json.loads(out.read_text())
+    assert data["count"] == 1 and len(data["memories"][0]["history"]) == 2
+    forgot = run(app, ["memory", "forget", mid])
+    assert forgot.exit_code == 0 and "for good" in forgot.output
+    assert "viola" not in run(app, ["memory", "list", "--all"]).output
+    restore = run(app, ["memory", "restore", mid])
+    assert restore.exit_code == 2 and "deletes memories for good" in restore.output
+    missing = run(app, ["memory", "forget", "nope"])
+    assert missing.exit_code == 2 and "cozy memory list" in missing.output
+    # another user's memory is not this user's to edit
+    other = json.loads(run(app, ["memory", "add", "I like tea", "--json"]).output)["id"]
+    state._settings = None
+    elsewhere = CliRunner(env={"COZY_USER": "bob"}).invoke(app, ["memory", "edit", other, "x"])
+    assert elsewhere.exit_code == 2 and "cozy memory list" in elsewhere.output
+
+
 async def test_store_held_by_another_process(
     cozy_home: Path, fake_model: FakeModelServer, held_store: Path
 ) -> None:

@@ -86,7 +86,15 @@ class Served:
     def headers(self, who: str = "alice") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
 
-    def token(self, user: str, *, role: str = "user", ttl: float = 600) -> str:
+    def token(self, user: str, *, role: str = "user", ttl: float = 600, known: bool = True) -> str:
+        """A JWT for `user`; like `cozy token issue`, the user is created (unless `known`
+        is False: the server refuses tokens of users it does not know)."""
+        if known:
+
+            async def ensure(store: Store) -> None:
+                await store.ensure_user(user, role=role)
+
+            self.store_call(ensure)
         return issue_token(self.settings, self.server, user, role=role, ttl_seconds=ttl)
 
     def store_call(self, fn: Any) -> Any:

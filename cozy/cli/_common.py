@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from cozy.core.errors import CozyError
+    from cozy.core.personalities import Personality
+    from cozy.engines.base import BaseEngine
     from cozy.runtime import Runtime
     from cozy.settings import Settings
 
@@ -55,7 +58,7 @@ def run_async(factory: Callable[[], Awaitable[T]], *, as_json: bool = False) -> 
     from cozy.core.errors import CozyError
 
     try:
-        return asyncio.run(factory())  # type: ignore[arg-type]
+        return asyncio.run(_stoppable(factory))
     except CozyError as exc:
         if as_json:
             sys.stdout.write(json.dumps({"error": exc.to_dict()}) + "\n")
@@ -64,6 +67,59 @@ def run_async(factory: Callable[[], Awaitable[T]], *, as_json: bool = False) -> 
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise typer.Exit(130) from None
+    except Stopped as exc:
+        message = f"stopped by {exc.name}; an answer in progress was saved as interrupted"
+        if as_json:
+            error = {"type": "interrupted", "code": "stopped", "message": message}
+            sys.stdout.write(json.dumps({"error": error}) + "\n")
+        sys.stderr.write(message + "\n")
+        raise typer.Exit(128 + exc.signum) from None
+
+
+class Stopped(Exception):
+    """SIGTERM / SIGHUP arrived: the command was cancelled like Ctrl-C, its work saved."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+async def _stoppable(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run `factory()` so that SIGTERM and SIGHUP cancel it as Ctrl-C does (asyncio.run
+    handles only SIGINT): the cancelled turn saves its partial answer, the runtime
+    closes in order, and the process exits 128+signal instead of dying mid-write."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    got: list[int] = []
+
+    def stop(signum: int) -> None:
+        got.append(signum)
+        if task is not None and len(got) == 1:
+            task.cancel()
+
+    sigs = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s]
+    installed = []
+    for sig in sigs:
+        try:
+            loop.add_signal_handler(sig, stop, int(sig))
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows, non-main thread
+            pass
+    try:
+        return await factory()
+    except asyncio.CancelledError:
+        if got:
+            raise Stopped(got[0]) from None
+        raise
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 @asynccontextmanager
@@ -97,14 +153,37 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-async def local_engine(rt: Runtime, kind: str, needs: str) -> Any:
-    """The `kind` engine when it is the local one (it has method `needs`), else a ConfigError."""
+async def engine_on(rt: Runtime, kind: str) -> BaseEngine:
+    """The `kind` engine, or a ConfigError naming the setting that turns it on."""
     from cozy.core.errors import ConfigError
 
     engine = await rt.engine(kind)
-    if engine is None or not hasattr(engine, needs):
+    if engine is None:
         raise ConfigError(
-            f"the local {kind} engine is off",
+            f"the {kind} engine is off",
             hint=f"set `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
         )
     return engine
+
+
+def cannot_manage(kind: str, engine: BaseEngine) -> CozyError:
+    """The error for a provider without the capability a command needs (engines/base.py)."""
+    from cozy.core.errors import ConfigError
+
+    return ConfigError(
+        f"the {kind} provider '{engine.provider_name}' cannot be managed from the CLI",
+        hint=f"use `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
+    )
+
+
+def personality_catalog() -> dict[str, Personality]:
+    """Every personality (packaged + the user's), or exit with the config error."""
+    from cozy.core.errors import CozyError
+    from cozy.core.personalities import PersonalityCatalog
+
+    s = state.settings()
+    try:
+        return PersonalityCatalog([s.packaged_profiles_dir, s.user_profiles_dir]).all()
+    except CozyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None

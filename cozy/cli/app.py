@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cozy import __version__
-from cozy.cli import chat, info, jobs, keys, memory, profile, run, serve, sessions, tools, voice
+from cozy.cli import (
+    chat,
+    doctor,
+    info,
+    jobs,
+    keys,
+    memory,
+    profile,
+    run,
+    serve,
+    sessions,
+    tools,
+    voice,
+)
 from cozy.cli import knowledge as knowledge_cli
 from cozy.cli import migrate as migrate_cli
 from cozy.cli import transfer as transfer_cli
+from cozy.cli import usage as usage_cli
+from cozy.cli import users as users_cli
 from cozy.cli._common import state
 
 app = typer.Typer(
@@ -50,9 +66,12 @@ def root(
 run.register(app)
 sessions.register(app)
 info.register(app)
+doctor.register(app)
 chat.register(app)
 serve.register(app)
 keys.register(app)
+users_cli.register(app)
+usage_cli.register(app)
 memory.register(app)  # issue #3 groups: memory, profile, jobs
 profile.register(app)
 jobs.register(app)
@@ -64,6 +83,9 @@ transfer_cli.register(app)
 
 
 def main() -> None:
+    # pydantic scans every installed package's entry points for its plugins on the first
+    # model (~5% of a one-shot run); cozy uses none. PYDANTIC_DISABLE_PLUGINS="" keeps them.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app()
     finally:

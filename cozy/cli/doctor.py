@@ -1,12 +1,60 @@
-"""`cozy doctor` checks. Each check says ok / warn / fail and the fix."""
+"""`cozy doctor`: checks that each say ok / warn / fail and the fix."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import importlib.util
+from typing import Annotated, Any
 
-from cozy.cli._common import state
+import typer
+
+from cozy.cli._common import console, personality_catalog, print_json, run_async, state
 from cozy.core.errors import CozyError
+
+EXTRAS = {
+    "server": ("litestar", "cozy serve"),
+    "tui": ("textual", "cozy chat"),
+    "voice": ("sounddevice", "cozy voice"),
+    "webrtc": ("fastrtc", "cozy serve --webrtc"),
+    "mem0": ("mem0", "memory provider mem0"),
+    "cognee": ("cognee", "knowledge provider cognee"),
+    "memobase": ("memobase", "profile provider memobase"),
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor_cmd)
+
+
+def doctor_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check config, storage, the model, extras and audio; name the fix for each failure."""
+    checks = run_async(run_checks)
+    if as_json:
+        print_json(checks)
+    else:
+        marks = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+        out = console()
+        for c in checks:
+            out.print(f"{marks[c['status']]} {c['name']}: {c['detail']}")
+            if c.get("fix") and c["status"] != "ok":
+                out.print(f"      fix: {c['fix']}")
+    if any(c["status"] == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+def extras_status() -> list[dict[str, Any]]:
+    out = []
+    for extra, (module, what) in EXTRAS.items():
+        found = importlib.util.find_spec(module) is not None
+        out.append(
+            {
+                "name": f"extra {extra}",
+                "status": "ok" if found else "warn",
+                "detail": f"installed ({what})" if found else f"not installed ({what})",
+                "fix": f"./install.sh --extras {extra}",
+            }
+        )
+    return out
 
 
 def _check(name: str, status: str, detail: str, fix: str = "") -> dict[str, Any]:
@@ -14,7 +62,6 @@ def _check(name: str, status: str, detail: str, fix: str = "") -> dict[str, Any]
 
 
 async def run_checks() -> list[dict[str, Any]]:
-    from cozy.cli.info import _catalog, extras_status
     from cozy.runtime import Runtime
     from cozy.storage.store import Store
 
@@ -27,7 +74,7 @@ async def run_checks() -> list[dict[str, Any]]:
         checks.append(_check("config", "fail", str(exc), "fix the file named above"))
         return checks
     try:
-        checks.append(_check("personalities", "ok", ", ".join(sorted(_catalog()))))
+        checks.append(_check("personalities", "ok", ", ".join(sorted(personality_catalog()))))
     except SystemExit:
         checks.append(
             _check(
@@ -68,10 +115,9 @@ async def run_checks() -> list[dict[str, Any]]:
 
 
 async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
-    from cozy.engines.registry import EngineFactory
-    from cozy.runtime import ModelRouterImpl
+    from cozy.runtime import model_router
 
-    router = ModelRouterImpl(cfg, EngineFactory())
+    router = model_router(cfg)
     try:
         route = await router.resolve(s.model)
         health = await asyncio.wait_for(route.engine.health_check(), 60)

@@ -1,55 +1,30 @@
-"""`cozy personalities`, `cozy models`, `cozy config`, `cozy doctor`."""
+"""`cozy personalities`, `cozy models`, `cozy config`."""
 
 from __future__ import annotations
 
-import importlib.util
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cozy.cli._common import console, print_json, run_async, runtime, state
+from cozy.cli._common import console, personality_catalog, print_json, run_async, runtime, state
 
 if TYPE_CHECKING:
-    from cozy.core.personalities import Personality
     from cozy.core.types import ModelInfo
 
 personalities_app = typer.Typer(help="Personalities (profiles/*.yaml).", no_args_is_help=True)
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
-
-EXTRAS = {
-    "server": ("litestar", "cozy serve"),
-    "tui": ("textual", "cozy chat"),
-    "voice": ("sounddevice", "cozy voice"),
-    "webrtc": ("fastrtc", "cozy serve --webrtc"),
-    "mem0": ("mem0", "memory provider mem0"),
-    "cognee": ("cognee", "knowledge provider cognee"),
-    "memobase": ("memobase", "profile provider memobase"),
-}
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(personalities_app, name="personalities")
     app.add_typer(config_app, name="config")
     app.command("models")(models_cmd)
-    app.command("doctor")(doctor_cmd)
-
-
-def _catalog() -> dict[str, Personality]:
-    from cozy.core.errors import CozyError
-    from cozy.core.personalities import PersonalityCatalog
-
-    s = state.settings()
-    try:
-        return PersonalityCatalog([s.packaged_profiles_dir, s.user_profiles_dir]).all()
-    except CozyError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 @personalities_app.command("list")
 def personalities_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List personalities."""
-    items = _catalog()
+    items = personality_catalog()
     if as_json:
         print_json([p.summary() for p in items.values()])
         return
@@ -66,7 +41,7 @@ def personalities_list(as_json: Annotated[bool, typer.Option("--json")] = False)
 @personalities_app.command("show")
 def personalities_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show one personality in full."""
-    items = _catalog()
+    items = personality_catalog()
     if name not in items:
         typer.echo(
             f"error: unknown personality '{name}' — known personalities: "
@@ -151,36 +126,3 @@ def config_path() -> None:
     typer.echo(f"profiles:     {s.packaged_profiles_dir} + {s.user_profiles_dir}")
     typer.echo(f"data dir:     {s.data_dir}")
     typer.echo(f"database:     {s.public_dict()['database']}")
-
-
-def doctor_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Check config, storage, the model, extras and audio; name the fix for each failure."""
-    from cozy.cli.doctor import run_checks
-
-    checks = run_async(run_checks)
-    if as_json:
-        print_json(checks)
-    else:
-        marks = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
-        out = console()
-        for c in checks:
-            out.print(f"{marks[c['status']]} {c['name']}: {c['detail']}")
-            if c.get("fix") and c["status"] != "ok":
-                out.print(f"      fix: {c['fix']}")
-    if any(c["status"] == "fail" for c in checks):
-        raise typer.Exit(1)
-
-
-def extras_status() -> list[dict[str, Any]]:
-    out = []
-    for extra, (module, what) in EXTRAS.items():
-        found = importlib.util.find_spec(module) is not None
-        out.append(
-            {
-                "name": f"extra {extra}",
-                "status": "ok" if found else "warn",
-                "detail": f"installed ({what})" if found else f"not installed ({what})",
-                "fix": f"./install.sh --extras {extra}",
-            }
-        )
-    return out

@@ -139,6 +139,17 @@ def issue(
         )
     except CozyError as exc:
         fail(str(exc), code=exc.exit_code)
+
+    async def known() -> None:  # the server accepts tokens of known, active users only
+        from cozy.storage.users import Users
+
+        async with runtime(engines=False) as rt:
+            await rt.store.ensure_user(user, role=role)
+            row = await Users(rt.store).get(user)
+        if row is not None and not row.active:
+            sys.stderr.write(f"warning: {user} is disabled: `cozy users enable {user}`\n")
+
+    run_async(known)
     sys.stdout.write(token + "\n")
 
 

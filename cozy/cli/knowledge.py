@@ -15,8 +15,8 @@ import typer
 from cozy.cli._common import console, print_json, run_async, runtime, state
 
 if TYPE_CHECKING:
+    from cozy.engines.base import ManagesDocuments
     from cozy.engines.knowledge.ingest import IngestReport
-    from cozy.engines.knowledge.provider import LocalKnowledge
     from cozy.runtime import Runtime
 
 knowledge_app = typer.Typer(
@@ -42,22 +42,14 @@ def register(app: typer.Typer) -> None:
     app.add_typer(knowledge_app, name="knowledge")
 
 
-async def _engine(rt: Runtime) -> LocalKnowledge:
-    from cozy.core.errors import ConfigError
+async def _engine(rt: Runtime) -> ManagesDocuments:
+    from cozy.cli._common import cannot_manage, engine_on
+    from cozy.engines.base import ManagesDocuments
 
-    engine = await rt.engine("knowledge")
-    if engine is None:
-        raise ConfigError(
-            "the knowledge engine is off",
-            hint="set `knowledge: {provider: local}` in engines.yaml (`cozy config path`)",
-        )
-    for name in ("add_paths", "search", "list_documents", "stats", "remove"):
-        if not hasattr(engine, name):
-            raise ConfigError(
-                f"the knowledge provider '{engine.provider_name}' cannot be managed from the CLI",
-                hint="use `knowledge: {provider: local}` in engines.yaml",
-            )
-    return engine  # type: ignore[return-value]
+    engine = await engine_on(rt, "knowledge")
+    if not isinstance(engine, ManagesDocuments):
+        raise cannot_manage("knowledge", engine)
+    return engine
 
 
 def _size(n: int) -> str:
@@ -121,7 +113,7 @@ def add_cmd(
         async with runtime(engines=False) as rt:
             engine = await _engine(rt)
             with progress:
-                return await engine.add_paths(
+                report: IngestReport = await engine.add_paths(
                     paths,
                     user_id=state.settings().user,
                     collection=collection,
@@ -129,6 +121,7 @@ def add_cmd(
                     on_plan=on_plan,
                     on_result=on_result,
                 )
+                return report
 
     report = run_async(go, as_json=as_json)
     if as_json:

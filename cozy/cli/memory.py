@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,7 +12,6 @@ import typer
 from cozy.cli._common import (
     JSON_OPT,
     console,
-    local_engine,
     print_json,
     run_async,
     runtime,
@@ -20,16 +20,23 @@ from cozy.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from cozy.engines.base import ManagesMemories
     from cozy.runtime import Runtime
 
 memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit, forget.")
 
 
-async def _engine(rt: Runtime) -> Any:
-    return await local_engine(rt, "memory", "list_memories")
+async def _engine(rt: Runtime) -> ManagesMemories:
+    from cozy.cli._common import cannot_manage, engine_on
+    from cozy.engines.base import ManagesMemories
+
+    engine = await engine_on(rt, "memory")
+    if not isinstance(engine, ManagesMemories):
+        raise cannot_manage("memory", engine)
+    return engine
 
 
-def _print_rows(rows: list[Any]) -> None:
+def _print_rows(rows: Sequence[Any]) -> None:
     from rich.table import Table
 
     table = Table(show_header=True, header_style="bold")
@@ -79,9 +86,7 @@ def search_cmd(
         async with runtime() as rt:
             mem = await _engine(rt)
             # no answer is waiting on this search: give the embedder time to load
-            hits = await mem.search(
-                query, user_id=state.settings().user, limit=limit, vector_wait=60.0
-            )
+            hits = await mem.find_memories(query, user_id=state.settings().user, limit=limit)
         note = getattr(hits, "degrade_reason", None)
         if as_json:
             print_json(
@@ -155,9 +160,8 @@ def _status_cmd(memory_id: str, action: str, as_json: bool) -> None:
         if as_json:
             print_json(row.to_dict())
         elif action == "forget":
-            console().print(
-                f"forgotten {row.id} (undo: `cozy memory restore {row.id}`)", soft_wrap=True
-            )
+            undo = f"undo: `cozy memory restore {row.id}`" if mem.restorable else "for good"
+            console().print(f"forgotten {row.id} ({undo})", soft_wrap=True)
         else:
             console().print(f"restored {row.id}: {row.text}")
 

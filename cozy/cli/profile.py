@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cozy.cli._common import (
     JSON_OPT,
     console,
-    local_engine,
     print_json,
     run_async,
     runtime,
@@ -18,13 +17,20 @@ from cozy.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from cozy.engines.base import ManagesProfileSlots
     from cozy.runtime import Runtime
 
 profile_app = typer.Typer(help="Your profile (topic.slot values) that cozy keeps for prompts.")
 
 
-async def _engine(rt: Runtime) -> Any:
-    return await local_engine(rt, "profile", "set_slot")
+async def _engine(rt: Runtime) -> ManagesProfileSlots:
+    from cozy.cli._common import cannot_manage, engine_on
+    from cozy.engines.base import ManagesProfileSlots
+
+    engine = await engine_on(rt, "profile")
+    if not isinstance(engine, ManagesProfileSlots):
+        raise cannot_manage("profile", engine)
+    return engine
 
 
 def register(app: typer.Typer) -> None:

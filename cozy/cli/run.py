@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cozy.cli._common import fail, run_async, runtime, state
+from cozy.cli._common import run_async, runtime, state
 
 if TYPE_CHECKING:
     from cozy.core.events import ChatEvent
@@ -26,7 +26,8 @@ def read_prompt(words: list[str] | None) -> str:
     parts = [" ".join(words)] if words else []
     if not sys.stdin.isatty():
         data = sys.stdin.buffer.read(MAX_PROMPT_CHARS * 4 + 1)
-        text = data.decode("utf-8", errors="replace")
+        # the newline a shell or `echo` ends the input with is not part of the prompt
+        text = data.decode("utf-8", errors="replace").rstrip("\r\n")
         if text.strip():
             parts.append(text)
     prompt = "\n\n".join(p for p in parts if p.strip())
@@ -83,17 +84,20 @@ def register(app: typer.Typer) -> None:
         yes: Annotated[bool, typer.Option("--yes", "-y", help="approve allowed tools")] = False,
     ) -> None:
         """Send one prompt and print the answer (streamed), or JSON with --json."""
+        out = RunOutput(as_json, stream)
         try:
             text = read_prompt(prompt)
         except typer.BadParameter as exc:
-            fail(str(exc), code=2, as_json=as_json, kind="invalid_request_error")
+            raise typer.Exit(out.error(_usage(str(exc)), code=2)) from None
         if not text.strip():
-            fail(
-                "the prompt is empty: pass it as an argument or on stdin "
-                '(e.g. `cozy run "hello"` or `echo hello | cozy run`)',
-                code=2,
-                as_json=as_json,
-                kind="invalid_request_error",
+            raise typer.Exit(
+                out.error(
+                    _usage(
+                        "the prompt is empty: pass it as an argument or on stdin "
+                        '(e.g. `cozy run "hello"` or `echo hello | cozy run`)'
+                    ),
+                    code=2,
+                )
             )
         # Start-up makes ~100k long-lived objects (imports): collecting them while they
         # are made is wasted work (~15% of a one-shot run). Once the turn has started they
@@ -103,8 +107,7 @@ def register(app: typer.Typer) -> None:
             code = run_async(
                 lambda: _run(
                     text,
-                    as_json,
-                    stream,
+                    out,
                     session,
                     personality,
                     model,
@@ -113,19 +116,105 @@ def register(app: typer.Typer) -> None:
                     allow_tools,
                     yes,
                 ),
-                as_json=as_json,
+                as_json=False,  # `out` prints the JSON error object (stream: an event)
             )
+        except typer.Exit as exc:
+            if exc.exit_code == 130:  # Ctrl-C: the promised JSON error, partial text
+                out.interrupted()
+            raise
         finally:
             gc.unfreeze()  # as it was (matters when called in-process, e.g. by tests)
             gc.enable()
+        start_background_jobs()
         if code:
             raise typer.Exit(code)
 
 
+def _usage(message: str) -> dict[str, Any]:
+    return {"type": "invalid_request_error", "code": "invalid_request", "message": message}
+
+
+class RunOutput:
+    """What `cozy run` has printed so far, so that every ending prints exactly one
+    final JSON object (`--json`) or one `done`/`error` event (`--json --stream`)."""
+
+    def __init__(self, as_json: bool, stream: bool) -> None:
+        self.as_json = as_json
+        self.stream = as_json and stream
+        self.session_id: str | None = None
+        self.text: list[str] = []
+        self.started = False  # text reached a terminal (plain mode)
+        self.closed = False
+
+    def event(self, data: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+        sys.stdout.flush()
+
+    def error(self, error: dict[str, Any], *, code: int, message_id: str | None = None) -> int:
+        """One error ending (a Failed event, a cozy error, Ctrl-C); returns the exit code."""
+        if self.closed:
+            return code
+        self.closed = True
+        if self.stream:
+            self.event(
+                {
+                    "type": "error",
+                    "error": error,
+                    "session_id": self.session_id,
+                    "message_id": message_id,
+                }
+            )
+        elif self.as_json:
+            body: dict[str, Any] = {"error": error, "session_id": self.session_id}
+            if error.get("code") == "cancelled":
+                body.update(text="".join(self.text), status="interrupted")
+            self.event(body)
+        elif self.started:
+            sys.stdout.write("\n")
+        sys.stderr.write(f"error: {error.get('message')}\n")
+        return code
+
+    def show(self, event: ChatEvent, folded: dict[str, Any]) -> None:
+        """A non-final event: an event line (stream), text (plain), or folded (JSON)."""
+        from cozy.core.events import ContextBuilt, TextDelta, ToolCallRequested, ToolResult
+
+        if isinstance(event, TextDelta):
+            self.text.append(event.text)
+            if not self.as_json:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+                self.started = True
+        if self.stream:
+            self.event(_event_dict(event))
+        elif isinstance(event, ContextBuilt):
+            folded["context"] = event.metadata
+            if not self.as_json and event.metadata.get("degraded"):
+                reasons = "; ".join(event.metadata.get("degrade_reasons", []))
+                sys.stderr.write(f"[context degraded: {reasons}]\n")
+        elif isinstance(event, ToolCallRequested):
+            folded["tool_calls"].append(_event_dict(event)["call"])
+            if not self.as_json:
+                sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
+        elif isinstance(event, ToolResult):
+            folded["tool_results"].append(_event_dict(event))
+
+    def interrupted(self) -> None:
+        if self.closed:
+            return
+        where = f" (kept in session {self.session_id})" if self.session_id else ""
+        self.error(
+            {
+                "type": "cancelled",
+                "code": "cancelled",
+                "message": f"interrupted; the partial answer was saved as interrupted{where}",
+            },
+            code=130,
+        )
+
+
 async def _run(
     text: str,
-    as_json: bool,
-    stream: bool,
+    out: RunOutput,
     session: str,
     personality: str | None,
     model: str | None,
@@ -134,18 +223,37 @@ async def _run(
     allow_tools: list[str] | None,
     yes: bool,
 ) -> int:
-    from cozy.core.events import (
-        ContextBuilt,
-        Done,
-        Failed,
-        Started,
-        TextDelta,
-        ToolCallRequested,
-    )
-    from cozy.core.events import ToolResult as ToolResultEvent
+    import asyncio
+
+    from cozy.core.errors import CozyError
+
+    try:
+        return await _turn(
+            text, out, session, personality, model, system, no_context, allow_tools, yes
+        )
+    except CozyError as exc:  # before or around the turn (config, storage, ...)
+        return out.error(exc.to_dict(), code=exc.exit_code)
+    except asyncio.CancelledError:  # Ctrl-C: the orchestrator saved the partial answer
+        out.interrupted()
+        raise
+
+
+async def _turn(
+    text: str,
+    out: RunOutput,
+    session: str,
+    personality: str | None,
+    model: str | None,
+    system: str | None,
+    no_context: bool,
+    allow_tools: list[str] | None,
+    yes: bool,
+) -> int:
+    from cozy.core.events import Done, Failed, Started
     from cozy.core.orchestrator import ChatRequest
     from cozy.core.types import Caller
 
+    as_json, stream = out.as_json, out.stream
     settings = state.settings()
     caller = Caller(
         user_id=settings.user, role="admin", face="cli", allowed_tools=allow_tools, auto_approve=yes
@@ -161,60 +269,64 @@ async def _run(
         no_context=no_context,
         approver=approver,
     )
-    out = sys.stdout
+    stdout = sys.stdout
     folded: dict[str, Any] = {"context": {}, "tool_calls": [], "tool_results": []}
     async with runtime() as rt:
         async for event in rt.orchestrator.run(req):
             if not gc.isenabled():  # the turn has started: every import is done
                 gc.freeze()
                 gc.enable()
-            if as_json and stream:
-                out.write(json.dumps(_event_dict(event), default=str) + "\n")
-                out.flush()
-            elif isinstance(event, TextDelta) and not as_json:
-                out.write(event.text)
-                out.flush()
-            elif isinstance(event, Started):
+            if isinstance(event, Started):
+                out.session_id = event.session_id
                 folded["provider"] = {
                     "name": event.model.split(":", 1)[0],
                     "reason": event.provider_reason,
                 }
-            elif isinstance(event, ContextBuilt):
-                folded["context"] = event.metadata
-                if not as_json and event.metadata.get("degraded"):
-                    reasons = "; ".join(event.metadata.get("degrade_reasons", []))
-                    sys.stderr.write(f"[context degraded: {reasons}]\n")
-            elif isinstance(event, ToolCallRequested):
-                folded["tool_calls"].append(_event_dict(event)["call"])
-                if not as_json:
-                    sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
-            elif isinstance(event, ToolResultEvent):
-                folded["tool_results"].append(_event_dict(event))
             if isinstance(event, Failed):
-                if not (as_json and stream):
-                    if as_json:
-                        out.write(
-                            json.dumps({"error": event.error, "session_id": event.session_id})
-                            + "\n"
-                        )
-                    if not as_json and folded.get("started"):
-                        out.write("\n")
-                    sys.stderr.write(f"error: {event.error.get('message')}\n")
-                return 2 if event.error.get("type") == "invalid_request_error" else 1
-            if isinstance(event, TextDelta):
-                folded["started"] = True
+                out.session_id = event.session_id or out.session_id
+                kind = event.error.get("type")
+                code = 2 if kind == "invalid_request_error" else 1
+                return out.error(event.error, code=code, message_id=event.message_id)
+            out.show(event, folded)
             if isinstance(event, Done):
+                out.closed = True
                 notice = rt.tiny_model_notice(event.model) if not stream else None
                 if as_json and not stream:
                     folded["notice"] = notice
-                    out.write(
+                    stdout.write(
                         json.dumps(_fold(event, folded), default=str, ensure_ascii=False) + "\n"
                     )
                 elif not as_json:
-                    out.write("\n")
+                    stdout.write("\n")
                     if notice:
                         sys.stderr.write(f"[note: {notice}]\n")
+    if not out.closed:  # the stream ended without Done or Failed: say so, never end silently
+        return out.error(
+            {"type": "server_error", "code": "incomplete", "message": "the answer ended early"},
+            code=1,
+        )
     return 0
+
+
+def start_background_jobs() -> None:
+    """Memory extraction and profile updates for people who only use `cozy run`.
+
+    The turn queued durable jobs; instead of waiting for them (a model call each,
+    seconds with a local model) the answer is printed first and a detached `cozy jobs
+    run --background` drains them after this process exits. It holds a lock in the
+    data dir, so runs in a row start at most one; COZY_BACKGROUND_JOBS=0 turns it off
+    (the jobs then wait for `cozy jobs run`, the TUI or the server).
+    """
+    from cozy.storage.jobs import queued_count
+
+    if not queued_count():
+        return
+    settings = state.settings()
+    if not settings.background_jobs or settings.redis_url or settings.database_url:
+        return  # server mode: the server's own workers run the jobs
+    from cozy.cli.jobs import spawn_background_worker
+
+    spawn_background_worker(settings, state.overrides)
 
 
 def _event_dict(event: ChatEvent) -> dict[str, Any]:

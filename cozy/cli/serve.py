@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
         for key, value in state.overrides.items():
             if value is not None:
                 env[f"COZY_{key.upper()}"] = str(value)
+        # worker processes rebuild settings and logging from the environment
+        env["COZY_LOG_FORMAT"] = "json"
+        env["COZY_LOG_LEVEL"] = _level()
         os.environ.update(env)
         try:
             server = ServerSettings()
@@ -70,6 +73,9 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             fail(f"invalid server setting: {exc}", code=2)
         settings = state.settings(log_format="json", log_level=_level())
+        from cozy.observability.logging import setup_server_logging
+
+        setup_server_logging(settings.log_level, "json")
         if settings.database_url or settings.redis_url:  # server mode: fail fast and clearly
             from cozy.cli._common import run_async
             from cozy.storage.pg_admin import preflight
@@ -87,6 +93,17 @@ def _banner(host: str, port: int, workers: int, no_auth: bool, data_dir: str) ->
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
     err = sys.stderr
+    if not err.isatty():  # a log collector reads stderr: JSON lines only
+        import logging
+
+        log = logging.getLogger("cozy.server")
+        log.info(
+            "serving",
+            extra={"url": url, "base_url": f"{url}/v1", "data_dir": data_dir, "workers": workers},
+        )
+        if no_auth:
+            log.warning("authentication is off (--no-auth): callers act as the local admin")
+        return
     err.write(f"cozy serving on {url}  (OpenAI base URL: {url}/v1, docs: {url}/schema)\n")
     err.write(f"  data: {data_dir}  workers: {workers}\n")
     if no_auth:
@@ -108,6 +125,7 @@ def _run(server: object) -> None:
     from cozy.server.config import ServerSettings
 
     assert isinstance(server, ServerSettings)
+    _stop_on_hangup()
     uvicorn.run(
         "cozy.server.app:create_app_from_env",
         factory=True,
@@ -120,3 +138,18 @@ def _run(server: object) -> None:
         proxy_headers=False,
         lifespan="on",
     )
+
+
+def _stop_on_hangup() -> None:
+    """SIGHUP (the terminal closed, a supervisor's reload) stops like SIGTERM: stop
+    accepting, let answers finish for the grace period, then save what is left as
+    interrupted. uvicorn handles only SIGINT/SIGTERM; without this a hang-up kills the
+    process mid-answer."""
+    import signal
+
+    import uvicorn.server
+
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and hup not in uvicorn.server.HANDLED_SIGNALS:
+        handled: Any = (*uvicorn.server.HANDLED_SIGNALS, hup)
+        uvicorn.server.HANDLED_SIGNALS = handled

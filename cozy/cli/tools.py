@@ -215,16 +215,17 @@ def servers_cmd(
 ) -> None:
     """MCP servers: state, pid, tool count, last error (starts them to check)."""
 
+    from cozy.engines.base import ReportsServers
+
     async def go() -> int:
         async with runtime() as rt:
             engine = rt.orchestrator.tools.engine
             rows: list[dict[str, Any]] = []
             if engine is not None:
-                status = getattr(engine, "servers_status", None)
                 if not no_start:
                     await engine.list_tools()  # starts every server; failures are recorded
-                if status is not None:
-                    rows = await status()
+                if isinstance(engine, ReportsServers):
+                    rows = await engine.servers_status()
                 else:
                     count = len(await engine.list_tools())
                     rows = [

@@ -17,7 +17,7 @@ from cozy.cli._common import console, print_json, run_async, runtime, state
 if TYPE_CHECKING:
     import asyncio
 
-    from cozy.engines.voice.engine import LocalVoice
+    from cozy.engines.base import TranscribesClips
     from cozy.engines.voice.pipeline import TurnResult
     from cozy.runtime import Runtime
 
@@ -117,12 +117,12 @@ def devices_cmd(
         )
 
 
-async def _engine(rt: Runtime) -> LocalVoice:
+async def _engine(rt: Runtime) -> TranscribesClips:
     from cozy.core.errors import ConfigError
-    from cozy.engines.voice.engine import LocalVoice
+    from cozy.engines.base import TranscribesClips
 
     engine = await rt.engine("voice")
-    if not isinstance(engine, LocalVoice):
+    if not isinstance(engine, TranscribesClips):
         raise ConfigError(
             "the voice engine is off",
             hint="set `voice: {provider: local}` in engines.yaml (see `cozy config path`)",

@@ -36,8 +36,6 @@ from cozy.core.toolloop import ToolRunner
 from cozy.core.turn import (
     MAX_TOOL_ROUNDS,
     ChatRequest,
-    ModelRouter,
-    Route,
     Turn,
     TurnSink,
     brief_context,
@@ -51,7 +49,7 @@ from cozy.core.turn import (
 )
 from cozy.core.types import Message, ToolCall
 from cozy.core.windows import ContextWindows, TokenAccounting
-from cozy.engines.base import ToolContext
+from cozy.engines.base import ModelRouter, Route, ToolContext
 from cozy.storage.store import MessageRow, NewMessage, SessionRow, Store
 
 log = logging.getLogger("cozy.orchestrator")
@@ -90,14 +88,24 @@ class ChatOrchestrator:
         self.windows = windows or ContextWindows()
         self.accounting = accounting or TokenAccounting()
         self.summarizer = summarizer
+        self._live: set[asyncio.Task[Any]] = set()  # tasks running a turn
+        self._saving: set[asyncio.Future[str | None]] = set()  # interrupted answers being saved
 
     async def run(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
         turn = Turn(req, req.request_id or f"req-{uuid.uuid4().hex[:16]}", time.perf_counter())
+        task = asyncio.current_task()
+        if task is not None:
+            self._live.add(task)
         try:
             async for event in self._stages(turn):
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
-            await asyncio.shield(self._persist(turn, "interrupted"))
+            # its own task, remembered: a stopping process (`settle`) waits for the save
+            # even when the cancelled caller does not
+            saving = asyncio.ensure_future(self._persist(turn, "interrupted"))
+            self._saving.add(saving)
+            saving.add_done_callback(self._saving.discard)
+            await asyncio.shield(saving)
             raise
         except CozyError as exc:
             saved = await self._persist(turn, "failed", error=exc)
@@ -118,13 +126,41 @@ class ChatOrchestrator:
                 session_id=turn.session.id if turn.session else None,
                 message_id=saved,
             )
+        finally:
+            if task is not None:
+                self._live.discard(task)
+
+    @property
+    def busy(self) -> int:
+        """Turns running now (the server's drain and `/ready` read it)."""
+        return len(self._live)
+
+    async def settle(self, grace: float = 0.0, save_within: float = 10.0) -> int:
+        """Before the store closes: let running turns finish for up to `grace` s, then
+        interrupt the rest, and wait (at most `save_within` s) until every interrupted
+        answer is saved. Returns how many turns were interrupted."""
+        me = asyncio.current_task()
+        live = self._live - {me}
+        if live and grace > 0:
+            await asyncio.wait(live, timeout=grace)
+        stopped = [t for t in self._live - {me} if not t.done()]
+        for t in stopped:
+            t.cancel()
+        pending = {*stopped, *self._saving}
+        if pending:  # a cancelled turn starts its save on its next step: wait for both
+            await asyncio.wait(pending, timeout=save_within)
+            if self._saving:
+                await asyncio.wait(set(self._saving), timeout=save_within)
+        return len(stopped)
 
     def _mark(self, turn: Turn, stage: str, since: float) -> float:
         now = time.perf_counter()
         turn.timings[stage] = round((now - since) * 1000, 3)
         return now
 
-    async def _stages(self, turn: Turn) -> AsyncIterator[ChatEvent]:
+    async def _stages(  # noqa: C901 - to be split into one method per stage (#17)
+        self, turn: Turn
+    ) -> AsyncIterator[ChatEvent]:
         req = turn.req
         t = time.perf_counter()
         # 1. prepare
@@ -159,7 +195,7 @@ class ChatOrchestrator:
         t = self._mark(turn, "prepare", t)
         # 2. context
         limit, reserve = await self._window(turn, route, personality)
-        estimator = self.accounting.for_model(route.model)
+        estimator = await self.accounting.for_model(route.model)
         bundle: ContextBundle = await self.context.build(
             query=req.prompt,
             user_id=req.caller.user_id,
@@ -241,7 +277,7 @@ class ChatOrchestrator:
             turn.pending.extend(to_new(m) for m in results)
         turn.tokens.update(estimated_prompt=estimated_prompt, reported_prompt=reported_prompt)
         if reported_prompt and not offered:  # tool schemas are not in our estimate
-            self.accounting.observe(route.model, estimated_prompt, reported_prompt)
+            await self.accounting.observe(route.model, estimated_prompt, reported_prompt)
         t = self._mark(turn, "generate", t)
         # 5. persist
         saved = await self._persist(turn, "complete")

@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from cozy.core.errors import NotFoundError
-from cozy.core.turn import ModelRouter
 from cozy.core.types import GenerationOptions, Message
+from cozy.engines.base import ModelRouter
 from cozy.storage.jobs import JobQueue
 from cozy.storage.summaries import Summary, SummaryStore
 

@@ -14,25 +14,13 @@ from typing import Any, Protocol
 from cozy.core.personalities import Personality
 from cozy.core.toolloop import Approver
 from cozy.core.types import Caller, GenerationOptions, Message, ToolCall, ToolSpec, Usage
-from cozy.engines.base import AIEngine
+from cozy.engines.base import Route
 from cozy.storage.store import NewMessage, SessionRow
 from cozy.storage.summaries import Summary
 
 MAX_TOOL_ROUNDS = 10
 
 log = logging.getLogger("cozy.orchestrator")
-
-
-@dataclass(slots=True)
-class Route:
-    engine: AIEngine
-    model: str
-    label: str  # provider:model, as shown to users
-    reason: str = ""  # why this provider answers (the `auto` choice, or asked for by name)
-
-
-class ModelRouter(Protocol):
-    async def resolve(self, spec: str | None) -> Route: ...
 
 
 class TurnSink(Protocol):
@@ -114,10 +102,22 @@ def system_prompt(personality: Personality, extra: str | None) -> str:
     return f"{personality.system_prompt.rstrip()}\n\n{extra}"
 
 
+_MERGED = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stop",
+    "seed",
+    "response_format",
+    "tool_choice",
+    "parallel_tool_calls",
+)
+
+
 def merge_options(base: GenerationOptions, over: GenerationOptions | None) -> GenerationOptions:
     if over is None:
         return base
-    for name in ("temperature", "top_p", "max_tokens", "stop", "seed", "response_format"):
+    for name in _MERGED:
         value = getattr(over, name)
         if value is not None:
             setattr(base, name, value)

@@ -115,6 +115,10 @@ class GenerationOptions:
     seed: int | None = None
     response_format: dict[str, Any] | None = None
     context_window: int | None = None  # providers that take it (Ollama's num_ctx) send it
+    # OpenAI's tool_choice ("auto" | "none" | "required" | {"type": "function", ...}) and
+    # parallel_tool_calls: sent with the tools by providers that support them
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

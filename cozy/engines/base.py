@@ -3,14 +3,20 @@
 Every engine kind is a small ABC on top of `BaseEngine` (initialize / health_check /
 close / api_version). Core depends on these classes only, never on a provider.
 Providers are registered by name (see `registry.py`) and built from engines.yaml.
+
+What a provider needs from the house (store, cache, model router, embedder, redis,
+settings) arrives once, typed, as an `EngineContext` built by the runtime. What a
+face may need beyond an engine kind's ABC (managing memories, ingesting paths,
+transcribing clips…) is a capability protocol below: faces test for those, never
+for a provider class.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from cozy.core.types import (
     Caller,
@@ -26,6 +32,13 @@ from cozy.core.types import (
     ToolSpec,
 )
 
+if TYPE_CHECKING:
+    from cozy.engines.config import EnginesConfig
+    from cozy.settings import Settings
+    from cozy.storage.cache import L2Cache
+    from cozy.storage.redis_cache import RedisLink
+    from cozy.storage.store import Store
+
 ENGINE_API_VERSION = "v1"
 
 
@@ -36,6 +49,57 @@ class Health:
     fix: str = ""
 
 
+@dataclass(slots=True)
+class Route:
+    """Where a model name resolved to: the AI engine, its model, and the label users see."""
+
+    engine: AIEngine
+    model: str
+    label: str  # provider:model, as shown to users
+    reason: str = ""  # why this provider answers (the `auto` choice, or asked for by name)
+
+
+class ModelRouter(Protocol):
+    """Resolves `provider:model`, aliases and bare model names (engines/ai/router.py)."""
+
+    async def resolve(self, spec: str | None) -> Route: ...
+
+    def split(self, spec: str | None) -> tuple[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineContext:
+    """Everything a provider may use from the house, built once by the runtime.
+
+    Each field is optional so an engine can be built alone (tests, benches): a provider
+    that needs a field it was not given says so with a ConfigError naming the fix.
+    `embedder` is a ready embedder (tests, benches); `load_embedder` gets the runtime's
+    `embed:` engine on first call (None when none is configured; raises when it is
+    configured but broken), so opening cozy never waits for a model to load.
+    """
+
+    store: Store | None = None
+    cache: L2Cache | None = None
+    router: ModelRouter | None = None
+    settings: Settings | None = None
+    config: EnginesConfig | None = None
+    redis: RedisLink | None = None
+    embedder: EmbedEngine | None = None
+    load_embedder: Callable[[], Awaitable[EmbedEngine | None]] | None = None
+    # a personality's knowledge collections (knowledge.search keeps to them)
+    collections_of: Callable[[str], Sequence[str]] | None = None
+    # offer a built-in tool on the live tools engine (a provider's own tool, e.g.
+    # knowledge.search once the index has documents)
+    offer_tool: Callable[[ToolSpec, Callable[..., Any]], None] | None = None
+    # tell this process's job worker that a job was queued (it runs it soon)
+    wake_worker: Callable[[], None] | None = None
+
+    async def get_embedder(self) -> EmbedEngine | None:
+        if self.embedder is not None:
+            return self.embedder
+        return await self.load_embedder() if self.load_embedder is not None else None
+
+
 class BaseEngine(ABC):  # noqa: B024 - the lifecycle hooks are optional on purpose
     """Lifecycle shared by every engine. Options come from engines.yaml."""
 
@@ -43,9 +107,11 @@ class BaseEngine(ABC):  # noqa: B024 - the lifecycle hooks are optional on purpo
     provider_name: ClassVar[str] = ""
     api_version: ClassVar[str] = ENGINE_API_VERSION
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
         self.options: dict[str, Any] = dict(options or {})
-        self.deps = deps
+        self.ctx = ctx if ctx is not None else EngineContext()
 
     async def initialize(self) -> None:  # noqa: B027 - optional hook
         """Open connections, load models. Called once, lazily, before first use."""
@@ -61,6 +127,9 @@ class AIEngine(BaseEngine):
     kind = "ai"
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
+    # model names of the form `name:tag` (Ollama's `llama3.2:3b`): a prefix that is no
+    # provider may then be part of the name; otherwise it is a mistyped provider
+    tagged_model_names: ClassVar[bool] = False
     default_model: str = ""
 
     @abstractmethod
@@ -184,6 +253,18 @@ class EmbedEngine(BaseEngine):
     @abstractmethod
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
+    async def embed_tokens(self, tokens: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Embed pre-tokenised inputs (ids of this engine's own tokenizer).
+
+        OpenAI's API takes token arrays as input; engines that can use them override
+        this, the others refuse with the fix."""
+        from cozy.core.errors import UsageError
+
+        raise UsageError(
+            f"the '{self.provider_name}' embedding engine takes text, not token ids",
+            hint="send `input` as a string or a list of strings",
+        )
+
 
 @dataclass(slots=True)
 class TranscriptEvent:
@@ -228,3 +309,138 @@ ENGINE_KINDS: dict[str, type[BaseEngine]] = {
     "embed": EmbedEngine,
     "voice": VoiceEngine,
 }
+
+
+# --- capability protocols -----------------------------------------------------------
+# What a face or the runtime may need beyond an engine kind's ABC. They test
+# `isinstance(engine, Capability)` (runtime_checkable: method names only), never a
+# provider class, so a third-party provider gets the same treatment by implementing them.
+
+
+class MemoryRecord(Protocol):
+    """One remembered item as a face shows it."""
+
+    id: str
+    kind: str
+    text: str
+    status: str
+    updated_at: float | None
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ManagesMemories(Protocol):
+    """A memory engine the user can manage: `cozy memory`, the TUI browser."""
+
+    restorable: ClassVar[bool]  # whether `forget` can be undone with `restore`
+
+    async def list_memories(
+        self, user_id: str, *, kinds: Sequence[str] = ("fact",), include_removed: bool = False
+    ) -> Sequence[MemoryRecord]: ...
+
+    async def find_memories(self, query: str, *, user_id: str, limit: int) -> list[MemoryHit]:
+        """A search no answer waits on: the embedder may take its time to load."""
+        ...
+
+    async def remember(self, user_id: str, text: str) -> tuple[str, bool]: ...
+
+    async def edit_memory(self, user_id: str, memory_id: str, text: str) -> MemoryRecord: ...
+
+    async def forget(self, user_id: str, memory_id: str) -> MemoryRecord: ...
+
+    async def restore(self, user_id: str, memory_id: str) -> MemoryRecord: ...
+
+    async def history(self, user_id: str, memory_id: str) -> list[dict[str, Any]]: ...
+
+    async def export(self, user_id: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ManagesProfileSlots(Protocol):
+    """A profile engine whose topic.slot entries the user can read and change."""
+
+    async def slots(
+        self, user_id: str, *, include_removed: bool = False
+    ) -> list[dict[str, Any]]: ...
+
+    async def set_slot(self, user_id: str, key: str, value: str) -> None: ...
+
+    async def remove_slot(self, user_id: str, key: str) -> None: ...
+
+    async def history(self, user_id: str, key: str | None = None) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class IngestsPaths(Protocol):
+    """A knowledge engine that reads files on this machine in a durable background job."""
+
+    async def queue_ingest(
+        self,
+        paths: Sequence[Any],
+        *,
+        user_id: str,
+        collection: str = "default",
+        embed: bool = True,
+    ) -> str: ...
+
+
+@runtime_checkable
+class ManagesDocuments(IngestsPaths, Protocol):
+    """A knowledge engine whose documents the user manages (`cozy knowledge`)."""
+
+    async def add_paths(self, paths: Sequence[Any], **kw: Any) -> Any: ...
+
+    async def search(self, query: str, **kw: Any) -> list[KnowledgeHit]: ...
+
+    async def list_documents(self, **kw: Any) -> list[Any]: ...
+
+    async def stats(self, *, user_id: str) -> dict[str, Any]: ...
+
+    async def remove(self, ref: str, **kw: Any) -> list[Any]: ...
+
+
+@runtime_checkable
+class TranscribesClips(Protocol):
+    """A voice engine that works on whole clips (engines/voice/audio.py `Clip`) and
+    finds the speech in them: push-to-talk, the audio API, server-side turn detection."""
+
+    output_rate: int
+    timings: dict[str, float]  # the last turn's stt_s, first_audio_s…
+
+    async def transcribe_clip(self, clip: Any) -> str: ...
+
+    async def speech_spans(self, clip: Any, **kw: Any) -> list[Any]: ...
+
+    async def new_segmenter(self, **kw: Any) -> Any: ...
+
+    def speak_stream(self, text: AsyncIterator[str]) -> AsyncIterator[bytes]: ...
+
+
+@runtime_checkable
+class ProvidesBuiltinTools(Protocol):
+    """A tools engine that takes in-process tools (memory.*, knowledge.search)."""
+
+    def register_builtin(self, spec: ToolSpec, fn: Callable[..., Any]) -> None: ...
+
+
+@runtime_checkable
+class ReportsServers(Protocol):
+    """A tools engine that runs tool servers and reports each one's state
+    (`cozy tools servers`): name, transport, state, pid, tool_count, last_error…"""
+
+    async def servers_status(self) -> list[dict[str, Any]]: ...
+
+
+class BackgroundJobs(Protocol):
+    """An engine's durable work: a hook run in the transaction that saves a turn
+    (it queues jobs), and the handlers that run them."""
+
+    async def outbox_hook(self, conn: Any, session_id: str, rows: list[dict[str, Any]]) -> None: ...
+
+    def handlers(self) -> Mapping[str, Callable[..., Awaitable[None]]]: ...
+
+
+@runtime_checkable
+class HasBackgroundJobs(Protocol):
+    def background(self) -> BackgroundJobs: ...

@@ -41,15 +41,30 @@ class ToolsSection(EngineSection):
     ] = Field(default_factory=dict)
 
 
+class ModelPrice(BaseModel):
+    """USD per million tokens, for budgets and `cozy usage`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class AISection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str = "auto"
     model: str | None = None
-    timeout: float = Field(default=120.0, gt=0)
+    timeout: float = Field(default=120.0, gt=0)  # until the answer starts, retries included
+    idle_timeout: float = Field(default=60.0, gt=0)  # most silence between streamed chunks
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     context_windows: dict[str, int] = Field(default_factory=dict)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)  # "provider:model" -> price
+
+    def price(self, model: str) -> ModelPrice | None:
+        """The price of a model label (`provider:model`) or an alias of one."""
+        return self.prices.get(model) or self.prices.get(self.aliases.get(model, ""))
 
     @field_validator("aliases")
     @classmethod

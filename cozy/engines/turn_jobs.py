@@ -75,6 +75,6 @@ class ProviderJobs:
 
     @property
     def store(self) -> Store:
-        store = getattr(self.engine.runtime, "store", None)
+        store = self.engine.ctx.store
         assert isinstance(store, Store)
         return store

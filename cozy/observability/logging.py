@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 _SECRET_KEYS = re.compile(r"(authorization|api[_-]?key|token|secret|password)", re.I)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._\-]+")
 _SK = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+")
@@ -75,3 +75,16 @@ def setup_logging(level: str = "WARNING", fmt: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     root.propagate = False
+
+
+def setup_server_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """`cozy serve`: cozy's loggers, uvicorn's and Python warnings through one handler,
+    so every line is JSON (with `--workers N` each worker process calls this too)."""
+    setup_logging(level, fmt)
+    handler = logging.getLogger("cozy").handlers[0]
+    logging.captureWarnings(True)
+    for name in ("uvicorn", "uvicorn.error", "py.warnings"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper() if name != "py.warnings" else "WARNING")
+        logger.propagate = False

@@ -20,12 +20,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 from cozy import __version__
 from cozy.runtime import Runtime
 from cozy.server.auth import Authenticator
+from cozy.server.body import strict_json_body
 from cozy.server.config import ServerSettings
 from cozy.server.deps import Services, auth_guard, provide_principal
 from cozy.server.errors import exception_handlers
 from cozy.server.metrics import Metrics
 from cozy.server.middleware import ObservabilityMiddleware
-from cozy.server.ratelimit import Limits, RateLimiter
+from cozy.server.ratelimit import RateLimiter
 from cozy.server.ratelimit_redis import counter_store
 from cozy.server.tracing import Tracing
 from cozy.settings import Settings, load_settings
@@ -79,7 +80,7 @@ def create_app(
         rt = runtime or await Runtime.open(settings)
         limiter = RateLimiter(
             counter_store(settings, rt.redis),  # Redis (shared by instances) or diskcache
-            Limits(server.rate_limit_rpm, server.rate_limit_tpm, server.ip_rate_limit_rpm),
+            server.limits(),
         )
         tracing = Tracing(server.otel_exporter, server.otel_endpoint)
         app.state.services = Services(
@@ -102,6 +103,7 @@ def create_app(
         path="/",
         route_handlers=list(controllers if controllers is not None else default_controllers()),
         guards=[auth_guard],
+        before_request=strict_json_body,  # Content-Type, depth, no coercion: see body.py
         dependencies={"principal": Provide(provide_principal)},
         security=[{"BearerAuth": []}],
     )
@@ -129,5 +131,12 @@ def create_app(
 
 
 def create_app_from_env() -> Litestar:
-    """Factory for `uvicorn --factory` / `--workers N`: settings from the environment."""
-    return create_app(load_settings(), ServerSettings())
+    """Factory for `uvicorn --factory` / `--workers N`: settings from the environment.
+
+    A worker process starts fresh (spawned): it sets up JSON logging itself, from the
+    COZY_LOG_* variables `cozy serve` exported."""
+    from cozy.observability.logging import setup_server_logging
+
+    settings = load_settings()
+    setup_server_logging(settings.log_level, settings.log_format)
+    return create_app(settings, ServerSettings())

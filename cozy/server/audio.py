@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from cozy.core.errors import EngineError, UsageError
 from cozy.engines.base import VoiceEngine
 from cozy.engines.voice.audio import Clip, decode, decode_pcm16, wav_header
+from cozy.server.realtime import DenyBeforeUpgrade
 
 SPEECH_FORMATS = ("wav", "pcm")
 
@@ -63,9 +64,9 @@ async def _engine(request: Request[Any, Any, Any] | WebSocket[Any, Any, Any]) ->
 
 
 async def _transcribe(engine: VoiceEngine, clip: Clip) -> str:
-    from cozy.engines.voice.engine import LocalVoice
+    from cozy.engines.base import TranscribesClips
 
-    if isinstance(engine, LocalVoice):
+    if isinstance(engine, TranscribesClips):
         return await engine.transcribe_clip(clip)
     return await engine.transcribe(clip.pcm16(), clip.rate)
 
@@ -100,6 +101,8 @@ def _speech_stream(engine: VoiceEngine, text: str, fmt: str) -> AsyncIterator[by
 class AudioController(Controller):
     path = "/v1/audio"
     tags = ["audio"]  # noqa: RUF012 - Litestar declares it as an instance attribute
+    # the WebSocket (/stt) refuses a bad key with the same 401 JSON as every route
+    middleware = [DenyBeforeUpgrade]  # noqa: RUF012
 
     @post("/transcriptions", status_code=200)
     async def transcriptions(self, request: Request[Any, Any, Any]) -> Response[Any]:

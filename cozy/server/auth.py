@@ -20,6 +20,7 @@ from cozy.settings import Settings
 from cozy.storage.api_keys import KEY_PREFIX, ApiKeys
 from cozy.storage.cache import TTLCache
 from cozy.storage.store import Store
+from cozy.storage.users import Users
 
 Role = Literal["user", "admin"]
 
@@ -34,8 +35,10 @@ class Principal:
     key_id: str | None = None
 
     @property
-    def limit_scope(self) -> str:
-        return f"key:{self.key_id}" if self.key_id else f"user:{self.user_id}"
+    def limit_scopes(self) -> tuple[str, ...]:
+        """Limits and budgets apply per key and per user (all their keys together)."""
+        user = f"user:{self.user_id}"
+        return (f"key:{self.key_id}", user) if self.key_id else (user,)
 
     def caller(self) -> Caller:
         return Caller(user_id=self.user_id, role=self.role, face="server")
@@ -44,6 +47,7 @@ class Principal:
 class Authenticator:
     def __init__(self, store: Store, cfg: ServerSettings, settings: Settings) -> None:
         self.keys = ApiKeys(store)
+        self.users = Users(store)
         self.cfg = cfg
         self.settings = settings
         self.local = Principal(settings.user, "admin", "none")
@@ -69,8 +73,23 @@ class Authenticator:
             principal = await self._api_key(token)
         else:
             principal = self._jwt(token)
+        await self._active(principal)
         self._cache.set(digest, principal)
         return principal
+
+    async def _active(self, principal: Principal) -> None:
+        """A key or token acts for a user who exists and is not disabled."""
+        user = await self.users.get(principal.user_id)
+        if user is None:
+            raise AuthError(
+                f"the token names a user '{principal.user_id}' this server does not know",
+                hint=f"issue tokens with `cozy token issue --user NAME`; {_HOW}",
+            )
+        if not user.active:
+            raise AuthError(
+                f"the user '{principal.user_id}' is disabled",
+                hint=f"an admin can run `cozy users enable {principal.user_id}`",
+            )
 
     async def _api_key(self, token: str) -> Principal:
         row = await self.keys.verify(token)

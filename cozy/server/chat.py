@@ -17,10 +17,13 @@ raw model (`provider:model`, alias, bare name) used with the default personality
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from typing import Any
 
 import msgspec
 
+from cozy import __version__
 from cozy.core.errors import NotFoundError, UsageError
 from cozy.core.events import ChatEvent, ContextBuilt, Done, Failed, TextDelta, ToolCallRequested
 from cozy.core.orchestrator import ChatRequest
@@ -91,8 +94,11 @@ def build_request(
     *,
     session_header: str | None,
     request_id: str,
+    default_model: str | None = None,
 ) -> ChatRequest:
     personality, model = resolve_model(body.model, catalog)
+    # COZY_MODEL / --model picks the model for personalities, as in `cozy run`
+    model = model or default_model
     system = [m.text() for m in body.messages if m.role in ("system", "developer")]
     convo = [m for m in body.messages if m.role not in ("system", "developer")]
     last_user = max((i for i, m in enumerate(convo) if m.role == "user"), default=-1)
@@ -120,6 +126,12 @@ def build_request(
             raise BadParam("the last user message is empty", param="messages")
         history = None if bound else [_message(m) for m in convo[:last_user]]
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    if (body.n or 1) > 1 and bound:
+        raise BadParam(
+            "n > 1 is not available on a bound session (a conversation continues one way)",
+            param="n",
+            hint="drop n, or drop the X-Cozy-Session binding",
+        )
     options = GenerationOptions(
         temperature=body.temperature,
         top_p=body.top_p,
@@ -127,6 +139,8 @@ def build_request(
         stop=stop,
         seed=body.seed,
         response_format=body.response_format,
+        tool_choice=_tool_choice(body),
+        parallel_tool_calls=body.parallel_tool_calls if body.tools else None,
     )
     client_tools: list[ToolSpec] = []
     if body.tools and body.tool_choice != "none":
@@ -154,11 +168,37 @@ def build_request(
     )
 
 
+def _tool_choice(body: ChatCompletionRequest) -> str | dict[str, Any] | None:
+    choice = body.tool_choice
+    if choice is None or choice == "none":
+        return None  # "none": the tools are not sent at all
+    if not body.tools:
+        raise BadParam(
+            "tool_choice needs tools", param="tool_choice", hint="send `tools`, or drop tool_choice"
+        )
+    if isinstance(choice, str):
+        return choice
+    names = {t.function.name for t in body.tools}
+    if choice.function.name not in names:
+        raise BadParam(
+            f"tool_choice names '{choice.function.name}', which is not in `tools`",
+            param="tool_choice",
+            hint=f"name one of: {', '.join(sorted(names))}",
+        )
+    return {"type": "function", "function": {"name": choice.function.name}}
+
+
 # --- responses ---------------------------------------------------------------
 
 
-def completion_body(done: Done, *, cid: str, created: int, model: str) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": done.text}
+def fingerprint(model: str) -> str:
+    """`system_fingerprint`: changes when cozy's version or the upstream model does."""
+    key = f"{__version__}|{model}".encode()
+    return "fp_" + hashlib.blake2s(key, digest_size=5).hexdigest()
+
+
+def choice_body(done: Done, index: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": done.text, "refusal": None}
     if done.tool_calls:
         message["tool_calls"] = [
             {
@@ -170,66 +210,94 @@ def completion_body(done: Done, *, cid: str, created: int, model: str) -> dict[s
         ]
         message["content"] = done.text or None
     finish = "tool_calls" if done.tool_calls else (done.finish_reason or "stop")
+    return {"index": index, "message": message, "finish_reason": finish, "logprobs": None}
+
+
+def usage_of(dones: list[Done]) -> dict[str, int]:
+    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for done in dones:
+        for key in total:
+            total[key] += int(done.usage.get(key, 0) or 0)
+    return total
+
+
+def completion_body(dones: list[Done], *, cid: str, created: int, model: str) -> dict[str, Any]:
+    """One `chat.completion` from the turns of its choices (n turns for `n`)."""
     return {
         "id": cid,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": done.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "system_fingerprint": None,
+        "choices": [choice_body(done, i) for i, done in enumerate(dones)],
+        "usage": usage_of(dones),
+        "system_fingerprint": fingerprint(dones[0].model),
     }
 
 
 class ChunkWriter:
     """Turns events into SSE `data:` lines of `chat.completion.chunk` objects."""
 
-    def __init__(self, *, cid: str, created: int, model: str, include_usage: bool) -> None:
-        self.base = {"id": cid, "object": "chat.completion.chunk", "created": created}
-        self.model = model
+    def __init__(
+        self, *, cid: str, created: int, model: str, include_usage: bool, fingerprint: str
+    ) -> None:
+        self.base = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": fingerprint,
+        }
         self.include_usage = include_usage
-        self.tool_index = 0
+        self.tool_index: dict[int, int] = {}
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, index: int = 0) -> bytes:
         data = {
             **self.base,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            "choices": [
+                {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+            ],
         }
         if self.include_usage:
             data["usage"] = None
         return b"data: " + msgspec.json.encode(data) + b"\n\n"
 
-    def first(self) -> bytes:
-        return self._chunk({"role": "assistant", "content": ""})
+    def first(self, index: int = 0) -> bytes:
+        return self._chunk({"role": "assistant", "content": "", "refusal": None}, index=index)
 
-    def event(self, event: ChatEvent) -> bytes | None:
+    def event(self, event: ChatEvent, index: int = 0) -> bytes | None:
         if isinstance(event, TextDelta):
-            return self._chunk({"content": event.text})
+            return self._chunk({"content": event.text}, index=index)
         if isinstance(event, ToolCallRequested) and event.client_side:
             call = event.call
-            index = self.tool_index
-            self.tool_index += 1
+            position = self.tool_index.get(index, 0)
+            self.tool_index[index] = position + 1
             return self._chunk(
                 {
                     "tool_calls": [
                         {
-                            "index": index,
+                            "index": position,
                             "id": call.id,
                             "type": "function",
                             "function": {"name": call.name, "arguments": call.arguments},
                         }
                     ]
-                }
+                },
+                index=index,
             )
         return None
 
-    def done(self, done: Done) -> bytes:
-        finish = "tool_calls" if done.tool_calls else (done.finish_reason or "stop")
-        out = self._chunk({}, finish)
+    def finish(self, done: Done, index: int = 0) -> bytes:
+        """The chunk that ends one choice (its finish_reason)."""
+        return self._chunk(
+            {}, "tool_calls" if done.tool_calls else (done.finish_reason or "stop"), index
+        )
+
+    def end(self, usage: dict[str, int]) -> bytes:
+        """The usage chunk (when asked for) and `[DONE]`."""
+        out = b""
         if self.include_usage:
-            usage = {**self.base, "model": self.model, "choices": [], "usage": done.usage}
-            out += b"data: " + msgspec.json.encode(usage) + b"\n\n"
+            data = {**self.base, "choices": [], "usage": usage}
+            out = b"data: " + msgspec.json.encode(data) + b"\n\n"
         return out + b"data: [DONE]\n\n"
 
     def failed(self, failed: Failed) -> bytes:
@@ -243,6 +311,20 @@ class ChunkWriter:
             }
         }
         return b"data: " + msgspec.json.encode(payload) + b"\n\ndata: [DONE]\n\n"
+
+
+def fan_out(req: ChatRequest, n: int) -> list[ChatRequest]:
+    """n independent turns for `n` choices, run in parallel (one upstream call each).
+
+    Each choice is saved as its own new session (n > 1 is refused on a bound session),
+    so every answer the client received is kept; the first one's id is returned in
+    X-Cozy-Session."""
+    if n <= 1:
+        return [req]
+    return [
+        dataclasses.replace(req, request_id=f"{req.request_id}-{i}" if i else req.request_id)
+        for i in range(n)
+    ]
 
 
 def context_engines(event: ContextBuilt) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from litestar.params import JSONBody
 from msgspec import Meta
 
 from cozy.core.errors import EngineError, NotFoundError, UsageError
+from cozy.engines.base import KnowledgeEngine
 from cozy.server.auth import require_admin
 from cozy.server.deps import PathStr, PrincipalDep, services
 
@@ -33,9 +34,9 @@ class DocumentIn(msgspec.Struct, kw_only=True):
     embed: bool = True
 
 
-async def _engine(request: Request[Any, Any, Any]) -> Any:
+async def _engine(request: Request[Any, Any, Any]) -> KnowledgeEngine:
     engine = await services(request).runtime.engine("knowledge")
-    if engine is None:
+    if not isinstance(engine, KnowledgeEngine):
         raise EngineError(
             "the knowledge engine is off",
             hint="enable it with `knowledge: {provider: local}` in engines.yaml",

@@ -6,7 +6,30 @@ to aggregate them (prometheus-client's multiprocess mode).
 
 from __future__ import annotations
 
+from collections.abc import Collection, MutableMapping
 from typing import Any
+
+# Every label value comes from a closed set, so no client can grow the series count:
+# routes are templates (`other` for no route), methods the standard ones, models only
+# the configured ones, client-side tool names one value.
+OTHER = "other"
+MAX_TOOLS = 128
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_label(scope: MutableMapping[str, Any]) -> str:
+    """The matched route's template (`/v1/chat/sessions/{session_id:str}`), else `other`."""
+    template = scope.get("path_template")
+    return template if isinstance(template, str) and template else OTHER
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER
+
+
+def model_label(model: str, known: Collection[str]) -> str:
+    """The request's model when it is a configured one (personality, alias, default)."""
+    return model if model in known else OTHER
 
 
 class Metrics:
@@ -16,6 +39,7 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
+        self._tools: set[str] = set()
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         reg = None if self.multiprocess else self.registry
         self.chat_requests = Counter(
@@ -46,6 +70,16 @@ class Metrics:
         self.http_requests = Counter(
             "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=reg
         )
+
+    def tool_label(self, name: str) -> str:
+        """Server-side tool names are the configured tools, but a model may call a name
+        that does not exist: the first MAX_TOOLS names are labels, later ones `other`."""
+        if name in self._tools:
+            return name
+        if len(self._tools) < MAX_TOOLS:
+            self._tools.add(name)
+            return name
+        return OTHER
 
     def observe_context(self, engines: dict[str, Any]) -> None:
         for name, info in engines.items():

@@ -16,6 +16,8 @@ from typing import Any, cast
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from cozy.server.metrics import method_label, route_label
+
 access_log = logging.getLogger("cozy.access")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -61,10 +63,12 @@ class ObservabilityMiddleware:
             await self.app(asgi_scope, receive, send_wrapper)
         finally:
             latency_ms = round((time.perf_counter() - started) * 1000, 2)
-            route = scope.get("path_template") or scope["path"]
+            route = route_label(scope)
             metrics = app_state.get("metrics")
             if metrics is not None:
-                metrics.http_requests.labels(scope["method"], route, str(status)).inc()
+                metrics.http_requests.labels(
+                    method_label(scope["method"]), route, str(status)
+                ).inc()
             if tracing is not None:
                 tracing.end_request(span, status, state)
             if access_log.isEnabledFor(logging.INFO):
@@ -78,6 +82,7 @@ class ObservabilityMiddleware:
                         "latency_ms": latency_ms,
                         "method": scope["method"],
                         "route": route,
+                        "path": scope["path"][:200],
                         "status": status,
                         "engines": state.get("engines") or {},
                     },

@@ -7,7 +7,7 @@ import base64
 import struct
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody
@@ -23,53 +23,92 @@ from cozy.core.events import (
     ToolCallRequested,
     ToolResult,
 )
+from cozy.core.orchestrator import ChatRequest
 from cozy.engines.base import EmbedEngine
+from cozy.runtime import Runtime
 from cozy.server.chat import (
     SESSION_HEADER,
+    BadParam,
     ChunkWriter,
     build_request,
     completion_body,
     context_engines,
+    fan_out,
+    fingerprint,
+    usage_of,
 )
 from cozy.server.deps import PathStr, PrincipalDep, Services, services
 from cozy.server.errors import body as error_body
 from cozy.server.errors import error_response, status_for
+from cozy.server.metering import ChatMeter
+from cozy.server.metrics import model_label
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
+
+_Events = AsyncGenerator[ChatEvent, None]
+
+
+def known_models(rt: Runtime) -> set[str]:
+    """Model names that may be metric labels: what the operator configured."""
+    personalities = rt.personalities.all()
+    ai = rt.config.ai
+    known = {"cozy", *personalities, *(f"cozy/{p}" for p in personalities), *ai.aliases}
+    for spec in (ai.model, rt.settings.model):
+        if spec:
+            known |= {spec, spec.partition(":")[2] or spec}
+    return known
+
+
+def _plan(rt: Runtime, req: ChatRequest) -> tuple[str | None, int]:
+    """For the estimate: the `provider:model` the request will most likely use (when
+    prices are configured) and the personality prompt's tokens cozy adds."""
+    found = rt.personalities.all().get(req.personality or rt.orchestrator.default_personality)
+    system = len(found.system_prompt) // 4 if found else 0
+    if not rt.config.ai.prices:
+        return None, system
+    try:
+        provider, model = rt.router.split(req.model or (found.model if found else None))
+    except CozyError:
+        return None, system
+    return f"{provider}:{model}", system
 
 
 class _Turn:
     """Per-request bookkeeping shared by the JSON and SSE paths."""
 
-    def __init__(self, svc: Services, request: Request[Any, Any, Any], stream: bool) -> None:
+    def __init__(
+        self, svc: Services, request: Request[Any, Any, Any], stream: bool, model: str
+    ) -> None:
         self.svc = svc
         self.state: dict[str, Any] = request.scope["state"]
         self.stream = "true" if stream else "false"
         self.started = time.perf_counter()
         self.status = "error"
-        self.model = "unknown"
+        self.model = model_label(model, known_models(svc.runtime))
+        rt = svc.runtime
+        self.meter = ChatMeter(svc.limiter, self.state["principal"].limit_scopes, rt.config.ai)
 
     def see(self, event: ChatEvent) -> None:
         m = self.svc.metrics
         if isinstance(event, Started):
             self.state["session_id"] = event.session_id
             self.state["personality_id"] = event.personality_id
-            self.model = event.model
         elif isinstance(event, ContextBuilt):
             engines = context_engines(event)
             self.state["engines"] = engines
             m.observe_context(engines)
         elif isinstance(event, ToolResult):
             status = "denied" if event.decision == "deny" else "error" if event.is_error else "ok"
-            m.tool_calls.labels(event.name, "server", status).inc()
+            m.tool_calls.labels(m.tool_label(event.name), "server", status).inc()
         elif isinstance(event, ToolCallRequested) and event.client_side:
-            m.tool_calls.labels(event.call.name, "client", "returned").inc()
+            # the client names its own tools: one label value, not one per name
+            m.tool_calls.labels("client", "client", "returned").inc()
         elif isinstance(event, Done):
             self.status = "ok"
             self.state["timings"] = event.timings
-            scope = self.state["principal"].limit_scope
-            self.svc.limiter.add_tokens(scope, int(event.usage.get("total_tokens", 0)))
+            self.meter.used(event.model, event.usage)
 
     def finish(self) -> None:
+        self.meter.settle(interrupted=self.status == "interrupted")
         m = self.svc.metrics
         m.chat_requests.labels(self.model, self.stream, self.status).inc()
         m.chat_latency.labels(self.stream).observe(time.perf_counter() - self.started)
@@ -99,50 +138,56 @@ class OpenAIController(Controller):
     ) -> Response[Any]:
         svc = services(request)
         rt = svc.runtime
+        body: ChatCompletionRequest = request.scope["state"].get("body") or data
         req = build_request(
-            data,
+            body,
             principal.caller(),
             rt.personalities,
             session_header=request.headers.get(SESSION_HEADER),
             request_id=request.scope["state"]["request_id"],
+            default_model=rt.settings.model,
         )
         cid = f"chatcmpl-{req.request_id}"
         created = int(time.time())
-        turn = _Turn(svc, request, data.stream)
-        events = rt.orchestrator.run(req)
-        if not data.stream:
+        turn = _Turn(svc, request, body.stream, body.model)
+        priced, system = _plan(rt, req)
+        # 429 before any model call when a limit or budget cannot hold the estimate
+        await turn.meter.reserve(body, priced, rt.config.context.reserve_answer_tokens, system)
+        n = body.n or 1
+        if not body.stream:
             try:
-                async for event in events:
-                    turn.see(event)
-                    if isinstance(event, Failed):
-                        return _failed_response(event, event.session_id)
-                    if isinstance(event, Done):
-                        body = completion_body(event, cid=cid, created=created, model=data.model)
-                        return Response(body, headers={SESSION_HEADER: event.session_id})
-                raise EngineError("the turn ended without an answer")
+                dones: list[Done] = []
+                for result in await asyncio.gather(
+                    *(_answer(rt, r, turn) for r in fan_out(req, n))
+                ):
+                    if isinstance(result, Failed):
+                        return _failed_response(result, result.session_id)
+                    dones.append(result)
+                out = completion_body(dones, cid=cid, created=created, model=body.model)
+                return Response(out, headers={SESSION_HEADER: dones[0].session_id})
             finally:
                 turn.finish()
         # streaming: run prepare before answering, so bad sessions/models get a real status
+        runs = [cast(_Events, rt.orchestrator.run(r)) for r in fan_out(req, n)]
         first: Started | None = None
-        async for event in events:
-            turn.see(event)
-            if isinstance(event, Failed):
+        for events in runs:
+            started = await _started(events, turn)
+            if isinstance(started, Failed):
                 turn.finish()
-                return _failed_response(event, event.session_id)
-            if isinstance(event, Started):
-                first = event
-                break
-        if first is None:
-            turn.finish()
-            raise EngineError("the turn ended before it started")
+                for other in runs:
+                    await other.aclose()
+                return _failed_response(started, started.session_id)
+            first = first or started
+        assert first is not None
         writer = ChunkWriter(
             cid=cid,
             created=created,
-            model=data.model,
-            include_usage=bool(data.stream_options and data.stream_options.include_usage),
+            model=body.model,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+            fingerprint=fingerprint(first.model),
         )
         return Stream(
-            _sse(events, writer, turn),
+            _sse(runs, writer, turn),
             media_type="text/event-stream",
             headers={
                 SESSION_HEADER: first.session_id,
@@ -191,19 +236,30 @@ class OpenAIController(Controller):
                 "no embed engine is configured",
                 hint="set `embed: {provider: local}` in engines.yaml (see `cozy config path`)",
             )
-        texts = [data.input] if isinstance(data.input, str) else data.input
-        vectors = await engine.embed(texts)
+        body: EmbeddingRequest = request.scope["state"].get("body") or data
+        try:
+            inputs = body.inputs()
+        except ValueError as exc:
+            raise BadParam(str(exc), param="input") from None
+        if inputs and isinstance(inputs[0], str):
+            texts = [t for t in inputs if isinstance(t, str)]
+            vectors = await engine.embed(texts)
+            tokens = sum(max(1, len(t) // 4) for t in texts)
+        else:
+            arrays = [t for t in inputs if isinstance(t, list)]
+            vectors = await engine.embed_tokens(arrays)
+            tokens = sum(len(t) for t in arrays)
         out = []
         for i, vec in enumerate(vectors):
             emb: Any = vec
-            if data.encoding_format == "base64":
+            if body.encoding_format == "base64":
                 emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
             out.append({"object": "embedding", "index": i, "embedding": emb})
-        tokens = sum(max(1, len(t) // 4) for t in texts)
+        await services(request).limiter.add_tokens(principal.limit_scopes, tokens)
         return {
             "object": "list",
             "data": out,
-            "model": data.model,
+            "model": body.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
@@ -212,34 +268,110 @@ def _model(mid: str, owner: str) -> dict[str, Any]:
     return {"id": mid, "object": "model", "created": 0, "owned_by": owner}
 
 
+async def _answer(rt: Runtime, req: ChatRequest, turn: _Turn) -> Done | Failed:
+    """One choice of a JSON answer: its turn's Done, or the Failed that ended it."""
+    async for event in rt.orchestrator.run(req):
+        turn.see(event)
+        if isinstance(event, Done | Failed):
+            return event
+    raise EngineError("the turn ended without an answer")
+
+
+async def _started(events: AsyncGenerator[ChatEvent, None], turn: _Turn) -> Started | Failed:
+    async for event in events:
+        turn.see(event)
+        if isinstance(event, Started | Failed):
+            return event
+    raise EngineError("the turn ended before it started")
+
+
+HEARTBEAT = 10.0  # s: an SSE comment while the model is silent (clients, proxies stay alive)
+
+
+async def _merged(
+    runs: list[AsyncGenerator[ChatEvent, None]], heartbeat: float = HEARTBEAT
+) -> AsyncIterator[tuple[int, ChatEvent | None] | None]:
+    """The events of n turns as (choice index, event), in arrival order; None ends one.
+    A bare None: nothing arrived for `heartbeat` s (the body sends a keep-alive).
+
+    Each run is pumped by its own task, so that a silent model (loading, thinking,
+    stalled until `ai.idle_timeout`) cannot hold back the heartbeat; cancelling this
+    closes every run, and a closed run saves its partial answer as interrupted."""
+    queue: asyncio.Queue[tuple[int, ChatEvent | None]] = asyncio.Queue()
+
+    async def pump(index: int, events: AsyncGenerator[ChatEvent, None]) -> None:
+        try:
+            async for event in events:
+                await queue.put((index, event))
+        finally:
+            await events.aclose()  # stopped mid-turn: the turn saves what it has
+            queue.put_nowait((index, None))
+
+    tasks = [asyncio.create_task(pump(i, run), name="cozy-turn") for i, run in enumerate(runs)]
+    try:
+        open_runs = len(runs)
+        while open_runs:
+            try:
+                async with asyncio.timeout(heartbeat):
+                    item = await queue.get()
+            except TimeoutError:
+                yield None
+                continue
+            if item[1] is None:
+                open_runs -= 1
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _sse(
-    events: AsyncIterator[ChatEvent], writer: ChunkWriter, turn: _Turn
+    runs: list[AsyncGenerator[ChatEvent, None]], writer: ChunkWriter, turn: _Turn
 ) -> AsyncIterator[bytes]:
     """SSE body. A client disconnect cancels this task: the orchestrator saves the
-    partial answer as interrupted."""
+    partial answers as interrupted. While the model is silent a comment line goes out
+    every `HEARTBEAT` s (SSE clients, the OpenAI SDK's included, skip comments), so a
+    streaming client never waits minutes without a byte."""
+    dones: list[Done] = []
     try:
-        yield writer.first()
-        async for event in events:
+        for index in range(len(runs)):
+            yield writer.first(index)
+        async for item in _merged(runs):
+            if item is None:
+                yield b": waiting for the model\n\n"
+                continue
+            index, event = item
+            if event is None:
+                continue
             turn.see(event)
             if isinstance(event, Done):
-                yield writer.done(event)
+                dones.append(event)
+                yield writer.finish(event, index)
             elif isinstance(event, Failed):
                 yield writer.failed(event)
+                return
             else:
-                chunk = writer.event(event)
+                chunk = writer.event(event, index)
                 if chunk is not None:
                     yield chunk
+        yield writer.end(usage_of(dones))
     except (asyncio.CancelledError, GeneratorExit):
         turn.status = "interrupted"
         raise
     finally:
         turn.finish()
-        if turn.status != "ok" and isinstance(events, AsyncGenerator):
-            # close the orchestrator's generator now (outside the cancelled scope), so
-            # the partial answer is saved as interrupted without waiting for the GC
-            task = asyncio.get_running_loop().create_task(events.aclose())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
+        if turn.status != "ok":
+            # runs never pumped (stopped before the first event): close them now, outside
+            # the cancelled scope, so their partial answers are saved as interrupted
+            loop = asyncio.get_running_loop()
+            for events in runs:
+                frame, running = getattr(events, "ag_frame", None), getattr(events, "ag_running", 1)
+                if frame is None or running:
+                    continue
+                task = loop.create_task(events.aclose())
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
 
 
 _closing: set[asyncio.Task[None]] = set()

@@ -189,7 +189,7 @@ class SessionConfig:
             },
         }
 
-    def update(self, s: Any) -> None:
+    def update(self, s: Any) -> None:  # noqa: C901 - one check per session field
         """Apply a `session.update` payload (GA or beta shape); checks before changing."""
         if not isinstance(s, dict):
             raise ProtocolError(

@@ -30,7 +30,7 @@ class TurnDetector:
     async def create(
         cls, engine: VoiceEngine, turn_detection: dict[str, Any], offset_ms: float
     ) -> TurnDetector:
-        from cozy.engines.voice.engine import LocalVoice
+        from cozy.engines.base import TranscribesClips
         from cozy.engines.voice.vad import Segmenter, make_vad
 
         kw = {
@@ -38,7 +38,7 @@ class TurnDetector:
             "silence_ms": float(turn_detection["silence_duration_ms"]),
             "min_speech_ms": MIN_SPEECH_MS,
         }
-        if isinstance(engine, LocalVoice):
+        if isinstance(engine, TranscribesClips):
             segmenter = await engine.new_segmenter(**kw)
         else:  # another voice provider: cozy's own VAD still finds the turns
             segmenter = Segmenter(await asyncio.to_thread(make_vad, None), **kw)

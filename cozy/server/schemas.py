@@ -11,6 +11,7 @@ import msgspec
 from msgspec import Meta
 
 MAX_TOKENS_LIMIT = 262_144
+MAX_CHOICES = 16  # n > 1 runs one upstream call per choice, in parallel: bounded
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 
@@ -56,6 +57,15 @@ class ToolIn(msgspec.Struct, kw_only=True):
     function: FunctionSpecIn
 
 
+class NamedFunction(msgspec.Struct, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class NamedToolChoice(msgspec.Struct, kw_only=True):
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool = False
 
@@ -66,27 +76,51 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     stream: bool = False
     stream_options: StreamOptions | None = None
     tools: list[ToolIn] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, Meta(gt=0, le=1)] | None = None
     max_tokens: Annotated[int, Meta(ge=1, le=MAX_TOKENS_LIMIT)] | None = None
     max_completion_tokens: Annotated[int, Meta(ge=1, le=MAX_TOKENS_LIMIT)] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
-    n: Annotated[int, Meta(ge=1, le=1)] | None = None
+    seed: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | None = None
+    n: Annotated[int, Meta(ge=1, le=MAX_CHOICES)] | None = None
     response_format: dict[str, Any] | None = None
     user: Annotated[str, Meta(max_length=256)] | None = None
     metadata: dict[str, str] | None = None
 
 
+Token = Annotated[int, Meta(ge=0, le=2**31)]
+
+
 class EmbeddingRequest(msgspec.Struct, kw_only=True):
+    # a string, strings, token ids, or arrays of token ids (OpenAI's four forms);
+    # msgspec allows one array type in a union, so the element types are checked in
+    # `inputs()`
     input: (
         Annotated[str, Meta(max_length=1_000_000)]
-        | Annotated[list[str], Meta(min_length=1, max_length=2048)]
+        | Annotated[list[str | Token | list[Token]], Meta(min_length=1, max_length=2048)]
     )
     model: str = "cozy-embed"
     encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Meta(ge=1)] | None = None
     user: str | None = None
+
+    def inputs(self) -> list[str] | list[list[int]]:
+        """The input as texts or as token arrays; mixed lists raise ValueError."""
+        if isinstance(self.input, str):
+            return [self.input]
+        items = self.input
+        if all(isinstance(x, str) for x in items):
+            return [x for x in items if isinstance(x, str)]
+        if all(isinstance(x, int) for x in items):
+            return [[x for x in items if isinstance(x, int)]]
+        if all(isinstance(x, list) and x for x in items):
+            return [x for x in items if isinstance(x, list)]
+        raise ValueError(
+            "input must be a string, a list of strings, a list of token ids, or a list of "
+            "non-empty lists of token ids (not a mix)"
+        )
 
 
 class SessionCreate(msgspec.Struct, kw_only=True):

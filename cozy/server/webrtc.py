@@ -89,12 +89,12 @@ def make_reply(get_runtime: Callable[[], Runtime]) -> Callable[..., AsyncIterato
         from cozy.core.events import Started, TextDelta
         from cozy.core.orchestrator import ChatRequest
         from cozy.core.types import Caller
+        from cozy.engines.base import TranscribesClips
         from cozy.engines.voice.audio import Clip, from_pcm16
-        from cozy.engines.voice.engine import LocalVoice
 
         runtime = get_runtime()
         engine = await runtime.engine("voice")
-        if not isinstance(engine, LocalVoice):
+        if not isinstance(engine, TranscribesClips):
             return
         rate, data = audio
         text = (await engine.transcribe_clip(Clip(_mono_float(data), int(rate)))).strip()
@@ -117,7 +117,7 @@ def make_reply(get_runtime: Callable[[], Runtime]) -> Callable[..., AsyncIterato
                     elif isinstance(event, TextDelta) and event.text:
                         yield event.text
             finally:
-                await events.aclose()  # type: ignore[attr-defined]
+                await events.aclose()
 
         async for pcm in engine.speak_stream(deltas()):
             samples = from_pcm16(pcm)
@@ -166,7 +166,7 @@ def webrtc_handlers() -> list[Any]:
 
             holder["runtime"] = scope["app"].state.services.runtime
             engine = await holder["runtime"].engine("voice")
-            vad = (getattr(engine, "options", None) or {}).get("vad")
+            vad = engine.options.get("vad") if engine is not None else None
             stream = build_stream(runtime, vad)
             holder["sub"] = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
             stream.mount(holder["sub"])

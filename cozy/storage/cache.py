@@ -11,6 +11,8 @@ generation on their next read), without scanning keys.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Hashable
 from pathlib import Path
@@ -52,14 +54,20 @@ class TTLCache(Generic[V]):
 
 
 class L2Cache(Protocol):
-    def get(self, ns: str, key: str) -> Any | None: ...
-    def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None: ...
-    def bump(self, ns: str) -> None: ...
+    """Async, so that a networked L2 (Redis) never blocks the event loop; diskcache is
+    local and answers in microseconds, so it runs inline."""
+
+    async def get(self, ns: str, key: str) -> Any | None: ...
+    async def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None: ...
+    async def bump(self, ns: str) -> None: ...
     def close(self) -> None: ...
 
 
 class DiskL2Cache:
-    """L2 on diskcache: safe across processes on one machine (SQLite underneath)."""
+    """L2 on diskcache: safe across processes on one machine (SQLite underneath).
+
+    A cache never fails a request: a full or read-only disk (or a locked file) makes
+    reads miss and writes drop."""
 
     def __init__(self, directory: Path) -> None:
         import diskcache
@@ -71,15 +79,20 @@ class DiskL2Cache:
         value = self._cache.get(f"gen:{ns}", default=0)
         return int(value) if isinstance(value, int) else 0
 
-    def get(self, ns: str, key: str) -> Any | None:
-        return self._cache.get(f"{ns}:{self._gen(ns)}:{key}", default=None)
+    async def get(self, ns: str, key: str) -> Any | None:
+        try:
+            return self._cache.get(f"{ns}:{self._gen(ns)}:{key}", default=None)
+        except (sqlite3.Error, OSError):
+            return None
 
-    def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
+    async def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
         expire = ttl if ttl is not None else TTL.get(ns)
-        self._cache.set(f"{ns}:{self._gen(ns)}:{key}", value, expire=expire)
+        with contextlib.suppress(sqlite3.Error, OSError):
+            self._cache.set(f"{ns}:{self._gen(ns)}:{key}", value, expire=expire)
 
-    def bump(self, ns: str) -> None:
-        self._cache.incr(f"gen:{ns}", default=0)
+    async def bump(self, ns: str) -> None:
+        with contextlib.suppress(sqlite3.Error, OSError):
+            self._cache.incr(f"gen:{ns}", default=0)
 
     def close(self) -> None:
         self._cache.close()
@@ -88,13 +101,13 @@ class DiskL2Cache:
 class NullL2Cache:
     """Used when no L2 is configured: every read misses."""
 
-    def get(self, ns: str, key: str) -> Any | None:
+    async def get(self, ns: str, key: str) -> Any | None:
         return None
 
-    def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
+    async def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
         return None
 
-    def bump(self, ns: str) -> None:
+    async def bump(self, ns: str) -> None:
         return None
 
     def close(self) -> None:

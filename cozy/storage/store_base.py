@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cozy.core.errors import StorageError
@@ -44,9 +45,16 @@ class StoreBase:
         migrate: bool = True,
         pool_size: int = 20,
         max_overflow: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 15.0,
     ) -> Self:
         engine = db.create_engine(
-            url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, max_overflow=max_overflow
+            url,
+            busy_timeout_ms=busy_timeout_ms,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
         )
         store = cls(engine, url)
         try:
@@ -59,7 +67,7 @@ class StoreBase:
         except StorageError:
             await engine.dispose()
             raise
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except (OperationalError, DBAPIError, OSError, PoolTimeout) as exc:
             await engine.dispose()
             raise db.translate(exc, url) from exc
         if db.sqlite_path(url) is not None:
@@ -99,7 +107,12 @@ class StoreBase:
 
         try:
             return await (self._queue.run(retrying) if self._queue else retrying())
-        except (OperationalError, DBAPIError, OSError) as exc:  # OSError: asyncpg connect
+        except (
+            OperationalError,
+            DBAPIError,
+            OSError,
+            PoolTimeout,
+        ) as exc:  # OSError: asyncpg connect
             raise db.translate(exc, self.url) from exc
 
     async def read(self, stmt: Any) -> list[Any]:
@@ -108,12 +121,12 @@ class StoreBase:
                 return await self._thread.read(lambda c: list(c.execute(stmt).fetchall()))
             async with self.engine.connect() as conn:
                 return list((await conn.execute(stmt)).fetchall())
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except (OperationalError, DBAPIError, OSError, PoolTimeout) as exc:
             raise db.translate(exc, self.url) from exc
 
     async def migration_status(self) -> dict[str, list[str]]:
         try:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(migrations.status)
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except (OperationalError, DBAPIError, OSError, PoolTimeout) as exc:
             raise db.translate(exc, self.url) from exc

@@ -162,6 +162,7 @@ class Failure:
     after_chunks: int = 0
     retry_after: float | None = None
     message: str | None = None
+    hang: bool = False  # go silent (no headers, or after `after_chunks` body chunks)
 
 
 def make_reply(

@@ -144,15 +144,18 @@ class FakeModelServer:
         after_chunks: int = 0,
         retry_after: float | None = None,
         message: str | None = None,
+        hang: bool = False,
     ) -> None:
         """The next `times` requests (whose path contains `path`) fail.
 
         With `drop=True` the connection is closed instead of answering; with
         `after_chunks=N` a streaming response is cut after N body chunks.
+        With `hang=True` the connection stays open and silent: no headers at all, or
+        (with `after_chunks=N`) nothing after N body chunks, until the client leaves.
         `retry_after` (seconds) is sent as `retry-after-ms` / `retry-after`.
         """
         self.script.add_failure(
-            Failure(status, times, path, drop, after_chunks, retry_after, message)
+            Failure(status, times, path, drop, after_chunks, retry_after, message, hang)
         )
 
     def reset(self) -> None:
@@ -296,7 +299,9 @@ class _Wrapper:
         self.server = server
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+    async def __call__(  # noqa: C901 - records a request of each kind the fake serves
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> Any:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         chunks: list[bytes] = []
@@ -316,9 +321,11 @@ class _Wrapper:
             self.server.requests.append(RecordedRequest(scope["method"], path, headers, body))
 
         failure = self.server.script.take_failure(path)
+        if failure is not None and failure.hang and failure.after_chunks <= 0:
+            return await _silent(receive)
         if failure is not None and failure.drop and failure.after_chunks <= 0:
             return True  # uvicorn closes the socket when an app returns non-None
-        if failure is not None and not failure.drop:
+        if failure is not None and not failure.drop and not failure.hang:
             message = failure.message or f"injected failure ({failure.status})"
             return await _send_error(send, path, failure.status, message, failure.retry_after)
         key = self.server.api_key
@@ -342,12 +349,22 @@ class _Wrapper:
         async def cutting_send(msg: Message) -> None:
             nonlocal budget
             if msg["type"] == "http.response.body":
+                if budget <= 0 and failure.hang:
+                    await _silent(receive)
                 if budget <= 0:
                     raise DroppedConnection("injected connection drop")
                 budget -= 1
             await send(msg)
 
         return await self.app(scope, replay, cutting_send)
+
+
+async def _silent(receive: Receive) -> None:
+    """Hold the connection open without sending a byte until the client disconnects
+    (or the server stops, which cancels this)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    raise DroppedConnection("the client left a silent response")
 
 
 async def _send_error(

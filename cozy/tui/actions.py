@@ -17,7 +17,7 @@ from cozy.tui.widgets.status import StatusBar
 
 
 class ActionsMixin(AppBase):
-    async def run_command(self, command: Command) -> None:
+    async def run_command(self, command: Command) -> None:  # noqa: C901 - flat dispatch
         name, arg = command.name, command.arg
         if name not in COMMANDS:
             matches = complete(name)

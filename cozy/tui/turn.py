@@ -80,6 +80,12 @@ class TurnMixin(AppBase):
             if state.session_id:
                 self.refresh_sessions()
 
+    async def _tiny_model_notice(self, chat: ChatLog, model: str) -> None:
+        """Once: the bundled model is small, and how to get a better one."""
+        notice = self.runtime.tiny_model_notice(model)
+        if notice:
+            await chat.add_notice(f"ℹ {notice}")
+
     async def _render_event(self, event: ChatEvent, state: TurnState, chat: ChatLog) -> None:
         from cozy.core.events import (
             ContextBuilt,
@@ -138,9 +144,7 @@ class TurnMixin(AppBase):
                 state.answer = await chat.add_message("assistant", "(empty answer)")
             await self._end_answer(state, chat, "complete", note)
             status.set(tokens=self.tokens, latency_ms=total, model=event.model)
-            notice = self.runtime.tiny_model_notice(event.model)
-            if notice:
-                await chat.add_notice(f"ℹ {notice}")
+            await self._tiny_model_notice(chat, event.model)
         elif isinstance(event, Failed):
             await self._end_answer(state, chat, "failed")
             message = str(event.error.get("message", event.error))

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Sequence
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from types import ModuleType
+from typing import TypeVar
 
 from cozy.core.types import Message, ToolCall, ToolSpec
+
+T = TypeVar("T")
+
+
+def import_httpx() -> ModuleType:
+    """httpx, imported without its command-line module (`httpx._main`: rich, pygments and
+    click, ~70% of httpx's import time, for the `httpx` command cozy never runs)."""
+    if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]  # "not installed"
+        try:
+            import httpx
+        finally:
+            del sys.modules["httpx._main"]  # an explicit import of it still works
+        return httpx
+    import httpx
+
+    return httpx
 
 
 def wire(name: str) -> str:
@@ -51,3 +72,49 @@ def as_int(value: object, default: int) -> int:
         return int(str(value))
     except (TypeError, ValueError):
         return default
+
+
+async def paced(
+    source: AsyncIterator[T],
+    *,
+    first_within: float,
+    idle: float,
+    stalled: Callable[[bool], BaseException],
+) -> AsyncGenerator[T, None]:
+    """`source`, bounded: its first item within `first_within` s of this call (connect,
+    retries and the server's thinking all count), then at most `idle` s between items.
+
+    `stalled(first)` builds the error raised on either deadline. The timers wrap only
+    the wait for the next item, never the consumer's work between two items.
+    """
+    loop = asyncio.get_running_loop()
+    first_by = loop.time() + first_within
+    first = True
+    try:
+        while True:
+            try:
+                if first:
+                    async with asyncio.timeout_at(first_by):
+                        item = await anext(source)
+                else:
+                    async with asyncio.timeout(idle):
+                        item = await anext(source)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise stalled(first) from exc
+            first = False
+            yield item
+    finally:
+        close = getattr(source, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def within(seconds: float, call: Awaitable[T], error: Callable[[], BaseException]) -> T:
+    """`call` (retries included) bounded by one deadline."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await call
+    except TimeoutError as exc:
+        raise error() from exc

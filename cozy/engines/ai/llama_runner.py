@@ -88,18 +88,22 @@ class Job:
     def stopped(self) -> bool:
         return self.stop.is_set()
 
-    async def items(self, gap: float) -> AsyncIterator[Any]:
-        """Items until the job ends; a gap longer than `gap` seconds is an error."""
+    async def items(self, first: float, gap: float) -> AsyncIterator[Any]:
+        """Items until the job ends: the first within `first` seconds (the queue, loading
+        the model, the prompt), each next within `gap` seconds, else an error."""
+        wait = first
         while True:
             try:
-                item = await asyncio.wait_for(self._queue.get(), gap)
+                item = await asyncio.wait_for(self._queue.get(), wait)
             except TimeoutError:
                 self.stop.set()
                 raise EngineError(
-                    f"the local model produced nothing for {gap:g}s",
-                    hint="raise `ai.providers.local.timeout` in engines.yaml, use a smaller "
+                    f"the local model produced nothing for {wait:g}s",
+                    hint="raise `ai.providers.local.timeout` / `idle_timeout` in engines.yaml, "
+                    "use a smaller "
                     "model, or check the machine's load",
                 ) from None
+            wait = gap
             if item is _END:
                 return
             if isinstance(item, BaseException):

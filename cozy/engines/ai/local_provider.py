@@ -8,8 +8,9 @@ Options (engines.yaml `ai.providers.local`): `default_model` (the bundled model)
 `models_dir` (default `<data dir>/models`), `n_ctx` (default: the GGUF's window, at most
 `max_ctx`, 8192), `n_threads` (default: the usable cores less one), `max_tokens`
 (per answer when the request sets none, 1024), `max_queue` (requests waiting for the
-model, 16), `timeout` (seconds without a token before giving up), `repeat_penalty`
-(1.1), `memory_check` (refuse a model that does not fit, true).
+model, 16), `timeout` (seconds until the first token: the wait in the queue and loading
+the model), `idle_timeout` (seconds between tokens), `repeat_penalty` (1.1),
+`memory_check` (refuse a model that does not fit, true).
 
 User turns stream at a higher priority than background jobs (memory and profile
 extraction, summaries: the non-streaming `chat`). `options.extra["tool_choice"]` takes
@@ -42,7 +43,7 @@ from cozy.engines.ai import local_models
 from cozy.engines.ai._common import ToolNames, as_float, as_int, wire
 from cozy.engines.ai.gguf import read_info
 from cozy.engines.ai.llama_generate import TOOL_OPEN, Final, Plan, Sampling
-from cozy.engines.base import AIEngine, Health
+from cozy.engines.base import AIEngine, EngineContext, Health
 
 JSON_GBNF_KIND = "json_object"
 
@@ -54,11 +55,14 @@ class LocalProvider(AIEngine):
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         self.default_model = str(opts.get("default_model") or local_models.BUNDLED_NAME)
-        self.models_dir = local_models.default_models_dir(None)
+        settings = self.ctx.settings
+        self.models_dir = local_models.default_models_dir(settings.data_dir if settings else None)
         if opts.get("models_dir"):
             self.models_dir = Path(str(opts["models_dir"])).expanduser()
         self.load = runner.LoadOptions(
@@ -68,7 +72,8 @@ class LocalProvider(AIEngine):
             memory_check=bool(opts.get("memory_check", True)),
         )
         self.max_tokens = as_int(opts.get("max_tokens"), 1024)
-        self.timeout = as_float(opts.get("timeout"), 120.0)
+        self.timeout = as_float(opts.get("timeout"), 120.0)  # until the first token
+        self.idle_timeout = as_float(opts.get("idle_timeout"), min(self.timeout, 60.0))
         self.repeat_penalty = as_float(opts.get("repeat_penalty"), 1.1)
         self.max_queue = as_int(opts.get("max_queue"), 16)
         self._windows: dict[str, int] = {}
@@ -94,7 +99,7 @@ class LocalProvider(AIEngine):
         file = self.file(model)
         box: list[runner.Loaded] = []
         job = self.worker.submit(lambda j: box.append(self.worker.model(file, self.load)))
-        async for _ in job.items(self.timeout):
+        async for _ in job.items(self.timeout, self.timeout):
             pass
         return box[0]
 
@@ -194,7 +199,7 @@ class LocalProvider(AIEngine):
         job = worker.submit(run, priority)
         final: Final | None = None
         try:
-            async for item in job.items(self.timeout):
+            async for item in job.items(self.timeout, self.idle_timeout):
                 if isinstance(item, str):
                     yield StreamChunk(delta=item)
                 elif isinstance(item, Final):

@@ -1,14 +1,19 @@
 """AI engine on the `ollama` SDK.
 
 Options (engines.yaml `ai.providers.ollama`): `host`, `timeout`, `max_retries`,
-`default_model`, `keep_alive`, `retry_delay` (first backoff, seconds). `OLLAMA_HOST`
-applies when `host` is not set. Connection errors, 429 and 5xx are retried with
-exponential backoff, but never once text has been yielded.
+`default_model`, `keep_alive`, `retry_delay` (first backoff, seconds), `idle_timeout`,
+`connect_timeout`. `OLLAMA_HOST` applies when `host` is not set. Connection errors,
+429 and 5xx are retried with exponential backoff, but never once text has been yielded.
+
+Deadlines: `timeout` bounds a whole call until the answer starts (connect, every
+retry with its backoff, loading the model), so a silent server is reported once,
+within `timeout`; a stream then fails when no part arrives for `idle_timeout` s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -33,8 +38,18 @@ from cozy.core.types import (
     ToolSpec,
     Usage,
 )
-from cozy.engines.ai._common import ToolNames, as_float, as_int, backoff, wire, wire_messages
-from cozy.engines.base import AIEngine, Health
+from cozy.engines.ai._common import (
+    ToolNames,
+    as_float,
+    as_int,
+    backoff,
+    import_httpx,
+    paced,
+    wire,
+    wire_messages,
+    within,
+)
+from cozy.engines.base import AIEngine, EngineContext, Health
 
 if TYPE_CHECKING:
     from ollama import AsyncClient
@@ -64,15 +79,20 @@ class OllamaProvider(AIEngine):
     """Chat through Ollama's `/api/chat` (NDJSON streaming, tools, usage)."""
 
     provider_name: ClassVar[str] = "ollama"
+    tagged_model_names: ClassVar[bool] = True
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         raw_host = str(opts.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
         self.host = normalize_host(raw_host)
         self.timeout = as_float(opts.get("timeout"), 120.0)
+        self.idle_timeout = as_float(opts.get("idle_timeout"), min(self.timeout, 60.0))
+        self.connect_timeout = as_float(opts.get("connect_timeout"), min(self.timeout, 10.0))
         self.max_retries = as_int(opts.get("max_retries"), 2)
         self.retry_delay = as_float(opts.get("retry_delay"), 0.5)
         self.default_model = str(opts.get("default_model") or "llama3.2")
@@ -85,9 +105,14 @@ class OllamaProvider(AIEngine):
 
     def _get_client(self) -> AsyncClient:
         if self._client is None:
+            httpx = import_httpx()  # before the SDK imports it: see there
             from ollama import AsyncClient
 
-            self._client = AsyncClient(host=self.host, timeout=self.timeout)
+            # per socket read; our own deadlines (`_silent`) bound the retries too
+            timeout = httpx.Timeout(
+                max(self.timeout, self.idle_timeout), connect=self.connect_timeout
+            )
+            self._client = AsyncClient(host=self.host, timeout=timeout)
         return self._client
 
     async def close(self) -> None:
@@ -165,7 +190,25 @@ class OllamaProvider(AIEngine):
             return exc.response.status_code == 429 or exc.response.status_code >= 500
         return isinstance(exc, ConnectionError | httpx.TransportError)
 
+    def _silent(self, first: bool = True) -> ModelUnreachableError:
+        if first:
+            retries = f", {self.max_retries} retries included" if self.max_retries else ""
+            return ModelUnreachableError(
+                f"Ollama at {self.host} did not answer within {self.timeout:g}s "
+                f"(ai.timeout{retries})",
+                hint="check `ollama ps`, use a smaller model, or raise `ai.timeout` in "
+                "engines.yaml",
+            )
+        return ModelUnreachableError(
+            f"Ollama at {self.host} stopped sending the answer (nothing for "
+            f"{self.idle_timeout:g}s); the partial answer was kept",
+            hint="check the server, or raise `ai.idle_timeout` in engines.yaml",
+        )
+
     async def _retrying(self, model: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await within(self.timeout, self._attempts(model, call), self._silent)
+
+    async def _attempts(self, model: str, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
         while True:
             try:
@@ -243,32 +286,43 @@ class OllamaProvider(AIEngine):
         names = ToolNames(tools)
         calls: list[ToolCall] = []
         final: Any = None
-        yielded = False
-        attempt = 0
-        while True:
-            try:
-                with self._errors(req["model"]):
-                    stream = await self._get_client().chat(**req, stream=True)
-                    async for part in stream:
-                        if part.message.tool_calls:
-                            calls.extend(_tool_calls(part.message.tool_calls, names, len(calls)))
-                        if part.done:
-                            final = part
-                        if part.message.content:
-                            yielded = True
-                            yield StreamChunk(delta=part.message.content)
-                break
-            except CozyError as exc:
-                retry = not yielded and not calls and self._retryable(exc.__cause__)
-                if attempt >= self.max_retries or not retry:
-                    raise
-            await asyncio.sleep(backoff(attempt, self.retry_delay))
-            attempt += 1
+        parts = paced(
+            self._parts(req),
+            first_within=self.timeout,
+            idle=self.idle_timeout,
+            stalled=self._silent,
+        )
+        async with contextlib.aclosing(parts):
+            async for part in parts:
+                if part.message.tool_calls:
+                    calls.extend(_tool_calls(part.message.tool_calls, names, len(calls)))
+                if part.done:
+                    final = part
+                if part.message.content:
+                    yield StreamChunk(delta=part.message.content)
         usage = None
         if final is not None:
             usage = Usage(final.prompt_eval_count or 0, final.eval_count or 0)
         reason = _finish(final.done_reason if final is not None else None, calls)
         yield StreamChunk(tool_calls=calls or None, finish_reason=reason, usage=usage)
+
+    async def _parts(self, req: dict[str, Any]) -> AsyncIterator[Any]:
+        """The streamed parts of one chat, retried until the first part arrives."""
+        attempt = 0
+        started = False
+        while True:
+            try:
+                with self._errors(req["model"]):
+                    stream = await self._get_client().chat(**req, stream=True)
+                    async for part in stream:
+                        started = True
+                        yield part
+                return
+            except CozyError as exc:
+                if started or attempt >= self.max_retries or not self._retryable(exc.__cause__):
+                    raise
+            await asyncio.sleep(backoff(attempt, self.retry_delay))
+            attempt += 1
 
     async def list_models(self) -> list[ModelInfo]:
         client = self._get_client()

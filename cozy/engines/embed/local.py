@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cozy.core.errors import ConfigError
-from cozy.engines.base import EmbedEngine, Health
+from cozy.engines.base import EmbedEngine, EngineContext, Health
 from cozy.engines.embed.errors import EmbeddingUnavailable
 from cozy.engines.embed.model_files import ModelFiles, locate
 
@@ -40,8 +40,10 @@ class LocalEmbedder(EmbedEngine):
     dimensions: int = 384
     model_name: ClassVar[str] = MODEL_NAME
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         self.model_dir: str | None = self.options.get("model_dir") or None
         self.batch_size = self._int_option("batch_size", 32, low=1, high=4096)
         self.max_tokens = self._int_option("max_tokens", 256, low=2, high=512)
@@ -137,3 +139,21 @@ class LocalEmbedder(EmbedEngine):
         if not texts:
             return []
         return await asyncio.to_thread(self.embed_sync, texts)
+
+    async def embed_tokens(self, tokens: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Token ids of the model's own WordPiece vocabulary, truncated like text."""
+        from cozy.core.errors import UsageError
+
+        model = self._load()
+        vocab = int(model.word.shape[0])
+        for seq in tokens:
+            bad = next((t for t in seq if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise UsageError(
+                    f"token id {bad} is outside the embedding model's vocabulary (0-{vocab - 1})",
+                    hint="send text instead, or ids from the model's own tokenizer",
+                )
+        ids = [list(seq[: model.max_tokens]) for seq in tokens]
+        return await asyncio.to_thread(
+            lambda: model.encode_ids(ids, batch_size=self.batch_size).tolist()
+        )

@@ -179,11 +179,16 @@ class MiniLM:
         """Embed texts: sorted by token length, padded per batch, returned in input order."""
         import numpy as np
 
-        out = np.zeros((len(texts), HIDDEN), dtype=np.float32)
         if not texts:
-            return out
-        token_ids = self.tokenize(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
+            return np.zeros((0, HIDDEN), dtype=np.float32)
+        return self.encode_ids(self.tokenize(texts), batch_size=batch_size)
+
+    def encode_ids(self, token_ids: Sequence[Sequence[int]], *, batch_size: int = 32) -> Array:
+        """Embed token id sequences (this model's vocabulary), in input order."""
+        import numpy as np
+
+        out = np.zeros((len(token_ids), HIDDEN), dtype=np.float32)
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
         for start in range(0, len(order), max(1, batch_size)):
             chunk = order[start : start + max(1, batch_size)]
             length = max(len(token_ids[i]) for i in chunk)

@@ -21,6 +21,7 @@ from cozy.core.errors import (
     ModelRateLimited,
     ModelUnreachableError,
 )
+from cozy.engines.base import EngineContext
 from cozy.engines.embed._common import RemoteEmbedder, int_option
 
 if TYPE_CHECKING:
@@ -36,8 +37,10 @@ class OllamaEmbedder(RemoteEmbedder):
 
     provider_name: ClassVar[str] = "ollama"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         self.host: str = str(opts.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
         self.model: str = str(opts.get("model") or DEFAULT_MODEL)

@@ -10,7 +10,7 @@ OpenAI), `api_key` (default `$OPENAI_API_KEY`; optional for a non-OpenAI base UR
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +22,7 @@ from cozy.core.errors import (
     ModelRateLimited,
     ModelUnreachableError,
 )
+from cozy.engines.base import EngineContext
 from cozy.engines.embed._common import RemoteEmbedder, int_option, secret
 
 if TYPE_CHECKING:
@@ -42,8 +43,10 @@ class OpenAIEmbedder(RemoteEmbedder):
 
     provider_name: ClassVar[str] = "openai"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         base = opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         self.base_url: str = str(base).rstrip("/")
@@ -130,6 +133,22 @@ class OpenAIEmbedder(RemoteEmbedder):
         with self._errors():
             response = await client.embeddings.create(
                 input=texts, model=self.model, encoding_format="float", **extra
+            )
+        rows = sorted(response.data, key=lambda item: item.index)
+        return [list(map(float, row.embedding)) for row in rows]
+
+    async def embed_tokens(self, tokens: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Token arrays go upstream as they are (the server's own tokenizer's ids)."""
+        extra: dict[str, Any] = {}
+        if self.requested_dimensions:
+            extra["dimensions"] = self.requested_dimensions
+        client = self._get_client()
+        with self._errors():
+            response = await client.embeddings.create(
+                input=[list(seq) for seq in tokens],
+                model=self.model,
+                encoding_format="float",
+                **extra,
             )
         rows = sorted(response.data, key=lambda item: item.index)
         return [list(map(float, row.embedding)) for row in rows]

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, CozyError, EngineError, MissingExtraError
 from cozy.core.types import KnowledgeHit
-from cozy.engines.base import Health, KnowledgeEngine
+from cozy.engines.base import EngineContext, Health, KnowledgeEngine
 
 _NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -39,14 +39,15 @@ def dataset_name(user_id: str, collection: str) -> str:
 class CogneeKnowledge(KnowledgeEngine):
     provider_name: ClassVar[str] = "cognee"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         o = self.options
         self.model: str | None = o.get("model")
         self.search_type = str(o.get("search_type", "CHUNKS")).upper()
         self.run_cognify = bool(o.get("cognify", True))
-        self.runtime = deps.get("runtime")
-        settings = deps.get("settings") or getattr(self.runtime, "settings", None)
+        settings = self.ctx.settings
         if o.get("path"):
             self.root = Path(str(o["path"])).expanduser()
         elif settings is not None:
@@ -69,15 +70,16 @@ class CogneeKnowledge(KnowledgeEngine):
         llm = self.options.get("llm")
         embedding = self.options.get("embedding")
         if llm is None:
-            if self.runtime is None:
+            router, config = self.ctx.router, self.ctx.config
+            if router is None or config is None:
                 raise ConfigError("knowledge.cognee needs the runtime or a `llm:` option")
-            provider, model = self.runtime.router.split(self.model)
-            opts = self.runtime.config.ai.providers.get(provider, {})
+            provider, model = router.split(self.model)
+            opts = config.ai.providers.get(provider, {})
             llm = setup.llm_config(provider, model, opts)
         if embedding is None:
-            if self.runtime is None:
+            if self.ctx.config is None:
                 raise ConfigError("knowledge.cognee needs the runtime or an `embedding:` option")
-            section = self.runtime.config.section("embed")
+            section = self.ctx.config.section("embed")
             if not section.active:
                 raise ConfigError(
                     "knowledge.cognee needs an embedder",

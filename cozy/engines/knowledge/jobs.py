@@ -103,7 +103,7 @@ class KnowledgeJobs:
         await self._record(job.id, {**payload, "result": result})
 
     async def _record(self, job_id: str, payload: dict[str, Any]) -> None:
-        store = self.engine.deps.get("store")
+        store = self.engine.ctx.store
         if store is None:
             return
 
@@ -127,7 +127,7 @@ async def queue_ingest(
 
     check_collection(collection)
     resolved = resolve_paths(paths)
-    store = engine.deps.get("store")
+    store = engine.ctx.store
     if store is None:
         raise UsageError("background ingestion needs a store", hint="open cozy via Runtime")
     payload = {"paths": resolved, "user_id": user_id, "collection": collection, "embed": embed}
@@ -144,8 +144,6 @@ async def queue_ingest(
         )
 
     job_id: str = await store.write(write)
-    runtime = engine.deps.get("runtime")
-    worker = getattr(runtime, "worker", None)
-    if worker is not None and worker.running:
-        worker.notify()
+    if engine.ctx.wake_worker is not None:
+        engine.ctx.wake_worker()
     return job_id

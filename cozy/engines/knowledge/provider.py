@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, EngineError, UsageError
 from cozy.core.types import KnowledgeHit
-from cozy.engines.base import EmbedEngine, Health, KnowledgeEngine
+from cozy.engines.base import EmbedEngine, EngineContext, Health, KnowledgeEngine
 from cozy.engines.knowledge import ingest as ingest_mod
 from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
 from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult
@@ -40,8 +40,10 @@ MODES = ("hybrid", "bm25", "vector")
 class LocalKnowledge(KnowledgeEngine):
     provider_name: ClassVar[str] = "local"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         o = self.options
         try:
             self.settings = ingest_mod.Settings(
@@ -77,7 +79,7 @@ class LocalKnowledge(KnowledgeEngine):
         self.versions = ScopeVersions(
             "knowledge",
             lambda user_id: self.index.generation(user_id),
-            link=lambda: getattr(self.deps.get("runtime"), "redis", None),
+            link=lambda: self.ctx.redis,
             local_ttl=1.0,
         )
         self._embed_task: asyncio.Task[EmbedEngine | None] | None = None
@@ -89,7 +91,7 @@ class LocalKnowledge(KnowledgeEngine):
     @property
     def index(self) -> KnowledgeIndex:
         if self._index is None:
-            store = self.deps.get("store")
+            store = self.ctx.store
             if store is None:
                 raise EngineError("the knowledge engine needs a store", hint="open it via Runtime")
             self._index = KnowledgeIndex(store.engine, store.url, getattr(store, "_thread", None))
@@ -138,23 +140,19 @@ class LocalKnowledge(KnowledgeEngine):
         return self._embed_task
 
     async def _load_embedder(self) -> EmbedEngine | None:
-        runtime = self.deps.get("runtime")
         if not self.use_embed:
             self.embed_note = "embeddings off (knowledge.embed: false): keyword search only"
             return None
-        if runtime is None or not runtime.config.section("embed").active:
+        try:
+            engine = await self.ctx.get_embedder()
+        except Exception as exc:
+            self.embed_note = f"embedder unavailable ({exc}): keyword (BM25) search only"
+            return None
+        if engine is None:
             self.embed_note = (
                 "no embed engine configured: keyword (BM25) search only — "
                 "set `embed: {provider: local}` in engines.yaml for hybrid search"
             )
-            return None
-        try:
-            engine = await runtime.engine("embed")
-        except Exception as exc:
-            self.embed_note = f"embedder unavailable ({exc}): keyword (BM25) search only"
-            return None
-        if not isinstance(engine, EmbedEngine):
-            self.embed_note = "the embed engine is not an embedder: keyword search only"
             return None
         self.embed_note = ""
         return engine
@@ -201,7 +199,7 @@ class LocalKnowledge(KnowledgeEngine):
         try:
             report = await ingestor.run(paths, on_plan=on_plan, on_result=on_result)
         finally:
-            self._invalidate()
+            await self._invalidate()
         if embed and ingestor.embedder is None and self.embed_note:
             report.notes.append(self.embed_note)
         return report
@@ -249,7 +247,7 @@ class LocalKnowledge(KnowledgeEngine):
         try:
             return await ingestor.write(path, extracted, digest, size, None, existing, meta)
         finally:
-            self._invalidate()
+            await self._invalidate()
 
     async def queue_ingest(
         self,
@@ -286,7 +284,7 @@ class LocalKnowledge(KnowledgeEngine):
                 )
         if docs:
             await self.index.remove_documents(user_id, [d.id for d in docs])
-            self._invalidate()
+            await self._invalidate()
         return docs
 
     async def list_documents(
@@ -297,15 +295,14 @@ class LocalKnowledge(KnowledgeEngine):
     async def stats(self, *, user_id: str) -> dict[str, Any]:
         return await self.index.stats(user_id)
 
-    def _invalidate(self) -> None:
+    async def _invalidate(self) -> None:
         if not self._tool:
             from cozy.engines.knowledge.tool import register_tool
 
             register_tool(self)
             self._tool = True
-        runtime = self.deps.get("runtime")
-        if runtime is not None:
-            runtime.cache.bump("knowledge")
+        if self.ctx.cache is not None:
+            await self.ctx.cache.bump("knowledge")
 
     # -- search -----------------------------------------------------------------
 
@@ -344,7 +341,7 @@ class LocalKnowledge(KnowledgeEngine):
         key = cache_key(user_id, query, collections, prefix, limit, mode, generation)
         cache = self._cache()
         if cache is not None:
-            cached = cache.get("knowledge", key)
+            cached = await cache.get("knowledge", key)
             if cached is not None:
                 return [KnowledgeHit(**h) for h in cached]
         hits = await run_search(
@@ -353,12 +350,11 @@ class LocalKnowledge(KnowledgeEngine):
         if self.reranker is not None:
             hits = (await self.reranker(query, hits))[:limit]
         if cache is not None and not any(h.metadata.get("partial") for h in hits):
-            cache.set("knowledge", key, [_hit_dict(h) for h in hits])
+            await cache.set("knowledge", key, [_hit_dict(h) for h in hits])
         return hits
 
     def _cache(self) -> Any:
-        runtime = self.deps.get("runtime")
-        return runtime.cache if runtime is not None else None
+        return self.ctx.cache
 
 
 def _hit_dict(h: KnowledgeHit) -> dict[str, Any]:

@@ -45,11 +45,11 @@ def tool_spec() -> ToolSpec:
 
 
 def allowed_collections(engine: LocalKnowledge, personality_id: str | None) -> list[str]:
-    runtime = engine.deps.get("runtime")
-    if runtime is None or not personality_id:
+    collections_of = engine.ctx.collections_of
+    if collections_of is None or not personality_id:
         return []
     try:
-        return list(runtime.personalities.get(personality_id).context.collections)
+        return list(collections_of(personality_id))
     except Exception:
         return []
 
@@ -94,10 +94,8 @@ def register_tool(engine: LocalKnowledge) -> None:
     fn = make_tool(engine)
     register_builtin(tool_spec(), fn, replace=True)
     _owner = weakref.ref(engine)
-    runtime = engine.deps.get("runtime")
-    tools = runtime.engines.get("tools") if runtime is not None else None
-    if tools is not None and hasattr(tools, "register"):
-        tools.register(tool_spec(), fn, replace=True)
+    if engine.ctx.offer_tool is not None:
+        engine.ctx.offer_tool(tool_spec(), fn)
 
 
 def unregister_tool(engine: LocalKnowledge) -> None:

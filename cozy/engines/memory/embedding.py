@@ -14,9 +14,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
-from cozy.engines.base import EmbedEngine
+from cozy.engines.base import EmbedEngine, EngineContext
 
 log = logging.getLogger("cozy.memory")
 
@@ -26,7 +25,7 @@ QUERY_CACHE = 512
 class EmbeddingMixin:
     """Mixed into LocalMemory: everything that talks to the `embed` engine."""
 
-    runtime: Any
+    ctx: EngineContext
     use_embeddings: bool
     vector_timeout: float
 
@@ -37,8 +36,9 @@ class EmbeddingMixin:
         self._qcache: OrderedDict[str, list[float]] = OrderedDict()
 
     async def _load_embedder(self) -> EmbedEngine | None:
+        load = self.ctx.load_embedder
         try:
-            engine = await self.runtime.engine("embed")
+            engine = await load() if load is not None else None
         except Exception as exc:  # a broken embedder degrades to keyword search
             self._embed_error = f"embedder unavailable ({exc})"
             log.warning("memory: %s", self._embed_error)
@@ -48,7 +48,6 @@ class EmbeddingMixin:
                 "no embedder configured (set `embed: {provider: local}` in engines.yaml)"
             )
             return None
-        assert isinstance(engine, EmbedEngine)
         self._embedder = engine
         return engine
 
@@ -56,7 +55,7 @@ class EmbeddingMixin:
         if self._embedder is not None or not self.use_embeddings:
             return self._embedder
         if self._embed_task is None:
-            if self.runtime is None:
+            if self.ctx.load_embedder is None:
                 return None
             self._embed_task = asyncio.create_task(self._load_embedder())
         if wait is not None and not self._embed_task.done():

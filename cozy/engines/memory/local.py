@@ -30,11 +30,9 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
-
 from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
-from cozy.engines.base import Health, MemoryEngine
+from cozy.engines.base import EngineContext, Health, MemoryEngine
 from cozy.engines.memory.embedding import EmbeddingMixin
 from cozy.engines.memory.rank import Weights, answer_bonus, first_stage, last_stage
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow
@@ -49,8 +47,10 @@ log = logging.getLogger("cozy.memory")
 class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
     provider_name: ClassVar[str] = "local"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         o = self.options
         self.scope = str(o.get("scope", "user"))
         if self.scope not in ("user", "personality"):
@@ -73,29 +73,28 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
         self.model: str | None = o.get("model")
         self.index_assistant = bool(o.get("index_assistant", False))
         self.turn_context = bool(o.get("turn_context", True))
-        self.runtime = deps.get("runtime")
-        store = deps.get("store") or getattr(self.runtime, "store", None)
+        store = self.ctx.store
         if store is None:
             raise ConfigError("memory.local needs the store", hint="open it through the Runtime")
         self.repo = MemoryRepo(store)
         self.repo.keywords.context_weight = float(o.get("context_weight", 0.35))
         self.repo.keywords.budget = max(100, int(o.get("keyword_budget", 5000)))
-        self._init_embedding(deps.get("embedder"))
+        self._init_embedding(self.ctx.embedder)
         self._indexes: dict[str, VectorIndex] = {}
         self._row_cache: RowCache[MemoryRow] = RowCache()
         # a user's version: with Redis (server mode) a change token says when to re-read
         # it; without, it is re-read after `version_ttl` s (other processes' writes);
         # always after every write of this process (storage/scope_versions.py)
         self.version_ttl = float(o.get("version_ttl", 0.5))
-        self.versions = ScopeVersions(
-            "memory", self.repo.version, link=lambda: getattr(self.runtime, "redis", None)
-        )
+        self.versions = ScopeVersions("memory", self.repo.version, link=lambda: self.ctx.redis)
         self.repo.on_write = self.versions.publish
 
     # --- embedder ---------------------------------------------------------------
     async def initialize(self) -> None:
         # in the background, only when there are vectors: opening cozy never waits for it
-        wanted = self.use_embeddings and self._embedder is None and self.runtime is not None
+        wanted = (
+            self.use_embeddings and self._embedder is None and self.ctx.load_embedder is not None
+        )
         if wanted and await self.repo.has_vectors():
             self._embed_task = asyncio.create_task(self._load_embedder())
 
@@ -115,6 +114,8 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
 
     async def index(self, user_id: str, version: int | None = None) -> VectorIndex:
         """This user's vector matrix, brought up to date incrementally when it moved."""
+        import numpy as np
+
         version = await self.version(user_id) if version is None else version
         idx = self._indexes.get(user_id)
         if idx is not None and idx.version == version:

@@ -166,10 +166,14 @@ class SharedClients:
             if entry.refs > 0:
                 return
             del self._clients[key]
-        close = getattr(entry.memory, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):  # closing must never mask anything
-                close()
+        # mem0's close() leaves the vector store's client open, and a local Qdrant keeps
+        # its directory locked until that client closes: a second runtime in this
+        # process (one `cozy memory` command after another in a test) could not open it
+        store_client = getattr(getattr(entry.memory, "vector_store", None), "client", None)
+        for close in (getattr(entry.memory, "close", None), getattr(store_client, "close", None)):
+            if close is not None:
+                with contextlib.suppress(Exception):  # closing must never mask anything
+                    close()
 
 
 shared_clients = SharedClients()

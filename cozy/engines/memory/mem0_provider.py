@@ -27,19 +27,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cozy.core.errors import ConfigError, CozyError
+from cozy.core.errors import ConfigError, CozyError, NotFoundError, UsageError
 from cozy.core.types import GenerationOptions, MemoryHit, Message
-from cozy.engines.base import EmbedEngine, Health, MemoryEngine
+from cozy.engines.base import EmbedEngine, EngineContext, Health, MemoryEngine
 from cozy.engines.memory import mem0_bridge as bridge
+from cozy.engines.memory.mem0_records import MAX_LISTED, Mem0Record, history_row
 
 log = logging.getLogger("cozy.memory.mem0")
 
 
 class Mem0Memory(MemoryEngine):
-    provider_name: ClassVar[str] = "mem0"
+    """Also `ManagesMemories` (engines/base.py): `cozy memory` and the TUI browser list,
+    add, edit, forget and export mem0's memories. mem0 deletes for good and keeps no
+    memory kinds: `restore` says so, `list --all/--turns` list what there is."""
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    provider_name: ClassVar[str] = "mem0"
+    restorable: ClassVar[bool] = False
+
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         o = self.options
         self.infer = bool(o.get("infer", True))
         self.model: str | None = o.get("model")
@@ -53,15 +61,14 @@ class Mem0Memory(MemoryEngine):
                 hint="e.g. `vector_store: {provider: pgvector, config: {...}}`",
             )
         self.vector_store: dict[str, Any] | None = store
-        self.runtime = deps.get("runtime")
-        settings = deps.get("settings") or getattr(self.runtime, "settings", None)
+        settings = self.ctx.settings
         if o.get("path"):
             self.path = Path(str(o["path"])).expanduser()
         elif settings is not None:
             self.path = Path(settings.data_dir) / "mem0"
         else:
             raise ConfigError("memory.mem0 needs settings", hint="open it through the Runtime")
-        self._embedder: EmbedEngine | None = deps.get("embedder")
+        self._embedder: EmbedEngine | None = self.ctx.embedder
         self._memory: Any = None
         self._key: str | None = None
         self._opening: asyncio.Task[Any] | None = None
@@ -73,10 +80,8 @@ class Mem0Memory(MemoryEngine):
         self._opening.add_done_callback(_quiet)
 
     async def _embed_engine(self) -> EmbedEngine:
-        if self._embedder is None and self.runtime is not None:
-            engine = await self.runtime.engine("embed")
-            if isinstance(engine, EmbedEngine):
-                self._embedder = engine
+        if self._embedder is None and self.ctx.load_embedder is not None:
+            self._embedder = await self.ctx.load_embedder()
         if self._embedder is None:
             raise ConfigError(
                 "memory.mem0 needs an embedder",
@@ -150,9 +155,10 @@ class Mem0Memory(MemoryEngine):
         )
 
     async def _chat(self, messages: list[dict[str, Any]], response_format: Any) -> str:
-        if self.runtime is None:
+        router = self.ctx.router
+        if router is None:
             raise ConfigError("memory.mem0 needs the runtime for model calls")
-        route = await self.runtime.router.resolve(self.model)
+        route = await router.resolve(self.model)
         msgs = [Message(m.get("role", "user"), str(m.get("content", ""))) for m in messages]
         options = GenerationOptions(temperature=0.0, response_format=response_format)
         result = await route.engine.chat(msgs, model=route.model, options=options)
@@ -230,6 +236,78 @@ class Mem0Memory(MemoryEngine):
     async def delete_all(self, user_id: str) -> None:
         memory = await self.client()
         await self._run(memory.delete_all, user_id=user_id)
+
+    # --- what the user manages (cozy memory, the TUI browser) --------------------------
+    async def list_memories(
+        self, user_id: str, *, kinds: Sequence[str] = ("fact",), include_removed: bool = False
+    ) -> list[Mem0Record]:
+        memory = await self.client()
+        out = await self._run(memory.get_all, filters={"user_id": user_id}, top_k=MAX_LISTED)
+        rows = [Mem0Record.of(r) for r in _results(out)]
+        rows.sort(key=lambda r: r.updated_at or 0.0, reverse=True)
+        return rows
+
+    async def find_memories(self, query: str, *, user_id: str, limit: int) -> list[MemoryHit]:
+        return await self.search_memories(query, user_id=user_id, limit=limit)
+
+    async def remember(self, user_id: str, text: str) -> tuple[str, bool]:
+        text = " ".join(text.split())
+        if not text:
+            raise UsageError("a memory cannot be empty", hint="pass the text to remember")
+        for row in await self.list_memories(user_id):
+            if row.text.casefold() == text.casefold():
+                return row.id, False
+        ids = await self.add_memory([Message("user", text)], user_id=user_id, infer=False)
+        if not ids:
+            raise UsageError(
+                "mem0 stored nothing", hint="check `cozy doctor` for the memory engine"
+            )
+        return ids[0], True
+
+    async def _own(self, user_id: str, memory_id: str) -> Mem0Record:
+        memory = await self.client()
+        item = await self._run(memory.get, memory_id)
+        if not isinstance(item, dict) or item.get("user_id") != user_id:
+            raise NotFoundError(
+                f"no memory '{memory_id}'", hint="list memories with `cozy memory list`"
+            )
+        return Mem0Record.of(item)
+
+    async def edit_memory(self, user_id: str, memory_id: str, text: str) -> Mem0Record:
+        row = await self._own(user_id, memory_id)
+        text = " ".join(text.split())
+        if not text:
+            raise UsageError("a memory cannot be empty", hint="pass the new text")
+        memory = await self.client()
+        await self._run(memory.update, memory_id, data=text)
+        return await self._own(user_id, row.id)
+
+    async def forget(self, user_id: str, memory_id: str) -> Mem0Record:
+        row = await self._own(user_id, memory_id)
+        memory = await self.client()
+        await self._run(memory.delete, memory_id)
+        row.status = "deleted"
+        return row
+
+    async def restore(self, user_id: str, memory_id: str) -> Mem0Record:
+        raise UsageError(
+            "memory.mem0 deletes memories for good: there is nothing to restore",
+            hint="add the fact again with `cozy memory add`",
+        )
+
+    async def history(self, user_id: str, memory_id: str) -> list[dict[str, Any]]:
+        await self._own(user_id, memory_id)
+        memory = await self.client()
+        events = await self._run(memory.history, memory_id)
+        return [history_row(e) for e in events or [] if isinstance(e, dict)]
+
+    async def export(self, user_id: str) -> dict[str, Any]:
+        items = []
+        for row in await self.list_memories(user_id):
+            item = row.to_dict()
+            item["history"] = await self.history(user_id, row.id)
+            items.append(item)
+        return {"user_id": user_id, "memories": items, "count": len(items)}
 
     def background(self) -> Any:
         """Saved turns flow into mem0 through a durable job (see mem0_jobs.py)."""

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import UsageError
@@ -71,7 +70,7 @@ def _clean(text: str) -> str:
     return text
 
 
-async def extract_and_apply(
+async def extract_and_apply(  # noqa: C901 - memory internals: the retrieval-kernel work (#23)
     mem: LocalMemory,
     messages: Sequence[Message],
     *,
@@ -82,10 +81,10 @@ async def extract_and_apply(
     effect_key: str | None = None,
 ) -> list[str]:
     """Extract facts from new messages and reconcile them with similar memories."""
-    runtime = mem.runtime
-    if runtime is None:
+    router = mem.ctx.router
+    if router is None:
         raise UsageError("memory extraction needs the runtime's AI engine")
-    route = await runtime.router.resolve(mem.model)
+    route = await router.resolve(mem.model)
     query = "\n".join(m.content for m in messages if m.role == "user")[:4000]
     similar = await mem.search(query, user_id=user_id, limit=8, kinds=("fact",))
     rows = await mem.repo.get_many([h.id for h in similar])
@@ -258,5 +257,7 @@ async def export(mem: LocalMemory, user_id: str) -> dict[str, Any]:
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    import numpy as np
+
     va, vb = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
     return float(va @ vb / ((np.linalg.norm(va) * np.linalg.norm(vb)) or 1.0))

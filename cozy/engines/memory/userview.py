@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from cozy.engines.memory.local import LocalMemory
     from cozy.engines.memory.repo import MemoryRepo, MemoryRow
+    from cozy.engines.memory.types import Hits
 
 
 class UserView:
     """Mixed into LocalMemory; every change goes through reconcile (history kept)."""
 
     repo: MemoryRepo
+    restorable: ClassVar[bool] = True  # forget is a soft delete
 
     def _me(self) -> LocalMemory:
         from cozy.engines.memory.local import LocalMemory
@@ -26,6 +28,10 @@ class UserView:
     ) -> list[MemoryRow]:
         statuses = ("active", "obsolete", "deleted") if include_removed else ("active",)
         return await self.repo.list_rows(user_id, kinds=kinds, statuses=statuses, limit=None)
+
+    async def find_memories(self, query: str, *, user_id: str, limit: int) -> Hits:
+        # no answer is waiting on this search: give the embedder time to load
+        return await self._me().search(query, user_id=user_id, limit=limit, vector_wait=60.0)
 
     async def remember(self, user_id: str, text: str) -> tuple[str, bool]:
         from cozy.engines.memory import reconcile

@@ -37,10 +37,11 @@ async def extract_and_merge(
     cursor: float | None,
 ) -> int:
     """Ask the model, then merge the slots (and move the cursor) in one transaction."""
-    if profile.runtime is None:
+    router = profile.ctx.router
+    if router is None:
         raise PermanentJobError("the profile update needs the runtime's AI engine")
     if text.strip():
-        route = await profile.runtime.router.resolve(profile.model)
+        route = await router.resolve(profile.model)
         current = (await profile.get_profile(user_id, max_tokens=2000)).summary
         try:
             result = await extract(route.engine, route.model, profile.topics, current, text)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import ConfigError, NotFoundError, UsageError
 from cozy.core.types import Message, Profile, ProfileSlot
-from cozy.engines.base import ProfileEngine
+from cozy.engines.base import EngineContext, ProfileEngine
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.store import Store
 from cozy.storage.tables.profile import profile_cursors, profile_history, profile_slots
@@ -54,8 +54,10 @@ def split_key(key: str) -> tuple[str, str]:
 class LocalProfile(ProfileEngine):
     provider_name: ClassVar[str] = "local"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         topics = self.options.get("topics", DEFAULT_TOPICS)
         if not isinstance(topics, dict) or not all(isinstance(v, list) for v in topics.values()):
             raise ConfigError(
@@ -69,8 +71,7 @@ class LocalProfile(ProfileEngine):
         self.min_chars = int(self.options.get("min_chars", 400))
         self.idle_seconds = float(self.options.get("idle_seconds", 120))
         self.summary_tokens = int(self.options.get("max_tokens", 300))
-        self.runtime = deps.get("runtime")
-        store = deps.get("store") or getattr(self.runtime, "store", None)
+        store = self.ctx.store
         if not isinstance(store, Store):
             raise ConfigError("profile.local needs the store", hint="open it through the Runtime")
         self.store = store
@@ -86,14 +87,14 @@ class LocalProfile(ProfileEngine):
         return rows
 
     def _cache(self) -> Any:
-        return getattr(self.runtime, "cache", None) if self.runtime is not None else None
+        return self.ctx.cache
 
     async def get_profile(self, user_id: str, *, max_tokens: int | None = None) -> Profile:
         budget = max_tokens or self.summary_tokens
         cache = self._cache()
         key = f"{user_id}:{budget}"
         if cache is not None:
-            hit = cache.get("profile", key)
+            hit = await cache.get("profile", key)
             if isinstance(hit, dict):
                 return Profile(hit["summary"], [ProfileSlot(**s) for s in hit["slots"]])
         rows = await self.slots(user_id)
@@ -114,7 +115,7 @@ class LocalProfile(ProfileEngine):
             )
         profile = Profile("\n".join(lines), slots)
         if cache is not None:
-            cache.set(
+            await cache.set(
                 "profile",
                 key,
                 {
@@ -146,7 +147,7 @@ class LocalProfile(ProfileEngine):
         result = await self.store.write(fn)
         cache = self._cache()
         if cache is not None:
-            cache.bump("profile")
+            await cache.bump("profile")
         return result
 
     @staticmethod

@@ -36,7 +36,7 @@ from cozy.core.errors import (
     NotFoundError,
 )
 from cozy.core.types import Message, Profile, ProfileSlot
-from cozy.engines.base import Health, ProfileEngine
+from cozy.engines.base import EngineContext, Health, ProfileEngine
 
 NAMESPACE = uuid.UUID("6f1c9a52-3d0e-5c43-9a7e-0c0c02a1b5e1")
 DEFAULT_URL = "http://localhost:8019"
@@ -50,8 +50,10 @@ def memobase_user_id(user_id: str) -> str:
 class MemobaseProfile(ProfileEngine):
     provider_name: ClassVar[str] = "memobase"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         o = self.options
         self.url = str(o.get("url") or os.environ.get("MEMOBASE_URL") or DEFAULT_URL).rstrip("/")
         key = o.get("api_key") or os.environ.get("MEMOBASE_API_KEY")
@@ -63,7 +65,6 @@ class MemobaseProfile(ProfileEngine):
         self.only_topics: list[str] | None = o.get("only_topics")
         self.cache_ttl = float(o.get("cache_ttl", 1800))
         self.request_timeout = float(o.get("request_timeout", 10))
-        self.runtime = deps.get("runtime")
         self._client: Any = None
         self._known_users: set[str] = set()
         self._cache: dict[tuple[str, int], tuple[float, Profile]] = {}

@@ -18,7 +18,7 @@ from typing import Any
 
 from cozy.core.errors import ToolError
 from cozy.core.types import ToolOutput, ToolSpec
-from cozy.engines.base import Health, ToolContext, ToolsEngine
+from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
 from cozy.engines.tools.sandbox import (
     DEFAULT_MAX_OUTPUT_CHARS,
     cap_output,
@@ -109,8 +109,10 @@ class BuiltinTools(ToolsEngine):
 
     provider_name = "builtin"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         self._tools: dict[str, BuiltinTool] = {NOW_SPEC.name: BuiltinTool(NOW_SPEC, _now)}
         self._tools.update(_DECLARED)
         for name in self.options.get("disabled") or []:

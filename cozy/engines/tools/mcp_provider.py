@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from cozy.core.types import ToolOutput, ToolSpec
-from cozy.engines.base import Health, ToolContext, ToolsEngine
+from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
 from cozy.engines.tools.content import result_text
 from cozy.engines.tools.levels import resolve_level
@@ -44,8 +44,10 @@ __all__ = ["MCPTools", "ServerStatus", "import_claude_config"]
 class MCPTools(ToolsEngine):
     provider_name = "mcp"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         opts = self.options
         opts.setdefault("startup_timeout", 30)
         self.timeout = float(opts.get("timeout", 30))
@@ -59,7 +61,7 @@ class MCPTools(ToolsEngine):
         self._builtin: BuiltinTools | None = None
         if opts.get("builtin", True):
             self._builtin = BuiltinTools(
-                {"timeout": self.timeout, "max_output_chars": self.max_output_chars}, **deps
+                {"timeout": self.timeout, "max_output_chars": self.max_output_chars}, ctx
             )
         # per server: (tools list identity, generation) -> specs by qualified name
         self._specs: dict[str, tuple[int, int, dict[str, tuple[str, ToolSpec]]]] = {}
@@ -69,7 +71,7 @@ class MCPTools(ToolsEngine):
     def register_builtin(self, spec: ToolSpec, fn: BuiltinFn) -> None:
         """Contribute a built-in tool at runtime (needs `builtin: true`)."""
         if self._builtin is None:
-            self._builtin = BuiltinTools({"timeout": self.timeout}, **self.deps)
+            self._builtin = BuiltinTools({"timeout": self.timeout}, self.ctx)
         self._builtin.register(spec, fn)
 
     async def list_tools(self) -> list[ToolSpec]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from cozy.core.errors import EngineError
-from cozy.engines.base import Health, TranscriptEvent, VoiceEngine
+from cozy.engines.base import EngineContext, Health, TranscriptEvent, VoiceEngine
 from cozy.engines.voice.audio import (
     STT_RATE,
     Clip,
@@ -40,8 +40,10 @@ from cozy.engines.voice.vad import VAD, Segmenter, Span, make_vad, speech_spans
 class LocalVoice(VoiceEngine):
     provider_name = "local"
 
-    def __init__(self, options: dict[str, Any] | None = None, **deps: Any) -> None:
-        super().__init__(options, **deps)
+    def __init__(
+        self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
+    ) -> None:
+        super().__init__(options, ctx)
         self.output_rate = check_rate(int(self.options.get("output_rate", 24_000)))
         self.stt: STT | None = None
         self.tts: TTS | None = None

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cozy.engines.base import TranscribesClips
 from cozy.engines.voice.audio import Clip
-from cozy.engines.voice.engine import LocalVoice
 from cozy.engines.voice.io import Sink
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class TurnResult:
 
 
 async def voice_turn(
-    voice: LocalVoice,
+    voice: TranscribesClips,
     audio: Clip,
     ask: Callable[[str], AsyncIterator[str]],
     sink: Sink,
@@ -111,7 +111,7 @@ async def voice_turn(
 
 
 async def _listen_for_speech(
-    voice: LocalVoice, source: AsyncIterator[Samples], stop: asyncio.Event
+    voice: TranscribesClips, source: AsyncIterator[Samples], stop: asyncio.Event
 ) -> None:
     """Barge-in by voice: set `stop` when the VAD hears speech on `source`."""
     seg = await voice.new_segmenter(min_speech_ms=150)
@@ -123,7 +123,7 @@ async def _listen_for_speech(
 
 
 async def record_utterance(
-    voice: LocalVoice,
+    voice: TranscribesClips,
     source: AsyncIterator[Samples],
     *,
     use_vad: bool,

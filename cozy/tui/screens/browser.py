@@ -1,10 +1,10 @@
 """Memory / profile / knowledge browsers over the engines' own methods.
 
 The interfaces in engines/base.py give search (memory, knowledge) and
-get_profile. When the engine also offers management methods (the local
-providers do: list_memories / edit_memory / forget / restore, slots / set_slot /
-remove_slot), the browser lists items and lets the user edit, forget and restore
-them; otherwise it says that those actions are not available for this provider.
+get_profile. When the engine also offers the capability protocols `ManagesMemories`
+/ `ManagesProfileSlots` (memory.local, memory.mem0, profile.local do), the browser
+lists items and lets the user edit, forget and restore them; otherwise it says that
+those actions are not available for this provider.
 """
 
 from __future__ import annotations
@@ -56,8 +56,11 @@ class BrowserScreen(ModalScreen[None]):
 
     @property
     def manageable(self) -> bool:
-        names = {"memory": "list_memories", "profile": "slots"}
-        return self.engine is not None and hasattr(self.engine, names.get(self.kind, "-"))
+        from cozy.engines.base import ManagesMemories, ManagesProfileSlots
+
+        if self.kind == "memory":
+            return isinstance(self.engine, ManagesMemories)
+        return self.kind == "profile" and isinstance(self.engine, ManagesProfileSlots)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog browser"):
