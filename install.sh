@@ -62,7 +62,7 @@ link_cozy() {
     dir="$COZY_BIN_DIR"
   else
     local IFS=:
-    for d in "$HOME/.local/bin" "$HOME/bin" $PATH; do
+    for d in "$HOME/.local/bin" "$HOME/bin" /usr/local/bin $PATH; do
       case ":$PATH:" in *":$d:"*) ;; *) continue ;; esac
       case "$d" in "$VENV"/*|"$ROOT"/*|.|"") continue ;; esac
       if [ -d "$d" ] && [ -w "$d" ]; then dir="$d"; break; fi

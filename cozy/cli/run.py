@@ -298,6 +298,7 @@ async def _turn(
                     )
                 elif not as_json:
                     stdout.write("\n")
+                    stdout.flush()
                     if notice:
                         sys.stderr.write(f"[note: {notice}]\n")
     if not out.closed:  # the stream ended without Done or Failed: say so, never end silently

@@ -134,6 +134,9 @@ class ModelBusy(ModelError):
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
 
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "retry_after": self.retry_after}
+
 
 class MissingExtraError(CozyError):
     """An optional extra is not installed; the message names the install command."""

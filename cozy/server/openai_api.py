@@ -121,8 +121,10 @@ def _failed_response(failed: Failed, session_id: str | None) -> Response[Any]:
         type_=str(err.get("type", "server_error")),
         code=err.get("code"),
     )
-    headers = {SESSION_HEADER: session_id} if session_id else None
-    return error_response(status_for(err), payload, headers)
+    headers = {SESSION_HEADER: session_id} if session_id else {}
+    if err.get("retry_after"):  # a busy in-process model: when to come back
+        headers["Retry-After"] = str(err["retry_after"])
+    return error_response(status_for(err), payload, headers or None)
 
 
 class OpenAIController(Controller):

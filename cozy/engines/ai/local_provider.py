@@ -10,7 +10,9 @@ Options (engines.yaml `ai.providers.local`): `default_model` (the bundled model)
 (per answer when the request sets none, 1024), `max_queue` (requests waiting for the
 model, 16), `timeout` (seconds until the first token: the wait in the queue and loading
 the model), `idle_timeout` (seconds between tokens), `repeat_penalty` (1.1),
-`memory_check` (refuse a model that does not fit, true).
+`memory_check` (refuse a model that does not fit, true), `small_model_bytes` (1 GB:
+smaller files are tiny models, offered tools only when a call is asked for and sampled
+at most at `small_model_temperature`, 0.3; 0 turns this off).
 
 User turns stream at a higher priority than background jobs (memory and profile
 extraction, summaries: the non-streaming `chat`). `options.extra["tool_choice"]` takes
@@ -76,7 +78,18 @@ class LocalProvider(AIEngine):
         self.idle_timeout = as_float(opts.get("idle_timeout"), min(self.timeout, 60.0))
         self.repeat_penalty = as_float(opts.get("repeat_penalty"), 1.1)
         self.max_queue = as_int(opts.get("max_queue"), 16)
+        self.small_model_bytes = as_int(opts.get("small_model_bytes"), 1_000_000_000)
+        self.small_temperature = as_float(opts.get("small_model_temperature"), 0.3)
         self._windows: dict[str, int] = {}
+
+    def small(self, model: str) -> bool:
+        """A model file under `small_model_bytes` (1 GB: about 1B parameters at 4 bits;
+        0 turns this off)."""
+        try:
+            size = self.file(model).size
+        except CozyError:
+            return False
+        return 0 < size < self.small_model_bytes
 
     @property
     def worker(self) -> runner.Worker:
@@ -112,8 +125,14 @@ class LocalProvider(AIEngine):
         options: GenerationOptions | None,
     ) -> Plan:
         opts = options or GenerationOptions()
+        small = self.small(model)
         choice = opts.extra.get("tool_choice", "auto")
         offered = list(tools or ()) if choice != "none" else []
+        if small and choice == "auto":
+            # a model this small answers worse with tool descriptions in its prompt (the
+            # bundled 135M one answered "2+0=2" beside 9 tool schemas, "2 + 2 = 4" without),
+            # so it gets tools only when a call is asked for (tool_choice)
+            offered = []
         forced = False
         if isinstance(choice, dict):
             name = str((choice.get("function") or {}).get("name") or "")
@@ -121,8 +140,11 @@ class LocalProvider(AIEngine):
             forced = bool(offered)
         elif choice in ("required", "any"):
             forced = bool(offered)
+        temperature = 0.7 if opts.temperature is None else float(opts.temperature)
+        if small:
+            temperature = min(temperature, self.small_temperature)
         sampling = Sampling(
-            temperature=0.7 if opts.temperature is None else float(opts.temperature),
+            temperature=temperature,
             top_p=0.95 if opts.top_p is None else float(opts.top_p),
             repeat_penalty=float(opts.extra.get("repeat_penalty", self.repeat_penalty)),
             seed=opts.seed,
