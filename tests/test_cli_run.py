@@ -107,3 +107,73 @@ def test_cozy_run_alone_remembers(configured: FakeModelServer, cozy_home: Path) 
     r = cozy("run", "--json", "hello again", stdin="", env={"COZY_BACKGROUND_JOBS": "0"})
     time.sleep(1.0)
     assert json.loads(cozy("jobs", "list", "--json").stdout)["counts"]["pending"] >= 1
+
+
+def _done(stdout: str) -> dict[str, object]:
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert events[-1]["type"] == "done", events[-1]
+    return events[-1]
+
+
+def test_budget_follows_the_window_the_server_states(configured: FakeModelServer) -> None:
+    configured.model_meta = {"max_model_len": 32768}  # as vLLM lists it
+    r = cozy("run", "--json", "--stream", "-m", "openai:served-model", "hi", stdin="")
+    tokens = _done(r.stdout)["tokens"]
+    assert tokens == {**tokens, "window": 32768, "window_source": "provider", "limit": 32768}
+
+
+def test_a_long_prompt_fits_a_known_large_window(configured: FakeModelServer) -> None:
+    prompt = "lorem ipsum dolor sit amet " * 1500  # ~40 KB, ~10k tokens: over the old 8,192
+    r = cozy("run", "--json", "-m", "openai:gpt-4o-mini", stdin=prompt)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["status"] == "complete"
+
+
+def test_unknown_window_sends_the_prompt_and_says_how_to_set_it(
+    configured: FakeModelServer,
+) -> None:
+    prompt = "lorem ipsum dolor sit amet " * 1500
+    r = cozy("run", "--json", "-m", "openai:mystery-7b", stdin=prompt)
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert body["status"] == "complete" and body["context"]["degraded"]
+    assert any("ai.context_windows" in d for d in body["context"]["degrade_reasons"])
+    assert configured.turn_requests()[-1]["messages"][-1]["content"] == prompt.rstrip("\n")
+
+
+def test_too_long_errors_name_the_fix_that_works(
+    configured: FakeModelServer, cozy_home: Path
+) -> None:
+    prompt = "lorem ipsum dolor sit amet " * 400  # ~2.7k tokens
+    write_engines(cozy_home, configured.url, "context: {token_budget: 1000}\n")
+    r = cozy("run", "--json", "-m", "openai:gpt-4o-mini", stdin=prompt)
+    assert r.returncode == 2
+    assert "context.token_budget" in json.loads(r.stdout)["error"]["message"]
+    write_engines(cozy_home, configured.url)
+    extra = "  context_windows: {'openai:gpt-4o-mini': 1500}\n"
+    (cozy_home / "engines.yaml").write_text(
+        (cozy_home / "engines.yaml").read_text() + extra, encoding="utf-8"
+    )
+    r = cozy("run", "--json", "-m", "openai:gpt-4o-mini", stdin=prompt)
+    assert r.returncode == 2
+    message = json.loads(r.stdout)["error"]["message"]
+    assert "context_windows" in message and "token_budget" not in message
+    # the fix it names works: a larger window lets the same prompt through
+    (cozy_home / "engines.yaml").write_text(
+        (cozy_home / "engines.yaml").read_text().replace("1500", "8000"), encoding="utf-8"
+    )
+    r = cozy("run", "--json", "-m", "openai:gpt-4o-mini", stdin=prompt)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_failed_run_leaves_no_session_in_the_list(configured: FakeModelServer) -> None:
+    configured.fail_next(500, times=10)
+    r = cozy("run", "--json", "hello", stdin="")
+    assert r.returncode == 1
+    sid = json.loads(r.stdout)["session_id"]
+    listed = json.loads(cozy("sessions", "list", "--json").stdout)
+    assert sid not in [s["id"] for s in listed]
+    restored = cozy("sessions", "restore", sid)  # nothing lost: the question is kept
+    assert restored.returncode == 0, restored.stderr
+    shown = json.loads(cozy("sessions", "show", sid, "--json").stdout)
+    assert shown["messages"][0]["content"] == "hello"

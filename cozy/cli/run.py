@@ -286,6 +286,10 @@ async def _turn(
                 out.session_id = event.session_id or out.session_id
                 kind = event.error.get("type")
                 code = 2 if kind == "invalid_request_error" else 1
+                if session == "new" and out.session_id and not out.text:
+                    # a session that only holds a failed question is not kept in the list
+                    # (soft delete: `cozy sessions restore ID` brings it back, nothing lost)
+                    await rt.store.delete_session(out.session_id, settings.user)
                 return out.error(event.error, code=code, message_id=event.message_id)
             out.show(event, folded)
             if isinstance(event, Done):

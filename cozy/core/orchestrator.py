@@ -68,7 +68,7 @@ class ChatOrchestrator:
         tools: ToolRunner,
         default_personality: str = "assistant",
         recent_messages: int = 20,
-        token_budget: int = 8192,
+        token_budget: int | None = None,
         reserve_answer_tokens: int = 1024,
         sinks: Sequence[TurnSink] = (),
         windows: ContextWindows | None = None,
@@ -212,14 +212,7 @@ class ChatOrchestrator:
         await self._maybe_summarize(turn, bundle, route)
         turn.context_meta = bundle.metadata
         if bundle.token_budget.get("over_budget"):
-            raise ContextTooLarge(
-                f"the prompt needs about {bundle.token_budget['used']:,} tokens but the context "
-                f"budget is {bundle.token_budget['limit']:,} ({route.label} window "
-                f"{turn.tokens['window']:,} from {turn.tokens['window_source']}, cozy's limit "
-                f"{limit:,}, minus {reserve:,} reserved for the answer)",
-                hint="shorten the prompt, raise context.token_budget in engines.yaml or the "
-                "personality's token_budget, or add the text with `cozy knowledge add`",
-            )
+            self._over_budget(turn, bundle, route, limit, reserve)
         yield ContextBuilt(bundle.metadata)
         t = self._mark(turn, "context", t)
         # 3. tools
@@ -301,13 +294,46 @@ class ChatOrchestrator:
             tokens=dict(turn.tokens),
         )
 
+    def _over_budget(
+        self, turn: Turn, bundle: ContextBundle, route: Route, limit: int, reserve: int
+    ) -> None:
+        """Refuse a prompt that cannot fit, with the fix that works for why it cannot;
+        with an unknown window, send it and let the server decide (no guessed cap)."""
+        window, source = turn.tokens["window"], turn.tokens["window_source"]
+        if source == "default":
+            bundle.metadata["degraded"] = True
+            bundle.metadata.setdefault("degrade_reasons", []).append(
+                f"the context window of {route.label} is unknown (assumed {window:,} tokens "
+                "to trim history); set it with `ai.context_windows` in engines.yaml"
+            )
+            return
+        used = bundle.token_budget["used"]
+        if limit < window:  # cozy's own cap, not the model, is what is too small
+            hint = (
+                f"raise `context.token_budget` in engines.yaml (now {limit:,}; removing it "
+                f"makes the budget the model's window, {window:,}) or the personality's "
+                "token_budget"
+            )
+        else:
+            hint = (
+                "shorten the prompt or add the text with `cozy knowledge add`; if the model "
+                f"takes more than {window:,} tokens, say so in engines.yaml: "
+                f"`ai: {{context_windows: {{'{route.label}': N}}}}`"
+            )
+        raise ContextTooLarge(
+            f"the prompt needs about {used:,} tokens but the context budget is "
+            f"{bundle.token_budget['limit']:,} ({route.label} window {window:,} from "
+            f"{source}, cozy's limit {limit:,}, minus {reserve:,} reserved for the answer)",
+            hint=hint,
+        )
+
     async def _window(self, turn: Turn, route: Route, personality: Personality) -> tuple[int, int]:
         """The token limit for this turn and what is reserved for the answer."""
         provider = route.label.split(":", 1)[0]
         window, source = await self.windows.resolve(route.engine, provider, route.model)
         if personality.context_window:
             window, source = personality.context_window, "personality"
-        limit = min(window, personality.token_budget or self.token_budget)
+        limit = min(window, personality.token_budget or self.token_budget or window)
         reserve = min(self.reserve_answer_tokens, limit // 4)
         turn.tokens = {
             "window": window,

@@ -79,7 +79,8 @@ class ContextSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recent_messages: int = Field(default=20, ge=0)
-    token_budget: int = Field(default=8192, gt=0)
+    # None: the model's context window (asked of the server, or known); a number caps it
+    token_budget: int | None = Field(default=None, gt=0)
     reserve_answer_tokens: int = Field(default=1024, ge=0)
 
 

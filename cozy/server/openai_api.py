@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import Stream
 
@@ -42,6 +43,15 @@ from cozy.server.errors import body as error_body
 from cozy.server.errors import error_response, status_for
 from cozy.server.metering import ChatMeter
 from cozy.server.metrics import model_label
+from cozy.server.responses import (
+    ChatCompletion,
+    EmbeddingList,
+    EmbeddingObject,
+    EmbeddingUsage,
+    ModelList,
+    ModelObject,
+    StreamingOperation,
+)
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
 
 _Events = AsyncGenerator[ChatEvent, None]
@@ -131,7 +141,13 @@ class OpenAIController(Controller):
     path = "/v1"
     tags = ("openai",)
 
-    @post("/chat/completions", status_code=200, summary="Create a chat completion")
+    @post(
+        "/chat/completions",
+        status_code=200,
+        summary="Create a chat completion",
+        responses={200: ResponseSpec(ChatCompletion, description="The completion (JSON or SSE)")},
+        operation_class=StreamingOperation,
+    )
     async def chat_completions(
         self,
         request: Request[Any, Any, Any],
@@ -199,7 +215,9 @@ class OpenAIController(Controller):
         )
 
     @get("/models", summary="List models: personalities (cozy/<id>) and the provider's models")
-    async def list_models(self, request: Request[Any, Any, Any], principal: PrincipalDep) -> Any:
+    async def list_models(
+        self, request: Request[Any, Any, Any], principal: PrincipalDep
+    ) -> ModelList:
         rt = services(request).runtime
         data = [_model(f"cozy/{pid}", "cozy") for pid in sorted(rt.personalities.all())]
         data.insert(0, _model("cozy", "cozy"))
@@ -208,18 +226,18 @@ class OpenAIController(Controller):
         except (CozyError, TimeoutError, OSError):
             infos = []  # the provider is down: personalities still work once it is back
         data.extend(_model(f"{i.provider}:{i.id}", i.provider) for i in infos)
-        return {"object": "list", "data": data}
+        return ModelList(object="list", data=data)
 
     @get("/models/{model_id:path}", summary="One model")
     async def get_model(
         self, request: Request[Any, Any, Any], model_id: PathStr, principal: PrincipalDep
-    ) -> Any:
+    ) -> ModelObject:
         from cozy.server.chat import UnknownModel
 
-        listed = await self.list_models.fn(self, request, principal)
+        listed: ModelList = await self.list_models.fn(self, request, principal)
         wanted = model_id.lstrip("/")
-        for item in listed["data"]:
-            if item["id"] == wanted:
+        for item in listed.data:
+            if item.id == wanted:
                 return item
         raise UnknownModel(f"the model '{wanted}' does not exist", hint="see GET /v1/models")
 
@@ -229,7 +247,7 @@ class OpenAIController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[EmbeddingRequest],
         principal: PrincipalDep,
-    ) -> Any:
+    ) -> EmbeddingList:
         from cozy.core.errors import ConfigError
 
         engine = await services(request).runtime.engine("embed")
@@ -253,21 +271,17 @@ class OpenAIController(Controller):
             tokens = sum(len(t) for t in arrays)
         out = []
         for i, vec in enumerate(vectors):
-            emb: Any = vec
+            emb: list[float] | str = vec
             if body.encoding_format == "base64":
                 emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
-            out.append({"object": "embedding", "index": i, "embedding": emb})
+            out.append(EmbeddingObject(object="embedding", index=i, embedding=emb))
         await services(request).limiter.add_tokens(principal.limit_scopes, tokens)
-        return {
-            "object": "list",
-            "data": out,
-            "model": body.model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+        return EmbeddingList(object="list", data=out, model=body.model, usage=usage)
 
 
-def _model(mid: str, owner: str) -> dict[str, Any]:
-    return {"id": mid, "object": "model", "created": 0, "owned_by": owner}
+def _model(mid: str, owner: str) -> ModelObject:
+    return ModelObject(id=mid, object="model", created=0, owned_by=owner)
 
 
 async def _answer(rt: Runtime, req: ChatRequest, turn: _Turn) -> Done | Failed:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cozy.core.errors import CozyError
 
@@ -53,10 +53,14 @@ class DiskCounterStore:
     def __init__(self, directory: Path) -> None:
         import diskcache
 
-        directory.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(directory), timeout=2, eviction_policy="none")
         self.fallback = MemoryCounterStore()
         self.broken: str | None = None
+        self._cache: Any = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(str(directory), timeout=2, eviction_policy="none")
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
 
     def _failed(self, exc: BaseException) -> None:
         if self.broken is None:
@@ -69,6 +73,8 @@ class DiskCounterStore:
         self.broken = f"{type(exc).__name__}: {exc}"
 
     async def add(self, key: str, amount: int, ttl: float) -> int:
+        if self._cache is None:
+            return await self.fallback.add(key, amount, ttl)
         try:
             self._cache.add(key, 0, expire=ttl)  # no-op when the window's counter exists
             total = int(self._cache.incr(key, amount, default=0))
@@ -79,6 +85,8 @@ class DiskCounterStore:
         return total
 
     async def get(self, key: str) -> int:
+        if self._cache is None:
+            return await self.fallback.get(key)
         try:
             value = self._cache.get(key, default=0)
         except (sqlite3.Error, OSError) as exc:
@@ -87,7 +95,8 @@ class DiskCounterStore:
         return value if isinstance(value, int) else 0
 
     def close(self) -> None:
-        self._cache.close()
+        if self._cache is not None:
+            self._cache.close()
 
 
 class MemoryCounterStore:

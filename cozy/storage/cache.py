@@ -12,6 +12,7 @@ generation on their next read), without scanning keys.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Hashable
@@ -72,14 +73,20 @@ class DiskL2Cache:
     def __init__(self, directory: Path) -> None:
         import diskcache
 
-        directory.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(directory), timeout=5, size_limit=512 * 1024 * 1024)
+        self._cache: Any = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(str(directory), timeout=5, size_limit=512 * 1024 * 1024)
+        except (sqlite3.Error, OSError) as exc:  # full or read-only disk: run uncached
+            logging.getLogger("cozy.cache").warning("no L2 cache at %s: %s", directory, exc)
 
     def _gen(self, ns: str) -> int:
         value = self._cache.get(f"gen:{ns}", default=0)
         return int(value) if isinstance(value, int) else 0
 
     async def get(self, ns: str, key: str) -> Any | None:
+        if self._cache is None:
+            return None
         try:
             return self._cache.get(f"{ns}:{self._gen(ns)}:{key}", default=None)
         except (sqlite3.Error, OSError):
@@ -87,15 +94,18 @@ class DiskL2Cache:
 
     async def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
         expire = ttl if ttl is not None else TTL.get(ns)
-        with contextlib.suppress(sqlite3.Error, OSError):
-            self._cache.set(f"{ns}:{self._gen(ns)}:{key}", value, expire=expire)
+        if self._cache is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self._cache.set(f"{ns}:{self._gen(ns)}:{key}", value, expire=expire)
 
     async def bump(self, ns: str) -> None:
-        with contextlib.suppress(sqlite3.Error, OSError):
-            self._cache.incr(f"gen:{ns}", default=0)
+        if self._cache is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self._cache.incr(f"gen:{ns}", default=0)
 
     def close(self) -> None:
-        self._cache.close()
+        if self._cache is not None:
+            self._cache.close()
 
 
 class NullL2Cache:

@@ -137,6 +137,20 @@ def translate(exc: BaseException, url: str) -> StorageError:
             f"{where} is corrupt (not a database); cozy left it untouched",
             hint="move it aside and cozy will start a new one, or set COZY_HOME elsewhere",
         )
+    if isinstance(orig, sqlite3.DatabaseError) and "malformed" in str(orig):
+        return StorageError(
+            f"{where} is damaged ({orig}); cozy left it untouched",
+            hint=f'try `sqlite3 {where} ".recover" | sqlite3 recovered.db`, then move the '
+            "damaged file aside and put recovered.db in its place; or move it aside and "
+            "cozy starts a new one (`cozy import FILE` brings back an export)",
+        )
+    path = sqlite_path(url)
+    if path is not None:
+        from cozy.storage.disk import explain_sqlite
+
+        clear = explain_sqlite(orig, path)
+        if clear is not None:
+            return clear
     if isinstance(orig, TimeoutError | PoolTimeout):
         return StorageUnavailable(
             f"the database at {where} did not answer in time",

@@ -124,6 +124,31 @@ class StoreBase:
         except (OperationalError, DBAPIError, OSError, PoolTimeout) as exc:
             raise db.translate(exc, self.url) from exc
 
+    async def check_writable(self) -> str:
+        """Raise a StorageError saying why a turn could not be stored right now (full or
+        read-only disk, a read-only or unreachable database); else a short detail."""
+        import asyncio
+
+        import sqlalchemy as sa
+
+        path = db.sqlite_path(self.url)
+        if path is not None:
+            from cozy.storage.disk import free_bytes, probe
+
+            await asyncio.to_thread(probe, path.parent)
+            await self.migration_status()  # the file itself is readable
+            free = free_bytes(path.parent) or 0
+            return f"sqlite {path} writable ({free // (1024 * 1024)} MiB free)"
+        rows = await self.read(sa.text("SHOW transaction_read_only"))
+        if rows and str(rows[0][0]).lower() == "on":
+            from cozy.core.errors import StorageReadOnly
+
+            raise StorageReadOnly(
+                "the database is read-only (a standby, or default_transaction_read_only)",
+                hint="point COZY_DATABASE_URL at the primary",
+            )
+        return "postgres writable"
+
     async def migration_status(self) -> dict[str, list[str]]:
         try:
             async with self.engine.connect() as conn:

@@ -301,6 +301,8 @@ class OpenAIProvider(AIEngine):
         """From the server's model metadata where it gives one: vLLM's `max_model_len`,
         LM Studio's `max_context_length`, llama.cpp's `meta.n_ctx_train`; None when the
         server does not say."""
+        if self.base_url == OPENAI_URL:
+            return None  # OpenAI's API states no windows; cozy knows its models' own
         try:
             info = await within(
                 self.timeout, self._json("GET", f"models/{model}", model=model), self._silent
@@ -315,7 +317,28 @@ class OpenAIProvider(AIEngine):
                         return m.context_window
             except CozyError:
                 pass
+        if window is None:
+            window = await self._native_window(model)
         return window
+
+    async def _native_window(self, model: str) -> int | None:
+        """The window a server states outside the OpenAI API: llama.cpp's `/props`
+        (`n_ctx` it was started with), LM Studio's `/api/v0/models/{id}`."""
+        root = self.base_url.removesuffix("/v1")
+        for path, read in (
+            (f"{root}/props", _props_window),
+            (f"{root}/api/v0/models/{model}", _window_of),
+        ):
+            try:
+                data = await within(
+                    min(self.timeout, 5.0), self._json("GET", path, model=model), self._silent
+                )
+            except CozyError:
+                continue
+            window = read(data) if isinstance(data, dict) else None
+            if window:
+                return window
+        return None
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -349,6 +372,13 @@ def _decode_chunk(data: str, where: str) -> dict[str, Any]:
             f"the model server at {where} failed mid-answer: {message or 'an error occurred'}"
         )
     return chunk
+
+
+def _props_window(props: dict[str, Any]) -> int | None:
+    settings = props.get("default_generation_settings")
+    value = settings.get("n_ctx") if isinstance(settings, dict) else None
+    value = value or props.get("n_ctx")
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _window_of(model: dict[str, Any] | None) -> int | None:
