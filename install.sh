@@ -170,7 +170,7 @@ LLAMA_WHEELS="${COZY_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cozy/wheels}"
 
 llama_failed() {
   echo "install.sh: $1 FAILED, so the embedded model is unavailable." >&2
-  [ -n "${2:-}" ] && { echo "  The last lines of $2:" >&2; tail -n 15 "$2" | sed 's/^/    /' >&2; }
+  [ -n "${2:-}" ] && { echo "  The last lines of $2:" >&2; grep -v '^[[:space:]]*$' "$2" | tail -n 15 | sed 's/^/    /' >&2; }
   echo "  cozy still works with Ollama (ollama serve) or an OpenAI-compatible server" >&2
   echo "  (OPENAI_API_KEY / OPENAI_BASE_URL). To get the embedded model, fix the cause" >&2
   echo "  (e.g. apt-get install build-essential) and run ./install.sh again." >&2

@@ -263,3 +263,50 @@ def test_llama_cpp_missing_names_the_fix(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "EngineError" in out.stdout and "./install.sh" in out.stdout and "ollama" in out.stdout
+
+
+# -- the CLI with nothing configured --------------------------------------------------------
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "COZY_"))}
+    env.update(COZY_HOME=str(home), OLLAMA_HOST="http://127.0.0.1:9", COZY_BACKGROUND_JOBS="0")
+    return subprocess.run(
+        [sys.executable, "-m", "cozy", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_cli_answers_with_the_embedded_model(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    r = cli(home, "run", "--json", "--no-context", "What is 2+2?")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model"] == "local:smollm2-135m" and out["text"].strip()
+    assert out["provider"]["name"] == "local" and "no Ollama at" in out["provider"]["reason"]
+    assert "bigger GGUF" in out["notice"]  # said once ...
+    again = json.loads(cli(home, "run", "--json", "--no-context", "hi").stdout)
+    assert again["notice"] is None  # ... and not again
+    # any GGUF by path; models lists it with path, size and window
+    models = home / "models"
+    models.mkdir()
+    own = models / "my-model.gguf"
+    os.link(local_models.bundled().path, own)
+    r = cli(home, "run", "--json", "--no-context", "-m", f"local:{own}", "Say hi.")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model"] == f"local:{own}" and "asked for by name" in out["provider"]["reason"]
+    listed = {m["id"]: m for m in json.loads(cli(home, "models", "--json").stdout)}
+    assert listed["local:my-model"]["path"] == str(own)
+    assert listed["local:my-model"]["context_window"] == 8192
+    bad = models / "broken.gguf"
+    bad.write_bytes(b"not a model at all" * 10)
+    r = cli(home, "run", "-m", f"local:{bad}", "hi")
+    assert r.returncode == 1 and "not a GGUF model file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_doctor_reports_the_embedded_model(tmp_path: Path) -> None:
+    r = cli(tmp_path / "home", "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(r.stdout)}
+    embedded = checks["embedded model"]
+    assert embedded["status"] == "ok", embedded
+    assert "SHA-256 ok" in embedded["detail"] and "window 8,192" in embedded["detail"]
+    assert "loaded in" in embedded["detail"]
+    assert checks["model"]["status"] == "ok" and "no Ollama at" in checks["model"]["detail"]

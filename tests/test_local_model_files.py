@@ -217,3 +217,41 @@ def test_probe_is_cached_and_refuses_non_ollama(
     fake_model.fail_next(500, path="/api/version")
     choice.forget_probes()
     assert not choice.ollama_answers(fake_model.url)
+
+
+# -- the one worker: user turns before background jobs, a bounded queue -------------------
+async def test_worker_runs_user_turns_before_background_jobs() -> None:
+    import threading
+
+    from cozy.core.errors import ModelBusy
+
+    w = llama_runner.Worker(max_queue=4)
+    gate = threading.Event()
+    order: list[str] = []
+
+    def hold(job: llama_runner.Job) -> None:
+        assert gate.wait(30)
+
+    def mark(name: str):  # type: ignore[no-untyped-def]
+        return lambda job: order.append(name)
+
+    first = w.submit(hold)
+    jobs = [
+        w.submit(mark("background-1"), llama_runner.BACKGROUND),
+        w.submit(mark("background-2"), llama_runner.BACKGROUND),
+        w.submit(mark("user"), llama_runner.INTERACTIVE),
+    ]
+    with pytest.raises(ModelBusy) as err:  # 4 waiting or running: the queue is full
+        w.submit(mark("refused"))
+    assert err.value.http_status == 503 and err.value.retry_after >= 1
+    assert "max_queue" in str(err.value)
+    gate.set()
+    for job in [first, *jobs]:
+        async for _ in job.items(30, 30):
+            pass
+    assert order == ["user", "background-1", "background-2"]
+    cancelled = w.submit(mark("cancelled"))
+    cancelled.stop.set()  # stopped before it ran: skipped
+    async for _ in cancelled.items(30, 30):
+        pass
+    assert "cancelled" not in order and w.pending == 0
