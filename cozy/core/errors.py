@@ -130,7 +130,6 @@ class ModelNotFound(ModelError):
     error_type = "invalid_request_error"
 
 
-<<<<<<< HEAD
 class ModelFileError(ModelError):
     """A local model file is missing, not a GGUF, truncated, altered, unsupported or too big
     for this machine; the message names the file and the fix."""
@@ -151,13 +150,13 @@ class ModelBusy(ModelError):
 
     def to_dict(self) -> dict[str, object]:
         return {**super().to_dict(), "retry_after": self.retry_after}
-=======
+
+
 class EngineTimeout(EngineError):
     """An engine call ran past its deadline (HTTP 504)."""
 
     http_status = 504
     code = "engine_timeout"
->>>>>>> main
 
 
 class MissingExtraError(CozyError):
