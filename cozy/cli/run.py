@@ -67,7 +67,12 @@ def register(app: typer.Typer) -> None:
         prompt: Annotated[list[str] | None, typer.Argument(help="the prompt (or stdin)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
         stream: Annotated[bool, typer.Option("--stream", help="with --json: JSON lines")] = False,
-        session: Annotated[str, typer.Option("--session", "-s", help="new, last or an id")] = "new",
+        session: Annotated[
+            str, typer.Option("--session", "-s", help="new, last, or an id (or its start)")
+        ] = "new",
+        continue_: Annotated[
+            bool, typer.Option("--continue", "-c", help="continue the last session (= -s last)")
+        ] = False,
         personality: Annotated[str | None, typer.Option("--personality", "-p")] = None,
         model: Annotated[
             str | None, typer.Option("--model", "-m", help="provider:model or alias")
@@ -85,6 +90,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Send one prompt and print the answer (streamed), or JSON with --json."""
         out = RunOutput(as_json, stream)
+        if continue_ and session == "new":
+            session = "last"
         try:
             text = read_prompt(prompt)
         except typer.BadParameter as exc:
@@ -286,6 +293,9 @@ async def _turn(
                     # a session that only holds a failed question is not kept in the list
                     # (soft delete: `cozy sessions restore ID` brings it back, nothing lost)
                     await rt.store.delete_session(out.session_id, settings.user)
+                    sys.stderr.write(
+                        f"(the question is kept: `cozy sessions restore {out.session_id}`)\n"
+                    )
                 return out.error(event.error, code=code, message_id=event.message_id)
             out.show(event, folded)
             if isinstance(event, Done):
