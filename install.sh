@@ -148,6 +148,26 @@ case ",$EXTRAS," in
     fi ;;
 esac
 
+# --- third-party MCP servers the tools tests run (npm), in a project-local dir ---
+# Installed here, not fetched by npx at test time (no network during tests, no waiting
+# on a download inside a start-up timeout). Without node/npm the tests that need them
+# skip locally and fail under CI=true.
+if [ "$DEV" = 1 ]; then
+  NODE_DIR="$ROOT/tests/.node"
+  if command -v npm >/dev/null 2>&1; then
+    echo "==> installing npm MCP servers into $NODE_DIR (server-everything, -filesystem, -memory)"
+    mkdir -p "$NODE_DIR"
+    [ -f "$NODE_DIR/package.json" ] || echo '{"private": true}' >"$NODE_DIR/package.json"
+    npm install --silent --no-audit --no-fund --prefix "$NODE_DIR" \
+      "@modelcontextprotocol/server-everything@2026.8.31" \
+      "@modelcontextprotocol/server-filesystem@2026.8.31" \
+      "@modelcontextprotocol/server-memory@2026.8.31" >/dev/null \
+      || echo "warning: npm install failed; the npm MCP server tests cannot run"
+  else
+    echo "note: node/npm not found: the tests that run npm MCP servers will skip"
+  fi
+fi
+
 # --- put cozy on PATH ---
 BIN_DIR="${COZY_BIN_DIR:-$HOME/.local/bin}"
 if mkdir -p "$BIN_DIR" 2>/dev/null && ln -sf "$VENV/bin/cozy" "$BIN_DIR/cozy" 2>/dev/null; then

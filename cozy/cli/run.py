@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -40,25 +41,10 @@ def read_prompt(words: list[str] | None) -> str:
 
 
 async def tty_approver(call: ToolCall, spec: ToolSpec, ctx: ToolContext) -> Decision:
-    """Ask on the terminal (even when stdin is a pipe) whether a tool may run."""
-    import asyncio
+    """Ask on the controlling terminal (see cozy.cli.approve)."""
+    from cozy.cli.approve import tty_approver as ask
 
-    def ask() -> Decision:
-        try:
-            with open("/dev/tty", "r+", encoding="utf-8") as tty:
-                tty.write(
-                    f"\ncozy wants to run {spec.name} ({spec.level}) with {call.arguments}\n"
-                    "allow? [y]es once / [a]lways for this personality / [N]o: "
-                )
-                tty.flush()
-                answer = tty.readline().strip().lower()
-        except OSError:
-            return "deny"
-        if answer in ("a", "always"):
-            return "always"
-        return "once" if answer in ("y", "yes") else "deny"
-
-    return await asyncio.to_thread(ask)
+    return await ask(call, spec, ctx)
 
 
 def register(app: typer.Typer) -> None:
@@ -86,17 +72,51 @@ def register(app: typer.Typer) -> None:
         allow_tools: Annotated[
             list[str] | None, typer.Option("--allow-tools", help="tool globs allowed (repeat)")
         ] = None,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="approve allowed tools")] = False,
+        yes: Annotated[
+            bool,
+            typer.Option("--yes", "-y", help="approve the write/network tools --allow-tools names"),
+        ] = False,
+        yes_dangerous: Annotated[
+            bool,
+            typer.Option("--yes-dangerous", help="with --yes: approve dangerous ones too"),
+        ] = False,
+        mcp_prompt: Annotated[
+            str | None,
+            typer.Option(
+                "--prompt",
+                help="an MCP prompt, SERVER.NAME; leading key=value words are its arguments",
+            ),
+        ] = None,
+        resource: Annotated[
+            list[str] | None,
+            typer.Option("--resource", help="attach an MCP resource SERVER:URI (repeat)"),
+        ] = None,
     ) -> None:
         """Send one prompt and print the answer (streamed), or JSON with --json."""
         out = RunOutput(as_json, stream)
         if continue_ and session == "new":
             session = "last"
+        prompt_args: list[str] = []
+        if mcp_prompt:  # `--prompt srv.name city=Paris extra words`
+            words = list(prompt or [])
+            while words and "=" in words[0] and not words[0].startswith("="):
+                prompt_args.append(words.pop(0))
+            prompt = words
         try:
             text = read_prompt(prompt)
         except typer.BadParameter as exc:
             raise typer.Exit(out.error(_usage(str(exc)), code=2)) from None
-        if not text.strip():
+        if (yes or yes_dangerous) and not allow_tools:
+            raise typer.Exit(
+                out.error(
+                    _usage(
+                        "--yes approves only the tools --allow-tools names; add --allow-tools "
+                        "GLOB (e.g. --allow-tools 'fs.*' --yes), or leave --yes out to be asked"
+                    ),
+                    code=2,
+                )
+            )
+        if not text.strip() and not mcp_prompt:
             raise typer.Exit(
                 out.error(
                     _usage(
@@ -121,7 +141,8 @@ def register(app: typer.Typer) -> None:
                     system,
                     no_context,
                     allow_tools,
-                    yes,
+                    Approval(yes or yes_dangerous, yes_dangerous),
+                    McpInput((mcp_prompt, prompt_args) if mcp_prompt else None, resource or []),
                 ),
                 as_json=False,  # `out` prints the JSON error object (stream: an event)
             )
@@ -135,6 +156,20 @@ def register(app: typer.Typer) -> None:
         start_background_jobs()
         if code:
             raise typer.Exit(code)
+
+
+@dataclass(slots=True)
+class Approval:
+    yes: bool = False  # write/network tools --allow-tools names
+    dangerous: bool = False  # ... and dangerous ones
+
+
+@dataclass(slots=True)
+class McpInput:
+    """`--prompt SERVER.NAME k=v...` and `--resource SERVER:URI` for the turn."""
+
+    prompt: tuple[str, list[str]] | None = None
+    resources: list[str] = field(default_factory=list)
 
 
 def _usage(message: str) -> dict[str, Any]:
@@ -152,6 +187,7 @@ class RunOutput:
         self.text: list[str] = []
         self.started = False  # text reached a terminal (plain mode)
         self.closed = False
+        self.tool_calls: list[dict[str, Any]] = []
 
     def event(self, data: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(data, default=str) + "\n")
@@ -174,7 +210,9 @@ class RunOutput:
         elif self.as_json:
             body: dict[str, Any] = {"error": error, "session_id": self.session_id}
             if error.get("code") == "cancelled":
-                body.update(text="".join(self.text), status="interrupted")
+                body.update(
+                    text="".join(self.text), status="interrupted", tool_calls=self.tool_calls
+                )
             self.event(body)
         elif self.started:
             sys.stdout.write("\n")
@@ -198,12 +236,26 @@ class RunOutput:
             if not self.as_json and event.metadata.get("degraded"):
                 reasons = "; ".join(event.metadata.get("degrade_reasons", []))
                 sys.stderr.write(f"[context degraded: {reasons}]\n")
-        elif isinstance(event, ToolCallRequested):
-            folded["tool_calls"].append(_event_dict(event)["call"])
+        elif isinstance(event, ToolCallRequested | ToolResult):
+            self._tool(event, folded)
+        if isinstance(event, ToolCallRequested):
+            self.tool_calls.append(_event_dict(event)["call"])
+
+    def _tool(self, event: ChatEvent, folded: dict[str, Any]) -> None:
+        from cozy.core.events import ToolCallRequested
+
+        data = _event_dict(event)
+        if isinstance(event, ToolCallRequested):
+            folded["tool_calls"].append(data["call"])
             if not self.as_json:
                 sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
-        elif isinstance(event, ToolResult):
-            folded["tool_results"].append(_event_dict(event))
+            return
+        folded["tool_results"].append(data)
+        if not self.as_json and data.get("is_error") and data.get("decision") == "deny":
+            from cozy.cli import approve
+
+            why = f" ({approve.last_problem})" if approve.last_problem else ""
+            sys.stderr.write(f"[tool {data.get('name')} not run: denied{why}]\n")
 
     def interrupted(self) -> None:
         if self.closed:
@@ -228,7 +280,8 @@ async def _run(
     system: str | None,
     no_context: bool,
     allow_tools: list[str] | None,
-    yes: bool,
+    yes: Approval,
+    mcp: McpInput,
 ) -> int:
     import asyncio
 
@@ -236,7 +289,7 @@ async def _run(
 
     try:
         return await _turn(
-            text, out, session, personality, model, system, no_context, allow_tools, yes
+            text, out, session, personality, model, system, no_context, allow_tools, yes, mcp
         )
     except CozyError as exc:  # before or around the turn (config, storage, ...)
         return out.error(exc.to_dict(), code=exc.exit_code)
@@ -254,7 +307,8 @@ async def _turn(
     system: str | None,
     no_context: bool,
     allow_tools: list[str] | None,
-    yes: bool,
+    yes: Approval,
+    mcp: McpInput,
 ) -> int:
     from cozy.core.events import Done, Failed, Started
     from cozy.core.orchestrator import ChatRequest
@@ -263,22 +317,29 @@ async def _turn(
     as_json, stream = out.as_json, out.stream
     settings = state.settings()
     caller = Caller(
-        user_id=settings.user, role="admin", face="cli", allowed_tools=allow_tools, auto_approve=yes
-    )
-    approver = None if (yes or as_json) else tty_approver
-    req = ChatRequest(
-        prompt=text,
-        caller=caller,
-        session=session,
-        personality=personality,
-        model=model or settings.model,
-        system=system,
-        no_context=no_context,
-        approver=approver,
+        user_id=settings.user,
+        role="admin",
+        face="cli",
+        allowed_tools=allow_tools,
+        auto_approve=yes.yes,
+        auto_approve_dangerous=yes.dangerous,
     )
     stdout = sys.stdout
     folded: dict[str, Any] = {"context": {}, "tool_calls": [], "tool_results": []}
     async with runtime() as rt:
+        if mcp.prompt or mcp.resources:
+            text = await _with_mcp(rt, text, mcp, folded)
+        req = ChatRequest(
+            prompt=text,
+            caller=caller,
+            session=session,
+            personality=personality,
+            model=model or settings.model,
+            system=system,
+            no_context=no_context,
+            # asks on /dev/tty even with --json (stdout stays JSON); no terminal: denied
+            approver=tty_approver,
+        )
         async for event in rt.orchestrator.run(req):
             if not gc.isenabled():  # the turn has started: every import is done
                 gc.freeze()
@@ -312,6 +373,23 @@ async def _turn(
             code=1,
         )
     return 0
+
+
+async def _with_mcp(rt: Any, text: str, mcp: McpInput, folded: dict[str, Any]) -> str:
+    """The turn's text with the MCP prompt rendered and resources attached."""
+    from cozy.cli.tools_mcp import attach_resources, read_ref, render_prompt
+
+    if mcp.prompt:
+        rendered = await render_prompt(rt, *mcp.prompt)
+        text = f"{rendered}\n\n{text}" if text.strip() else rendered
+    attached = [await read_ref(rt, ref) for ref in mcp.resources]
+    if attached:
+        text = attach_resources(text, attached)
+        folded["resources"] = [
+            {"ref": f"{r.server}:{r.uri}", "chars": len(r.text), "truncated": r.truncated}
+            for r in attached
+        ]
+    return text
 
 
 def start_background_jobs() -> None:
@@ -367,4 +445,5 @@ def _fold(done: Any, folded: dict[str, Any]) -> dict[str, Any]:
         },
         "tool_calls": folded["tool_calls"],
         "tool_results": folded["tool_results"],
+        "resources": folded.get("resources", []),
     }

@@ -38,6 +38,7 @@ from cozy.core.turn import (
     ChatRequest,
     Turn,
     TurnSink,
+    answer_every_call,
     brief_context,
     continuation,
     log_turn,
@@ -188,35 +189,32 @@ class ChatOrchestrator:
             turn.request_id, session.id, personality.id, route.label, turn.user_message_id
         )
         t = self._mark(turn, "prepare", t)
-        # 2. context
-        limit, reserve = await self._window(turn, route, personality)
-        estimator = await self.accounting.for_model(route.model)
-        bundle: ContextBundle = await self.context.build(
-            query=req.prompt,
-            user_id=req.caller.user_id,
-            personality=personality,
-            history=history,
-            user_message=new_turn,
-            token_budget=max(limit - reserve, 256),
-            session_id=session.id,
-            use_engines=not req.no_context,
-            system_prompt=system_prompt(personality, req.system),
-            estimator=estimator,
-            summary=turn.summary.text if turn.summary else "",
+        # 3. tools, started first: MCP servers come up while the context is built
+        tools_task = asyncio.ensure_future(
+            self.tools.available_with_problems(personality, req.caller)
         )
-        await self._maybe_summarize(turn, bundle, route)
+        try:
+            bundle = await self._context(turn, route, personality, history, new_turn)
+            specs, tool_problems = await tools_task
+        except BaseException:
+            tools_task.cancel()
+            with contextlib.suppress(BaseException):
+                await tools_task
+            raise
+        if tool_problems:  # the answer is given without those tools: say so
+            bundle.metadata["degraded"] = True
+            reasons = bundle.metadata.setdefault("degrade_reasons", [])
+            reasons.extend(tool_problems)
         turn.context_meta = bundle.metadata
-        if bundle.token_budget.get("over_budget"):
-            self._over_budget(turn, bundle, route, limit, reserve)
         yield ContextBuilt(bundle.metadata)
         t = self._mark(turn, "context", t)
-        # 3. tools
-        specs = await self.tools.available(personality, req.caller)
         server_specs = {s.name: s for s in specs}
         client_specs = {s.name: s for s in req.client_tools}
         offered = [*specs, *req.client_tools]
         t = self._mark(turn, "tools", t)
         # 4. generate, with the tool loop
+        limit = turn.tokens["limit"]
+        estimator = await self.accounting.for_model(route.model)
         convo = bundle.prompt_messages(new_turn)
         options = merge_options(personality.generation_options(), req.options)
         if options.context_window is None:
@@ -288,6 +286,38 @@ class ChatOrchestrator:
             ],
             tokens=dict(turn.tokens),
         )
+
+    async def _context(
+        self,
+        turn: Turn,
+        route: Route,
+        personality: Personality,
+        history: list[Message],
+        new_turn: list[Message],
+    ) -> ContextBundle:
+        """Stage 2: memory, profile, knowledge and history within the token budget."""
+        req = turn.req
+        assert turn.session is not None
+        limit, reserve = await self._window(turn, route, personality)
+        estimator = await self.accounting.for_model(route.model)
+        bundle: ContextBundle = await self.context.build(
+            query=req.prompt,
+            user_id=req.caller.user_id,
+            personality=personality,
+            history=history,
+            user_message=new_turn,
+            token_budget=max(limit - reserve, 256),
+            session_id=turn.session.id,
+            use_engines=not req.no_context,
+            system_prompt=system_prompt(personality, req.system),
+            estimator=estimator,
+            summary=turn.summary.text if turn.summary else "",
+        )
+        await self._maybe_summarize(turn, bundle, route)
+        turn.context_meta = bundle.metadata
+        if bundle.token_budget.get("over_budget"):
+            self._over_budget(turn, bundle, route, limit, reserve)
+        return bundle
 
     def _over_budget(
         self, turn: Turn, bundle: ContextBundle, route: Route, limit: int, reserve: int
@@ -426,14 +456,25 @@ class ChatOrchestrator:
             completion_tokens=turn.usage.completion_tokens or None,
             latency_ms=round((time.perf_counter() - turn.started) * 1000, 2),
         )
-        items = [*turn.pending, final]
+        pending = answer_every_call(turn.pending)
+        # an answer that said nothing after its tool rounds is not a message (the rounds
+        # and their results are); one with no rounds keeps the turn's status
+        items = [*pending, final] if text or not pending else pending
         turn.pending = []
         also = [turn.summary_job] if turn.summary_job is not None else []
         turn.summary_job = None
         ids = await self.store.add_messages(session.id, items, also=also)
+        if items[-1] is not final:
+            ids = [*ids, ""]  # no final answer row; callers get no message id
         if status != "complete":
             log_turn(turn, status)
-        if status == "complete" and self.sinks and turn.personality and turn.req.prompt.strip():
+        if (
+            status == "complete"
+            and self.sinks
+            and turn.personality
+            and turn.req.prompt.strip()
+            and ids[-1]
+        ):
             user_msg = Message("user", turn.req.prompt)
             for sink in self.sinks:
                 await sink.turn_saved(
@@ -443,4 +484,4 @@ class ChatOrchestrator:
                     message_ids=[turn.user_message_id, ids[-1]],
                     messages=[user_msg, Message("assistant", text)],
                 )
-        return ids[-1]
+        return ids[-1] or None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from cozy.core.types import (
@@ -175,6 +176,13 @@ class ToolsEngine(BaseEngine):
 
     @abstractmethod
     async def list_tools(self) -> list[ToolSpec]: ...
+
+    async def list_tools_for(self, patterns: Sequence[str]) -> tuple[list[ToolSpec], list[str]]:
+        """The tools whose names match one of `patterns` (globs), and the reasons some
+        could not be listed (user-facing). Providers with servers override it to start
+        only the servers the globs can reach."""
+        specs = await self.list_tools()
+        return [s for s in specs if any(fnmatchcase(s.name, p) for p in patterns)], []
 
     @abstractmethod
     async def execute_tool(
@@ -485,6 +493,28 @@ class ReportsServers(Protocol):
     (`cozy tools servers`): name, transport, state, pid, tool_count, last_error…"""
 
     async def servers_status(self) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class ServesPrompts(Protocol):
+    """A tools engine whose servers offer MCP prompts (`cozy tools prompts`,
+    `cozy run --prompt SERVER.NAME`). Returns the prompts and per-server problems."""
+
+    async def list_prompts(self, server: str | None = None) -> tuple[list[Any], list[str]]: ...
+
+    async def get_prompt(
+        self, qualified: str, arguments: dict[str, str]
+    ) -> list[dict[str, str]]: ...
+
+
+@runtime_checkable
+class ServesResources(Protocol):
+    """A tools engine whose servers offer MCP resources (`cozy tools resources`,
+    `cozy run --resource SERVER:URI`)."""
+
+    async def list_resources(self, server: str | None = None) -> tuple[list[Any], list[str]]: ...
+
+    async def read_resource(self, server: str, uri: str) -> Any: ...
 
 
 class BackgroundJobs(Protocol):
