@@ -310,6 +310,9 @@ async def _turn(
     yes: Approval,
     mcp: McpInput,
 ) -> int:
+    import contextlib
+
+    from cozy.core.errors import CozyError
     from cozy.core.events import Done, Failed, Started
     from cozy.core.orchestrator import ChatRequest
     from cozy.core.types import Caller
@@ -353,10 +356,13 @@ async def _turn(
                 if session == "new" and out.session_id and not out.text:
                     # a session that only holds a failed question is not kept in the list
                     # (soft delete: `cozy sessions restore ID` brings it back, nothing lost)
-                    await rt.store.delete_session(out.session_id, settings.user)
-                    sys.stderr.write(
-                        f"(the question is kept: `cozy sessions restore {out.session_id}`)\n"
-                    )
+                    # best effort: the turn's own error is the one to report (on a full
+                    # disk the session was never stored, and deleting it fails too)
+                    with contextlib.suppress(CozyError):
+                        await rt.store.delete_session(out.session_id, settings.user)
+                        sys.stderr.write(
+                            f"(the question is kept: `cozy sessions restore {out.session_id}`)\n"
+                        )
                 return out.error(event.error, code=code, message_id=event.message_id)
             out.show(event, folded)
             if isinstance(event, Done):
