@@ -13,8 +13,9 @@ from schemathesis import checks
 from test_server_fixtures import Served, served_fixture  # noqa: F401 - fixture
 
 # the response checks, plus "an invalid request is refused" (5xx checked below). Left
-# out: "a schema-valid request is accepted" — rules the schema cannot state (a conversation needs a user
-# message; a tool message answers a tool call) rightly answer 400.
+# out: "a schema-valid request is accepted" — rules the schema cannot state (a
+# conversation needs a user message; a tool message answers a tool call) rightly
+# answer 400.
 CHECKS = [
     checks.status_code_conformance,
     checks.content_type_conformance,
