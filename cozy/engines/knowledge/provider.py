@@ -191,7 +191,8 @@ class LocalKnowledge(KnowledgeEngine):
         self, user_id: str, collection: str, embed: bool, defer: bool = False
     ) -> Ingestor:
         check_collection(collection)
-        engine = await self.embedder() if embed else None
+        # deferred: never wait for the model to load (the vectors come later)
+        engine = (self.embeddings.engine if defer else await self.embedder()) if embed else None
         if engine is not None and not engine.dimensions:
             # a remote embedder learns its dimensions from its first answer; the vectors
             # are stored under a key that includes them, so learn them before writing
@@ -229,18 +230,28 @@ class LocalKnowledge(KnowledgeEngine):
             report = await ingestor.run(paths, on_plan=on_plan, on_result=on_result)
         finally:
             await self._invalidate()
-        if embed and ingestor.embedder is None and self.embed_note:
-            report.notes.append(self.embed_note)
-        if ingestor.embedder is not None:
-            if wait:
-                await self.embed_pending(user_id, collection, on_vectors=on_vectors)
-            else:
-                model = self.model_key(ingestor.embedder)
-                counts = await self.index.count_unembedded(user_id, model, collection)
-                report.pending_vectors = counts.get(collection, 0)
-                if report.pending_vectors:
-                    report.embed_job = await self.queue_embed(user_id, collection)
+        if not embed:
+            return report
+        if not self._embeds():
+            report.notes.append(self.embed_note or self.embeddings.missing)
+            return report
+        if wait:
+            await self.embed_pending(user_id, collection, on_vectors=on_vectors)
+            return report
+        model = self.embeddings.model()  # None before it loads: chunks without any vector
+        report.pending_vectors = (
+            await self.index.count_unembedded(user_id, model, collection)
+        ).get(collection, 0)
+        if report.pending_vectors:
+            report.embed_job = await self.queue_embed(user_id, collection)
         return report
+
+    def _embeds(self) -> bool:
+        """Embeddings are on and an embedder is configured (it need not be loaded)."""
+        cfg = self.ctx.config
+        return self.embeddings.enabled and (
+            self.ctx.embedder is not None or (cfg is not None and cfg.section("embed").active)
+        )
 
     async def embed_pending(
         self,
@@ -379,11 +390,7 @@ class LocalKnowledge(KnowledgeEngine):
         """Per collection: documents, bytes, chunks, vectors by model and `pending_vectors`
         (chunks the current model has not embedded yet: the background job's progress)."""
         out = await self.index.stats(user_id)
-        cfg = self.ctx.config
-        configured = self.ctx.embedder is not None or (
-            cfg is not None and cfg.section("embed").active
-        )
-        if self.embeddings.enabled and configured:
+        if self._embeds():
             # the loaded model's key; before it is loaded (stats never waits for it),
             # the chunks without any vector
             pending = await self.index.count_unembedded(user_id, self.embeddings.model())
