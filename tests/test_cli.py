@@ -92,6 +92,10 @@ def test_personalities_models_config(configured: FakeModelServer) -> None:
     assert coder["id"] == "coder" and coder["system_prompt"]
     models = json.loads(cozy("models", "--json").stdout)
     assert "ollama:fake-model" in [m["id"] for m in models]
+    local = next(m for m in models if m["id"] == "local:smollm2-135m")  # beside: the GGUF files
+    assert (
+        local["context_window"] == 8192 and local["size"] > 9e7 and local["path"].endswith(".gguf")
+    )
     shown = json.loads(cozy("config", "show", "--json").stdout)
     assert shown["engines"]["ai"]["provider"] == "ollama"
     assert "engines.yaml" in cozy("config", "path").stdout
@@ -120,7 +124,10 @@ def test_unreachable_model_is_actionable(cozy_home: Path) -> None:
     assert r.returncode == 1
     assert "not reachable at http://127.0.0.1:9" in r.stderr and "ollama serve" in r.stderr
     assert "Traceback" not in r.stderr
-    # the prompt is not lost
+    # the prompt is not lost: the session is out of the list (#22), and restorable
+    assert "cozy sessions restore ses_" in r.stderr
+    sid = r.stderr.split("cozy sessions restore ")[1].split("`")[0]
+    assert cozy("sessions", "restore", sid).returncode == 0
     shown = json.loads(cozy("sessions", "show", "last", "--json").stdout)
     assert shown["messages"][0]["content"] == "hi"
     assert shown["messages"][-1]["status"] == "failed"

@@ -146,7 +146,9 @@ def minilm() -> LocalEmbedder:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, cozy_home: Path) -> Iterator[str]:
-    if request.param == "postgres":  # keyword lists from pg_keyword.py, the same stage
+    if (
+        request.param == "postgres"
+    ):  # keyword lists from Postgres (retrieval/keyword.py), the same stage
         with pg_database() as url:
             yield url
     else:

@@ -53,7 +53,12 @@ def register(app: typer.Typer) -> None:
         prompt: Annotated[list[str] | None, typer.Argument(help="the prompt (or stdin)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
         stream: Annotated[bool, typer.Option("--stream", help="with --json: JSON lines")] = False,
-        session: Annotated[str, typer.Option("--session", "-s", help="new, last or an id")] = "new",
+        session: Annotated[
+            str, typer.Option("--session", "-s", help="new, last, or an id (or its start)")
+        ] = "new",
+        continue_: Annotated[
+            bool, typer.Option("--continue", "-c", help="continue the last session (= -s last)")
+        ] = False,
         personality: Annotated[str | None, typer.Option("--personality", "-p")] = None,
         model: Annotated[
             str | None, typer.Option("--model", "-m", help="provider:model or alias")
@@ -89,6 +94,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Send one prompt and print the answer (streamed), or JSON with --json."""
         out = RunOutput(as_json, stream)
+        if continue_ and session == "new":
+            session = "last"
         prompt_args: list[str] = []
         if mcp_prompt:  # `--prompt srv.name city=Paris extra words`
             words = list(prompt or [])
@@ -342,6 +349,10 @@ async def _turn(
                 gc.enable()
             if isinstance(event, Started):
                 out.session_id = event.session_id
+                folded["provider"] = {
+                    "name": event.model.split(":", 1)[0],
+                    "reason": event.provider_reason,
+                }
             if isinstance(event, Failed):
                 out.session_id = event.session_id or out.session_id
                 kind = event.error.get("type")
@@ -353,16 +364,24 @@ async def _turn(
                     # disk the session was never stored, and deleting it fails too)
                     with contextlib.suppress(CozyError):
                         await rt.store.delete_session(out.session_id, settings.user)
+                        sys.stderr.write(
+                            f"(the question is kept: `cozy sessions restore {out.session_id}`)\n"
+                        )
                 return out.error(event.error, code=code, message_id=event.message_id)
             out.show(event, folded)
             if isinstance(event, Done):
                 out.closed = True
+                notice = rt.tiny_model_notice(event.model) if not stream else None
                 if as_json and not stream:
+                    folded["notice"] = notice
                     stdout.write(
                         json.dumps(_fold(event, folded), default=str, ensure_ascii=False) + "\n"
                     )
                 elif not as_json:
                     stdout.write("\n")
+                    stdout.flush()
+                    if notice:
+                        sys.stderr.write(f"[note: {notice}]\n")
     if not out.closed:  # the stream ended without Done or Failed: say so, never end silently
         return out.error(
             {"type": "server_error", "code": "incomplete", "message": "the answer ended early"},
@@ -423,6 +442,8 @@ def _fold(done: Any, folded: dict[str, Any]) -> dict[str, Any]:
         "session_id": done.session_id,
         "message_id": done.message_id,
         "model": done.model,
+        "provider": folded.get("provider"),
+        "notice": folded.get("notice"),
         "text": done.text,
         "status": done.status,
         "finish_reason": done.finish_reason,

@@ -57,6 +57,7 @@ class Route:
     engine: AIEngine
     model: str
     label: str  # provider:model, as shown to users
+    reason: str = ""  # why this provider answers (the `auto` choice, or asked for by name)
 
 
 class ModelRouter(Protocol):
@@ -461,6 +462,16 @@ class ManagesDocuments(IngestsPaths, Protocol):
     async def stats(self, *, user_id: str) -> dict[str, Any]: ...
 
     async def remove(self, ref: str, **kw: Any) -> list[Any]: ...
+
+
+@runtime_checkable
+class EmbedsLater(Protocol):
+    """A knowledge engine whose documents are searchable before their vectors exist: it
+    embeds the chunks still without one (`cozy knowledge embed`, a background job)."""
+
+    async def embed_pending(
+        self, user_id: str, collection: str | None = None, **kw: Any
+    ) -> int: ...
 
 
 @runtime_checkable
