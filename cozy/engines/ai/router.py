@@ -7,11 +7,11 @@ providers (through `EngineContext.router`) that call a model themselves.
 from __future__ import annotations
 
 import asyncio
-import os
 
 from cozy.core.errors import ConfigError, CozyError, NotFoundError
 from cozy.engines.base import AIEngine, Route
 from cozy.engines.config import EnginesConfig
+from cozy.engines.openai_compat import configured_in_env
 from cozy.engines.registry import EngineFactory
 
 DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini"}
@@ -26,6 +26,7 @@ class ModelRouterImpl:
 
     def __init__(self, config: EnginesConfig, factory: EngineFactory) -> None:
         self.config = config.ai
+        self.engines_config = config
         self.factory = factory
         self._engines: dict[str, AIEngine] = {}
         self._lock = asyncio.Lock()
@@ -35,7 +36,7 @@ class ModelRouterImpl:
         provider = self.config.provider
         if provider != "auto":
             return provider
-        if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        if configured_in_env():
             return "openai"
         return "ollama"
 
@@ -75,6 +76,9 @@ class ModelRouterImpl:
                     "idle_timeout": self.config.idle_timeout,
                     **self.config.providers.get(provider, {}),
                 }
+                cls = self.factory.registry.get("ai", provider)
+                at = ("ai", "providers", provider)
+                self.engines_config.validate_options(cls.Options, options, at)
                 engine = self.factory.create("ai", provider, options)
                 assert isinstance(engine, AIEngine)
                 await engine.initialize()

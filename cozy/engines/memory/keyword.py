@@ -58,7 +58,7 @@ async def read_sync(store: Store, fn: Callable[[Connection], T]) -> T:
     Several statements then cost one hop, not one each (under load a hop waits for
     a core: it was most of a small search's time).
     """
-    thread = store._thread
+    thread = store.sqlite_thread
     try:
         if thread is not None:
             return await thread.read(fn)
