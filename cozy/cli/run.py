@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code)
 
 
-async def _run(  # noqa: C901 - the event fold; a typed Failed error (#17) drops branches
+async def _run(  # noqa: C901 - one fold of every event kind into text, JSON or JSON lines
     text: str,
     as_json: bool,
     stream: bool,
@@ -181,14 +181,13 @@ async def _run(  # noqa: C901 - the event fold; a typed Failed error (#17) drops
             if isinstance(event, Failed):
                 if not (as_json and stream):
                     if as_json:
-                        out.write(
-                            json.dumps({"error": event.error, "session_id": event.session_id})
-                            + "\n"
-                        )
+                        error = event.error.to_dict()
+                        out.write(json.dumps({"error": error, "session_id": event.session_id}))
+                        out.write("\n")
                     if not as_json and folded.get("started"):
                         out.write("\n")
-                    sys.stderr.write(f"error: {event.error.get('message')}\n")
-                return 2 if event.error.get("type") == "invalid_request_error" else 1
+                    sys.stderr.write(f"error: {event.error.message}\n")
+                return event.error.exit_code
             if isinstance(event, TextDelta):
                 folded["started"] = True
             if isinstance(event, Done):

@@ -14,7 +14,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cozy.core.context import ContextBundle, ContextService
@@ -28,6 +29,7 @@ from cozy.core.events import (
     Started,
     TextDelta,
     ToolCallRequested,
+    TurnError,
 )
 from cozy.core.history import to_messages
 from cozy.core.personalities import Personality, PersonalityCatalog
@@ -47,14 +49,30 @@ from cozy.core.turn import (
     title_of,
     to_new,
 )
-from cozy.core.types import Message, ToolCall
-from cozy.core.windows import ContextWindows, TokenAccounting
+from cozy.core.types import Message, ToolCall, ToolSpec
+from cozy.core.windows import CalibratedEstimator, ContextWindows, TokenAccounting
 from cozy.engines.base import ModelRouter, Route, ToolContext
 from cozy.storage.store import MessageRow, NewMessage, SessionRow, Store
 
 log = logging.getLogger("cozy.orchestrator")
 
 __all__ = ["MAX_TOOL_ROUNDS", "ChatOrchestrator", "ChatRequest", "ModelRouter", "Route", "TurnSink"]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What the prepare stage decided, read by the stages after it."""
+
+    session: SessionRow
+    personality: Personality
+    route: Route
+    history: list[Message]
+    new_turn: list[Message]
+    limit: int = 0
+    estimator: CalibratedEstimator | None = None
+    bundle: ContextBundle | None = None
+    server_specs: dict[str, ToolSpec] = field(default_factory=dict)
+    client_specs: dict[str, ToolSpec] = field(default_factory=dict)
 
 
 class ChatOrchestrator:
@@ -91,7 +109,7 @@ class ChatOrchestrator:
         self._live: set[asyncio.Task[Any]] = set()  # tasks running a turn
         self._saving: set[asyncio.Future[str | None]] = set()  # interrupted answers being saved
 
-    async def run(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def run(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         turn = Turn(req, req.request_id or f"req-{uuid.uuid4().hex[:16]}", time.perf_counter())
         task = asyncio.current_task()
         if task is not None:
@@ -107,22 +125,12 @@ class ChatOrchestrator:
             saving.add_done_callback(self._saving.discard)
             await asyncio.shield(saving)
             raise
-        except CozyError as exc:
+        except Exception as exc:  # a CozyError, or unexpected: keep what we have, report it
+            if not isinstance(exc, CozyError):
+                log.exception("turn failed", extra={"request_id": turn.request_id})
             saved = await self._persist(turn, "failed", error=exc)
             yield Failed(
-                error=exc.to_dict(),
-                session_id=turn.session.id if turn.session else None,
-                message_id=saved,
-            )
-        except Exception as exc:  # unexpected: still keep what we have and report it
-            log.exception("turn failed", extra={"request_id": turn.request_id})
-            saved = await self._persist(turn, "failed", error=exc)
-            yield Failed(
-                error={
-                    "type": "server_error",
-                    "code": "internal_error",
-                    "message": f"{type(exc).__name__}: {exc}",
-                },
+                error=TurnError.of(exc),
                 session_id=turn.session.id if turn.session else None,
                 message_id=saved,
             )
@@ -158,12 +166,34 @@ class ChatOrchestrator:
         turn.timings[stage] = round((now - since) * 1000, 3)
         return now
 
-    async def _stages(  # noqa: C901 - to be split into one method per stage (#17)
-        self, turn: Turn
-    ) -> AsyncIterator[ChatEvent]:
-        req = turn.req
+    async def _stages(self, turn: Turn) -> AsyncIterator[ChatEvent]:
+        """The five stages, in order; each records its time in `turn.timings`."""
         t = time.perf_counter()
-        # 1. prepare
+        plan = await self._stage_prepare(turn)
+        yield Started(
+            turn.request_id,
+            plan.session.id,
+            plan.personality.id,
+            plan.route.label,
+            turn.user_message_id,
+        )
+        t = self._mark(turn, "prepare", t)
+        yield await self._stage_context(turn, plan)
+        t = self._mark(turn, "context", t)
+        offered = await self._stage_tools(turn, plan)
+        t = self._mark(turn, "tools", t)
+        async for event in self._stage_generate(turn, plan, offered):
+            yield event
+        t = self._mark(turn, "generate", t)
+        saved = await self._persist(turn, "complete")
+        self._mark(turn, "persist", t)
+        if saved:
+            yield MessageSaved(saved, "assistant", "complete")
+        yield self._done(turn, plan, saved)
+
+    async def _stage_prepare(self, turn: Turn) -> _Plan:
+        """1. Session, personality, model; the user's message saved before anything else."""
+        req = turn.req
         tail = continuation(req)
         if not req.prompt.strip() and not tail:
             raise UsageError("the prompt is empty", hint="pass a prompt as an argument or on stdin")
@@ -184,24 +214,25 @@ class ChatOrchestrator:
             )
         )[0]
         turn.session_unsaved = False
-        yield Started(
-            turn.request_id, session.id, personality.id, route.label, turn.user_message_id
-        )
-        t = self._mark(turn, "prepare", t)
-        # 2. context
-        limit, reserve = await self._window(turn, route, personality)
-        estimator = self.accounting.for_model(route.model)
+        return _Plan(session, personality, route, history, new_turn)
+
+    async def _stage_context(self, turn: Turn, plan: _Plan) -> ContextBuilt:
+        """2. Knowledge, profile and memory in parallel, trimmed to the token budget."""
+        req, route = turn.req, plan.route
+        limit, reserve = await self._window(turn, route, plan.personality)
+        plan.limit = limit
+        plan.estimator = self.accounting.for_model(route.model)
         bundle: ContextBundle = await self.context.build(
             query=req.prompt,
             user_id=req.caller.user_id,
-            personality=personality,
-            history=history,
-            user_message=new_turn,
+            personality=plan.personality,
+            history=plan.history,
+            user_message=plan.new_turn,
             token_budget=max(limit - reserve, 256),
-            session_id=session.id,
+            session_id=plan.session.id,
             use_engines=not req.no_context,
-            system_prompt=system_prompt(personality, req.system),
-            estimator=estimator,
+            system_prompt=system_prompt(plan.personality, req.system),
+            estimator=plan.estimator,
             summary=turn.summary.text if turn.summary else "",
         )
         await self._maybe_summarize(turn, bundle, route)
@@ -215,22 +246,29 @@ class ChatOrchestrator:
                 hint="shorten the prompt, raise context.token_budget in engines.yaml or the "
                 "personality's token_budget, or add the text with `cozy knowledge add`",
             )
-        yield ContextBuilt(bundle.metadata)
-        t = self._mark(turn, "context", t)
-        # 3. tools
-        specs = await self.tools.available(personality, req.caller)
-        server_specs = {s.name: s for s in specs}
-        client_specs = {s.name: s for s in req.client_tools}
-        offered = [*specs, *req.client_tools]
-        t = self._mark(turn, "tools", t)
-        # 4. generate, with the tool loop
-        convo = bundle.prompt_messages(new_turn)
-        options = merge_options(personality.generation_options(), req.options)
+        plan.bundle = bundle
+        return ContextBuilt(bundle.metadata)
+
+    async def _stage_tools(self, turn: Turn, plan: _Plan) -> list[ToolSpec]:
+        """3. The tools this personality and caller may use, plus the client's own."""
+        specs = await self.tools.available(plan.personality, turn.req.caller)
+        plan.server_specs = {s.name: s for s in specs}
+        plan.client_specs = {s.name: s for s in turn.req.client_tools}
+        return [*specs, *turn.req.client_tools]
+
+    async def _stage_generate(
+        self, turn: Turn, plan: _Plan, offered: list[ToolSpec]
+    ) -> AsyncIterator[ChatEvent]:
+        """4. The model streams; tool calls loop through the tool runner (bounded)."""
+        req, route = turn.req, plan.route
+        assert plan.bundle is not None and plan.estimator is not None
+        convo = plan.bundle.prompt_messages(plan.new_turn)
+        options = merge_options(plan.personality.generation_options(), req.options)
         if options.context_window is None:
-            options.context_window = limit
-        estimated_prompt = estimator.messages(convo)
+            options.context_window = plan.limit
+        estimated_prompt = plan.estimator.messages(convo)
         reported_prompt = 0
-        ctx = ToolContext(req.caller, session.id, personality.id, turn.request_id)
+        ctx = ToolContext(req.caller, plan.session.id, plan.personality.id, turn.request_id)
         rounds = min(req.max_tool_rounds, self.tools.max_rounds)  # engines.yaml may lower it
         for _round in range(max(1, rounds) + 1):
             calls: list[ToolCall] = []
@@ -255,7 +293,9 @@ class ChatOrchestrator:
             assistant = Message("assistant", "".join(round_text), tool_calls=calls)
             convo.append(assistant)
             turn.pending.append(to_new(assistant))
-            client = [c for c in calls if c.name in client_specs and c.name not in server_specs]
+            client = [
+                c for c in calls if c.name in plan.client_specs and c.name not in plan.server_specs
+            ]
             if client:  # client-side tools: hand them back to the caller and stop
                 for c in client:
                     yield ToolCallRequested(c, None, client_side=True)
@@ -263,31 +303,28 @@ class ChatOrchestrator:
                 turn.finish_reason = "tool_calls"
                 break
             for c in calls:
-                spec = server_specs.get(c.name)
+                spec = plan.server_specs.get(c.name)
                 yield ToolCallRequested(c, spec.level if spec else None)
             results: list[Message] = []
-            async for event in self.tools.run(calls, server_specs, ctx, req.approver, results):
+            async for event in self.tools.run(calls, plan.server_specs, ctx, req.approver, results):
                 yield event
             convo.extend(results)
             turn.pending.extend(to_new(m) for m in results)
         turn.tokens.update(estimated_prompt=estimated_prompt, reported_prompt=reported_prompt)
         if reported_prompt and not offered:  # tool schemas are not in our estimate
             self.accounting.observe(route.model, estimated_prompt, reported_prompt)
-        t = self._mark(turn, "generate", t)
-        # 5. persist
-        saved = await self._persist(turn, "complete")
-        self._mark(turn, "persist", t)
-        if saved:
-            yield MessageSaved(saved, "assistant", "complete")
+
+    def _done(self, turn: Turn, plan: _Plan, saved: str | None) -> Done:
+        """5. (after persist) The turn's summary event."""
         turn.timings["total"] = round((time.perf_counter() - turn.started) * 1000, 3)
         log_turn(turn, "complete")
-        yield Done(
-            session_id=session.id,
+        return Done(
+            session_id=plan.session.id,
             message_id=saved,
             text="".join(turn.text),
             status="complete",
             finish_reason=turn.finish_reason or "stop",
-            model=route.label,
+            model=plan.route.label,
             usage=turn.usage.to_dict(),
             timings=dict(turn.timings),
             tool_calls=[

@@ -7,7 +7,7 @@ import base64
 import struct
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody
@@ -39,11 +39,9 @@ from cozy.server.chat import (
 )
 from cozy.server.deps import PathStr, PrincipalDep, Services, services
 from cozy.server.errors import body as error_body
-from cozy.server.errors import error_response, status_for
+from cozy.server.errors import error_response
 from cozy.server.metrics import model_label
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
-
-_Events = AsyncGenerator[ChatEvent, None]
 
 
 def known_models(rt: Runtime) -> set[str]:
@@ -99,13 +97,9 @@ class _Turn:
 
 def _failed_response(failed: Failed, session_id: str | None) -> Response[Any]:
     err = failed.error
-    payload = error_body(
-        str(err.get("message", "error")),
-        type_=str(err.get("type", "server_error")),
-        code=err.get("code"),
-    )
+    payload = error_body(err.message, type_=err.type, code=err.code)
     headers = {SESSION_HEADER: session_id} if session_id else None
-    return error_response(status_for(err), payload, headers)
+    return error_response(err.http_status, payload, headers)
 
 
 class OpenAIController(Controller):
@@ -148,7 +142,7 @@ class OpenAIController(Controller):
             finally:
                 turn.finish()
         # streaming: run prepare before answering, so bad sessions/models get a real status
-        runs = [cast(_Events, rt.orchestrator.run(r)) for r in fan_out(req, n)]
+        runs = [rt.orchestrator.run(r) for r in fan_out(req, n)]
         first: Started | None = None
         for events in runs:
             started = await _started(events, turn)
