@@ -139,10 +139,3 @@ class ContextTooLarge(UsageError):
     """The request cannot fit in the model's context window even after trimming."""
 
     code = "context_length_exceeded"
-
-
-class Cancelled(CozyError):
-    """The run was cancelled by the user (Esc, Ctrl-C, client disconnect)."""
-
-    exit_code = 130
-    code = "cancelled"

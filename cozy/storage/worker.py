@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,9 @@ class DrainStats:
         }
 
 
+PRUNE_EVERY = 3600.0  # s between two prunes of old done jobs by one worker
+
+
 class JobWorker:
     def __init__(
         self,
@@ -64,6 +68,7 @@ class JobWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._pruned_at = -PRUNE_EVERY  # the first drain or idle loop prunes
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
@@ -142,7 +147,23 @@ class JobWorker:
                     break
                 seen_retry.add(job.id)
                 include_deferred = False  # don't spin on a job that just failed
+        await self._prune()
         return stats
+
+    async def _prune(self) -> None:
+        """Delete done jobs finished over a week ago (the table would only grow), at
+        most once an hour per worker; failed jobs stay for `cozy jobs retry`."""
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        try:
+            pruned = await self.queue.purge_done()
+        except Exception:  # a busy store: the next prune tries again
+            log.exception("pruning done jobs failed")
+            return
+        if pruned:
+            log.info("pruned %d done jobs", pruned)
 
     # --- background loop ---------------------------------------------------
     def notify(self) -> None:
@@ -170,6 +191,7 @@ class JobWorker:
                 result = None
             if result is not None:
                 continue
+            await self._prune()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
