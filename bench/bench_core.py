@@ -5,6 +5,13 @@ Prints tables; asserts nothing. Run: .venv/bin/python bench/bench_core.py [--tur
 - `cozy --help` wall time next to a bare interpreter and `import typer` (targets: ≤150 ms).
 - `cozy run --json` wall time against the fake model server (zero latency) next to a
   script that makes the same call with the bare `ollama` SDK.
+- `cozy run --json -m openai:fake hello` and `cozy --help` next to simonw/llm's
+  `llm -m fake hello` / `llm --help` on the same fake upstream (OpenAI API), in
+  alternating runs, each with a fresh data dir and context on (target: cozy <= 0.6x
+  llm). `--llm auto` (default) builds llm once with uv in ~/.cache/cozy-bench/llm
+  (`uv venv` + `uv pip install llm`, from the package index); `none` skips it; or
+  give the path of an `llm` CLI. llm reaches the fake server through an entry in its
+  extra-openai-models.yaml, and logs to its SQLite database as it does by default.
 - Orchestrator overhead per turn, in-process: every stage but the model, with
   (a) an in-process model engine that answers instantly, so the whole turn is overhead,
   and (b) the fake HTTP server, minus the time the same SDK call takes alone.
@@ -23,6 +30,8 @@ import asyncio
 import json
 import logging
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -212,6 +221,94 @@ def startup(args: argparse.Namespace, fake_url: str, trees: list[tuple[str, str 
     print(f"  load average: {loadavg()}")
 
 
+def llm_cli(choice: str) -> str | None:
+    """The `llm` CLI to run: a given path, none, or (auto) a venv built once with uv."""
+    if choice == "none":
+        return None
+    if choice != "auto":
+        return choice
+    venv = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cozy-bench/llm"
+    cli = venv / "bin/llm"
+    if cli.exists():
+        return str(cli)
+    here = Path(PY).parent / "uv"
+    uv = str(here) if here.exists() else shutil.which("uv")
+    if uv is None:
+        print("llm skipped: uv is not installed (see install.sh)", file=sys.stderr)
+        return None
+    print(f"building llm's venv in {venv} (once)", file=sys.stderr, flush=True)
+    try:
+        subprocess.run([uv, "venv", "-q", "--python", PY, str(venv)], check=True)
+        subprocess.run(
+            [uv, "pip", "install", "-q", "--python", str(venv / "bin/python"), "llm"], check=True
+        )
+    except subprocess.CalledProcessError as exc:
+        print(f"llm skipped: building its venv failed ({exc})", file=sys.stderr)
+        shutil.rmtree(venv, ignore_errors=True)
+        return None
+    return str(cli)
+
+
+def versus_llm(args: argparse.Namespace, fake: FakeModelServer, llm: str) -> None:
+    """cozy and llm on the same fake OpenAI-compatible upstream, alternating runs."""
+    base = fake.openai_base_url
+    tmp = Path(tempfile.mkdtemp(prefix="cozy-bench-llm-"))
+    llm_home = tmp / "llm"
+    llm_home.mkdir()
+    (llm_home / "extra-openai-models.yaml").write_text(
+        f"- model_id: fake\n  model_name: fake\n  api_base: '{base}'\n  api_key_name: fake\n",
+        encoding="utf-8",
+    )
+    (llm_home / "keys.json").write_text(json.dumps({"fake": "bench"}), encoding="utf-8")
+    cozy_home = tmp / "cozy"
+    cozy_home.mkdir()
+    quiet = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "COZY_"))}
+    llm_env = {**quiet, "LLM_USER_PATH": str(llm_home)}
+    cozy_env = {
+        **quiet,
+        "COZY_HOME": str(cozy_home),
+        "OPENAI_BASE_URL": base,
+        "OPENAI_API_KEY": "bench",
+    }
+    cozy_run = [PY, "-m", "cozy", "run", "--json", "-m", "openai:fake", "hello"]
+    llm_run = [llm, "-m", "fake", "hello"]
+    for cmd, env in ((cozy_run, cozy_env), (llm_run, llm_env)):  # migrations, first logs
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if out.returncode != 0 or "You said" not in out.stdout:
+            raise RuntimeError(f"{cmd[0]} failed against the fake server: {out.stderr[-500:]}")
+    res: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    runs = (
+        ("cozy run", cozy_run, cozy_env),
+        ("llm", llm_run, llm_env),
+        ("cozy help", [PY, "-m", "cozy", "--help"], cozy_env),
+        ("llm help", [llm, "--help"], llm_env),
+    )
+    for _ in range(args.runs):
+        for key, cmd, env in runs:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            res.setdefault(key, []).extend(wall(cmd, 1, env))
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            cpu.setdefault(key, []).append(used * 1000)
+    version = subprocess.run([llm, "--version"], capture_output=True, text=True, env=llm_env)
+    print()
+    print(
+        f"cozy vs {version.stdout.strip()} on the same fake upstream, {args.runs} alternating runs"
+    )
+    print(f"{'command (median ms)':<44} {'cozy':>9} {'llm':>9} {'ratio':>7}")
+    for label, a, b in (
+        ("run --json -m openai:fake hello (ctx on)", "cozy run", "llm"),
+        ("--help", "cozy help", "llm help"),
+    ):
+        for what, table in (("wall", res), ("CPU", cpu)):
+            ca, cb = statistics.median(table[a]), statistics.median(table[b])
+            print(f"{label + ' ' + what:<44} {ca:9.1f} {cb:9.1f} {ca / cb:6.2f}x")
+    print("  target: cozy run <= 0.60x llm (CPU time = user+system of the process and")
+    print("  its children: steadier than wall time when the machine is shared)")
+    print(f"  load average: {loadavg()}")
+
+
 def child_overhead(turns: int) -> None:
     """One chunk of the per-turn measurement, printed as JSON (run in a fresh process)."""
     fake = FakeModelServer().start()
@@ -274,6 +371,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--chunks", type=int, default=5, help="per-turn runs alternate in chunks")
     ap.add_argument("--baseline", help="a cozy source tree to measure side by side")
+    ap.add_argument("--llm", default="auto", help="auto, none, or an `llm` CLI path")
+    ap.add_argument("--only-llm", action="store_true", help="just the comparison with llm")
     ap.add_argument("--child-overhead", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_overhead:
@@ -282,13 +381,18 @@ def main() -> None:
     trees: list[tuple[str, str | None]] = [("new", None)]
     if args.baseline:
         trees.append(("baseline", str(Path(args.baseline).resolve())))
-    fake = FakeModelServer().start()
+    llm = llm_cli(args.llm)
+    fake = FakeModelServer(models=("fake-model", "fake-embed", "fake")).start()
     logging.getLogger().setLevel(logging.WARNING)
     try:
-        startup(args, fake.url, trees)
+        if not args.only_llm:
+            startup(args, fake.url, trees)
+        if llm is not None:
+            versus_llm(args, fake, llm)
     finally:
         fake.stop()
-    per_turn(args, trees)
+    if not args.only_llm:
+        per_turn(args, trees)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cozy.core.context import ContextService
-from cozy.core.errors import ConfigError, CozyError
+from cozy.core.errors import ConfigError, CozyError, EngineError
 from cozy.core.orchestrator import ChatOrchestrator
 from cozy.core.personalities import PersonalityCatalog
 from cozy.core.summaries import JOB_KIND as SUMMARY_JOB
@@ -48,6 +48,9 @@ def model_router(config: EnginesConfig) -> ModelRouterImpl:
     return ModelRouterImpl(config, EngineFactory())
 
 
+READY_TIMEOUT = 5.0  # s per readiness check: it must answer before the prober gives up
+
+
 class Runtime:
     def __init__(
         self,
@@ -65,6 +68,8 @@ class Runtime:
         )
         self.router = ModelRouterImpl(config, self.factory)
         self.engines: dict[str, BaseEngine] = {}
+        self._ready: set[str] = set()  # kinds whose engine finished initialize()
+        self._engine_locks: dict[str, asyncio.Lock] = {}
         self.orchestrator: ChatOrchestrator
         self._cache: L2Cache | None = None
         self._ctx: EngineContext | None = None
@@ -104,12 +109,14 @@ class Runtime:
             busy_timeout_ms=settings.db_busy_timeout_ms,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout=settings.db_statement_timeout,
         )
         rt = cls(settings, config, store)
         try:
             if settings.redis_url:
                 rt.redis = RedisLink(settings.redis_url, pool_size=settings.redis_pool_size)
-                rt.redis.ping()  # unreachable at start: a clear error naming the URL
+                await rt.redis.ping()  # unreachable at start: a clear error naming the URL
             await rt._build(engines)
         except BaseException:
             await rt.close()
@@ -169,6 +176,7 @@ class Runtime:
                 engine = self._create(kind)
                 if engine is not None:
                     await engine.initialize()
+                    self._ready.add(kind)
                     context_engines[kind] = engine
                     self._wire_background(engine)
                     timeout = self.config.section(kind).timeout
@@ -177,6 +185,7 @@ class Runtime:
             created = self._create("tools")
             if isinstance(created, ToolsEngine):
                 await created.initialize()
+                self._ready.add("tools")
                 tools = created
                 self._register_engine_tools(created, context_engines)
         ctx_cfg = self.config.context
@@ -270,12 +279,17 @@ class Runtime:
                 tools.register_builtin(spec, fn)
 
     async def engine(self, kind: str) -> BaseEngine | None:
-        """An engine by kind, created and initialised on first use."""
-        if kind not in self.engines:
-            engine = self._create(kind)
-            if engine is None:
+        """An engine by kind, created and initialised once on first use: concurrent first
+        requests wait for the one initialisation instead of seeing a half-built engine."""
+        if kind in self._ready:
+            return self.engines[kind]
+        lock = self._engine_locks.setdefault(kind, asyncio.Lock())
+        async with lock:
+            if kind not in self.engines and self._create(kind) is None:
                 return None
-            await engine.initialize()
+            if kind not in self._ready:
+                await self.engines[kind].initialize()
+                self._ready.add(kind)
         return self.engines[kind]
 
     async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
@@ -285,17 +299,56 @@ class Runtime:
 
     async def health(self) -> dict[str, Health]:
         out: dict[str, Health] = {}
-        for kind, engine in list(self.engines.items()):  # a check may open another engine
+
+        async def check(kind: str, engine: BaseEngine) -> None:
             try:
-                out[kind] = await asyncio.wait_for(engine.health_check(), 5)
-            except (CozyError, TimeoutError, OSError) as exc:
+                out[kind] = await asyncio.wait_for(engine.health_check(), READY_TIMEOUT)
+            except TimeoutError:
+                out[kind] = Health(ok=False, detail=f"no answer within {READY_TIMEOUT:g}s")
+            except (CozyError, OSError) as exc:
                 out[kind] = Health(ok=False, detail=str(exc))
+
+        # in parallel: a probe's time is the slowest check's, not their sum
+        await asyncio.gather(*(check(k, e) for k, e in list(self.engines.items())))
         if self.redis is not None:
             # degraded, not down: the instance still serves (per-instance limits, no L2)
-            ok, detail = await asyncio.to_thread(self.redis.status)
+            ok, detail = await self.redis.status()
             fix = "" if ok else "bring Redis back at COZY_REDIS_URL"
             out["redis"] = Health(ok=True, detail=detail if ok else "DEGRADED: " + detail, fix=fix)
         return out
+
+    async def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        """Can a chat turn be answered and stored right now? (`/ready`, doctor)
+
+        Required: the store is writable, and the default model answers. Everything else
+        (context engines, tools, Redis) is optional: when it fails the answer comes
+        without it, so it is reported as degraded, never as not ready."""
+        checks: dict[str, dict[str, Any]] = {}
+
+        async def required(name: str, check: Any) -> None:
+            try:
+                detail = await asyncio.wait_for(check(), READY_TIMEOUT)
+                checks[name] = {"ok": True, "required": True, "detail": detail}
+            except (CozyError, TimeoutError, OSError) as exc:
+                detail = getattr(exc, "message", "") or f"no answer within {READY_TIMEOUT:g}s"
+                fix = getattr(exc, "hint", None) or ""
+                checks[name] = {"ok": False, "required": True, "detail": detail, "fix": fix}
+
+        async def model() -> str:
+            provider = self.router.default_provider
+            health = await (await self.router.engine(provider)).health_check()
+            if not health.ok:
+                raise EngineError(health.detail, hint=health.fix or None)
+            return f"{provider}: {health.detail}"
+
+        await asyncio.gather(required("store", self.store.check_writable), required("model", model))
+        for kind, h in (await self.health()).items():
+            ok = h.ok and not h.detail.startswith("DEGRADED")
+            checks[kind] = {"ok": ok, "required": False, "detail": h.detail}
+            if h.fix:
+                checks[kind]["fix"] = h.fix
+        ready = all(c["ok"] for c in checks.values() if c["required"])
+        return ready, checks
 
     async def close(self, grace: float = 0.0) -> None:
         """Close everything; turns still running get `grace` s, then are interrupted and
@@ -313,10 +366,11 @@ class Runtime:
             with contextlib.suppress(Exception):  # closing must not mask the original error
                 await engine.close()
         self.engines.clear()
+        self._ready.clear()
         if self._cache is not None:
             self._cache.close()
         if self.redis is not None:
-            self.redis.close()
+            await self.redis.close()
         await self.store.close()
 
 

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     api_key: SecretStr | None = None
     db_busy_timeout_ms: int = 5000
+    # `cozy run` starts a detached `cozy jobs run --background` for the jobs its turn
+    # queued (memory extraction, profile updates); COZY_BACKGROUND_JOBS=0: leave them
+    background_jobs: bool = True
+    # Postgres: a hung (not refused) server answers 503 within these, never hangs a request
+    db_connect_timeout: float = Field(default=5.0, gt=0)  # s to connect or wait for the pool
+    db_statement_timeout: float = Field(default=15.0, gt=0)  # s per statement
     # server mode pools (brief: database 20 + 10 overflow, Redis 50)
     db_pool_size: int = 20
     db_max_overflow: int = 10

@@ -57,6 +57,9 @@ def cozy_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     home = tmp_path / "cozy-home"
     home.mkdir()
     monkeypatch.setenv("COZY_HOME", str(home))
+    # `cozy run` would start a detached job worker that outlives the test (and asks the
+    # shared fake model); tests that want it (test_cli_run.py) turn it on
+    monkeypatch.setenv("COZY_BACKGROUND_JOBS", "0")
     for var in ("COZY_CONFIG", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST"):
         monkeypatch.delenv(var, raising=False)
     yield home

@@ -158,6 +158,10 @@ class Proxy:
         self.target = (host, port)
         self.port = free_port()
         self.down = False
+        self.frozen = False
+        self._thawed = threading.Event()
+        self._thawed.set()
+        self._held: list[socket.socket] = []
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._srv = socket.create_server(("127.0.0.1", self.port))
@@ -176,6 +180,10 @@ class Proxy:
             if self.down:
                 client.close()
                 continue
+            if self.frozen:  # a blackhole: the connection is accepted and never answered
+                with self._lock:
+                    self._held.append(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -187,10 +195,10 @@ class Proxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
+                self._thawed.wait()  # frozen: the bytes are held, nothing moves
                 dst.sendall(data)
         for s in (src, dst):
             with contextlib.suppress(OSError):
@@ -208,7 +216,25 @@ class Proxy:
     def restore(self) -> None:
         self.down = False
 
+    def freeze(self) -> None:
+        """Like a host that stopped answering: every connection, open or new, is
+        accepted and silent (no RST, no FIN), until `thaw`."""
+        self.frozen = True
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        """Traffic moves again; connections made while frozen are dropped (their
+        clients gave up on them long ago)."""
+        self.frozen = False
+        with self._lock:
+            held, self._held = self._held, []
+        for s in held:
+            with contextlib.suppress(OSError):
+                s.close()
+        self._thawed.set()
+
     def close(self) -> None:
         self._stop = True
+        self.thaw()
         self.cut()
         self._srv.close()

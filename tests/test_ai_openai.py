@@ -1,4 +1,4 @@
-"""OpenAIProvider through the real openai SDK against the fake model server."""
+"""OpenAIProvider (plain HTTP over httpx) against the fake model server."""
 
 from __future__ import annotations
 

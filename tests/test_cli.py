@@ -134,7 +134,7 @@ def test_empty_and_huge_prompts(configured: FakeModelServer) -> None:
     assert json.loads(r.stdout)["error"]["type"] == "invalid_request_error"
     big = "lorem ipsum " * 400_000  # ~4.8 MB on stdin
     r = cozy("run", "--json", stdin=big)
-    assert r.returncode == 2 and "context budget" in r.stderr and "token_budget" in r.stderr
+    assert r.returncode == 2 and "context budget" in r.stderr and "context_windows" in r.stderr
     assert configured.chat_requests() == []
 
 
@@ -154,10 +154,14 @@ def test_help_and_version() -> None:
 
 
 def test_doctor_passes_with_the_default_engines(configured: FakeModelServer) -> None:
-    r = cozy("doctor", "--json", timeout=120)
+    # the voice self-test loads Whisper and Piper: a minute on a loaded 2-core machine
+    r = cozy("doctor", "--json", timeout=300)
     checks = {c["name"]: c for c in json.loads(r.stdout)}
     failed = [c for c in checks.values() if c["status"] == "fail"]
     assert r.returncode == 0 and failed == [], failed
-    for name in ("memory (local)", "profile (local)", "knowledge (local)", "embed (local)"):
+    for name in ("memory (local)", "profile (local)", "knowledge (local)", "embed (local)",
+                 "voice (local)", "voice stt", "voice tts", "voice self-test"):  # fmt: skip
         assert checks[name]["status"] == "ok", checks[name]
+    assert "stt=faster-whisper tts=piper" in checks["voice (local)"]["detail"]
+    assert "905e5bf8336bcc62" in checks["voice stt"]["detail"]  # the verified model hash
     assert checks["model"]["status"] == "ok"

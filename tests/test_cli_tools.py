@@ -157,9 +157,9 @@ def test_grants_are_used_listed_and_revoked(configured: FakeModelServer, cozy_ho
     r = cozy("tools", "call", "test.write_note", "text=a", "-p", "tester", "--json")
     body = json.loads(r.stdout)
     assert (body["decision"], body["content"]) == ("always", "stored note #1"), r.stderr
-    # not for another personality
-    r = cozy("tools", "call", "test.write_note", "text=b", "-p", "assistant")
-    assert r.returncode == 1 and "denied" in r.stderr
+    # not for another personality (whose tools do not include it at all)
+    r = cozy("tools", "call", "test.write_note", "text=b", "-p", "plain", "--yes")
+    assert r.returncode == 1 and "personality 'plain' does not allow test.write_note" in r.stderr
     r = cozy("tools", "grants", "--revoke", "test.write_note")
     assert r.returncode == 0 and "revoked 1 grant" in r.stdout
     r = cozy("tools", "grants", "--revoke", "test.write_note")
@@ -182,13 +182,48 @@ def test_run_allow_tools_yes(configured: FakeModelServer) -> None:
         "auto-approved",
     )
     assert body["text"] == "saved your note"
-    # --yes approves only what --allow-tools names
+    # --yes approves only what --allow-tools names: other tools are not even offered
     configured.queue_reply(tool_calls=[("test__delete_all", {})])
     configured.queue_reply("could not")
     r = cozy("run", "--json", "-p", "tester", "--allow-tools", "test.add", "--yes", "wipe")
     body = json.loads(r.stdout)
     [res] = body["tool_results"]
-    assert res["decision"] == "deny" and res["is_error"] and body["text"] == "could not"
+    assert res["decision"] == "not-offered" and res["is_error"] and body["text"] == "could not"
+    offered = [t["function"]["name"] for t in configured.turn_requests()[-2]["tools"]]
+    assert offered == ["test__add"]
+    # --yes alone does not approve a dangerous tool; --yes-dangerous does
+    configured.queue_reply(tool_calls=[("test__delete_all", {})])
+    configured.queue_reply("not allowed")
+    r = cozy("run", "--json", "--allow-tools", "test.*", "--yes", "wipe")
+    [res] = json.loads(r.stdout)["tool_results"]
+    assert (res["decision"], res["is_error"]) == ("deny", True)
+    configured.queue_reply(tool_calls=[("test__delete_all", {})])
+    configured.queue_reply("wiped")
+    r = cozy("run", "--json", "--allow-tools", "test.*", "--yes-dangerous", "wipe")
+    [res] = json.loads(r.stdout)["tool_results"]
+    assert (res["decision"], res["content"]) == ("auto-approved", "deleted"), r.stderr
+    # --yes without --allow-tools approves nothing: a usage error naming the fix
+    r = cozy("run", "--yes", "hi")
+    assert r.returncode == 2 and "--allow-tools" in r.stderr
+
+
+def test_allow_tools_reaches_beyond_the_personality(configured: FakeModelServer) -> None:
+    """The README's `cozy run --allow-tools 'fs.*' --yes ...` with the default personality
+    (whose globs do not name the server): the named tools are offered and approved."""
+    configured.queue_reply(tool_calls=[("test__write_note", {"text": "tidy"})])
+    configured.queue_reply("done")
+    r = cozy("run", "--json", "--allow-tools", "test.*", "--yes", "tidy my notes")
+    assert r.returncode == 0, r.stderr
+    [res] = json.loads(r.stdout)["tool_results"]
+    assert (res["content"], res["decision"]) == ("stored note #1", "auto-approved")
+    # without --yes the tools are offered too; with no terminal to ask on, a write is denied
+    configured.queue_reply(tool_calls=[("test__write_note", {"text": "x"})])
+    configured.queue_reply("ok")
+    r = cozy("run", "--json", "--allow-tools", "test.*", "note it")
+    [res] = json.loads(r.stdout)["tool_results"]
+    assert res["decision"] == "deny"
+    offered = {t["function"]["name"] for t in configured.turn_requests()[-2]["tools"]}
+    assert "test__write_note" in offered and "builtin__now" not in offered
 
 
 def test_import_claude_config(configured: FakeModelServer, cozy_home: Path, tmp_path: Path) -> None:
@@ -202,16 +237,20 @@ def test_import_claude_config(configured: FakeModelServer, cozy_home: Path, tmp_
                 "mcpServers": {
                     "time": {"command": "uvx", "args": ["mcp-server-time"]},
                     "my web": {"type": "http", "url": "http://127.0.0.1:9/mcp"},
+                    "memory": {"command": "npx", "args": ["-y", "server-memory"]},
                 }
             }
         )
     )
     r = cozy("tools", "import-claude-config", str(claude))
     assert r.returncode == 0 and "mcp-server-time" in r.stdout and "--write" in r.stdout
+    # `memory` is cozy's own: imported under another name, and the user is told
+    assert "server 'memory' imported as 'memory-mcp' (reserved" in r.stderr
+    assert "memory-mcp:" in r.stdout
     assert engines.read_text() == before  # a dry run writes nothing
     r = cozy("tools", "import-claude-config", str(claude), "--write", "--json")
     report = json.loads(r.stdout)
-    assert report["added"] == ["time", "my_web"] and report["written"]
+    assert report["added"] == ["time", "my_web", "memory-mcp"] and report["written"]
     text = engines.read_text()
     assert text.startswith("# my settings\nai:\n") and "# keep me\ncontext: {}\n" in text
     assert Path(report["backup"]).read_text() == before

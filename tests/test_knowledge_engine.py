@@ -247,7 +247,7 @@ async def test_results_cached_and_invalidated_on_reingest(
         from cozy.engines.knowledge.provider import cache_key
 
         key = cache_key("local", "office opens", None, None, 5, "hybrid", gen)
-        assert rt.cache.get("knowledge", key) is not None
+        assert await rt.cache.get("knowledge", key) is not None
         write(note, "# FAQ\n\nThe office opens at ten.\n")
         await k.add_paths([note], user_id="local", collection="faq")
         second = await k.search("office opens", user_id="local")

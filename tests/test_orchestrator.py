@@ -305,7 +305,7 @@ async def test_empty_prompt_and_over_budget(cozy_home: Path, fake_model: FakeMod
         events = await collect(rt.orchestrator.run(req(huge)))
         failed = events[-1]
         assert isinstance(failed, Failed) and failed.error["code"] == "context_length_exceeded"
-        assert "token_budget" in failed.error["message"]
+        assert "context_windows" in failed.error["message"]
         rows = await rt.store.list_messages(failed.session_id or "")
         assert rows[0].content == huge  # nothing lost
         assert fake_model.chat_requests() == []

@@ -123,7 +123,9 @@ async def test_knowledge_write_seen_at_once_and_redis_cut(
     assert vb.db_reads == before + 1  # no Redis: every search reads the DB counter
 
     proxy.restore()
-    assert a.redis.status()[0] and b.redis.status()[0]  # both reach Redis again
+    assert (await a.redis.status())[0] and (await b.redis.status())[0]  # both reach Redis again
+    await a.redis.flush()  # their recovery hooks (new epochs) run in the background
+    await b.redis.flush()
     reads = vb.db_reads
     assert await docs("oil") == {"bike.md", "car.md"}
     assert await docs("oil") == {"bike.md", "car.md"}
@@ -144,7 +146,8 @@ async def test_publish_lost_during_a_cut_is_caught_by_the_epoch(
     second = await ma.remember("m2", "The user keeps bees")  # type: ignore[attr-defined]
     assert a.redis is not None and not a.redis.healthy  # the publish failed
     proxy.restore()
-    assert a.redis.status()[0]  # a is back: it replaces the epoch
+    await a.redis.flush()
+    assert (await a.redis.status())[0]  # a is back: it replaces the epoch
     assert b.redis is not None and b.redis.healthy  # b saw no failure at all
     hits = await mb.search("garden", user_id="m2", mode="vector", limit=10)  # type: ignore[attr-defined]
     assert {h.id for h in hits} == {first[0], second[0]}

@@ -19,7 +19,7 @@ async def test_local_ttl_own_writes_at_once_others_within_ttl() -> None:
     db["u"] = 2  # another process wrote: trusted cache for up to local_ttl
     assert await versions.get("u") == 1
     assert versions.db_reads == 1
-    versions.publish(["u"])  # our own write: seen at once
+    await versions.publish(["u"])  # our own write: seen at once
     assert await versions.get("u") == 2
     db["u"] = 3
     await asyncio.sleep(2.1)

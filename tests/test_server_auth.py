@@ -19,9 +19,10 @@ from cozy.testing import FakeModelServer
 CHAT = {"model": "cozy/assistant", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def post_chat(s: Served, headers: dict[str, str]) -> httpx.Response:
+def post_chat(s: Served, headers: dict[str, str], **more: object) -> httpx.Response:
     # generous: a server's first turn opens its engines (seconds on a loaded machine)
-    return httpx.post(s.base_url + "/chat/completions", json=CHAT, headers=headers, timeout=60)
+    body = {**CHAT, **more}
+    return httpx.post(s.base_url + "/chat/completions", json=body, headers=headers, timeout=60)
 
 
 def _assert_openai_error(r: httpx.Response, status: int, type_: str) -> dict[str, object]:
@@ -186,12 +187,13 @@ def test_rate_limit_429_with_retry_after(cozy_home: Path, fake_model: FakeModelS
 
 
 def test_token_limit_and_ip_limit(cozy_home: Path, fake_model: FakeModelServer) -> None:
-    thread, s = start_server(cozy_home, fake_model, rate_limit_tpm=5, ip_rate_limit_rpm=4)
+    thread, s = start_server(cozy_home, fake_model, rate_limit_tpm=100, ip_rate_limit_rpm=4)
     try:
         clear_of_minute_boundary()  # every counted request in one window
         fake_model.queue_reply("a fairly long answer that uses more than five tokens")
-        assert post_chat(s, s.headers("alice")).status_code == 200
-        r = post_chat(s, s.headers("alice"))
+        # reserved: ~69 tokens (prompt + personality prompt + max_tokens); ~50 used
+        assert post_chat(s, s.headers("alice"), max_tokens=10).status_code == 200
+        r = post_chat(s, s.headers("alice"), max_tokens=10)  # 50 used + 69 > 100
         err = _assert_openai_error(r, 429, "rate_limit_error")
         assert "token limit" in str(err["message"])
         post_chat(s, s.headers("bob"))

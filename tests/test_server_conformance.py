@@ -256,3 +256,58 @@ async def test_embeddings_token_arrays_async(s: Srv) -> None:
     out = await c.embeddings.create(model="cozy-embed", input=[[101, 7592, 102]])
     assert len(out.data) == 1 and out.data[0].index == 0
     await c.close()
+
+
+def _validate(instance: Any, model: Any) -> None:
+    """Validate a raw body against the JSON schema of the official SDK's type."""
+    import jsonschema
+
+    jsonschema.validate(instance, model.model_json_schema())
+
+
+def test_bodies_match_the_official_sdk_schemas(s: Srv) -> None:
+    from openai.types import CreateEmbeddingResponse, Model
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+    from openai.types.shared import ErrorObject
+
+    h = {"Authorization": f"Bearer {s.keys['alice']}"}
+    with httpx.Client(base_url=s.url + "/v1", headers=h, timeout=60) as c:
+        body = c.post("/chat/completions", json={"model": "cozy", "messages": HI, "n": 2}).json()
+        _validate(body, ChatCompletion)
+        assert body["choices"][0]["message"]["refusal"] is None and body["system_fingerprint"]
+        stream = c.post(
+            "/chat/completions",
+            json={
+                "model": "cozy",
+                "messages": HI,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+        ).text
+        chunks = [json.loads(line[6:]) for line in stream.splitlines() if line[6:7] == "{"]
+        assert len(chunks) >= 3
+        for chunk in chunks:
+            _validate(chunk, ChatCompletionChunk)
+        models = c.get("/models").json()
+        assert models["object"] == "list"
+        for m in models["data"]:
+            _validate(m, Model)
+        _validate(c.post("/embeddings", json={"input": [1, 2]}).json(), CreateEmbeddingResponse)
+        for bad in (
+            c.post("/chat/completions", json={"model": "cozy"}),
+            c.get("/models/nope"),
+            c.delete("/chat/completions"),
+            httpx.get(s.url + "/v1/models", timeout=60),
+        ):
+            assert bad.status_code in (400, 401, 404, 405), bad.text
+            _validate(bad.json()["error"], ErrorObject)
+            assert set(bad.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_405_names_the_allowed_methods(s: Srv) -> None:
+    h = {"Authorization": f"Bearer {s.keys['alice']}"}
+    r = httpx.put(s.url + "/v1/chat/completions", headers=h, timeout=60)
+    assert r.status_code == 405 and sorted(r.headers["allow"].split(", ")) == ["OPTIONS", "POST"]
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.post(s.url + "/v1/models", headers=h, timeout=60)
+    assert r.status_code == 405 and "GET" in r.headers["allow"]

@@ -185,7 +185,7 @@ def test_search_near_an_earlier_query_scores_its_shortlist_only(
     moved /= np.linalg.norm(moved)
     full = idx.search(moved, 50)
     # no second pass over every row: top_k is not called
-    monkeypatch.setattr("cozy.engines.memory.search.top_k", _no_full_pass)
+    monkeypatch.setattr("cozy.engines.vectors.top_k", _no_full_pass)
     near = idx.search(moved, 50, near=q, also=hits)
     assert [m for m, _ in near] == [m for m, _ in full]
     assert [s for _, s in near] == pytest.approx([s for _, s in full], abs=1e-6)

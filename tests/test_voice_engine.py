@@ -44,7 +44,9 @@ def dictation_stt() -> PocketSphinxSTT:
 
 
 async def voice_engine(**options: object) -> LocalVoice:
-    engine = LocalVoice(dict(options))
+    """An engine with the default voice (Piper); pocketsphinx unless a test names the STT
+    (Whisper has its own tests in test_voice_whisper.py: its load is the slow part)."""
+    engine = LocalVoice({"stt": {"provider": "pocketsphinx"}, **options})
     await engine.initialize()
     return engine
 
@@ -215,10 +217,10 @@ def test_bad_voice_and_model_paths_name_the_fix(tmp_path: Path) -> None:
         EspeakTTS({"voice": "xx-nonexistent"}).synthesize("hello")
     with pytest.raises(EngineError, match="model_dir"):
         PocketSphinxSTT({"model_dir": str(tmp_path)})
-    from cozy.engines.voice.stt import make_stt
+    from cozy.engines.voice.providers import make_stt
 
-    with pytest.raises(ConfigError, match="model_path is required"):
-        make_stt({"provider": "faster-whisper"})
+    with pytest.raises(ConfigError, match="not a packaged Whisper model"):
+        make_stt({"provider": "faster-whisper", "model": "huge-v9"})
     with pytest.raises(EngineError, match=r"model\.bin missing"):
         make_stt({"provider": "faster-whisper", "model_path": str(tmp_path)})
     with pytest.raises(ConfigError, match="unknown STT provider"):

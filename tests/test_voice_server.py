@@ -71,7 +71,10 @@ def test_transcriptions_bad_input(served: Served, tmp_path: Path) -> None:
         api.audio.transcriptions.create(model="cozy-stt", file=fh)
     wav = speech_wav("stop", tmp_path)
     with wav.open("rb") as fh, pytest.raises(openai.BadRequestError, match="response_format"):
-        api.audio.transcriptions.create(model="cozy-stt", file=fh, response_format="srt")
+        api.audio.transcriptions.create(
+            model="cozy-stt", file=fh,
+            response_format="xml",  # type: ignore[arg-type]
+        )  # fmt: skip
     noauth = httpx.post(served.base_url + "/audio/transcriptions", files={"file": b"x"}, timeout=30)
     assert noauth.status_code == 401
 
@@ -95,9 +98,13 @@ def test_speech_streamed_wav_and_pcm(served: Served, tmp_path: Path) -> None:
     ) as resp:
         assert resp.headers["x-sample-rate"] == "24000"
         pcm = b"".join(resp.iter_bytes())
-    assert abs(decode_pcm16(pcm, 24_000).seconds - clip.seconds) < 0.05
+    # Piper's durations vary a little between runs (its duration noise)
+    assert abs(decode_pcm16(pcm, 24_000).seconds - clip.seconds) < 0.1 * clip.seconds
     with pytest.raises(openai.BadRequestError, match="response_format"):
-        api.audio.speech.create(model="cozy-tts", voice="alloy", input=text, response_format="mp3")
+        api.audio.speech.create(
+            model="cozy-tts", voice="alloy", input=text,
+            response_format="ogg",  # type: ignore[arg-type]
+        )  # fmt: skip
     with pytest.raises(openai.BadRequestError):
         api.audio.speech.create(model="cozy-tts", voice="alloy", input="", response_format="wav")
 
@@ -185,7 +192,7 @@ def test_tts_sse_and_http(served: Served) -> None:
         served.url + "/v1/audio/tts", json={"input": text}, headers=served.headers(), timeout=30
     )
     assert whole.headers["content-type"].startswith("audio/wav")
-    assert abs(decode(whole.content).seconds - streamed.seconds) < 0.05
+    assert abs(decode(whole.content).seconds - streamed.seconds) < 0.1 * streamed.seconds
 
 
 async def test_openai_providers_against_this_server(served: Served, tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ async def test_estimator_converges_on_the_servers_counts(
         # the calibration outlives the process (kept in the L2 cache)
         await rt.close()
         rt = await open_runtime(cozy_home, fake_model.url)
-        assert rt.orchestrator.accounting.for_model("fake-model").samples >= 6
+        assert (await rt.orchestrator.accounting.for_model("fake-model")).samples >= 6
     finally:
         await rt.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +27,7 @@ from cozy.cli import (
 from cozy.cli import knowledge as knowledge_cli
 from cozy.cli import migrate as migrate_cli
 from cozy.cli import transfer as transfer_cli
+from cozy.cli import usage as usage_cli
 from cozy.cli import users as users_cli
 from cozy.cli._common import state
 
@@ -69,6 +72,7 @@ chat.register(app)
 serve.register(app)
 keys.register(app)
 users_cli.register(app)
+usage_cli.register(app)
 memory.register(app)  # issue #3 groups: memory, profile, jobs
 profile.register(app)
 jobs.register(app)
@@ -79,9 +83,37 @@ migrate_cli.register(app)  # issue #12: server mode
 transfer_cli.register(app)
 
 
+def _is_devnull() -> bool:
+    try:
+        out, null = os.fstat(1), os.stat(os.devnull)
+    except OSError:
+        return False
+    return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
+
+
 def main() -> None:
+    # pydantic scans every installed package's entry points for its plugins on the first
+    # model (~5% of a one-shot run); cozy uses none. PYDANTIC_DISABLE_PLUGINS="" keeps them.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    was_devnull = _is_devnull()
     try:
         app()
+    except BrokenPipeError:
+        # `cozy knowledge search ... | head -1`: the reader has what it wanted. Python's
+        # documented recipe: point stdout at devnull so the exit flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0) from None
+    except SystemExit as exc:
+        # typer and rich turn a broken pipe into exit 1 (rich after pointing stdout at
+        # devnull, typer after wrapping it); a reader that stopped early (`| head`) is
+        # not a failure of the command
+        broken = type(sys.stdout).__name__ == "PacifyFlushWrapper" or (
+            not was_devnull and _is_devnull()
+        )
+        if exc.code == 1 and broken:
+            raise SystemExit(0) from None
+        raise
     finally:
         import gc
 

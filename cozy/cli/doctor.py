@@ -10,11 +10,12 @@ import typer
 
 from cozy.cli._common import console, personality_catalog, print_json, run_async, state
 from cozy.core.errors import CozyError
+from cozy.engines.base import VoiceEngine
 
 EXTRAS = {
     "server": ("litestar", "cozy serve"),
     "tui": ("textual", "cozy chat"),
-    "voice": ("sounddevice", "cozy voice"),
+    "voice": ("sounddevice,faster_whisper,piper", "cozy voice"),
     "webrtc": ("fastrtc", "cozy serve --webrtc"),
     "mem0": ("mem0", "memory provider mem0"),
     "cognee": ("cognee", "knowledge provider cognee"),
@@ -45,7 +46,7 @@ def doctor_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 def extras_status() -> list[dict[str, Any]]:
     out = []
     for extra, (module, what) in EXTRAS.items():
-        found = importlib.util.find_spec(module) is not None
+        found = all(importlib.util.find_spec(m) is not None for m in module.split(","))
         out.append(
             {
                 "name": f"extra {extra}",
@@ -146,6 +147,9 @@ async def _engine_checks(s: Any, cfg: Any, kinds: list[str]) -> list[dict[str, A
                 engine = await rt.engine(kind)
                 if engine is None:
                     continue
+                if isinstance(engine, VoiceEngine):
+                    out.extend(await _voice_checks(name, engine))
+                    continue
                 health = await asyncio.wait_for(engine.health_check(), 10)
             except (CozyError, TimeoutError) as exc:
                 out.append(_check(name, "fail", str(exc), getattr(exc, "hint", "") or ""))
@@ -154,6 +158,28 @@ async def _engine_checks(s: Any, cfg: Any, kinds: list[str]) -> list[dict[str, A
             out.append(_check(name, status, health.detail or "healthy", health.fix))
     finally:
         await rt.close()
+    return out
+
+
+async def _voice_checks(name: str, engine: Any) -> list[dict[str, Any]]:
+    """The voice engine's own diagnosis: active STT/TTS, model files, a self-test.
+    `ok` for the voice line only when every part passes (recognition included)."""
+    try:
+        # loading Whisper and Piper, then a spoken sentence read back: seconds, not 10 s
+        parts = await asyncio.wait_for(engine.diagnose(), 120)
+    except (CozyError, TimeoutError) as exc:
+        return [_check(name, "fail", str(exc) or "timed out", getattr(exc, "hint", "") or "")]
+    # a broken self-test means voice does not understand: fail; a fallback engine that
+    # still passes it is degraded: warn
+    status = {label: "ok" if h.ok else ("fail" if "self-test" in label else "warn")
+              for label, h in parts}  # fmt: skip
+    worst = "fail" if "fail" in status.values() else "warn" if "warn" in status.values() else "ok"
+    failed = [(label, h) for label, h in parts if not h.ok]
+    summary = (await engine.health_check()).detail
+    if failed:
+        summary += " — " + ", ".join(label for label, _ in failed) + " failed"
+    out = [_check(name, worst, summary, failed[0][1].fix if failed else "")]
+    out.extend(_check(label, status[label], h.detail, h.fix) for label, h in parts)
     return out
 
 

@@ -48,7 +48,7 @@ def personalities_show(name: str, as_json: Annotated[bool, typer.Option("--json"
             f"{', '.join(sorted(items))}",
             err=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     p = items[name]
     if as_json:
         print_json({**p.model_dump(mode="json"), "source": p.source})

@@ -114,7 +114,10 @@ def list_cmd(
         print_json([_session_dict(s) for s in rows])
         return
     if not rows:
-        console().print('no sessions yet — start one with `cozy run "hello"` or `cozy chat`')
+        if search:
+            console().print(f"no session matches {search!r} (`cozy sessions list` lists all)")
+        else:
+            console().print('no sessions yet — start one with `cozy run "hello"` or `cozy chat`')
         return
     from rich.table import Table
 
@@ -242,9 +245,13 @@ def summary_cmd(
         print_json(rows[-1] if rows and not history else rows)
         return
     if not rows:
-        typer.echo(
-            "no summary yet: the session still fits the context window (or run with --regenerate)"
-        )
+        if regenerate:  # nothing older than the recent messages: nothing to summarise
+            typer.echo("nothing to summarise: every message of the session is recent")
+        else:
+            typer.echo(
+                "no summary yet: the session still fits the context window "
+                "(`--regenerate` summarises it now)"
+            )
         return
     for row in rows:
         flag = " (superseded)" if row["superseded_at"] else ""

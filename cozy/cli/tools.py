@@ -1,4 +1,4 @@
-"""`cozy tools`: list, call, servers, grants, import-claude-config.
+"""`cozy tools`: list, call, servers, grants, audit, import-claude-config.
 
 Everything goes through the runtime: the tools engine it built from engines.yaml
 and the same ToolRunner the chat uses (policy, approvals, grants, audit).
@@ -18,6 +18,7 @@ from cozy.cli._common import console, print_json, run_async, runtime, state
 
 if TYPE_CHECKING:
     from cozy.core.types import ToolSpec
+    from cozy.engines.base import ToolsEngine
     from cozy.runtime import Runtime
 
 tools_app = typer.Typer(
@@ -31,7 +32,7 @@ def _first_line(text: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-async def _all_specs(rt: Runtime) -> list[ToolSpec]:
+def _engine(rt: Runtime) -> ToolsEngine:
     engine = rt.orchestrator.tools.engine
     if engine is None:
         from cozy.core.errors import ConfigError
@@ -41,7 +42,18 @@ async def _all_specs(rt: Runtime) -> list[ToolSpec]:
             hint="set `tools: {provider: builtin}` or `tools: {provider: mcp, servers: ...}` "
             "in engines.yaml (`cozy config path` shows where it is)",
         )
-    return await engine.list_tools()
+    return engine
+
+
+async def _all_specs(rt: Runtime) -> list[ToolSpec]:
+    return (await _engine(rt).list_tools_for(["*"]))[0]
+
+
+async def _specs_for(rt: Runtime, name: str) -> tuple[list[ToolSpec], list[str]]:
+    """The tools of the server `name` belongs to (only that server is started)."""
+    engine = _engine(rt)
+    server = name.split(".", 1)[0] if "." in name else name.split("__", 1)[0]
+    return await engine.list_tools_for([f"{server}.*", name])
 
 
 def _find(specs: list[ToolSpec], name: str) -> ToolSpec:
@@ -103,9 +115,17 @@ def list_cmd(
 
     async def go() -> None:
         async with runtime() as rt:
-            specs = await _all_specs(rt)
+            engine = _engine(rt)
+            specs, problems = await engine.list_tools_for([f"{server}.*"] if server else ["*"])
             if server:
                 specs = [s for s in specs if s.server == server]
+            err = console(stderr=True)
+            for problem in problems:  # listed, not hidden: the rest still show
+                err.print(f"warning: {problem}", markup=False)
+            for srv, tools in (getattr(engine, "hidden", None) or {}).items():
+                for tool, why in tools.items():
+                    if not server or srv == server:
+                        err.print(f"note: {srv}.{tool} is not offered: {why}", markup=False)
             rows: list[dict[str, Any]] = [
                 {
                     "name": s.name,
@@ -150,16 +170,23 @@ def call_cmd(
         str | None, typer.Option("--args", help="arguments as one JSON object")
     ] = None,
     yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="approve a write/network/dangerous tool")
+        bool, typer.Option("--yes", "-y", help="approve this write/network tool")
+    ] = False,
+    yes_dangerous: Annotated[
+        bool, typer.Option("--yes-dangerous", help="approve it even if it is dangerous")
     ] = False,
     personality: Annotated[
-        str | None, typer.Option("--personality", "-p", help="whose grants apply")
+        str | None,
+        typer.Option("--personality", "-p", help="call as this personality (its tools, grants)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
 ) -> None:
     """Call one tool directly, under the same policy as a chat (asks unless --yes)."""
     code = run_async(
-        lambda: _call(name, pairs or [], args_json, yes, personality, as_json), as_json=as_json
+        lambda: _call(
+            name, pairs or [], args_json, yes or yes_dangerous, yes_dangerous, personality, as_json
+        ),
+        as_json=as_json,
     )
     if code:
         raise typer.Exit(code)
@@ -170,25 +197,50 @@ async def _call(
     pairs: list[str],
     args_json: str | None,
     yes: bool,
+    yes_dangerous: bool,
     personality: str | None,
     as_json: bool,
 ) -> int:
+    from cozy.cli import approve
     from cozy.cli.run import tty_approver
+    from cozy.core.errors import NotFoundError, PermissionDenied
     from cozy.core.events import ToolResult
     from cozy.core.types import Caller, Message, ToolCall
     from cozy.engines.base import ToolContext
 
     settings = state.settings()
     async with runtime() as rt:
-        spec = _find(await _all_specs(rt), name)
+        specs, problems = await _specs_for(rt, name)
+        try:
+            spec = _find(specs, name)
+        except NotFoundError:
+            if problems:  # the server is configured but did not start: say that
+                raise NotFoundError(
+                    f"{name} is not available: {'; '.join(problems)}",
+                    hint="`cozy tools servers` shows every server's state and error",
+                ) from None
+            spec = _find(await _all_specs(rt), name)  # suggestions from every server
         args = parse_kv(pairs, spec, args_json)
-        pid = rt.personalities.get(personality or settings.personality).id
-        caller = Caller(user_id=settings.user, role="admin", face="cli", auto_approve=yes)
-        ctx = ToolContext(caller, None, pid, f"cli-{uuid.uuid4().hex[:12]}")
+        persona = rt.personalities.get(personality or settings.personality)
+        if personality and not persona.allows_tool(spec.name):
+            raise PermissionDenied(
+                f"personality '{persona.id}' does not allow {spec.name} "
+                f"(its tools: {', '.join(persona.tools) or 'none'})",
+                hint="add a glob for it to the personality's `tools:` list, or call it without -p",
+            )
+        caller = Caller(
+            user_id=settings.user,
+            role="admin",
+            face="cli",
+            allowed_tools=[spec.name],  # --yes approves the tool named here, nothing else
+            auto_approve=yes,
+            auto_approve_dangerous=yes_dangerous,
+        )
+        ctx = ToolContext(caller, None, persona.id, f"cli-{uuid.uuid4().hex[:12]}")
         call = ToolCall(f"call_{uuid.uuid4().hex[:12]}", spec.name, json.dumps(args))
         results: list[Message] = []
         result: ToolResult | None = None
-        approver = None if yes else tty_approver
+        approver = tty_approver
         async for event in rt.orchestrator.tools.run(
             [call], {spec.name: spec}, ctx, approver, results
         ):
@@ -201,8 +253,12 @@ async def _call(
         sys.stderr.write(f"error: {result.content}\n")
     else:
         sys.stdout.write(result.content + ("" if result.content.endswith("\n") else "\n"))
-    if result.is_error and result.decision == "deny" and not yes:
-        sys.stderr.write(f"hint: pass --yes to approve this {spec.level} tool\n")
+    if result.is_error and result.decision == "deny":
+        flag = "--yes-dangerous" if spec.level == "dangerous" else "--yes"
+        why = f" ({approve.last_problem})" if approve.last_problem else ""
+        sys.stderr.write(
+            f"hint: not approved{why}; pass {flag} to approve this {spec.level} tool\n"
+        )
     return 1 if result.is_error else 0
 
 
@@ -222,8 +278,8 @@ def servers_cmd(
             engine = rt.orchestrator.tools.engine
             rows: list[dict[str, Any]] = []
             if engine is not None:
-                if not no_start:
-                    await engine.list_tools()  # starts every server; failures are recorded
+                if not no_start:  # starts every server; failures are recorded
+                    await engine.list_tools_for(["*"])
                 if isinstance(engine, ReportsServers):
                     rows = await engine.servers_status()
                 else:
@@ -266,6 +322,9 @@ def _print_servers(rows: list[dict[str, Any]]) -> None:
             str(r.get("last_error") or ""),
         )
     console().print(table)
+    for r in rows:
+        if r.get("fix"):
+            console().print(f"fix for {r.get('name')}: {r['fix']}", markup=False)
 
 
 @tools_app.command("grants")
@@ -350,6 +409,10 @@ def import_cmd(
             print_json(report)
             return
         out = console()
+        for old, (new, why) in report.get("renamed", {}).items():
+            console(stderr=True).print(
+                f"note: server '{old}' imported as '{new}' ({why}); its tools are {new}.*"
+            )
         if not write:
             sys.stdout.write(report["yaml"])
             out.print(f"\n(dry run: pass --write to merge this into {target})")
@@ -367,4 +430,9 @@ def import_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from cozy.cli.tools_audit import register_audit
+    from cozy.cli.tools_mcp import register_mcp
+
+    register_audit(tools_app)
+    register_mcp(tools_app)
     app.add_typer(tools_app, name="tools")

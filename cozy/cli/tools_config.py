@@ -49,9 +49,10 @@ def merge_servers(source: Path, target: Path, packaged: Path, *, write: bool) ->
 
     from cozy.core.errors import ConfigError
     from cozy.engines.config import load_engines_config
-    from cozy.engines.tools.mcp_config import import_claude_config
+    from cozy.engines.tools.mcp_config import RESERVED, import_claude_config
 
-    imported = import_claude_config(source)
+    renames: dict[str, str] = {}
+    imported = import_claude_config(source, renames)
     text = target.read_text(encoding="utf-8") if target.is_file() else ""
     try:
         data = yaml.safe_load(text) if text.strip() else {}
@@ -83,6 +84,15 @@ def merge_servers(source: Path, target: Path, packaged: Path, *, write: bool) ->
     report: dict[str, Any] = {
         "target": str(target),
         "added": added,
+        "renamed": {
+            old: (
+                new,
+                "reserved for cozy's built-in tools"
+                if old.lower() in RESERVED
+                else "only letters, digits, '_' and '-'",
+            )
+            for old, new in renames.items()
+        },
         "updated": updated,
         "servers": sorted(servers),
         "yaml": block,

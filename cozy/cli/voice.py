@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from cozy.core.events import TurnError
     from cozy.engines.base import TranscribesClips
+    from cozy.engines.voice.io import Sink
     from cozy.engines.voice.pipeline import TurnResult
     from cozy.runtime import Runtime
 
@@ -68,6 +69,7 @@ def voice_cmd(
     """Push-to-talk voice chat (Enter to talk and to stop; Enter while cozy speaks interrupts)."""
     if ctx.invoked_subcommand is not None:
         return
+    _require_voice_extra(as_json)
     opts = {
         "personality": personality,
         "session": session,
@@ -84,6 +86,34 @@ def voice_cmd(
         code = run_async(lambda: _live(output_file, opts))
     if code:
         raise typer.Exit(code)
+
+
+# what `cozy voice` imports from the voice extra (audio I/O, decoding, resampling)
+VOICE_MODULES = ("soundfile", "soxr", "sounddevice")
+
+
+def _require_voice_extra(as_json: bool) -> None:
+    """One line naming the install command instead of an ImportError traceback."""
+    import importlib.util
+
+    missing = []
+    for module in VOICE_MODULES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(module)
+    if not missing:
+        return
+    message = (
+        f"cozy voice needs the optional extra 'voice' ({', '.join(missing)} missing): "
+        "install it with `./install.sh --extras voice` (or `uv pip install 'cozy[voice]'`)"
+    )
+    if as_json:
+        print_json({"error": {"code": "missing_extra", "message": message}})
+    sys.stderr.write(f"error: {message}\n")
+    raise typer.Exit(1)
 
 
 @voice_app.command("devices")
@@ -188,7 +218,6 @@ async def _file_turn(inp: Path, out: Path | None, opts: dict[str, Any], as_json:
     import asyncio
 
     from cozy.engines.voice.audio import decode
-    from cozy.engines.voice.io import Sink, SpeakerSink, WavSink
     from cozy.engines.voice.pipeline import voice_turn
 
     clip = await asyncio.to_thread(decode, inp, what=f"input file {inp}")
@@ -200,17 +229,16 @@ async def _file_turn(inp: Path, out: Path | None, opts: dict[str, Any], as_json:
                 clip = clip.at(16_000)
                 first, last = int(spans[0].start * 16_000), int(spans[-1].end * 16_000)
                 clip = type(clip)(clip.samples[max(0, first - 4800) : last + 4800], 16_000)
-        sink: Sink = (
-            WavSink(out, engine.output_rate)
-            if out is not None
-            else SpeakerSink(engine.output_rate, opts.get("speaker"))
-        )
+        sink = _file_sink(engine.output_rate, out, opts.get("speaker"), as_json)
         asker = _Asker(rt, opts)
         err = console(stderr=True)
         try:
-            result = await voice_turn(engine, clip, asker.ask, sink)
+            result = await voice_turn(
+                engine, clip, asker.ask, sink, language=_language(rt, opts.get("personality"))
+            )
         finally:
-            await sink.close()
+            if sink is not None:
+                await sink.close()
         data = _result_dict(result, asker)
         if as_json:
             sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
@@ -232,6 +260,37 @@ async def _file_turn(inp: Path, out: Path | None, opts: dict[str, Any], as_json:
     return 0
 
 
+def _file_sink(rate: int, out: Path | None, speaker: str | None, as_json: bool) -> Sink | None:
+    """Where a file-mode answer is spoken: the --output WAV, else the speaker, else
+    nowhere (text only): `--json` without `--output` never needs a sound device."""
+    from cozy.engines.voice.devices import AudioDeviceError, pick_device
+    from cozy.engines.voice.io import SpeakerSink, WavSink
+
+    if out is not None:
+        return WavSink(out, rate)
+    if as_json and speaker is None:
+        return None
+    try:
+        pick_device(speaker, kind="output")
+    except AudioDeviceError:
+        if speaker is not None:
+            raise  # a named speaker that is not there is an error, not a silent fallback
+        sys.stderr.write("note: no speaker found; answering in text only\n")
+        return None
+    return SpeakerSink(rate, speaker)
+
+
+def _language(rt: Runtime, personality: str | None) -> str | None:
+    """The personality's `voice.language` (None: the engine's setting, e.g. auto)."""
+    from cozy.core.errors import CozyError
+
+    try:
+        chosen = rt.personalities.get(personality) if personality else None
+    except CozyError:
+        return None  # an unknown personality is reported by the turn itself
+    return chosen.voice.language if chosen is not None else None
+
+
 async def _keys(queue: asyncio.Queue[str]) -> None:
     """Enter presses from the terminal, as events (a thread reads stdin)."""
     import asyncio
@@ -250,7 +309,7 @@ async def _live(out: Path | None, opts: dict[str, Any]) -> int:
     from rich.live import Live
 
     from cozy.engines.voice.devices import pick_device
-    from cozy.engines.voice.io import Sink, SpeakerSink, WavSink, mic_source
+    from cozy.engines.voice.io import SpeakerSink, WavSink, mic_source
     from cozy.engines.voice.pipeline import record_utterance, voice_turn
 
     mic = opts.get("mic")
@@ -263,6 +322,7 @@ async def _live(out: Path | None, opts: dict[str, Any]) -> int:
             else SpeakerSink(engine.output_rate, opts.get("speaker"))
         )
         asker = _Asker(rt, opts)
+        language = _language(rt, opts.get("personality"))
         keys: asyncio.Queue[str] = asyncio.Queue()
         reader = asyncio.create_task(_keys(keys))
         status = {"state": "idle", "level": -100.0}
@@ -299,8 +359,9 @@ async def _live(out: Path | None, opts: dict[str, Any]) -> int:
                     interrupt = asyncio.Event()
                     watcher = asyncio.create_task(_stop_on_key(keys, interrupt))
                     result = await voice_turn(
-                        engine, clip, asker.ask, sink, status=say, interrupt=interrupt
-                    )
+                        engine, clip, asker.ask, sink, status=say, interrupt=interrupt,
+                        language=language,
+                    )  # fmt: skip
                     watcher.cancel()
                     if result.transcript:
                         live.console.print(f"[bold]you:[/] {result.transcript}")

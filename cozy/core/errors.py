@@ -77,6 +77,20 @@ class StorageUnavailable(StorageError):
     code = "storage_unavailable"
 
 
+class StorageFull(StorageError):
+    """The disk holding the data is full: nothing can be written (HTTP 507)."""
+
+    http_status = 507
+    code = "storage_full"
+
+
+class StorageReadOnly(StorageError):
+    """The data cannot be written (a read-only disk or directory) (HTTP 503)."""
+
+    http_status = 503
+    code = "storage_read_only"
+
+
 class EngineError(CozyError):
     """An engine failed in a way the caller should see."""
 

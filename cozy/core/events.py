@@ -72,6 +72,18 @@ class ToolResult(ChatEvent):
 
 
 @dataclass(slots=True)
+class ToolProgress(ChatEvent):
+    """A running tool's progress or log line (MCP progress / logging notifications)."""
+
+    type: ClassVar[str] = "tool_progress"
+    call_id: str
+    name: str
+    progress: float | None = None
+    total: float | None = None
+    message: str | None = None
+
+
+@dataclass(slots=True)
 class MessageSaved(ChatEvent):
     type: ClassVar[str] = "saved"
     message_id: str

@@ -8,15 +8,19 @@ from typing import cast
 from cozy.core.types import Message, Role, ToolCall
 from cozy.storage.store import MessageRow
 
+UNANSWERED = (
+    "no result: the call was interrupted or never ran (the turn stopped before it finished)"
+)
+
 
 def to_messages(rows: Iterable[MessageRow]) -> list[Message]:
-    """Rebuild the conversation; drop answers that failed before saying anything."""
+    """Rebuild the conversation as a sequence a model API accepts (see `valid_sequence`)."""
     out: list[Message] = []
     for row in rows:
         if row.role not in ("user", "assistant", "tool", "system"):
             continue
-        if row.role == "assistant" and row.status == "failed" and not row.content:
-            continue
+        if row.role == "assistant" and not row.content and not row.tool_calls:
+            continue  # an answer stopped before it said anything
         calls = [
             ToolCall(
                 id=str(c.get("id", "")),
@@ -36,4 +40,33 @@ def to_messages(rows: Iterable[MessageRow]) -> list[Message]:
                 name=row.name,
             )
         )
+    return valid_sequence(out)
+
+
+def valid_sequence(messages: list[Message]) -> list[Message]:
+    """Every assistant tool call followed by one result, and no tool result without
+    its call (OpenAI-style APIs reject either). Repairs what an interrupted turn, or
+    a window that starts between a call and its result, leaves behind."""
+    out: list[Message] = []
+    i = 0
+    while i < len(messages):
+        m = messages[i]
+        if m.role == "tool":  # its call is not in the window (or was never stored)
+            i += 1
+            continue
+        out.append(m)
+        i += 1
+        if m.role != "assistant" or not m.tool_calls:
+            continue
+        results: dict[str, Message] = {}
+        while i < len(messages) and messages[i].role == "tool":
+            r = messages[i]
+            if r.tool_call_id and r.tool_call_id not in results:
+                results[r.tool_call_id] = r
+            i += 1
+        for call in m.tool_calls:
+            out.append(
+                results.get(call.id)
+                or Message("tool", UNANSWERED, tool_call_id=call.id, name=call.name)
+            )
     return out

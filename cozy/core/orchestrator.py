@@ -15,7 +15,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from cozy.core.context import ContextBundle, ContextService
@@ -40,6 +39,7 @@ from cozy.core.turn import (
     ChatRequest,
     Turn,
     TurnSink,
+    answer_every_call,
     brief_context,
     continuation,
     log_turn,
@@ -49,30 +49,14 @@ from cozy.core.turn import (
     title_of,
     to_new,
 )
-from cozy.core.types import Message, ToolCall, ToolSpec
-from cozy.core.windows import CalibratedEstimator, ContextWindows, TokenAccounting
+from cozy.core.types import Message, ToolCall
+from cozy.core.windows import ContextWindows, TokenAccounting
 from cozy.engines.base import ModelRouter, Route, ToolContext
 from cozy.storage.store import MessageRow, NewMessage, SessionRow, Store
 
 log = logging.getLogger("cozy.orchestrator")
 
 __all__ = ["MAX_TOOL_ROUNDS", "ChatOrchestrator", "ChatRequest", "ModelRouter", "Route", "TurnSink"]
-
-
-@dataclass(slots=True)
-class _Plan:
-    """What the prepare stage decided, read by the stages after it."""
-
-    session: SessionRow
-    personality: Personality
-    route: Route
-    history: list[Message]
-    new_turn: list[Message]
-    limit: int = 0
-    estimator: CalibratedEstimator | None = None
-    bundle: ContextBundle | None = None
-    server_specs: dict[str, ToolSpec] = field(default_factory=dict)
-    client_specs: dict[str, ToolSpec] = field(default_factory=dict)
 
 
 class ChatOrchestrator:
@@ -86,7 +70,7 @@ class ChatOrchestrator:
         tools: ToolRunner,
         default_personality: str = "assistant",
         recent_messages: int = 20,
-        token_budget: int = 8192,
+        token_budget: int | None = None,
         reserve_answer_tokens: int = 1024,
         sinks: Sequence[TurnSink] = (),
         windows: ContextWindows | None = None,
@@ -166,34 +150,12 @@ class ChatOrchestrator:
         turn.timings[stage] = round((now - since) * 1000, 3)
         return now
 
-    async def _stages(self, turn: Turn) -> AsyncIterator[ChatEvent]:
-        """The five stages, in order; each records its time in `turn.timings`."""
-        t = time.perf_counter()
-        plan = await self._stage_prepare(turn)
-        yield Started(
-            turn.request_id,
-            plan.session.id,
-            plan.personality.id,
-            plan.route.label,
-            turn.user_message_id,
-        )
-        t = self._mark(turn, "prepare", t)
-        yield await self._stage_context(turn, plan)
-        t = self._mark(turn, "context", t)
-        offered = await self._stage_tools(turn, plan)
-        t = self._mark(turn, "tools", t)
-        async for event in self._stage_generate(turn, plan, offered):
-            yield event
-        t = self._mark(turn, "generate", t)
-        saved = await self._persist(turn, "complete")
-        self._mark(turn, "persist", t)
-        if saved:
-            yield MessageSaved(saved, "assistant", "complete")
-        yield self._done(turn, plan, saved)
-
-    async def _stage_prepare(self, turn: Turn) -> _Plan:
-        """1. Session, personality, model; the user's message saved before anything else."""
+    async def _stages(  # noqa: C901 - one method per stage: #17 (split, then superseded)
+        self, turn: Turn
+    ) -> AsyncIterator[ChatEvent]:
         req = turn.req
+        t = time.perf_counter()
+        # 1. prepare
         tail = continuation(req)
         if not req.prompt.strip() and not tail:
             raise UsageError("the prompt is empty", hint="pass a prompt as an argument or on stdin")
@@ -214,61 +176,43 @@ class ChatOrchestrator:
             )
         )[0]
         turn.session_unsaved = False
-        return _Plan(session, personality, route, history, new_turn)
-
-    async def _stage_context(self, turn: Turn, plan: _Plan) -> ContextBuilt:
-        """2. Knowledge, profile and memory in parallel, trimmed to the token budget."""
-        req, route = turn.req, plan.route
-        limit, reserve = await self._window(turn, route, plan.personality)
-        plan.limit = limit
-        plan.estimator = self.accounting.for_model(route.model)
-        bundle: ContextBundle = await self.context.build(
-            query=req.prompt,
-            user_id=req.caller.user_id,
-            personality=plan.personality,
-            history=plan.history,
-            user_message=plan.new_turn,
-            token_budget=max(limit - reserve, 256),
-            session_id=plan.session.id,
-            use_engines=not req.no_context,
-            system_prompt=system_prompt(plan.personality, req.system),
-            estimator=plan.estimator,
-            summary=turn.summary.text if turn.summary else "",
+        yield Started(
+            turn.request_id, session.id, personality.id, route.label, turn.user_message_id
         )
-        await self._maybe_summarize(turn, bundle, route)
+        t = self._mark(turn, "prepare", t)
+        # 3. tools, started first: MCP servers come up while the context is built
+        tools_task = asyncio.ensure_future(
+            self.tools.available_with_problems(personality, req.caller)
+        )
+        try:
+            bundle = await self._context(turn, route, personality, history, new_turn)
+            specs, tool_problems = await tools_task
+        except BaseException:
+            tools_task.cancel()
+            with contextlib.suppress(BaseException):
+                await tools_task
+            raise
+        if tool_problems:  # the answer is given without those tools: say so
+            bundle.metadata["degraded"] = True
+            reasons = bundle.metadata.setdefault("degrade_reasons", [])
+            reasons.extend(tool_problems)
         turn.context_meta = bundle.metadata
-        if bundle.token_budget.get("over_budget"):
-            raise ContextTooLarge(
-                f"the prompt needs about {bundle.token_budget['used']:,} tokens but the context "
-                f"budget is {bundle.token_budget['limit']:,} ({route.label} window "
-                f"{turn.tokens['window']:,} from {turn.tokens['window_source']}, cozy's limit "
-                f"{limit:,}, minus {reserve:,} reserved for the answer)",
-                hint="shorten the prompt, raise context.token_budget in engines.yaml or the "
-                "personality's token_budget, or add the text with `cozy knowledge add`",
-            )
-        plan.bundle = bundle
-        return ContextBuilt(bundle.metadata)
-
-    async def _stage_tools(self, turn: Turn, plan: _Plan) -> list[ToolSpec]:
-        """3. The tools this personality and caller may use, plus the client's own."""
-        specs = await self.tools.available(plan.personality, turn.req.caller)
-        plan.server_specs = {s.name: s for s in specs}
-        plan.client_specs = {s.name: s for s in turn.req.client_tools}
-        return [*specs, *turn.req.client_tools]
-
-    async def _stage_generate(
-        self, turn: Turn, plan: _Plan, offered: list[ToolSpec]
-    ) -> AsyncIterator[ChatEvent]:
-        """4. The model streams; tool calls loop through the tool runner (bounded)."""
-        req, route = turn.req, plan.route
-        assert plan.bundle is not None and plan.estimator is not None
-        convo = plan.bundle.prompt_messages(plan.new_turn)
-        options = merge_options(plan.personality.generation_options(), req.options)
+        yield ContextBuilt(bundle.metadata)
+        t = self._mark(turn, "context", t)
+        server_specs = {s.name: s for s in specs}
+        client_specs = {s.name: s for s in req.client_tools}
+        offered = [*specs, *req.client_tools]
+        t = self._mark(turn, "tools", t)
+        # 4. generate, with the tool loop
+        limit = turn.tokens["limit"]
+        estimator = await self.accounting.for_model(route.model)
+        convo = bundle.prompt_messages(new_turn)
+        options = merge_options(personality.generation_options(), req.options)
         if options.context_window is None:
-            options.context_window = plan.limit
-        estimated_prompt = plan.estimator.messages(convo)
+            options.context_window = limit
+        estimated_prompt = estimator.messages(convo)
         reported_prompt = 0
-        ctx = ToolContext(req.caller, plan.session.id, plan.personality.id, turn.request_id)
+        ctx = ToolContext(req.caller, session.id, personality.id, turn.request_id)
         rounds = min(req.max_tool_rounds, self.tools.max_rounds)  # engines.yaml may lower it
         for _round in range(max(1, rounds) + 1):
             calls: list[ToolCall] = []
@@ -293,9 +237,7 @@ class ChatOrchestrator:
             assistant = Message("assistant", "".join(round_text), tool_calls=calls)
             convo.append(assistant)
             turn.pending.append(to_new(assistant))
-            client = [
-                c for c in calls if c.name in plan.client_specs and c.name not in plan.server_specs
-            ]
+            client = [c for c in calls if c.name in client_specs and c.name not in server_specs]
             if client:  # client-side tools: hand them back to the caller and stop
                 for c in client:
                     yield ToolCallRequested(c, None, client_side=True)
@@ -303,28 +245,31 @@ class ChatOrchestrator:
                 turn.finish_reason = "tool_calls"
                 break
             for c in calls:
-                spec = plan.server_specs.get(c.name)
+                spec = server_specs.get(c.name)
                 yield ToolCallRequested(c, spec.level if spec else None)
             results: list[Message] = []
-            async for event in self.tools.run(calls, plan.server_specs, ctx, req.approver, results):
+            async for event in self.tools.run(calls, server_specs, ctx, req.approver, results):
                 yield event
             convo.extend(results)
             turn.pending.extend(to_new(m) for m in results)
         turn.tokens.update(estimated_prompt=estimated_prompt, reported_prompt=reported_prompt)
         if reported_prompt and not offered:  # tool schemas are not in our estimate
-            self.accounting.observe(route.model, estimated_prompt, reported_prompt)
-
-    def _done(self, turn: Turn, plan: _Plan, saved: str | None) -> Done:
-        """5. (after persist) The turn's summary event."""
+            await self.accounting.observe(route.model, estimated_prompt, reported_prompt)
+        t = self._mark(turn, "generate", t)
+        # 5. persist
+        saved = await self._persist(turn, "complete")
+        self._mark(turn, "persist", t)
+        if saved:
+            yield MessageSaved(saved, "assistant", "complete")
         turn.timings["total"] = round((time.perf_counter() - turn.started) * 1000, 3)
         log_turn(turn, "complete")
-        return Done(
-            session_id=plan.session.id,
+        yield Done(
+            session_id=session.id,
             message_id=saved,
             text="".join(turn.text),
             status="complete",
             finish_reason=turn.finish_reason or "stop",
-            model=plan.route.label,
+            model=route.label,
             usage=turn.usage.to_dict(),
             timings=dict(turn.timings),
             tool_calls=[
@@ -333,13 +278,78 @@ class ChatOrchestrator:
             tokens=dict(turn.tokens),
         )
 
+    async def _context(
+        self,
+        turn: Turn,
+        route: Route,
+        personality: Personality,
+        history: list[Message],
+        new_turn: list[Message],
+    ) -> ContextBundle:
+        """Stage 2: memory, profile, knowledge and history within the token budget."""
+        req = turn.req
+        assert turn.session is not None
+        limit, reserve = await self._window(turn, route, personality)
+        estimator = await self.accounting.for_model(route.model)
+        bundle: ContextBundle = await self.context.build(
+            query=req.prompt,
+            user_id=req.caller.user_id,
+            personality=personality,
+            history=history,
+            user_message=new_turn,
+            token_budget=max(limit - reserve, 256),
+            session_id=turn.session.id,
+            use_engines=not req.no_context,
+            system_prompt=system_prompt(personality, req.system),
+            estimator=estimator,
+            summary=turn.summary.text if turn.summary else "",
+        )
+        await self._maybe_summarize(turn, bundle, route)
+        turn.context_meta = bundle.metadata
+        if bundle.token_budget.get("over_budget"):
+            self._over_budget(turn, bundle, route, limit, reserve)
+        return bundle
+
+    def _over_budget(
+        self, turn: Turn, bundle: ContextBundle, route: Route, limit: int, reserve: int
+    ) -> None:
+        """Refuse a prompt that cannot fit, with the fix that works for why it cannot;
+        with an unknown window, send it and let the server decide (no guessed cap)."""
+        window, source = turn.tokens["window"], turn.tokens["window_source"]
+        if source == "default":
+            bundle.metadata["degraded"] = True
+            bundle.metadata.setdefault("degrade_reasons", []).append(
+                f"the context window of {route.label} is unknown (assumed {window:,} tokens "
+                "to trim history); set it with `ai.context_windows` in engines.yaml"
+            )
+            return
+        used = bundle.token_budget["used"]
+        if limit < window:  # cozy's own cap, not the model, is what is too small
+            hint = (
+                f"raise `context.token_budget` in engines.yaml (now {limit:,}; removing it "
+                f"makes the budget the model's window, {window:,}) or the personality's "
+                "token_budget"
+            )
+        else:
+            hint = (
+                "shorten the prompt or add the text with `cozy knowledge add`; if the model "
+                f"takes more than {window:,} tokens, say so in engines.yaml: "
+                f"`ai: {{context_windows: {{'{route.label}': N}}}}`"
+            )
+        raise ContextTooLarge(
+            f"the prompt needs about {used:,} tokens but the context budget is "
+            f"{bundle.token_budget['limit']:,} ({route.label} window {window:,} from "
+            f"{source}, cozy's limit {limit:,}, minus {reserve:,} reserved for the answer)",
+            hint=hint,
+        )
+
     async def _window(self, turn: Turn, route: Route, personality: Personality) -> tuple[int, int]:
         """The token limit for this turn and what is reserved for the answer."""
         provider = route.label.split(":", 1)[0]
         window, source = await self.windows.resolve(route.engine, provider, route.model)
         if personality.context_window:
             window, source = personality.context_window, "personality"
-        limit = min(window, personality.token_budget or self.token_budget)
+        limit = min(window, personality.token_budget or self.token_budget or window)
         reserve = min(self.reserve_answer_tokens, limit // 4)
         turn.tokens = {
             "window": window,
@@ -437,14 +447,25 @@ class ChatOrchestrator:
             completion_tokens=turn.usage.completion_tokens or None,
             latency_ms=round((time.perf_counter() - turn.started) * 1000, 2),
         )
-        items = [*turn.pending, final]
+        pending = answer_every_call(turn.pending)
+        # an answer that said nothing after its tool rounds is not a message (the rounds
+        # and their results are); one with no rounds keeps the turn's status
+        items = [*pending, final] if text or not pending else pending
         turn.pending = []
         also = [turn.summary_job] if turn.summary_job is not None else []
         turn.summary_job = None
         ids = await self.store.add_messages(session.id, items, also=also)
+        if items[-1] is not final:
+            ids = [*ids, ""]  # no final answer row; callers get no message id
         if status != "complete":
             log_turn(turn, status)
-        if status == "complete" and self.sinks and turn.personality and turn.req.prompt.strip():
+        if (
+            status == "complete"
+            and self.sinks
+            and turn.personality
+            and turn.req.prompt.strip()
+            and ids[-1]
+        ):
             user_msg = Message("user", turn.req.prompt)
             for sink in self.sinks:
                 await sink.turn_saved(
@@ -454,4 +475,4 @@ class ChatOrchestrator:
                     message_ids=[turn.user_message_id, ids[-1]],
                     messages=[user_msg, Message("assistant", text)],
                 )
-        return ids[-1]
+        return ids[-1] or None

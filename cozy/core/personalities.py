@@ -43,6 +43,8 @@ class VoiceSettings(BaseModel):
 
     voice: str = "en-us"
     rate: int = Field(default=175, gt=0)
+    # what the user speaks (ISO code, e.g. fr); None: voice.stt.language (auto by default)
+    language: str | None = Field(default=None, pattern=r"^(auto|[a-z]{2,3})$")
 
 
 class Personality(BaseModel):

@@ -12,24 +12,24 @@ policies (e.g. no `dangerous` tools over HTTP) apply before any approval, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import fnmatch
-import hashlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from cozy.core.events import ChatEvent, ToolApprovalNeeded, ToolResult
+from cozy.core.events import ChatEvent, ToolApprovalNeeded, ToolProgress, ToolResult
 from cozy.core.personalities import Personality
+from cozy.core.toolaudit import approver as approver_of
+from cozy.core.toolaudit import args_digest, args_excerpt, redact_args, result_excerpt
 from cozy.core.toolpolicy import GrantStore, Rule, check_arguments, face_policies
 from cozy.core.types import Caller, Message, ToolCall, ToolOutput, ToolSpec
 from cozy.engines.base import ToolContext, ToolsEngine
 
 Decision = Literal["once", "always", "deny"]
-
-_SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|authorization)", re.I)
 
 
 class Approver(Protocol):
@@ -40,17 +40,7 @@ class AuditSink(Protocol):
     async def add_audit(self, kind: str, **values: Any) -> str: ...
 
 
-def redact_args(args: Any) -> Any:
-    if isinstance(args, dict):
-        return {k: "***" if _SECRET_KEY.search(str(k)) else redact_args(v) for k, v in args.items()}
-    if isinstance(args, list):
-        return [redact_args(v) for v in args]
-    return args
-
-
-def args_digest(args: Any) -> str:
-    text = json.dumps(redact_args(args), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+__all__ = ["Approver", "AuditSink", "CallOutcome", "ToolRunner", "args_digest", "redact_args"]
 
 
 @dataclass(slots=True)
@@ -58,6 +48,7 @@ class CallOutcome:
     call: ToolCall
     output: ToolOutput
     decision: str
+    asked: bool = False  # the decision came from the face's approver (a person)
 
 
 class ToolRunner:
@@ -78,26 +69,28 @@ class ToolRunner:
         self._grants: set[tuple[str, str, str]] = set()
 
     async def available(self, personality: Personality, caller: Caller) -> list[ToolSpec]:
-        """Tools this personality may use and this caller may call.
+        """Tools this personality may use and this caller may call."""
+        return (await self.available_with_problems(personality, caller))[0]
 
-        Levels the caller's face policy denies are not offered at all (the run
-        stage refuses them too, should a model call one anyway)."""
-        if self.engine is None or not personality.tools:
-            return []
-        specs = await self.engine.list_tools()
+    async def available_with_problems(
+        self, personality: Personality, caller: Caller
+    ) -> tuple[list[ToolSpec], list[str]]:
+        """The tools offered this turn, plus why some could not be (servers that failed).
+
+        Only the servers these globs can reach are started. Levels the caller's face
+        policy denies are not offered at all (the run stage refuses them too, should a
+        model call one anyway)."""
+        patterns = offer_patterns(personality, caller)
+        if self.engine is None or not patterns:
+            return [], []
+        specs, problems = await self.engine.list_tools_for(patterns)
         denied = {lvl for lvl, rule in self.policies.get(caller.face, {}).items() if rule == "deny"}
-        out = []
-        for spec in specs:
-            if not personality.allows_tool(spec.name) or spec.level in denied:
-                continue
-            if (
-                caller.allowed_tools is not None
-                and not caller.auto_approve
-                and not any(fnmatch.fnmatchcase(spec.name, g) for g in caller.allowed_tools)
-            ):
-                continue
-            out.append(spec)
-        return out
+        out = [
+            spec
+            for spec in specs
+            if spec.level not in denied and _offered(spec.name, personality, caller)
+        ]
+        return out, problems
 
     def grant(self, user_id: str, personality_id: str, tool: str) -> None:
         self._grants.add((user_id, personality_id, tool))
@@ -131,10 +124,8 @@ class ToolRunner:
         caller = ctx.caller
         if await self._granted(caller.user_id, ctx.personality_id or "", spec.name):
             return "always"
-        if caller.auto_approve and (
-            caller.allowed_tools is None
-            or any(fnmatch.fnmatchcase(spec.name, g) for g in caller.allowed_tools)
-        ):
+        named = caller.auto_approve and _matches(spec.name, caller.allowed_tools)
+        if named and (spec.level != "dangerous" or caller.auto_approve_dangerous):
             return "auto-approved"
         return None
 
@@ -149,26 +140,13 @@ class ToolRunner:
         """Execute one round of calls; append tool messages to `results`; yield events."""
         outcomes: dict[str, CallOutcome] = {}
         concurrent: list[tuple[ToolCall, ToolSpec, dict[str, Any]]] = []
+        news: asyncio.Queue[ChatEvent] = asyncio.Queue()  # progress of running tools
         for call in calls:
-            spec = specs.get(call.name)
-            if spec is None:
-                known = ", ".join(specs) or "none"
-                outcomes[call.id] = _error(call, f"unknown tool '{call.name}'; available: {known}")
+            checked = await self._check(call, specs, ctx)
+            if isinstance(checked, CallOutcome):
+                outcomes[call.id] = checked
                 continue
-            try:
-                args = json.loads(call.arguments or "{}")
-                if not isinstance(args, dict):
-                    raise ValueError("arguments must be a JSON object")
-            except ValueError as exc:
-                outcomes[call.id] = _error(call, f"invalid arguments for {spec.name}: {exc}")
-                await self._audit(spec, {}, ctx, outcomes[call.id])
-                continue
-            problem = check_arguments(spec.parameters, args)
-            if problem:
-                msg = f"invalid arguments for {spec.name}: {problem}; fix them and call again"
-                outcomes[call.id] = _error(call, msg)
-                await self._audit(spec, args, ctx, outcomes[call.id])
-                continue
+            spec, args = checked
             decision = await self._pre_approved(spec, ctx)
             if decision == "policy-deny":
                 face = ctx.caller.face
@@ -184,9 +162,15 @@ class ToolRunner:
                 )
                 await self._audit(spec, args, ctx, outcomes[call.id])
                 continue
+            asked = decision is None
             if decision is None:
                 yield ToolApprovalNeeded(call=call, level=spec.level)
-                decision = await self._ask(call, spec, ctx, approver)
+                try:
+                    decision = await self._ask(call, spec, ctx, approver)
+                except asyncio.CancelledError:
+                    interrupted = CallOutcome(call, _INTERRUPTED, "pending", asked=True)
+                    await self._audit(spec, args, ctx, interrupted, status="interrupted")
+                    raise
             if decision == "deny":
                 outcomes[call.id] = CallOutcome(
                     call,
@@ -196,19 +180,39 @@ class ToolRunner:
                         is_error=True,
                     ),
                     "deny",
+                    asked=asked,
                 )
                 await self._audit(spec, args, ctx, outcomes[call.id])
                 continue
             if spec.level == "read-only":
                 concurrent.append((call, spec, args))
-                outcomes[call.id] = CallOutcome(call, ToolOutput(""), decision)
+                outcomes[call.id] = CallOutcome(call, ToolOutput(""), decision, asked=asked)
             else:
-                outcomes[call.id] = await self._execute(call, spec, args, ctx, decision)
+                one = self._execute(
+                    call, spec, args, _with_progress(ctx, call, spec, news), decision, asked
+                )
+                box: list[CallOutcome] = []
+                async for event in _while(one, news, box):
+                    yield event
+                outcomes[call.id] = box[0]
         if concurrent:
-            done = await asyncio.gather(
-                *(self._execute(c, s, a, ctx, outcomes[c.id].decision) for c, s, a in concurrent)
+            many = asyncio.gather(
+                *(
+                    self._execute(
+                        c,
+                        s,
+                        a,
+                        _with_progress(ctx, c, s, news),
+                        outcomes[c.id].decision,
+                        outcomes[c.id].asked,
+                    )
+                    for c, s, a in concurrent
+                )
             )
-            for outcome in done:
+            got: list[list[CallOutcome]] = []
+            async for event in _while(many, news, got):
+                yield event
+            for outcome in got[0]:
                 outcomes[outcome.call.id] = outcome
         for call in calls:
             o = outcomes[call.id]
@@ -221,6 +225,34 @@ class ToolRunner:
                 decision=o.decision,
             )
             results.append(Message("tool", o.output.content, tool_call_id=call.id, name=call.name))
+
+    async def _check(
+        self, call: ToolCall, specs: dict[str, ToolSpec], ctx: ToolContext
+    ) -> tuple[ToolSpec, dict[str, Any]] | CallOutcome:
+        """The call's tool and arguments, or the (audited) error that goes back instead."""
+        spec = specs.get(call.name)
+        if spec is None:
+            known = ", ".join(specs) or "none"
+            out = _error(call, f"unknown tool '{call.name}'; available: {known}")
+            out.decision = "not-offered"
+            unknown = ToolSpec(call.name, level="dangerous", server="?")
+            await self._audit(unknown, _loose_args(call.arguments), ctx, out)
+            return out
+        try:
+            args = json.loads(call.arguments or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            out = _error(call, f"invalid arguments for {spec.name}: {exc}")
+            await self._audit(spec, {}, ctx, out)
+            return out
+        problem = check_arguments(spec.parameters, args)
+        if problem:
+            msg = f"invalid arguments for {spec.name}: {problem}; fix them and call again"
+            out = _error(call, msg)
+            await self._audit(spec, args, ctx, out)
+            return out
+        return spec, args
 
     async def _ask(
         self, call: ToolCall, spec: ToolSpec, ctx: ToolContext, approver: Approver | None
@@ -239,46 +271,153 @@ class ToolRunner:
         args: dict[str, Any],
         ctx: ToolContext,
         decision: str,
+        asked: bool = False,
     ) -> CallOutcome:
         assert self.engine is not None
         started = time.perf_counter()
         try:
             output = await self.engine.execute_tool(spec.name, args, ctx)
         except asyncio.CancelledError:
+            took = ToolOutput(_INTERRUPTED.content, is_error=True)
+            took.duration_ms = (time.perf_counter() - started) * 1000
+            stopped = CallOutcome(call, took, decision, asked=asked)
+            await self._audit(spec, args, ctx, stopped, status="interrupted")
             raise
         except Exception as exc:  # a tool failure goes back to the model
             output = ToolOutput(f"{spec.name} failed: {exc}", is_error=True)
         if not output.duration_ms:
             output.duration_ms = (time.perf_counter() - started) * 1000
-        outcome = CallOutcome(call, output, decision)
+        outcome = CallOutcome(call, output, decision, asked=asked)
         await self._audit(spec, args, ctx, outcome)
         return outcome
 
     async def _audit(
-        self, spec: ToolSpec, args: dict[str, Any], ctx: ToolContext, o: CallOutcome
+        self,
+        spec: ToolSpec,
+        args: dict[str, Any],
+        ctx: ToolContext,
+        o: CallOutcome,
+        *,
+        status: str | None = None,
     ) -> None:
+        """One row per attempted call, whatever came of it (shielded: an interrupted
+        call is recorded even as its task is being cancelled)."""
         if self.audit is None:
             return
-        if o.decision in ("deny", "policy-deny"):
-            status = "denied"
-        elif o.decision == "invalid":
-            status = "invalid"
-        else:
-            status = "error" if o.output.is_error else "ok"
-        await self.audit.add_audit(
-            "tool_call",
-            user_id=ctx.caller.user_id,
-            session_id=ctx.session_id,
-            personality_id=ctx.personality_id,
-            tool=spec.name,
-            level=spec.level,
-            decision=o.decision,
-            args_digest=args_digest(args),
-            status=status,
-            duration_ms=round(o.output.duration_ms, 2),
-            output_size=len(o.output.content),
-            detail={"request_id": ctx.request_id, "truncated": o.output.truncated},
-        )
+        if status is None:
+            if o.decision in ("deny", "policy-deny"):
+                status = "denied"
+            elif o.decision in ("invalid", "not-offered"):
+                status = o.decision
+            else:
+                status = "error" if o.output.is_error else "ok"
+        who = approver_of(o.decision, ctx.caller.face, ctx.personality_id, ctx.caller.user_id)
+        if o.asked and o.decision in ("once", "always", "deny"):
+            who["by"] = {"once": "the user, once", "always": "the user: always"}.get(
+                o.decision, "the user said no (or no one answered)"
+            )
+        row = {
+            "user_id": ctx.caller.user_id,
+            "session_id": ctx.session_id,
+            "personality_id": ctx.personality_id,
+            "tool": spec.name,
+            "level": spec.level,
+            "decision": o.decision,
+            "args_digest": args_digest(args),
+            "status": status,
+            "duration_ms": round(o.output.duration_ms, 2),
+            "output_size": len(o.output.content),
+            "detail": {
+                "request_id": ctx.request_id,
+                "truncated": o.output.truncated,
+                "approver": who,
+                "arguments": args_excerpt(args),
+                "result": result_excerpt(o.output.content),
+            },
+        }
+        write = asyncio.ensure_future(self.audit.add_audit("tool_call", **row))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(write), 5.0)
+            raise
+
+
+def _matches(name: str, globs: list[str] | None) -> bool:
+    return bool(globs) and any(fnmatch.fnmatchcase(name, g) for g in globs or ())
+
+
+def _extends(caller: Caller) -> bool:
+    """On a local face the user's own `--allow-tools` may reach beyond the personality."""
+    return caller.allowed_tools is not None and caller.role == "admin" and caller.face in LOCAL
+
+
+LOCAL = ("cli", "tui")
+
+
+def offer_patterns(personality: Personality, caller: Caller) -> list[str]:
+    """The globs whose tools may be offered this turn."""
+    if _extends(caller):
+        return list(caller.allowed_tools or [])
+    return list(personality.tools)
+
+
+def _offered(name: str, personality: Personality, caller: Caller) -> bool:
+    if _extends(caller):
+        return _matches(name, caller.allowed_tools)
+    if not personality.allows_tool(name):
+        return False
+    return caller.allowed_tools is None or _matches(name, caller.allowed_tools)
+
+
+_INTERRUPTED = ToolOutput(
+    "the call was interrupted (the user stopped the turn) before it finished; "
+    "its result is unknown",
+    is_error=True,
+)
+
+
+def _with_progress(
+    ctx: ToolContext, call: ToolCall, spec: ToolSpec, news: asyncio.Queue[ChatEvent]
+) -> ToolContext:
+    """A context whose `on_progress` turns a tool's notifications into events."""
+
+    def on_progress(progress: float | None, total: float | None, message: str | None) -> None:
+        news.put_nowait(ToolProgress(call.id, spec.name, progress, total, message))
+
+    return dataclasses.replace(ctx, extra={**ctx.extra, "on_progress": on_progress})
+
+
+async def _while(
+    work: Awaitable[Any], news: asyncio.Queue[ChatEvent], box: list[Any]
+) -> AsyncIterator[ChatEvent]:
+    """Run `work`, yielding the progress events it makes; its result ends up in `box`."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            getter = asyncio.ensure_future(news.get())
+            done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+            else:
+                getter.cancel()
+        while not news.empty():
+            yield news.get_nowait()
+        box.append(task.result())
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _loose_args(arguments: str) -> dict[str, Any]:
+    try:
+        loaded = json.loads(arguments or "{}")
+    except ValueError:
+        return {"raw": arguments}
+    return loaded if isinstance(loaded, dict) else {"raw": loaded}
 
 
 def _error(call: ToolCall, message: str) -> CallOutcome:

@@ -132,6 +132,34 @@ def to_new(m: Message) -> NewMessage:
     )
 
 
+def answer_every_call(pending: list[NewMessage]) -> list[NewMessage]:
+    """The turn's tool rounds with a result for every call: a call cut off by Ctrl-C
+    (or never reached) gets a tool message saying so, so the stored history stays a
+    sequence a model API accepts."""
+    from cozy.core.history import UNANSWERED
+
+    out: list[NewMessage] = []
+    open_calls: list[dict[str, Any]] = []
+
+    def close_round() -> None:
+        for c in open_calls:
+            out.append(
+                NewMessage("tool", UNANSWERED, tool_call_id=str(c.get("id")), name=c.get("name"))
+            )
+        open_calls.clear()
+
+    for m in pending:
+        if m.role == "tool":
+            open_calls[:] = [c for c in open_calls if c.get("id") != m.tool_call_id]
+        else:
+            close_round()
+        out.append(m)
+        if m.role == "assistant" and m.tool_calls:
+            open_calls.extend(m.tool_calls)
+    close_round()
+    return out
+
+
 def brief_context(meta: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "enabled_engines",

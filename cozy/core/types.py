@@ -197,5 +197,8 @@ class Caller:
     user_id: str = "local"
     role: Literal["user", "admin"] = "admin"
     face: Literal["cli", "tui", "server", "voice"] = "cli"
-    allowed_tools: list[str] | None = None  # extra allowlist from the caller (globs)
-    auto_approve: bool = False
+    # globs: on the cli/tui faces (admin) the tools this run may use, whether or not the
+    # personality lists them; elsewhere a further narrowing of the personality's tools
+    allowed_tools: list[str] | None = None
+    auto_approve: bool = False  # approve write/network tools that `allowed_tools` names
+    auto_approve_dangerous: bool = False  # ... and dangerous ones too

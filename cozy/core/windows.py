@@ -100,24 +100,27 @@ class TokenAccounting:
     cache: L2Cache | None = None
     estimators: dict[str, CalibratedEstimator] = field(default_factory=dict)
 
-    def for_model(self, model: str) -> CalibratedEstimator:
+    async def for_model(self, model: str) -> CalibratedEstimator:
         key = family(model)
         if key not in self.estimators:
             est = CalibratedEstimator()
-            saved = self.cache.get("tokens", key) if self.cache is not None else None
+            saved = None
+            if self.cache is not None:
+                with contextlib.suppress(Exception):  # a cache problem is never a turn's
+                    saved = await self.cache.get("tokens", key)
             if isinstance(saved, dict):
                 est.factor = float(saved.get("factor", 1.0))
                 est.samples = int(saved.get("samples", 0))
-            self.estimators[key] = est
+            self.estimators.setdefault(key, est)
         return self.estimators[key]
 
-    def observe(self, model: str, estimated: int, reported: int) -> None:
-        est = self.for_model(model)
+    async def observe(self, model: str, estimated: int, reported: int) -> None:
+        est = await self.for_model(model)
         est.observe(estimated, reported)
         if self.cache is not None:
             # calibration is best effort; never fail a turn on it
             with contextlib.suppress(Exception):
-                self.cache.set(
+                await self.cache.set(
                     "tokens",
                     family(model),
                     {"factor": est.factor, "samples": est.samples},
@@ -150,12 +153,13 @@ class ContextWindows:
         else:
             where = getattr(engine, "host", None) or getattr(engine, "base_url", None) or ""
             l2_key = f"{provider}:{where}:{model}"
-            reported = self._l2_get(l2_key)
+            reported = await self._l2_get(l2_key)
             try:
                 if reported is None:
                     reported = await engine.context_window(model)
-                    if reported:
-                        self._l2_set(l2_key, reported)
+                    # "the server does not say" is remembered too (as 0), so a one-shot
+                    # run against a server without metadata does not ask every time
+                    await self._l2_set(l2_key, reported or 0)
             except Exception:  # provider metadata is a hint; never fail a turn on it
                 reported = None
             if reported:
@@ -167,15 +171,15 @@ class ContextWindows:
         self._cache[key] = found
         return found
 
-    def _l2_get(self, key: str) -> int | None:
+    async def _l2_get(self, key: str) -> int | None:
         if self.l2 is None:
             return None
         with contextlib.suppress(Exception):  # a cache problem is never a turn's problem
-            value = self.l2.get("windows", key)
-            return value if isinstance(value, int) and value > 0 else None
+            value = await self.l2.get("windows", key)
+            return value if isinstance(value, int) and value >= 0 else None
         return None
 
-    def _l2_set(self, key: str, window: int) -> None:
+    async def _l2_set(self, key: str, window: int) -> None:
         if self.l2 is not None:
             with contextlib.suppress(Exception):
-                self.l2.set("windows", key, int(window), ttl=self.L2_TTL)
+                await self.l2.set("windows", key, int(window), ttl=self.L2_TTL)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -207,6 +208,13 @@ class ToolsEngine(BaseEngine):
     @abstractmethod
     async def list_tools(self) -> list[ToolSpec]: ...
 
+    async def list_tools_for(self, patterns: Sequence[str]) -> tuple[list[ToolSpec], list[str]]:
+        """The tools whose names match one of `patterns` (globs), and the reasons some
+        could not be listed (user-facing). Providers with servers override it to start
+        only the servers the globs can reach."""
+        specs = await self.list_tools()
+        return [s for s in specs if any(fnmatchcase(s.name, p) for p in patterns)], []
+
     @abstractmethod
     async def execute_tool(
         self, name: str, arguments: dict[str, Any], ctx: ToolContext
@@ -306,6 +314,37 @@ class TranscriptEvent:
     end: float | None = None
 
 
+@dataclass(slots=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
+@dataclass(slots=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    temperature: float | None = None
+    compression_ratio: float | None = None
+
+
+@dataclass(slots=True)
+class Transcript:
+    """A whole transcription: text, language, duration, timed segments (and words)."""
+
+    text: str
+    duration: float
+    language: str | None = None
+    segments: list[Segment] = field(default_factory=list)
+
+
 class VoiceEngine(BaseEngine):
     """Speech in and out. PCM on this interface is 16-bit little-endian mono."""
 
@@ -316,7 +355,32 @@ class VoiceEngine(BaseEngine):
     async def transcribe(self, pcm: bytes, sample_rate: int) -> str: ...
 
     @abstractmethod
-    def speak_stream(self, text: AsyncIterator[str]) -> AsyncIterator[bytes]: ...
+    def speak_stream(
+        self, text: AsyncIterator[str], *, voice: str | None = None, speed: float | None = None
+    ) -> AsyncIterator[bytes]:
+        """PCM16 at `output_rate`; `voice` picks one of the provider's voices, `speed`
+        scales the speaking rate (1.0 = normal)."""
+
+    async def diagnose(self) -> list[tuple[str, Health]]:
+        """Named checks for `cozy doctor` (active engines, model files, a self-test)."""
+        return [("voice", await self.health_check())]
+
+    async def check_voice(self, voice: str | None) -> None:
+        """Raise `UsageError` for a voice `speak_stream` cannot use (before streaming)."""
+
+    async def transcribe_detailed(
+        self,
+        pcm: bytes,
+        sample_rate: int,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        words: bool = False,
+    ) -> Transcript:
+        """Timed segments where the provider has them; the default is one segment."""
+        text = await self.transcribe(pcm, sample_rate)
+        duration = len(pcm) / 2 / sample_rate
+        return Transcript(text, duration, language, [Segment(0, 0.0, duration, text)])
 
     async def transcribe_stream(
         self, chunks: AsyncIterator[bytes], sample_rate: int
@@ -438,7 +502,7 @@ class TranscribesClips(Protocol):
     output_rate: int
     timings: dict[str, float]  # the last turn's stt_s, first_audio_s…
 
-    async def transcribe_clip(self, clip: Any) -> str: ...
+    async def transcribe_clip(self, clip: Any, *, language: str | None = None) -> str: ...
 
     async def speech_spans(self, clip: Any, **kw: Any) -> list[Any]: ...
 
@@ -460,6 +524,28 @@ class ReportsServers(Protocol):
     (`cozy tools servers`): name, transport, state, pid, tool_count, last_error…"""
 
     async def servers_status(self) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class ServesPrompts(Protocol):
+    """A tools engine whose servers offer MCP prompts (`cozy tools prompts`,
+    `cozy run --prompt SERVER.NAME`). Returns the prompts and per-server problems."""
+
+    async def list_prompts(self, server: str | None = None) -> tuple[list[Any], list[str]]: ...
+
+    async def get_prompt(
+        self, qualified: str, arguments: dict[str, str]
+    ) -> list[dict[str, str]]: ...
+
+
+@runtime_checkable
+class ServesResources(Protocol):
+    """A tools engine whose servers offer MCP resources (`cozy tools resources`,
+    `cozy run --resource SERVER:URI`)."""
+
+    async def list_resources(self, server: str | None = None) -> tuple[list[Any], list[str]]: ...
+
+    async def read_resource(self, server: str, uri: str) -> Any: ...
 
 
 class BackgroundJobs(Protocol):

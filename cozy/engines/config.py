@@ -47,6 +47,15 @@ class ToolsSection(EngineSection):
     ] = Field(default_factory=dict)
 
 
+class ModelPrice(BaseModel):
+    """USD per million tokens, for budgets and `cozy usage`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class AISection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +66,11 @@ class AISection(BaseModel):
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     context_windows: dict[str, int] = Field(default_factory=dict)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)  # "provider:model" -> price
+
+    def price(self, model: str) -> ModelPrice | None:
+        """The price of a model label (`provider:model`) or an alias of one."""
+        return self.prices.get(model) or self.prices.get(self.aliases.get(model, ""))
 
     @field_validator("aliases")
     @classmethod
@@ -71,7 +85,8 @@ class ContextSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recent_messages: int = Field(default=20, ge=0)
-    token_budget: int = Field(default=8192, gt=0)
+    # None: the model's context window (asked of the server, or known); a number caps it
+    token_budget: int | None = Field(default=None, gt=0)
     reserve_answer_tokens: int = Field(default=1024, ge=0)
 
 

@@ -10,7 +10,7 @@ also `register()` a class directly.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from typing import Any
 
 from cozy.core.errors import ConfigError, EngineError
@@ -26,15 +26,33 @@ class EngineRegistry:
         self._targets: dict[tuple[str, str], str] = {}
         self._classes: dict[tuple[str, str], type[BaseEngine]] = {}
         self._scanned = False
+        self._own_scanned = False
 
     def _scan(self) -> None:
         if self._scanned:
             return
+        self._scan_own()
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             kind, _, name = ep.name.partition(".")
             if kind and name:
                 self._targets.setdefault((kind, name), ep.value)
         self._scanned = True
+
+    def _scan_own(self) -> None:
+        """cozy's own entry points only: reading one distribution's metadata instead of
+        every installed one's (~15 ms of a one-shot run) finds the built-ins."""
+        if self._own_scanned:
+            return
+        self._own_scanned = True
+        try:
+            eps = distribution("cozy").entry_points
+        except PackageNotFoundError:  # running from a source tree: the full scan finds them
+            return
+        for ep in eps:
+            if ep.group == ENTRY_POINT_GROUP:
+                kind, _, name = ep.name.partition(".")
+                if kind and name:
+                    self._targets.setdefault((kind, name), ep.value)
 
     def register(self, kind: str, name: str, cls: type[BaseEngine]) -> None:
         self._classes[(kind, name)] = cls
@@ -49,7 +67,9 @@ class EngineRegistry:
         key = (kind, name)
         if key in self._classes:
             return self._classes[key]
-        self._scan()
+        self._scan_own()
+        if key not in self._targets:
+            self._scan()
         target = self._targets.get(key)
         if target is None:
             known = ", ".join(self.providers(kind)) or "none"

@@ -11,11 +11,13 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.pydantic import PydanticPlugin
 
 from cozy import __version__
 from cozy.runtime import Runtime
@@ -26,8 +28,9 @@ from cozy.server.deps import Services, auth_guard, provide_principal
 from cozy.server.errors import exception_handlers
 from cozy.server.metrics import Metrics
 from cozy.server.middleware import ObservabilityMiddleware
-from cozy.server.ratelimit import Limits, RateLimiter
+from cozy.server.ratelimit import RateLimiter
 from cozy.server.ratelimit_redis import counter_store
+from cozy.server.responses import document
 from cozy.server.tracing import Tracing
 from cozy.settings import Settings, load_settings
 
@@ -80,7 +83,7 @@ def create_app(
         rt = runtime or await Runtime.open(settings)
         limiter = RateLimiter(
             counter_store(settings, rt.redis),  # Redis (shared by instances) or diskcache
-            Limits(server.rate_limit_rpm, server.rate_limit_tpm, server.ip_rate_limit_rpm),
+            server.limits(),
         )
         tracing = Tracing(server.otel_exporter, server.otel_endpoint)
         app.state.services = Services(
@@ -123,11 +126,21 @@ def create_app(
         ),
         debug=False,
         logging_config=None,
+        # pydantic bodies (audio) without coercion too: `"stream": 0` is no boolean
+        plugins=[PydanticPlugin(validate_strict=True)],
     )
+    document(_http_handlers(app))  # every operation's error statuses, one error body
     app.state.metrics = metrics
     app.state.tracing = None
     app.asgi_handler = ObservabilityMiddleware(app.asgi_handler)
     return app
+
+
+def _http_handlers(app: Litestar) -> list[Any]:
+    out: list[Any] = []
+    for route in app.routes:
+        out.extend(getattr(route, "route_handlers", ()))
+    return out
 
 
 def create_app_from_env() -> Litestar:

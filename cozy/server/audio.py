@@ -1,8 +1,11 @@
 """Audio routes: OpenAI-compatible transcriptions/speech, plus cozy's /v1/audio/stt and /tts.
 
-- `POST /v1/audio/transcriptions`: multipart `file` (WAV/FLAC/OGG), json | text | verbose_json.
-- `POST /v1/audio/speech`: JSON `{input, voice, response_format: wav | pcm}`, streamed as
-  it is synthesised (pcm = 16-bit mono at the engine's rate, 24 kHz by default).
+- `POST /v1/audio/transcriptions`: multipart `file` (WAV/FLAC/OGG/MP3), `response_format`
+  json | text | verbose_json | srt | vtt, `timestamp_granularities[]` segment | word,
+  `language`, `prompt`.
+- `POST /v1/audio/speech`: JSON `{input, voice, response_format, speed}`; mp3 (default),
+  opus, aac, flac, wav or pcm (16-bit mono at the engine's rate, 24 kHz by default),
+  streamed as it is synthesised; OpenAI's voice names map to the configured voices.
 - `POST /v1/audio/stt`: an audio body (a file, or raw PCM with `?sample_rate=`) → text.
 - `WS /v1/audio/stt`: binary PCM16 frames in (`?sample_rate=16000&vad=true`),
   JSON events out (`speech_started`, `partial`, `final`); send the text "end" to finish.
@@ -28,9 +31,12 @@ from pydantic import BaseModel, Field
 from cozy.core.errors import EngineError, UsageError
 from cozy.engines.base import VoiceEngine
 from cozy.engines.voice.audio import Clip, decode, decode_pcm16, wav_header
+from cozy.engines.voice.codecs import MEDIA_TYPES, SpeechEncoder
+from cozy.server import transcripts
 from cozy.server.realtime import DenyBeforeUpgrade
+from cozy.server.responses import media_operation
 
-SPEECH_FORMATS = ("wav", "pcm")
+SPEECH_FORMATS = tuple(MEDIA_TYPES)
 
 
 class VoiceUnavailable(EngineError):
@@ -42,8 +48,10 @@ class SpeechRequest(BaseModel):
     input: str = Field(min_length=1, max_length=8192)
     model: str = "cozy-tts"
     voice: str | None = None
-    response_format: str = "wav"
+    response_format: str = "mp3"  # OpenAI's default
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
+    instructions: str | None = None  # gpt-4o-mini-tts steering: the offline voices ignore it
+    stream_format: Literal["audio", "sse"] = "audio"
 
 
 class TTSRequest(BaseModel):
@@ -80,22 +88,53 @@ async def _form_file(request: Request[Any, Any, Any]) -> tuple[bytes, dict[str, 
             hint="send multipart/form-data with the audio in the `file` field",
         )
     data = await upload.read()
-    fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+    fields: dict[str, Any] = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+    getall = getattr(form, "getall", None)
+    if getall is not None:  # arrays arrive as repeated `name[]` fields
+        fields["timestamp_granularities"] = [
+            str(v) for v in getall("timestamp_granularities[]", [])
+        ] + [str(v) for v in getall("timestamp_granularities", [])]
     return data, fields
+
+
+def _granularities(fields: dict[str, Any], fmt: str) -> set[str]:
+    wanted = {g.strip() for g in fields.get("timestamp_granularities") or [] if g.strip()}
+    unknown = wanted - set(transcripts.GRANULARITIES)
+    if unknown:
+        raise UsageError(
+            f"timestamp_granularities {sorted(unknown)} are not supported",
+            hint="use segment and/or word",
+        )
+    if wanted and fmt != "verbose_json":
+        raise UsageError(
+            "timestamp_granularities need response_format=verbose_json",
+            hint="set response_format to verbose_json",
+        )
+    return wanted
 
 
 async def _text_once(text: str) -> AsyncIterator[str]:
     yield text
 
 
-def _speech_stream(engine: VoiceEngine, text: str, fmt: str) -> AsyncIterator[bytes]:
-    async def gen() -> AsyncIterator[bytes]:
-        if fmt == "wav":
-            yield wav_header(engine.output_rate)  # length unknown while streaming
-        async for pcm in engine.speak_stream(_text_once(text)):
-            yield pcm
+async def _speech_stream(
+    engine: VoiceEngine, data: SpeechRequest, encoder: SpeechEncoder
+) -> AsyncIterator[bytes]:
+    """Encoded speech, sentence by sentence (the encoder runs in a thread: mp3/aac are
+    a few ms a sentence, but never on the event loop)."""
+    import asyncio
 
-    return gen()
+    try:
+        speech = engine.speak_stream(_text_once(data.input), voice=data.voice, speed=data.speed)
+        async for pcm in speech:
+            out = await asyncio.to_thread(encoder.encode, pcm)
+            if out:
+                yield out
+        tail = await asyncio.to_thread(encoder.finish)
+        if tail:
+            yield tail
+    finally:
+        encoder.close()
 
 
 class AudioController(Controller):
@@ -108,43 +147,56 @@ class AudioController(Controller):
     async def transcriptions(self, request: Request[Any, Any, Any]) -> Response[Any]:
         data, fields = await _form_file(request)
         fmt = fields.get("response_format", "json")
-        if fmt not in ("json", "text", "verbose_json"):
+        if fmt not in transcripts.RESPONSE_FORMATS:
             raise UsageError(
                 f"response_format '{fmt}' is not supported",
-                hint="use json, text or verbose_json",
+                hint="use " + ", ".join(transcripts.RESPONSE_FORMATS),
             )
+        granularities = _granularities(fields, fmt)
         engine = await _engine(request)
-        started = time.perf_counter()
         clip = decode(data, what="uploaded audio")
-        text = await _transcribe(engine, clip)
-        if fmt == "text":
-            return Response(text + "\n", media_type="text/plain")
-        if fmt == "json":
-            return Response({"text": text})
-        return Response(
-            {
-                "task": "transcribe",
-                "language": fields.get("language") or "en",
-                "duration": round(clip.seconds, 3),
-                "text": text,
-                "segments": [{"id": 0, "start": 0.0, "end": round(clip.seconds, 3), "text": text}],
-                "processing_seconds": round(time.perf_counter() - started, 4),
-            }
+        result = await engine.transcribe_detailed(
+            clip.pcm16(),
+            clip.rate,
+            language=fields.get("language") or None,
+            prompt=fields.get("prompt") or None,
+            words="word" in granularities,
         )
+        if fmt == "text":
+            return Response(result.text + "\n", media_type="text/plain")
+        if fmt == "srt":
+            return Response(transcripts.srt(result), media_type="text/plain")
+        if fmt == "vtt":
+            return Response(transcripts.vtt(result), media_type="text/vtt")
+        if fmt == "json":
+            usage = {"type": "duration", "seconds": round(result.duration)}
+            return Response({"text": result.text, "usage": usage})
+        return Response(transcripts.verbose_json(result, granularities))
 
-    @post("/speech", status_code=200)
+    @post(
+        "/speech",
+        status_code=200,
+        operation_class=media_operation(*(f"audio/{f}" for f in SPEECH_FORMATS)),
+    )
     async def speech(self, request: Request[Any, Any, Any], data: SpeechRequest) -> Stream:
         fmt = data.response_format
         if fmt not in SPEECH_FORMATS:
             raise UsageError(
-                f"response_format '{fmt}' is not supported by the offline voice",
-                hint="use response_format=wav or pcm (16-bit mono, see the X-Sample-Rate header)",
+                f"response_format '{fmt}' is not supported",
+                hint="use " + ", ".join(SPEECH_FORMATS) + " (pcm: 16-bit mono, see the "
+                "X-Sample-Rate header)",
+            )
+        if data.stream_format == "sse":
+            raise UsageError(
+                "stream_format=sse is not supported on /v1/audio/speech",
+                hint="use stream_format=audio, or POST /v1/audio/tts with stream=true for SSE",
             )
         engine = await _engine(request)
-        media = "audio/wav" if fmt == "wav" else "audio/pcm"
+        await engine.check_voice(data.voice)  # an unknown voice is a 400, before streaming
+        encoder = SpeechEncoder(fmt, engine.output_rate)
         return Stream(
-            _speech_stream(engine, data.input, fmt),
-            media_type=media,
+            _speech_stream(engine, data, encoder),
+            media_type=encoder.media_type,
             headers={"X-Sample-Rate": str(engine.output_rate)},
         )
 
@@ -177,7 +229,11 @@ class AudioController(Controller):
             "rtf": round(elapsed / clip.seconds, 4) if clip.seconds else None,
         }
 
-    @post("/tts", status_code=200)
+    @post(
+        "/tts",
+        status_code=200,
+        operation_class=media_operation("audio/wav", "audio/pcm", "text/event-stream"),
+    )
     async def tts(
         self, request: Request[Any, Any, Any], data: TTSRequest
     ) -> Response[Any] | Stream:

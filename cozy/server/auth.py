@@ -35,8 +35,10 @@ class Principal:
     key_id: str | None = None
 
     @property
-    def limit_scope(self) -> str:
-        return f"key:{self.key_id}" if self.key_id else f"user:{self.user_id}"
+    def limit_scopes(self) -> tuple[str, ...]:
+        """Limits and budgets apply per key and per user (all their keys together)."""
+        user = f"user:{self.user_id}"
+        return (f"key:{self.key_id}", user) if self.key_id else (user,)
 
     def caller(self) -> Caller:
         return Caller(user_id=self.user_id, role=self.role, face="server")

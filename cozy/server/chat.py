@@ -29,6 +29,14 @@ from cozy.core.events import ChatEvent, ContextBuilt, Done, Failed, TextDelta, T
 from cozy.core.orchestrator import ChatRequest
 from cozy.core.personalities import PersonalityCatalog
 from cozy.core.types import Caller, GenerationOptions, Message, ToolCall, ToolSpec
+from cozy.server.responses import (
+    ChatCompletion,
+    ChatMessageOut,
+    Choice,
+    CompletionUsage,
+    FunctionCallOut,
+    ToolCallOut,
+)
 from cozy.server.schemas import ChatCompletionRequest, ChatMessageIn
 
 SESSION_HEADER = "x-cozy-session"
@@ -197,20 +205,22 @@ def fingerprint(model: str) -> str:
     return "fp_" + hashlib.blake2s(key, digest_size=5).hexdigest()
 
 
-def choice_body(done: Done, index: int) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": done.text, "refusal": None}
+def choice_body(done: Done, index: int) -> Choice:
+    message = ChatMessageOut(role="assistant", content=done.text, refusal=None)
     if done.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": c["id"],
-                "type": "function",
-                "function": {"name": c["name"], "arguments": c["arguments"]},
-            }
+        message.tool_calls = [
+            ToolCallOut(
+                id=c["id"],
+                type="function",
+                function=FunctionCallOut(name=c["name"], arguments=c["arguments"]),
+            )
             for c in done.tool_calls
         ]
-        message["content"] = done.text or None
+        message.content = done.text or None
     finish = "tool_calls" if done.tool_calls else (done.finish_reason or "stop")
-    return {"index": index, "message": message, "finish_reason": finish, "logprobs": None}
+    if finish not in ("stop", "length", "tool_calls", "content_filter"):
+        finish = "stop"
+    return Choice(index=index, message=message, finish_reason=finish)  # type: ignore[arg-type]
 
 
 def usage_of(dones: list[Done]) -> dict[str, int]:
@@ -221,17 +231,17 @@ def usage_of(dones: list[Done]) -> dict[str, int]:
     return total
 
 
-def completion_body(dones: list[Done], *, cid: str, created: int, model: str) -> dict[str, Any]:
+def completion_body(dones: list[Done], *, cid: str, created: int, model: str) -> ChatCompletion:
     """One `chat.completion` from the turns of its choices (n turns for `n`)."""
-    return {
-        "id": cid,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [choice_body(done, i) for i, done in enumerate(dones)],
-        "usage": usage_of(dones),
-        "system_fingerprint": fingerprint(dones[0].model),
-    }
+    return ChatCompletion(
+        id=cid,
+        object="chat.completion",
+        created=created,
+        model=model,
+        choices=[choice_body(done, i) for i, done in enumerate(dones)],
+        usage=CompletionUsage(**usage_of(dones)),
+        system_fingerprint=fingerprint(dones[0].model),
+    )
 
 
 class ChunkWriter:

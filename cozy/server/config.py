@@ -12,11 +12,28 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cozy.core.errors import ConfigError
+from cozy.server.ratelimit import Budget, Limits
 from cozy.settings import Settings
+
+
+class BudgetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tokens_day: int | None = Field(default=None, gt=0)
+    tokens_month: int | None = Field(default=None, gt=0)
+    usd_day: float | None = Field(default=None, gt=0)
+    usd_month: float | None = Field(default=None, gt=0)
+
+
+class Budgets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: BudgetIn = Field(default_factory=BudgetIn)
+    key: BudgetIn = Field(default_factory=BudgetIn)
 
 
 class ServerSettings(BaseSettings):
@@ -35,11 +52,36 @@ class ServerSettings(BaseSettings):
     rate_limit_rpm: int = Field(default=600, ge=0, description="requests/min per key (0 = off)")
     rate_limit_tpm: int = Field(default=200_000, ge=0, description="tokens/min per key")
     ip_rate_limit_rpm: int = Field(default=1200, ge=0, description="requests/min per IP")
+    user_rate_limit_rpm: int | None = Field(
+        default=None, ge=0, description="requests/min per user, all keys (default: per key)"
+    )
+    user_rate_limit_tpm: int | None = Field(
+        default=None, ge=0, description="tokens/min per user, all keys (default: per key)"
+    )
+    budgets: Budgets = Field(
+        default_factory=lambda: Budgets(),
+        description='JSON: {"user": {"tokens_day": N, "tokens_month": N, "usd_day": X, '
+        '"usd_month": X}, "key": {...}}; spend needs ai.prices in engines.yaml',
+    )
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
     graceful_timeout: float = 10.0
     auth_cache_seconds: float = 5.0
+
+    def limits(self) -> Limits:
+        def budget(b: BudgetIn) -> Budget:
+            return Budget(b.tokens_day, b.tokens_month, b.usd_day, b.usd_month)
+
+        return Limits(
+            self.rate_limit_rpm,
+            self.rate_limit_tpm,
+            self.ip_rate_limit_rpm,
+            self.user_rate_limit_rpm,
+            self.user_rate_limit_tpm,
+            budget(self.budgets.key),
+            budget(self.budgets.user),
+        )
 
     def check_bind(self) -> None:
         if self.no_auth and not is_loopback(self.host):

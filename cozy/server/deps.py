@@ -40,12 +40,12 @@ async def auth_guard(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> 
     """Per-IP limit, then authentication, then the per-key limit — before the body is read."""
     svc: Services = connection.app.state.services
     ip = connection.client.host if connection.client else "unknown"
-    svc.limiter.check_ip(ip)
+    await svc.limiter.check_ip(ip)
     principal = await svc.auth.authenticate(connection.headers.get("authorization"))
     state = connection.scope["state"]
     state["principal"] = principal
     state["user_id"] = principal.user_id
-    svc.limiter.check_principal(principal.limit_scope)
+    await svc.limiter.check_principal(principal.limit_scopes)
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:

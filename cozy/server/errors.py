@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cozy.core import errors as E
 from cozy.server.ratelimit import RateLimited
+from cozy.server.responses import ErrorDetail, ErrorResponse
 
 if TYPE_CHECKING:
     from litestar import Request, Response
@@ -34,12 +35,13 @@ _TYPES = {
 
 def body(
     message: str, *, type_: str, code: str | None = None, param: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+) -> ErrorResponse:
+    """The one error body (documented for every operation as `ErrorResponse`)."""
+    return ErrorResponse(error=ErrorDetail(message=message, type=type_, param=param, code=code))
 
 
 def error_response(
-    status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    status: int, payload: ErrorResponse, headers: dict[str, str] | None = None
 ) -> Response[Any]:
     from litestar import Response
 
@@ -83,10 +85,18 @@ def http_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Respo
         message = "the request body is too large — send less, or raise COZY_SERVER_MAX_BODY_BYTES"
     elif status == 404:
         message = f"no route {request.method} {request.url.path} — see /schema for the routes"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
     type_ = _TYPES.get(status, "invalid_request_error")
     code = {401: "invalid_api_key", 404: "not_found", 413: "request_too_large"}.get(status)
+    headers = None
+    if status == 405 and exc.headers:
+        # Allow: the route's HTTP methods (Litestar lists its internal handler kinds too)
+        allowed = [m for m in str(exc.headers.get("allow", "")).split(", ") if m.isupper()]
+        headers = {"Allow": ", ".join(allowed)}
+        message += f"; allowed: {headers['Allow']}"
     return error_response(
-        status, body(message, type_=type_, code=code or "invalid_request", param=param)
+        status, body(message, type_=type_, code=code or "invalid_request", param=param), headers
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import Stream
 
@@ -40,7 +41,17 @@ from cozy.server.chat import (
 from cozy.server.deps import PathStr, PrincipalDep, Services, services
 from cozy.server.errors import body as error_body
 from cozy.server.errors import error_response
+from cozy.server.metering import ChatMeter
 from cozy.server.metrics import model_label
+from cozy.server.responses import (
+    ChatCompletion,
+    EmbeddingList,
+    EmbeddingObject,
+    EmbeddingUsage,
+    ModelList,
+    ModelObject,
+    StreamingOperation,
+)
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
 
 
@@ -55,6 +66,20 @@ def known_models(rt: Runtime) -> set[str]:
     return known
 
 
+def _plan(rt: Runtime, req: ChatRequest) -> tuple[str | None, int]:
+    """For the estimate: the `provider:model` the request will most likely use (when
+    prices are configured) and the personality prompt's tokens cozy adds."""
+    found = rt.personalities.all().get(req.personality or rt.orchestrator.default_personality)
+    system = len(found.system_prompt) // 4 if found else 0
+    if not rt.config.ai.prices:
+        return None, system
+    try:
+        provider, model = rt.router.split(req.model or (found.model if found else None))
+    except CozyError:
+        return None, system
+    return f"{provider}:{model}", system
+
+
 class _Turn:
     """Per-request bookkeeping shared by the JSON and SSE paths."""
 
@@ -67,6 +92,8 @@ class _Turn:
         self.started = time.perf_counter()
         self.status = "error"
         self.model = model_label(model, known_models(svc.runtime))
+        rt = svc.runtime
+        self.meter = ChatMeter(svc.limiter, self.state["principal"].limit_scopes, rt.config.ai)
 
     def see(self, event: ChatEvent) -> None:
         m = self.svc.metrics
@@ -86,10 +113,10 @@ class _Turn:
         elif isinstance(event, Done):
             self.status = "ok"
             self.state["timings"] = event.timings
-            scope = self.state["principal"].limit_scope
-            self.svc.limiter.add_tokens(scope, int(event.usage.get("total_tokens", 0)))
+            self.meter.used(event.model, event.usage)
 
     def finish(self) -> None:
+        self.meter.settle(interrupted=self.status == "interrupted")
         m = self.svc.metrics
         m.chat_requests.labels(self.model, self.stream, self.status).inc()
         m.chat_latency.labels(self.stream).observe(time.perf_counter() - self.started)
@@ -106,7 +133,13 @@ class OpenAIController(Controller):
     path = "/v1"
     tags = ("openai",)
 
-    @post("/chat/completions", status_code=200, summary="Create a chat completion")
+    @post(
+        "/chat/completions",
+        status_code=200,
+        summary="Create a chat completion",
+        responses={200: ResponseSpec(ChatCompletion, description="The completion (JSON or SSE)")},
+        operation_class=StreamingOperation,
+    )
     async def chat_completions(
         self,
         request: Request[Any, Any, Any],
@@ -127,6 +160,9 @@ class OpenAIController(Controller):
         cid = f"chatcmpl-{req.request_id}"
         created = int(time.time())
         turn = _Turn(svc, request, body.stream, body.model)
+        priced, system = _plan(rt, req)
+        # 429 before any model call when a limit or budget cannot hold the estimate
+        await turn.meter.reserve(body, priced, rt.config.context.reserve_answer_tokens, system)
         n = body.n or 1
         if not body.stream:
             try:
@@ -171,7 +207,9 @@ class OpenAIController(Controller):
         )
 
     @get("/models", summary="List models: personalities (cozy/<id>) and the provider's models")
-    async def list_models(self, request: Request[Any, Any, Any], principal: PrincipalDep) -> Any:
+    async def list_models(
+        self, request: Request[Any, Any, Any], principal: PrincipalDep
+    ) -> ModelList:
         rt = services(request).runtime
         data = [_model(f"cozy/{pid}", "cozy") for pid in sorted(rt.personalities.all())]
         data.insert(0, _model("cozy", "cozy"))
@@ -181,18 +219,18 @@ class OpenAIController(Controller):
             infos = []  # the provider is down: personalities still work once it is back
         provider = rt.router.default_provider
         data.extend(_model(f"{provider}:{i.id}", provider) for i in infos)
-        return {"object": "list", "data": data}
+        return ModelList(object="list", data=data)
 
     @get("/models/{model_id:path}", summary="One model")
     async def get_model(
         self, request: Request[Any, Any, Any], model_id: PathStr, principal: PrincipalDep
-    ) -> Any:
+    ) -> ModelObject:
         from cozy.server.chat import UnknownModel
 
-        listed = await self.list_models.fn(self, request, principal)
+        listed: ModelList = await self.list_models.fn(self, request, principal)
         wanted = model_id.lstrip("/")
-        for item in listed["data"]:
-            if item["id"] == wanted:
+        for item in listed.data:
+            if item.id == wanted:
                 return item
         raise UnknownModel(f"the model '{wanted}' does not exist", hint="see GET /v1/models")
 
@@ -202,7 +240,7 @@ class OpenAIController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[EmbeddingRequest],
         principal: PrincipalDep,
-    ) -> Any:
+    ) -> EmbeddingList:
         from cozy.core.errors import ConfigError
 
         engine = await services(request).runtime.engine("embed")
@@ -226,20 +264,17 @@ class OpenAIController(Controller):
             tokens = sum(len(t) for t in arrays)
         out = []
         for i, vec in enumerate(vectors):
-            emb: Any = vec
+            emb: list[float] | str = vec
             if body.encoding_format == "base64":
                 emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
-            out.append({"object": "embedding", "index": i, "embedding": emb})
-        return {
-            "object": "list",
-            "data": out,
-            "model": body.model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+            out.append(EmbeddingObject(object="embedding", index=i, embedding=emb))
+        await services(request).limiter.add_tokens(principal.limit_scopes, tokens)
+        usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+        return EmbeddingList(object="list", data=out, model=body.model, usage=usage)
 
 
-def _model(mid: str, owner: str) -> dict[str, Any]:
-    return {"id": mid, "object": "model", "created": 0, "owned_by": owner}
+def _model(mid: str, owner: str) -> ModelObject:
+    return ModelObject(id=mid, object="model", created=0, owned_by=owner)
 
 
 async def _answer(rt: Runtime, req: ChatRequest, turn: _Turn) -> Done | Failed:

@@ -1,21 +1,28 @@
-"""Rate limits per API key / user and per client IP: requests and tokens per minute.
+"""Rate limits and budgets per API key, per user and per client IP.
 
-Fixed one-minute windows counted in a shared store, so every worker process (and,
-with Redis, every host) sees the same counts. `CounterStore` is the small
+Requests and tokens per minute, and budgets (tokens or spend per UTC day and
+calendar month), all counted in fixed windows in a shared store, so every worker
+process (and, with Redis, every host) sees the same counts. `CounterStore` is the small
 interface a Redis store implements later: `add(key, amount, ttl) -> new total`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+import sqlite3
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cozy.core.errors import CozyError
 
 WINDOW = 60.0
+log = logging.getLogger("cozy.server")
 
 
 class RateLimited(CozyError):
@@ -29,30 +36,67 @@ class RateLimited(CozyError):
 
 
 class CounterStore(Protocol):
-    def add(self, key: str, amount: int, ttl: float) -> int: ...
-    def get(self, key: str) -> int: ...
+    """Async: a networked store (Redis) must never block the event loop."""
+
+    async def add(self, key: str, amount: int, ttl: float) -> int: ...
+    async def get(self, key: str) -> int: ...
     def close(self) -> None: ...
 
 
 class DiskCounterStore:
-    """Counters in diskcache (SQLite underneath): shared by processes on one machine."""
+    """Counters in diskcache (SQLite underneath): shared by processes on one machine.
+
+    When the disk is full or read-only, counting goes on in this process
+    (`MemoryCounterStore`), logged once: a rate limiter must not turn a disk problem
+    into a failed request."""
 
     def __init__(self, directory: Path) -> None:
         import diskcache
 
-        directory.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(directory), timeout=2, eviction_policy="none")
+        self.fallback = MemoryCounterStore()
+        self.broken: str | None = None
+        self._cache: Any = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(str(directory), timeout=2, eviction_policy="none")
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
 
-    def add(self, key: str, amount: int, ttl: float) -> int:
-        self._cache.add(key, 0, expire=ttl)  # no-op when the window's counter exists
-        return int(self._cache.incr(key, amount, default=0))
+    def _failed(self, exc: BaseException) -> None:
+        if self.broken is None:
+            log.error(
+                "rate-limit counters cannot be written (%s: %s): counting per process "
+                "until the disk is writable",
+                type(exc).__name__,
+                exc,
+            )
+        self.broken = f"{type(exc).__name__}: {exc}"
 
-    def get(self, key: str) -> int:
-        value = self._cache.get(key, default=0)
-        return int(value) if isinstance(value, int) else 0
+    async def add(self, key: str, amount: int, ttl: float) -> int:
+        if self._cache is None:
+            return await self.fallback.add(key, amount, ttl)
+        try:
+            self._cache.add(key, 0, expire=ttl)  # no-op when the window's counter exists
+            total = int(self._cache.incr(key, amount, default=0))
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+            return await self.fallback.add(key, amount, ttl)
+        self.broken = None
+        return total
+
+    async def get(self, key: str) -> int:
+        if self._cache is None:
+            return await self.fallback.get(key)
+        try:
+            value = self._cache.get(key, default=0)
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+            return await self.fallback.get(key)
+        return value if isinstance(value, int) else 0
 
     def close(self) -> None:
-        self._cache.close()
+        if self._cache is not None:
+            self._cache.close()
 
 
 class MemoryCounterStore:
@@ -61,7 +105,7 @@ class MemoryCounterStore:
     def __init__(self) -> None:
         self._data: dict[str, tuple[float, int]] = {}
 
-    def add(self, key: str, amount: int, ttl: float) -> int:
+    async def add(self, key: str, amount: int, ttl: float) -> int:
         now = time.time()
         expires, value = self._data.get(key, (now + ttl, 0))
         if expires < now:
@@ -69,7 +113,7 @@ class MemoryCounterStore:
         self._data[key] = (expires, value + amount)
         return value + amount
 
-    def get(self, key: str) -> int:
+    async def get(self, key: str) -> int:
         expires, value = self._data.get(key, (0.0, 0))
         return value if expires >= time.time() else 0
 
@@ -77,17 +121,112 @@ class MemoryCounterStore:
         self._data.clear()
 
 
+class QuotaExceeded(RateLimited):
+    """A budget (tokens or spend per day/month) is used up: OpenAI's `insufficient_quota`."""
+
+    code = "insufficient_quota"
+    error_type = "insufficient_quota"
+
+
+@dataclass(slots=True, frozen=True)
+class Budget:
+    """Tokens and spend (USD, needs `ai.prices`) per UTC day and calendar month."""
+
+    tokens_day: int | None = None
+    tokens_month: int | None = None
+    usd_day: float | None = None
+    usd_month: float | None = None
+
+
 @dataclass(slots=True)
 class Limits:
     rpm: int = 600
     tpm: int = 200_000
     ip_rpm: int = 1200
+    user_rpm: int | None = None  # per user (all their keys together); None: as per key
+    user_tpm: int | None = None
+    key_budget: Budget = field(default_factory=Budget)
+    user_budget: Budget = field(default_factory=Budget)
+
+
+@dataclass(slots=True, frozen=True)
+class _Meter:
+    name: str  # for messages: "tokens per minute", "tokens today", ...
+    limit: int  # tokens, or micro-dollars for spend
+    period: str  # minute | day | month
+    usd: bool
+    quota: bool  # a budget (insufficient_quota) rather than a rate limit
+    setting: str
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What `reserve` added, per counter key, to be settled with the real usage."""
+
+    tokens: int
+    micro_usd: int
+    keys: list[tuple[str, bool, float]] = field(default_factory=list)  # key, usd, ttl
+
+
+MICRO = 1_000_000
+
+
+def period_window(period: str, now: float) -> tuple[str, int, float]:
+    """(window label, seconds until it ends, counter ttl) for a UTC period."""
+    if period == "minute":
+        start = int(now // WINDOW)
+        return str(start), max(1, math.ceil((start + 1) * WINDOW - now)), WINDOW * 2
+    day = datetime.fromtimestamp(now, UTC)
+    if period == "day":
+        end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+        return day.strftime("%Y-%m-%d"), max(1, math.ceil(end.timestamp() - now)), 2 * 86400.0
+    year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
+    end = datetime(year, month, 1, tzinfo=UTC)
+    return day.strftime("%Y-%m"), max(1, math.ceil(end.timestamp() - now)), 32 * 86400.0
 
 
 class RateLimiter:
-    def __init__(self, store: CounterStore, limits: Limits) -> None:
+    """Requests per minute per IP, key and user; tokens per minute and budgets per key
+    and user. Scopes are strings: `key:ID` (per-key limits) or `user:ID` (per-user).
+
+    Tokens are reserved when a request starts (prompt estimate + max_tokens) and
+    settled with the real usage when it ends, so concurrent requests cannot overrun
+    a limit between them."""
+
+    def __init__(
+        self, store: CounterStore, limits: Limits, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.limits = limits
+        self.clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._meters = {"key": self._meters_for("key"), "user": self._meters_for("user")}
+
+    def _meters_for(self, kind: str) -> list[_Meter]:
+        lim = self.limits
+        tpm = lim.tpm if kind == "key" or lim.user_tpm is None else lim.user_tpm
+        budget = lim.key_budget if kind == "key" else lim.user_budget
+        env = "COZY_SERVER_" + ("" if kind == "key" else "USER_")
+        out = []
+        if tpm > 0:
+            out.append(
+                _Meter("tokens per minute", tpm, "minute", False, False, env + "RATE_LIMIT_TPM")
+            )
+        bud = f"COZY_SERVER_BUDGETS ({kind})"
+        for name, value, period, usd in (
+            ("tokens today", budget.tokens_day, "day", False),
+            ("tokens this month", budget.tokens_month, "month", False),
+            ("spend today", budget.usd_day, "day", True),
+            ("spend this month", budget.usd_month, "month", True),
+        ):
+            if value:
+                limit = int(value * MICRO) if usd else int(value)
+                out.append(_Meter(name, limit, period, usd, True, bud))
+        return out
+
+    @staticmethod
+    def _kind(scope: str) -> str:
+        return "user" if scope.startswith("user:") else "key"
 
     @staticmethod
     def _window(now: float) -> tuple[int, int]:
@@ -95,11 +234,11 @@ class RateLimiter:
         retry = max(1, math.ceil((start + 1) * WINDOW - now))
         return start, retry
 
-    def check_ip(self, ip: str) -> None:
+    async def check_ip(self, ip: str) -> None:
         if self.limits.ip_rpm <= 0:
             return
-        window, retry = self._window(time.time())
-        count = self.store.add(f"rl:ip:{ip}:{window}", 1, WINDOW * 2)
+        window, retry = self._window(self.clock())
+        count = await self.store.add(f"rl:ip:{ip}:{window}", 1, WINDOW * 2)
         if count > self.limits.ip_rpm:
             raise RateLimited(
                 f"too many requests from {ip}: the limit is {self.limits.ip_rpm} per minute",
@@ -107,29 +246,117 @@ class RateLimiter:
                 hint=f"retry after {retry}s or raise COZY_SERVER_IP_RATE_LIMIT_RPM",
             )
 
-    def check_principal(self, principal: str) -> None:
-        window, retry = self._window(time.time())
-        if self.limits.tpm > 0:
-            used = self.store.get(f"rl:tok:{principal}:{window}")
-            if used >= self.limits.tpm:
-                raise RateLimited(
-                    f"token limit reached: {used:,} of {self.limits.tpm:,} tokens this minute",
-                    retry_after=retry,
-                    hint=f"retry after {retry}s or raise COZY_SERVER_RATE_LIMIT_TPM",
-                )
-        if self.limits.rpm > 0:
-            count = self.store.add(f"rl:req:{principal}:{window}", 1, WINDOW * 2)
-            if count > self.limits.rpm:
-                raise RateLimited(
-                    f"rate limit reached: the limit is {self.limits.rpm} requests per minute",
-                    retry_after=retry,
-                    hint=f"retry after {retry}s or raise COZY_SERVER_RATE_LIMIT_RPM",
-                )
+    def _counter(self, scope: str, meter: _Meter, now: float) -> tuple[str, int, float]:
+        label, retry, ttl = period_window(meter.period, now)
+        unit = "usd" if meter.usd else "tok"
+        return f"rl:{unit}:{meter.period}:{scope}:{label}", retry, ttl
 
-    def add_tokens(self, principal: str, tokens: int) -> None:
-        if self.limits.tpm > 0 and tokens > 0:
-            window, _ = self._window(time.time())
-            self.store.add(f"rl:tok:{principal}:{window}", tokens, WINDOW * 2)
+    def _refuse(
+        self, meter: _Meter, scope: str, used: int, retry: int, wanted: int = 0
+    ) -> RateLimited:
+        who = scope.partition(":")[0]
+        if meter.usd:
+            amount = f"${used / MICRO:,.4f} of ${meter.limit / MICRO:,.2f} used"
+            if wanted:
+                amount += f", this request may cost up to ${wanted / MICRO:,.4f}"
+        else:
+            amount = f"{used:,} of {meter.limit:,} tokens used"
+            if wanted:
+                amount += f", this request may take {wanted:,} (prompt + max_tokens)"
+        if meter.quota:
+            return QuotaExceeded(
+                f"you exceeded your {meter.name} budget for this {who}: {amount}",
+                retry_after=retry,
+                hint=f"wait {retry}s for the next period, lower max_tokens, or raise "
+                f"{meter.setting}",
+            )
+        return RateLimited(
+            f"token limit reached: {amount} this minute for this {who}",
+            retry_after=retry,
+            hint=f"retry after {retry}s or raise {meter.setting}",
+        )
+
+    async def check_principal(self, scopes: str | Sequence[str]) -> None:
+        """Before the body is read: refuse a scope whose tokens or budget are used up,
+        then count the request against each scope's requests per minute."""
+        now = self.clock()
+        scopes = [scopes] if isinstance(scopes, str) else list(scopes)
+        for scope in scopes:
+            for meter in self._meters[self._kind(scope)]:
+                key, retry, _ = self._counter(scope, meter, now)
+                used = await self.store.get(key)
+                if used >= meter.limit:
+                    raise self._refuse(meter, scope, used, retry)
+        window, retry = self._window(now)
+        for scope in scopes:
+            user = self._kind(scope) == "user"
+            rpm = (
+                self.limits.user_rpm
+                if user and self.limits.user_rpm is not None
+                else self.limits.rpm
+            )
+            if rpm > 0:
+                count = await self.store.add(f"rl:req:{scope}:{window}", 1, WINDOW * 2)
+                if count > rpm:
+                    setting = "USER_RATE_LIMIT_RPM" if user else "RATE_LIMIT_RPM"
+                    raise RateLimited(
+                        f"rate limit reached: the limit is {rpm} requests per minute",
+                        retry_after=retry,
+                        hint=f"retry after {retry}s or raise COZY_SERVER_{setting}",
+                    )
+
+    async def reserve(self, scopes: Sequence[str], tokens: int, micro_usd: int = 0) -> Reservation:
+        """Hold `tokens` (and spend) on every meter of every scope, or refuse (429) and
+        hold nothing."""
+        now = self.clock()
+        held = Reservation(max(0, tokens), max(0, micro_usd))
+        try:
+            for scope in scopes:
+                for meter in self._meters[self._kind(scope)]:
+                    amount = held.micro_usd if meter.usd else held.tokens
+                    key, retry, ttl = self._counter(scope, meter, now)
+                    total = await self.store.add(key, amount, ttl)
+                    held.keys.append((key, meter.usd, ttl))
+                    if total > meter.limit:
+                        raise self._refuse(meter, scope, total - amount, retry, amount)
+        except RateLimited:
+            await self._add(held, -held.tokens, -held.micro_usd)
+            raise
+        return held
+
+    async def settle(self, held: Reservation, tokens: int, micro_usd: int = 0) -> None:
+        """Replace the held amounts with the real usage, in the windows they were held in."""
+        await self._add(held, tokens - held.tokens, micro_usd - held.micro_usd)
+        held.tokens, held.micro_usd = tokens, micro_usd
+
+    async def _add(self, held: Reservation, tokens: int, micro_usd: int) -> None:
+        for key, usd, ttl in held.keys:
+            amount = micro_usd if usd else tokens
+            if amount:
+                await self.store.add(key, amount, ttl)
+
+    def settle_soon(self, held: Reservation, tokens: int, micro_usd: int = 0) -> None:
+        """`settle` from synchronous code (the end of a response): in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self.settle(held, tokens, micro_usd))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def add_tokens(
+        self, scopes: str | Sequence[str], tokens: int, micro_usd: int = 0
+    ) -> None:
+        """Count usage that was not reserved (embeddings)."""
+        if tokens > 0 or micro_usd > 0:
+            scopes = [scopes] if isinstance(scopes, str) else list(scopes)
+            await self._add(self._held(scopes), tokens, micro_usd)
+
+    def _held(self, scopes: Sequence[str]) -> Reservation:
+        now = self.clock()
+        held = Reservation(0, 0)
+        for scope in scopes:
+            for meter in self._meters[self._kind(scope)]:
+                key, _, ttl = self._counter(scope, meter, now)
+                held.keys.append((key, meter.usd, ttl))
+        return held
 
     def close(self) -> None:
         self.store.close()

@@ -10,11 +10,13 @@ instead of across all of them. `counter_store(settings)` picks Redis when
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cozy.server.ratelimit import CounterStore, DiskCounterStore, MemoryCounterStore
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from cozy.settings import Settings
     from cozy.storage.redis_cache import RedisLink
 
@@ -25,29 +27,28 @@ class RedisCounterStore:
         self.p = link.prefix + "rl:"
         self.fallback = MemoryCounterStore()
 
-    def add(self, key: str, amount: int, ttl: float) -> int:
-        import redis
+    async def add(self, key: str, amount: int, ttl: float) -> int:
+        from cozy.storage.redis_cache import RedisDown
 
-        try:
-            pipe = self.link.client.pipeline(transaction=False)
+        async def op(client: Redis) -> Any:
+            pipe = client.pipeline(transaction=False)
             pipe.incrby(self.p + key, amount)
             pipe.expire(self.p + key, max(1, int(ttl)), nx=True)
-            total, _ = pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            self.link.failed(exc, "rate limit")
-            return self.fallback.add(key, amount, ttl)
-        self.link.ok()
-        return int(total)
-
-    def get(self, key: str) -> int:
-        import redis
+            return await pipe.execute()
 
         try:
-            raw = self.link.client.get(self.p + key)
-        except (redis.RedisError, OSError) as exc:
-            self.link.failed(exc, "rate limit")
-            return self.fallback.get(key)
-        self.link.ok()
+            total, _ = await self.link.call("rate limit", op)
+        except RedisDown:
+            return await self.fallback.add(key, amount, ttl)
+        return int(total)
+
+    async def get(self, key: str) -> int:
+        from cozy.storage.redis_cache import RedisDown
+
+        try:
+            raw = await self.link.call("rate limit", lambda c: c.get(self.p + key))
+        except RedisDown:
+            return await self.fallback.get(key)
         return int(raw) if raw is not None else 0
 
     def close(self) -> None:

@@ -202,7 +202,15 @@ class RealtimeSession(ConversationItems):
                 return ""
             started = time.perf_counter()
             try:
-                text = (await self.engine.transcribe(pcm, RATE)).strip()
+                # the session's transcription settings steer the recogniser (language, prompt)
+                wanted = self.config.transcription or {}
+                result = await self.engine.transcribe_detailed(
+                    pcm,
+                    RATE,
+                    language=str(wanted.get("language") or "") or None,
+                    prompt=str(wanted.get("prompt") or "") or None,
+                )
+                text = result.text.strip()
             except CozyError as exc:
                 await self.send(
                     {

@@ -13,6 +13,8 @@ from importlib import resources
 
 from litestar import Controller, Response, get
 
+from cozy.server.responses import media_operation
+
 PAGE = "voice.html"
 
 
@@ -25,7 +27,11 @@ class VoicePageController(Controller):
     path = "/voice"
     tags = ("voice",)
 
-    @get("/", summary="Browser voice page (push-to-talk, hands-free, interrupt)")
+    @get(
+        "/",
+        summary="Browser voice page (push-to-talk, hands-free, interrupt)",
+        operation_class=media_operation("text/html"),
+    )
     async def voice(self) -> Response[str]:
         return Response(
             page_html(),

@@ -11,6 +11,9 @@ generation on their next read), without scanning keys.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
 import time
 from collections.abc import Hashable
 from pathlib import Path
@@ -52,34 +55,54 @@ class TTLCache(Generic[V]):
 
 
 class L2Cache(Protocol):
-    def get(self, ns: str, key: str) -> Any | None: ...
-    def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None: ...
-    def bump(self, ns: str) -> None: ...
+    """Async, so that a networked L2 (Redis) never blocks the event loop; diskcache is
+    local and answers in microseconds, so it runs inline."""
+
+    async def get(self, ns: str, key: str) -> Any | None: ...
+    async def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None: ...
+    async def bump(self, ns: str) -> None: ...
     def close(self) -> None: ...
 
 
 class DiskL2Cache:
-    """L2 on diskcache: safe across processes on one machine (SQLite underneath)."""
+    """L2 on diskcache: safe across processes on one machine (SQLite underneath).
+
+    A cache never fails a request: a full or read-only disk (or a locked file) makes
+    reads miss and writes drop."""
 
     def __init__(self, directory: Path) -> None:
         import diskcache
 
-        directory.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(directory), timeout=5, size_limit=512 * 1024 * 1024)
+        self._cache: Any = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(str(directory), timeout=5, size_limit=512 * 1024 * 1024)
+        except (sqlite3.Error, OSError) as exc:  # full or read-only disk: run uncached
+            logging.getLogger("cozy.cache").warning("no L2 cache at %s: %s", directory, exc)
 
     def _gen(self, ns: str) -> int:
         value = self._cache.get(f"gen:{ns}", default=0)
         return int(value) if isinstance(value, int) else 0
 
-    def get(self, ns: str, key: str) -> Any | None:
-        return self._cache.get(f"{ns}:{self._gen(ns)}:{key}", default=None)
+    async def get(self, ns: str, key: str) -> Any | None:
+        if self._cache is None:
+            return None
+        try:
+            return self._cache.get(f"{ns}:{self._gen(ns)}:{key}", default=None)
+        except (sqlite3.Error, OSError):
+            return None
 
-    def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
+    async def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
         expire = ttl if ttl is not None else TTL.get(ns)
-        self._cache.set(f"{ns}:{self._gen(ns)}:{key}", value, expire=expire)
+        if self._cache is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self._cache.set(f"{ns}:{self._gen(ns)}:{key}", value, expire=expire)
 
-    def bump(self, ns: str) -> None:
-        self._cache.incr(f"gen:{ns}", default=0)
+    async def bump(self, ns: str) -> None:
+        if self._cache is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self._cache.incr(f"gen:{ns}", default=0)
 
     def close(self) -> None:
-        self._cache.close()
+        if self._cache is not None:
+            self._cache.close()

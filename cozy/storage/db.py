@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cozy.core.errors import StorageError, StorageUnavailable
@@ -54,9 +55,21 @@ def check_sqlite_file(path: Path) -> None:
 
 
 def create_engine(
-    url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 20, max_overflow: int = 10
+    url: str,
+    *,
+    busy_timeout_ms: int = 5000,
+    pool_size: int = 20,
+    max_overflow: int = 10,
+    connect_timeout: float = 5.0,
+    statement_timeout: float = 15.0,
 ) -> AsyncEngine:
-    """Build the async engine for a URL (sqlite+aiosqlite or postgresql+asyncpg)."""
+    """Build the async engine for a URL (sqlite+aiosqlite or postgresql+asyncpg).
+
+    Postgres: every wait is bounded, so a server that accepts and then never answers
+    (a frozen host, a dropped route) costs a request seconds and a 503, not minutes:
+    connecting and waiting for a pooled connection by `connect_timeout`, each statement
+    (pre-ping included) by `statement_timeout` (asyncpg's client-side timer, which also
+    covers a dead network where a server-side `statement_timeout` never fires)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+asyncpg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:///"):
@@ -72,7 +85,12 @@ def create_engine(
         _sqlite_pragmas(engine, busy_timeout_ms)
         return engine
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_timeout=connect_timeout,
+        connect_args={"timeout": connect_timeout, "command_timeout": statement_timeout},
     )
 
 
@@ -118,6 +136,26 @@ def translate(exc: BaseException, url: str) -> StorageError:
         return StorageError(
             f"{where} is corrupt (not a database); cozy left it untouched",
             hint="move it aside and cozy will start a new one, or set COZY_HOME elsewhere",
+        )
+    if isinstance(orig, sqlite3.DatabaseError) and "malformed" in str(orig):
+        return StorageError(
+            f"{where} is damaged ({orig}); cozy left it untouched",
+            hint=f'try `sqlite3 {where} ".recover" | sqlite3 recovered.db`, then move the '
+            "damaged file aside and put recovered.db in its place; or move it aside and "
+            "cozy starts a new one (`cozy import FILE` brings back an export)",
+        )
+    path = sqlite_path(url)
+    if path is not None:
+        from cozy.storage.disk import explain_sqlite
+
+        clear = explain_sqlite(orig, path)
+        if clear is not None:
+            return clear
+    if isinstance(orig, TimeoutError | PoolTimeout):
+        return StorageUnavailable(
+            f"the database at {where} did not answer in time",
+            hint="check that the server runs and is reachable (COZY_DATABASE_URL); "
+            "COZY_DB_STATEMENT_TIMEOUT / COZY_DB_CONNECT_TIMEOUT set the limits",
         )
     if is_unreachable(orig):
         return StorageUnavailable(

@@ -382,6 +382,15 @@ class JobQueue:
         out.update({str(r[0]): int(r[1]) for r in rows})
         return out
 
+    async def due_count(self) -> int:
+        """Pending jobs whose time has come (a background worker's reason to go on)."""
+        rows = await self.store.read(
+            sa.select(sa.func.count()).where(
+                jobs.c.status == PENDING, jobs.c.run_after <= time.time()
+            )
+        )
+        return int(rows[0][0]) if rows else 0
+
     async def purge_done(self, older_than: float = 7 * 86400) -> int:
         cutoff = time.time() - older_than
 

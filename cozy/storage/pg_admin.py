@@ -75,9 +75,9 @@ async def preflight(db_url: str, redis_url: str | None) -> None:
 
         link = RedisLink(redis_url, pool_size=1, timeout=5)
         try:
-            await asyncio.to_thread(link.ping)
+            await link.ping()
         finally:
-            link.close()
+            await link.close()
 
 
 async def deployment_checks(db_url: str, redis_url: str | None) -> list[dict[str, str]]:
@@ -91,15 +91,13 @@ async def deployment_checks(db_url: str, redis_url: str | None) -> list[dict[str
     except CozyError as exc:
         out.append({"name": "vectors", "status": "fail", "detail": str(exc), "fix": exc.hint or ""})
     if redis_url:
-        import asyncio
-
         from cozy.storage.redis_cache import RedisLink
 
         link = RedisLink(redis_url, pool_size=1, timeout=2)
         try:
-            ok, detail = await asyncio.to_thread(link.status)
+            ok, detail = await link.status()
         finally:
-            link.close()
+            await link.close()
         fix = "" if ok else "start Redis or fix COZY_REDIS_URL (unset it to run without Redis)"
         out.append(
             {"name": "redis", "status": "ok" if ok else "warn", "detail": detail, "fix": fix}

@@ -24,20 +24,23 @@ What keeps this correct:
   `local_ttl` s where that is longer: this process's own writes drop the cached
   version at once (`publish`), other processes' writes are seen within `local_ttl`.
 
-The Redis client is synchronous (see `RedisLink`): one `MGET` on a local Redis costs
-a fraction of a DB round trip, and its short socket timeout bounds an outage's cost.
-A link marked down is probed again at most every `retry` s.
+Redis calls are async and go through the link's circuit breaker (see `RedisLink`):
+one `MGET` on a local Redis costs a fraction of a DB round trip, and a Redis that
+hangs costs one timeout per `retry` s, after which reads go to the DB counter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from cozy.storage.redis_cache import RedisLink
 
 log = logging.getLogger("cozy.redis")
@@ -85,39 +88,32 @@ class ScopeVersions:
     def _keys(self, link: RedisLink, scope: str) -> tuple[str, str]:
         return f"{link.prefix}ver:epoch", f"{link.prefix}ver:{self.ns}:{scope}"
 
-    def _usable(self, link: RedisLink) -> bool:
-        """Healthy, or down but not probed for `retry` s."""
-        if link.healthy:
-            return True
-        now = time.monotonic()
-        if now - self._probe_at < self.retry:
-            return False
-        self._probe_at = now
-        return True
-
-    def token(self, scope: str) -> str | None:
+    async def token(self, scope: str) -> str | None:
         """`epoch/token` of a scope, None when Redis is off or does not answer."""
         link = self._link()
-        if link is None or not self._usable(link):
+        if link is None:
             return None
-        import redis  # only with a Redis link: local mode never pays for the import
+        from cozy.storage.redis_cache import RedisDown
 
         epoch_key, key = self._keys(link, scope)
-        client = link.client
-        try:
-            epoch, tok = client.mget(epoch_key, key)
+
+        async def op(client: Redis) -> tuple[Any, Any]:
+            epoch, tok = await client.mget(epoch_key, key)
             if tok is None:  # never written since Redis started (or expired): make one
                 fresh = uuid.uuid4().hex
-                tok = fresh if client.set(key, fresh, nx=True, ex=self.expire) else client.get(key)
-        except (redis.RedisError, OSError) as exc:
-            link.failed(exc, f"{self.ns} version token")
+                made = await client.set(key, fresh, nx=True, ex=self.expire)
+                tok = fresh if made else await client.get(key)
+            return epoch, tok
+
+        try:
+            epoch, tok = await link.call(f"{self.ns} version token", op)
+        except RedisDown:
             return None
-        link.ok()
         if tok is None:
             return None
         return f"{_text(epoch)}/{_text(tok)}"
 
-    def publish(self, scopes: Iterable[str]) -> None:
+    async def publish(self, scopes: Iterable[str]) -> None:
         """After a write committed: every instance's cached version of `scopes` is stale."""
         names = list(dict.fromkeys(scopes))
         for scope in names:  # this instance knows at once, whatever `ttl` allows
@@ -125,27 +121,24 @@ class ScopeVersions:
         link = self._link()
         if link is None or not names:
             return
-        import redis
+        from cozy.storage.redis_cache import RedisDown
 
-        try:
-            pipe = link.client.pipeline(transaction=False)
+        async def op(client: Redis) -> Any:
+            pipe = client.pipeline(transaction=False)
             for scope in names:
                 pipe.set(self._keys(link, scope)[1], uuid.uuid4().hex, ex=self.expire)
-            pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            # other instances learn of this write through the new epoch set on recovery
-            link.failed(exc, f"{self.ns} version publish")
-            return
-        link.ok()
+            return await pipe.execute()
 
-    def _new_epoch(self, link: RedisLink) -> None:
-        import redis
+        # awaited (one round trip, or nothing while the breaker is open) so another
+        # instance reading right after this write sees it; a lost publish is caught by
+        # the new epoch this instance sets when Redis answers again
+        with contextlib.suppress(RedisDown):
+            await link.call(f"{self.ns} version publish", op)
 
+    async def _new_epoch(self, link: RedisLink) -> None:
         self._cache.clear()
-        try:
-            link.client.set(f"{link.prefix}ver:epoch", uuid.uuid4().hex)
-        except (redis.RedisError, OSError) as exc:
-            link.failed(exc, "version epoch")  # down again: retried on the next recovery
+        key = f"{link.prefix}ver:epoch"
+        await link.call("version epoch", lambda c: c.set(key, uuid.uuid4().hex))
 
     # --- reads ----------------------------------------------------------------------
     async def get(self, scope: str, *, fresh: bool = False, ttl: float | None = None) -> int:
@@ -156,7 +149,7 @@ class ScopeVersions:
         """
         now = time.monotonic()
         cached = self._cache.get(scope)
-        tok = self.token(scope)
+        tok = await self.token(scope)
         if cached is not None:
             age = now - cached[2]
             if tok is not None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cozy.core.errors import StorageError
@@ -44,9 +45,16 @@ class StoreBase:
         migrate: bool = True,
         pool_size: int = 20,
         max_overflow: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 15.0,
     ) -> Self:
         engine = db.create_engine(
-            url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, max_overflow=max_overflow
+            url,
+            busy_timeout_ms=busy_timeout_ms,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
         )
         store = cls(engine, url)
         try:
@@ -59,7 +67,7 @@ class StoreBase:
         except StorageError:
             await engine.dispose()
             raise
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except (OperationalError, DBAPIError, OSError, PoolTimeout) as exc:
             await engine.dispose()
             raise db.translate(exc, url) from exc
         if db.sqlite_path(url) is not None:
@@ -105,7 +113,12 @@ class StoreBase:
 
         try:
             return await (self._queue.run(retrying) if self._queue else retrying())
-        except (OperationalError, DBAPIError, OSError) as exc:  # OSError: asyncpg connect
+        except (
+            OperationalError,
+            DBAPIError,
+            OSError,
+            PoolTimeout,
+        ) as exc:  # OSError: asyncpg connect
             raise db.translate(exc, self.url) from exc
 
     async def read(self, stmt: Any) -> list[Any]:
@@ -114,12 +127,37 @@ class StoreBase:
                 return await self._thread.read(lambda c: list(c.execute(stmt).fetchall()))
             async with self.engine.connect() as conn:
                 return list((await conn.execute(stmt)).fetchall())
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except (OperationalError, DBAPIError, OSError, PoolTimeout) as exc:
             raise db.translate(exc, self.url) from exc
+
+    async def check_writable(self) -> str:
+        """Raise a StorageError saying why a turn could not be stored right now (full or
+        read-only disk, a read-only or unreachable database); else a short detail."""
+        import asyncio
+
+        import sqlalchemy as sa
+
+        path = db.sqlite_path(self.url)
+        if path is not None:
+            from cozy.storage.disk import free_bytes, probe
+
+            await asyncio.to_thread(probe, path.parent)
+            await self.migration_status()  # the file itself is readable
+            free = free_bytes(path.parent) or 0
+            return f"sqlite {path} writable ({free // (1024 * 1024)} MiB free)"
+        rows = await self.read(sa.text("SHOW transaction_read_only"))
+        if rows and str(rows[0][0]).lower() == "on":
+            from cozy.core.errors import StorageReadOnly
+
+            raise StorageReadOnly(
+                "the database is read-only (a standby, or default_transaction_read_only)",
+                hint="point COZY_DATABASE_URL at the primary",
+            )
+        return "postgres writable"
 
     async def migration_status(self) -> dict[str, list[str]]:
         try:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(migrations.status)
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except (OperationalError, DBAPIError, OSError, PoolTimeout) as exc:
             raise db.translate(exc, self.url) from exc

@@ -138,7 +138,7 @@ def routes(server: FakeModelServer) -> list[HTTPRouteHandler]:
 
     @get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        data = [_model(m) for m in server.models]
+        data = [{**_model(m), **server.model_meta} for m in server.models]
         return {"object": "list", "data": data}
 
     @get("/v1/models/{model_id:str}")
@@ -146,7 +146,7 @@ def routes(server: FakeModelServer) -> list[HTTPRouteHandler]:
         model_id = str(request.path_params["model_id"])
         if model_id not in server.models and server.strict_models:
             return error(404, f"The model `{model_id}` does not exist.", code="model_not_found")
-        return Response(_model(model_id))
+        return Response({**_model(model_id), **server.model_meta})
 
     @post("/v1/embeddings", status_code=200)
     async def embeddings(request: Request[Any, Any, Any]) -> Response[Any]:

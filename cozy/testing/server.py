@@ -89,6 +89,8 @@ class FakeModelServer:
         self.api_key = api_key
         self.embedding_dims = embedding_dims
         self.context_length = context_length
+        # extra fields of every /v1/models entry (e.g. vLLM's {"max_model_len": 32768})
+        self.model_meta: dict[str, Any] = {}
         self.script = Script()
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -164,6 +166,7 @@ class FakeModelServer:
         self.script.reset()
         self.latency, self.tokens_per_second = latency, tps
         self.models, self.strict_models, self.api_key = list(models), strict, key
+        self.model_meta = {}
         with self._lock:
             self.requests.clear()
 

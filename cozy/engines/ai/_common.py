@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from types import ModuleType
 from typing import TypeVar
 
 from cozy.core.types import Message, ToolCall, ToolSpec
 
 T = TypeVar("T")
+
+
+def import_httpx() -> ModuleType:
+    """httpx, imported without its command-line module (`httpx._main`: rich, pygments and
+    click, ~70% of httpx's import time, for the `httpx` command cozy never runs)."""
+    if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]  # "not installed"
+        try:
+            import httpx
+        finally:
+            del sys.modules["httpx._main"]  # an explicit import of it still works
+        return httpx
+    import httpx
+
+    return httpx
 
 
 def wire(name: str) -> str:

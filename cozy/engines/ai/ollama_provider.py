@@ -43,6 +43,7 @@ from cozy.core.types import (
 from cozy.engines.ai._common import (
     ToolNames,
     backoff,
+    import_httpx,
     paced,
     wire,
     wire_messages,
@@ -116,7 +117,7 @@ class OllamaProvider(AIEngine):
 
     def _get_client(self) -> AsyncClient:
         if self._client is None:
-            import httpx
+            httpx = import_httpx()  # before the SDK imports it: see there
             from ollama import AsyncClient
 
             # per socket read; our own deadlines (`_silent`) bound the retries too

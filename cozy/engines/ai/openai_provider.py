@@ -1,11 +1,12 @@
-"""AI engine on the official `openai` SDK: OpenAI or any OpenAI-compatible server.
+"""AI engine for OpenAI or any OpenAI-compatible server (vLLM, llama.cpp, LM Studio...).
 
 Options (engines.yaml `ai.providers.openai`): `base_url`, `api_key`, `timeout`,
 `idle_timeout`, `connect_timeout`, `max_retries`, `default_model`, `organization`,
 `stream_usage` (ask for a final usage chunk, default true). `OPENAI_BASE_URL` /
-`OPENAI_API_KEY` apply when the option is not set. The SDK retries connection
-errors, 429 and 5xx itself, with exponential backoff, before any streamed text
-arrives.
+`OPENAI_API_KEY` apply when the option is not set. Connection errors, 429 and 5xx
+are retried with exponential backoff before any streamed text arrives (see
+`openai_http`, which also says why this speaks HTTP rather than importing the
+`openai` SDK).
 
 Deadlines: `timeout` bounds a whole call until the answer starts (connect, every
 retry and the server's thinking), so a silent server is reported once, within
@@ -16,20 +17,15 @@ retry and the server's thinking), so a silent server is reported once, within
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from cozy.core.errors import (
-    ContextTooLarge,
     CozyError,
-    ModelAuthError,
     ModelError,
-    ModelNotFound,
-    ModelRateLimited,
     ModelUnreachableError,
 )
 from cozy.core.types import (
@@ -43,13 +39,11 @@ from cozy.core.types import (
     Usage,
 )
 from cozy.engines.ai._common import ToolNames, paced, wire_messages, within
+from cozy.engines.ai.openai_http import KEY_HINT, OpenAIHTTP
 from cozy.engines.base import AIEngine, EngineContext, Health
 from cozy.engines.openai_compat import EndpointOptions, OpenAIEndpoint
 
-if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-
-KEY_HINT = "set OPENAI_API_KEY, or `ai.providers.openai.api_key` in engines.yaml"
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 class OpenAIOptions(EndpointOptions):
@@ -82,31 +76,31 @@ class OpenAIProvider(AIEngine):
         self.max_retries = o.max_retries
         self.default_model = o.default_model or "gpt-4o-mini"
         self.stream_usage = o.stream_usage
-        self._client: AsyncOpenAI | None = None
+        self._http: OpenAIHTTP | None = None
 
     # -- lifecycle ---------------------------------------------------------
     async def initialize(self) -> None:
-        self._get_client()
+        self._get_http()
 
-    def _get_client(self) -> AsyncOpenAI:
-        if self._client is None:
-            import openai
-
-            self._client = self.endpoint.async_client(
-                key=self.endpoint.key(what="no OpenAI API key is set", hint=KEY_HINT),
+    def _get_http(self) -> OpenAIHTTP:
+        if self._http is None:
+            key = self.endpoint.key(what="no OpenAI API key is set", hint=KEY_HINT)
+            self._http = OpenAIHTTP(
+                self.base_url,
+                key,
+                organization=self.endpoint.organization,
                 # per socket read: a silent stream is cut by `idle_timeout` (our own
-                # deadline below also covers the SDK's retries, which this cannot)
-                timeout=openai.Timeout(
-                    max(self.timeout, self.idle_timeout), connect=self.connect_timeout
-                ),
+                # deadline, `within`/`paced`, also covers the retries, which this cannot)
+                timeout=max(self.timeout, self.idle_timeout),
+                connect_timeout=self.connect_timeout,
                 max_retries=self.max_retries,
             )
-        return self._client
+        return self._http
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
 
     async def health_check(self) -> Health:
         try:
@@ -117,66 +111,33 @@ class OpenAIProvider(AIEngine):
 
     # -- errors --------------------------------------------------------------
     @contextlib.contextmanager
-    def _errors(self, model: str = "") -> Iterator[None]:
-        """Translate every vendor exception into a cozy error (the one place)."""
+    def _midstream_errors(self) -> Iterator[None]:
+        """Transport failures after the response started (status errors are mapped,
+        with retries, in `OpenAIHTTP.send`)."""
         import httpx
-        import httpx2
-        import openai
 
         where = self.base_url
         try:
             yield
-        except CozyError:
-            raise
-        except openai.APITimeoutError as exc:
+        except httpx.TimeoutException as exc:
             raise ModelUnreachableError(
-                f"the model server at {where} did not answer within {self.timeout:g}s",
-                hint="raise `ai.providers.openai.timeout` in engines.yaml or check the server",
+                f"the model server at {where} stopped answering for {self.idle_timeout:g}s",
+                hint="check the server, or raise `ai.idle_timeout` in engines.yaml",
             ) from exc
-        except openai.APIConnectionError as exc:
-            raise ModelUnreachableError(
-                f"the OpenAI-compatible server is not reachable at {where}",
-                hint="check that it is running, and `ai.providers.openai.base_url` in engines.yaml "
-                "or OPENAI_BASE_URL",
-            ) from exc
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise ModelAuthError(
-                f"the model server at {where} rejected the API key ({exc.status_code})",
-                hint=KEY_HINT,
-            ) from exc
-        except openai.NotFoundError as exc:
-            raise ModelNotFound(
-                f"model '{model}' is not available at {where}",
-                hint="list the available models with `cozy models`, then set "
-                "`ai.providers.openai.default_model` in engines.yaml",
-            ) from exc
-        except openai.RateLimitError as exc:
-            raise ModelRateLimited(
-                f"the model server at {where} is rate limiting requests",
-                hint="wait and retry, or raise `ai.providers.openai.max_retries` in engines.yaml",
-            ) from exc
-        except openai.APIStatusError as exc:
-            if _error_code(exc) == "context_length_exceeded":
-                raise ContextTooLarge(
-                    f"the conversation is too long for model '{model}'",
-                    hint="start a new session, or lower the context budget",
-                ) from exc
-            raise ModelError(
-                f"the model server at {where} answered {exc.status_code}: {_error_message(exc)}"
-            ) from exc
-        except openai.OpenAIError as exc:
-            if "credentials" in str(exc) or "api_key" in str(exc):
-                raise ModelAuthError("no OpenAI API key is set", hint=KEY_HINT) from exc
-            raise ModelError(f"the OpenAI client failed: {exc}") from exc
-        except (httpx2.TimeoutException, httpx.TimeoutException) as exc:  # mid-stream
-            raise ModelUnreachableError(
-                f"the model server at {where} stopped answering for {self.timeout:g}s",
-                hint="raise `ai.providers.openai.timeout` in engines.yaml or check the server",
-            ) from exc
-        except (httpx2.TransportError, httpx.TransportError) as exc:
+        except httpx.TransportError as exc:
             raise ModelUnreachableError(
                 f"the connection to the model server at {where} was lost ({exc!r})",
                 hint="check that the server is running; the answer was cut short",
+            ) from exc
+
+    async def _json(self, method: str, path: str, body: Any = None, model: str = "") -> Any:
+        resp = await self._get_http().send(method, path, body, model=model)
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise ModelError(
+                f"the model server at {self.base_url} answered {path} with something "
+                "that is not JSON"
             ) from exc
 
     def _silent(self, first: bool = True) -> ModelUnreachableError:
@@ -218,7 +179,7 @@ class OpenAIProvider(AIEngine):
                 if options.parallel_tool_calls is not None:
                     params["parallel_tool_calls"] = options.parallel_tool_calls
             if options.extra:
-                params["extra_body"] = dict(options.extra)
+                params.update(options.extra)
         return params
 
     async def chat(
@@ -231,27 +192,36 @@ class OpenAIProvider(AIEngine):
     ) -> ChatResult:
         params = self._params(messages, model, tools, options)
         names = ToolNames(tools)
-        with self._errors(params["model"]):
-            resp = await within(
-                self.timeout, self._get_client().chat.completions.create(**params), self._silent
-            )
-        if not resp.choices:
+        resp = await within(
+            self.timeout,
+            self._json("POST", "chat/completions", params, params["model"]),
+            self._silent,
+        )
+        choices = resp.get("choices") if isinstance(resp, dict) else None
+        if not choices:
             raise ModelError(f"the model server at {self.base_url} returned no choices")
-        choice = resp.choices[0]
+        choice = choices[0]
+        message = choice.get("message") or {}
         calls = [
-            ToolCall(c.id, names.name(c.function.name), c.function.arguments or "{}", i)
-            for i, c in enumerate(choice.message.tool_calls or [])
-            if getattr(c, "function", None) is not None
+            ToolCall(
+                c.get("id") or f"call_{i}",
+                names.name(c["function"].get("name") or ""),
+                c["function"].get("arguments") or "{}",
+                i,
+            )
+            for i, c in enumerate(message.get("tool_calls") or [])
+            if isinstance(c.get("function"), dict)
         ]
         usage = None
-        if resp.usage is not None:
-            usage = Usage(resp.usage.prompt_tokens, resp.usage.completion_tokens)
+        u = resp.get("usage")
+        if isinstance(u, dict):
+            usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
         return ChatResult(
-            content=choice.message.content or "",
+            content=message.get("content") or "",
             tool_calls=calls,
-            finish_reason=choice.finish_reason,
+            finish_reason=choice.get("finish_reason"),
             usage=usage,
-            model=resp.model or params["model"],
+            model=resp.get("model") or params["model"],
         )
 
     async def chat_stream(
@@ -270,21 +240,16 @@ class OpenAIProvider(AIEngine):
         calls: dict[int, ToolCall] = {}
         finish: str | None = None
         usage: Usage | None = None
-        # `client.post` (the SDK's documented call for any path) sends the request with
-        # the client's retries, auth and status errors, but skips the typed-params
-        # transform pass (~0.3 ms a request, growing with the history). The chunks are
-        # decoded here with json.loads into plain dicts: building the SDK's pydantic
-        # chunk models was the largest cost of a served turn (~1/3 of `cozy serve`'s CPU).
-        body = dict(params)
-        body.update(body.pop("extra_body", None) or {})
+        # chunks are decoded with json.loads into plain dicts: building typed chunk models
+        # was the largest cost of a served turn (~1/3 of `cozy serve`'s CPU)
         events = paced(
-            self._events(body),
+            self._events(params),
             first_within=self.timeout,
             idle=self.idle_timeout,
             stalled=self._silent,
         )
         async with contextlib.aclosing(events):
-            with self._errors(params["model"]):
+            with self._midstream_errors():
                 async for data in events:
                     chunk = _decode_chunk(data, self.base_url)
                     if chunk.get("usage"):
@@ -314,8 +279,8 @@ class OpenAIProvider(AIEngine):
 
     async def _events(self, body: dict[str, Any]) -> AsyncIterator[str]:
         """The `data` of each event of a streamed completion, `[DONE]` left out."""
-        resp: Any = await self._get_client().post(
-            "/chat/completions", cast_to=_sdk_response_type(), body=body, stream=True
+        resp = await self._get_http().send(
+            "POST", "chat/completions", body, stream=True, model=str(body.get("model", ""))
         )
         try:
             async for data in _sse_data(resp.aiter_lines()):
@@ -325,32 +290,67 @@ class OpenAIProvider(AIEngine):
             await resp.aclose()
 
     async def list_models(self) -> list[ModelInfo]:
-        with self._errors():
-            page = await self._get_client().models.list()
+        page = await within(self.timeout, self._json("GET", "models"), self._silent)
+        data = page.get("data") if isinstance(page, dict) else None
         return [
             ModelInfo(
-                id=m.id,
+                id=str(m.get("id")),
                 provider=self.provider_name,
                 context_window=_window_of(m),
-                details={"owned_by": m.owned_by},
+                details={"owned_by": m.get("owned_by")},
             )
-            for m in page.data
+            for m in data or ()
+            if isinstance(m, dict) and m.get("id")
         ]
 
     async def context_window(self, model: str) -> int | None:
-        """From the server's model metadata where it gives one (vLLM, LM Studio, ...)."""
+        """From the server's model metadata where it gives one: vLLM's `max_model_len`,
+        LM Studio's `max_context_length`, llama.cpp's `meta.n_ctx_train`; None when the
+        server does not say."""
+        if self.base_url == OPENAI_URL:
+            return None  # OpenAI's API states no windows; cozy knows its models' own
         try:
-            with self._errors(model):
-                info = await self._get_client().models.retrieve(model)
+            info = await within(
+                self.timeout, self._json("GET", f"models/{model}", model=model), self._silent
+            )
         except CozyError:
-            return None
-        return _window_of(info)
+            info = None
+        window = _window_of(info) if isinstance(info, dict) else None
+        if window is None:  # llama.cpp and some proxies only answer the list
+            try:
+                for m in await self.list_models():
+                    if m.id == model and m.context_window:
+                        return m.context_window
+            except CozyError:
+                pass
+        if window is None:
+            window = await self._native_window(model)
+        return window
+
+    async def _native_window(self, model: str) -> int | None:
+        """The window a server states outside the OpenAI API: llama.cpp's `/props`
+        (`n_ctx` it was started with), LM Studio's `/api/v0/models/{id}`."""
+        root = self.base_url.removesuffix("/v1")
+        for path, read in (
+            (f"{root}/props", _props_window),
+            (f"{root}/api/v0/models/{model}", _window_of),
+        ):
+            try:
+                data = await within(
+                    min(self.timeout, 5.0), self._json("GET", path, model=model), self._silent
+                )
+            except CozyError:
+                continue
+            window = read(data) if isinstance(data, dict) else None
+            if window:
+                return window
+        return None
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
     """The `data` of each server-sent event (multi-line data joined; comments skipped).
 
-    A dozen lines rather than a dependency: the SDK's own decoder is private.
+    A dozen lines rather than a dependency for server-sent events.
     """
     parts: list[str] = []
     async for line in lines:
@@ -362,19 +362,6 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             parts.append(line[6:] if line.startswith("data: ") else line[5:])
     if parts:
         yield "\n".join(parts)
-
-
-@functools.cache
-def _sdk_response_type() -> type:
-    """The HTTP response class of the installed SDK's transport (`httpx2` in openai 3,
-    `httpx` in openai 2, which the cognee venv pins): `client.post` streams raw only
-    when asked for exactly that class."""
-    import sys
-
-    import openai
-
-    base = openai.DefaultAsyncHttpxClient.__mro__[1]  # httpx(2).AsyncClient
-    return sys.modules[base.__module__.split(".")[0]].Response  # type: ignore[no-any-return]
 
 
 def _decode_chunk(data: str, where: str) -> dict[str, Any]:
@@ -393,30 +380,31 @@ def _decode_chunk(data: str, where: str) -> dict[str, Any]:
     return chunk
 
 
-def _window_of(model: Any) -> int | None:
-    extra = getattr(model, "model_extra", None) or {}
-    for key in ("context_window", "context_length", "max_model_len", "max_context_length"):
-        value = extra.get(key)
+def _props_window(props: dict[str, Any]) -> int | None:
+    settings = props.get("default_generation_settings")
+    value = settings.get("n_ctx") if isinstance(settings, dict) else None
+    value = value or props.get("n_ctx")
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _window_of(model: dict[str, Any] | None) -> int | None:
+    """The context window a model listing gives, under the names servers use."""
+    if not model:
+        return None
+    meta = model.get("meta") if isinstance(model.get("meta"), dict) else {}
+    for source, key in (
+        (model, "context_window"),
+        (model, "context_length"),
+        (model, "max_model_len"),
+        (model, "max_context_length"),
+        (model, "loaded_context_length"),
+        (meta, "n_ctx"),
+        (meta, "n_ctx_train"),
+    ):
+        value = source.get(key) if isinstance(source, dict) else None
         if isinstance(value, int) and value > 0:
             return value
     return None
-
-
-def _error_code(exc: Any) -> str | None:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        code = body.get("code") or (body.get("error") or {}).get("code")
-        return str(code) if code else None
-    return None
-
-
-def _error_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        message = body.get("message") or (body.get("error") or {}).get("message")
-        if message:
-            return str(message)
-    return str(getattr(exc, "message", exc))
 
 
 def _wire_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:

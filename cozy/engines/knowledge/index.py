@@ -123,7 +123,7 @@ class KnowledgeIndex:
         # instead of aiosqlite's hop per connect/execute/fetch/close
         self.thread = thread
         # called after a write committed, with the users whose generation moved
-        self.on_write: Callable[[list[str]], None] | None = None
+        self.on_write: Callable[[list[str]], Awaitable[None]] | None = None
 
     @property
     def dialect(self) -> str:
@@ -145,7 +145,7 @@ class KnowledgeIndex:
         except (OperationalError, DBAPIError) as exc:
             raise db.translate(exc, self.url) from exc
         if changed and self.on_write is not None:
-            self.on_write(list(changed))
+            await self.on_write(list(changed))
         return result
 
     async def read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:

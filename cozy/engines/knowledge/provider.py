@@ -211,7 +211,7 @@ class LocalKnowledge(KnowledgeEngine):
         try:
             report = await ingestor.run(paths, on_plan=on_plan, on_result=on_result)
         finally:
-            self._invalidate()
+            await self._invalidate()
         if embed and ingestor.embedder is None and self.embed_note:
             report.notes.append(self.embed_note)
         return report
@@ -259,7 +259,7 @@ class LocalKnowledge(KnowledgeEngine):
         try:
             return await ingestor.write(path, extracted, digest, size, None, existing, meta)
         finally:
-            self._invalidate()
+            await self._invalidate()
 
     async def queue_ingest(
         self,
@@ -296,7 +296,7 @@ class LocalKnowledge(KnowledgeEngine):
                 )
         if docs:
             await self.index.remove_documents(user_id, [d.id for d in docs])
-            self._invalidate()
+            await self._invalidate()
         return docs
 
     async def list_documents(
@@ -307,14 +307,14 @@ class LocalKnowledge(KnowledgeEngine):
     async def stats(self, *, user_id: str) -> dict[str, Any]:
         return await self.index.stats(user_id)
 
-    def _invalidate(self) -> None:
+    async def _invalidate(self) -> None:
         if not self._tool:
             from cozy.engines.knowledge.tool import register_tool
 
             register_tool(self)
             self._tool = True
         if self.ctx.cache is not None:
-            self.ctx.cache.bump("knowledge")
+            await self.ctx.cache.bump("knowledge")
 
     # -- search -----------------------------------------------------------------
 
@@ -353,7 +353,7 @@ class LocalKnowledge(KnowledgeEngine):
         key = cache_key(user_id, query, collections, prefix, limit, mode, generation)
         cache = self._cache()
         if cache is not None:
-            cached = cache.get("knowledge", key)
+            cached = await cache.get("knowledge", key)
             if cached is not None:
                 return [KnowledgeHit(**h) for h in cached]
         hits = await run_search(
@@ -362,7 +362,7 @@ class LocalKnowledge(KnowledgeEngine):
         if self.reranker is not None:
             hits = (await self.reranker(query, hits))[:limit]
         if cache is not None and not any(h.metadata.get("partial") for h in hits):
-            cache.set("knowledge", key, [_hit_dict(h) for h in hits])
+            await cache.set("knowledge", key, [_hit_dict(h) for h in hits])
         return hits
 
     def _cache(self) -> Any:

@@ -30,8 +30,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
-
 from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
 from cozy.engines.base import EngineContext, EngineOptions, Health, MemoryEngine
@@ -149,6 +147,8 @@ class LocalMemory(EmbeddingMixin, UserView, MemoryEngine):
 
     async def index(self, user_id: str, version: int | None = None) -> VectorIndex:
         """This user's vector matrix, brought up to date incrementally when it moved."""
+        import numpy as np
+
         version = await self.version(user_id) if version is None else version
         idx = self._indexes.get(user_id)
         if idx is not None and idx.version == version:

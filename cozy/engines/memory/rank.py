@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from cozy.engines.memory.search import STOPWORDS, rrf
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from cozy.engines.memory.local import LocalMemory
     from cozy.engines.memory.repo import MemoryRow
 
@@ -273,6 +273,8 @@ def feedback_vector(
     query: Sequence[float] | np.ndarray, hits: Iterable[np.ndarray], alpha: float
 ) -> np.ndarray | None:
     """The unit query vector moved towards the mean of the first-pass `hits` vectors."""
+    import numpy as np
+
     vecs = [np.asarray(h, dtype=np.float32) for h in hits]
     q = np.asarray(query, dtype=np.float32)
     vecs = [v for v in vecs if v.shape == q.shape]

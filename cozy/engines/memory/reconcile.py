@@ -11,7 +11,6 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import UsageError
@@ -258,5 +257,7 @@ async def export(mem: LocalMemory, user_id: str) -> dict[str, Any]:
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    import numpy as np
+
     va, vb = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
     return float(va @ vb / ((np.linalg.norm(va) * np.linalg.norm(vb)) or 1.0))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +22,8 @@ from cozy.storage.store import Store
 from cozy.storage.tables.memory import memories, memory_history, memory_versions
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from cozy.engines.memory.pg_keyword import PgKeywords
 
 T = TypeVar("T")
@@ -40,7 +41,7 @@ class MemoryRepo:
         self.dialect = store.engine.dialect.name
         self.keywords = KeywordIndex(store)
         # called with the user ids after a write committed (other instances: Redis)
-        self.on_write: Callable[[list[str]], None] | None = None
+        self.on_write: Callable[[list[str]], Awaitable[None]] | None = None
         self._pg_keywords: PgKeywords | None = None  # on Postgres
 
     async def write(self, user_id: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -51,7 +52,7 @@ class MemoryRepo:
 
         result = await self.store.write(txn)
         if self.on_write is not None:
-            self.on_write([user_id])
+            await self.on_write([user_id])
         return result
 
     async def _bump(self, conn: AsyncConnection, user_id: str) -> None:
@@ -250,6 +251,8 @@ class MemoryRepo:
 
     async def vectors(self, user_id: str) -> tuple[list[str], np.ndarray, list[str | None]]:
         """Ids, the float32 matrix and the embed model of every active memory of a user."""
+        import numpy as np
+
         rows = await self.store.read(
             sa.select(memories.c.id, memories.c.embedding, memories.c.embed_model)
             .where(
@@ -388,6 +391,8 @@ class MemoryRepo:
 
     async def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of these memories (those that have one)."""
+        import numpy as np
+
         if not ids:
             return {}
         rows = await self.store.read(

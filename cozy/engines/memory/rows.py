@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from cozy.storage.tables.memory import memories
 
 
@@ -69,6 +67,8 @@ def _row(r: Any) -> MemoryRow:
 
 
 def to_blob(vec: Sequence[float] | None) -> bytes | None:
+    import numpy as np
+
     if vec is None:
         return None
     return np.asarray(vec, dtype=np.float32).tobytes()

@@ -13,12 +13,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from cozy.engines import vectors
-from cozy.engines.vectors import Int8Rows, blas_single_thread, top_k
+    from cozy.engines.vectors import Int8Rows
+
+# numpy and cozy.engines.vectors are imported where vectors are touched: a one-shot
+# `cozy run` with no memories yet never needs them (~15% of its start-up).
 
 SHORTLISTS = 16  # recent searches whose shortlist a VectorIndex keeps
 
@@ -37,6 +40,8 @@ class VectorIndex:
     def __init__(
         self, version: int, ids: Sequence[str], matrix: np.ndarray, model: str | None = None
     ) -> None:
+        import numpy as np
+
         self.version = version
         self.model = model
         self.refreshed_at = 0.0  # `updated_at` watermark for incremental refresh
@@ -56,6 +61,8 @@ class VectorIndex:
 
     @classmethod
     def empty(cls, version: int = -1) -> VectorIndex:
+        import numpy as np
+
         return cls(version, [], np.zeros((0, 0), dtype=np.float32))
 
     def __len__(self) -> int:
@@ -73,6 +80,9 @@ class VectorIndex:
 
     def _coarse_rows(self, n: int) -> Int8Rows | None:
         """The int8 copy of rows [0, n), encoding rows added since it was made."""
+        from cozy.engines import vectors
+        from cozy.engines.vectors import Int8Rows
+
         if n < vectors.APPROX_FROM:
             return None
         with self._lock:
@@ -104,6 +114,11 @@ class VectorIndex:
         `vectors.SHORTLIST` rows; `query` is then scored exactly over those rows and
         `also` only, not by a second pass over every row.
         """
+        import numpy as np
+
+        from cozy.engines import vectors
+        from cozy.engines.vectors import blas_single_thread, top_k
+
         if not self._pos or self._buf.size == 0 or limit <= 0:
             return []
         q = np.asarray(query, dtype=np.float32)
@@ -143,9 +158,13 @@ class VectorIndex:
 
     def shortlisted(self, query: Sequence[float] | np.ndarray) -> bool:
         """A search for `query` left a shortlist: `search(near=query)` is cheap."""
+        from cozy.engines import vectors
+
         return self._n >= vectors.SHORTLIST_FROM and self._shortlist(query) is not None
 
     def _shortlist(self, query: Sequence[float] | np.ndarray) -> np.ndarray | None:
+        import numpy as np
+
         key = np.asarray(query, dtype=np.float32).tobytes()
         with self._shortlists_lock:
             return self._shortlists.get(key)
@@ -157,6 +176,8 @@ class VectorIndex:
                 self._shortlists.popitem(last=False)
 
     def add(self, mid: str, vec: Sequence[float] | np.ndarray) -> None:
+        import numpy as np
+
         v = np.asarray(vec, dtype=np.float32)
         if mid in self._pos:
             if v.shape[0] == self._buf.shape[1]:

@@ -104,7 +104,7 @@ class LocalProfile(ProfileEngine):
         cache = self._cache()
         key = f"{user_id}:{budget}"
         if cache is not None:
-            hit = cache.get("profile", key)
+            hit = await cache.get("profile", key)
             if isinstance(hit, dict):
                 return Profile(hit["summary"], [ProfileSlot(**s) for s in hit["slots"]])
         rows = await self.slots(user_id)
@@ -125,7 +125,7 @@ class LocalProfile(ProfileEngine):
             )
         profile = Profile("\n".join(lines), slots)
         if cache is not None:
-            cache.set(
+            await cache.set(
                 "profile",
                 key,
                 {
@@ -157,7 +157,7 @@ class LocalProfile(ProfileEngine):
         result = await self.store.write(fn)
         cache = self._cache()
         if cache is not None:
-            cache.bump("profile")
+            await cache.bump("profile")
         return result
 
     @staticmethod

@@ -15,27 +15,35 @@ def is_level(value: object) -> bool:
     return isinstance(value, str) and value in LEVELS
 
 
-def level_from_annotations(annotations: Any) -> SideEffect:
+def level_from_annotations(annotations: Any, *, trusted: bool = False) -> SideEffect:
     """Map MCP tool annotations (hints) to a cozy side-effect level.
 
+    The MCP spec says hints are untrusted unless the server is, so by default the
+    riskier hint wins when they disagree (`readOnlyHint` with `openWorldHint` is a
+    network tool: a "read-only" fetch still talks to the world):
+
     - no annotations at all -> dangerous (unknown)
-    - readOnlyHint true -> read-only
     - destructiveHint true -> dangerous
     - openWorldHint true -> network
+    - readOnlyHint true -> read-only
     - destructiveHint false (explicitly not destructive) -> write
     - anything else: the MCP spec's default for destructiveHint is true -> dangerous
+
+    `trusted` (a server's `trust_annotations: true`) takes readOnlyHint at its word.
     """
     if annotations is None:
         return "dangerous"
     read_only = _hint(annotations, "read_only_hint", "readOnlyHint")
     destructive = _hint(annotations, "destructive_hint", "destructiveHint")
     open_world = _hint(annotations, "open_world_hint", "openWorldHint")
-    if read_only is True:
+    if read_only is True and trusted:
         return "read-only"
     if destructive is True:
         return "dangerous"
     if open_world is True:
         return "network"
+    if read_only is True:
+        return "read-only"
     if destructive is False:
         return "write"
     return "dangerous"
@@ -59,5 +67,7 @@ def override_level(tool: str, overrides: Mapping[str, str]) -> SideEffect | None
     return None
 
 
-def resolve_level(tool: str, annotations: Any, overrides: Mapping[str, str]) -> SideEffect:
-    return override_level(tool, overrides) or level_from_annotations(annotations)
+def resolve_level(
+    tool: str, annotations: Any, overrides: Mapping[str, str], *, trusted: bool = False
+) -> SideEffect:
+    return override_level(tool, overrides) or level_from_annotations(annotations, trusted=trusted)

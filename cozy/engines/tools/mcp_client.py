@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import tempfile
 import time
-from typing import IO, Any
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
 
 from cozy.engines.tools.mcp_common import (
     CallFailed,
@@ -26,7 +29,32 @@ from cozy.engines.tools.mcp_common import (
     untrack_pid,
 )
 from cozy.engines.tools.mcp_config import ServerConfig
+from cozy.engines.tools.mcp_stderr import StderrRing
 from cozy.engines.tools.sandbox import clean_env, kill_group, launcher_argv, pid_alive
+
+MAX_BACKOFF = 300.0
+
+# What a server printed on stdout that is not JSON-RPC. The SDK logs each such line
+# with a traceback; the filter below keeps the line for the connection whose reader
+# logged it (the reader task inherits the runner task's context) and drops the record,
+# so a user sees "is this an MCP server?" once instead of a pydantic traceback.
+_NOT_MCP: ContextVar[list[str] | None] = ContextVar("cozy_mcp_not_mcp", default=None)
+
+
+class _NotMCPFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "parse JSONRPC" not in str(record.msg):
+            return True
+        sink = _NOT_MCP.get()
+        exc = record.exc_info[1] if record.exc_info else None
+        errors = getattr(exc, "errors", None)
+        if sink is not None and len(sink) < 3 and callable(errors):
+            with contextlib.suppress(Exception):
+                sink.append(str(errors()[0].get("input", ""))[:120])
+        return False
+
+
+logging.getLogger("mcp.client.stdio").addFilter(_NotMCPFilter())
 
 __all__ = ["CallFailed", "CallTimeout", "MCPServerConnection", "ServerStatus", "ServerUnavailable"]
 
@@ -38,7 +66,9 @@ class MCPServerConnection:
         self.grace = grace
         target = cfg.url if cfg.url else " ".join([cfg.command, *cfg.args])
         self.status = ServerStatus(name=cfg.name, transport=cfg.transport, target=target)
-        if cfg.error:
+        if cfg.disabled:
+            self.status.state = "disabled"
+        elif cfg.error:
             self.status.state, self.status.last_error = "failed", cfg.error
         self._session: Any = None
         self._runner: asyncio.Task[None] | None = None
@@ -46,13 +76,15 @@ class MCPServerConnection:
         self._stop: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._dead: str | None = None
-        self._stderr: IO[str] | None = None
+        self._stderr: StderrRing | None = None
         self._pidfile: str | None = None
         self._tools: list[Any] | None = None
         self._tools_at = 0.0
         self.generation = 0
-        self.retry_backoff = 5.0
+        self.retry_backoff = 5.0  # doubles per failed start, up to MAX_BACKOFF
+        self._failures = 0
         self._failed_at = 0.0
+        self._not_mcp: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -63,11 +95,16 @@ class MCPServerConnection:
 
     async def session(self) -> Any:
         """The live ClientSession, starting or restarting the server as needed."""
+        if self.cfg.disabled:
+            raise ServerUnavailable(
+                f"MCP server '{self.cfg.name}' is disabled in engines.yaml",
+                hint=f"remove `disabled: true` from servers.{self.cfg.name} to use it",
+            )
         if self.cfg.error:
-            raise ServerUnavailable(self.cfg.error)
+            raise ServerUnavailable(self.cfg.error, hint=self._hint())
         if self._healthy():
             return self._session
-        if self._failed_at and time.monotonic() - self._failed_at < self.retry_backoff:
+        if self._failed_at and time.monotonic() - self._failed_at < self._backoff():
             raise ServerUnavailable(self.status.last_error or "unavailable", hint=self._hint())
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -111,7 +148,7 @@ class MCPServerConnection:
         except BaseException as exc:
             await self._fail(f"failed to start: {describe(exc)}")
         else:
-            self._failed_at = 0.0
+            self._failed_at, self._failures = 0.0, 0
             self.status.state = "running"
             self.status.start_ms = round((time.perf_counter() - self._started) * 1000, 1)
             self.status.last_error = self.status.last_error if self.status.restarts else None
@@ -120,11 +157,23 @@ class MCPServerConnection:
         tail = self._stderr_tail()
         await self._teardown()
         full = f"MCP server '{self.cfg.name}' {msg}"
+        if self._not_mcp:
+            full += (
+                f"; it printed non-MCP output on stdout ({self._not_mcp[0]!r}): "
+                f"is `{self.cfg.command}` an MCP server (does it need an argument such as "
+                "`stdio` or `mcp`)?"
+            )
         if tail:
             full += f"; its stderr ends with: {tail}"
         self.status.state, self.status.last_error = "failed", full
         self._failed_at = time.monotonic()
+        self._failures += 1
         raise ServerUnavailable(full, hint=self._hint())
+
+    def _backoff(self) -> float:
+        """A server that keeps failing is retried less and less often (a hung one
+        would otherwise cost its start-up timeout on every turn)."""
+        return min(self.retry_backoff * 2.0 ** max(self._failures - 1, 0), MAX_BACKOFF)
 
     def _hint(self) -> str:
         if self.cfg.url:
@@ -163,9 +212,11 @@ class MCPServerConnection:
             memory_mb=cfg.memory_mb,
             pidfile=self._pidfile,
         )
-        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives with the server
+        self._stderr = ring = StderrRing()
         params = StdioServerParameters(command=command, args=args, env=env, cwd=cfg.cwd)
-        async with stdio_client(params, errlog=self._stderr) as streams:
+        assert ring.writer is not None
+        async with stdio_client(params, errlog=ring.writer) as streams:  # type: ignore[arg-type]
+            ring.spawned()
             yield streams
 
     def _read_pid(self) -> int | None:
@@ -180,6 +231,8 @@ class MCPServerConnection:
         from mcp_types import Implementation
 
         info = Implementation(name="cozy", version="0.1.0")
+        self._not_mcp = []
+        _NOT_MCP.set(self._not_mcp)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
@@ -220,14 +273,11 @@ class MCPServerConnection:
         )
 
     def _stderr_tail(self, limit: int = 600) -> str:
-        if self._stderr is None:
-            return ""
-        with contextlib.suppress(OSError, ValueError):
-            fd = self._stderr.fileno()
-            size = os.fstat(fd).st_size
-            data = os.pread(fd, limit, max(size - limit, 0)).decode("utf-8", "replace")
-            return " | ".join(line.strip() for line in data.strip().splitlines()[-6:])
-        return ""
+        return self._stderr.tail(limit) if self._stderr is not None else ""
+
+    def stderr_text(self) -> str:
+        """What the server last wrote to stderr (at most the ring's 64 KB)."""
+        return self._stderr.text() if self._stderr is not None else ""
 
     async def _teardown(self) -> None:
         """Stop the runner: graceful (SDK shutdown) within `grace`, then SIGKILL."""
@@ -248,8 +298,7 @@ class MCPServerConnection:
         self._runner = self._session = self._ready = None
         self.status.pid = None
         if self._stderr is not None:
-            with contextlib.suppress(OSError):
-                self._stderr.close()
+            self._stderr.close()
             self._stderr = None
         if self._pidfile:
             with contextlib.suppress(OSError):
@@ -258,7 +307,7 @@ class MCPServerConnection:
 
     async def stop(self) -> None:
         await self._teardown()
-        if not self.cfg.error:
+        if not self.cfg.error and not self.cfg.disabled:
             self.status.state = "stopped"
 
     def kill_now(self) -> None:
@@ -304,14 +353,28 @@ class MCPServerConnection:
         self.status.tool_count = len(tools)
         return tools
 
-    async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> Any:  # noqa: ASYNC109
+    async def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout: float,  # noqa: ASYNC109
+        on_progress: Callable[[float | None, float | None, str | None], None] | None = None,
+    ) -> Any:
+        """Call a tool; `on_progress` gets the server's progress notifications. A
+        cancelled caller makes the SDK send `notifications/cancelled` to the server."""
         session = await self.session()
+        progress = None
+        if on_progress is not None:
+
+            async def progress(done: float, total: float | None, message: str | None) -> None:
+                on_progress(done, total, message)
+
         from mcp.shared.exceptions import MCPError
         from mcp_types import CONNECTION_CLOSED
 
         try:
             async with asyncio.timeout(timeout if timeout > 0 else None):
-                return await session.call_tool(tool, arguments)
+                return await session.call_tool(tool, arguments, progress_callback=progress)
         except TimeoutError:
             await self._probe()
             raise CallTimeout(f"timed out after {timeout:g} s; the call was cancelled") from None

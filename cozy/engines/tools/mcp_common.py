@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,10 +21,29 @@ def _kill_live_at_exit() -> None:
         kill_group(pid)
 
 
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM/SIGHUP: kill the servers' process groups (npx/uvx grandchildren too),
+    then die of the signal as we would have (the default action skips atexit)."""
+    _kill_live_at_exit()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_signal_handlers() -> None:
+    """Only where the default action would apply: a face that handles these signals
+    itself (uvicorn, Textual) shuts down through close(), which stops the servers."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, _on_signal)
+
+
 def track_pid(pid: int) -> None:
     global _atexit_registered
     if not _atexit_registered:
         atexit.register(_kill_live_at_exit)
+        _install_signal_handlers()
         _atexit_registered = True
     _LIVE_PIDS.add(pid)
 
@@ -79,3 +100,11 @@ def preflight(command: str, cwd: str | None, path: str | None) -> None:
 
 def untrack_pid(pid: int) -> None:
     _LIVE_PIDS.discard(pid)
+
+
+def preflight_config(cfg: Any) -> None:
+    """`preflight` for a stdio server's config, with the environment it would get."""
+    from cozy.engines.tools.sandbox import clean_env
+
+    env = clean_env(cfg.env, cfg.env_passthrough)
+    preflight(cfg.command, cfg.cwd, env.get("PATH"))

@@ -14,6 +14,10 @@ from cozy.engines.tools.sandbox import DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_MB, e
 
 Transport = Literal["stdio", "streamable-http", "sse"]
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# Tool names are "<server>.<tool>"; these prefixes belong to cozy's own tools, so an MCP
+# server may not take them (its tools would mix with, or shadow, the built-ins).
+RESERVED = frozenset({"builtin", "memory", "knowledge", "cozy", "client"})
+_UNSET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(slots=True)
@@ -32,6 +36,8 @@ class ServerConfig:
     startup_timeout: float = 60.0
     cpu_seconds: int = DEFAULT_CPU_SECONDS
     memory_mb: int = DEFAULT_MEMORY_MB
+    trust_annotations: bool = False  # believe the server's readOnlyHint over its other hints
+    disabled: bool = False
     error: str | None = None  # set when the entry is unusable; the server is reported, not run
 
 
@@ -50,10 +56,17 @@ def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
     try:
         if not _NAME.match(name):
             raise ValueError("server names may use only letters, digits, '_' and '-'")
+        if name.lower() in RESERVED:
+            raise ValueError(
+                f"'{name}' is reserved for cozy's built-in tools; rename the server "
+                f"(e.g. '{name}-mcp') — its tools are then '{name}-mcp.<tool>'"
+            )
         if not isinstance(raw, dict):
             raise ValueError("each server must be a mapping with `command` or `url`")
         if raw.get("disabled"):
-            raise ValueError("disabled in config")
+            cfg.disabled = True
+            return cfg
+        cfg.trust_annotations = bool(raw.get("trust_annotations", False))
         cfg.timeout = _num(raw, "timeout", float(defaults.get("timeout", 30)))
         cfg.startup_timeout = _num(
             raw, "startup_timeout", float(defaults.get("startup_timeout", 60))
@@ -78,6 +91,8 @@ def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
                 raise ValueError(f"transport {transport!r} must be 'streamable-http' or 'sse'")
             cfg.transport = transport  # type: ignore[assignment]
             cfg.headers = {str(k): str(v) for k, v in (raw.get("headers") or {}).items()}
+            for key, value in cfg.headers.items():
+                _check_header(key, value)
         elif raw.get("command"):
             cfg.command = expand_path(str(raw["command"]))
             args = raw.get("args") or []
@@ -95,6 +110,20 @@ def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
     return cfg
 
 
+def _check_header(key: str, value: str) -> None:
+    """An unset ${VAR} becomes "" when engines.yaml is read: catch the usual results."""
+    unset = _UNSET.search(value)
+    if unset:
+        var = unset.group(1)
+        raise ValueError(f"header {key} uses ${{{var}}} but {var} is not set; export it first")
+    words = value.split()
+    if not words or (len(words) == 1 and words[0].lower() in ("bearer", "basic", "token")):
+        raise ValueError(
+            f"header {key} is {value!r} — empty after ${{VAR}} expansion, so a variable it "
+            "uses is probably not set; export it before starting cozy"
+        )
+
+
 def parse_servers(options: dict[str, Any]) -> list[ServerConfig]:
     servers = options.get("servers") or options.get("mcpServers") or {}
     if not isinstance(servers, dict):
@@ -105,8 +134,11 @@ def parse_servers(options: dict[str, Any]) -> list[ServerConfig]:
     return [parse_server(str(name), raw, options) for name, raw in servers.items()]
 
 
-def import_claude_config(path: str | Path) -> dict[str, Any]:
-    """Read a Claude Desktop config and return the `servers:` mapping for engines.yaml."""
+def import_claude_config(path: str | Path, renames: dict[str, str] | None = None) -> dict[str, Any]:
+    """Read a Claude Desktop config and return the `servers:` mapping for engines.yaml.
+
+    Names cozy cannot use as they are (reserved for built-ins, or with characters other
+    than letters, digits, '_' and '-') are changed; `renames` gets old -> new."""
     file = Path(expand_path(str(path)))
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
@@ -132,5 +164,9 @@ def import_claude_config(path: str | Path) -> dict[str, Any]:
             if kind in ("http", "streamable-http", "sse"):
                 item["transport"] = "sse" if kind == "sse" else "streamable-http"
         safe = re.sub(r"[^A-Za-z0-9_-]", "_", str(name))
+        if safe.lower() in RESERVED:
+            safe = f"{safe}-mcp"
+        if renames is not None and safe != name:
+            renames[str(name)] = safe
         out[safe] = item
     return out

@@ -20,11 +20,15 @@ returns an error ToolOutput, and the next use reconnects.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from typing import Any
 
 from cozy.core.types import ToolOutput, ToolSpec
 from cozy.engines.base import EngineContext, EngineOptions, Health, ToolContext, ToolsEngine
+from cozy.engines.tools import mcp_extras
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
 from cozy.engines.tools.content import result_text
 from cozy.engines.tools.levels import resolve_level
@@ -35,10 +39,40 @@ from cozy.engines.tools.mcp_client import (
     ServerStatus,
     ServerUnavailable,
 )
+from cozy.engines.tools.mcp_common import preflight_config
 from cozy.engines.tools.mcp_config import import_claude_config, parse_servers
+from cozy.engines.tools.mcp_extras import PromptInfo, ResourceInfo, ResourceText
 from cozy.engines.tools.sandbox import DEFAULT_MAX_OUTPUT_CHARS, cap_output, validate_arguments
 
 __all__ = ["MCPTools", "ServerStatus", "import_claude_config"]
+
+# OpenAI-style APIs reject function names over 64 characters; the wire name is the
+# qualified name with "." as "__".
+MAX_WIRE_NAME = 64
+
+
+def qualified_name(server: str, tool: str) -> str:
+    """`server.tool`, shortened with a stable hash suffix when its wire name is too long."""
+    name = f"{server}.{tool}"
+    if len(name.replace(".", "__")) <= MAX_WIRE_NAME:
+        return name
+    digest = hashlib.sha1(tool.encode()).hexdigest()[:8]
+    room = MAX_WIRE_NAME - len(server.replace(".", "__")) - 2 - 9
+    short = tool[: max(room, 1)].replace(".", "_")
+    return f"{server}.{short}-{digest}"
+
+
+def reaches(patterns: Sequence[str], server: str) -> bool:
+    """Could one of these tool globs match a tool of `server` (tools are server.tool)?"""
+    for pattern in patterns:
+        head, dot, _rest = pattern.partition(".")
+        wild = any(c in head for c in "*?[")
+        if not dot:  # a glob over the whole name ("*", "*_file") may match any server
+            if wild:
+                return True
+        elif fnmatchcase(server, head) if wild else head == server:
+            return True
+    return False
 
 
 class MCPOptions(EngineOptions):
@@ -77,6 +111,8 @@ class MCPTools(ToolsEngine):
             )
         # per server: (tools list identity, generation) -> specs by qualified name
         self._specs: dict[str, tuple[int, int, dict[str, tuple[str, ToolSpec]]]] = {}
+        # per server: tools not offered, with the reason (e.g. they need MCP tasks)
+        self.hidden: dict[str, dict[str, str]] = {}
 
     # -- engine surface --------------------------------------------------------------
 
@@ -87,19 +123,38 @@ class MCPTools(ToolsEngine):
         self._builtin.register(spec, fn)
 
     async def list_tools(self) -> list[ToolSpec]:
+        return (await self._list(None))[0]
+
+    async def list_tools_for(self, patterns: Sequence[str]) -> tuple[list[ToolSpec], list[str]]:
+        """Only the servers `patterns` can reach are started (in parallel, each within
+        its start-up timeout); the others cost nothing."""
+        specs, problems = await self._list(patterns)
+        return [s for s in specs if any(fnmatchcase(s.name, p) for p in patterns)], problems
+
+    def server_names(self) -> list[str]:
+        return list(self._conns)
+
+    async def _list(self, patterns: Sequence[str] | None) -> tuple[list[ToolSpec], list[str]]:
         out: list[ToolSpec] = []
         if self._builtin is not None:
             out.extend(await self._builtin.list_tools())
-        conns = list(self._conns.values())
+        conns = [
+            c
+            for c in self._conns.values()
+            if not c.cfg.disabled and (patterns is None or reaches(patterns, c.cfg.name))
+        ]
         results = await asyncio.gather(
             *(self._server_specs(c) for c in conns), return_exceptions=True
         )
-        for result in results:
+        problems: list[str] = []
+        for conn, result in zip(conns, results, strict=True):
             if isinstance(result, dict):
                 out.extend(spec for _raw, spec in result.values())
-            elif isinstance(result, BaseException) and not isinstance(result, Exception):
+            elif isinstance(result, Exception):
+                problems.append(f"tools from '{conn.cfg.name}' unavailable: {result}")
+            elif isinstance(result, BaseException):
                 raise result  # cancellation and friends are not "a server failed"
-        return out
+        return out, problems
 
     async def execute_tool(
         self, name: str, arguments: dict[str, Any], ctx: ToolContext
@@ -117,6 +172,10 @@ class MCPTools(ToolsEngine):
             if row["state"] == "running" and not conn._healthy():
                 row["state"] = "failed"
                 row["last_error"] = row["last_error"] or "the server process exited"
+            row["hidden_tools"] = dict(self.hidden.get(conn.cfg.name, {}))
+            row["stderr_bytes"] = conn._stderr.total if conn._stderr is not None else 0
+            if row["state"] == "failed":
+                row["fix"] = conn._hint()
         if self._builtin is not None:
             count = len(await self._builtin.list_tools())
             rows.insert(
@@ -128,11 +187,29 @@ class MCPTools(ToolsEngine):
         return rows
 
     async def health_check(self) -> Health:
-        bad = [s for s in await self.servers_status() if s["state"] == "failed"]
+        """Without starting anything: config errors, failed servers, and stdio commands
+        or working directories that do not exist."""
+        bad = [
+            f"{s['name']}: {s['last_error']}"
+            for s in await self.servers_status()
+            if s["state"] == "failed"
+        ]
+        for conn in self._conns.values():
+            if conn.status.state in ("failed", "disabled") or conn.cfg.transport != "stdio":
+                continue
+            try:
+                preflight_config(conn.cfg)
+            except FileNotFoundError as exc:
+                bad.append(f"{conn.cfg.name}: {exc}")
+        active = sum(1 for c in self._conns.values() if not c.cfg.disabled)
         if not bad:
-            return Health(ok=True, detail=f"{len(self._conns)} MCP servers configured")
-        detail = "; ".join(f"{s['name']}: {s['last_error']}" for s in bad)
-        return Health(ok=False, detail=detail, fix="run `cozy tools servers` and fix engines.yaml")
+            return Health(ok=True, detail=f"{active} MCP servers configured")
+        return Health(
+            ok=False,
+            detail="; ".join(bad),
+            fix="fix the command, args or url of that server in engines.yaml (or set "
+            "`disabled: true` on it), then check with `cozy tools servers`",
+        )
 
     async def initialize(self) -> None:
         if self.opts.eager:
@@ -153,6 +230,65 @@ class MCPTools(ToolsEngine):
         finally:
             self._specs.clear()  # servers start again lazily if the engine is reused
 
+    # -- prompts and resources (MCP beyond tools) -------------------------------------
+
+    def _conn(self, server: str) -> MCPServerConnection:
+        conn = self._conns.get(server)
+        if conn is None:
+            from cozy.core.errors import NotFoundError
+
+            raise NotFoundError(
+                f"no MCP server named '{server}'",
+                hint=f"configured: {', '.join(sorted(self._conns)) or 'none'} (engines.yaml)",
+            )
+        return conn
+
+    async def _each(self, server: str | None, fn: Any) -> tuple[list[Any], list[str]]:
+        conns = (
+            [self._conn(server)]
+            if server
+            else [c for c in self._conns.values() if not c.cfg.disabled]
+        )
+
+        async def one(conn: MCPServerConnection) -> list[Any]:
+            session = await conn.session()
+            return list(await fn(conn.cfg.name, session, conn.cfg.timeout or self.timeout))
+
+        results = await asyncio.gather(*(one(c) for c in conns), return_exceptions=True)
+        out: list[Any] = []
+        problems: list[str] = []
+        for conn, result in zip(conns, results, strict=True):
+            if isinstance(result, list):
+                out.extend(result)
+            elif isinstance(result, Exception):
+                problems.append(f"'{conn.cfg.name}' unavailable: {result}")
+            else:
+                raise result
+        return out, problems
+
+    async def list_prompts(self, server: str | None = None) -> tuple[list[PromptInfo], list[str]]:
+        return await self._each(server, mcp_extras.list_prompts)
+
+    async def get_prompt(self, qualified: str, arguments: dict[str, str]) -> list[dict[str, str]]:
+        server, _, name = qualified.partition(".")
+        conn = self._conn(server)
+        session = await conn.session()
+        return await mcp_extras.get_prompt(
+            server, session, name, arguments, conn.cfg.timeout or self.timeout
+        )
+
+    async def list_resources(
+        self, server: str | None = None
+    ) -> tuple[list[ResourceInfo], list[str]]:
+        return await self._each(server, mcp_extras.list_resources)
+
+    async def read_resource(self, server: str, uri: str) -> ResourceText:
+        conn = self._conn(server)
+        session = await conn.session()
+        return await mcp_extras.read_resource(
+            server, session, uri, conn.cfg.timeout or self.timeout
+        )
+
     # -- internals -----------------------------------------------------------------
 
     async def _server_specs(self, conn: MCPServerConnection) -> dict[str, tuple[str, ToolSpec]]:
@@ -162,19 +298,33 @@ class MCPTools(ToolsEngine):
         if cached is not None and cached[:2] == key:
             return cached[2]
         specs: dict[str, tuple[str, ToolSpec]] = {}
+        hidden: dict[str, str] = {}
         for tool in tools:
-            qualified = f"{conn.cfg.name}.{tool.name}"
+            execution = getattr(tool, "execution", None)
+            if getattr(execution, "task_support", None) == "required":
+                hidden[tool.name] = (
+                    "needs MCP task augmentation (execution.taskSupport: required), "
+                    "which cozy does not run yet"
+                )
+                continue
+            qualified = qualified_name(conn.cfg.name, tool.name)
             specs[qualified] = (
                 tool.name,
                 ToolSpec(
                     name=qualified,
                     description=tool.description or getattr(tool, "title", None) or "",
                     parameters=tool.input_schema or {"type": "object"},
-                    level=resolve_level(tool.name, tool.annotations, conn.cfg.levels),
+                    level=resolve_level(
+                        tool.name,
+                        tool.annotations,
+                        conn.cfg.levels,
+                        trusted=conn.cfg.trust_annotations,
+                    ),
                     server=conn.cfg.name,
                 ),
             )
         self._specs[conn.cfg.name] = (key[0], key[1], specs)
+        self.hidden[conn.cfg.name] = hidden
         return specs
 
     def _resolve(self, name: str) -> tuple[MCPServerConnection | None, str]:
@@ -212,7 +362,7 @@ class MCPTools(ToolsEngine):
             return ToolOutput(f"{name}: {problem}", is_error=True)
         timeout = conn.cfg.timeout or self.timeout
         try:
-            result = await conn.call(raw, arguments, timeout)
+            result = await conn.call(raw, arguments, timeout, ctx.extra.get("on_progress"))
         except (CallTimeout, CallFailed) as exc:
             return ToolOutput(f"{name} {exc.message}", is_error=True)
         except ServerUnavailable as exc:

@@ -2,10 +2,13 @@
 
     voice:
       provider: local
-      stt: {provider: pocketsphinx}            # openai | faster-whisper
-      tts: {provider: espeak, voice: en-us}    # openai
-      vad: {provider: auto}                    # silero | webrtc
+      stt: {provider: faster-whisper, model: base}   # pocketsphinx | openai
+      tts: {provider: piper}                         # espeak | openai
+      vad: {provider: auto}                          # silero | webrtc
       output_rate: 24000
+
+Each part falls back to the light offline one (pocketsphinx, espeak-ng) when the
+default cannot load; `health_check` and `cozy doctor` say so and name the fix.
 
 Blocking provider work runs in threads (`asyncio.to_thread`), never on the loop.
 """
@@ -21,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from cozy.core.errors import EngineError
-from cozy.engines.base import EngineContext, EngineOptions, Health, TranscriptEvent, VoiceEngine
+from cozy.engines.base import (
+    EngineContext,
+    EngineOptions,
+    Health,
+    Transcript,
+    TranscriptEvent,
+    VoiceEngine,
+)
 from cozy.engines.voice.audio import (
     STT_RATE,
     Clip,
@@ -31,9 +41,10 @@ from cozy.engines.voice.audio import (
     is_silent,
     resample,
 )
+from cozy.engines.voice.providers import make_stt, make_tts
 from cozy.engines.voice.sentences import sentences
-from cozy.engines.voice.stt import STT, make_stt
-from cozy.engines.voice.tts import TTS, make_tts
+from cozy.engines.voice.stt import STT
+from cozy.engines.voice.tts import TTS
 from cozy.engines.voice.vad import VAD, Segmenter, Span, make_vad, speech_spans
 
 
@@ -61,13 +72,19 @@ class LocalVoice(VoiceEngine):
         self.tts: TTS | None = None
         self._vad: VAD | None = None
         self._vad_lock = asyncio.Lock()
+        self._init_lock = asyncio.Lock()
         self.timings: dict[str, float] = {}
 
     async def initialize(self) -> None:
-        if self.stt is None:
-            self.stt = await asyncio.to_thread(make_stt, self.opts.stt)
-        if self.tts is None:
-            self.tts = await asyncio.to_thread(make_tts, self.opts.tts)
+        # One load however many first requests arrive together (each would otherwise
+        # load its own model, and the others see a half-built engine).
+        async with self._init_lock:
+            if self.stt is None or self.tts is None:
+                stt, tts = await asyncio.gather(
+                    asyncio.to_thread(make_stt, self.opts.stt),
+                    asyncio.to_thread(make_tts, self.opts.tts),
+                )
+                self.stt, self.tts = stt, tts
 
     def _ready(self) -> tuple[STT, TTS]:
         if self.stt is None or self.tts is None:
@@ -80,7 +97,17 @@ class LocalVoice(VoiceEngine):
         except EngineError as exc:
             return Health(ok=False, detail=exc.message, fix=exc.hint or "")
         stt, tts = self._ready()
-        return Health(ok=True, detail=f"stt={stt.name} tts={tts.name}")
+        reasons = [r for r in (stt.fallback_reason, tts.fallback_reason) if r]
+        detail = f"stt={stt.name} tts={tts.name}"
+        if reasons:
+            return Health(ok=False, detail=f"{detail} (fallback: {'; '.join(reasons)})",
+                          fix="./install.sh --extras voice")  # fmt: skip
+        return Health(ok=True, detail=detail)
+
+    async def diagnose(self) -> list[tuple[str, Health]]:
+        from cozy.engines.voice.diagnose import diagnose
+
+        return await diagnose(self)
 
     async def close(self) -> None:
         for part in (self.stt, self.tts):
@@ -109,20 +136,45 @@ class LocalVoice(VoiceEngine):
         return await asyncio.to_thread(speech_spans, vad, samples, **kw)
 
     # --- speech to text ---------------------------------------------------------
-    async def transcribe_clip(self, clip: Clip) -> str:
+    async def transcribe_clip(self, clip: Clip, *, language: str | None = None) -> str:
+        return (await self.transcribe_clip_detailed(clip, language=language)).text
+
+    async def transcribe_clip_detailed(
+        self,
+        clip: Clip,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        words: bool = False,
+    ) -> Transcript:
         stt, _ = self._ready()
         samples = await asyncio.to_thread(resample, clip.samples, clip.rate, STT_RATE)
         if is_silent(samples):  # recognisers hallucinate words in digital silence
             self.timings["stt_s"] = 0.0
-            return ""
+            return Transcript("", len(samples) / STT_RATE, language)
         started = time.perf_counter()
-        text = await asyncio.to_thread(stt.transcribe, samples)
+        result = await asyncio.to_thread(
+            stt.transcribe_detailed, samples, language=language, prompt=prompt, words=words
+        )
         self.timings["stt_s"] = time.perf_counter() - started
         self.timings["stt_audio_s"] = len(samples) / STT_RATE
-        return text
+        return result
 
     async def transcribe(self, pcm: bytes, sample_rate: int) -> str:
         return await self.transcribe_clip(decode_pcm16(pcm, sample_rate))
+
+    async def transcribe_detailed(
+        self,
+        pcm: bytes,
+        sample_rate: int,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        words: bool = False,
+    ) -> Transcript:
+        return await self.transcribe_clip_detailed(
+            decode_pcm16(pcm, sample_rate), language=language, prompt=prompt, words=words
+        )
 
     async def transcribe_stream(
         self, chunks: AsyncIterator[bytes], sample_rate: int
@@ -152,19 +204,33 @@ class LocalVoice(VoiceEngine):
             await asyncio.to_thread(session.close)
 
     # --- text to speech ---------------------------------------------------------
-    async def synthesize(self, text: str) -> Clip:
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, speed: float | None = None
+    ) -> Clip:
         """The whole text spoken, at `output_rate`."""
-        parts = [from_pcm16(b) async for b in self.speak_stream(_once(text))]
+        stream = self.speak_stream(_once(text), voice=voice, speed=speed)
+        parts = [from_pcm16(b) async for b in stream]
         samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         return Clip(samples, self.output_rate)
 
-    async def speak_stream(self, text: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    async def check_voice(self, voice: str | None) -> None:
+        _, tts = self._ready()
+        tts.check_voice(voice)
+
+    def voices(self) -> list[str]:
+        _, tts = self._ready()
+        return tts.voices()
+
+    async def speak_stream(
+        self, text: AsyncIterator[str], *, voice: str | None = None, speed: float | None = None
+    ) -> AsyncIterator[bytes]:
         """PCM16 at `output_rate`, starting at the first complete sentence.
 
         A reader task keeps pulling the text stream (so the LLM answer is read and
         persisted at its own pace) while sentences are synthesised in order.
         """
         _, tts = self._ready()
+        tts.check_voice(voice)
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.timings.pop("first_audio_s", None)
 
@@ -180,7 +246,7 @@ class LocalVoice(VoiceEngine):
         self.timings.pop("first_sentence_at", None)
         try:
             while (sentence := await queue.get()) is not None:
-                async for chunk in self._speak_sentence(tts, sentence):
+                async for chunk in self._speak_sentence(tts, sentence, voice, speed):
                     if "first_audio_s" not in self.timings and "first_sentence_at" in self.timings:
                         self.timings["first_audio_s"] = (
                             time.perf_counter() - self.timings["first_sentence_at"]
@@ -193,8 +259,10 @@ class LocalVoice(VoiceEngine):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def _speak_sentence(self, tts: TTS, sentence: str) -> AsyncIterator[bytes]:
-        iterator = tts.stream(sentence)
+    async def _speak_sentence(
+        self, tts: TTS, sentence: str, voice: str | None, speed: float | None
+    ) -> AsyncIterator[bytes]:
+        iterator = tts.stream(sentence, voice=voice, speed=speed)
         sentinel = object()
         while True:
             item = await asyncio.to_thread(next, iterator, sentinel)

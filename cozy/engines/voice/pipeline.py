@@ -41,17 +41,18 @@ async def voice_turn(
     voice: TranscribesClips,
     audio: Clip,
     ask: Callable[[str], AsyncIterator[str]],
-    sink: Sink,
+    sink: Sink | None,
     *,
     status: Status | None = None,
     interrupt: asyncio.Event | None = None,
     listen: AsyncIterator[Samples] | None = None,
+    language: str | None = None,
 ) -> TurnResult:
     say = status or (lambda _s, _i: None)
     result = TurnResult()
     t0 = time.perf_counter()
     say("transcribing", {"seconds": audio.seconds})
-    result.transcript = (await voice.transcribe_clip(audio)).strip()
+    result.transcript = (await voice.transcribe_clip(audio, language=language)).strip()
     result.timings["transcript_s"] = time.perf_counter() - t0
     if not result.transcript:
         result.status = "no_speech"
@@ -75,6 +76,10 @@ async def voice_turn(
         watchers.append(asyncio.create_task(_listen_for_speech(voice, listen, stop)))
 
     async def speak() -> None:
+        if sink is None:  # text only (no speaker, no output file): read the answer
+            async for _ in tracked():
+                pass
+            return
         async for pcm in voice.speak_stream(tracked()):
             if "first_audio_s" not in result.timings:
                 result.timings["first_audio_s"] = time.perf_counter() - t0
@@ -90,13 +95,14 @@ async def voice_turn(
     try:
         await asyncio.wait({speaker, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set() and not speaker.done():
-            sink.stop()  # silence first, then tidy up
+            if sink is not None:
+                sink.stop()  # silence first, then tidy up
             result.status = "interrupted"
             speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await speaker
             await asyncio.sleep(0.05)  # let the playback loop confirm silence
-            result.barge_in_latency = sink.buffer.stop_latency
+            result.barge_in_latency = sink.buffer.stop_latency if sink is not None else None
             say("interrupted", {})
         else:
             await speaker  # re-raise a failure

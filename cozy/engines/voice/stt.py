@@ -1,4 +1,5 @@
-"""Speech-to-text providers: pocketsphinx (offline default), OpenAI-compatible, faster-whisper.
+"""Speech-to-text providers: pocketsphinx (fallback and command mode), OpenAI-compatible,
+and the factory (faster-whisper, the default, lives in `stt_whisper.py`).
 
 Providers are blocking and take 16 kHz mono float32; the voice engine runs them in
 threads. `stream()` returns a session that takes chunks and gives partial results
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cozy.core.errors import ConfigError, EngineError, MissingExtraError
+from cozy.engines.base import Segment, Transcript
 from cozy.engines.voice.audio import STT_RATE, encode_wav, to_pcm16
 
 if TYPE_CHECKING:
@@ -44,12 +46,27 @@ class STTStream:
 class STT(ABC):
     name: str = ""
     streams_partials: bool = False
+    fallback_reason: str = ""  # set when this recogniser stands in for the configured one
+    model_dir: Path | None = None  # where the model files are, for `cozy doctor`
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
 
     @abstractmethod
     def transcribe(self, samples: Samples) -> str: ...
+
+    def transcribe_detailed(
+        self,
+        samples: Samples,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        words: bool = False,
+    ) -> Transcript:
+        """One segment by default; recognisers with timings (Whisper) give them all."""
+        text = self.transcribe(samples)
+        duration = len(samples) / STT_RATE
+        return Transcript(text, duration, language, [Segment(0, 0.0, duration, text)])
 
     def stream(self) -> STTStream:
         return STTStream(self)
@@ -274,70 +291,3 @@ class OpenAISTT(STT):
 
     def close(self) -> None:
         self._client.close()
-
-
-# --- faster-whisper --------------------------------------------------------------
-
-
-class FasterWhisperSTT(STT):
-    """faster-whisper (CTranslate2) from a local model directory (optional extra).
-
-    Options: model_path (required: a converted CTranslate2 Whisper model directory),
-    device (cpu), compute_type (int8), language, beam_size (1).
-    """
-
-    name = "faster-whisper"
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        model_path = options.get("model_path")
-        if not model_path:
-            raise ConfigError(
-                "voice.stt.model_path is required for faster-whisper",
-                hint="download a CTranslate2 Whisper model (e.g. Systran/faster-whisper-base.en) "
-                "and set voice.stt.model_path to its directory",
-            )
-        path = Path(str(model_path)).expanduser()
-        if not (path / "model.bin").is_file():
-            raise EngineError(
-                f"no faster-whisper model at {path} (model.bin missing)",
-                hint="set voice.stt.model_path to a CTranslate2 Whisper model directory",
-            )
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError as exc:
-            raise MissingExtraError("whisper", "the faster-whisper STT provider") from exc
-        self.language = options.get("language")
-        self.beam_size = int(options.get("beam_size", 1))
-        self._model = WhisperModel(
-            str(path),
-            device=str(options.get("device", "cpu")),
-            compute_type=str(options.get("compute_type", "int8")),
-            local_files_only=True,
-        )
-
-    def transcribe(self, samples: Samples) -> str:
-        if len(samples) == 0:
-            return ""
-        segments, _info = self._model.transcribe(
-            samples, language=self.language, beam_size=self.beam_size, vad_filter=False
-        )
-        return " ".join(s.text.strip() for s in segments).strip()
-
-
-STT_PROVIDERS: dict[str, type[STT]] = {
-    "pocketsphinx": PocketSphinxSTT,
-    "openai": OpenAISTT,
-    "faster-whisper": FasterWhisperSTT,
-}
-
-
-def make_stt(options: dict[str, Any] | None) -> STT:
-    opts = dict(options or {})
-    provider = str(opts.pop("provider", "pocketsphinx"))
-    cls = STT_PROVIDERS.get(provider)
-    if cls is None:
-        raise ConfigError(
-            f"unknown STT provider '{provider}'",
-            hint="use one of: " + ", ".join(STT_PROVIDERS) + " in voice.stt.provider",
-        )
-    return cls(opts)

@@ -1,4 +1,5 @@
-"""Text-to-speech providers: espeak-ng (offline default) and OpenAI-compatible.
+"""Text-to-speech providers: espeak-ng (the light fallback), OpenAI-compatible, and the
+factory (Piper, the default, lives in `tts_piper.py`).
 
 Providers are blocking; the voice engine runs them in threads, one sentence at a
 time, so speech starts as soon as the first sentence of an answer is complete.
@@ -11,22 +12,31 @@ import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cozy.core.errors import ConfigError, EngineError
+from cozy.core.errors import EngineError
 from cozy.engines.voice.audio import AudioFormatError, Clip, decode, from_pcm16
 
 if TYPE_CHECKING:
     from cozy.engines.voice.audio import Samples
 
+# OpenAI's voice names: accepted everywhere so OpenAI clients work unchanged; each
+# provider maps them to one of its own voices.
+OPENAI_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer",
+     "verse", "marin", "cedar"}
+)  # fmt: skip
 ESPEAK_HINT = "install it with `sudo apt-get install espeak-ng` (or `./install.sh --system`)"
 
 
 class TTS(ABC):
     name: str = ""
     rate: int = 22_050
+    fallback_reason: str = ""  # set when this voice stands in for the configured one
+    model_dir: Path | None = None
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
@@ -34,8 +44,16 @@ class TTS(ABC):
     @abstractmethod
     def synthesize(self, text: str) -> Clip: ...
 
-    def stream(self, text: str) -> Iterator[Samples]:
+    def stream(
+        self, text: str, *, voice: str | None = None, speed: float | None = None
+    ) -> Iterator[Samples]:
         yield self.synthesize(text).samples
+
+    def voices(self) -> list[str]:
+        return sorted(OPENAI_VOICES)
+
+    def check_voice(self, voice: str | None) -> None:  # noqa: B027 - optional
+        """Raise `UsageError` for a voice this provider cannot speak with."""
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release clients."""
@@ -62,18 +80,31 @@ class EspeakTTS(TTS):
         self.timeout = float(options.get("timeout", 30))
         self.rate = 22_050
 
-    def _args(self) -> list[str]:
-        args = [self.binary, "--stdout", "--stdin", "-v", self.voice, "-s", str(self.speed)]
+    def _args(self, voice: str | None = None, speed: float | None = None) -> list[str]:
+        name = self.voice if not voice or voice in OPENAI_VOICES else voice
+        wpm = max(80, min(500, round(self.speed * (speed or 1.0))))
+        args = [self.binary, "--stdout", "--stdin", "-v", name, "-s", str(wpm)]
         if self.pitch is not None:
             args += ["-p", str(int(self.pitch))]
         return args
 
+    def voices(self) -> list[str]:
+        return sorted({*OPENAI_VOICES, self.voice})
+
+    def stream(
+        self, text: str, *, voice: str | None = None, speed: float | None = None
+    ) -> Iterator[Samples]:
+        yield self._run(text, voice, speed).samples
+
     def synthesize(self, text: str) -> Clip:
+        return self._run(text, None, None)
+
+    def _run(self, text: str, voice: str | None, speed: float | None) -> Clip:
         if not text.strip():
             return Clip(np.zeros(0, dtype=np.float32), self.rate)
         try:
             proc = subprocess.run(
-                self._args(),
+                self._args(voice, speed),
                 input=text.encode("utf-8"),
                 capture_output=True,
                 timeout=self.timeout,
@@ -132,19 +163,21 @@ class OpenAITTS(TTS):
             max_retries=int(options.get("max_retries", 1)),
         )
 
-    def stream(self, text: str) -> Iterator[Samples]:
+    def stream(
+        self, text: str, *, voice: str | None = None, speed: float | None = None
+    ) -> Iterator[Samples]:
         import openai
 
         if not text.strip():
             return
         kw: dict[str, Any] = {
             "model": self.model,
-            "voice": self.voice,
+            "voice": voice or self.voice,
             "input": text,
             "response_format": "pcm",
         }
-        if self.speed is not None:
-            kw["speed"] = float(self.speed)
+        if self.speed is not None or speed is not None:
+            kw["speed"] = float(self.speed or 1.0) * float(speed or 1.0)
         try:
             with self._client.audio.speech.with_streaming_response.create(**kw) as resp:
                 carry = b""
@@ -172,18 +205,3 @@ class OpenAITTS(TTS):
 
     def close(self) -> None:
         self._client.close()
-
-
-TTS_PROVIDERS: dict[str, type[TTS]] = {"espeak": EspeakTTS, "openai": OpenAITTS}
-
-
-def make_tts(options: dict[str, Any] | None) -> TTS:
-    opts = dict(options or {})
-    provider = str(opts.pop("provider", "espeak"))
-    cls = TTS_PROVIDERS.get(provider)
-    if cls is None:
-        raise ConfigError(
-            f"unknown TTS provider '{provider}'",
-            hint="use one of: " + ", ".join(TTS_PROVIDERS) + " in voice.tts.provider",
-        )
-    return cls(opts)

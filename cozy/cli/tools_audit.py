@@ -1,0 +1,80 @@
+"""`cozy tools audit`: what each attempted tool call did, and who allowed it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from cozy.cli._common import console, print_json, run_async, runtime, state, when
+
+
+def _first_line(text: str, width: int) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def audit_cmd(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="newest N calls")] = 20,
+    tool: Annotated[str | None, typer.Option("--tool", help="only tools matching (glob)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Every attempted tool call: who allowed it, what went in (redacted) and came out."""
+
+    async def go() -> None:
+        from fnmatch import fnmatchcase
+
+        user = state.settings().user
+        async with runtime(engines=False) as rt:
+            rows = await rt.store.list_audit(user_id=user, limit=max(limit, 1) * 4)
+        calls = [
+            r
+            for r in rows
+            if r.get("kind") == "tool_call" and (not tool or fnmatchcase(r.get("tool") or "", tool))
+        ][: max(limit, 1)]
+        data = [_audit_row(r) for r in calls]
+        if as_json:
+            print_json(data)
+            return
+        if not data:
+            console().print("no tool calls audited yet")
+            return
+        from rich.table import Table
+
+        table = Table("when", "tool", "level", "outcome", "allowed by", "ms", "arguments", box=None)
+        for d in data:
+            table.add_row(
+                when(d["at"]),
+                d["tool"],
+                d["level"] or "-",
+                d["status"],
+                f"{d['approver'].get('by', d['decision'])} ({d['approver'].get('face', '-')})",
+                f"{d['duration_ms']:.0f}" if d["duration_ms"] is not None else "-",
+                _first_line(d["arguments"], 50),
+            )
+        console().print(table)
+
+    run_async(go, as_json=as_json)
+
+
+def _audit_row(r: dict[str, Any]) -> dict[str, Any]:
+    detail = r.get("detail") or {}
+    return {
+        "id": r.get("id"),
+        "at": r.get("created_at"),
+        "tool": r.get("tool"),
+        "level": r.get("level"),
+        "decision": r.get("decision"),
+        "status": r.get("status"),
+        "duration_ms": r.get("duration_ms"),
+        "session_id": r.get("session_id"),
+        "personality": r.get("personality_id"),
+        "approver": detail.get("approver") or {},
+        "arguments": detail.get("arguments") or "",
+        "result": detail.get("result") or "",
+        "output_size": r.get("output_size"),
+    }
+
+
+def register_audit(app: typer.Typer) -> None:
+    app.command("audit")(audit_cmd)

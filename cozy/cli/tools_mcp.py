@@ -1,0 +1,186 @@
+"""`cozy tools prompts / resources / read`, and the `--prompt` / `--resource` pieces of
+`cozy run`: MCP prompts and resources from the configured servers."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cozy.cli._common import console, print_json, run_async, runtime
+
+if TYPE_CHECKING:
+    from cozy.runtime import Runtime
+
+
+def _engine(rt: Runtime, need: type) -> Any:
+    from cozy.core.errors import ConfigError
+
+    engine = rt.orchestrator.tools.engine
+    if not isinstance(engine, need):
+        raise ConfigError(
+            "the tools engine has no MCP servers",
+            hint="set `tools: {provider: mcp, servers: ...}` in engines.yaml",
+        )
+    return engine
+
+
+def _warn(problems: list[str]) -> None:
+    err = console(stderr=True)
+    for problem in problems:
+        err.print(f"warning: {problem}", markup=False)
+
+
+def prompts_cmd(
+    server: Annotated[str | None, typer.Option("--server", help="only this server")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """MCP prompts: use one with `cozy run --prompt SERVER.NAME key=value ...`."""
+
+    async def go() -> None:
+        from cozy.engines.base import ServesPrompts
+
+        async with runtime() as rt:
+            prompts, problems = await _engine(rt, ServesPrompts).list_prompts(server)
+        _warn(problems)
+        rows = [
+            {
+                "name": p.qualified,
+                "description": p.description,
+                "arguments": p.arguments,
+            }
+            for p in prompts
+        ]
+        if as_json:
+            print_json(rows)
+            return
+        if not rows:
+            console().print("no prompts")
+            return
+        from rich.table import Table
+
+        table = Table("prompt", "arguments (* = required)", "description", box=None)
+        for r in rows:
+            args = ", ".join(f"{a['name']}{'*' if a['required'] else ''}" for a in r["arguments"])
+            table.add_row(r["name"], args or "-", (r["description"] or "").splitlines()[0][:60])
+        console().print(table)
+
+    run_async(go, as_json=as_json)
+
+
+def resources_cmd(
+    server: Annotated[str | None, typer.Option("--server", help="only this server")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """MCP resources: attach one with `cozy run --resource SERVER:URI`."""
+
+    async def go() -> None:
+        from cozy.engines.base import ServesResources
+
+        async with runtime() as rt:
+            found, problems = await _engine(rt, ServesResources).list_resources(server)
+        _warn(problems)
+        rows = [
+            {
+                "ref": f"{r.server}:{r.uri}",
+                "name": r.name,
+                "mime_type": r.mime_type,
+                "description": r.description,
+            }
+            for r in found
+        ]
+        if as_json:
+            print_json(rows)
+            return
+        if not rows:
+            console().print("no resources")
+            return
+        from rich.table import Table
+
+        table = Table("resource", "name", "type", box=None)
+        for r in rows:
+            table.add_row(r["ref"], r["name"], r["mime_type"] or "-")
+        console().print(table)
+
+    run_async(go, as_json=as_json)
+
+
+def read_cmd(
+    ref: Annotated[str, typer.Argument(help="SERVER:URI, as `cozy tools resources` lists")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Print one MCP resource."""
+
+    async def go() -> None:
+        async with runtime() as rt:
+            res = await read_ref(rt, ref)
+        if as_json:
+            print_json(
+                {
+                    "ref": ref,
+                    "mime_type": res.mime_type,
+                    "text": res.text,
+                    "truncated": res.truncated,
+                }
+            )
+        else:
+            sys.stdout.write(res.text + ("" if res.text.endswith("\n") else "\n"))
+
+    run_async(go, as_json=as_json)
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    from cozy.core.errors import UsageError
+
+    server, sep, uri = ref.partition(":")
+    if not sep or not server or not uri:
+        raise UsageError(
+            f"'{ref}' is not SERVER:URI",
+            hint="e.g. `everything:demo://resource/static/document/features.md`; "
+            "`cozy tools resources` lists them",
+        )
+    return server, uri
+
+
+async def read_ref(rt: Runtime, ref: str) -> Any:
+    from cozy.engines.base import ServesResources
+
+    server, uri = split_ref(ref)
+    return await _engine(rt, ServesResources).read_resource(server, uri)
+
+
+async def render_prompt(rt: Runtime, qualified: str, pairs: list[str]) -> str:
+    """`--prompt SERVER.NAME key=value...`: the server's prompt as the turn's text."""
+    from cozy.core.errors import UsageError
+    from cozy.engines.base import ServesPrompts
+
+    if "." not in qualified:
+        raise UsageError(
+            f"--prompt '{qualified}' is not SERVER.NAME", hint="`cozy tools prompts` lists them"
+        )
+    args: dict[str, str] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        args[key] = value
+    messages = await _engine(rt, ServesPrompts).get_prompt(qualified, args)
+    # one user turn: the messages in order, labelled when the prompt has several roles
+    if all(m["role"] == "user" for m in messages):
+        return "\n\n".join(m["content"] for m in messages)
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+
+
+def attach_resources(text: str, resources: list[Any]) -> str:
+    """The turn's text with each resource before it, cited as SERVER:URI."""
+    blocks = []
+    for r in resources:
+        cut = " (truncated)" if r.truncated else ""
+        blocks.append(f'<resource ref="{r.server}:{r.uri}"{cut}>\n{r.text}\n</resource>')
+    blocks.append(text)
+    return "\n\n".join(blocks)
+
+
+def register_mcp(app: typer.Typer) -> None:
+    app.command("prompts")(prompts_cmd)
+    app.command("resources")(resources_cmd)
+    app.command("read")(read_cmd)

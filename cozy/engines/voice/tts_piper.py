@@ -1,0 +1,127 @@
+"""Piper (neural, ONNX, offline): the default voice. piper-tts is GPL-3.0, so it stays in
+the optional `voice` extra; cozy itself only calls it.
+
+Options (engines.yaml `voice.tts`):
+    model: en_US-joe-medium     # the packaged voice, or a path to any Piper .onnx voice
+    voices: {nova: ~/voices/en_US-amy-medium.onnx}   # names (OpenAI's too) -> voices
+    speed: 1.0                  # 2.0 speaks twice as fast
+    noise_scale / noise_w       # the voice's own defaults unless set
+
+OpenAI voice names (alloy, echo, nova, ...) not listed in `voices` use `model`, so
+OpenAI clients work unchanged; a path to an .onnx file picks that voice directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cozy.core.errors import EngineError, MissingExtraError, UsageError
+from cozy.engines.voice.audio import Clip, resample
+from cozy.engines.voice.tts import OPENAI_VOICES, TTS
+
+if TYPE_CHECKING:
+    from cozy.engines.voice.audio import Samples
+
+PACKAGED_VOICE = "en_US-joe-medium"
+
+
+def _voice_file(value: str) -> Path:
+    if value in (PACKAGED_VOICE, "joe", "default"):
+        from cozy.engines.voice.model_files import piper_voice
+
+        return piper_voice()
+    path = Path(value).expanduser()
+    if path.suffix != ".onnx":
+        path = path.with_name(path.name + ".onnx") if not path.is_dir() else path
+    if not path.is_file() or not Path(str(path) + ".json").is_file():
+        raise EngineError(
+            f"no Piper voice at {path} (the .onnx and its .onnx.json are both needed)",
+            hint="set voice.tts.model to a Piper .onnx voice, or `en_US-joe-medium`",
+        )
+    return path
+
+
+class PiperTTS(TTS):
+    name = "piper"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        super().__init__(options)
+        try:
+            from piper import PiperVoice, SynthesisConfig
+        except ImportError as exc:
+            raise MissingExtraError("voice", "the Piper voice") from exc
+        self._load_voice = PiperVoice.load
+        self._config_cls = SynthesisConfig
+        self.model = _voice_file(str(options.get("model", PACKAGED_VOICE)))
+        self.model_dir = self.model.parent
+        self.speed = float(options.get("speed", 1.0))
+        self.noise_scale = options.get("noise_scale")
+        self.noise_w = options.get("noise_w")
+        self.voice_map = {str(k): str(v) for k, v in dict(options.get("voices") or {}).items()}
+        self._voices: dict[Path, Any] = {}
+        self._lock = threading.Lock()
+        default = self._voice(self.model)  # load now: errors surface at startup
+        self.rate = int(default.config.sample_rate)
+
+    def _voice(self, path: Path) -> Any:
+        with self._lock:
+            voice = self._voices.get(path)
+            if voice is None:
+                try:
+                    voice = self._load_voice(path)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise EngineError(
+                        f"Piper could not load {path}: {exc}",
+                        hint="check that it is a Piper voice (.onnx with its .onnx.json)",
+                    ) from exc
+                self._voices[path] = voice
+            return voice
+
+    def voices(self) -> list[str]:
+        return sorted({*OPENAI_VOICES, *self.voice_map, PACKAGED_VOICE})
+
+    def _pick(self, voice: str | None) -> Path:
+        if not voice or voice == PACKAGED_VOICE:
+            return self.model
+        if voice in self.voice_map:
+            return _voice_file(self.voice_map[voice])
+        if voice in OPENAI_VOICES:
+            return self.model
+        if voice.endswith(".onnx") or "/" in voice:
+            return _voice_file(voice)
+        raise UsageError(
+            f"unknown voice '{voice}'",
+            hint="use one of: "
+            + ", ".join(self.voices())
+            + " (or map more names in voice.tts.voices)",
+        )
+
+    def check_voice(self, voice: str | None) -> None:
+        self._pick(voice)
+
+    def stream(
+        self, text: str, *, voice: str | None = None, speed: float | None = None
+    ) -> Iterator[Samples]:
+        if not text.strip():
+            return
+        piper = self._voice(self._pick(voice))
+        rate = self.speed * (speed or 1.0)
+        config = self._config_cls(
+            length_scale=(piper.config.length_scale or 1.0) / max(rate, 0.05),
+            noise_scale=self.noise_scale,
+            noise_w_scale=self.noise_w,
+            volume=0.9,  # Piper peak-normalises each sentence; leave headroom for encoders
+        )
+        for chunk in piper.synthesize(text, config):
+            samples = np.asarray(chunk.audio_float_array, dtype=np.float32)
+            yield resample(samples, int(chunk.sample_rate), self.rate)
+
+    def synthesize(self, text: str) -> Clip:
+        parts = list(self.stream(text))
+        samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        return Clip(samples, self.rate)

@@ -1,0 +1,141 @@
+"""MCP beyond tool calls, against the reference servers from npm (installed by
+./install.sh --dev): prompts, resources, progress notifications, and servers whose
+natural names collide with cozy's built-ins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import write_engines
+from npm_servers import npm_server
+from test_cli_tools import cozy
+
+from cozy.core.types import Caller
+from cozy.engines.base import ToolContext
+from cozy.engines.tools.mcp_provider import MCPTools
+from cozy.testing import FakeModelServer
+
+DOC = "demo://resource/static/document/architecture.md"
+
+
+async def test_prompts_resources_and_progress_from_server_everything() -> None:
+    eng = MCPTools({"servers": {"ev": npm_server("everything", "stdio")}, "builtin": False})
+    try:
+        prompts, problems = await eng.list_prompts()
+        assert problems == []
+        by_name = {p.qualified: p for p in prompts}
+        assert by_name["ev.args-prompt"].arguments[0] == {
+            "name": "city",
+            "description": "Name of the city",
+            "required": True,
+        }
+        messages = await eng.get_prompt("ev.args-prompt", {"city": "Lyon"})
+        assert messages[0]["role"] == "user" and "Lyon" in messages[0]["content"]
+        resources, _ = await eng.list_resources("ev")
+        assert DOC in {r.uri for r in resources}
+        doc = await eng.read_resource("ev", DOC)
+        assert doc.text.startswith("# Everything Server") and doc.mime_type == "text/markdown"
+        # progress notifications reach the caller while the tool runs
+        seen: list[tuple[Any, Any, Any]] = []
+        ctx = ToolContext(Caller(), extra={"on_progress": lambda *a: seen.append(a)})
+        out = await eng.execute_tool(
+            "ev.trigger-long-running-operation", {"duration": 1, "steps": 3}, ctx
+        )
+        assert not out.is_error, out.content
+        assert [s[0] for s in seen] == [1, 2, 3] and all(s[1] == 3 for s in seen)
+        # a task-only tool is not offered, and the reason is kept
+        names = {s.name for s in await eng.list_tools()}
+        assert "ev.simulate-research-query" not in names
+        assert "taskSupport" in eng.hidden["ev"]["simulate-research-query"]
+    finally:
+        await eng.close()
+
+
+async def test_server_memory_as_memory_mcp_next_to_the_builtins() -> None:
+    """server-memory is usually configured as `memory`: cozy keeps that name for its own
+    memory tools, so it runs as `memory-mcp` and nothing is shadowed or duplicated."""
+    eng = MCPTools({"servers": {"memory-mcp": npm_server("memory")}})
+    eng.register_builtin(
+        _spec("memory.search"),
+        lambda args, ctx: _async("builtin search"),
+    )
+    try:
+        specs = await eng.list_tools()
+        names = [s.name for s in specs]
+        assert len(names) == len(set(names))
+        assert "memory.search" in names and "memory-mcp.create_entities" in names
+        assert {s.server for s in specs if s.name.startswith("memory-mcp.")} == {"memory-mcp"}
+        ctx = ToolContext(Caller())
+        assert (await eng.execute_tool("memory.search", {}, ctx)).content == "builtin search"
+    finally:
+        await eng.close()
+
+
+def _spec(name: str) -> Any:
+    from cozy.core.types import ToolSpec
+
+    return ToolSpec(name, "builtin", {"type": "object"}, "read-only")
+
+
+async def _async(value: str) -> str:
+    return value
+
+
+@pytest.fixture
+def everything_home(cozy_home: Path, fake_model: FakeModelServer) -> Path:
+    server = {**npm_server("everything", "stdio"), "cwd": str(cozy_home)}
+    write_engines(
+        cozy_home,
+        fake_model.url,
+        f"tools:\n  provider: mcp\n  servers:\n    ev: {json.dumps(server)}\n",
+    )
+    return cozy_home
+
+
+def test_cli_prompts_resources_and_stream_progress(
+    everything_home: Path, fake_model: FakeModelServer
+) -> None:
+    r = cozy("tools", "prompts", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "ev.args-prompt" in {p["name"] for p in json.loads(r.stdout)}
+    r = cozy("tools", "resources", "--json")
+    assert f"ev:{DOC}" in {x["ref"] for x in json.loads(r.stdout)}
+    r = cozy("tools", "read", f"ev:{DOC}")
+    assert r.returncode == 0 and r.stdout.startswith("# Everything Server")
+    r = cozy("tools", "read", "ev:demo://no/such/thing")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "ev:demo://no/such" in r.stderr
+    # a prompt as the turn: its leading key=value words are the prompt's arguments
+    fake_model.queue_reply("weather noted")
+    r = cozy("run", "--json", "--prompt", "ev.args-prompt", "city=Lyon", "and be brief")
+    assert r.returncode == 0, r.stderr
+    sent = fake_model.turn_requests()[-1]["messages"][-1]["content"]
+    assert "Lyon" in sent and sent.endswith("and be brief")
+    # a resource attached to the turn, cited by its reference
+    fake_model.queue_reply("read it")
+    r = cozy("run", "--json", "--resource", f"ev:{DOC}", "summarise this")
+    body = json.loads(r.stdout)
+    assert body["resources"][0]["ref"] == f"ev:{DOC}"
+    sent = fake_model.turn_requests()[-1]["messages"][-1]["content"]
+    assert f'<resource ref="ev:{DOC}">' in sent and "# Everything Server" in sent
+    # a running tool's progress shows in --stream events
+    fake_model.queue_reply(
+        tool_calls=[("ev__trigger-long-running-operation", {"duration": 1, "steps": 2})]
+    )
+    fake_model.queue_reply("done")
+    r = cozy(
+        "run",
+        "--json",
+        "--stream",
+        "--allow-tools",
+        "ev.trigger-long-running-operation",
+        "go",
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    progress = [e for e in events if e["type"] == "tool_progress"]
+    assert [p["progress"] for p in progress] == [1, 2] and progress[0]["total"] == 2
+    kinds = [e["type"] for e in events]
+    assert kinds.index("tool_progress") < kinds.index("tool_result")
