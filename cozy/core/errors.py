@@ -130,6 +130,13 @@ class ModelNotFound(ModelError):
     error_type = "invalid_request_error"
 
 
+class EngineTimeout(EngineError):
+    """An engine call ran past its deadline (HTTP 504)."""
+
+    http_status = 504
+    code = "engine_timeout"
+
+
 class MissingExtraError(CozyError):
     """An optional extra is not installed; the message names the install command."""
 
@@ -153,3 +160,10 @@ class ContextTooLarge(UsageError):
     """The request cannot fit in the model's context window even after trimming."""
 
     code = "context_length_exceeded"
+
+
+class Cancelled(CozyError):
+    """The run was cancelled by the user (Esc, Ctrl-C, client disconnect)."""
+
+    exit_code = 130
+    code = "cancelled"
