@@ -180,38 +180,6 @@ def _wait_line(proc: subprocess.Popen[str], marker: str, timeout: float = 60) ->
     raise AssertionError(f"no {marker} from child")
 
 
-async def test_done_jobs_are_pruned_after_a_week(cozy_home: Path) -> None:
-    """The worker prunes done jobs finished over a week ago (drain and idle loop);
-    recent done jobs and failed ones stay."""
-    import sqlalchemy as sa
-
-    from cozy.storage.jobs import jobs
-
-    store = await Store.open(f"sqlite:///{cozy_home / 'prune.db'}")
-    try:
-        q = JobQueue(store)
-
-        async def ok(payload: dict[str, object], job: object) -> None:
-            return None
-
-        worker = JobWorker(q, {"ok": ok})
-        old, recent = await q.enqueue("ok", {}), await q.enqueue("ok", {})
-        assert (await worker.drain()).done == 2
-
-        async def age(conn: object) -> None:
-            week_ago = time.time() - 8 * 86400
-            stmt = sa.update(jobs).where(jobs.c.id == old).values(finished_at=week_ago)
-            await conn.execute(stmt)  # type: ignore[attr-defined]
-
-        await store.write(age)
-        worker._pruned_at = -1e9  # the hourly gate: a new hour
-        await worker.drain()
-        left = {r[0] for r in await store.read(sa.select(jobs.c.id))}
-        assert recent in left and old not in left
-    finally:
-        await store.close()
-
-
 async def test_jobs_survive_kill_9(cozy_home: Path, fake_model: FakeModelServer) -> None:
     write_engines(cozy_home, fake_model.url, mem_yaml(fake_model))
     fake_model.add_rule(

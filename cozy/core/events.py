@@ -29,6 +29,7 @@ class Started(ChatEvent):
     personality_id: str
     model: str
     user_message_id: str | None = None
+    provider_reason: str = ""  # why this provider answers (see Route.reason)
 
 
 @dataclass(slots=True)
@@ -117,19 +118,31 @@ class TurnError:
     message: str
     http_status: int = 500
     exit_code: int = 1
+    retry_after: int | None = None  # seconds, when the failure is "busy, come back"
 
     @classmethod
     def of(cls, exc: BaseException) -> TurnError:
         if isinstance(exc, CozyError):
             usage = exc.error_type == "invalid_request_error"
-            return cls(exc.error_type, exc.code, str(exc), exc.http_status, 2 if usage else 1)
+            retry = exc.to_dict().get("retry_after")
+            return cls(
+                exc.error_type,
+                exc.code,
+                str(exc),
+                exc.http_status,
+                2 if usage else 1,
+                int(str(retry)) if retry is not None else None,
+            )
         return cls("server_error", "internal_error", f"{type(exc).__name__}: {exc}")
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         """The wire shape (`cozy run --json`, the server's error bodies)."""
-        return {"type": self.type, "code": self.code, "message": self.message}
+        out: dict[str, Any] = {"type": self.type, "code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        return out
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: str) -> Any:
         """`error["code"]`: the dict this record replaced reads the same (tests, plugins)."""
         return self.to_dict()[key]
 

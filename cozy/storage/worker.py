@@ -46,9 +46,6 @@ class DrainStats:
         }
 
 
-PRUNE_EVERY = 3600.0  # s between two prunes of old done jobs by one worker
-
-
 class JobWorker:
     def __init__(
         self,
@@ -58,17 +55,24 @@ class JobWorker:
         lease: float = 60.0,
         poll_interval: float = 2.0,
         job_timeout: float = 300.0,
+        keep_done: float = 86400.0,
+        purge_every: float = 3600.0,
     ) -> None:
         self.queue = queue
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.lease = lease
         self.poll_interval = poll_interval
         self.job_timeout = job_timeout
+        # done jobs are only history: pruned when idle, so the table (and every claim's
+        # index scan) does not grow with each turn served
+        self.keep_done = keep_done
+        self.purge_every = purge_every
+        self._next_purge = 0.0  # monotonic; the first idle moment purges
+        self.purged = 0
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._pruned_at = -PRUNE_EVERY  # the first drain or idle loop prunes
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
@@ -147,23 +151,7 @@ class JobWorker:
                     break
                 seen_retry.add(job.id)
                 include_deferred = False  # don't spin on a job that just failed
-        await self._prune()
         return stats
-
-    async def _prune(self) -> None:
-        """Delete done jobs finished over a week ago (the table would only grow), at
-        most once an hour per worker; failed jobs stay for `cozy jobs retry`."""
-        now = time.monotonic()
-        if now - self._pruned_at < PRUNE_EVERY:
-            return
-        self._pruned_at = now
-        try:
-            pruned = await self.queue.purge_done()
-        except Exception:  # a busy store: the next prune tries again
-            log.exception("pruning done jobs failed")
-            return
-        if pruned:
-            log.info("pruned %d done jobs", pruned)
 
     # --- background loop ---------------------------------------------------
     def notify(self) -> None:
@@ -191,10 +179,24 @@ class JobWorker:
                 result = None
             if result is not None:
                 continue
-            await self._prune()
+            await self._maybe_purge()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def _maybe_purge(self) -> None:
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.purge_every
+        try:
+            purged = await self.queue.purge_done(self.keep_done)
+        except Exception as exc:  # a full or locked disk: next time
+            log.warning("purging done jobs failed: %s", exc)
+            return
+        self.purged += purged
+        if purged:
+            log.info("purged %d done jobs older than %.0fs", purged, self.keep_done)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop the loop; a job in flight is given back (or its lease simply expires)."""
