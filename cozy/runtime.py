@@ -251,9 +251,11 @@ class Runtime:
         self.start_worker()
         return job_id
 
-    async def drain_jobs(self, *, include_deferred: bool = True) -> DrainStats:
-        """Run every runnable job now (`cozy jobs run`)."""
-        return await self.worker.drain(include_deferred=include_deferred)
+    async def drain_jobs(
+        self, *, include_deferred: bool = True, kinds: Sequence[str] | None = None
+    ) -> DrainStats:
+        """Run every runnable job (of these `kinds`) now (`cozy jobs run`)."""
+        return await self.worker.drain(include_deferred=include_deferred, kinds=kinds)
 
     def _tool_runner(self, engine: ToolsEngine | None) -> ToolRunner:
         """The tool loop with remembered grants, face policies and the round cap."""

@@ -3,12 +3,13 @@ then through LocalMemory.search on real SQLite with the local MiniLM embedder.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pg_redis_helpers import pg_database
 
 from cozy.engines.base import EngineContext
 from cozy.engines.embed.local import LocalEmbedder
@@ -141,6 +142,17 @@ def minilm() -> LocalEmbedder:
     if not emb.available():
         pytest.skip("all-MiniLM-L6-v2 not installed (run ./install.sh)")
     return emb
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, cozy_home: Path) -> Iterator[str]:
+    if (
+        request.param == "postgres"
+    ):  # keyword lists from Postgres (retrieval/keyword.py), the same stage
+        with pg_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{cozy_home / 'rank.db'}"
 
 
 @pytest.fixture
