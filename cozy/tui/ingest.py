@@ -107,13 +107,13 @@ class IngestMixin(AppBase):
         """Say when the collection's vectors are done (its embed job may hand over to a
         continuation: the collection's pending count is what decides)."""
         from cozy.core.errors import CozyError
+        from cozy.engines.base import ManagesDocuments
 
         engine = self.runtime.engines.get("knowledge")
-        stats = getattr(engine, "stats", None)
-        while stats is not None:
+        while isinstance(engine, ManagesDocuments):  # the capability, not a provider class
             await asyncio.sleep(POLL_S * 4)
             try:
-                coll = (await stats(user_id=self.settings.user)).get(collection) or {}
+                coll = (await engine.stats(user_id=self.settings.user)).get(collection) or {}
             except CozyError:
                 return  # the store is closing with the app
             if not coll.get("pending_vectors"):
