@@ -35,7 +35,7 @@ from cozy.engines.voice.audio import (
     resample,
 )
 from cozy.engines.voice.providers import make_stt, make_tts
-from cozy.engines.voice.sentences import sentences
+from cozy.engines.voice.sentences import first_clause, sentences
 from cozy.engines.voice.stt import STT
 from cozy.engines.voice.tts import TTS
 from cozy.engines.voice.vad import VAD, Segmenter, Span, make_vad, speech_spans
@@ -217,9 +217,12 @@ class LocalVoice(VoiceEngine):
 
         async def reader() -> None:
             try:
+                first = True
                 async for sentence in sentences(text):
                     self.timings.setdefault("first_sentence_at", time.perf_counter())
-                    await queue.put(sentence)
+                    for piece in first_clause(sentence) if first else (sentence,):
+                        await queue.put(piece)
+                    first = False
             finally:
                 await queue.put(None)
 
