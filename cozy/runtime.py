@@ -21,6 +21,7 @@ from cozy.core.summaries import Summarizer
 from cozy.core.toolloop import ToolRunner
 from cozy.core.types import ModelInfo, ToolSpec
 from cozy.core.windows import ContextWindows, TokenAccounting
+from cozy.engines.ai.choice import automatic as automatic_reason
 from cozy.engines.ai.router import ModelRouterImpl
 from cozy.engines.base import (
     BaseEngine,
@@ -41,6 +42,14 @@ from cozy.storage.redis_cache import RedisLink
 from cozy.storage.store import Store
 from cozy.storage.summaries import SummaryStore
 from cozy.storage.worker import DrainStats, JobWorker
+
+__all__ = ["TINY_MODEL_NOTICE", "ModelRouterImpl", "Runtime", "automatic_reason"]
+
+TINY_MODEL_NOTICE = (
+    "this answer came from the bundled 135M model, which is small: for better answers start "
+    "Ollama (`ollama serve`, `ollama pull llama3.2`), set OPENAI_API_KEY, or use a bigger GGUF "
+    "(`-m local:/path/to/model.gguf`, or put it in <data dir>/models)"
+)
 
 
 def model_router(config: EnginesConfig) -> ModelRouterImpl:
@@ -291,9 +300,28 @@ class Runtime:
         return self.engines[kind]
 
     async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
-        name = provider or self.router.default_provider
+        """The provider's models; without a provider, the default one's and the local
+        GGUF files beside them (reading those needs no server)."""
+        name = provider or (await self.router.decide()).provider
         engine = await self.router.engine(name)
-        return await engine.list_models()
+        models = await engine.list_models()
+        if provider is None and name != "local":
+            with contextlib.suppress(CozyError):
+                models += await (await self.router.engine("local")).list_models()
+        return models
+
+    def tiny_model_notice(self, label: str) -> str | None:
+        """How to get a better model, once per data dir, after the bundled model answered."""
+        from cozy.engines.ai.local_models import BUNDLED_NAME
+
+        if label != f"local:{BUNDLED_NAME}":
+            return None
+        marker = self.settings.data_dir / ".tiny-model-notice-shown"
+        if marker.exists():
+            return None
+        with contextlib.suppress(OSError):  # unwritable data dir: say it again next time
+            marker.touch()
+        return TINY_MODEL_NOTICE
 
     async def health(self) -> dict[str, Health]:
         out: dict[str, Health] = {}

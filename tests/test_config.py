@@ -37,7 +37,7 @@ def test_user_file_overrides_packaged_file_key_by_key(cozy_home: Path) -> None:
     cfg = load_engines_config(s.engines_files)
     assert cfg.ai.model == "ollama:qwen2.5" and cfg.context.token_budget == 2048
     assert cfg.context.recent_messages == 20  # kept from the packaged file
-    assert "local" in cfg.ai.aliases
+    assert "llama" in cfg.ai.aliases
 
 
 def test_bad_value_names_file_line_and_field(tmp_path: Path) -> None:
@@ -91,7 +91,8 @@ def test_model_routing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     auto = ModelRouterImpl(
         load_engines_config([write(tmp_path / "a.yaml", "ai: {}\n")]), EngineFactory()
     )
-    assert auto.default_provider == "ollama"
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # no Ollama: the embedded model
+    assert auto.default_provider == "local"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert auto.split(None) == ("openai", "gpt-4o-mini")
 

@@ -63,7 +63,7 @@ def models_cmd(
     provider: Annotated[str | None, typer.Option("--provider", help="ollama, openai, ...")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List the models the configured provider offers."""
+    """List the models the configured provider offers, and the local GGUF models."""
 
     async def go() -> tuple[list[ModelInfo], dict[str, str]]:
         async with runtime(engines=False) as rt:
@@ -78,14 +78,19 @@ def models_cmd(
                     "provider": m.provider,
                     "model": m.id,
                     "context_window": m.context_window,
+                    **{k: m.details[k] for k in ("path", "size") if k in m.details},
                 }
                 for m in models
             ]
         )
         return
     for m in models:
-        window = f"  ({m.context_window} tokens)" if m.context_window else ""
-        typer.echo(f"{m.provider}:{m.id}{window}")
+        window = f"  ({m.context_window:,} tokens)" if m.context_window else ""
+        where = ""
+        if "path" in m.details:
+            size = m.details.get("size")
+            where = f"  {m.details['path']}" + (f" ({size / 1e6:,.0f} MB)" if size else "")
+        typer.echo(f"{m.provider}:{m.id}{window}{where}")
     for alias, target in aliases.items():
         typer.echo(f"{alias} -> {target}")
 

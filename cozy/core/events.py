@@ -28,6 +28,7 @@ class Started(ChatEvent):
     personality_id: str
     model: str
     user_message_id: str | None = None
+    provider_reason: str = ""  # why this provider answers (see Route.reason)
 
 
 @dataclass(slots=True)

@@ -186,7 +186,12 @@ class ChatOrchestrator:
         )[0]
         turn.session_unsaved = False
         yield Started(
-            turn.request_id, session.id, personality.id, route.label, turn.user_message_id
+            turn.request_id,
+            session.id,
+            personality.id,
+            route.label,
+            turn.user_message_id,
+            route.reason,
         )
         t = self._mark(turn, "prepare", t)
         # 3. tools, started first: MCP servers come up while the context is built

@@ -57,6 +57,7 @@ class Route:
     engine: AIEngine
     model: str
     label: str  # provider:model, as shown to users
+    reason: str = ""  # why this provider answers (the `auto` choice, or asked for by name)
 
 
 class ModelRouter(Protocol):

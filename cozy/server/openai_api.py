@@ -140,8 +140,10 @@ def _failed_response(failed: Failed, session_id: str | None) -> Response[Any]:
         type_=str(err.get("type", "server_error")),
         code=err.get("code"),
     )
-    headers = {SESSION_HEADER: session_id} if session_id else None
-    return error_response(status_for(err), payload, headers)
+    headers = {SESSION_HEADER: session_id} if session_id else {}
+    if err.get("retry_after"):  # a busy in-process model: when to come back
+        headers["Retry-After"] = str(err["retry_after"])
+    return error_response(status_for(err), payload, headers or None)
 
 
 class OpenAIController(Controller):
@@ -236,8 +238,7 @@ class OpenAIController(Controller):
             infos = await asyncio.wait_for(rt.list_models(), 5)
         except (CozyError, TimeoutError, OSError):
             infos = []  # the provider is down: personalities still work once it is back
-        provider = rt.router.default_provider
-        data.extend(_model(f"{provider}:{i.id}", provider) for i in infos)
+        data.extend(_model(f"{i.provider}:{i.id}", i.provider) for i in infos)
         return ModelList(object="list", data=data)
 
     @get("/models/{model_id:path}", summary="One model")
