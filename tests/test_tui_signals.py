@@ -62,8 +62,13 @@ def test_signal_to_cozy_chat_saves_the_partial_answer(
         time.sleep(0.3)
         os.write(master, b"\r")
         deadline = time.monotonic() + 60
+        next_enter = time.monotonic() + 5
         while not fake_model.turn_requests() and time.monotonic() < deadline:
             _read(master, seen, time.monotonic() + 0.2)
+            if time.monotonic() > next_enter:  # a cold start may still be wiring the prompt
+                os.write(master, b"\r")  # an empty prompt is ignored once it was sent
+                next_enter = time.monotonic() + 5
+        assert fake_model.turn_requests(), bytes(seen[-1500:])
         time.sleep(1.5)  # some words are on screen, most are still to come
         _read(master, seen, time.monotonic() + 0.2)
         proc.send_signal(sig)
