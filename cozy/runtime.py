@@ -38,6 +38,7 @@ from cozy.engines.registry import EngineFactory
 from cozy.settings import Settings
 from cozy.storage.cache import DiskL2Cache, L2Cache
 from cozy.storage.jobs import JobQueue
+from cozy.storage.provider_keys import ProviderKeys
 from cozy.storage.redis_cache import RedisLink
 from cozy.storage.store import Store
 from cozy.storage.summaries import SummaryStore
@@ -52,9 +53,15 @@ TINY_MODEL_NOTICE = (
 )
 
 
-def model_router(config: EnginesConfig) -> ModelRouterImpl:
+def model_router(config: EnginesConfig, settings: Settings | None = None) -> ModelRouterImpl:
     """A model router alone, without store or engines (`cozy doctor`'s model check)."""
-    return ModelRouterImpl(config, EngineFactory())
+    keys = provider_keys(settings) if settings is not None else None
+    return ModelRouterImpl(config, EngineFactory(), keys)
+
+
+def provider_keys(settings: Settings) -> ProviderKeys:
+    """The keys `cozy keys set PROVIDER` stores, next to engines.yaml."""
+    return ProviderKeys(settings.config_dir / "keys.json")
 
 
 READY_TIMEOUT = 5.0  # s per readiness check: it must answer before the prober gives up
@@ -75,7 +82,7 @@ class Runtime:
         self.personalities = PersonalityCatalog(
             [settings.packaged_profiles_dir, settings.user_profiles_dir]
         )
-        self.router = ModelRouterImpl(config, self.factory)
+        self.router = ModelRouterImpl(config, self.factory, provider_keys(settings))
         self.engines: dict[str, BaseEngine] = {}
         self._ready: set[str] = set()  # kinds whose engine finished initialize()
         self._engine_locks: dict[str, asyncio.Lock] = {}
@@ -249,9 +256,11 @@ class Runtime:
         self.start_worker()
         return job_id
 
-    async def drain_jobs(self, *, include_deferred: bool = True) -> DrainStats:
-        """Run every runnable job now (`cozy jobs run`)."""
-        return await self.worker.drain(include_deferred=include_deferred)
+    async def drain_jobs(
+        self, *, include_deferred: bool = True, kinds: Sequence[str] | None = None
+    ) -> DrainStats:
+        """Run every runnable job (of these `kinds`) now (`cozy jobs run`)."""
+        return await self.worker.drain(include_deferred=include_deferred, kinds=kinds)
 
     def _tool_runner(self, engine: ToolsEngine | None) -> ToolRunner:
         """The tool loop with remembered grants, face policies and the round cap."""

@@ -126,7 +126,7 @@ async def run_checks() -> list[dict[str, Any]]:
 async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
     from cozy.runtime import model_router
 
-    router = model_router(cfg)
+    router = model_router(cfg, s)
     try:
         route = await router.resolve(s.model)
         health = await asyncio.wait_for(route.engine.health_check(), 60)  # local: loads

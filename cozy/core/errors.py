@@ -163,6 +163,7 @@ class MissingExtraError(CozyError):
     """An optional extra is not installed; the message names the install command."""
 
     exit_code = 1
+    http_status = 501  # this install lacks the feature: not a server fault (500)
     code = "missing_extra"
 
     def __init__(self, extra: str, what: str) -> None:

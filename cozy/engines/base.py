@@ -465,6 +465,16 @@ class ManagesDocuments(IngestsPaths, Protocol):
 
 
 @runtime_checkable
+class EmbedsLater(Protocol):
+    """A knowledge engine whose documents are searchable before their vectors exist: it
+    embeds the chunks still without one (`cozy knowledge embed`, a background job)."""
+
+    async def embed_pending(
+        self, user_id: str, collection: str | None = None, **kw: Any
+    ) -> int: ...
+
+
+@runtime_checkable
 class TranscribesClips(Protocol):
     """A voice engine that works on whole clips (engines/voice/audio.py `Clip`) and
     finds the speech in them: push-to-talk, the audio API, server-side turn detection."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Protocol
 
 from cozy.core.errors import ConfigError, CozyError, NotFoundError
 from cozy.engines.ai.choice import BY_NAME, Choice, choose, probe_cached
@@ -22,12 +23,23 @@ class UnknownProvider(NotFoundError):
     code = "model_not_found"
 
 
+# the environment variable that, when set, wins over a key stored with `cozy keys set`
+KEY_ENV = {"openai": "OPENAI_API_KEY"}
+
+
+class KeyLookup(Protocol):
+    def get(self, provider: str) -> str | None: ...
+
+
 class ModelRouterImpl:
     """Resolves `provider:model`, aliases and bare model names to an AI engine."""
 
-    def __init__(self, config: EnginesConfig, factory: EngineFactory) -> None:
+    def __init__(
+        self, config: EnginesConfig, factory: EngineFactory, keys: KeyLookup | None = None
+    ) -> None:
         self.config = config.ai
         self.factory = factory
+        self.keys = keys  # `cozy keys set PROVIDER`: used when neither option nor env is set
         self._engines: dict[str, AIEngine] = {}
         self._lock = asyncio.Lock()
 
@@ -90,6 +102,11 @@ class ModelRouterImpl:
                     "idle_timeout": self.config.idle_timeout,
                     **self.config.providers.get(provider, {}),
                 }
+                env = KEY_ENV.get(provider)
+                if "api_key" not in options and not (env and os.environ.get(env)):
+                    stored = self.keys.get(provider) if self.keys is not None else None
+                    if stored:
+                        options["api_key"] = stored
                 engine = self.factory.create("ai", provider, options)
                 assert isinstance(engine, AIEngine)
                 await engine.initialize()
