@@ -37,7 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -97,7 +97,7 @@ def main() -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     was_devnull = _is_devnull()
     try:
-        app()
+        app(prog_name="cozy")  # also under `python -m cozy`: completion keys on it
     except BrokenPipeError:
         # `cozy knowledge search ... | head -1`: the reader has what it wanted. Python's
         # documented recipe: point stdout at devnull so the exit flush cannot fail again.

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cozy.cli import complete
 from cozy.cli._common import run_async, runtime, state
 
 if TYPE_CHECKING:
@@ -54,14 +55,26 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
         stream: Annotated[bool, typer.Option("--stream", help="with --json: JSON lines")] = False,
         session: Annotated[
-            str, typer.Option("--session", "-s", help="new, last, or an id (or its start)")
+            str,
+            typer.Option(
+                "--session",
+                "-s",
+                help="new, last, or an id (or its start)",
+                autocompletion=complete.sessions,
+            ),
         ] = "new",
         continue_: Annotated[
             bool, typer.Option("--continue", "-c", help="continue the last session (= -s last)")
         ] = False,
-        personality: Annotated[str | None, typer.Option("--personality", "-p")] = None,
+        personality: Annotated[
+            str | None,
+            typer.Option("--personality", "-p", autocompletion=complete.personalities),
+        ] = None,
         model: Annotated[
-            str | None, typer.Option("--model", "-m", help="provider:model or alias")
+            str | None,
+            typer.Option(
+                "--model", "-m", help="provider:model or alias", autocompletion=complete.models
+            ),
         ] = None,
         system: Annotated[
             str | None, typer.Option("--system", help="extra system instructions")
