@@ -12,7 +12,6 @@ import typer
 from cozy import __version__
 from cozy.cli import (
     chat,
-    doctor,
     info,
     jobs,
     keys,
@@ -67,7 +66,18 @@ def root(
 run.register(app)
 sessions.register(app)
 info.register(app)
-doctor.register(app)
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check config, storage, the model, extras and audio; name the fix for each failure."""
+    # imported on use: its checks pull in asyncio and the engine interfaces (~1/3 of
+    # `cozy --help`'s import time when imported with the other commands)
+    from cozy.cli.doctor import doctor_cmd as run_doctor
+
+    run_doctor(as_json)
+
+
 chat.register(app)
 serve.register(app)
 keys.register(app)

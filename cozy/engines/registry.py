@@ -60,6 +60,15 @@ class EngineRegistry:
     def unregister(self, kind: str, name: str) -> None:
         self._classes.pop((kind, name), None)
 
+    def has(self, kind: str, name: str) -> bool:
+        """Whether a provider exists, reading cozy's own entry points first (cheap)."""
+        if (kind, name) in self._classes:
+            return True
+        self._scan_own()
+        if (kind, name) not in self._targets:
+            self._scan()
+        return (kind, name) in self._targets
+
     def providers(self, kind: str) -> list[str]:
         self._scan()
         names = {n for (k, n) in self._targets if k == kind}

@@ -38,7 +38,15 @@ from cozy.core.types import (
     ToolSpec,
     Usage,
 )
-from cozy.engines.ai._common import ToolNames, as_float, as_int, paced, wire_messages, within
+from cozy.engines.ai._common import (
+    ToolNames,
+    as_float,
+    as_int,
+    import_httpx,
+    paced,
+    wire_messages,
+    within,
+)
 from cozy.engines.ai.openai_http import KEY_HINT, OpenAIHTTP
 from cozy.engines.base import AIEngine, EngineContext, Health
 
@@ -108,7 +116,7 @@ class OpenAIProvider(AIEngine):
     def _midstream_errors(self) -> Iterator[None]:
         """Transport failures after the response started (status errors are mapped,
         with retries, in `OpenAIHTTP.send`)."""
-        import httpx
+        httpx = import_httpx()
 
         where = self.base_url
         try:
