@@ -368,8 +368,6 @@ async def _turn(
                 }
             if isinstance(event, Failed):
                 out.session_id = event.session_id or out.session_id
-                kind = event.error.get("type")
-                code = 2 if kind == "invalid_request_error" else 1
                 if session == "new" and out.session_id and not out.text:
                     # a session that only holds a failed question is not kept in the list
                     # (soft delete: `cozy sessions restore ID` brings it back, nothing lost)
@@ -380,7 +378,9 @@ async def _turn(
                         sys.stderr.write(
                             f"(the question is kept: `cozy sessions restore {out.session_id}`)\n"
                         )
-                return out.error(event.error, code=code, message_id=event.message_id)
+                return out.error(
+                    event.error.to_dict(), code=event.error.exit_code, message_id=event.message_id
+                )
             out.show(event, folded)
             if isinstance(event, Done):
                 out.closed = True

@@ -57,9 +57,6 @@ class EngineRegistry:
     def register(self, kind: str, name: str, cls: type[BaseEngine]) -> None:
         self._classes[(kind, name)] = cls
 
-    def unregister(self, kind: str, name: str) -> None:
-        self._classes.pop((kind, name), None)
-
     def has(self, kind: str, name: str) -> bool:
         """Whether a provider exists, reading cozy's own entry points first (cheap)."""
         if (kind, name) in self._classes:
