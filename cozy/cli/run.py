@@ -332,6 +332,7 @@ async def _turn(
             no_context=no_context,
             # asks on /dev/tty even with --json (stdout stays JSON); no terminal: denied
             approver=tty_approver,
+            elicitor=tty_elicitor,
         )
         async for event in rt.orchestrator.run(req):
             if not gc.isenabled():  # the turn has started: every import is done
@@ -363,6 +364,14 @@ async def _turn(
             code=1,
         )
     return 0
+
+
+async def tty_elicitor(
+    server: str, message: str, schema: dict[str, Any]
+) -> tuple[str, dict[str, Any] | None]:
+    from cozy.cli.approve import tty_elicitor as ask
+
+    return await ask(server, message, schema)
 
 
 async def _with_mcp(rt: Any, text: str, mcp: McpInput, folded: dict[str, Any]) -> str:
