@@ -5,7 +5,9 @@
 
 Targets, all talking to the same fake upstream (its own process, zero latency):
   direct          the fake model's /v1/chat/completions
-  cozy (ctx off)  cozy serve, knowledge/profile/memory engines off
+  cozy (ctx off)  cozy serve, knowledge/profile/memory engines off, personality `plain`,
+                  persistence on (a session and two messages saved per request): the
+                  proxy-equivalent path a user of `cozy serve` gets
   cozy (ctx on)   cozy serve, local knowledge/profile/memory engines on
   litellm         LiteLLM's proxy in its own venv. `--litellm auto` (default) builds it
                   once with uv in ~/.cache/cozy-bench/litellm (`uv venv` + `uv pip install
@@ -66,10 +68,12 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> Non
 
 
 @contextmanager
-def process(cmd: list[str], env: dict[str, str], health: str) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    cmd: list[str], env: dict[str, str], health: str, timeout: float = 90
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_up(health, proc)
+        wait_up(health, proc, timeout)
         yield proc
     finally:
         proc.terminate()
@@ -306,9 +310,7 @@ def main() -> None:
             proc = stack.enter_context(process(cmd, env, base + "/health"))
             name = "cozy (ctx on)" if ctx else "cozy (ctx off)"
             hdr = {"Authorization": f"Bearer {key}"}
-            rows.append(
-                Target(name, base + "/v1/chat/completions", hdr, "cozy/assistant", proc.pid)
-            )
+            rows.append(Target(name, base + "/v1/chat/completions", hdr, "cozy/plain", proc.pid))
         if lite:
             cfg = tmp / "litellm.yaml"
             litellm_config(cfg, fake)
@@ -323,7 +325,9 @@ def main() -> None:
             }
             base = f"http://127.0.0.1:{port}"
             try:
-                proc = stack.enter_context(process(cmd, env, base + "/health/liveliness"))
+                # LiteLLM's proxy imports for a long while on a loaded machine
+                health = base + "/health/liveliness"
+                proc = stack.enter_context(process(cmd, env, health, timeout=400))
                 hdr = {"Authorization": f"Bearer {master}"}
                 name = f"litellm {litellm_version(lite)}"
                 rows.append(Target(name, base + "/v1/chat/completions", hdr, "fake", proc.pid))

@@ -58,8 +58,8 @@ class ChatMeter:
 
     def settle(self, interrupted: bool) -> None:
         held, self.held = self.held, None
-        if held is None or (interrupted and not self.done):
-            return
+        if held is None or not held.keys or (interrupted and not self.done):
+            return  # nothing held (no token limit or budget configured), or kept as held
         self.limiter.settle_soon(held, self.tokens, self.micro)
 
 
