@@ -227,3 +227,30 @@ def test_elicitation_form_on_the_terminal(everything_home: Path, tmp_path: Path)
     finally:
         t.close()
     assert '"action": "accept"' in t.stdout and "Ada" in t.stdout
+
+
+async def test_tui_prompt_and_resource_commands(
+    cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    from tui_helpers import make_app, ready, send
+
+    from cozy.tui.screens.info import InfoScreen
+
+    server = {**npm_server("everything", "stdio"), "cwd": str(cozy_home)}
+    app = make_app(
+        cozy_home,
+        fake_model.url,
+        f"tools:\n  provider: mcp\n  servers:\n    ev: {json.dumps(server)}\n",
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(app)
+        fake_model.queue_reply("noted")
+        await send(pilot, "/prompt ev.args-prompt city=Lyon briefly")
+        sent = fake_model.turn_requests()[-1]["messages"][-1]["content"]
+        assert "Lyon" in sent and sent.endswith("briefly")
+        fake_model.queue_reply("read")
+        await send(pilot, f"/resource ev:{DOC} what is this?")
+        sent = fake_model.turn_requests()[-1]["messages"][-1]["content"]
+        assert f'<resource ref="ev:{DOC}">' in sent and sent.endswith("what is this?")
+        await send(pilot, "/prompt")
+        assert isinstance(app.screen, InfoScreen)

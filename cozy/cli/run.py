@@ -91,10 +91,9 @@ def register(app: typer.Typer) -> None:
         out = RunOutput(as_json, stream)
         prompt_args: list[str] = []
         if mcp_prompt:  # `--prompt srv.name city=Paris extra words`
-            words = list(prompt or [])
-            while words and "=" in words[0] and not words[0].startswith("="):
-                prompt_args.append(words.pop(0))
-            prompt = words
+            from cozy.core.mcp_input import split_words
+
+            prompt_args, prompt = split_words(list(prompt or []))
         try:
             text = read_prompt(prompt)
         except typer.BadParameter as exc:
@@ -376,12 +375,13 @@ async def tty_elicitor(
 
 async def _with_mcp(rt: Any, text: str, mcp: McpInput, folded: dict[str, Any]) -> str:
     """The turn's text with the MCP prompt rendered and resources attached."""
-    from cozy.cli.tools_mcp import attach_resources, read_ref, render_prompt
+    from cozy.core.mcp_input import attach_resources, read_ref, render_prompt
 
+    engine = rt.orchestrator.tools.engine
     if mcp.prompt:
-        rendered = await render_prompt(rt, *mcp.prompt)
+        rendered = await render_prompt(engine, *mcp.prompt)
         text = f"{rendered}\n\n{text}" if text.strip() else rendered
-    attached = [await read_ref(rt, ref) for ref in mcp.resources]
+    attached = [await read_ref(engine, ref) for ref in mcp.resources]
     if attached:
         text = attach_resources(text, attached)
         folded["resources"] = [
