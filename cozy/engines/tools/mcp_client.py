@@ -372,8 +372,7 @@ class MCPServerConnection:
         on_progress: Callable[[float | None, float | None, str | None], None] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> Any:
-        """Call a tool; `on_progress` gets the server's progress notifications. A
-        cancelled caller makes the SDK send `notifications/cancelled` to the server."""
+        """Call a tool; `on_progress` gets the server's progress notifications."""
         session = await self.session()
         # sampling / elicitation the server asks for during this call are answered by
         # the turn that made it
