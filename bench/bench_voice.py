@@ -80,6 +80,7 @@ def bench_wer(per_speaker: int) -> list[tuple[str, str, str]]:
                      if s.speaker == speaker]  # fmt: skip
             per.append(f"{speaker.split()[-1]} {voice_eval.wer(*zip(*pairs, strict=True)):.3f}")
         rows.append((f"WER {name}", f"{voice_eval.wer(refs, heard):.3f}", ", ".join(per)))
+        print(f"  {name}: WER {voice_eval.wer(refs, heard):.3f}", file=sys.stderr, flush=True)
         rows.append((f"STT RTF {name}", f"{statistics.median(rtfs):.3f}",
                      f"median per clip; p90 {sorted(rtfs)[int(0.9 * len(rtfs))]:.3f}; "
                      f"load {load:.1f} s"))  # fmt: skip
@@ -223,6 +224,7 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=50, help="sentences per speaker (<= 50)")
     args = parser.parse_args()
     runs = args.runs
+    print(f"eval set: {args.eval} sentences x 3 speakers", file=sys.stderr, flush=True)
     rows = bench_wer(args.eval)
     rows += bench_stt(runs)
     rows += asyncio.run(bench_tts(runs))

@@ -120,7 +120,10 @@ def test_unreachable_model_is_actionable(cozy_home: Path) -> None:
     assert r.returncode == 1
     assert "not reachable at http://127.0.0.1:9" in r.stderr and "ollama serve" in r.stderr
     assert "Traceback" not in r.stderr
-    # the prompt is not lost
+    # the prompt is not lost: the session is out of the list (#22), and restorable
+    assert "cozy sessions restore ses_" in r.stderr
+    sid = r.stderr.split("cozy sessions restore ")[1].split("`")[0]
+    assert cozy("sessions", "restore", sid).returncode == 0
     shown = json.loads(cozy("sessions", "show", "last", "--json").stdout)
     assert shown["messages"][0]["content"] == "hi"
     assert shown["messages"][-1]["status"] == "failed"

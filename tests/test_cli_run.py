@@ -177,3 +177,24 @@ def test_a_failed_run_leaves_no_session_in_the_list(configured: FakeModelServer)
     assert restored.returncode == 0, restored.stderr
     shown = json.loads(cozy("sessions", "show", sid, "--json").stdout)
     assert shown["messages"][0]["content"] == "hello"
+
+
+def test_continue_last_used_session_and_id_prefixes(configured: FakeModelServer) -> None:
+    first = json.loads(cozy("run", "--json", "first", stdin="").stdout)["session_id"]
+    second = json.loads(cozy("run", "--json", "second", stdin="").stdout)["session_id"]
+    assert cozy("sessions", "rename", first, "renamed later").returncode == 0
+    r = cozy("run", "--json", "-c", "third", stdin="")  # the last *used*, not renamed
+    assert json.loads(r.stdout)["session_id"] == second
+    assert cozy("sessions", "show", "last", "--json").stdout.count('"third"') == 1
+    # a unique start of an id names the session, with or without `ses_`
+    prefix = second[: len(second) - 4]
+    shown = json.loads(cozy("sessions", "show", prefix.removeprefix("ses_"), "--json").stdout)
+    assert shown["id"] == second
+    r = cozy("run", "--json", "-s", prefix, "fourth", stdin="")
+    assert json.loads(r.stdout)["session_id"] == second
+    n = next(i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b)
+    common = first[:n]  # ids sort by time: a shared start
+    assert len(common) >= 8
+    r = cozy("sessions", "show", common)
+    assert r.returncode == 2 and "more of the id" in r.stderr
+    assert cozy("sessions", "show", "zzzzzz").returncode != 0

@@ -59,3 +59,13 @@ def test_a_damaged_database_names_a_fix(configured: FakeModelServer, cozy_home: 
         fh.write(b"\xff" * 4096 * 4)
     r = cozy("run", "hello again", stdin="")
     assert r.returncode == 1 and ".recover" in r.stderr and "untouched" in r.stderr
+
+
+def test_doctor_model_reachable_only_when_served(configured: FakeModelServer) -> None:
+    r = cozy("doctor", env={"COZY_MODEL": "ollama:not-pulled"}, timeout=300)
+    assert r.returncode == 1
+    text = " ".join(r.stdout.split())  # rich wraps long lines
+    assert "FAIL model: ollama:not-pulled: the server is up but does not serve" in text
+    assert "fix: ollama pull not-pulled" in text
+    # extras named in fixes keep their brackets (they are not rich markup)
+    assert "uv pip install 'cozy'" not in text

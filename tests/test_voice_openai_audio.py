@@ -191,6 +191,32 @@ async def test_realtime_transcribes_a_piper_sentence(served_voice: Served) -> No
     assert wer(["what is the capital of france"], [heard[0].transcript]) == 0.0, heard[0]
 
 
+def test_stt_websocket_whisper_utterances(served_voice: Served, piper_wav: Path) -> None:
+    """/v1/audio/stt over a WebSocket: the VAD cuts utterances, Whisper transcribes each."""
+    from websockets.sync.client import connect
+
+    speech = decode(piper_wav).at(16_000).samples
+    gap = np.zeros(int(1.0 * 16_000), dtype=np.float32)
+    pcm = Clip(np.concatenate([speech, gap, speech, gap]), 16_000).pcm16()
+    url = served_voice.url.replace("http://", "ws://") + "/v1/audio/stt?sample_rate=16000"
+    events = []
+    # no client keepalive: on a loaded 2-core machine a Whisper decode can outlast the
+    # 20 s ping window while the frames wait in the socket
+    with connect(url, additional_headers=served_voice.headers(), ping_interval=None) as ws:
+        for i in range(0, len(pcm), 3200):  # 100 ms frames
+            ws.send(pcm[i : i + 3200])
+        ws.send("end")
+        while True:
+            event = json.loads(ws.recv(timeout=180))
+            events.append(event)
+            if event["type"] in ("done", "error"):
+                break
+    finals = [e["text"] for e in events if e["type"] == "final"]
+    assert len(finals) == 2, events
+    for text in finals:
+        assert wer([SENTENCE], [text]) <= 0.15, events
+
+
 def test_four_concurrent_first_requests_all_succeed(
     cozy_home: Path, fake_model: FakeModelServer, piper_wav: Path
 ) -> None:

@@ -22,8 +22,13 @@ def register(app: typer.Typer) -> None:
         model: Annotated[
             str | None, typer.Option("--model", "-m", help="provider:model or alias")
         ] = None,
+        continue_: Annotated[
+            bool, typer.Option("--continue", "-c", help="open the last session (= -s last)")
+        ] = False,
     ) -> None:
         """Open the terminal chat app (sessions, streaming, tools, context)."""
+        if continue_ and session is None:
+            session = "last"
         try:
             from cozy.tui.app import CozyApp
         except ImportError as exc:  # textual missing from a trimmed install

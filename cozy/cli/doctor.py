@@ -33,20 +33,27 @@ def doctor_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     if as_json:
         print_json(checks)
     else:
+        from rich.markup import escape  # `cozy[voice]` is text, not a style tag
+
         marks = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
         out = console()
         for c in checks:
-            out.print(f"{marks[c['status']]} {c['name']}: {c['detail']}")
+            out.print(f"{marks[c['status']]} {escape(c['name'])}: {escape(str(c['detail']))}")
             if c.get("fix") and c["status"] != "ok":
-                out.print(f"      fix: {c['fix']}")
+                out.print(f"      fix: {escape(str(c['fix']))}")
     if any(c["status"] == "fail" for c in checks):
         raise typer.Exit(1)
 
 
+def _installed(extra: str) -> bool:
+    modules = EXTRAS[extra][0]
+    return all(importlib.util.find_spec(m) is not None for m in modules.split(","))
+
+
 def extras_status() -> list[dict[str, Any]]:
     out = []
-    for extra, (module, what) in EXTRAS.items():
-        found = all(importlib.util.find_spec(m) is not None for m in module.split(","))
+    for extra, (_module, what) in EXTRAS.items():
+        found = _installed(extra)
         out.append(
             {
                 "name": f"extra {extra}",
@@ -121,14 +128,42 @@ async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
     try:
         route = await router.resolve(s.model)
         health = await asyncio.wait_for(route.engine.health_check(), 10)
-        if health.ok:
-            return _check("model", "ok", f"{route.label} reachable {health.detail}".strip())
-        return _check("model", "fail", f"{route.label}: {health.detail}", health.fix)
+        if not health.ok:
+            return _check("model", "fail", f"{route.label}: {health.detail}", health.fix)
+        served = [m.id for m in await asyncio.wait_for(route.engine.list_models(), 10)]
+        if not _served(route.model, served):
+            return _check(
+                "model",
+                "fail",
+                f"{route.label}: the server is up but does not serve '{route.model}' "
+                f"(it serves: {', '.join(served[:8]) or 'nothing'})",
+                _not_served_fix(route.label, route.model, served),
+            )
+        return _check("model", "ok", f"{route.label} served {health.detail}".strip())
     except (CozyError, TimeoutError) as exc:
         hint = getattr(exc, "hint", "") or ""
         return _check("model", "fail", str(exc), hint)
     finally:
         await router.close()
+
+
+def _served(model: str, served: list[str]) -> bool:
+    """Ollama names `llama3.2` and `llama3.2:latest` the same model."""
+    names = set(served) | {m.removesuffix(":latest") for m in served}
+    return model in names or model.removesuffix(":latest") in names
+
+
+def _not_served_fix(label: str, model: str, served: list[str]) -> str:
+    provider = label.split(":", 1)[0]
+    if provider == "ollama":
+        return f"ollama pull {model}"
+    if served:
+        return (
+            f"use one it serves (`cozy run -m {provider}:{served[0]} ...`, or "
+            f"`ai.providers.{provider}.default_model` in engines.yaml), or load '{model}' "
+            "on the server"
+        )
+    return f"load '{model}' on the server"
 
 
 async def _engine_checks(s: Any, cfg: Any, kinds: list[str]) -> list[dict[str, Any]]:
@@ -173,6 +208,10 @@ async def _voice_checks(name: str, engine: Any) -> list[dict[str, Any]]:
     # still passes it is degraded: warn
     status = {label: "ok" if h.ok else ("fail" if "self-test" in label else "warn")
               for label, h in parts}  # fmt: skip
+    if not _installed("voice"):
+        # voice is an optional extra: its fallbacks being poor is a warning on a default
+        # install, never a failure of cozy
+        status = {label: "warn" if st == "fail" else st for label, st in status.items()}
     worst = "fail" if "fail" in status.values() else "warn" if "warn" in status.values() else "ok"
     failed = [(label, h) for label, h in parts if not h.ok]
     summary = (await engine.health_check()).detail

@@ -53,7 +53,12 @@ def register(app: typer.Typer) -> None:
         prompt: Annotated[list[str] | None, typer.Argument(help="the prompt (or stdin)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
         stream: Annotated[bool, typer.Option("--stream", help="with --json: JSON lines")] = False,
-        session: Annotated[str, typer.Option("--session", "-s", help="new, last or an id")] = "new",
+        session: Annotated[
+            str, typer.Option("--session", "-s", help="new, last, or an id (or its start)")
+        ] = "new",
+        continue_: Annotated[
+            bool, typer.Option("--continue", "-c", help="continue the last session (= -s last)")
+        ] = False,
         personality: Annotated[str | None, typer.Option("--personality", "-p")] = None,
         model: Annotated[
             str | None, typer.Option("--model", "-m", help="provider:model or alias")
@@ -89,6 +94,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Send one prompt and print the answer (streamed), or JSON with --json."""
         out = RunOutput(as_json, stream)
+        if continue_ and session == "new":
+            session = "last"
         prompt_args: list[str] = []
         if mcp_prompt:  # `--prompt srv.name city=Paris extra words`
             from cozy.core.mcp_input import split_words
@@ -302,6 +309,9 @@ async def _turn(
     yes: Approval,
     mcp: McpInput,
 ) -> int:
+    import contextlib
+
+    from cozy.core.errors import CozyError
     from cozy.core.events import Done, Failed, Started
     from cozy.core.orchestrator import ChatRequest
     from cozy.core.types import Caller
@@ -346,7 +356,13 @@ async def _turn(
                 if session == "new" and out.session_id and not out.text:
                     # a session that only holds a failed question is not kept in the list
                     # (soft delete: `cozy sessions restore ID` brings it back, nothing lost)
-                    await rt.store.delete_session(out.session_id, settings.user)
+                    # best effort: the turn's own error is the one to report (on a full
+                    # disk the session was never stored, and deleting it fails too)
+                    with contextlib.suppress(CozyError):
+                        await rt.store.delete_session(out.session_id, settings.user)
+                        sys.stderr.write(
+                            f"(the question is kept: `cozy sessions restore {out.session_id}`)\n"
+                        )
                 return out.error(event.error, code=code, message_id=event.message_id)
             out.show(event, folded)
             if isinstance(event, Done):

@@ -76,9 +76,10 @@ class ContextService:
     async def _timed(self, name: str, coro: Awaitable[T], meta: dict[str, Any]) -> T | None:
         started = time.perf_counter()
         timeout = self.timeouts.get(name, 1.0)
+        note = None
         try:
             value = await asyncio.wait_for(coro, timeout)
-            note = getattr(value, "degrade_reason", None)  # e.g. memory: keyword search only
+            note = getattr(value, "degrade_reason", None)  # e.g. knowledge: keywords only
             if note:
                 meta["degrade_reasons"].append(f"{name}: {note}")
             return value
@@ -91,7 +92,7 @@ class ContextService:
         finally:
             meta["engines"][name] = {
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                "degraded": False,
+                "degraded": bool(note),  # answered, but with less than it should have
             }
         meta["engines"][name]["degraded"] = True
         return None

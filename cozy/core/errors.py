@@ -130,6 +130,13 @@ class ModelNotFound(ModelError):
     error_type = "invalid_request_error"
 
 
+class EngineTimeout(EngineError):
+    """An engine call ran past its deadline (HTTP 504)."""
+
+    http_status = 504
+    code = "engine_timeout"
+
+
 class MissingExtraError(CozyError):
     """An optional extra is not installed; the message names the install command."""
 

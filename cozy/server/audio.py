@@ -22,7 +22,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from litestar import Controller, Request, Response, WebSocket, post, websocket
 from litestar.response import Stream
@@ -264,23 +264,10 @@ class AudioController(Controller):
             await socket.send_json({"type": "error", "message": str(exc)})
             await socket.close(code=1008)
             return
+        from cozy.server.stt_socket import serve
+
         try:
-            while True:
-                message = cast(dict[str, Any], await socket.receive())
-                if message.get("type") == "websocket.disconnect":
-                    return
-                if message.get("bytes"):
-                    for event in await session.feed(message["bytes"]):
-                        await socket.send_json(event.to_dict())
-                elif (message.get("text") or "").strip().lower() in ("end", '{"type":"end"}'):
-                    for event in await session.finish():
-                        await socket.send_json(event.to_dict())
-                    await socket.send_json({"type": "done"})
-                    await socket.close()
-                    return
-        except UsageError as exc:
-            await socket.send_json({"type": "error", "message": str(exc)})
-            await socket.close(code=1003)
+            await serve(socket, session, rate)
         finally:
             await session.close()
 

@@ -260,9 +260,16 @@ class ChunkWriter:
         self.include_usage = include_usage
         self.tool_index: dict[int, int] = {}
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None, index: int = 0) -> bytes:
+    def _chunk(
+        self,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        index: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> bytes:
         data = {
             **self.base,
+            **(extra or {}),
             "choices": [
                 {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
             ],
@@ -296,11 +303,11 @@ class ChunkWriter:
             )
         return None
 
-    def finish(self, done: Done, index: int = 0) -> bytes:
-        """The chunk that ends one choice (its finish_reason)."""
-        return self._chunk(
-            {}, "tool_calls" if done.tool_calls else (done.finish_reason or "stop"), index
-        )
+    def finish(self, done: Done, index: int = 0, extra: dict[str, Any] | None = None) -> bytes:
+        """The chunk that ends one choice (its finish_reason); `extra`: top-level fields
+        (the `cozy` field of a degraded answer; the SDK keeps unknown fields)."""
+        reason = "tool_calls" if done.tool_calls else (done.finish_reason or "stop")
+        return self._chunk({}, reason, index, extra)
 
     def end(self, usage: dict[str, int]) -> bytes:
         """The usage chunk (when asked for) and `[DONE]`."""

@@ -64,6 +64,10 @@ class ServerSettings(BaseSettings):
         '"usd_month": X}, "key": {...}}; spend needs ai.prices in engines.yaml',
     )
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # /v1/embeddings: bounded work per request (OpenAI allows 2048 inputs, 300k tokens)
+    embed_max_inputs: int = Field(default=2048, ge=1)
+    embed_max_tokens: int = Field(default=300_000, ge=1)
+    embed_timeout: float = Field(default=60.0, gt=0)
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
     graceful_timeout: float = 10.0

@@ -55,6 +55,8 @@ from cozy.server.responses import (
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
 
 _Events = AsyncGenerator[ChatEvent, None]
+# names the context engines an answer was built without (timed out, failed, keywords only)
+DEGRADED_HEADER = "x-cozy-degraded"
 
 
 def known_models(rt: Runtime) -> set[str]:
@@ -95,6 +97,7 @@ class _Turn:
         self.status = "error"
         self.model = model_label(model, known_models(svc.runtime))
         rt = svc.runtime
+        self.degraded: dict[str, Any] = {}  # the `cozy` field of a degraded answer
         self.meter = ChatMeter(svc.limiter, self.state["principal"].limit_scopes, rt.config.ai)
 
     def see(self, event: ChatEvent) -> None:
@@ -106,6 +109,12 @@ class _Turn:
             engines = context_engines(event)
             self.state["engines"] = engines
             m.observe_context(engines)
+            names = sorted(
+                k for k, v in engines.items() if isinstance(v, dict) and v.get("degraded")
+            )
+            if names:
+                reasons = list(event.metadata.get("degrade_reasons") or [])
+                self.degraded = {"degraded": names, "degrade_reasons": reasons}
         elif isinstance(event, ToolResult):
             status = "denied" if event.decision == "deny" else "error" if event.is_error else "ok"
             m.tool_calls.labels(m.tool_label(event.name), "server", status).inc()
@@ -180,7 +189,11 @@ class OpenAIController(Controller):
                         return _failed_response(result, result.session_id)
                     dones.append(result)
                 out = completion_body(dones, cid=cid, created=created, model=body.model)
-                return Response(out, headers={SESSION_HEADER: dones[0].session_id})
+                headers = {SESSION_HEADER: dones[0].session_id}
+                if turn.degraded:  # visible to every client: a header and an extra field
+                    out.cozy = turn.degraded
+                    headers[DEGRADED_HEADER] = ",".join(turn.degraded["degraded"])
+                return Response(out, headers=headers)
             finally:
                 turn.finish()
         # streaming: run prepare before answering, so bad sessions/models get a real status
@@ -260,14 +273,28 @@ class OpenAIController(Controller):
             inputs = body.inputs()
         except ValueError as exc:
             raise BadParam(str(exc), param="input") from None
-        if inputs and isinstance(inputs[0], str):
-            texts = [t for t in inputs if isinstance(t, str)]
-            vectors = await engine.embed(texts)
-            tokens = sum(max(1, len(t) // 4) for t in texts)
-        else:
-            arrays = [t for t in inputs if isinstance(t, list)]
-            vectors = await engine.embed_tokens(arrays)
-            tokens = sum(len(t) for t in arrays)
+        server = services(request).server
+        texts = [t for t in inputs if isinstance(t, str)]
+        arrays = [t for t in inputs if isinstance(t, list)]
+        tokens = sum(max(1, len(t) // 4) for t in texts) + sum(len(t) for t in arrays)
+        if len(inputs) > server.embed_max_inputs:
+            raise BadParam(
+                f"{len(inputs):,} inputs is more than this server embeds in one request "
+                f"({server.embed_max_inputs:,})",
+                param="input",
+                hint="split the inputs over several requests",
+            )
+        if tokens > server.embed_max_tokens:
+            raise BadParam(
+                f"the inputs hold about {tokens:,} tokens; one request may hold "
+                f"{server.embed_max_tokens:,}",
+                param="input",
+                hint="split the inputs over several requests",
+            )
+        vectors = await until_disconnect(
+            request,
+            _embed_batches(engine, texts or arrays, server.embed_timeout),
+        )
         out = []
         for i, vec in enumerate(vectors):
             emb: list[float] | str = vec
@@ -277,6 +304,58 @@ class OpenAIController(Controller):
         await services(request).limiter.add_tokens(principal.limit_scopes, tokens)
         usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
         return EmbeddingList(object="list", data=out, model=body.model, usage=usage)
+
+
+EMBED_BATCH = 32  # inputs per worker-thread call: the unit a cancelled request still pays
+
+
+async def _embed_batches(
+    engine: EmbedEngine, items: list[str] | list[list[int]], limit: float
+) -> list[list[float]]:
+    """Embed in batches, so a deadline or a client that left stops the work between two
+    batches: one `to_thread` call cannot be interrupted, a loop over small ones can."""
+    from cozy.core.errors import EngineTimeout
+
+    out: list[list[float]] = []
+    try:
+        async with asyncio.timeout(limit):
+            for i in range(0, len(items), EMBED_BATCH):
+                batch = items[i : i + EMBED_BATCH]
+                if batch and isinstance(batch[0], str):
+                    out.extend(await engine.embed(batch))
+                else:
+                    out.extend(await engine.embed_tokens(cast(list[list[int]], batch)))
+    except TimeoutError:
+        raise EngineTimeout(
+            f"embedding {len(items):,} inputs took longer than {limit:g}s ({len(out):,} done)",
+            hint="send fewer inputs per request, or raise COZY_SERVER_EMBED_TIMEOUT",
+        ) from None
+    return out
+
+
+async def until_disconnect(request: Request[Any, Any, Any], work: Any) -> Any:
+    """Await `work`, cancelling it when the client disconnects. uvicorn does not cancel
+    a handler whose client left; the ASGI `http.disconnect` message says so, and once
+    the body has been read, the next `receive()` waits for exactly that."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and watcher.done():
+            from cozy.core.errors import Cancelled
+
+            raise Cancelled("the client disconnected") from None
+        raise
+    finally:
+        watcher.cancel()
+        task.cancel()
 
 
 def _model(mid: str, owner: str) -> ModelObject:
@@ -362,7 +441,9 @@ async def _sse(
             turn.see(event)
             if isinstance(event, Done):
                 dones.append(event)
-                yield writer.finish(event, index)
+                yield writer.finish(
+                    event, index, {"cozy": turn.degraded} if turn.degraded else None
+                )
             elif isinstance(event, Failed):
                 yield writer.failed(event)
                 return

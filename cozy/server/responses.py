@@ -64,7 +64,7 @@ class CompletionUsage(msgspec.Struct, kw_only=True):
     total_tokens: int
 
 
-class ChatCompletion(msgspec.Struct, kw_only=True):
+class ChatCompletion(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
     object: Literal["chat.completion"]
     created: int
@@ -72,6 +72,9 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     choices: list[Choice]
     usage: CompletionUsage
     system_fingerprint: str
+    # only on an answer built without part of its context: {"degraded": [engine names],
+    # "degrade_reasons": [...]}; the OpenAI SDK keeps it in `model_extra`
+    cozy: dict[str, Any] | None = None
 
 
 # --- models, embeddings ---------------------------------------------------------

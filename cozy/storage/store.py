@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.core.errors import NotFoundError, StorageError
+from cozy.core.errors import NotFoundError, StorageError, UsageError
 from cozy.storage import db
 from cozy.storage.rows import (
     MessageRow,
@@ -122,8 +122,12 @@ class Store(StoreBase):
     async def get_session(
         self, session_id: str, *, user_id: str | None = None, include_deleted: bool = False
     ) -> SessionRow:
-        """Return the session or raise NotFoundError (also for another user's session)."""
+        """Return the session or raise NotFoundError (also for another user's session).
+        A unique prefix of a live session's id names it too."""
         rows = await self.read(self._session_stmt(session_id, user_id, include_deleted))
+        if not rows:
+            full = await self.session_id_for(session_id, user_id)
+            rows = await self.read(self._session_stmt(full, user_id, include_deleted))
         if not rows:
             raise NotFoundError(
                 f"no session '{session_id}'", hint="list sessions with `cozy sessions list`"
@@ -142,13 +146,50 @@ class Store(StoreBase):
         return stmt
 
     async def last_session(self, user_id: str) -> SessionRow | None:
+        """The session used last: the one with the newest message (ids sort by time), so
+        renaming an old session does not make it "last"."""
+        newest = (
+            sa.select(sa.func.max(messages.c.id))
+            .where(messages.c.session_id == sessions.c.id)
+            .scalar_subquery()
+        )
         rows = await self.read(
             sa.select(sessions)
             .where(sessions.c.user_id == user_id, sessions.c.deleted_at.is_(None))
-            .order_by(sessions.c.updated_at.desc())
+            .order_by(sa.func.coalesce(newest, "").desc(), sessions.c.updated_at.desc())
             .limit(1)
         )
         return _session(rows[0]) if rows else None
+
+    async def session_id_for(self, ref: str, user_id: str | None = None) -> str:
+        """The full id of the one live session whose id starts with `ref` (with or
+        without `ses_`); a clear error when none or several do."""
+        core = ref.strip().removeprefix("ses_")
+        if len(core) < 4:  # too short to mean one session
+            raise NotFoundError(
+                f"no session '{ref}'", hint="list sessions with `cozy sessions list`"
+            )
+        stmt = (
+            sa.select(sessions.c.id)
+            .where(
+                sessions.c.id.startswith(f"ses_{core}", autoescape=True),
+                sessions.c.deleted_at.is_(None),
+            )
+            .limit(5)
+        )
+        if user_id is not None:
+            stmt = stmt.where(sessions.c.user_id == user_id)
+        ids = [str(r[0]) for r in await self.read(stmt)]
+        if not ids:
+            raise NotFoundError(
+                f"no session '{ref}'", hint="list sessions with `cozy sessions list`"
+            )
+        if len(ids) > 1:
+            raise UsageError(
+                f"'{ref}' is the start of {len(ids) if len(ids) < 5 else 'several'} sessions' ids",
+                hint="give more of the id (`cozy sessions list` shows them)",
+            )
+        return ids[0]
 
     async def list_sessions(
         self,
@@ -276,10 +317,9 @@ class Store(StoreBase):
                     found, rows = await conn.run_sync(both)
         except (OperationalError, DBAPIError, OSError) as exc:
             raise db.translate(exc, self.url) from exc
-        if found is None:
-            raise NotFoundError(
-                f"no session '{session_id}'", hint="list sessions with `cozy sessions list`"
-            )
+        if found is None:  # an id prefix? (raises NotFoundError when it is not one)
+            full = await self.session_id_for(session_id, user_id)
+            return await self.session_window(full, user_id, limit)
         return _session(found), [_message(r) for r in reversed(rows)]
 
     @staticmethod

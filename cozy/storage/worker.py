@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,12 +55,20 @@ class JobWorker:
         lease: float = 60.0,
         poll_interval: float = 2.0,
         job_timeout: float = 300.0,
+        keep_done: float = 86400.0,
+        purge_every: float = 3600.0,
     ) -> None:
         self.queue = queue
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.lease = lease
         self.poll_interval = poll_interval
         self.job_timeout = job_timeout
+        # done jobs are only history: pruned when idle, so the table (and every claim's
+        # index scan) does not grow with each turn served
+        self.keep_done = keep_done
+        self.purge_every = purge_every
+        self._next_purge = 0.0  # monotonic; the first idle moment purges
+        self.purged = 0
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -170,9 +179,24 @@ class JobWorker:
                 result = None
             if result is not None:
                 continue
+            await self._maybe_purge()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def _maybe_purge(self) -> None:
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.purge_every
+        try:
+            purged = await self.queue.purge_done(self.keep_done)
+        except Exception as exc:  # a full or locked disk: next time
+            log.warning("purging done jobs failed: %s", exc)
+            return
+        self.purged += purged
+        if purged:
+            log.info("purged %d done jobs older than %.0fs", purged, self.keep_done)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop the loop; a job in flight is given back (or its lease simply expires)."""

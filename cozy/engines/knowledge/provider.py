@@ -4,6 +4,8 @@ Options (engines.yaml `knowledge:`): `chunk_tokens` (200), `chunk_overlap` (30),
 `max_file_mb` (64), `embed` (true: use the runtime's `embed` engine when one is
 configured), `candidates` (50 per retriever), `embed_wait` (seconds the context
 stage waits for a cold embedder before answering from BM25 alone, 0.2),
+`vector_timeout` (0.3: seconds a hybrid search waits for the vector side; an embedder
+that fails or hangs gives keyword results with the reason "keywords only"),
 `include_hidden` (false), `batch_mb` (2) and `batch_files` (200): documents
 written per transaction, `keyword_budget` (10000: chunks BM25 ranks at most per
 query, see retrieval.py), `min_similarity` (0.2: vector candidates below this cosine
@@ -30,6 +32,7 @@ from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
 from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult
 from cozy.engines.knowledge.keyword import TermStats
 from cozy.engines.knowledge.retrieval import VectorCache
+from cozy.engines.knowledge.search import KnowledgeHits
 from cozy.engines.knowledge.textio import LoadError, sha256_text
 from cozy.storage.scope_versions import ScopeVersions
 
@@ -56,6 +59,7 @@ class LocalKnowledge(KnowledgeEngine):
             )
             self.candidates = int(o.get("candidates", 50))
             self.embed_wait = float(o.get("embed_wait", 0.2))
+            self.vector_timeout = float(o.get("vector_timeout", 0.3))
             self.min_similarity = float(o.get("min_similarity", 0.2))
             self.keyword_budget = max(100, int(o.get("keyword_budget", 10_000)))
         except (TypeError, ValueError) as exc:
@@ -176,6 +180,10 @@ class LocalKnowledge(KnowledgeEngine):
     async def _ingestor(self, user_id: str, collection: str, embed: bool) -> Ingestor:
         check_collection(collection)
         engine = await self.embedder() if embed else None
+        if engine is not None and not engine.dimensions:
+            # a remote embedder learns its dimensions from its first answer; the vectors
+            # are stored under a key that includes them, so learn them before writing
+            await engine.embed(["dimensions"])
         return Ingestor(
             self.index,
             user_id=user_id,
@@ -348,7 +356,9 @@ class LocalKnowledge(KnowledgeEngine):
             self, query, user_id, collections, prefix, limit, mode, wait, generation
         )
         if self.reranker is not None:
-            hits = (await self.reranker(query, hits))[:limit]
+            note = getattr(hits, "degrade_reason", None)
+            hits = KnowledgeHits((await self.reranker(query, hits))[:limit])
+            hits.degrade_reason = note
         if cache is not None and not any(h.metadata.get("partial") for h in hits):
             await cache.set("knowledge", key, [_hit_dict(h) for h in hits])
         return hits

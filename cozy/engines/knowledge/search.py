@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from cozy.core.errors import EngineError
+from cozy.core.errors import CozyError, EngineError
 from cozy.core.types import KnowledgeHit
 from cozy.engines.knowledge.keyword import bm25_search
 from cozy.engines.knowledge.retrieval import Vectors, citation, fetch_chunks, rrf
@@ -47,11 +47,13 @@ async def run_search(
             generation=generation,
         )
 
-    # both retrievers at once: SQLite and numpy each run outside the GIL
-    keyword, (semantic, vectors, partial) = await asyncio.gather(
-        keyword_side(),
-        vector_side(engine, query, user_id, collections, prefix, k, mode, wait, generation, notes),
+    vectors_now = vector_side(
+        engine, query, user_id, collections, prefix, k, mode, wait, generation, notes
     )
+    if mode == "hybrid":  # the keywords alone still answer when the embedder cannot
+        vectors_now = _or_keywords(vectors_now, engine.vector_timeout, notes)
+    # both retrievers at once: SQLite and numpy each run outside the GIL
+    keyword, (semantic, vectors, partial) = await asyncio.gather(keyword_side(), vectors_now)
     lists = [ids for ids in ([c for c, _ in keyword], [c for c, _ in semantic]) if ids]
     fused = rrf(lists) if len(lists) > 1 else [(c, s) for c, s in (keyword or semantic)]
     ranks_bm = {c: i + 1 for i, (c, _) in enumerate(keyword)}
@@ -82,7 +84,32 @@ async def run_search(
             hit.metadata["notes"] = notes
         if partial:
             hit.metadata["partial"] = True
-    return hits
+    out = KnowledgeHits(hits)
+    out.degrade_reason = next((n for n in notes if "keywords only" in n), None)
+    return out
+
+
+class KnowledgeHits(list[KnowledgeHit]):
+    """Search results, with a note when the search ran degraded (keywords only)."""
+
+    degrade_reason: str | None = None
+
+
+async def _or_keywords(
+    side: Any, limit: float, notes: list[str]
+) -> tuple[list[tuple[int, float]], Vectors | None, bool]:
+    """The vector side, or nothing (keywords only, noted, not cached) when the embedder
+    fails or is slower than `limit` s: a dead or hung embedder must not take the
+    keyword results down with it (as the README promises)."""
+    try:
+        async with asyncio.timeout(limit):
+            result: tuple[list[tuple[int, float]], Vectors | None, bool] = await side
+            return result
+    except TimeoutError:
+        notes.append(f"embedder slower than {limit:g}s: keywords only")
+    except (CozyError, OSError) as exc:
+        notes.append(f"embedder failed ({exc}): keywords only")
+    return [], None, True
 
 
 async def vector_side(
