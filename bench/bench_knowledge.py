@@ -11,7 +11,14 @@
    marked `old` run the same queries, interleaved, through the path before the shared
    vector index (exact float32 product, reads through aiosqlite).
 
+4. Ingest with the local MiniLM on (`--embed-mb`, default 0.5): the time until the
+   documents are keyword-searchable (what `cozy knowledge add` waits for), the
+   background vectors after it, the embedder's share, and the embedder's chunks/s beside
+   this machine's ceiling measured in the same run: a numpy fp32 matmul probe divided
+   by the model's FLOPs for a chunk of the measured mean token length.
+
 Run: .venv/bin/python bench/bench_knowledge.py [--sizes 10000,100000] [--ingest-mb 8]
+    [--embed-mb 0.5]
 """
 
 from __future__ import annotations
@@ -150,7 +157,25 @@ def sentence_maker(rng: random.Random, vocab: list[str]) -> Any:
 
 
 async def ingest_speed(root: Path, megabytes: float) -> dict[str, float]:
-    rng = random.Random(7)
+    tree, n, size = write_tree(root, megabytes)
+    rt, k = await open_engine(root / "ingest", embed=False)
+    try:
+        start = time.perf_counter()
+        report = await k.add_paths([tree], user_id="bench", collection="big", embed=False)
+        took = time.perf_counter() - start
+        chunks = sum(r.chunks for r in report.results)
+        start = time.perf_counter()
+        again = await k.add_paths([tree], user_id="bench", collection="big", embed=False)
+        rescan = time.perf_counter() - start
+        assert again.counts() == {"unchanged": n}
+    finally:
+        await rt.close()
+    return {"files": n, "mb": size / 1e6, "seconds": took, "chunks": chunks, "rescan": rescan}
+
+
+def write_tree(root: Path, megabytes: float, seed: int = 7) -> tuple[Path, int, int]:
+    """A generated Markdown tree of about `megabytes` MB: (its root, files, bytes)."""
+    rng = random.Random(seed)
     make = sentence_maker(rng, vocabulary(20_000, rng))
     tree = root / "tree"
     size = 0
@@ -167,19 +192,86 @@ async def ingest_speed(root: Path, megabytes: float) -> dict[str, float]:
         path.write_text(text)
         size += len(text.encode())
         n += 1
-    rt, k = await open_engine(root / "ingest", embed=False)
+    return tree, n, size
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """The machine's fp32 matrix-product rate right now (numpy, default BLAS threads):
+    the best of `repeats` products of two size x size matrices."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    a @ a  # warm up: threads started, pages touched
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * size**3 / best / 1e9
+
+
+def minilm_flops(tokens: int) -> float:
+    """Multiply-adds x 2 of one all-MiniLM-L6-v2 forward pass over `tokens` tokens: per
+    layer the q/k/v, output and two FFN projections, and the attention products."""
+    hidden, ffn, layers = 384, 1536, 6
+    dense = 2 * tokens * (3 * hidden * hidden + hidden * hidden + 2 * hidden * ffn)
+    attention = 2 * 2 * tokens * tokens * hidden
+    return float(layers * (dense + attention))
+
+
+async def ingest_with_embedder(root: Path, megabytes: float) -> dict[str, float]:
+    """Markdown with the local MiniLM on: the keyword-searchable part (`add` returns),
+    then the background vectors (`embed_pending`), each stage timed, and the embedder
+    beside the machine's ceiling (matmul probe / the model's FLOPs per chunk)."""
+    tree, files, size = write_tree(root / "embed-tree", megabytes, seed=11)
+    rt, k = await open_engine(root / "embed-ingest", embed=True)
     try:
+        embedder = await k.embedder()
+        assert embedder is not None, k.embed_note
+        await embedder.embed(["warm up"])  # the model loads outside the timings
+        stages: dict[str, float] = {"embedder (model)": 0.0, "tokenize": 0.0}
+        tokens: list[int] = []
+        model = embedder._model
+        encode = model.encode
+
+        def timed_encode(texts: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            ids = model.tokenize(texts)
+            stages["tokenize"] += time.perf_counter() - t
+            tokens.extend(len(x) for x in ids)
+            t = time.perf_counter()
+            out = encode(texts, **kw)
+            stages["embedder (model)"] += time.perf_counter() - t
+            return out
+
+        model.encode = timed_encode
         start = time.perf_counter()
-        report = await k.add_paths([tree], user_id="bench", collection="big", embed=False)
-        took = time.perf_counter() - start
+        report = await k.add_paths([tree], user_id="bench", collection="e", wait=False)
+        searchable = time.perf_counter() - start
         chunks = sum(r.chunks for r in report.results)
         start = time.perf_counter()
-        again = await k.add_paths([tree], user_id="bench", collection="big", embed=False)
-        rescan = time.perf_counter() - start
-        assert again.counts() == {"unchanged": n}
+        left = await k.embed_pending("bench", "e")
+        vectors = time.perf_counter() - start
+        assert left == 0
+        model.encode = encode
+        gflops = matmul_gflops()
     finally:
         await rt.close()
-    return {"files": n, "mb": size / 1e6, "seconds": took, "chunks": chunks, "rescan": rescan}
+    mean_tokens = statistics.mean(tokens) if tokens else 0.0
+    model_s = stages["embedder (model)"]
+    return {
+        "files": files,
+        "bytes": size,
+        "chunks": chunks,
+        "searchable_s": searchable,
+        "vectors_s": vectors,
+        "model_s": model_s,
+        # the model's own time includes tokenizing again (encode does): count it once
+        "tokenize_s": stages["tokenize"],
+        "mean_tokens": mean_tokens,
+        "gflops": gflops,
+        "ceiling": gflops * 1e9 / minilm_flops(round(mean_tokens)) if mean_tokens else 0.0,
+    }
 
 
 async def fill(k: Any, total: int, rng: random.Random, dims: int, model: str) -> None:
@@ -214,8 +306,8 @@ def pct(values: list[float], q: float) -> float:
 async def latency(root: Path, size: int) -> list[list[Any]]:
     import os
 
-    from cozy.engines import vectors as vectors_mod
     from cozy.engines.knowledge.search import run_search
+    from cozy.engines.retrieval import vectors as vectors_mod
 
     rt, k = await open_engine(root / f"lat{size}")
     try:
@@ -236,22 +328,21 @@ async def latency(root: Path, size: int) -> list[list[Any]]:
             t_embed.append((time.perf_counter() - t0) * 1000)
             await run_search(k, q, "bench", None, None, 5, "vector", None, gen)
         rows = []
-        approx_from, thread = vectors_mod.APPROX_FROM, k.index.thread
+        approx_from = vectors_mod.APPROX_FROM
         for mode in ("bm25", "vector", "hybrid"):
-            # new, and " old": the exact float32 product (before cozy/engines/vectors.py)
-            # with reads through aiosqlite (a hop per call, before the one-hop thread),
-            # query by query in turn so machine load hits both alike
+            # new, and " old": the exact float32 product (before the int8 pass of
+            # cozy/engines/retrieval/vectors.py), query by query in turn so machine load
+            # hits both alike
             variants = ("", " old")
             times: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(3):
                 for q in qa:
                     for variant in variants:
                         vectors_mod.APPROX_FROM = 10**12 if variant else approx_from
-                        k.index.thread = None if variant else thread
                         t0 = time.perf_counter()
                         await run_search(k, q, "bench", None, None, 5, mode, None, gen)
                         times[variant].append((time.perf_counter() - t0) * 1000)
-            vectors_mod.APPROX_FROM, k.index.thread = approx_from, thread
+            vectors_mod.APPROX_FROM = approx_from
             for variant, values in times.items():
                 rows.append(
                     [f"{size:,}", mode + variant, f"{statistics.median(values):.1f}",
@@ -264,11 +355,12 @@ async def latency(root: Path, size: int) -> list[list[Any]]:
         # the floor of exact vector search on this machine right now: the product alone
         model = k.model_key(embedder)
         vectors = await k.vectors.get(k.index, "bench", model, gen, embedder.dimensions)
-        query = vectors.matrix[0].copy()
+        matrix = vectors.index.matrix
+        query = matrix[0].copy()
         t_mv = []
         for _ in range(len(qa)):
             t0 = time.perf_counter()
-            vectors.matrix @ query
+            matrix @ query
             t_mv.append((time.perf_counter() - t0) * 1000)
         rows.append(
             [f"{size:,}", "(matrix x vector alone)", f"{statistics.median(t_mv):.1f}",
@@ -288,6 +380,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--ingest-mb", type=float, default=8.0)
+    parser.add_argument(
+        "--embed-mb", type=float, default=0.5, help="MB ingested with the embedder on (0: skip)"
+    )
     args = parser.parse_args()
     import os
 
@@ -323,6 +418,37 @@ async def main() -> None:
                 ],
             ],
         )
+        if args.embed_mb > 0:
+            e = await ingest_with_embedder(root, args.embed_mb)
+            total = e["searchable_s"] + e["vectors_s"]
+            kb = e["bytes"] / 1e3
+            table(
+                f"ingest with the local MiniLM on ({e['files']} files, {kb:.0f} KB, "
+                f"{e['chunks']} chunks of {e['mean_tokens']:.0f} tokens on average)",
+                ["stage", "seconds", "share", "KB/s", "chunks/s"],
+                [
+                    ["keyword-searchable (walk, hash, chunk, write: `add` returns)",
+                     f"{e['searchable_s']:.2f}", f"{e['searchable_s'] / total:.0%}",
+                     f"{kb / e['searchable_s']:.0f}", f"{e['chunks'] / e['searchable_s']:.0f}"],
+                    ["vectors (background job), of which:", f"{e['vectors_s']:.2f}",
+                     f"{e['vectors_s'] / total:.0%}", f"{kb / e['vectors_s']:.1f}",
+                     f"{e['chunks'] / e['vectors_s']:.1f}"],
+                    ["  embedder forward passes (incl. tokenizing)", f"{e['model_s']:.2f}",
+                     f"{e['model_s'] / total:.0%}", f"{kb / e['model_s']:.1f}",
+                     f"{e['chunks'] / e['model_s']:.1f}"],
+                    ["  reads, writes, event loop", f"{e['vectors_s'] - e['model_s']:.2f}",
+                     f"{(e['vectors_s'] - e['model_s']) / total:.0%}", "-", "-"],
+                    ["everything", f"{total:.2f}", "100%", f"{kb / total:.1f}",
+                     f"{e['chunks'] / total:.1f}"],
+                ],
+            )  # fmt: skip
+            rate = e["chunks"] / e["model_s"]
+            print(
+                f"  ceiling: numpy fp32 matmul {e['gflops']:.0f} GFLOPS now / "
+                f"{minilm_flops(round(e['mean_tokens'])) / 1e9:.2f} GFLOP per chunk = "
+                f"{e['ceiling']:.1f} chunks/s; the embedder: {rate:.1f} chunks/s = "
+                f"{rate / e['ceiling']:.2f} x the ceiling"
+            )
         rows: list[list[Any]] = []
         for size in [int(s) for s in args.sizes.split(",") if s]:
             rows.extend(await latency(root, size))

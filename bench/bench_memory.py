@@ -15,7 +15,7 @@ cached, as the engine does for repeated queries); the embedding cost is measured
 its own line. Memories for the large stores get random unit vectors (embedding 100k
 texts with MiniLM would take an hour and measures the embedder, not the search).
 Rows marked `exact` run the same queries, interleaved, with the exact float32 product
-(cozy/engines/vectors.py with its int8 threshold out of reach) instead of the int8 pass +
+(cozy/engines/retrieval/vectors.py with its int8 threshold out of reach) instead of the int8 pass +
 rerank; they run second, so they may find their candidate rows already cached.
 The orchestrator runs with every local engine on (memory, profile, knowledge) and
 alternates turns whose query is embedded inside the turn with turns whose query
@@ -104,15 +104,19 @@ async def fill(store: Any, user: str, n: int, dims: int, rng: random.Random) -> 
 
 
 async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
+    import importlib
     import os
 
     from cozy.engines.base import EngineContext
     from cozy.engines.memory.local import LocalMemory
 
-    try:
-        from cozy.engines import vectors
-    except ImportError:  # a --before tree from before the shared vector index
-        vectors = None  # type: ignore[assignment]
+    vectors: Any = None  # a --before tree may predate the shared vector index
+    for name in ("cozy.engines.retrieval.vectors", "cozy.engines.vectors"):
+        try:  # the retrieval kernel's module, or where it lived before (#17)
+            vectors = importlib.import_module(name)
+            break
+        except ImportError:
+            continue
     from cozy.storage.store import Store
 
     rng = random.Random(7)
@@ -123,12 +127,12 @@ async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
         store = await Store.open(f"sqlite:///{tmp / 'b.db'}")
         await fill(store, "u", n, 384, rng)
         mem = LocalMemory({"embeddings": True}, EngineContext(store=store))
-        mem._embedder = object()  # type: ignore[assignment]  # vectors come from the cache
+        cached = prime_query_vectors(mem)  # vectors come from the cache
         qs = [" ".join(rng.choices(VOCAB, weights=ZIPF, k=4)) for _ in range(queries)]
         qv = np.random.default_rng(2).standard_normal((queries, 384)).astype(np.float32)
         qv /= np.linalg.norm(qv, axis=1, keepdims=True)
         for q, v in zip(qs, qv, strict=True):
-            mem._qcache[q] = v.tolist()
+            cached(q, v.tolist())
         await mem.search(qs[0], user_id="u", limit=5)  # load the matrix once
         mat = np.ascontiguousarray((await mem.repo.vectors("u"))[1], dtype=np.float32)
         floor = []
@@ -226,8 +230,10 @@ async def bench_orchestrator(turns: int) -> dict[str, float]:
             for i in range(turns):
                 for kind in ("with", "without"):
                     query = f"tell me about chess {i}{kind[0]}"
-                    if kind == "without" and hasattr(mem, "_query_vector"):
-                        await mem._query_vector(query)
+                    # this tree's engine, or a `--before` one older than the retrieval kernel
+                    warm = getattr(mem, "query_vector", None) or getattr(mem, "_query_vector", None)
+                    if kind == "without" and warm is not None:
+                        await warm(query)
                     events = await collect(rt.orchestrator.run(req(query)))
                     done = events[-1]
                     assert isinstance(done, Done), done
@@ -268,6 +274,16 @@ def show(after: dict[str, float], before: dict[str, float] | None) -> None:
         ratio = f"{old / value:>12.1f}x" if old is not None and value > 0 else f"{'-':>13}"
         old_s = f"{old:>10.2f}" if old is not None else f"{'-':>10}"
         print(f"{key:<{width}} {old_s} {value:>10.2f} {ratio}")
+
+
+def prime_query_vectors(mem: Any) -> Any:
+    """A function caching a query's vector in `mem` (and an embedder stand-in), for this
+    tree's engine and for a `--before` tree older than the shared retrieval kernel."""
+    if hasattr(mem, "embeddings"):
+        mem.embeddings.use(object())
+        return mem.embeddings.remember
+    mem._embedder = object()
+    return mem._qcache.__setitem__
 
 
 def _tree(path: str) -> Path:

@@ -15,7 +15,7 @@
    neighbours' text as `context` (as memory/turns.py indexes them); each database is
    analyzed after the fill (what autovacuum does shortly after a bulk load).
 3. Postgres keyword search, new vs baseline on the same database, alternating per
-   query: the planned statement (memory/pg_keyword.py, knowledge/pg_keyword.py) vs
+   query: the planned statement (retrieval/keyword.py, for memory and knowledge) vs
    the statements before it (all words `&`, then any word `|` ranked among the first
    2000 matches; `baseline_*` below).
 
@@ -200,7 +200,7 @@ CONTEXT = (  # each turn's neighbours (by time) as its keyword context, like tur
 
 async def baseline_memory_keyword(store: Any, user: str, query: str, limit: int) -> list[Any]:
     """The memory statement before the planned one (all words, then any word, cap 2000)."""
-    from cozy.engines.memory.search import query_terms
+    from cozy.engines.retrieval.terms import query_terms
 
     terms = query_terms(query)
     out: list[Any] = []
@@ -219,9 +219,9 @@ async def baseline_memory_keyword(store: Any, user: str, query: str, limit: int)
 
 async def baseline_knowledge_keyword(index: Any, user: str, query: str, k: int) -> list[Any]:
     """The knowledge statement before the planned one (all words, then any word, cap 2000)."""
-    from cozy.engines.knowledge.keyword import query_terms
+    from cozy.engines.retrieval.terms import DOC_STOPWORDS, query_terms
 
-    terms = query_terms(query)
+    terms = query_terms(query, stopwords=DOC_STOPWORDS, fallback=True)
     out: list[Any] = []
     for op in ("&", "|"):
         sql = (
@@ -270,12 +270,12 @@ async def memory_search(url: str, n: int, queries: int) -> dict[str, tuple[float
             async with store.engine.begin() as conn:
                 await conn.execute(sa_text("ANALYZE memories"))
         mem = LocalMemory({"embeddings": True}, EngineContext(store=store))
-        mem._embedder = object()  # type: ignore[assignment]  # query vectors from the cache
+        mem.embeddings.use(object())  # query vectors from the cache
         qs = [" ".join(rng.choices(VOCAB, weights=ZIPF, k=4)) for _ in range(queries)]
         qv = np.random.default_rng(2).standard_normal((queries, 384)).astype(np.float32)
         qv /= np.linalg.norm(qv, axis=1, keepdims=True)
         for q, v in zip(qs, qv, strict=True):
-            mem._qcache[q] = v.tolist()
+            mem.embeddings.remember(q, v.tolist())
         await mem.search(qs[0], user_id="u", limit=5)  # load the user's matrix once
         out = {}
         for mode in ("hybrid", "keyword", "vector"):
@@ -331,11 +331,8 @@ async def knowledge_search(
                 times.append((time.perf_counter() - t) * 1000)
             out[mode] = (pct(times, 50), pct(times, 99))
         if url:
-            from cozy.engines.knowledge.keyword import bm25_search
-
             ab = await side_by_side(
-                lambda q: bm25_search(k.index, "bench", q, collections=None, prefix=None,
-                                      k=50, budget=k.keyword_budget, generation=gen),
+                lambda q: k.keyword_search(q, "bench", None, None, 50, gen),
                 lambda q: baseline_knowledge_keyword(k.index, "bench", q, 50),
                 qs,
             )  # fmt: skip

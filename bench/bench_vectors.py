@@ -1,5 +1,5 @@
 """Vector top-k at 1k/10k/100k random unit vectors: exact float32 (the old path) against
-the int8 coarse pass + float32 rerank (cozy/engines/vectors.py), side by side.
+the int8 coarse pass + float32 rerank (cozy/engines/retrieval/vectors.py), side by side.
 
 Queries alternate between the methods so machine load hits them alike. Prints p50/p99
 latency, recall@10 and @50 against exact, memory, build cost and the cost of adding
@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cozy.engines import vectors
-from cozy.engines.vectors import Int8Rows, blas_single_thread, top_k
+from cozy.engines.retrieval import vectors
+from cozy.engines.retrieval.vectors import Int8Rows, blas_single_thread, top_k
 
 DIMS = 384
 Search = Callable[[np.ndarray, int], np.ndarray]

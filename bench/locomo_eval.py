@@ -8,7 +8,7 @@ category and overall, for hybrid search and the BM25-only / vector-only baseline
 measured in the same run.
 
     .venv/bin/python bench/locomo_eval.py [--data DIR] [--limit-convs N] [--embed local|none]
-        [--plain] [--split] [--variant hybrid:key=value,...]
+        [--plain] [--split] [--folds] [--variant hybrid:key=value,...]
 
 Turns are indexed with their neighbours (memory/turns.py); `--plain` also ingests
 every conversation with `turn_context: false` (each turn alone) and adds those BM25
@@ -17,6 +17,12 @@ same search without the second ranking stage of memory/rank.py. The second stage
 weights were chosen on conversations 1, 3 and 5 (sorted by name); `--split` scores
 that half and the held-out half (2 and 4) apart. A variant sets engine attributes
 or second-stage weights, e.g. `hybrid:session=0,feedback=0`.
+
+`--folds` evaluates the tuning itself, leave one conversation out: every weight and
+threshold of hybrid search at 0, half and twice its default (one at a time), the
+setting with the best R@10 on four conversations scored on the fifth; it prints the
+fold table (chosen setting, train and held-out R@10 per fold, the mean and spread of
+the held-out scores, and the gap between the dev score and that mean).
 """
 
 from __future__ import annotations
@@ -190,6 +196,104 @@ def table(all_results: dict[str, dict[Any, list[float]]]) -> str:
     return "\n".join(lines)
 
 
+# --folds: every weight and threshold of hybrid search, each at 0, half and twice its
+# default (one at a time, the others at their defaults): the choices a tuning run makes
+TUNED = {
+    "keyword_weight": 1.5,
+    "rrf_k": 10.0,
+    "neighbour_spread": 0.05,
+    "entity": 0.3,
+    "date": 0.3,
+    "when": 0.3,
+    "session": 0.5,
+    "feedback": 0.5,
+    "answer": 0.2,
+}
+
+
+def grid() -> list[str]:
+    modes = ["hybrid"]
+    for key, default in TUNED.items():
+        for factor in (0.0, 0.5, 2.0):
+            if key == "rrf_k" and factor == 0.0:
+                continue  # k = 0 is a different fusion, not a weaker one
+            modes.append(f"hybrid:{key}={default * factor:g}")
+    return modes
+
+
+def recall_at(res: dict[Any, list[float]], k: int = 10) -> tuple[float, int]:
+    vals = [v for c in CATEGORIES for v in res.get((c, k, "recall"), [])]
+    return (sum(vals) / len(vals) if vals else 0.0), len(vals)
+
+
+def fold_table(per_conv: dict[str, dict[str, dict[Any, list[float]]]], modes: list[str]) -> str:
+    """Leave one conversation out: the setting with the best R@10 on the other
+    conversations (pooled questions), scored on the one left out."""
+    import statistics
+
+    def pooled(convs: list[str], mode: str) -> float:
+        merged: dict[Any, list[float]] = defaultdict(list)
+        for c in convs:
+            for key, vals in per_conv[c][mode].items():
+                merged[key].extend(vals)
+        return recall_at(merged)[0]
+
+    names = sorted(per_conv)
+    lines = [
+        f"{'held out':<14} {'chosen on the other conversations':<36} {'train':>6} "
+        f"{'held-out':>8} {'default':>8}",
+        "-" * 76,
+    ]
+    held, default_held = [], []
+    for out in names:
+        rest = [c for c in names if c != out]
+        best = max(modes, key=lambda m: (pooled(rest, m), m == "hybrid"))
+        score = recall_at(per_conv[out][best])[0]
+        base = recall_at(per_conv[out]["hybrid"])[0]
+        held.append(score)
+        default_held.append(base)
+        chosen = best.partition(":")[2] or "defaults"
+        lines.append(
+            f"{out:<14} {chosen:<36} {pooled(rest, best):>6.3f} {score:>8.3f} {base:>8.3f}"
+        )
+    dev = pooled(names, "hybrid")
+    mean = statistics.mean(held)
+    # the held-out scores pooled over questions, like the dev figure (the mean above
+    # weighs each conversation alike)
+    held_pooled: dict[Any, list[float]] = defaultdict(list)
+    for out in names:
+        rest = [c for c in names if c != out]
+        best = max(modes, key=lambda m: (pooled(rest, m), m == "hybrid"))
+        for key, vals in per_conv[out][best].items():
+            held_pooled[key].extend(vals)
+    lines.append("-" * 76)
+    lines.append(
+        f"R@10 held out: mean {mean:.3f}, spread across folds {max(held) - min(held):.3f} "
+        f"(sd {statistics.pstdev(held):.3f}); defaults held out: mean "
+        f"{statistics.mean(default_held):.3f}"
+    )
+    lines.append(
+        f"held out, pooled over questions: {recall_at(held_pooled)[0]:.3f}; dev (all "
+        f"conversations, the defaults tuned on them): {dev:.3f}; dev - held-out mean = "
+        f"{dev - mean:+.3f}"
+    )
+    return "\n".join(lines)
+
+
+async def setup(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The (cached) embedder and the search modes the run compares."""
+    if args.embed != "local":
+        return None, ["keyword"]
+    from cozy.engines.embed.local import LocalEmbedder
+
+    inner = LocalEmbedder({})
+    await inner.initialize()
+    modes = ["keyword", "vector", FUSION, "hybrid", *args.variant]
+    if args.folds:
+        modes += [m for m in grid() if m not in modes]
+    return CachedEmbedder(inner, args.cache), modes
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -208,17 +312,18 @@ async def main() -> None:
         help="also score the two halves apart: conversations 1, 3, 5 (where the second-stage "
         "weights were chosen) and 2, 4 (held out)",
     )
+    ap.add_argument(
+        "--folds",
+        action="store_true",
+        help="leave one conversation out: every weight of hybrid search at 0, half and twice "
+        "its default, chosen on four conversations and scored on the fifth",
+    )
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cozy-locomo")
     args = ap.parse_args()
-    embedder = None
-    modes = ["keyword"]
-    if args.embed == "local":
-        from cozy.engines.embed.local import LocalEmbedder
-
-        inner = LocalEmbedder({})
-        await inner.initialize()
-        embedder = CachedEmbedder(inner, args.cache)
-        modes = ["keyword", "vector", FUSION, "hybrid", *args.variant]
+    if args.folds and args.embed != "local":
+        ap.error("--folds needs the embedder (--embed local)")
+    embedder, modes = await setup(args)
+    per_conv: dict[str, dict[str, dict[Any, list[float]]]] = {}
     files = sorted(args.data.glob("conv-*.json"))[: args.limit_convs]
     plain = [m for m in ("keyword", "vector") if m in modes] if args.plain else []
     merged: dict[str, dict[Any, list[float]]] = {
@@ -230,6 +335,7 @@ async def main() -> None:
     total_turns, total_s = 0, 0.0
     for i, path in enumerate(files):
         res, n, s = await run_conv(path, embedder, modes)
+        per_conv[path.stem] = res
         total_turns += n
         total_s += s
         for mode in modes:
@@ -237,6 +343,8 @@ async def main() -> None:
                 merged[mode][key].extend(vals)
                 halves["held-out" if i % 2 else "tuning"][mode][key].extend(vals)
         print(f"{path.name}: {n} turns ingested in {s:.1f}s", flush=True)
+        if embedder is not None:
+            embedder.save()  # after each conversation: an interrupted run keeps its vectors
         if plain:
             res, _n, _s = await run_conv(path, embedder, plain, {"turn_context": False})
             for mode in plain:
@@ -247,17 +355,21 @@ async def main() -> None:
     names = {"keyword": "bm25", "vector": "vector", "hybrid": "hybrid", FUSION: "fusion"}
     names |= {"keyword-plain": "bm25-plain", "vector-plain": "vec-plain"}
     print()
-    for i, m in enumerate(modes):
+    shown = [m for m in modes if not args.folds or m not in grid() or m == "hybrid"]
+    for i, m in enumerate(shown):
         if m not in names:
             names[m] = f"v{i - 3}"
             print(f"v{i - 3} = {m}")
     print("fusion = BM25 + vector RRF and neighbour spreading only (no memory/rank.py stage)")
-    print(table({names[m]: merged[m] for m in merged}))
+    print(table({names[m]: merged[m] for m in merged if m in shown or m.endswith("-plain")}))
     if args.split:
         for half, res in halves.items():
             print(f"--- {half} half ---")
             print(table({names[m]: res[m] for m in modes}))
     print(f"ingest: {total_turns} turns in {total_s:.1f}s ({total_turns / total_s:.1f} turns/s)")
+    if args.folds:
+        print("\n--- leave one conversation out (R@10 over categories 1-4) ---")
+        print(fold_table(per_conv, grid()))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from cozy.core.summaries import Summarizer
 from cozy.core.toolloop import ToolRunner
 from cozy.core.types import ModelInfo, ToolSpec
 from cozy.core.windows import ContextWindows, TokenAccounting
+from cozy.engines.ai.choice import automatic as automatic_reason
 from cozy.engines.ai.router import ModelRouterImpl
 from cozy.engines.base import (
     BaseEngine,
@@ -37,15 +38,30 @@ from cozy.engines.registry import EngineFactory
 from cozy.settings import Settings
 from cozy.storage.cache import DiskL2Cache, L2Cache
 from cozy.storage.jobs import JobQueue
+from cozy.storage.provider_keys import ProviderKeys
 from cozy.storage.redis_cache import RedisLink
 from cozy.storage.store import Store
 from cozy.storage.summaries import SummaryStore
 from cozy.storage.worker import DrainStats, JobWorker
 
+__all__ = ["TINY_MODEL_NOTICE", "ModelRouterImpl", "Runtime", "automatic_reason"]
 
-def model_router(config: EnginesConfig) -> ModelRouterImpl:
+TINY_MODEL_NOTICE = (
+    "this answer came from the bundled 135M model, which is small: for better answers start "
+    "Ollama (`ollama serve`, `ollama pull llama3.2`), set OPENAI_API_KEY, or use a bigger GGUF "
+    "(`-m local:/path/to/model.gguf`, or put it in <data dir>/models)"
+)
+
+
+def model_router(config: EnginesConfig, settings: Settings | None = None) -> ModelRouterImpl:
     """A model router alone, without store or engines (`cozy doctor`'s model check)."""
-    return ModelRouterImpl(config, EngineFactory())
+    keys = provider_keys(settings) if settings is not None else None
+    return ModelRouterImpl(config, EngineFactory(), keys)
+
+
+def provider_keys(settings: Settings) -> ProviderKeys:
+    """The keys `cozy keys set PROVIDER` stores, next to engines.yaml."""
+    return ProviderKeys(settings.config_dir / "keys.json")
 
 
 READY_TIMEOUT = 5.0  # s per readiness check: it must answer before the prober gives up
@@ -66,7 +82,7 @@ class Runtime:
         self.personalities = PersonalityCatalog(
             [settings.packaged_profiles_dir, settings.user_profiles_dir]
         )
-        self.router = ModelRouterImpl(config, self.factory)
+        self.router = ModelRouterImpl(config, self.factory, provider_keys(settings))
         self.engines: dict[str, BaseEngine] = {}
         self._ready: set[str] = set()  # kinds whose engine finished initialize()
         self._engine_locks: dict[str, asyncio.Lock] = {}
@@ -161,6 +177,8 @@ class Runtime:
         section = self.config.section(kind)
         if not section.active:
             return None
+        cls = self.factory.registry.get(kind, section.provider)
+        self.config.validate_options(cls.Options, section.options, (kind,))
         engine = self.factory.create(kind, section.provider, section.options, self.engine_context)
         self.engines[kind] = engine
         return engine
@@ -240,9 +258,11 @@ class Runtime:
         self.start_worker()
         return job_id
 
-    async def drain_jobs(self, *, include_deferred: bool = True) -> DrainStats:
-        """Run every runnable job now (`cozy jobs run`)."""
-        return await self.worker.drain(include_deferred=include_deferred)
+    async def drain_jobs(
+        self, *, include_deferred: bool = True, kinds: Sequence[str] | None = None
+    ) -> DrainStats:
+        """Run every runnable job (of these `kinds`) now (`cozy jobs run`)."""
+        return await self.worker.drain(include_deferred=include_deferred, kinds=kinds)
 
     def _tool_runner(self, engine: ToolsEngine | None) -> ToolRunner:
         """The tool loop with remembered grants, face policies and the round cap."""
@@ -291,9 +311,28 @@ class Runtime:
         return self.engines[kind]
 
     async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
-        name = provider or self.router.default_provider
+        """The provider's models; without a provider, the default one's and the local
+        GGUF files beside them (reading those needs no server)."""
+        name = provider or (await self.router.decide()).provider
         engine = await self.router.engine(name)
-        return await engine.list_models()
+        models = await engine.list_models()
+        if provider is None and name != "local":
+            with contextlib.suppress(CozyError):
+                models += await (await self.router.engine("local")).list_models()
+        return models
+
+    def tiny_model_notice(self, label: str) -> str | None:
+        """How to get a better model, once per data dir, after the bundled model answered."""
+        from cozy.engines.ai.local_models import BUNDLED_NAME
+
+        if label != f"local:{BUNDLED_NAME}":
+            return None
+        marker = self.settings.data_dir / ".tiny-model-notice-shown"
+        if marker.exists():
+            return None
+        with contextlib.suppress(OSError):  # unwritable data dir: say it again next time
+            marker.touch()
+        return TINY_MODEL_NOTICE
 
     async def health(self) -> dict[str, Health]:
         out: dict[str, Health] = {}

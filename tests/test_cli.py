@@ -92,6 +92,10 @@ def test_personalities_models_config(configured: FakeModelServer) -> None:
     assert coder["id"] == "coder" and coder["system_prompt"]
     models = json.loads(cozy("models", "--json").stdout)
     assert "ollama:fake-model" in [m["id"] for m in models]
+    local = next(m for m in models if m["id"] == "local:smollm2-135m")  # beside: the GGUF files
+    assert (
+        local["context_window"] == 8192 and local["size"] > 9e7 and local["path"].endswith(".gguf")
+    )
     shown = json.loads(cozy("config", "show", "--json").stdout)
     assert shown["engines"]["ai"]["provider"] == "ollama"
     assert "engines.yaml" in cozy("config", "path").stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,3 +70,50 @@ def test_doctor_model_reachable_only_when_served(configured: FakeModelServer) ->
     assert "fix: ollama pull not-pulled" in text
     # extras named in fixes keep their brackets (they are not rich markup)
     assert "uv pip install 'cozy'" not in text
+
+
+def test_provider_keys_are_stored_privately_and_used(
+    fake_model: FakeModelServer, cozy_home: Path
+) -> None:
+    (cozy_home / "engines.yaml").write_text(
+        "ai:\n  provider: openai\n  model: fake-model\n"
+        f"  providers: {{openai: {{base_url: '{fake_model.openai_base_url}', max_retries: 0}}}}\n",
+        encoding="utf-8",
+    )
+    fake_model.api_key = "sk-stored-secret"
+    r = cozy("keys", "set", "openai", stdin="sk-stored-secret\n")
+    assert r.returncode == 0, r.stderr
+    assert "sk-stored-secret" not in r.stdout + r.stderr
+    path = cozy_home / "keys.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    listed = cozy("keys", "providers", "--json")
+    assert "sk-stored" not in listed.stdout
+    assert json.loads(listed.stdout) == [{"provider": "openai", "key": True, "source": "keys.json"}]
+    r = cozy("run", "--json", "hi", stdin="")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["text"] == "You said: hi"
+    assert cozy("keys", "unset", "openai").returncode == 0
+    r = cozy("run", "--json", "hi", stdin="")
+    assert r.returncode == 1 and "cozy keys set openai" in r.stderr
+
+
+def test_config_set_models_default_and_aliases(
+    configured: FakeModelServer, cozy_home: Path
+) -> None:
+    assert cozy("models", "default", "ollama:fake-embed").returncode == 0
+    assert cozy("aliases", "set", "quick", "ollama:fake-model").returncode == 0
+    assert cozy("config", "set", "context.recent_messages", "4").returncode == 0
+    shown = json.loads(cozy("config", "show", "--json").stdout)["engines"]
+    assert shown["ai"]["model"] == "ollama:fake-embed"
+    assert shown["ai"]["aliases"]["quick"] == "ollama:fake-model"
+    assert shown["context"]["recent_messages"] == 4
+    assert shown["ai"]["providers"]["ollama"]["host"] == configured.url  # the rest is kept
+    r = cozy("run", "--json", "hi", stdin="")
+    assert json.loads(r.stdout)["model"] == "ollama:fake-embed"
+    r = cozy("run", "--json", "-m", "quick", "hi", stdin="")
+    assert json.loads(r.stdout)["model"] == "ollama:fake-model"
+    before = (cozy_home / "engines.yaml").read_text()
+    r = cozy("config", "set", "context.recent_messages", "lots")
+    assert r.returncode == 2 and "recent_messages" in r.stderr and ".new" not in r.stderr
+    assert (cozy_home / "engines.yaml").read_text() == before  # an invalid change is not kept
+    assert json.loads(cozy("models", "--json").stdout)  # the listing still works

@@ -37,7 +37,7 @@ def test_user_file_overrides_packaged_file_key_by_key(cozy_home: Path) -> None:
     cfg = load_engines_config(s.engines_files)
     assert cfg.ai.model == "ollama:qwen2.5" and cfg.context.token_budget == 2048
     assert cfg.context.recent_messages == 20  # kept from the packaged file
-    assert "local" in cfg.ai.aliases
+    assert "llama" in cfg.ai.aliases
 
 
 def test_bad_value_names_file_line_and_field(tmp_path: Path) -> None:
@@ -57,6 +57,31 @@ def test_unknown_key_lists_the_allowed_ones(tmp_path: Path) -> None:
         r"aliases.*model",
     ):
         load_engines_config([bad])
+
+
+async def test_unknown_provider_option_names_file_line_and_allowed_keys(cozy_home: Path) -> None:
+    """A provider's options are checked against its Options model when the runtime
+    builds the engine: a misspelt option is an error at its line, not ignored."""
+    from cozy.runtime import Runtime
+
+    user = write(cozy_home / "engines.yaml", "tools:\n  provider: builtin\n  timeuot: 3\n")
+    with pytest.raises(ConfigError) as err:
+        await Runtime.open(Settings())
+    msg = str(err.value)
+    assert f"{user}:3: tools.timeuot: unknown key (allowed: disabled, max_output_chars" in msg
+    assert err.value.exit_code == 2
+    # a malformed value too, for a provider the router builds (ai.providers.*)
+    write(
+        cozy_home / "engines.yaml",
+        "ai:\n  provider: ollama\n  model: m\n  providers:\n"
+        "    ollama:\n      host: http://127.0.0.1:9\n      max_retries: many\n",
+    )
+    rt = await Runtime.open(Settings())
+    try:
+        with pytest.raises(ConfigError, match=r"engines.yaml:7: ai.providers.ollama.max_retries"):
+            await rt.router.resolve(None)
+    finally:
+        await rt.close()
 
 
 def test_malformed_yaml(tmp_path: Path) -> None:
@@ -91,7 +116,8 @@ def test_model_routing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     auto = ModelRouterImpl(
         load_engines_config([write(tmp_path / "a.yaml", "ai: {}\n")]), EngineFactory()
     )
-    assert auto.default_provider == "ollama"
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # no Ollama: the embedded model
+    assert auto.default_provider == "local"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert auto.split(None) == ("openai", "gpt-4o-mini")
 

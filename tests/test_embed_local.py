@@ -1,4 +1,4 @@
-"""The numpy all-MiniLM-L6-v2 against sentence-transformers' own output."""
+"""The local all-MiniLM-L6-v2 (onnxruntime and numpy) against sentence-transformers' output."""
 
 from __future__ import annotations
 
@@ -58,6 +58,23 @@ async def test_matches_sentence_transformers_reference(embedder: LocalEmbedder) 
         assert len(got) == 384
         assert 1.0 - cosine(got, want) < 1e-4
         assert math.isclose(math.sqrt(sum(x * x for x in got)), 1.0, abs_tol=1e-5)
+
+
+@needs_model
+@pytest.mark.parametrize("backend", ["onnx", "numpy"])
+async def test_both_backends_match_the_reference(backend: str) -> None:
+    emb = LocalEmbedder({"backend": backend, "threads": 1})
+    vectors = await emb.embed(REFERENCE["sentences"])
+    assert emb._model is not None and emb._model.backend == backend
+    for got, want in zip(vectors, REFERENCE["embeddings"], strict=True):
+        assert 1.0 - cosine(got, want) < 1e-4
+
+
+def test_unknown_backend_is_a_config_error() -> None:
+    from cozy.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="backend"):
+        LocalEmbedder({"backend": "gpu"})
 
 
 @needs_model

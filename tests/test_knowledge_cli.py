@@ -56,7 +56,8 @@ async def test_hybrid_with_local_embeddings_and_backfill(
         first = await k.add_paths([docs], user_id="local", collection="c", embed=False)
         assert first.counts() == {"added": 2}
         with_vectors = await k.add_paths([docs], user_id="local", collection="c")
-        assert {r.detail for r in with_vectors.results} == {"1 vectors added"}
+        assert {r.status for r in with_vectors.results} == {"unchanged"}
+        assert with_vectors.pending_vectors == 0  # `wait` (the default): embedded on return
         # no word in common with the answer: only the vector side can find it
         hits = await k.search("puppy", user_id="local", mode="vector", limit=1)
         assert "Biscuit" in hits[0].text and hits[0].metadata["similarity"] > 0.2

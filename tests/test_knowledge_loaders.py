@@ -9,10 +9,11 @@ from knowledge_files import write_docx, write_pdf
 
 from cozy.engines.knowledge.chunking import chunk_blocks
 from cozy.engines.knowledge.extract import extract_file, extract_text
-from cozy.engines.knowledge.keyword import fts_query
 from cozy.engines.knowledge.loaders import Block
-from cozy.engines.knowledge.retrieval import citation, rrf
+from cozy.engines.knowledge.retrieval import citation
 from cozy.engines.knowledge.textio import LoadError
+from cozy.engines.retrieval.fusion import best_first, rrf
+from cozy.engines.retrieval.terms import DOC_STOPWORDS, match_expr, query_terms
 
 MD = """---
 title: ignored front matter
@@ -164,9 +165,13 @@ def test_huge_line_and_inline_text() -> None:
         extract_text("%PDF", "pdf")
 
 
+def fts_query(text: str) -> str | None:
+    return match_expr(query_terms(text, stopwords=DOC_STOPWORDS, fallback=True))
+
+
 def test_query_building_and_rrf() -> None:
     assert fts_query("How do we rotate the keys?") == '"rotate" OR "keys"'
     assert fts_query("the") == '"the"' and fts_query("?!") is None
     assert fts_query('a "quoted" OR (weird) NEAR') == '"quoted" OR "weird" OR "near"'
-    fused = rrf([[1, 2, 3], [3, 1, 4]])
+    fused = best_first(rrf([[(1, 0), (2, 0), (3, 0)], [(3, 0), (1, 0), (4, 0)]]))
     assert [c for c, _ in fused][:2] == [1, 3]

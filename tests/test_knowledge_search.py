@@ -8,8 +8,9 @@ import numpy as np
 from helpers import open_runtime
 from test_knowledge_engine import knowledge, write
 
-from cozy.engines.knowledge.keyword import TermStats, bm25_search, plan, query_terms
 from cozy.engines.knowledge.retrieval import build_vectors
+from cozy.engines.retrieval.keyword import plan
+from cozy.engines.retrieval.terms import DOC_STOPWORDS, query_terms
 from cozy.testing import FakeModelServer
 
 
@@ -23,7 +24,8 @@ def test_plan_keeps_every_term_under_budget_and_the_rarest_over_it() -> None:
     common = plan({"animal": 900, "the": 1000}, budget=100)
     assert common.terms == ["animal"] and common.window
     assert plan({"nothing": 0}, budget=10).terms == []
-    assert query_terms("How do we rotate the keys, the KEYS?") == ["rotate", "keys"]
+    got = query_terms("How do we rotate the keys, the KEYS?", stopwords=DOC_STOPWORDS)
+    assert got == ["rotate", "keys"]
 
 
 async def test_bm25_budget_finds_rare_terms_and_bounds_common_ones(
@@ -47,15 +49,12 @@ async def test_bm25_budget_finds_rare_terms_and_bounds_common_ones(
         report = await k.add_paths([tree], user_id="local", collection="farm")
         assert report.counts() == {"added": 60}
         gen = await k.index.generation("local")
-        stats = TermStats()
-        freqs = await stats.lookup(k.index, gen, ["animal", "zebra"])
+        freqs = await k.keywords.frequencies(["animal", "zebra"], gen)
         assert 2 <= freqs["zebra"] <= 4 and freqs["animal"] > 100  # 'animal': over budget
 
         async def ids(query: str, budget: int) -> list[int]:
-            found = await bm25_search(
-                k.index, "local", query, collections=None, prefix=None, k=10,
-                budget=budget, stats=stats, generation=gen,
-            )  # fmt: skip
+            k.keywords.budget = budget
+            found = await k.keyword_search(query, "local", None, None, 10, gen)
             return [c for c, _ in found]
 
         pruned, exact = await ids("animal zebra", 100), await ids("animal zebra", 10_000)
@@ -75,11 +74,8 @@ async def test_bm25_budget_finds_rare_terms_and_bounds_common_ones(
             ]
         newest = set(matching[:101])
         assert len(window) == 10 and set(window) <= newest and len(matching) > 101
-        scoped = await bm25_search(
-            k.index, "local", "zebra", collections=["other"], prefix=None, k=5,
-            budget=100, stats=stats, generation=gen,
-        )  # fmt: skip
-        assert scoped == []
+        k.keywords.budget = 100
+        assert await k.keyword_search("zebra", "local", ["other"], None, 5, gen) == []
         by_prefix = await k.search(
             "zebra", user_id="local", mode="bm25", prefix=str(tree / "barn4")
         )

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cozy.engines import vectors
 from cozy.engines.base import EngineContext
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.memory.rows import MemoryRow
-from cozy.engines.memory.search import RowCache, VectorIndex
+from cozy.engines.memory.search import RowCache
+from cozy.engines.retrieval import vectors
+from cozy.engines.retrieval.vector_index import VectorIndex
 from cozy.storage.store import Store
 
 
@@ -98,8 +99,8 @@ async def test_hybrid_search_above_the_approx_threshold_reads_each_row_once(
     vecs = np.random.default_rng(3).standard_normal((len(ids), 8)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     await mem.repo.set_vectors("u", [(m, v.tolist()) for m, v in zip(ids, vecs, strict=True)], "m")
-    mem._embedder = object()  # type: ignore[assignment]  # query vectors from the cache
-    mem._qcache["the violin"] = vecs[0].tolist()
+    mem.embeddings.use(object())  # query vectors from the cache
+    mem.embeddings.remember("the violin", vecs[0].tolist())
     exact = await mem.search("the violin", user_id="u", limit=8)
     mem._row_cache = type(mem._row_cache)()  # cold again
     read: list[str] = []

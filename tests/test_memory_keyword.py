@@ -1,5 +1,5 @@
 """BM25 over FTS5 with the user filter: however few of the best matches belong to the
-user, the answer is the user's best `limit` matches (memory/keyword.py tries the best
+user, the answer is the user's best `limit` matches (retrieval/keyword.py tries the best
 2 x limit matches first, then 4 x limit, then every match)."""
 
 from __future__ import annotations
@@ -48,8 +48,7 @@ async def test_the_users_best_matches_whatever_their_share(store: Store, share: 
         words = " ".join(rng.choices(filler, k=rng.randint(1, 12)))
         await mem.repo.write(user, _insert(user, f"violin {i} {words}"))
     found = await mem.repo.keyword("u", "violin", 50)
-    assert store._thread is not None
-    want = await store._thread.read(lambda conn: every_match(conn, "u", 50))
+    want = await store.read_with(lambda conn: every_match(conn, "u", 50))
     assert [s for _, s in found] == pytest.approx([s for _, s in want])
     last = want[-1][1]  # rows tied with the last one may be either
     assert {m for m, s in found if s > last} == {m for m, s in want if s > last}

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 
 from cozy.engines.base import EngineContext
 from cozy.engines.embed.local import LocalEmbedder
-from cozy.engines.memory.keyword import plan
 from cozy.engines.memory.local import LocalMemory
-from cozy.engines.memory.search import VectorIndex, query_terms
 from cozy.engines.memory.types import TurnInput
+from cozy.engines.retrieval.keyword import plan
+from cozy.engines.retrieval.terms import query_terms
+from cozy.engines.retrieval.vector_index import VectorIndex
 from cozy.storage.store import Store
 
 

@@ -13,7 +13,6 @@ from helpers import write_engines
 from pg_redis_helpers import pg_database
 
 from cozy.core.types import Message
-from cozy.engines.knowledge.pg_keyword import pg_keyword_search
 from cozy.runtime import Runtime
 from cozy.settings import Settings
 from cozy.testing import FakeModelServer
@@ -74,19 +73,19 @@ async def test_knowledge_keyword_and_hybrid_on_postgres(two: tuple[Runtime, Runt
     assert hits and "boiler" in hits[0].citation.lower()
     assert all("office" not in h.text for h in hits)  # the caller's scope only
     # keyword path alone: stemming (bleeding ~ bleed), heading weighted, scoped
-    index = kb.index  # type: ignore[attr-defined]
-    ranked = await pg_keyword_search(index, "u1", "winter", collections=["house"], prefix=None, k=5)
+    gen = await kb.index.generation("u1")  # type: ignore[attr-defined]
+
+    async def keyword(query: str, collections: list[str] | None, prefix: str | None) -> list:  # type: ignore[type-arg]
+        return await kb.keyword_search(query, "u1", collections, prefix, 5, gen)  # type: ignore[attr-defined,no-any-return]
+
+    ranked = await keyword("winter", ["house"], None)
     assert len(ranked) == 2  # garden and car mention winter
-    both = await pg_keyword_search(index, "u1", "winter tyres", collections=None, prefix=None, k=5)
+    both = await keyword("winter tyres", None, None)
     assert len(both) == 2 and both[0][1] >= both[1][1]  # all words first (car), then any word
-    fallback = await pg_keyword_search(
-        index, "u1", "winter zeppelin", collections=None, prefix=None, k=5
-    )
+    fallback = await keyword("winter zeppelin", None, None)
     assert {i for i, _ in fallback} == {i for i, _ in ranked}  # no chunk has both: any word
-    assert (
-        await pg_keyword_search(index, "u1", "winter", collections=["nope"], prefix=None, k=5) == []
-    )
-    by_path = await pg_keyword_search(index, "u1", "winter", collections=None, prefix="car", k=5)
+    assert await keyword("winter", ["nope"], None) == []
+    by_path = await keyword("winter", None, "car")
     assert len(by_path) == 1
     # instance b has loaded its vector matrix; a write on a is seen by b's next search
     await ka.add_knowledge(  # type: ignore[attr-defined]
@@ -142,7 +141,7 @@ async def test_memory_keyword_uses_turn_context_and_idf_on_postgres(
     are searched below its own text (A); a rare word counts more than a common one."""
     import sqlalchemy as sa
 
-    from cozy.engines.memory.pg_keyword import PgKeywords
+    from cozy.engines.memory.repo import MemoryRepo
 
     a, _ = two
     mem = a.engines["memory"]
@@ -163,15 +162,15 @@ async def test_memory_keyword_uses_turn_context_and_idf_on_postgres(
         for i in range(400):  # the user filter alone is not selective: the words are
             await mem.repo.insert(conn, user_id="ctxu", kind="fact", text=f"filler note {i}")  # type: ignore[attr-defined]
         await conn.exec_driver_sql("ANALYZE memories")
-    kw = PgKeywords(store)
-    ranked = await kw.search("ctxu", "lisbon", 10)
+    kw = mem.repo  # type: ignore[attr-defined]
+    ranked = await kw.keyword("ctxu", "lisbon", 10)
     assert [i for i, _ in ranked] == [ids["own"], ids["ctx"]]  # own text first, then context
     assert ranked[0][1] > ranked[1][1] > 0
-    assert await kw.search("ctxu", "lisbon", 10, kinds=["fact"]) == []
-    ranked = await kw.search("ctxu", "coffee aqueduct", 10)
+    assert await kw.keyword("ctxu", "lisbon", 10, kinds=["fact"]) == []
+    ranked = await kw.keyword("ctxu", "coffee aqueduct", 10)
     assert ranked[0][0] == ids["rare"]  # the rare word wins over two common ones
-    kw.budget = 5  # `coffee` (33 rows) is over budget: the rare word alone is ranked
-    assert [i for i, _ in await kw.search("ctxu", "coffee aqueduct", 10)] == [ids["rare"]]
+    kw.keywords.budget = 5  # `coffee` (33 rows) is over budget: the rare word alone is ranked
+    assert [i for i, _ in await kw.keyword("ctxu", "coffee aqueduct", 10)] == [ids["rare"]]
     # the real statement goes through the GIN index (no per-row tsquery parsing)
     seen: list[sa.TextClause] = []
     read = store.read
@@ -182,7 +181,7 @@ async def test_memory_keyword_uses_turn_context_and_idf_on_postgres(
 
     store.read = spy  # type: ignore[method-assign]
     try:
-        await PgKeywords(store).search("ctxu", "lisbon aqueduct", 10)
+        await MemoryRepo(store).keyword("ctxu", "lisbon aqueduct", 10)
     finally:
         store.read = read  # type: ignore[method-assign]
     async with store.engine.connect() as conn:

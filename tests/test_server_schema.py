@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from test_server_fixtures import Served, served_fixture  # noqa: F401 - fixture
 
-# the response checks, plus "an invalid request is refused". Left out: "a schema-valid
-# request is accepted" — rules the schema cannot state (a conversation needs a user
-# message; a tool message answers a tool call) rightly answer 400.
+# the response checks, plus "an invalid request is refused" (5xx checked below). Left
+# out: "a schema-valid request is accepted" — rules the schema cannot state (a
+# conversation needs a user message; a tool message answers a tool call) rightly
+# answer 400.
 CHECKS = [
-    checks.not_a_server_error,
     checks.status_code_conformance,
     checks.content_type_conformance,
     checks.response_headers_conformance,
@@ -44,4 +44,8 @@ def test_responses_conform_to_the_document(case: Any, served: Served) -> None:
     # the admin key reaches every route; a DELETE of a packaged personality is a 400
     response = case.call(headers=served.headers("root"), timeout=60)  # generous: loaded machine
     case.validate_response(response, checks=CHECKS)
-    assert response.status_code < 500, (case.method, case.path, response.text[:500])
+    # no 5xx, except the documented 501 of a feature whose optional extra this install
+    # lacks (mp3 speech without the `voice` extra)
+    if response.status_code >= 500:
+        code = response.json()["error"]["code"]
+        assert response.status_code == 501 and code == "missing_extra", response.text[:500]

@@ -1,4 +1,4 @@
-"""The shared vector top-k (cozy/engines/vectors.py): recall of the int8 pass against
+"""The shared vector top-k (cozy/engines/retrieval/vectors.py): recall of the int8 pass against
 exact search on random data, scopes and masks, and the memory index kept in step
 with adds, updates and removes above the approximate threshold."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cozy.engines import vectors
 from cozy.engines.knowledge.retrieval import build_vectors
-from cozy.engines.memory.search import VectorIndex
-from cozy.engines.vectors import Int8Rows, quantize, top_k
+from cozy.engines.retrieval import vectors
+from cozy.engines.retrieval.vector_index import VectorIndex
+from cozy.engines.retrieval.vectors import Int8Rows, quantize, top_k
 
 DIMS = 384
 BIG = max(vectors.APPROX_FROM, 20_000) + 5_000  # above the threshold: the two-stage path runs
@@ -138,7 +138,7 @@ def test_knowledge_vectors_scope_and_prefix(big: np.ndarray) -> None:
         for i in range(n)
     ]
     vecs = build_vectors(rows, 1, DIMS)
-    assert vecs.coarse is not None
+    assert vecs.index.nbytes > big.nbytes  # the int8 copy was made at load
     q = big[n - 2]  # chunk id n - 1, collection "b", path under /docs/y/
     top = vecs.search(q, collections=None, prefix=None, k=10)
     assert top[0][0] == n - 1 and top[0][1] == pytest.approx(1.0, abs=1e-5)
@@ -185,7 +185,7 @@ def test_search_near_an_earlier_query_scores_its_shortlist_only(
     moved /= np.linalg.norm(moved)
     full = idx.search(moved, 50)
     # no second pass over every row: top_k is not called
-    monkeypatch.setattr("cozy.engines.vectors.top_k", _no_full_pass)
+    monkeypatch.setattr("cozy.engines.retrieval.vectors.top_k", _no_full_pass)
     near = idx.search(moved, 50, near=q, also=hits)
     assert [m for m, _ in near] == [m for m, _ in full]
     assert [s for _, s in near] == pytest.approx([s for _, s in full], abs=1e-6)

@@ -231,3 +231,18 @@ def test_clip_helpers() -> None:
     clip = Clip(np.sin(np.linspace(0, 2000, 16_000)).astype(np.float32) * 0.5, 16_000)
     assert abs(clip.at(24_000).seconds - 1.0) < 0.01
     assert decode(clip.wav()).rate == 16_000
+
+
+def test_first_clause_splits_only_a_long_first_sentence() -> None:
+    from cozy.engines.voice.sentences import first_clause
+
+    assert first_clause("Sure, here is the plan for today.") == (
+        "Sure,",
+        "here is the plan for today.",
+    )
+    assert first_clause("Hello there, friend.") == ("Hello there, friend.",)  # short: whole
+    long_no_comma = "Paris is the capital of France and a lovely city."
+    assert first_clause(long_no_comma) == (long_no_comma,)
+    assert first_clause("One two three four five six seven,") == (
+        "One two three four five six seven,",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -109,6 +110,7 @@ async def run_checks() -> list[dict[str, Any]]:
 
     checks.extend(_check(**c) for c in await deployment_checks(s.db_url, s.redis_url))
     checks.append(await _model_check(cfg, s))
+    checks.append(await _embedded_check(cfg))
     kinds = [
         k
         for k in ("knowledge", "profile", "memory", "tools", "embed", "voice")
@@ -124,12 +126,13 @@ async def run_checks() -> list[dict[str, Any]]:
 async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
     from cozy.runtime import model_router
 
-    router = model_router(cfg)
+    router = model_router(cfg, s)
     try:
         route = await router.resolve(s.model)
-        health = await asyncio.wait_for(route.engine.health_check(), 10)
+        health = await asyncio.wait_for(route.engine.health_check(), 60)  # local: loads
+        why = f" [why: {route.reason}]" if route.reason else ""
         if not health.ok:
-            return _check("model", "fail", f"{route.label}: {health.detail}", health.fix)
+            return _check("model", "fail", f"{route.label}: {health.detail}{why}", health.fix)
         served = [m.id for m in await asyncio.wait_for(route.engine.list_models(), 10)]
         if not _served(route.model, served):
             return _check(
@@ -139,7 +142,7 @@ async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
                 f"(it serves: {', '.join(served[:8]) or 'nothing'})",
                 _not_served_fix(route.label, route.model, served),
             )
-        return _check("model", "ok", f"{route.label} served {health.detail}".strip())
+        return _check("model", "ok", f"{route.label} served {health.detail}{why}".strip())
     except (CozyError, TimeoutError) as exc:
         hint = getattr(exc, "hint", "") or ""
         return _check("model", "fail", str(exc), hint)
@@ -147,8 +150,26 @@ async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
         await router.close()
 
 
+async def _embedded_check(cfg: Any) -> dict[str, Any]:
+    """The embedded model (ai.local): file, hash, window and load time, whatever answers."""
+    from cozy.engines.registry import EngineFactory
+
+    options = {"timeout": cfg.ai.timeout, **cfg.ai.providers.get("local", {})}
+    engine = EngineFactory().create("ai", "local", options)
+    try:
+        health = await asyncio.wait_for(engine.health_check(), 60)
+    except (CozyError, TimeoutError) as exc:
+        return _check("embedded model", "warn", str(exc), getattr(exc, "hint", "") or "")
+    finally:
+        await engine.close()
+    return _check("embedded model", "ok" if health.ok else "warn", health.detail, health.fix)
+
+
 def _served(model: str, served: list[str]) -> bool:
-    """Ollama names `llama3.2` and `llama3.2:latest` the same model."""
+    """Ollama names `llama3.2` and `llama3.2:latest` the same model; a file path (the
+    embedded model's `local:/path/x.gguf`) is served by its file."""
+    if model.endswith(".gguf") and Path(model).expanduser().is_file():
+        return True
     names = set(served) | {m.removesuffix(":latest") for m in served}
     return model in names or model.removesuffix(":latest") in names
 

@@ -12,13 +12,28 @@ if TYPE_CHECKING:
     from cozy.core.types import ModelInfo
 
 personalities_app = typer.Typer(help="Personalities (profiles/*.yaml).", no_args_is_help=True)
-config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Show or change the configuration (show, path, set, edit).", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(personalities_app, name="personalities")
     app.add_typer(config_app, name="config")
-    app.command("models")(models_cmd)
+    models_app = typer.Typer(help="List the models the configured provider offers.")
+    models_app.callback(invoke_without_command=True)(models_cmd)
+
+    @models_app.command("default")
+    def models_default(model: str = typer.Argument(help="provider:model or alias")) -> None:
+        """Set the model used when a run names none (ai.model in your engines.yaml)."""
+        from cozy.cli.config_edit import set_default_model
+
+        set_default_model(model)
+
+    app.add_typer(models_app, name="models")
+    from cozy.cli.config_edit import register as register_edit
+
+    register_edit(config_app, app)
 
 
 @personalities_app.command("list")
@@ -60,10 +75,14 @@ def personalities_show(name: str, as_json: Annotated[bool, typer.Option("--json"
 
 
 def models_cmd(
+    ctx: typer.Context,
     provider: Annotated[str | None, typer.Option("--provider", help="ollama, openai, ...")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List the models the configured provider offers."""
+    """List the models the configured provider offers, and the local GGUF models
+    (`cozy models default X` sets the default)."""
+    if ctx.invoked_subcommand is not None:
+        return
 
     async def go() -> tuple[list[ModelInfo], dict[str, str]]:
         async with runtime(engines=False) as rt:
@@ -78,14 +97,19 @@ def models_cmd(
                     "provider": m.provider,
                     "model": m.id,
                     "context_window": m.context_window,
+                    **{k: m.details[k] for k in ("path", "size") if k in m.details},
                 }
                 for m in models
             ]
         )
         return
     for m in models:
-        window = f"  ({m.context_window} tokens)" if m.context_window else ""
-        typer.echo(f"{m.provider}:{m.id}{window}")
+        window = f"  ({m.context_window:,} tokens)" if m.context_window else ""
+        where = ""
+        if "path" in m.details:
+            size = m.details.get("size")
+            where = f"  {m.details['path']}" + (f" ({size / 1e6:,.0f} MB)" if size else "")
+        typer.echo(f"{m.provider}:{m.id}{window}{where}")
     for alias, target in aliases.items():
         typer.echo(f"{alias} -> {target}")
 

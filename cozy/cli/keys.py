@@ -10,7 +10,11 @@ import typer
 
 from cozy.cli._common import fail, print_json, run_async, runtime
 
-keys_app = typer.Typer(help="API keys for `cozy serve` (stored hashed).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: create/list/revoke for `cozy serve` (stored hashed); "
+    "set/unset/providers for the model providers cozy calls (never printed).",
+    no_args_is_help=True,
+)
 token_app = typer.Typer(help="JWT bearer tokens for `cozy serve`.", no_args_is_help=True)
 
 _TTL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -154,5 +158,7 @@ def issue(
 
 
 def register(app: typer.Typer) -> None:
+    from cozy.cli import provider_keys  # noqa: F401  # `keys set/unset/providers`
+
     app.add_typer(keys_app, name="keys")
     app.add_typer(token_app, name="token")

@@ -1,8 +1,12 @@
-"""`cozy knowledge`: add, search, list, stats, rm, collections.
+"""`cozy knowledge`: add, embed, search, list, stats, rm, collections.
 
 The commands talk to the knowledge engine built by the runtime; no SQL here.
 `add` shows a progress bar and one status line per file on stderr, and exits 1
-when any file failed (the others are still indexed).
+when any file failed (the others are still indexed). The documents are
+keyword-searchable when `add` returns; their vectors are computed by a background
+`cozy knowledge embed` it starts (detached: closing the terminal does not stop it,
+and a durable job finishes the rest in any later cozy process), or before it
+returns with `--wait`.
 """
 
 from __future__ import annotations
@@ -68,9 +72,15 @@ def add_cmd(
     no_embed: Annotated[
         bool, typer.Option("--no-embed", help="keyword index only (fast); vectors later")
     ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="compute the vectors before returning (scripts)")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Index files and directories; re-running only re-indexes what changed."""
+    """Index files and directories; re-running only re-indexes what changed.
+
+    Keyword search works as soon as this returns; vectors follow in the background
+    (`cozy knowledge stats` shows how many are pending) unless --wait."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -92,6 +102,12 @@ def add_cmd(
     )
     task = progress.add_task("indexing", total=None, bytes="")
     sizes = {"done": 0, "total": 0}
+    vectors_task: list[Any] = []
+
+    def on_vectors(done: int, total: int) -> None:
+        if not vectors_task:
+            vectors_task.append(progress.add_task("embedding", total=total, bytes="chunks"))
+        progress.update(vectors_task[0], completed=done)
 
     def on_plan(files: int, total_bytes: int) -> None:
         sizes["total"] = total_bytes
@@ -118,22 +134,101 @@ def add_cmd(
                     user_id=state.settings().user,
                     collection=collection,
                     embed=not no_embed,
+                    wait=wait,
                     on_plan=on_plan,
                     on_result=on_result,
+                    on_vectors=on_vectors,
                 )
                 return report
 
     report = run_async(go, as_json=as_json)
+    if report.embed_job:
+        _embed_in_background(collection)
     if as_json:
         print_json(report.to_dict())
     else:
         counts = report.counts()
         summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing to do"
         err.print(f"collection '{collection}': {summary}")
+        if report.pending_vectors:
+            err.print(
+                f"keyword search works now; {report.pending_vectors} chunks are being embedded "
+                "in the background (`cozy knowledge stats` shows progress)"
+            )
         for note in report.notes:
             err.print(f"[yellow]note:[/] {note}")
     if report.failed:
         raise typer.Exit(1)
+
+
+def _embed_in_background(collection: str) -> None:
+    """Start `cozy knowledge embed` detached (its own session: it outlives this command
+    and the terminal). Should it die, the durable job finishes in any later cozy process."""
+    import os
+    import subprocess
+    import sys
+
+    log = state.settings().data_dir / "logs" / "knowledge-embed.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "cozy", "knowledge", "embed", "-c", collection, "--quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )
+
+
+@knowledge_app.command("embed")
+def embed_cmd(
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="only this collection")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress output")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute the vectors still missing (what `add` leaves to the background)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    progress = Progress(
+        "embedding",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=True,
+        disable=quiet or as_json,
+    )
+    task = progress.add_task("embedding", total=None)
+
+    async def go() -> dict[str, int]:
+        async with runtime(engines=False) as rt:
+            from cozy.cli._common import cannot_manage, engine_on
+            from cozy.engines.base import EmbedsLater
+
+            engine = await engine_on(rt, "knowledge")
+            if not isinstance(engine, EmbedsLater):
+                raise cannot_manage("knowledge", engine)
+            with progress:
+                left = await engine.embed_pending(
+                    state.settings().user,
+                    collection,
+                    on_vectors=lambda done, total: progress.update(
+                        task, completed=done, total=total
+                    ),
+                )
+            # the queued knowledge.embed jobs have nothing left to do: run them to done
+            await rt.drain_jobs(kinds=["knowledge.embed"])
+            done = progress.tasks[0].completed if progress.tasks else 0
+            return {"embedded": int(done), "pending": left}
+
+    result = run_async(go, as_json=as_json)
+    if as_json:
+        print_json(result)
+    elif not quiet:
+        console(stderr=True).print(f"{result['embedded']} chunks embedded")
 
 
 @knowledge_app.command("search")
@@ -237,11 +332,24 @@ def stats_cmd(as_json: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
-    table = Table("collection", "documents", "chunks", "with vectors", "size", box=None)
+    table = Table("collection", "documents", "chunks", "with vectors", "pending", "size", box=None)
     for name, s in data.items():
         vectors = sum(s["embedded"].values())
-        table.add_row(name, str(s["documents"]), str(s["chunks"]), str(vectors), _size(s["bytes"]))
+        pending = s.get("pending_vectors")
+        table.add_row(
+            name,
+            str(s["documents"]),
+            str(s["chunks"]),
+            str(vectors),
+            "-" if pending is None else str(pending),
+            _size(s["bytes"]),
+        )
     console().print(table)
+    if any(s.get("pending_vectors") for s in data.values()):
+        console().print(
+            "pending: chunks searchable by keywords, their vectors still being computed "
+            "(`cozy knowledge embed` does it now)"
+        )
 
 
 @knowledge_app.command("collections")

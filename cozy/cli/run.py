@@ -349,10 +349,12 @@ async def _turn(
                 gc.enable()
             if isinstance(event, Started):
                 out.session_id = event.session_id
+                folded["provider"] = {
+                    "name": event.model.split(":", 1)[0],
+                    "reason": event.provider_reason,
+                }
             if isinstance(event, Failed):
                 out.session_id = event.session_id or out.session_id
-                kind = event.error.get("type")
-                code = 2 if kind == "invalid_request_error" else 1
                 if session == "new" and out.session_id and not out.text:
                     # a session that only holds a failed question is not kept in the list
                     # (soft delete: `cozy sessions restore ID` brings it back, nothing lost)
@@ -363,16 +365,23 @@ async def _turn(
                         sys.stderr.write(
                             f"(the question is kept: `cozy sessions restore {out.session_id}`)\n"
                         )
-                return out.error(event.error, code=code, message_id=event.message_id)
+                return out.error(
+                    event.error.to_dict(), code=event.error.exit_code, message_id=event.message_id
+                )
             out.show(event, folded)
             if isinstance(event, Done):
                 out.closed = True
+                notice = rt.tiny_model_notice(event.model) if not stream else None
                 if as_json and not stream:
+                    folded["notice"] = notice
                     stdout.write(
                         json.dumps(_fold(event, folded), default=str, ensure_ascii=False) + "\n"
                     )
                 elif not as_json:
                     stdout.write("\n")
+                    stdout.flush()
+                    if notice:
+                        sys.stderr.write(f"[note: {notice}]\n")
     if not out.closed:  # the stream ended without Done or Failed: say so, never end silently
         return out.error(
             {"type": "server_error", "code": "incomplete", "message": "the answer ended early"},
@@ -442,6 +451,8 @@ def _fold(done: Any, folded: dict[str, Any]) -> dict[str, Any]:
         "session_id": done.session_id,
         "message_id": done.message_id,
         "model": done.model,
+        "provider": folded.get("provider"),
+        "notice": folded.get("notice"),
         "text": done.text,
         "status": done.status,
         "finish_reason": done.finish_reason,

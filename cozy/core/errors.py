@@ -130,6 +130,28 @@ class ModelNotFound(ModelError):
     error_type = "invalid_request_error"
 
 
+class ModelFileError(ModelError):
+    """A local model file is missing, not a GGUF, truncated, altered, unsupported or too big
+    for this machine; the message names the file and the fix."""
+
+    http_status = 503
+    code = "model_file_invalid"
+
+
+class ModelBusy(ModelError):
+    """The in-process model's queue is full: retry after `retry_after` seconds (HTTP 503)."""
+
+    http_status = 503
+    code = "model_busy"
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "retry_after": self.retry_after}
+
+
 class EngineTimeout(EngineError):
     """An engine call ran past its deadline (HTTP 504)."""
 
@@ -141,6 +163,7 @@ class MissingExtraError(CozyError):
     """An optional extra is not installed; the message names the install command."""
 
     exit_code = 1
+    http_status = 501  # this install lacks the feature: not a server fault (500)
     code = "missing_extra"
 
     def __init__(self, extra: str, what: str) -> None:

@@ -176,7 +176,7 @@ class AudioController(Controller):
     @post(
         "/speech",
         status_code=200,
-        operation_class=media_operation(*(f"audio/{f}" for f in SPEECH_FORMATS)),
+        operation_class=media_operation(*dict.fromkeys(MEDIA_TYPES.values())),
     )
     async def speech(self, request: Request[Any, Any, Any], data: SpeechRequest) -> Stream:
         fmt = data.response_format

@@ -120,6 +120,7 @@ _ERRORS = {
     413: "The body is larger than COZY_SERVER_MAX_BODY_BYTES",
     429: "A rate limit (`rate_limit_exceeded`) or budget (`insufficient_quota`); see Retry-After",
     500: "An unexpected error; the message carries the request id",
+    501: "The feature needs an optional extra this server does not have installed",
     503: "A dependency (model server, voice engine, database) is unavailable",
     507: "The server's disk is full: nothing was stored",
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -84,6 +85,12 @@ class StoreBase:
         await self.engine.dispose()
 
     # --- plumbing ----------------------------------------------------------
+    @property
+    def sqlite_thread(self) -> SQLiteThread | None:
+        """The worker thread that runs a SQLite file's statements (None on Postgres or
+        in-memory SQLite): engines with a batch of sync statements use its read()."""
+        return self._thread
+
     async def write(
         self, fn: Callable[[AsyncConnection], Awaitable[T]], *, thread: bool = False
     ) -> T:
@@ -115,12 +122,20 @@ class StoreBase:
         ) as exc:  # OSError: asyncpg connect
             raise db.translate(exc, self.url) from exc
 
-    async def read(self, stmt: Any) -> list[Any]:
+    async def read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
+        return await self.read_with(lambda c: list(c.execute(stmt, params or {}).fetchall()))
+
+    async def read_with(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` on a sync connection: on a SQLite file, in one worker-thread hop.
+
+        Several statements then cost one hop, not one each (under load a hop waits for
+        a core: it was most of a small search's time).
+        """
         try:
             if self._thread is not None:
-                return await self._thread.read(lambda c: list(c.execute(stmt).fetchall()))
+                return await self._thread.read(fn)
             async with self.engine.connect() as conn:
-                return list((await conn.execute(stmt)).fetchall())
+                return await conn.run_sync(fn)
         except (OperationalError, DBAPIError, OSError, PoolTimeout) as exc:
             raise db.translate(exc, self.url) from exc
 

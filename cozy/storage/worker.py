@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,13 +78,17 @@ class JobWorker:
         self.handlers[kind] = handler
 
     # --- one job -----------------------------------------------------------
-    async def run_one(self, *, include_deferred: bool = False) -> tuple[Job, str] | None:
-        """Claim and run one job. Returns (job, outcome) or None when nothing is runnable."""
-        if not self.handlers:
+    async def run_one(
+        self, *, include_deferred: bool = False, kinds: Sequence[str] | None = None
+    ) -> tuple[Job, str] | None:
+        """Claim and run one job (of these `kinds`, default: every kind with a handler).
+        Returns (job, outcome) or None when nothing is runnable."""
+        wanted = [k for k in self.handlers if kinds is None or k in kinds]
+        if not wanted:
             return None
         job = await self.queue.claim(
             self.worker_id,
-            kinds=list(self.handlers),
+            kinds=wanted,
             lease=self.lease,
             include_deferred=include_deferred,
         )
@@ -130,13 +134,18 @@ class JobWorker:
 
     # --- drain -------------------------------------------------------------
     async def drain(
-        self, *, include_deferred: bool = True, max_jobs: int | None = None
+        self,
+        *,
+        include_deferred: bool = True,
+        max_jobs: int | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> DrainStats:
-        """Run runnable jobs until none is left. A retried job waits for its backoff."""
+        """Run runnable jobs (of these `kinds`) until none is left. A retried job waits
+        for its backoff."""
         stats = DrainStats()
         seen_retry: set[str] = set()
         while max_jobs is None or stats.done + stats.failed + stats.retried < max_jobs:
-            result = await self.run_one(include_deferred=include_deferred)
+            result = await self.run_one(include_deferred=include_deferred, kinds=kinds)
             if result is None:
                 break
             job, outcome = result

@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cozy.testing.server import DEFAULT_MODELS, FakeModelServer
-
 
 def main(argv: Sequence[str] | None = None) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("litestar") is None:
+        raise SystemExit(
+            "python -m cozy.testing: the fake model server needs the `server` extra "
+            "(./install.sh --extras server, or --dev); to chat without a model server, "
+            'cozy runs its embedded model: cozy run "hi"'
+        )
+    from cozy.testing.server import DEFAULT_MODELS, FakeModelServer
+
     parser = argparse.ArgumentParser(
         prog="python -m cozy.testing",
         description="Run cozy's fake model server (OpenAI and Ollama APIs).",

@@ -204,7 +204,9 @@ class CozyApp(TurnMixin, ActionsMixin, IngestMixin):
         except Exception as exc:  # any provider failure: report it, never crash
             self.model_problem = f"{type(exc).__name__}: {exc}"
         else:
-            self.query_one(StatusBar).set(model=route.label)
+            from cozy.tui.turn import auto_reason
+
+            self.query_one(StatusBar).set(model=route.label, why=auto_reason(route.reason))
             return
         await self.query_one(ChatLog).add_notice(
             f"⚠ No model reachable: {self.model_problem}\n"

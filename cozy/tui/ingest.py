@@ -85,6 +85,9 @@ class IngestMixin(AppBase):
         counts = result.get("counts") or {}
         summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "nothing to do"
         failed = result.get("failed") or []
+        pending = int(result.get("pending_vectors") or 0)
+        if pending:  # keyword-searchable now; the knowledge.embed job adds the vectors
+            summary += f"; {pending} chunks being embedded in the background"
         if job.status == "done" and not failed:
             self.notify(f"knowledge '{job.payload.get('collection')}': {summary}")
         elif job.status == "done":
@@ -96,3 +99,23 @@ class IngestMixin(AppBase):
             )
         else:
             self.notify(f"knowledge ingest failed: {job.last_error}", severity="error")
+        embed_job = result.get("embed_job")
+        if isinstance(embed_job, str):
+            await self._watch_vectors(embed_job, str(job.payload.get("collection")))
+
+    async def _watch_vectors(self, job_id: str, collection: str) -> None:
+        """Say when the collection's vectors are done (its embed job may hand over to a
+        continuation: the collection's pending count is what decides)."""
+        from cozy.core.errors import CozyError
+
+        engine = self.runtime.engines.get("knowledge")
+        stats = getattr(engine, "stats", None)
+        while stats is not None:
+            await asyncio.sleep(POLL_S * 4)
+            try:
+                coll = (await stats(user_id=self.settings.user)).get(collection) or {}
+            except CozyError:
+                return  # the store is closing with the app
+            if not coll.get("pending_vectors"):
+                self.notify(f"knowledge '{collection}': vectors ready (hybrid search)")
+                return

@@ -62,7 +62,7 @@ class TurnMixin(AppBase):
         )
         try:
             with quiet_gc():  # no full GC pass while the answer streams (see heap.py)
-                async with contextlib.aclosing(rt.orchestrator.run(req)) as events:  # type: ignore[type-var]
+                async with contextlib.aclosing(rt.orchestrator.run(req)) as events:
                     async for event in events:
                         await self._render_event(event, state, chat)
         except asyncio.CancelledError:
@@ -79,6 +79,12 @@ class TurnMixin(AppBase):
             status.set(running=False)
             if state.session_id:
                 self.refresh_sessions()
+
+    async def _tiny_model_notice(self, chat: ChatLog, model: str) -> None:
+        """Once: the bundled model is small, and how to get a better one."""
+        notice = self.runtime.tiny_model_notice(model)
+        if notice:
+            await chat.add_notice(f"ℹ {notice}")
 
     async def _render_event(self, event: ChatEvent, state: TurnState, chat: ChatLog) -> None:
         from cozy.core.events import (
@@ -104,7 +110,11 @@ class TurnMixin(AppBase):
             if self.session_id != event.session_id:
                 self.session_id = event.session_id
                 self.refresh_sessions()
-            status.set(model=event.model, personality=event.personality_id)
+            status.set(
+                model=event.model,
+                personality=event.personality_id,
+                why=auto_reason(event.provider_reason),
+            )
         elif isinstance(event, ContextBuilt):
             self.query_one(ContextPanel).show(event.metadata)
             status.set(degraded=bool(event.metadata.get("degraded")))
@@ -134,9 +144,10 @@ class TurnMixin(AppBase):
                 state.answer = await chat.add_message("assistant", "(empty answer)")
             await self._end_answer(state, chat, "complete", note)
             status.set(tokens=self.tokens, latency_ms=total, model=event.model)
+            await self._tiny_model_notice(chat, event.model)
         elif isinstance(event, Failed):
             await self._end_answer(state, chat, "failed")
-            message = str(event.error.get("message", event.error))
+            message = event.error.message
             await chat.add_message("error", message)
             self.last_error = message
             prompt = self.query_one(PromptArea)
@@ -170,6 +181,13 @@ class TurnMixin(AppBase):
                 screen.dismiss("deny")
             raise
         return "once" if decision == "once" else "always" if decision == "always" else "deny"
+
+
+def auto_reason(reason: str) -> str:
+    """The status bar says why only for the `auto` choice (a provider set by hand needs none)."""
+    from cozy.runtime import automatic_reason
+
+    return reason if automatic_reason(reason) else ""
 
 
 def _done_note(usage: dict[str, Any] | None, total_ms: float | None) -> str:

@@ -8,36 +8,64 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Protocol
 
 from cozy.core.errors import ConfigError, CozyError, NotFoundError
+from cozy.engines.ai.choice import BY_NAME, Choice, choose, probe_cached
 from cozy.engines.base import AIEngine, Route
 from cozy.engines.config import EnginesConfig
 from cozy.engines.registry import EngineFactory
 
-DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini"}
+DEFAULT_MODELS = {"ollama": "llama3.2", "openai": "gpt-4o-mini", "local": "smollm2-135m"}
 
 
 class UnknownProvider(NotFoundError):
     code = "model_not_found"
 
 
+# the environment variable that, when set, wins over a key stored with `cozy keys set`
+KEY_ENV = {"openai": "OPENAI_API_KEY"}
+
+
+class KeyLookup(Protocol):
+    def get(self, provider: str) -> str | None: ...
+
+
 class ModelRouterImpl:
     """Resolves `provider:model`, aliases and bare model names to an AI engine."""
 
-    def __init__(self, config: EnginesConfig, factory: EngineFactory) -> None:
+    def __init__(
+        self, config: EnginesConfig, factory: EngineFactory, keys: KeyLookup | None = None
+    ) -> None:
         self.config = config.ai
+        self.engines_config = config
         self.factory = factory
+        self.keys = keys  # `cozy keys set PROVIDER`: used when neither option nor env is set
         self._engines: dict[str, AIEngine] = {}
         self._lock = asyncio.Lock()
 
     @property
+    def choice(self) -> Choice:
+        """The provider that answers by default, and why (see choice.py)."""
+        return choose(self.config.provider, self._ollama_host())
+
+    def _ollama_host(self) -> str:
+        from cozy.engines.ai.ollama_provider import DEFAULT_HOST, normalize_host
+
+        options = self.config.providers.get("ollama", {})
+        return normalize_host(
+            str(options.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
+        )
+
+    async def decide(self) -> Choice:
+        """`choice`, with the Ollama probe (a blocking connect, cached) off the event loop."""
+        if self.config.provider == "auto" and not probe_cached(self._ollama_host()):
+            return await asyncio.to_thread(lambda: self.choice)
+        return self.choice
+
+    @property
     def default_provider(self) -> str:
-        provider = self.config.provider
-        if provider != "auto":
-            return provider
-        if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-            return "openai"
-        return "ollama"
+        return self.choice.provider
 
     def split(self, spec: str | None) -> tuple[str, str]:
         if not spec:
@@ -75,6 +103,14 @@ class ModelRouterImpl:
                     "idle_timeout": self.config.idle_timeout,
                     **self.config.providers.get(provider, {}),
                 }
+                env = KEY_ENV.get(provider)
+                if "api_key" not in options and not (env and os.environ.get(env)):
+                    stored = self.keys.get(provider) if self.keys is not None else None
+                    if stored:
+                        options["api_key"] = stored
+                cls = self.factory.registry.get("ai", provider)
+                at = ("ai", "providers", provider)
+                self.engines_config.validate_options(cls.Options, options, at)
                 engine = self.factory.create("ai", provider, options)
                 assert isinstance(engine, AIEngine)
                 await engine.initialize()
@@ -82,13 +118,18 @@ class ModelRouterImpl:
             return self._engines[provider]
 
     async def resolve(self, spec: str | None) -> Route:
+        choice = await self.decide()
         provider, model = self.split(spec)
         if not model:
             raise ConfigError(
                 f"no model chosen for provider '{provider}'",
                 hint="pass --model provider:model or set ai.model in engines.yaml",
             )
-        return Route(await self.engine(provider), model, f"{provider}:{model}")
+        named = (spec or self.config.model or "").strip()
+        named = self.config.aliases.get(named, named)
+        reason = f"{BY_NAME} ({provider}:{model})" if named.startswith(f"{provider}:") else ""
+        label = f"{provider}:{model}"
+        return Route(await self.engine(provider), model, label, reason or choice.reason)
 
     async def close(self) -> None:
         for engine in self._engines.values():

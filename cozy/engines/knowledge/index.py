@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.engines.knowledge.chunking import Chunk, text_hash
-from cozy.storage import db
 from cozy.storage.schema import new_id, utcnow
-from cozy.storage.sqlite_thread import SQLiteThread
+from cozy.storage.store_base import StoreBase
 from cozy.storage.tables.knowledge import chunks, documents, state
 
 T = TypeVar("T")
@@ -116,12 +114,12 @@ def like_prefix(prefix: str) -> str:
 
 
 class KnowledgeIndex:
-    def __init__(self, engine: AsyncEngine, url: str, thread: SQLiteThread | None = None) -> None:
-        self.engine = engine
-        self.url = url
-        # on a SQLite file: reads in one worker-thread hop (storage/sqlite_thread.py)
-        # instead of aiosqlite's hop per connect/execute/fetch/close
-        self.thread = thread
+    """Documents and chunks through the store's own read and write paths (on SQLite:
+    its write queue, one writer per process, and reads in one worker-thread hop)."""
+
+    def __init__(self, store: StoreBase) -> None:
+        self.store = store
+        self.engine = store.engine
         # called after a write committed, with the users whose generation moved
         self.on_write: Callable[[list[str]], Awaitable[None]] | None = None
 
@@ -136,28 +134,13 @@ class KnowledgeIndex:
     ) -> T:
         """One transaction; then `on_write(changed)`: the users whose generation it bumped."""
 
-        async def attempt() -> T:
-            async with self.engine.begin() as conn:
-                return await fn(conn)
-
-        try:
-            result = await db.with_retry(attempt)
-        except (OperationalError, DBAPIError) as exc:
-            raise db.translate(exc, self.url) from exc
+        result = await self.store.write(fn)
         if changed and self.on_write is not None:
             await self.on_write(list(changed))
         return result
 
     async def read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
-        try:
-            if self.thread is not None:
-                return await self.thread.read(
-                    lambda conn: list(conn.execute(stmt, params or {}).fetchall())
-                )
-            async with self.engine.connect() as conn:
-                return list((await conn.execute(stmt, params or {})).fetchall())
-        except (OperationalError, DBAPIError) as exc:
-            raise db.translate(exc, self.url) from exc
+        return await self.store.read(stmt, params)
 
     @staticmethod
     async def _bump(conn: AsyncConnection, user_id: str) -> None:
@@ -316,6 +299,38 @@ class KnowledgeIndex:
             )
         )
         return [(r[0], f"{r[1]}\n{r[2]}" if r[1] else r[2]) for r in rows]
+
+    def _unembedded(self, user_id: str, model: str | None, collection: str | None) -> Any:
+        """Chunks without a vector of `model` (None: without any vector)."""
+        missing: sa.ColumnElement[bool] = chunks.c.embedding.is_(None)
+        if model is not None:
+            missing = sa.or_(missing, chunks.c.embed_model != model)
+        cond = sa.and_(chunks.c.user_id == user_id, missing)
+        return cond if collection is None else sa.and_(cond, chunks.c.collection == collection)
+
+    async def unembedded_chunks(
+        self, user_id: str, model: str, *, collection: str | None, after: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """The next `limit` chunks (by id, above `after`) without a vector from `model`:
+        (id, text to embed)."""
+        rows = await self.read(
+            sa.select(chunks.c.id, chunks.c.heading, chunks.c.text)
+            .where(self._unembedded(user_id, model, collection), chunks.c.id > after)
+            .order_by(chunks.c.id)
+            .limit(limit)
+        )
+        return [(r[0], f"{r[1]}\n{r[2]}" if r[1] else r[2]) for r in rows]
+
+    async def count_unembedded(
+        self, user_id: str, model: str | None, collection: str | None = None
+    ) -> dict[str, int]:
+        """Chunks without a vector from `model`, per collection."""
+        rows = await self.read(
+            sa.select(chunks.c.collection, sa.func.count())
+            .where(self._unembedded(user_id, model, collection))
+            .group_by(chunks.c.collection)
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def set_vectors(
         self, user_id: str, items: Sequence[tuple[int, bytes]], model: str

@@ -1,9 +1,11 @@
 """Incremental ingestion of files into one collection, keyed by content hash.
 
-Plan first (walk, stat, hash), then act: unchanged files are skipped (their missing
-vectors filled in), renamed files are moved without re-reading, changed and new
-files are loaded, chunked, embedded and written in one transaction each, and files
-that disappeared from a walked directory are removed. A failure on one file is
+Plan first (walk, stat, hash), then act: unchanged files are skipped, renamed files
+are moved without re-reading, changed and new files are loaded, chunked and written
+(keyword-searchable from then on), and files that disappeared from a walked directory
+are removed. Vectors: a chunk whose text is unchanged keeps its vector; the others are
+embedded here, or with `defer` left to `LocalKnowledge.embed_pending` (a background
+job), so a document never waits for the embedder to become searchable. A failure on one file is
 reported and the others go on; an interrupted run leaves every document either in
 its old or its new version.
 """
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 OnPlan = Callable[[int, int], None]  # files, bytes
 OnResult = Callable[[FileResult], None]
+OnVectors = Callable[[int, int], None]  # chunks embedded so far, chunks to embed
 
 
 @dataclass(slots=True)
@@ -38,6 +41,8 @@ class IngestReport:
     results: list[FileResult] = field(default_factory=list)
     embedder: str | None = None
     notes: list[str] = field(default_factory=list)
+    pending_vectors: int = 0  # chunks still without a vector when the run returned
+    embed_job: str | None = None  # the background job computing them
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -55,6 +60,8 @@ class IngestReport:
             "counts": self.counts(),
             "embedder": self.embedder,
             "notes": self.notes,
+            "pending_vectors": self.pending_vectors,
+            "embed_job": self.embed_job,
             "files": [r.to_dict() for r in self.results],
         }
 
@@ -111,8 +118,10 @@ class Ingestor:
         embedder: EmbedEngine | None,
         embed_model: str | None,
         settings: Settings,
+        defer: bool = False,
     ) -> None:
         self.index = index
+        self.defer = defer  # write chunks without new vectors (embed_pending adds them)
         self.user_id = user_id
         self.collection = collection
         self.embedder = embedder
@@ -259,7 +268,7 @@ class Ingestor:
             reuse = await self.index.known_vectors(doc.id, self.embed_model)
         vectors = [reuse.get(text_hash(c.text)) if reuse else None for c in extracted.chunks]
         todo = [i for i, vec in enumerate(vectors) if vec is None]
-        if todo and self.embedder is not None:
+        if todo and self.embedder is not None and not self.defer:
             fresh = await self.embed([extracted.chunks[i].embed_text for i in todo])
             for i, vec in zip(todo, fresh, strict=True):
                 vectors[i] = vec
@@ -279,7 +288,7 @@ class Ingestor:
         )
 
     async def _backfill(self, doc: DocRow) -> int:
-        if self.embedder is None or self.embed_model is None:
+        if self.embedder is None or self.embed_model is None or self.defer:
             return 0
         missing = await self.index.unembedded(self.user_id, doc.id, self.embed_model)
         if not missing:

@@ -1,4 +1,10 @@
-"""Ingestion as a durable background job: `knowledge.ingest`.
+"""Ingestion as durable background jobs: `knowledge.ingest` and `knowledge.embed`.
+
+`knowledge.embed` computes the vectors of a collection's chunks that have none yet
+(`LocalKnowledge.embed_pending`): ingestion writes chunks first, so a document is
+keyword-searchable at once and gains vectors as this job goes. A run works for at most
+`EMBED_RUN_SECONDS` and then queues its own continuation, so no single run meets the
+worker's job timeout; every batch it commits stays done if it is cut short.
 
 The TUI and the server must not walk and index a big tree on the request path, so
 `LocalKnowledge.queue_ingest` (and `add_knowledge` called with a path and no text)
@@ -30,7 +36,9 @@ if TYPE_CHECKING:
     from cozy.engines.knowledge.provider import LocalKnowledge
 
 KIND = "knowledge.ingest"
+KIND_EMBED = "knowledge.embed"
 MAX_FAILED_LISTED = 50
+EMBED_RUN_SECONDS = 120.0  # well under the worker's job timeout (300 s)
 
 
 def resolve_paths(paths: Sequence[str | Path]) -> list[str]:
@@ -70,7 +78,16 @@ class KnowledgeJobs:
         return None
 
     def handlers(self) -> dict[str, Any]:
-        return {KIND: self.ingest}
+        return {KIND: self.ingest, KIND_EMBED: self.embed}
+
+    async def embed(self, payload: dict[str, Any], job: Job) -> None:
+        user_id = payload.get("user_id") or job.user_id
+        collection = payload.get("collection")
+        if not isinstance(user_id, str) or not isinstance(collection, str):
+            raise PermanentJobError(f"bad {KIND_EMBED} payload: needs user_id and collection")
+        left = await self.engine.embed_pending(user_id, collection, budget=EMBED_RUN_SECONDS)
+        if left:  # this run's time is up: the rest in a fresh job (this one is running)
+            await queue_embed(self.engine, user_id, collection)
 
     async def ingest(self, payload: dict[str, Any], job: Job) -> None:
         paths = payload.get("paths")
@@ -90,6 +107,7 @@ class KnowledgeJobs:
                 user_id=user_id,
                 collection=collection,
                 embed=bool(payload.get("embed", True)),
+                wait=False,  # vectors in their own job: the documents are searchable now
             )
         except UsageError as exc:  # e.g. an invalid collection name: retrying cannot help
             raise PermanentJobError(str(exc)) from exc
@@ -98,6 +116,8 @@ class KnowledgeJobs:
             "counts": report.counts(),
             "failed": failed[:MAX_FAILED_LISTED],
             "notes": report.notes,
+            "pending_vectors": report.pending_vectors,
+            "embed_job": report.embed_job,
             "finished_at": utcnow(),
         }
         await self._record(job.id, {**payload, "result": result})
@@ -144,6 +164,32 @@ async def queue_ingest(
         )
 
     job_id: str = await store.write(write)
+    _notify(engine)
+    return job_id
+
+
+def _notify(engine: LocalKnowledge) -> None:
     if engine.ctx.wake_worker is not None:
         engine.ctx.wake_worker()
+
+
+async def queue_embed(engine: LocalKnowledge, user_id: str, collection: str) -> str:
+    """Queue the collection's `knowledge.embed` job (one pending job per collection)."""
+    store = engine.ctx.store
+    if store is None:
+        raise UsageError("background embedding needs a store", hint="open cozy via Runtime")
+    payload = {"user_id": user_id, "collection": collection}
+
+    async def write(conn: AsyncConnection) -> str:
+        return await enqueue(
+            conn,
+            KIND_EMBED,
+            payload,
+            user_id=user_id,
+            key=f"{KIND_EMBED}:{user_id}:{collection}",
+            max_attempts=10,
+        )
+
+    job_id: str = await store.write(write)
+    _notify(engine)
     return job_id

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,15 +30,21 @@ from cozy.core.types import KnowledgeHit
 from cozy.engines.base import EmbedEngine, EngineContext, Health, KnowledgeEngine
 from cozy.engines.knowledge import ingest as ingest_mod
 from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
-from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult
-from cozy.engines.knowledge.keyword import TermStats
+from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult, OnVectors
+from cozy.engines.knowledge.keyword import chunk_scope, keyword_index
 from cozy.engines.knowledge.retrieval import VectorCache
 from cozy.engines.knowledge.search import KnowledgeHits
 from cozy.engines.knowledge.textio import LoadError, sha256_text
+from cozy.engines.retrieval.embedder import LazyEmbedder, model_key
+from cozy.engines.retrieval.keyword import KeywordIndex
+from cozy.engines.retrieval.terms import DOC_STOPWORDS, query_terms
 from cozy.storage.scope_versions import ScopeVersions
 
 Reranker = Callable[[str, list[KnowledgeHit]], Awaitable[list[KnowledgeHit]]]
 MODES = ("hybrid", "bm25", "vector")
+# chunks embedded per transaction by `embed_pending`: at ~25 chunks/s a few seconds
+# of work, so progress moves steadily and an interrupted run loses little
+EMBED_BATCH = 128
 
 
 class LocalKnowledge(KnowledgeEngine):
@@ -74,9 +81,8 @@ class LocalKnowledge(KnowledgeEngine):
         self.use_embed = bool(o.get("embed", True))
         self.reranker: Reranker | None = None
         self.vectors = VectorCache()
-        self.term_stats = TermStats()  # document frequencies, for planning BM25 queries
-        self.query_vectors: dict[tuple[str, str], Any] = {}  # L1: (model, query) -> vector
         self._index: KnowledgeIndex | None = None
+        self._keywords: KeywordIndex | None = None
         # each user's generation; with Redis (server mode) re-read only when it changed;
         # in local mode at most once a second (this process's own writes are seen at once;
         # another process's ingest, e.g. `cozy knowledge add` beside an open chat, within 1 s)
@@ -86,8 +92,14 @@ class LocalKnowledge(KnowledgeEngine):
             link=lambda: self.ctx.redis,
             local_ttl=1.0,
         )
-        self._embed_task: asyncio.Task[EmbedEngine | None] | None = None
-        self.embed_note = ""
+        self.embeddings = LazyEmbedder(
+            self._load_embedder,
+            off=""
+            if self.use_embed
+            else "embeddings off (knowledge.embed: false): keyword search only",
+            missing="no embed engine configured: keyword (BM25) search only — "
+            "set `embed: {provider: local}` in engines.yaml for hybrid search",
+        )
         self._tool = False
 
     # -- lifecycle --------------------------------------------------------------
@@ -98,9 +110,15 @@ class LocalKnowledge(KnowledgeEngine):
             store = self.ctx.store
             if store is None:
                 raise EngineError("the knowledge engine needs a store", hint="open it via Runtime")
-            self._index = KnowledgeIndex(store.engine, store.url, getattr(store, "_thread", None))
+            self._index = KnowledgeIndex(store)
             self._index.on_write = self.versions.publish
         return self._index
+
+    @property
+    def keywords(self) -> KeywordIndex:
+        if self._keywords is None:
+            self._keywords = keyword_index(self.index.store, self.keyword_budget)
+        return self._keywords
 
     async def initialize(self) -> None:
         from cozy.engines.knowledge.tool import register_tool
@@ -109,14 +127,13 @@ class LocalKnowledge(KnowledgeEngine):
             register_tool(self)
             self._tool = True
         if await self._has_rows(vectors=True):  # warm the embedder only when it is needed
-            self._start_embedder()
+            self.embeddings.start()
 
     async def close(self) -> None:
         from cozy.engines.knowledge.tool import unregister_tool
 
         unregister_tool(self)
-        if self._embed_task is not None and not self._embed_task.done():
-            self._embed_task.cancel()
+        await self.embeddings.close()
         self.vectors.clear()
 
     async def health_check(self) -> Health:
@@ -138,46 +155,41 @@ class LocalKnowledge(KnowledgeEngine):
 
     # -- embedder ---------------------------------------------------------------
 
-    def _start_embedder(self) -> asyncio.Task[EmbedEngine | None]:
-        if self._embed_task is None:
-            self._embed_task = asyncio.create_task(self._load_embedder())
-        return self._embed_task
-
     async def _load_embedder(self) -> EmbedEngine | None:
-        if not self.use_embed:
-            self.embed_note = "embeddings off (knowledge.embed: false): keyword search only"
-            return None
-        try:
-            engine = await self.ctx.get_embedder()
-        except Exception as exc:
-            self.embed_note = f"embedder unavailable ({exc}): keyword (BM25) search only"
-            return None
-        if engine is None:
-            self.embed_note = (
-                "no embed engine configured: keyword (BM25) search only — "
-                "set `embed: {provider: local}` in engines.yaml for hybrid search"
-            )
-            return None
-        self.embed_note = ""
+        engine = await self.ctx.get_embedder()
         return engine
+
+    @property
+    def embed_note(self) -> str:
+        """Why there is no embedder ("" when there is one or it is still loading)."""
+        return self.embeddings.note
 
     async def embedder(self, *, wait: float | None = None) -> EmbedEngine | None:
         """The embedder, or None (BM25 only). `wait`: at most this long for a cold start."""
-        task = self._start_embedder()
-        if not task.done() and wait is not None:
-            done, _ = await asyncio.wait({task}, timeout=wait)
-            if not done:
-                return None
-        return await asyncio.shield(task)
+        return await self.embeddings.get(wait=wait)
 
-    @staticmethod
-    def model_key(engine: EmbedEngine) -> str:
-        name = getattr(engine, "model_name", "") or getattr(engine, "model", "") or ""
-        return f"{engine.provider_name}:{name}:{engine.dimensions}"
+    model_key = staticmethod(model_key)
+
+    async def keyword_search(
+        self,
+        query: str,
+        user_id: str,
+        collections: Sequence[str] | None,
+        prefix: str | None,
+        k: int,
+        version: int,
+    ) -> list[tuple[int, float]]:
+        """(chunk id, score: higher is better) best first, within the user's scope."""
+        terms = query_terms(query, stopwords=DOC_STOPWORDS, fallback=True)
+        scope = chunk_scope(user_id, collections, prefix)
+        found = await self.keywords.search(terms, k, scope, version=version)
+        return [(int(cid), score) for cid, score in found]
 
     # -- ingestion --------------------------------------------------------------
 
-    async def _ingestor(self, user_id: str, collection: str, embed: bool) -> Ingestor:
+    async def _ingestor(
+        self, user_id: str, collection: str, embed: bool, defer: bool = False
+    ) -> Ingestor:
         check_collection(collection)
         engine = await self.embedder() if embed else None
         if engine is not None and not engine.dimensions:
@@ -191,6 +203,7 @@ class LocalKnowledge(KnowledgeEngine):
             embedder=engine,
             embed_model=self.model_key(engine) if engine is not None else None,
             settings=self.settings,
+            defer=defer,
         )
 
     async def add_paths(
@@ -200,17 +213,79 @@ class LocalKnowledge(KnowledgeEngine):
         user_id: str,
         collection: str = "default",
         embed: bool = True,
+        wait: bool = True,
         on_plan: OnPlan | None = None,
         on_result: OnResult | None = None,
+        on_vectors: OnVectors | None = None,
     ) -> IngestReport:
-        ingestor = await self._ingestor(user_id, collection, embed)
+        """Index files and directories (incrementally, by content hash).
+
+        Chunks are written first (keyword-searchable at once), their vectors after:
+        `wait` computes them before returning (`on_vectors(done, total)` reports
+        progress); otherwise a durable `knowledge.embed` job does (`embed_job`).
+        """
+        ingestor = await self._ingestor(user_id, collection, embed, defer=True)
         try:
             report = await ingestor.run(paths, on_plan=on_plan, on_result=on_result)
         finally:
             await self._invalidate()
         if embed and ingestor.embedder is None and self.embed_note:
             report.notes.append(self.embed_note)
+        if ingestor.embedder is not None:
+            if wait:
+                await self.embed_pending(user_id, collection, on_vectors=on_vectors)
+            else:
+                model = self.model_key(ingestor.embedder)
+                counts = await self.index.count_unembedded(user_id, model, collection)
+                report.pending_vectors = counts.get(collection, 0)
+                if report.pending_vectors:
+                    report.embed_job = await self.queue_embed(user_id, collection)
         return report
+
+    async def embed_pending(
+        self,
+        user_id: str,
+        collection: str | None = None,
+        *,
+        on_vectors: OnVectors | None = None,
+        budget: float | None = None,
+    ) -> int:
+        """Embed the chunks still without a vector from the current model, a batch per
+        transaction (each batch is searchable by vector once committed). Returns how
+        many are left: 0, or more when `budget` seconds ran out (after one batch at least)."""
+        from cozy.engines.knowledge.ingest import vectors_to_bytes
+
+        engine = await self.embeddings.get()
+        if engine is None:
+            return 0
+        if not engine.dimensions:  # a remote embedder: its dimensions are part of the key
+            await engine.embed(["dimensions"])
+        model = self.model_key(engine)
+        total = sum((await self.index.count_unembedded(user_id, model, collection)).values())
+        started, done, after = time.monotonic(), 0, 0
+        while done < total:
+            if done and budget is not None and time.monotonic() - started > budget:
+                break  # (one batch at least: every run makes progress)
+            batch = await self.index.unembedded_chunks(
+                user_id, model, collection=collection, after=after, limit=EMBED_BATCH
+            )
+            if not batch:
+                break
+            after = batch[-1][0]
+            vectors = vectors_to_bytes(await engine.embed([text for _, text in batch]))
+            items = [(cid, vec) for (cid, _), vec in zip(batch, vectors, strict=True)]
+            await self.index.set_vectors(user_id, items, model)
+            await self._invalidate()
+            done += len(batch)
+            if on_vectors is not None:
+                on_vectors(done, total)
+        return max(0, total - done)
+
+    async def queue_embed(self, user_id: str, collection: str) -> str:
+        """Queue the durable job that embeds a collection's pending chunks (its id)."""
+        from cozy.engines.knowledge.jobs import queue_embed
+
+        return await queue_embed(self, user_id, collection)
 
     async def add_knowledge(
         self,
@@ -301,7 +376,20 @@ class LocalKnowledge(KnowledgeEngine):
         return await self.index.list_documents(user_id, collection=collection, prefix=prefix)
 
     async def stats(self, *, user_id: str) -> dict[str, Any]:
-        return await self.index.stats(user_id)
+        """Per collection: documents, bytes, chunks, vectors by model and `pending_vectors`
+        (chunks the current model has not embedded yet: the background job's progress)."""
+        out = await self.index.stats(user_id)
+        cfg = self.ctx.config
+        configured = self.ctx.embedder is not None or (
+            cfg is not None and cfg.section("embed").active
+        )
+        if self.embeddings.enabled and configured:
+            # the loaded model's key; before it is loaded (stats never waits for it),
+            # the chunks without any vector
+            pending = await self.index.count_unembedded(user_id, self.embeddings.model())
+            for name, coll in out.items():
+                coll["pending_vectors"] = pending.get(name, 0)
+        return out
 
     async def _invalidate(self) -> None:
         if not self._tool:

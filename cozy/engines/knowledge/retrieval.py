@@ -1,6 +1,6 @@
-"""Retrieval: cosine top-k over an in-memory matrix, RRF fusion, chunk rows.
+"""Knowledge's side of retrieval: its vector matrices per user and model, chunk rows.
 
-Keyword (BM25) retrieval lives in keyword.py.
+The index itself is the shared kernel (cozy/engines/retrieval/); keyword scope in keyword.py.
 
 The vector matrix of a user is loaded once and reloaded only when the user's index
 generation changes (one indexed lookup per search). Scores are fused with
@@ -10,7 +10,6 @@ reciprocal rank fusion, which needs no score calibration between the two lists.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from cozy.engines.knowledge.index import KnowledgeIndex
+from cozy.engines.retrieval.vector_index import VectorIndex
 from cozy.storage.tables.knowledge import chunks, documents
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from cozy.engines.vectors import Int8Rows
 
 RRF_K = 60
 INLINE_FLOATS = 2_000_000  # smaller products run on the event loop, bigger in a thread
@@ -33,35 +31,30 @@ INLINE_FLOATS = 2_000_000  # smaller products run on the event loop, bigger in a
 
 @dataclass(slots=True)
 class Vectors:
-    """One user's vectors for one model, as ONE contiguous float32 matrix.
-
-    Rows are sorted by collection, so a collection scope is a contiguous slice (a
-    view, no copy): a scoped search is one matrix-vector product over that slice.
-    A path prefix filter maps to document codes (one test per document, not per row).
-    """
+    """One user's vectors for one model: the shared vector index (retrieval/vector_index.py)
+    over rows sorted by collection, so a collection scope is a contiguous range of rows
+    (no copy). A path prefix filter maps to document codes (one test per document)."""
 
     generation: int
-    ids: np.ndarray  # chunk id per row
-    matrix: np.ndarray  # rows x dims, unit vectors
+    index: VectorIndex[int]  # chunk ids, unit vectors
     scopes: dict[str, tuple[int, int]]  # collection -> [start, end) rows
     doc_codes: np.ndarray  # document code per row
     doc_paths: list[str]  # path per document code
-    coarse: Int8Rows | None = None  # int8 copy for big scopes (cozy/engines/vectors.py)
-    order: np.ndarray = field(init=False)  # rows by chunk id
-    sorted_ids: np.ndarray = field(init=False)
+    chunks: dict[str, int] = field(default_factory=dict)  # collection -> chunks, with or without
 
-    def __post_init__(self) -> None:
-        import numpy as np
-
-        self.order = np.argsort(self.ids, kind="stable")
-        self.sorted_ids = self.ids[self.order]
+    def without_vectors(self, collections: Sequence[str] | None) -> tuple[int, int]:
+        """(chunks in scope without a vector yet, chunks in scope)."""
+        names = set(collections) if collections else set(self.chunks)
+        total = sum(self.chunks.get(c, 0) for c in names)
+        have = sum(b - a for a, b in self.ranges(collections))
+        return max(0, total - have), total
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.index)
 
     def ranges(self, collections: Sequence[str] | None) -> list[tuple[int, int]]:
         if not collections:
-            return [(0, len(self.ids))] if len(self.ids) else []
+            return [(0, len(self.index))] if len(self.index) else []
         return sorted(self.scopes[c] for c in set(collections) if c in self.scopes)
 
     def search(
@@ -74,8 +67,6 @@ class Vectors:
     ) -> list[tuple[int, float]]:
         import numpy as np
 
-        from cozy.engines.vectors import blas_single_thread, top_k, uses_blas
-
         parts = self.ranges(collections)
         if not parts or k <= 0:
             return []
@@ -84,9 +75,8 @@ class Vectors:
             allowed = [i for i, p in enumerate(self.doc_paths) if p.startswith(prefix)]
             codes = np.concatenate([self.doc_codes[a:b] for a, b in parts])
             keep = np.isin(codes, np.asarray(allowed, dtype=np.int64))
-        with blas_single_thread() if uses_blas() else contextlib.nullcontext():
-            rows, sims = top_k(self.matrix, query, k, ranges=parts, keep=keep, coarse=self.coarse)
-        return [(int(c), float(s)) for c, s in zip(self.ids[rows], sims, strict=True)]
+        found = self.index.search(query, k, ranges=parts, keep=keep)
+        return found
 
     async def search_async(
         self,
@@ -98,7 +88,7 @@ class Vectors:
     ) -> list[tuple[int, float]]:
         """`search`, in a worker thread when the product is big (numpy releases the GIL,
         so it overlaps with the keyword query running in SQLite's thread)."""
-        size = sum(b - a for a, b in self.ranges(collections)) * self.matrix.shape[1]
+        size = sum(b - a for a, b in self.ranges(collections)) * self.index.matrix.shape[1]
         if size <= INLINE_FLOATS:
             return self.search(query, collections=collections, prefix=prefix, k=k)
         return await asyncio.to_thread(
@@ -106,12 +96,7 @@ class Vectors:
         )
 
     def vector(self, chunk_id: int) -> np.ndarray | None:
-        import numpy as np
-
-        pos = int(np.searchsorted(self.sorted_ids, chunk_id))
-        if pos < len(self.sorted_ids) and self.sorted_ids[pos] == chunk_id:
-            return self.matrix[self.order[pos]]  # type: ignore[no-any-return]
-        return None
+        return self.index.vector(chunk_id)
 
 
 class VectorCache:
@@ -155,19 +140,24 @@ class VectorCache:
             .order_by(chunks.c.collection, chunks.c.id)
         )
         rows = [r for r in await index.read(stmt) if len(r[3]) == dims * 4]
-        return await asyncio.to_thread(build_vectors, rows, generation, dims)
+        counts = await index.read(
+            sa.select(chunks.c.collection, sa.func.count())
+            .where(chunks.c.user_id == user_id)
+            .group_by(chunks.c.collection)
+        )
+        loaded = await asyncio.to_thread(build_vectors, rows, generation, dims)
+        loaded.chunks = {str(r[0]): int(r[1]) for r in counts}
+        return loaded
 
 
 def build_vectors(rows: Sequence[Any], generation: int, dims: int) -> Vectors:
     """Rows (id, collection, path, embedding) sorted by collection -> one matrix."""
     import numpy as np
 
-    from cozy.engines.vectors import APPROX_FROM, Int8Rows
-
     n = len(rows)
     if not n:
         empty = np.zeros(0, dtype=np.int64)
-        return Vectors(generation, empty, np.zeros((0, dims), np.float32), {}, empty, [])
+        return Vectors(generation, VectorIndex(generation, [], np.zeros((0, dims))), {}, empty, [])
     matrix = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(n, dims)
     scopes: dict[str, tuple[int, int]] = {}
     codes: dict[str, int] = {}
@@ -176,23 +166,9 @@ def build_vectors(rows: Sequence[Any], generation: int, dims: int) -> Vectors:
         start = scopes.get(r[1], (i, i))[0]
         scopes[r[1]] = (start, i + 1)
         doc_codes[i] = codes.setdefault(r[2], len(codes))
-    return Vectors(
-        generation,
-        np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
-        matrix,
-        scopes,
-        doc_codes,
-        list(codes),
-        Int8Rows.of(matrix) if n >= APPROX_FROM else None,
-    )
-
-
-def rrf(ranked: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
-    scores: dict[int, float] = {}
-    for ids in ranked:
-        for rank, cid in enumerate(ids):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank + 1)
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    index: VectorIndex[int] = VectorIndex(generation, [int(r[0]) for r in rows], matrix)
+    index.encode()
+    return Vectors(generation, index, scopes, doc_codes, list(codes))
 
 
 async def fetch_chunks(index: KnowledgeIndex, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from cozy.core.errors import CozyError, EngineError
 from cozy.core.types import KnowledgeHit
-from cozy.engines.knowledge.keyword import bm25_search
-from cozy.engines.knowledge.retrieval import Vectors, citation, fetch_chunks, rrf
+from cozy.engines.knowledge.retrieval import Vectors, citation, fetch_chunks
+from cozy.engines.retrieval.embedder import model_key
+from cozy.engines.retrieval.fusion import best_first, rrf
 
 if TYPE_CHECKING:
     from cozy.engines.knowledge.provider import LocalKnowledge
@@ -35,17 +36,7 @@ async def run_search(
     async def keyword_side() -> list[tuple[int, float]]:
         if mode not in ("hybrid", "bm25"):
             return []
-        return await bm25_search(
-            engine.index,
-            user_id,
-            query,
-            collections=collections,
-            prefix=prefix,
-            k=k,
-            budget=engine.keyword_budget,
-            stats=engine.term_stats,
-            generation=generation,
-        )
+        return await engine.keyword_search(query, user_id, collections, prefix, k, generation)
 
     vectors_now = vector_side(
         engine, query, user_id, collections, prefix, k, mode, wait, generation, notes
@@ -54,8 +45,8 @@ async def run_search(
         vectors_now = _or_keywords(vectors_now, engine.vector_timeout, notes)
     # both retrievers at once: SQLite and numpy each run outside the GIL
     keyword, (semantic, vectors, partial) = await asyncio.gather(keyword_side(), vectors_now)
-    lists = [ids for ids in ([c for c, _ in keyword], [c for c, _ in semantic]) if ids]
-    fused = rrf(lists) if len(lists) > 1 else [(c, s) for c, s in (keyword or semantic)]
+    lists = [found for found in (keyword, semantic) if found]
+    fused = best_first(rrf(lists)) if len(lists) > 1 else list(keyword or semantic)
     ranks_bm = {c: i + 1 for i, (c, _) in enumerate(keyword)}
     ranks_vec = {c: i + 1 for i, (c, _) in enumerate(semantic)}
     sims = dict(semantic)
@@ -128,41 +119,42 @@ async def vector_side(
     (the embedder is still loading: a retry soon may do better, so do not cache)."""
     if mode not in ("hybrid", "vector"):
         return [], None, False
-    embedder = await engine.embedder(wait=wait if mode == "hybrid" else None)
+    embedder = await engine.embeddings.get(wait=wait if mode == "hybrid" else None)
+    note = engine.embeddings.note
     if embedder is None:
         if mode == "vector":
             raise EngineError(
                 "vector search needs an embedder",
-                hint=engine.embed_note or "set `embed: {provider: local}` in engines.yaml",
+                hint=note or "set `embed: {provider: local}` in engines.yaml",
             )
-        notes.append(engine.embed_note or "embedder still loading: keyword results only")
-        return [], None, not engine.embed_note  # a cold start, not a missing embedder
-    model = engine.model_key(embedder)
+        notes.append(note or "embedder still loading: keyword results only")
+        return [], None, not note  # a cold start, not a missing embedder
+    model = model_key(embedder)
     vectors = await engine.vectors.get(
         engine.index, user_id, model, generation, embedder.dimensions
     )
+    missing, total = vectors.without_vectors(collections)
+    if missing:  # ingested, not embedded yet (the knowledge.embed job is on it)
+        notes.append(
+            f"{missing} of {total} chunks have no vector yet (being embedded in the background; "
+            "`cozy knowledge embed` does it now): keywords only for those"
+        )
     if not len(vectors):
-        notes.append("no chunk has a vector yet: re-run `cozy knowledge add` to embed")
         return [], vectors, False
-    qv = await query_vector(engine, embedder, model, query)
+    qv = await query_vector(engine, query)
     found = await vectors.search_async(qv, collections=collections, prefix=prefix, k=k)
     return [(c, sim) for c, sim in found if sim >= engine.min_similarity], vectors, False
 
 
-async def query_vector(engine: LocalKnowledge, embedder: Any, model: str, query: str) -> Any:
-    """The query's unit vector, from a small in-process cache (repeated questions are common)."""
+async def query_vector(engine: LocalKnowledge, query: str) -> Any:
+    """The query's unit vector (the embedder's cache keeps repeated questions)."""
     import numpy as np
 
-    key = (model, query.strip())
-    cached = engine.query_vectors.get(key)
-    if cached is not None:
-        return cached
-    qv = np.asarray((await embedder.embed([query]))[0], dtype=np.float32)
-    qv /= float(np.linalg.norm(qv)) or 1.0
-    if len(engine.query_vectors) >= 512:
-        engine.query_vectors.pop(next(iter(engine.query_vectors)))
-    engine.query_vectors[key] = qv
-    return qv
+    vec, note = await engine.embeddings.query_vector(query.strip(), wait=3600.0)
+    if vec is None:
+        raise EngineError(f"the query could not be embedded: {note}")
+    qv = np.asarray(vec, dtype=np.float32)
+    return qv / (float(np.linalg.norm(qv)) or 1.0)
 
 
 def _hit(

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cozy.engines.memory.search import STOPWORDS, rrf
+from cozy.engines.retrieval.fusion import rrf
+from cozy.engines.retrieval.terms import STOPWORDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -308,7 +309,7 @@ async def first_stage(
         if w.feedback <= 0 or not vector or w.feedback_docs <= 0:
             return None
         first = sorted(fused, key=lambda m: -fused[m])[: w.feedback_docs]
-        vec, _note = await mem._query_vector(query)  # cached by the first search
+        vec, _note = await mem.query_vector(query)  # cached by the first search
         if vec is None:
             return None
         idx = await mem.index(user_id, version)  # the hits' vectors: from the index, no SQL

@@ -14,17 +14,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError
-from cozy.engines.memory.keyword import KeywordIndex, read_sync
 from cozy.engines.memory.rows import _ROW_COLS, MemoryRow, _row, to_blob
 from cozy.engines.memory.texthash import text_hash
+from cozy.engines.retrieval.keyword import Filter, KeywordIndex, KeywordTable
+from cozy.engines.retrieval.terms import query_terms
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.store import Store
 from cozy.storage.tables.memory import memories, memory_history, memory_versions
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from cozy.engines.memory.pg_keyword import PgKeywords
 
 T = TypeVar("T")
 
@@ -39,10 +38,9 @@ class MemoryRepo:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.dialect = store.engine.dialect.name
-        self.keywords = KeywordIndex(store)
+        self.keywords = keyword_index(store)
         # called with the user ids after a write committed (other instances: Redis)
         self.on_write: Callable[[list[str]], Awaitable[None]] | None = None
-        self._pg_keywords: PgKeywords | None = None  # on Postgres
 
     async def write(self, user_id: str, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async def txn(conn: AsyncConnection) -> T:
@@ -205,7 +203,7 @@ class MemoryRepo:
         def run(conn: Connection) -> dict[str, MemoryRow]:  # on SQLite: in the worker thread
             return {r.id: _row(r) for r in conn.execute(_BY_IDS, {"ids": list(ids)})}
 
-        return await read_sync(self.store, run)
+        return await self.store.read_with(run)
 
     async def list_rows(
         self,
@@ -292,7 +290,7 @@ class MemoryRepo:
             count = conn.execute(self._count_stmt(user_id)).scalar_one()
             return [(str(r[0]), r[1], str(r[2])) for r in rows], int(count)
 
-        return await read_sync(self.store, run)
+        return await self.store.read_with(run)
 
     @staticmethod
     def _count_stmt(user_id: str) -> sa.Select[Any]:
@@ -378,16 +376,14 @@ class MemoryRepo:
     async def keyword(
         self, user_id: str, query: str, limit: int, kinds: Sequence[str] | None = None
     ) -> list[tuple[str, float]]:
-        """(id, score) by BM25 (SQLite FTS5) or ts_rank (Postgres), best first."""
-        if self.dialect == "sqlite":
-            return await self.keywords.search(user_id, query, limit, kinds)
-        from cozy.engines.memory.pg_keyword import PgKeywords  # Postgres (issue #12)
-
-        pg = self._pg_keywords
-        if pg is None:
-            pg = self._pg_keywords = PgKeywords(self.store)
-        pg.context_weight, pg.budget = self.keywords.context_weight, self.keywords.budget
-        return await pg.search(user_id, query, limit, kinds)
+        """(id, score) by BM25 (SQLite FTS5) or ts_rank x IDF (Postgres), best first:
+        this user's active memories (of these kinds)."""
+        scope = Filter(["m.user_id = :u", "m.status = 'active'"], {"u": user_id})
+        if kinds:
+            scope.where.append("m.kind IN (" + ",".join(f":k{i}" for i in range(len(kinds))) + ")")
+            scope.params.update({f"k{i}": k for i, k in enumerate(kinds)})
+        found = await self.keywords.search(query_terms(query), limit, scope)
+        return [(str(mid), score) for mid, score in found]
 
     async def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of these memories (those that have one)."""
@@ -401,3 +397,21 @@ class MemoryRepo:
             )
         )
         return {str(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows}
+
+
+MEMORIES = KeywordTable("memories", "m", fts="memories_fts", fts_key="rowid")
+
+
+def keyword_index(store: Store, context_weight: float = 0.35, budget: int = 5000) -> KeywordIndex:
+    """BM25 over a memory's text and, at `context_weight`, its neighbouring turns
+    (`context`: FTS5's second column; on Postgres the tsv's weight B, migration step
+    `0009_pg_memory_context_tsv`). Document frequencies are cached for 5 minutes: memories
+    change with every turn, and a plan needs only their order of magnitude."""
+    return KeywordIndex(
+        store,
+        MEMORIES,
+        fts_weights=(1.0, context_weight),
+        pg_weights=(0.0, 0.0, context_weight, 1.0),
+        budget=budget,
+        ttl=300.0,
+    )

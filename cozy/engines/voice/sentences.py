@@ -56,6 +56,26 @@ def _cut(buffer: str, final: bool) -> tuple[list[str], str]:
     return out, rest
 
 
+_CLAUSE = re.compile(r"[,;:]\s+")
+FIRST_CLAUSE_MIN_WORDS = 7
+
+
+def first_clause(sentence: str) -> tuple[str, ...]:
+    """The answer's first sentence, split after its first clause when it is long.
+
+    Time to first audio is the synthesis time of what is spoken first: a neural voice
+    takes about as long per word as it speaks, so "Sure, here is the plan for today."
+    starts sooner as "Sure," + the rest. Only the first sentence is split (the rest are
+    synthesised while the first plays); short sentences stay whole for their prosody.
+    """
+    if len(sentence.split()) < FIRST_CLAUSE_MIN_WORDS:
+        return (sentence,)
+    match = _CLAUSE.search(sentence)
+    if match is None or not sentence[match.end() :].strip():
+        return (sentence,)
+    return sentence[: match.start() + 1], sentence[match.end() :]
+
+
 def split_sentences(text: str) -> list[str]:
     pieces, _ = _cut(text, final=True)
     return [c for c in (clean_for_speech(p) for p in pieces) if c]

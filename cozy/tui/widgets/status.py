@@ -11,6 +11,7 @@ from textual.widgets import Static
 class StatusInfo:
     personality: str = "?"
     model: str = "?"
+    why: str = ""  # why this provider answers, when `auto` chose it
     tokens: int = 0
     latency_ms: float | None = None
     degraded: bool = False
@@ -32,7 +33,8 @@ class StatusBar(Static):
 
     def render_text(self) -> str:
         i = self.info
-        parts = [i.personality, i.model, f"{i.tokens:,} tok"]
+        model = f"{i.model} (auto: {i.why})" if i.why else i.model
+        parts = [i.personality, model, f"{i.tokens:,} tok"]
         if i.latency_ms is not None:
             ms = i.latency_ms
             parts.append(f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms")
