@@ -177,6 +177,8 @@ class Runtime:
         section = self.config.section(kind)
         if not section.active:
             return None
+        cls = self.factory.registry.get(kind, section.provider)
+        self.config.validate_options(cls.Options, section.options, (kind,))
         engine = self.factory.create(kind, section.provider, section.options, self.engine_context)
         self.engines[kind] = engine
         return engine

@@ -10,7 +10,6 @@ the user's engines.yaml in the config dir, or the file named by `--config` /
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -141,7 +140,3 @@ def load_settings(**overrides: Any) -> Settings:
     if clean:
         settings = settings.model_copy(update=clean)
     return settings
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

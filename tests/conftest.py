@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from cozy.runtime import Runtime
+    from cozy.testing import FakeModelServer
 
 for _k, _v in {
     "MEM0_TELEMETRY": "False",
@@ -58,3 +63,29 @@ def cozy_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     for var in ("COZY_CONFIG", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST"):
         monkeypatch.delenv(var, raising=False)
     yield home
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database for each storage mode: SQLite in the test's directory, or a fresh
+    database on the local PostgreSQL (dropped afterwards; required under CI=true)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    from pg_redis_helpers import pg_database
+
+    with pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def rt(cozy_home: Path, fake_model: FakeModelServer) -> AsyncIterator[Runtime]:
+    """A runtime on the packaged engines.yaml with the fake model as its AI engine
+    (tests/helpers.py `write_engines`), closed after the test."""
+    from helpers import open_runtime
+
+    runtime = await open_runtime(cozy_home, fake_model.url)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()

@@ -59,6 +59,31 @@ def test_unknown_key_lists_the_allowed_ones(tmp_path: Path) -> None:
         load_engines_config([bad])
 
 
+async def test_unknown_provider_option_names_file_line_and_allowed_keys(cozy_home: Path) -> None:
+    """A provider's options are checked against its Options model when the runtime
+    builds the engine: a misspelt option is an error at its line, not ignored."""
+    from cozy.runtime import Runtime
+
+    user = write(cozy_home / "engines.yaml", "tools:\n  provider: builtin\n  timeuot: 3\n")
+    with pytest.raises(ConfigError) as err:
+        await Runtime.open(Settings())
+    msg = str(err.value)
+    assert f"{user}:3: tools.timeuot: unknown key (allowed: disabled, max_output_chars" in msg
+    assert err.value.exit_code == 2
+    # a malformed value too, for a provider the router builds (ai.providers.*)
+    write(
+        cozy_home / "engines.yaml",
+        "ai:\n  provider: ollama\n  model: m\n  providers:\n"
+        "    ollama:\n      host: http://127.0.0.1:9\n      max_retries: many\n",
+    )
+    rt = await Runtime.open(Settings())
+    try:
+        with pytest.raises(ConfigError, match=r"engines.yaml:7: ai.providers.ollama.max_retries"):
+            await rt.router.resolve(None)
+    finally:
+        await rt.close()
+
+
 def test_malformed_yaml(tmp_path: Path) -> None:
     bad = write(tmp_path / "e.yaml", "ai:\n  provider: [ollama\n")
     with pytest.raises(ConfigError, match=r"e.yaml:\d+: invalid YAML"):

@@ -37,7 +37,10 @@ async def test_vectors_come_from_the_background_job(
         report = await k.add_paths([docs], user_id="local", collection="c", wait=False)
         assert report.counts() == {"added": 2}
         assert report.pending_vectors == 2 and report.embed_job is not None
-        # keyword-searchable at once; the vector side says what it cannot see yet
+        assert k.embeddings.engine is None  # `add` did not wait for the model to load
+        # keyword-searchable at once; the vector side (its model loaded now, as a chat
+        # would have it) says what it cannot see yet
+        assert await k.embedder() is not None
         hits = await k.search("canteen soup", user_id="local")
         assert hits and "soup" in hits[0].text
         assert any("2 of 2 chunks have no vector yet" in n for n in hits[0].metadata["notes"])

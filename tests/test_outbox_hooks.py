@@ -5,26 +5,12 @@ a session stored with its first message."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from pg_redis_helpers import pg_database
 
 from cozy.engines.base import EngineContext
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.profile.local import LocalProfile
 from cozy.storage.jobs import Job, JobQueue
 from cozy.storage.store import NewMessage, Store
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'hooks.db'}"
-        return
-    with pg_database() as url:
-        yield url
 
 
 async def profile_job(queue: JobQueue, user_id: str) -> Job:

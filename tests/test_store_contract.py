@@ -2,62 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from cozy.core.errors import NotFoundError, StorageError
 from cozy.storage import migrations
 from cozy.storage.store import NewMessage, Store
-
-PG_ADMIN = os.environ.get("COZY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-async def _pg_database() -> str | None:
-    try:
-        import asyncpg
-    except ImportError:
-        return None
-    name = f"cozy_t_{uuid.uuid4().hex[:10]}"
-    try:
-        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    except (OSError, asyncpg.PostgresError):
-        return None
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-
-
-async def _drop(url: str) -> None:
-    import asyncpg
-
-    name = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
-        return
-    url = await _pg_database()
-    if url is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required in CI")
-        pytest.skip("no PostgreSQL reachable at 127.0.0.1:5432")
-    try:
-        yield url
-    finally:
-        await _drop(url)
 
 
 async def test_contract_sessions_messages_audit(db_url: str) -> None:

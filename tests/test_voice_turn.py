@@ -20,6 +20,7 @@ from cozy.engines.voice.audio import decode
 from cozy.engines.voice.engine import LocalVoice
 from cozy.engines.voice.io import WavSink, file_source
 from cozy.engines.voice.pipeline import voice_turn
+from cozy.runtime import Runtime
 from cozy.testing import FakeModelServer
 
 pytestmark = needs_espeak
@@ -151,16 +152,14 @@ async def test_barge_in_by_key_stops_playback(
         await rt.close()
 
 
-async def test_silent_input_is_no_speech(cozy_home: Path, fake_model: FakeModelServer) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url)
-    try:
-        voice = await rt.engine("voice")
-        assert isinstance(voice, LocalVoice)
-        sink = WavSink(cozy_home / "x.wav", voice.output_rate)
-        result = await voice_turn(voice, silence(1.0, 16_000), asker(rt), sink)
-        assert result.status == "no_speech" and fake_model.chat_requests() == []
-    finally:
-        await rt.close()
+async def test_silent_input_is_no_speech(
+    rt: Runtime, cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    voice = await rt.engine("voice")
+    assert isinstance(voice, LocalVoice)
+    sink = WavSink(cozy_home / "x.wav", voice.output_rate)
+    result = await voice_turn(voice, silence(1.0, 16_000), asker(rt), sink)
+    assert result.status == "no_speech" and fake_model.chat_requests() == []
 
 
 def _cozy(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ from cozy.cli._common import console, print_json, run_async, runtime, state
 if TYPE_CHECKING:
     import asyncio
 
+    from cozy.core.events import TurnError
     from cozy.engines.base import TranscribesClips
     from cozy.engines.voice.io import Sink
     from cozy.engines.voice.pipeline import TurnResult
@@ -167,7 +168,7 @@ class _Asker:
         self.rt = rt
         self.opts = opts
         self.session: str = str(opts.get("session") or "new")
-        self.error: dict[str, Any] | None = None
+        self.error: TurnError | None = None
         self.done: dict[str, Any] = {}
 
     async def ask(self, transcript: str) -> AsyncIterator[str]:
@@ -197,7 +198,7 @@ class _Asker:
                 elif isinstance(event, Failed):
                     self.error = event.error
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
 
 def _result_dict(result: TurnResult, asker: _Asker) -> dict[str, Any]:
@@ -248,7 +249,7 @@ async def _file_turn(inp: Path, out: Path | None, opts: dict[str, Any], as_json:
             if out is not None and result.answer:
                 err.print(f"[dim]answer spoken to {out} ({result.audio_seconds:.1f} s)[/]")
         if asker.error:
-            sys.stderr.write(f"error: {asker.error.get('message')}\n")
+            sys.stderr.write(f"error: {asker.error.message}\n")
             return 1
         if result.status == "no_speech":
             sys.stderr.write(
@@ -367,7 +368,7 @@ async def _live(out: Path | None, opts: dict[str, Any]) -> int:
                     if result.answer:
                         live.console.print(f"[bold]cozy:[/] {result.answer}")
                     if asker.error:
-                        live.console.print(f"[red]error:[/] {asker.error.get('message')}")
+                        live.console.print(f"[red]error:[/] {asker.error.message}")
                     barge = result.status == "interrupted"  # listen again at once
                     say("idle", {})
         finally:

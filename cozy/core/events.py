@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from cozy.core.errors import CozyError
 from cozy.core.types import SideEffect, ToolCall
 
 
@@ -106,9 +107,57 @@ class Done(ChatEvent):
     tokens: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class TurnError:
+    """Why a turn failed, typed once for every face: the OpenAI-style `type` and `code`,
+    the message (with its hint), the HTTP status the server answers with and the exit
+    code of `cozy run` (2 for a request the caller must change, else 1)."""
+
+    type: str
+    code: str
+    message: str
+    http_status: int = 500
+    exit_code: int = 1
+    retry_after: int | None = None  # seconds, when the failure is "busy, come back"
+
+    @classmethod
+    def of(cls, exc: BaseException) -> TurnError:
+        if isinstance(exc, CozyError):
+            usage = exc.error_type == "invalid_request_error"
+            retry = exc.to_dict().get("retry_after")
+            return cls(
+                exc.error_type,
+                exc.code,
+                str(exc),
+                exc.http_status,
+                2 if usage else 1,
+                int(str(retry)) if retry is not None else None,
+            )
+        return cls("server_error", "internal_error", f"{type(exc).__name__}: {exc}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire shape (`cozy run --json`, the server's error bodies)."""
+        out: dict[str, Any] = {"type": self.type, "code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        """`error["code"]`: the dict this record replaced reads the same (tests, plugins)."""
+        return self.to_dict()[key]
+
+
 @dataclass(slots=True)
 class Failed(ChatEvent):
     type: ClassVar[str] = "error"
-    error: dict[str, Any]
+    error: TurnError
     session_id: str | None = None
     message_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "error": self.error.to_dict(),
+            "session_id": self.session_id,
+            "message_id": self.message_id,
+        }

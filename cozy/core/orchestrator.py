@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from cozy.core.context import ContextBundle, ContextService
@@ -28,6 +28,7 @@ from cozy.core.events import (
     Started,
     TextDelta,
     ToolCallRequested,
+    TurnError,
 )
 from cozy.core.history import to_messages
 from cozy.core.personalities import Personality, PersonalityCatalog
@@ -92,7 +93,7 @@ class ChatOrchestrator:
         self._live: set[asyncio.Task[Any]] = set()  # tasks running a turn
         self._saving: set[asyncio.Future[str | None]] = set()  # interrupted answers being saved
 
-    async def run(self, req: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def run(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         turn = Turn(req, req.request_id or f"req-{uuid.uuid4().hex[:16]}", time.perf_counter())
         task = asyncio.current_task()
         if task is not None:
@@ -108,22 +109,12 @@ class ChatOrchestrator:
             saving.add_done_callback(self._saving.discard)
             await asyncio.shield(saving)
             raise
-        except CozyError as exc:
+        except Exception as exc:  # a CozyError, or unexpected: keep what we have, report it
+            if not isinstance(exc, CozyError):
+                log.exception("turn failed", extra={"request_id": turn.request_id})
             saved = await self._persist(turn, "failed", error=exc)
             yield Failed(
-                error=exc.to_dict(),
-                session_id=turn.session.id if turn.session else None,
-                message_id=saved,
-            )
-        except Exception as exc:  # unexpected: still keep what we have and report it
-            log.exception("turn failed", extra={"request_id": turn.request_id})
-            saved = await self._persist(turn, "failed", error=exc)
-            yield Failed(
-                error={
-                    "type": "server_error",
-                    "code": "internal_error",
-                    "message": f"{type(exc).__name__}: {exc}",
-                },
+                error=TurnError.of(exc),
                 session_id=turn.session.id if turn.session else None,
                 message_id=saved,
             )
@@ -159,7 +150,7 @@ class ChatOrchestrator:
         turn.timings[stage] = round((now - since) * 1000, 3)
         return now
 
-    async def _stages(  # noqa: C901 - to be split into one method per stage (#17)
+    async def _stages(  # noqa: C901 - one method per stage: #17 (split, then superseded)
         self, turn: Turn
     ) -> AsyncIterator[ChatEvent]:
         req = turn.req
@@ -227,6 +218,9 @@ class ChatOrchestrator:
         estimated_prompt = estimator.messages(convo)
         reported_prompt = 0
         ctx = ToolContext(req.caller, session.id, personality.id, turn.request_id)
+        ctx.extra["sample"] = self.tools.sampler(route, req.approver, ctx)
+        if req.elicitor is not None:
+            ctx.extra["elicit"] = req.elicitor
         rounds = min(req.max_tool_rounds, self.tools.max_rounds)  # engines.yaml may lower it
         for _round in range(max(1, rounds) + 1):
             calls: list[ToolCall] = []

@@ -92,18 +92,44 @@ def validate(model: type[M], data: Any, path: Path, node: Any = None) -> M:
     try:
         return model.model_validate(expand_env(data))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(node, loc)
-        where = f"{path}:{line}" if line else str(path)
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(_fields_at(model, loc[:-1])))
-            msg = f"unknown key (allowed: {allowed})"
-        more = len(exc.errors()) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise ConfigError(f"{where}: {field}: {msg}{suffix}", hint=f"edit {path}") from exc
+        raise config_error(exc, model, path, node) from exc
+
+
+def config_error(
+    exc: ValidationError,
+    model: type[BaseModel],
+    path: Path | None,
+    node: Any = None,
+    prefix: tuple[str, ...] = (),
+) -> ConfigError:
+    """The first problem of `exc` as file:line: field: message. `prefix` is where
+    `model` sits in the file (e.g. `memory` for a provider's options)."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    field = ".".join(str(p) for p in (*prefix, *loc)) or "(top level)"
+    line = _line_of(node, (*prefix, *loc)) if node is not None else None
+    where = f"{path}:{line}" if line else str(path or "engines.yaml")
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(_fields_at(model, loc[:-1])))
+        msg = f"unknown key (allowed: {allowed})"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return ConfigError(f"{where}: {field}: {msg}{suffix}", hint=f"edit {path or 'engines.yaml'}")
+
+
+def has_key(node: Any, keys: tuple[str, ...]) -> bool:
+    """Whether the YAML tree `node` spells out the mapping keys `keys`."""
+    import yaml
+
+    current = node
+    for key in keys:
+        if not isinstance(current, yaml.MappingNode):
+            return False
+        current = next((v for k, v in current.value if k.value == key), None)
+        if current is None:
+            return False
+    return True
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:

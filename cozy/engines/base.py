@@ -17,8 +17,11 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cozy.core.errors import ConfigError
 from cozy.core.types import (
     Caller,
     ChatResult,
@@ -101,12 +104,40 @@ class EngineContext:
         return await self.load_embedder() if self.load_embedder is not None else None
 
 
+class EngineOptions(BaseModel):
+    """A provider's options in engines.yaml. Unknown keys are errors: a misspelt option
+    is reported (file:line, the allowed keys) instead of silently ignored. The runtime
+    validates a section before building the engine; a provider parses its own options
+    again with `of()` so it can also be built alone (tests, benches)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def of(cls, options: dict[str, Any], where: str = "") -> Self:
+        try:
+            return cls.model_validate(options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            at = f"{where}.{field}" if where else field
+            raise ConfigError(
+                f"{at}: {err['msg']}", hint=f"fix `{where or field}` in engines.yaml"
+            ) from exc
+
+
+class OpenOptions(EngineOptions):
+    """For a provider that declares no Options model (a third-party one): any key."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
 class BaseEngine(ABC):  # noqa: B024 - the lifecycle hooks are optional on purpose
     """Lifecycle shared by every engine. Options come from engines.yaml."""
 
     kind: ClassVar[str] = ""
     provider_name: ClassVar[str] = ""
     api_version: ClassVar[str] = ENGINE_API_VERSION
+    Options: ClassVar[type[EngineOptions]] = OpenOptions
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None

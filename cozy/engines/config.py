@@ -1,22 +1,28 @@
 """engines.yaml: which provider each engine uses, with its options.
 
 Each engine section has `provider`, `enabled`, `timeout`; every other key is a
-provider option (so `tools: {provider: mcp, servers: ...}` reads naturally).
-Files are merged section by section (later files win key by key), then validated.
+provider option (so `tools: {provider: mcp, servers: ...}` reads naturally), checked
+against the provider's `Options` model (engines/base.py) when the runtime builds the
+engine: an unknown or malformed option is a ConfigError naming file:line and the
+allowed keys. Files are merged section by section (later files win key by key).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from cozy.core.errors import ConfigError
-from cozy.core.yamlconf import read_yaml, validate
+from cozy.core.yamlconf import config_error, has_key, read_yaml, validate
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class EngineSection(BaseModel):
+    # the keys beside provider/enabled/timeout are the provider's options: kept here,
+    # checked (unknown keys are errors) against the provider's Options model
     model_config = ConfigDict(extra="allow")
 
     provider: str = "none"
@@ -99,6 +105,20 @@ class EnginesConfig(BaseModel):
     embed: EngineSection = _section()
     voice: EngineSection = _section()
     context: ContextSection = Field(default_factory=ContextSection)
+    _sources: list[tuple[Path, Any]] = PrivateAttr(default_factory=list)  # (file, YAML tree)
+
+    def validate_options(self, model: type[M], options: dict[str, Any], at: tuple[str, ...]) -> M:
+        """`options` (found under `at`, e.g. ("memory",)) as `model`, or a ConfigError
+        naming the file and line that set the offending option."""
+        try:
+            return model.model_validate(options)
+        except ValidationError as exc:
+            loc = tuple(str(p) for p in exc.errors()[0]["loc"])[:1]
+            wrote = [s for s in self._sources if has_key(s[1], (*at, *loc))]
+            section = [s for s in self._sources if has_key(s[1], at)]
+            found: list[tuple[Path | None, Any]] = [*(wrote or section)] or [(None, None)]
+            path, node = found[-1]
+            raise config_error(exc, model, path, node, at) from exc
 
     def section(self, kind: str) -> EngineSection:
         value = getattr(self, kind, None)
@@ -120,6 +140,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load_engines_config(files: list[Path]) -> EnginesConfig:
     """Merge and validate engines.yaml files. Errors name the file that is wrong."""
     merged: dict[str, Any] = {}
+    sources: list[tuple[Path, Any]] = []
     for path in files:
         if not path.is_file() and path == files[0]:
             continue  # a stripped-down install without the packaged file: use defaults
@@ -128,10 +149,13 @@ def load_engines_config(files: list[Path]) -> EnginesConfig:
             continue
         validate(EnginesConfig, data, path, node)  # each file must be valid on its own
         merged = _merge(merged, data)
+        sources.append((path, node))
     try:
-        return EnginesConfig.model_validate(_expand(merged))
+        config = EnginesConfig.model_validate(_expand(merged))
     except Exception as exc:  # pragma: no cover - each file already validated
         raise ConfigError(f"engines.yaml: {exc}") from exc
+    config._sources = sources
+    return config
 
 
 def _expand(data: dict[str, Any]) -> dict[str, Any]:

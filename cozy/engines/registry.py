@@ -57,9 +57,6 @@ class EngineRegistry:
     def register(self, kind: str, name: str, cls: type[BaseEngine]) -> None:
         self._classes[(kind, name)] = cls
 
-    def unregister(self, kind: str, name: str) -> None:
-        self._classes.pop((kind, name), None)
-
     def providers(self, kind: str) -> list[str]:
         self._scan()
         names = {n for (k, n) in self._targets if k == kind}

@@ -320,12 +320,7 @@ class ChunkWriter:
     def failed(self, failed: Failed) -> bytes:
         err = failed.error
         payload = {
-            "error": {
-                "message": err.get("message", "error"),
-                "type": err.get("type", "server_error"),
-                "param": None,
-                "code": err.get("code"),
-            }
+            "error": {"message": err.message, "type": err.type, "param": None, "code": err.code}
         }
         return b"data: " + msgspec.json.encode(payload) + b"\n\ndata: [DONE]\n\n"
 

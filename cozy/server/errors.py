@@ -33,22 +33,6 @@ _TYPES = {
 }
 
 
-def _all_subclasses(cls: type[E.CozyError]) -> list[type[E.CozyError]]:
-    out = [cls]
-    for sub in cls.__subclasses__():
-        out.extend(_all_subclasses(sub))
-    return out
-
-
-def status_for(error: dict[str, Any]) -> int:
-    """HTTP status for an orchestrator `Failed.error` dict (matched by its code)."""
-    code = error.get("code")
-    for cls in _all_subclasses(E.CozyError):
-        if cls.code == code and "code" in vars(cls):
-            return cls.http_status
-    return 500
-
-
 def body(
     message: str, *, type_: str, code: str | None = None, param: str | None = None
 ) -> ErrorResponse:

@@ -40,7 +40,7 @@ from cozy.server.chat import (
 )
 from cozy.server.deps import PathStr, PrincipalDep, Services, services
 from cozy.server.errors import body as error_body
-from cozy.server.errors import error_response, status_for
+from cozy.server.errors import error_response
 from cozy.server.metering import ChatMeter
 from cozy.server.metrics import model_label
 from cozy.server.responses import (
@@ -54,7 +54,6 @@ from cozy.server.responses import (
 )
 from cozy.server.schemas import ChatCompletionRequest, EmbeddingRequest
 
-_Events = AsyncGenerator[ChatEvent, None]
 # names the context engines an answer was built without (timed out, failed, keywords only)
 DEGRADED_HEADER = "x-cozy-degraded"
 
@@ -135,15 +134,11 @@ class _Turn:
 
 def _failed_response(failed: Failed, session_id: str | None) -> Response[Any]:
     err = failed.error
-    payload = error_body(
-        str(err.get("message", "error")),
-        type_=str(err.get("type", "server_error")),
-        code=err.get("code"),
-    )
+    payload = error_body(err.message, type_=err.type, code=err.code)
     headers = {SESSION_HEADER: session_id} if session_id else {}
-    if err.get("retry_after"):  # a busy in-process model: when to come back
-        headers["Retry-After"] = str(err["retry_after"])
-    return error_response(status_for(err), payload, headers or None)
+    if err.retry_after:  # a busy in-process model: when to come back
+        headers["Retry-After"] = str(err.retry_after)
+    return error_response(err.http_status, payload, headers or None)
 
 
 class OpenAIController(Controller):
@@ -199,7 +194,7 @@ class OpenAIController(Controller):
             finally:
                 turn.finish()
         # streaming: run prepare before answering, so bad sessions/models get a real status
-        runs = [cast(_Events, rt.orchestrator.run(r)) for r in fan_out(req, n)]
+        runs = [rt.orchestrator.run(r) for r in fan_out(req, n)]
         first: Started | None = None
         for events in runs:
             started = await _started(events, turn)

@@ -206,7 +206,7 @@ async def generate(
                 elif isinstance(event, Failed):
                     run.failed = event
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     if not run.audio or engine is None:
         async for _ in text():

@@ -319,7 +319,9 @@ class RealtimeSession(ConversationItems):
         if run.done is not None and run.done.message_id:
             self.message_ids[run.item_id] = run.done.message_id
         if run.failed is not None:
-            await self._finish(run, "failed", {"type": "failed", "error": run.failed.error})
+            await self._finish(
+                run, "failed", {"type": "failed", "error": run.failed.error.to_dict()}
+            )
         else:
             await self._finish(run, "completed")
 

@@ -106,19 +106,3 @@ class DiskL2Cache:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
-
-
-class NullL2Cache:
-    """Used when no L2 is configured: every read misses."""
-
-    async def get(self, ns: str, key: str) -> Any | None:
-        return None
-
-    async def set(self, ns: str, key: str, value: Any, ttl: float | None = None) -> None:
-        return None
-
-    async def bump(self, ns: str) -> None:
-        return None
-
-    def close(self) -> None:
-        return None

@@ -85,6 +85,12 @@ class StoreBase:
         await self.engine.dispose()
 
     # --- plumbing ----------------------------------------------------------
+    @property
+    def sqlite_thread(self) -> SQLiteThread | None:
+        """The worker thread that runs a SQLite file's statements (None on Postgres or
+        in-memory SQLite): engines with a batch of sync statements use its read()."""
+        return self._thread
+
     async def write(
         self, fn: Callable[[AsyncConnection], Awaitable[T]], *, thread: bool = False
     ) -> T:

@@ -62,7 +62,7 @@ class TurnMixin(AppBase):
         )
         try:
             with quiet_gc():  # no full GC pass while the answer streams (see heap.py)
-                async with contextlib.aclosing(rt.orchestrator.run(req)) as events:  # type: ignore[type-var]
+                async with contextlib.aclosing(rt.orchestrator.run(req)) as events:
                     async for event in events:
                         await self._render_event(event, state, chat)
         except asyncio.CancelledError:
@@ -147,7 +147,7 @@ class TurnMixin(AppBase):
             await self._tiny_model_notice(chat, event.model)
         elif isinstance(event, Failed):
             await self._end_answer(state, chat, "failed")
-            message = str(event.error.get("message", event.error))
+            message = event.error.message
             await chat.add_message("error", message)
             self.last_error = message
             prompt = self.query_one(PromptArea)

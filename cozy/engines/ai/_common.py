@@ -60,20 +60,6 @@ def backoff(attempt: int, base: float, cap: float = 8.0) -> float:
     return delay * (1 - 0.25 * random.random())
 
 
-def as_float(value: object, default: float) -> float:
-    try:
-        return float(str(value))
-    except (TypeError, ValueError):
-        return default
-
-
-def as_int(value: object, default: int) -> int:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return default
-
-
 async def paced(
     source: AsyncIterator[T],
     *,

@@ -42,17 +42,34 @@ from cozy.core.types import (
 )
 from cozy.engines.ai import llama_runner as runner
 from cozy.engines.ai import local_models
-from cozy.engines.ai._common import ToolNames, as_float, as_int, wire
+from cozy.engines.ai._common import ToolNames, wire
 from cozy.engines.ai.gguf import read_info
 from cozy.engines.ai.llama_generate import TOOL_OPEN, Final, Plan, Sampling
-from cozy.engines.base import AIEngine, EngineContext, Health
+from cozy.engines.base import AIEngine, EngineContext, EngineOptions, Health
 
 JSON_GBNF_KIND = "json_object"
+
+
+class LocalAIOptions(EngineOptions):
+    default_model: str | None = None  # default: the bundled model
+    models_dir: str | None = None
+    n_ctx: int = 0  # 0: the model's own window, capped by max_ctx
+    max_ctx: int = 8192
+    n_threads: int = 0  # 0: the usable cores less one (see llama_runner.thread_count)
+    memory_check: bool = True
+    max_tokens: int = 1024
+    timeout: float = 120.0
+    idle_timeout: float | None = None  # default: min(timeout, 60)
+    repeat_penalty: float = 1.1
+    max_queue: int = 16
+    small_model_bytes: int = 1_000_000_000
+    small_model_temperature: float = 0.3
 
 
 class LocalProvider(AIEngine):
     """Chat with a GGUF model in process (streaming, tools, JSON, usage)."""
 
+    Options = LocalAIOptions
     provider_name: ClassVar[str] = "local"
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
@@ -61,25 +78,25 @@ class LocalProvider(AIEngine):
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        opts = self.options
-        self.default_model = str(opts.get("default_model") or local_models.BUNDLED_NAME)
+        o = LocalAIOptions.of(self.options, "ai.providers.local")
+        self.default_model = o.default_model or local_models.BUNDLED_NAME
         settings = self.ctx.settings
         self.models_dir = local_models.default_models_dir(settings.data_dir if settings else None)
-        if opts.get("models_dir"):
-            self.models_dir = Path(str(opts["models_dir"])).expanduser()
+        if o.models_dir:
+            self.models_dir = Path(o.models_dir).expanduser()
         self.load = runner.LoadOptions(
-            n_ctx=as_int(opts.get("n_ctx"), 0) or None,
-            max_ctx=as_int(opts.get("max_ctx"), 8192),
-            n_threads=as_int(opts.get("n_threads"), 0) or None,
-            memory_check=bool(opts.get("memory_check", True)),
+            n_ctx=o.n_ctx or None,
+            max_ctx=o.max_ctx,
+            n_threads=o.n_threads or None,
+            memory_check=o.memory_check,
         )
-        self.max_tokens = as_int(opts.get("max_tokens"), 1024)
-        self.timeout = as_float(opts.get("timeout"), 120.0)  # until the first token
-        self.idle_timeout = as_float(opts.get("idle_timeout"), min(self.timeout, 60.0))
-        self.repeat_penalty = as_float(opts.get("repeat_penalty"), 1.1)
-        self.max_queue = as_int(opts.get("max_queue"), 16)
-        self.small_model_bytes = as_int(opts.get("small_model_bytes"), 1_000_000_000)
-        self.small_temperature = as_float(opts.get("small_model_temperature"), 0.3)
+        self.max_tokens = o.max_tokens
+        self.timeout = o.timeout  # until the first token
+        self.idle_timeout = o.idle_timeout or min(self.timeout, 60.0)
+        self.repeat_penalty = o.repeat_penalty
+        self.max_queue = o.max_queue
+        self.small_model_bytes = o.small_model_bytes
+        self.small_temperature = o.small_model_temperature
         self._windows: dict[str, int] = {}
 
     def small(self, model: str) -> bool:

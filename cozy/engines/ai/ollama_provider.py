@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from pydantic import Field
+
 from cozy.core.errors import (
     CozyError,
     ModelAuthError,
@@ -40,8 +42,6 @@ from cozy.core.types import (
 )
 from cozy.engines.ai._common import (
     ToolNames,
-    as_float,
-    as_int,
     backoff,
     import_httpx,
     paced,
@@ -49,7 +49,7 @@ from cozy.engines.ai._common import (
     wire_messages,
     within,
 )
-from cozy.engines.base import AIEngine, EngineContext, Health
+from cozy.engines.base import AIEngine, EngineContext, EngineOptions, Health
 
 if TYPE_CHECKING:
     from ollama import AsyncClient
@@ -75,8 +75,21 @@ def normalize_host(host: str) -> str:
     return f"{scheme}://{hostname}:{port}"
 
 
+class OllamaOptions(EngineOptions):
+    host: str | None = None  # default: OLLAMA_HOST, else localhost:11434
+    timeout: float = Field(default=120.0, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)  # default: min(timeout, 60)
+    connect_timeout: float | None = Field(default=None, gt=0)  # default: min(timeout, 10)
+    max_retries: int = Field(default=2, ge=0)
+    retry_delay: float = Field(default=0.5, ge=0)
+    default_model: str = "llama3.2"
+    keep_alive: str | float | None = None
+
+
 class OllamaProvider(AIEngine):
     """Chat through Ollama's `/api/chat` (NDJSON streaming, tools, usage)."""
+
+    Options = OllamaOptions
 
     provider_name: ClassVar[str] = "ollama"
     tagged_model_names: ClassVar[bool] = True
@@ -87,16 +100,15 @@ class OllamaProvider(AIEngine):
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        opts = self.options
-        raw_host = str(opts.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
-        self.host = normalize_host(raw_host)
-        self.timeout = as_float(opts.get("timeout"), 120.0)
-        self.idle_timeout = as_float(opts.get("idle_timeout"), min(self.timeout, 60.0))
-        self.connect_timeout = as_float(opts.get("connect_timeout"), min(self.timeout, 10.0))
-        self.max_retries = as_int(opts.get("max_retries"), 2)
-        self.retry_delay = as_float(opts.get("retry_delay"), 0.5)
-        self.default_model = str(opts.get("default_model") or "llama3.2")
-        self.keep_alive: str | float | None = opts.get("keep_alive")
+        o = OllamaOptions.of(self.options, "ai.providers.ollama")
+        self.host = normalize_host(o.host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
+        self.timeout = o.timeout
+        self.idle_timeout = o.idle_timeout or min(self.timeout, 60.0)
+        self.connect_timeout = o.connect_timeout or min(self.timeout, 10.0)
+        self.max_retries = o.max_retries
+        self.retry_delay = o.retry_delay
+        self.default_model = o.default_model or "llama3.2"
+        self.keep_alive: str | float | None = o.keep_alive
         self._client: AsyncClient | None = None
 
     # -- lifecycle ---------------------------------------------------------

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from cozy.core.errors import (
     CozyError,
-    ModelAuthError,
     ModelError,
     ModelUnreachableError,
 )
@@ -38,16 +38,27 @@ from cozy.core.types import (
     ToolSpec,
     Usage,
 )
-from cozy.engines.ai._common import ToolNames, as_float, as_int, paced, wire_messages, within
+from cozy.engines.ai._common import ToolNames, paced, wire_messages, within
 from cozy.engines.ai.openai_http import KEY_HINT, OpenAIHTTP
 from cozy.engines.base import AIEngine, EngineContext, Health
+from cozy.engines.openai_compat import EndpointOptions, OpenAIEndpoint
 
 OPENAI_URL = "https://api.openai.com/v1"
+
+
+class OpenAIOptions(EndpointOptions):
+    timeout: float = Field(default=60.0, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)  # default: min(timeout, 60)
+    connect_timeout: float | None = Field(default=None, gt=0)  # default: min(timeout, 10)
+    max_retries: int = Field(default=2, ge=0)
+    default_model: str = "gpt-4o-mini"
+    stream_usage: bool = True
 
 
 class OpenAIProvider(AIEngine):
     """Chat through `/v1/chat/completions` (streaming, tools, usage)."""
 
+    Options = OpenAIOptions
     provider_name: ClassVar[str] = "openai"
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
@@ -56,16 +67,15 @@ class OpenAIProvider(AIEngine):
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        opts = self.options
-        self.base_url: str = str(
-            opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
-        ).rstrip("/")
-        self.timeout = as_float(opts.get("timeout"), 60.0)
-        self.idle_timeout = as_float(opts.get("idle_timeout"), min(self.timeout, 60.0))
-        self.connect_timeout = as_float(opts.get("connect_timeout"), min(self.timeout, 10.0))
-        self.max_retries = as_int(opts.get("max_retries"), 2)
-        self.default_model = str(opts.get("default_model") or "gpt-4o-mini")
-        self.stream_usage = bool(opts.get("stream_usage", True))
+        o = OpenAIOptions.of(self.options, "ai.providers.openai")
+        self.endpoint = OpenAIEndpoint.from_options(o)
+        self.base_url = self.endpoint.base_url
+        self.timeout = o.timeout
+        self.idle_timeout = o.idle_timeout or min(self.timeout, 60.0)
+        self.connect_timeout = o.connect_timeout or min(self.timeout, 10.0)
+        self.max_retries = o.max_retries
+        self.default_model = o.default_model or "gpt-4o-mini"
+        self.stream_usage = o.stream_usage
         self._http: OpenAIHTTP | None = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -74,15 +84,11 @@ class OpenAIProvider(AIEngine):
 
     def _get_http(self) -> OpenAIHTTP:
         if self._http is None:
-            key = self.options.get("api_key") or os.environ.get("OPENAI_API_KEY")
-            if not key:
-                if self.base_url == OPENAI_URL:
-                    raise ModelAuthError("no OpenAI API key is set", hint=KEY_HINT)
-                key = "no-key-needed"  # local OpenAI-compatible servers ignore it
+            key = self.endpoint.key(what="no OpenAI API key is set", hint=KEY_HINT)
             self._http = OpenAIHTTP(
                 self.base_url,
-                str(key),
-                organization=self.options.get("organization"),
+                key,
+                organization=self.endpoint.organization,
                 # per socket read: a silent stream is cut by `idle_timeout` (our own
                 # deadline, `within`/`paced`, also covers the retries, which this cannot)
                 timeout=max(self.timeout, self.idle_timeout),

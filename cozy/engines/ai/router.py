@@ -38,6 +38,7 @@ class ModelRouterImpl:
         self, config: EnginesConfig, factory: EngineFactory, keys: KeyLookup | None = None
     ) -> None:
         self.config = config.ai
+        self.engines_config = config
         self.factory = factory
         self.keys = keys  # `cozy keys set PROVIDER`: used when neither option nor env is set
         self._engines: dict[str, AIEngine] = {}
@@ -107,6 +108,9 @@ class ModelRouterImpl:
                     stored = self.keys.get(provider) if self.keys is not None else None
                     if stored:
                         options["api_key"] = stored
+                cls = self.factory.registry.get("ai", provider)
+                at = ("ai", "providers", provider)
+                self.engines_config.validate_options(cls.Options, options, at)
                 engine = self.factory.create("ai", provider, options)
                 assert isinstance(engine, AIEngine)
                 await engine.initialize()

@@ -3,34 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
-from cozy.core.errors import ConfigError, CozyError, ModelError
+from cozy.core.errors import CozyError, ModelError
 from cozy.engines.base import EmbedEngine, Health
-
-
-def int_option(
-    options: dict[str, Any], name: str, default: int | None, *, low: int, high: int
-) -> int | None:
-    """An optional integer option in [low, high]; a bad value is a `ConfigError`."""
-    value = options.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(
-            f"embed.options.{name} must be an integer between {low} and {high}, got {value!r}",
-            hint=f"fix `embed.options.{name}` in engines.yaml",
-        )
-    return value
-
-
-def secret(value: Any) -> str | None:
-    """A plain string from a str or pydantic `SecretStr` (None when empty)."""
-    if value is None:
-        return None
-    getter = getattr(value, "get_secret_value", None)
-    text = getter() if callable(getter) else str(value)
-    return text or None
 
 
 def batches(texts: Sequence[str], size: int) -> Iterator[list[str]]:

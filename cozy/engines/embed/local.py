@@ -25,8 +25,10 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import Field
+
 from cozy.core.errors import ConfigError
-from cozy.engines.base import EmbedEngine, EngineContext, Health
+from cozy.engines.base import EmbedEngine, EngineContext, EngineOptions, Health
 from cozy.engines.embed.errors import EmbeddingUnavailable
 from cozy.engines.embed.model_files import ModelFiles, locate
 
@@ -36,9 +38,18 @@ if TYPE_CHECKING:
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+class LocalEmbedOptions(EngineOptions):
+    model_dir: str | None = None
+    batch_size: int = Field(default=32, ge=1, le=4096, strict=True)
+    max_tokens: int = Field(default=256, ge=2, le=512, strict=True)
+    threads: int = Field(default=0, ge=0, le=256, strict=True)
+    backend: str = "auto"  # auto | onnx | numpy (checked below)
+
+
 class LocalEmbedder(EmbedEngine):
     """Sentence embeddings (384 dims, unit length) computed locally with numpy."""
 
+    Options = LocalEmbedOptions
     provider_name: ClassVar[str] = "local"
     dimensions: int = 384
     model_name: ClassVar[str] = MODEL_NAME
@@ -47,11 +58,12 @@ class LocalEmbedder(EmbedEngine):
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        self.model_dir: str | None = self.options.get("model_dir") or None
-        self.batch_size = self._int_option("batch_size", 32, low=1, high=4096)
-        self.max_tokens = self._int_option("max_tokens", 256, low=2, high=512)
-        self.threads = self._int_option("threads", 0, low=0, high=256)
-        self.backend = str(self.options.get("backend", "auto"))
+        o = LocalEmbedOptions.of(self.options, "embed")
+        self.model_dir: str | None = o.model_dir or None
+        self.batch_size = o.batch_size
+        self.max_tokens = o.max_tokens
+        self.threads = o.threads
+        self.backend = o.backend
         if self.backend not in ("auto", "onnx", "numpy"):
             raise ConfigError(
                 f"embed.options.backend must be auto, onnx or numpy, got {self.backend!r}",
@@ -61,15 +73,6 @@ class LocalEmbedder(EmbedEngine):
         self._model: MiniLM | None = None
         self._files: ModelFiles | None = None
         self._load_lock = threading.Lock()
-
-    def _int_option(self, name: str, default: int, *, low: int, high: int) -> int:
-        value = self.options.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(
-                f"embed.options.{name} must be an integer between {low} and {high}, got {value!r}",
-                hint=f"fix `embed.options.{name}` in engines.yaml",
-            )
-        return value
 
     # -- cheap checks -------------------------------------------------------------
 

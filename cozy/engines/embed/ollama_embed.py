@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import Field
+
 from cozy.core.errors import (
     CozyError,
     ModelError,
@@ -21,8 +23,8 @@ from cozy.core.errors import (
     ModelRateLimited,
     ModelUnreachableError,
 )
-from cozy.engines.base import EngineContext
-from cozy.engines.embed._common import RemoteEmbedder, int_option
+from cozy.engines.base import EngineContext, EngineOptions
+from cozy.engines.embed._common import RemoteEmbedder
 
 if TYPE_CHECKING:
     from ollama import AsyncClient
@@ -32,23 +34,34 @@ DEFAULT_MODEL = "nomic-embed-text"
 KNOWN_DIMENSIONS = {"nomic-embed-text": 768, "all-minilm": 384, "mxbai-embed-large": 1024}
 
 
+class OllamaEmbedOptions(EngineOptions):
+    host: str | None = None  # default: OLLAMA_HOST, else localhost:11434
+    model: str = DEFAULT_MODEL
+    batch_size: int = Field(default=64, ge=1, le=4096, strict=True)
+    dimensions: int | None = Field(default=None, ge=1, le=65536, strict=True)
+    truncate: bool = True
+    keep_alive: float | str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+
+
 class OllamaEmbedder(RemoteEmbedder):
     """Embeddings from an Ollama server."""
 
+    Options = OllamaEmbedOptions
     provider_name: ClassVar[str] = "ollama"
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        opts = self.options
-        self.host: str = str(opts.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
-        self.model: str = str(opts.get("model") or DEFAULT_MODEL)
-        self.batch_size = int_option(opts, "batch_size", 64, low=1, high=4096) or 64
-        self.requested_dimensions = int_option(opts, "dimensions", None, low=1, high=65536)
-        self.truncate = bool(opts.get("truncate", True))
-        self.keep_alive: float | str | None = opts.get("keep_alive")
-        self.timeout = float(opts.get("timeout", 60.0))
+        o = OllamaEmbedOptions.of(self.options, "embed")
+        self.host: str = o.host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+        self.model: str = o.model or DEFAULT_MODEL
+        self.batch_size = o.batch_size
+        self.requested_dimensions = o.dimensions
+        self.truncate = o.truncate
+        self.keep_alive: float | str | None = o.keep_alive
+        self.timeout = o.timeout
         base_name = self.model.removesuffix(":latest")
         self.dimensions = self.requested_dimensions or KNOWN_DIMENSIONS.get(base_name, 0)
         self._client: AsyncClient | None = None

@@ -9,10 +9,11 @@ OpenAI), `api_key` (default `$OPENAI_API_KEY`; optional for a non-OpenAI base UR
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
 
 from cozy.core.errors import (
     CozyError,
@@ -23,39 +24,46 @@ from cozy.core.errors import (
     ModelUnreachableError,
 )
 from cozy.engines.base import EngineContext
-from cozy.engines.embed._common import RemoteEmbedder, int_option, secret
+from cozy.engines.embed._common import RemoteEmbedder
+from cozy.engines.openai_compat import EndpointOptions, OpenAIEndpoint
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "text-embedding-3-small"
 KNOWN_DIMENSIONS = {
     "text-embedding-3-small": 1536,
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
 }
-_NO_KEY = "cozy-no-key"  # OpenAI-compatible servers that need no key still get a header
+
+
+class OpenAIEmbedOptions(EndpointOptions):
+    model: str = DEFAULT_MODEL
+    dimensions: int | None = Field(default=None, ge=1, le=65536, strict=True)
+    batch_size: int = Field(default=256, ge=1, le=2048, strict=True)
+    max_retries: int = Field(default=2, ge=0, le=10, strict=True)
+    timeout: float = Field(default=60.0, gt=0)
 
 
 class OpenAIEmbedder(RemoteEmbedder):
     """Embeddings from any OpenAI-compatible `/v1/embeddings` endpoint."""
 
+    Options = OpenAIEmbedOptions
     provider_name: ClassVar[str] = "openai"
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        opts = self.options
-        base = opts.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
-        self.base_url: str = str(base).rstrip("/")
-        self.api_key = secret(opts.get("api_key")) or secret(os.environ.get("OPENAI_API_KEY"))
-        self.model: str = str(opts.get("model") or DEFAULT_MODEL)
-        self.requested_dimensions = int_option(opts, "dimensions", None, low=1, high=65536)
-        self.batch_size = int_option(opts, "batch_size", 256, low=1, high=2048) or 256
-        self.max_retries = int_option(opts, "max_retries", 2, low=0, high=10) or 0
-        self.timeout = float(opts.get("timeout", 60.0))
+        o = OpenAIEmbedOptions.of(self.options, "embed")
+        self.endpoint = OpenAIEndpoint.from_options(o)
+        self.base_url = self.endpoint.base_url
+        self.model: str = o.model or DEFAULT_MODEL
+        self.requested_dimensions = o.dimensions
+        self.batch_size = o.batch_size
+        self.max_retries = o.max_retries
+        self.timeout = o.timeout
         self.dimensions = self.requested_dimensions or KNOWN_DIMENSIONS.get(self.model, 0)
         self._client: AsyncOpenAI | None = None
 
@@ -64,22 +72,13 @@ class OpenAIEmbedder(RemoteEmbedder):
 
     def _get_client(self) -> AsyncOpenAI:
         if self._client is None:
-            from openai import AsyncOpenAI
-
-            key = self.api_key
-            if key is None:
-                if self.base_url == OPENAI_URL:
-                    raise ModelAuthError(
-                        "no API key for OpenAI embeddings",
-                        hint="set OPENAI_API_KEY, or `embed.options.api_key` in engines.yaml "
-                        "(or point `embed.options.base_url` at a local server)",
-                    )
-                key = _NO_KEY
-            self._client = AsyncOpenAI(
-                api_key=key,
-                base_url=self.base_url,
-                timeout=self.timeout,
-                max_retries=self.max_retries,
+            key = self.endpoint.key(
+                what="no API key for OpenAI embeddings",
+                hint="set OPENAI_API_KEY, or `embed.api_key` in engines.yaml "
+                "(or point `embed.base_url` at a local server)",
+            )
+            self._client = self.endpoint.async_client(
+                key=key, timeout=self.timeout, max_retries=self.max_retries
             )
         return self._client
 

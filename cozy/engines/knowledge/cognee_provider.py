@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, CozyError, EngineError, MissingExtraError
 from cozy.core.types import KnowledgeHit
-from cozy.engines.base import EngineContext, Health, KnowledgeEngine
+from cozy.engines.base import EngineContext, EngineOptions, Health, KnowledgeEngine
 
 _NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -36,20 +36,30 @@ def dataset_name(user_id: str, collection: str) -> str:
     return f"{_NAME_RE.sub('_', user_id)}__{_NAME_RE.sub('_', collection or 'default')}"
 
 
+class CogneeOptions(EngineOptions):
+    model: str | None = None
+    search_type: str = "CHUNKS"
+    cognify: bool = True
+    path: str | None = None
+    llm: dict[str, Any] | None = None  # cognee's own LLM config (else cozy's ai engine)
+    embedding: dict[str, Any] | None = None  # cognee's own embedding config
+
+
 class CogneeKnowledge(KnowledgeEngine):
+    Options = CogneeOptions
     provider_name: ClassVar[str] = "cognee"
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        o = self.options
-        self.model: str | None = o.get("model")
-        self.search_type = str(o.get("search_type", "CHUNKS")).upper()
-        self.run_cognify = bool(o.get("cognify", True))
+        o = self.opts = CogneeOptions.of(self.options, "knowledge")
+        self.model: str | None = o.model
+        self.search_type = o.search_type.upper()
+        self.run_cognify = o.cognify
         settings = self.ctx.settings
-        if o.get("path"):
-            self.root = Path(str(o["path"])).expanduser()
+        if o.path:
+            self.root = Path(o.path).expanduser()
         elif settings is not None:
             self.root = Path(settings.data_dir) / "cognee"
         else:
@@ -67,8 +77,8 @@ class CogneeKnowledge(KnowledgeEngine):
     def _configs(self) -> tuple[dict[str, Any], dict[str, Any]]:
         from cozy.engines.knowledge import cognee_setup as setup
 
-        llm = self.options.get("llm")
-        embedding = self.options.get("embedding")
+        llm = self.opts.llm
+        embedding = self.opts.embedding
         if llm is None:
             router, config = self.ctx.router, self.ctx.config
             if router is None or config is None:

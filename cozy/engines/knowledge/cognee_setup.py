@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cozy.core.errors import ConfigError, MissingExtraError
+from cozy.engines.openai_compat import NO_KEY, OpenAIEndpoint
 
 _lock = threading.Lock()
 _configured: dict[str, Any] = {}
@@ -79,9 +80,8 @@ def configure(root: Path, llm: dict[str, Any], embedding: dict[str, Any]) -> Any
 def llm_config(provider: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
     """cognee's LLM config for cozy's AI provider (both speak the OpenAI API)."""
     if provider == "openai":
-        base = options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
-        base = str(base or "https://api.openai.com/v1")
-        key = options.get("api_key") or os.environ.get("OPENAI_API_KEY") or "unused"
+        endpoint = OpenAIEndpoint.of(options.get("base_url"), options.get("api_key"))
+        base, key = endpoint.base_url, endpoint.api_key or NO_KEY
     elif provider == "ollama":
         host = options.get("host") or os.environ.get("OLLAMA_HOST") or "http://localhost:11434"
         base, key = f"{str(host).rstrip('/')}/v1", "ollama"
@@ -103,14 +103,12 @@ def embedding_config(provider: str, options: dict[str, Any]) -> dict[str, Any]:
     dims = options.get("dimensions")
     out: dict[str, Any]
     if provider == "openai":
-        base = options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+        endpoint = OpenAIEndpoint.of(options.get("base_url"), options.get("api_key"))
         out = {
             "embedding_provider": "openai",
-            "embedding_endpoint": str(base or "https://api.openai.com/v1").rstrip("/"),
+            "embedding_endpoint": endpoint.base_url,
             "embedding_model": str(options.get("model") or "text-embedding-3-small"),
-            "embedding_api_key": str(
-                options.get("api_key") or os.environ.get("OPENAI_API_KEY") or "unused"
-            ),
+            "embedding_api_key": endpoint.api_key or NO_KEY,
         }
     elif provider == "ollama":
         host = options.get("host") or os.environ.get("OLLAMA_HOST") or "http://localhost:11434"

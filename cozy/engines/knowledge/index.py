@@ -64,6 +64,9 @@ class NewDocument:
     chunks: list[Chunk]
     vectors: list[bytes | None]
     embed_model: str | None
+    # per chunk, the model of a reused vector (a deferred ingest keeps whatever vector a
+    # chunk had; embed_pending replaces those of another model); None: `embed_model`
+    models: list[str | None] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,7 +105,7 @@ def _chunk_rows(doc_id: str, doc: NewDocument) -> list[dict[str, Any]]:
             "tokens": c.tokens,
             "text_hash": text_hash(c.text),
             "embedding": vec,
-            "embed_model": model if vec is not None else None,
+            "embed_model": (doc.models[i] if doc.models else model) if vec is not None else None,
         }
         for i, (c, vec) in enumerate(zip(doc.chunks, doc.vectors, strict=True))
     ]
@@ -280,14 +283,17 @@ class KnowledgeIndex:
 
     async def known_vectors(self, doc_id: str, model: str) -> dict[str, bytes]:
         """text_hash -> embedding of a document's current chunks (to reuse on re-ingest)."""
+        found = await self.known_vectors_any(doc_id)
+        return {h: vec for h, (vec, m) in found.items() if m == model}
+
+    async def known_vectors_any(self, doc_id: str) -> dict[str, tuple[bytes, str | None]]:
+        """text_hash -> (embedding, its model) of a document's current chunks."""
         rows = await self.read(
-            sa.select(chunks.c.text_hash, chunks.c.embedding).where(
-                chunks.c.document_id == doc_id,
-                chunks.c.embed_model == model,
-                chunks.c.embedding.is_not(None),
+            sa.select(chunks.c.text_hash, chunks.c.embedding, chunks.c.embed_model).where(
+                chunks.c.document_id == doc_id, chunks.c.embedding.is_not(None)
             )
         )
-        return {r[0]: r[1] for r in rows}
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     async def unembedded(self, user_id: str, doc_id: str, model: str) -> list[tuple[int, str]]:
         """Chunks of a document without a vector from `model`: (id, text to embed)."""

@@ -264,7 +264,12 @@ class Ingestor:
     ) -> NewDocument:
         """The document's row and chunks, with vectors reused or freshly embedded."""
         reuse: dict[str, bytes] = {}
-        if doc is not None and self.embed_model:
+        models: list[str | None] | None = None
+        if doc is not None and self.defer:  # keep any vector (embed_pending swaps models)
+            known = await self.index.known_vectors_any(doc.id)
+            reuse = {h: vec for h, (vec, _m) in known.items()}
+            models = [known.get(text_hash(c.text), (b"", None))[1] for c in extracted.chunks]
+        elif doc is not None and self.embed_model:
             reuse = await self.index.known_vectors(doc.id, self.embed_model)
         vectors = [reuse.get(text_hash(c.text)) if reuse else None for c in extracted.chunks]
         todo = [i for i, vec in enumerate(vectors) if vec is None]
@@ -285,6 +290,7 @@ class Ingestor:
             vectors=vectors,
             embed_model=self.embed_model,
             metadata=dict(metadata or {}),
+            models=models,
         )
 
     async def _backfill(self, doc: DocRow) -> int:

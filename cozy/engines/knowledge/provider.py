@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, EngineError, UsageError
 from cozy.core.types import KnowledgeHit
-from cozy.engines.base import EmbedEngine, EngineContext, Health, KnowledgeEngine
+from cozy.engines.base import EmbedEngine, EngineContext, EngineOptions, Health, KnowledgeEngine
 from cozy.engines.knowledge import ingest as ingest_mod
 from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
 from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult, OnVectors
@@ -47,38 +47,51 @@ MODES = ("hybrid", "bm25", "vector")
 EMBED_BATCH = 128
 
 
+class LocalKnowledgeOptions(EngineOptions):
+    """The options listed in this module's docstring."""
+
+    chunk_tokens: int = 200
+    chunk_overlap: int = 30
+    max_file_mb: float = 64
+    include_hidden: bool = False
+    batch_mb: float = 2
+    batch_files: int = 200
+    candidates: int = 50
+    embed_wait: float = 0.2
+    vector_timeout: float = 0.3
+    min_similarity: float = 0.2
+    keyword_budget: int = 10_000
+    embed: bool = True
+
+
 class LocalKnowledge(KnowledgeEngine):
+    Options = LocalKnowledgeOptions
     provider_name: ClassVar[str] = "local"
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        o = self.options
-        try:
-            self.settings = ingest_mod.Settings(
-                chunk_tokens=int(o.get("chunk_tokens", 200)),
-                chunk_overlap=int(o.get("chunk_overlap", 30)),
-                max_file_bytes=int(float(o.get("max_file_mb", 64)) * 1024 * 1024),
-                include_hidden=bool(o.get("include_hidden", False)),
-                batch_bytes=int(float(o.get("batch_mb", 2)) * 1024 * 1024),
-                batch_files=max(1, int(o.get("batch_files", 200))),
-            )
-            self.candidates = int(o.get("candidates", 50))
-            self.embed_wait = float(o.get("embed_wait", 0.2))
-            self.vector_timeout = float(o.get("vector_timeout", 0.3))
-            self.min_similarity = float(o.get("min_similarity", 0.2))
-            self.keyword_budget = max(100, int(o.get("keyword_budget", 10_000)))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"knowledge options: {exc}", hint="fix the `knowledge:` section of engines.yaml"
-            ) from exc
+        o = LocalKnowledgeOptions.of(self.options, "knowledge")
+        self.settings = ingest_mod.Settings(
+            chunk_tokens=o.chunk_tokens,
+            chunk_overlap=o.chunk_overlap,
+            max_file_bytes=int(o.max_file_mb * 1024 * 1024),
+            include_hidden=o.include_hidden,
+            batch_bytes=int(o.batch_mb * 1024 * 1024),
+            batch_files=max(1, o.batch_files),
+        )
+        self.candidates = o.candidates
+        self.embed_wait = o.embed_wait
+        self.vector_timeout = o.vector_timeout
+        self.min_similarity = o.min_similarity
+        self.keyword_budget = max(100, o.keyword_budget)
         if not 16 <= self.settings.chunk_tokens <= 2000:
             raise ConfigError(
-                f"knowledge.chunk_tokens must be between 16 and 2000, got {o.get('chunk_tokens')}",
+                f"knowledge.chunk_tokens must be between 16 and 2000, got {o.chunk_tokens}",
                 hint="fix `knowledge.chunk_tokens` in engines.yaml",
             )
-        self.use_embed = bool(o.get("embed", True))
+        self.use_embed = o.embed
         self.reranker: Reranker | None = None
         self.vectors = VectorCache()
         self._index: KnowledgeIndex | None = None
@@ -191,7 +204,8 @@ class LocalKnowledge(KnowledgeEngine):
         self, user_id: str, collection: str, embed: bool, defer: bool = False
     ) -> Ingestor:
         check_collection(collection)
-        engine = await self.embedder() if embed else None
+        # deferred: never wait for the model to load (the vectors come later)
+        engine = (self.embeddings.engine if defer else await self.embedder()) if embed else None
         if engine is not None and not engine.dimensions:
             # a remote embedder learns its dimensions from its first answer; the vectors
             # are stored under a key that includes them, so learn them before writing
@@ -229,18 +243,28 @@ class LocalKnowledge(KnowledgeEngine):
             report = await ingestor.run(paths, on_plan=on_plan, on_result=on_result)
         finally:
             await self._invalidate()
-        if embed and ingestor.embedder is None and self.embed_note:
-            report.notes.append(self.embed_note)
-        if ingestor.embedder is not None:
-            if wait:
-                await self.embed_pending(user_id, collection, on_vectors=on_vectors)
-            else:
-                model = self.model_key(ingestor.embedder)
-                counts = await self.index.count_unembedded(user_id, model, collection)
-                report.pending_vectors = counts.get(collection, 0)
-                if report.pending_vectors:
-                    report.embed_job = await self.queue_embed(user_id, collection)
+        if not embed:
+            return report
+        if not self._embeds():
+            report.notes.append(self.embed_note or self.embeddings.missing)
+            return report
+        if wait:
+            await self.embed_pending(user_id, collection, on_vectors=on_vectors)
+            return report
+        model = self.embeddings.model()  # None before it loads: chunks without any vector
+        report.pending_vectors = (
+            await self.index.count_unembedded(user_id, model, collection)
+        ).get(collection, 0)
+        if report.pending_vectors:
+            report.embed_job = await self.queue_embed(user_id, collection)
         return report
+
+    def _embeds(self) -> bool:
+        """Embeddings are on and an embedder is configured (it need not be loaded)."""
+        cfg = self.ctx.config
+        return self.embeddings.enabled and (
+            self.ctx.embedder is not None or (cfg is not None and cfg.section("embed").active)
+        )
 
     async def embed_pending(
         self,
@@ -379,11 +403,7 @@ class LocalKnowledge(KnowledgeEngine):
         """Per collection: documents, bytes, chunks, vectors by model and `pending_vectors`
         (chunks the current model has not embedded yet: the background job's progress)."""
         out = await self.index.stats(user_id)
-        cfg = self.ctx.config
-        configured = self.ctx.embedder is not None or (
-            cfg is not None and cfg.section("embed").active
-        )
-        if self.embeddings.enabled and configured:
+        if self._embeds():
             # the loaded model's key; before it is loaded (stats never waits for it),
             # the chunks without any vector
             pending = await self.index.count_unembedded(user_id, self.embeddings.model())

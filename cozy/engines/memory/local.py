@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
-from cozy.engines.base import EngineContext, Health, MemoryEngine
+from cozy.engines.base import EngineContext, EngineOptions, Health, MemoryEngine
 from cozy.engines.memory import reconcile
 from cozy.engines.memory.rank import Weights, answer_bonus, first_stage, last_stage
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow, keyword_index
@@ -46,7 +46,42 @@ from cozy.storage.scope_versions import ScopeVersions
 log = logging.getLogger("cozy.memory")
 
 
+class LocalMemoryOptions(EngineOptions):
+    """The options listed in this module's docstring."""
+
+    model: str | None = None
+    scope: str = "user"
+    embeddings: bool = True
+    vector_timeout: float = 0.3
+    recency_half_life_days: float = 0
+    dedupe_threshold: float = 0.92
+    chunk_chars: int = 1500
+    max_chunks: int = 32
+    extract_attempts: int = 2
+    extract_max_tokens: int | None = 800
+    keyword_weight: float = 1.5
+    rrf_k: float = 10.0
+    # 0.05, not 0.1: every leave-one-conversation-out fold of bench/locomo_eval.py
+    # --folds chose it on the other four conversations (held-out R@10 up or equal)
+    neighbour_spread: float = 0.05
+    context_weight: float = 0.35
+    keyword_budget: int = 5000
+    index_assistant: bool = False
+    turn_context: bool = True
+    version_ttl: float = 0.5
+    # the second ranking stage (memory/rank.py `Weights`); unset: its defaults
+    entity_weight: float | None = None
+    date_weight: float | None = None
+    when_weight: float | None = None
+    session_weight: float | None = None
+    session_top: int | None = None
+    feedback: float | None = None
+    feedback_docs: int | None = None
+    answer_spread: float | None = None
+
+
 class LocalMemory(MemoryEngine):
+    Options = LocalMemoryOptions
     provider_name: ClassVar[str] = "local"
     restorable: ClassVar[bool] = True  # forget is a soft delete
 
@@ -54,38 +89,36 @@ class LocalMemory(MemoryEngine):
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        o = self.options
-        self.scope = str(o.get("scope", "user"))
+        o = LocalMemoryOptions.of(self.options, "memory")
+        self.scope = o.scope
         if self.scope not in ("user", "personality"):
             raise ConfigError(
                 f"memory.scope must be 'user' or 'personality', got {self.scope!r}",
                 hint="fix `memory.scope` in engines.yaml",
             )
-        self.use_embeddings = bool(o.get("embeddings", True))
-        self.vector_timeout = float(o.get("vector_timeout", 0.3))
-        self.half_life = float(o.get("recency_half_life_days", 0))
-        self.keyword_weight = float(o.get("keyword_weight", 1.5))
-        self.rrf_k = float(o.get("rrf_k", 10.0))
-        # 0.05, not 0.1: every leave-one-conversation-out fold of bench/locomo_eval.py
-        # --folds chose it on the other four conversations (held-out R@10 up or equal)
-        self.neighbour_spread = float(o.get("neighbour_spread", 0.05))
-        self.rank_weights = Weights.of(o)
-        self.dedupe_threshold = float(o.get("dedupe_threshold", 0.92))
-        self.chunk_chars = int(o.get("chunk_chars", 1500))
-        self.max_chunks = int(o.get("max_chunks", 32))
-        self.extract_attempts = int(o.get("extract_attempts", 2))
-        self.extract_max_tokens = o.get("extract_max_tokens", 800)
-        self.model: str | None = o.get("model")
-        self.index_assistant = bool(o.get("index_assistant", False))
-        self.turn_context = bool(o.get("turn_context", True))
+        self.use_embeddings = o.embeddings
+        self.vector_timeout = o.vector_timeout
+        self.half_life = o.recency_half_life_days
+        self.keyword_weight = o.keyword_weight
+        self.rrf_k = o.rrf_k
+        self.neighbour_spread = o.neighbour_spread
+        self.rank_weights = Weights.of(o.model_dump(exclude_none=True))
+        self.dedupe_threshold = o.dedupe_threshold
+        self.chunk_chars = o.chunk_chars
+        self.max_chunks = o.max_chunks
+        self.extract_attempts = o.extract_attempts
+        self.extract_max_tokens = o.extract_max_tokens
+        self.model: str | None = o.model
+        self.index_assistant = o.index_assistant
+        self.turn_context = o.turn_context
         store = self.ctx.store
         if store is None:
             raise ConfigError("memory.local needs the store", hint="open it through the Runtime")
         self.repo = MemoryRepo(store)
         self.repo.keywords = keyword_index(
             store,
-            context_weight=float(o.get("context_weight", 0.35)),
-            budget=max(100, int(o.get("keyword_budget", 5000))),
+            context_weight=o.context_weight,
+            budget=max(100, o.keyword_budget),
         )
         self.embeddings = LazyEmbedder(
             self.ctx.load_embedder,
@@ -99,7 +132,7 @@ class LocalMemory(MemoryEngine):
         # a user's version: with Redis (server mode) a change token says when to re-read
         # it; without, it is re-read after `version_ttl` s (other processes' writes);
         # always after every write of this process (storage/scope_versions.py)
-        self.version_ttl = float(o.get("version_ttl", 0.5))
+        self.version_ttl = o.version_ttl
         self.versions = ScopeVersions("memory", self.repo.version, link=lambda: self.ctx.redis)
         self.repo.on_write = self.versions.publish
 

@@ -29,11 +29,21 @@ from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, CozyError, NotFoundError, UsageError
 from cozy.core.types import GenerationOptions, MemoryHit, Message
-from cozy.engines.base import EmbedEngine, EngineContext, Health, MemoryEngine
+from cozy.engines.base import EmbedEngine, EngineContext, EngineOptions, Health, MemoryEngine
 from cozy.engines.memory import mem0_bridge as bridge
 from cozy.engines.memory.mem0_records import MAX_LISTED, Mem0Record, history_row
 
 log = logging.getLogger("cozy.memory.mem0")
+
+
+class Mem0Options(EngineOptions):
+    infer: bool = True
+    model: str | None = None
+    threshold: float = 0.0
+    call_timeout: float = 60.0
+    collection: str | None = None
+    vector_store: Any = None  # a mem0 vector store config (checked below)
+    path: str | None = None
 
 
 class Mem0Memory(MemoryEngine):
@@ -41,6 +51,7 @@ class Mem0Memory(MemoryEngine):
     add, edit, forget and export mem0's memories. mem0 deletes for good and keeps no
     memory kinds: `restore` says so, `list --all/--turns` list what there is."""
 
+    Options = Mem0Options
     provider_name: ClassVar[str] = "mem0"
     restorable: ClassVar[bool] = False
 
@@ -48,13 +59,13 @@ class Mem0Memory(MemoryEngine):
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        o = self.options
-        self.infer = bool(o.get("infer", True))
-        self.model: str | None = o.get("model")
-        self.threshold = float(o.get("threshold", 0.0))
-        self.call_timeout = float(o.get("call_timeout", 60.0))
-        self.collection: str | None = o.get("collection")
-        store = o.get("vector_store")
+        o = Mem0Options.of(self.options, "memory")
+        self.infer = o.infer
+        self.model: str | None = o.model
+        self.threshold = o.threshold
+        self.call_timeout = o.call_timeout
+        self.collection: str | None = o.collection
+        store = o.vector_store
         if store is not None and not (isinstance(store, dict) and "provider" in store):
             raise ConfigError(
                 "memory.vector_store must be a mem0 vector store config with a provider",
@@ -62,8 +73,8 @@ class Mem0Memory(MemoryEngine):
             )
         self.vector_store: dict[str, Any] | None = store
         settings = self.ctx.settings
-        if o.get("path"):
-            self.path = Path(str(o["path"])).expanduser()
+        if o.path:
+            self.path = Path(o.path).expanduser()
         elif settings is not None:
             self.path = Path(settings.data_dir) / "mem0"
         else:

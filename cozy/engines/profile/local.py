@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import ConfigError, NotFoundError, UsageError
 from cozy.core.types import Message, Profile, ProfileSlot
-from cozy.engines.base import EngineContext, ProfileEngine
+from cozy.engines.base import EngineContext, EngineOptions, ProfileEngine
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.store import Store
 from cozy.storage.tables.profile import profile_cursors, profile_history, profile_slots
@@ -51,14 +51,24 @@ def split_key(key: str) -> tuple[str, str]:
     return topic, slot
 
 
+class LocalProfileOptions(EngineOptions):
+    topics: Any = None  # {topic: [slot, ...]}; default DEFAULT_TOPICS (checked below)
+    model: str | None = None  # extraction model (provider:model); default the AI default
+    min_chars: int = 400  # new user text that triggers an update...
+    idle_seconds: float = 120  # ...or this long after the last turn
+    max_tokens: int = 300  # size of the profile summary in the prompt
+
+
 class LocalProfile(ProfileEngine):
+    Options = LocalProfileOptions
     provider_name: ClassVar[str] = "local"
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        topics = self.options.get("topics", DEFAULT_TOPICS)
+        o = LocalProfileOptions.of(self.options, "profile")
+        topics = DEFAULT_TOPICS if o.topics is None else o.topics
         if not isinstance(topics, dict) or not all(isinstance(v, list) for v in topics.values()):
             raise ConfigError(
                 "profile.topics must map each topic to a list of slot names",
@@ -67,10 +77,10 @@ class LocalProfile(ProfileEngine):
         self.topics: dict[str, list[str]] = {
             slot_name(t): [slot_name(s) for s in v] for t, v in topics.items()
         }
-        self.model: str | None = self.options.get("model")
-        self.min_chars = int(self.options.get("min_chars", 400))
-        self.idle_seconds = float(self.options.get("idle_seconds", 120))
-        self.summary_tokens = int(self.options.get("max_tokens", 300))
+        self.model: str | None = o.model
+        self.min_chars = o.min_chars
+        self.idle_seconds = o.idle_seconds
+        self.summary_tokens = o.max_tokens
         store = self.ctx.store
         if not isinstance(store, Store):
             raise ConfigError("profile.local needs the store", hint="open it through the Runtime")

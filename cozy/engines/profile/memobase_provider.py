@@ -27,6 +27,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from pydantic import SecretStr
+
 from cozy.core.errors import (
     AuthError,
     ConfigError,
@@ -36,7 +38,7 @@ from cozy.core.errors import (
     NotFoundError,
 )
 from cozy.core.types import Message, Profile, ProfileSlot
-from cozy.engines.base import EngineContext, Health, ProfileEngine
+from cozy.engines.base import EngineContext, EngineOptions, Health, ProfileEngine
 
 NAMESPACE = uuid.UUID("6f1c9a52-3d0e-5c43-9a7e-0c0c02a1b5e1")
 DEFAULT_URL = "http://localhost:8019"
@@ -47,24 +49,39 @@ def memobase_user_id(user_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"cozy:{user_id}"))
 
 
+class MemobaseOptions(EngineOptions):
+    url: str | None = None  # default: MEMOBASE_URL, else DEFAULT_URL
+    api_key: SecretStr | None = None  # default: MEMOBASE_API_KEY
+    min_chars: int = 400
+    idle_seconds: float = 120
+    max_tokens: int = 300
+    prefer_topics: list[str] | None = None
+    only_topics: list[str] | None = None
+    cache_ttl: float = 1800
+    request_timeout: float = 10
+
+
 class MemobaseProfile(ProfileEngine):
+    Options = MemobaseOptions
     provider_name: ClassVar[str] = "memobase"
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        o = self.options
-        self.url = str(o.get("url") or os.environ.get("MEMOBASE_URL") or DEFAULT_URL).rstrip("/")
-        key = o.get("api_key") or os.environ.get("MEMOBASE_API_KEY")
+        o = MemobaseOptions.of(self.options, "profile")
+        self.url = str(o.url or os.environ.get("MEMOBASE_URL") or DEFAULT_URL).rstrip("/")
+        key = (o.api_key.get_secret_value() if o.api_key else None) or os.environ.get(
+            "MEMOBASE_API_KEY"
+        )
         self.api_key: str | None = str(key) if key else None
-        self.min_chars = int(o.get("min_chars", 400))
-        self.idle_seconds = float(o.get("idle_seconds", 120))
-        self.max_tokens = int(o.get("max_tokens", 300))
-        self.prefer_topics: list[str] | None = o.get("prefer_topics")
-        self.only_topics: list[str] | None = o.get("only_topics")
-        self.cache_ttl = float(o.get("cache_ttl", 1800))
-        self.request_timeout = float(o.get("request_timeout", 10))
+        self.min_chars = o.min_chars
+        self.idle_seconds = o.idle_seconds
+        self.max_tokens = o.max_tokens
+        self.prefer_topics: list[str] | None = o.prefer_topics
+        self.only_topics: list[str] | None = o.only_topics
+        self.cache_ttl = o.cache_ttl
+        self.request_timeout = o.request_timeout
         self._client: Any = None
         self._known_users: set[str] = set()
         self._cache: dict[tuple[str, int], tuple[float, Profile]] = {}

@@ -44,7 +44,7 @@ class LazyEmbedder:
         self.engine: EmbedEngine | None = None
         self.note = off
         self._off = bool(off)
-        self._missing = missing or "no embedder configured (set `embed: {provider: local}`)"
+        self.missing = missing or "no embedder configured (set `embed: {provider: local}`)"
         self._task: asyncio.Task[EmbedEngine | None] | None = None
         self._queries: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
 
@@ -62,7 +62,7 @@ class LazyEmbedder:
 
     async def _load(self) -> EmbedEngine | None:
         if self._loader is None:
-            self.note = self._missing
+            self.note = self.missing
             return None
         try:
             engine = await self._loader()
@@ -71,7 +71,7 @@ class LazyEmbedder:
             log.warning("%s", self.note)
             return None
         if engine is None:
-            self.note = self._missing
+            self.note = self.missing
             return None
         if not isinstance(engine, EmbedEngine):
             self.note = "the embed engine is not an embedder"

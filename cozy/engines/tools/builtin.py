@@ -18,7 +18,7 @@ from typing import Any
 
 from cozy.core.errors import ToolError
 from cozy.core.types import ToolOutput, ToolSpec
-from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
+from cozy.engines.base import EngineContext, EngineOptions, Health, ToolContext, ToolsEngine
 from cozy.engines.tools.sandbox import (
     DEFAULT_MAX_OUTPUT_CHARS,
     cap_output,
@@ -104,8 +104,16 @@ NOW_SPEC = ToolSpec(
 )
 
 
+class BuiltinOptions(EngineOptions):
+    timeout: float = 30.0  # seconds a tool call may take
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
+    disabled: tuple[str, ...] = ()  # tool names left out
+
+
 class BuiltinTools(ToolsEngine):
     """Options: `timeout` (s, default 30), `max_output_chars`, `disabled` (tool names)."""
+
+    Options = BuiltinOptions
 
     provider_name = "builtin"
 
@@ -115,10 +123,11 @@ class BuiltinTools(ToolsEngine):
         super().__init__(options, ctx)
         self._tools: dict[str, BuiltinTool] = {NOW_SPEC.name: BuiltinTool(NOW_SPEC, _now)}
         self._tools.update(_DECLARED)
-        for name in self.options.get("disabled") or []:
-            self._tools.pop(str(name), None)
-        self.timeout = float(self.options.get("timeout", 30))
-        self.max_output_chars = int(self.options.get("max_output_chars", DEFAULT_MAX_OUTPUT_CHARS))
+        o = BuiltinOptions.of(self.options, "tools")
+        for name in o.disabled:
+            self._tools.pop(name, None)
+        self.timeout = o.timeout
+        self.max_output_chars = o.max_output_chars
 
     def register(self, spec: ToolSpec, fn: BuiltinFn, *, replace: bool = True) -> None:
         """Add a tool to this instance only (e.g. a closure over a live engine)."""

@@ -27,7 +27,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from cozy.core.types import ToolOutput, ToolSpec
-from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
+from cozy.engines.base import EngineContext, EngineOptions, Health, ToolContext, ToolsEngine
 from cozy.engines.tools import mcp_extras
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
 from cozy.engines.tools.content import result_text
@@ -75,25 +75,37 @@ def reaches(patterns: Sequence[str], server: str) -> bool:
     return False
 
 
+class MCPOptions(EngineOptions):
+    servers: Any = None  # checked by mcp_config.parse_servers (its messages name the fix)
+    mcpServers: Any = None  # Claude Desktop's spelling of `servers`
+    timeout: float = 30.0
+    startup_timeout: float = 30.0
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
+    schema_ttl: float = 600.0
+    shutdown_timeout: float = 2.5
+    builtin: bool = True
+    eager: bool = False  # start every server when cozy opens, not on first use
+    limits: dict[str, Any] | None = None  # defaults for every server's `limits`
+    cwd: str | None = None  # default working directory of stdio servers
+
+
 class MCPTools(ToolsEngine):
+    Options = MCPOptions
     provider_name = "mcp"
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        opts = self.options
-        opts.setdefault("startup_timeout", 30)
-        self.timeout = float(opts.get("timeout", 30))
-        self.max_output_chars = int(opts.get("max_output_chars", DEFAULT_MAX_OUTPUT_CHARS))
-        ttl = float(opts.get("schema_ttl", 600))
-        grace = float(opts.get("shutdown_timeout", 2.5))
+        o = self.opts = MCPOptions.of(self.options, "tools")
+        self.timeout = o.timeout
+        self.max_output_chars = o.max_output_chars
         self._conns: dict[str, MCPServerConnection] = {
-            cfg.name: MCPServerConnection(cfg, schema_ttl=ttl, grace=grace)
-            for cfg in parse_servers(opts)
+            cfg.name: MCPServerConnection(cfg, schema_ttl=o.schema_ttl, grace=o.shutdown_timeout)
+            for cfg in parse_servers(o.model_dump(exclude_none=True))
         }
         self._builtin: BuiltinTools | None = None
-        if opts.get("builtin", True):
+        if o.builtin:
             self._builtin = BuiltinTools(
                 {"timeout": self.timeout, "max_output_chars": self.max_output_chars}, ctx
             )
@@ -200,7 +212,7 @@ class MCPTools(ToolsEngine):
         )
 
     async def initialize(self) -> None:
-        if self.options.get("eager"):
+        if self.opts.eager:
             await self.list_tools()
 
     async def close(self) -> None:
@@ -350,7 +362,9 @@ class MCPTools(ToolsEngine):
             return ToolOutput(f"{name}: {problem}", is_error=True)
         timeout = conn.cfg.timeout or self.timeout
         try:
-            result = await conn.call(raw, arguments, timeout, ctx.extra.get("on_progress"))
+            result = await conn.call(
+                raw, arguments, timeout, ctx.extra.get("on_progress"), ctx.extra
+            )
         except (CallTimeout, CallFailed) as exc:
             return ToolOutput(f"{name} {exc.message}", is_error=True)
         except ServerUnavailable as exc:

@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from cozy.core.errors import EngineError
-from cozy.engines.base import EngineContext, Health, Transcript, TranscriptEvent, VoiceEngine
+from cozy.engines.base import (
+    EngineContext,
+    EngineOptions,
+    Health,
+    Transcript,
+    TranscriptEvent,
+    VoiceEngine,
+)
 from cozy.engines.voice.audio import (
     STT_RATE,
     Clip,
@@ -41,14 +48,26 @@ from cozy.engines.voice.tts import TTS
 from cozy.engines.voice.vad import VAD, Segmenter, Span, make_vad, speech_spans
 
 
+class VoiceOptions(EngineOptions):
+    # each part is its own provider config, checked by make_stt / make_tts / make_vad
+    stt: dict[str, Any] | None = None
+    tts: dict[str, Any] | None = None
+    vad: dict[str, Any] | None = None
+    silence_ms: float = 600  # trailing silence that ends an utterance
+    output_rate: int = 24_000  # sample rate of what speak_stream yields
+
+
 class LocalVoice(VoiceEngine):
+    Options = VoiceOptions
+
     provider_name = "local"
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
     ) -> None:
         super().__init__(options, ctx)
-        self.output_rate = check_rate(int(self.options.get("output_rate", 24_000)))
+        self.opts = VoiceOptions.of(self.options, "voice")
+        self.output_rate = check_rate(self.opts.output_rate)
         self.stt: STT | None = None
         self.tts: TTS | None = None
         self._vad: VAD | None = None
@@ -62,8 +81,8 @@ class LocalVoice(VoiceEngine):
         async with self._init_lock:
             if self.stt is None or self.tts is None:
                 stt, tts = await asyncio.gather(
-                    asyncio.to_thread(make_stt, self.options.get("stt")),
-                    asyncio.to_thread(make_tts, self.options.get("tts")),
+                    asyncio.to_thread(make_stt, self.opts.stt),
+                    asyncio.to_thread(make_tts, self.opts.tts),
                 )
                 self.stt, self.tts = stt, tts
 
@@ -101,19 +120,19 @@ class LocalVoice(VoiceEngine):
     async def vad(self) -> VAD:
         async with self._vad_lock:
             if self._vad is None:
-                self._vad = await asyncio.to_thread(make_vad, self.options.get("vad"))
+                self._vad = await asyncio.to_thread(make_vad, self.opts.vad)
             return self._vad
 
     async def new_segmenter(self, **kw: Any) -> Segmenter:
         """A fresh streaming segmenter on its own VAD instance (VAD state is per stream)."""
         await self.vad()  # surfaces a configuration error once
-        vad = await asyncio.to_thread(make_vad, self.options.get("vad"))
-        defaults = {"silence_ms": float(self.options.get("silence_ms", 600))}
+        vad = await asyncio.to_thread(make_vad, self.opts.vad)
+        defaults = {"silence_ms": self.opts.silence_ms}
         return Segmenter(vad, **{**defaults, **kw})
 
     async def speech_spans(self, clip: Clip, **kw: Any) -> list[Span]:
         samples = clip.at(STT_RATE).samples
-        vad = await asyncio.to_thread(make_vad, self.options.get("vad"))
+        vad = await asyncio.to_thread(make_vad, self.opts.vad)
         return await asyncio.to_thread(speech_spans, vad, samples, **kw)
 
     # --- speech to text ---------------------------------------------------------

@@ -253,15 +253,13 @@ class OpenAISTT(STT):
     name = "openai"
 
     def __init__(self, options: dict[str, Any]) -> None:
-        import os
-
-        import openai
+        from cozy.engines.openai_compat import NO_KEY, OpenAIEndpoint
 
         self.model = str(options.get("model", "whisper-1"))
         self.language = options.get("language")
-        self._client = openai.OpenAI(
-            base_url=options.get("base_url") or os.environ.get("OPENAI_BASE_URL"),
-            api_key=str(options.get("api_key") or os.environ.get("OPENAI_API_KEY") or "none"),
+        endpoint = OpenAIEndpoint.of(options.get("base_url"), options.get("api_key"))
+        self._client = endpoint.sync_client(
+            key=endpoint.api_key or NO_KEY,
             timeout=float(options.get("timeout", 60)),
             max_retries=int(options.get("max_retries", 1)),
         )
