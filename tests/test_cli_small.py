@@ -117,3 +117,21 @@ def test_config_set_models_default_and_aliases(
     assert r.returncode == 2 and "recent_messages" in r.stderr and ".new" not in r.stderr
     assert (cozy_home / "engines.yaml").read_text() == before  # an invalid change is not kept
     assert json.loads(cozy("models", "--json").stdout)  # the listing still works
+
+
+def _complete(words: str) -> list[str]:
+    cli = Path(sys.executable).parent / "cozy"  # completion keys on the program's name
+    env = {**os.environ, "_COZY_COMPLETE": "complete_bash", "COMP_WORDS": words}
+    env["COMP_CWORD"] = str(len(words.split(" ")) - 1)
+    out = subprocess.run([str(cli)], capture_output=True, text=True, env=env, timeout=60)
+    return out.stdout.split()
+
+
+def test_shell_completion_is_dynamic(configured: FakeModelServer) -> None:
+    sid = json.loads(cozy("run", "--json", "hi", stdin="").stdout)["session_id"]
+    assert _complete("cozy run -p co") == ["coder"]
+    assert sid in _complete("cozy run -s ")
+    assert "last" in _complete("cozy run -s ")
+    assert cozy("aliases", "set", "speedy", "ollama:fake-model").returncode == 0
+    assert "speedy" in _complete("cozy run -m sp")
+    assert "--install-completion" in cozy("--help").stdout

@@ -310,3 +310,33 @@ def test_doctor_reports_the_embedded_model(tmp_path: Path) -> None:
     assert "SHA-256 ok" in embedded["detail"] and "window 8,192" in embedded["detail"]
     assert "loaded in" in embedded["detail"]
     assert checks["model"]["status"] == "ok" and "no Ollama at" in checks["model"]["detail"]
+
+
+# -- cozy chat with nothing configured -------------------------------------------------------
+async def test_chat_answers_with_the_embedded_model(
+    cozy_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tui_helpers import QUIET, ready, send, views
+
+    from cozy.tui.app import CozyApp
+    from cozy.tui.widgets.messages import ChatLog, Notice
+    from cozy.tui.widgets.status import StatusBar
+
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # no Ollama, no OpenAI: auto
+    (cozy_home / "engines.yaml").write_text(
+        "ai:\n  providers:\n    local: {max_tokens: 48}\n" + QUIET, encoding="utf-8"
+    )
+    app = CozyApp(Settings(home=cozy_home))  # probes the model as `cozy chat` does
+    async with app.run_test(size=(120, 30)) as pilot:
+        await ready(app)
+        await send(pilot, "What is 2+2?")
+        assert [(r, s) for r, s, _ in views(app)] == [
+            ("user", "complete"),
+            ("assistant", "complete"),
+        ]
+        assert views(app)[1][2].strip()
+        status = app.query_one(StatusBar)
+        assert status.info.model == "local:smollm2-135m"
+        assert "no Ollama at" in status.info.why and "(auto: " in status.render_text()
+        notices = [n.text for n in app.query_one(ChatLog).query(Notice)]
+        assert any("bigger GGUF" in n for n in notices)

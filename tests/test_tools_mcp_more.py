@@ -139,3 +139,118 @@ def test_cli_prompts_resources_and_stream_progress(
     assert [p["progress"] for p in progress] == [1, 2] and progress[0]["total"] == 2
     kinds = [e["type"] for e in events]
     assert kinds.index("tool_progress") < kinds.index("tool_result")
+
+
+async def test_sampling_elicitation_and_roots_with_server_everything(tmp_path: Path) -> None:
+    eng = MCPTools(
+        {
+            "servers": {"ev": {**npm_server("everything", "stdio"), "roots": [str(tmp_path)]}},
+            "builtin": False,
+        }
+    )
+    asked: list[tuple[str, int]] = []
+
+    async def sample(server: str, messages: Any, system: Any, max_tokens: int) -> Any:
+        asked.append((server, max_tokens))
+        return "a reply from cozy's model", "fake:model"
+
+    forms: list[list[str]] = []
+
+    async def elicit(server: str, message: str, schema: dict[str, Any]) -> Any:
+        forms.append(list(schema["properties"]))
+        return "accept", {"name": "Ada"}
+
+    try:
+        names = {s.name for s in await eng.list_tools()}
+        # the server offers these only to a client that declared the capabilities
+        assert {"ev.get-roots-list", "ev.trigger-sampling-request"} <= names
+        assert "ev.trigger-elicitation-request" in names
+        ctx = ToolContext(Caller(), extra={"sample": sample, "elicit": elicit})
+        out = await eng.execute_tool("ev.get-roots-list", {}, ctx)
+        assert tmp_path.as_uri() in out.content
+        out = await eng.execute_tool(
+            "ev.trigger-sampling-request", {"prompt": "hi", "maxTokens": 77}, ctx
+        )
+        assert "a reply from cozy's model" in out.content and asked == [("ev", 77)]
+        out = await eng.execute_tool("ev.trigger-elicitation-request", {}, ctx)
+        assert "name" in forms[0] and "Ada" in out.content
+        # a face that cannot ask (HTTP) or a call outside a turn: refused, and said so
+        bare = ToolContext(Caller())
+        out = await eng.execute_tool("ev.trigger-elicitation-request", {}, bare)
+        assert "over HTTP it is refused" in out.content
+        out = await eng.execute_tool("ev.trigger-sampling-request", {"prompt": "hi"}, bare)
+        assert out.is_error and "only during a chat turn" in out.content
+    finally:
+        await eng.close()
+
+
+def test_sampling_in_a_turn_is_approved_capped_and_audited(
+    everything_home: Path, fake_model: FakeModelServer
+) -> None:
+    call = ("ev__trigger-sampling-request", {"prompt": "write a haiku", "maxTokens": 5000})
+    fake_model.queue_reply(tool_calls=[call])
+    fake_model.queue_reply("an old pond")  # the server's sampling request
+    fake_model.queue_reply("here is your haiku")
+    r = cozy("run", "--json", "-m", "openai:fake-model", "--allow-tools", "ev.*", "--yes", "go")
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    [res] = body["tool_results"]
+    assert "an old pond" in res["content"] and body["text"] == "here is your haiku"
+    sampled = [q for q in fake_model.chat_requests() if q.get("max_tokens") == 1024]
+    assert sampled, "the sampling request was not capped at 1024 tokens"
+    r = cozy("tools", "audit", "--json", "--tool", "ev.sampling")
+    [row] = json.loads(r.stdout)
+    assert (row["decision"], row["status"], row["level"]) == ("auto-approved", "ok", "network")
+    # not named by --allow-tools and no terminal to ask: the server is refused
+    fake_model.queue_reply(tool_calls=[call])
+    fake_model.queue_reply("could not")
+    r = cozy("run", "--json", "--allow-tools", "ev.trigger-sampling-request", "--yes", "go again")
+    [res] = json.loads(r.stdout)["tool_results"]
+    assert "did not allow ev to use cozy's model" in res["content"]
+
+
+def test_elicitation_form_on_the_terminal(everything_home: Path, tmp_path: Path) -> None:
+    from tty_helpers import TtyCozy
+
+    t = TtyCozy(["tools", "call", "ev.trigger-elicitation-request", "--yes"], tmp_path / "out")
+    try:
+        screen = t.expect(r"answer\? \[y/N\]")
+        assert "MCP server 'ev' asks:" in screen
+        t.send(b"y\n")
+        t.expect(r"name \(string; required\)")  # fields are asked one by one
+        t.send(b"Ada\n")
+        for _ in range(12):  # the optional fields (a boolean, numbers, enums...): left empty
+            t.seen = b""
+            t.expect(r": $")
+            t.send(b"\n")
+        assert t.wait() == 0, t.terminal
+    finally:
+        t.close()
+    assert '"action": "accept"' in t.stdout and "Ada" in t.stdout
+
+
+async def test_tui_prompt_and_resource_commands(
+    cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    from tui_helpers import make_app, ready, send
+
+    from cozy.tui.screens.info import InfoScreen
+
+    server = {**npm_server("everything", "stdio"), "cwd": str(cozy_home)}
+    app = make_app(
+        cozy_home,
+        fake_model.url,
+        f"tools:\n  provider: mcp\n  servers:\n    ev: {json.dumps(server)}\n",
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(app)
+        fake_model.queue_reply("noted")
+        await send(pilot, "/prompt ev.args-prompt city=Lyon briefly")
+        sent = fake_model.turn_requests()[-1]["messages"][-1]["content"]
+        assert "Lyon" in sent and sent.endswith("briefly")
+        fake_model.queue_reply("read")
+        await send(pilot, f"/resource ev:{DOC} what is this?")
+        sent = fake_model.turn_requests()[-1]["messages"][-1]["content"]
+        assert f'<resource ref="ev:{DOC}">' in sent and sent.endswith("what is this?")
+        await send(pilot, "/prompt")
+        assert isinstance(app.screen, InfoScreen)

@@ -350,7 +350,7 @@ async def test_huge_paste_and_resize_while_streaming(
         await settle(pilot)
         # far over the context budget: a clear error naming the fix, and nothing lost
         role, _, text = views(app)[-1]
-        assert role == "error" and "token_budget" in text
+        assert role == "error" and "context_windows" in text  # the fix that works
         assert prompt.text == big
         rows = await app.runtime.store.list_messages(app.session_id or "")
         assert rows[0].content == big

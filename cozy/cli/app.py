@@ -12,7 +12,6 @@ import typer
 from cozy import __version__
 from cozy.cli import (
     chat,
-    doctor,
     info,
     jobs,
     keys,
@@ -37,7 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -67,7 +66,18 @@ def root(
 run.register(app)
 sessions.register(app)
 info.register(app)
-doctor.register(app)
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check config, storage, the model, extras and audio; name the fix for each failure."""
+    # imported on use: its checks pull in asyncio and the engine interfaces (~1/3 of
+    # `cozy --help`'s import time when imported with the other commands)
+    from cozy.cli.doctor import doctor_cmd as run_doctor
+
+    run_doctor(as_json)
+
+
 chat.register(app)
 serve.register(app)
 keys.register(app)
@@ -97,7 +107,7 @@ def main() -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     was_devnull = _is_devnull()
     try:
-        app()
+        app(prog_name="cozy")  # also under `python -m cozy`: completion keys on it
     except BrokenPipeError:
         # `cozy knowledge search ... | head -1`: the reader has what it wanted. Python's
         # documented recipe: point stdout at devnull so the exit flush cannot fail again.

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cozy.core.toolloop import Decision
@@ -108,5 +108,67 @@ async def tty_approver(call: ToolCall, spec: ToolSpec, ctx: ToolContext) -> Deci
         if decision == "deny":
             last_problem = "you answered no"
         return decision
+    finally:
+        os.close(fd)
+
+
+def _field_line(name: str, prop: dict[str, Any], required: bool) -> str:
+    kind = prop.get("type", "string")
+    choices = prop.get("enum")
+    parts = [str(kind)]
+    if choices:
+        parts.append("one of " + ", ".join(str(c) for c in choices))
+    if required:
+        parts.append("required")
+    desc = prop.get("description") or prop.get("title") or ""
+    return f"  {name} ({'; '.join(parts)}){f' — {desc}' if desc else ''}: "
+
+
+def _convert(raw: str, prop: dict[str, Any]) -> Any:
+    kind = prop.get("type", "string")
+    if kind == "boolean":
+        return raw.strip().lower() in ("y", "yes", "true", "1")
+    if kind == "integer":
+        return int(raw)
+    if kind == "number":
+        return float(raw)
+    return raw
+
+
+async def tty_elicitor(
+    server: str, message: str, schema: dict[str, Any]
+) -> tuple[str, dict[str, Any] | None]:
+    """An MCP server's form (elicitation), asked field by field on the terminal."""
+    global last_problem
+    try:
+        fd = os.open(TTY, os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        last_problem = "no terminal to ask on"
+        return "decline", None
+    try:
+        os.write(fd, f"\nMCP server '{server}' asks: {message}\nanswer? [y/N]: ".encode())
+        line = await _read_line(fd, ANSWER_TIMEOUT)
+        if line is None or parse_answer(line) == "deny":
+            return "decline", None
+        props: dict[str, Any] = schema.get("properties") or {}
+        required = set(schema.get("required") or [])
+        content: dict[str, Any] = {}
+        for name, prop in props.items():
+            while True:
+                os.write(fd, _field_line(name, prop, name in required).encode())
+                raw = await _read_line(fd, ANSWER_TIMEOUT)
+                if raw is None:
+                    return "cancel", None
+                if not raw.strip() and name not in required:
+                    break
+                try:
+                    content[name] = _convert(raw.strip(), prop)
+                except ValueError:
+                    os.write(fd, f"  not a valid {prop.get('type')}; again\n".encode())
+                    continue
+                break
+        return "accept", content
+    except TimeoutError:
+        return "cancel", None
     finally:
         os.close(fd)

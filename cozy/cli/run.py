@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cozy.cli import complete
 from cozy.cli._common import run_async, runtime, state
 
 if TYPE_CHECKING:
@@ -54,14 +55,26 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
         stream: Annotated[bool, typer.Option("--stream", help="with --json: JSON lines")] = False,
         session: Annotated[
-            str, typer.Option("--session", "-s", help="new, last, or an id (or its start)")
+            str,
+            typer.Option(
+                "--session",
+                "-s",
+                help="new, last, or an id (or its start)",
+                autocompletion=complete.sessions,
+            ),
         ] = "new",
         continue_: Annotated[
             bool, typer.Option("--continue", "-c", help="continue the last session (= -s last)")
         ] = False,
-        personality: Annotated[str | None, typer.Option("--personality", "-p")] = None,
+        personality: Annotated[
+            str | None,
+            typer.Option("--personality", "-p", autocompletion=complete.personalities),
+        ] = None,
         model: Annotated[
-            str | None, typer.Option("--model", "-m", help="provider:model or alias")
+            str | None,
+            typer.Option(
+                "--model", "-m", help="provider:model or alias", autocompletion=complete.models
+            ),
         ] = None,
         system: Annotated[
             str | None, typer.Option("--system", help="extra system instructions")
@@ -98,10 +111,9 @@ def register(app: typer.Typer) -> None:
             session = "last"
         prompt_args: list[str] = []
         if mcp_prompt:  # `--prompt srv.name city=Paris extra words`
-            words = list(prompt or [])
-            while words and "=" in words[0] and not words[0].startswith("="):
-                prompt_args.append(words.pop(0))
-            prompt = words
+            from cozy.core.mcp_input import split_words
+
+            prompt_args, prompt = split_words(list(prompt or []))
         try:
             text = read_prompt(prompt)
         except typer.BadParameter as exc:
@@ -342,6 +354,7 @@ async def _turn(
             no_context=no_context,
             # asks on /dev/tty even with --json (stdout stays JSON); no terminal: denied
             approver=tty_approver,
+            elicitor=tty_elicitor,
         )
         async for event in rt.orchestrator.run(req):
             if not gc.isenabled():  # the turn has started: every import is done
@@ -390,14 +403,23 @@ async def _turn(
     return 0
 
 
+async def tty_elicitor(
+    server: str, message: str, schema: dict[str, Any]
+) -> tuple[str, dict[str, Any] | None]:
+    from cozy.cli.approve import tty_elicitor as ask
+
+    return await ask(server, message, schema)
+
+
 async def _with_mcp(rt: Any, text: str, mcp: McpInput, folded: dict[str, Any]) -> str:
     """The turn's text with the MCP prompt rendered and resources attached."""
-    from cozy.cli.tools_mcp import attach_resources, read_ref, render_prompt
+    from cozy.core.mcp_input import attach_resources, read_ref, render_prompt
 
+    engine = rt.orchestrator.tools.engine
     if mcp.prompt:
-        rendered = await render_prompt(rt, *mcp.prompt)
+        rendered = await render_prompt(engine, *mcp.prompt)
         text = f"{rendered}\n\n{text}" if text.strip() else rendered
-    attached = [await read_ref(rt, ref) for ref in mcp.resources]
+    attached = [await read_ref(engine, ref) for ref in mcp.resources]
     if attached:
         text = attach_resources(text, attached)
         folded["resources"] = [

@@ -202,7 +202,7 @@ async def _call(
     as_json: bool,
 ) -> int:
     from cozy.cli import approve
-    from cozy.cli.run import tty_approver
+    from cozy.cli.run import tty_approver, tty_elicitor
     from cozy.core.errors import NotFoundError, PermissionDenied
     from cozy.core.events import ToolResult
     from cozy.core.types import Caller, Message, ToolCall
@@ -237,6 +237,7 @@ async def _call(
             auto_approve_dangerous=yes_dangerous,
         )
         ctx = ToolContext(caller, None, persona.id, f"cli-{uuid.uuid4().hex[:12]}")
+        ctx.extra["elicit"] = tty_elicitor  # a form the server asks for, on the terminal
         call = ToolCall(f"call_{uuid.uuid4().hex[:12]}", spec.name, json.dumps(args))
         results: list[Message] = []
         result: ToolResult | None = None

@@ -130,54 +130,10 @@ def read_cmd(
     run_async(go, as_json=as_json)
 
 
-def split_ref(ref: str) -> tuple[str, str]:
-    from cozy.core.errors import UsageError
-
-    server, sep, uri = ref.partition(":")
-    if not sep or not server or not uri:
-        raise UsageError(
-            f"'{ref}' is not SERVER:URI",
-            hint="e.g. `everything:demo://resource/static/document/features.md`; "
-            "`cozy tools resources` lists them",
-        )
-    return server, uri
-
-
 async def read_ref(rt: Runtime, ref: str) -> Any:
-    from cozy.engines.base import ServesResources
+    from cozy.core.mcp_input import read_ref as read
 
-    server, uri = split_ref(ref)
-    return await _engine(rt, ServesResources).read_resource(server, uri)
-
-
-async def render_prompt(rt: Runtime, qualified: str, pairs: list[str]) -> str:
-    """`--prompt SERVER.NAME key=value...`: the server's prompt as the turn's text."""
-    from cozy.core.errors import UsageError
-    from cozy.engines.base import ServesPrompts
-
-    if "." not in qualified:
-        raise UsageError(
-            f"--prompt '{qualified}' is not SERVER.NAME", hint="`cozy tools prompts` lists them"
-        )
-    args: dict[str, str] = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        args[key] = value
-    messages = await _engine(rt, ServesPrompts).get_prompt(qualified, args)
-    # one user turn: the messages in order, labelled when the prompt has several roles
-    if all(m["role"] == "user" for m in messages):
-        return "\n\n".join(m["content"] for m in messages)
-    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
-
-
-def attach_resources(text: str, resources: list[Any]) -> str:
-    """The turn's text with each resource before it, cited as SERVER:URI."""
-    blocks = []
-    for r in resources:
-        cut = " (truncated)" if r.truncated else ""
-        blocks.append(f'<resource ref="{r.server}:{r.uri}"{cut}>\n{r.text}\n</resource>')
-    blocks.append(text)
-    return "\n\n".join(blocks)
+    return await read(rt.orchestrator.tools.engine, ref)
 
 
 def register_mcp(app: typer.Typer) -> None:

@@ -218,6 +218,9 @@ class ChatOrchestrator:
         estimated_prompt = estimator.messages(convo)
         reported_prompt = 0
         ctx = ToolContext(req.caller, session.id, personality.id, turn.request_id)
+        ctx.extra["sample"] = self.tools.sampler(route, req.approver, ctx)
+        if req.elicitor is not None:
+            ctx.extra["elicit"] = req.elicitor
         rounds = min(req.max_tool_rounds, self.tools.max_rounds)  # engines.yaml may lower it
         for _round in range(max(1, rounds) + 1):
             calls: list[ToolCall] = []

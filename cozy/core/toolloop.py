@@ -67,6 +67,7 @@ class ToolRunner:
         self.policies = policies if policies is not None else face_policies()
         self.max_rounds = max_rounds
         self._grants: set[tuple[str, str, str]] = set()
+        self.max_sampling_tokens = 1024  # per MCP sampling request, whatever it asks
 
     async def available(self, personality: Personality, caller: Caller) -> list[ToolSpec]:
         """Tools this personality may use and this caller may call."""
@@ -91,6 +92,48 @@ class ToolRunner:
             if spec.level not in denied and _offered(spec.name, personality, caller)
         ]
         return out, problems
+
+    def sampler(
+        self, route: Any, approver: Approver | None, ctx: ToolContext
+    ) -> Callable[[str, list[dict[str, str]], str | None, int], Awaitable[tuple[str, str]]]:
+        """Answers an MCP server's sampling request with this turn's model: asked like a
+        network tool called `<server>.sampling` (grants apply), capped at
+        `max_sampling_tokens`, audited."""
+
+        async def sample(
+            server: str, messages: list[dict[str, str]], system: str | None, max_tokens: int
+        ) -> tuple[str, str]:
+            from cozy.core.errors import ToolError
+            from cozy.core.types import GenerationOptions
+
+            spec = ToolSpec(
+                f"{server}.sampling",
+                f"the MCP server '{server}' asks cozy's model to write a reply",
+                level="network",
+                server=server,
+            )
+            shown = {"messages": messages[-3:], "system": system, "max_tokens": max_tokens}
+            call = ToolCall(f"sampling-{time.monotonic_ns()}", spec.name, json.dumps(shown))
+            decision = await self._pre_approved(spec, ctx)
+            asked = decision is None
+            if decision is None:
+                decision = await self._ask(call, spec, ctx, approver)
+            if decision in ("deny", "policy-deny"):
+                refused = CallOutcome(call, ToolOutput("denied", is_error=True), decision, asked)
+                await self._audit(spec, shown, ctx, refused)
+                raise ToolError(f"the user did not allow {server} to use cozy's model")
+            cap = min(max(max_tokens, 1), self.max_sampling_tokens)
+            convo = [Message("system", system)] if system else []
+            convo += [Message(m["role"], m["content"]) for m in messages]  # type: ignore[arg-type]
+            started = time.perf_counter()
+            result = await route.engine.chat(
+                convo, model=route.model, options=GenerationOptions(max_tokens=cap)
+            )
+            out = ToolOutput(result.content, duration_ms=(time.perf_counter() - started) * 1000)
+            await self._audit(spec, shown, ctx, CallOutcome(call, out, decision, asked))
+            return result.content, route.label
+
+        return sample
 
     def grant(self, user_id: str, personality_id: str, tool: str) -> None:
         self._grants.add((user_id, personality_id, tool))

@@ -50,6 +50,8 @@ class ChatRequest:
     history: list[Message] | None = None  # stateless clients send their own history
     client_tools: list[ToolSpec] = field(default_factory=list)
     approver: Approver | None = None
+    # answers an MCP server's elicitation (a form for the user); None: refused
+    elicitor: Callable[..., Awaitable[tuple[str, dict[str, Any] | None]]] | None = None
     request_id: str | None = None
     max_tool_rounds: int = MAX_TOOL_ROUNDS
 

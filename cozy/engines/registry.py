@@ -57,6 +57,15 @@ class EngineRegistry:
     def register(self, kind: str, name: str, cls: type[BaseEngine]) -> None:
         self._classes[(kind, name)] = cls
 
+    def has(self, kind: str, name: str) -> bool:
+        """Whether a provider exists, reading cozy's own entry points first (cheap)."""
+        if (kind, name) in self._classes:
+            return True
+        self._scan_own()
+        if (kind, name) not in self._targets:
+            self._scan()
+        return (kind, name) in self._targets
+
     def providers(self, kind: str) -> list[str]:
         self._scan()
         names = {n for (k, n) in self._targets if k == kind}

@@ -45,6 +45,8 @@ class ActionsMixin(AppBase):
             await self.open_browser(name[1:])
         elif name == "/tools":
             await self.show_tools()
+        elif name in ("/prompt", "/resource"):
+            await self.mcp_command(name, arg)
         elif name == "/context":
             self.action_toggle_context()
         elif name == "/export":
@@ -217,6 +219,43 @@ class ActionsMixin(AppBase):
             f"no tools for {personality.id} (its tools: {personality.tools or 'none'})"
         )
         self.push_screen(InfoScreen(f"Tools for {personality.name}", body))
+
+    async def mcp_command(self, name: str, arg: str) -> None:
+        """/prompt and /resource: the server's prompt, or a resource, as the next turn."""
+        from cozy.core import mcp_input
+        from cozy.core.errors import CozyError, UsageError
+        from cozy.engines.base import ServesPrompts
+
+        engine = self.runtime.orchestrator.tools.engine
+        words = arg.split()
+        try:
+            if name == "/prompt" and not words:
+                prompts, problems = await mcp_input.engine_for(engine, ServesPrompts).list_prompts()
+                lines = [
+                    f"{p.qualified}  {' '.join(a['name'] + '=' for a in p.arguments)}\n"
+                    f"    {p.description}"
+                    for p in prompts
+                ]
+                body = "\n".join(lines + problems) or "no MCP prompts"
+                self.push_screen(InfoScreen("MCP prompts", body))
+                return
+            if name == "/prompt":
+                pairs, rest = mcp_input.split_words(words[1:])
+                text = await mcp_input.render_prompt(engine, words[0], pairs)
+                if rest:
+                    text = f"{text}\n\n{' '.join(rest)}"
+            else:
+                if not words:
+                    raise UsageError("/resource needs SERVER:URI")
+                res = await mcp_input.read_ref(engine, words[0])
+                text = mcp_input.attach_resources(" ".join(words[1:]), [res])
+        except CozyError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if self.busy:
+            self.notify("an answer is running; esc cancels it", severity="warning")
+            return
+        self.run_turn(text)
 
     async def export_session(self, target: str) -> None:
         if self.session_id is None:

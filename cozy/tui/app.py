@@ -8,6 +8,7 @@ it never touches SQL, prompts or provider SDKs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +118,26 @@ class CozyApp(TurnMixin, ActionsMixin, IngestMixin):
         self.query_one(StatusBar).set(personality=self.personality, model=self.model or "default")
         self.query_one(PromptArea).focus()
         self.set_interval(0.5, self._collect_when_idle)
+        self._stop_on_signals()
         self.start()
+
+    def _stop_on_signals(self) -> None:
+        """SIGTERM / SIGHUP (a closed terminal, a logout, `kill`) stop like Esc then quit:
+        the answer in progress is cancelled and saved as interrupted before the runtime
+        closes (`on_unmount` waits for the save), instead of the process dying mid-write."""
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is None:
+                continue
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._stopped_by, int(sig))
+
+    def _stopped_by(self, signum: int) -> None:
+        self.action_cancel()
+        self.exit(return_code=128 + signum)
 
     def _collect_when_idle(self) -> None:
         self.idle_gc.poll(self.busy)

@@ -12,6 +12,8 @@ COMMANDS: dict[str, str] = {
     "/profile": "browse your profile",
     "/knowledge": "browse knowledge; /knowledge add PATH... [-c COLLECTION] indexes files",
     "/tools": "list the tools this personality may use",
+    "/prompt": "send an MCP prompt (/prompt SERVER.NAME key=value... [text]; alone: list them)",
+    "/resource": "attach an MCP resource (/resource SERVER:URI your question)",
     "/context": "show or hide the context panel",
     "/export": "export this session as Markdown (/export [FILE])",
     "/rename": "rename this session (/rename TITLE)",

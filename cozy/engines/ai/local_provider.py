@@ -55,7 +55,7 @@ class LocalAIOptions(EngineOptions):
     models_dir: str | None = None
     n_ctx: int = 0  # 0: the model's own window, capped by max_ctx
     max_ctx: int = 8192
-    n_threads: int = 0  # 0: llama.cpp's choice
+    n_threads: int = 0  # 0: the usable cores less one (see llama_runner.thread_count)
     memory_check: bool = True
     max_tokens: int = 1024
     timeout: float = 120.0

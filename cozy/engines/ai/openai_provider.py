@@ -38,7 +38,7 @@ from cozy.core.types import (
     ToolSpec,
     Usage,
 )
-from cozy.engines.ai._common import ToolNames, paced, wire_messages, within
+from cozy.engines.ai._common import ToolNames, import_httpx, paced, wire_messages, within
 from cozy.engines.ai.openai_http import KEY_HINT, OpenAIHTTP
 from cozy.engines.base import AIEngine, EngineContext, Health
 from cozy.engines.openai_compat import EndpointOptions, OpenAIEndpoint
@@ -114,7 +114,7 @@ class OpenAIProvider(AIEngine):
     def _midstream_errors(self) -> Iterator[None]:
         """Transport failures after the response started (status errors are mapped,
         with retries, in `OpenAIHTTP.send`)."""
-        import httpx
+        httpx = import_httpx()
 
         where = self.base_url
         try:

@@ -72,12 +72,12 @@ class ModelRouterImpl:
             spec = self.config.model or ""
         spec = self.config.aliases.get(spec, spec)
         provider, sep, model = spec.partition(":")
-        known = self.factory.registry.providers("ai")
-        if sep and provider in known:
+        if sep and self.factory.registry.has("ai", provider):
             return provider, model
         prefix = provider
         provider = self.default_provider
         if sep and prefix != "ft" and not self._tagged(provider):
+            known = self.factory.registry.providers("ai")
             raise UnknownProvider(
                 f"unknown model provider '{prefix}' in '{spec}'",
                 hint=f"use one of {', '.join(f'{k}:MODEL' for k in known)}, or an alias "

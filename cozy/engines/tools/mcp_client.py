@@ -29,6 +29,7 @@ from cozy.engines.tools.mcp_common import (
     untrack_pid,
 )
 from cozy.engines.tools.mcp_config import ServerConfig
+from cozy.engines.tools.mcp_requests import ServerRequests
 from cozy.engines.tools.mcp_stderr import StderrRing
 from cozy.engines.tools.sandbox import clean_env, kill_group, launcher_argv, pid_alive
 
@@ -71,6 +72,7 @@ class MCPServerConnection:
         elif cfg.error:
             self.status.state, self.status.last_error = "failed", cfg.error
         self._session: Any = None
+        self.requests = ServerRequests(cfg.name, cfg.roots)
         self._runner: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._stop: asyncio.Event | None = None
@@ -236,8 +238,17 @@ class MCPServerConnection:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
+                req = self.requests
                 session = await stack.enter_async_context(
-                    ClientSession(read, write, message_handler=self._on_message, client_info=info)
+                    ClientSession(
+                        read,
+                        write,
+                        message_handler=self._on_message,
+                        client_info=info,
+                        sampling_callback=req.sampling,
+                        elicitation_callback=req.elicitation,
+                        list_roots_callback=req.list_roots,
+                    )
                 )
                 await session.initialize()
                 pid = self._read_pid()
@@ -359,10 +370,13 @@ class MCPServerConnection:
         arguments: dict[str, Any],
         timeout: float,  # noqa: ASYNC109
         on_progress: Callable[[float | None, float | None, str | None], None] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Any:
-        """Call a tool; `on_progress` gets the server's progress notifications. A
-        cancelled caller makes the SDK send `notifications/cancelled` to the server."""
+        """Call a tool; `on_progress` gets the server's progress notifications."""
         session = await self.session()
+        # sampling / elicitation the server asks for during this call are answered by
+        # the turn that made it
+        self.requests.active = extra or {}
         progress = None
         if on_progress is not None:
 

@@ -37,6 +37,7 @@ class ServerConfig:
     cpu_seconds: int = DEFAULT_CPU_SECONDS
     memory_mb: int = DEFAULT_MEMORY_MB
     trust_annotations: bool = False  # believe the server's readOnlyHint over its other hints
+    roots: list[str] = field(default_factory=list)  # directories announced as MCP roots
     disabled: bool = False
     error: str | None = None  # set when the entry is unusable; the server is reported, not run
 
@@ -103,11 +104,21 @@ def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
             cfg.env_passthrough = [str(v) for v in raw.get("env_passthrough") or []]
             cwd = raw.get("cwd") or defaults.get("cwd")
             cfg.cwd = expand_path(str(cwd)) if cwd else str(Path.home())
+            cfg.roots = [cfg.cwd]
         else:
             raise ValueError("needs `command` (stdio) or `url` (streamable-http / sse)")
+        cfg.roots = _roots(raw.get("roots"), cfg.roots)
     except ValueError as exc:
         cfg.error = f"bad config for MCP server '{name}': {exc}"
     return cfg
+
+
+def _roots(raw: Any, default: list[str]) -> list[str]:
+    if raw is None:
+        return default
+    if not isinstance(raw, list):
+        raise ValueError("`roots` must be a list of directories")
+    return [str(Path(expand_path(str(r))).resolve()) for r in raw]
 
 
 def _check_header(key: str, value: str) -> None:

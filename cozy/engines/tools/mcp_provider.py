@@ -362,7 +362,9 @@ class MCPTools(ToolsEngine):
             return ToolOutput(f"{name}: {problem}", is_error=True)
         timeout = conn.cfg.timeout or self.timeout
         try:
-            result = await conn.call(raw, arguments, timeout, ctx.extra.get("on_progress"))
+            result = await conn.call(
+                raw, arguments, timeout, ctx.extra.get("on_progress"), ctx.extra
+            )
         except (CallTimeout, CallFailed) as exc:
             return ToolOutput(f"{name} {exc.message}", is_error=True)
         except ServerUnavailable as exc:
