@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from helpers import collect, req
-from test_store_contract import db_url  # noqa: F401 - the SQLite + PostgreSQL fixture
 from tools_loop_helpers import (
     Approver,
     results,
