@@ -196,7 +196,7 @@ async def test_bad_server_policy_names_the_file(
     assert "server_policy" in str(err.value) and "engines.yaml:" in str(err.value)
 
 
-async def test_grant_store_on_sqlite_and_postgres(db_url: str) -> None:  # noqa: F811
+async def test_grant_store_on_sqlite_and_postgres(db_url: str) -> None:
     store = await Store.open(db_url)
     try:
         grants = ToolGrants(store)
