@@ -34,6 +34,9 @@ def _interrupt(fake: FakeModelServer, *args: str) -> tuple[int, str, str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=dict(os.environ),
+        # a test run started in the background (`cmd &`) inherits SIGINT ignored: give
+        # cozy the default a user's terminal gives it, or Ctrl-C would never reach it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not fake.turn_requests() and time.monotonic() < deadline:

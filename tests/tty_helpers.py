@@ -11,6 +11,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -27,6 +28,9 @@ class TtyCozy:
 
         def make_controlling() -> None:  # runs in the child after setsid()
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            # a test run started in the background (`cmd &`) inherits SIGINT ignored, and
+            # Python then never raises KeyboardInterrupt: give cozy a terminal's default
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
         stdin_arg: int
         stdin_arg = slave if stdin is None else subprocess.PIPE
