@@ -321,6 +321,12 @@ class Runtime:
                 models += await (await self.router.engine("local")).list_models()
         return models
 
+    def model_providers(self) -> list[str]:
+        """The AI providers a user can pick models from: the default one, each one
+        configured in engines.yaml, and the embedded `local` one (model pickers)."""
+        names = [self.router.default_provider, *self.router.config.providers, "local"]
+        return list(dict.fromkeys(n for n in names if self.router.factory.registry.has("ai", n)))
+
     def tiny_model_notice(self, label: str) -> str | None:
         """How to get a better model, once per data dir, after the bundled model answered."""
         from cozy.engines.ai.local_models import BUNDLED_NAME
