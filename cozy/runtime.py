@@ -397,7 +397,9 @@ class Runtime:
                 checks[name] = {"ok": False, "required": True, "detail": detail, "fix": fix}
 
         async def model() -> str:
-            provider = self.router.default_provider
+            # `auto` falls back to the embedded model when Ollama/OpenAI are gone: then
+            # that model is what answers (the Ollama probe runs off the event loop)
+            provider = (await self.router.decide()).provider
             health = await (await self.router.engine(provider)).health_check()
             if not health.ok:
                 raise EngineError(health.detail, hint=health.fix or None)
