@@ -559,6 +559,16 @@ class ServesResources(Protocol):
     async def read_resource(self, server: str, uri: str) -> Any: ...
 
 
+@runtime_checkable
+class KeepsServerLogs(Protocol):
+    """A tools engine that keeps what its servers logged (MCP notifications/message),
+    bounded, for `cozy tools logs`; reading never starts a server."""
+
+    def server_logs(
+        self, server: str | None = None, *, limit: int = 50, level: str = "debug"
+    ) -> list[dict[str, Any]]: ...
+
+
 class BackgroundJobs(Protocol):
     """An engine's durable work: a hook run in the transaction that saves a turn
     (it queues jobs), and the handlers that run them."""
