@@ -50,12 +50,13 @@ raise SystemExit(0 if sys.version_info >= (3, 11) else 1)
 EOF
 
 # --- put cozy on PATH ---
-# The README's first line, `./install.sh && cozy run "..."`, runs `cozy` in the shell that
-# started install.sh, whose PATH no script can change: so the link goes into a directory
-# that is already on that PATH and writable (~/.local/bin or ~/bin first, then e.g.
-# /usr/local/bin as root), or through passwordless sudo into /usr/local/bin. Failing
-# those, ~/.local/bin, which Debian's and Ubuntu's ~/.profile put on PATH from the next
-# login on. COZY_BIN_DIR picks the directory.
+# For the commands after the install (the README's first line calls .venv/bin/cozy: no
+# script can change the PATH of the shell that started it, and a normal user has no
+# writable directory on the default PATH). The link goes into a directory already on
+# PATH and writable (~/.local/bin or ~/bin first, then e.g. /usr/local/bin as root), or
+# through passwordless sudo into /usr/local/bin. Failing those, ~/.local/bin, which
+# Debian's and Ubuntu's ~/.profile put on PATH from the next login on. COZY_BIN_DIR
+# picks the directory.
 link_cozy() {
   local target="$VENV/bin/cozy" dir="" d
   if [ -n "${COZY_BIN_DIR:-}" ]; then
