@@ -141,7 +141,7 @@ pip_install() {
 # The server extra is part of every install: `cozy serve` (the embedded model to OpenAI
 # clients) and the fake model server (`python -m cozy.testing`) work after the README's
 # first line. cognee never goes into the main venv (it would downgrade openai): see below
-MAIN_EXTRAS=$(echo ",server,$EXTRAS," | sed 's/,cognee,/,/g; s/,webrtc,/,/g; s/^,//; s/,$//')
+MAIN_EXTRAS=$(echo ",server,$EXTRAS," | sed 's/,cognee,/,/g; s/,webrtc,/,/g; s/,,*/,/g; s/^,//; s/,$//')
 echo "==> installing cozy with extras: $MAIN_EXTRAS"
 pip_install -e ".[$MAIN_EXTRAS]"
 
