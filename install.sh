@@ -130,6 +130,12 @@ if [ ! -x "$VENV/bin/uv" ]; then
   fi
 fi
 
+# uv trusts its own built-in root certificates; pip and the rest of the system trust the
+# system's store, where a company's or a TLS proxy's CA is added: use that store too
+if [ -z "${UV_NATIVE_TLS:-}${UV_SYSTEM_CERTS:-}" ] && [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+  export UV_NATIVE_TLS=1
+fi
+
 pip_install() {
   if [ -x "$VENV/bin/uv" ]; then
     "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" "$@"
