@@ -57,6 +57,7 @@ EOF
 # through passwordless sudo into /usr/local/bin. Failing those, ~/.local/bin, which
 # Debian's and Ubuntu's ~/.profile put on PATH from the next login on. COZY_BIN_DIR
 # picks the directory.
+COZY_CMD="$VENV/bin/cozy"  # how to run cozy in this shell (`cozy` once it is on PATH)
 link_cozy() {
   local target="$VENV/bin/cozy" dir="" d
   if [ -n "${COZY_BIN_DIR:-}" ]; then
@@ -72,7 +73,7 @@ link_cozy() {
   fi
   if [ -n "$dir" ] && mkdir -p "$dir" 2>/dev/null && ln -sf "$target" "$dir/cozy" 2>/dev/null; then
     case ":$PATH:" in
-      *":$dir:"*) echo "==> cozy is on your PATH ($dir/cozy)" ;;
+      *":$dir:"*) echo "==> cozy is on your PATH ($dir/cozy)"; COZY_CMD=cozy ;;
       *) echo "==> linked $dir/cozy; add it to PATH with: export PATH=\"$dir:\$PATH\"" ;;
     esac
     return 0
@@ -80,6 +81,7 @@ link_cozy() {
   if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null \
      && sudo -n ln -sf "$target" /usr/local/bin/cozy; then
     echo "==> cozy is on your PATH (/usr/local/bin/cozy, linked with sudo)"
+    COZY_CMD=cozy
     return 0
   fi
   dir="$HOME/.local/bin"
@@ -323,4 +325,4 @@ if [ "$DEV" = 1 ]; then
 fi
 
 link_cozy
-echo "==> done. Try: cozy doctor"
+echo "==> done. Try: $COZY_CMD doctor"

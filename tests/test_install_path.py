@@ -1,9 +1,8 @@
 """The README's first line, run verbatim (read from README.md) in a fresh login shell
-(`env -i bash -lc`: the system's default PATH, nothing inherited) in a copy of this
-checkout: as root (a full install, then a real answer from the embedded model), and as
-a normal user (uid 65534 with a new home: install.sh run again over that install, then
-the answer); then `cozy` is on that user's PATH from the next login. Plus the linking
-step alone (`install.sh --link-only`)."""
+(`env -i bash -lc`: the system's default PATH, nothing inherited) in a fresh copy of
+this checkout: a full install, then a real answer from the embedded model; as root and
+as a normal user (uid 65534 with a new home), for whom `cozy` is then on PATH from the
+next login. Plus the linking step alone (`install.sh --link-only`)."""
 
 from __future__ import annotations
 
@@ -76,9 +75,8 @@ def keep_root_link() -> Iterator[None]:
             ROOT_LINK.unlink()
 
 
-@pytest.fixture(scope="module")
-def checkout() -> Iterator[Path]:
-    """A copy of this checkout's files (tracked and new, not ignored) without a venv."""
+def copy_checkout() -> Path:
+    """A copy of this checkout's files (tracked and new, not ignored), without a venv."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -86,13 +84,19 @@ def checkout() -> Iterator[Path]:
         check=True,
     ).stdout.split(b"\0")
     dest = Path(tempfile.mkdtemp(prefix="cozy-clone-"))
+    for name in filter(None, (f.decode() for f in files)):
+        src = REPO / name
+        if src.is_file() and not src.is_symlink():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    dest.chmod(0o755)
+    return dest
+
+
+@pytest.fixture
+def checkout() -> Iterator[Path]:
+    dest = copy_checkout()
     try:
-        for name in filter(None, (f.decode() for f in files)):
-            src = REPO / name
-            if src.is_file() and not src.is_symlink():
-                (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dest / name)
-        dest.chmod(0o755)
         yield dest
     finally:
         shutil.rmtree(dest, ignore_errors=True)
@@ -120,17 +124,21 @@ def test_readme_first_line_verbatim_as_root(checkout: Path, keep_root_link: None
 
 @needs_root
 def test_readme_first_line_verbatim_as_a_normal_user(checkout: Path) -> None:
-    """After the root install above: the same line by a normal user owning the copy (a
-    second run of install.sh updates the install), then a new login finds `cozy`."""
-    if not (checkout / ".venv" / "bin" / "cozy").exists():
-        pytest.skip("needs the install of test_readme_first_line_verbatim_as_root")
-    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(checkout)], check=True)
+    """A normal user's own copy and a new home (its own uv cache: packages come from the
+    index), then a new login finds `cozy` on PATH. The llama.cpp wheel root built is
+    copied into that user's cache, as a second clone on one machine finds it."""
     home = new_home(NOBODY)
+    wheels = Path(pwd.getpwuid(0).pw_dir, ".cache", "cozy", "wheels")
+    if wheels.is_dir():
+        shutil.copytree(wheels, home / ".cache" / "cozy" / "wheels")
+    for path in (checkout, home):
+        subprocess.run(["chown", "-hR", f"{NOBODY}:{NOBODY}", str(path)], check=True)
     drop = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
     try:
         r = login_shell(home, checkout, readme_first_line(), *drop)
         assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
         assert "4" in r.stdout.split("==> done.", 1)[-1], r.stdout[-2000:]
+        assert "FAILED" not in r.stderr, r.stderr[-3000:]
         assert f"linked {home}/.local/bin/cozy" in r.stdout
         later = login_shell(home, checkout, "command -v cozy && cozy --version", *drop)
         assert later.returncode == 0, later.stderr
