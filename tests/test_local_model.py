@@ -412,3 +412,29 @@ async def test_esc_in_chat_stops_the_embedded_model_within_a_token(
         assert job.tokens_after_stop <= 1 and job.made < 400
         rows = await app.runtime.store.list_messages(app.session_id or "")
         assert rows[-1].status == "interrupted" and rows[-1].content.startswith(text.strip()[:20])
+
+
+def test_cli_schema_with_the_embedded_model(tmp_path: Path) -> None:
+    """`--schema` through llama.cpp's grammar: valid JSON for the schema, as asked."""
+    home = tmp_path / "home"
+    r = cli(
+        home, "run", "--json", "--no-context", "--schema", "name, age int, bio: one sentence",
+        "-o", "temperature", "0", "-o", "max_tokens", "80", "Invent a person.",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer"},
+            "bio": {"type": "string"},
+        },
+        "required": ["name", "age", "bio"],
+    }
+    jsonschema.validate(json.loads(out["text"]), schema)
+    assert out["data"] == json.loads(out["text"]) and out["model"] == "local:smollm2-135m"
+    image = tmp_path / "dot.gif"
+    image.write_bytes(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;")
+    r = cli(home, "run", "--json", "-a", str(image), "What is this?")
+    assert r.returncode == 2 and "reads text only" in json.loads(r.stdout)["error"]["message"]

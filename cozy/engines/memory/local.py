@@ -150,7 +150,11 @@ class LocalMemory(MemoryEngine):
         await self.embeddings.close()
 
     async def health_check(self) -> Health:
-        engine = await self.embeddings.get(wait=5.0)
+        # well inside the readiness deadline (5 s): a model still loading on a busy
+        # machine is keyword search for now, not a failed check
+        engine = await self.embeddings.get(wait=2.0)
+        if engine is None and self.embeddings.loading:
+            return Health(ok=True, detail="embedder loading: keyword search until it is ready")
         if engine is None and self.use_embeddings:
             return Health(
                 ok=True,
