@@ -323,6 +323,12 @@ class Runtime:
                 models += await (await self.router.engine("local")).list_models()
         return models
 
+    def model_providers(self) -> list[str]:
+        """The AI providers a user can pick models from: the default one, each one
+        configured in engines.yaml, and the embedded `local` one (model pickers)."""
+        names = [self.router.default_provider, *self.router.config.providers, "local"]
+        return list(dict.fromkeys(n for n in names if self.router.factory.registry.has("ai", n)))
+
     async def admit(
         self, model: str | None, personality: str | None, n: int = 1
     ) -> Admission | None:
