@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 from cozy.engines.base import EngineContext
+from cozy.engines.memory.jobs import MAX_COALESCED
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.profile.local import LocalProfile
-from cozy.engines.memory.jobs import MAX_COALESCED
 from cozy.storage.jobs import Job, JobQueue, backlog
 from cozy.storage.store import NewMessage, Store
 
