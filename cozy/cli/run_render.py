@@ -81,7 +81,6 @@ class MarkdownSink:
         self.console = Console(highlight=False)
         self.live: Any = None
         self.pending = ""  # text of the block being written
-        self.any = False
 
     def start(self) -> None:
         from rich.live import Live
@@ -100,18 +99,18 @@ class MarkdownSink:
     def write(self, text: str) -> None:
         from rich.markdown import Markdown
 
-        self.any = True
         self.pending += text
         cut = split_done(self.pending)
+        done = ""
         if cut:
             done, self.pending = self.pending[:cut], self.pending[cut:]
-            if self.live is not None:
-                self.live.console.print(Markdown(done))
-            else:
-                self.console.print(Markdown(done))
         if self.live is None:  # paused (a question on the terminal): resume drawing
             self.start()
+        # the live block first, so printing the finished ones above it never redraws
+        # the spinner
         self.live.update(Markdown(self.pending))
+        if done:
+            self.live.console.print(Markdown(done))
 
     def pause(self) -> None:
         """Stop drawing (the terminal is needed, e.g. for an approval prompt)."""

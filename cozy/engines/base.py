@@ -437,7 +437,9 @@ class ManagesMemories(Protocol):
         self, user_id: str, *, kinds: Sequence[str] = ("fact",), include_removed: bool = False
     ) -> Sequence[MemoryRecord]: ...
 
-    async def find_memories(self, query: str, *, user_id: str, limit: int) -> list[MemoryHit]:
+    async def find_memories(
+        self, query: str, *, user_id: str, limit: int, min_similarity: float | None = None
+    ) -> list[MemoryHit]:
         """A search no answer waits on: the embedder may take its time to load."""
         ...
 
@@ -560,6 +562,16 @@ class ServesResources(Protocol):
     async def list_resources(self, server: str | None = None) -> tuple[list[Any], list[str]]: ...
 
     async def read_resource(self, server: str, uri: str) -> Any: ...
+
+
+@runtime_checkable
+class KeepsServerLogs(Protocol):
+    """A tools engine that keeps what its servers logged (MCP notifications/message),
+    bounded, for `cozy tools logs`; reading never starts a server."""
+
+    def server_logs(
+        self, server: str | None = None, *, limit: int = 50, level: str = "debug"
+    ) -> list[dict[str, Any]]: ...
 
 
 class Admission(Protocol):
