@@ -24,6 +24,8 @@ from cozy.core.windows import ContextWindows, TokenAccounting
 from cozy.engines.ai.choice import automatic as automatic_reason
 from cozy.engines.ai.router import ModelRouterImpl
 from cozy.engines.base import (
+    Admission,
+    AdmitsRequests,
     BaseEngine,
     EmbedEngine,
     EngineContext,
@@ -321,6 +323,29 @@ class Runtime:
                 models += await (await self.router.engine("local")).list_models()
         return models
 
+    def model_providers(self) -> list[str]:
+        """The AI providers a user can pick models from: the default one, each one
+        configured in engines.yaml, and the embedded `local` one (model pickers)."""
+        names = [self.router.default_provider, *self.router.config.providers, "local"]
+        return list(dict.fromkeys(n for n in names if self.router.factory.registry.has("ai", n)))
+
+    async def admit(
+        self, model: str | None, personality: str | None, n: int = 1
+    ) -> Admission | None:
+        """Hold `n` places for a request on its model's queue when that model has one (the
+        embedded model), or raise ModelBusy: the server asks before it commits to an
+        answer, so a full queue is a 503 even for a stream. The places go to the
+        generations this task starts; `release()` the handle when the request ends.
+        None: the model queues nothing here (a server decides for itself)."""
+        found = self.personalities.all().get(personality or self.orchestrator.default_personality)
+        try:
+            route = await self.router.resolve(model or (found.model if found else None))
+        except CozyError:
+            return None  # the turn itself reports a model it cannot use
+        if isinstance(route.engine, AdmitsRequests):
+            return route.engine.admit(n)
+        return None
+
     def tiny_model_notice(self, label: str) -> str | None:
         """How to get a better model, once per data dir, after the bundled model answered."""
         from cozy.engines.ai.local_models import BUNDLED_NAME
@@ -372,7 +397,9 @@ class Runtime:
                 checks[name] = {"ok": False, "required": True, "detail": detail, "fix": fix}
 
         async def model() -> str:
-            provider = self.router.default_provider
+            # `auto` falls back to the embedded model when Ollama/OpenAI are gone: then
+            # that model is what answers (the Ollama probe runs off the event loop)
+            provider = (await self.router.decide()).provider
             health = await (await self.router.engine(provider)).health_check()
             if not health.ok:
                 raise EngineError(health.detail, hint=health.fix or None)

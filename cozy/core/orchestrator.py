@@ -109,6 +109,13 @@ class ChatOrchestrator:
             saving.add_done_callback(self._saving.discard)
             await asyncio.shield(saving)
             raise
+        except UsageError as exc:  # refused: nothing is stored unless the question was
+            saved = await self._persist(turn, "failed", error=exc) if turn.stored else None
+            yield Failed(
+                error=TurnError.of(exc),
+                session_id=turn.session.id if turn.session and turn.stored else None,
+                message_id=saved,
+            )
         except Exception as exc:  # a CozyError, or unexpected: keep what we have, report it
             if not isinstance(exc, CozyError):
                 log.exception("turn failed", extra={"request_id": turn.request_id})
@@ -167,8 +174,9 @@ class ChatOrchestrator:
             new_turn: list[Message] = tail
             first = [to_new(m) for m in tail]
         else:
-            new_turn = [Message("user", req.prompt)]
-            first = [NewMessage("user", req.prompt)]
+            await self._refuse_early(turn, route, personality)
+            new_turn = [Message("user", req.prompt, images=list(req.images))]
+            first = [NewMessage("user", req.prompt, metadata=req.input_meta)]
         create = session if turn.session_unsaved else None
         turn.user_message_id = (
             await self.store.add_messages(
@@ -297,7 +305,10 @@ class ChatOrchestrator:
         """Stage 2: memory, profile, knowledge and history within the token budget."""
         req = turn.req
         assert turn.session is not None
-        limit, reserve = await self._window(turn, route, personality)
+        if turn.tokens:  # already resolved before the question was stored
+            limit, reserve = turn.tokens["limit"], turn.tokens["reserve"]
+        else:
+            limit, reserve = await self._window(turn, route, personality)
         estimator = await self.accounting.for_model(route.model)
         bundle: ContextBundle = await self.context.build(
             query=req.prompt,
@@ -318,6 +329,28 @@ class ChatOrchestrator:
             self._over_budget(turn, bundle, route, limit, reserve)
         return bundle
 
+    async def _refuse_early(self, turn: Turn, route: Route, personality: Personality) -> None:
+        """Before anything is stored: a request that cannot be answered as asked is
+        refused here, so a refusal leaves no session and no (possibly huge) message."""
+        req = turn.req
+        if req.images and route.engine.supports_images is False:
+            raise UsageError(
+                f"{route.label} reads text only and cannot see the attached image(s)",
+                hint="send images to a vision model (e.g. `-m ollama:llava` or "
+                "`-m openai:gpt-4o-mini`); text files go in with `-f FILE`",
+            )
+        limit, reserve = await self._window(turn, route, personality)
+        if turn.tokens["window_source"] == "default":
+            return  # unknown window: `_over_budget` sends it and lets the server decide
+        estimator = await self.accounting.for_model(route.model)
+        # what no trimming can remove: the personality's prompt and the question
+        needed = estimator.messages(
+            [Message("system", system_prompt(personality, req.system)), Message("user", req.prompt)]
+        )
+        budget = max(limit - reserve, 256)
+        if needed > budget:
+            raise self._too_large(turn, route, needed, budget, limit, reserve)
+
     def _over_budget(
         self, turn: Turn, bundle: ContextBundle, route: Route, limit: int, reserve: int
     ) -> None:
@@ -331,7 +364,20 @@ class ChatOrchestrator:
                 "to trim history); set it with `ai.context_windows` in engines.yaml"
             )
             return
-        used = bundle.token_budget["used"]
+        raise self._too_large(
+            turn,
+            route,
+            bundle.token_budget["used"],
+            bundle.token_budget["limit"],
+            limit,
+            reserve,
+        )
+
+    def _too_large(
+        self, turn: Turn, route: Route, used: int, budget: int, limit: int, reserve: int
+    ) -> ContextTooLarge:
+        """The refusal, naming the fix that works for why the prompt cannot fit."""
+        window, source = turn.tokens["window"], turn.tokens["window_source"]
         if limit < window:  # cozy's own cap, not the model, is what is too small
             hint = (
                 f"raise `context.token_budget` in engines.yaml (now {limit:,}; removing it "
@@ -344,9 +390,9 @@ class ChatOrchestrator:
                 f"takes more than {window:,} tokens, say so in engines.yaml: "
                 f"`ai: {{context_windows: {{'{route.label}': N}}}}`"
             )
-        raise ContextTooLarge(
+        return ContextTooLarge(
             f"the prompt needs about {used:,} tokens but the context budget is "
-            f"{bundle.token_budget['limit']:,} ({route.label} window {window:,} from "
+            f"{budget:,} ({route.label} window {window:,} from "
             f"{source}, cozy's limit {limit:,}, minus {reserve:,} reserved for the answer)",
             hint=hint,
         )

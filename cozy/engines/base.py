@@ -162,6 +162,9 @@ class AIEngine(BaseEngine):
     # model names of the form `name:tag` (Ollama's `llama3.2:3b`): a prefix that is no
     # provider may then be part of the name; otherwise it is a mistyped provider
     tagged_model_names: ClassVar[bool] = False
+    # images in user messages: False refuses them before anything is stored; None
+    # (unknown: a server decides per model) sends them and lets the server answer
+    supports_images: ClassVar[bool | None] = None
     default_model: str = ""
 
     @abstractmethod
@@ -437,7 +440,9 @@ class ManagesMemories(Protocol):
         self, user_id: str, *, kinds: Sequence[str] = ("fact",), include_removed: bool = False
     ) -> Sequence[MemoryRecord]: ...
 
-    async def find_memories(self, query: str, *, user_id: str, limit: int) -> list[MemoryHit]:
+    async def find_memories(
+        self, query: str, *, user_id: str, limit: int, min_similarity: float | None = None
+    ) -> list[MemoryHit]:
         """A search no answer waits on: the embedder may take its time to load."""
         ...
 
@@ -560,6 +565,34 @@ class ServesResources(Protocol):
     async def list_resources(self, server: str | None = None) -> tuple[list[Any], list[str]]: ...
 
     async def read_resource(self, server: str, uri: str) -> Any: ...
+
+
+@runtime_checkable
+class KeepsServerLogs(Protocol):
+    """A tools engine that keeps what its servers logged (MCP notifications/message),
+    bounded, for `cozy tools logs`; reading never starts a server."""
+
+    def server_logs(
+        self, server: str | None = None, *, limit: int = 50, level: str = "debug"
+    ) -> list[dict[str, Any]]: ...
+
+
+class Admission(Protocol):
+    """Places an AI engine holds for one request (see `AdmitsRequests`)."""
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class AdmitsRequests(Protocol):
+    """An AI engine that runs requests on a bounded queue (the embedded model) and can
+    hold places in it before a face commits to an answer: a streaming HTTP response sends
+    its 200 before the model is asked, so the server holds the places first and answers
+    503 + Retry-After when there are none. `admit(n)` raises ModelBusy, or holds `n`
+    places that the next generations of this task (and of the tasks it starts afterwards)
+    take; `release()` gives back the ones not taken."""
+
+    def admit(self, n: int = 1) -> Admission: ...
 
 
 class BackgroundJobs(Protocol):

@@ -73,6 +73,7 @@ class LocalProvider(AIEngine):
     provider_name: ClassVar[str] = "local"
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
+    supports_images: ClassVar[bool | None] = False  # llama.cpp here runs text-only GGUFs
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
@@ -111,6 +112,11 @@ class LocalProvider(AIEngine):
     @property
     def worker(self) -> runner.Worker:
         return runner.worker(self.max_queue)
+
+    def admit(self, n: int = 1) -> runner.Hold:
+        """Hold `n` places in the model's queue (ModelBusy when it is full): see
+        `engines.base.AdmitsRequests`."""
+        return self.worker.admit(n)
 
     def file(self, model: str) -> local_models.ModelFile:
         return local_models.resolve(model or self.default_model, self.models_dir)
