@@ -96,6 +96,26 @@ def gather(fragments: list[str], attachments: list[str], stdin: BinaryIO | None 
     return out
 
 
+def image_from_url(url: str) -> ImagePart:
+    """An OpenAI `image_url` part's data URL as an image (the server's way in)."""
+    head, sep, data = url.partition(",")
+    if not url.startswith("data:") or not sep or not head.endswith(";base64"):
+        raise UsageError(
+            "image_url must be a base64 data URL (data:image/png;base64,...)",
+            hint="send the image's bytes inline; cozy does not fetch image URLs for you",
+        )
+    mime = head[5:].removesuffix(";base64")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise UsageError("image_url: the data is not valid base64") from None
+    if image_type(raw) is None:
+        raise UsageError(f"image_url: not a PNG, JPEG, GIF or WebP image ({mime})")
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise UsageError(f"image_url: larger than {MAX_IMAGE_BYTES // 2**20} MB")
+    return ImagePart(image_type(raw) or mime, data, "image_url")
+
+
 def fenced(f: Fragment) -> str:
     """A fence longer than any backtick run inside, so the text cannot close it."""
     longest, run = 0, 0

@@ -19,10 +19,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cozy.storage.jobs import Job, JobQueue
+from cozy.storage.jobs import Job, JobQueue, backlog
 
 log = logging.getLogger("cozy.jobs")
 
+BACKLOG_COUNT_EVERY = 5.0  # s between two counts of the pending jobs (storage/jobs.Backlog)
 Handler = Callable[[dict[str, Any], Job], Awaitable[None]]
 
 
@@ -68,6 +69,7 @@ class JobWorker:
         self.keep_done = keep_done
         self.purge_every = purge_every
         self._next_purge = 0.0  # monotonic; the first idle moment purges
+        self._next_count = 0.0  # monotonic; when the backlog is counted again
         self.purged = 0
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
@@ -177,8 +179,19 @@ class JobWorker:
         self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="cozy-job-worker")
 
+    async def _count_backlog(self) -> None:
+        now = time.monotonic()
+        if now < self._next_count:
+            return
+        self._next_count = now + BACKLOG_COUNT_EVERY
+        try:
+            backlog.count(await self.queue.pending_count())
+        except Exception as exc:  # a locked or full disk: the estimate goes on counting
+            log.debug("counting the job backlog failed: %s", exc)
+
     async def _loop(self) -> None:
         while not self._stopping:
+            await self._count_backlog()
             try:
                 result = await self.run_one()
             except asyncio.CancelledError:

@@ -22,7 +22,8 @@ def when(ts: float) -> str:
 
 def session_label(s: SessionRow) -> str:
     title = (s.title or "untitled").replace("\n", " ")
-    return f"{title[:40]}\n{when(s.updated_at)} · {s.personality_id}"
+    mark = "⎇ " if (s.metadata or {}).get("branch") else ""
+    return f"{mark}{title[:40]}\n{when(s.updated_at)} · {s.personality_id}"
 
 
 class SessionItem(ListItem):
