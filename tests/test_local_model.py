@@ -78,6 +78,29 @@ async def test_two_plus_two(provider: LocalProvider) -> None:
     assert "4" in text
 
 
+async def test_stop_max_tokens_seed_and_temperature(provider: LocalProvider) -> None:
+    count = "Count from 1 to 20, separated by commas."
+    seeded = GenerationOptions(temperature=0.0, seed=3, max_tokens=60)
+    full, last = await stream(provider, count, options=seeded)
+    assert "\n" in full.strip() and last.usage  # lines: what the stop sequence cuts at
+    again, _ = await stream(provider, count, options=seeded)
+    assert again == full  # temperature 0 and a seed: the same answer
+    cut = GenerationOptions(temperature=0.0, seed=3, max_tokens=60, stop=["\n"])
+    text, cut_last = await stream(provider, count, options=cut)
+    assert text.strip() and "\n" not in text and full.startswith(text)
+    assert cut_last.finish_reason == "stop" and cut_last.usage
+    assert cut_last.usage.completion_tokens < last.usage.completion_tokens
+    short = GenerationOptions(temperature=0.0, max_tokens=3)
+    _, short_last = await stream(provider, count, options=short)
+    assert short_last.finish_reason == "length" and short_last.usage
+    assert short_last.usage.completion_tokens == 3
+    hot = GenerationOptions(temperature=1.0, seed=7, max_tokens=40)
+    one, _ = await stream(provider, "Tell me a story.", options=hot)
+    await stream(provider, "Say hi.", options=short)  # something else in between
+    two, _ = await stream(provider, "Tell me a story.", options=hot)
+    assert one == two and one.strip()  # sampled, and the seed makes it repeatable
+
+
 async def test_json_schema_answer_is_valid(provider: LocalProvider) -> None:
     schema = {
         "type": "object",
