@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from cozy.tui.background import BackgroundToasts
 from cozy.tui.branching import Branching
 from cozy.tui.choosers import Choosers
 from cozy.tui.copying import CodeCopier
@@ -101,6 +102,7 @@ class CozyApp(App[int]):
         self.panels = Panels(self)
         self.copier = CodeCopier(self)
         self.branching = Branching(self)
+        self.background = BackgroundToasts(self)
         self.voice = PushToTalk(self)
         self.ingest = KnowledgeIngest(self)
         self.slash = SlashCommands(self, self._command_handlers())
@@ -129,6 +131,9 @@ class CozyApp(App[int]):
 
     def refresh_sessions(self, query: str | None = None) -> None:
         self.sessions.refresh(query)
+
+    async def show_personalities(self) -> None:
+        await self.choosers.show_personalities()
 
     async def load_session(self, session_id: str) -> None:
         if self.branching.editing is not None:
@@ -232,6 +237,7 @@ class CozyApp(App[int]):
             if self._runtime is None:
                 self._runtime = await Runtime.open(self.settings)
             rt = self.runtime
+            rt.worker.listeners.append(self.background.listen)  # toasts for finished jobs
             rt.start_worker()  # memory, profile, summaries: background jobs run while you chat
             try:
                 st.personality = rt.personalities.get(st.personality).id
@@ -247,6 +253,7 @@ class CozyApp(App[int]):
         settle_heap()  # full collections stop walking start-up's objects (see heap.py)
         st.ready.set()
         self.views.status.set(personality=st.personality)
+        await self.show_personalities()
         self.refresh_sessions()
         if self.check_model:
             self.probe_model()
@@ -278,6 +285,9 @@ class CozyApp(App[int]):
 
     async def on_unmount(self) -> None:
         release_full_gc(collect=False)  # the threshold goes back as the app closes
+        if self._runtime is not None:
+            with contextlib.suppress(ValueError):  # a given runtime outlives this app
+                self._runtime.worker.listeners.remove(self.background.listen)
         if self._runtime is not None and self._given_runtime is None:
             await self._runtime.close()
 
@@ -290,6 +300,9 @@ class CozyApp(App[int]):
 
     async def on_sidebar_delete(self, message: Sidebar.Delete) -> None:
         await self.sessions.delete(message.session_id)
+
+    async def on_sidebar_personality(self, message: Sidebar.Personality) -> None:
+        await self.choosers.choose_personality(message.personality_id)
 
     async def on_prompt_area_submitted(self, message: PromptArea.Submitted) -> None:
         from cozy.tui.commands import parse

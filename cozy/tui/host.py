@@ -101,6 +101,10 @@ class Host(Protocol):
 
     def refresh_sessions(self, query: str | None = None) -> None: ...
 
+    async def show_personalities(self) -> None:
+        """Mark the current personality in the sidebar."""
+        ...
+
     async def load_session(self, session_id: str) -> None:
         """Show a stored session and make it current."""
         ...
