@@ -83,11 +83,14 @@ def search_cmd(
     """Hybrid search (keywords + meaning) over memories and past turns."""
 
     async def go() -> None:
+        from cozy.engines.degraded import noting
+
         async with runtime() as rt:
             mem = await _engine(rt)
             # no answer is waiting on this search: give the embedder time to load
-            hits = await mem.find_memories(query, user_id=state.settings().user, limit=limit)
-        note = getattr(hits, "degrade_reason", None)
+            with noting() as notes:
+                hits = await mem.find_memories(query, user_id=state.settings().user, limit=limit)
+        note = notes[0] if notes else None
         if as_json:
             print_json(
                 {

@@ -8,22 +8,19 @@ the messages back from the store by id, so a job carries ids, never text.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
 from cozy.engines.memory.extract import ExtractionFailed
+from cozy.engines.memory.parts import MemoryParts
 from cozy.engines.memory.types import TurnInput
 from cozy.engines.turn_jobs import load_turn_or_fail, turn_ids
 from cozy.storage.jobs import Job, enqueue, final_answers
 from cozy.storage.schema import sessions
 from cozy.storage.worker import PermanentJobError
-
-if TYPE_CHECKING:
-    from cozy.engines.memory.local import LocalMemory
-
 
 # built once: the outbox hook runs on every saved turn
 _OWNER = sa.select(sessions.c.user_id, sessions.c.personality_id).where(
@@ -37,7 +34,7 @@ async def session_owner(conn: AsyncConnection, session_id: str) -> tuple[str, st
 
 
 class MemoryJobs:
-    def __init__(self, engine: LocalMemory) -> None:
+    def __init__(self, engine: MemoryParts) -> None:
         self.engine = engine
 
     async def outbox_hook(

@@ -33,11 +33,13 @@ from typing import Any, ClassVar
 from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
 from cozy.engines.base import EngineContext, EngineOptions, Health, MemoryEngine
+from cozy.engines.degraded import degraded
 from cozy.engines.memory import reconcile
-from cozy.engines.memory.rank import Weights, answer_bonus, first_stage, last_stage
+from cozy.engines.memory.rank import Weights, answer_bonus
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow, keyword_index
 from cozy.engines.memory.search import RowCache, neighbours, recency_factor
-from cozy.engines.memory.types import Hits, TurnInput, iso
+from cozy.engines.memory.stages import first_stage, last_stage
+from cozy.engines.memory.types import TurnInput, iso
 from cozy.engines.retrieval.embedder import LazyEmbedder
 from cozy.engines.retrieval.fusion import rrf
 from cozy.engines.retrieval.vector_index import VectorIndex
@@ -239,10 +241,11 @@ class LocalMemory(MemoryEngine):
 
     # --- search -----------------------------------------------------------------
     async def _vector_list(
-        self, user_id: str, query: str, version: int, pool: int, wait: float | None, hits: Hits
+        self, user_id: str, query: str, version: int, pool: int, wait: float | None
     ) -> list[tuple[str, float]]:
         vec, note = await self.query_vector(query, wait)
-        hits.degrade_reason = note  # nothing degrades for a user with no memories
+        if note:  # nothing degrades for a user with no memories
+            degraded(note)
         if vec is None:
             return []
         idx = await self.index(user_id, version)
@@ -262,8 +265,8 @@ class LocalMemory(MemoryEngine):
         mode: str = "hybrid",
         candidates: int = 50,
         vector_wait: float | None = None,
-    ) -> Hits:
-        hits = Hits()
+    ) -> list[MemoryHit]:
+        hits: list[MemoryHit] = []
         if not query.strip():
             return hits
         pool = max(candidates, limit * 4)
@@ -274,7 +277,7 @@ class LocalMemory(MemoryEngine):
         if mode in ("hybrid", "keyword"):
             jobs.append(self.repo.keyword(user_id, query, pool, kinds))
         if mode in ("hybrid", "vector"):
-            jobs.append(self._vector_list(user_id, query, version, pool, vector_wait, hits))
+            jobs.append(self._vector_list(user_id, query, version, pool, vector_wait))
         lists = [x for x in await asyncio.gather(*jobs) if x]
         staged = mode == "hybrid" and len(lists) == 2  # the second stage: memory/rank.py
         if staged:
@@ -399,7 +402,7 @@ class LocalMemory(MemoryEngine):
         statuses = ("active", "obsolete", "deleted") if include_removed else ("active",)
         return await self.repo.list_rows(user_id, kinds=kinds, statuses=statuses, limit=None)
 
-    async def find_memories(self, query: str, *, user_id: str, limit: int) -> Hits:
+    async def find_memories(self, query: str, *, user_id: str, limit: int) -> list[MemoryHit]:
         # no answer is waiting on this search: give the embedder time to load
         return await self.search(query, user_id=user_id, limit=limit, vector_wait=60.0)
 

@@ -280,8 +280,8 @@ class LocalVoice(VoiceEngine):
     async def create_realtime_session(self, **options: Any) -> Any:
         from cozy.engines.voice.realtime import RealtimeTranscriber
 
-        self._ready()
-        return RealtimeTranscriber(self, **options)
+        stt, _ = self._ready()
+        return RealtimeTranscriber(stt, self.new_segmenter, **options)
 
 
 async def _once(text: str) -> AsyncIterator[str]:

@@ -9,6 +9,7 @@ configured trailing silence) and, at `finish()`, a last `final` if speech was op
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +18,7 @@ import numpy as np
 from cozy.engines.voice.audio import STT_RATE, check_rate, from_pcm16, resample
 
 if TYPE_CHECKING:
-    from cozy.engines.voice.engine import LocalVoice
-    from cozy.engines.voice.stt import STTStream
+    from cozy.engines.voice.stt import STT, STTStream
     from cozy.engines.voice.vad import Segmenter
 
 PREROLL_S = 0.3  # audio kept from before the VAD fired, so first phonemes are not lost
@@ -35,9 +35,11 @@ class RealtimeEvent:
 
 
 class RealtimeTranscriber:
-    def __init__(self, engine: LocalVoice, *, sample_rate: int = STT_RATE, vad: bool = True,
+    def __init__(self, stt: STT, new_segmenter: Callable[..., Awaitable[Segmenter]], *,
+                 sample_rate: int = STT_RATE, vad: bool = True,
                  silence_ms: float | None = None) -> None:  # fmt: skip
-        self.engine = engine
+        self.stt = stt
+        self.new_segmenter = new_segmenter  # LocalVoice.new_segmenter: a VAD per stream
         self.rate = check_rate(int(sample_rate))
         self.use_vad = vad
         self.silence_ms = silence_ms
@@ -50,12 +52,11 @@ class RealtimeTranscriber:
     async def _segmenter(self) -> Segmenter:
         if self._seg is None:
             kw = {} if self.silence_ms is None else {"silence_ms": float(self.silence_ms)}
-            self._seg = await self.engine.new_segmenter(**kw)
+            self._seg = await self.new_segmenter(**kw)
         return self._seg
 
     async def _open(self) -> STTStream:
-        stt, _ = self.engine._ready()
-        self._session = await asyncio.to_thread(stt.stream)
+        self._session = await asyncio.to_thread(self.stt.stream)
         return self._session
 
     async def feed(self, pcm: bytes) -> list[RealtimeEvent]:
