@@ -25,6 +25,8 @@ from cozy.core.windows import ContextWindows, TokenAccounting
 from cozy.engines.ai.choice import automatic as automatic_reason
 from cozy.engines.ai.router import ModelRouterImpl
 from cozy.engines.base import (
+    Admission,
+    AdmitsRequests,
     BaseEngine,
     EmbedEngine,
     EngineContext,
@@ -321,6 +323,23 @@ class Runtime:
             with contextlib.suppress(CozyError):
                 models += await (await self.router.engine("local")).list_models()
         return models
+
+    async def admit(
+        self, model: str | None, personality: str | None, n: int = 1
+    ) -> Admission | None:
+        """Hold `n` places for a request on its model's queue when that model has one (the
+        embedded model), or raise ModelBusy: the server asks before it commits to an
+        answer, so a full queue is a 503 even for a stream. The places go to the
+        generations this task starts; `release()` the handle when the request ends.
+        None: the model queues nothing here (a server decides for itself)."""
+        found = self.personalities.all().get(personality or self.orchestrator.default_personality)
+        try:
+            route = await self.router.resolve(model or (found.model if found else None))
+        except CozyError:
+            return None  # the turn itself reports a model it cannot use
+        if isinstance(route.engine, AdmitsRequests):
+            return route.engine.admit(n)
+        return None
 
     def tiny_model_notice(self, label: str) -> str | None:
         """How to get a better model, once per data dir, after the bundled model answered."""

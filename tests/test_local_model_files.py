@@ -255,3 +255,47 @@ async def test_worker_runs_user_turns_before_background_jobs() -> None:
     async for _ in cancelled.items(30, 30):
         pass
     assert "cancelled" not in order and w.pending == 0
+
+
+async def test_held_places_are_taken_by_this_tasks_jobs_and_given_back() -> None:
+    """The server holds places before a stream's 200: the request's own generation takes
+    a held place (never refused), anyone else meets the full queue, and the places not
+    taken come back on release."""
+    import asyncio
+    import contextvars
+    import threading
+
+    from cozy.core.errors import ModelBusy
+
+    w = llama_runner.Worker(max_queue=2)
+    gate = threading.Event()
+
+    async def other_request() -> llama_runner.Job:  # another request's task: holds nothing
+        return w.submit(lambda job: None)
+
+    held = w.admit(2)
+    assert w.pending == 2
+    with pytest.raises(ModelBusy):
+        w.admit(1)
+    with pytest.raises(ModelBusy):
+        await asyncio.create_task(other_request(), context=contextvars.Context())
+    mine = w.submit(lambda job: gate.wait(30))  # takes one held place: not refused
+
+    async def my_choice() -> llama_runner.Job:  # a task this one starts: the places too
+        return w.submit(lambda job: None)
+
+    second = await asyncio.create_task(my_choice())
+    assert w.pending == 2 and held.left == 0
+    held.release()  # nothing left to give back
+    assert w.pending == 2
+    gate.set()
+    for job in (mine, second):
+        async for _ in job.items(30, 30):
+            pass
+    assert w.pending == 0
+    spare = w.admit(2)
+    job = w.submit(lambda job: None)
+    async for _ in job.items(30, 30):
+        pass
+    spare.release()  # one place never taken: back
+    assert w.pending == 0

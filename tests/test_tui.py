@@ -40,7 +40,7 @@ async def test_send_streams_and_persists(cozy_home: Path, fake_model: FakeModelS
         # the sidebar lists the new session; the copy action copies the code block
         assert app.query_one(Sidebar).ids == [app.session_id]
         await pilot.press("f8")
-        assert app.copied == "print('hi')"
+        assert app.state.copied == "print('hi')"
         # history: ctrl+up brings the last prompt back
         await pilot.press("ctrl+up")
         assert app.query_one(PromptArea).text == "show me code"
@@ -188,7 +188,9 @@ async def test_slash_commands(cozy_home: Path, fake_model: FakeModelServer) -> N
         await pilot.press("escape")
         await pilot.press("ctrl+t")
         await settle(pilot)
-        assert app.voice_problem and "no voice engine is configured" in app.voice_problem
+        assert (
+            app.state.voice_problem and "no voice engine is configured" in app.state.voice_problem
+        )
         await send(pilot, "/quit")
         assert app.return_code == 0
 

@@ -559,6 +559,24 @@ class ServesResources(Protocol):
     async def read_resource(self, server: str, uri: str) -> Any: ...
 
 
+class Admission(Protocol):
+    """Places an AI engine holds for one request (see `AdmitsRequests`)."""
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class AdmitsRequests(Protocol):
+    """An AI engine that runs requests on a bounded queue (the embedded model) and can
+    hold places in it before a face commits to an answer: a streaming HTTP response sends
+    its 200 before the model is asked, so the server holds the places first and answers
+    503 + Retry-After when there are none. `admit(n)` raises ModelBusy, or holds `n`
+    places that the next generations of this task (and of the tasks it starts afterwards)
+    take; `release()` gives back the ones not taken."""
+
+    def admit(self, n: int = 1) -> Admission: ...
+
+
 class BackgroundJobs(Protocol):
     """An engine's durable work: a hook run in the transaction that saves a turn
     (it queues jobs), and the handlers that run them."""

@@ -51,7 +51,7 @@ def error_response(
 def cozy_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     assert isinstance(exc, E.CozyError)
     headers = None
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | E.ModelBusy):
         headers = {"Retry-After": str(exc.retry_after)}
     param = getattr(exc, "param", None)
     payload = body(str(exc), type_=exc.error_type, code=exc.code, param=param)

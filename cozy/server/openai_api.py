@@ -25,7 +25,7 @@ from cozy.core.events import (
     ToolResult,
 )
 from cozy.core.orchestrator import ChatRequest
-from cozy.engines.base import EmbedEngine
+from cozy.engines.base import Admission, EmbedEngine
 from cozy.runtime import Runtime
 from cozy.server.chat import (
     SESSION_HEADER,
@@ -176,6 +176,13 @@ class OpenAIController(Controller):
         # 429 before any model call when a limit or budget cannot hold the estimate
         await turn.meter.reserve(body, priced, rt.config.context.reserve_answer_tokens, system)
         n = body.n or 1
+        try:
+            # places on a queued model (the embedded one) before anything is saved or sent:
+            # a full queue is a 503 with Retry-After, for a stream too (its 200 goes first)
+            admission = await rt.admit(req.model, req.personality, n)
+        except CozyError:
+            turn.finish()
+            raise
         if not body.stream:
             try:
                 dones: list[Done] = []
@@ -193,6 +200,8 @@ class OpenAIController(Controller):
                 return Response(out, headers=headers)
             finally:
                 turn.finish()
+                if admission is not None:
+                    admission.release()
         # streaming: run prepare before answering, so bad sessions/models get a real status
         runs = [rt.orchestrator.run(r) for r in fan_out(req, n)]
         first: Started | None = None
@@ -200,6 +209,8 @@ class OpenAIController(Controller):
             started = await _started(events, turn)
             if isinstance(started, Failed):
                 turn.finish()
+                if admission is not None:
+                    admission.release()
                 for other in runs:
                     await other.aclose()
                 return _failed_response(started, started.session_id)
@@ -213,7 +224,7 @@ class OpenAIController(Controller):
             fingerprint=fingerprint(first.model),
         )
         return Stream(
-            _sse(runs, writer, turn),
+            _sse(runs, writer, turn, admission),
             media_type="text/event-stream",
             headers={
                 SESSION_HEADER: first.session_id,
@@ -417,7 +428,10 @@ async def _merged(
 
 
 async def _sse(
-    runs: list[AsyncGenerator[ChatEvent, None]], writer: ChunkWriter, turn: _Turn
+    runs: list[AsyncGenerator[ChatEvent, None]],
+    writer: ChunkWriter,
+    turn: _Turn,
+    admission: Admission | None = None,
 ) -> AsyncIterator[bytes]:
     """SSE body. A client disconnect cancels this task: the orchestrator saves the
     partial answers as interrupted. While the model is silent a comment line goes out
@@ -453,6 +467,8 @@ async def _sse(
         raise
     finally:
         turn.finish()
+        if admission is not None:
+            admission.release()
         if turn.status != "ok":
             # runs never pumped (stopped before the first event): close them now, outside
             # the cancelled scope, so their partial answers are saved as interrupted

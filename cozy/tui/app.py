@@ -13,14 +13,20 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from textual import events, work
+from textual.app import App
 from textual.binding import Binding
 from textual.containers import Vertical
 
-from cozy.tui.actions import ActionsMixin
+from cozy.tui.choosers import Choosers
+from cozy.tui.copying import CodeCopier
 from cozy.tui.heap import IdleCollector, release_full_gc, settle_heap
-from cozy.tui.history import render_history
-from cozy.tui.ingest import IngestMixin
-from cozy.tui.turn import TurnMixin
+from cozy.tui.host import ChatState, Views, busy_warning
+from cozy.tui.ingest import KnowledgeIngest
+from cozy.tui.panels import Panels
+from cozy.tui.sessions import Sessions
+from cozy.tui.slash import Handler, SlashCommands
+from cozy.tui.turn import TurnRunner
+from cozy.tui.voice import PushToTalk
 from cozy.tui.widgets.context_panel import ContextPanel
 from cozy.tui.widgets.mdbody import warm_up
 from cozy.tui.widgets.messages import ChatLog
@@ -39,7 +45,10 @@ log = logging.getLogger("cozy.tui")
 MODEL_CHECK_TIMEOUT = 5.0
 
 
-class CozyApp(TurnMixin, ActionsMixin, IngestMixin):
+class CozyApp(App[int]):
+    """The screen and its keys; the work is done by the parts it composes (turns,
+    sessions, choosers, panels, copy, voice, ingest), each given the app as a `Host`."""
+
     CSS_PATH = "cozy.tcss"
     TITLE = "cozy"
     ENABLE_COMMAND_PALETTE = False
@@ -70,29 +79,77 @@ class CozyApp(TurnMixin, ActionsMixin, IngestMixin):
         super().__init__()
         self.settings = settings
         self.start_session = session
-        self.personality: str = personality or settings.personality
-        self.model: str | None = model or settings.model
+        self.state = ChatState(
+            personality=personality or settings.personality, model=model or settings.model
+        )
         self._given_runtime = runtime
         self._runtime: Runtime | None = runtime
+        self._views: Views | None = None
         self.check_model = check_model
-        self.ready = asyncio.Event()
-        self.session_id: str | None = None
-        self.busy = False
-        self.tokens = 0
-        self.last_error: str | None = None
-        self.model_problem: str | None = None
-        self.deleted: list[str] = []
-        self.startup_error: str | None = None
-        self.copied: str | None = None
-        self.recorder: Any = None
-        self.voice_problem: str | None = None
         self.idle_gc = IdleCollector()  # a turn's garbage is collected once you pause
+        self.turns = TurnRunner(self)
+        self.sessions = Sessions(self)
+        self.choosers = Choosers(self)
+        self.panels = Panels(self)
+        self.copier = CodeCopier(self)
+        self.voice = PushToTalk(self)
+        self.ingest = KnowledgeIngest(self)
+        self.slash = SlashCommands(self, self._command_handlers())
 
+    # --- the Host protocol ----------------------------------------------------
     @property
     def runtime(self) -> Runtime:
         assert self._runtime is not None, "the runtime is not open yet"
         return self._runtime
 
+    @property
+    def views(self) -> Views:
+        if self._views is None:
+            self._views = Views(
+                chat=self.query_one(ChatLog),
+                prompt=self.query_one(PromptArea),
+                status=self.query_one(StatusBar),
+                sidebar=self.query_one(Sidebar),
+                context=self.query_one(ContextPanel),
+            )
+        return self._views
+
+    def send(self, text: str) -> None:
+        self.turns.start(text)
+
+    def refresh_sessions(self, query: str | None = None) -> None:
+        self.sessions.refresh(query)
+
+    def copy_to_clipboard(self, text: str) -> None:
+        """OSC 52, wrapped for tmux when inside it (Textual's own write is not)."""
+        from cozy.tui.clipboard import osc52
+
+        self._clipboard = text
+        if self._driver is not None:
+            self._driver.write(osc52(text))
+
+    # --- shortcuts for readers and tests --------------------------------------
+    @property
+    def session_id(self) -> str | None:
+        return self.state.session_id
+
+    @property
+    def personality(self) -> str:
+        return self.state.personality
+
+    @property
+    def model(self) -> str | None:
+        return self.state.model
+
+    @property
+    def busy(self) -> bool:
+        return self.state.busy
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self.state.ready
+
+    # --- screen -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Sidebar()
         with Vertical(id="main"):
@@ -114,9 +171,10 @@ class CozyApp(TurnMixin, ActionsMixin, IngestMixin):
             self.set_keymap(cfg.keys)
         if cfg.theme:
             self.theme = cfg.theme
-        self.query_one(ContextPanel).display = False
-        self.query_one(StatusBar).set(personality=self.personality, model=self.model or "default")
-        self.query_one(PromptArea).focus()
+        views = self.views
+        views.context.display = False
+        views.status.set(personality=self.state.personality, model=self.state.model or "default")
+        views.prompt.focus()
         self.set_interval(0.5, self._collect_when_idle)
         self._stop_on_signals()
         self.start()
@@ -140,7 +198,7 @@ class CozyApp(TurnMixin, ActionsMixin, IngestMixin):
         self.exit(return_code=128 + signum)
 
     def _collect_when_idle(self) -> None:
-        self.idle_gc.poll(self.busy)
+        self.idle_gc.poll(self.state.busy)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
@@ -152,99 +210,55 @@ class CozyApp(TurnMixin, ActionsMixin, IngestMixin):
         from cozy.core.errors import CozyError
         from cozy.runtime import Runtime
 
-        chat = self.query_one(ChatLog)
+        st = self.state
+        chat = self.views.chat
         try:
             if self._runtime is None:
                 self._runtime = await Runtime.open(self.settings)
             rt = self.runtime
             rt.start_worker()  # memory, profile, summaries: background jobs run while you chat
             try:
-                self.personality = rt.personalities.get(self.personality).id
+                st.personality = rt.personalities.get(st.personality).id
             except CozyError as exc:
                 await chat.add_notice(f"⚠ {exc}", "error")
-                self.personality = rt.personalities.get(self.settings.personality).id
-            await self._open_start_session()
+                st.personality = rt.personalities.get(self.settings.personality).id
+            await self.sessions.open_start(self.start_session)
         except CozyError as exc:
-            self.startup_error = str(exc)
+            st.startup_error = str(exc)
             self.exit(return_code=exc.exit_code, message=f"error: {exc}")
             return
         warm_up()  # the Markdown renderer's imports happen now, not during the first answer
         settle_heap()  # full collections stop walking start-up's objects (see heap.py)
-        self.ready.set()
-        self.query_one(StatusBar).set(personality=self.personality)
+        st.ready.set()
+        self.views.status.set(personality=st.personality)
         self.refresh_sessions()
         if self.check_model:
             self.probe_model()
-
-    async def _open_start_session(self) -> None:
-        from cozy.core.errors import CozyError
-
-        ref = self.start_session
-        if not ref or ref == "new":
-            return
-        store, user = self.runtime.store, self.settings.user
-        try:
-            row = (
-                await store.last_session(user)
-                if ref == "last"
-                else await store.get_session(ref, user_id=user)
-            )
-        except CozyError as exc:
-            await self.query_one(ChatLog).add_notice(f"⚠ {exc}; starting a new session", "error")
-            return
-        if row is None:
-            await self.query_one(ChatLog).add_notice("no sessions yet; starting a new one", "info")
-            return
-        await self.load_session(row.id)
-
-    async def load_session(self, session_id: str) -> None:
-        """Show a stored session (the last 200 messages) and make it current."""
-        rt = self.runtime
-        row = await rt.store.get_session(session_id, user_id=self.settings.user)
-        chat = self.query_one(ChatLog)
-        await chat.reset()
-        self.session_id = row.id
-        self.personality = row.personality_id
-        if row.model:
-            self.model = row.model
-        await render_history(chat, rt.store, row.id)
-        self.query_one(StatusBar).set(personality=self.personality, model=self.model or "default")
 
     @work(exclusive=True, group="probe", exit_on_error=False)
     async def probe_model(self) -> None:
         """Say early (and how to fix it) when no model is reachable; browsing still works."""
         from cozy.core.errors import CozyError
+        from cozy.tui.turn import auto_reason
 
-        rt = self.runtime
+        rt, st = self.runtime, self.state
         try:
-            route = await rt.router.resolve(self.model)
+            route = await rt.router.resolve(st.model)
             await asyncio.wait_for(route.engine.list_models(), MODEL_CHECK_TIMEOUT)
         except (CozyError, OSError, TimeoutError) as exc:
-            self.model_problem = str(exc)
+            st.model_problem = str(exc)
         except Exception as exc:  # any provider failure: report it, never crash
-            self.model_problem = f"{type(exc).__name__}: {exc}"
+            st.model_problem = f"{type(exc).__name__}: {exc}"
         else:
-            from cozy.tui.turn import auto_reason
-
-            self.query_one(StatusBar).set(model=route.label, why=auto_reason(route.reason))
+            self.views.status.set(model=route.label, why=auto_reason(route.reason))
             return
-        await self.query_one(ChatLog).add_notice(
-            f"⚠ No model reachable: {self.model_problem}\n"
+        await self.views.chat.add_notice(
+            f"⚠ No model reachable: {st.model_problem}\n"
             "Fix: start Ollama (`ollama serve`, then `ollama pull llama3.2`), or set "
             "OPENAI_BASE_URL / OPENAI_API_KEY, or pick another model with /model. "
             "`cozy doctor` checks the setup. You can still browse your sessions.",
             "error",
         )
-
-    @work(exclusive=True, group="sessions", exit_on_error=False)
-    async def refresh_sessions(self, query: str | None = None) -> None:
-        await self.ready.wait()
-        if query is None:
-            query = self.query_one("#session-search").value  # type: ignore[attr-defined]
-        rows = await self.runtime.store.list_sessions(
-            self.settings.user, query=query or None, limit=200
-        )
-        await self.query_one(Sidebar).show(rows, self.session_id)
 
     async def on_unmount(self) -> None:
         release_full_gc(collect=False)  # the threshold goes back as the app closes
@@ -256,34 +270,100 @@ class CozyApp(TurnMixin, ActionsMixin, IngestMixin):
         self.refresh_sessions(message.query)
 
     async def on_sidebar_open(self, message: Sidebar.Open) -> None:
-        if self.busy:
-            self.notify("an answer is running; esc cancels it", severity="warning")
-            return
-        await self.load_session(message.session_id)
-        self.query_one(PromptArea).focus()
+        await self.sessions.open(message.session_id)
 
     async def on_sidebar_delete(self, message: Sidebar.Delete) -> None:
-        await self.delete_session(message.session_id)
+        await self.sessions.delete(message.session_id)
 
     async def on_prompt_area_submitted(self, message: PromptArea.Submitted) -> None:
         from cozy.tui.commands import parse
 
         text = message.text
+        prompt = self.views.prompt
         command = parse(text)
         if command is not None:
-            self.query_one(PromptArea).clear()
-            await self.run_command(command)
+            prompt.clear()
+            await self.slash.run(command)
             return
         if text.lstrip().startswith("//"):
             text = text.lstrip()[1:]
-        if self.busy:
-            self.notify("an answer is running; esc cancels it", severity="warning")
+        if busy_warning(self):
             return
-        self.query_one(PromptArea).clear()
-        self.run_turn(text)
+        prompt.clear()
+        self.send(text)
 
+    # --- actions (key bindings) ---------------------------------------------
     def action_cancel(self) -> None:
-        for worker in self.workers:
-            if worker.group == "turn" and worker.is_running:
-                worker.cancel()
-                return
+        self.turns.cancel(self.workers)
+
+    async def action_new_session(self) -> None:
+        await self.sessions.new()
+
+    async def action_rename_session(self) -> None:
+        await self.sessions.ask_rename()
+
+    async def action_undo_delete(self) -> None:
+        await self.sessions.restore()
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.views.sidebar
+        sidebar.display = not sidebar.display
+
+    def action_toggle_context(self) -> None:
+        panel = self.views.context
+        panel.display = not panel.display
+
+    def action_pick_personality(self) -> None:
+        self.choosers.pick_personality()
+
+    def action_pick_model(self) -> None:
+        self.choosers.pick_model()
+
+    async def action_copy_code(self) -> None:
+        await self.copier.copy_last()
+
+    async def action_push_to_talk(self) -> None:
+        await self.voice.toggle()
+
+    def action_help(self) -> None:
+        from cozy.tui.screens.info import InfoScreen, help_text
+
+        self.push_screen(InfoScreen("Help", help_text(self)))
+
+    def _command_handlers(self) -> dict[str, Handler]:
+        def personality(arg: str) -> Any:
+            return (
+                self.choosers.choose_personality(arg) if arg else self.choosers.pick_personality()
+            )
+
+        def model(arg: str) -> None:
+            if arg:
+                self.choosers.set_model(arg)
+            else:
+                self.choosers.pick_model()
+
+        def knowledge(arg: str) -> Any:
+            return self.ingest.command(arg) if arg else self.panels.open_browser("knowledge")
+
+        def rename(arg: str) -> Any:
+            return self.sessions.rename_to(arg) if arg else self.sessions.ask_rename()
+
+        return {
+            "/new": lambda _: self.sessions.new(),
+            "/personality": personality,
+            "/model": model,
+            "/memory": lambda _: self.panels.open_browser("memory"),
+            "/profile": lambda _: self.panels.open_browser("profile"),
+            "/knowledge": knowledge,
+            "/tools": lambda _: self.panels.show_tools(),
+            "/prompt": lambda arg: self.panels.mcp_command("/prompt", arg),
+            "/resource": lambda arg: self.panels.mcp_command("/resource", arg),
+            "/context": lambda _: self.action_toggle_context(),
+            "/export": lambda arg: self.sessions.export(arg),
+            "/rename": rename,
+            "/undo": lambda _: self.sessions.restore(),
+            "/copy": lambda _: self.copier.copy_last(),
+            "/clear": lambda _: self.views.chat.reset(),
+            "/help": lambda _: self.action_help(),
+            "/quit": lambda _: self.exit(return_code=0),
+        }

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cozy.tui.base import AppBase
+if TYPE_CHECKING:
+    from cozy.tui.host import Host
 
 USAGE = "usage: /knowledge add PATH... [-c COLLECTION]   (or /knowledge to browse)"
 POLL_S = 0.5
@@ -48,27 +50,33 @@ def parse_ingest(arg: str) -> IngestRequest | str:
     return IngestRequest(paths, collection)
 
 
-class IngestMixin(AppBase):
-    async def knowledge_command(self, arg: str) -> None:
+class KnowledgeIngest:
+    """`/knowledge add`: queue the job, then toast its outcome and when vectors are ready."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    async def command(self, arg: str) -> None:
         from cozy.core.errors import CozyError
 
+        host = self.host
         request = parse_ingest(arg)
         if isinstance(request, str):
-            self.notify(request, severity="warning")
+            host.notify(request, severity="warning")
             return
         try:
-            job_id = await self.runtime.queue_ingest(
-                request.paths, user_id=self.settings.user, collection=request.collection
+            job_id = await host.runtime.queue_ingest(
+                request.paths, user_id=host.settings.user, collection=request.collection
             )
         except CozyError as exc:
             hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
-            self.notify(f"{exc}{hint}", severity="error")
+            host.notify(f"{exc}{hint}", severity="error")
             return
-        self.notify(
+        host.notify(
             f"indexing {len(request.paths)} path(s) into '{request.collection}' in the "
             f"background (job {job_id[:8]}); keep chatting"
         )
-        self.run_worker(self._watch_ingest(job_id), group="ingest")
+        host.run_worker(self._watch_ingest(job_id), group="ingest")
 
     async def _watch_ingest(self, job_id: str) -> None:
         from cozy.core.errors import CozyError
@@ -76,7 +84,7 @@ class IngestMixin(AppBase):
         while True:
             await asyncio.sleep(POLL_S)
             try:
-                job = await self.runtime.jobs.get(job_id)
+                job = await self.host.runtime.jobs.get(job_id)
             except CozyError:
                 return  # the store is closing with the app
             if job.status in ("done", "failed"):
@@ -89,16 +97,16 @@ class IngestMixin(AppBase):
         if pending:  # keyword-searchable now; the knowledge.embed job adds the vectors
             summary += f"; {pending} chunks being embedded in the background"
         if job.status == "done" and not failed:
-            self.notify(f"knowledge '{job.payload.get('collection')}': {summary}")
+            self.host.notify(f"knowledge '{job.payload.get('collection')}': {summary}")
         elif job.status == "done":
             first = failed[0]
-            self.notify(
+            self.host.notify(
                 f"knowledge '{job.payload.get('collection')}': {summary}; "
                 f"first failure: {first.get('path')}: {first.get('detail')}",
                 severity="warning",
             )
         else:
-            self.notify(f"knowledge ingest failed: {job.last_error}", severity="error")
+            self.host.notify(f"knowledge ingest failed: {job.last_error}", severity="error")
         embed_job = result.get("embed_job")
         if isinstance(embed_job, str):
             await self._watch_vectors(embed_job, str(job.payload.get("collection")))
@@ -109,13 +117,13 @@ class IngestMixin(AppBase):
         from cozy.core.errors import CozyError
         from cozy.engines.base import ManagesDocuments
 
-        engine = self.runtime.engines.get("knowledge")
+        engine = self.host.runtime.engines.get("knowledge")
         while isinstance(engine, ManagesDocuments):  # the capability, not a provider class
             await asyncio.sleep(POLL_S * 4)
             try:
-                coll = (await engine.stats(user_id=self.settings.user)).get(collection) or {}
+                coll = (await engine.stats(user_id=self.host.settings.user)).get(collection) or {}
             except CozyError:
                 return  # the store is closing with the app
             if not coll.get("pending_vectors"):
-                self.notify(f"knowledge '{collection}': vectors ready (hybrid search)")
+                self.host.notify(f"knowledge '{collection}': vectors ready (hybrid search)")
                 return

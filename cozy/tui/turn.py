@@ -11,21 +11,20 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from textual import work
-
-from cozy.tui.base import AppBase
 from cozy.tui.heap import quiet_gc
 from cozy.tui.screens.approval import ApprovalScreen
-from cozy.tui.widgets.context_panel import ContextPanel
 from cozy.tui.widgets.messages import ChatLog, MessageView, ToolCallView
-from cozy.tui.widgets.prompt import PromptArea
-from cozy.tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from textual.worker import Worker
+
     from cozy.core.events import ChatEvent
     from cozy.core.toolloop import Decision
     from cozy.core.types import ToolCall, ToolSpec
     from cozy.engines.base import ToolContext
+    from cozy.tui.host import Host
 
 
 class TurnState:
@@ -36,53 +35,68 @@ class TurnState:
         self.session_id: str | None = None
 
 
-class TurnMixin(AppBase):
-    """Methods of CozyApp that run a turn (kept apart to keep each module small)."""
+class TurnRunner:
+    """Runs one turn at a time in the app's exclusive "turn" worker and renders it."""
 
-    @work(exclusive=True, group="turn", exit_on_error=False)
-    async def run_turn(self, text: str) -> None:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def start(self, text: str) -> Worker[None]:
+        return self.host.run_worker(
+            self.run(text), group="turn", exclusive=True, exit_on_error=False
+        )
+
+    def cancel(self, workers: Iterable[Worker[Any]]) -> bool:
+        """Cancel the running turn (Esc); False when none runs."""
+        for worker in workers:
+            if worker.group == "turn" and worker.is_running:
+                worker.cancel()
+                return True
+        return False
+
+    async def run(self, text: str) -> None:
         from cozy.core.orchestrator import ChatRequest
         from cozy.core.types import Caller
 
-        await self.ready.wait()
-        rt = self.runtime
-        chat = self.query_one(ChatLog)
-        status = self.query_one(StatusBar)
+        host, st = self.host, self.host.state
+        await st.ready.wait()
+        views = host.views
+        chat, status = views.chat, views.status
         state = TurnState(text)
-        self.busy = True
+        st.busy = True
         status.set(running=True)
         await chat.add_message("user", text)
         req = ChatRequest(
             prompt=text,
-            caller=Caller(user_id=self.settings.user, role="admin", face="tui"),
-            session=self.session_id or "new",
-            personality=self.personality,
-            model=self.model,
+            caller=Caller(user_id=host.settings.user, role="admin", face="tui"),
+            session=st.session_id or "new",
+            personality=st.personality,
+            model=st.model,
             approver=self._approver,
         )
         try:
             with quiet_gc():  # no full GC pass while the answer streams (see heap.py)
-                async with contextlib.aclosing(rt.orchestrator.run(req)) as events:
+                async with contextlib.aclosing(host.runtime.orchestrator.run(req)) as events:
                     async for event in events:
                         await self._render_event(event, state, chat)
         except asyncio.CancelledError:
             note = "interrupted by esc; partial answer saved"
             await self._end_answer(state, chat, "interrupted", note)
             if not state.got_text:
-                prompt = self.query_one(PromptArea)
+                prompt = views.prompt
                 if not prompt.text.strip():
                     prompt.load_text(text)
                     prompt.move_cursor(prompt.document.end)
             raise
         finally:
-            self.busy = False
+            st.busy = False
             status.set(running=False)
             if state.session_id:
-                self.refresh_sessions()
+                host.refresh_sessions()
 
     async def _tiny_model_notice(self, chat: ChatLog, model: str) -> None:
         """Once: the bundled model is small, and how to get a better one."""
-        notice = self.runtime.tiny_model_notice(model)
+        notice = self.host.runtime.tiny_model_notice(model)
         if notice:
             await chat.add_notice(f"ℹ {notice}")
 
@@ -104,19 +118,20 @@ class TurnMixin(AppBase):
             state.got_text = True
             state.answer.append(event.text)
             return
-        status = self.query_one(StatusBar)
+        host, st = self.host, self.host.state
+        status = host.views.status
         if isinstance(event, Started):
             state.session_id = event.session_id
-            if self.session_id != event.session_id:
-                self.session_id = event.session_id
-                self.refresh_sessions()
+            if st.session_id != event.session_id:
+                st.session_id = event.session_id
+                host.refresh_sessions()
             status.set(
                 model=event.model,
                 personality=event.personality_id,
                 why=auto_reason(event.provider_reason),
             )
         elif isinstance(event, ContextBuilt):
-            self.query_one(ContextPanel).show(event.metadata)
+            host.views.context.show(event.metadata)
             status.set(degraded=bool(event.metadata.get("degraded")))
         elif isinstance(event, ToolCallRequested):
             await self._end_answer(state, chat, "complete")
@@ -138,19 +153,19 @@ class TurnMixin(AppBase):
         elif isinstance(event, Done):
             usage = event.usage or {}
             total = event.timings.get("total")
-            self.tokens += int(usage.get("total_tokens") or 0)
+            st.tokens += int(usage.get("total_tokens") or 0)
             note = _done_note(event.usage, total)
             if state.answer is None and not event.text:
                 state.answer = await chat.add_message("assistant", "(empty answer)")
             await self._end_answer(state, chat, "complete", note)
-            status.set(tokens=self.tokens, latency_ms=total, model=event.model)
+            status.set(tokens=st.tokens, latency_ms=total, model=event.model)
             await self._tiny_model_notice(chat, event.model)
         elif isinstance(event, Failed):
             await self._end_answer(state, chat, "failed")
             message = event.error.message
             await chat.add_message("error", message)
-            self.last_error = message
-            prompt = self.query_one(PromptArea)
+            st.last_error = message
+            prompt = host.views.prompt
             if not state.got_text and not prompt.text.strip():
                 prompt.load_text(state.prompt)
 
@@ -173,7 +188,7 @@ class TurnMixin(AppBase):
                 future.set_result(value or "deny")
 
         screen = ApprovalScreen(spec.name, spec.level, call.arguments, ctx.personality_id or "")
-        self.push_screen(screen, callback=decided)
+        self.host.push_screen(screen, callback=decided)
         try:
             decision = await future
         except asyncio.CancelledError:

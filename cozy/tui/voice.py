@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cozy.runtime import Runtime
+    from cozy.tui.host import Host
 
 VOICE_OFF = (
     "Voice is unavailable: no voice engine is configured. Set `voice: {provider: local}` in "
@@ -88,3 +89,36 @@ class Recorder:
         samples = np.concatenate(self.chunks).astype(np.float32)
         text: str = await self.engine.transcribe_clip(Clip(samples, STT_RATE))
         return text.strip()
+
+
+class PushToTalk:
+    """The push-to-talk key: the first press records, the second sends the transcript."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.recorder: Recorder | None = None
+
+    async def toggle(self) -> None:
+        host = self.host
+        status = host.views.status
+        if self.recorder is not None:
+            recorder, self.recorder = self.recorder, None
+            status.set(recording=False)
+            try:
+                text = await recorder.stop()
+            except Exception as exc:  # device vanished, recogniser failed
+                host.notify(f"voice: {exc}", severity="error", timeout=10)
+                return
+            if not text:
+                host.notify("voice: heard nothing", severity="warning")
+                return
+            host.send(text)
+            return
+        engine, problem = await voice_engine(host.runtime)
+        if problem is not None:
+            host.state.voice_problem = problem
+            host.notify(problem, severity="warning", timeout=12)
+            return
+        self.recorder = Recorder(engine)
+        self.recorder.start()
+        status.set(recording=True)

@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,26 @@ class Job:
             yield item
 
 
+@dataclass(eq=False)
+class Hold:
+    """Places held in the worker's queue for one request before its generations are
+    submitted (see `Worker.admit`)."""
+
+    worker: Worker
+    left: int
+
+    def release(self) -> None:
+        """Give back the places no generation used (idempotent)."""
+        with self.worker._lock:
+            self.worker._pending -= self.left
+            self.left = 0
+
+
+# the places the current request holds: a contextvar, so the generations of this task and
+# of the tasks it starts afterwards (the server's per-choice pumps) find them
+_held: ContextVar[Hold | None] = ContextVar("cozy_llama_held", default=None)
+
+
 class Worker:
     """The one thread that touches llama.cpp objects, fed by a bounded priority queue."""
 
@@ -129,18 +150,38 @@ class Worker:
     def pending(self) -> int:
         return self._pending
 
+    def _busy(self) -> ModelBusy:
+        return ModelBusy(
+            f"the local model has {self._pending} requests waiting (the queue holds "
+            f"{self.max_queue})",
+            hint="retry shortly, or raise `ai.providers.local.max_queue`",
+            retry_after=self.busy_seconds,
+        )
+
+    def admit(self, n: int = 1) -> Hold:
+        """Hold `n` places in the queue now, or raise `ModelBusy`: the server does this
+        before it answers 200 to a streaming request (after that, a full queue could only
+        be an error inside the stream). The next `n` generations this task (and the tasks
+        it starts afterwards) submits take the places; `release()` returns the rest."""
+        with self._lock:
+            if self._pending + n > self.max_queue:
+                raise self._busy()
+            self._pending += n
+        hold = Hold(self, n)
+        _held.set(hold)
+        return hold
+
     def submit(self, run: Callable[[Job], None], priority: int = INTERACTIVE) -> Job:
         loop = asyncio.get_running_loop()
         job = Job(run, priority, loop)
+        held = _held.get()
         with self._lock:
-            if self._pending >= self.max_queue:
-                raise ModelBusy(
-                    f"the local model has {self._pending} requests waiting (the queue holds "
-                    f"{self.max_queue})",
-                    hint="retry shortly, or raise `ai.providers.local.max_queue`",
-                    retry_after=self.busy_seconds,
-                )
-            self._pending += 1
+            if held is not None and held.worker is self and held.left > 0:
+                held.left -= 1  # its place is counted already
+            elif self._pending >= self.max_queue:
+                raise self._busy()
+            else:
+                self._pending += 1
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="cozy-llama", daemon=True)
                 self._thread.start()

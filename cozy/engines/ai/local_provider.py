@@ -112,6 +112,11 @@ class LocalProvider(AIEngine):
     def worker(self) -> runner.Worker:
         return runner.worker(self.max_queue)
 
+    def admit(self, n: int = 1) -> runner.Hold:
+        """Hold `n` places in the model's queue (ModelBusy when it is full): see
+        `engines.base.AdmitsRequests`."""
+        return self.worker.admit(n)
+
     def file(self, model: str) -> local_models.ModelFile:
         return local_models.resolve(model or self.default_model, self.models_dir)
 

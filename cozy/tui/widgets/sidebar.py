@@ -72,6 +72,11 @@ class Sidebar(Vertical):
                 break
 
     @property
+    def query_text(self) -> str:
+        """What the search box holds."""
+        return self.query_one("#session-search", Input).value
+
+    @property
     def ids(self) -> list[str]:
         return [item.row.id for item in self.query(SessionItem)]
 
