@@ -24,17 +24,13 @@ from cozy.core.types import ModelInfo, ToolSpec
 from cozy.core.windows import ContextWindows, TokenAccounting
 from cozy.engines.ai.choice import automatic as automatic_reason
 from cozy.engines.ai.router import ModelRouterImpl
-from cozy.engines.base import (
+from cozy.engines.base import BaseEngine, EmbedEngine, EngineContext, Health, ToolsEngine
+from cozy.engines.capabilities import (
     Admission,
     AdmitsRequests,
-    BaseEngine,
-    EmbedEngine,
-    EngineContext,
     HasBackgroundJobs,
-    Health,
     IngestsPaths,
     ProvidesBuiltinTools,
-    ToolsEngine,
 )
 from cozy.engines.config import EnginesConfig, load_engines_config
 from cozy.engines.registry import EngineFactory

@@ -20,7 +20,7 @@ from cozy.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from cozy.engines.base import ManagesMemories
+    from cozy.engines.capabilities import ManagesMemories
     from cozy.runtime import Runtime
 
 memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit, forget.")
@@ -28,7 +28,7 @@ memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit
 
 async def _engine(rt: Runtime) -> ManagesMemories:
     from cozy.cli._common import cannot_manage, engine_on
-    from cozy.engines.base import ManagesMemories
+    from cozy.engines.capabilities import ManagesMemories
 
     engine = await engine_on(rt, "memory")
     if not isinstance(engine, ManagesMemories):

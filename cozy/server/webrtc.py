@@ -89,7 +89,7 @@ def make_reply(get_runtime: Callable[[], Runtime]) -> Callable[..., AsyncIterato
         from cozy.core.events import Started, TextDelta
         from cozy.core.orchestrator import ChatRequest
         from cozy.core.types import Caller
-        from cozy.engines.base import TranscribesClips
+        from cozy.engines.capabilities import TranscribesClips
         from cozy.engines.voice.audio import Clip, from_pcm16
 
         runtime = get_runtime()

@@ -20,6 +20,10 @@ Options (engines.yaml `memory:`):
 - `keyword_budget`: rows BM25 ranks at most per query (default 5000; see retrieval/keyword.py)
 - `index_assistant`: also index the assistant's answers as raw turns (default false)
 - `turn_context`: index each turn with its neighbouring turns (default true; memory/turns.py)
+
+One module past 400 lines on purpose: it is the `LocalMemory` class and only that; its
+helpers (rank, stages, reconcile, turns, jobs, repo) live beside it and depend on
+`memory/parts.py`, not on this class.
 """
 
 from __future__ import annotations
