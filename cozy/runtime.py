@@ -320,6 +320,12 @@ class Runtime:
                 models += await (await self.router.engine("local")).list_models()
         return models
 
+    def model_providers(self) -> list[str]:
+        """The AI providers a user can pick models from: the default one, each one
+        configured in engines.yaml, and the embedded `local` one (model pickers)."""
+        names = [self.router.default_provider, *self.router.config.providers, "local"]
+        return list(dict.fromkeys(n for n in names if self.router.factory.registry.has("ai", n)))
+
     async def admit(
         self, model: str | None, personality: str | None, n: int = 1
     ) -> Admission | None:
@@ -388,7 +394,9 @@ class Runtime:
                 checks[name] = {"ok": False, "required": True, "detail": detail, "fix": fix}
 
         async def model() -> str:
-            provider = self.router.default_provider
+            # `auto` falls back to the embedded model when Ollama/OpenAI are gone: then
+            # that model is what answers (the Ollama probe runs off the event loop)
+            provider = (await self.router.decide()).provider
             health = await (await self.router.engine(provider)).health_check()
             if not health.ok:
                 raise EngineError(health.detail, hint=health.fix or None)

@@ -40,6 +40,7 @@ except ImportError:  # CI installs it (install.sh builds it): missing there is a
     )
 
 GREEDY = GenerationOptions(temperature=0.0, seed=1, max_tokens=24)
+COZY = [sys.executable, "-m", "cozy"]
 
 
 @pytest.fixture(scope="module")
@@ -340,3 +341,100 @@ async def test_chat_answers_with_the_embedded_model(
         assert "no Ollama at" in status.info.why and "(auto: " in status.render_text()
         notices = [n.text for n in app.query_one(ChatLog).query(Notice)]
         assert any("bigger GGUF" in n for n in notices)
+
+
+# -- stops as a user makes them: Ctrl-C on `cozy run`, Esc in the TUI ----------------------
+def test_ctrl_c_on_cozy_run_keeps_the_partial_answer(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "COZY_"))}
+    env.update(COZY_HOME=str(home), OLLAMA_HOST="http://127.0.0.1:9", COZY_BACKGROUND_JOBS="0")
+    proc = subprocess.Popen(
+        [*COZY, "run", "--json", "--stream", "--no-context", "Write a long story about a dragon."],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # a suite started in the background (`cmd &`) hands children SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stdout is not None
+    lines: list[dict[str, object]] = []
+    deadline = time.monotonic() + 300
+    while sum(e["type"] == "delta" for e in lines) < 5 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(json.loads(line))
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+    out, err = proc.communicate(timeout=60)
+    lines += [json.loads(x) for x in out.splitlines()]
+    assert proc.returncode == 130, err[-2000:]
+    shown = "".join(str(e["text"]) for e in lines if e["type"] == "delta")
+    assert shown.strip() and lines[-1]["type"] == "error"
+    assert lines[-1]["error"]["code"] == "cancelled"  # type: ignore[index]
+    r = cli(home, "sessions", "show", str(lines[0]["session_id"]), "--json")
+    last = json.loads(r.stdout)["messages"][-1]
+    assert last["role"] == "assistant" and last["status"] == "interrupted"
+    assert last["content"].startswith(shown.strip()[:20])
+
+
+async def test_esc_in_chat_stops_the_embedded_model_within_a_token(
+    cozy_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tui_helpers import QUIET, ready, settle, views, wait_for
+
+    from cozy.tui.app import CozyApp
+    from cozy.tui.widgets.prompt import PromptArea
+
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")
+    (cozy_home / "engines.yaml").write_text(
+        "ai:\n  providers:\n    local: {max_tokens: 400}\n" + QUIET, encoding="utf-8"
+    )
+    app = CozyApp(Settings(home=cozy_home))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await ready(app)
+        prompt = app.query_one(PromptArea)
+        prompt.load_text("Write a long story about a dragon.")
+        prompt.focus()
+        await pilot.press("enter")
+        await wait_for(lambda: len(views(app)) == 2 and len(views(app)[1][2]) > 20, limit=300)
+        await pilot.press("escape")
+        await settle(pilot)
+        role, status, text = views(app)[1]
+        assert (role, status) == ("assistant", "interrupted")
+        job = llama_runner.worker().last_job
+        assert job is not None and job.stop.is_set()
+        await asyncio.wait_for(asyncio.to_thread(job.finished.wait), 30)
+        assert job.tokens_after_stop <= 1 and job.made < 400
+        rows = await app.runtime.store.list_messages(app.session_id or "")
+        assert rows[-1].status == "interrupted" and rows[-1].content.startswith(text.strip()[:20])
+
+
+def test_cli_schema_with_the_embedded_model(tmp_path: Path) -> None:
+    """`--schema` through llama.cpp's grammar: valid JSON for the schema, as asked."""
+    home = tmp_path / "home"
+    r = cli(
+        home, "run", "--json", "--no-context", "--schema", "name, age int, bio: one sentence",
+        "-o", "temperature", "0", "-o", "max_tokens", "80", "Invent a person.",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer"},
+            "bio": {"type": "string"},
+        },
+        "required": ["name", "age", "bio"],
+    }
+    jsonschema.validate(json.loads(out["text"]), schema)
+    assert out["data"] == json.loads(out["text"]) and out["model"] == "local:smollm2-135m"
+    image = tmp_path / "dot.gif"
+    image.write_bytes(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;")
+    r = cli(home, "run", "--json", "-a", str(image), "What is this?")
+    assert r.returncode == 2 and "reads text only" in json.loads(r.stdout)["error"]["message"]

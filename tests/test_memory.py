@@ -286,3 +286,31 @@ def test_cli_memory_commands(cozy_home: Path, fake_model: FakeModelServer) -> No
     assert missing.exit_code == 2 and "cozy memory list" in missing.output
     empty = run(app, ["memory", "add", "   "])
     assert empty.exit_code == 2 and "empty" in empty.output
+
+
+def test_cli_memory_search_leaves_out_unrelated_memories(
+    cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    """The threshold on meaning (the real MiniLM embedder): an unrelated question finds
+    nothing instead of every memory with a fused score."""
+    import json
+
+    from helpers import write_engines
+    from test_cli import cozy
+
+    write_engines(cozy_home, fake_model.url)
+    for text in ("I like green tea", "My sister Anna lives in Lisbon", "I am a nurse"):
+        assert cozy("memory", "add", text).returncode == 0
+
+    def found(*args: str) -> list[dict]:
+        r = cozy("memory", "search", *args, "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["results"]
+
+    assert found("quantum physics") == []
+    near = found("where does my sister live")
+    assert [h["text"] for h in near] == ["My sister Anna lives in Lisbon"]
+    assert near[0]["similarity"] >= 0.25
+    assert len(found("quantum physics", "--min-similarity", "0")) == 3
+    plain = cozy("memory", "search", "quantum physics")
+    assert "no matching memories" in plain.stdout and "--min-similarity 0" in plain.stdout

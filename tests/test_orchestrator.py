@@ -306,8 +306,9 @@ async def test_empty_prompt_and_over_budget(cozy_home: Path, fake_model: FakeMod
         failed = events[-1]
         assert isinstance(failed, Failed) and failed.error["code"] == "context_length_exceeded"
         assert "context_windows" in failed.error["message"]
-        rows = await rt.store.list_messages(failed.session_id or "")
-        assert rows[0].content == huge  # nothing lost
+        # refused before anything is written: no session, no 1 MB message
+        assert failed.session_id is None and failed.message_id is None
+        assert await rt.store.list_sessions("local") == []
         assert fake_model.chat_requests() == []
     finally:
         await rt.close()

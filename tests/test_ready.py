@@ -4,6 +4,7 @@ being unreachable is not ready (503)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -50,5 +51,39 @@ def test_unreachable_model_is_not_ready(cozy_home: Path) -> None:
         assert "not reachable" in body["checks"]["model"]["detail"]
         assert body["checks"]["model"]["fix"]
         assert body["checks"]["store"]["ok"]
+    finally:
+        inst.stop()
+
+
+def test_model_down_with_the_embedded_fallback_is_ready(cozy_home: Path) -> None:
+    """`ai.provider: auto` with no OpenAI and Ollama gone: the embedded model answers,
+    so the instance is ready, and says which model that is."""
+    pytest.importorskip("llama_cpp", reason="the embedded model needs llama-cpp-python")
+    dead = f"http://127.0.0.1:{free_port()}"
+    (cozy_home / "engines.yaml").write_text(
+        f"ai:\n  provider: auto\n  providers:\n    ollama: {{host: '{dead}'}}\n"
+        "memory: {provider: none}\nprofile: {provider: none}\nknowledge: {provider: none}\n",
+        encoding="utf-8",
+    )
+    env = {
+        k: v
+        for k, v in cozy_env(cozy_home).items()
+        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+    }
+    inst = Instance(env, None, "--no-auth").start()
+    try:
+        deadline = time.monotonic() + 180  # the first probe loads the model
+        while True:
+            ready = httpx.get(inst.url + "/ready", timeout=30)
+            if ready.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        body = ready.json()
+        assert ready.status_code == 200, body
+        assert body["checks"]["model"]["detail"].startswith("local:"), body
+        chat = {**CHAT, "max_tokens": 5, "temperature": 0}
+        res = httpx.post(f"{inst.url}/v1/chat/completions", json=chat, timeout=180)
+        assert res.status_code == 200, res.text
+        assert res.json()["model"] == "cozy/assistant"
     finally:
         inst.stop()

@@ -219,3 +219,44 @@ def test_spend_budget_with_a_price_table(
     rows = json.loads(out.stdout)
     assert [r["user"] for r in rows] == ["alice"] and rows[0]["requests"] == ok
     assert rows[0]["usd"] >= 500 - 200  # near the budget it was stopped at
+
+
+def test_budget_per_user_overrides_the_default(
+    cozy_home: Path, fake_model: FakeModelServer, started: list[ServerThread]
+) -> None:
+    # alice gets a bigger daily budget than the default, bob none at all
+    budgets = {
+        "user": {"tokens_day": 150},
+        "users": {"alice": {"tokens_day": 100_000}, "bob": {"tokens_day": 0}},
+    }
+    thread, s, _ = _start(cozy_home, fake_model, budgets=budgets)
+    started.append(thread)
+    alice = openai.OpenAI(base_url=s.base_url, api_key=s.keys["alice"], max_retries=0)
+    bob = openai.OpenAI(base_url=s.base_url, api_key=s.keys["bob"], max_retries=0)
+    root = openai.OpenAI(base_url=s.base_url, api_key=s.keys["root"], max_retries=0)
+    for _ in range(4):  # ~69 tokens reserved each: past the default of 150
+        alice.chat.completions.create(model="cozy", messages=HI, max_tokens=10)  # type: ignore[arg-type]
+    assert bob.chat.completions.create(model="cozy", messages=HI).choices  # type: ignore[arg-type]
+    # root has no override: the default holds
+    with pytest.raises(openai.RateLimitError) as exc:
+        for _ in range(4):
+            root.chat.completions.create(model="cozy", messages=HI, max_tokens=10)  # type: ignore[arg-type]
+    assert exc.value.body["code"] == "insufficient_quota"  # type: ignore[index]
+    # alice's own figure is the one in her refusal
+    with pytest.raises(openai.RateLimitError) as big:
+        alice.chat.completions.create(model="cozy", messages=HI, max_tokens=200_000)  # type: ignore[arg-type]
+    assert "of 100,000 tokens" in str(big.value)
+    assert "COZY_SERVER_BUDGETS (users.alice)" in str(big.value)
+
+
+def test_user_budget_overrides_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "COZY_SERVER_BUDGETS",
+        json.dumps({"user": {"tokens_day": 5, "usd_month": 2}, "users": {"a": {"usd_month": 0}}}),
+    )
+    limits = ServerSettings().limits()
+    assert limits.user_budgets["a"].tokens_day == 5  # left out: the default
+    assert limits.user_budgets["a"].usd_month is None  # 0: no such budget for a
+    monkeypatch.setenv("COZY_SERVER_BUDGETS", json.dumps({"users": {"a": {"tokens_day": -1}}}))
+    with pytest.raises(ValueError, match="tokens_day"):
+        ServerSettings()

@@ -86,7 +86,7 @@ async def test_a_long_live_session_unmounts_old_items_and_rebuilds_them(
         expected = [t for i in range(4) for t in (f"turn {i}", f"You said: turn {i}")]
         while chat.hidden_items:  # a click on the line brings back `step` more
             left = max(0, chat.hidden_items - chat.step)
-            await pilot.click(EarlierItems)
+            await pilot.click(EarlierItems, offset=(2, 0))  # left of any toast (top right)
             await wait_for(lambda left=left: chat.hidden_items == left)
         await settle(pilot)
         # rebuilt in order, with their text, status and note; the notice too

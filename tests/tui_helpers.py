@@ -47,7 +47,16 @@ async def send(pilot: Pilot[Any], text: str) -> None:
     prompt.load_text(text)  # type: ignore[attr-defined]
     prompt.focus()
     await pilot.press("enter")
+    await enter_decided(pilot)
     await settle(pilot)
+
+
+async def enter_decided(pilot: Pilot[Any]) -> None:
+    """Enter sends once its key burst is over (a short timer, see widgets/prompt.py)."""
+    prompt: Any = pilot.app.query_one("#prompt")
+    await pilot.pause()
+    await wait_for(lambda: not prompt.enter_pending, 10)
+    await pilot.pause()
 
 
 async def wait_for(predicate: Any, limit: float = 30, step: float = 0.02) -> None:

@@ -20,6 +20,7 @@ from cozy.cli import (
     run,
     serve,
     sessions,
+    templates,
     tools,
     voice,
 )
@@ -64,6 +65,7 @@ def root(
 
 
 run.register(app)
+templates.register(app)
 sessions.register(app)
 info.register(app)
 

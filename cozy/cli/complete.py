@@ -14,6 +14,17 @@ def personalities(incomplete: str) -> list[str]:
     return []
 
 
+def templates(incomplete: str) -> list[str]:
+    with contextlib.suppress(Exception):
+        from cozy.cli._common import state
+        from cozy.cli.run_inputs import templates_dir
+        from cozy.core.templates import TemplateStore
+
+        names = TemplateStore(templates_dir(state.settings())).names()
+        return [n for n in names if n.startswith(incomplete)]
+    return []
+
+
 def models(incomplete: str) -> list[str]:
     """Aliases and the configured default models (provider:model)."""
     with contextlib.suppress(Exception):

@@ -1,55 +1,31 @@
-"""`cozy run`: one-shot prompts for the terminal and for scripts."""
+"""`cozy run`: one-shot prompts for the terminal and for scripts.
+
+This module is the command line only; what the flags mean is in run_inputs, the turn
+in run_turn, and what is printed in run_output / run_render.
+"""
 
 from __future__ import annotations
 
 import gc
-import json
-import os
-import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cozy.cli import complete
-from cozy.cli._common import run_async, runtime, state
+from cozy.cli._common import run_async
+from cozy.cli.pairs import PairsCommand, pairs
+
+# kept importable from here (`cozy tools call` asks on the terminal the same way)
+from cozy.cli.run_turn import tty_approver, tty_elicitor
 
 if TYPE_CHECKING:
-    from cozy.core.events import ChatEvent
-    from cozy.core.toolloop import Decision
-    from cozy.core.types import ToolCall, ToolSpec
-    from cozy.engines.base import ToolContext
+    from cozy.cli.run_output import RunOutput
 
-MAX_PROMPT_CHARS = int(os.environ.get("COZY_MAX_PROMPT_CHARS", str(8 * 1024 * 1024)))
-
-
-def read_prompt(words: list[str] | None) -> str:
-    """Prompt from arguments, stdin, or both (arguments first, then stdin)."""
-    parts = [" ".join(words)] if words else []
-    if not sys.stdin.isatty():
-        data = sys.stdin.buffer.read(MAX_PROMPT_CHARS * 4 + 1)
-        # the newline a shell or `echo` ends the input with is not part of the prompt
-        text = data.decode("utf-8", errors="replace").rstrip("\r\n")
-        if text.strip():
-            parts.append(text)
-    prompt = "\n\n".join(p for p in parts if p.strip())
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise typer.BadParameter(
-            f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,} "
-            "(set COZY_MAX_PROMPT_CHARS, or add the text with `cozy knowledge add`)"
-        )
-    return prompt
-
-
-async def tty_approver(call: ToolCall, spec: ToolSpec, ctx: ToolContext) -> Decision:
-    """Ask on the controlling terminal (see cozy.cli.approve)."""
-    from cozy.cli.approve import tty_approver as ask
-
-    return await ask(call, spec, ctx)
+__all__ = ["register", "start_background_jobs", "tty_approver", "tty_elicitor"]
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run")
+    @app.command("run", cls=PairsCommand)
     def run_cmd(
         prompt: Annotated[list[str] | None, typer.Argument(help="the prompt (or stdin)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
@@ -79,6 +55,65 @@ def register(app: typer.Typer) -> None:
         system: Annotated[
             str | None, typer.Option("--system", help="extra system instructions")
         ] = None,
+        fragment: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--fragment",
+                "-f",
+                help="text for the prompt: a file, a directory, an http(s) URL, or - (stdin); "
+                "repeat. `@FILE` in the prompt does the same",
+            ),
+        ] = None,
+        attach: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--attach",
+                "-a",
+                help="an image (PNG/JPEG/GIF/WebP) for a vision model, or a text/PDF/HTML "
+                "file, URL or - ; repeat",
+            ),
+        ] = None,
+        template: Annotated[
+            str | None,
+            typer.Option(
+                "--template",
+                "-t",
+                help="a prompt template (cozy templates list)",
+                autocompletion=complete.templates,
+            ),
+        ] = None,
+        param: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--param",
+                "-P",
+                metavar="NAME VALUE",
+                help="a value for the template's $NAME; repeat",
+            ),
+        ] = None,
+        option: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--option",
+                "-o",
+                metavar="KEY VALUE",
+                help="temperature, top_p, max_tokens, seed, stop (e.g. -o temperature 0.2); repeat",
+            ),
+        ] = None,
+        schema: Annotated[
+            str | None,
+            typer.Option(
+                "--schema",
+                help="answer as JSON: a JSON Schema (file or inline) or 'name, age int, bio: ...'",
+            ),
+        ] = None,
+        schema_multi: Annotated[
+            str | None,
+            typer.Option("--schema-multi", help="like --schema, a list of them under `items`"),
+        ] = None,
+        no_md: Annotated[
+            bool, typer.Option("--no-md", help="plain text on a terminal (no Markdown, spinner)")
+        ] = False,
         no_context: Annotated[
             bool, typer.Option("--no-context", help="skip memory, profile and knowledge")
         ] = False,
@@ -106,7 +141,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Send one prompt and print the answer (streamed), or JSON with --json."""
-        out = RunOutput(as_json, stream)
+        from cozy.cli.run_inputs import InputFlags, prepare
+        from cozy.cli.run_output import RunOutput
+        from cozy.cli.run_render import sink
+        from cozy.cli.run_turn import Approval, McpInput, RunArgs
+        from cozy.core.errors import UsageError
+
+        out = RunOutput(as_json, stream, None if as_json else sink(no_md))
         if continue_ and session == "new":
             session = "last"
         prompt_args: list[str] = []
@@ -114,9 +155,19 @@ def register(app: typer.Typer) -> None:
             from cozy.core.mcp_input import split_words
 
             prompt_args, prompt = split_words(list(prompt or []))
+        flags = InputFlags(
+            words=list(prompt or []),
+            fragments=list(fragment or []),
+            attachments=list(attach or []),
+            template=template,
+            params=pairs(param),
+            options=pairs(option),
+            schema=schema,
+            schema_multi=schema_multi,
+        )
         try:
-            text = read_prompt(prompt)
-        except typer.BadParameter as exc:
+            got = prepare(flags)
+        except UsageError as exc:
             raise typer.Exit(out.error(_usage(str(exc)), code=2)) from None
         if (yes or yes_dangerous) and not allow_tools:
             raise typer.Exit(
@@ -128,7 +179,7 @@ def register(app: typer.Typer) -> None:
                     code=2,
                 )
             )
-        if not text.strip() and not mcp_prompt:
+        if not got.text.strip() and not mcp_prompt:
             raise typer.Exit(
                 out.error(
                     _usage(
@@ -138,295 +189,49 @@ def register(app: typer.Typer) -> None:
                     code=2,
                 )
             )
-        # Start-up makes ~100k long-lived objects (imports): collecting them while they
-        # are made is wasted work (~15% of a one-shot run). Once the turn has started they
-        # are frozen (kept out of every later collection) and collection is on again.
-        gc.disable()
-        try:
-            code = run_async(
-                lambda: _run(
-                    text,
-                    out,
-                    session,
-                    personality,
-                    model,
-                    system,
-                    no_context,
-                    allow_tools,
-                    Approval(yes or yes_dangerous, yes_dangerous),
-                    McpInput((mcp_prompt, prompt_args) if mcp_prompt else None, resource or []),
-                ),
-                as_json=False,  # `out` prints the JSON error object (stream: an event)
-            )
-        except typer.Exit as exc:
-            if exc.exit_code == 130:  # Ctrl-C: the promised JSON error, partial text
-                out.interrupted()
-            raise
-        finally:
-            gc.unfreeze()  # as it was (matters when called in-process, e.g. by tests)
-            gc.enable()
-        start_background_jobs()
-        if code:
-            raise typer.Exit(code)
+        args = RunArgs(
+            text=got.text,
+            session=session,
+            personality=personality or got.personality,
+            model=model or got.model,
+            system="\n\n".join(s for s in (got.system, system) if s) or None,
+            no_context=no_context,
+            allow_tools=allow_tools,
+            approval=Approval(yes or yes_dangerous, yes_dangerous),
+            mcp=McpInput((mcp_prompt, prompt_args) if mcp_prompt else None, resource or []),
+            options=got.options,
+            images=got.images,
+            input_meta=got.input_meta,
+            schema=got.schema,
+        )
+        _go(args, out)
 
 
-@dataclass(slots=True)
-class Approval:
-    yes: bool = False  # write/network tools --allow-tools names
-    dangerous: bool = False  # ... and dangerous ones
+def _go(args: Any, out: RunOutput) -> None:
+    from cozy.cli.run_turn import run_turn
 
-
-@dataclass(slots=True)
-class McpInput:
-    """`--prompt SERVER.NAME k=v...` and `--resource SERVER:URI` for the turn."""
-
-    prompt: tuple[str, list[str]] | None = None
-    resources: list[str] = field(default_factory=list)
+    # Start-up makes ~100k long-lived objects (imports): collecting them while they
+    # are made is wasted work (~15% of a one-shot run). Once the turn has started they
+    # are frozen (kept out of every later collection) and collection is on again.
+    gc.disable()
+    try:
+        # `out` prints the JSON error object (stream: an event)
+        code = run_async(lambda: run_turn(args, out), as_json=False)
+    except typer.Exit as exc:
+        if exc.exit_code == 130:  # Ctrl-C: the promised JSON error, partial text
+            out.interrupted()
+        raise
+    finally:
+        out.sink.pause()  # a spinner never outlives the run
+        gc.unfreeze()  # as it was (matters when called in-process, e.g. by tests)
+        gc.enable()
+    start_background_jobs()
+    if code:
+        raise typer.Exit(code)
 
 
 def _usage(message: str) -> dict[str, Any]:
     return {"type": "invalid_request_error", "code": "invalid_request", "message": message}
-
-
-class RunOutput:
-    """What `cozy run` has printed so far, so that every ending prints exactly one
-    final JSON object (`--json`) or one `done`/`error` event (`--json --stream`)."""
-
-    def __init__(self, as_json: bool, stream: bool) -> None:
-        self.as_json = as_json
-        self.stream = as_json and stream
-        self.session_id: str | None = None
-        self.text: list[str] = []
-        self.started = False  # text reached a terminal (plain mode)
-        self.closed = False
-        self.tool_calls: list[dict[str, Any]] = []
-
-    def event(self, data: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(data, default=str) + "\n")
-        sys.stdout.flush()
-
-    def error(self, error: dict[str, Any], *, code: int, message_id: str | None = None) -> int:
-        """One error ending (a Failed event, a cozy error, Ctrl-C); returns the exit code."""
-        if self.closed:
-            return code
-        self.closed = True
-        if self.stream:
-            self.event(
-                {
-                    "type": "error",
-                    "error": error,
-                    "session_id": self.session_id,
-                    "message_id": message_id,
-                }
-            )
-        elif self.as_json:
-            body: dict[str, Any] = {"error": error, "session_id": self.session_id}
-            if error.get("code") == "cancelled":
-                body.update(
-                    text="".join(self.text), status="interrupted", tool_calls=self.tool_calls
-                )
-            self.event(body)
-        elif self.started:
-            sys.stdout.write("\n")
-        sys.stderr.write(f"error: {error.get('message')}\n")
-        return code
-
-    def show(self, event: ChatEvent, folded: dict[str, Any]) -> None:
-        """A non-final event: an event line (stream), text (plain), or folded (JSON)."""
-        from cozy.core.events import ContextBuilt, TextDelta, ToolCallRequested, ToolResult
-
-        if isinstance(event, TextDelta):
-            self.text.append(event.text)
-            if not self.as_json:
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
-                self.started = True
-        if self.stream:
-            self.event(_event_dict(event))
-        elif isinstance(event, ContextBuilt):
-            folded["context"] = event.metadata
-            if not self.as_json and event.metadata.get("degraded"):
-                reasons = "; ".join(event.metadata.get("degrade_reasons", []))
-                sys.stderr.write(f"[context degraded: {reasons}]\n")
-        elif isinstance(event, ToolCallRequested | ToolResult):
-            self._tool(event, folded)
-        if isinstance(event, ToolCallRequested):
-            self.tool_calls.append(_event_dict(event)["call"])
-
-    def _tool(self, event: ChatEvent, folded: dict[str, Any]) -> None:
-        from cozy.core.events import ToolCallRequested
-
-        data = _event_dict(event)
-        if isinstance(event, ToolCallRequested):
-            folded["tool_calls"].append(data["call"])
-            if not self.as_json:
-                sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
-            return
-        folded["tool_results"].append(data)
-        if not self.as_json and data.get("is_error") and data.get("decision") == "deny":
-            from cozy.cli import approve
-
-            why = f" ({approve.last_problem})" if approve.last_problem else ""
-            sys.stderr.write(f"[tool {data.get('name')} not run: denied{why}]\n")
-
-    def interrupted(self) -> None:
-        if self.closed:
-            return
-        where = f" (kept in session {self.session_id})" if self.session_id else ""
-        self.error(
-            {
-                "type": "cancelled",
-                "code": "cancelled",
-                "message": f"interrupted; the partial answer was saved as interrupted{where}",
-            },
-            code=130,
-        )
-
-
-async def _run(
-    text: str,
-    out: RunOutput,
-    session: str,
-    personality: str | None,
-    model: str | None,
-    system: str | None,
-    no_context: bool,
-    allow_tools: list[str] | None,
-    yes: Approval,
-    mcp: McpInput,
-) -> int:
-    import asyncio
-
-    from cozy.core.errors import CozyError
-
-    try:
-        return await _turn(
-            text, out, session, personality, model, system, no_context, allow_tools, yes, mcp
-        )
-    except CozyError as exc:  # before or around the turn (config, storage, ...)
-        return out.error(exc.to_dict(), code=exc.exit_code)
-    except asyncio.CancelledError:  # Ctrl-C: the orchestrator saved the partial answer
-        out.interrupted()
-        raise
-
-
-async def _turn(
-    text: str,
-    out: RunOutput,
-    session: str,
-    personality: str | None,
-    model: str | None,
-    system: str | None,
-    no_context: bool,
-    allow_tools: list[str] | None,
-    yes: Approval,
-    mcp: McpInput,
-) -> int:
-    import contextlib
-
-    from cozy.core.errors import CozyError
-    from cozy.core.events import Done, Failed, Started
-    from cozy.core.orchestrator import ChatRequest
-    from cozy.core.types import Caller
-
-    as_json, stream = out.as_json, out.stream
-    settings = state.settings()
-    caller = Caller(
-        user_id=settings.user,
-        role="admin",
-        face="cli",
-        allowed_tools=allow_tools,
-        auto_approve=yes.yes,
-        auto_approve_dangerous=yes.dangerous,
-    )
-    stdout = sys.stdout
-    folded: dict[str, Any] = {"context": {}, "tool_calls": [], "tool_results": []}
-    async with runtime() as rt:
-        if mcp.prompt or mcp.resources:
-            text = await _with_mcp(rt, text, mcp, folded)
-        req = ChatRequest(
-            prompt=text,
-            caller=caller,
-            session=session,
-            personality=personality,
-            model=model or settings.model,
-            system=system,
-            no_context=no_context,
-            # asks on /dev/tty even with --json (stdout stays JSON); no terminal: denied
-            approver=tty_approver,
-            elicitor=tty_elicitor,
-        )
-        async for event in rt.orchestrator.run(req):
-            if not gc.isenabled():  # the turn has started: every import is done
-                gc.freeze()
-                gc.enable()
-            if isinstance(event, Started):
-                out.session_id = event.session_id
-                folded["provider"] = {
-                    "name": event.model.split(":", 1)[0],
-                    "reason": event.provider_reason,
-                }
-            if isinstance(event, Failed):
-                out.session_id = event.session_id or out.session_id
-                if session == "new" and out.session_id and not out.text:
-                    # a session that only holds a failed question is not kept in the list
-                    # (soft delete: `cozy sessions restore ID` brings it back, nothing lost)
-                    # best effort: the turn's own error is the one to report (on a full
-                    # disk the session was never stored, and deleting it fails too)
-                    with contextlib.suppress(CozyError):
-                        await rt.store.delete_session(out.session_id, settings.user)
-                        sys.stderr.write(
-                            f"(the question is kept: `cozy sessions restore {out.session_id}`)\n"
-                        )
-                return out.error(
-                    event.error.to_dict(), code=event.error.exit_code, message_id=event.message_id
-                )
-            out.show(event, folded)
-            if isinstance(event, Done):
-                out.closed = True
-                notice = rt.tiny_model_notice(event.model) if not stream else None
-                if as_json and not stream:
-                    folded["notice"] = notice
-                    stdout.write(
-                        json.dumps(_fold(event, folded), default=str, ensure_ascii=False) + "\n"
-                    )
-                elif not as_json:
-                    stdout.write("\n")
-                    stdout.flush()
-                    if notice:
-                        sys.stderr.write(f"[note: {notice}]\n")
-    if not out.closed:  # the stream ended without Done or Failed: say so, never end silently
-        return out.error(
-            {"type": "server_error", "code": "incomplete", "message": "the answer ended early"},
-            code=1,
-        )
-    return 0
-
-
-async def tty_elicitor(
-    server: str, message: str, schema: dict[str, Any]
-) -> tuple[str, dict[str, Any] | None]:
-    from cozy.cli.approve import tty_elicitor as ask
-
-    return await ask(server, message, schema)
-
-
-async def _with_mcp(rt: Any, text: str, mcp: McpInput, folded: dict[str, Any]) -> str:
-    """The turn's text with the MCP prompt rendered and resources attached."""
-    from cozy.core.mcp_input import attach_resources, read_ref, render_prompt
-
-    engine = rt.orchestrator.tools.engine
-    if mcp.prompt:
-        rendered = await render_prompt(engine, *mcp.prompt)
-        text = f"{rendered}\n\n{text}" if text.strip() else rendered
-    attached = [await read_ref(engine, ref) for ref in mcp.resources]
-    if attached:
-        text = attach_resources(text, attached)
-        folded["resources"] = [
-            {"ref": f"{r.server}:{r.uri}", "chars": len(r.text), "truncated": r.truncated}
-            for r in attached
-        ]
-    return text
 
 
 def start_background_jobs() -> None:
@@ -438,6 +243,7 @@ def start_background_jobs() -> None:
     data dir, so runs in a row start at most one; COZY_BACKGROUND_JOBS=0 turns it off
     (the jobs then wait for `cozy jobs run`, the TUI or the server).
     """
+    from cozy.cli._common import state
     from cozy.storage.jobs import queued_count
 
     if not queued_count():
@@ -448,41 +254,3 @@ def start_background_jobs() -> None:
     from cozy.cli.jobs import spawn_background_worker
 
     spawn_background_worker(settings, state.overrides)
-
-
-def _event_dict(event: ChatEvent) -> dict[str, Any]:
-    data = event.to_dict()
-    call = data.get("call")
-    if isinstance(call, dict):
-        data["call"] = {k: call[k] for k in ("id", "name", "arguments")}
-    return data
-
-
-def _fold(done: Any, folded: dict[str, Any]) -> dict[str, Any]:
-    ctx = folded["context"]
-    return {
-        "session_id": done.session_id,
-        "message_id": done.message_id,
-        "model": done.model,
-        "provider": folded.get("provider"),
-        "notice": folded.get("notice"),
-        "text": done.text,
-        "status": done.status,
-        "finish_reason": done.finish_reason,
-        "usage": done.usage,
-        "timings": done.timings,
-        "context": {
-            k: ctx.get(k)
-            for k in (
-                "enabled_engines",
-                "degraded",
-                "degrade_reasons",
-                "memory_ids",
-                "profile_slots",
-                "knowledge",
-            )
-        },
-        "tool_calls": folded["tool_calls"],
-        "tool_results": folded["tool_results"],
-        "resources": folded.get("resources", []),
-    }

@@ -115,6 +115,13 @@ class ChatOrchestrator:
             saving.add_done_callback(self._saving.discard)
             await asyncio.shield(saving)
             raise
+        except UsageError as exc:  # refused: nothing is stored unless the question was
+            saved = await self.writer.answer(turn, "failed", error=exc) if turn.stored else None
+            yield Failed(
+                error=TurnError.of(exc),
+                session_id=turn.session.id if turn.session and turn.stored else None,
+                message_id=saved,
+            )
         except Exception as exc:  # a CozyError, or unexpected: keep what we have, report it
             if not isinstance(exc, CozyError):
                 log.exception("turn failed", extra={"request_id": turn.request_id})
@@ -203,8 +210,24 @@ class ChatOrchestrator:
             history = history[: len(history) - len(tail)]
             await self.writer.question(turn, [to_new(m) for m in tail])
             return history, tail
-        await self.writer.question(turn, [NewMessage("user", req.prompt)])
-        return history, [Message("user", req.prompt)]
+        await self._refuse_early(turn)
+        await self.writer.question(turn, [NewMessage("user", req.prompt, metadata=req.input_meta)])
+        return history, [Message("user", req.prompt, images=list(req.images))]
+
+    async def _refuse_early(self, turn: Turn) -> None:
+        """Before anything is stored: a request that cannot be answered as asked is
+        refused here, so a refusal leaves no session and no (possibly huge) message."""
+        req, route, personality = turn.req, turn.route, turn.personality
+        assert route is not None and personality is not None
+        if req.images and route.engine.supports_images is False:
+            raise UsageError(
+                f"{route.label} reads text only and cannot see the attached image(s)",
+                hint="send images to a vision model (e.g. `-m ollama:llava` or "
+                "`-m openai:gpt-4o-mini`); text files go in with `-f FILE`",
+            )
+        await self._window(turn)
+        estimator = await self.accounting.for_model(route.model)
+        turn_budget.check_question(turn, route, estimator, system_prompt(personality, req.system))
 
     async def _context(
         self, turn: Turn, history: list[Message], new_turn: list[Message]
@@ -212,9 +235,7 @@ class ChatOrchestrator:
         """Stage 2: memory, profile, knowledge and history within the token budget."""
         req, route, personality = turn.req, turn.route, turn.personality
         assert turn.session is not None and route is not None and personality is not None
-        limit, reserve = await turn_budget.window(
-            turn, route, personality, self.windows, self.token_budget, self.reserve_answer_tokens
-        )
+        limit, reserve = await self._window(turn)
         bundle: ContextBundle = await self.context.build(
             query=req.prompt,
             user_id=req.caller.user_id,
@@ -231,8 +252,22 @@ class ChatOrchestrator:
         if self.summarizer is not None:
             turn_budget.plan_summary(turn, bundle, route)
         turn.context_meta = bundle.metadata
-        turn_budget.check_fit(turn, bundle, route, limit, reserve)
+        turn_budget.check_fit(turn, bundle, route)
         return bundle
+
+    async def _window(self, turn: Turn) -> tuple[int, int]:
+        """The turn's token limit and answer reserve, resolved once per turn."""
+        if turn.tokens:  # already resolved before the question was stored
+            return turn.tokens["limit"], turn.tokens["reserve"]
+        assert turn.route is not None and turn.personality is not None
+        return await turn_budget.window(
+            turn,
+            turn.route,
+            turn.personality,
+            self.windows,
+            self.token_budget,
+            self.reserve_answer_tokens,
+        )
 
     async def _tools(
         self,

@@ -14,7 +14,15 @@ from typing import Any, Protocol
 from cozy.core.events import ContextMeta
 from cozy.core.personalities import Personality
 from cozy.core.toolloop import Approver
-from cozy.core.types import Caller, GenerationOptions, Message, ToolCall, ToolSpec, Usage
+from cozy.core.types import (
+    Caller,
+    GenerationOptions,
+    ImagePart,
+    Message,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from cozy.engines.base import Route
 from cozy.storage.store import NewMessage, SessionRow
 from cozy.storage.summaries import Summary
@@ -59,6 +67,9 @@ class ChatRequest:
     elicitor: Callable[..., Awaitable[tuple[str, dict[str, Any] | None]]] | None = None
     request_id: str | None = None
     max_tool_rounds: int = MAX_TOOL_ROUNDS
+    images: list[ImagePart] = field(default_factory=list)  # sent with the prompt
+    # kept on the stored user message (what was attached: sources, hashes, sizes)
+    input_meta: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -84,6 +95,11 @@ class Turn:
     window_first_id: str | None = None
     session_unsaved: bool = False  # a new session, stored with the first message
     summary_job: Callable[[Any], Awaitable[Any]] | None = None  # run in the persist transaction
+
+    @property
+    def stored(self) -> bool:
+        """The user's question is in the store (a failure from here on is kept)."""
+        return self.user_message_id is not None
 
 
 def continuation(req: ChatRequest) -> list[Message]:

@@ -7,11 +7,13 @@ that works, and `plan_summary()` queues a summary of what the prompt left out.
 
 from __future__ import annotations
 
+from cozy.core.budget import TokenEstimator
 from cozy.core.context import ContextBundle
 from cozy.core.errors import ContextTooLarge
 from cozy.core.persist import summary_job
 from cozy.core.personalities import Personality
 from cozy.core.turn import Turn
+from cozy.core.types import Message
 from cozy.core.windows import ContextWindows
 from cozy.engines.base import Route
 
@@ -35,7 +37,7 @@ async def window(
     return limit, reserve
 
 
-def check_fit(turn: Turn, bundle: ContextBundle, route: Route, limit: int, reserve: int) -> None:
+def check_fit(turn: Turn, bundle: ContextBundle, route: Route) -> None:
     """Refuse a prompt that cannot fit, with the fix that works for why it cannot;
     with an unknown window, send it and let the server decide (no guessed cap)."""
     if not bundle.token_budget.get("over_budget"):
@@ -48,7 +50,25 @@ def check_fit(turn: Turn, bundle: ContextBundle, route: Route, limit: int, reser
             "to trim history); set it with `ai.context_windows` in engines.yaml"
         )
         return
-    used = bundle.token_budget["used"]
+    used, budget = bundle.token_budget["used"], bundle.token_budget["limit"]
+    raise too_large(turn, route, used, budget)
+
+
+def check_question(turn: Turn, route: Route, estimator: TokenEstimator, system: str) -> None:
+    """Refuse, before anything is stored, a question that no trimming can fit: the
+    personality's prompt and the question alone are over the budget (`window()` ran)."""
+    if turn.tokens["window_source"] == "default":
+        return  # unknown window: `check_fit` sends it and lets the server decide
+    needed = estimator.messages([Message("system", system), Message("user", turn.req.prompt)])
+    budget = max(turn.tokens["limit"] - turn.tokens["reserve"], 256)
+    if needed > budget:
+        raise too_large(turn, route, needed, budget)
+
+
+def too_large(turn: Turn, route: Route, used: int, budget: int) -> ContextTooLarge:
+    """The refusal, naming the fix that works for why the prompt cannot fit."""
+    size, source = turn.tokens["window"], turn.tokens["window_source"]
+    limit, reserve = turn.tokens["limit"], turn.tokens["reserve"]
     if limit < size:  # cozy's own cap, not the model, is what is too small
         hint = (
             f"raise `context.token_budget` in engines.yaml (now {limit:,}; removing it "
@@ -61,9 +81,9 @@ def check_fit(turn: Turn, bundle: ContextBundle, route: Route, limit: int, reser
             f"takes more than {size:,} tokens, say so in engines.yaml: "
             f"`ai: {{context_windows: {{'{route.label}': N}}}}`"
         )
-    raise ContextTooLarge(
+    return ContextTooLarge(
         f"the prompt needs about {used:,} tokens but the context budget is "
-        f"{bundle.token_budget['limit']:,} ({route.label} window {size:,} from "
+        f"{budget:,} ({route.label} window {size:,} from "
         f"{source}, cozy's limit {limit:,}, minus {reserve:,} reserved for the answer)",
         hint=hint,
     )

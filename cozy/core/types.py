@@ -24,6 +24,19 @@ class ToolCall:
     index: int = 0
 
 
+@dataclass(slots=True, frozen=True)
+class ImagePart:
+    """An image sent with a user message (`cozy run -a photo.png`), base64-encoded."""
+
+    mime: str
+    data: str  # base64
+    source: str = ""  # the path or URL it came from (for messages and metadata)
+
+    @property
+    def data_url(self) -> str:
+        return f"data:{self.mime};base64,{self.data}"
+
+
 @dataclass(slots=True)
 class Message:
     role: Role
@@ -31,9 +44,15 @@ class Message:
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    images: list[ImagePart] = field(default_factory=list)
 
     def to_openai(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        content: str | list[dict[str, Any]] = self.content
+        if self.images:  # OpenAI's content parts: the text, then each image
+            content = [{"type": "text", "text": self.content}] + [
+                {"type": "image_url", "image_url": {"url": i.data_url}} for i in self.images
+            ]
+        out: dict[str, Any] = {"role": self.role, "content": content}
         if self.tool_calls:
             out["tool_calls"] = [
                 {

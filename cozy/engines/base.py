@@ -165,6 +165,9 @@ class AIEngine(BaseEngine):
     # model names of the form `name:tag` (Ollama's `llama3.2:3b`): a prefix that is no
     # provider may then be part of the name; otherwise it is a mistyped provider
     tagged_model_names: ClassVar[bool] = False
+    # images in user messages: False refuses them before anything is stored; None
+    # (unknown: a server decides per model) sends them and lets the server answer
+    supports_images: ClassVar[bool | None] = None
     default_model: str = ""
 
     @abstractmethod

@@ -34,7 +34,9 @@ class ManagesMemories(Protocol):
         self, user_id: str, *, kinds: Sequence[str] = ("fact",), include_removed: bool = False
     ) -> Sequence[MemoryRecord]: ...
 
-    async def find_memories(self, query: str, *, user_id: str, limit: int) -> list[MemoryHit]:
+    async def find_memories(
+        self, query: str, *, user_id: str, limit: int, min_similarity: float | None = None
+    ) -> list[MemoryHit]:
         """A search no answer waits on: the embedder may take its time to load."""
         ...
 

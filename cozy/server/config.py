@@ -29,11 +29,24 @@ class BudgetIn(BaseModel):
     usd_month: float | None = Field(default=None, gt=0)
 
 
+class UserBudgetIn(BaseModel):
+    """One user's budget: each field set replaces the default user budget's, 0 turns
+    that budget off for the user; fields left out keep the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens_day: int | None = Field(default=None, ge=0)
+    tokens_month: int | None = Field(default=None, ge=0)
+    usd_day: float | None = Field(default=None, ge=0)
+    usd_month: float | None = Field(default=None, ge=0)
+
+
 class Budgets(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: BudgetIn = Field(default_factory=BudgetIn)
     key: BudgetIn = Field(default_factory=BudgetIn)
+    users: dict[str, UserBudgetIn] = Field(default_factory=dict)  # per user id
 
 
 class ServerSettings(BaseSettings):
@@ -61,7 +74,9 @@ class ServerSettings(BaseSettings):
     budgets: Budgets = Field(
         default_factory=lambda: Budgets(),
         description='JSON: {"user": {"tokens_day": N, "tokens_month": N, "usd_day": X, '
-        '"usd_month": X}, "key": {...}}; spend needs ai.prices in engines.yaml',
+        '"usd_month": X}, "key": {...}, "users": {"alice": {"tokens_day": N}}}; "users" '
+        "overrides the user budget for the users it names (0: none); spend needs ai.prices "
+        "in engines.yaml",
     )
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # /v1/embeddings: bounded work per request (OpenAI allows 2048 inputs, 300k tokens)
@@ -77,6 +92,23 @@ class ServerSettings(BaseSettings):
         def budget(b: BudgetIn) -> Budget:
             return Budget(b.tokens_day, b.tokens_month, b.usd_day, b.usd_month)
 
+        default = self.budgets.user
+
+        def override(o: UserBudgetIn) -> Budget:
+            def pick(name: str) -> float | None:
+                value = getattr(o, name)
+                if value is None:
+                    return getattr(default, name)  # type: ignore[no-any-return]
+                return value or None  # 0: no such budget for this user
+
+            days, months = pick("tokens_day"), pick("tokens_month")
+            return Budget(
+                int(days) if days else None,
+                int(months) if months else None,
+                pick("usd_day"),
+                pick("usd_month"),
+            )
+
         return Limits(
             self.rate_limit_rpm,
             self.rate_limit_tpm,
@@ -85,6 +117,7 @@ class ServerSettings(BaseSettings):
             self.user_rate_limit_tpm,
             budget(self.budgets.key),
             budget(self.budgets.user),
+            {user: override(o) for user, o in self.budgets.users.items()},
         )
 
     def check_bind(self) -> None:

@@ -147,6 +147,7 @@ class Limits:
     user_tpm: int | None = None
     key_budget: Budget = field(default_factory=Budget)
     user_budget: Budget = field(default_factory=Budget)
+    user_budgets: dict[str, Budget] = field(default_factory=dict)  # per user id: overrides
 
 
 @dataclass(slots=True, frozen=True)
@@ -201,18 +202,25 @@ class RateLimiter:
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._meters = {"key": self._meters_for("key"), "user": self._meters_for("user")}
+        self._user_meters = {
+            f"user:{user}": self._meters_for("user", budget, user)
+            for user, budget in limits.user_budgets.items()
+        }
 
-    def _meters_for(self, kind: str) -> list[_Meter]:
+    def _meters_for(
+        self, kind: str, budget: Budget | None = None, user: str | None = None
+    ) -> list[_Meter]:
         lim = self.limits
         tpm = lim.tpm if kind == "key" or lim.user_tpm is None else lim.user_tpm
-        budget = lim.key_budget if kind == "key" else lim.user_budget
+        if budget is None:
+            budget = lim.key_budget if kind == "key" else lim.user_budget
         env = "COZY_SERVER_" + ("" if kind == "key" else "USER_")
         out = []
         if tpm > 0:
             out.append(
                 _Meter("tokens per minute", tpm, "minute", False, False, env + "RATE_LIMIT_TPM")
             )
-        bud = f"COZY_SERVER_BUDGETS ({kind})"
+        bud = f"COZY_SERVER_BUDGETS ({f'users.{user}' if user else kind})"
         for name, value, period, usd in (
             ("tokens today", budget.tokens_day, "day", False),
             ("tokens this month", budget.tokens_month, "month", False),
@@ -223,6 +231,11 @@ class RateLimiter:
                 limit = int(value * MICRO) if usd else int(value)
                 out.append(_Meter(name, limit, period, usd, True, bud))
         return out
+
+    def _meters_of(self, scope: str) -> list[_Meter]:
+        if scope.startswith("user:"):
+            return self._user_meters.get(scope, self._meters["user"])
+        return self._meters["key"]
 
     @staticmethod
     def _kind(scope: str) -> str:
@@ -282,7 +295,7 @@ class RateLimiter:
         now = self.clock()
         scopes = [scopes] if isinstance(scopes, str) else list(scopes)
         for scope in scopes:
-            for meter in self._meters[self._kind(scope)]:
+            for meter in self._meters_of(scope):
                 key, retry, _ = self._counter(scope, meter, now)
                 used = await self.store.get(key)
                 if used >= meter.limit:
@@ -312,7 +325,7 @@ class RateLimiter:
         held = Reservation(max(0, tokens), max(0, micro_usd))
         try:
             for scope in scopes:
-                for meter in self._meters[self._kind(scope)]:
+                for meter in self._meters_of(scope):
                     amount = held.micro_usd if meter.usd else held.tokens
                     key, retry, ttl = self._counter(scope, meter, now)
                     total = await self.store.add(key, amount, ttl)
@@ -353,7 +366,7 @@ class RateLimiter:
         now = self.clock()
         held = Reservation(0, 0)
         for scope in scopes:
-            for meter in self._meters[self._kind(scope)]:
+            for meter in self._meters_of(scope):
                 key, _, ttl = self._counter(scope, meter, now)
                 held.keys.append((key, meter.usd, ttl))
         return held

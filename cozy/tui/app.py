@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cozy.tui")
 
 MODEL_CHECK_TIMEOUT = 5.0
+NARROW = 80  # columns below which the sidebar hides itself
 
 
 class CozyApp(App[int]):
@@ -85,6 +86,7 @@ class CozyApp(App[int]):
         self._given_runtime = runtime
         self._runtime: Runtime | None = runtime
         self._views: Views | None = None
+        self._sidebar_shown: bool | None = None  # None: it follows the terminal's width
         self.check_model = check_model
         self.idle_gc = IdleCollector()  # a turn's garbage is collected once you pause
         self.turns = TurnRunner(self)
@@ -294,7 +296,23 @@ class CozyApp(App[int]):
 
     # --- actions (key bindings) ---------------------------------------------
     def action_cancel(self) -> None:
-        self.turns.cancel(self.workers)
+        """Esc: stop the answer; else leave what you were doing and go back to the prompt."""
+        if self.turns.cancel(self.workers):
+            return
+        prompt = self.views.prompt
+        if not prompt.has_focus:
+            prompt.focus()
+
+    def on_chat_log_typed(self, message: ChatLog.Typed) -> None:
+        """Typing while the chat log has the focus goes to the prompt, not nowhere."""
+        prompt = self.views.prompt
+        prompt.focus()
+        prompt.insert(message.character)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """On a narrow terminal the sidebar steps aside unless you opened it (ctrl+b)."""
+        if self._sidebar_shown is None and self._views is not None:
+            self.views.sidebar.display = event.size.width >= NARROW
 
     async def action_new_session(self) -> None:
         await self.sessions.new()
@@ -307,7 +325,9 @@ class CozyApp(App[int]):
 
     def action_toggle_sidebar(self) -> None:
         sidebar = self.views.sidebar
-        sidebar.display = not sidebar.display
+        sidebar.display = self._sidebar_shown = not sidebar.display
+        if not sidebar.display and sidebar.has_focus_within:
+            self.views.prompt.focus()
 
     def action_toggle_context(self) -> None:
         panel = self.views.context
@@ -336,11 +356,8 @@ class CozyApp(App[int]):
                 self.choosers.choose_personality(arg) if arg else self.choosers.pick_personality()
             )
 
-        def model(arg: str) -> None:
-            if arg:
-                self.choosers.set_model(arg)
-            else:
-                self.choosers.pick_model()
+        def model(arg: str) -> Any:
+            return self.choosers.set_model(arg) if arg else self.choosers.pick_model()
 
         def knowledge(arg: str) -> Any:
             return self.ingest.command(arg) if arg else self.panels.open_browser("knowledge")

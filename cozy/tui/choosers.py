@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from cozy.tui.screens.picker import PickerScreen
 
 if TYPE_CHECKING:
+    from cozy.core.types import ModelInfo
     from cozy.tui.host import Host
+
+
+LIST_TIMEOUT_S = 5.0
 
 
 class Choosers:
@@ -44,31 +49,49 @@ class Choosers:
         host.views.status.set(personality=personality.id)
         host.notify(f"personality: {personality.name}")
 
-    def set_model(self, spec: str) -> None:
-        host = self.host
-        host.state.model = spec
-        host.views.status.set(model=spec)
-        host.notify(f"model: {spec}")
+    async def set_model(self, spec: str) -> None:
+        """Use `spec` from the next turn on, and keep it on the session (reopening the
+        session, here or with `cozy chat -s`, answers with the same model)."""
+        host, st = self.host, self.host.state
+        st.model = spec
+        if st.session_id is not None:
+            await host.runtime.store.update_session(st.session_id, host.settings.user, model=spec)
+        host.views.status.set(model=spec, why="")
+        host.notify(f"model: {spec}" + (" (kept with this session)" if st.session_id else ""))
 
     async def _model_choices(self) -> tuple[list[tuple[str, str]], str]:
-        host = self.host
-        rt = host.runtime
-        try:
-            provider = rt.router.split(host.state.model)[0]
-            models = await rt.list_models(provider)
-        except Exception as exc:  # a down provider still lets the user type a model
-            return [], f"could not list models: {exc}; type provider:model and press enter"
-        return [(f"{m.provider}:{m.id}", f"{m.provider}:{m.id}") for m in models], (
-            "or type provider:model and press enter"
-        )
+        """Every configured provider's models, asked in parallel; a provider that is
+        down or slow is named in the note instead of hiding the others."""
+        rt = self.host.runtime
+        providers = rt.model_providers()
+
+        async def one(provider: str) -> list[ModelInfo]:
+            return await asyncio.wait_for(rt.list_models(provider), LIST_TIMEOUT_S)
+
+        results = await asyncio.gather(*(one(p) for p in providers), return_exceptions=True)
+        choices: list[tuple[str, str]] = []
+        problems: list[str] = []
+        for provider, result in zip(providers, results, strict=True):
+            if isinstance(result, BaseException):
+                why = str(result) or type(result).__name__
+                problems.append(f"{provider}: {why.splitlines()[0][:80]}")
+                continue
+            for m in result:
+                value = f"{m.provider}:{m.id}"
+                if all(value != v for v, _ in choices):
+                    choices.append((value, value))
+        note = "or type provider:model and press enter"
+        if problems:
+            note = "not listed: " + "; ".join(problems) + f"\n{note}"
+        return choices, note
 
     def pick_model(self) -> None:
         async def run() -> None:
             choices, note = await self._model_choices()
 
-            def done(value: str | None) -> None:
+            async def done(value: str | None) -> None:
                 if value:
-                    self.set_model(value)
+                    await self.set_model(value)
 
             self.host.push_screen(
                 PickerScreen(

@@ -50,7 +50,7 @@ def wire_messages(messages: Sequence[Message]) -> list[Message]:
     for m in messages:
         calls = [ToolCall(c.id, wire(c.name), c.arguments, c.index) for c in m.tool_calls]
         name = wire(m.name) if m.name else None
-        out.append(Message(m.role, m.content, calls, m.tool_call_id, name))
+        out.append(Message(m.role, m.content, calls, m.tool_call_id, name, list(m.images)))
     return out
 
 

@@ -76,6 +76,7 @@ class LocalProvider(AIEngine):
     provider_name: ClassVar[str] = "local"
     can_stream: ClassVar[bool] = True
     supports_tools: ClassVar[bool] = True
+    supports_images: ClassVar[bool | None] = False  # llama.cpp here runs text-only GGUFs
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None

@@ -370,6 +370,8 @@ def to_ollama_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in wire_messages(messages):
         item: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.images:  # Ollama takes raw base64 images beside the text
+            item["images"] = [i.data for i in m.images]
         if m.tool_calls:
             item["tool_calls"] = [
                 {"function": {"name": c.name, "arguments": _loads(c.arguments)}}

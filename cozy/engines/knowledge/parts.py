@@ -34,6 +34,7 @@ def check_collection(name: str) -> None:
 class KnowledgeParts(Protocol):
     ctx: EngineContext
     candidates: int
+    embed_wait: float
     vector_timeout: float
     min_similarity: float
     vectors: VectorCache

@@ -4,8 +4,11 @@ Options (engines.yaml `knowledge:`): `chunk_tokens` (200), `chunk_overlap` (30),
 `max_file_mb` (64), `embed` (true: use the runtime's `embed` engine when one is
 configured), `candidates` (50 per retriever), `embed_wait` (seconds the context
 stage waits for a cold embedder before answering from BM25 alone, 0.2),
-`vector_timeout` (0.3: seconds a hybrid search waits for the vector side; an embedder
-that fails or hangs gives keyword results with the reason "keywords only"),
+`vector_timeout` (0.3: seconds the context stage's hybrid search waits for the query
+embedding; an embedder that fails or hangs gives keyword results with the reason
+"keywords only"), `search_wait` (20: what a search nobody else waits on, `cozy knowledge
+search`, gives a cold embedder to load and embed the query before it answers from
+keywords alone, saying so),
 `include_hidden` (false), `batch_mb` (2) and `batch_files` (200): documents
 written per transaction, `keyword_budget` (10000: chunks BM25 ranks at most per
 query, see retrieval.py), `min_similarity` (0.2: vector candidates below this cosine
@@ -63,6 +66,7 @@ class LocalKnowledgeOptions(EngineOptions):
     candidates: int = 50
     embed_wait: float = 0.2
     vector_timeout: float = 0.3
+    search_wait: float = 20.0
     min_similarity: float = 0.2
     keyword_budget: int = 10_000
     embed: bool = True
@@ -88,6 +92,7 @@ class LocalKnowledge(KnowledgeEngine):
         self.candidates = o.candidates
         self.embed_wait = o.embed_wait
         self.vector_timeout = o.vector_timeout
+        self.search_wait = o.search_wait
         self.min_similarity = o.min_similarity
         self.keyword_budget = max(100, o.keyword_budget)
         if not 16 <= self.settings.chunk_tokens <= 2000:
@@ -464,8 +469,14 @@ class LocalKnowledge(KnowledgeEngine):
             cached = await cache.get("knowledge", key)
             if cached is not None:
                 return [KnowledgeHit(**h) for h in cached]
+        # wait=None: nothing else waits on this search (the CLI, the user's own search):
+        # a cold embedder gets `search_wait` to load, the query embedding as long; the
+        # context stage of a turn passes its own short wait and `vector_timeout` applies
+        load, embedding = (
+            (self.search_wait, self.search_wait) if wait is None else (wait, self.vector_timeout)
+        )
         hits = await run_search(
-            self, query, user_id, collections, prefix, limit, mode, wait, generation
+            self, query, user_id, collections, prefix, limit, mode, load, generation, embedding
         )
         if self.reranker is not None:
             hits = list((await self.reranker(query, hits))[:limit])

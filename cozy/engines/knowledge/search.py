@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from cozy.core.errors import CozyError, EngineError
@@ -27,8 +27,11 @@ async def run_search(
     mode: str,
     wait: float | None,
     generation: int,
+    embedding: float | None = None,
 ) -> list[KnowledgeHit]:
-
+    """`wait`: at most this long for a cold embedder to load; `embedding`: at most this
+    long for the query's vector once it has (default `vector_timeout`). Past either,
+    a hybrid search answers from keywords and says why (`degraded()`)."""
     k = max(engine.candidates, limit * 4)
     notes: list[str] = []
 
@@ -38,10 +41,9 @@ async def run_search(
         return await engine.keyword_search(query, user_id, collections, prefix, k, generation)
 
     vectors_now = vector_side(
-        engine, query, user_id, collections, prefix, k, mode, wait, generation, notes
-    )
-    if mode == "hybrid":  # the keywords alone still answer when the embedder cannot
-        vectors_now = _or_keywords(vectors_now, engine.vector_timeout, notes)
+        engine, query, user_id, collections, prefix, k, mode, wait, generation, notes,
+        engine.vector_timeout if embedding is None else embedding,
+    )  # fmt: skip
     # both retrievers at once: SQLite and numpy each run outside the GIL
     keyword, (semantic, vectors, partial) = await asyncio.gather(keyword_side(), vectors_now)
     lists = [found for found in (keyword, semantic) if found]
@@ -80,21 +82,18 @@ async def run_search(
     return hits
 
 
-async def _or_keywords(
-    side: Any, limit: float, notes: list[str]
-) -> tuple[list[tuple[int, float]], Vectors | None, bool]:
-    """The vector side, or nothing (keywords only, noted, not cached) when the embedder
-    fails or is slower than `limit` s: a dead or hung embedder must not take the
-    keyword results down with it (as the README promises)."""
+async def _or_keywords(query: Awaitable[Any], limit: float, notes: list[str]) -> Any | None:
+    """The query's vector, or None (keywords only, noted) when the embedder fails or
+    is slower than `limit` s: a dead or hung embedder must not take the keyword
+    results down with it (as the README promises)."""
     try:
         async with asyncio.timeout(limit):
-            result: tuple[list[tuple[int, float]], Vectors | None, bool] = await side
-            return result
+            return await query
     except TimeoutError:
         notes.append(f"embedder slower than {limit:g}s: keywords only")
     except (CozyError, OSError) as exc:
         notes.append(f"embedder failed ({exc}): keywords only")
-    return [], None, True
+    return None
 
 
 async def vector_side(
@@ -108,9 +107,10 @@ async def vector_side(
     wait: float | None,
     generation: int,
     notes: list[str],
+    embedding: float,
 ) -> tuple[list[tuple[int, float]], Vectors | None, bool]:
     """Vector candidates, the matrix they came from, and whether the result is partial
-    (the embedder is still loading: a retry soon may do better, so do not cache)."""
+    (keywords only for a passing reason: a retry soon may do better, so do not cache)."""
     if mode not in ("hybrid", "vector"):
         return [], None, False
     embedder = await engine.embeddings.get(wait=wait if mode == "hybrid" else None)
@@ -121,8 +121,13 @@ async def vector_side(
                 "vector search needs an embedder",
                 hint=note or "set `embed: {provider: local}` in engines.yaml",
             )
-        notes.append(note or "embedder still loading: keyword results only")
-        return [], None, not note  # a cold start, not a missing embedder
+        if note:  # not configured or broken: the same answer next time
+            notes.append(note)
+            return [], None, False
+        notes.append(f"the embedding model is still loading (waited {wait or 0:g}s): keywords only")
+        return [], None, True
+    # the query's vector (where a remote embedder hangs) while the matrix is read
+    qv_task = asyncio.ensure_future(query_vector(engine, query))
     model = model_key(embedder)
     vectors = await engine.vectors.get(
         engine.index, user_id, model, generation, embedder.dimensions
@@ -134,8 +139,15 @@ async def vector_side(
             "`cozy knowledge embed` does it now): keywords only for those"
         )
     if not len(vectors):
+        qv_task.cancel()
+        qv_task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen, not logged
         return [], vectors, False
-    qv = await query_vector(engine, query)
+    if mode == "hybrid":  # the keywords alone still answer when the embedder cannot
+        qv = await _or_keywords(qv_task, embedding, notes)
+        if qv is None:
+            return [], None, True
+    else:
+        qv = await qv_task
     found = await vectors.search_async(qv, collections=collections, prefix=prefix, k=k)
     return [(c, sim) for c, sim in found if sim >= engine.min_similarity], vectors, False
 

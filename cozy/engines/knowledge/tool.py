@@ -73,6 +73,7 @@ def make_tool(engine: KnowledgeParts) -> Any:
             user_id=ctx.caller.user_id,
             collections=collections,
             limit=int(arguments.get("limit", 5)),
+            wait=live.embed_wait,  # a turn waits on it: keywords rather than a cold start
         )
         if not hits:
             return ToolOutput("no matching passages in the user's documents")

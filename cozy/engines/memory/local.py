@@ -9,6 +9,8 @@ Options (engines.yaml `memory:`):
   keywords only (default 0.3)
 - `recency_half_life_days`: weight recent memories up (default 0: off)
 - `dedupe_threshold`: cosine above which a new fact is a near duplicate (default 0.92)
+- `search_min_similarity`: `cozy memory search` shows a memory only when it shares a
+  word with the query or its cosine is at least this (default 0.25; 0 shows every hit)
 - `chunk_chars`: long messages are indexed in chunks of this size (default 1500)
 - `extract_attempts`, `extract_max_tokens`: retries and answer size for extraction
 - `keyword_weight` (1.5), `rrf_k` (10), `neighbour_spread` (0.05), `context_weight` (0.35:
@@ -61,6 +63,7 @@ class LocalMemoryOptions(EngineOptions):
     vector_timeout: float = 0.3
     recency_half_life_days: float = 0
     dedupe_threshold: float = 0.92
+    search_min_similarity: float = 0.25
     chunk_chars: int = 1500
     max_chunks: int = 32
     extract_attempts: int = 2
@@ -110,6 +113,7 @@ class LocalMemory(MemoryEngine):
         self.neighbour_spread = o.neighbour_spread
         self.rank_weights = Weights.of(o.model_dump(exclude_none=True))
         self.dedupe_threshold = o.dedupe_threshold
+        self.min_similarity = o.search_min_similarity
         self.chunk_chars = o.chunk_chars
         self.max_chunks = o.max_chunks
         self.extract_attempts = o.extract_attempts
@@ -156,7 +160,11 @@ class LocalMemory(MemoryEngine):
         await self.embeddings.close()
 
     async def health_check(self) -> Health:
-        engine = await self.embeddings.get(wait=5.0)
+        # well inside the readiness deadline (5 s): a model still loading on a busy
+        # machine is keyword search for now, not a failed check
+        engine = await self.embeddings.get(wait=2.0)
+        if engine is None and self.embeddings.loading:
+            return Health(ok=True, detail="embedder loading: keyword search until it is ready")
         if engine is None and self.use_embeddings:
             return Health(
                 ok=True,
@@ -269,7 +277,11 @@ class LocalMemory(MemoryEngine):
         mode: str = "hybrid",
         candidates: int = 50,
         vector_wait: float | None = None,
+        min_similarity: float | None = None,
     ) -> list[MemoryHit]:
+        """`min_similarity`: keep only memories that share a word with the query or
+        whose meaning is at least this close (cosine); fused ranks alone always
+        return something, related or not."""
         hits: list[MemoryHit] = []
         if not query.strip():
             return hits
@@ -282,7 +294,10 @@ class LocalMemory(MemoryEngine):
             jobs.append(self.repo.keyword(user_id, query, pool, kinds))
         if mode in ("hybrid", "vector"):
             jobs.append(self._vector_list(user_id, query, version, pool, vector_wait))
-        lists = [x for x in await asyncio.gather(*jobs) if x]
+        found = await asyncio.gather(*jobs)
+        related = _related(found, mode, min_similarity)
+        cosine = dict(found[-1]) if mode in ("hybrid", "vector") else {}
+        lists = [x for x in found if x]
         staged = mode == "hybrid" and len(lists) == 2  # the second stage: memory/rank.py
         if staged:
             kw, vec = lists
@@ -308,7 +323,9 @@ class LocalMemory(MemoryEngine):
             scored += [
                 (fused[m] * recency_factor(rows[m].occurred_at, self.half_life), rows[m])
                 for m in batch
-                if m in rows and self._visible(rows[m], kinds, personality_id, exclude_session)
+                if m in rows
+                and self._visible(rows[m], kinds, personality_id, exclude_session)
+                and (related is None or m in related)
             ]
             start += len(batch)
         scored.sort(key=lambda x: -x[0])
@@ -324,6 +341,7 @@ class LocalMemory(MemoryEngine):
                         "kind": row.kind,
                         "session_id": row.session_id,
                         "occurred_at": row.occurred_at,
+                        "similarity": round(cosine[row.id], 4) if row.id in cosine else None,
                     },
                 )
             )
@@ -406,9 +424,17 @@ class LocalMemory(MemoryEngine):
         statuses = ("active", "obsolete", "deleted") if include_removed else ("active",)
         return await self.repo.list_rows(user_id, kinds=kinds, statuses=statuses, limit=None)
 
-    async def find_memories(self, query: str, *, user_id: str, limit: int) -> list[MemoryHit]:
+    async def find_memories(
+        self, query: str, *, user_id: str, limit: int, min_similarity: float | None = None
+    ) -> list[MemoryHit]:
         # no answer is waiting on this search: give the embedder time to load
-        return await self.search(query, user_id=user_id, limit=limit, vector_wait=60.0)
+        return await self.search(
+            query,
+            user_id=user_id,
+            limit=limit,
+            vector_wait=60.0,
+            min_similarity=self.min_similarity if min_similarity is None else min_similarity,
+        )
 
     async def remember(self, user_id: str, text: str) -> tuple[str, bool]:
         return await reconcile.add_text(self, user_id, text)
@@ -473,3 +499,14 @@ class LocalMemory(MemoryEngine):
         from cozy.engines.memory.jobs import MemoryJobs
 
         return MemoryJobs(self)
+
+
+def _related(
+    found: Sequence[list[tuple[str, float]]], mode: str, min_similarity: float | None
+) -> set[str] | None:
+    """The ids a thresholded search may return (None: no threshold)."""
+    if min_similarity is None or min_similarity <= 0:
+        return None
+    keyword = found[0] if mode in ("hybrid", "keyword") else []
+    vector = found[-1] if mode in ("hybrid", "vector") else []
+    return {m for m, _ in keyword} | {m for m, cos in vector if cos >= min_similarity}

@@ -2,9 +2,10 @@
 
 The embed engine loads in the background (opening cozy never waits for it); a search
 that cannot get its query vector in time answers with keywords only and says why.
-Query vectors are kept in an LRU keyed by (model, query), so a repeated question (or
-one whose embedding finished after its search gave up) is embedded once, and a
-vector of one model is never used against another model's matrix.
+Query vectors are kept per embed engine instance (retrieval/query_batch.py), so a
+repeated question (or one whose embedding finished after its search gave up) is
+embedded once, memory and knowledge share it, and a vector of one model is never used
+against another model's matrix.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from cozy.engines.base import EmbedEngine
+from cozy.engines.retrieval.query_batch import batcher_of
 
 log = logging.getLogger("cozy.retrieval")
 
-QUERY_CACHE = 512
 Loader = Callable[[], Awaitable[EmbedEngine | None]]
 
 
@@ -46,7 +46,6 @@ class LazyEmbedder:
         self._off = bool(off)
         self.missing = missing or "no embedder configured (set `embed: {provider: local}`)"
         self._task: asyncio.Task[EmbedEngine | None] | None = None
-        self._queries: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -118,13 +117,15 @@ class LazyEmbedder:
 
     def remember(self, query: str, vec: list[float]) -> None:
         """Cache `query`'s vector for the loaded model."""
-        self._queries[(self.model() or "", query)] = vec
-        self._queries.move_to_end((self.model() or "", query))
-        while len(self._queries) > QUERY_CACHE:
-            self._queries.popitem(last=False)
+        if self.engine is not None:
+            batcher_of(self.engine).remember(query, vec)
 
     async def query_vector(self, query: str, wait: float) -> tuple[list[float] | None, str | None]:
-        """(the query's vector, None) or (None, why: keyword only), within `wait` seconds."""
+        """(the query's vector, None) or (None, why: keyword only), within `wait` seconds.
+
+        Through the engine's one `QueryBatcher`: memory and knowledge asking for the same
+        question share one computation, and questions asked together are embedded in one
+        call. A vector that comes after its search gave up is kept for the next ask."""
         if self._off:
             return None, None
         started = time.perf_counter()
@@ -133,23 +134,15 @@ class LazyEmbedder:
             if self.loading:
                 return None, "embedder still loading; keyword search only"
             return None, (self.note or "no embedder") + "; keyword search only"
-        key = (self.model() or "", query)
-        cached = self._queries.get(key)
+        batcher = batcher_of(engine)
+        cached = batcher.cached(query)
         if cached is not None:
-            self._queries.move_to_end(key)
             return cached, None
         left = max(0.01, wait - (time.perf_counter() - started))
-        task = asyncio.ensure_future(engine.embed([query]))
         try:
-            (vec,) = await asyncio.wait_for(asyncio.shield(task), left)
+            vec = await asyncio.wait_for(asyncio.shield(batcher.submit(query)), left)
         except TimeoutError:
-            task.add_done_callback(lambda t: self._late(query, t))
             return None, f"query embedding took over {wait:g}s; keyword only"
         except Exception as exc:
             return None, f"query embedding failed ({exc}); keyword search only"
-        self.remember(query, vec)
         return vec, None
-
-    def _late(self, query: str, task: asyncio.Future[list[list[float]]]) -> None:
-        if not task.cancelled() and task.exception() is None:
-            self.remember(query, task.result()[0])

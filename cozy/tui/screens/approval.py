@@ -1,4 +1,9 @@
-"""The tool approval modal: approve once / always for this personality / deny."""
+"""The tool approval modal: approve once / always for this personality / deny.
+
+Enter takes the focused button, and the focus starts on Once: the safe choice that
+lets the turn go on (Always widens what the personality may do from now on, so it
+is never what a stray Enter picks). Esc or n denies; tab moves between the buttons.
+"""
 
 from __future__ import annotations
 
@@ -35,13 +40,14 @@ class ApprovalScreen(ModalScreen[str]):
         with Vertical(id="approval", classes="dialog"):
             yield Static(f"Allow {self.tool}?  ({self.level})", classes="title", markup=False)
             yield Static(self.arguments[:4000], classes="arguments", markup=False)
+            yield Static("enter: once · a: always · n / esc: deny", classes="note")
             with Horizontal(classes="buttons"):
                 yield Button("Once [y]", id="once", variant="primary")
                 yield Button(f"Always for {self.personality} [a]", id="always")
                 yield Button("Deny [n]", id="deny", variant="error")
 
     def on_mount(self) -> None:
-        self.query_one("#deny", Button).focus()
+        self.query_one("#once", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

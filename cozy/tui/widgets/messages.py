@@ -15,7 +15,9 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from textual import events
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Static
 
 from cozy.tui.widgets.mdbody import MarkdownBody, NoSecondLayout, safe_cut
@@ -236,6 +238,18 @@ class ChatLog(VerticalScroll, NoSecondLayout):
     """
 
     can_focus = True
+
+    class Typed(Message):
+        """A printable key pressed while the log has the focus (the app moves it on)."""
+
+        def __init__(self, character: str) -> None:
+            super().__init__()
+            self.character = character
+
+    def on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character:
+            event.stop()
+            self.post_message(self.Typed(event.character))
 
     def __init__(self, *, keep: int = 20, step: int = 20, id: str | None = None) -> None:
         super().__init__(id=id)

@@ -1,12 +1,28 @@
-"""The prompt box: multi-line input, Enter sends, history, `/` command completion."""
+"""The prompt box: multi-line input, Enter sends, history, `/` command completion.
+
+Enter and bursts of keys. A terminal delivers a paste without bracketed-paste mode
+(or `tmux send-keys "text" Enter`) as one burst of key presses. Two things follow:
+
+- the Enter binding is a priority binding, so the app runs it as soon as the key is
+  read, while the burst's characters are still queued for this widget: reading
+  `self.text` then would see an empty box (the Enter was "ignored"). So Enter is
+  decided on this widget's own queue (`call_later`), after the characters before it;
+- an Enter followed within `BURST_S` by more typed text is part of a paste: it
+  becomes a newline instead of sending the first line. Only an Enter that ends a
+  burst sends. Bracketed pastes arrive as one `Paste` event and never send.
+"""
 
 from __future__ import annotations
 
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import TextArea
 
 from cozy.tui.commands import complete
+
+BURST_S = 0.05  # keys closer than this after an Enter belong to the same burst
 
 
 class PromptArea(TextArea):
@@ -28,9 +44,37 @@ class PromptArea(TextArea):
         self.prompt_history: list[str] = []
         self._history_pos = 0
         self.placeholder = "Message cozy (enter sends · ctrl+j new line · / commands)"
+        self._enter_timer: Timer | None = None
+
+    @property
+    def enter_pending(self) -> bool:
+        """An Enter is waiting to see whether more of a burst follows."""
+        return self._enter_timer is not None
 
     def action_submit(self) -> None:
-        text = self.text
+        self.call_later(self._enter_arrived)  # after the keys queued before the Enter
+
+    def _enter_arrived(self) -> None:
+        if self._enter_timer is not None:  # two Enters in one burst: the first was a newline
+            self._enter_timer.stop()
+            self.insert("\n")
+        self._enter_timer = self.set_timer(BURST_S, self._burst_over)
+
+    def _burst_over(self) -> None:
+        self._enter_timer = None
+        self.submit_now()
+
+    async def _on_key(self, event: events.Key) -> None:
+        if self._enter_timer is not None and event.is_printable:
+            self._enter_timer.stop()  # text right after the Enter: a pasted newline
+            self._enter_timer = None
+            self.insert("\n")
+        await super()._on_key(event)
+
+    def submit_now(self) -> None:
+        """Send what the box holds (Enter does this once its burst is over); the blank
+        lines a paste ends with are not part of the message."""
+        text = self.text.rstrip("\r\n")
         if not text.strip():
             return
         if not self.prompt_history or self.prompt_history[-1] != text:

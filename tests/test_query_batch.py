@@ -1,0 +1,97 @@
+"""Query vectors under concurrency: memory and knowledge asking together share one
+computation per question, questions asked together are embedded in few calls, and
+each vector is the one the question gets alone (the real all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+
+import pytest
+
+from cozy.engines.embed import model_files
+from cozy.engines.embed.errors import EmbeddingUnavailable
+from cozy.engines.embed.local import LocalEmbedder
+from cozy.engines.retrieval.embedder import LazyEmbedder
+from cozy.engines.retrieval.query_batch import batcher_of
+
+
+def _installed() -> bool:
+    try:
+        model_files.locate(verify=False)
+    except EmbeddingUnavailable:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _installed(), reason="all-MiniLM-L6-v2 not installed")
+
+
+class Counting(LocalEmbedder):
+    def __init__(self) -> None:
+        super().__init__({})
+        self.batches: list[int] = []
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.batches.append(len(texts))
+        return await super().embed(texts)
+
+
+def _close(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all(math.isclose(x, y, abs_tol=1e-4) for x, y in zip(a, b, strict=True))
+
+
+async def test_concurrent_questions_are_batched_and_shared() -> None:
+    engine = Counting()
+    await engine.initialize()
+    memory, knowledge = LazyEmbedder(None), LazyEmbedder(None)
+    memory.use(engine)
+    knowledge.use(engine)
+    questions = [f"what did I say about topic number {i}?" for i in range(24)]
+    asks = [e.query_vector(q, wait=60) for q in questions for e in (memory, knowledge)]
+    got = await asyncio.gather(*asks)
+    assert all(note is None and vec is not None for vec, note in got)
+    # 48 asks, 24 questions: every question embedded once, in a few calls
+    assert sum(engine.batches) == 24 and len(engine.batches) <= 3, engine.batches
+    alone = await engine.embed([questions[5]])
+    assert _close(got[10][0] or [], alone[0]) and _close(got[11][0] or [], alone[0])
+    # asked again: from the cache, no call
+    calls = len(engine.batches)
+    vec, note = await knowledge.query_vector(questions[5], wait=60)
+    assert note is None and vec == got[10][0] and len(engine.batches) == calls
+    assert batcher_of(engine).calls == calls - 1  # the `alone` call went around it
+
+
+async def test_a_question_that_timed_out_is_kept_for_the_next_ask() -> None:
+    engine = Counting()
+    await engine.initialize()
+    lazy = LazyEmbedder(None)
+    lazy.use(engine)
+    vec, note = await lazy.query_vector("a slow question", wait=0.0)
+    assert vec is None and note and "keyword only" in note
+    deadline = asyncio.get_running_loop().time() + 60
+    while batcher_of(engine).cached("a slow question") is None:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    vec, note = await lazy.query_vector("a slow question", wait=0.0)
+    assert vec is not None and note is None
+
+
+async def test_a_failing_embedder_says_so_and_recovers() -> None:
+    class Broken(Counting):
+        fail = True
+
+        async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+            if self.fail:
+                raise OSError("model file vanished")
+            return await super().embed(texts)
+
+    engine = Broken()
+    lazy = LazyEmbedder(None)
+    lazy.use(engine)
+    vec, note = await lazy.query_vector("hello", wait=30)
+    assert vec is None and note and "model file vanished" in note
+    engine.fail = False
+    vec, note = await lazy.query_vector("hello", wait=30)
+    assert vec is not None and note is None
