@@ -107,3 +107,32 @@ async def test_model_picker_lists_every_provider_and_keeps_the_choice(
         assert again.model == choice
         await send(pilot, "third")
         assert fake_model.turn_requests()[-1].path == "/v1/chat/completions"
+
+
+async def test_sidebar_lists_personalities_and_picks_one(
+    cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    from textual.widgets import ListView
+
+    from cozy.tui.widgets.sidebar import PersonalityItem
+
+    app = make_app(cozy_home, fake_model.url)
+    async with app.run_test(size=(110, 34)) as pilot:
+        await ready(app)
+        await settle(pilot)
+        items = list(app.query(PersonalityItem))
+        ids = [i.pid for i in items]
+        assert {"assistant", "coder", "tutor", "plain"} <= set(ids)
+        marked = [i.pid for i in items if str(i.query_one("Label").render()).startswith("●")]
+        assert marked == ["assistant"]
+        view = app.query_one("#personality-list", ListView)
+        view.focus()
+        view.index = ids.index("coder")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.personality == "coder"
+        items = list(app.query(PersonalityItem))
+        marked = [i.pid for i in items if str(i.query_one("Label").render()).startswith("●")]
+        assert marked == ["coder"]
+        await pilot.press("escape")  # back to the prompt from the sidebar
+        assert app.query_one(PromptArea).has_focus

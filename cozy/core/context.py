@@ -1,12 +1,15 @@
 """ContextService: ask knowledge, profile and memory in parallel, then fit the budget.
 
 Each engine runs under its own timeout. A failure or a timeout gives an empty
-result and a degrade reason; it never fails the request.
+result and a degrade reason; it never fails the request. At most `concurrency`
+builds search at once (twice the cores); the others wait for a slot first, so an
+engine's timeout measures its own work, not the queue of a busy server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from cozy.engines.degraded import noting
 T = TypeVar("T")
 
 DEFAULT_TIMEOUTS = {"knowledge": 0.5, "profile": 0.3, "memory": 0.4}
+QUEUE_TIMEOUT = 30.0  # s a turn may wait for a context slot on a saturated server
 
 
 @dataclass(slots=True)
@@ -68,12 +72,21 @@ class ContextService:
         memory: MemoryEngine | None = None,
         timeouts: dict[str, float] | None = None,
         estimator: TokenEstimator | None = None,
+        concurrency: int | None = None,
+        queue_timeout: float = QUEUE_TIMEOUT,
     ) -> None:
         self.knowledge = knowledge
         self.profile = profile
         self.memory = memory
         self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
         self.estimator = estimator or TokenEstimator()
+        # Context builds running at once. Their engine timeouts are for the engines'
+        # own work: with 200 turns searching together on two cores every search waits
+        # for the others and most timed out (91 % of answers degraded, #20); past this
+        # many a turn waits its turn first, without the engine clock running.
+        self.concurrency = concurrency or max(2, 2 * (os.cpu_count() or 1))
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self.queue_timeout = queue_timeout
 
     async def _timed(self, name: str, coro: Awaitable[T], meta: ContextMeta) -> T | None:
         started = time.perf_counter()
@@ -97,6 +110,28 @@ class ContextService:
             }
         meta["engines"][name]["degraded"] = True
         return None
+
+    async def _search(self, calls: dict[str, Awaitable[Any]], meta: ContextMeta) -> dict[str, Any]:
+        """The engines' searches, in parallel, once a slot is free (within
+        `queue_timeout` s: past it the turn goes on without context and says why)."""
+        waited = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)
+        except TimeoutError:
+            for name, coro in calls.items():
+                if asyncio.iscoroutine(coro):
+                    coro.close()  # never started: no "never awaited" warning
+                meta["engines"][name] = {"latency_ms": 0.0, "degraded": True}
+                meta["degrade_reasons"].append(
+                    f"{name}: server busy (no context slot within {self.queue_timeout:g}s)"
+                )
+            return {}
+        try:
+            meta["queued_ms"] = round((time.perf_counter() - waited) * 1000, 2)
+            values = await asyncio.gather(*(self._timed(n, c, meta) for n, c in calls.items()))
+        finally:
+            self._slots.release()
+        return dict(zip(calls, values, strict=True))
 
     async def build(
         self,
@@ -130,8 +165,7 @@ class ContextService:
         meta["enabled_engines"] = list(calls)
         results: dict[str, Any] = {}
         if calls:
-            values = await asyncio.gather(*(self._timed(n, c, meta) for n, c in calls.items()))
-            results = dict(zip(calls, values, strict=True))
+            results = await self._search(calls, meta)
         meta["degraded"] = bool(meta["degrade_reasons"])
 
         profile = results.get("profile")

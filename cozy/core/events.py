@@ -61,6 +61,7 @@ class ContextMeta(BriefContext):
 
     memories: list[dict[str, Any]]  # id, text, score
     token_budget: dict[str, Any]
+    queued_ms: NotRequired[float]  # the wait for a context slot (a busy server)
     summary: NotRequired[SummaryUse]
     summary_requested: NotRequired[bool]
 

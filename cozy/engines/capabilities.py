@@ -161,6 +161,16 @@ class ServesResources(Protocol):
     async def read_resource(self, server: str, uri: str) -> Any: ...
 
 
+@runtime_checkable
+class KeepsServerLogs(Protocol):
+    """A tools engine that keeps what its servers logged (MCP notifications/message),
+    bounded, for `cozy tools logs`; reading never starts a server."""
+
+    def server_logs(
+        self, server: str | None = None, *, limit: int = 50, level: str = "debug"
+    ) -> list[dict[str, Any]]: ...
+
+
 class Admission(Protocol):
     """Places an AI engine holds for one request (see `AdmitsRequests`)."""
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
+    from textual.widgets import Static
     from textual.worker import Worker
 
     from cozy.runtime import Runtime
@@ -53,6 +54,7 @@ class Views:
     status: StatusBar
     sidebar: Sidebar
     context: ContextPanel
+    banner: Static  # above the prompt: what Enter will do when it is not "send"
 
 
 class Host(Protocol):
@@ -98,6 +100,14 @@ class Host(Protocol):
         ...
 
     def refresh_sessions(self, query: str | None = None) -> None: ...
+
+    async def show_personalities(self) -> None:
+        """Mark the current personality in the sidebar."""
+        ...
+
+    async def load_session(self, session_id: str) -> None:
+        """Show a stored session and make it current."""
+        ...
 
 
 def busy_warning(host: Host) -> bool:

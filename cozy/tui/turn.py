@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from textual.worker import Worker
 
-    from cozy.core.events import ChatEvent
+    from cozy.core.events import ChatEvent, Started
     from cozy.core.toolloop import Decision
     from cozy.core.types import ToolCall, ToolSpec
     from cozy.engines.base import ToolContext
@@ -31,6 +31,7 @@ class TurnState:
     def __init__(self, prompt: str) -> None:
         self.prompt = prompt
         self.answer: MessageView | None = None
+        self.yours: MessageView | None = None
         self.got_text = False
         self.session_id: str | None = None
 
@@ -65,7 +66,7 @@ class TurnRunner:
         state = TurnState(text)
         st.busy = True
         status.set(running=True)
-        await chat.add_message("user", text)
+        state.yours = await chat.add_message("user", text)
         req = ChatRequest(
             prompt=text,
             caller=Caller(user_id=host.settings.user, role="admin", face="tui"),
@@ -121,15 +122,7 @@ class TurnRunner:
         host, st = self.host, self.host.state
         status = host.views.status
         if isinstance(event, Started):
-            state.session_id = event.session_id
-            if st.session_id != event.session_id:
-                st.session_id = event.session_id
-                host.refresh_sessions()
-            status.set(
-                model=event.model,
-                personality=event.personality_id,
-                why=auto_reason(event.provider_reason),
-            )
+            self._started(event, state)
         elif isinstance(event, ContextBuilt):
             host.views.context.show(event.metadata)
             status.set(degraded=bool(event.metadata.get("degraded")))
@@ -168,6 +161,20 @@ class TurnRunner:
             prompt = host.views.prompt
             if not state.got_text and not prompt.text.strip():
                 prompt.load_text(state.prompt)
+
+    def _started(self, event: Started, state: TurnState) -> None:
+        host, st = self.host, self.host.state
+        state.session_id = event.session_id
+        if state.yours is not None:
+            state.yours.message_id = event.user_message_id
+        if st.session_id != event.session_id:
+            st.session_id = event.session_id
+            host.refresh_sessions()
+        host.views.status.set(
+            model=event.model,
+            personality=event.personality_id,
+            why=auto_reason(event.provider_reason),
+        )
 
     async def _end_answer(
         self, state: TurnState, chat: ChatLog, status: str, note: str = ""

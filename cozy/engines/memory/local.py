@@ -21,6 +21,8 @@ Options (engines.yaml `memory:`):
   questions, the session signal, a feedback vector search, answers after question turns)
 - `keyword_budget`: rows BM25 ranks at most per query (default 5000; see retrieval/keyword.py)
 - `index_assistant`: also index the assistant's answers as raw turns (default false)
+- `backlog_limit`: pending jobs past which saved turns queue no memory jobs (logged and
+  counted in /metrics: `jobs_dropped_total`); default 2000, 0 for none
 - `turn_context`: index each turn with its neighbouring turns (default true; memory/turns.py)
 
 One module past 400 lines on purpose: it is the `LocalMemory` class and only that; its
@@ -78,6 +80,10 @@ class LocalMemoryOptions(EngineOptions):
     index_assistant: bool = False
     turn_context: bool = True
     version_ttl: float = 0.5
+    # memory jobs pending (all kinds, this database) past which turns queue none: a
+    # worker slower than the traffic drops extractions (logged, in /metrics) instead of
+    # growing its queue without bound; 0: no limit
+    backlog_limit: int = 2000
     # the second ranking stage (memory/rank.py `Weights`); unset: its defaults
     entity_weight: float | None = None
     date_weight: float | None = None
@@ -120,6 +126,7 @@ class LocalMemory(MemoryEngine):
         self.extract_max_tokens = o.extract_max_tokens
         self.model: str | None = o.model
         self.index_assistant = o.index_assistant
+        self.backlog_limit = o.backlog_limit
         self.turn_context = o.turn_context
         store = self.ctx.store
         if store is None:
@@ -134,6 +141,7 @@ class LocalMemory(MemoryEngine):
             self.ctx.load_embedder,
             off="" if self.use_embeddings else "embeddings off (memory.embeddings: false)",
             missing="no embedder configured (set `embed: {provider: local}` in engines.yaml)",
+            cold_start=self.ctx.settings.embed_cold_start if self.ctx.settings else True,
         )
         if self.ctx.embedder is not None:
             self.embeddings.use(self.ctx.embedder)
@@ -154,7 +162,7 @@ class LocalMemory(MemoryEngine):
             and self.ctx.load_embedder is not None
             and await self.repo.has_vectors()
         ):
-            self.embeddings.start()
+            self.embeddings.warm()
 
     async def close(self) -> None:
         await self.embeddings.close()

@@ -31,6 +31,7 @@ class MemoryParts(Protocol):
     extract_attempts: int
     extract_max_tokens: int | None
     index_assistant: bool
+    backlog_limit: int  # queued jobs past which a saved turn queues none (0: no limit)
     turn_context: bool
 
     def embed_model(self) -> str | None: ...
