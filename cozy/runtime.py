@@ -222,9 +222,6 @@ class Runtime:
             accounting=TokenAccounting(cache=self.cache),
             summarizer=self.summarizer,
         )
-        # background jobs (embedding turns, extraction) give way to turns being answered
-        orchestrator = self.orchestrator
-        self.worker.busy = lambda: orchestrator.busy
 
     def _wire_background(self, engine: BaseEngine) -> None:
         """An engine with background work gives an outbox hook and job handlers."""

@@ -252,34 +252,3 @@ def test_cli_jobs_list_run_retry(cozy_home: Path, fake_model: FakeModelServer) -
     assert bad.exit_code == 2 and "cozy jobs list" in bad.output
     wrong = runner.invoke(app, ["jobs", "list", "--status", "weird"])
     assert wrong.exit_code == 2
-
-
-async def test_worker_gives_way_while_turns_are_answered(cozy_home: Path) -> None:
-    store = await Store.open(f"sqlite:///{cozy_home / 'jobs.db'}")
-    try:
-        q = JobQueue(store)
-        ran = asyncio.Event()
-
-        async def ok(payload: dict[str, object], job: object) -> None:
-            ran.set()
-
-        worker = JobWorker(q, {"ok": ok}, poll_interval=0.05)
-        busy = {"turns": 10}
-        worker.busy = lambda: busy["turns"]
-        worker.busy_at, worker.yield_for = 4, 60.0
-        await q.enqueue("ok", {})
-        worker.start()
-        await asyncio.sleep(1.0)
-        assert not ran.is_set()  # ten turns in flight: the job waits
-        busy["turns"] = 1
-        await asyncio.wait_for(ran.wait(), 30)  # once they are answered, it runs
-        # the wait is bounded: a server that is always busy still runs its jobs
-        ran.clear()
-        worker.yield_for = 0.2
-        busy["turns"] = 10
-        await q.enqueue("ok", {})
-        worker.notify()
-        await asyncio.wait_for(ran.wait(), 30)
-        await worker.stop()
-    finally:
-        await store.close()

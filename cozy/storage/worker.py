@@ -70,13 +70,6 @@ class JobWorker:
         self.purge_every = purge_every
         self._next_purge = 0.0  # monotonic; the first idle moment purges
         self._next_count = 0.0  # monotonic; when the backlog is counted again
-        # foreground work in progress (turns being answered; the runtime sets it): while
-        # it is at `busy_at` or more, each job waits up to `yield_for` s first, so the
-        # worker's CPU (embeddings, extraction) does not slow the answers and their
-        # context searches down; its backlog is bounded by the engines' limits
-        self.busy: Callable[[], int] = lambda: 0
-        self.busy_at = max(2, 2 * (os.cpu_count() or 1))
-        self.yield_for = 2.0
         self.purged = 0
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
@@ -196,18 +189,9 @@ class JobWorker:
         except Exception as exc:  # a locked or full disk: the estimate goes on counting
             log.debug("counting the job backlog failed: %s", exc)
 
-    async def _give_way(self) -> None:
-        """Wait (at most `yield_for` s) while the process is busy answering."""
-        deadline = time.monotonic() + self.yield_for
-        while self.busy() >= self.busy_at and time.monotonic() < deadline:
-            if self._stopping:
-                return
-            await asyncio.sleep(0.05)
-
     async def _loop(self) -> None:
         while not self._stopping:
             await self._count_backlog()
-            await self._give_way()
             try:
                 result = await self.run_one()
             except asyncio.CancelledError:
