@@ -354,6 +354,9 @@ class VoiceEngine(BaseEngine):
 
     kind = "voice"
     output_rate: int = 24_000  # sample rate of what `speak_stream` yields
+    # partial transcripts while the user speaks: re-decode the utterance so far after
+    # this much new audio (milliseconds); 0: this engine gives none
+    partial_interval_ms: float = 0.0
 
     @abstractmethod
     async def transcribe(self, pcm: bytes, sample_rate: int) -> str: ...
@@ -562,6 +565,16 @@ class ServesResources(Protocol):
     async def list_resources(self, server: str | None = None) -> tuple[list[Any], list[str]]: ...
 
     async def read_resource(self, server: str, uri: str) -> Any: ...
+
+
+@runtime_checkable
+class KeepsServerLogs(Protocol):
+    """A tools engine that keeps what its servers logged (MCP notifications/message),
+    bounded, for `cozy tools logs`; reading never starts a server."""
+
+    def server_logs(
+        self, server: str | None = None, *, limit: int = 50, level: str = "debug"
+    ) -> list[dict[str, Any]]: ...
 
 
 class Admission(Protocol):
