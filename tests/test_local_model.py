@@ -461,3 +461,30 @@ def test_cli_schema_with_the_embedded_model(tmp_path: Path) -> None:
     image.write_bytes(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;")
     r = cli(home, "run", "--json", "-a", str(image), "What is this?")
     assert r.returncode == 2 and "reads text only" in json.loads(r.stdout)["error"]["message"]
+
+
+def test_chat_in_a_real_terminal_answers_with_the_embedded_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cozy chat` with nothing configured, in a pseudo-terminal: the embedded model
+    answers, the status bar says which model and why, Esc stops a long answer."""
+    from tui_pty import ChatPty
+
+    for var in [v for v in os.environ if v.startswith("OPENAI_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # no Ollama: auto picks local
+    term = ChatPty(tmp_path / "home", size=(140, 36))
+    try:
+        term.ready()
+        mark = term.mark()
+        term.send(b"What is 2+2?\r")
+        term.expect("bigger GGUF", after=mark, timeout=300)  # the first answer's notice
+        term.expect(r"local:smollm2-135m", timeout=30)
+        term.expect(r"auto:", timeout=30)
+        mark = term.mark()
+        term.send(b"Write a very long story about a dragon.\r")
+        term.read(8)  # some of the story streams
+        term.send(b"\x1b")  # Esc
+        term.expect("interrupted", after=mark, timeout=60)
+    finally:
+        assert term.close() == 0
