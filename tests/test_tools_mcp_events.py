@@ -231,3 +231,26 @@ def test_cli_tools_logs(cozy_home: Path) -> None:
     assert "-level message" in r.stdout
     r = cozy("tools", "logs", "--level", "loud")
     assert r.returncode != 0 and "use one of: debug, info" in r.stderr
+
+
+async def test_time_spent_on_a_servers_form_is_not_the_calls_timeout() -> None:
+    """A person answering an elicitation can take longer than the call's timeout: the
+    clock stops while they answer and restarts with what was left."""
+    eng = MCPTools(
+        {"servers": {"ev": npm_server("everything", "stdio")}, "builtin": False, "timeout": 3}
+    )
+
+    async def slow_person(server: str, message: str, schema: dict[str, Any]) -> Any:
+        await asyncio.sleep(5)
+        return "accept", {"name": "Ada"}
+
+    try:
+        await eng.list_tools()
+        ctx = ToolContext(Caller(), extra={"elicit": slow_person})
+        out = await eng.execute_tool("ev.trigger-elicitation-request", {}, ctx)
+        assert not out.is_error and "Ada" in out.content, out.content
+        # the clock still runs outside the form
+        out = await eng.execute_tool("ev.trigger-long-running-operation", {"duration": 8}, ctx)
+        assert out.is_error and "timed out after 3 s" in out.content
+    finally:
+        await eng.close()
