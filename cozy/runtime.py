@@ -38,6 +38,7 @@ from cozy.engines.base import (
 from cozy.engines.config import EnginesConfig, load_engines_config
 from cozy.engines.registry import EngineFactory
 from cozy.settings import Settings
+from cozy.storage.branches import Branches
 from cozy.storage.cache import DiskL2Cache, L2Cache
 from cozy.storage.jobs import JobQueue
 from cozy.storage.provider_keys import ProviderKeys
@@ -93,6 +94,7 @@ class Runtime:
         self._ctx: EngineContext | None = None
         self.redis: RedisLink | None = None  # server mode (COZY_REDIS_URL): cache, limits
         self.jobs = JobQueue(store)
+        self.branches = Branches(store)  # regenerate / edit-and-resend / undo (cozy chat)
         self.worker = JobWorker(self.jobs)
         self.summarizer = Summarizer(
             SummaryStore(store),

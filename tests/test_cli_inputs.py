@@ -6,6 +6,7 @@ provider's wire format carried."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import struct
 import zlib
@@ -109,7 +110,8 @@ def test_images_go_to_ollama_and_openai_in_their_shapes(
     assert r.returncode == 0, r.stderr
     msg = last_user(configured)
     assert msg["content"] == "what colour is it?" and msg["images"] == [b64]
-    assert json.loads(r.stdout)["inputs"]["images"][0]["mime"] == "image/png"
+    sent = json.loads(r.stdout)["inputs"]["images"][0]
+    assert sent["mime"] == "image/png" and sent["sha256"] == hashlib.sha256(data).hexdigest()
 
     r = cozy("run", "--json", "-m", "openai:gpt-4o-mini", "-a", str(image), "and now?", stdin="")
     assert r.returncode == 0, r.stderr

@@ -285,10 +285,10 @@ def _language(rt: Runtime, personality: str | None) -> str | None:
     from cozy.core.errors import CozyError
 
     try:
-        chosen = rt.personalities.get(personality) if personality else None
+        chosen = rt.personalities.get(personality or rt.orchestrator.default_personality)
     except CozyError:
         return None  # an unknown personality is reported by the turn itself
-    return chosen.voice.language if chosen is not None else None
+    return chosen.voice.language
 
 
 async def _keys(queue: asyncio.Queue[str]) -> None:

@@ -354,6 +354,9 @@ class VoiceEngine(BaseEngine):
 
     kind = "voice"
     output_rate: int = 24_000  # sample rate of what `speak_stream` yields
+    # partial transcripts while the user speaks: re-decode the utterance so far after
+    # this much new audio (milliseconds); 0: this engine gives none
+    partial_interval_ms: float = 0.0
 
     @abstractmethod
     async def transcribe(self, pcm: bytes, sample_rate: int) -> str: ...

@@ -353,6 +353,7 @@ class JobQueue:
         else:
             values.update(status=PENDING, run_after=now + backoff(job.attempts))
         await self._update_held(job.id, worker_id, **values)
+        job.last_error = values["last_error"]  # the caller's copy says why, too
         return FAILED if give_up else PENDING
 
     async def release(self, job: Job, worker_id: str) -> None:

@@ -117,6 +117,7 @@ class LocalKnowledge(KnowledgeEngine):
             else "embeddings off (knowledge.embed: false): keyword search only",
             missing="no embed engine configured: keyword (BM25) search only — "
             "set `embed: {provider: local}` in engines.yaml for hybrid search",
+            cold_start=self.ctx.settings.embed_cold_start if self.ctx.settings else True,
         )
         self._tool = False
 
@@ -145,7 +146,7 @@ class LocalKnowledge(KnowledgeEngine):
             register_tool(self)
             self._tool = True
         if await self._has_rows(vectors=True):  # warm the embedder only when it is needed
-            self.embeddings.start()
+            self.embeddings.warm()
 
     async def close(self) -> None:
         from cozy.engines.knowledge.tool import unregister_tool

@@ -130,7 +130,12 @@ async def vector_side(
         if note:  # not configured or broken: the same answer next time
             notes.append(note)
             return [], None, False
-        notes.append(f"the embedding model is still loading (waited {wait or 0:g}s): keywords only")
+        if engine.embeddings.cold:
+            notes.append("the embedding model is not loaded in a one-shot run: keywords only")
+        else:
+            notes.append(
+                f"the embedding model is still loading (waited {wait or 0:g}s): keywords only"
+            )
         return [], None, True
     # the query's vector (where a remote embedder hangs) while the matrix is read
     qv_task = asyncio.ensure_future(query_vector(engine, query))

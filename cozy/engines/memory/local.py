@@ -135,6 +135,7 @@ class LocalMemory(MemoryEngine):
             self.ctx.load_embedder,
             off="" if self.use_embeddings else "embeddings off (memory.embeddings: false)",
             missing="no embedder configured (set `embed: {provider: local}` in engines.yaml)",
+            cold_start=self.ctx.settings.embed_cold_start if self.ctx.settings else True,
         )
         if self.ctx.embedder is not None:
             self.embeddings.use(self.ctx.embedder)
@@ -155,7 +156,7 @@ class LocalMemory(MemoryEngine):
             and self.ctx.load_embedder is not None
             and await self.repo.has_vectors()
         ):
-            self.embeddings.start()
+            self.embeddings.warm()
 
     async def close(self) -> None:
         await self.embeddings.close()
