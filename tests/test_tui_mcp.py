@@ -40,7 +40,7 @@ async def test_elicitation_modal_and_progress(cozy_home: Path, fake_model: FakeM
             # app.send, not the prompt: Pilot's key presses wait for an idle screen, and
             # the modal keeps the screen busy until the form is answered
             app.send("ask me")
-            await wait_for(lambda: isinstance(app.screen, ElicitationScreen), 60)
+            await wait_for(lambda: bool(app.screen.query("#f-name")), 60)  # composed
             screen = app.screen
             assert isinstance(screen, ElicitationScreen) and screen.server == "ev"
             assert screen.query_one("#f-integer", Input).value == "42"  # the schema default
@@ -59,7 +59,7 @@ async def test_elicitation_modal_and_progress(cozy_home: Path, fake_model: FakeM
             fake_model.queue_reply(tool_calls=[("ev__trigger-elicitation-request", {})])
             fake_model.queue_reply("fine")
             app.send("ask again")
-            await wait_for(lambda: isinstance(app.screen, ElicitationScreen), 60)
+            await wait_for(lambda: bool(app.screen.query("#f-name")), 60)
             app.screen.action_cancel()  # what Esc runs
             await settle(pilot)
             last = list(app.query(ToolCallView))[-1]

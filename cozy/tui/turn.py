@@ -220,7 +220,6 @@ class TurnRunner:
             raise
         return "once" if decision == "once" else "always" if decision == "always" else "deny"
 
-
     async def _elicitor(
         self, server: str, message: str, schema: dict[str, Any]
     ) -> tuple[str, dict[str, Any] | None]:
