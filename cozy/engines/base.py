@@ -97,6 +97,11 @@ class EngineContext:
     offer_tool: Callable[[ToolSpec, Callable[..., Any]], None] | None = None
     # tell this process's job worker that a job was queued (it runs it soon)
     wake_worker: Callable[[], None] | None = None
+    # start loading the embedder when an engine with vectors opens: a long-lived process
+    # (chat, TUI, server) answers its first question with vectors. A one-shot command
+    # (Runtime.open(engines=False): `cozy knowledge add/stats`) does not: it would wait
+    # at exit for a model load it never used (a search there loads it when it needs it)
+    warm_embedder: bool = True
 
     async def get_embedder(self) -> EmbedEngine | None:
         if self.embedder is not None:
