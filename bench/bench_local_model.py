@@ -1,7 +1,7 @@
 """The embedded model (ai.local) against the raw llama-cpp-python binding, in one run.
 
 Prints tables; asserts nothing. Run: .venv/bin/python bench/bench_local_model.py
-[--rounds 5] [--tokens 128] [--threads N] [--build-log PATH] [--cli-runs 3]
+[--rounds 15] [--tokens 128] [--threads N] [--build-log PATH] [--cli-runs 3]
 
 - tokens/s (decode: tokens after the first / time after the first) and time to first
   token of `LocalProvider.chat_stream` next to `Llama.create_chat_completion(stream=True)`
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cozy.core.types import GenerationOptions, Message
@@ -44,26 +45,48 @@ def rss() -> int:
     return 0
 
 
-Run = tuple[float, float, str]  # time to first text (s), after it (s), the text
+@dataclass(slots=True)
+class Run:
+    """One answer: wall and process CPU seconds to the first text and after it. CPU time
+    is what the process itself spent, so it holds still on a loaded machine where wall
+    time does not (llama.cpp runs `n_threads` threads; the event loop sleeps)."""
+
+    ttft: float
+    after: float
+    text: str
+    ttft_cpu: float
+    after_cpu: float
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.first: tuple[float, float] | None = None
+
+    def see_first(self) -> None:
+        if self.first is None:
+            self.first = (time.perf_counter(), time.process_time())
+
+    def done(self, text: list[str]) -> Run:
+        wall, cpu = time.perf_counter(), time.process_time()
+        fw, fc = self.first or (wall, cpu)
+        return Run(fw - self.wall0, wall - fw, "".join(text), fc - self.cpu0, cpu - fc)
 
 
 async def run_provider(p: LocalProvider, tokens: int) -> Run:
     opts = GenerationOptions(temperature=0.0, max_tokens=tokens)
-    started = time.perf_counter()
-    first = 0.0
+    clock = Clock()
     text = []
     async for chunk in p.chat_stream([Message("user", PROMPT)], model="", options=opts):
-        if chunk.delta and not first:
-            first = time.perf_counter()
+        if chunk.delta:
+            clock.see_first()
         text.append(chunk.delta)
-    end = time.perf_counter()
-    return first - started, end - first, "".join(text)
+    return clock.done(text)
 
 
 def run_raw(llm: object, tokens: int, repeat_penalty: float) -> Run:
     """The binding's own chat stream (its chat handler from the same GGUF template)."""
-    started = time.perf_counter()
-    first = 0.0
+    clock = Clock()
     text = []
     stream = llm.create_chat_completion(  # type: ignore[attr-defined]
         messages=[{"role": "user", "content": PROMPT}],
@@ -76,10 +99,8 @@ def run_raw(llm: object, tokens: int, repeat_penalty: float) -> Run:
         delta = chunk["choices"][0]["delta"].get("content")
         if delta:
             text.append(delta)
-            if not first:
-                first = time.perf_counter()
-    end = time.perf_counter()
-    return first - started, end - first, "".join(text)
+            clock.see_first()
+    return clock.done(text)
 
 
 async def steps(p: LocalProvider, loaded: object) -> str:
@@ -109,6 +130,12 @@ async def steps(p: LocalProvider, loaded: object) -> str:
     parts = [f"{k} {statistics.median(v):.2f} ms" for k, v in out.items()]
     total = sum(statistics.median(v) for v in out.values())
     return ", ".join(parts) + f" (total {total:.2f} ms)"
+
+
+def spread(xs: list[float], digits: int = 1) -> str:
+    """median [25th-75th percentile] of `xs`."""
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return f"{q[1]:.{digits}f} [{q[0]:.{digits}f} - {q[2]:.{digits}f}]"
 
 
 def build_seconds(path: Path) -> str:
@@ -145,7 +172,7 @@ def cli_runs(n: int) -> list[float]:
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0, help="0: the provider's default")
     ap.add_argument("--build-log", type=Path, default=ROOT / ".venv" / "llama-build.log")
@@ -183,22 +210,28 @@ async def main() -> None:
                     await asyncio.to_thread(run_raw, llm, args.tokens, p.repeat_penalty)
                 )
     print(f"load average after: {os.getloadavg()[0]:.1f}\n")
-    print(f"{'':10}{'TTFT ms (median)':>18}{'tokens/s (median)':>20}{'tokens':>8}")
-    med = {}
+    pairs = list(zip(rows["cozy"], rows["raw"], strict=True))
+    print(f"{n} tokens each; median [25th - 75th percentile] of {args.rounds} rounds")
+    print(f"{'':6}{'TTFT ms':>24}{'TTFT CPU ms':>24}{'tokens/s':>24}{'tokens/CPU s':>24}")
     for who, r in rows.items():
-        ttft = statistics.median(x[0] for x in r) * 1000
-        tps = statistics.median((n - 1) / x[1] for x in r)
-        med[who] = (ttft, tps)
-        print(f"{who:10}{ttft:>18.1f}{tps:>20.1f}{n:>8}")
-    if rows["cozy"][0][2] != rows["raw"][0][2]:
+        cols = [
+            spread([x.ttft * 1000 for x in r]),
+            spread([x.ttft_cpu * 1000 for x in r]),
+            spread([(n - 1) / x.after for x in r]),
+            spread([(n - 1) / x.after_cpu for x in r]),
+        ]
+        print(f"{who:6}" + "".join(f"{c:>24}" for c in cols))
+    if rows["cozy"][0].text != rows["raw"][0].text:
         print("note: the two texts differ (a different prompt or sampling?)")
-    paired = statistics.median(
-        (c[0] - r[0]) * 1000 for c, r in zip(rows["cozy"], rows["raw"], strict=True)
+    print("\ncozy against raw, per round (the two ran back to back, in alternating order):")
+    print(
+        f"  tokens/s ratio      {spread([r.after / c.after for c, r in pairs], 3)}"
+        f"   (CPU: {spread([r.after_cpu / c.after_cpu for c, r in pairs], 3)}; goal >= 0.9x)"
     )
     print(
-        f"\ncozy / raw tokens/s: {med['cozy'][1] / med['raw'][1]:.2f}x (goal >= 0.9x); "
-        f"TTFT overhead: {med['cozy'][0] - med['raw'][0]:+.1f} ms between medians, "
-        f"{paired:+.1f} ms median of the per-round differences (goal <= 20 ms)"
+        f"  TTFT overhead ms    {spread([(c.ttft - r.ttft) * 1000 for c, r in pairs])}"
+        f"   (CPU: {spread([(c.ttft_cpu - r.ttft_cpu) * 1000 for c, r in pairs])}; "
+        "goal <= 20 ms)"
     )
     print(f"cozy's own steps before the first token (median of 50): {await steps(p, loaded)}")
     print(f"loaded model memory (RSS after load + one answer): {model_mem / 1e6:.0f} MB")

@@ -44,6 +44,8 @@ from typing import Any
 import httpx
 
 PY = sys.executable
+ERRORS: dict[str, int] = {}  # failed requests per target URL (shown under the table)
+LAST_ERROR: dict[str, str] = {}
 BODY = {"messages": [{"role": "user", "content": "Say hello in five words."}]}
 
 
@@ -136,7 +138,11 @@ async def load(
         async def worker() -> None:
             while queue:
                 queue.pop()
-                out.append(await one(client, url, body))
+                try:
+                    out.append(await one(client, url, body))
+                except httpx.HTTPError as exc:  # counted and shown, not a crashed run
+                    ERRORS[url] = ERRORS.get(url, 0) + 1
+                    LAST_ERROR[url] = f"{type(exc).__name__}: {exc}"[:200]
 
         t = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(conc)))
@@ -226,6 +232,9 @@ def table(rows: list[Target], concs: list[int]) -> None:
                 f"{p99 - d99:>9.2f}{rps:>9.0f}{rps / drps:>9.2f}"
                 f"{statistics.median(row.cpu[c]):>11.2f}"
             )
+    for row in rows:
+        if ERRORS.get(row.url):
+            print(f"{row.name}: {ERRORS[row.url]} failed requests ({LAST_ERROR[row.url]})")
     print()
     print(f"{'target':<16}{'TTFT p50 ms':>12}{'overhead ms':>12}")
     d = statistics.median(direct.ttft) * 1000

@@ -27,3 +27,13 @@ def npm_server(name: str, *args: str) -> dict[str, Any]:
             pytest.fail(msg)
         pytest.skip(msg)
     return {"command": node, "args": [str(script), *args]}
+
+
+def npx_server(name: str, *args: str) -> dict[str, Any]:
+    """The same server started the way users configure it, through `npx` (offline,
+    from tests/.node): npx runs the real server as its own child process."""
+    npm_server(name)  # skips or fails as above when it is not installed
+    if shutil.which("npx") is None:
+        pytest.skip("npx is not on PATH")
+    root = str(NODE_DIR.parent.parent)
+    return {"command": "npx", "args": ["--offline", "--prefix", root, f"mcp-server-{name}", *args]}

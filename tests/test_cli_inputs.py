@@ -6,6 +6,7 @@ provider's wire format carried."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import struct
 import zlib
@@ -109,7 +110,8 @@ def test_images_go_to_ollama_and_openai_in_their_shapes(
     assert r.returncode == 0, r.stderr
     msg = last_user(configured)
     assert msg["content"] == "what colour is it?" and msg["images"] == [b64]
-    assert json.loads(r.stdout)["inputs"]["images"][0]["mime"] == "image/png"
+    sent = json.loads(r.stdout)["inputs"]["images"][0]
+    assert sent["mime"] == "image/png" and sent["sha256"] == hashlib.sha256(data).hexdigest()
 
     r = cozy("run", "--json", "-m", "openai:gpt-4o-mini", "-a", str(image), "and now?", stdin="")
     assert r.returncode == 0, r.stderr
@@ -238,3 +240,38 @@ def test_a_refused_huge_prompt_is_not_stored(configured: FakeModelServer, cozy_h
     assert r.returncode == 2
     shown = json.loads(cozy("sessions", "show", "last", "--json").stdout)
     assert shown["messages"][0]["content"] == "hi" and len(shown["messages"]) == 2
+
+
+def test_pdf_and_web_page_fragments(configured: FakeModelServer, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    from knowledge_files import write_pdf
+
+    pdf = write_pdf(tmp_path / "report.pdf", ["Quarterly revenue rose by 12 percent."])
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "page.html").write_text(
+        "<!doctype html><html><head><style>p{color:red}</style><script>var x=1;</script>"
+        "</head><body><h1>Release notes</h1><p>Version 2 adds &amp; fixes things.</p>"
+        "</body></html>"
+    )
+    (site / "big.txt").write_text("x" * (3 * 1024 * 1024))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        r = cozy("run", "--json", "-f", str(pdf), "-f", f"{base}/page.html", "summarise")
+        assert r.returncode == 0, r.stderr
+        sent = last_user(configured)["content"]
+        assert "Quarterly revenue rose by 12 percent." in sent
+        assert "Release notes" in sent and "Version 2 adds & fixes things." in sent
+        assert "color:red" not in sent and "var x" not in sent and "<p>" not in sent
+        r = cozy("run", "-f", f"{base}/missing.txt", "hi", stdin="")
+        assert r.returncode == 2 and "HTTP 404" in r.stderr
+        r = cozy("run", "-f", f"{base}/big.txt", "hi", stdin="")
+        assert r.returncode == 2 and "COZY_MAX_FRAGMENT_BYTES" in r.stderr
+    finally:
+        server.shutdown()

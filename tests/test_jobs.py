@@ -42,7 +42,7 @@ async def test_outbox_is_written_with_the_messages(
         jobs = await rt.jobs.list()
         assert sorted(j.kind for j in jobs) == ["memory.extract", "memory.turns"]
         assert all(j.status == "pending" and j.user_id == "local" for j in jobs)
-        assert all(j.payload["message_id"] == done.message_id for j in jobs)
+        assert all(j.payload["message_ids"] == [done.message_id] for j in jobs)
 
         # a failing hook rolls the messages back too: one transaction
         async def broken(*_: object) -> None:

@@ -40,6 +40,7 @@ except ImportError:  # CI installs it (install.sh builds it): missing there is a
     )
 
 GREEDY = GenerationOptions(temperature=0.0, seed=1, max_tokens=24)
+COZY = [sys.executable, "-m", "cozy"]
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,29 @@ async def test_answers_with_text_and_usage(provider: LocalProvider) -> None:
 async def test_two_plus_two(provider: LocalProvider) -> None:
     text, _ = await stream(provider, "What is 2+2?")
     assert "4" in text
+
+
+async def test_stop_max_tokens_seed_and_temperature(provider: LocalProvider) -> None:
+    count = "Count from 1 to 20, separated by commas."
+    seeded = GenerationOptions(temperature=0.0, seed=3, max_tokens=60)
+    full, last = await stream(provider, count, options=seeded)
+    assert "\n" in full.strip() and last.usage  # lines: what the stop sequence cuts at
+    again, _ = await stream(provider, count, options=seeded)
+    assert again == full  # temperature 0 and a seed: the same answer
+    cut = GenerationOptions(temperature=0.0, seed=3, max_tokens=60, stop=["\n"])
+    text, cut_last = await stream(provider, count, options=cut)
+    assert text.strip() and "\n" not in text and full.startswith(text)
+    assert cut_last.finish_reason == "stop" and cut_last.usage
+    assert cut_last.usage.completion_tokens < last.usage.completion_tokens
+    short = GenerationOptions(temperature=0.0, max_tokens=3)
+    _, short_last = await stream(provider, count, options=short)
+    assert short_last.finish_reason == "length" and short_last.usage
+    assert short_last.usage.completion_tokens == 3
+    hot = GenerationOptions(temperature=1.0, seed=7, max_tokens=40)
+    one, _ = await stream(provider, "Tell me a story.", options=hot)
+    await stream(provider, "Say hi.", options=short)  # something else in between
+    two, _ = await stream(provider, "Tell me a story.", options=hot)
+    assert one == two and one.strip()  # sampled, and the seed makes it repeatable
 
 
 async def test_json_schema_answer_is_valid(provider: LocalProvider) -> None:
@@ -342,6 +366,77 @@ async def test_chat_answers_with_the_embedded_model(
         assert any("bigger GGUF" in n for n in notices)
 
 
+# -- stops as a user makes them: Ctrl-C on `cozy run`, Esc in the TUI ----------------------
+def test_ctrl_c_on_cozy_run_keeps_the_partial_answer(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "COZY_"))}
+    env.update(COZY_HOME=str(home), OLLAMA_HOST="http://127.0.0.1:9", COZY_BACKGROUND_JOBS="0")
+    proc = subprocess.Popen(
+        [*COZY, "run", "--json", "--stream", "--no-context", "Write a long story about a dragon."],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # a suite started in the background (`cmd &`) hands children SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stdout is not None
+    lines: list[dict[str, object]] = []
+    deadline = time.monotonic() + 300
+    while sum(e["type"] == "delta" for e in lines) < 5 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(json.loads(line))
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+    out, err = proc.communicate(timeout=60)
+    lines += [json.loads(x) for x in out.splitlines()]
+    assert proc.returncode == 130, err[-2000:]
+    shown = "".join(str(e["text"]) for e in lines if e["type"] == "delta")
+    assert shown.strip() and lines[-1]["type"] == "error"
+    assert lines[-1]["error"]["code"] == "cancelled"  # type: ignore[index]
+    r = cli(home, "sessions", "show", str(lines[0]["session_id"]), "--json")
+    last = json.loads(r.stdout)["messages"][-1]
+    assert last["role"] == "assistant" and last["status"] == "interrupted"
+    assert last["content"].startswith(shown.strip()[:20])
+
+
+async def test_esc_in_chat_stops_the_embedded_model_within_a_token(
+    cozy_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tui_helpers import QUIET, ready, settle, views, wait_for
+
+    from cozy.tui.app import CozyApp
+    from cozy.tui.widgets.prompt import PromptArea
+
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")
+    (cozy_home / "engines.yaml").write_text(
+        "ai:\n  providers:\n    local: {max_tokens: 400}\n" + QUIET, encoding="utf-8"
+    )
+    app = CozyApp(Settings(home=cozy_home))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await ready(app)
+        prompt = app.query_one(PromptArea)
+        prompt.load_text("Write a long story about a dragon.")
+        prompt.focus()
+        await pilot.press("enter")
+        await wait_for(lambda: len(views(app)) == 2 and len(views(app)[1][2]) > 20, limit=300)
+        await pilot.press("escape")
+        await settle(pilot)
+        role, status, text = views(app)[1]
+        assert (role, status) == ("assistant", "interrupted")
+        job = llama_runner.worker().last_job
+        assert job is not None and job.stop.is_set()
+        await asyncio.wait_for(asyncio.to_thread(job.finished.wait), 30)
+        assert job.tokens_after_stop <= 1 and job.made < 400
+        rows = await app.runtime.store.list_messages(app.session_id or "")
+        assert rows[-1].status == "interrupted" and rows[-1].content.startswith(text.strip()[:20])
+
+
 def test_cli_schema_with_the_embedded_model(tmp_path: Path) -> None:
     """`--schema` through llama.cpp's grammar: valid JSON for the schema, as asked."""
     home = tmp_path / "home"
@@ -366,3 +461,30 @@ def test_cli_schema_with_the_embedded_model(tmp_path: Path) -> None:
     image.write_bytes(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;")
     r = cli(home, "run", "--json", "-a", str(image), "What is this?")
     assert r.returncode == 2 and "reads text only" in json.loads(r.stdout)["error"]["message"]
+
+
+def test_chat_in_a_real_terminal_answers_with_the_embedded_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cozy chat` with nothing configured, in a pseudo-terminal: the embedded model
+    answers, the status bar says which model and why, Esc stops a long answer."""
+    from tui_pty import ChatPty
+
+    for var in [v for v in os.environ if v.startswith("OPENAI_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # no Ollama: auto picks local
+    term = ChatPty(tmp_path / "home", size=(140, 36))
+    try:
+        term.ready()
+        mark = term.mark()
+        term.send(b"What is 2+2?\r")
+        term.expect("bigger GGUF", after=mark, timeout=300)  # the first answer's notice
+        term.expect(r"local:smollm2-135m", timeout=30)
+        term.expect(r"auto:", timeout=30)
+        mark = term.mark()
+        term.send(b"Write a very long story about a dragon.\r")
+        term.read(8)  # some of the story streams
+        term.send(b"\x1b")  # Esc
+        term.expect("interrupted", after=mark, timeout=60)
+    finally:
+        assert term.close() == 0

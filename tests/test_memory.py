@@ -242,12 +242,12 @@ async def test_huge_message_and_empty_store(cozy_home: Path, fake_model: FakeMod
             )
             == []
         )
-        # a 1 MB prompt is refused by the context budget with a clear message, and kept
+        # a 1 MB prompt is refused by the context budget with a clear message, before
+        # anything is stored (no session holding a megabyte nobody can send)
         events = await turn(rt, big)
         failed = events[-1]
         assert isinstance(failed, Failed) and "token" in failed.error["message"]
-        rows = await rt.store.list_messages(failed.session_id or "")
-        assert len(rows[0].content) == len(big)
+        assert failed.session_id is None and await rt.store.list_sessions("local") == []
     finally:
         await rt.close()
 
@@ -286,3 +286,68 @@ def test_cli_memory_commands(cozy_home: Path, fake_model: FakeModelServer) -> No
     assert missing.exit_code == 2 and "cozy memory list" in missing.output
     empty = run(app, ["memory", "add", "   "])
     assert empty.exit_code == 2 and "empty" in empty.output
+
+
+async def test_turns_of_a_session_saved_while_the_worker_is_behind_are_one_extraction(
+    cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    rt = await mem_runtime(cozy_home, fake_model)
+    try:
+        first = await turn(rt, "My brother Tom plays the cello", session="new")
+        sid = first[-1].session_id  # type: ignore[attr-defined]
+        await turn(rt, "He lives in Porto with his cat", session=sid)
+        last = await turn(rt, "His cat is called Miso", session=sid)
+        assert (await rt.jobs.counts())["pending"] == 2  # one per kind for the session
+        fake_model.add_rule(
+            user_contains="New conversation",
+            json=ops({"op": "add", "text": "The user's brother Tom has a cat called Miso"}),
+        )
+        stats = await rt.drain_jobs()
+        assert (stats.done, stats.failed) == (2, 0)
+        extraction = [
+            str(r.body) for r in fake_model.chat_requests() if "New conversation" in str(r.body)
+        ]
+        assert len(extraction) == 1  # one model call for the three turns
+        assert all(t in extraction[0] for t in ("cello", "Porto", "Miso"))
+        mem = rt.engines["memory"]
+        facts = await mem.list_memories("local")  # type: ignore[attr-defined]
+        assert last[-1].message_id in facts[0].source_message_ids  # type: ignore[attr-defined]
+        turns = await mem.list_memories("local", kinds=("turn",))  # type: ignore[attr-defined]
+        assert len(turns) == 3  # every turn indexed
+    finally:
+        await rt.close()
+
+
+def test_cli_memory_search_leaves_out_unrelated_memories(
+    cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    """The threshold on meaning (the real MiniLM embedder): an unrelated question finds
+    nothing instead of every memory with a fused score."""
+    import json
+
+    from helpers import write_engines
+    from test_cli import cozy
+
+    write_engines(cozy_home, fake_model.url)
+    for text in ("I like green tea", "My sister Anna lives in Lisbon", "I am a nurse"):
+        assert cozy("memory", "add", text).returncode == 0
+
+    def found(*args: str) -> list[dict]:
+        r = cozy("memory", "search", *args, "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["results"]
+
+    assert found("quantum physics") == []
+    near = found("where does my sister live")
+    assert [h["text"] for h in near] == ["My sister Anna lives in Lisbon"]
+    assert near[0]["similarity"] >= 0.25
+    assert len(found("quantum physics", "--min-similarity", "0")) == 3
+    plain = cozy("memory", "search", "quantum physics")
+    assert "no matching memories" in plain.stdout and "--min-similarity 0" in plain.stdout
+    # a one-shot `cozy run` does not start loading the embedder it could not wait for
+    # (the process would sit after the answer until the model loaded): keywords, said so
+    r = cozy("run", "--json", "where does my sister live?", stdin="")
+    assert r.returncode == 0, r.stderr
+    ctx = json.loads(r.stdout)["context"]
+    assert any("not loaded in a one-shot run" in d for d in ctx["degrade_reasons"])
+    assert [m for m in ctx["memory_ids"] if m] and "still loading" not in str(ctx)

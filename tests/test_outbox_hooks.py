@@ -4,12 +4,15 @@ a session stored with its first message."""
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 from cozy.engines.base import EngineContext
+from cozy.engines.memory.jobs import MAX_COALESCED
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.profile.local import LocalProfile
-from cozy.storage.jobs import Job, JobQueue
+from cozy.storage.jobs import Job, JobQueue, backlog
 from cozy.storage.store import NewMessage, Store
 
 
@@ -52,10 +55,13 @@ async def test_turn_hooks_queue_jobs_and_buffer_the_profile(db_url: str) -> None
         ada = await profile_job(queue, "ada")
         assert ada.payload == {"user_id": "ada", "chars": 33}
         assert t - 1 <= ada.run_after <= time.time()
-        # memory: index and extract, once per final answer, ids only, for the session's owner
+        # memory: index and extract, one pending job per session and kind covering its
+        # final answers (ids only), for the session's owner
+        mine = [answers[0], answers[2], answers[3]]
         for kind in ("memory.turns", "memory.extract"):
             queued = [j for j in await queue.list() if j.kind == kind]
-            assert sorted(j.payload["message_id"] for j in queued) == sorted(answers)
+            covered = {j.payload["session_id"]: j.payload["message_ids"] for j in queued}
+            assert covered == {session.id: mine, other.id: [answers[1]]}
             owners = {j.payload["session_id"]: j.user_id for j in queued}
             assert owners == {session.id: "ada", other.id: "bob"}
         # the session's title is set by its first message and kept
@@ -86,4 +92,51 @@ async def test_session_stored_with_its_first_message(db_url: str) -> None:
         # the session listed first is the one written last
         assert (await store.list_sessions("ada"))[0].id == plain.id
     finally:
+        await store.close()
+
+
+async def test_memory_jobs_coalesce_per_session_and_stop_at_the_backlog_limit(
+    db_url: str, caplog: Any
+) -> None:
+    store = await Store.open(db_url)
+    try:
+        memory = LocalMemory({"embeddings": False, "backlog_limit": 50}, EngineContext(store=store))
+        store.outbox.append(memory.background().outbox_hook)
+        queue = JobQueue(store)
+        session = await store.create_session("ada", "assistant")
+
+        async def turn() -> str:
+            await store.add_messages(session.id, [NewMessage("user", "hello")])
+            return (await store.add_messages(session.id, [NewMessage("assistant", "ok")]))[0]
+
+        async def pending(kind: str) -> list[Job]:
+            return [j for j in await queue.list(status="pending") if j.kind == kind]
+
+        backlog.count(0)
+        first = [await turn() for _ in range(MAX_COALESCED + 1)]
+        jobs = sorted(await pending("memory.extract"), key=lambda j: len(j.payload["message_ids"]))
+        # a full job is not joined: the next turn starts another one
+        assert [j.payload["message_ids"] for j in jobs] == [first[-1:], first[:-1]]
+        # a job a worker has claimed is not joined either (its payload is read already)
+        while await queue.claim("w", kinds=["memory.extract"]) is not None:
+            pass
+        later = await turn()
+        assert [j.payload["message_ids"] for j in await pending("memory.extract")] == [[later]]
+        # over the limit: nothing queued, said once in the log, counted
+        backlog.count(50)
+        backlog._warned = 0.0  # the once-a-minute line, as in a fresh process
+        dropped = backlog.dropped.get("memory.extract", 0)
+        with caplog.at_level(logging.WARNING, logger="cozy.jobs"):
+            await turn()
+            await turn()
+        assert len(await pending("memory.extract")) == 1
+        assert backlog.dropped["memory.extract"] == dropped + 2
+        warned = [r for r in caplog.records if "backlog over its limit" in r.getMessage()]
+        assert len(warned) == 1, warned  # once a minute, not once a turn
+        assert "memory.options.backlog_limit" in warned[0].getMessage()
+        backlog.count(0)
+        await turn()
+        assert len((await pending("memory.extract"))[0].payload["message_ids"]) == 2
+    finally:
+        backlog.count(0)
         await store.close()

@@ -267,3 +267,38 @@ async def test_served_turns_run_their_background_jobs(served: Served) -> None:
         assert (await jobs.counts())["failed"] == 0
     finally:
         await store.close()
+
+
+def test_image_parts_reach_the_model_and_bad_ones_are_400(served: Served) -> None:
+    import base64
+
+    gif = base64.b64encode(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;").decode()
+    url = f"data:image/gif;base64,{gif}"
+    client(served).chat.completions.create(
+        model="cozy",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+    )
+    sent = served.fake.turn_requests()[-1].body["messages"][-1]
+    assert sent["content"] == "what is this?" and sent["images"] == [gif]  # Ollama's shape
+    with pytest.raises(openai.BadRequestError) as bad:
+        client(served).chat.completions.create(
+            model="cozy",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "and this?"},
+                        {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}},
+                    ],
+                }
+            ],
+        )
+    assert "data URL" in str(bad.value)

@@ -180,7 +180,13 @@ def test_tools_call_starts_only_its_server_and_failures_are_named(fault_home: Pa
     assert "warning: tools from 'crash' unavailable" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_no_orphans_after_sigterm(fault_home: Path, fake_model: FakeModelServer) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_no_orphans_after_sigterm_or_sigkill(
+    fault_home: Path, fake_model: FakeModelServer, signum: int
+) -> None:
+    """SIGTERM: cozy kills the servers' process groups itself. SIGKILL: it cannot; each
+    server's sandbox launcher learns from the kernel (PR_SET_PDEATHSIG) that cozy died
+    and ends its tree (an exec'd server's grandchildren used to live on under PID 1)."""
     fake_model.queue_reply(tool_calls=[("test__sleep", {"seconds": 120})])
     proc = subprocess.Popen(
         [
@@ -210,9 +216,9 @@ def test_no_orphans_after_sigterm(fault_home: Path, fake_model: FakeModelServer)
             assert time.monotonic() < deadline
             time.sleep(0.1)
         time.sleep(0.5)  # the sleep call is in flight
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         proc.wait(30)
-        assert proc.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM)
+        assert proc.returncode in (-signum, 128 + signum)
         deadline = time.monotonic() + 20
         while _ours(fault_home) and time.monotonic() < deadline:
             time.sleep(0.1)

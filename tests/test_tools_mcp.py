@@ -155,14 +155,57 @@ async def test_crash_mid_call_reported_then_reconnects(engine: MCPTools) -> None
     first_pid = status_of(await engine.servers_status(), "t")["pid"]
     out = await engine.execute_tool("t.crash", {}, CTX)
     assert out.is_error
-    assert "died" in out.content and "restarted on next use" in out.content
+    assert "exited with status 3" in out.content and "restarted on next use" in out.content
+    assert "crash tool: exiting now" in out.content  # its stderr
     row = status_of(await engine.servers_status(), "t")
-    assert row["state"] == "failed" and "died" in row["last_error"]
+    assert row["state"] == "failed" and "exited with status 3" in row["last_error"]
     assert process_gone(first_pid)
     again = await engine.execute_tool("t.add", {"a": 2, "b": 3}, CTX)
     assert again.content == "5" and not again.is_error
     row = status_of(await engine.servers_status(), "t")
     assert row["state"] == "running" and row["restarts"] == 1 and row["pid"] != first_pid
+
+
+async def test_a_cancelled_call_is_cancelled_on_the_server(
+    engine: MCPTools, tmp_path: Path
+) -> None:
+    """Cancelling the caller (Ctrl-C, Esc) sends notifications/cancelled: the server's
+    handler is cancelled (it records that), and the same session keeps answering."""
+    await engine.list_tools()
+    pid = await wait_pid(engine, "t")
+    marker = tmp_path / "marker"
+    args = {"seconds": 120, "marker": str(marker)}
+    task = asyncio.create_task(engine.execute_tool("t.wait", args, CTX))
+    assert await eventually(lambda: marker.exists() and "started" in marker.read_text())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await eventually(lambda: "cancelled" in marker.read_text()), marker.read_text()
+    out = await engine.execute_tool("t.add", {"a": 2, "b": 3}, CTX)
+    assert (out.content, out.is_error) == ("5", False)
+    row = status_of(await engine.servers_status(), "t")
+    assert (row["pid"], row["restarts"], row["state"]) == (pid, 0, "running")
+
+
+async def test_cpu_limit_kill_is_named_and_the_server_restarts() -> None:
+    eng = MCPTools({"servers": {"t": stdio(limits={"cpu_seconds": 1})}, "timeout": 120})
+    try:
+        await eng.list_tools()
+        first_pid = await wait_pid(eng, "t")
+        out = await eng.execute_tool("t.spin", {"seconds": 30}, CTX)
+        assert out.is_error, out.content
+        assert "killed for exceeding its CPU limit" in out.content, out.content
+        assert "limit 1 s" in out.content and "servers.t.limits.cpu_seconds" in out.content
+        assert "restarted on next use" in out.content
+        row = status_of(await eng.servers_status(), "t")
+        assert row["state"] == "failed" and "CPU limit" in row["last_error"]
+        again = await eng.execute_tool("t.add", {"a": 2, "b": 3}, CTX)
+        assert (again.content, again.is_error) == ("5", False)
+        row = status_of(await eng.servers_status(), "t")
+        assert row["restarts"] == 1 and row["pid"] != first_pid
+        assert "CPU limit" in row["last_error"]  # the reason of the last restart stays
+    finally:
+        await eng.close()
 
 
 async def test_failed_servers_reported_others_listed(tmp_path: Path) -> None:

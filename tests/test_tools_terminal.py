@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,54 @@ def test_ctrl_c_at_the_prompt_keeps_the_session_valid(
     assert roles[-1] == "user" and messages[-1]["content"] == "what happened?"
     for m in messages:  # no empty assistant message
         assert m["role"] != "assistant" or m.get("content") or m.get("tool_calls")
+
+
+def _wait_for(path: Path, word: str, t: TtyCozy, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while not (path.exists() and word in path.read_text()):
+        assert time.monotonic() < deadline, f"no {word!r} in {path}; terminal: {t.terminal}"
+        assert t.proc.poll() is None, t.terminal
+        time.sleep(0.05)
+
+
+def test_ctrl_c_in_tools_call_cancels_it_on_the_server(
+    configured: FakeModelServer,  # noqa: F811
+    cozy_home: Path,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "marker"
+    t = TtyCozy(
+        ["tools", "call", "--json", "test.wait", "seconds=120", f"marker={marker}"],
+        tmp_path / "o",
+    )
+    try:
+        _wait_for(marker, "started", t)
+        t.send(b"\x03")
+        assert t.wait() == 130, t.terminal
+    finally:
+        t.close()
+    # the server saw notifications/cancelled before cozy stopped it
+    assert marker.read_text().split() == ["started", "cancelled"]
+    rows = [r for r in _audit(cozy_home) if r["tool"] == "test.wait"]
+    assert [r["status"] for r in rows] == ["interrupted"]
+
+
+def test_ctrl_c_in_a_turns_tool_call_cancels_it_on_the_server(
+    configured: FakeModelServer,  # noqa: F811
+    cozy_home: Path,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "marker"
+    configured.queue_reply(tool_calls=[("test__wait", {"seconds": 120, "marker": str(marker)})])
+    t = TtyCozy(["run", "--json", "-p", "tester", "wait for it"], tmp_path / "o")
+    try:
+        _wait_for(marker, "started", t)
+        t.send(b"\x03")
+        assert t.wait() == 130, t.terminal
+    finally:
+        t.close()
+    assert marker.read_text().split() == ["started", "cancelled"]
+    body = json.loads(t.stdout)
+    assert body["status"] == "interrupted"
+    rows = [r for r in _audit(cozy_home) if r["tool"] == "test.wait"]
+    assert [(r["status"], r["decision"]) for r in rows] == [("interrupted", "auto")]

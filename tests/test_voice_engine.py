@@ -233,16 +233,22 @@ def test_clip_helpers() -> None:
     assert decode(clip.wav()).rate == 16_000
 
 
-def test_first_clause_splits_only_a_long_first_sentence() -> None:
+def test_first_clause_splits_the_first_sentence_at_a_clause_boundary() -> None:
     from cozy.engines.voice.sentences import first_clause
 
     assert first_clause("Sure, here is the plan for today.") == (
         "Sure,",
         "here is the plan for today.",
     )
-    assert first_clause("Hello there, friend.") == ("Hello there, friend.",)  # short: whole
+    assert first_clause("Done, the lights are on.") == ("Done,", "the lights are on.")
+    assert first_clause("Hello, friend.") == ("Hello, friend.",)  # short: whole
     long_no_comma = "Paris is the capital of France and a lovely city."
-    assert first_clause(long_no_comma) == (long_no_comma,)
+    assert first_clause(long_no_comma) == ("Paris is the capital of France", "and a lovely city.")
+    # no conjunction split that leaves a fragment, nor in a short sentence
+    assert first_clause("It is hot and dry.") == ("It is hot and dry.",)
+    assert first_clause("Cats and dogs sleep all day long in the warm sun.") == (
+        "Cats and dogs sleep all day long in the warm sun.",
+    )
     assert first_clause("One two three four five six seven,") == (
         "One two three four five six seven,",
     )

@@ -115,6 +115,41 @@ def test_fallbacks_are_reported_and_explicit_paths_fail(tmp_path: Path) -> None:
         make_stt({"provider": "faster-whisper", "compute_type": "bad", "fallback": "none"})
 
 
+def test_other_whisper_and_piper_models_by_path(
+    whisper: FasterWhisperSTT, eval_set: list[voice_eval.Sample], tmp_path: Path
+) -> None:
+    """`model_path`: any CTranslate2 Whisper directory (here a copy of whisper-base under
+    another name, linked file by file); `model`: any Piper .onnx voice (here the joe
+    voice with its .onnx.json set to half speed), each used instead of the packaged one."""
+    import json
+
+    from cozy.engines.voice.model_files import piper_voice
+
+    mine = tmp_path / "my-whisper"
+    mine.mkdir()
+    for item in whisper.model_dir.iterdir():
+        if item.is_file() and not item.name.endswith(".sha256"):
+            (mine / item.name).symlink_to(item)
+    stt = make_stt({"provider": "faster-whisper", "model_path": str(mine), "language": "en"})
+    assert stt.name == "faster-whisper" and stt.model_dir == mine and not stt.fallback_reason
+    sample = eval_set[0]
+    assert voice_eval.wer([sample.text], [stt.transcribe(sample.clip.samples)]) <= 0.25
+
+    joe = piper_voice()
+    slow = tmp_path / "voices" / "slow-joe.onnx"
+    slow.parent.mkdir()
+    slow.symlink_to(joe)
+    config = json.loads(Path(str(joe) + ".json").read_text(encoding="utf-8"))
+    inference = config.setdefault("inference", {})
+    inference["length_scale"] = 2.0 * float(inference.get("length_scale", 1.0))
+    Path(str(slow) + ".json").write_text(json.dumps(config), encoding="utf-8")
+    text = "The lights in the kitchen are on."
+    normal = make_tts({"provider": "piper", "noise_w": 0}).synthesize(text)
+    by_path = make_tts({"provider": "piper", "model": str(slow), "noise_w": 0})
+    assert by_path.name == "piper" and by_path.model == slow and not by_path.fallback_reason
+    assert 1.6 < by_path.synthesize(text).seconds / normal.seconds < 2.4
+
+
 async def test_engine_initialises_once_under_concurrent_first_use(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -35,6 +35,11 @@ async def ready(app: CozyApp) -> None:
 async def settle(pilot: Pilot[Any], limit: float = 60) -> None:
     """Wait until no worker runs (turn, sessions refresh), then let the screen update."""
     app = pilot.app
+    prompts = app.query("#prompt")
+    if prompts:  # an Enter just pressed sends once its key burst is over
+        await pilot.pause()
+        await wait_for(lambda: not getattr(prompts.first(), "enter_pending", False), limit)
+        await pilot.pause()  # the Submitted message reaches the app, which starts the turn
     await asyncio.wait_for(app.workers.wait_for_complete(), limit)
     await pilot.pause()
     await asyncio.wait_for(app.workers.wait_for_complete(), limit)

@@ -208,7 +208,10 @@ async def _engine_checks(s: Any, cfg: Any, kinds: list[str]) -> list[dict[str, A
                     continue
                 health = await asyncio.wait_for(engine.health_check(), 10)
             except (CozyError, TimeoutError) as exc:
-                out.append(_check(name, "fail", str(exc), getattr(exc, "hint", "") or ""))
+                # voice without its extra (a default install) is missing, not broken: warn
+                missing = kind == "voice" and not _installed("voice")
+                status = "warn" if missing else "fail"
+                out.append(_check(name, status, str(exc), getattr(exc, "hint", "") or ""))
                 continue
             status = "ok" if health.ok else "warn"
             out.append(_check(name, status, health.detail or "healthy", health.fix))
@@ -224,7 +227,9 @@ async def _voice_checks(name: str, engine: Any) -> list[dict[str, Any]]:
         # loading Whisper and Piper, then a spoken sentence read back: seconds, not 10 s
         parts = await asyncio.wait_for(engine.diagnose(), 120)
     except (CozyError, TimeoutError) as exc:
-        return [_check(name, "fail", str(exc) or "timed out", getattr(exc, "hint", "") or "")]
+        # without the voice extra (a default install) voice is missing, not broken: warn
+        worst = "fail" if _installed("voice") else "warn"
+        return [_check(name, worst, str(exc) or "timed out", getattr(exc, "hint", "") or "")]
     # a broken self-test means voice does not understand: fail; a fallback engine that
     # still passes it is degraded: warn
     status = {label: "ok" if h.ok else ("fail" if "self-test" in label else "warn")

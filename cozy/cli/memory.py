@@ -20,7 +20,7 @@ from cozy.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from cozy.engines.base import ManagesMemories
+    from cozy.engines.capabilities import ManagesMemories
     from cozy.runtime import Runtime
 
 memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit, forget.")
@@ -28,7 +28,7 @@ memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit
 
 async def _engine(rt: Runtime) -> ManagesMemories:
     from cozy.cli._common import cannot_manage, engine_on
-    from cozy.engines.base import ManagesMemories
+    from cozy.engines.capabilities import ManagesMemories
 
     engine = await engine_on(rt, "memory")
     if not isinstance(engine, ManagesMemories):
@@ -78,16 +78,31 @@ def list_cmd(
 def search_cmd(
     query: Annotated[str, typer.Argument(help="what to look for")],
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100)] = 10,
+    min_similarity: Annotated[
+        float | None,
+        typer.Option(
+            "--min-similarity",
+            min=0.0,
+            max=1.0,
+            help="show a memory only if it shares a word with the query or its meaning is "
+            "at least this close (cosine; default memory.search_min_similarity, 0.25; 0: all)",
+        ),
+    ] = None,
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
     """Hybrid search (keywords + meaning) over memories and past turns."""
 
     async def go() -> None:
+        from cozy.engines.degraded import noting
+
         async with runtime() as rt:
             mem = await _engine(rt)
             # no answer is waiting on this search: give the embedder time to load
-            hits = await mem.find_memories(query, user_id=state.settings().user, limit=limit)
-        note = getattr(hits, "degrade_reason", None)
+            with noting() as notes:
+                hits = await mem.find_memories(
+                    query, user_id=state.settings().user, limit=limit, min_similarity=min_similarity
+                )
+        note = notes[0] if notes else None
         if as_json:
             print_json(
                 {
@@ -96,6 +111,7 @@ def search_cmd(
                             "id": h.id,
                             "text": h.text,
                             "score": h.score,
+                            "similarity": h.metadata.get("similarity"),
                             "kind": h.metadata.get("kind"),
                             "source_message_ids": h.source_message_ids,
                         }
@@ -109,9 +125,11 @@ def search_cmd(
         if note:
             console(stderr=True).print(f"note: {note}")
         if not hits:
-            out.print("no matching memories")
+            out.print("no matching memories (`--min-similarity 0` lists the closest anyway)")
         for h in hits:
-            out.print(f"[bold]{h.id}[/] ({h.metadata.get('kind')}, {h.score:.4f})  {h.text}")
+            sim = h.metadata.get("similarity")
+            close = f", similarity {sim:.2f}" if sim is not None else ""
+            out.print(f"[bold]{h.id}[/] ({h.metadata.get('kind')}{close})  {h.text}")
 
     run_async(go, as_json=as_json)
 

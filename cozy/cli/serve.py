@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
             import uvicorn  # noqa: F401
         except ImportError:
             fail(
-                "`cozy serve` needs the optional extra 'server': "
-                "install it with `uv pip install 'cozy[server]'`"
+                "`cozy serve` needs the optional extra 'server': run `./install.sh` again "
+                "(every install includes it), or `uv pip install 'cozy[server]'`"
             )
         from cozy.core.errors import CozyError
         from cozy.server.config import ServerSettings

@@ -39,7 +39,7 @@ def prompts_cmd(
     """MCP prompts: use one with `cozy run --prompt SERVER.NAME key=value ...`."""
 
     async def go() -> None:
-        from cozy.engines.base import ServesPrompts
+        from cozy.engines.capabilities import ServesPrompts
 
         async with runtime() as rt:
             prompts, problems = await _engine(rt, ServesPrompts).list_prompts(server)
@@ -76,7 +76,7 @@ def resources_cmd(
     """MCP resources: attach one with `cozy run --resource SERVER:URI`."""
 
     async def go() -> None:
-        from cozy.engines.base import ServesResources
+        from cozy.engines.capabilities import ServesResources
 
         async with runtime() as rt:
             found, problems = await _engine(rt, ServesResources).list_resources(server)
@@ -130,6 +130,47 @@ def read_cmd(
     run_async(go, as_json=as_json)
 
 
+LOG_LEVELS = "debug, info, notice, warning, error, critical, alert, emergency"
+
+
+def logs_cmd(
+    server: Annotated[str | None, typer.Argument(help="only this server")] = None,
+    limit: Annotated[int, typer.Option("-n", "--limit", help="newest N messages")] = 50,
+    level: Annotated[str, typer.Option("--level", help=f"at least: {LOG_LEVELS}")] = "debug",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """What MCP servers logged to cozy (notifications/message), newest last."""
+
+    async def go() -> None:
+        from datetime import datetime
+
+        from cozy.core.errors import ConfigError
+        from cozy.engines.capabilities import KeepsServerLogs
+
+        if level not in LOG_LEVELS.split(", "):
+            raise ConfigError(f"unknown level {level!r}", hint=f"use one of: {LOG_LEVELS}")
+        async with runtime() as rt:
+            rows = _engine(rt, KeepsServerLogs).server_logs(server, limit=limit, level=level)
+        if as_json:
+            print_json(rows)
+            return
+        if not rows:
+            where = f"'{server}'" if server else "any server"
+            console(stderr=True).print(
+                f"no log messages from {where} yet (servers log while cozy runs them; "
+                "`log_level` in engines.yaml sets how much they send)",
+                markup=False,
+            )
+            return
+        out = console()
+        for r in rows:
+            when = datetime.fromtimestamp(float(r["at"])).strftime("%Y-%m-%d %H:%M:%S")
+            logger = f" {r['logger']}" if r.get("logger") else ""
+            out.print(f"{when} {r['server']}{logger} {r['level']}: {r['text']}", markup=False)
+
+    run_async(go, as_json=as_json)
+
+
 async def read_ref(rt: Runtime, ref: str) -> Any:
     from cozy.core.mcp_input import read_ref as read
 
@@ -140,3 +181,4 @@ def register_mcp(app: typer.Typer) -> None:
     app.command("prompts")(prompts_cmd)
     app.command("resources")(resources_cmd)
     app.command("read")(read_cmd)
+    app.command("logs")(logs_cmd)

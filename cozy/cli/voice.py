@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from cozy.core.events import TurnError
-    from cozy.engines.base import TranscribesClips
+    from cozy.engines.capabilities import TranscribesClips
     from cozy.engines.voice.io import Sink
     from cozy.engines.voice.pipeline import TurnResult
     from cozy.runtime import Runtime
@@ -150,7 +150,7 @@ def devices_cmd(
 
 async def _engine(rt: Runtime) -> TranscribesClips:
     from cozy.core.errors import ConfigError
-    from cozy.engines.base import TranscribesClips
+    from cozy.engines.capabilities import TranscribesClips
 
     engine = await rt.engine("voice")
     if not isinstance(engine, TranscribesClips):
@@ -285,10 +285,10 @@ def _language(rt: Runtime, personality: str | None) -> str | None:
     from cozy.core.errors import CozyError
 
     try:
-        chosen = rt.personalities.get(personality) if personality else None
+        chosen = rt.personalities.get(personality or rt.orchestrator.default_personality)
     except CozyError:
         return None  # an unknown personality is reported by the turn itself
-    return chosen.voice.language if chosen is not None else None
+    return chosen.voice.language
 
 
 async def _keys(queue: asyncio.Queue[str]) -> None:

@@ -1,25 +1,31 @@
 """ContextService: ask knowledge, profile and memory in parallel, then fit the budget.
 
 Each engine runs under its own timeout. A failure or a timeout gives an empty
-result and a degrade reason; it never fails the request.
+result and a degrade reason; it never fails the request. At most `concurrency`
+builds search at once (twice the cores); the others wait for a slot first, so an
+engine's timeout measures its own work, not the queue of a busy server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from cozy.core.budget import TokenEstimator, fit
+from cozy.core.events import ContextMeta, context_meta
 from cozy.core.personalities import Personality
 from cozy.core.types import KnowledgeHit, MemoryHit, Message, Profile
 from cozy.engines.base import KnowledgeEngine, MemoryEngine, ProfileEngine
+from cozy.engines.degraded import noting
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUTS = {"knowledge": 0.5, "profile": 0.3, "memory": 0.4}
+QUEUE_TIMEOUT = 30.0  # s a turn may wait for a context slot on a saturated server
 
 
 @dataclass(slots=True)
@@ -31,7 +37,7 @@ class ContextBundle:
     user_profile: str = ""
     summary: str = ""
     token_budget: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: ContextMeta = field(default_factory=context_meta)
 
     def prompt_messages(self, user_message: Message | Sequence[Message]) -> list[Message]:
         """The messages sent to the model: one system message, history, the new turn."""
@@ -66,22 +72,30 @@ class ContextService:
         memory: MemoryEngine | None = None,
         timeouts: dict[str, float] | None = None,
         estimator: TokenEstimator | None = None,
+        concurrency: int | None = None,
+        queue_timeout: float = QUEUE_TIMEOUT,
     ) -> None:
         self.knowledge = knowledge
         self.profile = profile
         self.memory = memory
         self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
         self.estimator = estimator or TokenEstimator()
+        # Context builds running at once. Their engine timeouts are for the engines'
+        # own work: with 200 turns searching together on two cores every search waits
+        # for the others and most timed out (91 % of answers degraded, #20); past this
+        # many a turn waits its turn first, without the engine clock running.
+        self.concurrency = concurrency or max(2, 2 * (os.cpu_count() or 1))
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self.queue_timeout = queue_timeout
 
-    async def _timed(self, name: str, coro: Awaitable[T], meta: dict[str, Any]) -> T | None:
+    async def _timed(self, name: str, coro: Awaitable[T], meta: ContextMeta) -> T | None:
         started = time.perf_counter()
         timeout = self.timeouts.get(name, 1.0)
-        note = None
+        notes: list[str] = []
         try:
-            value = await asyncio.wait_for(coro, timeout)
-            note = getattr(value, "degrade_reason", None)  # e.g. knowledge: keywords only
-            if note:
-                meta["degrade_reasons"].append(f"{name}: {note}")
+            with noting() as notes:  # e.g. knowledge: keywords only
+                value = await asyncio.wait_for(coro, timeout)
+            meta["degrade_reasons"].extend(f"{name}: {note}" for note in notes)
             return value
         except TimeoutError:
             meta["degrade_reasons"].append(f"{name}: timed out after {timeout:g}s")
@@ -92,10 +106,32 @@ class ContextService:
         finally:
             meta["engines"][name] = {
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                "degraded": bool(note),  # answered, but with less than it should have
+                "degraded": bool(notes),  # answered, but with less than it should have
             }
         meta["engines"][name]["degraded"] = True
         return None
+
+    async def _search(self, calls: dict[str, Awaitable[Any]], meta: ContextMeta) -> dict[str, Any]:
+        """The engines' searches, in parallel, once a slot is free (within
+        `queue_timeout` s: past it the turn goes on without context and says why)."""
+        waited = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)
+        except TimeoutError:
+            for name, coro in calls.items():
+                if asyncio.iscoroutine(coro):
+                    coro.close()  # never started: no "never awaited" warning
+                meta["engines"][name] = {"latency_ms": 0.0, "degraded": True}
+                meta["degrade_reasons"].append(
+                    f"{name}: server busy (no context slot within {self.queue_timeout:g}s)"
+                )
+            return {}
+        try:
+            meta["queued_ms"] = round((time.perf_counter() - waited) * 1000, 2)
+            values = await asyncio.gather(*(self._timed(n, c, meta) for n, c in calls.items()))
+        finally:
+            self._slots.release()
+        return dict(zip(calls, values, strict=True))
 
     async def build(
         self,
@@ -112,12 +148,7 @@ class ContextService:
         system_prompt: str | None = None,
         estimator: TokenEstimator | None = None,
     ) -> ContextBundle:
-        meta: dict[str, Any] = {
-            "enabled_engines": [],
-            "degraded": False,
-            "degrade_reasons": [],
-            "engines": {},
-        }
+        meta = context_meta()
         switches = personality.context
         calls: dict[str, Awaitable[Any]] = {}
         if use_engines and query.strip():
@@ -134,8 +165,7 @@ class ContextService:
         meta["enabled_engines"] = list(calls)
         results: dict[str, Any] = {}
         if calls:
-            values = await asyncio.gather(*(self._timed(n, c, meta) for n, c in calls.items()))
-            results = dict(zip(calls, values, strict=True))
+            results = await self._search(calls, meta)
         meta["degraded"] = bool(meta["degrade_reasons"])
 
         profile = results.get("profile")

@@ -13,7 +13,6 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -73,7 +72,8 @@ class Inputs:
                 {
                     "source": i.source,
                     "mime": i.mime,
-                    "sha256": hashlib.sha256(i.data.encode()).hexdigest(),
+                    # of the file's bytes, as `sha256sum FILE` prints it
+                    "sha256": hashlib.sha256(base64.b64decode(i.data)).hexdigest(),
                 }
                 for i in self.images
             ],
@@ -94,6 +94,26 @@ def gather(fragments: list[str], attachments: list[str], stdin: BinaryIO | None 
             else:
                 out.fragments.append(item)
     return out
+
+
+def image_from_url(url: str) -> ImagePart:
+    """An OpenAI `image_url` part's data URL as an image (the server's way in)."""
+    head, sep, data = url.partition(",")
+    if not url.startswith("data:") or not sep or not head.endswith(";base64"):
+        raise UsageError(
+            "image_url must be a base64 data URL (data:image/png;base64,...)",
+            hint="send the image's bytes inline; cozy does not fetch image URLs for you",
+        )
+    mime = head[5:].removesuffix(";base64")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise UsageError("image_url: the data is not valid base64") from None
+    if image_type(raw) is None:
+        raise UsageError(f"image_url: not a PNG, JPEG, GIF or WebP image ({mime})")
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise UsageError(f"image_url: larger than {MAX_IMAGE_BYTES // 2**20} MB")
+    return ImagePart(image_type(raw) or mime, data, "image_url")
 
 
 def fenced(f: Fragment) -> str:
@@ -225,31 +245,34 @@ def _pdf_text(source: str, data: bytes) -> str:
     return text
 
 
-class _Text(HTMLParser):
-    """The visible text of a page (scripts, styles and markup dropped)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "noscript", "template"):
-            self._skip += 1
-        elif tag in ("p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "pre"):
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "noscript", "template") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
 def html_text(html: str) -> str:
-    parser = _Text()
+    """The visible text of a page (scripts, styles and markup dropped)."""
+    from html.parser import HTMLParser  # only pages need it
+
+    skip_tags = ("script", "style", "noscript", "template")
+    breaks = ("p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "pre")
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+            self.skip = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag in skip_tags:
+                self.skip += 1
+            elif tag in breaks:
+                self.parts.append("\n")
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in skip_tags and self.skip:
+                self.skip -= 1
+
+        def handle_data(self, data: str) -> None:
+            if not self.skip:
+                self.parts.append(data)
+
+    parser = Text()
     parser.feed(html)
     lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
     return "\n".join(line for line in lines if line)

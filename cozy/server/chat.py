@@ -28,7 +28,7 @@ from cozy.core.errors import NotFoundError, UsageError
 from cozy.core.events import ChatEvent, ContextBuilt, Done, Failed, TextDelta, ToolCallRequested
 from cozy.core.orchestrator import ChatRequest
 from cozy.core.personalities import PersonalityCatalog
-from cozy.core.types import Caller, GenerationOptions, Message, ToolCall, ToolSpec
+from cozy.core.types import Caller, GenerationOptions, ImagePart, Message, ToolCall, ToolSpec
 from cozy.server.responses import (
     ChatCompletion,
     ChatMessageOut,
@@ -92,7 +92,23 @@ def _message(m: ChatMessageIn) -> Message:
         for i, c in enumerate(m.tool_calls or [])
     ]
     role = "system" if m.role == "developer" else m.role
-    return Message(role, m.text(), tool_calls=calls, tool_call_id=m.tool_call_id, name=m.name)
+    return Message(
+        role,
+        m.text(),
+        tool_calls=calls,
+        tool_call_id=m.tool_call_id,
+        name=m.name,
+        images=_images(m),
+    )
+
+
+def _images(m: ChatMessageIn) -> list[ImagePart]:
+    from cozy.core.inputs import image_from_url
+
+    try:
+        return [image_from_url(u) for u in m.image_urls()]
+    except UsageError as exc:
+        raise BadParam(exc.message, param="messages", hint=exc.hint) from None
 
 
 def build_request(
@@ -173,6 +189,7 @@ def build_request(
         history=history,
         client_tools=client_tools,
         request_id=request_id,
+        images=_images(convo[last_user]) if prompt else [],
     )
 
 

@@ -70,6 +70,16 @@ class Metrics:
         self.http_requests = Counter(
             "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=reg
         )
+        self.jobs_backlog = Gauge(
+            "jobs_backlog", "Background jobs pending (estimate)", registry=reg
+        )
+        self.jobs_dropped = Counter(
+            "jobs_dropped_total",
+            "Background jobs not queued: the backlog was over its limit",
+            ["kind"],
+            registry=reg,
+        )
+        self._dropped_seen: dict[str, int] = {}
 
     def tool_label(self, name: str) -> str:
         """Server-side tool names are the configured tools, but a model may call a name
@@ -87,8 +97,20 @@ class Metrics:
             if isinstance(info, dict) and info.get("degraded"):
                 self.engine_degraded.labels(name).inc()
 
+    def _jobs(self) -> None:
+        from cozy.storage.jobs import backlog
+
+        self.jobs_backlog.set(backlog.estimate())
+        for kind, total in list(backlog.dropped.items()):
+            new = total - self._dropped_seen.get(kind, 0)
+            if new > 0:
+                self.jobs_dropped.labels(kind).inc(new)
+                self._dropped_seen[kind] = total
+
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        self._jobs()
 
         if self.multiprocess:
             from prometheus_client import CollectorRegistry, multiprocess

@@ -139,6 +139,14 @@ def decode_audio(data: Any, *, limit: int, param: str = "audio") -> bytes:
     return pcm
 
 
+DEFAULT_VOICE = "cozy"  # the server's configured voice (voice.tts in engines.yaml)
+
+
+def tts_voice(voice: str) -> str | None:
+    """The session's voice as the voice engine names it (None: its configured default)."""
+    return None if voice == DEFAULT_VOICE else voice
+
+
 def _turn_detection_default() -> dict[str, Any]:
     return {
         "type": "server_vad",
@@ -156,7 +164,7 @@ class SessionConfig:
     model: str
     instructions: str = ""
     output_modalities: list[str] = field(default_factory=lambda: ["audio"])
-    voice: str = "cozy"
+    voice: str = DEFAULT_VOICE
     turn_detection: dict[str, Any] | None = field(default_factory=_turn_detection_default)
     transcription: dict[str, Any] | None = field(default_factory=lambda: {"model": "cozy-stt"})
     max_output_tokens: int | None = None
@@ -213,7 +221,7 @@ class SessionConfig:
         )
         voice = out.get("voice", s.get("voice"))
         if voice is not None:
-            new.voice = voice if isinstance(voice, str) else str(voice.get("id", "cozy"))
+            new.voice = voice if isinstance(voice, str) else str(voice.get("id", DEFAULT_VOICE))
         for key, where in (("turn_detection", inp), ("turn_detection", s)):
             if key in where:
                 new.turn_detection = _turn_detection(where[key])

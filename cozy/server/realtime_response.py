@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cozy.core.events import Done, Failed, Started, TextDelta
 from cozy.core.orchestrator import ChatRequest
 from cozy.core.types import GenerationOptions
-from cozy.server.realtime_protocol import RATE, new_id
+from cozy.server.realtime_protocol import RATE, new_id, tts_voice
 
 if TYPE_CHECKING:
     import asyncio
@@ -212,7 +212,7 @@ async def generate(
         async for _ in text():
             pass
         return
-    async for pcm in engine.speak_stream(text()):
+    async for pcm in engine.speak_stream(text(), voice=tts_voice(run.voice)):
         if engine.output_rate != RATE:
             pcm = await _resample(pcm, engine.output_rate)
         for start in range(0, len(pcm), AUDIO_PIECE):

@@ -15,10 +15,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from cozy.core.errors import CozyError
+from cozy.core.errors import CozyError, UsageError
 from cozy.server.realtime_items import ConversationItems, PendingInput
+from cozy.server.realtime_partials import PartialTranscripts
 from cozy.server.realtime_protocol import (
     BYTES_PER_MS,
     RATE,
@@ -29,6 +31,7 @@ from cozy.server.realtime_protocol import (
     error_event,
     modalities_of,
     new_id,
+    tts_voice,
 )
 from cozy.server.realtime_response import (
     ResponseRun,
@@ -83,6 +86,7 @@ class RealtimeSession(ConversationItems):
         self.message_ids: dict[str, str] = {}  # assistant item id → stored message id
         self.tasks: set[asyncio.Task[Any]] = set()
         self.barge_in: list[float] = []  # seconds from speech detected to response.done
+        self.partials = PartialTranscripts(engine, send, self.tasks)
 
     # --- dispatch -----------------------------------------------------------------
     async def handle(self, event: dict[str, Any]) -> None:
@@ -92,6 +96,18 @@ class RealtimeSession(ConversationItems):
 
     async def on_session_update(self, event: dict[str, Any]) -> None:
         before = self.config.turn_detection
+        wanted = replace(self.config)
+        wanted.update(event.get("session"))
+        if wanted.voice != self.config.voice and self.engine is not None:
+            try:  # an unknown voice is refused now, not at the first spoken answer
+                await self.engine.check_voice(tts_voice(wanted.voice))
+            except UsageError as exc:
+                raise ProtocolError(
+                    exc.message,
+                    code="invalid_value",
+                    param="session.audio.output.voice",
+                    hint=exc.hint,
+                ) from None
         self.config.update(event.get("session"))
         if self.config.turn_detection != before:
             self.detector = None  # rebuilt with the new settings on the next append
@@ -120,6 +136,10 @@ class RealtimeSession(ConversationItems):
                 await self._speech_started(at_ms, td)
             else:
                 await self._speech_stopped(at_ms, td)
+        if self.detector.in_speech and self.speech_item is not None:
+            self.partials.maybe_decode(
+                self.speech_item, self.buffer, self.config.transcription, self.language()
+            )
         if not self.detector.in_speech:  # keep only the padding that precedes speech
             keep = int((td["prefix_padding_ms"] + 200) * BYTES_PER_MS)
             if len(self.buffer) > keep:
@@ -168,12 +188,14 @@ class RealtimeSession(ConversationItems):
             self.detector = None
 
     async def on_input_audio_buffer_clear(self, event: dict[str, Any]) -> None:
+        self.partials.stop()
         self.buffer.clear()
         self.detector = None
         self.speech_item = None
         await self.send({"type": "input_audio_buffer.cleared"})
 
     async def _commit(self, item_id: str) -> None:
+        self.partials.stop()  # the completed transcript supersedes the partial ones
         pcm, self.buffer = bytes(self.buffer), bytearray()
         previous = self._last_item_id()
         await self.send(
@@ -207,7 +229,7 @@ class RealtimeSession(ConversationItems):
                 result = await self.engine.transcribe_detailed(
                     pcm,
                     RATE,
-                    language=str(wanted.get("language") or "") or None,
+                    language=self.language(),
                     prompt=str(wanted.get("prompt") or "") or None,
                 )
                 text = result.text.strip()
@@ -237,6 +259,18 @@ class RealtimeSession(ConversationItems):
             return text
 
         return self._spawn(run())
+
+    def language(self) -> str | None:
+        """What the user speaks: the session's transcription language, else the
+        personality's `voice.language`, else the recogniser's own setting (auto)."""
+        wanted = (self.config.transcription or {}).get("language")
+        if wanted:
+            return str(wanted)
+        try:
+            pid = self.personality or self.runtime.orchestrator.default_personality
+            return self.runtime.personalities.get(pid).voice.language
+        except CozyError:
+            return None
 
     # --- responses -------------------------------------------------------------------
     async def on_response_create(self, event: dict[str, Any]) -> None:

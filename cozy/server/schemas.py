@@ -45,6 +45,18 @@ class ChatMessageIn(msgspec.Struct, kw_only=True):
                 parts.append(part["text"])
         return "\n".join(parts)
 
+    def image_urls(self) -> list[str]:
+        """The `image_url` parts' URLs (OpenAI's content parts for images)."""
+        if not isinstance(self.content, list):
+            return []
+        out = []
+        for part in self.content:
+            ref = part.get("image_url") if part.get("type") == "image_url" else None
+            url = ref.get("url") if isinstance(ref, dict) else ref
+            if isinstance(url, str):
+                out.append(url)
+        return out
+
 
 class FunctionSpecIn(msgspec.Struct, kw_only=True):
     name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]

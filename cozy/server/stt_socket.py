@@ -27,7 +27,7 @@ async def serve(socket: WebSocket[Any, Any, Any], session: Any, rate: int) -> No
     limit = int(MAX_BACKLOG_S * rate * 2)
 
     async def transcribe() -> None:
-        while (chunk := await queue.get()) is not None:
+        while (chunk := await _next_chunk(queue, session, socket)) is not None:
             backlog[0] -= len(chunk)
             for event in await session.feed(chunk):
                 await socket.send_json(event.to_dict())
@@ -69,3 +69,23 @@ async def serve(socket: WebSocket[Any, Any, Any], session: Any, rate: int) -> No
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await worker
+
+
+async def _next_chunk(
+    queue: asyncio.Queue[bytes | None], session: Any, socket: WebSocket[Any, Any, Any]
+) -> bytes | None:
+    """The next chunk; meanwhile a finished partial transcript is sent at once
+    (Whisper's partials are decoded in the background, not on a chunk's arrival)."""
+    while True:
+        partial = getattr(session, "partial_pending", None)
+        if partial is None or queue.qsize():
+            return await queue.get()
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({getter, partial}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await getter
+        for event in session.poll():
+            await socket.send_json(event.to_dict())

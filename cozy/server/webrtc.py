@@ -80,8 +80,12 @@ def _mono_float(data: Any) -> Any:
     return arr.astype(np.float32)
 
 
-def make_reply(get_runtime: Callable[[], Runtime]) -> Callable[..., AsyncIterator[Any]]:
+def make_reply(
+    get_runtime: Callable[[], Runtime], voices: dict[str, str] | None = None
+) -> Callable[..., AsyncIterator[Any]]:
+    """The turn handler; `voices` holds each connection's chosen voice (by webrtc_id)."""
     sessions: dict[str, str] = {}
+    chosen = voices if voices is not None else {}
 
     async def reply(audio: tuple[int, Any]) -> AsyncIterator[tuple[int, Any]]:
         from fastrtc.utils import get_current_context
@@ -89,7 +93,7 @@ def make_reply(get_runtime: Callable[[], Runtime]) -> Callable[..., AsyncIterato
         from cozy.core.events import Started, TextDelta
         from cozy.core.orchestrator import ChatRequest
         from cozy.core.types import Caller
-        from cozy.engines.base import TranscribesClips
+        from cozy.engines.capabilities import TranscribesClips
         from cozy.engines.voice.audio import Clip, from_pcm16
 
         runtime = get_runtime()
@@ -119,7 +123,7 @@ def make_reply(get_runtime: Callable[[], Runtime]) -> Callable[..., AsyncIterato
             finally:
                 await events.aclose()
 
-        async for pcm in engine.speak_stream(deltas()):
+        async for pcm in engine.speak_stream(deltas(), voice=chosen.get(key)):
             samples = from_pcm16(pcm)
             if engine.output_rate != OUTPUT_RATE:
                 from cozy.engines.voice.audio import resample
@@ -130,7 +134,11 @@ def make_reply(get_runtime: Callable[[], Runtime]) -> Callable[..., AsyncIterato
     return reply
 
 
-def build_stream(get_runtime: Callable[[], Runtime], vad_options: dict[str, Any] | None) -> Any:
+def build_stream(
+    get_runtime: Callable[[], Runtime],
+    vad_options: dict[str, Any] | None,
+    voices: dict[str, str] | None = None,
+) -> Any:
     """ReplyOnPause on cozy's VAD/STT/TTS/orchestrator; raises MissingExtraError without it."""
     _telemetry_off()
     try:
@@ -138,7 +146,7 @@ def build_stream(get_runtime: Callable[[], Runtime], vad_options: dict[str, Any]
     except ImportError as exc:
         raise MissingExtraError("webrtc", "WebRTC voice (fastrtc)") from exc
     handler = ReplyOnPause(
-        make_reply(get_runtime),
+        make_reply(get_runtime, voices),
         algo_options=AlgoOptions(
             audio_chunk_duration=0.5, started_talking_threshold=0.2, speech_threshold=0.1
         ),
@@ -154,6 +162,7 @@ def webrtc_handlers() -> list[Any]:
     from litestar.handlers import asgi
 
     holder: dict[str, Any] = {}
+    voices: dict[str, str] = {}  # webrtc_id -> the voice its offer asked for
 
     def runtime() -> Runtime:
         rt: Runtime = holder["runtime"]
@@ -167,11 +176,69 @@ def webrtc_handlers() -> list[Any]:
             holder["runtime"] = scope["app"].state.services.runtime
             engine = await holder["runtime"].engine("voice")
             vad = engine.options.get("vad") if engine is not None else None
-            stream = build_stream(runtime, vad)
+            stream = build_stream(runtime, vad, voices)
             holder["sub"] = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
             stream.mount(holder["sub"])
         # Litestar hands the mount the path below /rtc with a trailing slash added
         path = scope["path"].rstrip("/") or "/"
+        if path.endswith("/webrtc/offer") and scope.get("method") == "POST":
+            receive = await _take_voice(runtime(), receive, send, voices)
+            if receive is None:
+                return
         await holder["sub"]({**scope, "path": path, "root_path": ""}, receive, send)
 
     return [rtc]
+
+
+MAX_CONNECTIONS_KEPT = 1000
+
+
+async def _take_voice(
+    runtime: Runtime, receive: Any, send: Any, voices: dict[str, str]
+) -> Any | None:
+    """Read the offer body for its optional `voice` (FastRTC ignores fields it does not
+    know): an unknown voice is a 400 before any connection is made; a known one is kept
+    for that connection's answers. Returns a `receive` that replays the body."""
+    import json
+
+    from cozy.core.errors import CozyError
+    from cozy.engines.base import VoiceEngine
+
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # the client went away
+        chunks.append(message.get("body", b""))
+        more = bool(message.get("more_body"))
+    body = b"".join(chunks)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    voice = data.get("voice") if isinstance(data, dict) else None
+    if isinstance(voice, str) and voice and isinstance(data, dict):
+        engine = await runtime.engine("voice")
+        try:
+            if isinstance(engine, VoiceEngine):
+                await engine.check_voice(voice)
+        except CozyError as exc:
+            payload = json.dumps({"error": {**exc.to_dict(), "param": "voice"}}).encode()
+            await send({"type": "http.response.start", "status": exc.http_status,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": payload})
+            return None
+        while len(voices) >= MAX_CONNECTIONS_KEPT:
+            voices.pop(next(iter(voices)))
+        voices[str(data.get("webrtc_id", ""))] = voice
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return dict(await receive())
+
+    return replay

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError
-from cozy.storage.schema import JSONType, metadata, new_id, utcnow
+from cozy.storage.schema import JSONType, create_all, metadata, new_id, utcnow
 from cozy.storage.store import Store
 
 jobs = sa.Table(
@@ -58,6 +59,12 @@ job_effects = sa.Table(
 )
 
 TABLES = (jobs, job_effects)
+
+
+def create_tables(conn: Connection) -> None:
+    """Migration step: the jobs outbox and the applied-effects keys."""
+    create_all(conn, TABLES)
+
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
@@ -137,6 +144,43 @@ def final_answers(rows: Sequence[dict[str, Any]]) -> list[str]:
 _queued = 0  # jobs this process has queued (rolled-back ones too): see queued_count()
 
 
+class Backlog:
+    """This process's view of the pending jobs, for a limit checked on every saved turn
+    without a COUNT per turn: the worker counts now and then (`counted`), and jobs
+    queued since are added (coalesced ones too: an upper bound)."""
+
+    def __init__(self) -> None:
+        self.counted = 0
+        self.queued_then = 0
+        self.dropped: dict[str, int] = {}  # jobs not queued because of the limit, by kind
+        self._warned = 0.0
+
+    def count(self, pending: int) -> None:
+        self.counted, self.queued_then = pending, _queued
+
+    def estimate(self) -> int:
+        return self.counted + max(0, _queued - self.queued_then)
+
+    def drop(self, kind: str, limit: int, log: Any) -> None:
+        """Count a job not queued; say so in the log at most once a minute."""
+        self.dropped[kind] = self.dropped.get(kind, 0) + 1
+        now = time.monotonic()
+        if now - self._warned > 60:
+            self._warned = now
+            log.warning(
+                "job backlog over its limit (about %d pending, limit %d): %s jobs are "
+                "not queued (%d so far); raise memory.options.backlog_limit or give the "
+                "worker a faster model",
+                self.estimate(),
+                limit,
+                kind,
+                self.dropped[kind],
+            )
+
+
+backlog = Backlog()
+
+
 def queued_count() -> int:
     """How many jobs this process has queued so far: a turn that queued none need not
     wake the job worker (a claim is a write transaction)."""
@@ -145,11 +189,16 @@ def queued_count() -> int:
 
 # Built once: executed with parameters, they skip SQLAlchemy's per-call statement
 # construction and cache-key walk (the outbox hooks run on every saved turn).
-_PENDING_BY_KEY = sa.select(jobs.c.id, jobs.c.payload).where(
-    jobs.c.key == sa.bindparam("b_key"), jobs.c.status == PENDING
+# FOR UPDATE (Postgres; SQLite serialises writers): a worker claiming the job meanwhile
+# waits, or has claimed it already and the row no longer matches `pending`
+_PENDING_BY_KEY = (
+    sa.select(jobs.c.id, jobs.c.payload)
+    .where(jobs.c.key == sa.bindparam("b_key"), jobs.c.status == PENDING)
+    .with_for_update()
 )
 _INSERT_JOB = jobs.insert()
-_RENEW = jobs.update().where(jobs.c.id == sa.bindparam("b_id"))
+# only while still pending: a payload merged into a job already running would be lost
+_RENEW = jobs.update().where(jobs.c.id == sa.bindparam("b_id"), jobs.c.status == PENDING)
 
 
 async def enqueue(
@@ -163,6 +212,7 @@ async def enqueue(
     max_attempts: int = 5,
     merge: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     delay_of: Callable[[dict[str, Any]], float] | None = None,
+    coalesce: Callable[[dict[str, Any]], bool] | None = None,
 ) -> str:
     """Queue a job inside the caller's transaction.
 
@@ -170,6 +220,9 @@ async def enqueue(
     `run_after` moves to now+delay and `merge(old_payload)` (if given) becomes its
     payload. `delay_of(payload)`, if given, replaces `delay`: the delay that follows
     from the payload written (e.g. due at once once enough has accumulated).
+    `coalesce(old_payload)`, if given, turns the debounce into coalescing: True merges
+    into the pending job without moving its `run_after` (the first turn waits no
+    longer for being joined), False (the job is full) queues a new job.
     Returns the job id.
     """
     global _queued
@@ -177,15 +230,17 @@ async def enqueue(
     now = utcnow()
     if key is not None:
         row = (await conn.execute(_PENDING_BY_KEY, {"b_key": key})).first()
-        if row is not None:
+        joins = row is not None and (coalesce is None or coalesce(dict(row.payload or {})))
+        if row is not None and joins:
             values: dict[str, Any] = {"b_id": row.id, "updated_at": now}
             merged = merge(dict(row.payload or {})) if merge is not None else None
             if merged is not None:
                 values["payload"] = merged
-            wait = delay_of(merged if merged is not None else payload) if delay_of else delay
-            values["run_after"] = now + wait
-            await conn.execute(_RENEW, values)
-            return str(row.id)
+            if coalesce is None:
+                wait = delay_of(merged if merged is not None else payload) if delay_of else delay
+                values["run_after"] = now + wait
+            if (await conn.execute(_RENEW, values)).rowcount:
+                return str(row.id)
     job_id = new_id("job")
     body = merge({}) if merge is not None and not payload else payload
     wait = delay_of(body) if delay_of is not None else delay
@@ -305,6 +360,7 @@ class JobQueue:
         else:
             values.update(status=PENDING, run_after=now + backoff(job.attempts))
         await self._update_held(job.id, worker_id, **values)
+        job.last_error = values["last_error"]  # the caller's copy says why, too
         return FAILED if give_up else PENDING
 
     async def release(self, job: Job, worker_id: str) -> None:
@@ -381,6 +437,12 @@ class JobQueue:
         out = {PENDING: 0, RUNNING: 0, DONE: 0, FAILED: 0}
         out.update({str(r[0]): int(r[1]) for r in rows})
         return out
+
+    async def pending_count(self) -> int:
+        rows = await self.store.read(
+            sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status == PENDING)
+        )
+        return int(rows[0][0]) if rows else 0
 
     async def due_count(self) -> int:
         """Pending jobs whose time has come (a background worker's reason to go on)."""

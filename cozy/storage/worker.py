@@ -19,11 +19,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cozy.storage.jobs import Job, JobQueue
+from cozy.storage.jobs import Job, JobQueue, backlog
 
 log = logging.getLogger("cozy.jobs")
 
+BACKLOG_COUNT_EVERY = 5.0  # s between two counts of the pending jobs (storage/jobs.Backlog)
 Handler = Callable[[dict[str, Any], Job], Awaitable[None]]
+Listener = Callable[[Job, str], None]  # (job, "done" | "retry" | "failed")
 
 
 class PermanentJobError(Exception):
@@ -68,11 +70,15 @@ class JobWorker:
         self.keep_done = keep_done
         self.purge_every = purge_every
         self._next_purge = 0.0  # monotonic; the first idle moment purges
+        self._next_count = 0.0  # monotonic; when the backlog is counted again
         self.purged = 0
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # told about each job this worker finishes (the TUI toasts them); a listener
+        # that raises is logged and never fails the job
+        self.listeners: list[Listener] = []
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
@@ -94,7 +100,13 @@ class JobWorker:
         )
         if job is None:
             return None
-        return job, await self._execute(job)
+        outcome = await self._execute(job)
+        for listener in self.listeners:
+            try:
+                listener(job, outcome)
+            except Exception:  # a face's bug must not fail the worker
+                log.exception("job listener failed for %s (%s)", job.id, job.kind)
+        return job, outcome
 
     async def _execute(self, job: Job) -> str:
         handler = self.handlers[job.kind]
@@ -177,8 +189,19 @@ class JobWorker:
         self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="cozy-job-worker")
 
+    async def _count_backlog(self) -> None:
+        now = time.monotonic()
+        if now < self._next_count:
+            return
+        self._next_count = now + BACKLOG_COUNT_EVERY
+        try:
+            backlog.count(await self.queue.pending_count())
+        except Exception as exc:  # a locked or full disk: the estimate goes on counting
+            log.debug("counting the job backlog failed: %s", exc)
+
     async def _loop(self) -> None:
         while not self._stopping:
+            await self._count_backlog()
             try:
                 result = await self.run_one()
             except asyncio.CancelledError:

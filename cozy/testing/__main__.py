@@ -12,7 +12,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if importlib.util.find_spec("litestar") is None:
         raise SystemExit(
             "python -m cozy.testing: the fake model server needs the `server` extra "
-            "(./install.sh --extras server, or --dev); to chat without a model server, "
+            "(run ./install.sh again: every install includes it); to chat without a model server, "
             'cozy runs its embedded model: cozy run "hi"'
         )
     from cozy.testing.server import DEFAULT_MODELS, FakeModelServer

@@ -16,15 +16,19 @@ from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.widgets import Static
 
+from cozy.tui.background import BackgroundToasts
+from cozy.tui.branching import Branching
 from cozy.tui.choosers import Choosers
 from cozy.tui.copying import CodeCopier
 from cozy.tui.heap import IdleCollector, release_full_gc, settle_heap
-from cozy.tui.host import ChatState, Views, busy_warning
+from cozy.tui.host import ChatState, TurnExtras, Views, busy_warning
 from cozy.tui.ingest import KnowledgeIngest
 from cozy.tui.panels import Panels
 from cozy.tui.sessions import Sessions
 from cozy.tui.slash import Handler, SlashCommands
+from cozy.tui.templates import TemplateCommand
 from cozy.tui.turn import TurnRunner
 from cozy.tui.voice import PushToTalk
 from cozy.tui.widgets.context_panel import ContextPanel
@@ -64,6 +68,10 @@ class CozyApp(App[int]):
         Binding("ctrl+b", "toggle_sidebar", "Sessions sidebar", id="app.sidebar"),
         Binding("ctrl+t", "push_to_talk", "Push to talk", id="app.talk"),
         Binding("f8", "copy_code", "Copy last code block", id="app.copy"),
+        Binding("ctrl+r", "regenerate", "Regenerate last answer", id="app.regenerate"),
+        # priority: the prompt (a TextArea) would take f6 / f7 as select line / all
+        Binding("f6", "edit_last", "Edit your last message", id="app.edit", priority=True),
+        Binding("f7", "branches", "Branches", id="app.branches", priority=True),
         Binding("ctrl+q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -94,6 +102,9 @@ class CozyApp(App[int]):
         self.choosers = Choosers(self)
         self.panels = Panels(self)
         self.copier = CodeCopier(self)
+        self.branching = Branching(self)
+        self.background = BackgroundToasts(self)
+        self.templates = TemplateCommand(self)
         self.voice = PushToTalk(self)
         self.ingest = KnowledgeIngest(self)
         self.slash = SlashCommands(self, self._command_handlers())
@@ -113,14 +124,23 @@ class CozyApp(App[int]):
                 status=self.query_one(StatusBar),
                 sidebar=self.query_one(Sidebar),
                 context=self.query_one(ContextPanel),
+                banner=self.query_one("#edit-banner", Static),
             )
         return self._views
 
-    def send(self, text: str) -> None:
-        self.turns.start(text)
+    def send(self, text: str, extras: TurnExtras | None = None) -> None:
+        self.turns.start(text, extras)
 
     def refresh_sessions(self, query: str | None = None) -> None:
         self.sessions.refresh(query)
+
+    async def show_personalities(self) -> None:
+        await self.choosers.show_personalities()
+
+    async def load_session(self, session_id: str) -> None:
+        if self.branching.editing is not None:
+            self.branching.cancel_edit()
+        await self.sessions.load(session_id)
 
     def copy_to_clipboard(self, text: str) -> None:
         """OSC 52, wrapped for tmux when inside it (Textual's own write is not)."""
@@ -156,6 +176,7 @@ class CozyApp(App[int]):
         yield Sidebar()
         with Vertical(id="main"):
             yield ChatLog(id="chat")
+            yield Static("", id="edit-banner", markup=False)
             yield PromptArea()
         yield ContextPanel()
         yield StatusBar()
@@ -218,6 +239,7 @@ class CozyApp(App[int]):
             if self._runtime is None:
                 self._runtime = await Runtime.open(self.settings)
             rt = self.runtime
+            rt.worker.listeners.append(self.background.listen)  # toasts for finished jobs
             rt.start_worker()  # memory, profile, summaries: background jobs run while you chat
             try:
                 st.personality = rt.personalities.get(st.personality).id
@@ -233,6 +255,7 @@ class CozyApp(App[int]):
         settle_heap()  # full collections stop walking start-up's objects (see heap.py)
         st.ready.set()
         self.views.status.set(personality=st.personality)
+        await self.show_personalities()
         self.refresh_sessions()
         if self.check_model:
             self.probe_model()
@@ -264,6 +287,9 @@ class CozyApp(App[int]):
 
     async def on_unmount(self) -> None:
         release_full_gc(collect=False)  # the threshold goes back as the app closes
+        if self._runtime is not None:
+            with contextlib.suppress(ValueError):  # a given runtime outlives this app
+                self._runtime.worker.listeners.remove(self.background.listen)
         if self._runtime is not None and self._given_runtime is None:
             await self._runtime.close()
 
@@ -276,6 +302,9 @@ class CozyApp(App[int]):
 
     async def on_sidebar_delete(self, message: Sidebar.Delete) -> None:
         await self.sessions.delete(message.session_id)
+
+    async def on_sidebar_personality(self, message: Sidebar.Personality) -> None:
+        await self.choosers.choose_personality(message.personality_id)
 
     async def on_prompt_area_submitted(self, message: PromptArea.Submitted) -> None:
         from cozy.tui.commands import parse
@@ -291,13 +320,16 @@ class CozyApp(App[int]):
             text = text.lstrip()[1:]
         if busy_warning(self):
             return
+        if self.branching.editing is not None:
+            await self.branching.resend(text)
+            return
         prompt.clear()
         self.send(text)
 
     # --- actions (key bindings) ---------------------------------------------
     def action_cancel(self) -> None:
         """Esc: stop the answer; else leave what you were doing and go back to the prompt."""
-        if self.turns.cancel(self.workers):
+        if self.turns.cancel(self.workers) or self.branching.cancel_edit():
             return
         prompt = self.views.prompt
         if not prompt.has_focus:
@@ -340,7 +372,18 @@ class CozyApp(App[int]):
         self.choosers.pick_model()
 
     async def action_copy_code(self) -> None:
-        await self.copier.copy_last()
+        await self.copier.copy_block()
+
+    async def action_regenerate(self) -> None:
+        await self.branching.regenerate()
+
+    def action_edit_last(self) -> None:
+        if self.screen is self.screen_stack[0]:  # not over a dialog
+            self.branching.start_edit()
+
+    async def action_branches(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            await self.branching.pick_branch()
 
     async def action_push_to_talk(self) -> None:
         await self.voice.toggle()
@@ -378,8 +421,13 @@ class CozyApp(App[int]):
             "/context": lambda _: self.action_toggle_context(),
             "/export": lambda arg: self.sessions.export(arg),
             "/rename": rename,
-            "/undo": lambda _: self.sessions.restore(),
-            "/copy": lambda _: self.copier.copy_last(),
+            "/template": self.templates.run,
+            "/regen": lambda _: self.branching.regenerate(),
+            "/edit": self.branching.start_edit,
+            "/undo": lambda _: self.branching.undo(),
+            "/branches": lambda _: self.branching.pick_branch(),
+            "/restore": lambda _: self.sessions.restore(),
+            "/copy": self.copier.copy_block,
             "/clear": lambda _: self.views.chat.reset(),
             "/help": lambda _: self.action_help(),
             "/quit": lambda _: self.exit(return_code=0),

@@ -45,12 +45,16 @@ def _row_widgets(row: MessageRow, tools: dict[str, ToolCallView]) -> list[Any]:
     if not isinstance(row.content, str):
         raise ValueError(f"content is {type(row.content).__name__}, not text")
     if row.role == "user":
-        return [MessageView("user", row.content)]
+        return [MessageView("user", row.content, message_id=row.id)]
     if row.role == "assistant":
         out: list[Any] = []
         if row.content or not row.tool_calls:
             note = _note(row)
-            out.append(MessageView("assistant", row.content, status=row.status, note=note))
+            out.append(
+                MessageView(
+                    "assistant", row.content, status=row.status, note=note, message_id=row.id
+                )
+            )
         for call in row.tool_calls or []:
             if not isinstance(call, dict):
                 raise ValueError("tool_calls must be a list of objects")

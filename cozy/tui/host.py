@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
+    from textual.widgets import Static
     from textual.worker import Worker
 
+    from cozy.core.types import GenerationOptions
     from cozy.runtime import Runtime
     from cozy.settings import Settings
     from cozy.tui.widgets.context_panel import ContextPanel
@@ -45,6 +47,17 @@ class ChatState:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnExtras:
+    """What a turn may carry besides its prompt (a template's system prompt, options,
+    model or personality for that turn only)."""
+
+    system: str | None = None
+    options: GenerationOptions | None = None
+    model: str | None = None
+    personality: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Views:
     """The app's long-lived widgets, found once after they are mounted."""
 
@@ -53,6 +66,7 @@ class Views:
     status: StatusBar
     sidebar: Sidebar
     context: ContextPanel
+    banner: Static  # above the prompt: what Enter will do when it is not "send"
 
 
 class Host(Protocol):
@@ -93,11 +107,19 @@ class Host(Protocol):
 
     def copy_to_clipboard(self, text: str) -> None: ...
 
-    def send(self, text: str) -> None:
+    def send(self, text: str, extras: TurnExtras | None = None) -> None:
         """Run `text` as the next turn (the turn part does it)."""
         ...
 
     def refresh_sessions(self, query: str | None = None) -> None: ...
+
+    async def show_personalities(self) -> None:
+        """Mark the current personality in the sidebar."""
+        ...
+
+    async def load_session(self, session_id: str) -> None:
+        """Show a stored session and make it current."""
+        ...
 
 
 def busy_warning(host: Host) -> bool:

@@ -54,6 +54,7 @@ class Sessions:
             st.model = row.model
         await render_history(chat, rt.store, row.id)
         host.views.status.set(personality=st.personality, model=st.model or "default")
+        await host.show_personalities()
 
     def refresh(self, query: str | None = None) -> None:
         self.host.run_worker(
@@ -123,12 +124,14 @@ class Sessions:
             st.session_id = None
             await host.views.chat.reset()
         self.refresh()
-        host.notify("session deleted · ctrl+z (in the sidebar) or /undo restores it", timeout=8)
+        host.notify(
+            "session deleted · ctrl+z (in the sidebar) or /restore brings it back", timeout=8
+        )
 
     async def restore(self) -> None:
         host, st = self.host, self.host.state
         if not st.deleted:
-            host.notify("nothing to undo")
+            host.notify("no deleted session to restore")
             return
         session_id = st.deleted.pop()
         await host.runtime.store.restore_session(session_id, host.settings.user)

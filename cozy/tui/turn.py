@@ -12,6 +12,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from cozy.tui.heap import quiet_gc
+from cozy.tui.host import TurnExtras
 from cozy.tui.screens.approval import ApprovalScreen
 from cozy.tui.widgets.messages import ChatLog, MessageView, ToolCallView
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from textual.worker import Worker
 
-    from cozy.core.events import ChatEvent
+    from cozy.core.events import ChatEvent, Started
     from cozy.core.toolloop import Decision
     from cozy.core.types import ToolCall, ToolSpec
     from cozy.engines.base import ToolContext
@@ -31,6 +32,7 @@ class TurnState:
     def __init__(self, prompt: str) -> None:
         self.prompt = prompt
         self.answer: MessageView | None = None
+        self.yours: MessageView | None = None
         self.got_text = False
         self.session_id: str | None = None
 
@@ -41,9 +43,9 @@ class TurnRunner:
     def __init__(self, host: Host) -> None:
         self.host = host
 
-    def start(self, text: str) -> Worker[None]:
+    def start(self, text: str, extras: TurnExtras | None = None) -> Worker[None]:
         return self.host.run_worker(
-            self.run(text), group="turn", exclusive=True, exit_on_error=False
+            self.run(text, extras), group="turn", exclusive=True, exit_on_error=False
         )
 
     def cancel(self, workers: Iterable[Worker[Any]]) -> bool:
@@ -54,7 +56,7 @@ class TurnRunner:
                 return True
         return False
 
-    async def run(self, text: str) -> None:
+    async def run(self, text: str, extras: TurnExtras | None = None) -> None:
         from cozy.core.orchestrator import ChatRequest
         from cozy.core.types import Caller
 
@@ -65,13 +67,16 @@ class TurnRunner:
         state = TurnState(text)
         st.busy = True
         status.set(running=True)
-        await chat.add_message("user", text)
+        state.yours = await chat.add_message("user", text)
+        extras = extras or TurnExtras()
         req = ChatRequest(
             prompt=text,
             caller=Caller(user_id=host.settings.user, role="admin", face="tui"),
             session=st.session_id or "new",
-            personality=st.personality,
-            model=st.model,
+            personality=extras.personality or st.personality,
+            model=extras.model or st.model,
+            system=extras.system,
+            options=extras.options,
             approver=self._approver,
         )
         try:
@@ -121,15 +126,7 @@ class TurnRunner:
         host, st = self.host, self.host.state
         status = host.views.status
         if isinstance(event, Started):
-            state.session_id = event.session_id
-            if st.session_id != event.session_id:
-                st.session_id = event.session_id
-                host.refresh_sessions()
-            status.set(
-                model=event.model,
-                personality=event.personality_id,
-                why=auto_reason(event.provider_reason),
-            )
+            self._started(event, state)
         elif isinstance(event, ContextBuilt):
             host.views.context.show(event.metadata)
             status.set(degraded=bool(event.metadata.get("degraded")))
@@ -168,6 +165,20 @@ class TurnRunner:
             prompt = host.views.prompt
             if not state.got_text and not prompt.text.strip():
                 prompt.load_text(state.prompt)
+
+    def _started(self, event: Started, state: TurnState) -> None:
+        host, st = self.host, self.host.state
+        state.session_id = event.session_id
+        if state.yours is not None:
+            state.yours.message_id = event.user_message_id
+        if st.session_id != event.session_id:
+            st.session_id = event.session_id
+            host.refresh_sessions()
+        host.views.status.set(
+            model=event.model,
+            personality=event.personality_id,
+            why=auto_reason(event.provider_reason),
+        )
 
     async def _end_answer(
         self, state: TurnState, chat: ChatLog, status: str, note: str = ""

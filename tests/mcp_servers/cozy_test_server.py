@@ -59,10 +59,38 @@ async def sleep(seconds: float) -> str:
 
 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def wait(seconds: float, marker: str) -> str:
+    """Sleep, writing to the file `marker` "started", then "cancelled" if the client
+    cancels the request (notifications/cancelled) or "finished"."""
+    _mark(marker, "started", "w")
+    try:
+        await asyncio.sleep(seconds)
+    except BaseException:  # the request's cancel scope: the client sent notifications/cancelled
+        _mark(marker, "cancelled")
+        raise
+    _mark(marker, "finished")
+    return "waited"
+
+
+def _mark(path: str, word: str, mode: str = "a") -> None:
+    with open(path, mode) as fh:
+        fh.write(word + "\n")
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
 def block(seconds: float) -> str:
     """Block the whole process (sync sleep)."""
     time.sleep(seconds)
     return "blocked"
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def spin(seconds: float) -> str:
+    """Burn CPU for `seconds` of CPU time (to hit a CPU limit)."""
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        sum(range(10_000))
+    return "spun"
 
 
 @server.tool(annotations=ToolAnnotations(destructive_hint=True))

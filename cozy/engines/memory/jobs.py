@@ -2,28 +2,29 @@
 
 When a turn's final assistant message is saved, `outbox_hook` queues (in the
 same transaction) `memory.turns` (index the raw user + assistant messages: needs
-no model) and `memory.extract` (facts through the AI engine). The handlers read
-the messages back from the store by id, so a job carries ids, never text.
+no model) and `memory.extract` (facts through the AI engine), or adds the turn to
+the session's job of that kind still pending. The handlers read the messages back
+from the store by id, so a job carries ids, never text.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
 from cozy.engines.memory.extract import ExtractionFailed
+from cozy.engines.memory.parts import MemoryParts
 from cozy.engines.memory.types import TurnInput
 from cozy.engines.turn_jobs import load_turn_or_fail, turn_ids
-from cozy.storage.jobs import Job, enqueue, final_answers
+from cozy.storage.jobs import Job, backlog, enqueue, final_answers
 from cozy.storage.schema import sessions
 from cozy.storage.worker import PermanentJobError
 
-if TYPE_CHECKING:
-    from cozy.engines.memory.local import LocalMemory
-
+log = logging.getLogger("cozy.jobs")
 
 # built once: the outbox hook runs on every saved turn
 _OWNER = sa.select(sessions.c.user_id, sessions.c.personality_id).where(
@@ -36,31 +37,92 @@ async def session_owner(conn: AsyncConnection, session_id: str) -> tuple[str, st
     return (str(row[0]), str(row[1])) if row else None
 
 
+MAX_COALESCED = 8  # turns one pending job may cover (one extraction prompt stays small)
+
+
+def _ids(payload: dict[str, Any]) -> list[str]:
+    """The answer ids a memory job covers: `message_ids` (coalesced) or `message_id`."""
+    ids = payload.get("message_ids")
+    if ids is None:
+        ids = [payload.get("message_id")]
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise PermanentJobError(f"bad payload {payload!r}: needs session_id and message_ids")
+    return ids
+
+
+def _held(payload: dict[str, Any]) -> list[str]:
+    ids = payload.get("message_ids")
+    if isinstance(ids, list):
+        return ids
+    return [payload["message_id"]] if "message_id" in payload else []
+
+
+def _room(old: dict[str, Any]) -> bool:
+    """coalesce(): a session's pending job takes one more turn while it has room."""
+    return len(_held(old)) < MAX_COALESCED
+
+
+def _coalesce(session_id: str, mid: str) -> Any:
+    """merge(): this turn joins the session's pending job."""
+
+    def merge(old: dict[str, Any]) -> dict[str, Any]:
+        return {"session_id": session_id, "message_ids": [*_held(old), mid]}
+
+    return merge
+
+
 class MemoryJobs:
-    def __init__(self, engine: LocalMemory) -> None:
+    def __init__(self, engine: MemoryParts) -> None:
         self.engine = engine
 
     async def outbox_hook(
         self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
     ) -> None:
+        """One pending job per session and kind: turns saved while it waits join it
+        (so a busy worker runs one extraction over several turns, not one per turn).
+        Over the backlog limit nothing is queued: logged, and counted in /metrics."""
         answers = final_answers(rows)
         if not answers:
+            return
+        limit = self.engine.backlog_limit
+        if limit and backlog.estimate() >= limit:
+            for kind in ("memory.turns", "memory.extract"):
+                backlog.drop(kind, limit, log)
             return
         owner = await session_owner(conn, session_id)
         if owner is None:
             return
         user_id, _personality = owner
         for mid in answers:
-            payload = {"session_id": session_id, "message_id": mid}
-            await enqueue(conn, "memory.turns", payload, user_id=user_id)
-            await enqueue(conn, "memory.extract", payload, user_id=user_id)
+            payload = {"session_id": session_id, "message_ids": [mid]}
+            for kind in ("memory.turns", "memory.extract"):
+                await enqueue(
+                    conn,
+                    kind,
+                    payload,
+                    user_id=user_id,
+                    key=f"{kind}:{session_id}",
+                    merge=_coalesce(session_id, mid),
+                    coalesce=_room,
+                )
 
     def handlers(self) -> dict[str, Any]:
         return {"memory.turns": self.index_turn, "memory.extract": self.extract}
 
     async def _load(self, payload: dict[str, Any]) -> tuple[str, str, list[Any]]:
-        session_id, answer_id = turn_ids(payload)
-        return await load_turn_or_fail(self.engine.repo.store, session_id, answer_id)
+        """(user, personality, the rows of every turn the job covers, oldest first)."""
+        session_id = payload.get("session_id")
+        if not isinstance(session_id, str):
+            raise PermanentJobError(f"bad payload {payload!r}: needs session_id")
+        rows: list[Any] = []
+        user_id = personality_id = ""
+        for mid in _ids(payload):
+            turn_ids({"session_id": session_id, "message_id": mid})
+            user_id, personality_id, turn = await load_turn_or_fail(
+                self.engine.repo.store, session_id, mid
+            )
+            rows.extend(r for r in turn if all(r.id != seen.id for seen in rows))
+        return user_id, personality_id, rows
 
     async def index_turn(self, payload: dict[str, Any], job: Job) -> None:
         user_id, personality_id, turn = await self._load(payload)
@@ -89,7 +151,7 @@ class MemoryJobs:
                 session_id=payload["session_id"],
                 personality_id=personality_id,
                 source_ids=[r.id for r in turn],
-                effect_key=f"memory.extract:{payload['message_id']}",
+                effect_key=f"memory.extract:{_ids(payload)[-1]}",
             )
         except ExtractionFailed as exc:  # retried inside already: give up, nothing written
             raise PermanentJobError(str(exc)) from exc

@@ -9,6 +9,8 @@ Options (engines.yaml `memory:`):
   keywords only (default 0.3)
 - `recency_half_life_days`: weight recent memories up (default 0: off)
 - `dedupe_threshold`: cosine above which a new fact is a near duplicate (default 0.92)
+- `search_min_similarity`: `cozy memory search` shows a memory only when it shares a
+  word with the query or its cosine is at least this (default 0.25; 0 shows every hit)
 - `chunk_chars`: long messages are indexed in chunks of this size (default 1500)
 - `extract_attempts`, `extract_max_tokens`: retries and answer size for extraction
 - `keyword_weight` (1.5), `rrf_k` (10), `neighbour_spread` (0.05), `context_weight` (0.35:
@@ -19,7 +21,13 @@ Options (engines.yaml `memory:`):
   questions, the session signal, a feedback vector search, answers after question turns)
 - `keyword_budget`: rows BM25 ranks at most per query (default 5000; see retrieval/keyword.py)
 - `index_assistant`: also index the assistant's answers as raw turns (default false)
+- `backlog_limit`: pending jobs past which saved turns queue no memory jobs (logged and
+  counted in /metrics: `jobs_dropped_total`); default 2000, 0 for none
 - `turn_context`: index each turn with its neighbouring turns (default true; memory/turns.py)
+
+One module past 400 lines on purpose: it is the `LocalMemory` class and only that; its
+helpers (rank, stages, reconcile, turns, jobs, repo) live beside it and depend on
+`memory/parts.py`, not on this class.
 """
 
 from __future__ import annotations
@@ -33,11 +41,13 @@ from typing import Any, ClassVar
 from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
 from cozy.engines.base import EngineContext, EngineOptions, Health, MemoryEngine
+from cozy.engines.degraded import degraded
 from cozy.engines.memory import reconcile
-from cozy.engines.memory.rank import Weights, answer_bonus, first_stage, last_stage
+from cozy.engines.memory.rank import Weights, answer_bonus
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow, keyword_index
 from cozy.engines.memory.search import RowCache, neighbours, recency_factor
-from cozy.engines.memory.types import Hits, TurnInput, iso
+from cozy.engines.memory.stages import first_stage, last_stage
+from cozy.engines.memory.types import TurnInput, iso
 from cozy.engines.retrieval.embedder import LazyEmbedder
 from cozy.engines.retrieval.fusion import rrf
 from cozy.engines.retrieval.vector_index import VectorIndex
@@ -55,6 +65,7 @@ class LocalMemoryOptions(EngineOptions):
     vector_timeout: float = 0.3
     recency_half_life_days: float = 0
     dedupe_threshold: float = 0.92
+    search_min_similarity: float = 0.25
     chunk_chars: int = 1500
     max_chunks: int = 32
     extract_attempts: int = 2
@@ -69,6 +80,10 @@ class LocalMemoryOptions(EngineOptions):
     index_assistant: bool = False
     turn_context: bool = True
     version_ttl: float = 0.5
+    # memory jobs pending (all kinds, this database) past which turns queue none: a
+    # worker slower than the traffic drops extractions (logged, in /metrics) instead of
+    # growing its queue without bound; 0: no limit
+    backlog_limit: int = 2000
     # the second ranking stage (memory/rank.py `Weights`); unset: its defaults
     entity_weight: float | None = None
     date_weight: float | None = None
@@ -104,12 +119,14 @@ class LocalMemory(MemoryEngine):
         self.neighbour_spread = o.neighbour_spread
         self.rank_weights = Weights.of(o.model_dump(exclude_none=True))
         self.dedupe_threshold = o.dedupe_threshold
+        self.min_similarity = o.search_min_similarity
         self.chunk_chars = o.chunk_chars
         self.max_chunks = o.max_chunks
         self.extract_attempts = o.extract_attempts
         self.extract_max_tokens = o.extract_max_tokens
         self.model: str | None = o.model
         self.index_assistant = o.index_assistant
+        self.backlog_limit = o.backlog_limit
         self.turn_context = o.turn_context
         store = self.ctx.store
         if store is None:
@@ -124,6 +141,7 @@ class LocalMemory(MemoryEngine):
             self.ctx.load_embedder,
             off="" if self.use_embeddings else "embeddings off (memory.embeddings: false)",
             missing="no embedder configured (set `embed: {provider: local}` in engines.yaml)",
+            cold_start=self.ctx.settings.embed_cold_start if self.ctx.settings else True,
         )
         if self.ctx.embedder is not None:
             self.embeddings.use(self.ctx.embedder)
@@ -145,7 +163,7 @@ class LocalMemory(MemoryEngine):
             and self.ctx.load_embedder is not None
             and await self.repo.has_vectors()
         ):
-            self.embeddings.start()
+            self.embeddings.warm()
 
     async def close(self) -> None:
         await self.embeddings.close()
@@ -244,10 +262,11 @@ class LocalMemory(MemoryEngine):
 
     # --- search -----------------------------------------------------------------
     async def _vector_list(
-        self, user_id: str, query: str, version: int, pool: int, wait: float | None, hits: Hits
+        self, user_id: str, query: str, version: int, pool: int, wait: float | None
     ) -> list[tuple[str, float]]:
         vec, note = await self.query_vector(query, wait)
-        hits.degrade_reason = note  # nothing degrades for a user with no memories
+        if note:  # nothing degrades for a user with no memories
+            degraded(note)
         if vec is None:
             return []
         idx = await self.index(user_id, version)
@@ -267,8 +286,12 @@ class LocalMemory(MemoryEngine):
         mode: str = "hybrid",
         candidates: int = 50,
         vector_wait: float | None = None,
-    ) -> Hits:
-        hits = Hits()
+        min_similarity: float | None = None,
+    ) -> list[MemoryHit]:
+        """`min_similarity`: keep only memories that share a word with the query or
+        whose meaning is at least this close (cosine); fused ranks alone always
+        return something, related or not."""
+        hits: list[MemoryHit] = []
         if not query.strip():
             return hits
         pool = max(candidates, limit * 4)
@@ -279,8 +302,11 @@ class LocalMemory(MemoryEngine):
         if mode in ("hybrid", "keyword"):
             jobs.append(self.repo.keyword(user_id, query, pool, kinds))
         if mode in ("hybrid", "vector"):
-            jobs.append(self._vector_list(user_id, query, version, pool, vector_wait, hits))
-        lists = [x for x in await asyncio.gather(*jobs) if x]
+            jobs.append(self._vector_list(user_id, query, version, pool, vector_wait))
+        found = await asyncio.gather(*jobs)
+        related = _related(found, mode, min_similarity)
+        cosine = dict(found[-1]) if mode in ("hybrid", "vector") else {}
+        lists = [x for x in found if x]
         staged = mode == "hybrid" and len(lists) == 2  # the second stage: memory/rank.py
         if staged:
             kw, vec = lists
@@ -306,7 +332,9 @@ class LocalMemory(MemoryEngine):
             scored += [
                 (fused[m] * recency_factor(rows[m].occurred_at, self.half_life), rows[m])
                 for m in batch
-                if m in rows and self._visible(rows[m], kinds, personality_id, exclude_session)
+                if m in rows
+                and self._visible(rows[m], kinds, personality_id, exclude_session)
+                and (related is None or m in related)
             ]
             start += len(batch)
         scored.sort(key=lambda x: -x[0])
@@ -322,6 +350,7 @@ class LocalMemory(MemoryEngine):
                         "kind": row.kind,
                         "session_id": row.session_id,
                         "occurred_at": row.occurred_at,
+                        "similarity": round(cosine[row.id], 4) if row.id in cosine else None,
                     },
                 )
             )
@@ -404,9 +433,17 @@ class LocalMemory(MemoryEngine):
         statuses = ("active", "obsolete", "deleted") if include_removed else ("active",)
         return await self.repo.list_rows(user_id, kinds=kinds, statuses=statuses, limit=None)
 
-    async def find_memories(self, query: str, *, user_id: str, limit: int) -> Hits:
+    async def find_memories(
+        self, query: str, *, user_id: str, limit: int, min_similarity: float | None = None
+    ) -> list[MemoryHit]:
         # no answer is waiting on this search: give the embedder time to load
-        return await self.search(query, user_id=user_id, limit=limit, vector_wait=60.0)
+        return await self.search(
+            query,
+            user_id=user_id,
+            limit=limit,
+            vector_wait=60.0,
+            min_similarity=self.min_similarity if min_similarity is None else min_similarity,
+        )
 
     async def remember(self, user_id: str, text: str) -> tuple[str, bool]:
         return await reconcile.add_text(self, user_id, text)
@@ -471,3 +508,14 @@ class LocalMemory(MemoryEngine):
         from cozy.engines.memory.jobs import MemoryJobs
 
         return MemoryJobs(self)
+
+
+def _related(
+    found: Sequence[list[tuple[str, float]]], mode: str, min_similarity: float | None
+) -> set[str] | None:
+    """The ids a thresholded search may return (None: no threshold)."""
+    if min_similarity is None or min_similarity <= 0:
+        return None
+    keyword = found[0] if mode in ("hybrid", "keyword") else []
+    vector = found[-1] if mode in ("hybrid", "vector") else []
+    return {m for m, _ in keyword} | {m for m, cos in vector if cos >= min_similarity}

@@ -258,7 +258,9 @@ class Mem0Memory(MemoryEngine):
         rows.sort(key=lambda r: r.updated_at or 0.0, reverse=True)
         return rows
 
-    async def find_memories(self, query: str, *, user_id: str, limit: int) -> list[MemoryHit]:
+    async def find_memories(
+        self, query: str, *, user_id: str, limit: int, min_similarity: float | None = None
+    ) -> list[MemoryHit]:
         return await self.search_memories(query, user_id=user_id, limit=limit)
 
     async def remember(self, user_id: str, text: str) -> tuple[str, bool]:

@@ -4,6 +4,9 @@ The SDK's transports and ClientSession are async context managers bound to the
 task that enters them, so each server lives in its own runner task that enters
 them, signals ready, and waits for a stop event. Callers in any task use the
 session; a caller being cancelled never tears the server down half-way.
+
+One module past 400 lines on purpose: one connection's lifecycle (the runner task that
+owns the SDK's context managers) and the calls that depend on it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import logging
 import os
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from cozy.engines.tools.mcp_common import (
@@ -24,11 +29,13 @@ from cozy.engines.tools.mcp_common import (
     ServerStatus,
     ServerUnavailable,
     describe,
+    ended,
     preflight,
     track_pid,
     untrack_pid,
 )
 from cozy.engines.tools.mcp_config import ServerConfig
+from cozy.engines.tools.mcp_logs import ServerLog
 from cozy.engines.tools.mcp_requests import ServerRequests
 from cozy.engines.tools.mcp_stderr import StderrRing
 from cozy.engines.tools.sandbox import clean_env, kill_group, launcher_argv, pid_alive
@@ -61,8 +68,21 @@ __all__ = ["CallFailed", "CallTimeout", "MCPServerConnection", "ServerStatus", "
 
 
 class MCPServerConnection:
-    def __init__(self, cfg: ServerConfig, *, schema_ttl: float = 600.0, grace: float = 2.5) -> None:
+    def __init__(
+        self,
+        cfg: ServerConfig,
+        *,
+        schema_ttl: float = 600.0,
+        grace: float = 2.5,
+        log_dir: Path | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.log = ServerLog(cfg.name, log_dir)
+        # resources read while subscribed, by URI: dropped when the server says the
+        # resource changed (notifications/resources/updated) or the session restarts
+        self.resource_cache: dict[str, Any] = {}
+        self.subscribed: set[str] = set()
+        self.resource_updates: deque[tuple[float, str]] = deque(maxlen=100)
         self.schema_ttl = schema_ttl
         self.grace = grace
         target = cfg.url if cfg.url else " ".join([cfg.command, *cfg.args])
@@ -80,6 +100,7 @@ class MCPServerConnection:
         self._dead: str | None = None
         self._stderr: StderrRing | None = None
         self._pidfile: str | None = None
+        self._pgid: int | None = None  # the sandbox launcher's process group
         self._tools: list[Any] | None = None
         self._tools_at = 0.0
         self.generation = 0
@@ -115,7 +136,9 @@ class MCPServerConnection:
                 return self._session
             starting = self._ready is not None and not self._ready.done()
             if self._runner is not None and not starting:
-                was_dead = self._dead or "the server process exited"
+                was_dead = self._dead or f"MCP server '{self.cfg.name}' " + ended(
+                    self._exit_record(), self.cfg.name
+                )
                 await self._teardown()
                 self.status.restarts += 1
                 self.status.last_error = was_dead
@@ -127,6 +150,8 @@ class MCPServerConnection:
     def _launch(self) -> None:
         self._dead = None
         self._tools = None
+        self.resource_cache.clear()
+        self.subscribed.clear()
         self.status.state, self.status.pid = "starting", None
         self._stop = asyncio.Event()
         self._ready = asyncio.get_running_loop().create_future()
@@ -221,11 +246,22 @@ class MCPServerConnection:
             ring.spawned()
             yield streams
 
-    def _read_pid(self) -> int | None:
+    def _read_pids(self) -> tuple[int, int] | None:
+        """(process group = the sandbox launcher, the server itself)."""
         if not self._pidfile:
             return None
         with contextlib.suppress(OSError, ValueError), open(self._pidfile) as fh:
-            return int(fh.read().strip())
+            group, server = (int(p) for p in fh.read().split())
+            return group, server
+        return None
+
+    def _exit_record(self) -> str | None:
+        """How the server process ended, as the launcher wrote it ("signal SIGXCPU cpu
+        2.01 cpu_limit 2", "exit 3 cpu 0.10"), or None while unknown."""
+        if not self._pidfile:
+            return None
+        with contextlib.suppress(OSError), open(self._pidfile + ".exit") as fh:
+            return fh.read().strip() or None
         return None
 
     async def _run(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
@@ -248,13 +284,15 @@ class MCPServerConnection:
                         sampling_callback=req.sampling,
                         elicitation_callback=req.elicitation,
                         list_roots_callback=req.list_roots,
+                        logging_callback=self._on_log,
                     )
                 )
                 await session.initialize()
-                pid = self._read_pid()
-                if pid:
-                    self.status.pid = pid
-                    track_pid(pid)
+                await self._set_log_level(session)
+                pids = self._read_pids()
+                if pids:
+                    self._pgid, self.status.pid = pids
+                    track_pid(self._pgid)
                 self._session = session
                 self.generation += 1
                 ready.set_result(None)
@@ -273,8 +311,40 @@ class MCPServerConnection:
             self._session = None
 
     async def _on_message(self, message: Any) -> None:
-        if getattr(message, "method", None) == "notifications/tools/list_changed":
+        method = getattr(message, "method", None)
+        if method == "notifications/tools/list_changed":
             self._tools = None
+        elif method == "notifications/resources/updated":
+            uri = str(getattr(getattr(message, "params", None), "uri", ""))
+            self.resource_cache.pop(uri, None)
+            self.resource_updates.append((time.time(), uri))
+
+    async def _on_log(self, params: Any) -> None:
+        entry = self.log.add(str(params.level), params.logger, params.data)
+        on_log = self.requests.active.get("on_log")  # the turn whose call is running
+        if callable(on_log):
+            with contextlib.suppress(Exception):
+                on_log(entry.to_dict())
+
+    async def _set_log_level(self, session: Any) -> None:
+        """logging/setLevel for servers that declared logging; a server that refuses it
+        keeps its own level (noted in its log, not fatal)."""
+        caps = getattr(session, "server_capabilities", None)
+        if caps is None or getattr(caps, "logging", None) is None:
+            return
+        import warnings
+
+        from mcp.shared.exceptions import MCPDeprecationWarning
+
+        try:
+            # deprecated by the 2026-07-28 spec (SEP-2577) but unchanged on the wire and
+            # what today's servers (server-everything included) act on
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                async with asyncio.timeout(min(self.cfg.timeout or 10.0, 10.0)):
+                    await session.set_logging_level(self.cfg.log_level)
+        except Exception as exc:
+            self.log.add("warning", "cozy", f"logging/setLevel refused: {describe(exc)}")
 
     def mark_dead(self, reason: str) -> None:
         self._dead = reason
@@ -292,7 +362,7 @@ class MCPServerConnection:
 
     async def _teardown(self) -> None:
         """Stop the runner: graceful (SDK shutdown) within `grace`, then SIGKILL."""
-        runner, pid = self._runner, self.status.pid
+        runner, pid = self._runner, self._pgid
         if runner is not None:
             if self._stop is not None:
                 self._stop.set()
@@ -307,13 +377,14 @@ class MCPServerConnection:
         if pid:
             untrack_pid(pid)
         self._runner = self._session = self._ready = None
-        self.status.pid = None
+        self.status.pid = self._pgid = None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
         if self._pidfile:
-            with contextlib.suppress(OSError):
-                os.unlink(self._pidfile)
+            for path in (self._pidfile, self._pidfile + ".exit"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             self._pidfile = None
 
     async def stop(self) -> None:
@@ -323,7 +394,7 @@ class MCPServerConnection:
 
     def kill_now(self) -> None:
         """Synchronous last resort (caller cancelled during close)."""
-        kill_group(self.status.pid)
+        kill_group(self._pgid)
         if self._runner is not None and not self._runner.done():
             if self._stop is not None:
                 self._stop.set()
@@ -395,18 +466,25 @@ class MCPServerConnection:
         except MCPError as exc:
             if exc.code != CONNECTION_CLOSED:
                 raise CallFailed(f"the server rejected the call: {exc.message}") from exc
-            await asyncio.sleep(0.05)  # let the exit be observed for the message
-            self.mark_dead(self._death_reason())
+            self.mark_dead(await self._death_reason())
             raise ServerUnavailable(self.status.last_error or "", hint=self._hint()) from exc
         except Exception as exc:
             self.mark_dead(f"failed during the call: {describe(exc)}")
             raise ServerUnavailable(self.status.last_error or "", hint=self._hint()) from exc
 
-    def _death_reason(self) -> str:
+    async def _death_reason(self) -> str:
         tail = self._stderr_tail()
-        gone = (
-            "the server process died" if self.cfg.transport == "stdio" else "the server went away"
-        )
+        if self.cfg.transport != "stdio":
+            gone = "the server went away"
+        else:
+            # the launcher writes how the server ended right after reaping it
+            record = None
+            for _ in range(40):
+                record = self._exit_record()
+                if record:
+                    break
+                await asyncio.sleep(0.025)
+            gone = ended(record, self.cfg.name)
         base = f"closed the connection during the call ({gone})"
         return f"{base}; its stderr ends with: {tail}" if tail else base
 

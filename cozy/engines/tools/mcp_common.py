@@ -98,6 +98,30 @@ def preflight(command: str, cwd: str | None, path: str | None) -> None:
         raise FileNotFoundError(f"command '{command}' not found on PATH")
 
 
+def ended(record: str | None, server: str) -> str:
+    """The sandbox launcher's exit record as words for the model and the user.
+
+    A CPU-limit kill says which limit and where to raise it; other deaths name the
+    signal or the exit status."""
+    if not record:
+        return "the server process died"
+    words = record.split()
+    fields = dict(zip(words[::2], words[1::2], strict=False))
+    cpu = fields.get("cpu", "?")
+    if "cpu_limit" in fields:
+        limit = fields["cpu_limit"]
+        return (
+            f"the server process was killed for exceeding its CPU limit ({cpu} s of CPU used, "
+            f"limit {limit} s; raise servers.{server}.limits.cpu_seconds in engines.yaml "
+            "if it needs more)"
+        )
+    if "signal" in fields:
+        return f"the server process was killed by {fields['signal']}"
+    if fields.get("exit") not in (None, "0"):
+        return f"the server process exited with status {fields['exit']}"
+    return "the server process exited"
+
+
 def untrack_pid(pid: int) -> None:
     _LIVE_PIDS.discard(pid)
 

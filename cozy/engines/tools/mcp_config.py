@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from cozy.core.errors import ConfigError
 from cozy.engines.tools.levels import LEVELS, is_level
+from cozy.engines.tools.mcp_logs import LEVELS as LOG_LEVELS
+from cozy.engines.tools.mcp_logs import is_log_level
 from cozy.engines.tools.sandbox import DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_MB, expand_path
 
 Transport = Literal["stdio", "streamable-http", "sse"]
@@ -38,6 +40,7 @@ class ServerConfig:
     memory_mb: int = DEFAULT_MEMORY_MB
     trust_annotations: bool = False  # believe the server's readOnlyHint over its other hints
     roots: list[str] = field(default_factory=list)  # directories announced as MCP roots
+    log_level: str = "info"  # logging/setLevel sent to servers that log
     disabled: bool = False
     error: str | None = None  # set when the entry is unusable; the server is reported, not run
 
@@ -68,6 +71,10 @@ def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
             cfg.disabled = True
             return cfg
         cfg.trust_annotations = bool(raw.get("trust_annotations", False))
+        log_level = raw.get("log_level", defaults.get("log_level", "info"))
+        if not is_log_level(log_level):
+            raise ValueError(f"log_level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        cfg.log_level = str(log_level)
         cfg.timeout = _num(raw, "timeout", float(defaults.get("timeout", 30)))
         cfg.startup_timeout = _num(
             raw, "startup_timeout", float(defaults.get("startup_timeout", 60))

@@ -151,6 +151,29 @@ async def read_resource(server: str, session: Any, uri: str, timeout: float) -> 
     return ResourceText(server, uri, text[:MAX_RESOURCE_CHARS], mime, cut)
 
 
+async def subscribe(session: Any, uri: str, timeout: float) -> bool:  # noqa: ASYNC109
+    """resources/subscribe when the server offers it; False when it does not or refuses
+    (the resource is then read afresh each time)."""
+    caps = getattr(session, "server_capabilities", None)
+    resources = getattr(caps, "resources", None) if caps is not None else None
+    if not getattr(resources, "subscribe", False):
+        return False
+    import warnings
+
+    from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+
+    try:
+        # the 2026-07-28 spec replaces it with a listen stream; servers of earlier
+        # versions (all the common ones) still offer it, later ones refuse it (-> False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            async with asyncio.timeout(timeout or None):
+                await session.subscribe_resource(uri)
+    except (MCPError, TimeoutError):
+        return False
+    return True
+
+
 def content_text(content: Any) -> str:
     """One MCP content block as text (a placeholder for media)."""
     kind = getattr(content, "type", None)

@@ -39,9 +39,10 @@ from cozy.engines.tools.mcp_client import (
     ServerStatus,
     ServerUnavailable,
 )
-from cozy.engines.tools.mcp_common import preflight_config
+from cozy.engines.tools.mcp_common import ended, preflight_config
 from cozy.engines.tools.mcp_config import import_claude_config, parse_servers
 from cozy.engines.tools.mcp_extras import PromptInfo, ResourceInfo, ResourceText
+from cozy.engines.tools.mcp_logs import at_least, log_dir, read_logs
 from cozy.engines.tools.sandbox import DEFAULT_MAX_OUTPUT_CHARS, cap_output, validate_arguments
 
 __all__ = ["MCPTools", "ServerStatus", "import_claude_config"]
@@ -87,6 +88,7 @@ class MCPOptions(EngineOptions):
     eager: bool = False  # start every server when cozy opens, not on first use
     limits: dict[str, Any] | None = None  # defaults for every server's `limits`
     cwd: str | None = None  # default working directory of stdio servers
+    log_level: str | None = None  # logging/setLevel for every server (default info)
 
 
 class MCPTools(ToolsEngine):
@@ -100,8 +102,12 @@ class MCPTools(ToolsEngine):
         o = self.opts = MCPOptions.of(self.options, "tools")
         self.timeout = o.timeout
         self.max_output_chars = o.max_output_chars
+        settings = ctx.settings if ctx is not None else None
+        self.log_dir = log_dir(settings.data_dir) if settings is not None else None
         self._conns: dict[str, MCPServerConnection] = {
-            cfg.name: MCPServerConnection(cfg, schema_ttl=o.schema_ttl, grace=o.shutdown_timeout)
+            cfg.name: MCPServerConnection(
+                cfg, schema_ttl=o.schema_ttl, grace=o.shutdown_timeout, log_dir=self.log_dir
+            )
             for cfg in parse_servers(o.model_dump(exclude_none=True))
         }
         self._builtin: BuiltinTools | None = None
@@ -130,9 +136,6 @@ class MCPTools(ToolsEngine):
         its start-up timeout); the others cost nothing."""
         specs, problems = await self._list(patterns)
         return [s for s in specs if any(fnmatchcase(s.name, p) for p in patterns)], problems
-
-    def server_names(self) -> list[str]:
-        return list(self._conns)
 
     async def _list(self, patterns: Sequence[str] | None) -> tuple[list[ToolSpec], list[str]]:
         out: list[ToolSpec] = []
@@ -171,7 +174,7 @@ class MCPTools(ToolsEngine):
         for row, conn in zip(rows, self._conns.values(), strict=True):
             if row["state"] == "running" and not conn._healthy():
                 row["state"] = "failed"
-                row["last_error"] = row["last_error"] or "the server process exited"
+                row["last_error"] = row["last_error"] or ended(conn._exit_record(), conn.cfg.name)
             row["hidden_tools"] = dict(self.hidden.get(conn.cfg.name, {}))
             row["stderr_bytes"] = conn._stderr.total if conn._stderr is not None else 0
             if row["state"] == "failed":
@@ -283,11 +286,40 @@ class MCPTools(ToolsEngine):
         return await self._each(server, mcp_extras.list_resources)
 
     async def read_resource(self, server: str, uri: str) -> ResourceText:
+        """Read a resource; on a server that offers subscriptions, subscribe and keep the
+        text until the server says it changed (notifications/resources/updated)."""
         conn = self._conn(server)
         session = await conn.session()
-        return await mcp_extras.read_resource(
-            server, session, uri, conn.cfg.timeout or self.timeout
-        )
+        cached = conn.resource_cache.get(uri)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        timeout = conn.cfg.timeout or self.timeout
+        text = await mcp_extras.read_resource(server, session, uri, timeout)
+        if uri in conn.subscribed or await mcp_extras.subscribe(session, uri, timeout):
+            conn.subscribed.add(uri)
+            conn.resource_cache[uri] = text
+        return text
+
+    def resource_updates(self, server: str) -> list[tuple[float, str]]:
+        """(time, uri) of the server's recent notifications/resources/updated."""
+        return list(self._conn(server).resource_updates)
+
+    def server_logs(
+        self, server: str | None = None, *, limit: int = 50, level: str = "debug"
+    ) -> list[dict[str, Any]]:
+        """What the servers logged (notifications/message), oldest first: from the log
+        files under COZY_HOME/logs/mcp, or this process's rings without a home."""
+        names = [self._conn(server).cfg.name] if server else list(self._conns)
+        if self.log_dir is not None:
+            return read_logs(self.log_dir, names, limit=limit, level=level)
+        rows = [
+            e.to_dict()
+            for n in names
+            for e in self._conns[n].log.entries
+            if at_least(e.level, level)
+        ]
+        rows.sort(key=lambda r: float(r["at"]))
+        return rows[-limit:] if limit > 0 else rows
 
     # -- internals -----------------------------------------------------------------
 

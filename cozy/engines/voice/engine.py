@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from cozy.core.errors import EngineError
 from cozy.engines.base import (
@@ -54,6 +55,9 @@ class VoiceOptions(EngineOptions):
     tts: dict[str, Any] | None = None
     vad: dict[str, Any] | None = None
     silence_ms: float = 600  # trailing silence that ends an utterance
+    # Whisper partials while the user speaks: re-decode the utterance so far after this
+    # much new audio (one decode at a time); 0 turns them off
+    partial_interval_ms: float = Field(default=1000, ge=0)
     output_rate: int = 24_000  # sample rate of what speak_stream yields
 
 
@@ -68,6 +72,7 @@ class LocalVoice(VoiceEngine):
         super().__init__(options, ctx)
         self.opts = VoiceOptions.of(self.options, "voice")
         self.output_rate = check_rate(self.opts.output_rate)
+        self.partial_interval_ms = self.opts.partial_interval_ms
         self.stt: STT | None = None
         self.tts: TTS | None = None
         self._vad: VAD | None = None
@@ -215,7 +220,7 @@ class LocalVoice(VoiceEngine):
 
     async def check_voice(self, voice: str | None) -> None:
         _, tts = self._ready()
-        tts.check_voice(voice)
+        await asyncio.to_thread(tts.check_voice, voice)  # may load a voice file
 
     def voices(self) -> list[str]:
         _, tts = self._ready()
@@ -230,7 +235,7 @@ class LocalVoice(VoiceEngine):
         persisted at its own pace) while sentences are synthesised in order.
         """
         _, tts = self._ready()
-        tts.check_voice(voice)
+        await asyncio.to_thread(tts.check_voice, voice)
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.timings.pop("first_audio_s", None)
 
@@ -280,8 +285,10 @@ class LocalVoice(VoiceEngine):
     async def create_realtime_session(self, **options: Any) -> Any:
         from cozy.engines.voice.realtime import RealtimeTranscriber
 
-        self._ready()
-        return RealtimeTranscriber(self, **options)
+        stt, _ = self._ready()
+        return RealtimeTranscriber(
+            stt, self.new_segmenter, default_partial_ms=self.opts.partial_interval_ms, **options
+        )
 
 
 async def _once(text: str) -> AsyncIterator[str]:

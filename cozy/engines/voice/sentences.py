@@ -57,23 +57,37 @@ def _cut(buffer: str, final: bool) -> tuple[list[str], str]:
 
 
 _CLAUSE = re.compile(r"[,;:]\s+")
-FIRST_CLAUSE_MIN_WORDS = 7
+# a long first sentence without clause punctuation is cut before one of these words
+_JOIN = re.compile(
+    r"\s(?=(?:and|but|or|so|because|which|while|when|where|although|though)\s)", re.IGNORECASE
+)
+FIRST_CLAUSE_MIN_WORDS = 4
+JOIN_SPLIT_MIN_WORDS = 9
+MIN_PART_WORDS = 3  # never a conjunction split that leaves a fragment shorter than this
 
 
 def first_clause(sentence: str) -> tuple[str, ...]:
-    """The answer's first sentence, split after its first clause when it is long.
+    """The answer's first sentence, split after its first clause.
 
-    Time to first audio is the synthesis time of what is spoken first: a neural voice
-    takes about as long per word as it speaks, so "Sure, here is the plan for today."
-    starts sooner as "Sure," + the rest. Only the first sentence is split (the rest are
-    synthesised while the first plays); short sentences stay whole for their prosody.
+    Time to first audio is the synthesis time of what is spoken first, and a neural
+    voice's synthesis time grows with the audio it makes: "Done, the lights are on."
+    starts sooner as "Done," + the rest, with the pause the comma asks for anyway.
+    A long sentence with no comma is cut before a conjunction ("... France | and a
+    lovely city."). Only the first sentence is split (the rest are synthesised while
+    the first plays); short ones stay whole for their prosody.
     """
-    if len(sentence.split()) < FIRST_CLAUSE_MIN_WORDS:
+    words = sentence.split()
+    if len(words) < FIRST_CLAUSE_MIN_WORDS:
         return (sentence,)
     match = _CLAUSE.search(sentence)
-    if match is None or not sentence[match.end() :].strip():
-        return (sentence,)
-    return sentence[: match.start() + 1], sentence[match.end() :]
+    if match is not None and sentence[match.end() :].strip():
+        return sentence[: match.start() + 1], sentence[match.end() :]
+    if match is None and len(words) >= JOIN_SPLIT_MIN_WORDS:
+        for join in _JOIN.finditer(sentence):
+            head, tail = sentence[: join.start()], sentence[join.end() :]
+            if len(head.split()) >= MIN_PART_WORDS and len(tail.split()) > MIN_PART_WORDS:
+                return head, tail
+    return (sentence,)
 
 
 def split_sentences(text: str) -> list[str]:

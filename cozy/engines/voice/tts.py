@@ -29,6 +29,8 @@ OPENAI_VOICES = frozenset(
     {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer",
      "verse", "marin", "cedar"}
 )  # fmt: skip
+# names that mean "the configured voice" (the realtime API's default is "cozy")
+DEFAULT_NAMES = frozenset({"cozy", "default"})
 ESPEAK_HINT = "install it with `sudo apt-get install espeak-ng` (or `./install.sh --system`)"
 
 
@@ -81,7 +83,7 @@ class EspeakTTS(TTS):
         self.rate = 22_050
 
     def _args(self, voice: str | None = None, speed: float | None = None) -> list[str]:
-        name = self.voice if not voice or voice in OPENAI_VOICES else voice
+        name = self.voice if not voice or voice in OPENAI_VOICES | DEFAULT_NAMES else voice
         wpm = max(80, min(500, round(self.speed * (speed or 1.0))))
         args = [self.binary, "--stdout", "--stdin", "-v", name, "-s", str(wpm)]
         if self.pitch is not None:
@@ -172,7 +174,7 @@ class OpenAITTS(TTS):
             return
         kw: dict[str, Any] = {
             "model": self.model,
-            "voice": voice or self.voice,
+            "voice": self.voice if not voice or voice in DEFAULT_NAMES else voice,
             "input": text,
             "response_format": "pcm",
         }

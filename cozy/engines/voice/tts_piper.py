@@ -6,6 +6,14 @@ Options (engines.yaml `voice.tts`):
     voices: {nova: ~/voices/en_US-amy-medium.onnx}   # names (OpenAI's too) -> voices
     speed: 1.0                  # 2.0 speaks twice as fast
     noise_scale / noise_w       # the voice's own defaults unless set
+    threads: 1                  # ONNX Runtime intra-op threads (0: one per core)
+
+Time to first audio is the synthesis time of the first clause, so two things are done
+at load: ONNX Runtime runs one thread that never spin-waits (the answer's model keeps
+generating while the first clause is synthesised, and on a shared CPU a spinning or
+second thread takes the core the working one needs; bench/bench_piper_latency.py), and
+each voice is warmed up once with a short phrase (the first run of a session allocates
+its buffers, otherwise paid by the first answer of every `cozy voice` run).
 
 OpenAI voice names (alloy, echo, nova, ...) not listed in `voices` use `model`, so
 OpenAI clients work unchanged; a path to an .onnx file picks that voice directly.
@@ -22,7 +30,7 @@ import numpy as np
 
 from cozy.core.errors import EngineError, MissingExtraError, UsageError
 from cozy.engines.voice.audio import Clip, resample
-from cozy.engines.voice.tts import OPENAI_VOICES, TTS
+from cozy.engines.voice.tts import DEFAULT_NAMES, OPENAI_VOICES, TTS
 
 if TYPE_CHECKING:
     from cozy.engines.voice.audio import Samples
@@ -52,11 +60,11 @@ class PiperTTS(TTS):
     def __init__(self, options: dict[str, Any]) -> None:
         super().__init__(options)
         try:
-            from piper import PiperVoice, SynthesisConfig
+            from piper import SynthesisConfig
         except ImportError as exc:
             raise MissingExtraError("voice", "the Piper voice") from exc
-        self._load_voice = PiperVoice.load
         self._config_cls = SynthesisConfig
+        self.threads = int(options.get("threads", 1))
         self.model = _voice_file(str(options.get("model", PACKAGED_VOICE)))
         self.model_dir = self.model.parent
         self.speed = float(options.get("speed", 1.0))
@@ -73,8 +81,9 @@ class PiperTTS(TTS):
             voice = self._voices.get(path)
             if voice is None:
                 try:
-                    voice = self._load_voice(path)
-                except (OSError, ValueError, RuntimeError) as exc:
+                    voice = _load(path, self.threads)
+                    _warm_up(voice, self._config_cls)
+                except Exception as exc:  # onnxruntime and piper raise their own types
                     raise EngineError(
                         f"Piper could not load {path}: {exc}",
                         hint="check that it is a Piper voice (.onnx with its .onnx.json)",
@@ -86,7 +95,7 @@ class PiperTTS(TTS):
         return sorted({*OPENAI_VOICES, *self.voice_map, PACKAGED_VOICE})
 
     def _pick(self, voice: str | None) -> Path:
-        if not voice or voice == PACKAGED_VOICE:
+        if not voice or voice == PACKAGED_VOICE or voice in DEFAULT_NAMES:
             return self.model
         if voice in self.voice_map:
             return _voice_file(self.voice_map[voice])
@@ -102,7 +111,7 @@ class PiperTTS(TTS):
         )
 
     def check_voice(self, voice: str | None) -> None:
-        self._pick(voice)
+        self._voice(self._pick(voice))  # loads (and warms) it: a bad file fails here
 
     def stream(
         self, text: str, *, voice: str | None = None, speed: float | None = None
@@ -125,3 +134,32 @@ class PiperTTS(TTS):
         parts = list(self.stream(text))
         samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         return Clip(samples, self.rate)
+
+
+WARM_UP_TEXT = "Hello."
+
+
+def _load(path: Path, threads: int) -> Any:
+    """`PiperVoice.load`, with session options it does not expose (no spin-waiting)."""
+    import json
+
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    with Path(str(path) + ".json").open(encoding="utf-8") as fh:
+        config = PiperConfig.from_dict(json.load(fh))
+    opts = onnxruntime.SessionOptions()
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(
+        str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(session=session, config=config)
+
+
+def _warm_up(voice: Any, config_cls: Any) -> None:
+    for _ in voice.synthesize(WARM_UP_TEXT, config_cls(volume=0.9)):
+        pass

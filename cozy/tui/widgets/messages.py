@@ -102,13 +102,22 @@ class MessageView(Vertical, NoSecondLayout):
     """One message: a role line and a body (plain text for the user, Markdown otherwise)."""
 
     def __init__(
-        self, role: str, text: str = "", *, status: str = "complete", note: str = ""
+        self,
+        role: str,
+        text: str = "",
+        *,
+        status: str = "complete",
+        note: str = "",
+        message_id: str | None = None,
     ) -> None:
         super().__init__(classes=f"message {role}")
         self.role = role
         self.text = text
         self.status = status
         self.note = note
+        self.message_id = message_id  # the stored message, once known
+        self.number: int | None = None  # your messages: "#n" for /edit n
+        self.code_numbers: list[int] = []  # this answer's code blocks: /copy n
         self.stream: BlockStream | None = None  # kept after the end (its counters)
 
     def compose(self) -> ComposeResult:
@@ -118,14 +127,37 @@ class MessageView(Vertical, NoSecondLayout):
         else:
             yield MarkdownBody(self.text, classes="body")
         if self.role == "assistant" or self.note:  # only answers get a note later
-            note = Static(self.note, classes="note", markup=False)
-            note.display = bool(self.note)
+            note = Static(self._note_text(), classes="note", markup=False)
+            note.display = bool(self._note_text())
             yield note
 
     def _header(self) -> str:
         who = {"user": "you", "assistant": "cozy", "error": "error"}.get(self.role, self.role)
+        if self.number is not None:
+            who = f"{who} #{self.number}"
         label = STATUS_LABELS.get(self.status)
         return f"{who} · {label}" if label else who
+
+    def _note_text(self) -> str:
+        parts = [self.note] if self.note else []
+        if self.code_numbers:
+            first, last = self.code_numbers[0], self.code_numbers[-1]
+            span = f"[{first}]" if first == last else f"[{first}]-[{last}]"
+            parts.append(f"code {span}: /copy {first}")
+        return " · ".join(parts)
+
+    def set_number(self, number: int) -> None:
+        self.number = number
+        if self.is_mounted:
+            self.query_one(".role", Static).update(self._header())
+
+    def copy(self) -> MessageView:
+        """A new view showing the same (to mount again after being unmounted)."""
+        view = MessageView(
+            self.role, self.text, status=self.status, note=self.note, message_id=self.message_id
+        )
+        view.number, view.code_numbers = self.number, list(self.code_numbers)
+        return view
 
     def append(self, fragment: str) -> None:
         self.text += fragment
@@ -139,11 +171,15 @@ class MessageView(Vertical, NoSecondLayout):
             await self.stream.stop()
         self.status = status
         self.note = note
+        chat = self.parent
+        if isinstance(chat, ChatLog) and not self.code_numbers:
+            chat.number_code(self)
         self.set_class(status != "complete", "-" + status)
         self.query_one(".role", Static).update(self._header())
+        text = self._note_text()
         for note_view in self.query_children(".note").results(Static):
-            note_view.update(note)
-            note_view.display = bool(note)
+            note_view.update(text)
+            note_view.display = bool(text)
 
 
 class ToolCallView(Static):
@@ -217,8 +253,7 @@ def _rebuilder(widget: Any) -> Callable[[], Any]:
     """How to build a chat item again once it is unmounted (a removed Textual widget
     cannot be mounted again)."""
     if isinstance(widget, MessageView):
-        role, text, status, note = widget.role, widget.text, widget.status, widget.note
-        return lambda: MessageView(role, text, status=status, note=note)
+        return widget.copy
     if isinstance(widget, ToolCallView):
         return widget.copy
     if isinstance(widget, Notice):
@@ -255,6 +290,22 @@ class ChatLog(VerticalScroll, NoSecondLayout):
         super().__init__(id=id)
         self.keep, self.step = keep, step
         self._stash: list[Callable[[], Any]] = []  # unmounted items, oldest first
+        # numbered as shown, and kept when a view is unmounted: /edit n and /copy n
+        self.yours: dict[int, MessageView] = {}
+        self.code: dict[int, str] = {}
+
+    def number_user(self, view: MessageView) -> None:
+        if view.role == "user" and view.number is None:
+            view.set_number(len(self.yours) + 1)
+            self.yours[view.number or 0] = view
+
+    def number_code(self, view: MessageView) -> None:
+        if view.role != "assistant" or view.code_numbers:
+            return
+        for block in code_blocks(view.text):
+            n = len(self.code) + 1
+            self.code[n] = block
+            view.code_numbers.append(n)
 
     @property
     def hidden_items(self) -> int:
@@ -267,6 +318,10 @@ class ChatLog(VerticalScroll, NoSecondLayout):
         return [c for c in self.children if not isinstance(c, EarlierItems)]
 
     async def add(self, widget: Any) -> Any:
+        if isinstance(widget, MessageView):
+            self.number_user(widget)
+            if widget.text:
+                self.number_code(widget)
         await self.mount(widget)
         self.anchor()
         if len(self.children) > self.keep + self.step:
@@ -275,6 +330,10 @@ class ChatLog(VerticalScroll, NoSecondLayout):
 
     async def load(self, widgets: list[Any]) -> None:
         """Show a session's items: the last `keep` mounted, the rest behind the line."""
+        for widget in widgets:
+            if isinstance(widget, MessageView):
+                self.number_user(widget)
+                self.number_code(widget)
         keep = widgets[-self.keep :] if self.keep else widgets
         self._stash.extend(_as_is(w) for w in widgets[: len(widgets) - len(keep)])
         await self._sync_marker()
@@ -284,6 +343,8 @@ class ChatLog(VerticalScroll, NoSecondLayout):
     async def reset(self) -> None:
         """Empty the chat (mounted and unmounted items)."""
         self._stash.clear()
+        self.yours.clear()
+        self.code.clear()
         await self.remove_children()
 
     async def _trim(self) -> None:
@@ -327,9 +388,16 @@ class ChatLog(VerticalScroll, NoSecondLayout):
             self.run_worker(self.show_earlier(), group="earlier", exclusive=True)
 
     async def add_message(
-        self, role: str, text: str = "", *, status: str = "complete", note: str = ""
+        self,
+        role: str,
+        text: str = "",
+        *,
+        status: str = "complete",
+        note: str = "",
+        message_id: str | None = None,
     ) -> MessageView:
-        view: MessageView = await self.add(MessageView(role, text, status=status, note=note))
+        view = MessageView(role, text, status=status, note=note, message_id=message_id)
+        await self.add(view)
         return view
 
     async def add_notice(self, text: str, kind: str = "info") -> Static:

@@ -45,16 +45,19 @@ class PromptArea(TextArea):
         self._history_pos = 0
         self.placeholder = "Message cozy (enter sends · ctrl+j new line · / commands)"
         self._enter_timer: Timer | None = None
+        self._enters_queued = 0
 
     @property
     def enter_pending(self) -> bool:
         """An Enter is waiting to see whether more of a burst follows."""
-        return self._enter_timer is not None
+        return self._enters_queued > 0 or self._enter_timer is not None
 
     def action_submit(self) -> None:
+        self._enters_queued += 1
         self.call_later(self._enter_arrived)  # after the keys queued before the Enter
 
     def _enter_arrived(self) -> None:
+        self._enters_queued -= 1
         if self._enter_timer is not None:  # two Enters in one burst: the first was a newline
             self._enter_timer.stop()
             self.insert("\n")
