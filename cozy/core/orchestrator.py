@@ -333,7 +333,7 @@ class ChatOrchestrator:
         """Before anything is stored: a request that cannot be answered as asked is
         refused here, so a refusal leaves no session and no (possibly huge) message."""
         req = turn.req
-        if req.images and route.engine.supports_images is False:
+        if req.images and await route.engine.accepts_images(route.model) is False:
             raise UsageError(
                 f"{route.label} reads text only and cannot see the attached image(s)",
                 hint="send images to a vision model (e.g. `-m ollama:llava` or "

@@ -161,7 +161,8 @@ def routes(server: FakeModelServer) -> list[HTTPRouteHandler]:
                 "template": "{{ .Prompt }}",
                 "details": _details(),
                 "model_info": info,
-                "capabilities": ["completion", "tools"],
+                "capabilities": ["completion", "tools"]
+                + (["vision"] if model.removesuffix(":latest") in server.vision_models else []),
                 "modified_at": MODIFIED_AT,
             }
         )
