@@ -8,6 +8,9 @@ Options (engines.yaml `ai.providers.ollama`): `host`, `timeout`, `max_retries`,
 Deadlines: `timeout` bounds a whole call until the answer starts (connect, every
 retry with its backoff, loading the model), so a silent server is reported once,
 within `timeout`; a stream then fails when no part arrives for `idle_timeout` s.
+
+One module past 400 lines on purpose: one vendor edge (request mapping, streaming,
+retries, error translation) whose parts change together when the API does.
 """
 
 from __future__ import annotations
