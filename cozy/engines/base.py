@@ -202,6 +202,10 @@ class AIEngine(BaseEngine):
         """The model's context window in tokens, when the provider can tell."""
         return None
 
+    async def accepts_images(self, model: str) -> bool | None:
+        """Whether `model` reads images (None: unknown, the server decides)."""
+        return self.supports_images
+
 
 @dataclass(slots=True)
 class ToolContext:
