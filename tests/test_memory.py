@@ -242,12 +242,12 @@ async def test_huge_message_and_empty_store(cozy_home: Path, fake_model: FakeMod
             )
             == []
         )
-        # a 1 MB prompt is refused by the context budget with a clear message, and kept
+        # a 1 MB prompt is refused by the context budget with a clear message, before
+        # anything is stored (no session holding a megabyte nobody can send)
         events = await turn(rt, big)
         failed = events[-1]
         assert isinstance(failed, Failed) and "token" in failed.error["message"]
-        rows = await rt.store.list_messages(failed.session_id or "")
-        assert len(rows[0].content) == len(big)
+        assert failed.session_id is None and await rt.store.list_sessions("local") == []
     finally:
         await rt.close()
 
@@ -344,3 +344,10 @@ def test_cli_memory_search_leaves_out_unrelated_memories(
     assert len(found("quantum physics", "--min-similarity", "0")) == 3
     plain = cozy("memory", "search", "quantum physics")
     assert "no matching memories" in plain.stdout and "--min-similarity 0" in plain.stdout
+    # a one-shot `cozy run` does not start loading the embedder it could not wait for
+    # (the process would sit after the answer until the model loaded): keywords, said so
+    r = cozy("run", "--json", "where does my sister live?", stdin="")
+    assert r.returncode == 0, r.stderr
+    ctx = json.loads(r.stdout)["context"]
+    assert any("not loaded in a one-shot run" in d for d in ctx["degrade_reasons"])
+    assert [m for m in ctx["memory_ids"] if m] and "still loading" not in str(ctx)

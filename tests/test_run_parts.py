@@ -84,3 +84,14 @@ def test_at_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f.write_text("x")
     words, found = at_files([f"what is in @{f}?", "@nobody here"])
     assert words == [f"what is in {f}?", "@nobody here"] and found == [str(f)]
+
+
+def test_key_value_spelling_of_pairs() -> None:
+    from cozy.cli.pairs import split_key_values
+
+    flags = {"-o", "--option"}
+    assert split_key_values(["-o", "temperature=0.2", "hi"], flags) == [
+        "-o", "temperature", "0.2", "hi",
+    ]  # fmt: skip
+    assert split_key_values(["-o", "stop", "a=b"], flags) == ["-o", "stop", "a=b"]
+    assert split_key_values(["--", "-o", "x=1"], flags) == ["--", "-o", "x=1"]

@@ -350,7 +350,8 @@ async def test_huge_paste_and_resize_while_streaming(
         assert prompt.text == big
         await pilot.press("enter")
         await settle(pilot)
-        # far over the context budget: a clear error naming the fix, and nothing lost
+        # far over the context budget: a clear error naming the fix; the text stays in
+        # the prompt and nothing is stored (a refusal writes no session, no message)
         role, _, text = views(app)[-1]
         assert role == "error" and "context_windows" in text  # the fix that works
         assert prompt.text == big  # kept in the box: nothing lost

@@ -112,3 +112,23 @@ def test_no_model_state(snap_compare: Any, cozy_home: Path, fake_model: FakeMode
     asyncio.run(_seed(cozy_home, fake_model.url))
     app = make_app(cozy_home, "http://127.0.0.1:9", check_model=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=_ready)
+
+
+def test_editing_a_message(snap_compare: Any, cozy_home: Path, fake_model: FakeModelServer) -> None:
+    """/edit 1: the message back in the prompt, the banner saying what Enter will do."""
+    asyncio.run(_seed(cozy_home, fake_model.url))
+    app = make_app(cozy_home, fake_model.url, session="last")
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _ready(pilot)
+        await pilot.press("f6")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_narrow_terminal(snap_compare: Any, cozy_home: Path, fake_model: FakeModelServer) -> None:
+    """60 columns: the sidebar has stepped aside, the chat and prompt keep the width."""
+    asyncio.run(_seed(cozy_home, fake_model.url))
+    app = make_app(cozy_home, fake_model.url, session="last")
+    assert snap_compare(app, terminal_size=(60, 20), run_before=_ready)

@@ -88,30 +88,40 @@ def at_files(words: list[str]) -> tuple[list[str], list[str]]:
 
 
 def prepare(flags: InputFlags) -> Prepared:
-    """The turn's text, system, model, options, images and schema from the flags."""
-    from cozy.core import genopts, inputs, schemas
+    """The turn's text, system, model, options, images and schema from the flags.
 
+    Each parser is imported only when its flag is used: a plain `cozy run "hi"` pays
+    for none of them (it is the path the start-up benchmark measures)."""
     template = _template(flags.template) if flags.template else None
     if flags.params and template is None:
         raise UsageError("--param fills a template's $names", hint="add -t TEMPLATE")
-    words, at = at_files(flags.words)
+    words, at = at_files(flags.words) if any("@" in w for w in flags.words) else (flags.words, [])
     uses_stdin = "-" in flags.fragments or "-" in flags.attachments
     text = read_prompt(words, stdin=not uses_stdin)
-    got = inputs.gather([*at, *flags.fragments], flags.attachments, sys.stdin.buffer)
     out = Prepared(text)
     pairs = list(flags.options)
     if template is not None:
         text, out.system = template.render(text, dict(flags.params))
         out.model, out.personality = template.model, template.personality
         pairs = [(k, str(v)) for k, v in template.options.items()] + pairs
-    out.text = got.prompt(text)
-    check_size(out.text)
-    out.images, out.input_meta = got.images, got.metadata()
-    out.options = genopts.parse(pairs)
+    out.text = text
+    if at or flags.fragments or flags.attachments:
+        from cozy.core import inputs
+
+        got = inputs.gather([*at, *flags.fragments], flags.attachments, sys.stdin.buffer)
+        out.text = got.prompt(text)
+        check_size(out.text)
+        out.images, out.input_meta = got.images, got.metadata()
+    if pairs:
+        from cozy.core import genopts
+
+        out.options = genopts.parse(pairs)
     raw = flags.schema or flags.schema_multi
     if raw is None and template is not None and template.schema_ is not None:
         raw = template.schema_
     if raw is not None:
+        from cozy.core import schemas
+
         schema = schemas.resolve(raw) if isinstance(raw, str) else raw
         out.schema = schemas.many(schema) if flags.schema_multi else schema
     return out

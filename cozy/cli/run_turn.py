@@ -126,6 +126,8 @@ def _request(args: RunArgs, out: RunOutput) -> ChatRequest:
 
 async def _turn(args: RunArgs, out: RunOutput) -> int:
     folded: dict[str, Any] = {"context": {}, "tool_calls": [], "tool_results": []}
+    # one answer, then exit: searches do not start loading the embedder (see Settings)
+    state.settings().embed_cold_start = False
     async with runtime() as rt:
         if args.mcp.prompt or args.mcp.resources:
             args.text = await _with_mcp(rt, args.text, args.mcp, folded)

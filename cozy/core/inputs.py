@@ -13,7 +13,6 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -73,7 +72,8 @@ class Inputs:
                 {
                     "source": i.source,
                     "mime": i.mime,
-                    "sha256": hashlib.sha256(i.data.encode()).hexdigest(),
+                    # of the file's bytes, as `sha256sum FILE` prints it
+                    "sha256": hashlib.sha256(base64.b64decode(i.data)).hexdigest(),
                 }
                 for i in self.images
             ],
@@ -245,31 +245,34 @@ def _pdf_text(source: str, data: bytes) -> str:
     return text
 
 
-class _Text(HTMLParser):
-    """The visible text of a page (scripts, styles and markup dropped)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "noscript", "template"):
-            self._skip += 1
-        elif tag in ("p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "pre"):
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "noscript", "template") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
 def html_text(html: str) -> str:
-    parser = _Text()
+    """The visible text of a page (scripts, styles and markup dropped)."""
+    from html.parser import HTMLParser  # only pages need it
+
+    skip_tags = ("script", "style", "noscript", "template")
+    breaks = ("p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "pre")
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+            self.skip = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag in skip_tags:
+                self.skip += 1
+            elif tag in breaks:
+                self.parts.append("\n")
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in skip_tags and self.skip:
+                self.skip -= 1
+
+        def handle_data(self, data: str) -> None:
+            if not self.skip:
+                self.parts.append(data)
+
+    parser = Text()
     parser.feed(html)
     lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
     return "\n".join(line for line in lines if line)

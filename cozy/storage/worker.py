@@ -25,6 +25,7 @@ log = logging.getLogger("cozy.jobs")
 
 BACKLOG_COUNT_EVERY = 5.0  # s between two counts of the pending jobs (storage/jobs.Backlog)
 Handler = Callable[[dict[str, Any], Job], Awaitable[None]]
+Listener = Callable[[Job, str], None]  # (job, "done" | "retry" | "failed")
 
 
 class PermanentJobError(Exception):
@@ -75,6 +76,9 @@ class JobWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # told about each job this worker finishes (the TUI toasts them); a listener
+        # that raises is logged and never fails the job
+        self.listeners: list[Listener] = []
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
@@ -96,7 +100,13 @@ class JobWorker:
         )
         if job is None:
             return None
-        return job, await self._execute(job)
+        outcome = await self._execute(job)
+        for listener in self.listeners:
+            try:
+                listener(job, outcome)
+            except Exception:  # a face's bug must not fail the worker
+                log.exception("job listener failed for %s (%s)", job.id, job.kind)
+        return job, outcome
 
     async def _execute(self, job: Job) -> str:
         handler = self.handlers[job.kind]

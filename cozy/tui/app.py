@@ -18,15 +18,17 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from cozy.tui.background import BackgroundToasts
 from cozy.tui.branching import Branching
 from cozy.tui.choosers import Choosers
 from cozy.tui.copying import CodeCopier
 from cozy.tui.heap import IdleCollector, release_full_gc, settle_heap
-from cozy.tui.host import ChatState, Views, busy_warning
+from cozy.tui.host import ChatState, TurnExtras, Views, busy_warning
 from cozy.tui.ingest import KnowledgeIngest
 from cozy.tui.panels import Panels
 from cozy.tui.sessions import Sessions
 from cozy.tui.slash import Handler, SlashCommands
+from cozy.tui.templates import TemplateCommand
 from cozy.tui.turn import TurnRunner
 from cozy.tui.voice import PushToTalk
 from cozy.tui.widgets.context_panel import ContextPanel
@@ -101,6 +103,8 @@ class CozyApp(App[int]):
         self.panels = Panels(self)
         self.copier = CodeCopier(self)
         self.branching = Branching(self)
+        self.background = BackgroundToasts(self)
+        self.templates = TemplateCommand(self)
         self.voice = PushToTalk(self)
         self.ingest = KnowledgeIngest(self)
         self.slash = SlashCommands(self, self._command_handlers())
@@ -124,11 +128,14 @@ class CozyApp(App[int]):
             )
         return self._views
 
-    def send(self, text: str) -> None:
-        self.turns.start(text)
+    def send(self, text: str, extras: TurnExtras | None = None) -> None:
+        self.turns.start(text, extras)
 
     def refresh_sessions(self, query: str | None = None) -> None:
         self.sessions.refresh(query)
+
+    async def show_personalities(self) -> None:
+        await self.choosers.show_personalities()
 
     async def load_session(self, session_id: str) -> None:
         if self.branching.editing is not None:
@@ -232,6 +239,7 @@ class CozyApp(App[int]):
             if self._runtime is None:
                 self._runtime = await Runtime.open(self.settings)
             rt = self.runtime
+            rt.worker.listeners.append(self.background.listen)  # toasts for finished jobs
             rt.start_worker()  # memory, profile, summaries: background jobs run while you chat
             try:
                 st.personality = rt.personalities.get(st.personality).id
@@ -247,6 +255,7 @@ class CozyApp(App[int]):
         settle_heap()  # full collections stop walking start-up's objects (see heap.py)
         st.ready.set()
         self.views.status.set(personality=st.personality)
+        await self.show_personalities()
         self.refresh_sessions()
         if self.check_model:
             self.probe_model()
@@ -278,6 +287,9 @@ class CozyApp(App[int]):
 
     async def on_unmount(self) -> None:
         release_full_gc(collect=False)  # the threshold goes back as the app closes
+        if self._runtime is not None:
+            with contextlib.suppress(ValueError):  # a given runtime outlives this app
+                self._runtime.worker.listeners.remove(self.background.listen)
         if self._runtime is not None and self._given_runtime is None:
             await self._runtime.close()
 
@@ -290,6 +302,9 @@ class CozyApp(App[int]):
 
     async def on_sidebar_delete(self, message: Sidebar.Delete) -> None:
         await self.sessions.delete(message.session_id)
+
+    async def on_sidebar_personality(self, message: Sidebar.Personality) -> None:
+        await self.choosers.choose_personality(message.personality_id)
 
     async def on_prompt_area_submitted(self, message: PromptArea.Submitted) -> None:
         from cozy.tui.commands import parse
@@ -406,6 +421,7 @@ class CozyApp(App[int]):
             "/context": lambda _: self.action_toggle_context(),
             "/export": lambda arg: self.sessions.export(arg),
             "/rename": rename,
+            "/template": self.templates.run,
             "/regen": lambda _: self.branching.regenerate(),
             "/edit": self.branching.start_edit,
             "/undo": lambda _: self.branching.undo(),

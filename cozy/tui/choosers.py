@@ -47,7 +47,14 @@ class Choosers:
                 st.session_id, host.settings.user, personality_id=personality.id
             )
         host.views.status.set(personality=personality.id)
+        await self.show_personalities()
         host.notify(f"personality: {personality.name}")
+
+    async def show_personalities(self) -> None:
+        """The sidebar's list, with the current one marked."""
+        host = self.host
+        items = [(p.id, p.name) for p in host.runtime.personalities.all().values()]
+        await host.views.sidebar.show_personalities(items, host.state.personality)
 
     async def set_model(self, spec: str) -> None:
         """Use `spec` from the next turn on, and keep it on the session (reopening the

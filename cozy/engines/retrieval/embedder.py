@@ -39,8 +39,12 @@ class LazyEmbedder:
     disables embeddings altogether (the engine's own option).
     """
 
-    def __init__(self, loader: Loader | None, *, off: str = "", missing: str = "") -> None:
+    def __init__(
+        self, loader: Loader | None, *, off: str = "", missing: str = "", cold_start: bool = True
+    ) -> None:
         self._loader = loader
+        # False: a search that cannot wait does not start the load (a one-shot process)
+        self.cold_start = cold_start
         self.engine: EmbedEngine | None = None
         self.note = off
         self._off = bool(off)
@@ -50,6 +54,11 @@ class LazyEmbedder:
     @property
     def enabled(self) -> bool:
         return not self._off
+
+    @property
+    def cold(self) -> bool:
+        """Not loaded, not loading, and a search may not start it (a one-shot run)."""
+        return self.engine is None and self._task is None and not self.cold_start
 
     @property
     def loading(self) -> bool:
@@ -83,10 +92,18 @@ class LazyEmbedder:
         if self.engine is None and not self._off and self._task is None:
             self._task = asyncio.create_task(self._load())
 
+    def warm(self) -> None:
+        """Start loading ahead of the first search, unless this process answers once
+        (cold starts off): it would exit only when the load ends, for nothing."""
+        if self.cold_start:
+            self.start()
+
     async def get(self, wait: float | None = None) -> EmbedEngine | None:
         """The engine, or None (keyword only). `wait`: at most this long for a cold start."""
         if self.engine is not None or self._off:
             return self.engine
+        if wait is not None and self.cold:
+            return None  # a search that cannot wait does not start the load here
         self.start()
         assert self._task is not None
         if wait is not None and not self._task.done():
@@ -128,6 +145,8 @@ class LazyEmbedder:
         call. A vector that comes after its search gave up is kept for the next ask."""
         if self._off:
             return None, None
+        if self.cold:
+            return None, "embedder not loaded in a one-shot run; keyword search only"
         started = time.perf_counter()
         engine = await self.get(wait=wait)
         if engine is None:

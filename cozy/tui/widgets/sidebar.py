@@ -1,4 +1,5 @@
-"""The sessions sidebar: search by title and content, pick, rename, delete."""
+"""The sidebar: sessions (search by title and content, open, delete) and, below them,
+the personalities (pick one for this conversation)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ class SessionItem(ListItem):
         self.row = row
 
 
+class PersonalityItem(ListItem):
+    def __init__(self, pid: str, name: str, current: bool) -> None:
+        super().__init__(Label(f"{'● ' if current else '  '}{name}", markup=False))
+        self.pid = pid
+
+
 class Sidebar(Vertical):
     BINDINGS = [  # noqa: RUF012 - Textual's convention
         Binding("delete", "delete_session", "Delete session", id="sidebar.delete"),
@@ -53,6 +60,11 @@ class Sidebar(Vertical):
             super().__init__()
             self.session_id = session_id
 
+    class Personality(Message):
+        def __init__(self, personality_id: str) -> None:
+            super().__init__()
+            self.personality_id = personality_id
+
     def __init__(self) -> None:
         super().__init__(id="sidebar")
         self.border_title = "Sessions"
@@ -60,9 +72,16 @@ class Sidebar(Vertical):
     def compose(self) -> ComposeResult:
         yield Input(placeholder="search sessions", id="session-search")
         yield ListView(id="session-list")
+        yield Label("Personalities", id="personalities-title")
+        yield ListView(id="personality-list")
+
+    async def show_personalities(self, items: list[tuple[str, str]], current: str) -> None:
+        view = self.query_one("#personality-list", ListView)
+        await view.clear()
+        await view.extend([PersonalityItem(pid, name, pid == current) for pid, name in items])
 
     async def show(self, rows: list[SessionRow], current: str | None) -> None:
-        view = self.query_one(ListView)
+        view = self.query_one("#session-list", ListView)
         await view.clear()
         items = [SessionItem(r) for r in rows]
         if items:
@@ -89,9 +108,11 @@ class Sidebar(Vertical):
         event.stop()
         if isinstance(event.item, SessionItem):
             self.post_message(self.Open(event.item.row.id))
+        elif isinstance(event.item, PersonalityItem):
+            self.post_message(self.Personality(event.item.pid))
 
     def highlighted(self) -> SessionItem | None:
-        item = self.query_one(ListView).highlighted_child
+        item = self.query_one("#session-list", ListView).highlighted_child
         return item if isinstance(item, SessionItem) else None
 
     def action_delete_session(self) -> None:
