@@ -113,3 +113,14 @@ def test_copy_reaches_the_terminal_and_ctrl_r_regenerates(
     chat.expect("a second answer", after=at)
     chat.expect("new branch", after=at)
     assert prompts(fake_model) == ["show code", "show code"]
+
+
+def test_tab_then_esc_comes_back_to_the_prompt(chat: ChatPty, fake_model: FakeModelServer) -> None:
+    fake_model.queue_reply("zebra-42")
+    chat.send(b"\t")  # the focus moves on to the sidebar's search box
+    chat.read(0.5)
+    chat.send(b"\x1b")  # Esc alone (the terminal's escape delay tells it from a sequence)
+    chat.read(0.8)
+    chat.send(b"typed after esc\r")
+    chat.expect("zebra-42")
+    assert prompts(fake_model) == ["typed after esc"]
