@@ -132,6 +132,8 @@ def test_speech_speed_and_voices(served_voice: Served) -> None:
     assert abs(seconds(voice="onyx") - normal) < 0.01  # OpenAI names map to the voice
     with pytest.raises(openai.BadRequestError, match="unknown voice"):
         client.audio.speech.create(model="tts-1", voice="robot-9000", input=SENTENCE)
+    with pytest.raises(openai.BadRequestError, match="file path"):  # names only, over HTTP
+        client.audio.speech.create(model="tts-1", voice="/tmp/any.onnx", input=SENTENCE)
     with pytest.raises(openai.BadRequestError, match="response_format"):
         client.audio.speech.create(
             model="tts-1", voice="alloy", input=SENTENCE,
