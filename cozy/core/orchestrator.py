@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -268,6 +269,10 @@ class ChatOrchestrator:
                 yield event
             convo.extend(results)
             turn.pending.extend(to_new(m) for m in results)
+            if options.tool_choice not in (None, "auto", "none"):
+                # the forced call is made: the next rounds may answer in text (forced in
+                # every round, a model calls tools until the round limit)
+                options = dataclasses.replace(options, tool_choice="auto")
         turn.tokens.update(estimated_prompt=estimated_prompt, reported_prompt=reported_prompt)
         if reported_prompt and not offered:  # tool schemas are not in our estimate
             await self.accounting.observe(route.model, estimated_prompt, reported_prompt)
