@@ -19,21 +19,18 @@ from cozy.core.personalities import PersonalityCatalog
 from cozy.core.summaries import JOB_KIND as SUMMARY_JOB
 from cozy.core.summaries import Summarizer
 from cozy.core.toolloop import ToolRunner
+from cozy.core.turn import SavedTurn
 from cozy.core.types import ModelInfo, ToolSpec
 from cozy.core.windows import ContextWindows, TokenAccounting
 from cozy.engines.ai.choice import automatic as automatic_reason
 from cozy.engines.ai.router import ModelRouterImpl
-from cozy.engines.base import (
+from cozy.engines.base import BaseEngine, EmbedEngine, EngineContext, Health, ToolsEngine
+from cozy.engines.capabilities import (
     Admission,
     AdmitsRequests,
-    BaseEngine,
-    EmbedEngine,
-    EngineContext,
     HasBackgroundJobs,
-    Health,
     IngestsPaths,
     ProvidesBuiltinTools,
-    ToolsEngine,
 )
 from cozy.engines.config import EnginesConfig, load_engines_config
 from cozy.engines.registry import EngineFactory
@@ -92,6 +89,7 @@ class Runtime:
         self.orchestrator: ChatOrchestrator
         self._cache: L2Cache | None = None
         self._ctx: EngineContext | None = None
+        self._warm_embedder = True
         self.redis: RedisLink | None = None  # server mode (COZY_REDIS_URL): cache, limits
         self.jobs = JobQueue(store)
         self.branches = Branches(store)  # regenerate / edit-and-resend / undo (cozy chat)
@@ -133,6 +131,7 @@ class Runtime:
             statement_timeout=settings.db_statement_timeout,
         )
         rt = cls(settings, config, store)
+        rt._warm_embedder = engines  # one-shot commands open engines lazily, cold
         try:
             if settings.redis_url:
                 rt.redis = RedisLink(settings.redis_url, pool_size=settings.redis_pool_size)
@@ -158,6 +157,7 @@ class Runtime:
                 collections_of=self._collections_of,
                 offer_tool=self._offer_tool,
                 wake_worker=self._wake_worker,
+                warm_embedder=self._warm_embedder,
             )
         return self._ctx
 
@@ -219,7 +219,7 @@ class Runtime:
             recent_messages=ctx_cfg.recent_messages,
             token_budget=ctx_cfg.token_budget,
             reserve_answer_tokens=ctx_cfg.reserve_answer_tokens,
-            sinks=[_WakeWorker(self.worker)],
+            after_turn=[_WakeWorker(self.worker)],
             windows=ContextWindows(self.config.ai.context_windows, cache=self.cache),
             accounting=TokenAccounting(cache=self.cache),
             summarizer=self.summarizer,
@@ -441,13 +441,13 @@ class Runtime:
 
 
 class _WakeWorker:
-    """TurnSink: a saved turn has queued jobs (in its transaction); wake the worker."""
+    """After a turn: it has queued jobs (in its saving transaction); wake the worker."""
 
     def __init__(self, worker: JobWorker) -> None:
         self.worker = worker
         self.seen = -1
 
-    async def turn_saved(self, **_: Any) -> None:
+    async def turn_saved(self, saved: SavedTurn) -> None:
         from cozy.storage.jobs import queued_count
 
         queued = queued_count()  # no job queued since the last wake-up: nothing to claim

@@ -92,3 +92,35 @@ def test_approval_enter_means_once(cozy_home: Path, fake_model: FakeModelServer)
         assert tool_msgs and "stored note #1" in tool_msgs[0]["content"]
     finally:
         assert term.close() == 0, term.text[-1500:]
+
+
+def test_copy_reaches_the_terminal_and_ctrl_r_regenerates(
+    chat: ChatPty, fake_model: FakeModelServer
+) -> None:
+    import base64
+
+    fake_model.queue_reply("here:\n\n```python\nfirst()\n```\n")
+    chat.send(b"show code\r")
+    chat.expect(r"/copy 1")
+    at = chat.mark()
+    chat.send(b"/copy 1\r")
+    chat.expect("copied block", after=at)  # the toast
+    osc = b"\x1b]52;c;" + base64.b64encode(b"first()")
+    assert osc in bytes(chat.raw[at:])  # what a terminal turns into its clipboard
+    fake_model.queue_reply("a second answer")
+    at = chat.mark()
+    chat.send(b"\x12")  # ctrl+r
+    chat.expect("a second answer", after=at)
+    chat.expect("new branch", after=at)
+    assert prompts(fake_model) == ["show code", "show code"]
+
+
+def test_tab_then_esc_comes_back_to_the_prompt(chat: ChatPty, fake_model: FakeModelServer) -> None:
+    fake_model.queue_reply("zebra-42")
+    chat.send(b"\t")  # the focus moves on to the sidebar's search box
+    chat.read(0.5)
+    chat.send(b"\x1b")  # Esc alone (the terminal's escape delay tells it from a sequence)
+    chat.read(0.8)
+    chat.send(b"typed after esc\r")
+    chat.expect("zebra-42")
+    assert prompts(fake_model) == ["typed after esc"]

@@ -136,3 +136,34 @@ async def test_sidebar_lists_personalities_and_picks_one(
         assert marked == ["coder"]
         await pilot.press("escape")  # back to the prompt from the sidebar
         assert app.query_one(PromptArea).has_focus
+
+
+async def test_templates_from_the_prompt(cozy_home: Path, fake_model: FakeModelServer) -> None:
+    from cozy.tui.screens.info import InfoScreen
+
+    templates = cozy_home / "templates"
+    templates.mkdir()
+    (templates / "short.yaml").write_text(
+        "description: a short summary\nprompt: 'Summarize in $words words: $input'\n"
+        "system: Be terse.\noptions: {temperature: 0.1}\n",
+        encoding="utf-8",
+    )
+    app = make_app(cozy_home, fake_model.url)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(app)
+        await send(pilot, "/template")
+        assert isinstance(app.screen, InfoScreen) and "short  words=" in app.screen.body
+        await pilot.press("escape")
+        fake_model.queue_reply("ok")
+        await send(pilot, "/template short words=5 the long story")
+        request = fake_model.turn_requests()[-1]
+        msgs = request["messages"]
+        assert msgs[-1]["content"] == "Summarize in 5 words: the long story"
+        assert "Be terse." in msgs[0]["content"]
+        assert request.get("options", {}).get("temperature") == 0.1 or (
+            request.get("temperature") == 0.1
+        )
+        before = len(fake_model.turn_requests())
+        await send(pilot, "/template short the story")  # words missing: said, not sent
+        await send(pilot, "/template nope")
+        assert len(fake_model.turn_requests()) == before

@@ -19,6 +19,8 @@ import termios
 import time
 from pathlib import Path
 
+# Textual redraws only the cells that changed, so a text is found whole only when it
+# was not on screen at that place before: tests look for distinctive words
 _ESC = re.compile(
     rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>]"
 )

@@ -158,7 +158,8 @@ def issue(
 
 
 def register(app: typer.Typer) -> None:
-    from cozy.cli import provider_keys  # noqa: F401  # `keys set/unset/providers`
+    from cozy.cli import provider_keys
 
+    provider_keys.register(keys_app)
     app.add_typer(keys_app, name="keys")
     app.add_typer(token_app, name="token")

@@ -19,7 +19,7 @@ import typer
 from cozy.cli._common import console, print_json, run_async, runtime, state
 
 if TYPE_CHECKING:
-    from cozy.engines.base import ManagesDocuments
+    from cozy.engines.capabilities import ManagesDocuments
     from cozy.engines.knowledge.ingest import IngestReport
     from cozy.runtime import Runtime
 
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
 
 async def _engine(rt: Runtime) -> ManagesDocuments:
     from cozy.cli._common import cannot_manage, engine_on
-    from cozy.engines.base import ManagesDocuments
+    from cozy.engines.capabilities import ManagesDocuments
 
     engine = await engine_on(rt, "knowledge")
     if not isinstance(engine, ManagesDocuments):
@@ -206,7 +206,7 @@ def embed_cmd(
     async def go() -> dict[str, int]:
         async with runtime(engines=False) as rt:
             from cozy.cli._common import cannot_manage, engine_on
-            from cozy.engines.base import EmbedsLater
+            from cozy.engines.capabilities import EmbedsLater
 
             engine = await engine_on(rt, "knowledge")
             if not isinstance(engine, EmbedsLater):

@@ -20,7 +20,7 @@ from cozy.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from cozy.engines.base import ManagesMemories
+    from cozy.engines.capabilities import ManagesMemories
     from cozy.runtime import Runtime
 
 memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit, forget.")
@@ -28,7 +28,7 @@ memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit
 
 async def _engine(rt: Runtime) -> ManagesMemories:
     from cozy.cli._common import cannot_manage, engine_on
-    from cozy.engines.base import ManagesMemories
+    from cozy.engines.capabilities import ManagesMemories
 
     engine = await engine_on(rt, "memory")
     if not isinstance(engine, ManagesMemories):
@@ -93,13 +93,16 @@ def search_cmd(
     """Hybrid search (keywords + meaning) over memories and past turns."""
 
     async def go() -> None:
+        from cozy.engines.degraded import noting
+
         async with runtime() as rt:
             mem = await _engine(rt)
             # no answer is waiting on this search: give the embedder time to load
-            hits = await mem.find_memories(
-                query, user_id=state.settings().user, limit=limit, min_similarity=min_similarity
-            )
-        note = getattr(hits, "degrade_reason", None)
+            with noting() as notes:
+                hits = await mem.find_memories(
+                    query, user_id=state.settings().user, limit=limit, min_similarity=min_similarity
+                )
+        note = notes[0] if notes else None
         if as_json:
             print_json(
                 {

@@ -17,7 +17,7 @@ from cozy.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from cozy.engines.base import ManagesProfileSlots
+    from cozy.engines.capabilities import ManagesProfileSlots
     from cozy.runtime import Runtime
 
 profile_app = typer.Typer(help="Your profile (topic.slot values) that cozy keeps for prompts.")
@@ -25,7 +25,7 @@ profile_app = typer.Typer(help="Your profile (topic.slot values) that cozy keeps
 
 async def _engine(rt: Runtime) -> ManagesProfileSlots:
     from cozy.cli._common import cannot_manage, engine_on
-    from cozy.engines.base import ManagesProfileSlots
+    from cozy.engines.capabilities import ManagesProfileSlots
 
     engine = await engine_on(rt, "profile")
     if not isinstance(engine, ManagesProfileSlots):

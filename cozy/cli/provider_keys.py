@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cozy.cli._common import fail, print_json, state
-from cozy.cli.keys import keys_app
 
 if TYPE_CHECKING:
     from cozy.storage.provider_keys import ProviderKeys
@@ -28,7 +27,6 @@ def _store() -> ProviderKeys:
     return provider_keys(state.settings())
 
 
-@keys_app.command("set")
 def set_key(
     provider: Annotated[str, typer.Argument(help="model provider, e.g. openai")],
     value: Annotated[
@@ -55,7 +53,6 @@ def set_key(
         typer.echo(f"note: {env} is set in this shell and wins over the stored key", err=True)
 
 
-@keys_app.command("unset")
 def unset_key(provider: Annotated[str, typer.Argument(help="model provider")]) -> None:
     """Forget a stored model provider key."""
     if not _store().remove(provider):
@@ -63,7 +60,6 @@ def unset_key(provider: Annotated[str, typer.Argument(help="model provider")]) -
     typer.echo(f"removed the stored {provider} key", err=True)
 
 
-@keys_app.command("providers")
 def list_provider_keys(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Which model providers have a key, and from where (never the key itself)."""
     store = _store()
@@ -77,3 +73,10 @@ def list_provider_keys(as_json: Annotated[bool, typer.Option("--json")] = False)
         return
     for r in rows:
         typer.echo(f"{r['provider']:<10} {'set' if r['key'] else 'not set':<8} {r['source']}")
+
+
+def register(keys_app: typer.Typer) -> None:
+    """`cozy keys set/unset/providers`, beside the API-key commands of cli/keys.py."""
+    keys_app.command("set")(set_key)
+    keys_app.command("unset")(unset_key)
+    keys_app.command("providers")(list_provider_keys)

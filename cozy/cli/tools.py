@@ -272,7 +272,7 @@ def servers_cmd(
 ) -> None:
     """MCP servers: state, pid, tool count, last error (starts them to check)."""
 
-    from cozy.engines.base import ReportsServers
+    from cozy.engines.capabilities import ReportsServers
 
     async def go() -> int:
         async with runtime() as rt:

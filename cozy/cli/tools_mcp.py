@@ -39,7 +39,7 @@ def prompts_cmd(
     """MCP prompts: use one with `cozy run --prompt SERVER.NAME key=value ...`."""
 
     async def go() -> None:
-        from cozy.engines.base import ServesPrompts
+        from cozy.engines.capabilities import ServesPrompts
 
         async with runtime() as rt:
             prompts, problems = await _engine(rt, ServesPrompts).list_prompts(server)
@@ -76,7 +76,7 @@ def resources_cmd(
     """MCP resources: attach one with `cozy run --resource SERVER:URI`."""
 
     async def go() -> None:
-        from cozy.engines.base import ServesResources
+        from cozy.engines.capabilities import ServesResources
 
         async with runtime() as rt:
             found, problems = await _engine(rt, ServesResources).list_resources(server)
@@ -145,7 +145,7 @@ def logs_cmd(
         from datetime import datetime
 
         from cozy.core.errors import ConfigError
-        from cozy.engines.base import KeepsServerLogs
+        from cozy.engines.capabilities import KeepsServerLogs
 
         if level not in LOG_LEVELS.split(", "):
             raise ConfigError(f"unknown level {level!r}", hint=f"use one of: {LOG_LEVELS}")

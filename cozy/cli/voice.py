@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from cozy.core.events import TurnError
-    from cozy.engines.base import TranscribesClips
+    from cozy.engines.capabilities import TranscribesClips
     from cozy.engines.voice.io import Sink
     from cozy.engines.voice.pipeline import TurnResult
     from cozy.runtime import Runtime
@@ -150,7 +150,7 @@ def devices_cmd(
 
 async def _engine(rt: Runtime) -> TranscribesClips:
     from cozy.core.errors import ConfigError
-    from cozy.engines.base import TranscribesClips
+    from cozy.engines.capabilities import TranscribesClips
 
     engine = await rt.engine("voice")
     if not isinstance(engine, TranscribesClips):

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from cozy.core.budget import TokenEstimator, fit
+from cozy.core.events import ContextMeta, context_meta
 from cozy.core.personalities import Personality
 from cozy.core.types import KnowledgeHit, MemoryHit, Message, Profile
 from cozy.engines.base import KnowledgeEngine, MemoryEngine, ProfileEngine
+from cozy.engines.degraded import noting
 
 T = TypeVar("T")
 
@@ -35,7 +37,7 @@ class ContextBundle:
     user_profile: str = ""
     summary: str = ""
     token_budget: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: ContextMeta = field(default_factory=context_meta)
 
     def prompt_messages(self, user_message: Message | Sequence[Message]) -> list[Message]:
         """The messages sent to the model: one system message, history, the new turn."""
@@ -86,15 +88,14 @@ class ContextService:
         self._slots = asyncio.Semaphore(self.concurrency)
         self.queue_timeout = queue_timeout
 
-    async def _timed(self, name: str, coro: Awaitable[T], meta: dict[str, Any]) -> T | None:
+    async def _timed(self, name: str, coro: Awaitable[T], meta: ContextMeta) -> T | None:
         started = time.perf_counter()
         timeout = self.timeouts.get(name, 1.0)
-        note = None
+        notes: list[str] = []
         try:
-            value = await asyncio.wait_for(coro, timeout)
-            note = getattr(value, "degrade_reason", None)  # e.g. knowledge: keywords only
-            if note:
-                meta["degrade_reasons"].append(f"{name}: {note}")
+            with noting() as notes:  # e.g. knowledge: keywords only
+                value = await asyncio.wait_for(coro, timeout)
+            meta["degrade_reasons"].extend(f"{name}: {note}" for note in notes)
             return value
         except TimeoutError:
             meta["degrade_reasons"].append(f"{name}: timed out after {timeout:g}s")
@@ -105,14 +106,12 @@ class ContextService:
         finally:
             meta["engines"][name] = {
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                "degraded": bool(note),  # answered, but with less than it should have
+                "degraded": bool(notes),  # answered, but with less than it should have
             }
         meta["engines"][name]["degraded"] = True
         return None
 
-    async def _search(
-        self, calls: dict[str, Awaitable[Any]], meta: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def _search(self, calls: dict[str, Awaitable[Any]], meta: ContextMeta) -> dict[str, Any]:
         """The engines' searches, in parallel, once a slot is free (within
         `queue_timeout` s: past it the turn goes on without context and says why)."""
         waited = time.perf_counter()
@@ -149,12 +148,7 @@ class ContextService:
         system_prompt: str | None = None,
         estimator: TokenEstimator | None = None,
     ) -> ContextBundle:
-        meta: dict[str, Any] = {
-            "enabled_engines": [],
-            "degraded": False,
-            "degrade_reasons": [],
-            "engines": {},
-        }
+        meta = context_meta()
         switches = personality.context
         calls: dict[str, Awaitable[Any]] = {}
         if use_engines and query.strip():

@@ -7,7 +7,7 @@ into JSON. `to_dict()` gives the JSON-lines shape of `cozy run --json --stream`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NotRequired, TypedDict
 
 from cozy.core.errors import CozyError
 from cozy.core.types import SideEffect, ToolCall
@@ -32,12 +32,67 @@ class Started(ChatEvent):
     provider_reason: str = ""  # why this provider answers (see Route.reason)
 
 
+class EngineReport(TypedDict):
+    latency_ms: float
+    degraded: bool  # answered, but with less than it should have (or not at all)
+
+
+class BriefContext(TypedDict):
+    """What a saved answer keeps of its context (the message's `metadata.context`)."""
+
+    enabled_engines: list[str]
+    degraded: bool
+    degrade_reasons: list[str]
+    memory_ids: list[str]
+    profile_slots: list[str]
+    knowledge: list[dict[str, Any]]  # id, citation, score
+    engines: dict[str, EngineReport]
+
+
+class SummaryUse(TypedDict):
+    id: str
+    messages: int
+    used: bool
+
+
+class ContextMeta(BriefContext):
+    """What the context stage did: a plain dict on the wire (`cozy run --json`, the
+    server's context chunk), typed here so every key is named once."""
+
+    memories: list[dict[str, Any]]  # id, text, score
+    token_budget: dict[str, Any]
+    queued_ms: NotRequired[float]  # the wait for a context slot (a busy server)
+    summary: NotRequired[SummaryUse]
+    summary_requested: NotRequired[bool]
+
+
+def context_meta() -> ContextMeta:
+    """An empty record, filled by the context stage."""
+    return ContextMeta(
+        enabled_engines=[],
+        degraded=False,
+        degrade_reasons=[],
+        engines={},
+        memory_ids=[],
+        memories=[],
+        knowledge=[],
+        profile_slots=[],
+        token_budget={},
+    )
+
+
+def brief(meta: ContextMeta) -> BriefContext:
+    """The part of the context record stored with the answer."""
+    out: dict[str, Any] = {k: meta[k] for k in BriefContext.__annotations__}  # type: ignore[literal-required]
+    return out  # type: ignore[return-value]
+
+
 @dataclass(slots=True)
 class ContextBuilt(ChatEvent):
-    """Metadata of the ContextBundle: enabled engines, degraded, reasons, latency, items."""
+    """What the context stage did: engines asked, degradation and why, latency, items."""
 
     type: ClassVar[str] = "context"
-    metadata: dict[str, Any]
+    metadata: ContextMeta
 
 
 @dataclass(slots=True)

@@ -72,7 +72,8 @@ class Inputs:
                 {
                     "source": i.source,
                     "mime": i.mime,
-                    "sha256": hashlib.sha256(i.data.encode()).hexdigest(),
+                    # of the file's bytes, as `sha256sum FILE` prints it
+                    "sha256": hashlib.sha256(base64.b64decode(i.data)).hexdigest(),
                 }
                 for i in self.images
             ],

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cozy.core.errors import ConfigError, UsageError
-from cozy.engines.base import ServesPrompts, ServesResources
+from cozy.engines.capabilities import ServesPrompts, ServesResources
 
 
 def engine_for(engine: Any, need: type) -> Any:

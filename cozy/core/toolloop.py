@@ -7,6 +7,9 @@ audited. Tool errors go back to the model as tool results; they never fail a tur
 Arguments are validated against each tool's schema here, for every provider; face
 policies (e.g. no `dangerous` tools over HTTP) apply before any approval, and
 "always" answers are remembered in a grant store when one is given.
+
+One module past 400 lines on purpose: offering, approving, running and auditing a call
+are one policy, read top to bottom; splitting it would hide which check runs first.
 """
 
 from __future__ import annotations

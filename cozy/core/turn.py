@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cozy.core.events import ContextMeta
 from cozy.core.personalities import Personality
 from cozy.core.toolloop import Approver
 from cozy.core.types import (
@@ -31,18 +32,22 @@ MAX_TOOL_ROUNDS = 10
 log = logging.getLogger("cozy.orchestrator")
 
 
-class TurnSink(Protocol):
-    """Told after a turn is persisted (memory/profile jobs hang off this)."""
+@dataclass(frozen=True, slots=True)
+class SavedTurn:
+    """What a complete turn saved: told to the after-turn hooks once it is committed."""
 
-    async def turn_saved(
-        self,
-        *,
-        user_id: str,
-        session_id: str,
-        personality_id: str,
-        message_ids: list[str],
-        messages: list[Message],
-    ) -> None: ...
+    user_id: str
+    session_id: str
+    personality_id: str
+    message_ids: tuple[str, str]  # the user's message, the answer
+    messages: tuple[Message, Message]
+
+
+class AfterTurn(Protocol):
+    """Told after a complete turn is saved (the job worker's wake-up hangs off this;
+    the jobs themselves are queued in the saving transaction, see storage/jobs.py)."""
+
+    async def turn_saved(self, saved: SavedTurn) -> None: ...
 
 
 @dataclass(slots=True)
@@ -82,7 +87,7 @@ class Turn:
     user_message_id: str | None = None
     finish_reason: str | None = None
     client_calls: list[ToolCall] = field(default_factory=list)
-    context_meta: dict[str, Any] = field(default_factory=dict)
+    context_meta: ContextMeta | None = None
     persisted: bool = False
     tokens: dict[str, Any] = field(default_factory=dict)
     summary: Summary | None = None
@@ -143,77 +148,11 @@ def merge_options(base: GenerationOptions, over: GenerationOptions | None) -> Ge
     return base
 
 
-def to_new(m: Message) -> NewMessage:
-    calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls]
-    return NewMessage(
-        m.role, m.content, tool_calls=calls or None, tool_call_id=m.tool_call_id, name=m.name
-    )
-
-
-def answer_every_call(pending: list[NewMessage]) -> list[NewMessage]:
-    """The turn's tool rounds with a result for every call: a call cut off by Ctrl-C
-    (or never reached) gets a tool message saying so, so the stored history stays a
-    sequence a model API accepts."""
-    from cozy.core.history import UNANSWERED
-
-    out: list[NewMessage] = []
-    open_calls: list[dict[str, Any]] = []
-
-    def close_round() -> None:
-        for c in open_calls:
-            out.append(
-                NewMessage("tool", UNANSWERED, tool_call_id=str(c.get("id")), name=c.get("name"))
-            )
-        open_calls.clear()
-
-    for m in pending:
-        if m.role == "tool":
-            open_calls[:] = [c for c in open_calls if c.get("id") != m.tool_call_id]
-        else:
-            close_round()
-        out.append(m)
-        if m.role == "assistant" and m.tool_calls:
-            open_calls.extend(m.tool_calls)
-    close_round()
-    return out
-
-
-def brief_context(meta: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "enabled_engines",
-        "degraded",
-        "degrade_reasons",
-        "memory_ids",
-        "profile_slots",
-        "knowledge",
-        "engines",
-    )
-    return {k: meta[k] for k in keys if k in meta}
-
-
-def summary_job(
-    session_id: str, user_id: str, model: str, *, keep_recent: int
-) -> Callable[[Any], Awaitable[Any]]:
-    """Queue (or re-arm) the session's summary job inside a store transaction.
-
-    Same job as `Summarizer.request`, written with the turn's messages (one transaction).
-    """
-
-    async def step(conn: Any) -> Any:
-        from cozy.core.summaries import JOB_KIND
-        from cozy.storage.jobs import enqueue
-
-        payload = {"session_id": session_id, "model": model, "keep_recent": keep_recent}
-        return await enqueue(conn, JOB_KIND, payload, user_id=user_id, key=f"summary:{session_id}")
-
-    return step
-
-
 def log_turn(turn: Turn, status: str) -> None:
     """The structured `chat turn` log line (nothing is built when INFO is off)."""
     if not log.isEnabledFor(logging.INFO):
         return
-    engines = turn.context_meta.get("engines", {})
+    engines = turn.context_meta["engines"] if turn.context_meta else {}
     log.info(
         "chat turn",
         extra={

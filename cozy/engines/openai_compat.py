@@ -33,11 +33,6 @@ def secret(value: Any) -> str | None:
     return text or None
 
 
-def configured_in_env() -> bool:
-    """Whether the environment points cozy at an OpenAI-compatible server."""
-    return bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
-
-
 class EndpointOptions(EngineOptions):
     """The connection part of a provider's options (its Options model extends this)."""
 

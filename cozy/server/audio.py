@@ -72,7 +72,7 @@ async def _engine(request: Request[Any, Any, Any] | WebSocket[Any, Any, Any]) ->
 
 
 async def _transcribe(engine: VoiceEngine, clip: Clip) -> str:
-    from cozy.engines.base import TranscribesClips
+    from cozy.engines.capabilities import TranscribesClips
 
     if isinstance(engine, TranscribesClips):
         return await engine.transcribe_clip(clip)

@@ -25,7 +25,8 @@ from cozy.core.events import (
     ToolResult,
 )
 from cozy.core.orchestrator import ChatRequest
-from cozy.engines.base import Admission, EmbedEngine
+from cozy.engines.base import EmbedEngine
+from cozy.engines.capabilities import Admission
 from cozy.runtime import Runtime
 from cozy.server.chat import (
     SESSION_HEADER,

@@ -30,7 +30,7 @@ class TurnDetector:
     async def create(
         cls, engine: VoiceEngine, turn_detection: dict[str, Any], offset_ms: float
     ) -> TurnDetector:
-        from cozy.engines.base import TranscribesClips
+        from cozy.engines.capabilities import TranscribesClips
         from cozy.engines.voice.vad import Segmenter, make_vad
 
         kw = {

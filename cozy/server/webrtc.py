@@ -93,7 +93,7 @@ def make_reply(
         from cozy.core.events import Started, TextDelta
         from cozy.core.orchestrator import ChatRequest
         from cozy.core.types import Caller
-        from cozy.engines.base import TranscribesClips
+        from cozy.engines.capabilities import TranscribesClips
         from cozy.engines.voice.audio import Clip, from_pcm16
 
         runtime = get_runtime()

@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError, UsageError
@@ -161,3 +162,8 @@ class ApiKeys:
         await self.store.write(update)
         row.revoked_at = utcnow()
         return row
+
+
+def create_tables(conn: Connection) -> None:
+    """Migration step 0002: the API keys of `cozy serve`."""
+    api_keys.create(conn, checkfirst=True)

@@ -10,7 +10,9 @@ outbox hooks: their memories were extracted when they were first said.
 Why copies and not a tree of messages with a parent pointer: every reader of a
 session (the orchestrator's history window, summaries, export, the server's session
 API, search) reads "the messages of a session, in id order"; a tree would change all
-of them. A fork costs one INSERT of the copied rows.
+of them. A fork costs one INSERT of the copied rows. (Web chats such as Open WebUI keep
+such a tree and show sibling arrows; in a terminal the session list is the navigation,
+as with opencode's session fork.)
 """
 
 from __future__ import annotations

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError
-from cozy.storage.schema import JSONType, metadata, new_id, utcnow
+from cozy.storage.schema import JSONType, create_all, metadata, new_id, utcnow
 from cozy.storage.store import Store
 
 jobs = sa.Table(
@@ -58,6 +59,12 @@ job_effects = sa.Table(
 )
 
 TABLES = (jobs, job_effects)
+
+
+def create_tables(conn: Connection) -> None:
+    """Migration step: the jobs outbox and the applied-effects keys."""
+    create_all(conn, TABLES)
+
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 

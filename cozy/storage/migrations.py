@@ -1,16 +1,17 @@
 """Schema migrations as named steps recorded in `schema_migrations`.
 
-Every step is listed here, in order, so any cozy process knows the full set and
-can refuse a database that carries a step it does not know (a newer cozy wrote
-it). Each step runs in its own transaction with its record, so a failed step is
-rolled back whole (Postgres has transactional DDL; on SQLite the step's DDL is
-written so a rerun is safe). A step that adds a column to an existing table
-must check the inspector first, because step 1 creates tables from the current
-schema on an empty database.
+Every step is a named function of the module that owns its tables, listed here in
+order, so any cozy process knows the full set and can refuse a database that carries
+a step it does not know (a newer cozy wrote it). Each step runs in its own
+transaction with its record, so a failed step is rolled back whole (Postgres has
+transactional DDL; on SQLite the step's DDL is written so a rerun is safe). A step
+that adds a column to an existing table must check the inspector first, because
+step 1 creates tables from the current schema on an empty database.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -23,70 +24,34 @@ from cozy.storage import schema
 Step = Callable[[Connection], None]
 
 
-def _create(*tables: sa.Table) -> Step:
-    def step(conn: Connection) -> None:
-        for table in tables:
-            table.create(conn, checkfirst=True)
+def owned(ref: str) -> Step:
+    """The step `module:function`: a named function of the module that owns the tables,
+    imported only when the step runs (a fresh process need not import every table)."""
+    module, _, name = ref.partition(":")
 
+    def step(conn: Connection) -> None:
+        getattr(importlib.import_module(module), name)(conn)
+
+    step.__qualname__ = ref
     return step
 
 
-def _lazy_tables(module: str, conn: Connection) -> None:
-    """Create the `TABLES` of a module that owns them (imported only when the step runs)."""
-    import importlib
-
-    for table in importlib.import_module(module).TABLES:
-        table.create(conn, checkfirst=True)
-
-
-def _lazy_step(module: str, conn: Connection) -> None:
-    import importlib
-
-    importlib.import_module(module).create_keyword_index(conn)
-
-
-def _memory_turn_context(conn: Connection) -> None:
-    from cozy.storage.tables.memory import add_turn_context
-
-    add_turn_context(conn)
-
-
-def _knowledge(conn: Connection) -> None:
-    from cozy.storage.tables.knowledge import create_tables  # tables + FTS5 on SQLite
-
-    create_tables(conn)
-
-
-def _api_keys(conn: Connection) -> None:
-    from cozy.storage.api_keys import api_keys  # imported here: api_keys imports the store
-
-    api_keys.create(conn, checkfirst=True)
-
-
-def _pg(name: str, conn: Connection) -> None:
-    from cozy.storage import pg_schema  # Postgres-only steps (no-ops on SQLite)
-
-    getattr(pg_schema, name)(conn)
-
-
+# The order is the database's history: append, never reorder or rename.
 MIGRATIONS: list[tuple[str, Step]] = [
-    (
-        "0001_core_tables",
-        _create(schema.users, schema.sessions, schema.messages, schema.audit_events),
-    ),
-    ("0002_api_keys", _api_keys),
-    ("0003_jobs", lambda conn: _lazy_tables("cozy.storage.jobs", conn)),
-    ("0003_memory", lambda conn: _lazy_tables("cozy.storage.tables.memory", conn)),
-    ("0003_memory_keyword_index", lambda conn: _lazy_step("cozy.storage.tables.memory", conn)),
-    ("0003_profile", lambda conn: _lazy_tables("cozy.storage.tables.profile", conn)),
-    ("0003_knowledge", _knowledge),
-    ("0004_tool_grants", lambda conn: _lazy_tables("cozy.storage.tool_grants", conn)),
-    ("0005_session_summaries", lambda conn: _lazy_tables("cozy.storage.summaries", conn)),
-    ("0006_pg_knowledge_keyword_index", lambda conn: _pg("knowledge_keyword_index", conn)),
-    ("0006_pg_vector_extension", lambda conn: _pg("try_vector_extension", conn)),
-    ("0007_pg_tsvector_columns", lambda conn: _pg("tsvector_columns", conn)),
-    ("0008_memory_turn_context", _memory_turn_context),
-    ("0009_pg_memory_context_tsv", lambda conn: _pg("memory_context_tsv", conn)),
+    ("0001_core_tables", owned("cozy.storage.schema:create_core_tables")),
+    ("0002_api_keys", owned("cozy.storage.api_keys:create_tables")),
+    ("0003_jobs", owned("cozy.storage.jobs:create_tables")),
+    ("0003_memory", owned("cozy.storage.tables.memory:create_tables")),
+    ("0003_memory_keyword_index", owned("cozy.storage.tables.memory:create_keyword_index")),
+    ("0003_profile", owned("cozy.storage.tables.profile:create_tables")),
+    ("0003_knowledge", owned("cozy.storage.tables.knowledge:create_tables")),
+    ("0004_tool_grants", owned("cozy.storage.tool_grants:create_tables")),
+    ("0005_session_summaries", owned("cozy.storage.summaries:create_tables")),
+    ("0006_pg_knowledge_keyword_index", owned("cozy.storage.pg_schema:knowledge_keyword_index")),
+    ("0006_pg_vector_extension", owned("cozy.storage.pg_schema:try_vector_extension")),
+    ("0007_pg_tsvector_columns", owned("cozy.storage.pg_schema:tsvector_columns")),
+    ("0008_memory_turn_context", owned("cozy.storage.tables.memory:add_turn_context")),
+    ("0009_pg_memory_context_tsv", owned("cozy.storage.pg_schema:memory_context_tsv")),
 ]
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
 
 metadata = sa.MetaData()
 
@@ -111,3 +113,14 @@ schema_migrations = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("applied_at", sa.Float, nullable=False),
 )
+
+
+def create_all(conn: Connection, tables: Sequence[sa.Table]) -> None:
+    """Create these tables unless they exist (the body of a migration step)."""
+    for table in tables:
+        table.create(conn, checkfirst=True)
+
+
+def create_core_tables(conn: Connection) -> None:
+    """Migration step 0001: users, sessions, messages and the audit log."""
+    create_all(conn, (users, sessions, messages, audit_events))

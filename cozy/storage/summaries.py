@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.storage.schema import messages, metadata, new_id, utcnow
+from cozy.storage.schema import create_all, messages, metadata, new_id, utcnow
 from cozy.storage.store import Store
 
 session_summaries = sa.Table(
@@ -31,6 +32,11 @@ session_summaries = sa.Table(
 )
 
 TABLES = (session_summaries,)
+
+
+def create_tables(conn: Connection) -> None:
+    """Migration step: the session summaries."""
+    create_all(conn, TABLES)
 
 
 @dataclass(slots=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.storage.schema import metadata, new_id, utcnow
+from cozy.storage.schema import create_all, metadata, new_id, utcnow
 from cozy.storage.store import Store
 
 tool_grants = sa.Table(
@@ -27,6 +28,11 @@ tool_grants = sa.Table(
 )
 
 TABLES = [tool_grants]
+
+
+def create_tables(conn: Connection) -> None:
+    """Migration step: the persisted "always" answers."""
+    create_all(conn, TABLES)
 
 
 @dataclass(slots=True)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Litestar
 
 from cozy.testing import ollama_api, openai_api
-
-if TYPE_CHECKING:
-    from cozy.testing.server import FakeModelServer
+from cozy.testing.script import ServerState
 
 
-def create_app(server: FakeModelServer) -> Any:
+def create_app(server: ServerState) -> Any:
     return Litestar(
         route_handlers=[*openai_api.routes(server), *ollama_api.routes(server)],
         openapi_config=None,

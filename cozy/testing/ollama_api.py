@@ -6,17 +6,14 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
-from cozy.testing.script import ChatView, Reply, ViewMessage, apply_limits
+from cozy.testing.script import ChatView, Reply, ServerState, ViewMessage, apply_limits
 from cozy.testing.synth import count_tokens, embed_text, split_tokens
-
-if TYPE_CHECKING:
-    from cozy.testing.server import FakeModelServer
 
 VERSION = "0.6.0"
 MODIFIED_AT = "2024-01-01T00:00:00Z"
@@ -97,7 +94,7 @@ def _final(view: ChatView, reply: Reply, text: str, reason: str, started: float)
     }
 
 
-def routes(server: FakeModelServer) -> list[HTTPRouteHandler]:
+def routes(server: ServerState) -> list[HTTPRouteHandler]:
     def missing(model: str) -> Response[Any]:
         return error(404, f'model "{model}" not found, try pulling it first')
 
@@ -161,7 +158,8 @@ def routes(server: FakeModelServer) -> list[HTTPRouteHandler]:
                 "template": "{{ .Prompt }}",
                 "details": _details(),
                 "model_info": info,
-                "capabilities": ["completion", "tools"],
+                "capabilities": ["completion", "tools"]
+                + (["vision"] if model.removesuffix(":latest") in server.vision_models else []),
                 "modified_at": MODIFIED_AT,
             }
         )
@@ -194,7 +192,7 @@ def routes(server: FakeModelServer) -> list[HTTPRouteHandler]:
 
 
 async def _ndjson(
-    server: FakeModelServer, view: ChatView, reply: Reply, started: float
+    server: ServerState, view: ChatView, reply: Reply, started: float
 ) -> AsyncIterator[bytes]:
     def line(message: dict[str, Any], **extra: Any) -> bytes:
         out = {"model": view.model, "created_at": _now(), "message": message, "done": False}

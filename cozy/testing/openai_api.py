@@ -5,17 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
-from cozy.testing.script import ChatView, Reply, ViewMessage, apply_limits
+from cozy.testing.script import ChatView, Reply, ServerState, ViewMessage, apply_limits
 from cozy.testing.synth import count_tokens, embed_text, encode_base64, split_even, split_tokens
-
-if TYPE_CHECKING:
-    from cozy.testing.server import FakeModelServer
 
 _ids = itertools.count(1)
 CREATED = 1_700_000_000
@@ -93,7 +90,7 @@ def _tool_calls(reply: Reply, rid: int) -> list[dict[str, Any]]:
     ]
 
 
-def routes(server: FakeModelServer) -> list[HTTPRouteHandler]:
+def routes(server: ServerState) -> list[HTTPRouteHandler]:
     @post("/v1/chat/completions", status_code=200)
     async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
         try:
@@ -197,7 +194,7 @@ def _embedding_inputs(raw: Any) -> list[str]:
 
 
 async def _sse(
-    server: FakeModelServer, view: ChatView, reply: Reply, rid: int, include_usage: bool
+    server: ServerState, view: ChatView, reply: Reply, rid: int, include_usage: bool
 ) -> AsyncIterator[bytes]:
     base = {
         "id": f"chatcmpl-fake{rid}",

@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cozy.testing.synth import count_tokens, is_valid, synthesize
 
@@ -286,3 +286,22 @@ def apply_limits(reply: Reply, view: ChatView) -> tuple[str, str]:
 
         text, reason = "".join(split_tokens(text)[: view.max_tokens]), "length"
     return text, reason
+
+
+class ServerState(Protocol):
+    """What the API routes (openai_api.py, ollama_api.py) read of the running fake
+    server (server.py's `FakeModelServer`)."""
+
+    script: Script
+    models: list[str]
+    strict_models: bool
+    model_meta: dict[str, Any]
+    vision_models: set[str]
+    embedding_dims: int
+    context_length: int
+
+    def knows_model(self, name: str) -> bool: ...
+
+    async def first_token_delay(self) -> None: ...
+
+    async def token_delay(self, tokens: int = 1) -> None: ...

@@ -23,11 +23,12 @@ from cozy.tui.branching import Branching
 from cozy.tui.choosers import Choosers
 from cozy.tui.copying import CodeCopier
 from cozy.tui.heap import IdleCollector, release_full_gc, settle_heap
-from cozy.tui.host import ChatState, Views, busy_warning
+from cozy.tui.host import ChatState, TurnExtras, Views, busy_warning
 from cozy.tui.ingest import KnowledgeIngest
 from cozy.tui.panels import Panels
 from cozy.tui.sessions import Sessions
 from cozy.tui.slash import Handler, SlashCommands
+from cozy.tui.templates import TemplateCommand
 from cozy.tui.turn import TurnRunner
 from cozy.tui.voice import PushToTalk
 from cozy.tui.widgets.context_panel import ContextPanel
@@ -103,6 +104,7 @@ class CozyApp(App[int]):
         self.copier = CodeCopier(self)
         self.branching = Branching(self)
         self.background = BackgroundToasts(self)
+        self.templates = TemplateCommand(self)
         self.voice = PushToTalk(self)
         self.ingest = KnowledgeIngest(self)
         self.slash = SlashCommands(self, self._command_handlers())
@@ -126,8 +128,8 @@ class CozyApp(App[int]):
             )
         return self._views
 
-    def send(self, text: str) -> None:
-        self.turns.start(text)
+    def send(self, text: str, extras: TurnExtras | None = None) -> None:
+        self.turns.start(text, extras)
 
     def refresh_sessions(self, query: str | None = None) -> None:
         self.sessions.refresh(query)
@@ -419,6 +421,7 @@ class CozyApp(App[int]):
             "/context": lambda _: self.action_toggle_context(),
             "/export": lambda arg: self.sessions.export(arg),
             "/rename": rename,
+            "/template": self.templates.run,
             "/regen": lambda _: self.branching.regenerate(),
             "/edit": self.branching.start_edit,
             "/undo": lambda _: self.branching.undo(),

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "/context": "show or hide the context panel",
     "/export": "export this session as Markdown (/export [FILE])",
     "/rename": "rename this session (/rename TITLE)",
+    "/template": "send a prompt template (/template NAME key=value... [text]; alone: list them)",
     "/regen": "answer your last message again, in a new branch (ctrl+r)",
     "/edit": "edit your message #N (default: the last) and send it as a new branch (f6)",
     "/undo": "take back your last message and its answer (the message returns to the prompt)",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from textual.widgets import Static
     from textual.worker import Worker
 
+    from cozy.core.types import GenerationOptions
     from cozy.runtime import Runtime
     from cozy.settings import Settings
     from cozy.tui.widgets.context_panel import ContextPanel
@@ -43,6 +44,17 @@ class ChatState:
     copied: str | None = None
     deleted: list[str] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnExtras:
+    """What a turn may carry besides its prompt (a template's system prompt, options,
+    model or personality for that turn only)."""
+
+    system: str | None = None
+    options: GenerationOptions | None = None
+    model: str | None = None
+    personality: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +107,7 @@ class Host(Protocol):
 
     def copy_to_clipboard(self, text: str) -> None: ...
 
-    def send(self, text: str) -> None:
+    def send(self, text: str, extras: TurnExtras | None = None) -> None:
         """Run `text` as the next turn (the turn part does it)."""
         ...
 

@@ -115,7 +115,7 @@ class KnowledgeIngest:
         """Say when the collection's vectors are done (its embed job may hand over to a
         continuation: the collection's pending count is what decides)."""
         from cozy.core.errors import CozyError
-        from cozy.engines.base import ManagesDocuments
+        from cozy.engines.capabilities import ManagesDocuments
 
         engine = self.host.runtime.engines.get("knowledge")
         while isinstance(engine, ManagesDocuments):  # the capability, not a provider class

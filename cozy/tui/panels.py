@@ -53,7 +53,7 @@ class Panels:
         """/prompt and /resource: the server's prompt, or a resource, as the next turn."""
         from cozy.core import mcp_input
         from cozy.core.errors import CozyError, UsageError
-        from cozy.engines.base import ServesPrompts
+        from cozy.engines.capabilities import ServesPrompts
 
         host = self.host
         engine = host.runtime.orchestrator.tools.engine

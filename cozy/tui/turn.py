@@ -12,6 +12,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from cozy.tui.heap import quiet_gc
+from cozy.tui.host import TurnExtras
 from cozy.tui.screens.approval import ApprovalScreen
 from cozy.tui.widgets.messages import ChatLog, MessageView, ToolCallView
 
@@ -42,9 +43,9 @@ class TurnRunner:
     def __init__(self, host: Host) -> None:
         self.host = host
 
-    def start(self, text: str) -> Worker[None]:
+    def start(self, text: str, extras: TurnExtras | None = None) -> Worker[None]:
         return self.host.run_worker(
-            self.run(text), group="turn", exclusive=True, exit_on_error=False
+            self.run(text, extras), group="turn", exclusive=True, exit_on_error=False
         )
 
     def cancel(self, workers: Iterable[Worker[Any]]) -> bool:
@@ -55,7 +56,7 @@ class TurnRunner:
                 return True
         return False
 
-    async def run(self, text: str) -> None:
+    async def run(self, text: str, extras: TurnExtras | None = None) -> None:
         from cozy.core.orchestrator import ChatRequest
         from cozy.core.types import Caller
 
@@ -67,12 +68,15 @@ class TurnRunner:
         st.busy = True
         status.set(running=True)
         state.yours = await chat.add_message("user", text)
+        extras = extras or TurnExtras()
         req = ChatRequest(
             prompt=text,
             caller=Caller(user_id=host.settings.user, role="admin", face="tui"),
             session=st.session_id or "new",
-            personality=st.personality,
-            model=st.model,
+            personality=extras.personality or st.personality,
+            model=extras.model or st.model,
+            system=extras.system,
+            options=extras.options,
             approver=self._approver,
         )
         try:

@@ -10,6 +10,9 @@ for another file unloads the previous one first.
 Every item a job produces reaches the caller's event loop through
 `call_soon_threadsafe`; a job's `stop` flag is checked between tokens (Esc, Ctrl-C,
 a client disconnect stop generation within one token).
+
+One module past 400 lines on purpose: the thread, its queue and the hand-off to the
+event loop share one invariant (one thread owns the model) that splitting would scatter.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ User turns stream at a higher priority than background jobs (memory and profile
 extraction, summaries: the non-streaming `chat`). `options.tool_choice` (or
 `options.extra["tool_choice"]`) takes OpenAI's values (`auto`, `none`, `required`, or
 a named function).
+
+One module past 400 lines on purpose: it is one provider, the mapping of cozy's chat
+calls onto the runner (llama_runner.py), model files and templates living elsewhere.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ class LocalProvider(AIEngine):
 
     def admit(self, n: int = 1) -> runner.Hold:
         """Hold `n` places in the model's queue (ModelBusy when it is full): see
-        `engines.base.AdmitsRequests`."""
+        `engines.capabilities.AdmitsRequests`."""
         return self.worker.admit(n)
 
     def file(self, model: str) -> local_models.ModelFile:

@@ -8,6 +8,9 @@ Options (engines.yaml `ai.providers.ollama`): `host`, `timeout`, `max_retries`,
 Deadlines: `timeout` bounds a whole call until the answer starts (connect, every
 retry with its backoff, loading the model), so a silent server is reported once,
 within `timeout`; a stream then fails when no part arrives for `idle_timeout` s.
+
+One module past 400 lines on purpose: one vendor edge (request mapping, streaming,
+retries, error translation) whose parts change together when the API does.
 """
 
 from __future__ import annotations
@@ -347,6 +350,16 @@ class OllamaProvider(AIEngine):
             details["size"] = int(m.size or 0)
             out.append(ModelInfo(str(m.model), self.provider_name, window, details))
         return out
+
+    async def accepts_images(self, model: str) -> bool | None:
+        """From `/api/show` capabilities ("vision"); None when the server does not say."""
+        try:
+            with self._errors(model):
+                info = await self._get_client().show(model)
+        except CozyError:
+            return None
+        caps = getattr(info, "capabilities", None)
+        return "vision" in caps if caps else None
 
     async def context_window(self, model: str) -> int | None:
         """The model's context length from `/api/show`, or None if unknown."""

@@ -12,6 +12,9 @@ Deadlines: `timeout` bounds a whole call until the answer starts (connect, every
 retry and the server's thinking), so a silent server is reported once, within
 `timeout`, never once per retry; a stream then fails when no chunk arrives for
 `idle_timeout` s.
+
+One module past 400 lines on purpose: one vendor edge (request mapping, streaming,
+retries, error translation) whose parts change together when the API does.
 """
 
 from __future__ import annotations

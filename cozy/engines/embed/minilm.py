@@ -13,42 +13,21 @@ module stays cheap.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
-    from numpy.typing import NDArray
-
-    Array = NDArray[np.float32]
-else:
-    Array = Any
-
-HIDDEN = 384
-HEADS = 12
-HEAD_DIM = HIDDEN // HEADS
-LAYERS = 6
-LN_EPS = 1e-12
-MAX_POSITIONS = 512
-DEFAULT_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
-MASKED = -1e9  # the additive attention mask of padding tokens
-
-
-@dataclass(slots=True)
-class _Layer:
-    qkv_w: Array  # (384, 1152): query | key | value, already transposed for x @ w
-    qkv_b: Array
-    out_w: Array
-    out_b: Array
-    ln1_g: Array
-    ln1_b: Array
-    ffn_in_w: Array  # (384, 1536)
-    ffn_in_b: Array
-    ffn_out_w: Array  # (1536, 384)
-    ffn_out_b: Array
-    ln2_g: Array
-    ln2_b: Array
+from cozy.engines.embed.bert import (
+    DEFAULT_MAX_TOKENS,
+    HEAD_DIM,
+    HEADS,
+    HIDDEN,
+    LAYERS,
+    LN_EPS,
+    MASKED,
+    MAX_POSITIONS,
+    Array,
+    Layer,
+)
 
 
 def _layer_norm(x: Array, gamma: Array, beta: Array) -> Array:
@@ -121,7 +100,7 @@ class MiniLM:
         self.token_type0 = get("embeddings.token_type_embeddings.weight")[0]
         self.emb_ln_g = get("embeddings.LayerNorm.weight")
         self.emb_ln_b = get("embeddings.LayerNorm.bias")
-        self.layers: list[_Layer] = []
+        self.layers: list[Layer] = []
         for i in range(LAYERS):
             p = f"encoder.layer.{i}."
             att = p + "attention."
@@ -130,7 +109,7 @@ class MiniLM:
             )
             qkv_b = np.concatenate([get(f"{att}self.{n}.bias") for n in ("query", "key", "value")])
             self.layers.append(
-                _Layer(
+                Layer(
                     qkv_w=np.ascontiguousarray(qkv_w),
                     qkv_b=qkv_b,
                     out_w=linear_t(att + "output.dense.weight"),

@@ -17,10 +17,9 @@ scale 1/sqrt(32) is folded into the query weights. `onnx` (graph building) and
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from cozy.engines.embed.minilm import Array, MiniLM
+from cozy.engines.embed.bert import HEAD_DIM, HEADS, HIDDEN, LN_EPS, MASKED, Array, BertWeights
 
 OPSET = 17  # LayerNormalization is an operator from opset 17
 
@@ -34,12 +33,10 @@ def available() -> bool:
     return True
 
 
-def build_graph(model: MiniLM) -> bytes:
+def build_graph(model: BertWeights) -> bytes:
     """The serialized ONNX model of `model`'s weights."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
-
-    from cozy.engines.embed.minilm import HEAD_DIM, HEADS, HIDDEN, LN_EPS
 
     inits: list[Any] = []
     nodes: list[Any] = []
@@ -115,7 +112,7 @@ class OnnxForward:
     between ops, so a busy machine loses no core to waiting helpers.
     """
 
-    def __init__(self, model: MiniLM, threads: int = 0) -> None:
+    def __init__(self, model: BertWeights, threads: int = 0) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -130,8 +127,6 @@ class OnnxForward:
 
     def __call__(self, ids: Any, mask: Any) -> Array:
         import numpy as np
-
-        from cozy.engines.embed.minilm import MASKED
 
         length = ids.shape[1]
         additive = np.where(mask[:, None, None, :] > 0, 0.0, MASKED).astype(np.float32)

@@ -1,13 +1,13 @@
 """Ingestion as durable background jobs: `knowledge.ingest` and `knowledge.embed`.
 
 `knowledge.embed` computes the vectors of a collection's chunks that have none yet
-(`LocalKnowledge.embed_pending`): ingestion writes chunks first, so a document is
+(`KnowledgeParts.embed_pending`): ingestion writes chunks first, so a document is
 keyword-searchable at once and gains vectors as this job goes. A run works for at most
 `EMBED_RUN_SECONDS` and then queues its own continuation, so no single run meets the
 worker's job timeout; every batch it commits stays done if it is cut short.
 
 The TUI and the server must not walk and index a big tree on the request path, so
-`LocalKnowledge.queue_ingest` (and `add_knowledge` called with a path and no text)
+`KnowledgeParts.queue_ingest` (and `add_knowledge` called with a path and no text)
 writes a job into the jobs outbox and returns its id; a worker (`cozy serve`, the
 TUI, or `cozy jobs run`) runs it. The job is safe to run more than once: ingestion
 is keyed by content hash, each batch of documents commits whole, so a re-run after a
@@ -22,18 +22,16 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import UsageError
+from cozy.engines.knowledge.parts import KnowledgeParts, check_collection
 from cozy.storage.jobs import Job, enqueue, jobs
 from cozy.storage.schema import utcnow
 from cozy.storage.worker import PermanentJobError
-
-if TYPE_CHECKING:
-    from cozy.engines.knowledge.provider import LocalKnowledge
 
 KIND = "knowledge.ingest"
 KIND_EMBED = "knowledge.embed"
@@ -69,7 +67,7 @@ class KnowledgeJobs:
     """What the runtime wires for the knowledge engine: no outbox hook work (a turn
     queues nothing here) and the `knowledge.ingest` handler."""
 
-    def __init__(self, engine: LocalKnowledge) -> None:
+    def __init__(self, engine: KnowledgeParts) -> None:
         self.engine = engine
 
     async def outbox_hook(
@@ -134,7 +132,7 @@ class KnowledgeJobs:
 
 
 async def queue_ingest(
-    engine: LocalKnowledge,
+    engine: KnowledgeParts,
     paths: Sequence[str | Path],
     *,
     user_id: str,
@@ -143,8 +141,6 @@ async def queue_ingest(
 ) -> str:
     """Queue a durable `knowledge.ingest` job; returns the job id. The same paths queued
     again while the first job is still pending reuse that job."""
-    from cozy.engines.knowledge.provider import check_collection
-
     check_collection(collection)
     resolved = resolve_paths(paths)
     store = engine.ctx.store
@@ -168,12 +164,12 @@ async def queue_ingest(
     return job_id
 
 
-def _notify(engine: LocalKnowledge) -> None:
+def _notify(engine: KnowledgeParts) -> None:
     if engine.ctx.wake_worker is not None:
         engine.ctx.wake_worker()
 
 
-async def queue_embed(engine: LocalKnowledge, user_id: str, collection: str) -> str:
+async def queue_embed(engine: KnowledgeParts, user_id: str, collection: str) -> str:
     """Queue the collection's `knowledge.embed` job (one pending job per collection)."""
     store = engine.ctx.store
     if store is None:

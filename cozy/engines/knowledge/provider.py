@@ -16,6 +16,10 @@ are dropped, so an unrelated question does not pull in unrelated passages).
 
 Without an embedder the engine works on BM25 alone and says so in every result's
 metadata and in `cozy knowledge stats`.
+
+One module past 400 lines on purpose: it is the `LocalKnowledge` class and only that;
+search, the tool, jobs, ingestion and the index live beside it and depend on
+`knowledge/parts.py`, not on this class.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from cozy.engines.knowledge import ingest as ingest_mod
 from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
 from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult, OnVectors
 from cozy.engines.knowledge.keyword import chunk_scope, keyword_index
+from cozy.engines.knowledge.parts import check_collection
 from cozy.engines.knowledge.retrieval import VectorCache
-from cozy.engines.knowledge.search import KnowledgeHits
 from cozy.engines.knowledge.textio import LoadError, sha256_text
 from cozy.engines.retrieval.embedder import LazyEmbedder, model_key
 from cozy.engines.retrieval.keyword import KeywordIndex
@@ -145,7 +149,8 @@ class LocalKnowledge(KnowledgeEngine):
         if await self._has_rows(vectors=False):  # offer the tool only when there is data
             register_tool(self)
             self._tool = True
-        if await self._has_rows(vectors=True):  # warm the embedder only when it is needed
+        # warm the embedder only when it is needed, and not for a one-shot command
+        if self.ctx.warm_embedder and await self._has_rows(vectors=True):
             self.embeddings.warm()
 
     async def close(self) -> None:
@@ -476,9 +481,7 @@ class LocalKnowledge(KnowledgeEngine):
             self, query, user_id, collections, prefix, limit, mode, load, generation, embedding
         )
         if self.reranker is not None:
-            note = getattr(hits, "degrade_reason", None)
-            hits = KnowledgeHits((await self.reranker(query, hits))[:limit])
-            hits.degrade_reason = note
+            hits = list((await self.reranker(query, hits))[:limit])
         if cache is not None and not any(h.metadata.get("partial") for h in hits):
             await cache.set("knowledge", key, [_hit_dict(h) for h in hits])
         return hits
@@ -510,13 +513,3 @@ def cache_key(
         [user_id, query.strip(), sorted(collections or []), prefix, limit, mode, generation]
     )
     return hashlib.sha1(body.encode()).hexdigest()
-
-
-def check_collection(name: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
-        raise UsageError(
-            f"invalid collection name '{name}'",
-            hint="use letters, digits, '-', '_' or '.', e.g. --collection work",
-        )

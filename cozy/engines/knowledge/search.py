@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cozy.core.errors import CozyError, EngineError
 from cozy.core.types import KnowledgeHit
+from cozy.engines.degraded import degraded
+from cozy.engines.knowledge.parts import KnowledgeParts
 from cozy.engines.knowledge.retrieval import Vectors, citation, fetch_chunks
 from cozy.engines.retrieval.embedder import model_key
 from cozy.engines.retrieval.fusion import best_first, rrf
-
-if TYPE_CHECKING:
-    from cozy.engines.knowledge.provider import LocalKnowledge
 
 NEAR_DUPLICATE = 0.97  # cosine above which two chunks count as the same passage
 
 
 async def run_search(
-    engine: LocalKnowledge,
+    engine: KnowledgeParts,
     query: str,
     user_id: str,
     collections: Sequence[str] | None,
@@ -32,7 +31,7 @@ async def run_search(
 ) -> list[KnowledgeHit]:
     """`wait`: at most this long for a cold embedder to load; `embedding`: at most this
     long for the query's vector once it has (default `vector_timeout`). Past either,
-    a hybrid search answers from keywords and says why (`degrade_reason`)."""
+    a hybrid search answers from keywords and says why (`degraded()`)."""
     k = max(engine.candidates, limit * 4)
     notes: list[str] = []
 
@@ -77,15 +76,10 @@ async def run_search(
             hit.metadata["notes"] = notes
         if partial:
             hit.metadata["partial"] = True
-    out = KnowledgeHits(hits)
-    out.degrade_reason = next((n for n in notes if "keywords only" in n), None)
-    return out
-
-
-class KnowledgeHits(list[KnowledgeHit]):
-    """Search results, with a note when the search ran degraded (keywords only)."""
-
-    degrade_reason: str | None = None
+    note = next((n for n in notes if "keywords only" in n), None)
+    if note is not None:
+        degraded(note)
+    return hits
 
 
 async def _or_keywords(query: Awaitable[Any], limit: float, notes: list[str]) -> Any | None:
@@ -103,7 +97,7 @@ async def _or_keywords(query: Awaitable[Any], limit: float, notes: list[str]) ->
 
 
 async def vector_side(
-    engine: LocalKnowledge,
+    engine: KnowledgeParts,
     query: str,
     user_id: str,
     collections: Sequence[str] | None,
@@ -163,7 +157,7 @@ async def vector_side(
     return [(c, sim) for c, sim in found if sim >= engine.min_similarity], vectors, False
 
 
-async def query_vector(engine: LocalKnowledge, query: str) -> Any:
+async def query_vector(engine: KnowledgeParts, query: str) -> Any:
     """The query's unit vector (the embedder's cache keeps repeated questions)."""
     import numpy as np
 

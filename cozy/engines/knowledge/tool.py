@@ -10,18 +10,16 @@ A personality that names collections limits the tool to them.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cozy.core.types import ToolOutput, ToolSpec
 from cozy.engines.base import ToolContext
-
-if TYPE_CHECKING:
-    from cozy.engines.knowledge.provider import LocalKnowledge
+from cozy.engines.knowledge.parts import KnowledgeParts
 
 TOOL_NAME = "knowledge.search"
 SNIPPET_CHARS = 700
 
-_owner: weakref.ref[LocalKnowledge] | None = None
+_owner: weakref.ref[KnowledgeParts] | None = None
 
 
 def tool_spec() -> ToolSpec:
@@ -44,7 +42,7 @@ def tool_spec() -> ToolSpec:
     )
 
 
-def allowed_collections(engine: LocalKnowledge, personality_id: str | None) -> list[str]:
+def allowed_collections(engine: KnowledgeParts, personality_id: str | None) -> list[str]:
     collections_of = engine.ctx.collections_of
     if collections_of is None or not personality_id:
         return []
@@ -54,7 +52,7 @@ def allowed_collections(engine: LocalKnowledge, personality_id: str | None) -> l
         return []
 
 
-def make_tool(engine: LocalKnowledge) -> Any:
+def make_tool(engine: KnowledgeParts) -> Any:
     ref = weakref.ref(engine)
 
     async def knowledge_search(arguments: dict[str, Any], ctx: ToolContext) -> ToolOutput:
@@ -88,7 +86,7 @@ def make_tool(engine: LocalKnowledge) -> Any:
     return knowledge_search
 
 
-def register_tool(engine: LocalKnowledge) -> None:
+def register_tool(engine: KnowledgeParts) -> None:
     global _owner
     from cozy.engines.tools.builtin import register_builtin
 
@@ -99,7 +97,7 @@ def register_tool(engine: LocalKnowledge) -> None:
         engine.ctx.offer_tool(tool_spec(), fn)
 
 
-def unregister_tool(engine: LocalKnowledge) -> None:
+def unregister_tool(engine: KnowledgeParts) -> None:
     global _owner
     if _owner is not None and _owner() is engine:
         from cozy.engines.tools.builtin import unregister_builtin

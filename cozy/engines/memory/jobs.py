@@ -10,22 +10,19 @@ from the store by id, so a job carries ids, never text.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
 from cozy.engines.memory.extract import ExtractionFailed
+from cozy.engines.memory.parts import MemoryParts
 from cozy.engines.memory.types import TurnInput
 from cozy.engines.turn_jobs import load_turn_or_fail, turn_ids
 from cozy.storage.jobs import Job, backlog, enqueue, final_answers
 from cozy.storage.schema import sessions
 from cozy.storage.worker import PermanentJobError
-
-if TYPE_CHECKING:
-    from cozy.engines.memory.local import LocalMemory
-
 
 log = logging.getLogger("cozy.jobs")
 
@@ -75,7 +72,7 @@ def _coalesce(session_id: str, mid: str) -> Any:
 
 
 class MemoryJobs:
-    def __init__(self, engine: LocalMemory) -> None:
+    def __init__(self, engine: MemoryParts) -> None:
         self.engine = engine
 
     async def outbox_hook(

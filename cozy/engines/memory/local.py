@@ -24,6 +24,10 @@ Options (engines.yaml `memory:`):
 - `backlog_limit`: pending jobs past which saved turns queue no memory jobs (logged and
   counted in /metrics: `jobs_dropped_total`); default 2000, 0 for none
 - `turn_context`: index each turn with its neighbouring turns (default true; memory/turns.py)
+
+One module past 400 lines on purpose: it is the `LocalMemory` class and only that; its
+helpers (rank, stages, reconcile, turns, jobs, repo) live beside it and depend on
+`memory/parts.py`, not on this class.
 """
 
 from __future__ import annotations
@@ -37,11 +41,13 @@ from typing import Any, ClassVar
 from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
 from cozy.engines.base import EngineContext, EngineOptions, Health, MemoryEngine
+from cozy.engines.degraded import degraded
 from cozy.engines.memory import reconcile
-from cozy.engines.memory.rank import Weights, answer_bonus, first_stage, last_stage
+from cozy.engines.memory.rank import Weights, answer_bonus
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow, keyword_index
 from cozy.engines.memory.search import RowCache, neighbours, recency_factor
-from cozy.engines.memory.types import Hits, TurnInput, iso
+from cozy.engines.memory.stages import first_stage, last_stage
+from cozy.engines.memory.types import TurnInput, iso
 from cozy.engines.retrieval.embedder import LazyEmbedder
 from cozy.engines.retrieval.fusion import rrf
 from cozy.engines.retrieval.vector_index import VectorIndex
@@ -153,6 +159,7 @@ class LocalMemory(MemoryEngine):
         # in the background, only when there are vectors: opening cozy never waits for it
         if (
             self.embeddings.enabled
+            and self.ctx.warm_embedder  # not for a one-shot command (engines/base.py)
             and self.ctx.load_embedder is not None
             and await self.repo.has_vectors()
         ):
@@ -255,10 +262,11 @@ class LocalMemory(MemoryEngine):
 
     # --- search -----------------------------------------------------------------
     async def _vector_list(
-        self, user_id: str, query: str, version: int, pool: int, wait: float | None, hits: Hits
+        self, user_id: str, query: str, version: int, pool: int, wait: float | None
     ) -> list[tuple[str, float]]:
         vec, note = await self.query_vector(query, wait)
-        hits.degrade_reason = note  # nothing degrades for a user with no memories
+        if note:  # nothing degrades for a user with no memories
+            degraded(note)
         if vec is None:
             return []
         idx = await self.index(user_id, version)
@@ -279,11 +287,11 @@ class LocalMemory(MemoryEngine):
         candidates: int = 50,
         vector_wait: float | None = None,
         min_similarity: float | None = None,
-    ) -> Hits:
+    ) -> list[MemoryHit]:
         """`min_similarity`: keep only memories that share a word with the query or
         whose meaning is at least this close (cosine); fused ranks alone always
         return something, related or not."""
-        hits = Hits()
+        hits: list[MemoryHit] = []
         if not query.strip():
             return hits
         pool = max(candidates, limit * 4)
@@ -294,7 +302,7 @@ class LocalMemory(MemoryEngine):
         if mode in ("hybrid", "keyword"):
             jobs.append(self.repo.keyword(user_id, query, pool, kinds))
         if mode in ("hybrid", "vector"):
-            jobs.append(self._vector_list(user_id, query, version, pool, vector_wait, hits))
+            jobs.append(self._vector_list(user_id, query, version, pool, vector_wait))
         found = await asyncio.gather(*jobs)
         related = _related(found, mode, min_similarity)
         cosine = dict(found[-1]) if mode in ("hybrid", "vector") else {}
@@ -427,7 +435,7 @@ class LocalMemory(MemoryEngine):
 
     async def find_memories(
         self, query: str, *, user_id: str, limit: int, min_similarity: float | None = None
-    ) -> Hits:
+    ) -> list[MemoryHit]:
         # no answer is waiting on this search: give the embedder time to load
         return await self.search(
             query,

@@ -9,24 +9,22 @@ finished job is never applied twice.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
+from cozy.engines.base import MemoryEngine
 from cozy.engines.turn_jobs import ProviderJobs, effect_done, load_turn_or_fail, turn_ids
 from cozy.storage.jobs import Job, enqueue, final_answers, mark_applied
 from cozy.storage.schema import sessions
-
-if TYPE_CHECKING:
-    from cozy.engines.memory.mem0_provider import Mem0Memory
 
 JOB_KIND = "mem0.add"
 
 
 class Mem0Jobs(ProviderJobs):
-    def __init__(self, engine: Mem0Memory) -> None:
+    def __init__(self, engine: MemoryEngine) -> None:
         self.engine = engine
 
     async def outbox_hook(

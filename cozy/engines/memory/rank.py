@@ -30,7 +30,6 @@ other half (bench/locomo_eval.py `--split`).
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,13 +37,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cozy.engines.retrieval.fusion import rrf
 from cozy.engines.retrieval.terms import STOPWORDS
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from cozy.engines.memory.local import LocalMemory
     from cozy.engines.memory.repo import MemoryRow
 
 Ranked = list[tuple[str, float]]
@@ -284,69 +281,3 @@ def feedback_vector(
     moved = q + alpha * np.mean(vecs, axis=0)
     norm = float(np.linalg.norm(moved))
     return moved / norm if norm > 0 else None
-
-
-# --- wiring into LocalMemory.search --------------------------------------------------
-async def first_stage(
-    mem: LocalMemory,
-    user_id: str,
-    query: str,
-    version: int,
-    keyword: Ranked,
-    vector: Ranked,
-    pool: int,
-) -> tuple[dict[str, float], dict[str, MemoryRow]]:
-    """Fusion of the two lists (the vector one after feedback) and the query matches.
-
-    Returns the fused scores and the rows of every candidate.
-    """
-    w: Weights = mem.rank_weights
-    weights = [mem.keyword_weight, 1.0]
-    fused = rrf([keyword, vector], weights=weights, k=mem.rrf_k)
-
-    async def feedback() -> Ranked | None:
-        """The vector list of a second search with the feedback vector (None: no feedback)."""
-        if w.feedback <= 0 or not vector or w.feedback_docs <= 0:
-            return None
-        first = sorted(fused, key=lambda m: -fused[m])[: w.feedback_docs]
-        vec, _note = await mem.query_vector(query)  # cached by the first search
-        if vec is None:
-            return None
-        idx = await mem.index(user_id, version)  # the hits' vectors: from the index, no SQL
-        hits = [v for m in first if (v := idx.vector(m)) is not None]
-        moved = feedback_vector(vec, hits, w.feedback)
-        if moved is None:
-            return None
-        # a big index scores the moved vector over the first search's shortlist and the
-        # hits only (search.py): a fraction of a millisecond, as a small index's search
-        if len(idx) < 20_000 or idx.shortlisted(vec):
-            found = idx.search(moved, pool, near=vec, also=first)
-        else:
-            found = await asyncio.to_thread(idx.search, moved, pool, near=vec, also=first)
-        # the rows of every candidate (keyword + feedback lists) are needed next: one read
-        await mem.rows_of(user_id, version, list(dict.fromkeys(m for m, _ in (*keyword, *found))))
-        return found
-
-    again = await feedback()
-    if again is not None:
-        fused = rrf([keyword, again or vector], weights=weights, k=mem.rrf_k)
-    rows = await mem.rows_of(user_id, version, list(fused))  # one read for every candidate
-    boost_query_matches(fused, rows, query, w)  # a row has a Candidate's fields
-    return fused, rows
-
-
-async def last_stage(
-    mem: LocalMemory,
-    user_id: str,
-    version: int,
-    fused: dict[str, float],
-    rows: dict[str, MemoryRow],
-) -> list[str]:
-    """The session signal over every candidate (neighbours added by spreading too)."""
-    if mem.rank_weights.session > 0:
-        missing = [m for m in fused if m not in rows]
-        if missing:
-            rows.update(await mem.rows_of(user_id, version, missing))
-        sessions = {m: rows[m].session_id for m in fused if m in rows}
-        boost_sessions(fused, sessions, mem.rank_weights)
-    return sorted(fused, key=lambda m: -fused[m])

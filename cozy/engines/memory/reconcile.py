@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import UsageError
 from cozy.core.types import Message
 from cozy.engines.memory.extract import Known, extract
+from cozy.engines.memory.parts import MemoryParts
 from cozy.engines.memory.repo import MemoryRow
 from cozy.engines.memory.texthash import normalise
 from cozy.storage.jobs import mark_applied
 from cozy.storage.schema import new_id
-
-if TYPE_CHECKING:
-    from cozy.engines.memory.local import LocalMemory
 
 log = logging.getLogger("cozy.memory")
 
@@ -37,7 +35,7 @@ def _jaccard(a: str, b: str) -> float:
 
 
 async def near_duplicate(
-    mem: LocalMemory,
+    mem: MemoryParts,
     user_id: str,
     text: str,
     vec: Sequence[float] | None,
@@ -71,7 +69,7 @@ def _clean(text: str) -> str:
 
 
 async def extract_and_apply(  # noqa: C901 - memory internals: the retrieval-kernel work (#23)
-    mem: LocalMemory,
+    mem: MemoryParts,
     messages: Sequence[Message],
     *,
     user_id: str,
@@ -174,7 +172,7 @@ async def extract_and_apply(  # noqa: C901 - memory internals: the retrieval-ker
 
 
 async def add_text(
-    mem: LocalMemory, user_id: str, text: str, *, reason: str = "added by the user"
+    mem: MemoryParts, user_id: str, text: str, *, reason: str = "added by the user"
 ) -> tuple[str, bool]:
     """Add a fact by hand. Returns (id, created): an existing duplicate is returned as is."""
     text = _clean(text)
@@ -206,7 +204,7 @@ async def add_text(
 
 
 async def edit(
-    mem: LocalMemory, user_id: str, memory_id: str, text: str, *, reason: str = "edited by the user"
+    mem: MemoryParts, user_id: str, memory_id: str, text: str, *, reason: str = "edited by the user"
 ) -> MemoryRow:
     text = _clean(text)
     row = await mem.repo.get(memory_id, user_id)
@@ -228,7 +226,7 @@ async def edit(
 
 
 async def set_status(
-    mem: LocalMemory, user_id: str, memory_id: str, status: str, *, reason: str
+    mem: MemoryParts, user_id: str, memory_id: str, status: str, *, reason: str
 ) -> MemoryRow:
     """forget (status deleted) or restore (status active), with history."""
     row = await mem.repo.get(memory_id, user_id)
@@ -243,7 +241,7 @@ async def set_status(
     return await mem.repo.get(memory_id, user_id)
 
 
-async def export(mem: LocalMemory, user_id: str) -> dict[str, Any]:
+async def export(mem: MemoryParts, user_id: str) -> dict[str, Any]:
     rows = await mem.repo.list_rows(
         user_id, kinds=("fact", "turn"), statuses=("active", "obsolete", "deleted"), limit=None
     )

@@ -2,6 +2,9 @@
 
 Every write goes through `MemoryRepo.write(fn)`: one transaction that also bumps
 the user's version, so other processes know their vector matrix is stale.
+
+One module past 400 lines on purpose: it is all the SQL of the memory tables, kept
+together so a schema change is read and made in one place.
 """
 
 from __future__ import annotations
@@ -350,15 +353,6 @@ class MemoryRepo:
             last = r.session_id
             order[r.id] = pos
         return order
-
-    async def missing_vectors(self, user_id: str, limit: int = 256) -> list[tuple[str, str]]:
-        rows = await self.store.read(
-            sa.select(memories.c.id, memories.c.text)
-            .where(memories.c.user_id == user_id, memories.c.status == "active")
-            .where(memories.c.embedding.is_(None))
-            .limit(limit)
-        )
-        return [(r[0], r[1]) for r in rows]
 
     async def set_vectors(
         self, user_id: str, items: Sequence[tuple[str, Sequence[float]]], model: str

@@ -20,17 +20,14 @@ bench/locomo_eval.py (`--plain` adds the turn-alone baselines).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cozy.engines.memory.parts import MemoryParts
 from cozy.engines.memory.types import TurnInput, chunk
 from cozy.storage.jobs import mark_applied
 from cozy.storage.schema import new_id
-
-if TYPE_CHECKING:
-    from cozy.engines.memory.local import LocalMemory
 
 BEFORE_CHARS = 400  # of the previous turn, in front of the turn's own text for its vector
 CONTEXT_CHARS = 600  # of each neighbour, in the keyword context
@@ -55,7 +52,7 @@ def mean_vectors(
 
 
 async def index_turns(
-    mem: LocalMemory,
+    mem: MemoryParts,
     turns: Sequence[TurnInput],
     *,
     user_id: str,

@@ -5,14 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from cozy.core.types import MemoryHit
-
-
-class Hits(list[MemoryHit]):
-    """Search results, with a note when the search ran degraded (keyword only)."""
-
-    degrade_reason: str | None = None
-
 
 @dataclass(slots=True)
 class TurnInput:

@@ -10,82 +10,32 @@ transaction as the slot writes, so a re-run never applies the same text twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.engines.profile.extract import ProfileExtractionFailed, extract
-from cozy.engines.profile.local import slot_name
 from cozy.storage.jobs import Job, enqueue, final_answers
-from cozy.storage.schema import messages, sessions, utcnow
-from cozy.storage.tables.profile import profile_cursors
+from cozy.storage.schema import messages, sessions
+from cozy.storage.store import Store
 from cozy.storage.worker import PermanentJobError
 
-if TYPE_CHECKING:
-    from cozy.engines.profile.local import LocalProfile
+
+class ProfileParts(Protocol):
+    """What the job uses of the profile engine (profile/local.py)."""
+
+    store: Store
+    min_chars: int
+    idle_seconds: float
+
+    async def cursor(self, user_id: str) -> float: ...
+
+    async def extract_and_merge(
+        self, user_id: str, text: str, *, source_ids: Sequence[str], cursor: float | None
+    ) -> int: ...
+
 
 MAX_TEXT = 12000
-
-
-async def extract_and_merge(
-    profile: LocalProfile,
-    user_id: str,
-    text: str,
-    *,
-    source_ids: Sequence[str],
-    cursor: float | None,
-) -> int:
-    """Ask the model, then merge the slots (and move the cursor) in one transaction."""
-    router = profile.ctx.router
-    if router is None:
-        raise PermanentJobError("the profile update needs the runtime's AI engine")
-    if text.strip():
-        route = await router.resolve(profile.model)
-        current = (await profile.get_profile(user_id, max_tokens=2000)).summary
-        try:
-            result = await extract(route.engine, route.model, profile.topics, current, text)
-        except ProfileExtractionFailed as exc:
-            raise PermanentJobError(str(exc)) from exc
-        updates = [
-            (slot_name(u.topic), slot_name(u.slot), " ".join(u.value.split()), u.confidence)
-            for u in result.slots
-        ]
-        updates = [u for u in updates if u[0] in profile.topics and u[1] and u[2]]
-    else:
-        updates = []
-
-    async def fn(conn: AsyncConnection) -> int:
-        n = 0
-        for topic, slot, value, confidence in updates:
-            if await profile._set(
-                conn,
-                user_id,
-                topic,
-                slot,
-                value,
-                confidence=confidence,
-                reason="extracted from the conversation",
-                sources=source_ids,
-            ):
-                n += 1
-        if cursor is not None:
-            now = utcnow()
-            res = await conn.execute(
-                sa.update(profile_cursors)
-                .where(profile_cursors.c.user_id == user_id)
-                .values(last_message_at=cursor, updated_at=now)
-            )
-            if not res.rowcount:
-                await conn.execute(
-                    sa.insert(profile_cursors).values(
-                        user_id=user_id, last_message_at=cursor, updated_at=now
-                    )
-                )
-        return n
-
-    written: int = await profile.write(fn)
-    return written
 
 
 # The session's owner and the length of its latest user message, in one statement
@@ -101,7 +51,7 @@ _OWNER_AND_LAST_USER = sa.select(
 
 
 class ProfileJobs:
-    def __init__(self, engine: LocalProfile) -> None:
+    def __init__(self, engine: ProfileParts) -> None:
         self.engine = engine
 
     async def outbox_hook(
@@ -159,8 +109,7 @@ class ProfileJobs:
                 break
             taken.append(r)
             used += len(r.content)
-        await extract_and_merge(
-            self.engine,
+        await self.engine.extract_and_merge(
             user_id,
             "\n".join(r.content[:MAX_TEXT] for r in taken),
             source_ids=[r.id for r in taken],

@@ -21,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cozy.core.errors import ConfigError, NotFoundError, UsageError
 from cozy.core.types import Message, Profile, ProfileSlot
 from cozy.engines.base import EngineContext, EngineOptions, ProfileEngine
+from cozy.engines.profile.extract import ProfileExtractionFailed, extract
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.store import Store
 from cozy.storage.tables.profile import profile_cursors, profile_history, profile_slots
+from cozy.storage.worker import PermanentJobError
 
 DEFAULT_TOPICS: dict[str, list[str]] = {
     "basic_info": ["name", "age", "location", "language", "pronouns"],
@@ -265,10 +267,67 @@ class LocalProfile(ProfileEngine):
         self, user_id: str, messages: Sequence[Message], *, source_ids: Sequence[str] = ()
     ) -> None:
         """Extract slots from messages now (the buffered job calls `apply_pending`)."""
-        from cozy.engines.profile.jobs import extract_and_merge
-
         text = "\n".join(m.content for m in messages if m.role == "user")
-        await extract_and_merge(self, user_id, text, source_ids=source_ids, cursor=None)
+        await self.extract_and_merge(user_id, text, source_ids=source_ids, cursor=None)
+
+    async def extract_and_merge(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        source_ids: Sequence[str],
+        cursor: float | None,
+    ) -> int:
+        """Ask the model, then merge the slots (and move the cursor) in one transaction."""
+        router = self.ctx.router
+        if router is None:
+            raise PermanentJobError("the profile update needs the runtime's AI engine")
+        if text.strip():
+            route = await router.resolve(self.model)
+            current = (await self.get_profile(user_id, max_tokens=2000)).summary
+            try:
+                result = await extract(route.engine, route.model, self.topics, current, text)
+            except ProfileExtractionFailed as exc:
+                raise PermanentJobError(str(exc)) from exc
+            updates = [
+                (slot_name(u.topic), slot_name(u.slot), " ".join(u.value.split()), u.confidence)
+                for u in result.slots
+            ]
+            updates = [u for u in updates if u[0] in self.topics and u[1] and u[2]]
+        else:
+            updates = []
+
+        async def fn(conn: AsyncConnection) -> int:
+            n = 0
+            for topic, slot, value, confidence in updates:
+                if await self._set(
+                    conn,
+                    user_id,
+                    topic,
+                    slot,
+                    value,
+                    confidence=confidence,
+                    reason="extracted from the conversation",
+                    sources=source_ids,
+                ):
+                    n += 1
+            if cursor is not None:
+                now = utcnow()
+                res = await conn.execute(
+                    sa.update(profile_cursors)
+                    .where(profile_cursors.c.user_id == user_id)
+                    .values(last_message_at=cursor, updated_at=now)
+                )
+                if not res.rowcount:
+                    await conn.execute(
+                        sa.insert(profile_cursors).values(
+                            user_id=user_id, last_message_at=cursor, updated_at=now
+                        )
+                    )
+            return n
+
+        written: int = await self.write(fn)
+        return written
 
     def background(self) -> Any:
         from cozy.engines.profile.jobs import ProfileJobs

@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
+from cozy.engines.base import EngineContext
 from cozy.engines.turn_jobs import ProviderJobs, effect_done, load_turn_or_fail, turn_ids
 from cozy.storage.jobs import (
     PENDING,
@@ -28,14 +30,26 @@ from cozy.storage.jobs import (
 )
 from cozy.storage.worker import PermanentJobError
 
-if TYPE_CHECKING:
-    from cozy.engines.profile.memobase_provider import MemobaseProfile
+
+class MemobaseParts(Protocol):
+    """What the jobs use of the Memobase engine (profile/memobase_provider.py)."""
+
+    ctx: EngineContext
+    min_chars: int
+    idle_seconds: float
+
+    async def insert_turn(
+        self, user_id: str, messages: Sequence[Message], *, source_ids: Sequence[str] = ()
+    ) -> str | None: ...
+
+    async def flush(self, user_id: str) -> None: ...
+
 
 TURN, FLUSH = "memobase.turn", "memobase.flush"
 
 
 class MemobaseJobs(ProviderJobs):
-    def __init__(self, engine: MemobaseProfile) -> None:
+    def __init__(self, engine: MemobaseParts) -> None:
         self.engine = engine
 
     async def outbox_hook(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from array import array
 from collections import OrderedDict
 from typing import Any
 
@@ -24,7 +25,7 @@ class QueryBatcher:
         self.engine = engine
         self.size = size
         self.max_batch = max_batch
-        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._cache: OrderedDict[str, array[float]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[list[float]]] = {}
         self._queue: list[str] = []
         self._task: asyncio.Task[None] | None = None
@@ -32,12 +33,15 @@ class QueryBatcher:
 
     def cached(self, query: str) -> list[float] | None:
         vec = self._cache.get(query)
-        if vec is not None:
-            self._cache.move_to_end(query)
-        return vec
+        if vec is None:
+            return None
+        self._cache.move_to_end(query)
+        return vec.tolist()
 
     def remember(self, query: str, vec: list[float]) -> None:
-        self._cache[query] = vec
+        # float32 (1.5 KiB), not a list of Python floats (8.7 KiB): the cache is the
+        # largest thing a server's heap gains per new question (tracemalloc, #20)
+        self._cache[query] = array("f", vec)
         self._cache.move_to_end(query)
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)

@@ -4,6 +4,9 @@ The SDK's transports and ClientSession are async context managers bound to the
 task that enters them, so each server lives in its own runner task that enters
 them, signals ready, and waits for a stop event. Callers in any task use the
 session; a caller being cancelled never tears the server down half-way.
+
+One module past 400 lines on purpose: one connection's lifecycle (the runner task that
+owns the SDK's context managers) and the calls that depend on it.
 """
 
 from __future__ import annotations

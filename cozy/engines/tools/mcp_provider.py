@@ -137,9 +137,6 @@ class MCPTools(ToolsEngine):
         specs, problems = await self._list(patterns)
         return [s for s in specs if any(fnmatchcase(s.name, p) for p in patterns)], problems
 
-    def server_names(self) -> list[str]:
-        return list(self._conns)
-
     async def _list(self, patterns: Sequence[str] | None) -> tuple[list[ToolSpec], list[str]]:
         out: list[ToolSpec] = []
         if self._builtin is not None:

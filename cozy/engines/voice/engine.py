@@ -285,8 +285,10 @@ class LocalVoice(VoiceEngine):
     async def create_realtime_session(self, **options: Any) -> Any:
         from cozy.engines.voice.realtime import RealtimeTranscriber
 
-        self._ready()
-        return RealtimeTranscriber(self, **options)
+        stt, _ = self._ready()
+        return RealtimeTranscriber(
+            stt, self.new_segmenter, default_partial_ms=self.opts.partial_interval_ms, **options
+        )
 
 
 async def _once(text: str) -> AsyncIterator[str]:

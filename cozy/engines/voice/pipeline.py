@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cozy.engines.base import TranscribesClips
+from cozy.engines.capabilities import TranscribesClips
 from cozy.engines.voice.audio import Clip
 from cozy.engines.voice.io import Sink
 

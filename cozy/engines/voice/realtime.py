@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,7 @@ from cozy.engines.voice.audio import STT_RATE, check_rate, from_pcm16, resample
 
 if TYPE_CHECKING:
     from cozy.engines.voice.audio import Samples
-    from cozy.engines.voice.engine import LocalVoice
-    from cozy.engines.voice.stt import STTStream
+    from cozy.engines.voice.stt import STT, STTStream
     from cozy.engines.voice.vad import Segmenter
 
 PREROLL_S = 0.3  # audio kept from before the VAD fired, so first phonemes are not lost
@@ -44,16 +44,16 @@ class RealtimeEvent:
 
 
 class RealtimeTranscriber:
-    def __init__(self, engine: LocalVoice, *, sample_rate: int = STT_RATE, vad: bool = True,
+    def __init__(self, stt: STT, new_segmenter: Callable[..., Awaitable[Segmenter]], *,
+                 default_partial_ms: float = 0.0, sample_rate: int = STT_RATE, vad: bool = True,
                  silence_ms: float | None = None,
                  partial_interval_ms: float | None = None) -> None:  # fmt: skip
-        self.engine = engine
+        self.stt = stt
+        self.new_segmenter = new_segmenter  # LocalVoice.new_segmenter: a VAD per stream
         self.rate = check_rate(int(sample_rate))
         self.use_vad = vad
         self.silence_ms = silence_ms
-        interval = (
-            engine.opts.partial_interval_ms if partial_interval_ms is None else partial_interval_ms
-        )
+        interval = default_partial_ms if partial_interval_ms is None else partial_interval_ms
         self.partial_every = int(max(0.0, float(interval)) / 1000 * STT_RATE)  # 0: no partials
         self._seg: Segmenter | None = None
         self._session: STTStream | None = None
@@ -69,12 +69,11 @@ class RealtimeTranscriber:
     async def _segmenter(self) -> Segmenter:
         if self._seg is None:
             kw = {} if self.silence_ms is None else {"silence_ms": float(self.silence_ms)}
-            self._seg = await self.engine.new_segmenter(**kw)
+            self._seg = await self.new_segmenter(**kw)
         return self._seg
 
     async def _open(self) -> STTStream:
-        stt, _ = self.engine._ready()
-        self._session = await asyncio.to_thread(stt.stream)
+        self._session = await asyncio.to_thread(self.stt.stream)
         self._heard, self._heard_n, self._partial_n, self._last_partial = [], 0, 0, ""
         return self._session
 
@@ -82,7 +81,7 @@ class RealtimeTranscriber:
         partial = await asyncio.to_thread(session.accept, samples)
         if partial:
             return [RealtimeEvent("partial", partial, self._received)]
-        stt, _ = self.engine._ready()
+        stt = self.stt
         if stt.streams_partials or not self.partial_every:
             return []
         self._heard.append(samples)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cozy.storage.schema import JSONType, metadata
+from cozy.storage.schema import JSONType, create_all, metadata
 
 memories = sa.Table(
     "memories",
@@ -64,6 +64,12 @@ memory_versions = sa.Table(
 )
 
 TABLES = (memories, memory_history, memory_versions)
+
+
+def create_tables(conn: Connection) -> None:
+    """Migration step: the memory tables."""
+    create_all(conn, TABLES)
+
 
 _FTS_TRIGGERS = ("memories_fts_ai", "memories_fts_ad", "memories_fts_au")
 _FTS_DDL = [

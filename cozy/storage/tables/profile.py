@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from cozy.storage.schema import JSONType, metadata
+from cozy.storage.schema import JSONType, create_all, metadata
 
 profile_slots = sa.Table(
     "profile_slots",
@@ -46,3 +47,8 @@ profile_cursors = sa.Table(
 )
 
 TABLES = (profile_slots, profile_history, profile_cursors)
+
+
+def create_tables(conn: Connection) -> None:
+    """Migration step: the profile tables."""
+    create_all(conn, TABLES)

@@ -56,7 +56,7 @@ class BrowserScreen(ModalScreen[None]):
 
     @property
     def manageable(self) -> bool:
-        from cozy.engines.base import ManagesMemories, ManagesProfileSlots
+        from cozy.engines.capabilities import ManagesMemories, ManagesProfileSlots
 
         if self.kind == "memory":
             return isinstance(self.engine, ManagesMemories)

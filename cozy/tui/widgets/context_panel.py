@@ -7,8 +7,10 @@ from typing import Any
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from cozy.core.events import ContextMeta
 
-def describe_context(meta: dict[str, Any] | None) -> str:
+
+def describe_context(meta: ContextMeta | None) -> str:
     """Plain-text rendering of ContextBuilt metadata (also used by tests)."""
     if not meta:
         return (
@@ -56,12 +58,12 @@ def describe_context(meta: dict[str, Any] | None) -> str:
 class ContextPanel(VerticalScroll):
     def __init__(self) -> None:
         super().__init__(id="context-panel")
-        self.metadata: dict[str, Any] | None = None
+        self.metadata: ContextMeta | None = None
         self.border_title = "Context"
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(describe_context(None), id="context-text", markup=False)
 
-    def show(self, metadata: dict[str, Any] | None) -> None:
+    def show(self, metadata: ContextMeta | None) -> None:
         self.metadata = metadata
         self.query_one("#context-text", Static).update(describe_context(metadata))
