@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from test_server_process import _env, _free_port
+from server_fixtures import free_port, server_env
 
 from cozy.runtime import Runtime
 from cozy.settings import Settings
@@ -47,10 +47,10 @@ def served(cozy_home: Path) -> Iterator[openai.OpenAI]:
         "memory: {provider: none}\nprofile: {provider: none}\nknowledge: {provider: none}\n",
         encoding="utf-8",
     )
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*COZY, "serve", "--port", str(port), "--no-auth"],
-        env=_env(cozy_home),
+        env=server_env(cozy_home),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
