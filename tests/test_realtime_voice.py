@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from realtime_helpers import Reader, audio_of, chunks, client, of, pcm24
-from test_server_fixtures import Served, start_server
-from test_voice_support import concat, espeak, needs_espeak, silence
+from server_fixtures import Served, start_server
+from voice_support import concat, espeak, needs_espeak, silence
 
 from cozy.engines.voice.audio import Clip
 from cozy.engines.voice.model_files import piper_voice

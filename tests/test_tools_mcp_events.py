@@ -20,7 +20,7 @@ import psutil
 from helpers import write_engines
 from mcp_servers.helpers import eventually
 from npm_servers import npm_server, npx_server
-from test_cli_tools import cozy
+from tools_cli import cozy
 
 from cozy.core.types import Caller
 from cozy.engines.base import EngineContext, ToolContext

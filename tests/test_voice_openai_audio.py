@@ -29,8 +29,8 @@ import openai
 import pytest
 import soundfile as sf
 from realtime_helpers import Reader, chunks, of
-from test_server_fixtures import Served, start_server
-from test_voice_support import needs_espeak
+from server_fixtures import Served, start_server
+from voice_support import needs_espeak
 
 from cozy.engines.voice.audio import Clip, decode, decode_pcm16
 from cozy.engines.voice.tts_piper import PiperTTS
