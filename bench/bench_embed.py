@@ -1,12 +1,15 @@
-"""Throughput and latency of the local numpy all-MiniLM-L6-v2 embedder.
+"""Throughput and latency of the local all-MiniLM-L6-v2 embedder (onnxruntime or numpy).
 
-    .venv/bin/python bench/bench_embed.py [--seconds 2] [--model-dir DIR]
+    .venv/bin/python bench/bench_embed.py [--seconds 2] [--model-dir DIR] [--ceiling N]
 
 Prints sentences/s for batch sizes 1, 8, 32 and 64 (the engine's `batch_size`; the
 same 256 sentences each time, sorted by length and padded per batch, so the ratios
 compare like with like) and single-sentence latency p50/p99 through
-the async `embed()` API (thread hop included). Informative only; CI never asserts
-on wall time.
+the async `embed()` API (thread hop included). `--ceiling N`: N rounds of 32 chunks
+of ~224 tokens, each followed by the numpy fp32 matmul probe (the best of 3 products,
+bench_knowledge.py), so each ratio embedder / ceiling sees one machine load; on a busy
+machine the probe's best burst beats the embedder's sustained share, so read the
+ratio from a quiet run. Informative only; CI never asserts on wall time.
 """
 
 from __future__ import annotations
@@ -86,11 +89,48 @@ async def latencies(embedder: object, sentences: list[str], rounds: int) -> list
     return out
 
 
+def ceiling_pairs(embedder: object, rounds: int, tokens: int = 224) -> list[tuple[float, float]]:
+    """(embedder chunks/s, ceiling chunks/s) measured back to back `rounds` times: 32
+    chunks of `tokens` tokens through `embed_sync`, then the numpy fp32 matmul probe of
+    bench_knowledge.py over the model's FLOPs per chunk, so each pair sees one load."""
+    import sys
+    from pathlib import Path
+
+    from cozy.engines.embed.local import LocalEmbedder
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_knowledge import matmul_gflops, minilm_flops
+
+    assert isinstance(embedder, LocalEmbedder)
+    rng = random.Random(3)
+    # ~1.1 tokens per word of this vocabulary: a chunk of about `tokens` tokens
+    chunks = [" ".join(rng.choices(WORDS, k=int(tokens / 1.1))) for _ in range(32)]
+    embedder.batch_size = 32
+    embedder.embed_sync(chunks[:4])  # warm
+    model = embedder._model
+    assert model is not None
+    mean = statistics.mean(len(x) for x in model.tokenize(chunks))
+    per_chunk = minilm_flops(round(mean))
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        embedder.embed_sync(chunks)
+        rate = len(chunks) / (time.perf_counter() - t)
+        out.append((rate, matmul_gflops(repeats=3) * 1e9 / per_chunk))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="bench the local embedder")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per batch size")
     parser.add_argument("--rounds", type=int, default=200, help="single-sentence calls")
     parser.add_argument("--model-dir", default=None)
+    parser.add_argument(
+        "--ceiling",
+        type=int,
+        default=0,
+        help="N rounds of embedder vs matmul ceiling, side by side",
+    )
     args = parser.parse_args()
 
     from cozy.engines.embed.local import LocalEmbedder
@@ -109,7 +149,8 @@ def main() -> None:
     p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
 
     files = embedder.files
-    print(f"all-MiniLM-L6-v2 (numpy) from {files.directory if files else '?'}")
+    backend = embedder._model.backend if embedder._model is not None else "?"
+    print(f"all-MiniLM-L6-v2 ({backend}) from {files.directory if files else '?'}")
     print(f"load + verify: {load_ms:.0f} ms, sentences of 6-24 words, {os.cpu_count()} CPUs")
     print()
     print(f"{'batch':>6} | {'sentences/s':>12} | {'vs batch 1':>10}")
@@ -119,6 +160,18 @@ def main() -> None:
         print(f"{batch:>6} | {rate:>12.1f} | {rate / base:>9.2f}x")
     print()
     print(f"single sentence via embed(): p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(lat)} calls)")
+    if args.ceiling:
+        pairs = ceiling_pairs(embedder, args.ceiling)
+        print(
+            f"\nembedder ({embedder._model.backend if embedder._model else '?'}) beside the "
+            f"fp32 ceiling, back to back, 32 chunks of ~224 tokens, load {os.getloadavg()[0]:.1f}"
+        )
+        print(f"{'round':>5} | {'chunks/s':>8} | {'ceiling':>8} | {'ratio':>5}")
+        for i, (rate, ceiling) in enumerate(pairs, 1):
+            print(f"{i:>5} | {rate:>8.1f} | {ceiling:>8.1f} | {rate / ceiling:>5.2f}")
+        ratios = sorted(r / c for r, c in pairs)
+        print(f"median ratio {statistics.median(ratios):.2f} (min {ratios[0]:.2f}, "
+              f"max {ratios[-1]:.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":

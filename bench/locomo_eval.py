@@ -19,10 +19,11 @@ that half and the held-out half (2 and 4) apart. A variant sets engine attribute
 or second-stage weights, e.g. `hybrid:session=0,feedback=0`.
 
 `--folds` evaluates the tuning itself, leave one conversation out: every weight and
-threshold of hybrid search at 0, half and twice its default (one at a time), the
-setting with the best R@10 on four conversations scored on the fifth; it prints the
-fold table (chosen setting, train and held-out R@10 per fold, the mean and spread of
-the held-out scores, and the gap between the dev score and that mean).
+threshold of hybrid search at 0, half and twice its default (one at a time) and every
+`--variant`, the setting with the best R@10 on four conversations scored on the fifth;
+it prints the fold table (chosen setting, train and held-out R@10 per fold, the mean
+and spread of the held-out scores, and the gap between the dev score and that mean),
+and each variant's R@10 against the defaults conversation by conversation.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev"
+# shared/ beside the checkout, or beside a folder of worktrees (the nearest one up)
+DATA = next(
+    (d / "shared" / "data" / "locomo-dev" for d in Path(__file__).resolve().parents[1:]
+     if (d / "shared" / "data" / "locomo-dev").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev",
+)  # fmt: skip
 KS = (5, 10, 20)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 OPTIONS: dict[str, Any] = {}  # memory.local options under test (--option key=value)
@@ -280,6 +286,31 @@ def fold_table(per_conv: dict[str, dict[str, dict[Any, list[float]]]], modes: li
     return "\n".join(lines)
 
 
+def variant_table(
+    per_conv: dict[str, dict[str, dict[Any, list[float]]]], variants: list[str]
+) -> str:
+    """R@10 of each variant and of the defaults on every conversation: a method change
+    is kept only if it wins on conversations, not just pooled."""
+    names = sorted(per_conv)
+    lines = [f"{'variant':<40} " + " ".join(f"{n:>8}" for n in names) + "     wins"]
+    base = [recall_at(per_conv[n]["hybrid"])[0] for n in names]
+    lines.append(f"{'hybrid (defaults)':<40} " + " ".join(f"{b:>8.3f}" for b in base))
+    for v in variants:
+        got = [recall_at(per_conv[n][v])[0] for n in names]
+        wins = sum(g > b + 1e-9 for g, b in zip(got, base, strict=True))
+        losses = sum(g < b - 1e-9 for g, b in zip(got, base, strict=True))
+        cells = " ".join(f"{g - b:>+8.3f}" for g, b in zip(got, base, strict=True))
+        lines.append(f"{v[:40]:<40} {cells}  {wins} up, {losses} down")
+    return "\n".join(lines)
+
+
+def print_folds(
+    per_conv: dict[str, dict[str, dict[Any, list[float]]]], variants: list[str]
+) -> None:
+    print("\n--- leave one conversation out (R@10 over categories 1-4) ---")
+    print(fold_table(per_conv, [*grid(), *(v for v in variants if v not in grid())]))
+
+
 async def setup(args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The (cached) embedder and the search modes the run compares."""
     if args.embed != "local":
@@ -322,9 +353,15 @@ async def main() -> None:
     args = ap.parse_args()
     if args.folds and args.embed != "local":
         ap.error("--folds needs the embedder (--embed local)")
+    files = sorted(args.data.glob("conv-*.json"))[: args.limit_convs]
+    if not files:
+        ap.error(f"no conv-*.json in {args.data}: pass --data DIR (shared/data/locomo-dev)")
+    await evaluate(args, files)
+
+
+async def evaluate(args: argparse.Namespace, files: list[Path]) -> None:
     embedder, modes = await setup(args)
     per_conv: dict[str, dict[str, dict[Any, list[float]]]] = {}
-    files = sorted(args.data.glob("conv-*.json"))[: args.limit_convs]
     plain = [m for m in ("keyword", "vector") if m in modes] if args.plain else []
     merged: dict[str, dict[Any, list[float]]] = {
         m: defaultdict(list) for m in [*modes, *(f"{p}-plain" for p in plain)]
@@ -367,9 +404,11 @@ async def main() -> None:
             print(f"--- {half} half ---")
             print(table({names[m]: res[m] for m in modes}))
     print(f"ingest: {total_turns} turns in {total_s:.1f}s ({total_turns / total_s:.1f} turns/s)")
+    if args.variant:
+        print("\n--- each --variant against the defaults, R@10 conversation by conversation ---")
+        print(variant_table(per_conv, args.variant))
     if args.folds:
-        print("\n--- leave one conversation out (R@10 over categories 1-4) ---")
-        print(fold_table(per_conv, grid()))
+        print_folds(per_conv, args.variant)
 
 
 if __name__ == "__main__":

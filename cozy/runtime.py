@@ -89,6 +89,7 @@ class Runtime:
         self.orchestrator: ChatOrchestrator
         self._cache: L2Cache | None = None
         self._ctx: EngineContext | None = None
+        self._warm_embedder = True
         self.redis: RedisLink | None = None  # server mode (COZY_REDIS_URL): cache, limits
         self.jobs = JobQueue(store)
         self.branches = Branches(store)  # regenerate / edit-and-resend / undo (cozy chat)
@@ -130,6 +131,7 @@ class Runtime:
             statement_timeout=settings.db_statement_timeout,
         )
         rt = cls(settings, config, store)
+        rt._warm_embedder = engines  # one-shot commands open engines lazily, cold
         try:
             if settings.redis_url:
                 rt.redis = RedisLink(settings.redis_url, pool_size=settings.redis_pool_size)
@@ -155,6 +157,7 @@ class Runtime:
                 collections_of=self._collections_of,
                 offer_tool=self._offer_tool,
                 wake_worker=self._wake_worker,
+                warm_embedder=self._warm_embedder,
             )
         return self._ctx
 

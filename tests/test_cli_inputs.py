@@ -14,8 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from helpers import write_engines
-from test_cli import cozy
+from helpers import cozy, write_engines
 
 from cozy.testing import FakeModelServer
 
@@ -106,10 +105,10 @@ def test_images_go_to_ollama_and_openai_in_their_shapes(
     image.write_bytes(data)
     b64 = base64.b64encode(data).decode()
 
-    r = cozy("run", "--json", "-a", str(image), "what colour is it?", stdin="")
+    r = cozy("run", "--json", "-m", "ollama:llava", "-a", str(image), "what colour?", stdin="")
     assert r.returncode == 0, r.stderr
     msg = last_user(configured)
-    assert msg["content"] == "what colour is it?" and msg["images"] == [b64]
+    assert msg["content"] == "what colour?" and msg["images"] == [b64]
     sent = json.loads(r.stdout)["inputs"]["images"][0]
     assert sent["mime"] == "image/png" and sent["sha256"] == hashlib.sha256(data).hexdigest()
 
@@ -125,6 +124,10 @@ def test_a_text_only_model_refuses_images_and_stores_nothing(
 ) -> None:
     image = tmp_path / "red.png"
     image.write_bytes(png())
+    # an Ollama model whose /api/show lists no "vision" capability
+    r = cozy("run", "-m", "ollama:fake-model", "-a", str(image), "hi", stdin="")
+    assert r.returncode == 2 and "ollama:fake-model reads text only" in r.stderr
+    assert configured.chat_requests() == []
     r = cozy("run", "--json", "-m", "local:smollm2-135m", "-a", str(image), "hi", stdin="")
     assert r.returncode == 2
     message = json.loads(r.stdout)["error"]["message"]

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli import cozy
+from helpers import cozy
 
 from cozy.engines.base import EmbedEngine, EngineContext
 from cozy.engines.degraded import noting
@@ -112,3 +112,42 @@ def test_cli_search_in_a_fresh_process_is_hybrid(cozy_home: Path, tmp_path: Path
     assert r.returncode == 0, r.stderr
     assert "soup" in r.stdout
     assert "still loading" in r.stderr and "keywords only" in r.stderr
+
+
+async def test_a_one_shot_command_does_not_load_the_model_it_never_uses(
+    cozy_home: Path, tmp_path: Path
+) -> None:
+    from cozy.runtime import Runtime
+    from cozy.settings import Settings
+
+    if not LocalEmbedder({}).available():
+        pytest.skip("all-MiniLM-L6-v2 not installed (run ./install.sh)")
+    (cozy_home / "engines.yaml").write_text(
+        "embed: {provider: local}\nknowledge: {provider: local, search_wait: 600}\n"
+    )
+    rt = await Runtime.open(Settings(home=cozy_home), engines=False)
+    try:
+        k = await rt.engine("knowledge")
+        assert isinstance(k, LocalKnowledge)
+        await k.add_paths([_docs(tmp_path)], user_id="u", collection="c", wait=True)
+    finally:
+        await rt.close()
+    # `cozy knowledge stats/list/add` (engines opened lazily): no model load to wait for
+    rt = await Runtime.open(Settings(home=cozy_home), engines=False)
+    try:
+        k = await rt.engine("knowledge")
+        assert isinstance(k, LocalKnowledge)
+        assert (await k.stats(user_id="u"))["c"]["pending_vectors"] == 0
+        assert k.embeddings.engine is None and not k.embeddings.loading
+        hits = await k.search("a puppy", user_id="u")  # a search loads it when it needs it
+        assert "Biscuit" in hits[0].text and hits[0].metadata["vector_rank"] == 1
+    finally:
+        await rt.close()
+    # a chat, the TUI, the server: the model starts loading when the engines open
+    rt = await Runtime.open(Settings(home=cozy_home))
+    try:
+        k = rt.engines["knowledge"]
+        assert isinstance(k, LocalKnowledge)
+        assert k.embeddings.loading or k.embeddings.engine is not None
+    finally:
+        await rt.close()

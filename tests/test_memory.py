@@ -325,8 +325,7 @@ def test_cli_memory_search_leaves_out_unrelated_memories(
     nothing instead of every memory with a fused score."""
     import json
 
-    from helpers import write_engines
-    from test_cli import cozy
+    from helpers import cozy, write_engines
 
     write_engines(cozy_home, fake_model.url)
     for text in ("I like green tea", "My sister Anna lives in Lisbon", "I am a nurse"):

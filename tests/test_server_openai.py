@@ -7,7 +7,7 @@ import json
 import httpx
 import openai
 import pytest
-from test_server_fixtures import Served, served_fixture  # noqa: F401 - the fixture
+from server_fixtures import Served, served_fixture  # noqa: F401 - the fixture
 
 from cozy.storage.store import Store
 
@@ -275,7 +275,7 @@ def test_image_parts_reach_the_model_and_bad_ones_are_400(served: Served) -> Non
     gif = base64.b64encode(b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;").decode()
     url = f"data:image/gif;base64,{gif}"
     client(served).chat.completions.create(
-        model="cozy",
+        model="openai:gpt-test",
         messages=[
             {
                 "role": "user",
@@ -286,11 +286,14 @@ def test_image_parts_reach_the_model_and_bad_ones_are_400(served: Served) -> Non
             }
         ],
     )
-    sent = served.fake.turn_requests()[-1].body["messages"][-1]
-    assert sent["content"] == "what is this?" and sent["images"] == [gif]  # Ollama's shape
+    sent = served.fake.turn_requests()[-1].body["messages"][-1]["content"]
+    assert sent == [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
     with pytest.raises(openai.BadRequestError) as bad:
         client(served).chat.completions.create(
-            model="cozy",
+            model="openai:gpt-test",
             messages=[
                 {
                     "role": "user",

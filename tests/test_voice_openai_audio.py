@@ -8,7 +8,10 @@ official openai client against the real app under uvicorn.
 - /v1/realtime: PCM16 24 kHz of a Piper sentence is transcribed by Whisper.
 - The first-use race: four concurrent first requests to a fresh server all succeed.
 
-Piper runs with `noise_w: 0` here so a sentence has the same length every time.
+Piper runs with `noise_w: 0` here so a sentence has the same length every time, and the
+speech the tests send is synthesised with `noise_scale: 0` too, so it is the same audio
+every run (with Piper's default noise, "What is the capital of France?" was heard as
+"... of friends?" in 2 of 16 syntheses: a flaky realtime test).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ import openai
 import pytest
 import soundfile as sf
 from realtime_helpers import Reader, chunks, of
-from test_server_fixtures import Served, start_server
-from test_voice_support import needs_espeak
+from server_fixtures import Served, start_server
+from voice_support import needs_espeak
 
 from cozy.engines.voice.audio import Clip, decode, decode_pcm16
 from cozy.engines.voice.tts_piper import PiperTTS
@@ -43,6 +46,7 @@ VOICE_YAML = (
     + "memory: {provider: none}\nprofile: {provider: none}\nknowledge: {provider: none}\n"
 )
 SENTENCE = "Please remind me to call my mother tomorrow."
+SAME_AUDIO = {"noise_w": 0.0, "noise_scale": 0.0}  # deterministic Piper: the same speech each run
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def served_voice(
 
 @pytest.fixture(scope="module")
 def piper_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    clip = PiperTTS({"noise_w": 0.0}).synthesize(SENTENCE)
+    clip = PiperTTS(SAME_AUDIO).synthesize(SENTENCE)
     pad = np.zeros(int(0.3 * clip.rate), dtype=np.float32)
     path = tmp_path_factory.mktemp("speech") / "sentence.wav"
     path.write_bytes(Clip(np.concatenate([pad, clip.samples, pad]), clip.rate).wav())
@@ -128,6 +132,8 @@ def test_speech_speed_and_voices(served_voice: Served) -> None:
     assert abs(seconds(voice="onyx") - normal) < 0.01  # OpenAI names map to the voice
     with pytest.raises(openai.BadRequestError, match="unknown voice"):
         client.audio.speech.create(model="tts-1", voice="robot-9000", input=SENTENCE)
+    with pytest.raises(openai.BadRequestError, match="file path"):  # names only, over HTTP
+        client.audio.speech.create(model="tts-1", voice="/tmp/any.onnx", input=SENTENCE)
     with pytest.raises(openai.BadRequestError, match="response_format"):
         client.audio.speech.create(
             model="tts-1", voice="alloy", input=SENTENCE,
@@ -172,7 +178,7 @@ def test_transcription_formats(served_voice: Served, piper_wav: Path) -> None:
 
 
 async def test_realtime_transcribes_a_piper_sentence(served_voice: Served) -> None:
-    clip = decode(PiperTTS({"noise_w": 0.0}).synthesize("What is the capital of France?").wav())
+    clip = decode(PiperTTS(SAME_AUDIO).synthesize("What is the capital of France?").wav())
     silence = np.zeros(int(0.8 * 24_000), dtype=np.float32)
     speech = clip.at(24_000).samples
     pcm = Clip(np.concatenate([silence[:7200], speech, silence]), 24_000).pcm16()

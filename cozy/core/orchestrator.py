@@ -219,7 +219,7 @@ class ChatOrchestrator:
         refused here, so a refusal leaves no session and no (possibly huge) message."""
         req, route, personality = turn.req, turn.route, turn.personality
         assert route is not None and personality is not None
-        if req.images and route.engine.supports_images is False:
+        if req.images and await route.engine.accepts_images(route.model) is False:
             raise UsageError(
                 f"{route.label} reads text only and cannot see the attached image(s)",
                 hint="send images to a vision model (e.g. `-m ollama:llava` or "

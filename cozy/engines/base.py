@@ -100,6 +100,11 @@ class EngineContext:
     offer_tool: Callable[[ToolSpec, Callable[..., Any]], None] | None = None
     # tell this process's job worker that a job was queued (it runs it soon)
     wake_worker: Callable[[], None] | None = None
+    # start loading the embedder when an engine with vectors opens: a long-lived process
+    # (chat, TUI, server) answers its first question with vectors. A one-shot command
+    # (Runtime.open(engines=False): `cozy knowledge add/stats`) does not: it would wait
+    # at exit for a model load it never used (a search there loads it when it needs it)
+    warm_embedder: bool = True
 
     async def get_embedder(self) -> EmbedEngine | None:
         if self.embedder is not None:
@@ -196,6 +201,10 @@ class AIEngine(BaseEngine):
     async def context_window(self, model: str) -> int | None:
         """The model's context window in tokens, when the provider can tell."""
         return None
+
+    async def accepts_images(self, model: str) -> bool | None:
+        """Whether `model` reads images (None: unknown, the server decides)."""
+        return self.supports_images
 
 
 @dataclass(slots=True)

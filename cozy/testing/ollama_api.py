@@ -158,7 +158,8 @@ def routes(server: ServerState) -> list[HTTPRouteHandler]:
                 "template": "{{ .Prompt }}",
                 "details": _details(),
                 "model_info": info,
-                "capabilities": ["completion", "tools"],
+                "capabilities": ["completion", "tools"]
+                + (["vision"] if model.removesuffix(":latest") in server.vision_models else []),
                 "modified_at": MODIFIED_AT,
             }
         )

@@ -296,6 +296,7 @@ class ServerState(Protocol):
     models: list[str]
     strict_models: bool
     model_meta: dict[str, Any]
+    vision_models: set[str]
     embedding_dims: int
     context_length: int
 

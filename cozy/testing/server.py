@@ -86,6 +86,8 @@ class FakeModelServer:
         self.tokens_per_second = tokens_per_second
         self.models: list[str] = list(models)
         self.strict_models = strict_models
+        # models whose `/api/show` lists the "vision" capability (Ollama's way to say so)
+        self.vision_models: set[str] = {"llava", "fake-vision"}
         self.api_key = api_key
         self.embedding_dims = embedding_dims
         self.context_length = context_length
@@ -167,6 +169,7 @@ class FakeModelServer:
         self.latency, self.tokens_per_second = latency, tps
         self.models, self.strict_models, self.api_key = list(models), strict, key
         self.model_meta = {}
+        self.vision_models = {"llava", "fake-vision"}
         with self._lock:
             self.requests.clear()
 

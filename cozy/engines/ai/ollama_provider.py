@@ -351,6 +351,16 @@ class OllamaProvider(AIEngine):
             out.append(ModelInfo(str(m.model), self.provider_name, window, details))
         return out
 
+    async def accepts_images(self, model: str) -> bool | None:
+        """From `/api/show` capabilities ("vision"); None when the server does not say."""
+        try:
+            with self._errors(model):
+                info = await self._get_client().show(model)
+        except CozyError:
+            return None
+        caps = getattr(info, "capabilities", None)
+        return "vision" in caps if caps else None
+
     async def context_window(self, model: str) -> int | None:
         """The model's context length from `/api/show`, or None if unknown."""
         try:

@@ -149,7 +149,8 @@ class LocalKnowledge(KnowledgeEngine):
         if await self._has_rows(vectors=False):  # offer the tool only when there is data
             register_tool(self)
             self._tool = True
-        if await self._has_rows(vectors=True):  # warm the embedder only when it is needed
+        # warm the embedder only when it is needed, and not for a one-shot command
+        if self.ctx.warm_embedder and await self._has_rows(vectors=True):
             self.embeddings.warm()
 
     async def close(self) -> None:

@@ -159,6 +159,7 @@ class LocalMemory(MemoryEngine):
         # in the background, only when there are vectors: opening cozy never waits for it
         if (
             self.embeddings.enabled
+            and self.ctx.warm_embedder  # not for a one-shot command (engines/base.py)
             and self.ctx.load_embedder is not None
             and await self.repo.has_vectors()
         ):
