@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cozy.core.context import ContextService
 from cozy.core.errors import ConfigError, CozyError, EngineError
@@ -43,6 +43,9 @@ from cozy.storage.redis_cache import RedisLink
 from cozy.storage.store import Store
 from cozy.storage.summaries import SummaryStore
 from cozy.storage.worker import DrainStats, JobWorker
+
+if TYPE_CHECKING:
+    from cozy.storage.fragments import Fragments
 
 __all__ = ["TINY_MODEL_NOTICE", "ModelRouterImpl", "Runtime", "automatic_reason"]
 
@@ -101,6 +104,13 @@ class Runtime:
             keep_recent=config.context.recent_messages,
         )
         self.worker.register(SUMMARY_JOB, self.summarizer.handle)
+
+    @property
+    def fragments(self) -> Fragments:
+        """The `-f` fragments kept once by hash (`cozy fragments`)."""
+        from cozy.storage.fragments import Fragments
+
+        return Fragments(self.store)
 
     @property
     def cache(self) -> L2Cache:

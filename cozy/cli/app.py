@@ -12,6 +12,7 @@ import typer
 from cozy import __version__
 from cozy.cli import (
     chat,
+    fragments,
     info,
     jobs,
     keys,
@@ -67,6 +68,7 @@ def root(
 run.register(app)
 templates.register(app)
 sessions.register(app)
+fragments.register(app)
 info.register(app)
 
 

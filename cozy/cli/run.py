@@ -202,6 +202,7 @@ def register(app: typer.Typer) -> None:
             options=got.options,
             images=got.images,
             input_meta=got.input_meta,
+            fragments=got.fragments,
             schema=got.schema,
         )
         _go(args, out)

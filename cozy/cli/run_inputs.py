@@ -44,6 +44,8 @@ class Prepared:
     images: list[Any] = field(default_factory=list)
     input_meta: dict[str, Any] | None = None
     schema: dict[str, Any] | None = None
+    # (sha256, source, text) of each fragment, kept once by hash when the turn runs
+    fragments: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def read_prompt(words: list[str] | None, *, stdin: bool = True) -> str:
@@ -112,6 +114,7 @@ def prepare(flags: InputFlags) -> Prepared:
         out.text = got.prompt(text)
         check_size(out.text)
         out.images, out.input_meta = got.images, got.metadata()
+        out.fragments = [(f.sha256, f.source, f.text) for f in got.fragments]
     if pairs:
         from cozy.core import genopts
 

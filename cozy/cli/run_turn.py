@@ -50,6 +50,7 @@ class RunArgs:
     options: GenerationOptions | None = None
     images: list[ImagePart] = field(default_factory=list)
     input_meta: dict[str, Any] | None = None
+    fragments: list[tuple[str, str, str]] = field(default_factory=list)  # (sha256, source, text)
     schema: dict[str, Any] | None = None  # --schema: the answer must be valid JSON for it
 
 
@@ -133,6 +134,8 @@ async def _turn(args: RunArgs, out: RunOutput) -> int:
             args.text = await _with_mcp(rt, args.text, args.mcp, folded)
         if args.input_meta:
             folded["inputs"] = args.input_meta
+        if args.fragments:  # kept before the turn: the message's hashes always resolve
+            await rt.fragments.save(args.fragments)
         req = _request(args, out)
         out.hold = args.schema is not None and not out.stream
         out.begin()

@@ -40,6 +40,7 @@ TABLE_MODULES = (
     "cozy.storage.jobs",
     "cozy.storage.api_keys",
     "cozy.storage.tool_grants",
+    "cozy.storage.fragments",
     "cozy.storage.summaries",
     "cozy.storage.tables.memory",
     "cozy.storage.tables.profile",

@@ -1,0 +1,62 @@
+"""`cozy fragments`: the `-f` texts kept once by hash (list, show)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from cozy.cli._common import console, print_json, run_async, runtime, when
+
+fragments_app = typer.Typer(
+    help="The texts attached with `cozy run -f`, each kept once by its sha256.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(fragments_app, name="fragments")
+
+
+@fragments_app.command("list")
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Every kept fragment, newest first: hash, where it came from, size."""
+
+    async def go() -> list[dict[str, Any]]:
+        async with runtime(engines=False) as rt:
+            rows = await rt.fragments.list()
+        return [
+            {"hash": r.hash, "source": r.source, "size": r.size, "created_at": r.created_at}
+            for r in rows
+        ]
+
+    data = run_async(go, as_json=as_json)
+    if as_json:
+        print_json(data)
+        return
+    if not data:
+        console().print('no fragments yet (attach one with `cozy run -f FILE "question"`)')
+        return
+    from rich.table import Table
+
+    table = Table("hash", "source", "chars", "first kept", box=None)
+    table.columns[1].overflow = "fold"  # a path is the point of the row: never cut it
+    for d in data:
+        table.add_row(d["hash"][:12], d["source"], f"{d['size']:,}", when(d["created_at"]))
+    console().print(table)
+
+
+@fragments_app.command("show")
+def show_cmd(
+    ref: Annotated[str, typer.Argument(help="the hash or a unique start of it")],
+) -> None:
+    """Print a fragment's text exactly as it was kept."""
+
+    async def go() -> str:
+        async with runtime(engines=False) as rt:
+            return (await rt.fragments.get(ref)).content
+
+    sys.stdout.write(run_async(go))
