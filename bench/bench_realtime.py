@@ -39,7 +39,7 @@ import numpy as np
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_voice_support import COMMANDS, concat, espeak, silence
+from voice_support import COMMANDS, concat, espeak, silence
 
 from cozy.engines.voice.audio import Clip
 from cozy.testing import FakeModelServer

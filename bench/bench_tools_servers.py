@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,8 +62,18 @@ def home(fake_url: str, extra_servers: bool) -> Path:
     return path
 
 
+CPU: dict[tuple[str, ...], list[float]] = {}
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run(cozy_home: Path, *args: str) -> float:
+    """Wall ms; the CPU ms of cozy and its servers (reaped children) go to CPU."""
     env = {**os.environ, "COZY_HOME": str(cozy_home)}
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     r = subprocess.run(
         [sys.executable, "-m", "cozy", *args],
@@ -74,6 +85,7 @@ def run(cozy_home: Path, *args: str) -> float:
         start_new_session=True,
     )
     took = (time.perf_counter() - t0) * 1000
+    CPU.setdefault((str(cozy_home), *args), []).append((_children_cpu() - cpu0) * 1000)
     if r.returncode != 0:
         raise SystemExit(f"cozy {' '.join(args)} failed: {r.stderr}")
     return took
@@ -103,11 +115,16 @@ def main() -> None:
                 for label, h in order:
                     times.setdefault((case, label), []).append(fn(h))
         print(f"load average at the end: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
-        print(f"{'command':24} {'1 server':>12} {'7 servers':>12} {'diff':>9}")
+        print(f"{'command':24} {'1 server':>12} {'7 servers':>12} {'diff':>9}   (wall)")
         for case in cases:
             one = statistics.median(times[(case, "1 server")])
             seven = statistics.median(times[(case, "7 servers")])
             print(f"{case:24} {one:10.0f}ms {seven:10.0f}ms {seven - one:+8.0f}ms")
+        print("CPU (cozy + every process it started and reaped), medians:")
+        for key, label in ((homes["1 server"], "1 server"), (homes["7 servers"], "7 servers")):
+            for (h, *args), ms in sorted(CPU.items()):
+                if h == str(key):
+                    print(f"  {label:9} {' '.join(args)[:50]:50} {statistics.median(ms):8.0f} ms")
         loop = statistics.median(times[("run (1 tool round)", "1 server")]) - statistics.median(
             times[("run (no tool call)", "1 server")]
         )

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from realtime_helpers import VOICE_YAML
-from test_server_fixtures import start_server
+from server_fixtures import start_server
 from test_voice_page import CHROMIUM, chromium, speech_wav
 
 from cozy.testing import FakeModelServer

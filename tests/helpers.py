@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from cozy.core.types import (
 from cozy.engines.base import KnowledgeEngine, MemoryEngine, ProfileEngine, ToolContext, ToolsEngine
 from cozy.runtime import Runtime
 from cozy.settings import Settings
+from cozy.storage.store import MessageRow
 
 
 class SleepyKnowledge(KnowledgeEngine):
@@ -161,3 +165,36 @@ def clear_of_minute_boundary(margin: float = 25.0) -> None:
     left = 60 - time.time() % 60
     if left < margin:
         time.sleep(left + 0.2)
+
+
+def cozy(
+    *args: str,
+    stdin: str | bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    proc = subprocess.run(
+        [sys.executable, "-m", "cozy", *args],
+        input=data,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    return subprocess.CompletedProcess(
+        proc.args,
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
+    )
+
+
+async def assistant_rows(home: Path) -> list[MessageRow]:
+    rt = await Runtime.open(Settings(home=home), engines=False)
+    try:
+        rows: list[MessageRow] = []
+        for s in await rt.store.list_sessions("local", limit=100):  # --no-auth acts as local
+            rows.extend(m for m in await rt.store.list_messages(s.id) if m.role == "assistant")
+        return rows
+    finally:
+        await rt.close()

@@ -5,6 +5,12 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from cozy.engines.knowledge.provider import LocalKnowledge
+from cozy.runtime import Runtime
+from cozy.storage.tables.knowledge import chunks, documents
+
 
 def write_pdf(path: Path, pages: list[str]) -> Path:
     """A valid PDF with one text line per paragraph on each page (Helvetica, 12 pt)."""
@@ -66,4 +72,42 @@ def write_docx(path: Path, paragraphs: list[tuple[str, str]]) -> Path:
             'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>',
         )
         z.writestr("word/document.xml", document)
+    return path
+
+
+async def knowledge(rt: Runtime) -> LocalKnowledge:
+    engine = await rt.engine("knowledge")
+    assert isinstance(engine, LocalKnowledge)
+    return engine
+
+
+async def integrity(rt: Runtime) -> list[tuple[str, int, int]]:
+    """(path, chunk_count, chunk rows) per document; FTS rows must equal chunk rows."""
+    async with rt.store.engine.connect() as conn:
+        docs = (
+            await conn.execute(sa.select(documents.c.id, documents.c.path, documents.c.chunk_count))
+        ).all()
+        out = []
+        for doc_id, path, count in docs:
+            n = (
+                await conn.execute(sa.select(sa.func.count()).where(chunks.c.document_id == doc_id))
+            ).scalar_one()
+            out.append((path, count, n))
+        total = (await conn.execute(sa.select(sa.func.count()).select_from(chunks))).scalar_one()
+        fts = (await conn.exec_driver_sql("SELECT count(*) FROM knowledge_fts")).scalar_one()
+        hits = (
+            await conn.exec_driver_sql(
+                "SELECT count(*) FROM knowledge_fts WHERE knowledge_fts MATCH 'zebra'"
+            )
+        ).scalar_one()
+        real = (
+            await conn.execute(sa.select(sa.func.count()).where(chunks.c.text.like("%zebra%")))
+        ).scalar_one()
+    assert fts == total and hits == real
+    return out
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
     return path

@@ -15,8 +15,8 @@ from typing import Any
 import openai
 import pytest
 from pydantic import TypeAdapter
-from test_server_fixtures import Served, start_server
-from test_voice_support import COMMANDS, concat, espeak, silence
+from server_fixtures import Served, start_server
+from voice_support import COMMANDS, concat, espeak, silence
 
 from cozy.engines.voice.audio import Clip
 from cozy.testing import FakeModelServer

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from helpers import write_engines
-from test_cli import cozy
+from helpers import cozy, write_engines
 
 from cozy.testing import FakeModelServer
 

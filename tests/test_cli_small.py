@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_engines
-from test_cli import cozy
+from helpers import cozy, write_engines
 
 from cozy.testing import FakeModelServer
 

@@ -4,79 +4,18 @@ a real MCP test server over stdio, the fake model over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
-import pytest
-from helpers import write_engines
-from mcp_servers.helpers import SERVER
+from tools_cli import PROFILE, configured, cozy, our_servers  # noqa: F401 - fixture
 
 from cozy.settings import Settings
 from cozy.storage.store import Store
 from cozy.storage.tool_grants import ToolGrants
 from cozy.testing import FakeModelServer
 
-PROFILE = """\
-id: tester
-name: Tester
-system_prompt: You test tools.
-tools: ["builtin.*", "test.*"]
-"""
 
-
-def cozy(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    # a new session: no controlling terminal, so nothing can prompt on /dev/tty
-    return subprocess.run(
-        [sys.executable, "-m", "cozy", *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ),
-        start_new_session=True,
-    )
-
-
-def our_servers(home: Path) -> list[psutil.Process]:
-    """Test MCP servers started for this test (they run with cwd = COZY_HOME)."""
-    out = []
-    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
-        with contextlib.suppress(psutil.Error):
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if (
-                SERVER.name in cmd
-                and proc.info["cwd"] == str(home)
-                and proc.info["status"] != psutil.STATUS_ZOMBIE
-            ):
-                out.append(proc)
-    return out
-
-
-@pytest.fixture
-def configured(cozy_home: Path, fake_model: FakeModelServer) -> Iterator[FakeModelServer]:
-    server = f"{{command: '{sys.executable}', args: ['{SERVER}'], cwd: '{cozy_home}'}}"
-    write_engines(
-        cozy_home,
-        fake_model.url,
-        f"tools:\n  provider: mcp\n  timeout: 10\n  servers:\n    test: {server}\n",
-    )
-    (cozy_home / "profiles").mkdir()
-    (cozy_home / "profiles" / "tester.yaml").write_text(PROFILE, encoding="utf-8")
-    yield fake_model
-    deadline = time.monotonic() + 30  # generous: a loaded machine reaps slowly
-    while our_servers(cozy_home) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert our_servers(cozy_home) == [], "an MCP server outlived its cozy process"
-
-
-def test_list(configured: FakeModelServer) -> None:
+def test_list(configured: FakeModelServer) -> None:  # noqa: F811
     r = cozy("tools", "list", "--json")
     assert r.returncode == 0, r.stderr
     tools = {t["name"]: t for t in json.loads(r.stdout)}
@@ -90,7 +29,7 @@ def test_list(configured: FakeModelServer) -> None:
     assert r.returncode == 0 and "test.write_note" in r.stdout and "builtin.now" not in r.stdout
 
 
-def test_call(configured: FakeModelServer) -> None:
+def test_call(configured: FakeModelServer) -> None:  # noqa: F811
     r = cozy("tools", "call", "test.add", "a=2", "b=40")
     assert (r.returncode, r.stdout) == (0, "42\n"), r.stderr
     r = cozy("tools", "call", "test__add", "--args", '{"a": 1, "b": 1}', "--json")
@@ -101,7 +40,7 @@ def test_call(configured: FakeModelServer) -> None:
     assert (r.returncode, r.stdout) == (0, "<unset>\n"), r.stderr
 
 
-def test_call_asks_for_writes_unless_yes(configured: FakeModelServer) -> None:
+def test_call_asks_for_writes_unless_yes(configured: FakeModelServer) -> None:  # noqa: F811
     r = cozy("tools", "call", "test.write_note", "text=hello")
     assert r.returncode == 1
     assert "denied" in r.stderr and "--yes" in r.stderr
@@ -109,7 +48,7 @@ def test_call_asks_for_writes_unless_yes(configured: FakeModelServer) -> None:
     assert (r.returncode, r.stdout) == (0, "stored note #1\n"), r.stderr
 
 
-def test_call_bad_input(configured: FakeModelServer) -> None:
+def test_call_bad_input(configured: FakeModelServer) -> None:  # noqa: F811
     r = cozy("tools", "call", "test.add", "a=two", "b=1")
     assert r.returncode == 1 and "'two' is not of type 'integer'" in r.stderr
     r = cozy("tools", "call", "test.ad")
@@ -120,7 +59,7 @@ def test_call_bad_input(configured: FakeModelServer) -> None:
     assert r.returncode == 2 and "JSON object" in r.stderr
 
 
-def test_servers(configured: FakeModelServer, cozy_home: Path) -> None:
+def test_servers(configured: FakeModelServer, cozy_home: Path) -> None:  # noqa: F811
     r = cozy("tools", "servers", "--json")
     assert r.returncode == 0, r.stderr
     rows = {s["name"]: s for s in json.loads(r.stdout)}
@@ -147,7 +86,7 @@ def _grant(home: Path, tool: str, personality: str) -> None:
     asyncio.run(go())
 
 
-def test_grants_are_used_listed_and_revoked(configured: FakeModelServer, cozy_home: Path) -> None:
+def test_grants_are_used_listed_and_revoked(configured: FakeModelServer, cozy_home: Path) -> None:  # noqa: F811
     _grant(cozy_home, "test.write_note", "tester")
     r = cozy("tools", "grants", "--json")
     assert [(g["tool"], g["personality"]) for g in json.loads(r.stdout)] == [
@@ -169,7 +108,7 @@ def test_grants_are_used_listed_and_revoked(configured: FakeModelServer, cozy_ho
     assert cozy("tools", "grants").stdout.strip() == "no remembered approvals"
 
 
-def test_run_allow_tools_yes(configured: FakeModelServer) -> None:
+def test_run_allow_tools_yes(configured: FakeModelServer) -> None:  # noqa: F811
     configured.queue_reply(tool_calls=[("test__write_note", {"text": "from a script"})])
     configured.queue_reply("saved your note")
     r = cozy("run", "--json", "-p", "tester", "--allow-tools", "test.*", "--yes", "save a note")
@@ -207,7 +146,7 @@ def test_run_allow_tools_yes(configured: FakeModelServer) -> None:
     assert r.returncode == 2 and "--allow-tools" in r.stderr
 
 
-def test_allow_tools_reaches_beyond_the_personality(configured: FakeModelServer) -> None:
+def test_allow_tools_reaches_beyond_the_personality(configured: FakeModelServer) -> None:  # noqa: F811
     """The README's `cozy run --allow-tools 'fs.*' --yes ...` with the default personality
     (whose globs do not name the server): the named tools are offered and approved."""
     configured.queue_reply(tool_calls=[("test__write_note", {"text": "tidy"})])
@@ -226,7 +165,7 @@ def test_allow_tools_reaches_beyond_the_personality(configured: FakeModelServer)
     assert "test__write_note" in offered and "builtin__now" not in offered
 
 
-def test_import_claude_config(configured: FakeModelServer, cozy_home: Path, tmp_path: Path) -> None:
+def test_import_claude_config(configured: FakeModelServer, cozy_home: Path, tmp_path: Path) -> None:  # noqa: F811
     engines = cozy_home / "engines.yaml"
     engines.write_text("# my settings\n" + engines.read_text() + "\n# keep me\ncontext: {}\n")
     before = engines.read_text()

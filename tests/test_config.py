@@ -122,6 +122,30 @@ def test_model_routing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert auto.split(None) == ("openai", "gpt-4o-mini")
 
 
+def test_router_refuses_a_misspelt_provider_option(tmp_path: Path) -> None:
+    """The router reads `host` and `default_model` through the provider's Options model:
+    a misspelt key is an error at its line naming the allowed keys, not a silent default."""
+    f = write(
+        tmp_path / "e.yaml",
+        "ai:\n  provider: ollama\n  providers:\n    ollama:\n      default_modle: qwen\n",
+    )
+    router = ModelRouterImpl(load_engines_config([f]), EngineFactory())
+    want = (
+        rf"{f}:5: ai.providers.ollama.default_modle: unknown key \(allowed: .*default_model.*host"
+    )
+    with pytest.raises(ConfigError, match=want):
+        router.split(None)
+    with pytest.raises(ConfigError, match=want):
+        _ = router.choice
+    ok = write(
+        tmp_path / "ok.yaml",
+        "ai:\n  provider: ollama\n  providers:\n    ollama: {default_model: qwen, host: 'h:1'}\n",
+    )
+    router = ModelRouterImpl(load_engines_config([ok]), EngineFactory())
+    assert router.split(None) == ("ollama", "qwen")
+    assert router._ollama_host() == "http://h:1"
+
+
 def test_personality_errors(tmp_path: Path) -> None:
     d = tmp_path / "profiles"
     d.mkdir()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import openai
-from test_server_fixtures import start_server
+from server_fixtures import start_server
 
 from cozy.testing import FakeModelServer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server_fixtures import Served, start_server
+from server_fixtures import Served, start_server
 
 from cozy.testing import FakeModelServer
 

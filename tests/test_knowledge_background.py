@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import open_runtime, write_engines
-from test_cli import cozy
+from helpers import cozy, open_runtime, write_engines
 
 from cozy.engines.knowledge.provider import LocalKnowledge
 from cozy.testing import FakeModelServer

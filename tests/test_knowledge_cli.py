@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import open_runtime, write_engines
-from test_cli import cozy
+from helpers import cozy, open_runtime, write_engines
 
 from cozy.engines.knowledge.provider import LocalKnowledge
 from cozy.testing import FakeModelServer

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli import cozy
+from helpers import cozy
 
 from cozy.engines.base import EmbedEngine, EngineContext
 from cozy.engines.degraded import noting

@@ -8,57 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from helpers import collect, open_runtime, req
-from knowledge_files import write_pdf
+from knowledge_files import integrity, knowledge, write, write_pdf
 
 from cozy.core.events import ContextBuilt, Done
 from cozy.core.types import Caller
 from cozy.engines.base import ToolContext
-from cozy.engines.knowledge.provider import LocalKnowledge
-from cozy.runtime import Runtime
-from cozy.storage.tables.knowledge import chunks, documents
 from cozy.testing import FakeModelServer
 
 NO_EMBED = "knowledge: {provider: local, embed: false}\n"
-
-
-async def knowledge(rt: Runtime) -> LocalKnowledge:
-    engine = await rt.engine("knowledge")
-    assert isinstance(engine, LocalKnowledge)
-    return engine
-
-
-async def integrity(rt: Runtime) -> list[tuple[str, int, int]]:
-    """(path, chunk_count, chunk rows) per document; FTS rows must equal chunk rows."""
-    async with rt.store.engine.connect() as conn:
-        docs = (
-            await conn.execute(sa.select(documents.c.id, documents.c.path, documents.c.chunk_count))
-        ).all()
-        out = []
-        for doc_id, path, count in docs:
-            n = (
-                await conn.execute(sa.select(sa.func.count()).where(chunks.c.document_id == doc_id))
-            ).scalar_one()
-            out.append((path, count, n))
-        total = (await conn.execute(sa.select(sa.func.count()).select_from(chunks))).scalar_one()
-        fts = (await conn.exec_driver_sql("SELECT count(*) FROM knowledge_fts")).scalar_one()
-        hits = (
-            await conn.exec_driver_sql(
-                "SELECT count(*) FROM knowledge_fts WHERE knowledge_fts MATCH 'zebra'"
-            )
-        ).scalar_one()
-        real = (
-            await conn.execute(sa.select(sa.func.count()).where(chunks.c.text.like("%zebra%")))
-        ).scalar_one()
-    assert fts == total and hits == real
-    return out
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 async def test_reingest_after_edit_delete_and_rename(

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import open_runtime
-from test_knowledge_engine import integrity, knowledge, write
-from test_server_fixtures import start_server
+from knowledge_files import integrity, knowledge, write
+from server_fixtures import start_server
 
 from cozy.core.errors import UsageError
 from cozy.engines.knowledge.jobs import KIND

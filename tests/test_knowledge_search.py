@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from helpers import open_runtime
-from test_knowledge_engine import knowledge, write
+from knowledge_files import knowledge, write
 
 from cozy.engines.knowledge.retrieval import build_vectors
 from cozy.engines.retrieval.keyword import plan

@@ -142,7 +142,7 @@ async def test_forced_tool_call_matches_the_schema(provider: LocalProvider) -> N
             "required": ["city", "days"],
         },
     )
-    options = GenerationOptions(temperature=0.0, max_tokens=40, extra={"tool_choice": "required"})
+    options = GenerationOptions(temperature=0.0, max_tokens=40, tool_choice="required")
     _, last = await stream(provider, "Weather in Paris?", tools=[spec], options=options)
     assert last.finish_reason == "tool_calls" and last.tool_calls
     call = last.tool_calls[0]
@@ -197,12 +197,8 @@ async def test_orchestrator_turn_window_and_tool_round_trip(cozy_home: Path) -> 
         started = events[0]
         assert isinstance(started, Started) and "engines.yaml" in started.provider_reason
         # a grammar-forced call of a built-in tool, its result, then the answer in text
-        options = GenerationOptions(
-            temperature=0.0, max_tokens=40, extra={"tool_choice": "required"}
-        )
-        events = await collect(
-            rt.orchestrator.run(req("What time is it?", options=options, max_tool_rounds=1))
-        )
+        options = GenerationOptions(temperature=0.0, max_tokens=40, tool_choice="required")
+        events = await collect(rt.orchestrator.run(req("What time is it?", options=options)))
         calls = [e for e in events if isinstance(e, ToolCallRequested)]
         results = [e for e in events if isinstance(e, ToolResult)]
         assert calls and calls[0].call.name == "builtin.now"

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from test_server_process import _env, _free_port
+from server_fixtures import free_port, server_env
 
 from cozy.runtime import Runtime
 from cozy.settings import Settings
@@ -47,10 +47,10 @@ def served(cozy_home: Path) -> Iterator[openai.OpenAI]:
         "memory: {provider: none}\nprofile: {provider: none}\nknowledge: {provider: none}\n",
         encoding="utf-8",
     )
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*COZY, "serve", "--port", str(port), "--no-auth"],
-        env=_env(cozy_home),
+        env=server_env(cozy_home),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -211,3 +211,65 @@ def test_client_leaving_mid_stream_stops_the_model_and_keeps_the_partial(
     assert statuses == ["complete", "interrupted"], [(r.status, r.content) for r in rows]
     partial = next(r for r in rows if r.status == "interrupted")
     assert partial.content and long.text.startswith(partial.content[:10])
+
+
+def test_client_tools_round_trip_through_serve(served: openai.OpenAI) -> None:
+    """A client's own tool, forced with tool_choice: the call comes back as OpenAI
+    `tool_calls` (arguments valid for the schema), the client answers it, the model
+    goes on in text."""
+    import json
+
+    import jsonschema
+
+    params = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    }
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "parameters": params,
+            },
+        }
+    ]
+    messages: list[dict[str, object]] = [{"role": "user", "content": "Weather in Paris?"}]
+    first = served.chat.completions.create(
+        model="cozy/assistant",
+        messages=messages,  # type: ignore[arg-type]
+        tools=tools,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        temperature=0,
+        max_tokens=60,
+    )
+    assert first.choices[0].finish_reason == "tool_calls", first.model_dump_json()[:2000]
+    calls = first.choices[0].message.tool_calls
+    assert calls and calls[0].function.name == "get_weather"  # type: ignore[union-attr]
+    jsonschema.validate(json.loads(calls[0].function.arguments), params)  # type: ignore[union-attr]
+    call = calls[0]
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": call.function.arguments},  # type: ignore[union-attr]
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"},
+    ]
+    final = served.chat.completions.create(
+        model="cozy/assistant",
+        messages=messages,  # type: ignore[arg-type]
+        tools=tools,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=40,
+    )
+    assert final.choices[0].finish_reason in ("stop", "length")
+    assert final.choices[0].message.content and not final.choices[0].message.tool_calls

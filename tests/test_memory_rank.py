@@ -253,3 +253,25 @@ async def test_engine_answer_follows_its_question(cozy_home: Path, minilm: Local
     without = await rank_of("s-play:2")
     assert with_answers < without  # the answer climbs after the turn that asked
     await store.close()
+
+
+def test_rank_options_set_the_weights_and_a_misspelt_one_is_refused(tmp_path: Path) -> None:
+    """The second stage's options go through `memory.local`'s Options model (RankOptions):
+    set ones reach `Weights`, unset ones keep its defaults, and a misspelt one in a real
+    engines.yaml is an error at its line listing the allowed keys."""
+    from cozy.core.errors import ConfigError
+    from cozy.engines.config import load_engines_config
+
+    f = tmp_path / "e.yaml"
+    f.write_text("memory:\n  provider: local\n  entity_weight: 0.4\n  session_top: 2\n")
+    config = load_engines_config([f])
+    o = config.validate_options(LocalMemory.Options, config.memory.options, ("memory",))
+    assert isinstance(o, LocalMemory.Options)
+    assert Weights.of(o) == Weights(entity=0.4, session_top=2)
+    f.write_text("memory:\n  provider: local\n  entity_wieght: 0.4\n")
+    config = load_engines_config([f])
+    with pytest.raises(ConfigError) as err:
+        config.validate_options(LocalMemory.Options, config.memory.options, ("memory",))
+    msg = str(err.value)
+    assert f"{f}:3: memory.entity_wieght: unknown key (allowed: " in msg
+    assert "entity_weight" in msg and "answer_spread" in msg

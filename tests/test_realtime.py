@@ -23,8 +23,8 @@ from realtime_helpers import (
     text_of,
     user_item,
 )
-from test_server_fixtures import Served
-from test_voice_support import needs_espeak
+from server_fixtures import Served
+from voice_support import needs_espeak
 
 pytestmark = [needs_espeak, pytest.mark.timeout(120)]
 __all__ = ["served_fixture"]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from realtime_helpers import Reader, audio_of, chunks, client, of, pcm24
-from test_server_fixtures import Served, start_server
-from test_voice_support import concat, espeak, needs_espeak, silence
+from server_fixtures import Served, start_server
+from voice_support import concat, espeak, needs_espeak, silence
 
 from cozy.engines.voice.audio import Clip
 from cozy.engines.voice.model_files import piper_voice
@@ -93,6 +93,12 @@ async def test_the_sessions_voice_reaches_piper(served: Served) -> None:
         error = (await r.until("error"))[-1].error
         assert error.code == "invalid_value" and error.param == "session.audio.output.voice"
         assert "robot-9000" in error.message and "slow" in error.message  # names the choices
+        # a client names voices; a file path (which Piper would load) is refused
+        await conn.session.update(
+            session={"type": "realtime", "audio": {"output": {"voice": str(piper_voice())}}}
+        )
+        error = (await r.until("error"))[-1].error
+        assert error.param == "session.audio.output.voice" and "file path" in error.message
 
         await conn.session.update(
             session={"type": "realtime", "audio": {"output": {"voice": "slow"}}}

@@ -10,7 +10,7 @@ import jwt
 import openai
 import pytest
 from helpers import clear_of_minute_boundary
-from test_server_fixtures import Served, served_fixture, start_server  # noqa: F401 - fixture
+from server_fixtures import Served, served_fixture, start_server  # noqa: F401 - fixture
 
 from cozy.storage.api_keys import ApiKeys
 from cozy.storage.store import Store

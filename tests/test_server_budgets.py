@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 from helpers import clear_of_minute_boundary, write_engines
-from test_server_fixtures import Served, ServerThread, make_keys
+from server_fixtures import Served, ServerThread, make_keys
 
 from cozy.server.app import create_app
 from cozy.server.config import ServerSettings

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from test_server_fixtures import ServerThread, make_keys
+from server_fixtures import ServerThread, make_keys
 
 from cozy.server.app import create_app
 from cozy.server.config import ServerSettings

@@ -7,7 +7,7 @@ import random
 import re
 
 import httpx
-from test_server_fixtures import Served, served_fixture  # noqa: F401 - the fixture
+from server_fixtures import Served, served_fixture  # noqa: F401 - the fixture
 
 # routes x methods x statuses, models x stream x status: a fixed ceiling, far below
 # one series per request

@@ -7,7 +7,7 @@ import json
 import httpx
 import openai
 import pytest
-from test_server_fixtures import Served, served_fixture  # noqa: F401 - the fixture
+from server_fixtures import Served, served_fixture  # noqa: F401 - the fixture
 
 from cozy.storage.store import Store
 

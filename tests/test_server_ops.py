@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from test_server_fixtures import Served, served_fixture  # noqa: F401 - fixture
+from server_fixtures import Served, served_fixture  # noqa: F401 - fixture
 
 from cozy.storage.store import Store
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,32 +15,16 @@ import httpx
 import openai
 import pytest
 from helpers import write_engines
+from server_fixtures import free_port, server_env
 
 from cozy.testing import FakeModelServer
 
 COZY = [sys.executable, "-m", "cozy"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COZY_")}
-    env.update(
-        COZY_HOME=str(home),
-        COZY_CONFIG=str(home / "engines.yaml"),
-        COZY_SERVER_RATE_LIMIT_RPM="0",
-        COZY_SERVER_IP_RATE_LIMIT_RPM="0",
-    )
-    return env
-
-
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*COZY, *args], env=_env(home), capture_output=True, text=True, timeout=60
+        [*COZY, *args], env=server_env(home), capture_output=True, text=True, timeout=60
     )
 
 
@@ -51,10 +33,10 @@ def serve(cozy_home: Path, fake_model: FakeModelServer) -> Iterator[tuple[str, s
     write_engines(cozy_home, fake_model.url)
     key = _cli(cozy_home, "keys", "create", "--user", "alice").stdout.strip()
     assert key.startswith("sk-cozy-")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*COZY, "serve", "--port", str(port), "--workers", "2"],
-        env=_env(cozy_home),
+        env=server_env(cozy_home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

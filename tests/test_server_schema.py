@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
-from test_server_fixtures import Served, served_fixture  # noqa: F401 - fixture
+from server_fixtures import Served, served_fixture  # noqa: F401 - fixture
 
 # the response checks, plus "an invalid request is refused" (5xx checked below). Left
 # out: "a schema-valid request is accepted" — rules the schema cannot state (a

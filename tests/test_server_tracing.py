@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from test_server_fixtures import start_server
+from server_fixtures import start_server
 
 from cozy.server.tracing import Tracing
 from cozy.testing import FakeModelServer

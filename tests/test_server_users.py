@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 import websockets
-from test_server_fixtures import Served, served_fixture  # noqa: F401 - the fixture
+from server_fixtures import Served, served_fixture  # noqa: F401 - the fixture
 from typer.testing import CliRunner
 
 from cozy.cli.app import app

@@ -15,27 +15,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from helpers import write_engines
-from test_server_process import _env, _free_port
+from helpers import assistant_rows, write_engines
+from server_fixtures import free_port, server_env
 
-from cozy.runtime import Runtime
-from cozy.settings import Settings
-from cozy.storage.store import MessageRow
 from cozy.testing import FakeModelServer
 
 COZY = [sys.executable, "-m", "cozy"]
 LONG = " ".join(f"w{i}" for i in range(400))
-
-
-async def _assistant_rows(home: Path) -> list[MessageRow]:
-    rt = await Runtime.open(Settings(home=home), engines=False)
-    try:
-        rows: list[MessageRow] = []
-        for s in await rt.store.list_sessions("local", limit=100):  # --no-auth acts as local
-            rows.extend(m for m in await rt.store.list_messages(s.id) if m.role == "assistant")
-        return rows
-    finally:
-        await rt.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
@@ -47,7 +33,7 @@ def test_signal_to_cozy_run_saves_the_partial_answer(
     fake_model.queue_reply(LONG)
     proc = subprocess.Popen(
         [*COZY, "run", "--json", "--stream", "--no-context", "tell me a long story"],
-        env=_env(cozy_home),
+        env=server_env(cozy_home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -70,7 +56,7 @@ def test_signal_to_cozy_run_saves_the_partial_answer(
     assert last["error"]["code"] in ("cancelled", "stopped"), last
     assert "saved as interrupted" in last["error"]["message"]
     assert f"stopped by {sig.name}" in err and "Traceback" not in err
-    rows = asyncio.run(_assistant_rows(cozy_home))
+    rows = asyncio.run(assistant_rows(cozy_home))
     assert [r.status for r in rows] == ["interrupted"]
     assert rows[0].content.startswith("w0 w1") and not rows[0].content.endswith("w399")
 
@@ -82,8 +68,8 @@ def test_sigterm_to_cozy_serve_saves_every_stream_in_flight(
     fake_model.tokens_per_second = 10  # each answer would take 40 s
     for _ in range(10):
         fake_model.queue_reply(LONG)
-    port = _free_port()
-    env = {**_env(cozy_home), "COZY_SERVER_GRACEFUL_TIMEOUT": "1"}
+    port = free_port()
+    env = {**server_env(cozy_home), "COZY_SERVER_GRACEFUL_TIMEOUT": "1"}
     proc = subprocess.Popen(
         [*COZY, "serve", "--port", str(port), "--no-auth"],
         env=env,
@@ -131,7 +117,7 @@ def test_sigterm_to_cozy_serve_saves_every_stream_in_flight(
     for t in threads:
         t.join(10)
     assert stopped_in < 1 + 15, stopped_in  # grace 1 s, then interrupt-and-save
-    rows = asyncio.run(_assistant_rows(cozy_home))
+    rows = asyncio.run(assistant_rows(cozy_home))
     assert len(rows) == 10, [(r.status, r.content[:20]) for r in rows]
     assert {r.status for r in rows} == {"interrupted"}
     assert all(r.content.startswith("w0 w1") for r in rows)

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import collect, open_runtime, req
-from test_cli import cozy
+from helpers import collect, cozy, open_runtime, req
 
 from cozy.core.events import ContextBuilt, Done
 from cozy.testing import FakeModelServer

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from helpers import write_engines
 from mcp_servers.helpers import SERVER
-from test_cli_tools import cozy
+from tools_cli import cozy
 
 from cozy.core.types import Caller
 from cozy.engines.base import ToolContext

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from helpers import write_engines
 from npm_servers import npm_server
-from test_cli_tools import cozy
+from tools_cli import cozy
 
 from cozy.core.types import Caller
 from cozy.engines.base import ToolContext

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from test_cli_tools import configured, cozy  # noqa: F401 - the fixture is used by name
+from tools_cli import configured, cozy  # noqa: F401 - the fixture is used by name
 from tty_helpers import TtyCozy
 
 from cozy.settings import Settings

@@ -122,5 +122,4 @@ def test_tab_then_esc_comes_back_to_the_prompt(chat: ChatPty, fake_model: FakeMo
     chat.send(b"\x1b")  # Esc alone (the terminal's escape delay tells it from a sequence)
     chat.read(0.8)
     chat.send(b"typed after esc\r")
-    chat.expect("zebra-42")
-    assert prompts(fake_model) == ["typed after esc"]
+    chat.until(lambda: prompts(fake_model) == ["typed after esc"], timeout=60)

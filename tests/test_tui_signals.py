@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import write_engines
-from test_stops import _assistant_rows
+from helpers import assistant_rows, write_engines
 
 from cozy.testing import FakeModelServer
 
@@ -82,6 +81,6 @@ def test_signal_to_cozy_chat_saves_the_partial_answer(
             proc.wait(10)
         with contextlib.suppress(OSError):
             os.close(master)
-    rows = asyncio.run(_assistant_rows(cozy_home))
+    rows = asyncio.run(assistant_rows(cozy_home))
     assert [r.status for r in rows] == ["interrupted"], [(r.status, r.content[:30]) for r in rows]
     assert rows[0].content.startswith("w0 w1") and not rows[0].content.endswith("w399")

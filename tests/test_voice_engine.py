@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_voice_support import COMMANDS, SENTENCES, concat, espeak, needs_espeak, silence, wer
+from voice_support import COMMANDS, SENTENCES, concat, espeak, needs_espeak, silence, wer
 
 from cozy.core.errors import ConfigError, EngineError
 from cozy.engines.voice.audio import (

@@ -29,8 +29,8 @@ import openai
 import pytest
 import soundfile as sf
 from realtime_helpers import Reader, chunks, of
-from test_server_fixtures import Served, start_server
-from test_voice_support import needs_espeak
+from server_fixtures import Served, start_server
+from voice_support import needs_espeak
 
 from cozy.engines.voice.audio import Clip, decode, decode_pcm16
 from cozy.engines.voice.tts_piper import PiperTTS
@@ -132,6 +132,8 @@ def test_speech_speed_and_voices(served_voice: Served) -> None:
     assert abs(seconds(voice="onyx") - normal) < 0.01  # OpenAI names map to the voice
     with pytest.raises(openai.BadRequestError, match="unknown voice"):
         client.audio.speech.create(model="tts-1", voice="robot-9000", input=SENTENCE)
+    with pytest.raises(openai.BadRequestError, match="file path"):  # names only, over HTTP
+        client.audio.speech.create(model="tts-1", voice="/tmp/any.onnx", input=SENTENCE)
     with pytest.raises(openai.BadRequestError, match="response_format"):
         client.audio.speech.create(
             model="tts-1", voice="alloy", input=SENTENCE,

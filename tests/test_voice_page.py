@@ -29,8 +29,8 @@ import pytest
 import websockets
 from helpers import write_engines
 from realtime_helpers import VOICE_YAML, served_fixture, stored_messages
-from test_server_fixtures import Served, make_keys, start_server
-from test_voice_support import concat, espeak, needs_espeak, silence
+from server_fixtures import Served, make_keys, start_server
+from voice_support import concat, espeak, needs_espeak, silence
 
 from cozy.settings import Settings
 from cozy.testing import FakeModelServer

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from test_server_fixtures import Served, start_server
-from test_voice_support import COMMANDS, concat, espeak, needs_espeak, silence
+from server_fixtures import Served, start_server
+from voice_support import COMMANDS, concat, espeak, needs_espeak, silence
 
 from cozy.engines.voice.audio import decode, decode_pcm16
 from cozy.engines.voice.engine import LocalVoice

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import open_runtime, write_engines
-from test_voice_support import COMMANDS, concat, espeak, needs_espeak, silence
+from voice_support import COMMANDS, concat, espeak, needs_espeak, silence
 
 from cozy.core.orchestrator import ChatRequest
 from cozy.core.types import Caller

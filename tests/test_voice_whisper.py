@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import write_engines
-from test_voice_support import needs_espeak
+from voice_support import needs_espeak
 
 from cozy.core.errors import EngineError
 from cozy.engines.voice.engine import LocalVoice

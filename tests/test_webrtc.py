@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 import pytest
 from realtime_helpers import VOICE_YAML
-from test_server_fixtures import Served, start_server
-from test_voice_support import concat, espeak, needs_espeak, silence
+from server_fixtures import Served, start_server
+from voice_support import concat, espeak, needs_espeak, silence
 
 from cozy.testing import FakeModelServer
 

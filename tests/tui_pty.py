@@ -83,10 +83,12 @@ class ChatPty:
                 )
             self.read(0.1)
 
-    def ready(self) -> None:
-        """The prompt is drawn and the runtime open (the sessions list was drawn)."""
+    def ready(self, model: str = "fake-model") -> None:
+        """The prompt is drawn and the runtime open: the status line names the model the
+        probe found (keys sent while start-up still holds the event loop are read late,
+        in one chunk, and an Esc followed by text then reads as alt+key)."""
         self.expect("enter sends")
-        self.expect("f1 help")
+        self.expect(model)
         self.read(0.5)
 
     def send(self, data: bytes) -> None:

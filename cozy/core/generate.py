@@ -7,7 +7,7 @@ A call to a client's tool ends the turn: the caller runs it and continues the tu
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cozy.core.events import ChatEvent, TextDelta, ToolCallRequested
 from cozy.core.persist import to_new
@@ -74,6 +74,10 @@ class Generation:
                 return
             async for event in self._tool_round(calls, turn, tools, ctx):
                 yield event
+            if options.tool_choice not in (None, "auto", "none"):
+                # the forced call is made: the next rounds may answer in text (forced in
+                # every round, a model calls tools until the round limit)
+                options = replace(options, tool_choice="auto")
 
     async def _tool_round(
         self, calls: list[ToolCall], turn: Turn, tools: ToolRunner, ctx: ToolContext

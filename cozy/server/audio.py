@@ -35,6 +35,7 @@ from cozy.engines.voice.codecs import MEDIA_TYPES, SpeechEncoder
 from cozy.server import transcripts
 from cozy.server.realtime import DenyBeforeUpgrade
 from cozy.server.responses import media_operation
+from cozy.server.voices import client_voice
 
 SPEECH_FORMATS = tuple(MEDIA_TYPES)
 
@@ -192,6 +193,7 @@ class AudioController(Controller):
                 hint="use stream_format=audio, or POST /v1/audio/tts with stream=true for SSE",
             )
         engine = await _engine(request)
+        client_voice(data.voice)
         await engine.check_voice(data.voice)  # an unknown voice is a 400, before streaming
         encoder = SpeechEncoder(fmt, engine.output_rate)
         return Stream(

@@ -41,6 +41,7 @@ from cozy.server.realtime_response import (
     open_output,
 )
 from cozy.server.realtime_vad import TurnDetector
+from cozy.server.voices import client_voice
 
 if TYPE_CHECKING:
     from cozy.engines.base import VoiceEngine
@@ -100,6 +101,7 @@ class RealtimeSession(ConversationItems):
         wanted.update(event.get("session"))
         if wanted.voice != self.config.voice and self.engine is not None:
             try:  # an unknown voice is refused now, not at the first spoken answer
+                client_voice(wanted.voice, "session.audio.output.voice")
                 await self.engine.check_voice(tts_voice(wanted.voice))
             except UsageError as exc:
                 raise ProtocolError(

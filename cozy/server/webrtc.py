@@ -203,6 +203,7 @@ async def _take_voice(
 
     from cozy.core.errors import CozyError
     from cozy.engines.base import VoiceEngine
+    from cozy.server.voices import client_voice
 
     chunks: list[bytes] = []
     more = True
@@ -221,6 +222,7 @@ async def _take_voice(
     if isinstance(voice, str) and voice and isinstance(data, dict):
         engine = await runtime.engine("voice")
         try:
+            client_voice(voice)
             if isinstance(engine, VoiceEngine):
                 await engine.check_voice(voice)
         except CozyError as exc:

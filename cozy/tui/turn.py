@@ -78,6 +78,7 @@ class TurnRunner:
             system=extras.system,
             options=extras.options,
             approver=self._approver,
+            elicitor=self._elicitor,
         )
         try:
             with quiet_gc():  # no full GC pass while the answer streams (see heap.py)
@@ -112,9 +113,6 @@ class TurnRunner:
             Failed,
             Started,
             TextDelta,
-            ToolApprovalNeeded,
-            ToolCallRequested,
-            ToolResult,
         )
 
         if isinstance(event, TextDelta):  # the hot path: hundreds a second, no DOM queries
@@ -123,6 +121,8 @@ class TurnRunner:
             state.got_text = True
             state.answer.append(event.text)
             return
+        if await self._render_tool_event(event, state, chat):
+            return
         host, st = self.host, self.host.state
         status = host.views.status
         if isinstance(event, Started):
@@ -130,23 +130,6 @@ class TurnRunner:
         elif isinstance(event, ContextBuilt):
             host.views.context.show(event.metadata)
             status.set(degraded=bool(event.metadata.get("degraded")))
-        elif isinstance(event, ToolCallRequested):
-            await self._end_answer(state, chat, "complete")
-            c = event.call
-            await chat.add(ToolCallView(c.id, c.name, c.arguments, event.level))
-        elif isinstance(event, ToolApprovalNeeded):
-            view = chat.tool_view(event.call.id)
-            if view is not None:
-                view.waiting()
-        elif isinstance(event, ToolResult):
-            view = chat.tool_view(event.call_id)
-            if view is not None:
-                view.done(
-                    event.content,
-                    is_error=event.is_error,
-                    duration_ms=event.duration_ms,
-                    decision=event.decision,
-                )
         elif isinstance(event, Done):
             usage = event.usage or {}
             total = event.timings.get("total")
@@ -180,6 +163,35 @@ class TurnRunner:
             why=auto_reason(event.provider_reason),
         )
 
+    async def _render_tool_event(self, event: ChatEvent, state: TurnState, chat: ChatLog) -> bool:
+        """A tool call's line: requested, waiting for approval, progress, result."""
+        from cozy.core.events import ToolApprovalNeeded, ToolCallRequested, ToolProgress, ToolResult
+
+        if isinstance(event, ToolCallRequested):
+            await self._end_answer(state, chat, "complete")
+            c = event.call
+            await chat.add(ToolCallView(c.id, c.name, c.arguments, event.level))
+        elif isinstance(event, ToolApprovalNeeded):
+            view = chat.tool_view(event.call.id)
+            if view is not None:
+                view.waiting()
+        elif isinstance(event, ToolProgress):
+            view = chat.tool_view(event.call_id)
+            if view is not None:
+                view.progress(event.progress, event.total, event.message)
+        elif isinstance(event, ToolResult):
+            view = chat.tool_view(event.call_id)
+            if view is not None:
+                view.done(
+                    event.content,
+                    is_error=event.is_error,
+                    duration_ms=event.duration_ms,
+                    decision=event.decision,
+                )
+        else:
+            return False
+        return True
+
     async def _end_answer(
         self, state: TurnState, chat: ChatLog, status: str, note: str = ""
     ) -> None:
@@ -207,6 +219,23 @@ class TurnRunner:
                 screen.dismiss("deny")
             raise
         return "once" if decision == "once" else "always" if decision == "always" else "deny"
+
+    async def _elicitor(
+        self, server: str, message: str, schema: dict[str, Any]
+    ) -> tuple[str, dict[str, Any] | None]:
+        """An MCP server's form during a tool call: a modal; Esc cancels."""
+        from cozy.tui.screens.elicitation import ElicitationScreen
+
+        future: asyncio.Future[tuple[str, dict[str, Any] | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        screen = ElicitationScreen(server, message, schema, answer=future)
+        self.host.push_screen(screen)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            screen.finish(("cancel", None))
+            raise
 
 
 def auto_reason(reason: str) -> str:

@@ -15,8 +15,9 @@ smaller files are tiny models, offered tools only when a call is asked for and s
 at most at `small_model_temperature`, 0.3; 0 turns this off).
 
 User turns stream at a higher priority than background jobs (memory and profile
-extraction, summaries: the non-streaming `chat`). `options.extra["tool_choice"]` takes
-OpenAI's values (`auto`, `none`, `required`, or a named function).
+extraction, summaries: the non-streaming `chat`). `options.tool_choice` (or
+`options.extra["tool_choice"]`) takes OpenAI's values (`auto`, `none`, `required`, or
+a named function).
 
 One module past 400 lines on purpose: it is one provider, the mapping of cozy's chat
 calls onto the runner (llama_runner.py), model files and templates living elsewhere.
@@ -152,7 +153,7 @@ class LocalProvider(AIEngine):
     ) -> Plan:
         opts = options or GenerationOptions()
         small = self.small(model)
-        choice = opts.extra.get("tool_choice", "auto")
+        choice = opts.tool_choice or opts.extra.get("tool_choice") or "auto"
         offered = list(tools or ()) if choice != "none" else []
         if small and choice == "auto":
             # a model this small answers worse with tool descriptions in its prompt (the

@@ -50,12 +50,12 @@ class ModelRouterImpl:
         return choose(self.config.provider, self._ollama_host())
 
     def _ollama_host(self) -> str:
-        from cozy.engines.ai.ollama_provider import DEFAULT_HOST, normalize_host
+        from cozy.engines.ai.ollama_provider import DEFAULT_HOST, OllamaOptions, normalize_host
 
-        options = self.config.providers.get("ollama", {})
-        return normalize_host(
-            str(options.get("host") or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
-        )
+        at = ("ai", "providers", "ollama")
+        raw = self.config.providers.get("ollama", {})
+        host = self.engines_config.validate_options(OllamaOptions, raw, at).host
+        return normalize_host(host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
 
     async def decide(self) -> Choice:
         """`choice`, with the Ollama probe (a blocking connect, cached) off the event loop."""
@@ -84,9 +84,23 @@ class ModelRouterImpl:
                 "from engines.yaml",
             )
         if not spec:
-            options = self.config.providers.get(provider, {})
-            spec = str(options.get("default_model") or DEFAULT_MODELS.get(provider, ""))
+            spec = self._default_model(provider) or DEFAULT_MODELS.get(provider, "")
         return provider, spec
+
+    def _default_model(self, provider: str) -> str | None:
+        """`default_model` of the provider's options (checked: a misspelt key is an error
+        naming its file:line), None when it sets none or is unknown here."""
+        try:
+            cls = self.factory.registry.get("ai", provider)
+        except CozyError:
+            return None  # an unusable provider reports itself when it is opened
+        at = ("ai", "providers", provider)
+        raw = self.config.providers.get(provider, {})
+        # a third-party provider without an Options model keeps any keys (OpenOptions)
+        value = getattr(
+            self.engines_config.validate_options(cls.Options, raw, at), "default_model", None
+        )
+        return str(value) if value else None
 
     def _tagged(self, provider: str) -> bool:
         try:

@@ -84,8 +84,7 @@ class CogneeKnowledge(KnowledgeEngine):
             if router is None or config is None:
                 raise ConfigError("knowledge.cognee needs the runtime or a `llm:` option")
             provider, model = router.split(self.model)
-            opts = config.ai.providers.get(provider, {})
-            llm = setup.llm_config(provider, model, opts)
+            llm = setup.llm_config(provider, model, config)
         if embedding is None:
             if self.ctx.config is None:
                 raise ConfigError("knowledge.cognee needs the runtime or an `embedding:` option")
@@ -95,7 +94,7 @@ class CogneeKnowledge(KnowledgeEngine):
                     "knowledge.cognee needs an embedder",
                     hint="add `embed: {provider: ollama}` (or openai) to engines.yaml",
                 )
-            embedding = setup.embedding_config(section.provider, section.options)
+            embedding = setup.embedding_config(self.ctx.config)
         return dict(llm), dict(embedding)
 
     async def _open(self) -> Any:

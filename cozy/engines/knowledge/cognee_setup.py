@@ -12,10 +12,13 @@ import importlib.util
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cozy.core.errors import ConfigError, MissingExtraError
 from cozy.engines.openai_compat import NO_KEY, OpenAIEndpoint
+
+if TYPE_CHECKING:
+    from cozy.engines.config import EnginesConfig
 
 _lock = threading.Lock()
 _configured: dict[str, Any] = {}
@@ -77,14 +80,22 @@ def configure(root: Path, llm: dict[str, Any], embedding: dict[str, Any]) -> Any
     return cognee
 
 
-def llm_config(provider: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
-    """cognee's LLM config for cozy's AI provider (both speak the OpenAI API)."""
+def llm_config(provider: str, model: str, config: EnginesConfig) -> dict[str, Any]:
+    """cognee's LLM config for cozy's AI provider (both speak the OpenAI API). The
+    provider's options are read through its own Options model: a misspelt one is an
+    error naming its file:line, as when the router builds the provider."""
+    at = ("ai", "providers", provider)
+    raw = config.ai.providers.get(provider, {})
     if provider == "openai":
-        endpoint = OpenAIEndpoint.of(options.get("base_url"), options.get("api_key"))
+        from cozy.engines.ai.openai_provider import OpenAIOptions
+
+        endpoint = OpenAIEndpoint.from_options(config.validate_options(OpenAIOptions, raw, at))
         base, key = endpoint.base_url, endpoint.api_key or NO_KEY
     elif provider == "ollama":
-        host = options.get("host") or os.environ.get("OLLAMA_HOST") or "http://localhost:11434"
-        base, key = f"{str(host).rstrip('/')}/v1", "ollama"
+        from cozy.engines.ai.ollama_provider import OllamaOptions
+
+        host = _ollama_host(config.validate_options(OllamaOptions, raw, at).host)
+        base, key = f"{host}/v1", "ollama"
     else:
         raise ConfigError(
             f"knowledge.cognee cannot use the AI provider '{provider}'",
@@ -98,24 +109,34 @@ def llm_config(provider: str, model: str, options: dict[str, Any]) -> dict[str, 
     }
 
 
-def embedding_config(provider: str, options: dict[str, Any]) -> dict[str, Any]:
-    """cognee's embedding config for cozy's `embed:` engine (it needs an HTTP one)."""
-    dims = options.get("dimensions")
+def embedding_config(config: EnginesConfig) -> dict[str, Any]:
+    """cognee's embedding config for cozy's `embed:` engine (it needs an HTTP one), its
+    options read through the embedder's Options model (a misspelt one is an error)."""
+    section = config.section("embed")
+    provider = section.provider
     out: dict[str, Any]
+    dims: int | None
     if provider == "openai":
-        endpoint = OpenAIEndpoint.of(options.get("base_url"), options.get("api_key"))
+        from cozy.engines.embed.openai_embed import OpenAIEmbedOptions
+
+        oa = config.validate_options(OpenAIEmbedOptions, section.options, ("embed",))
+        endpoint = OpenAIEndpoint.from_options(oa)
+        dims = oa.dimensions
         out = {
             "embedding_provider": "openai",
             "embedding_endpoint": endpoint.base_url,
-            "embedding_model": str(options.get("model") or "text-embedding-3-small"),
+            "embedding_model": oa.model or "text-embedding-3-small",
             "embedding_api_key": endpoint.api_key or NO_KEY,
         }
     elif provider == "ollama":
-        host = options.get("host") or os.environ.get("OLLAMA_HOST") or "http://localhost:11434"
+        from cozy.engines.embed.ollama_embed import OllamaEmbedOptions
+
+        ol = config.validate_options(OllamaEmbedOptions, section.options, ("embed",))
+        dims = ol.dimensions
         out = {
             "embedding_provider": "ollama",
-            "embedding_endpoint": f"{str(host).rstrip('/')}/api/embed",
-            "embedding_model": str(options.get("model") or "nomic-embed-text"),
+            "embedding_endpoint": f"{_ollama_host(ol.host)}/api/embed",
+            "embedding_model": ol.model or "nomic-embed-text",
         }
     else:
         raise ConfigError(
@@ -124,5 +145,9 @@ def embedding_config(provider: str, options: dict[str, Any]) -> dict[str, Any]:
             "own: `knowledge: {provider: cognee, embedding: {embedding_provider: ..., ...}}`",
         )
     if dims:
-        out["embedding_dimensions"] = int(dims)
+        out["embedding_dimensions"] = dims
     return out
+
+
+def _ollama_host(host: str | None) -> str:
+    return (host or os.environ.get("OLLAMA_HOST") or "http://localhost:11434").rstrip("/")

@@ -124,9 +124,7 @@ async def vector_side(
         if note:  # not configured or broken: the same answer next time
             notes.append(note)
             return [], None, False
-        if engine.embeddings.cold:
-            notes.append("the embedding model is not loaded in a one-shot run: keywords only")
-        else:
+        if not engine.embeddings.cold:  # a one-shot run is keywords by design (embedder.py)
             notes.append(
                 f"the embedding model is still loading (waited {wait or 0:g}s): keywords only"
             )

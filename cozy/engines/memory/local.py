@@ -40,10 +40,10 @@ from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
-from cozy.engines.base import EngineContext, EngineOptions, Health, MemoryEngine
+from cozy.engines.base import EngineContext, Health, MemoryEngine
 from cozy.engines.degraded import degraded
 from cozy.engines.memory import reconcile
-from cozy.engines.memory.rank import Weights, answer_bonus
+from cozy.engines.memory.rank import RankOptions, Weights, answer_bonus
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow, keyword_index
 from cozy.engines.memory.search import RowCache, neighbours, recency_factor
 from cozy.engines.memory.stages import first_stage, last_stage
@@ -56,8 +56,9 @@ from cozy.storage.scope_versions import ScopeVersions
 log = logging.getLogger("cozy.memory")
 
 
-class LocalMemoryOptions(EngineOptions):
-    """The options listed in this module's docstring."""
+class LocalMemoryOptions(RankOptions):
+    """The options listed in this module's docstring (the second ranking stage's, memory/rank.py
+    `RankOptions`, included)."""
 
     model: str | None = None
     scope: str = "user"
@@ -84,15 +85,6 @@ class LocalMemoryOptions(EngineOptions):
     # worker slower than the traffic drops extractions (logged, in /metrics) instead of
     # growing its queue without bound; 0: no limit
     backlog_limit: int = 2000
-    # the second ranking stage (memory/rank.py `Weights`); unset: its defaults
-    entity_weight: float | None = None
-    date_weight: float | None = None
-    when_weight: float | None = None
-    session_weight: float | None = None
-    session_top: int | None = None
-    feedback: float | None = None
-    feedback_docs: int | None = None
-    answer_spread: float | None = None
 
 
 class LocalMemory(MemoryEngine):
@@ -117,7 +109,7 @@ class LocalMemory(MemoryEngine):
         self.keyword_weight = o.keyword_weight
         self.rrf_k = o.rrf_k
         self.neighbour_spread = o.neighbour_spread
-        self.rank_weights = Weights.of(o.model_dump(exclude_none=True))
+        self.rank_weights = Weights.of(o)
         self.dedupe_threshold = o.dedupe_threshold
         self.min_similarity = o.search_min_similarity
         self.chunk_chars = o.chunk_chars

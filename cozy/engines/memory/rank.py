@@ -35,8 +35,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from cozy.engines.base import EngineOptions
 from cozy.engines.retrieval.terms import STOPWORDS
 
 if TYPE_CHECKING:
@@ -177,18 +178,37 @@ class Weights:
     answer: float = 0.2  # share of a question turn's score lent to the turn after it
 
     @classmethod
-    def of(cls, options: Mapping[str, Any]) -> Weights:
+    def of(cls, o: RankOptions) -> Weights:
+        """The weights `o` sets, each unset one at its default."""
         d = cls()
+
+        def pick(value: float | None, default: float) -> float:
+            return default if value is None else value
+
         return cls(
-            entity=float(options.get("entity_weight", d.entity)),
-            date=float(options.get("date_weight", d.date)),
-            when=float(options.get("when_weight", d.when)),
-            session=float(options.get("session_weight", d.session)),
-            session_top=int(options.get("session_top", d.session_top)),
-            feedback=float(options.get("feedback", d.feedback)),
-            feedback_docs=int(options.get("feedback_docs", d.feedback_docs)),
-            answer=float(options.get("answer_spread", d.answer)),
+            entity=pick(o.entity_weight, d.entity),
+            date=pick(o.date_weight, d.date),
+            when=pick(o.when_weight, d.when),
+            session=pick(o.session_weight, d.session),
+            session_top=d.session_top if o.session_top is None else o.session_top,
+            feedback=pick(o.feedback, d.feedback),
+            feedback_docs=d.feedback_docs if o.feedback_docs is None else o.feedback_docs,
+            answer=pick(o.answer_spread, d.answer),
         )
+
+
+class RankOptions(EngineOptions):
+    """The second stage's options (part of `memory.local`'s in engines.yaml); unset:
+    the `Weights` defaults, kept in one place there."""
+
+    entity_weight: float | None = None
+    date_weight: float | None = None
+    when_weight: float | None = None
+    session_weight: float | None = None
+    session_top: int | None = None
+    feedback: float | None = None
+    feedback_docs: int | None = None
+    answer_spread: float | None = None
 
 
 def boost_query_matches(

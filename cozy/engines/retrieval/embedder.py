@@ -152,7 +152,9 @@ class LazyEmbedder:
         if self._off:
             return None, None
         if self.cold:
-            return None, "embedder not loaded in a one-shot run; keyword search only"
+            # A one-shot run recalls by keywords by design (loading the model would cost
+            # more than the answer): the configured mode, not a degradation to warn about.
+            return None, None
         started = time.perf_counter()
         engine = await self.get(wait=wait)
         if engine is None:

@@ -458,7 +458,8 @@ class MCPServerConnection:
         from mcp_types import CONNECTION_CLOSED
 
         try:
-            async with asyncio.timeout(timeout if timeout > 0 else None):
+            async with asyncio.timeout(timeout if timeout > 0 else None) as deadline:
+                self.requests.deadline = deadline  # paused while the user answers a form
                 return await session.call_tool(tool, arguments, progress_callback=progress)
         except TimeoutError:
             await self._probe()

@@ -14,6 +14,9 @@ its working directory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,26 @@ class ServerRequests:
         self.server = server
         self.roots = roots
         self.active: dict[str, Any] = {}  # the running call's ToolContext.extra
+        # the running call's timeout: the time a person spends on the server's form
+        # (elicitation) is added back to it, so a slow answer is not a timed-out tool
+        self.deadline: asyncio.Timeout | None = None
+
+    @contextlib.asynccontextmanager
+    async def _user_time(self) -> AsyncIterator[None]:
+        """Stop the call's clock while a person answers; restart it with what was left."""
+        deadline = self.deadline
+        when = deadline.when() if deadline is not None else None
+        if deadline is None or when is None or deadline.expired():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        left = max(when - loop.time(), 0.0)
+        deadline.reschedule(None)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(RuntimeError):  # the call ended meanwhile
+                deadline.reschedule(loop.time() + left)
 
     async def sampling(self, context: Any, params: Any) -> Any:
         import mcp_types as t
@@ -74,7 +97,8 @@ class ServerRequests:
             return t.ErrorData(code=t.INVALID_REQUEST, message=NO_ELICITATION)
         if not isinstance(schema, dict):
             schema = schema.model_dump(by_alias=True, exclude_none=True)
-        action, content = await elicit(self.server, params.message, schema)
+        async with self._user_time():
+            action, content = await elicit(self.server, params.message, schema)
         return t.ElicitResult(action=action, content=content)
 
     async def list_roots(self, context: Any) -> Any:

@@ -192,6 +192,7 @@ class ToolCallView(Static):
         self.level = level or "?"
         self.state = "running"
         self.result = ""
+        self.progress_text = ""  # the server's last progress notification
         super().__init__(self._render_text(), classes="tool", markup=False)
 
     def _render_text(self) -> str:
@@ -201,7 +202,7 @@ class ToolCallView(Static):
             args = self.arguments
         head = f"⚙ {self.tool_name}({_short(args, 200)}) [{self.level}]"
         if self.state == "running":
-            return f"{head} …"
+            return f"{head} …{f' {self.progress_text}' if self.progress_text else ''}"
         if self.state == "approval":
             return f"{head} waiting for your approval"
         return f"{head}\n  → {_short(self.result)}"
@@ -210,9 +211,17 @@ class ToolCallView(Static):
         """A new view showing the same (to mount again after being unmounted)."""
         view = ToolCallView(self.call_id, self.tool_name, self.arguments, self.level)
         view.state, view.result = self.state, self.result
+        view.progress_text = self.progress_text
         view.set_class(self.has_class("-error"), "-error")
         view.update(view._render_text())
         return view
+
+    def progress(self, done: float | None, total: float | None, message: str | None) -> None:
+        if self.state != "running":
+            return
+        count = f"{done:g}/{total:g}" if done is not None and total else f"{done or 0:g}"
+        self.progress_text = f"{count} {message or ''}".strip()
+        self.update(self._render_text())
 
     def waiting(self) -> None:
         self.state = "approval"

@@ -7,6 +7,7 @@ openai client and httpx are real.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -152,3 +153,20 @@ def served_fixture(cozy_home: Path, fake_model: FakeModelServer) -> Iterator[Ser
         yield info
     finally:
         thread.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COZY_")}
+    env.update(
+        COZY_HOME=str(home),
+        COZY_CONFIG=str(home / "engines.yaml"),
+        COZY_SERVER_RATE_LIMIT_RPM="0",
+        COZY_SERVER_IP_RATE_LIMIT_RPM="0",
+    )
+    return env
