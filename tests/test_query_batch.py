@@ -95,3 +95,52 @@ async def test_a_failing_embedder_says_so_and_recovers() -> None:
     engine.fail = False
     vec, note = await lazy.query_vector("hello", wait=30)
     assert vec is not None and note is None
+
+
+class Logging(LocalEmbedder):
+    """Logs when each embed call starts and ends, and whether it was a query batch."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.log: list[tuple[str, str]] = []
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        kind = "stored" if texts[0].startswith("stored") else "query"
+        self.log.append(("start", kind))
+        try:
+            return await super().embed(texts)
+        finally:
+            self.log.append(("end", kind))
+
+
+async def _stored_while_questions_wait(yield_to_queries: float) -> list[tuple[str, str]]:
+    engine = Logging()
+    await engine.initialize()
+    lazy = LazyEmbedder(None)
+    lazy.use(engine)
+    lazy.yield_to_queries = yield_to_queries
+    questions = [f"question {i} about the garden and the trip to Lisbon?" for i in range(64)]
+    asks = [asyncio.ensure_future(lazy.query_vector(q, wait=60)) for q in questions]
+    for _ in range(100):  # a few loop turns: the query batch is submitted and started
+        if engine.log:
+            break
+        await asyncio.sleep(0)
+    assert engine.log == [("start", "query")]
+    stored = await lazy.embed(["stored turn: I watered the tomatoes"])
+    assert stored is not None and len(stored[0]) == 384
+    got = await asyncio.gather(*asks)
+    assert all(vec is not None and note is None for vec, note in got)
+    return engine.log
+
+
+async def test_stored_texts_wait_for_the_query_batch_in_flight() -> None:
+    # a background turn embedding must not take the cores from the questions a
+    # search is waiting for (#20: the memory engine's 0.3 s query-vector wait)
+    log = await _stored_while_questions_wait(yield_to_queries=60.0)
+    assert log == [("start", "query"), ("end", "query"), ("start", "stored"), ("end", "stored")]
+
+
+async def test_without_the_wait_a_stored_text_runs_beside_the_queries() -> None:
+    # the bound: after `yield_to_queries` s (here 0) the stored text goes anyway
+    log = await _stored_while_questions_wait(yield_to_queries=0.0)
+    assert log.index(("start", "stored")) < log.index(("end", "query"))

@@ -22,6 +22,8 @@ from cozy.engines.retrieval.query_batch import batcher_of
 
 log = logging.getLogger("cozy.retrieval")
 
+YIELD_TO_QUERIES = 2.0  # s
+
 Loader = Callable[[], Awaitable[EmbedEngine | None]]
 
 
@@ -50,6 +52,8 @@ class LazyEmbedder:
         self._off = bool(off)
         self.missing = missing or "no embedder configured (set `embed: {provider: local}`)"
         self._task: asyncio.Task[EmbedEngine | None] | None = None
+        # how long `embed` (stored texts) lets queued query embeddings go first
+        self.yield_to_queries = YIELD_TO_QUERIES
 
     @property
     def enabled(self) -> bool:
@@ -126,6 +130,8 @@ class LazyEmbedder:
         engine = await self.get()
         if engine is None or not texts:
             return None
+        # questions first: a search waits for its query vector, a stored text can wait
+        await batcher_of(engine).quiet(self.yield_to_queries)
         try:
             return await engine.embed(list(texts))
         except Exception as exc:

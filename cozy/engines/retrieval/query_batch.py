@@ -11,6 +11,7 @@ call runs at a time, so queries never compete with each other for the cores.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from array import array
 from collections import OrderedDict
@@ -58,6 +59,19 @@ class QueryBatcher:
             if self._task is None or self._task.done():
                 self._task = asyncio.get_running_loop().create_task(self._drain())
         return fut
+
+    async def quiet(self, limit: float) -> None:
+        """Return once no query is queued or being embedded, or after `limit` s.
+
+        Stored texts (turns, memories) wait here before they are embedded: on a busy
+        server their batches took the cores from the query batches a search waits
+        for (0.3 s), and the searches fell back to keywords. `limit` keeps a stream of
+        questions from holding the background work back for ever."""
+        task = self._task
+        if task is None or task.done() or limit <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), limit)
 
     async def _drain(self) -> None:
         await asyncio.sleep(0)  # the questions of this loop turn join the first batch
