@@ -471,7 +471,7 @@ def test_chat_in_a_real_terminal_answers_with_the_embedded_model(
     monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # no Ollama: auto picks local
     term = ChatPty(tmp_path / "home", size=(140, 36))
     try:
-        term.ready()
+        term.ready(model="smollm2-135m")  # the status line names the embedded model
         mark = term.mark()
         term.send(b"What is 2+2?\r")
         term.expect("bigger GGUF", after=mark, timeout=300)  # the first answer's notice
