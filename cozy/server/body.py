@@ -87,28 +87,32 @@ def decode(raw: bytes, type_: type[Any]) -> Any:
         ) from None
 
 
-_TYPES: dict[int, type[Any] | None] = {}
+# Keyed by id, holding the handler too: a dead handler's id can be reused by a new
+# app's handler, which then got the old one's answer (a multipart route asked for JSON).
+_TYPES: dict[int, tuple[Any, type[Any] | None]] = {}
 
 
 def _body_type(handler: Any) -> type[Any] | None:
     """The msgspec Struct a handler takes as a JSON `data` body, or None."""
     key = id(handler)
-    if key not in _TYPES:
-        found: type[Any] | None = None
-        field = handler.parsed_fn_signature.parameters.get("data")
-        if field is not None:
-            kwarg = field.kwarg_definition
-            media = getattr(kwarg, "media_type", "application/json") if kwarg else None
-            media = getattr(media, "value", media) or "application/json"
-            annotation = field.annotation
-            if (
-                media == "application/json"
-                and isinstance(annotation, type)
-                and issubclass(annotation, msgspec.Struct)
-            ):
-                found = annotation
-        _TYPES[key] = found
-    return _TYPES[key]
+    cached = _TYPES.get(key)
+    if cached is not None and cached[0] is handler:
+        return cached[1]
+    found: type[Any] | None = None
+    field = handler.parsed_fn_signature.parameters.get("data")
+    if field is not None:
+        kwarg = field.kwarg_definition
+        media = getattr(kwarg, "media_type", "application/json") if kwarg else None
+        media = getattr(media, "value", media) or "application/json"
+        annotation = field.annotation
+        if (
+            media == "application/json"
+            and isinstance(annotation, type)
+            and issubclass(annotation, msgspec.Struct)
+        ):
+            found = annotation
+    _TYPES[key] = (handler, found)
+    return found
 
 
 async def strict_json_body(request: Any) -> None:
