@@ -52,6 +52,7 @@ class RunArgs:
     input_meta: dict[str, Any] | None = None
     fragments: list[tuple[str, str, str]] = field(default_factory=list)  # (sha256, source, text)
     schema: dict[str, Any] | None = None  # --schema: the answer must be valid JSON for it
+    tool_log_level: str = "info"  # --tool-logs
 
 
 async def tty_approver(call: ToolCall, spec: ToolSpec, ctx: ToolContext) -> Decision:
@@ -122,6 +123,7 @@ def _request(args: RunArgs, out: RunOutput) -> ChatRequest:
         elicitor=tty_elicitor,
         images=args.images,
         input_meta=args.input_meta,
+        tool_log_level=args.tool_log_level,
     )
 
 
