@@ -61,15 +61,15 @@ async def test_untrusted_hints_hidden_task_tools_and_long_names() -> None:
 
 def test_reserved_names_disabled_and_unset_header_variables(tmp_path: Path) -> None:
     for name in ("memory", "builtin", "knowledge"):
-        cfg = parse_server(name, fault("ok"), {})
+        cfg = parse_server(name, fault("ok"))
         assert cfg.error and "reserved for cozy's built-in tools" in cfg.error
         assert f"'{name}-mcp'" in cfg.error
-    cfg = parse_server("off", {**fault("ok"), "disabled": True}, {})
+    cfg = parse_server("off", {**fault("ok"), "disabled": True})
     assert cfg.disabled and cfg.error is None
-    cfg = parse_server("web", {"url": "http://x/mcp", "headers": {"Authorization": "Bearer "}}, {})
+    cfg = parse_server("web", {"url": "http://x/mcp", "headers": {"Authorization": "Bearer "}})
     assert cfg.error and "probably not set" in cfg.error
     cfg = parse_server(
-        "web", {"url": "http://x/mcp", "headers": {"Authorization": "Bearer ${NOPE_TOKEN}"}}, {}
+        "web", {"url": "http://x/mcp", "headers": {"Authorization": "Bearer ${NOPE_TOKEN}"}}
     )
     assert cfg.error and "NOPE_TOKEN is not set" in cfg.error
     claude = tmp_path / "c.json"
