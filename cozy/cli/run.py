@@ -193,7 +193,7 @@ def register(app: typer.Typer) -> None:
                     code=2,
                 )
             )
-        if not got.text.strip() and not mcp_prompt:
+        if not got.text.strip() and not got.fragments and not mcp_prompt:
             raise typer.Exit(
                 out.error(
                     _usage(
