@@ -53,6 +53,7 @@ class RunArgs:
     input_meta: dict[str, Any] | None = None
     fragments: list[Fragment] = field(default_factory=list)  # sent before `text`, kept once
     schema: dict[str, Any] | None = None  # --schema: the answer must be valid JSON for it
+    tool_log_level: str = "info"  # --tool-logs
 
 
 async def tty_approver(call: ToolCall, spec: ToolSpec, ctx: ToolContext) -> Decision:
@@ -123,6 +124,7 @@ def _request(args: RunArgs, out: RunOutput) -> ChatRequest:
         elicitor=tty_elicitor,
         images=args.images,
         input_meta=args.input_meta,
+        tool_log_level=args.tool_log_level,
         fragments=args.fragments,
     )
 

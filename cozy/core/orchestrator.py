@@ -301,6 +301,7 @@ class ChatOrchestrator:
             options.context_window = turn.tokens["limit"]
         estimated_prompt = estimator.messages(convo)
         ctx = ToolContext(req.caller, turn.session.id, personality.id, turn.request_id)
+        ctx.extra["log_level"] = req.tool_log_level
         ctx.extra["sample"] = self.tools.sampler(route, req.approver, ctx)
         if req.elicitor is not None:
             ctx.extra["elicit"] = req.elicitor

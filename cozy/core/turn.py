@@ -71,6 +71,9 @@ class ChatRequest:
     images: list[ImagePart] = field(default_factory=list)  # sent with the prompt
     # kept on the stored user message (what was attached: sources, hashes, sizes)
     input_meta: dict[str, Any] | None = None
+    # the least severe log message of a running MCP tool shown live (`tool_log` events;
+    # level names as in `cozy tools logs --level`; "off": none)
+    tool_log_level: str = "info"
     # texts sent in front of `prompt`, each fenced and labelled (files, pages, stdin);
     # stored once by hash, the user's message keeping only `prompt` and the links
     fragments: list[Fragment] = field(default_factory=list)

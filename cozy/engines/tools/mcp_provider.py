@@ -159,9 +159,9 @@ class MCPTools(ToolsEngine):
         for row, conn in zip(rows, self._conns.values(), strict=True):
             if row["state"] == "running" and not conn._healthy():
                 row["state"] = "failed"
-                row["last_error"] = row["last_error"] or ended(conn._exit_record(), conn.cfg.name)
+                row["last_error"] = row["last_error"] or ended(conn.exit_record(), conn.cfg.name)
             row["hidden_tools"] = dict(self.hidden.get(conn.cfg.name, {}))
-            row["stderr_bytes"] = conn._stderr.total if conn._stderr is not None else 0
+            row["stderr_bytes"] = conn.process.stderr_total()
             if row["state"] == "failed":
                 row["fix"] = conn._hint()
         if self._builtin is not None:
