@@ -13,6 +13,18 @@ Role = Literal["system", "user", "assistant", "tool"]
 MessageStatus = Literal["complete", "interrupted", "failed"]
 SideEffect = Literal["read-only", "write", "network", "dangerous"]
 
+# How severe a tool server's log message is: RFC 5424 severities as MCP names them,
+# least severe first. One list for every filter (`cozy tools logs --level`, the live
+# `tool_log` events of `cozy run --tool-logs`, the TUI), so a level means the same
+# everywhere.
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+def log_at_least(level: str, floor: str) -> bool:
+    """Is `level` as severe as `floor`? (an unknown level counts as info)"""
+    rank = {name: i for i, name in enumerate(LOG_LEVELS)}
+    return rank.get(level, 1) >= rank.get(floor, 0)
+
 
 @dataclass(slots=True)
 class ToolCall:

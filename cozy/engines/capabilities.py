@@ -121,6 +121,9 @@ class TranscribesClips(Protocol):
 
     async def new_segmenter(self, **kw: Any) -> Any: ...
 
+    def new_vad(self) -> Any:
+        """A VAD as configured, with its own stream state (blocking)."""
+
     def speak_stream(self, text: AsyncIterator[str]) -> AsyncIterator[bytes]: ...
 
 

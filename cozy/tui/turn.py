@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from cozy.core.types import log_at_least
 from cozy.tui.heap import quiet_gc
 from cozy.tui.host import TurnExtras
 from cozy.tui.screens.approval import ApprovalScreen
@@ -64,11 +65,19 @@ class TurnRunner:
         await st.ready.wait()
         views = host.views
         chat, status = views.chat, views.status
+        extras = extras or TurnExtras()
         state = TurnState(text)
         st.busy = True
         status.set(running=True)
-        state.yours = await chat.add_message("user", text)
-        extras = extras or TurnExtras()
+        fragments, meta = list(extras.fragments), None
+        shown = text
+        if fragments or extras.images:
+            from cozy.core.inputs import Inputs
+
+            got = Inputs(fragments, list(extras.images))
+            shown, meta = got.prompt(text), got.metadata()  # shown as the model sees it
+        state.yours = await chat.add_message("user", shown)
+        state.yours.typed, state.yours.fragments = text, fragments
         req = ChatRequest(
             prompt=text,
             caller=Caller(user_id=host.settings.user, role="admin", face="tui"),
@@ -79,6 +88,9 @@ class TurnRunner:
             options=extras.options,
             approver=self._approver,
             elicitor=self._elicitor,
+            fragments=fragments,
+            images=list(extras.images),
+            input_meta=meta,
         )
         try:
             with quiet_gc():  # no full GC pass while the answer streams (see heap.py)
@@ -165,7 +177,13 @@ class TurnRunner:
 
     async def _render_tool_event(self, event: ChatEvent, state: TurnState, chat: ChatLog) -> bool:
         """A tool call's line: requested, waiting for approval, progress, result."""
-        from cozy.core.events import ToolApprovalNeeded, ToolCallRequested, ToolProgress, ToolResult
+        from cozy.core.events import (
+            ToolApprovalNeeded,
+            ToolCallRequested,
+            ToolLog,
+            ToolProgress,
+            ToolResult,
+        )
 
         if isinstance(event, ToolCallRequested):
             await self._end_answer(state, chat, "complete")
@@ -179,6 +197,14 @@ class TurnRunner:
             view = chat.tool_view(event.call_id)
             if view is not None:
                 view.progress(event.progress, event.total, event.message)
+        elif isinstance(event, ToolLog):
+            view = chat.tool_view(event.call_id)
+            if view is not None:
+                view.add_log(event.server, event.level, event.text)
+            if log_at_least(event.level, "error"):  # worth a look even scrolled away
+                self.host.notify(
+                    f"{event.server}: {event.text[:200]}", title=event.level, severity="error"
+                )
         elif isinstance(event, ToolResult):
             view = chat.tool_view(event.call_id)
             if view is not None:

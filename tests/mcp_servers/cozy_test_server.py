@@ -120,6 +120,24 @@ def picture() -> list[TextContent | ImageContent]:
 
 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def chatty(ctx: Context, count: int = 3, pause: float = 0.0) -> str:
+    """While running, log one debug line, `count` info lines, then one error line
+    (notifications/message), `pause` seconds apart."""
+    import warnings
+
+    lines = [("debug", "debug detail")]
+    lines += [("info", f"step {i + 1} of {count}") for i in range(count)]
+    lines.append(("error", "something looked wrong"))
+    with warnings.catch_warnings():  # logging is deprecated by the newest spec, still sent
+        warnings.simplefilter("ignore")
+        for level, text in lines:
+            await ctx.log(level, text, logger_name="chatty")  # type: ignore[arg-type]
+            if pause:
+                await asyncio.sleep(pause)
+    return f"logged {len(lines)} lines"
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
 def env(name: str) -> str:
     """Echo an environment variable ('<unset>' when missing)."""
     return os.environ.get(name, "<unset>")

@@ -27,7 +27,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from cozy.core.types import ToolOutput, ToolSpec
-from cozy.engines.base import EngineContext, EngineOptions, Health, ToolContext, ToolsEngine
+from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
 from cozy.engines.tools import mcp_extras
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
 from cozy.engines.tools.content import result_text
@@ -40,10 +40,10 @@ from cozy.engines.tools.mcp_client import (
     ServerUnavailable,
 )
 from cozy.engines.tools.mcp_common import ended, preflight_config
-from cozy.engines.tools.mcp_config import import_claude_config, parse_servers
+from cozy.engines.tools.mcp_config import MCPOptions, import_claude_config, parse_servers
 from cozy.engines.tools.mcp_extras import PromptInfo, ResourceInfo, ResourceText
 from cozy.engines.tools.mcp_logs import at_least, log_dir, read_logs
-from cozy.engines.tools.sandbox import DEFAULT_MAX_OUTPUT_CHARS, cap_output, validate_arguments
+from cozy.engines.tools.sandbox import cap_output, validate_arguments
 
 __all__ = ["MCPTools", "ServerStatus", "import_claude_config"]
 
@@ -76,21 +76,6 @@ def reaches(patterns: Sequence[str], server: str) -> bool:
     return False
 
 
-class MCPOptions(EngineOptions):
-    servers: Any = None  # checked by mcp_config.parse_servers (its messages name the fix)
-    mcpServers: Any = None  # Claude Desktop's spelling of `servers`
-    timeout: float = 30.0
-    startup_timeout: float = 30.0
-    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
-    schema_ttl: float = 600.0
-    shutdown_timeout: float = 2.5
-    builtin: bool = True
-    eager: bool = False  # start every server when cozy opens, not on first use
-    limits: dict[str, Any] | None = None  # defaults for every server's `limits`
-    cwd: str | None = None  # default working directory of stdio servers
-    log_level: str | None = None  # logging/setLevel for every server (default info)
-
-
 class MCPTools(ToolsEngine):
     Options = MCPOptions
     provider_name = "mcp"
@@ -108,7 +93,7 @@ class MCPTools(ToolsEngine):
             cfg.name: MCPServerConnection(
                 cfg, schema_ttl=o.schema_ttl, grace=o.shutdown_timeout, log_dir=self.log_dir
             )
-            for cfg in parse_servers(o.model_dump(exclude_none=True))
+            for cfg in parse_servers(o)
         }
         self._builtin: BuiltinTools | None = None
         if o.builtin:
@@ -174,9 +159,9 @@ class MCPTools(ToolsEngine):
         for row, conn in zip(rows, self._conns.values(), strict=True):
             if row["state"] == "running" and not conn._healthy():
                 row["state"] = "failed"
-                row["last_error"] = row["last_error"] or ended(conn._exit_record(), conn.cfg.name)
+                row["last_error"] = row["last_error"] or ended(conn.exit_record(), conn.cfg.name)
             row["hidden_tools"] = dict(self.hidden.get(conn.cfg.name, {}))
-            row["stderr_bytes"] = conn._stderr.total if conn._stderr is not None else 0
+            row["stderr_bytes"] = conn.process.stderr_total()
             if row["state"] == "failed":
                 row["fix"] = conn._hint()
         if self._builtin is not None:
