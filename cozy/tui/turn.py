@@ -65,11 +65,19 @@ class TurnRunner:
         await st.ready.wait()
         views = host.views
         chat, status = views.chat, views.status
+        extras = extras or TurnExtras()
         state = TurnState(text)
         st.busy = True
         status.set(running=True)
-        state.yours = await chat.add_message("user", text)
-        extras = extras or TurnExtras()
+        fragments, meta = list(extras.fragments), None
+        shown = text
+        if fragments or extras.images:
+            from cozy.core.inputs import Inputs
+
+            got = Inputs(fragments, list(extras.images))
+            shown, meta = got.prompt(text), got.metadata()  # shown as the model sees it
+        state.yours = await chat.add_message("user", shown)
+        state.yours.typed, state.yours.fragments = text, fragments
         req = ChatRequest(
             prompt=text,
             caller=Caller(user_id=host.settings.user, role="admin", face="tui"),
@@ -80,6 +88,9 @@ class TurnRunner:
             options=extras.options,
             approver=self._approver,
             elicitor=self._elicitor,
+            fragments=fragments,
+            images=list(extras.images),
+            input_meta=meta,
         )
         try:
             with quiet_gc():  # no full GC pass while the answer streams (see heap.py)

@@ -116,6 +116,14 @@ class MessageView(Vertical, NoSecondLayout):
         self.number: int | None = None  # your messages: "#n" for /edit n
         self.code_numbers: list[int] = []  # this answer's code blocks: /copy n
         self.stream: BlockStream | None = None  # kept after the end (its counters)
+        # your message with files: `text` is all the model saw, `typed` what you wrote;
+        # /edit and regenerate send `typed` again with the same `fragments`
+        self.typed: str | None = None
+        self.fragments: list[Any] = []
+
+    @property
+    def own_text(self) -> str:
+        return self.text if self.typed is None else self.typed
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="role", markup=False)
@@ -154,6 +162,7 @@ class MessageView(Vertical, NoSecondLayout):
             self.role, self.text, status=self.status, note=self.note, message_id=self.message_id
         )
         view.number, view.code_numbers = self.number, list(self.code_numbers)
+        view.typed, view.fragments = self.typed, list(self.fragments)
         return view
 
     def append(self, fragment: str) -> None:
