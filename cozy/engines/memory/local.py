@@ -261,10 +261,12 @@ class LocalMemory(MemoryEngine):
             degraded(note)
         if vec is None:
             return []
+        from cozy.engines.retrieval.vectors import holds_gil  # numpy: only once vectors exist
+
         idx = await self.index(user_id, version)
-        if len(idx) < 20_000:
+        if len(idx) < 20_000 or holds_gil():  # a thread would not free the loop (vectors.py)
             return idx.search(vec, pool)
-        return await asyncio.to_thread(idx.search, vec, pool)  # big: off the event loop
+        return await asyncio.to_thread(idx.search, vec, pool)  # big BLAS product: off the loop
 
     async def search(
         self,
