@@ -27,6 +27,7 @@ __all__ = [
     "assemble",
     "at_files",
     "fenced",
+    "file_part",
     "gather",
     "image_from_url",
 ]
@@ -110,6 +111,33 @@ def at_files(text: str) -> tuple[str, list[str]]:
         return m[0]
 
     return _AT.sub(take, text), found
+
+
+def file_part(filename: str, data: str) -> Fragment:
+    """An OpenAI `file` content part's data (a base64 data URL, or bare base64) read as
+    a fragment labelled with its file name: text, code, PDF or HTML (the server's way
+    in for files; images come as `image_url` parts)."""
+    name = filename.strip() or "file"
+    head, sep, body = data.partition(",")
+    if data.startswith("data:") and sep:
+        if not head.endswith(";base64"):
+            raise UsageError(f"file {name}: the data URL is not base64")
+        data = body
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise UsageError(
+            f"file {name}: file_data is not valid base64",
+            hint="send the file's bytes as data:<mime>;base64,<data>",
+        ) from None
+    if image_type(raw) is not None:
+        raise UsageError(
+            f"file {name} is an image",
+            hint="send images as image_url parts (data:image/png;base64,...)",
+        )
+    (item,) = _item(name, raw, images=False)
+    assert isinstance(item, Fragment)
+    return item
 
 
 def image_from_url(url: str) -> ImagePart:
