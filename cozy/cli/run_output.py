@@ -103,6 +103,13 @@ class RunOutput:
                 sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
             return
         folded["tool_results"].append(data)
+        if not self.as_json:
+            for m in data.get("media") or []:
+                seen = "shown to the model" if m.get("to_model") else "not shown to the model"
+                sys.stderr.write(
+                    f"[tool {data.get('name')} returned {m['type']} {m['mime']}, "
+                    f"{m['bytes']} bytes: {seen}]\n"
+                )
         if not self.as_json and data.get("is_error") and data.get("decision") == "deny":
             from cozy.cli import approve
 

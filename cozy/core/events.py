@@ -125,6 +125,8 @@ class ToolResult(ChatEvent):
     is_error: bool = False
     duration_ms: float = 0.0
     decision: str = "auto"
+    # images / audio the tool returned: type, mime, bytes, to_model (never the data)
+    media: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

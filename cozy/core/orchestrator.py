@@ -302,6 +302,8 @@ class ChatOrchestrator:
         estimated_prompt = estimator.messages(convo)
         ctx = ToolContext(req.caller, turn.session.id, personality.id, turn.request_id)
         ctx.extra["log_level"] = req.tool_log_level
+        # images a tool returns go to a model that sees them (core/toolmedia.py)
+        ctx.extra["accepts_images"] = lambda: route.engine.accepts_images(route.model)
         ctx.extra["sample"] = self.tools.sampler(route, req.approver, ctx)
         if req.elicitor is not None:
             ctx.extra["elicit"] = req.elicitor

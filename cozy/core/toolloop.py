@@ -28,6 +28,7 @@ from cozy.core.personalities import Personality
 from cozy.core.toolaudit import approver as approver_of
 from cozy.core.toolaudit import args_digest, args_excerpt, redact_args, result_excerpt
 from cozy.core.toollive import live_context
+from cozy.core.toolmedia import MediaRelay
 from cozy.core.toolpolicy import GrantStore, Rule, check_arguments, face_policies
 from cozy.core.types import Caller, Message, ToolCall, ToolOutput, ToolSpec
 from cozy.engines.base import ToolContext, ToolsEngine
@@ -260,17 +261,24 @@ class ToolRunner:
                 yield event
             for outcome in got[0]:
                 outcomes[outcome.call.id] = outcome
+        relay = MediaRelay(ctx.extra.get("accepts_images"))
         for call in calls:
             o = outcomes[call.id]
+            name = specs[call.name].name if call.name in specs else call.name
+            content, media = await relay.take(name, o.output)
             yield ToolResult(
                 call_id=call.id,
-                name=specs[call.name].name if call.name in specs else call.name,
+                name=name,
                 content=o.output.content,
                 is_error=o.output.is_error,
                 duration_ms=round(o.output.duration_ms, 2),
                 decision=o.decision,
+                media=media,
             )
-            results.append(Message("tool", o.output.content, tool_call_id=call.id, name=call.name))
+            results.append(Message("tool", content, tool_call_id=call.id, name=call.name))
+        images = relay.message()  # after every tool message: the model sees the images
+        if images is not None:
+            results.append(images)
 
     async def _check(
         self, call: ToolCall, specs: dict[str, ToolSpec], ctx: ToolContext

@@ -49,6 +49,28 @@ class ImagePart:
         return f"data:{self.mime};base64,{self.data}"
 
 
+def b64_size(data: str) -> int:
+    """The decoded size of base64 text, without decoding it."""
+    return len(data) * 3 // 4 - data[-2:].count("=") if data else 0
+
+
+@dataclass(slots=True, frozen=True)
+class MediaPart:
+    """An image or audio clip a tool returned (MCP image / audio content), base64."""
+
+    kind: Literal["image", "audio"]
+    mime: str
+    data: str  # base64
+
+    @property
+    def size(self) -> int:
+        return b64_size(self.data)
+
+    def describe(self, n: int) -> str:
+        """How the tool's text names it: `[image 1: image/png, 1234 bytes]`."""
+        return f"[{self.kind} {n}: {self.mime}, {self.size} bytes]"
+
+
 @dataclass(slots=True)
 class Message:
     role: Role
@@ -185,6 +207,8 @@ class ToolOutput:
     is_error: bool = False
     truncated: bool = False
     duration_ms: float = 0.0
+    # images / audio the tool returned, each named in `content` by `MediaPart.describe`
+    media: list[MediaPart] = field(default_factory=list)
 
 
 @dataclass(slots=True)

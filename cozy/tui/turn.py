@@ -213,6 +213,7 @@ class TurnRunner:
                     is_error=event.is_error,
                     duration_ms=event.duration_ms,
                     decision=event.decision,
+                    media=event.media,
                 )
         else:
             return False

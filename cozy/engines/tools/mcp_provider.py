@@ -30,7 +30,7 @@ from cozy.core.types import ToolOutput, ToolSpec
 from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
 from cozy.engines.tools import mcp_extras
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
-from cozy.engines.tools.content import result_text
+from cozy.engines.tools.content import result_parts
 from cozy.engines.tools.levels import resolve_level
 from cozy.engines.tools.mcp_client import (
     CallFailed,
@@ -388,5 +388,7 @@ class MCPTools(ToolsEngine):
             return ToolOutput(
                 f"{name} failed: {exc.message}. It will be restarted on next use.", is_error=True
             )
-        text, cut = cap_output(result_text(result), self.max_output_chars)
-        return ToolOutput(text, is_error=bool(getattr(result, "is_error", False)), truncated=cut)
+        text, media = result_parts(result)
+        text, cut = cap_output(text, self.max_output_chars)
+        failed = bool(getattr(result, "is_error", False))
+        return ToolOutput(text, is_error=failed, truncated=cut, media=media)
