@@ -101,6 +101,15 @@ async def test_file_command_and_at_path_attach_files_stored_once(
         await settle(pilot)
         assert last_user(fake_model) == f"{code}:\n```\nprint('hi')\n```\n\nis it python 3?"
 
+        # a failed answer gives your words back with the file still attached
+        fake_model.fail_next(500)
+        await send(pilot, f"/file {notes} -- will it fail?")
+        await settle(pilot)
+        assert prompt.text == "will it fail?" and "notes.md" in banner(app)
+        prompt.clear()
+        await send(pilot, "/file")  # alone: drops them
+        assert banner(app) == ""
+
     # reopened: the history shows each question whole
     again = make_app(cozy_home, fake_model.url)
     async with again.run_test(size=(110, 34)):
