@@ -200,3 +200,18 @@ def test_a_continued_session_sends_the_fragment_again(
     )
     assert [m["role"] for m in convo] == ["user", "assistant", "user"]
     assert convo[2]["content"] == "and what do we ship?"
+
+
+def test_a_fragment_alone_is_a_question_titled_by_its_source(
+    env: dict[str, str], fake_model: FakeModelServer, tmp_path: Path
+) -> None:
+    notes = tmp_path / "todo.txt"
+    notes.write_text("buy milk\n")
+    r = cozy("run", "--json", "-f", str(notes), stdin="", env=env)
+    assert r.returncode == 0, r.stderr
+    sent = fake_model.turn_requests()[-1]["messages"][-1]["content"]
+    assert sent == f"{notes}:\n```\nbuy milk\n```"
+    listed = json.loads(cozy("sessions", "list", "--json", env=env).stdout)
+    assert [s["title"] for s in listed] == [str(notes)]
+    shown = json.loads(cozy("sessions", "show", listed[0]["id"], "--json", env=env).stdout)
+    assert shown["messages"][0]["content"] == sent

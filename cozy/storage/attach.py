@@ -102,9 +102,11 @@ async def insert(conn: AsyncConnection, links: Iterable[tuple[str, Sequence[Frag
 
     The dialect's INSERT ... ON CONFLICT DO NOTHING: two turns attaching the same file
     at once both succeed, and a second insert of a hash is a no-op."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    upsert: Any
+    if conn.dialect.name == "postgresql":  # only the dialect in use is imported
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
     now = utcnow()
     texts: dict[str, Fragment] = {}
     rows: list[dict[str, Any]] = []
@@ -118,7 +120,7 @@ async def insert(conn: AsyncConnection, links: Iterable[tuple[str, Sequence[Frag
     new = 0
     for digest, f in texts.items():
         stmt = (
-            dialect.insert(fragments)
+            upsert(fragments)
             .values(hash=digest, source=f.source, size=len(f.text), content=f.text, created_at=now)
             .on_conflict_do_nothing()
         )
@@ -146,3 +148,62 @@ def read_links(conn: Connection, message_ids: Sequence[str]) -> dict[str, list[F
         for mid, source, content in conn.execute(links_stmt(message_ids[i : i + 500])):
             out.setdefault(str(mid), []).append(Fragment(str(source), str(content)))
     return out
+
+
+def move_inline_text(conn: Connection) -> None:
+    """Migration step 0012: questions stored before the links existed carried their
+    fragments' text inline (and in `fragments`). Each one whose text is exactly the
+    fenced fragments then the question keeps only the question and points at the
+    kept texts; reading it back gives the same text. Anything else (a fragment never
+    kept, another layout) stays as it is. Safe to run again: a linked message is
+    skipped."""
+    from cozy.storage.schema import messages
+
+    create_all(conn, [message_fragments])
+    m = messages.c
+    ids = [
+        str(r[0])
+        for r in conn.execute(
+            sa.select(m.id)
+            .where(m.role == "user", sa.cast(m.metadata, sa.Text).like('%"fragments"%'))
+            .where(~sa.exists().where(message_fragments.c.message_id == m.id))
+            .order_by(m.id)
+        )
+    ]
+    for i in range(0, len(ids), 200):
+        batch = conn.execute(
+            sa.select(m.id, m.content, m.metadata).where(m.id.in_(ids[i : i + 200]))
+        ).all()
+        for message_id, content, meta in batch:
+            _move_one(conn, str(message_id), str(content or ""), meta or {})
+
+
+def _move_one(conn: Connection, message_id: str, content: str, meta: dict[str, Any]) -> None:
+    from cozy.storage.schema import messages
+
+    listed_ = [f for f in meta.get("fragments") or [] if isinstance(f, dict)]
+    hashes = [str(f.get("sha256")) for f in listed_]
+    if not hashes:
+        return
+    kept = dict(
+        conn.execute(
+            sa.select(fragments.c.hash, fragments.c.content).where(fragments.c.hash.in_(hashes))
+        ).all()
+    )
+    if any(h not in kept for h in hashes):
+        return  # a text that was never kept: the message keeps it inline
+    items = [
+        Fragment(str(f.get("source")), str(kept[h])) for f, h in zip(listed_, hashes, strict=True)
+    ]
+    prefix = assemble(items, "")
+    typed = "" if content == prefix else content.removeprefix(prefix + "\n\n")
+    if typed == content or assemble(items, typed) != content:
+        return  # not the layout `assemble` makes (e.g. an MCP prompt in front)
+    conn.execute(sa.update(messages).where(messages.c.id == message_id).values(content=typed))
+    conn.execute(
+        message_fragments.insert(),
+        [
+            {"message_id": message_id, "position": n, "hash": h, "source": f.source}
+            for n, (h, f) in enumerate(zip(hashes, items, strict=True))
+        ],
+    )

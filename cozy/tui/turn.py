@@ -36,6 +36,7 @@ class TurnState:
         self.yours: MessageView | None = None
         self.got_text = False
         self.session_id: str | None = None
+        self.fragments: list[Any] = []  # the message's files (/file, @path)
 
 
 class TurnRunner:
@@ -78,6 +79,7 @@ class TurnRunner:
             shown, meta = got.prompt(text), got.metadata()  # shown as the model sees it
         state.yours = await chat.add_message("user", shown)
         state.yours.typed, state.yours.fragments = text, fragments
+        state.fragments = fragments
         req = ChatRequest(
             prompt=text,
             caller=Caller(user_id=host.settings.user, role="admin", face="tui"),
@@ -105,6 +107,7 @@ class TurnRunner:
                 if not prompt.text.strip():
                     prompt.load_text(text)
                     prompt.move_cursor(prompt.document.end)
+                    host.attach_again(list(extras.fragments))  # and its files with it
             raise
         finally:
             st.busy = False
@@ -160,6 +163,7 @@ class TurnRunner:
             prompt = host.views.prompt
             if not state.got_text and not prompt.text.strip():
                 prompt.load_text(state.prompt)
+                host.attach_again(state.fragments)  # its files go with it again
 
     def _started(self, event: Started, state: TurnState) -> None:
         host, st = self.host, self.host.state
