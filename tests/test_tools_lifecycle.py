@@ -107,10 +107,10 @@ async def test_stderr_is_a_bounded_ring() -> None:
         await eng.list_tools()
         conn = eng._conns["flood"]
         deadline = time.monotonic() + 60
-        while conn._stderr is not None and conn._stderr.total < 4_000_000:
+        while conn.process.stderr is not None and conn.process.stderr_total() < 4_000_000:
             assert time.monotonic() < deadline, "the flood server wrote less than expected"
             await asyncio.sleep(0.1)
-        assert conn._stderr is not None
+        assert conn.process.stderr is not None
         kept = conn.stderr_text()
         assert len(kept.encode()) <= 64 * 1024 and "flood xxxx" in kept  # the newest lines
         row = _status(await eng.servers_status(), "flood")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cozy.cli._common import console, print_json, run_async, runtime
+from cozy.core.types import LOG_LEVELS as LEVELS
 
 if TYPE_CHECKING:
     from cozy.runtime import Runtime
@@ -130,7 +131,7 @@ def read_cmd(
     run_async(go, as_json=as_json)
 
 
-LOG_LEVELS = "debug, info, notice, warning, error, critical, alert, emergency"
+LOG_LEVELS = ", ".join(LEVELS)
 
 
 def logs_cmd(

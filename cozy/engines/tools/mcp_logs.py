@@ -19,11 +19,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-# RFC 5424 severities, as MCP names them, least severe first
-LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+from cozy.core.types import LOG_LEVELS as LEVELS
+from cozy.core.types import log_at_least as at_least
+
 MAX_ENTRIES = 500
 MAX_TEXT = 2000
 MAX_FILE_BYTES = 256 * 1024
+
+__all__ = ["LEVELS", "MAX_ENTRIES", "LogEntry", "ServerLog", "at_least", "read_logs"]
 
 
 @dataclass(slots=True)
@@ -40,12 +43,6 @@ class LogEntry:
 
 def is_log_level(value: Any) -> bool:
     return isinstance(value, str) and value in LEVELS
-
-
-def at_least(level: str, floor: str) -> bool:
-    """Is `level` as severe as `floor` (unknown levels count as info)?"""
-    rank = {name: i for i, name in enumerate(LEVELS)}
-    return rank.get(level, 1) >= rank.get(floor, 0)
 
 
 def log_dir(home: Path | str | None) -> Path | None:

@@ -30,7 +30,7 @@ from cozy.core.types import ToolOutput, ToolSpec
 from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
 from cozy.engines.tools import mcp_extras
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
-from cozy.engines.tools.content import result_text
+from cozy.engines.tools.content import result_parts
 from cozy.engines.tools.levels import resolve_level
 from cozy.engines.tools.mcp_client import (
     CallFailed,
@@ -159,9 +159,9 @@ class MCPTools(ToolsEngine):
         for row, conn in zip(rows, self._conns.values(), strict=True):
             if row["state"] == "running" and not conn._healthy():
                 row["state"] = "failed"
-                row["last_error"] = row["last_error"] or ended(conn._exit_record(), conn.cfg.name)
+                row["last_error"] = row["last_error"] or ended(conn.exit_record(), conn.cfg.name)
             row["hidden_tools"] = dict(self.hidden.get(conn.cfg.name, {}))
-            row["stderr_bytes"] = conn._stderr.total if conn._stderr is not None else 0
+            row["stderr_bytes"] = conn.process.stderr_total()
             if row["state"] == "failed":
                 row["fix"] = conn._hint()
         if self._builtin is not None:
@@ -388,5 +388,7 @@ class MCPTools(ToolsEngine):
             return ToolOutput(
                 f"{name} failed: {exc.message}. It will be restarted on next use.", is_error=True
             )
-        text, cut = cap_output(result_text(result), self.max_output_chars)
-        return ToolOutput(text, is_error=bool(getattr(result, "is_error", False)), truncated=cut)
+        text, media = result_parts(result)
+        text, cut = cap_output(text, self.max_output_chars)
+        failed = bool(getattr(result, "is_error", False))
+        return ToolOutput(text, is_error=failed, truncated=cut, media=media)
