@@ -13,7 +13,7 @@ from litestar.params import JSONBody
 
 from cozy.engines.base import EmbedEngine
 from cozy.server.chat import BadParam
-from cozy.server.deps import PrincipalDep, services
+from cozy.server.deps import PrincipalDep, services, until_disconnect
 from cozy.server.responses import EmbeddingList, EmbeddingObject, EmbeddingUsage
 from cozy.server.schemas import EmbeddingRequest
 
@@ -100,28 +100,3 @@ async def _embed_batches(
             hint="send fewer inputs per request, or raise COZY_SERVER_EMBED_TIMEOUT",
         ) from None
     return out
-
-
-async def until_disconnect(request: Request[Any, Any, Any], work: Any) -> Any:
-    """Await `work`, cancelling it when the client disconnects. uvicorn does not cancel
-    a handler whose client left; the ASGI `http.disconnect` message says so, and once
-    the body has been read, the next `receive()` waits for exactly that."""
-    task = asyncio.ensure_future(work)
-
-    async def watch() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        task.cancel()
-
-    watcher = asyncio.ensure_future(watch())
-    try:
-        return await task
-    except asyncio.CancelledError:
-        if task.cancelled() and watcher.done():
-            from cozy.core.errors import Cancelled
-
-            raise Cancelled("the client disconnected") from None
-        raise
-    finally:
-        watcher.cancel()
-        task.cancel()
