@@ -360,6 +360,18 @@ def test_file_parts_reach_the_model_and_are_stored_once(served: Served) -> None:
 
     assert served.store_call(kept) == [("plan.md", len(plan), 2)]
 
+    # a client that owns the history sends the file in an earlier message: seen there
+    c.chat.completions.create(
+        model="cozy/assistant",
+        messages=[
+            {"role": "user", "content": [part, {"type": "text", "text": "when is the deadline?"}]},
+            {"role": "assistant", "content": "March 3"},
+            {"role": "user", "content": "thanks"},
+        ],
+    )
+    sent = served.fake.turn_requests()[-1].body["messages"]
+    assert [m["content"] for m in sent[1:]] == [whole, "March 3", "thanks"]
+
     # what cozy cannot take says why and how
     for bad, words in (
         ({"type": "file", "file": {"file_id": "file-abc123"}}, "file_data"),

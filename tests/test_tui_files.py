@@ -118,3 +118,36 @@ async def test_file_command_and_at_path_attach_files_stored_once(
         shown = [v for v in views(again) if v[0] == "user"]
         assert shown[0][2] == f"{fenced_notes}\n\nwhen do we ship?"
         assert shown[1][2].startswith(f"{code}:\n```\nprint('hi')")
+
+
+async def test_file_command_sends_images_to_a_vision_model(
+    cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
+) -> None:
+    import base64
+
+    from test_cli_inputs import png
+
+    from cozy.tui.widgets.messages import ChatLog, MessageView
+
+    image = tmp_path / "red.png"
+    image.write_bytes(png())
+    app = make_app(cozy_home, fake_model.url, model="ollama:llava")
+    async with app.run_test(size=(110, 34)) as pilot:
+        await ready(app)
+        fake_model.queue_reply("red")
+        await send(pilot, f"/file {image} -- what colour?")
+        await settle(pilot)
+        msg = fake_model.turn_requests()[-1]["messages"][-1]
+        assert msg["content"] == "what colour?"
+        assert msg["images"] == [base64.b64encode(png()).decode()]
+
+    # a model that reads text only says so; nothing is sent to it
+    text_only = make_app(cozy_home, fake_model.url, model="ollama:fake-model")
+    async with text_only.run_test(size=(110, 34)) as pilot:
+        await ready(text_only)
+        before = len(fake_model.turn_requests())
+        await send(pilot, f"/file {image} -- what colour?")
+        await settle(pilot)
+        errors = [v.text for v in text_only.query_one(ChatLog).query(MessageView)]
+        assert any("reads text only" in t for t in errors), errors
+        assert len(fake_model.turn_requests()) == before

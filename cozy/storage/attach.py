@@ -102,9 +102,11 @@ async def insert(conn: AsyncConnection, links: Iterable[tuple[str, Sequence[Frag
 
     The dialect's INSERT ... ON CONFLICT DO NOTHING: two turns attaching the same file
     at once both succeed, and a second insert of a hash is a no-op."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    upsert: Any
+    if conn.dialect.name == "postgresql":  # only the dialect in use is imported
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
     now = utcnow()
     texts: dict[str, Fragment] = {}
     rows: list[dict[str, Any]] = []
@@ -118,7 +120,7 @@ async def insert(conn: AsyncConnection, links: Iterable[tuple[str, Sequence[Frag
     new = 0
     for digest, f in texts.items():
         stmt = (
-            dialect.insert(fragments)
+            upsert(fragments)
             .values(hash=digest, source=f.source, size=len(f.text), content=f.text, created_at=now)
             .on_conflict_do_nothing()
         )

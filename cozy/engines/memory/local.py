@@ -32,6 +32,7 @@ live beside it too, depending on `memory/parts.py`, not on this class.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -212,6 +213,12 @@ class LocalMemory(MemoryEngine):
         started = time.time()
         ids, mat, _models = await self.repo.vectors(user_id)
         idx = VectorIndex[str](version, ids, mat)
+        from cozy.engines.retrieval.vectors import APPROX_FROM
+
+        if len(idx) >= APPROX_FROM:
+            # its int8 copy (~0.1 s at 100k rows) in a worker thread, where numpy releases
+            # the GIL: searches run on the caller's thread (hybrid.py), so it is not made there
+            await asyncio.to_thread(idx.encode)
         idx.refreshed_at = started - 5.0
         self._indexes[user_id] = idx
         return idx
