@@ -247,7 +247,7 @@ async def test_served_turns_run_their_background_jobs(served: Served) -> None:
     """`cozy serve` runs the jobs its turns queue (memory extraction) without `jobs run`."""
     import asyncio
 
-    from cozy.storage.jobs import JobQueue
+    from cozy.storage.job_queue import JobQueue
     from cozy.storage.store import Store
 
     c = client(served)
