@@ -91,12 +91,23 @@ def login(timeout: float = 90) -> tuple[int, str, str]:
             proc.wait(5)
 
 
+def tools_check() -> dict[str, str]:
+    """`cozy doctor`'s line for the tools engine (it starts no server)."""
+    r = cozy("doctor", "--json")
+    return next(c for c in json.loads(r.stdout) if c["name"].startswith("tools"))
+
+
 def test_login_then_calls_and_refresh(oauth_home: tuple[Path, Path]) -> None:
     home, grants = oauth_home
     # no token yet: refused, and told what to run
     r = cozy("tools", "call", "oa.secret")
     assert r.returncode != 0
     assert "cozy tools login oa" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+    before = tools_check()  # a tools engine that is not ready is a warning, not a failure
+    assert before["status"] == "warn", before
+    assert "oa: not logged in (OAuth): run `cozy tools login oa`" in before["detail"]
+    assert "cozy tools login NAME" in before["fix"]
 
     code, out, err = login()
     assert code == 0, err
@@ -111,6 +122,7 @@ def test_login_then_calls_and_refresh(oauth_home: tuple[Path, Path]) -> None:
     r = cozy("tools", "call", "oa.secret")
     assert r.returncode == 0 and r.stdout.strip() == "the secret is 42", r.stderr
     assert grants.read_text().split() == ["authorization_code"]
+    assert tools_check()["status"] == "ok"
 
     # the access token runs out: the next command refreshes it, no login
     time.sleep(TTL + 1)

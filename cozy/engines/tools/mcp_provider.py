@@ -39,7 +39,7 @@ from cozy.engines.tools.mcp_client import (
     ServerStatus,
     ServerUnavailable,
 )
-from cozy.engines.tools.mcp_common import ended, preflight_config
+from cozy.engines.tools.mcp_common import ended
 from cozy.engines.tools.mcp_config import MCPOptions, import_claude_config, parse_servers
 from cozy.engines.tools.mcp_extras import PromptInfo, ResourceInfo, ResourceText
 from cozy.engines.tools.mcp_logs import at_least, log_dir, read_logs
@@ -190,21 +190,21 @@ class MCPTools(ToolsEngine):
             if s["state"] == "failed"
         ]
         for conn in self._conns.values():
-            if conn.status.state in ("failed", "disabled") or conn.cfg.transport != "stdio":
-                continue
-            try:
-                preflight_config(conn.cfg)
-            except FileNotFoundError as exc:
-                bad.append(f"{conn.cfg.name}: {exc}")
+            problem = None
+            if conn.status.state not in ("failed", "disabled"):
+                problem = conn.process.offline_problem()
+            if problem:
+                bad.append(f"{conn.cfg.name}: {problem}")
         active = sum(1 for c in self._conns.values() if not c.cfg.disabled)
         if not bad:
             return Health(ok=True, detail=f"{active} MCP servers configured")
-        return Health(
-            ok=False,
-            detail="; ".join(bad),
-            fix="fix the command, args or url of that server in engines.yaml (or set "
-            "`disabled: true` on it), then check with `cozy tools servers`",
+        fix = (
+            "fix the command, args or url of that server in engines.yaml (or set "
+            "`disabled: true` on it), then check with `cozy tools servers`"
         )
+        if all("cozy tools login" in b for b in bad):
+            fix = "log in as each line says (`cozy tools login NAME`)"
+        return Health(ok=False, detail="; ".join(bad), fix=fix)
 
     async def initialize(self) -> None:
         if self.opts.eager:

@@ -67,6 +67,21 @@ class ServerProcess:
             )
         return FileTokenStorage(self.auth_dir / f"{self.cfg.name}.json")
 
+    def offline_problem(self) -> str | None:
+        """Why the server cannot start, found without starting it (for `cozy doctor`):
+        a stdio command or directory that is missing, an OAuth server not logged in."""
+        if self.cfg.transport == "stdio":
+            from cozy.engines.tools.mcp_common import preflight_config
+
+            try:
+                preflight_config(self.cfg)
+            except FileNotFoundError as exc:
+                return str(exc)
+            return None
+        if self.cfg.oauth and self.auth_dir is not None and not self.token_storage().has_tokens():
+            return f"not logged in (OAuth): run `cozy tools login {self.cfg.name}`"
+        return None
+
     def _auth(self) -> Any:
         if not self.cfg.oauth:
             return None
