@@ -247,7 +247,7 @@ async def test_served_turns_run_their_background_jobs(served: Served) -> None:
     """`cozy serve` runs the jobs its turns queue (memory extraction) without `jobs run`."""
     import asyncio
 
-    from cozy.storage.jobs import JobQueue
+    from cozy.storage.job_queue import JobQueue
     from cozy.storage.store import Store
 
     c = client(served)
@@ -359,6 +359,18 @@ def test_file_parts_reach_the_model_and_are_stored_once(served: Served) -> None:
         return [(f.source, f.size, f.messages) for f in await Fragments(store).list()]
 
     assert served.store_call(kept) == [("plan.md", len(plan), 2)]
+
+    # a client that owns the history sends the file in an earlier message: seen there
+    c.chat.completions.create(
+        model="cozy/assistant",
+        messages=[
+            {"role": "user", "content": [part, {"type": "text", "text": "when is the deadline?"}]},
+            {"role": "assistant", "content": "March 3"},
+            {"role": "user", "content": "thanks"},
+        ],
+    )
+    sent = served.fake.turn_requests()[-1].body["messages"]
+    assert [m["content"] for m in sent[1:]] == [whole, "March 3", "thanks"]
 
     # what cozy cannot take says why and how
     for bad, words in (

@@ -16,7 +16,7 @@ from typing import Any
 from cozy.core.errors import NotFoundError
 from cozy.core.types import GenerationOptions, Message
 from cozy.engines.base import ModelRouter
-from cozy.storage.jobs import JobQueue
+from cozy.storage.job_queue import JobQueue
 from cozy.storage.summaries import Summary, SummaryStore
 
 log = logging.getLogger("cozy.summaries")

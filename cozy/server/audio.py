@@ -34,8 +34,7 @@ from cozy.engines.base import VoiceEngine
 from cozy.engines.voice.audio import Clip, decode, decode_pcm16, wav_header
 from cozy.engines.voice.codecs import MEDIA_TYPES, SpeechEncoder
 from cozy.server import transcripts
-from cozy.server.deps import services
-from cozy.server.openai_api import until_disconnect
+from cozy.server.deps import services, until_disconnect
 from cozy.server.realtime import DenyBeforeUpgrade
 from cozy.server.responses import media_operation
 from cozy.server.voices import client_voice
