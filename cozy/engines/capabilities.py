@@ -174,6 +174,16 @@ class KeepsServerLogs(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
+@runtime_checkable
+class LogsInToServers(Protocol):
+    """A tools engine whose HTTP servers may use OAuth: `cozy tools login SERVER` runs
+    the browser step (`show_url` shows the authorization URL to the person)."""
+
+    async def login(
+        self, server: str, show_url: Callable[[str], Awaitable[None]]
+    ) -> dict[str, Any]: ...
+
+
 class Admission(Protocol):
     """Places an AI engine holds for one request (see `AdmitsRequests`)."""
 

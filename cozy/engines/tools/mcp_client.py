@@ -26,11 +26,12 @@ from cozy.engines.tools.mcp_common import (
     ServerUnavailable,
     describe,
     ended,
+    hint_for,
     track_pid,
     untrack_pid,
 )
 from cozy.engines.tools.mcp_config import ServerConfig
-from cozy.engines.tools.mcp_logs import ServerLog
+from cozy.engines.tools.mcp_logs import ServerLog, set_log_level
 from cozy.engines.tools.mcp_requests import ServerRequests
 from cozy.engines.tools.mcp_transport import ServerProcess
 from cozy.engines.tools.sandbox import kill_group, pid_alive
@@ -48,6 +49,7 @@ class MCPServerConnection:
         schema_ttl: float = 600.0,
         grace: float = 2.5,
         log_dir: Path | None = None,
+        auth_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.log = ServerLog(cfg.name, log_dir)
@@ -71,7 +73,7 @@ class MCPServerConnection:
         self._stop: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._dead: str | None = None
-        self.process = ServerProcess(cfg)
+        self.process = ServerProcess(cfg, auth_dir)
         self._pgid: int | None = None  # the sandbox launcher's process group
         self._tools: list[Any] | None = None
         self._tools_at = 0.0
@@ -175,9 +177,7 @@ class MCPServerConnection:
         return min(self.retry_backoff * 2.0 ** max(self._failures - 1, 0), MAX_BACKOFF)
 
     def _hint(self) -> str:
-        if self.cfg.url:
-            return f"check that {self.cfg.url} is reachable; `cozy tools servers` shows the status"
-        return "check the command and args in engines.yaml; `cozy tools servers` shows the status"
+        return hint_for(self.cfg)
 
     def exit_record(self) -> str | None:
         return self.process.exit_record()
@@ -205,7 +205,7 @@ class MCPServerConnection:
                     )
                 )
                 await session.initialize()
-                await self._set_log_level(session)
+                await set_log_level(session, self.cfg.log_level, self.cfg.timeout, self.log)
                 pids = self.process.read_pids()
                 if pids:
                     self._pgid, self.status.pid = pids
@@ -242,26 +242,6 @@ class MCPServerConnection:
         if callable(on_log):
             with contextlib.suppress(Exception):
                 on_log(entry.to_dict())
-
-    async def _set_log_level(self, session: Any) -> None:
-        """logging/setLevel for servers that declared logging; a server that refuses it
-        keeps its own level (noted in its log, not fatal)."""
-        caps = getattr(session, "server_capabilities", None)
-        if caps is None or getattr(caps, "logging", None) is None:
-            return
-        import warnings
-
-        from mcp.shared.exceptions import MCPDeprecationWarning
-
-        try:
-            # deprecated by the 2026-07-28 spec (SEP-2577) but unchanged on the wire and
-            # what today's servers (server-everything included) act on
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", MCPDeprecationWarning)
-                async with asyncio.timeout(min(self.cfg.timeout or 10.0, 10.0)):
-                    await session.set_logging_level(self.cfg.log_level)
-        except Exception as exc:
-            self.log.add("warning", "cozy", f"logging/setLevel refused: {describe(exc)}")
 
     def mark_dead(self, reason: str) -> None:
         self._dead = reason

@@ -63,8 +63,25 @@ class ServerConfig:
     trust_annotations: bool = False  # believe the server's readOnlyHint over its other hints
     roots: list[str] = field(default_factory=list)  # directories announced as MCP roots
     log_level: str = "info"  # logging/setLevel sent to servers that log
+    oauth: bool = False  # HTTP servers: OAuth 2.1 (`cozy tools login NAME`, mcp_oauth.py)
+    oauth_scope: str | None = None
     disabled: bool = False
     error: str | None = None  # set when the entry is unusable; the server is reported, not run
+
+
+def _oauth(server: dict[str, Any]) -> tuple[bool, str | None]:
+    """`oauth: true`, or `oauth: {scope: "a b"}`, on a server with a `url`."""
+    raw = server.get("oauth")
+    if raw is None or raw is False:
+        return False, None
+    if not server.get("url"):
+        raise ValueError("`oauth` is for servers with a `url`; a stdio server has none")
+    if raw is True:
+        return True, None
+    if isinstance(raw, dict) and set(raw) <= {"scope"}:
+        scope = raw.get("scope")
+        return True, str(scope) if scope else None
+    raise ValueError('`oauth` must be true or {scope: "..."}')
 
 
 def _num(raw: Any, key: str, default: float) -> float:
@@ -110,6 +127,7 @@ def parse_server(name: str, raw: Any, defaults: MCPOptions | None = None) -> Ser
             if not is_level(level):
                 raise ValueError(f"levels.{tool}: {level!r} is not one of {', '.join(LEVELS)}")
         cfg.levels = {str(k): str(v) for k, v in levels.items()}
+        cfg.oauth, cfg.oauth_scope = _oauth(raw)
         if raw.get("url"):
             cfg.url = str(raw["url"])
             transport = str(raw.get("transport") or raw.get("type") or "streamable-http")

@@ -26,7 +26,15 @@ MAX_ENTRIES = 500
 MAX_TEXT = 2000
 MAX_FILE_BYTES = 256 * 1024
 
-__all__ = ["LEVELS", "MAX_ENTRIES", "LogEntry", "ServerLog", "at_least", "read_logs"]
+__all__ = [
+    "LEVELS",
+    "MAX_ENTRIES",
+    "LogEntry",
+    "ServerLog",
+    "at_least",
+    "read_logs",
+    "set_log_level",
+]
 
 
 @dataclass(slots=True)
@@ -105,3 +113,27 @@ def read_logs(
                     rows.append(row)
     rows.sort(key=lambda r: float(r.get("at") or 0))
     return rows[-limit:] if limit > 0 else rows
+
+
+async def set_log_level(session: Any, level: str, within: float, log: ServerLog) -> None:
+    """logging/setLevel for a server that declared logging; one that refuses it keeps
+    its own level (noted in its log, not fatal)."""
+    import asyncio
+    import warnings
+
+    from mcp.shared.exceptions import MCPDeprecationWarning
+
+    from cozy.engines.tools.mcp_common import describe
+
+    caps = getattr(session, "server_capabilities", None)
+    if caps is None or getattr(caps, "logging", None) is None:
+        return
+    try:
+        # deprecated by the 2026-07-28 spec (SEP-2577) but unchanged on the wire and
+        # what today's servers (server-everything included) act on
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            async with asyncio.timeout(min(within or 10.0, 10.0)):
+                await session.set_logging_level(level)
+    except Exception as exc:
+        log.add("warning", "cozy", f"logging/setLevel refused: {describe(exc)}")

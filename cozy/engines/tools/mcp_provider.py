@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -43,6 +43,8 @@ from cozy.engines.tools.mcp_common import ended, preflight_config
 from cozy.engines.tools.mcp_config import MCPOptions, import_claude_config, parse_servers
 from cozy.engines.tools.mcp_extras import PromptInfo, ResourceInfo, ResourceText
 from cozy.engines.tools.mcp_logs import at_least, log_dir, read_logs
+from cozy.engines.tools.mcp_oauth import auth_dir
+from cozy.engines.tools.mcp_oauth import login as oauth_login
 from cozy.engines.tools.sandbox import cap_output, validate_arguments
 
 __all__ = ["MCPTools", "ServerStatus", "import_claude_config"]
@@ -89,9 +91,14 @@ class MCPTools(ToolsEngine):
         self.max_output_chars = o.max_output_chars
         settings = ctx.settings if ctx is not None else None
         self.log_dir = log_dir(settings.data_dir) if settings is not None else None
+        tokens = auth_dir(settings.data_dir) if settings is not None else None
         self._conns: dict[str, MCPServerConnection] = {
             cfg.name: MCPServerConnection(
-                cfg, schema_ttl=o.schema_ttl, grace=o.shutdown_timeout, log_dir=self.log_dir
+                cfg,
+                schema_ttl=o.schema_ttl,
+                grace=o.shutdown_timeout,
+                log_dir=self.log_dir,
+                auth_dir=tokens,
             )
             for cfg in parse_servers(o)
         }
@@ -284,6 +291,12 @@ class MCPTools(ToolsEngine):
             conn.subscribed.add(uri)
             conn.resource_cache[uri] = text
         return text
+
+    async def login(
+        self, server: str, show_url: Callable[[str], Awaitable[None]]
+    ) -> dict[str, Any]:
+        """`cozy tools login SERVER`: the browser step of OAuth, tokens stored."""
+        return await oauth_login(self._conn(server), show_url)
 
     def resource_updates(self, server: str) -> list[tuple[float, str]]:
         """(time, uri) of the server's recent notifications/resources/updated."""

@@ -11,7 +11,9 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from cozy.engines.tools.mcp_common import preflight
@@ -45,11 +47,40 @@ logging.getLogger("mcp.client.stdio").addFilter(_NotMCPFilter())
 class ServerProcess:
     """One server's transport and, for stdio, its process's traces."""
 
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, auth_dir: Path | None = None) -> None:
         self.cfg = cfg
+        self.auth_dir = auth_dir  # where OAuth tokens are kept (mcp_oauth)
+        # during `cozy tools login`: the loopback redirect and how to show the URL
+        self.login: tuple[Any, Callable[[str], Awaitable[None]]] | None = None
         self.stderr: StderrRing | None = None
         self.pidfile: str | None = None
         self.not_mcp: list[str] = []  # non-JSON-RPC lines the server printed on stdout
+
+    def token_storage(self) -> Any:
+        """The server's OAuth token file (mcp_oauth.FileTokenStorage)."""
+        from cozy.engines.tools.mcp_oauth import FileTokenStorage
+
+        if self.auth_dir is None:
+            raise ValueError(
+                f"MCP server '{self.cfg.name}' uses OAuth, which needs a COZY_HOME to keep "
+                "its tokens in"
+            )
+        return FileTokenStorage(self.auth_dir / f"{self.cfg.name}.json")
+
+    def _auth(self) -> Any:
+        if not self.cfg.oauth:
+            return None
+        from cozy.engines.tools.mcp_oauth import provider
+
+        login, show = self.login if self.login is not None else (None, None)
+        return provider(
+            self.cfg.name,
+            self.cfg.url,
+            self.token_storage(),
+            scope=self.cfg.oauth_scope,
+            login=login,
+            show_url=show,
+        )
 
     def watch_stdout(self) -> None:
         """Collect, for this task and the SDK tasks it starts, the lines on stdout that
@@ -62,12 +93,17 @@ class ServerProcess:
         if cfg.transport == "sse":
             from mcp.client.sse import sse_client
 
-            return sse_client(cfg.url, headers=cfg.headers or None, timeout=cfg.startup_timeout)
+            return sse_client(
+                cfg.url,
+                headers=cfg.headers or None,
+                timeout=cfg.startup_timeout,
+                auth=self._auth(),
+            )
         if cfg.transport == "streamable-http":
             from mcp.client.streamable_http import streamable_http_client
             from mcp.shared._httpx_utils import create_mcp_http_client
 
-            client = create_mcp_http_client(headers=cfg.headers or None)
+            client = create_mcp_http_client(headers=cfg.headers or None, auth=self._auth())
             return streamable_http_client(cfg.url, http_client=client)
         return self._stdio()
 
