@@ -211,7 +211,7 @@ async def test_two_instances_keep_vectors_in_step(store: Store, minilm: Counting
 async def test_a_big_vector_index_is_encoded_when_loaded(store: Store) -> None:
     """Searches run on the caller's thread (numkong holds the GIL), so the int8 copy of a
     big index is made when the matrix is loaded, in a worker thread, not by the first
-    search on the event loop (~0.1 s at 100k rows)."""
+    search on the event loop (~0.18 CPU s at 100k rows)."""
     from cozy.engines.memory.repo import to_blob
     from cozy.engines.memory.texthash import text_hash
     from cozy.engines.retrieval.vectors import APPROX_FROM

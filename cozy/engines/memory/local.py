@@ -216,7 +216,7 @@ class LocalMemory(MemoryEngine):
         from cozy.engines.retrieval.vectors import APPROX_FROM
 
         if len(idx) >= APPROX_FROM:
-            # its int8 copy (~0.1 s at 100k rows) in a worker thread, where numpy releases
+            # its int8 copy (~0.18 CPU s at 100k rows) in a worker thread, where numpy releases
             # the GIL: searches run on the caller's thread (hybrid.py), so it is not made there
             await asyncio.to_thread(idx.encode)
         idx.refreshed_at = started - 5.0
