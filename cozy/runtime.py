@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cozy.core.context import ContextService
+from cozy.core.deadline import answer_within
 from cozy.core.errors import ConfigError, CozyError, EngineError
 from cozy.core.orchestrator import ChatOrchestrator
 from cozy.core.personalities import PersonalityCatalog
@@ -67,7 +68,9 @@ def provider_keys(settings: Settings) -> ProviderKeys:
     return ProviderKeys(settings.config_dir / "keys.json")
 
 
-READY_TIMEOUT = 5.0  # s per readiness check: it must answer before the prober gives up
+# s per readiness check: it must answer before the prober gives up (the check is then
+# abandoned, not waited for: see core/deadline.py)
+READY_TIMEOUT = 5.0
 
 
 class Runtime:
@@ -376,7 +379,7 @@ class Runtime:
 
         async def check(kind: str, engine: BaseEngine) -> None:
             try:
-                out[kind] = await asyncio.wait_for(engine.health_check(), READY_TIMEOUT)
+                out[kind] = await answer_within(READY_TIMEOUT, engine.health_check())
             except TimeoutError:
                 out[kind] = Health(ok=False, detail=f"no answer within {READY_TIMEOUT:g}s")
             except (CozyError, OSError) as exc:
@@ -401,7 +404,7 @@ class Runtime:
 
         async def required(name: str, check: Any) -> None:
             try:
-                detail = await asyncio.wait_for(check(), READY_TIMEOUT)
+                detail = await answer_within(READY_TIMEOUT, check())
                 checks[name] = {"ok": True, "required": True, "detail": detail}
             except (CozyError, TimeoutError, OSError) as exc:
                 detail = getattr(exc, "message", "") or f"no answer within {READY_TIMEOUT:g}s"
@@ -417,8 +420,12 @@ class Runtime:
                 raise EngineError(health.detail, hint=health.fix or None)
             return f"{provider}: {health.detail}"
 
-        await asyncio.gather(required("store", self.store.check_writable), required("model", model))
-        for kind, h in (await self.health()).items():
+        # all at once: the answer's time is one check's deadline, not the sum (a frozen
+        # database made the store check and then the engines' checks wait 5 s each)
+        _, _, healths = await asyncio.gather(
+            required("store", self.store.check_writable), required("model", model), self.health()
+        )
+        for kind, h in healths.items():
             ok = h.ok and not h.detail.startswith("DEGRADED")
             checks[kind] = {"ok": ok, "required": False, "detail": h.detail}
             if h.fix:
