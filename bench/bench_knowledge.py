@@ -17,8 +17,13 @@
    this machine's ceiling measured in the same run: a numpy fp32 matmul probe divided
    by the model's FLOPs for a chunk of the measured mean token length.
 
+5. Keyword-searchable ingest of the same trees (`--vs-mb`, default 1 and 4 MB) in
+   process (engine open) and through `cozy knowledge add DIR` in a fresh process, in
+   turn, with the start-up of a command that ingests nothing (`cozy knowledge stats`)
+   beside it: what the CLI adds to the chunk + index work.
+
 Run: .venv/bin/python bench/bench_knowledge.py [--sizes 10000,100000] [--ingest-mb 8]
-    [--embed-mb 0.5]
+    [--embed-mb 0.5] [--vs-mb 1,4] [--only quality,embed,cli,vs,latency]
 """
 
 from __future__ import annotations
@@ -394,6 +399,71 @@ def cli_ingest(root: Path, megabytes: float, big_mb: float) -> tuple[list[list[A
     return rows, f"{files} files, {kb:.0f} KB, {chunks:.0f} chunks"
 
 
+async def inprocess_add(root: Path, tree: Path, name: str) -> dict[str, float]:
+    """The same ingest as `cozy knowledge add TREE` (embedder configured, vectors left to
+    the background job), called on an engine already open in this process: the chunk +
+    index work alone, without the start-up a fresh process pays."""
+    rt, k = await open_engine(root / f"inproc-{name}", embed=True)
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        report = await k.add_paths([tree], user_id="bench", collection="cli", wait=False)
+        out = {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}
+        out["chunks"] = sum(r.chunks for r in report.results)
+    finally:
+        await rt.close()
+    return out
+
+
+def cli_startup(home: Path) -> tuple[float, float]:
+    """Seconds and CPU seconds of `cozy knowledge stats` in a fresh process: the start-up
+    (imports, settings, opening the store) every command pays, with no ingest."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COZY_HOME": str(home)}
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "cozy", "knowledge", "stats"], env=env,
+                   capture_output=True, check=True, timeout=600)  # fmt: skip
+    secs = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return secs, after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
+
+
+async def cli_vs_inprocess(root: Path, sizes_mb: list[float], repeats: int) -> list[list[Any]]:
+    """Keyword-searchable ingest of the same tree, in process and through the CLI, in
+    turn (`repeats` rounds, medians), with the CLI's start-up alone beside it: the CLI
+    figure minus the start-up is the per-MB rate a bigger tree approaches."""
+    rows: list[list[Any]] = []
+    for mb in sizes_mb:
+        tree, files, size = write_tree(root / f"vs-{mb:g}", mb, seed=19)
+        got: dict[str, list[tuple[float, float]]] = {"in": [], "cli": [], "start": []}
+        for r in range(repeats):
+            inproc = await inprocess_add(root, tree, f"{mb:g}-{r}")
+            got["in"].append((inproc["seconds"], inproc["cpu"]))
+            cli = cli_add(root, tree, f"vs-{mb:g}-{r}", [], vectors=False)
+            got["cli"].append((cli["returned_s"], cli["returned_cpu"]))
+            got["start"].append(cli_startup(root / f"cli-vs-{mb:g}-{r}"))
+        med = {k: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v))
+               for k, v in got.items()}  # fmt: skip
+        mbytes = size / 1e6
+        what = f"{mbytes:.1f} MB, {files} files"
+        net = med["cli"][0] - med["start"][0]
+        rows += [
+            [what, "in process (`add_paths`, engine open)", f"{med['in'][0]:.2f}",
+             f"{med['in'][1]:.2f}", f"{mbytes / med['in'][0]:.2f}"],
+            ["", "CLI `cozy knowledge add DIR` (fresh process)", f"{med['cli'][0]:.2f}",
+             f"{med['cli'][1]:.2f}", f"{mbytes / med['cli'][0]:.2f}"],
+            ["", "  of which start-up (`cozy knowledge stats` alone)", f"{med['start'][0]:.2f}",
+             f"{med['start'][1]:.2f}", "-"],
+            ["", "  CLI minus start-up", f"{net:.2f}", "-",
+             f"{mbytes / net:.2f}" if net > 0 else "-"],
+        ]  # fmt: skip
+    return rows
+
+
 async def fill(k: Any, total: int, rng: random.Random, dims: int, model: str) -> None:
     import numpy as np
 
@@ -512,75 +582,31 @@ async def main() -> None:
     parser.add_argument(
         "--cli-big-mb", type=float, default=4.0, help="MB for the keyword-only `add` (0: skip)"
     )
+    parser.add_argument(
+        "--vs-mb",
+        default="1,4",
+        help="tree sizes (MB) ingested in process and through the CLI, side by side ('': skip)",
+    )
+    parser.add_argument("--vs-repeats", type=int, default=3)
+    parser.add_argument(
+        "--only", default="", help="run only these parts: quality,ingest,embed,cli,vs,latency"
+    )
     args = parser.parse_args()
     import os
 
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="cozy-bench-knowledge-") as tmp:
         root = Path(tmp)
-        q = await quality(root)
-        ing = await ingest_speed(root, args.ingest_mb)
-        table(
-            "ingest throughput",
-            ["what", "amount", "seconds", "MB/s", "chunks/s"],
-            [
-                [
-                    f"Markdown, no embeddings ({ing['files']} files; {ing['cpu']:.2f} CPU s = "
-                    f"{ing['mb'] / ing['cpu']:.2f} MB per CPU s)",
-                    f"{ing['mb']:.1f} MB / {ing['chunks']} chunks",
-                    f"{ing['seconds']:.2f}",
-                    f"{ing['mb'] / ing['seconds']:.2f}",
-                    f"{ing['chunks'] / ing['seconds']:.0f}",
-                ],
-                [
-                    "re-run, nothing changed (hash check)",
-                    f"{ing['files']} files",
-                    f"{ing['rescan']:.2f}",
-                    f"{ing['mb'] / ing['rescan']:.1f}",
-                    "-",
-                ],
-                [
-                    "eval corpus with local MiniLM embeddings",
-                    f"{q['embed_chunks']} chunks",
-                    f"{q['embed_seconds']:.2f}",
-                    "-",
-                    f"{q['embed_chunks'] / q['embed_seconds']:.1f}",
-                ],
-            ],
-        )
-        if args.embed_mb > 0:
-            e = await ingest_with_embedder(root, args.embed_mb)
-            total = e["searchable_s"] + e["vectors_s"]
-            kb = e["bytes"] / 1e3
-            table(
-                f"ingest with the local MiniLM on ({e['files']} files, {kb:.0f} KB, "
-                f"{e['chunks']} chunks of {e['mean_tokens']:.0f} tokens on average)",
-                ["stage", "seconds", "share", "KB/s", "chunks/s"],
-                [
-                    ["keyword-searchable (walk, hash, chunk, write: `add` returns)",
-                     f"{e['searchable_s']:.2f}", f"{e['searchable_s'] / total:.0%}",
-                     f"{kb / e['searchable_s']:.0f}", f"{e['chunks'] / e['searchable_s']:.0f}"],
-                    ["vectors (background job), of which:", f"{e['vectors_s']:.2f}",
-                     f"{e['vectors_s'] / total:.0%}", f"{kb / e['vectors_s']:.1f}",
-                     f"{e['chunks'] / e['vectors_s']:.1f}"],
-                    ["  embedder forward passes (incl. tokenizing)", f"{e['model_s']:.2f}",
-                     f"{e['model_s'] / total:.0%}", f"{kb / e['model_s']:.1f}",
-                     f"{e['chunks'] / e['model_s']:.1f}"],
-                    ["  reads, writes, event loop", f"{e['vectors_s'] - e['model_s']:.2f}",
-                     f"{(e['vectors_s'] - e['model_s']) / total:.0%}", "-", "-"],
-                    ["everything", f"{total:.2f}", "100%", f"{kb / total:.1f}",
-                     f"{e['chunks'] / total:.1f}"],
-                ],
-            )  # fmt: skip
-            rate = e["chunks"] / e["model_s"]
-            print(
-                f"  ceiling: numpy fp32 matmul {e['gflops']:.0f} GFLOPS (probes before / after "
-                f"the run: {e['gflops_before']:.0f} / {e['gflops_after']:.0f}) / "
-                f"{minilm_flops(round(e['mean_tokens'])) / 1e9:.2f} GFLOP per chunk = "
-                f"{e['ceiling']:.1f} chunks/s; the embedder: {rate:.1f} chunks/s = "
-                f"{rate / e['ceiling']:.2f} x the ceiling"
-            )
-        if args.cli_mb > 0:
+        only = {x for x in args.only.split(",") if x}
+
+        def want(part: str) -> bool:
+            return not only or part in only
+
+        if want("quality") or want("ingest"):
+            await quality_and_ingest(root, args.ingest_mb)
+        if args.embed_mb > 0 and want("embed"):
+            await embed_stages(root, args.embed_mb)
+        if args.cli_mb > 0 and want("cli"):
             before = matmul_gflops()
             rows_cli, what = cli_ingest(root, args.cli_mb, args.cli_big_mb)
             after = matmul_gflops()
@@ -593,16 +619,97 @@ async def main() -> None:
                 f"  ceiling probe beside it: numpy fp32 matmul {before:.0f} GFLOPS before, "
                 f"{after:.0f} after; load average {os.getloadavg()[0]:.2f}"
             )
-        rows: list[list[Any]] = []
-        for size in [int(s) for s in args.sizes.split(",") if s]:
-            rows.extend(await latency(root, size))
-        table(
-            "search latency (ms), 40 questions x 3, L2 result cache bypassed, query vectors "
-            "cached (embedding timed separately)",
-            ["chunks", "mode", "p50", "p99"],
-            rows,
-        )
+        if args.vs_mb and want("vs"):
+            rows_vs = await cli_vs_inprocess(
+                root, [float(x) for x in args.vs_mb.split(",") if x], args.vs_repeats
+            )
+            table(
+                f"keyword-searchable ingest, the same tree in process and through the CLI "
+                f"(median of {args.vs_repeats}, in turn; the goal: 1 MB/s)",
+                ["tree", "path", "seconds", "CPU s", "MB/s"],
+                rows_vs,
+            )
+            print(f"  load average {os.getloadavg()[0]:.2f}")
+        if want("latency"):
+            rows: list[list[Any]] = []
+            for size in [int(s) for s in args.sizes.split(",") if s]:
+                rows.extend(await latency(root, size))
+            table(
+                "search latency (ms), 40 questions x 3, L2 result cache bypassed, query "
+                "vectors cached (embedding timed separately)",
+                ["chunks", "mode", "p50", "p99"],
+                rows,
+            )
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+
+
+async def quality_and_ingest(root: Path, ingest_mb: float) -> None:
+    """Retrieval quality, then keyword-only ingest in process (parts 1 and 2)."""
+    q = await quality(root)
+    ing = await ingest_speed(root, ingest_mb)
+    table(
+        "ingest throughput",
+        ["what", "amount", "seconds", "MB/s", "chunks/s"],
+        [
+            [
+                f"Markdown, no embeddings ({ing['files']} files; {ing['cpu']:.2f} CPU s = "
+                f"{ing['mb'] / ing['cpu']:.2f} MB per CPU s)",
+                f"{ing['mb']:.1f} MB / {ing['chunks']} chunks",
+                f"{ing['seconds']:.2f}",
+                f"{ing['mb'] / ing['seconds']:.2f}",
+                f"{ing['chunks'] / ing['seconds']:.0f}",
+            ],
+            [
+                "re-run, nothing changed (hash check)",
+                f"{ing['files']} files",
+                f"{ing['rescan']:.2f}",
+                f"{ing['mb'] / ing['rescan']:.1f}",
+                "-",
+            ],
+            [
+                "eval corpus with local MiniLM embeddings",
+                f"{q['embed_chunks']} chunks",
+                f"{q['embed_seconds']:.2f}",
+                "-",
+                f"{q['embed_chunks'] / q['embed_seconds']:.1f}",
+            ],
+        ],
+    )
+
+
+async def embed_stages(root: Path, embed_mb: float) -> None:
+    """Part 4: ingest with the local MiniLM on, stage by stage, beside the ceiling."""
+    e = await ingest_with_embedder(root, embed_mb)
+    total = e["searchable_s"] + e["vectors_s"]
+    kb = e["bytes"] / 1e3
+    table(
+        f"ingest with the local MiniLM on ({e['files']} files, {kb:.0f} KB, "
+        f"{e['chunks']} chunks of {e['mean_tokens']:.0f} tokens on average)",
+        ["stage", "seconds", "share", "KB/s", "chunks/s"],
+        [
+            ["keyword-searchable (walk, hash, chunk, write: `add` returns)",
+             f"{e['searchable_s']:.2f}", f"{e['searchable_s'] / total:.0%}",
+             f"{kb / e['searchable_s']:.0f}", f"{e['chunks'] / e['searchable_s']:.0f}"],
+            ["vectors (background job), of which:", f"{e['vectors_s']:.2f}",
+             f"{e['vectors_s'] / total:.0%}", f"{kb / e['vectors_s']:.1f}",
+             f"{e['chunks'] / e['vectors_s']:.1f}"],
+            ["  embedder forward passes (incl. tokenizing)", f"{e['model_s']:.2f}",
+             f"{e['model_s'] / total:.0%}", f"{kb / e['model_s']:.1f}",
+             f"{e['chunks'] / e['model_s']:.1f}"],
+            ["  reads, writes, event loop", f"{e['vectors_s'] - e['model_s']:.2f}",
+             f"{(e['vectors_s'] - e['model_s']) / total:.0%}", "-", "-"],
+            ["everything", f"{total:.2f}", "100%", f"{kb / total:.1f}",
+             f"{e['chunks'] / total:.1f}"],
+        ],
+    )  # fmt: skip
+    rate = e["chunks"] / e["model_s"]
+    print(
+        f"  ceiling: numpy fp32 matmul {e['gflops']:.0f} GFLOPS (probes before / after "
+        f"the run: {e['gflops_before']:.0f} / {e['gflops_after']:.0f}) / "
+        f"{minilm_flops(round(e['mean_tokens'])) / 1e9:.2f} GFLOP per chunk = "
+        f"{e['ceiling']:.1f} chunks/s; the embedder: {rate:.1f} chunks/s = "
+        f"{rate / e['ceiling']:.2f} x the ceiling"
+    )
 
 
 if __name__ == "__main__":

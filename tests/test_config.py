@@ -84,6 +84,48 @@ async def test_unknown_provider_option_names_file_line_and_allowed_keys(cozy_hom
         await rt.close()
 
 
+def test_voice_parts_options_are_checked_against_their_provider(tmp_path: Path) -> None:
+    """voice.stt/tts are tagged by `provider` (the default one when left out): a misspelt
+    option is refused at its line with that provider's keys, a misspelt provider too."""
+    from cozy.engines.voice.options import PiperOptions, SphinxOptions, VoiceOptions
+
+    f = write(
+        tmp_path / "e.yaml",
+        "voice:\n  provider: local\n  stt: {provider: pocketsphinx, grammar: [stop, go]}\n"
+        "  tts:\n    speed: 1.5\n    voise: nova\n",
+    )
+    cfg = load_engines_config([f])
+    with pytest.raises(ConfigError) as err:
+        cfg.validate_options(VoiceOptions, cfg.voice.options, ("voice",))
+    assert f"{f}:6: voice.tts.voise: unknown key (allowed: fallback, model, noise_scale" in str(
+        err.value
+    )
+    f.write_text("voice:\n  stt:\n    provider: whisper\n", encoding="utf-8")
+    cfg = load_engines_config([f])
+    with pytest.raises(ConfigError, match=rf"{f}:2: voice.stt: unknown STT provider \(use one"):
+        cfg.validate_options(VoiceOptions, cfg.voice.options, ("voice",))
+    f.write_text("voice:\n  stt: {grammar: [stop]}\n  vad: {aggresiveness: 3}\n", encoding="utf-8")
+    cfg = load_engines_config([f])
+    with pytest.raises(
+        ConfigError, match=r"e.yaml:2: voice.stt.grammar: unknown key \(allowed: .*beam"
+    ):
+        cfg.validate_options(VoiceOptions, cfg.voice.options, ("voice",))
+    # over the packaged file, a part naming another provider replaces the packaged part
+    # (whisper's model/language are not pocketsphinx options); the same provider merges
+    packaged = Settings().engines_files[0]
+    user = write(
+        tmp_path / "u.yaml", "voice:\n  stt: {provider: pocketsphinx}\n  tts: {speed: 2}\n"
+    )
+    merged = load_engines_config([packaged, user])
+    parts = merged.validate_options(VoiceOptions, merged.voice.options, ("voice",))
+    assert isinstance(parts.stt, SphinxOptions)
+    assert isinstance(parts.tts, PiperOptions) and (parts.tts.speed, parts.tts.threads) == (2, 1)
+    ok = {"stt": {"provider": "pocketsphinx", "grammar": ["yes"]}, "tts": {"speed": 2}}
+    opts = VoiceOptions.of(ok, "voice")
+    assert isinstance(opts.stt, SphinxOptions) and opts.stt.grammar == ["yes"]
+    assert isinstance(opts.tts, PiperOptions) and opts.tts.speed == 2.0
+
+
 def test_malformed_yaml(tmp_path: Path) -> None:
     bad = write(tmp_path / "e.yaml", "ai:\n  provider: [ollama\n")
     with pytest.raises(ConfigError, match=r"e.yaml:\d+: invalid YAML"):

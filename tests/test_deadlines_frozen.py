@@ -32,7 +32,8 @@ from cozy.core.types import Caller
 from cozy.engines.base import ToolContext
 from cozy.engines.config import load_engines_config
 from cozy.engines.tools.mcp_provider import MCPTools
-from cozy.runtime import READY_TIMEOUT, Runtime
+from cozy.runtime import Runtime
+from cozy.runtime.probes import READY_TIMEOUT, readiness
 from cozy.settings import Settings
 from cozy.testing import FakeModelServer
 
@@ -85,16 +86,16 @@ async def test_ready_answers_within_its_deadline_on_a_frozen_postgres(
     )
     rt = await Runtime.open(settings)
     try:
-        assert (await rt.readiness())[0]
+        assert (await readiness(rt))[0]
         proxy.freeze()
         started = time.monotonic()
-        ready, checks = await rt.readiness()
+        ready, checks = await readiness(rt)
         took = time.monotonic() - started
         assert not ready and not checks["store"]["ok"], checks
         assert took < READY_TIMEOUT + SLACK, took  # was 10 s: store, then the engines
         proxy.thaw()
         deadline = time.monotonic() + 30
-        while not (await rt.readiness())[0]:
+        while not (await readiness(rt))[0]:
             assert time.monotonic() < deadline, "not ready again after Postgres came back"
             await asyncio.sleep(0.2)
     finally:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from cozy.core.events import Done
 from cozy.runtime import Runtime
 from cozy.settings import Settings
-from cozy.storage.jobs import JobQueue, backoff
+from cozy.storage.job_queue import JobQueue, backoff
 from cozy.storage.store import NewMessage, Store
 from cozy.storage.worker import JobWorker, PermanentJobError
 from cozy.testing import FakeModelServer

@@ -7,7 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from cozy.storage.jobs import JobQueue
+from cozy.storage.job_queue import JobQueue
 from cozy.storage.store import Store
 from cozy.storage.worker import JobWorker
 

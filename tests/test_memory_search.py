@@ -206,3 +206,33 @@ async def test_two_instances_keep_vectors_in_step(store: Store, minilm: Counting
     before = CountingEmbedder.calls
     await a.search("which musical instrument", user_id="u")
     assert CountingEmbedder.calls == before
+
+
+async def test_a_big_vector_index_is_encoded_when_loaded(store: Store) -> None:
+    """Searches run on the caller's thread (numkong holds the GIL), so the int8 copy of a
+    big index is made when the matrix is loaded, in a worker thread, not by the first
+    search on the event loop (~0.18 CPU s at 100k rows)."""
+    from cozy.engines.memory.repo import to_blob
+    from cozy.engines.memory.texthash import text_hash
+    from cozy.engines.retrieval.vectors import APPROX_FROM
+    from cozy.storage.tables.memory import memories, memory_versions
+
+    n = APPROX_FROM + 100
+    vecs = np.random.default_rng(4).standard_normal((n, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    rows = [
+        {"id": f"mem{i:05}", "user_id": "u", "kind": "turn", "text": f"turn {i}",
+         "text_hash": text_hash(f"turn {i}"), "status": "active", "source_message_ids": [],
+         "occurred_at": float(i), "created_at": 1.0, "updated_at": 1.0,
+         "embedding": to_blob(vecs[i]), "embed_model": "test", "metadata": {}}
+        for i in range(n)
+    ]  # fmt: skip
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.insert(memories), rows)
+        await conn.execute(sa.insert(memory_versions).values(user_id="u", version=1))
+    mem = LocalMemory({"embeddings": True}, EngineContext(store=store))
+    idx = await mem.index("u")
+    assert len(idx) == n
+    assert idx._coarse is not None and idx._coarse.count == n  # encoded before any search
+    found = idx.search(vecs[7], 5)
+    assert found[0][0] == "mem00007" and found[0][1] == pytest.approx(1.0, abs=1e-5)

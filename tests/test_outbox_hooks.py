@@ -12,7 +12,8 @@ from cozy.engines.base import EngineContext
 from cozy.engines.memory.jobs import MAX_COALESCED
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.profile.local import LocalProfile
-from cozy.storage.jobs import Job, JobQueue, backlog
+from cozy.storage.job_queue import JobQueue
+from cozy.storage.jobs import Job, backlog
 from cozy.storage.store import NewMessage, Store
 
 

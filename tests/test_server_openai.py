@@ -247,7 +247,7 @@ async def test_served_turns_run_their_background_jobs(served: Served) -> None:
     """`cozy serve` runs the jobs its turns queue (memory extraction) without `jobs run`."""
     import asyncio
 
-    from cozy.storage.jobs import JobQueue
+    from cozy.storage.job_queue import JobQueue
     from cozy.storage.store import Store
 
     c = client(served)
@@ -305,3 +305,85 @@ def test_image_parts_reach_the_model_and_bad_ones_are_400(served: Served) -> Non
             ],
         )
     assert "data URL" in str(bad.value)
+
+
+def test_file_parts_reach_the_model_and_are_stored_once(served: Served) -> None:
+    """OpenAI `file` content parts (inline file_data): text, read back whole from the
+    session API and a bound session's history; the same file twice kept once."""
+    import base64
+
+    from cozy.storage.fragments import Fragments
+
+    plan = "# Plan\nthe deadline is March 3\n"
+    data = "data:text/markdown;base64," + base64.b64encode(plan.encode()).decode()
+    part = {"type": "file", "file": {"filename": "plan.md", "file_data": data}}
+    whole = "plan.md:\n```\n# Plan\nthe deadline is March 3\n```\n\nwhen is the deadline?"
+    c = client(served)
+    served.fake.queue_reply("March 3")
+    raw = c.chat.completions.with_raw_response.create(
+        model="cozy/assistant",
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "when is the deadline?"}, part],
+            }
+        ],
+    )
+    sid = raw.headers["x-cozy-session"]
+    assert served.fake.turn_requests()[-1].body["messages"][-1]["content"] == whole
+
+    # the session API reads the question back as the model saw it
+    listed = httpx.get(
+        f"{served.base_url}/chat/sessions/{sid}/messages",
+        headers={"Authorization": f"Bearer {served.keys['alice']}"},
+        timeout=10,
+    ).json()["data"]
+    assert [m["content"] for m in listed] == [whole, "March 3"]
+
+    # a bound session's next turn sends it again; the same file in another turn is
+    # linked to the text already kept
+    served.fake.queue_reply("yes")
+    c.chat.completions.create(
+        model="cozy/assistant",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "sure?"}, part]}],
+        extra_headers={"X-Cozy-Session": sid},
+    )
+    sent = served.fake.turn_requests()[-1].body["messages"]
+    assert [m["content"] for m in sent[1:]] == [
+        whole,
+        "March 3",
+        "plan.md:\n```\n# Plan\nthe deadline is March 3\n```\n\nsure?",
+    ]
+
+    async def kept(store: Store) -> list[tuple[str, int, int]]:
+        return [(f.source, f.size, f.messages) for f in await Fragments(store).list()]
+
+    assert served.store_call(kept) == [("plan.md", len(plan), 2)]
+
+    # a client that owns the history sends the file in an earlier message: seen there
+    c.chat.completions.create(
+        model="cozy/assistant",
+        messages=[
+            {"role": "user", "content": [part, {"type": "text", "text": "when is the deadline?"}]},
+            {"role": "assistant", "content": "March 3"},
+            {"role": "user", "content": "thanks"},
+        ],
+    )
+    sent = served.fake.turn_requests()[-1].body["messages"]
+    assert [m["content"] for m in sent[1:]] == [whole, "March 3", "thanks"]
+
+    # what cozy cannot take says why and how
+    for bad, words in (
+        ({"type": "file", "file": {"file_id": "file-abc123"}}, "file_data"),
+        (
+            {"type": "file", "file": {"filename": "x.gif", "file_data": "R0lGODlhAQABAAAAADs="}},
+            "image_url",
+        ),
+        ({"type": "file", "file": {"filename": "x.txt", "file_data": "%%%"}}, "base64"),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            c.chat.completions.create(
+                model="cozy/assistant",
+                messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}, bad]}],
+            )
+        assert words in str(refused.value)

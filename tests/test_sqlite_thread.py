@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.storage.jobs import JobQueue, jobs
+from cozy.storage.job_queue import JobQueue
+from cozy.storage.jobs import jobs
 from cozy.storage.schema import messages
 from cozy.storage.sqlite_thread import NeedsLoop, drive
 from cozy.storage.store import NewMessage, Store

@@ -76,3 +76,57 @@ async def test_take_back_the_last_exchange(db_url: str) -> None:
             await branches.take_back_last_exchange(sid, "alice")
     finally:
         await store.close()
+
+
+async def test_fragments_are_linked_not_copied_through_fork_undo_and_search(
+    db_url: str,
+) -> None:
+    """A message's fragments are kept once and linked: read back whole, carried into a
+    branch by link, unlinked (text kept) by undo, and found by the session search."""
+    from cozy.storage.attach import Fragment, assemble
+    from cozy.storage.fragments import Fragments
+
+    store = await Store.open(db_url)
+    try:
+        spec = Fragment("spec.md", "the tide turns at 4 pm\n")
+        code = Fragment("a.py", "x = '```'\n")
+        s = await store.create_session("alice", "assistant")
+        ids = await store.add_messages(
+            s.id,
+            [
+                NewMessage("user", "when?", fragments=[spec, code]),
+                NewMessage("assistant", "at four"),
+                NewMessage("user", "and tomorrow?", fragments=[spec]),
+                NewMessage("assistant", "later"),
+            ],
+        )
+        rows = await store.list_messages(s.id)
+        whole = assemble([spec, code], "when?")
+        assert rows[0].content == whole and whole.startswith("spec.md:\n```\nthe tide")
+        assert rows[0].typed == "when?" and rows[0].fragments == [spec, code]
+        assert rows[1].content == "at four" and rows[1].fragments == []
+        assert [r.content for r in await store.recent_messages(s.id, 2)] == [
+            assemble([spec], "and tomorrow?"),
+            "later",
+        ]
+        kept = {f.hash: f.messages for f in await Fragments(store).list()}
+        assert kept == {spec.sha256: 2, code.sha256: 1}
+
+        branches = Branches(store)
+        fork = await branches.fork(s.id, "alice", before=ids[2])
+        copied = await store.list_messages(fork.id)
+        assert copied[0].content == whole and copied[0].id != ids[0]
+        kept = {f.hash: f.messages for f in await Fragments(store).list()}
+        assert kept == {spec.sha256: 3, code.sha256: 2}
+
+        gone = await branches.take_back_last_exchange(s.id, "alice")
+        assert gone[0].own_text == "and tomorrow?" and gone[0].fragments == [spec]
+        kept = {f.hash: f.messages for f in await Fragments(store).list()}
+        assert kept == {spec.sha256: 2, code.sha256: 2}  # text kept, one link fewer
+
+        found = await store.list_sessions("alice", query="TIDE TURNS")
+        assert {r.id for r in found} == {s.id, fork.id}
+        assert {r.id for r in await store.list_sessions("alice", query="a.py")} == {s.id, fork.id}
+        assert await store.list_sessions("alice", query="nowhere at all") == []
+    finally:
+        await store.close()

@@ -61,15 +61,15 @@ async def test_untrusted_hints_hidden_task_tools_and_long_names() -> None:
 
 def test_reserved_names_disabled_and_unset_header_variables(tmp_path: Path) -> None:
     for name in ("memory", "builtin", "knowledge"):
-        cfg = parse_server(name, fault("ok"), {})
+        cfg = parse_server(name, fault("ok"))
         assert cfg.error and "reserved for cozy's built-in tools" in cfg.error
         assert f"'{name}-mcp'" in cfg.error
-    cfg = parse_server("off", {**fault("ok"), "disabled": True}, {})
+    cfg = parse_server("off", {**fault("ok"), "disabled": True})
     assert cfg.disabled and cfg.error is None
-    cfg = parse_server("web", {"url": "http://x/mcp", "headers": {"Authorization": "Bearer "}}, {})
+    cfg = parse_server("web", {"url": "http://x/mcp", "headers": {"Authorization": "Bearer "}})
     assert cfg.error and "probably not set" in cfg.error
     cfg = parse_server(
-        "web", {"url": "http://x/mcp", "headers": {"Authorization": "Bearer ${NOPE_TOKEN}"}}, {}
+        "web", {"url": "http://x/mcp", "headers": {"Authorization": "Bearer ${NOPE_TOKEN}"}}
     )
     assert cfg.error and "NOPE_TOKEN is not set" in cfg.error
     claude = tmp_path / "c.json"
@@ -107,10 +107,10 @@ async def test_stderr_is_a_bounded_ring() -> None:
         await eng.list_tools()
         conn = eng._conns["flood"]
         deadline = time.monotonic() + 60
-        while conn._stderr is not None and conn._stderr.total < 4_000_000:
+        while conn.process.stderr is not None and conn.process.stderr_total() < 4_000_000:
             assert time.monotonic() < deadline, "the flood server wrote less than expected"
             await asyncio.sleep(0.1)
-        assert conn._stderr is not None
+        assert conn.process.stderr is not None
         kept = conn.stderr_text()
         assert len(kept.encode()) <= 64 * 1024 and "flood xxxx" in kept  # the newest lines
         row = _status(await eng.servers_status(), "flood")

@@ -91,7 +91,9 @@ async def test_call_over_stdio(engine: MCPTools) -> None:
     plain = await engine.execute_tool("t.plain", {}, CTX)
     assert plain.content == "this is {not json: at all" and not plain.is_error
     pic = await engine.execute_tool("t.picture", {}, CTX)
-    assert "a tiny picture" in pic.content and "[image: image/png" in pic.content
+    assert pic.content == "a tiny picture\n[image 1: image/png, 108 bytes]"
+    [image] = pic.media
+    assert (image.kind, image.mime, image.size) == ("image", "image/png", 108)
     # a wire name that slipped through still resolves
     assert (await engine.execute_tool("t__add", {"a": 1, "b": 1}, CTX)).content == "2"
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from helpers import collect, open_runtime, req, write_engines
 from pg_redis_helpers import cli, cozy_env, pg_database
 
+from cozy.core.inputs import Fragment
 from cozy.core.types import Caller
 from cozy.runtime import Runtime
 from cozy.settings import Settings
@@ -49,6 +50,10 @@ async def populate(home: Path, fake: FakeModelServer) -> None:
     try:
         for user, prompt in (("local", "My cat Miso ignores me"), ("ada", "I'm Ada, hi ünï ✓")):
             await collect(rt.orchestrator.run(req(prompt, caller=Caller(user_id=user))))
+        plan = Fragment("plan.md", "ship on Friday ✓\n")  # kept once, linked from the question
+        await collect(
+            rt.orchestrator.run(req("when?", caller=Caller(user_id="ada"), fragments=[plan]))
+        )
         gone = await rt.store.create_session("local", "assistant", title="to delete")
         await rt.store.delete_session(gone.id, "local")
         knowledge = rt.engines["knowledge"]
@@ -106,11 +111,12 @@ def test_export_import_round_trip(
     before = _dump(local)
     for table in ("users", "sessions", "messages", "memories", "profile_slots"):
         assert before[table], f"{table} was not populated"
-    for table in ("knowledge_documents", "knowledge_chunks", "jobs"):
+    for table in ("knowledge_documents", "knowledge_chunks", "jobs", "fragments"):
         assert before[table], f"{table} was not populated"
     assert any(m["embedding"] for m in before["memories"])
     assert any(c["embedding"] for c in before["knowledge_chunks"])
     assert any(s["deleted_at"] for s in before["sessions"])
+    assert [r["source"] for r in before["message_fragments"]] == ["plan.md"]
 
     out = tmp_path / "home.jsonl.gz"
     res = cli(cozy_env(cozy_home), "export", str(out), "--json")
@@ -145,9 +151,11 @@ async def use_on_postgres(url: str, home: Path, fake: FakeModelServer) -> None:
         memory = rt.engines["memory"]
         hits = await memory.search_memories("cat Miso", user_id="local")  # type: ignore[attr-defined]
         assert any("Miso" in h.text for h in hits)
-        sessions = await rt.store.list_sessions("ada")
-        msgs = await rt.store.list_messages(sessions[0].id)
+        sessions = await rt.store.list_sessions("ada")  # newest first
+        msgs = await rt.store.list_messages(sessions[1].id)
         assert msgs[0].content == "I'm Ada, hi ünï ✓"
+        msgs = await rt.store.list_messages(sessions[0].id)  # read back whole
+        assert msgs[0].content == "plan.md:\n```\nship on Friday ✓\n```\n\nwhen?"
         knowledge = rt.engines["knowledge"]
         await knowledge.add_knowledge(  # type: ignore[attr-defined]
             "# Car\n\nThe car needs new tyres.",

@@ -202,3 +202,14 @@ def test_search_near_an_earlier_query_scores_its_shortlist_only(
 
 def _no_full_pass(*args: object, **kw: object) -> tuple[np.ndarray, np.ndarray]:
     raise AssertionError("a full pass over every row")
+
+
+def test_searches_stay_on_the_callers_thread_only_while_numkong_scores_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """numkong's kernels hold the GIL, so memory and knowledge search on their own thread;
+    without numkong the BLAS product releases it and big searches go to a worker thread."""
+    assert vectors.holds_gil() is (vectors._numkong() is not None)
+    assert vectors.holds_gil() is not vectors.uses_blas()
+    monkeypatch.setattr(vectors, "_NK", False)  # as if numkong were not installed
+    assert not vectors.holds_gil() and vectors.uses_blas()

@@ -170,7 +170,7 @@ def test_vad_finds_speech_silence_speech(vad_cls: type) -> None:
 
 def test_vad_auto_prefers_silero_and_rejects_unknown() -> None:
     assert isinstance(make_vad({"provider": "auto"}), SileroVAD)
-    with pytest.raises(EngineError, match="unknown VAD"):
+    with pytest.raises(ConfigError, match=r"voice\.vad\.provider: Input should be 'auto'"):
         make_vad({"provider": "nope"})
     with pytest.raises(EngineError, match="no Silero VAD model"):
         make_vad({"provider": "silero", "model_path": "/nonexistent/vad.onnx"})

@@ -265,3 +265,37 @@ def test_four_concurrent_first_requests_all_succeed(
             assert wer([SENTENCE], [json.loads(resp.text)["text"]]) <= 0.15, resp.text
     finally:
         thread.stop()
+
+
+def test_long_unstreamed_speech_ends_at_the_deadline_with_a_504(
+    tmp_path: Path, fake_model_session: FakeModelServer
+) -> None:
+    """A non-streamed /v1/audio/tts answers only when all of it is synthesised: Piper
+    takes minutes on long text, so the server's speech deadline answers a 504 naming the
+    ways out, instead of a client waiting with no byte."""
+    thread, served = start_server(tmp_path, fake_model_session, VOICE_YAML, speech_timeout=1)
+    try:
+        long_text = " ".join(f"Sentence number {i} is spoken at an even pace." for i in range(60))
+        reply = httpx.post(
+            served.url + "/v1/audio/tts",
+            json={"input": long_text},
+            headers=served.headers(),
+            timeout=120,
+        )
+        assert reply.status_code == 504, reply.text[:300]
+        error = reply.json()["error"]
+        assert error["code"] == "engine_timeout"
+        assert "took longer than 1s" in error["message"]
+        assert "stream=true" in error["message"]
+        assert "COZY_SERVER_SPEECH_TIMEOUT" in error["message"]
+        # the same server still speaks a short text in full
+        short = httpx.post(
+            served.url + "/v1/audio/tts",
+            json={"input": "Hello there."},
+            headers=served.headers(),
+            timeout=120,
+        )
+        assert short.status_code == 200 and short.headers["content-type"] == "audio/wav"
+        assert decode(short.content, what="reply").seconds > 0.3
+    finally:
+        thread.stop()

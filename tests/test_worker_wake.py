@@ -9,7 +9,7 @@ from typing import cast
 from cozy.core.turn import SavedTurn
 from cozy.core.types import Message
 from cozy.runtime import _WakeWorker
-from cozy.storage.jobs import JobQueue
+from cozy.storage.job_queue import JobQueue
 from cozy.storage.store import Store
 from cozy.storage.worker import JobWorker
 

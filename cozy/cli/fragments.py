@@ -10,7 +10,8 @@ import typer
 from cozy.cli._common import console, print_json, run_async, runtime, when
 
 fragments_app = typer.Typer(
-    help="The texts attached with `cozy run -f`, each kept once by its sha256.",
+    help="The texts attached with `cozy run -f`/`@file`/`-a` (and the chat's /file), "
+    "each kept once by its sha256.",
     no_args_is_help=True,
 )
 
@@ -23,13 +24,20 @@ def register(app: typer.Typer) -> None:
 def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
 ) -> None:
-    """Every kept fragment, newest first: hash, where it came from, size."""
+    """Every kept fragment, newest first: hash, where it came from, size, and how many
+    stored messages carry it (its text is kept once however many do)."""
 
     async def go() -> list[dict[str, Any]]:
         async with runtime(engines=False) as rt:
             rows = await rt.fragments.list()
         return [
-            {"hash": r.hash, "source": r.source, "size": r.size, "created_at": r.created_at}
+            {
+                "hash": r.hash,
+                "source": r.source,
+                "size": r.size,
+                "messages": r.messages,
+                "created_at": r.created_at,
+            }
             for r in rows
         ]
 
@@ -42,10 +50,16 @@ def list_cmd(
         return
     from rich.table import Table
 
-    table = Table("hash", "source", "chars", "first kept", box=None)
+    table = Table("hash", "source", "chars", "messages", "first kept", box=None)
     table.columns[1].overflow = "fold"  # a path is the point of the row: never cut it
     for d in data:
-        table.add_row(d["hash"][:12], d["source"], f"{d['size']:,}", when(d["created_at"]))
+        table.add_row(
+            d["hash"][:12],
+            d["source"],
+            f"{d['size']:,}",
+            str(d["messages"]),
+            when(d["created_at"]),
+        )
     console().print(table)
 
 

@@ -139,6 +139,15 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--resource", help="attach an MCP resource SERVER:URI (repeat)"),
         ] = None,
+        tool_logs: Annotated[
+            str,
+            typer.Option(
+                "--tool-logs",
+                metavar="LEVEL",
+                help="show what MCP servers log during their calls, at least LEVEL "
+                "(debug … emergency, as `cozy tools logs --level`), or off",
+            ),
+        ] = "info",
     ) -> None:
         """Send one prompt and print the answer (streamed), or JSON with --json."""
         from cozy.cli.run_inputs import InputFlags, prepare
@@ -169,6 +178,11 @@ def register(app: typer.Typer) -> None:
             got = prepare(flags)
         except UsageError as exc:
             raise typer.Exit(out.error(_usage(str(exc)), code=2)) from None
+        from cozy.core.toollive import LOG_CHOICES
+
+        if tool_logs not in LOG_CHOICES:
+            why = f"unknown --tool-logs level {tool_logs!r}: use one of {', '.join(LOG_CHOICES)}"
+            raise typer.Exit(out.error(_usage(why), code=2))
         if (yes or yes_dangerous) and not allow_tools:
             raise typer.Exit(
                 out.error(
@@ -179,7 +193,7 @@ def register(app: typer.Typer) -> None:
                     code=2,
                 )
             )
-        if not got.text.strip() and not mcp_prompt:
+        if not got.text.strip() and not got.fragments and not mcp_prompt:
             raise typer.Exit(
                 out.error(
                     _usage(
@@ -204,6 +218,7 @@ def register(app: typer.Typer) -> None:
             input_meta=got.input_meta,
             fragments=got.fragments,
             schema=got.schema,
+            tool_log_level=tool_logs,
         )
         _go(args, out)
 

@@ -9,7 +9,6 @@ the flags mean together (a template's defaults, then the command line).
 from __future__ import annotations
 
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +43,9 @@ class Prepared:
     images: list[Any] = field(default_factory=list)
     input_meta: dict[str, Any] | None = None
     schema: dict[str, Any] | None = None
-    # (sha256, source, text) of each fragment, kept once by hash when the turn runs
-    fragments: list[tuple[str, str, str]] = field(default_factory=list)
+    # each fragment (cozy.core.inputs.Fragment): sent in front of `text`, and stored
+    # once by hash, the stored message pointing at it
+    fragments: list[Any] = field(default_factory=list)
 
 
 def read_prompt(words: list[str] | None, *, stdin: bool = True) -> str:
@@ -70,23 +70,17 @@ def check_size(prompt: str) -> None:
         )
 
 
-_AT = re.compile(r"(?<!\S)@(\S+)")
-
-
 def at_files(words: list[str]) -> tuple[list[str], list[str]]:
-    """`@path` naming an existing file or directory becomes a fragment; the prompt keeps
-    the bare path, so the question still reads naturally (`explain @app.py briefly`)."""
+    """`@path` words naming existing files become fragments (see `inputs.at_files`)."""
+    from cozy.core.inputs import at_files as find
+
     found: list[str] = []
-
-    def take(m: re.Match[str]) -> str:
-        ref = m[1]
-        for path in (ref, ref.rstrip(".,;:!?)")):  # `@app.py?` at the end of a question
-            if path and Path(path).expanduser().exists():
-                found.append(path)
-                return path + ref[len(path) :]
-        return m[0]
-
-    return [_AT.sub(take, w) for w in words], found
+    out = []
+    for w in words:
+        text, paths = find(w)
+        out.append(text)
+        found += paths
+    return out, found
 
 
 def prepare(flags: InputFlags) -> Prepared:
@@ -111,10 +105,9 @@ def prepare(flags: InputFlags) -> Prepared:
         from cozy.core import inputs
 
         got = inputs.gather([*at, *flags.fragments], flags.attachments, sys.stdin.buffer)
-        out.text = got.prompt(text)
-        check_size(out.text)
+        check_size(got.prompt(text))  # what the model would be sent
         out.images, out.input_meta = got.images, got.metadata()
-        out.fragments = [(f.sha256, f.source, f.text) for f in got.fragments]
+        out.fragments = got.fragments
     if pairs:
         from cozy.core import genopts
 

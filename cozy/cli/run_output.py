@@ -64,7 +64,13 @@ class RunOutput:
 
     def show(self, event: ChatEvent, folded: dict[str, Any]) -> None:
         """A non-final event: an event line (stream), text (plain), or folded (JSON)."""
-        from cozy.core.events import ContextBuilt, TextDelta, ToolCallRequested, ToolResult
+        from cozy.core.events import (
+            ContextBuilt,
+            TextDelta,
+            ToolCallRequested,
+            ToolLog,
+            ToolResult,
+        )
 
         if isinstance(event, TextDelta):
             self.text.append(event.text)
@@ -79,6 +85,11 @@ class RunOutput:
                 sys.stderr.write(f"[context degraded: {reasons}]\n")
         elif isinstance(event, ToolCallRequested | ToolResult):
             self._tool(event, folded)
+        elif isinstance(event, ToolLog):  # at most a few per call (core/toollive.py)
+            folded.setdefault("tool_logs", []).append(event_dict(event))
+            if not self.as_json:
+                logger = f" {event.logger}" if event.logger else ""
+                sys.stderr.write(f"[{event.server}{logger} {event.level}: {event.text}]\n")
         if isinstance(event, ToolCallRequested):
             self.tool_calls.append(event_dict(event)["call"])
 
@@ -92,6 +103,13 @@ class RunOutput:
                 sys.stderr.write(f"[tool {event.call.name} {event.call.arguments}]\n")
             return
         folded["tool_results"].append(data)
+        if not self.as_json:
+            for m in data.get("media") or []:
+                seen = "shown to the model" if m.get("to_model") else "not shown to the model"
+                sys.stderr.write(
+                    f"[tool {data.get('name')} returned {m['type']} {m['mime']}, "
+                    f"{m['bytes']} bytes: {seen}]\n"
+                )
         if not self.as_json and data.get("is_error") and data.get("decision") == "deny":
             from cozy.cli import approve
 
@@ -154,6 +172,7 @@ def fold(done: Any, folded: dict[str, Any]) -> dict[str, Any]:
         "tool_calls": folded["tool_calls"],
         "tool_results": folded["tool_results"],
         "resources": folded.get("resources", []),
+        "tool_logs": folded.get("tool_logs", []),
     }
     for key in ("data", "inputs"):  # --schema: the parsed answer; -f/-a: what was sent
         if key in folded:

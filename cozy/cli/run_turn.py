@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from cozy.core.toolloop import Decision
     from cozy.core.types import GenerationOptions, ImagePart, ToolCall, ToolSpec
     from cozy.engines.base import ToolContext
+    from cozy.storage.attach import Fragment
 
 
 @dataclass(slots=True)
@@ -50,8 +51,9 @@ class RunArgs:
     options: GenerationOptions | None = None
     images: list[ImagePart] = field(default_factory=list)
     input_meta: dict[str, Any] | None = None
-    fragments: list[tuple[str, str, str]] = field(default_factory=list)  # (sha256, source, text)
+    fragments: list[Fragment] = field(default_factory=list)  # sent before `text`, kept once
     schema: dict[str, Any] | None = None  # --schema: the answer must be valid JSON for it
+    tool_log_level: str = "info"  # --tool-logs
 
 
 async def tty_approver(call: ToolCall, spec: ToolSpec, ctx: ToolContext) -> Decision:
@@ -122,6 +124,8 @@ def _request(args: RunArgs, out: RunOutput) -> ChatRequest:
         elicitor=tty_elicitor,
         images=args.images,
         input_meta=args.input_meta,
+        tool_log_level=args.tool_log_level,
+        fragments=args.fragments,
     )
 
 
@@ -134,8 +138,6 @@ async def _turn(args: RunArgs, out: RunOutput) -> int:
             args.text = await _with_mcp(rt, args.text, args.mcp, folded)
         if args.input_meta:
             folded["inputs"] = args.input_meta
-        if args.fragments:  # kept before the turn: the message's hashes always resolve
-            await rt.fragments.save(args.fragments)
         req = _request(args, out)
         out.hold = args.schema is not None and not out.stream
         out.begin()
@@ -216,6 +218,7 @@ async def _checked(
             no_context=True,
             images=[],
             input_meta=None,
+            fragments=[],
         )
         again = await _events(rt, repair, out, folded)
         if isinstance(again, int):

@@ -1,4 +1,5 @@
-"""`cozy tools`: list, call, servers, grants, audit, import-claude-config.
+"""`cozy tools`: list, call, servers (grants and audit: tools_audit.py; prompts, resources,
+logs: tools_mcp.py; import-claude-config: tools_config.py).
 
 Everything goes through the runtime: the tools engine it built from engines.yaml
 and the same ToolRunner the chat uses (policy, approvals, grants, audit).
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -328,112 +328,12 @@ def _print_servers(rows: list[dict[str, Any]]) -> None:
             console().print(f"fix for {r.get('name')}: {r['fix']}", markup=False)
 
 
-@tools_app.command("grants")
-def grants_cmd(
-    revoke: Annotated[
-        str | None, typer.Option("--revoke", help="forget the 'always' answer for this tool")
-    ] = None,
-    revoke_all: Annotated[
-        bool, typer.Option("--revoke-all", help="revoke every grant (of -p when given)")
-    ] = False,
-    personality: Annotated[
-        str | None, typer.Option("--personality", "-p", help="only this personality")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
-) -> None:
-    """Tools you allowed "always" per personality; --revoke TOOL to ask again."""
-
-    async def go() -> int:
-        from cozy.core.errors import NotFoundError
-        from cozy.storage.tool_grants import ToolGrants
-
-        user = state.settings().user
-        async with runtime(engines=False) as rt:
-            grants = ToolGrants(rt.store)
-            if revoke or revoke_all:
-                tool = None if revoke_all else revoke
-                n = await grants.revoke(user, tool=tool, personality_id=personality)
-                if n == 0:
-                    raise NotFoundError(
-                        f"no grant for {tool or 'any tool'}"
-                        + (f" with personality '{personality}'" if personality else ""),
-                        hint="see `cozy tools grants`",
-                    )
-                if as_json:
-                    print_json({"revoked": n, "tool": tool, "personality": personality})
-                else:
-                    console().print(f"revoked {n} grant{'s' if n != 1 else ''}")
-                return 0
-            rows = await grants.list_grants(user, personality_id=personality)
-        data: list[dict[str, Any]] = [
-            {"tool": r.tool, "personality": r.personality_id, "granted_at": r.created_at}
-            for r in rows
-        ]
-        if as_json:
-            print_json(data)
-        elif not data:
-            console().print("no remembered approvals")
-        else:
-            import time
-
-            from rich.table import Table
-
-            table = Table("tool", "personality", "granted", box=None)
-            for d in data:
-                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["granted_at"]))
-                table.add_row(d["tool"], d["personality"], when)
-            console().print(table)
-        return 0
-
-    code = run_async(go, as_json=as_json)
-    if code:
-        raise typer.Exit(code)
-
-
-@tools_app.command("import-claude-config")
-def import_cmd(
-    path: Annotated[Path, typer.Argument(help="claude_desktop_config.json")],
-    write: Annotated[
-        bool, typer.Option("--write", help="merge into your engines.yaml (else just print)")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
-) -> None:
-    """Bring Claude Desktop's mcpServers into engines.yaml (other sections are kept)."""
-
-    async def go() -> None:
-        from cozy.cli.tools_config import merge_servers
-
-        settings = state.settings()
-        target = settings.config or settings.user_engines_file
-        report = merge_servers(path, target, settings.packaged_engines_file, write=write)
-        if as_json:
-            print_json(report)
-            return
-        out = console()
-        for old, (new, why) in report.get("renamed", {}).items():
-            console(stderr=True).print(
-                f"note: server '{old}' imported as '{new}' ({why}); its tools are {new}.*"
-            )
-        if not write:
-            sys.stdout.write(report["yaml"])
-            out.print(f"\n(dry run: pass --write to merge this into {target})")
-            return
-        added, updated = report["added"], report["updated"]
-        out.print(
-            f"wrote {target}: {len(added)} added ({', '.join(added) or '-'}), "
-            f"{len(updated)} updated ({', '.join(updated) or '-'})"
-        )
-        if report.get("backup"):
-            out.print(f"previous file kept as {report['backup']}")
-        out.print("check them with `cozy tools servers`")
-
-    run_async(go, as_json=as_json)
-
-
 def register(app: typer.Typer) -> None:
     from cozy.cli.tools_audit import register_audit
+    from cozy.cli.tools_config import register_config
     from cozy.cli.tools_mcp import register_mcp
 
     register_audit(tools_app)
     register_mcp(tools_app)
+    register_config(tools_app)
     app.add_typer(tools_app, name="tools")

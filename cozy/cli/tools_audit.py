@@ -1,4 +1,5 @@
-"""`cozy tools audit`: what each attempted tool call did, and who allowed it."""
+"""`cozy tools audit`: what each attempted tool call did, and who allowed it; `cozy tools
+grants`: the "always" answers remembered per personality (and revoking them)."""
 
 from __future__ import annotations
 
@@ -76,5 +77,67 @@ def _audit_row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def grants_cmd(
+    revoke: Annotated[
+        str | None, typer.Option("--revoke", help="forget the 'always' answer for this tool")
+    ] = None,
+    revoke_all: Annotated[
+        bool, typer.Option("--revoke-all", help="revoke every grant (of -p when given)")
+    ] = False,
+    personality: Annotated[
+        str | None, typer.Option("--personality", "-p", help="only this personality")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Tools you allowed "always" per personality; --revoke TOOL to ask again."""
+
+    async def go() -> int:
+        from cozy.core.errors import NotFoundError
+        from cozy.storage.tool_grants import ToolGrants
+
+        user = state.settings().user
+        async with runtime(engines=False) as rt:
+            grants = ToolGrants(rt.store)
+            if revoke or revoke_all:
+                tool = None if revoke_all else revoke
+                n = await grants.revoke(user, tool=tool, personality_id=personality)
+                if n == 0:
+                    raise NotFoundError(
+                        f"no grant for {tool or 'any tool'}"
+                        + (f" with personality '{personality}'" if personality else ""),
+                        hint="see `cozy tools grants`",
+                    )
+                if as_json:
+                    print_json({"revoked": n, "tool": tool, "personality": personality})
+                else:
+                    console().print(f"revoked {n} grant{'s' if n != 1 else ''}")
+                return 0
+            rows = await grants.list_grants(user, personality_id=personality)
+        data: list[dict[str, Any]] = [
+            {"tool": r.tool, "personality": r.personality_id, "granted_at": r.created_at}
+            for r in rows
+        ]
+        if as_json:
+            print_json(data)
+        elif not data:
+            console().print("no remembered approvals")
+        else:
+            import time
+
+            from rich.table import Table
+
+            table = Table("tool", "personality", "granted", box=None)
+            for d in data:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["granted_at"]))
+                table.add_row(d["tool"], d["personality"], when)
+            console().print(table)
+        return 0
+
+    code = run_async(go, as_json=as_json)
+    if code:
+        raise typer.Exit(code)
+
+
 def register_audit(app: typer.Typer) -> None:
     app.command("audit")(audit_cmd)
+    app.command("grants")(grants_cmd)

@@ -1,4 +1,5 @@
-"""Merge Claude Desktop's `mcpServers` into an engines.yaml, keeping everything else.
+"""`cozy tools import-claude-config`: merge Claude Desktop's `mcpServers` into an
+engines.yaml, keeping everything else.
 
 Only the top-level `tools:` block is rewritten; every other line of the file (other
 sections, their comments) stays byte for byte. The result is validated with the
@@ -10,9 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
+
+from cozy.cli._common import console, print_json, run_async, state
 
 _REPLACEABLE = ("builtin", "none", "")
 
@@ -123,3 +129,44 @@ def merge_servers(source: Path, target: Path, packaged: Path, *, write: bool) ->
         tmp.unlink(missing_ok=True)
     report["written"] = True
     return report
+
+
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="claude_desktop_config.json")],
+    write: Annotated[
+        bool, typer.Option("--write", help="merge into your engines.yaml (else just print)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Bring Claude Desktop's mcpServers into engines.yaml (other sections are kept)."""
+
+    async def go() -> None:
+        settings = state.settings()
+        target = settings.config or settings.user_engines_file
+        report = merge_servers(path, target, settings.packaged_engines_file, write=write)
+        if as_json:
+            print_json(report)
+            return
+        out = console()
+        for old, (new, why) in report.get("renamed", {}).items():
+            console(stderr=True).print(
+                f"note: server '{old}' imported as '{new}' ({why}); its tools are {new}.*"
+            )
+        if not write:
+            sys.stdout.write(report["yaml"])
+            out.print(f"\n(dry run: pass --write to merge this into {target})")
+            return
+        added, updated = report["added"], report["updated"]
+        out.print(
+            f"wrote {target}: {len(added)} added ({', '.join(added) or '-'}), "
+            f"{len(updated)} updated ({', '.join(updated) or '-'})"
+        )
+        if report.get("backup"):
+            out.print(f"previous file kept as {report['backup']}")
+        out.print("check them with `cozy tools servers`")
+
+    run_async(go, as_json=as_json)
+
+
+def register_config(app: typer.Typer) -> None:
+    app.command("import-claude-config")(import_cmd)

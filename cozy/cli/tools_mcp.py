@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cozy.cli._common import console, print_json, run_async, runtime
+from cozy.core.types import LOG_LEVELS as LEVELS
 
 if TYPE_CHECKING:
     from cozy.runtime import Runtime
@@ -130,7 +132,7 @@ def read_cmd(
     run_async(go, as_json=as_json)
 
 
-LOG_LEVELS = "debug, info, notice, warning, error, critical, alert, emergency"
+LOG_LEVELS = ", ".join(LEVELS)
 
 
 def logs_cmd(
@@ -171,6 +173,45 @@ def logs_cmd(
     run_async(go, as_json=as_json)
 
 
+def login_cmd(
+    server: Annotated[str, typer.Argument(help="an MCP server with `oauth: true`")],
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="print the URL only; open it yourself")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """Log in to an MCP server over OAuth: open the printed URL, allow cozy, done
+    (tokens are kept per server and refreshed; log in again when they run out)."""
+
+    async def go() -> None:
+        from cozy.engines.capabilities import LogsInToServers
+
+        async def show(url: str) -> None:
+            # plain write: a console would wrap the URL at the terminal's width
+            sys.stderr.write(f"open this URL to let cozy use '{server}':\n{url}\n")
+            sys.stderr.flush()
+            if not no_browser:
+                import webbrowser
+
+                # best effort: a terminal without a browser still has the printed URL
+                with contextlib.suppress(Exception):
+                    webbrowser.open(url)
+
+        async with runtime() as rt:
+            done = await _engine(rt, LogsInToServers).login(server, show)
+        if as_json:
+            print_json(done)
+        elif done["logged_in"]:
+            console().print(
+                f"logged in to {server} ({done['tools']} tools); tokens in {done['tokens']}",
+                markup=False,
+            )
+        else:
+            console().print(f"{server} did not ask for a login ({done['tools']} tools)")
+
+    run_async(go, as_json=as_json)
+
+
 async def read_ref(rt: Runtime, ref: str) -> Any:
     from cozy.core.mcp_input import read_ref as read
 
@@ -182,3 +223,4 @@ def register_mcp(app: typer.Typer) -> None:
     app.command("resources")(resources_cmd)
     app.command("read")(read_cmd)
     app.command("logs")(logs_cmd)
+    app.command("login")(login_cmd)

@@ -125,11 +125,13 @@ class ToolResult(ChatEvent):
     is_error: bool = False
     duration_ms: float = 0.0
     decision: str = "auto"
+    # images / audio the tool returned: type, mime, bytes, to_model (never the data)
+    media: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class ToolProgress(ChatEvent):
-    """A running tool's progress or log line (MCP progress / logging notifications)."""
+    """A running tool's progress (MCP progress notifications)."""
 
     type: ClassVar[str] = "tool_progress"
     call_id: str
@@ -137,6 +139,21 @@ class ToolProgress(ChatEvent):
     progress: float | None = None
     total: float | None = None
     message: str | None = None
+
+
+@dataclass(slots=True)
+class ToolLog(ChatEvent):
+    """A message a tool's MCP server logged (notifications/message) while the call ran,
+    at or above the turn's `tool_log_level`; at most a few per call (the rest are in
+    `cozy tools logs SERVER`)."""
+
+    type: ClassVar[str] = "tool_log"
+    call_id: str
+    name: str
+    server: str
+    level: str
+    text: str
+    logger: str | None = None
 
 
 @dataclass(slots=True)

@@ -89,4 +89,6 @@ class Generation:
         async for event in tools.run(calls, self._server, ctx, turn.req.approver, results):
             yield event
         self.convo.extend(results)
-        turn.pending.extend(to_new(m) for m in results)
+        # the message carrying the tools' images is for this turn only: the stored tool
+        # messages name each image, and no image bytes go into the history
+        turn.pending.extend(to_new(m) for m in results if not m.images)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,18 @@ from typing import Any, BinaryIO
 
 from cozy.core.errors import UsageError
 from cozy.core.types import ImagePart
+from cozy.storage.attach import Fragment, assemble, fenced, listed
+
+__all__ = [
+    "Fragment",
+    "Inputs",
+    "assemble",
+    "at_files",
+    "fenced",
+    "file_part",
+    "gather",
+    "image_from_url",
+]
 
 MAX_FILE_BYTES = int(os.environ.get("COZY_MAX_FRAGMENT_BYTES", str(2 * 1024 * 1024)))
 MAX_DIR_FILES = 200
@@ -35,16 +48,6 @@ _IMAGE_MAGIC = (
 )
 
 
-@dataclass(slots=True, frozen=True)
-class Fragment:
-    source: str  # a path, a URL, or "stdin"
-    text: str
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
-
 @dataclass(slots=True)
 class Inputs:
     """Everything `-f` and `-a` brought in, ready for a `ChatRequest`."""
@@ -54,20 +57,14 @@ class Inputs:
 
     def prompt(self, text: str) -> str:
         """The fragments, each fenced and labelled, then the user's own words."""
-        parts = [fenced(f) for f in self.fragments]
-        if text.strip():
-            parts.append(text)
-        return "\n\n".join(parts)
+        return assemble(self.fragments, text)
 
     def metadata(self) -> dict[str, Any] | None:
         """What is kept on the stored message: sources and hashes, not the bytes."""
         if not self.fragments and not self.images:
             return None
         return {
-            "fragments": [
-                {"source": f.source, "sha256": f.sha256, "chars": len(f.text)}
-                for f in self.fragments
-            ],
+            "fragments": listed(self.fragments),
             "images": [
                 {
                     "source": i.source,
@@ -96,6 +93,53 @@ def gather(fragments: list[str], attachments: list[str], stdin: BinaryIO | None 
     return out
 
 
+_AT = re.compile(r"(?<!\S)@(\S+)")
+
+
+def at_files(text: str) -> tuple[str, list[str]]:
+    """`@path` naming an existing file or directory is attached; the text keeps the bare
+    path, so the question still reads naturally (`explain @app.py briefly`). Returns
+    the text and the paths, in order. A word that names no file is left as it is."""
+    found: list[str] = []
+
+    def take(m: re.Match[str]) -> str:
+        ref = m[1]
+        for path in (ref, ref.rstrip(".,;:!?)")):  # `@app.py?` at the end of a question
+            if path and Path(path).expanduser().exists():
+                found.append(path)
+                return path + ref[len(path) :]
+        return m[0]
+
+    return _AT.sub(take, text), found
+
+
+def file_part(filename: str, data: str) -> Fragment:
+    """An OpenAI `file` content part's data (a base64 data URL, or bare base64) read as
+    a fragment labelled with its file name: text, code, PDF or HTML (the server's way
+    in for files; images come as `image_url` parts)."""
+    name = filename.strip() or "file"
+    head, sep, body = data.partition(",")
+    if data.startswith("data:") and sep:
+        if not head.endswith(";base64"):
+            raise UsageError(f"file {name}: the data URL is not base64")
+        data = body
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise UsageError(
+            f"file {name}: file_data is not valid base64",
+            hint="send the file's bytes as data:<mime>;base64,<data>",
+        ) from None
+    if image_type(raw) is not None:
+        raise UsageError(
+            f"file {name} is an image",
+            hint="send images as image_url parts (data:image/png;base64,...)",
+        )
+    (item,) = _item(name, raw, images=False)
+    assert isinstance(item, Fragment)
+    return item
+
+
 def image_from_url(url: str) -> ImagePart:
     """An OpenAI `image_url` part's data URL as an image (the server's way in)."""
     head, sep, data = url.partition(",")
@@ -114,16 +158,6 @@ def image_from_url(url: str) -> ImagePart:
     if len(raw) > MAX_IMAGE_BYTES:
         raise UsageError(f"image_url: larger than {MAX_IMAGE_BYTES // 2**20} MB")
     return ImagePart(image_type(raw) or mime, data, "image_url")
-
-
-def fenced(f: Fragment) -> str:
-    """A fence longer than any backtick run inside, so the text cannot close it."""
-    longest, run = 0, 0
-    for ch in f.text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * max(3, longest + 1)
-    return f"{f.source}:\n{fence}\n{f.text.rstrip()}\n{fence}"
 
 
 def _load(ref: str, stdin: BinaryIO | None, *, images: bool) -> Iterator[Fragment | ImagePart]:

@@ -43,6 +43,7 @@ from cozy.core.turn import (
     SavedTurn,
     Turn,
     continuation,
+    full_prompt,
     log_turn,
     merge_options,
     system_prompt,
@@ -101,6 +102,7 @@ class ChatOrchestrator:
 
     async def run(self, req: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         turn = Turn(req, req.request_id or f"req-{uuid.uuid4().hex[:16]}", time.perf_counter())
+        turn.prompt = full_prompt(req)
         task = asyncio.current_task()
         if task is not None:
             self._live.add(task)
@@ -202,7 +204,7 @@ class ChatOrchestrator:
         Returns the history to send and the turn's new messages."""
         req = turn.req
         tail = continuation(req)
-        if not req.prompt.strip() and not tail:
+        if not turn.prompt.strip() and not tail:
             raise UsageError("the prompt is empty", hint="pass a prompt as an argument or on stdin")
         session, personality, history = await self._load(turn)
         turn.route = await self.router.resolve(req.model or personality.model or session.model)
@@ -211,8 +213,13 @@ class ChatOrchestrator:
             await self.writer.question(turn, [to_new(m) for m in tail])
             return history, tail
         await self._refuse_early(turn)
-        await self.writer.question(turn, [NewMessage("user", req.prompt, metadata=req.input_meta)])
-        return history, [Message("user", req.prompt, images=list(req.images))]
+        # stored: what the user wrote, pointing at its fragments (each text kept once);
+        # sent: the whole message, as reading it back rebuilds it (`attach.assemble`)
+        question = NewMessage(
+            "user", req.prompt, metadata=req.input_meta, fragments=list(req.fragments)
+        )
+        await self.writer.question(turn, [question])
+        return history, [Message("user", turn.prompt, images=list(req.images))]
 
     async def _refuse_early(self, turn: Turn) -> None:
         """Before anything is stored: a request that cannot be answered as asked is
@@ -237,7 +244,7 @@ class ChatOrchestrator:
         assert turn.session is not None and route is not None and personality is not None
         limit, reserve = await self._window(turn)
         bundle: ContextBundle = await self.context.build(
-            query=req.prompt,
+            query=turn.prompt,
             user_id=req.caller.user_id,
             personality=personality,
             history=history,
@@ -294,6 +301,9 @@ class ChatOrchestrator:
             options.context_window = turn.tokens["limit"]
         estimated_prompt = estimator.messages(convo)
         ctx = ToolContext(req.caller, turn.session.id, personality.id, turn.request_id)
+        ctx.extra["log_level"] = req.tool_log_level
+        # images a tool returns go to a model that sees them (core/toolmedia.py)
+        ctx.extra["accepts_images"] = lambda: route.engine.accepts_images(route.model)
         ctx.extra["sample"] = self.tools.sampler(route, req.approver, ctx)
         if req.elicitor is not None:
             ctx.extra["elicit"] = req.elicitor

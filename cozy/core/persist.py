@@ -16,7 +16,7 @@ from cozy.core.errors import CozyError
 from cozy.core.events import brief
 from cozy.core.history import UNANSWERED
 from cozy.core.summaries import JOB_KIND
-from cozy.core.turn import AfterTurn, SavedTurn, Turn, log_turn, title_of
+from cozy.core.turn import AfterTurn, SavedTurn, Turn, log_turn, title_of_request
 from cozy.core.types import Message
 from cozy.storage.jobs import enqueue
 from cozy.storage.store import NewMessage, Store
@@ -33,7 +33,7 @@ class TurnWriter:
         assert turn.session is not None
         create = turn.session if turn.session_unsaved else None
         ids = await self.store.add_messages(
-            turn.session.id, first, touch_title=title_of(turn.req.prompt), create=create
+            turn.session.id, first, touch_title=title_of_request(turn.req), create=create
         )
         turn.session_unsaved = False
         turn.user_message_id = ids[0]
@@ -72,13 +72,13 @@ class TurnWriter:
         answer_id = ids[-1] if items[-1] is final else None
         if status != "complete":
             log_turn(turn, status)
-        elif answer_id and turn.personality and turn.req.prompt.strip():
+        elif answer_id and turn.personality and turn.prompt.strip():
             saved = SavedTurn(
                 user_id=turn.req.caller.user_id,
                 session_id=turn.session.id,
                 personality_id=turn.personality.id,
                 message_ids=(turn.user_message_id, answer_id),
-                messages=(Message("user", turn.req.prompt), Message("assistant", text)),
+                messages=(Message("user", turn.prompt), Message("assistant", text)),
             )
             for hook in self.after_turn:
                 await hook.turn_saved(saved)

@@ -16,7 +16,7 @@ from typing import Any
 from cozy.core.errors import NotFoundError
 from cozy.core.types import GenerationOptions, Message
 from cozy.engines.base import ModelRouter
-from cozy.storage.jobs import JobQueue
+from cozy.storage.job_queue import JobQueue
 from cozy.storage.summaries import Summary, SummaryStore
 
 log = logging.getLogger("cozy.summaries")
@@ -124,6 +124,9 @@ class Summarizer:
 def _line(row: Any) -> str:
     who = {"user": "User", "assistant": "Assistant", "tool": f"Tool {row.name or ''}".strip()}
     text = (row.content or "").strip()
+    if getattr(row, "fragments", None):  # the question, not the first 2000 chars of a file
+        names = ", ".join(f.source for f in row.fragments)
+        text = f"{(row.typed or '').strip()} [attached: {names}]".strip()
     if row.tool_calls:
         calls = ", ".join(str(c.get("name")) for c in row.tool_calls if isinstance(c, dict))
         text = f"{text} [called {calls}]".strip()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fnmatch
 import json
 import time
@@ -24,10 +23,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from cozy.core.events import ChatEvent, ToolApprovalNeeded, ToolProgress, ToolResult
+from cozy.core.events import ChatEvent, ToolApprovalNeeded, ToolResult
 from cozy.core.personalities import Personality
 from cozy.core.toolaudit import approver as approver_of
 from cozy.core.toolaudit import args_digest, args_excerpt, redact_args, result_excerpt
+from cozy.core.toollive import live_context
+from cozy.core.toolmedia import MediaRelay
 from cozy.core.toolpolicy import GrantStore, Rule, check_arguments, face_policies
 from cozy.core.types import Caller, Message, ToolCall, ToolOutput, ToolSpec
 from cozy.engines.base import ToolContext, ToolsEngine
@@ -235,7 +236,7 @@ class ToolRunner:
                 outcomes[call.id] = CallOutcome(call, ToolOutput(""), decision, asked=asked)
             else:
                 one = self._execute(
-                    call, spec, args, _with_progress(ctx, call, spec, news), decision, asked
+                    call, spec, args, live_context(ctx, call, spec, news), decision, asked
                 )
                 box: list[CallOutcome] = []
                 async for event in _while(one, news, box):
@@ -248,7 +249,7 @@ class ToolRunner:
                         c,
                         s,
                         a,
-                        _with_progress(ctx, c, s, news),
+                        live_context(ctx, c, s, news),
                         outcomes[c.id].decision,
                         outcomes[c.id].asked,
                     )
@@ -260,17 +261,24 @@ class ToolRunner:
                 yield event
             for outcome in got[0]:
                 outcomes[outcome.call.id] = outcome
+        relay = MediaRelay(ctx.extra.get("accepts_images"))
         for call in calls:
             o = outcomes[call.id]
+            name = specs[call.name].name if call.name in specs else call.name
+            content, media = await relay.take(name, o.output)
             yield ToolResult(
                 call_id=call.id,
-                name=specs[call.name].name if call.name in specs else call.name,
+                name=name,
                 content=o.output.content,
                 is_error=o.output.is_error,
                 duration_ms=round(o.output.duration_ms, 2),
                 decision=o.decision,
+                media=media,
             )
-            results.append(Message("tool", o.output.content, tool_call_id=call.id, name=call.name))
+            results.append(Message("tool", content, tool_call_id=call.id, name=call.name))
+        images = relay.message()  # after every tool message: the model sees the images
+        if images is not None:
+            results.append(images)
 
     async def _check(
         self, call: ToolCall, specs: dict[str, ToolSpec], ctx: ToolContext
@@ -422,17 +430,6 @@ _INTERRUPTED = ToolOutput(
     "its result is unknown",
     is_error=True,
 )
-
-
-def _with_progress(
-    ctx: ToolContext, call: ToolCall, spec: ToolSpec, news: asyncio.Queue[ChatEvent]
-) -> ToolContext:
-    """A context whose `on_progress` turns a tool's notifications into events."""
-
-    def on_progress(progress: float | None, total: float | None, message: str | None) -> None:
-        news.put_nowait(ToolProgress(call.id, spec.name, progress, total, message))
-
-    return dataclasses.replace(ctx, extra={**ctx.extra, "on_progress": on_progress})
 
 
 async def _while(

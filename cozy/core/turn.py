@@ -24,6 +24,7 @@ from cozy.core.types import (
     Usage,
 )
 from cozy.engines.base import Route
+from cozy.storage.attach import Fragment, assemble
 from cozy.storage.store import NewMessage, SessionRow
 from cozy.storage.summaries import Summary
 
@@ -70,6 +71,17 @@ class ChatRequest:
     images: list[ImagePart] = field(default_factory=list)  # sent with the prompt
     # kept on the stored user message (what was attached: sources, hashes, sizes)
     input_meta: dict[str, Any] | None = None
+    # the least severe log message of a running MCP tool shown live (`tool_log` events;
+    # level names as in `cozy tools logs --level`; "off": none)
+    tool_log_level: str = "info"
+    # texts sent in front of `prompt`, each fenced and labelled (files, pages, stdin);
+    # stored once by hash, the user's message keeping only `prompt` and the links
+    fragments: list[Fragment] = field(default_factory=list)
+
+
+def full_prompt(req: ChatRequest) -> str:
+    """The user's message as the model sees it: the fragments, then `req.prompt`."""
+    return assemble(req.fragments, req.prompt) if req.fragments else req.prompt
 
 
 @dataclass(slots=True)
@@ -95,6 +107,7 @@ class Turn:
     window_first_id: str | None = None
     session_unsaved: bool = False  # a new session, stored with the first message
     summary_job: Callable[[Any], Awaitable[Any]] | None = None  # run in the persist transaction
+    prompt: str = ""  # the user's message as the model sees it (`full_prompt`)
 
     @property
     def stored(self) -> bool:
@@ -104,7 +117,7 @@ class Turn:
 
 def continuation(req: ChatRequest) -> list[Message]:
     """The trailing assistant tool calls + tool results when a client sends them back."""
-    if req.prompt.strip() or not req.history or req.history[-1].role != "tool":
+    if req.prompt.strip() or req.fragments or not req.history or req.history[-1].role != "tool":
         return []
     start = len(req.history)
     while start > 0 and req.history[start - 1].role == "tool":
@@ -117,6 +130,13 @@ def continuation(req: ChatRequest) -> list[Message]:
 def title_of(prompt: str) -> str:
     line = prompt.strip().splitlines()[0] if prompt.strip() else "untitled"
     return line[:80]
+
+
+def title_of_request(req: ChatRequest) -> str:
+    """The question's first line; for attached files alone, what was attached."""
+    if req.prompt.strip() or not req.fragments:
+        return title_of(req.prompt)
+    return title_of(", ".join(f.source for f in req.fragments))
 
 
 def system_prompt(personality: Personality, extra: str | None) -> str:

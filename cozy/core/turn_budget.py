@@ -59,7 +59,7 @@ def check_question(turn: Turn, route: Route, estimator: TokenEstimator, system: 
     personality's prompt and the question alone are over the budget (`window()` ran)."""
     if turn.tokens["window_source"] == "default":
         return  # unknown window: `check_fit` sends it and lets the server decide
-    needed = estimator.messages([Message("system", system), Message("user", turn.req.prompt)])
+    needed = estimator.messages([Message("system", system), Message("user", turn.prompt)])
     budget = max(turn.tokens["limit"] - turn.tokens["reserve"], 256)
     if needed > budget:
         raise too_large(turn, route, needed, budget)

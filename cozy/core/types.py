@@ -13,6 +13,18 @@ Role = Literal["system", "user", "assistant", "tool"]
 MessageStatus = Literal["complete", "interrupted", "failed"]
 SideEffect = Literal["read-only", "write", "network", "dangerous"]
 
+# How severe a tool server's log message is: RFC 5424 severities as MCP names them,
+# least severe first. One list for every filter (`cozy tools logs --level`, the live
+# `tool_log` events of `cozy run --tool-logs`, the TUI), so a level means the same
+# everywhere.
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+def log_at_least(level: str, floor: str) -> bool:
+    """Is `level` as severe as `floor`? (an unknown level counts as info)"""
+    rank = {name: i for i, name in enumerate(LOG_LEVELS)}
+    return rank.get(level, 1) >= rank.get(floor, 0)
+
 
 @dataclass(slots=True)
 class ToolCall:
@@ -35,6 +47,28 @@ class ImagePart:
     @property
     def data_url(self) -> str:
         return f"data:{self.mime};base64,{self.data}"
+
+
+def b64_size(data: str) -> int:
+    """The decoded size of base64 text, without decoding it."""
+    return len(data) * 3 // 4 - data[-2:].count("=") if data else 0
+
+
+@dataclass(slots=True, frozen=True)
+class MediaPart:
+    """An image or audio clip a tool returned (MCP image / audio content), base64."""
+
+    kind: Literal["image", "audio"]
+    mime: str
+    data: str  # base64
+
+    @property
+    def size(self) -> int:
+        return b64_size(self.data)
+
+    def describe(self, n: int) -> str:
+        """How the tool's text names it: `[image 1: image/png, 1234 bytes]`."""
+        return f"[{self.kind} {n}: {self.mime}, {self.size} bytes]"
 
 
 @dataclass(slots=True)
@@ -173,6 +207,8 @@ class ToolOutput:
     is_error: bool = False
     truncated: bool = False
     duration_ms: float = 0.0
+    # images / audio the tool returned, each named in `content` by `MediaPart.describe`
+    media: list[MediaPart] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -105,14 +105,14 @@ def config_error(
     """The first problem of `exc` as file:line: field: message. `prefix` is where
     `model` sits in the file (e.g. `memory` for a provider's options)."""
     err = exc.errors()[0]
-    loc = tuple(err["loc"])
+    loc, _ = _fields_path(model, tuple(err["loc"]))
     field = ".".join(str(p) for p in (*prefix, *loc)) or "(top level)"
     line = _line_of(node, (*prefix, *loc)) if node is not None else None
     where = f"{path}:{line}" if line else str(path or "engines.yaml")
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        allowed = ", ".join(sorted(_fields_at(model, loc[:-1])))
-        msg = f"unknown key (allowed: {allowed})"
+        fields = getattr(_fields_path(model, tuple(err["loc"])[:-1])[1], "model_fields", {})
+        msg = f"unknown key (allowed: {', '.join(sorted(fields))})"
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return ConfigError(f"{where}: {field}: {msg}{suffix}", hint=f"edit {path or 'engines.yaml'}")
@@ -132,16 +132,39 @@ def has_key(node: Any, keys: tuple[str, ...]) -> bool:
     return True
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+def _fields_path(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[tuple[Any, ...], Any]:
+    """`loc` without the tags pydantic puts in it for a tagged union (`voice.stt` is
+    tagged by its `provider`), and the annotation it ends at (a model, or not)."""
+    kept: list[Any] = []
     current: Any = model
     for part in loc:
         fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        annotation = fields[part].annotation
-        current = annotation
-    fields = getattr(current, "model_fields", None)
-    return list(fields) if fields else []
+        if fields and part in fields:
+            kept.append(part)
+            current = _optional_model(fields[part].annotation)
+        elif (member := _tagged_member(current, str(part))) is not None:
+            current = member
+        else:
+            kept.append(part)
+            current = None
+    return tuple(kept), current
+
+
+def _optional_model(annotation: Any) -> Any:
+    """`Model | None` as Model (other annotations as they are)."""
+    models = [a for a in get_args(annotation) if hasattr(a, "model_fields")]
+    others = [a for a in get_args(annotation) if a is not type(None)]
+    return models[0] if len(models) == 1 and len(others) == 1 else annotation
+
+
+def _tagged_member(annotation: Any, tag: str) -> Any:
+    """The member of a tagged union that pydantic's `Tag(tag)` marks, else None."""
+    for arg in get_args(annotation):
+        if any(getattr(meta, "tag", None) == tag for meta in getattr(arg, "__metadata__", ())):
+            return get_args(arg)[0]
+        if (found := _tagged_member(arg, tag)) is not None:
+            return found
+    return None
 
 
 def load_model(model: type[M], path: Path) -> M:

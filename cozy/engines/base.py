@@ -17,7 +17,7 @@ their signatures are the contract a provider author reads, in one place.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
@@ -121,7 +121,9 @@ class EngineOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
-    def of(cls, options: dict[str, Any], where: str = "") -> Self:
+    def of(cls, options: Self | Mapping[str, Any], where: str = "") -> Self:
+        if isinstance(options, cls):  # already checked (a provider built by its engine)
+            return options
         try:
             return cls.model_validate(options)
         except ValidationError as exc:

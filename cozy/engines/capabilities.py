@@ -121,6 +121,9 @@ class TranscribesClips(Protocol):
 
     async def new_segmenter(self, **kw: Any) -> Any: ...
 
+    def new_vad(self) -> Any:
+        """A VAD as configured, with its own stream state (blocking)."""
+
     def speak_stream(self, text: AsyncIterator[str]) -> AsyncIterator[bytes]: ...
 
 
@@ -169,6 +172,16 @@ class KeepsServerLogs(Protocol):
     def server_logs(
         self, server: str | None = None, *, limit: int = 50, level: str = "debug"
     ) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class LogsInToServers(Protocol):
+    """A tools engine whose HTTP servers may use OAuth: `cozy tools login SERVER` runs
+    the browser step (`show_url` shows the authorization URL to the person)."""
+
+    async def login(
+        self, server: str, show_url: Callable[[str], Awaitable[None]]
+    ) -> dict[str, Any]: ...
 
 
 class Admission(Protocol):

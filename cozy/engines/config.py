@@ -4,7 +4,8 @@ Each engine section has `provider`, `enabled`, `timeout`; every other key is a
 provider option (so `tools: {provider: mcp, servers: ...}` reads naturally), checked
 against the provider's `Options` model (engines/base.py) when the runtime builds the
 engine: an unknown or malformed option is a ConfigError naming file:line and the
-allowed keys. Files are merged section by section (later files win key by key).
+allowed keys. Files are merged section by section (later files win key by key; a part
+that names another provider, e.g. `voice.stt`, replaces the one it overrides).
 """
 
 from __future__ import annotations
@@ -138,14 +139,22 @@ class EnginesConfig(BaseModel):
         return value
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], over: dict[str, Any], depth: int = 0) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and not _switches(old, value, depth):
+            out[key] = _merge(old, value, depth + 1)
         else:
             out[key] = value
     return out
+
+
+def _switches(old: dict[str, Any], new: dict[str, Any], depth: int) -> bool:
+    """Below an engine section, a mapping naming another provider (voice.stt: pocketsphinx
+    over the packaged faster-whisper) replaces the old one: its options are not the new
+    provider's. An engine section itself merges (its timeout applies to any provider)."""
+    return depth > 0 and new.get("provider", old.get("provider")) != old.get("provider")
 
 
 def load_engines_config(files: list[Path]) -> EnginesConfig:

@@ -39,6 +39,7 @@ log = logging.getLogger("cozy.server")
 
 def default_controllers() -> list[type]:
     from cozy.server.audio import AudioController
+    from cozy.server.embeddings_api import EmbeddingsController
     from cozy.server.knowledge_api import KnowledgeController
     from cozy.server.openai_api import OpenAIController
     from cozy.server.personalities_api import PersonalitiesController
@@ -47,6 +48,7 @@ def default_controllers() -> list[type]:
 
     controllers: list[type] = [
         OpenAIController,
+        EmbeddingsController,
         SessionsController,
         PersonalitiesController,
         AudioController,

@@ -18,6 +18,7 @@ only decodes uploads and shapes responses.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -28,11 +29,12 @@ from litestar import Controller, Request, Response, WebSocket, post, websocket
 from litestar.response import Stream
 from pydantic import BaseModel, Field
 
-from cozy.core.errors import EngineError, UsageError
+from cozy.core.errors import EngineError, EngineTimeout, UsageError
 from cozy.engines.base import VoiceEngine
 from cozy.engines.voice.audio import Clip, decode, decode_pcm16, wav_header
 from cozy.engines.voice.codecs import MEDIA_TYPES, SpeechEncoder
 from cozy.server import transcripts
+from cozy.server.deps import services, until_disconnect
 from cozy.server.realtime import DenyBeforeUpgrade
 from cozy.server.responses import media_operation
 from cozy.server.voices import client_voice
@@ -247,7 +249,7 @@ class AudioController(Controller):
                 media_type="text/event-stream",
                 headers={**headers, "Cache-Control": "no-cache"},
             )
-        pcm = b"".join([c async for c in engine.speak_stream(_text_once(data.input))])
+        pcm = await until_disconnect(request, _synthesise(engine, data.input, request))
         if data.format == "pcm":
             return Response(pcm, media_type="audio/pcm", headers=headers)
         return Response(
@@ -272,6 +274,27 @@ class AudioController(Controller):
             await serve(socket, session, rate)
         finally:
             await session.close()
+
+
+async def _synthesise(engine: VoiceEngine, text: str, request: Request[Any, Any, Any]) -> bytes:
+    """The whole answer of a non-streamed /tts, within the server's speech deadline: a
+    neural voice synthesises long or unusual text (every symbol spelt out) for minutes,
+    and the client waits for the first byte until all of it is done."""
+    limit = services(request).server.speech_timeout
+    chunks: list[bytes] = []
+    try:
+        async with asyncio.timeout(limit):
+            async for chunk in engine.speak_stream(_text_once(text)):
+                chunks.append(chunk)
+    except TimeoutError:
+        done = sum(len(c) for c in chunks) / 2 / engine.output_rate
+        raise EngineTimeout(
+            f"synthesising {len(text):,} characters took longer than {limit:g}s "
+            f"({done:.1f}s of audio done)",
+            hint="send stream=true to receive the audio as it is made, send shorter text, "
+            "or raise COZY_SERVER_SPEECH_TIMEOUT",
+        ) from None
+    return b"".join(chunks)
 
 
 async def _sse_audio(engine: VoiceEngine, text: str) -> AsyncIterator[bytes]:

@@ -26,6 +26,7 @@ import msgspec
 from cozy import __version__
 from cozy.core.errors import NotFoundError, UsageError
 from cozy.core.events import ChatEvent, ContextBuilt, Done, Failed, TextDelta, ToolCallRequested
+from cozy.core.inputs import Fragment, assemble
 from cozy.core.orchestrator import ChatRequest
 from cozy.core.personalities import PersonalityCatalog
 from cozy.core.types import Caller, GenerationOptions, ImagePart, Message, ToolCall, ToolSpec
@@ -92,14 +93,38 @@ def _message(m: ChatMessageIn) -> Message:
         for i, c in enumerate(m.tool_calls or [])
     ]
     role = "system" if m.role == "developer" else m.role
+    files = _files(m)
     return Message(
         role,
-        m.text(),
+        assemble(files, m.text()) if files else m.text(),
         tool_calls=calls,
         tool_call_id=m.tool_call_id,
         name=m.name,
         images=_images(m),
     )
+
+
+def _files(m: ChatMessageIn) -> list[Fragment]:
+    """A message's `file` parts as fragments: sent in front of its text, and (for the
+    turn's own message) stored once by hash like `cozy run -f`."""
+    from cozy.core.inputs import file_part
+
+    out: list[Fragment] = []
+    for f in m.file_parts():
+        name = f.get("filename") if isinstance(f.get("filename"), str) else None
+        data = f.get("file_data")
+        if not isinstance(data, str):
+            raise BadParam(
+                f"file {name or f.get('file_id') or '?'}: cozy takes a file's bytes inline",
+                param="messages",
+                hint="send file_data (data:<mime>;base64,...) and filename; "
+                "uploaded files (file_id) are not kept by cozy",
+            )
+        try:
+            out.append(file_part(name or f"file{len(out) + 1}", data))
+        except UsageError as exc:
+            raise BadParam(exc.message, param="messages", hint=exc.hint) from None
+    return out
 
 
 def _images(m: ChatMessageIn) -> list[ImagePart]:
@@ -133,6 +158,7 @@ def build_request(
             hint='send e.g. [{"role": "user", "content": "hello"}]',
         )
     bound = _binding(body, session_header)
+    files: list[Fragment] = []
     if last_user != len(convo) - 1:
         # a client continues after its own tool calls: the history it sends ends with
         # the assistant's tool calls and their results, and there is no new prompt
@@ -146,7 +172,8 @@ def build_request(
         prompt = ""
     else:
         prompt = convo[last_user].text()
-        if not prompt.strip():
+        files = _files(convo[last_user])
+        if not prompt.strip() and not files:
             raise BadParam("the last user message is empty", param="messages")
         history = None if bound else [_message(m) for m in convo[:last_user]]
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
@@ -189,8 +216,16 @@ def build_request(
         history=history,
         client_tools=client_tools,
         request_id=request_id,
-        images=_images(convo[last_user]) if prompt else [],
+        images=_images(convo[last_user]) if prompt or files else [],
+        fragments=files,
+        input_meta=_listed(files),
     )
+
+
+def _listed(files: list[Fragment]) -> dict[str, Any] | None:
+    from cozy.core.inputs import Inputs
+
+    return Inputs(files, []).metadata() if files else None
 
 
 def _tool_choice(body: ChatCompletionRequest) -> str | dict[str, Any] | None:

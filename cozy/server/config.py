@@ -83,6 +83,9 @@ class ServerSettings(BaseSettings):
     embed_max_inputs: int = Field(default=2048, ge=1)
     embed_max_tokens: int = Field(default=300_000, ge=1)
     embed_timeout: float = Field(default=60.0, gt=0)
+    speech_timeout: float = Field(
+        default=120.0, gt=0, description="seconds a non-streamed /v1/audio/tts may synthesise"
+    )
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
     graceful_timeout: float = 10.0

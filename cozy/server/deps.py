@@ -1,7 +1,9 @@
-"""What handlers get injected: the app's services and the authenticated principal."""
+"""What handlers get injected (the app's services, the authenticated principal) and
+`until_disconnect`, for work a departed client should stop."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -51,3 +53,28 @@ async def auth_guard(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     principal: Principal = request.scope["state"]["principal"]
     return principal
+
+
+async def until_disconnect(request: Request[Any, Any, Any], work: Any) -> Any:
+    """Await `work`, cancelling it when the client disconnects. uvicorn does not cancel
+    a handler whose client left; the ASGI `http.disconnect` message says so, and once
+    the body has been read, the next `receive()` waits for exactly that."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and watcher.done():
+            from cozy.core.errors import Cancelled
+
+            raise Cancelled("the client disconnected") from None
+        raise
+    finally:
+        watcher.cancel()
+        task.cancel()

@@ -23,7 +23,9 @@ class OpsController(Controller):
         full or read-only disk is not) and the default model answers. Optional parts
         (context engines, tools, Redis) that fail are listed under `degraded`: answers
         then come without them, so the instance stays ready."""
-        ready, checks = await services(request).runtime.readiness()
+        from cozy.runtime.probes import readiness
+
+        ready, checks = await readiness(services(request).runtime)
         degraded = sorted(k for k, c in checks.items() if not c["ok"] and not c["required"])
         body = {"status": "ready" if ready else "not_ready", "degraded": degraded, "checks": checks}
         return Response(body, status_code=200 if ready else 503)

@@ -122,6 +122,7 @@ _ERRORS = {
     500: "An unexpected error; the message carries the request id",
     501: "The feature needs an optional extra this server does not have installed",
     503: "A dependency (model server, voice engine, database) is unavailable",
+    504: "An engine ran past its deadline (embedding, speech synthesis); the hint names it",
     507: "The server's disk is full: nothing was stored",
 }
 

@@ -45,6 +45,19 @@ class ChatMessageIn(msgspec.Struct, kw_only=True):
                 parts.append(part["text"])
         return "\n".join(parts)
 
+    def file_parts(self) -> list[dict[str, Any]]:
+        """The `file` parts' objects (`filename`, `file_data` or `file_id`), in order;
+        the Responses API's `input_file` carries the same fields on the part itself."""
+        if not isinstance(self.content, list):
+            return []
+        out = []
+        for part in self.content:
+            if part.get("type") == "file" and isinstance(part.get("file"), dict):
+                out.append(part["file"])
+            elif part.get("type") == "input_file":
+                out.append(part)
+        return out
+
     def image_urls(self) -> list[str]:
         """The `image_url` parts' URLs (OpenAI's content parts for images)."""
         if not isinstance(self.content, list):

@@ -38,15 +38,13 @@ def _telemetry_off() -> None:
 class CozyPauseModel:
     """FastRTC's `PauseDetectionModel` on cozy's VAD: seconds of speech in a chunk."""
 
-    def __init__(self, vad_options: dict[str, Any] | None = None) -> None:
-        self.vad_options = vad_options
+    def __init__(self, new_vad: Callable[[], Any]) -> None:
+        self.new_vad = new_vad  # the voice engine's (its configured VAD)
         self._local = threading.local()  # VAD state is per thread (per connection worker)
 
     def _vad(self) -> Any:
-        from cozy.engines.voice.vad import make_vad
-
         if getattr(self._local, "vad", None) is None:
-            self._local.vad = make_vad(self.vad_options)
+            self._local.vad = self.new_vad()
         return self._local.vad
 
     def warmup(self) -> None:
@@ -136,7 +134,7 @@ def make_reply(
 
 def build_stream(
     get_runtime: Callable[[], Runtime],
-    vad_options: dict[str, Any] | None,
+    new_vad: Callable[[], Any],
     voices: dict[str, str] | None = None,
 ) -> Any:
     """ReplyOnPause on cozy's VAD/STT/TTS/orchestrator; raises MissingExtraError without it."""
@@ -150,7 +148,7 @@ def build_stream(
         algo_options=AlgoOptions(
             audio_chunk_duration=0.5, started_talking_threshold=0.2, speech_threshold=0.1
         ),
-        model=CozyPauseModel(vad_options),
+        model=CozyPauseModel(new_vad),
         can_interrupt=True,
         output_sample_rate=OUTPUT_RATE,
     )
@@ -173,10 +171,13 @@ def webrtc_handlers() -> list[Any]:
         if "sub" not in holder:
             from fastapi import FastAPI
 
+            from cozy.engines.capabilities import TranscribesClips
+            from cozy.engines.voice.vad import make_vad
+
             holder["runtime"] = scope["app"].state.services.runtime
             engine = await holder["runtime"].engine("voice")
-            vad = engine.options.get("vad") if engine is not None else None
-            stream = build_stream(runtime, vad, voices)
+            new_vad = engine.new_vad if isinstance(engine, TranscribesClips) else make_vad
+            stream = build_stream(runtime, new_vad, voices)
             holder["sub"] = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
             stream.mount(holder["sub"])
         # Litestar hands the mount the path below /rtc with a trailing slash added

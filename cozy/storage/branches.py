@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError, UsageError
+from cozy.storage import attach
 from cozy.storage.rows import MessageRow, SessionRow, _message, _session, session_params
 from cozy.storage.schema import messages, new_id, sessions, utcnow
 from cozy.storage.store import Store
@@ -72,7 +73,9 @@ class Branches:
                     hint="the view may be stale: reopen the session",
                 )
             stmt = stmt.where(messages.c.id < before)
-        rows = [_message(r) for r in await store.read(stmt.order_by(messages.c.id))]
+        rows = await store.with_fragments(
+            [_message(r) for r in await store.read(stmt.order_by(messages.c.id))]
+        )
         root = root_of(src)
         row = store.new_session_row(
             user_id,
@@ -86,11 +89,15 @@ class Branches:
         )
         now = utcnow()
         copies = [_copy(m, row.id, now + i * 1e-6) for i, m in enumerate(rows)]
+        # a copy points at the same kept fragments (their text is not copied)
+        links = [(c["id"], m.fragments) for c, m in zip(copies, rows, strict=True) if m.fragments]
 
         async def insert(conn: AsyncConnection) -> None:
             await conn.execute(sessions.insert(), {**session_params(row), "updated_at": now})
             if copies:
                 await conn.execute(messages.insert(), copies)
+            if links:
+                await attach.insert(conn, links)
 
         await store.write(insert, thread=True)
         row.updated_at = now
@@ -110,16 +117,25 @@ class Branches:
         if not last_user:
             raise UsageError("nothing to undo: this session has no message of yours yet")
         start = str(last_user[0][0])
-        gone = [
-            _message(r)
-            for r in await store.read(
-                sa.select(messages)
-                .where(messages.c.session_id == src.id, messages.c.id >= start)
-                .order_by(messages.c.id)
-            )
-        ]
+        gone = await store.with_fragments(
+            [
+                _message(r)
+                for r in await store.read(
+                    sa.select(messages)
+                    .where(messages.c.session_id == src.id, messages.c.id >= start)
+                    .order_by(messages.c.id)
+                )
+            ]
+        )
 
         async def delete(conn: AsyncConnection) -> None:
+            # the links go with their messages; the kept texts stay (other messages,
+            # or `cozy fragments show`, may still use them)
+            await conn.execute(
+                sa.delete(attach.message_fragments).where(
+                    attach.message_fragments.c.message_id.in_([m.id for m in gone])
+                )
+            )
             await conn.execute(
                 sa.delete(messages).where(messages.c.session_id == src.id, messages.c.id >= start)
             )
@@ -166,7 +182,7 @@ def _copy(m: MessageRow, session_id: str, created_at: float) -> dict[str, Any]:
         "id": new_id("msg"),
         "session_id": session_id,
         "role": m.role,
-        "content": m.content,
+        "content": m.own_text,
         "tool_calls": m.tool_calls,
         "tool_call_id": m.tool_call_id,
         "name": m.name,

@@ -1,41 +1,27 @@
-"""`-f` fragments kept once, by the sha256 of their text.
+"""`cozy fragments list/show`: the attached texts, each kept once by its sha256.
 
-A turn's user message keeps the text the model saw and lists the fragments' hashes in
-its metadata; this table holds each distinct text once, so `cozy fragments list/show`
-can say what was attached and when, however many turns attached it. Rows are never
-rewritten: the hash is the text's identity, so a second insert is a no-op. Same SQL
-on SQLite and Postgres (each dialect's INSERT ... ON CONFLICT DO NOTHING).
+The tables, and how a message's text is put back together, live in attach.py; a
+turn's fragments are written with its user message (`Store.add_messages`). Rows are
+never rewritten: the hash is the text's identity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError, UsageError
-from cozy.storage.schema import create_all, metadata, utcnow
+from cozy.storage.attach import create_fragments, fragments, message_fragments
 from cozy.storage.store import Store
 
-fragments = sa.Table(
-    "fragments",
-    metadata,
-    sa.Column("hash", sa.String(64), primary_key=True),  # sha256 hex of the UTF-8 text
-    sa.Column("source", sa.Text, nullable=False),  # where it came from the first time
-    sa.Column("size", sa.Integer, nullable=False),  # characters
-    sa.Column("content", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-TABLES = [fragments]
+__all__ = ["FragmentRow", "Fragments", "create_tables", "fragments"]
 
 
 def create_tables(conn: Connection) -> None:
-    """Migration step: the fragments table."""
-    create_all(conn, TABLES)
+    """Migration step 0010 (its recorded name points here): the fragments table."""
+    create_fragments(conn)
 
 
 @dataclass(slots=True)
@@ -45,41 +31,27 @@ class FragmentRow:
     size: int
     created_at: float
     content: str = ""
+    messages: int = 0  # how many stored messages carry it
 
 
 class Fragments:
-    """Fragment store over the shared Store."""
+    """Fragment store over the shared Store (they are written with their messages,
+    see `Store.add_messages`)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def save(self, items: Sequence[tuple[str, str, str]]) -> int:
-        """Keep each (hash, source, text) unless that hash is kept already.
-        Returns how many were new."""
-        if not items:
-            return 0
-        now = utcnow()
-        rows = {
-            h: {"hash": h, "source": src, "size": len(text), "content": text, "created_at": now}
-            for h, src, text in items
-        }
-
-        async def insert(conn: AsyncConnection) -> int:
-            from sqlalchemy.dialects import postgresql, sqlite
-
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            new = 0
-            for values in rows.values():
-                stmt = dialect.insert(fragments).values(**values).on_conflict_do_nothing()
-                new += int((await conn.execute(stmt)).rowcount or 0)
-            return new
-
-        return await self.store.write(insert)
-
     async def list(self) -> list[FragmentRow]:
-        """Every kept fragment, newest first, without its text."""
+        """Every kept fragment, newest first, without its text, with how many messages
+        carry it."""
         c = fragments.c
-        stmt = sa.select(c.hash, c.source, c.size, c.created_at).order_by(
+        uses = (
+            sa.select(sa.func.count())
+            .select_from(message_fragments)
+            .where(message_fragments.c.hash == c.hash)
+            .scalar_subquery()
+        )
+        stmt = sa.select(c.hash, c.source, c.size, c.created_at, sa.literal(""), uses).order_by(
             c.created_at.desc(), c.hash
         )
         return [FragmentRow(*r) for r in await self.store.read(stmt)]

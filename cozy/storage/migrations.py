@@ -53,6 +53,8 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0008_memory_turn_context", owned("cozy.storage.tables.memory:add_turn_context")),
     ("0009_pg_memory_context_tsv", owned("cozy.storage.pg_schema:memory_context_tsv")),
     ("0010_fragments", owned("cozy.storage.fragments:create_tables")),
+    ("0011_message_fragments", owned("cozy.storage.attach:create_links")),
+    ("0012_fragments_out_of_messages", owned("cozy.storage.attach:move_inline_text")),
 ]
 
 

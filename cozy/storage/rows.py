@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from cozy.storage.schema import new_id, sessions
+
+if TYPE_CHECKING:
+    from cozy.storage.attach import Fragment
 
 
 @dataclass(slots=True)
@@ -40,6 +43,16 @@ class MessageRow:
     completion_tokens: int | None
     latency_ms: float | None
     created_at: float
+    # a user message's attached fragments (their text kept once, see attach.py): when
+    # there are any, `content` is the whole prompt as the model saw it and `typed`
+    # is what the user wrote around them
+    fragments: list[Fragment] = field(default_factory=list)
+    typed: str | None = None
+
+    @property
+    def own_text(self) -> str:
+        """What the user wrote (without the attached fragments)."""
+        return self.content if self.typed is None else self.typed
 
 
 @dataclass(slots=True)
@@ -55,6 +68,9 @@ class NewMessage:
     completion_tokens: int | None = None
     latency_ms: float | None = None
     id: str | None = None
+    # kept once by hash and linked to the message; `content` is then the user's own
+    # words only (reading the message back puts the fragments in front again)
+    fragments: list[Fragment] = field(default_factory=list)
 
 
 def _session(row: Any) -> SessionRow:
@@ -122,7 +138,7 @@ def message_rows(session_id: str, items: Sequence[NewMessage], now: float) -> li
             "tool_call_id": m.tool_call_id,
             "name": m.name,
             "status": m.status,
-            "metadata": m.metadata or {},
+            "metadata": _with_listed(m),
             "prompt_tokens": m.prompt_tokens,
             "completion_tokens": m.completion_tokens,
             "latency_ms": m.latency_ms,
@@ -130,3 +146,13 @@ def message_rows(session_id: str, items: Sequence[NewMessage], now: float) -> li
         }
         for i, m in enumerate(items)
     ]
+
+
+def _with_listed(m: NewMessage) -> dict[str, Any]:
+    """The metadata, naming the fragments when there are any: readers look links up
+    only for messages that say they have some (see `Store.with_fragments`)."""
+    if not m.fragments:
+        return m.metadata or {}
+    from cozy.storage.attach import listed
+
+    return {**(m.metadata or {}), "fragments": listed(m.fragments)}

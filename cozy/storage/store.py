@@ -211,8 +211,18 @@ class Store(StoreBase):
         if not include_deleted:
             stmt = stmt.where(sessions.c.deleted_at.is_(None))
         if query:
+            from cozy.storage.attach import fragments, message_fragments
+
             like = f"%{query}%"
-            matching = sa.select(messages.c.session_id).where(messages.c.content.ilike(like))
+            link = message_fragments.c
+            # what the user wrote, or a fragment's label or text a message carried
+            matching = sa.union(
+                sa.select(messages.c.session_id).where(messages.c.content.ilike(like)),
+                sa.select(messages.c.session_id)
+                .join(message_fragments, link.message_id == messages.c.id)
+                .join(fragments, fragments.c.hash == link.hash)
+                .where(sa.or_(link.source.ilike(like), fragments.c.content.ilike(like))),
+            )
             stmt = stmt.where(sa.or_(sessions.c.title.ilike(like), sessions.c.id.in_(matching)))
         stmt = stmt.order_by(sessions.c.updated_at.desc(), sessions.c.id.desc())
         rows = await self.read(stmt.limit(limit).offset(offset))
@@ -262,6 +272,7 @@ class Store(StoreBase):
         """
         now = utcnow()
         rows = message_rows(session_id, items, now)
+        links = [(r["id"], m.fragments) for r, m in zip(rows, items, strict=True) if m.fragments]
 
         async def insert(conn: AsyncConnection) -> None:
             if create is not None:  # stored already touched: no UPDATE below
@@ -271,6 +282,10 @@ class Store(StoreBase):
                 await conn.execute(_INSERT_SESSION, params)
             if rows:
                 await conn.execute(_INSERT_MESSAGES, rows)
+                if links:  # each text kept once, the messages pointing at it
+                    from cozy.storage import attach
+
+                    await attach.insert(conn, links)
                 for hook in self.outbox:
                     await hook(conn, session_id, rows)
             for step in also:
@@ -320,7 +335,7 @@ class Store(StoreBase):
         if found is None:  # an id prefix? (raises NotFoundError when it is not one)
             full = await self.session_id_for(session_id, user_id)
             return await self.session_window(full, user_id, limit)
-        return _session(found), [_message(r) for r in reversed(rows)]
+        return _session(found), await self.with_fragments([_message(r) for r in reversed(rows)])
 
     @staticmethod
     def _recent_stmt(session_id: str, limit: int) -> Any:
@@ -336,7 +351,7 @@ class Store(StoreBase):
         if limit <= 0:
             return []
         rows = await self.read(self._recent_stmt(session_id, limit))
-        return [_message(r) for r in reversed(rows)]
+        return await self.with_fragments([_message(r) for r in reversed(rows)])
 
     async def list_messages(
         self, session_id: str, *, limit: int | None = None, offset: int = 0
@@ -349,7 +364,23 @@ class Store(StoreBase):
         )
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [_message(r) for r in await self.read(stmt)]
+        return await self.with_fragments([_message(r) for r in await self.read(stmt)])
+
+    async def with_fragments(self, rows: list[MessageRow]) -> list[MessageRow]:
+        """The messages with their attached fragments put back in front of what the user
+        wrote, as the model saw them (one read, only when a message says it has some)."""
+        ids = [r.id for r in rows if r.role == "user" and r.metadata.get("fragments")]
+        if not ids:
+            return rows
+        from cozy.storage import attach
+
+        found = await self.read_with(lambda conn: attach.read_links(conn, ids))
+        for r in rows:
+            items = found.get(r.id)
+            if items:  # (a message stored before the links existed has its text inline)
+                r.typed, r.fragments = r.content, items
+                r.content = attach.assemble(items, r.content)
+        return rows
 
     # --- audit -------------------------------------------------------------
     async def add_audit(self, kind: str, **values: Any) -> str:

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cozy.storage.jobs import Job, JobQueue, backlog
+from cozy.storage.job_queue import JobQueue
+from cozy.storage.jobs import Job, backlog
 
 log = logging.getLogger("cozy.jobs")
 

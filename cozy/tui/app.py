@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from cozy.tui.attachments import Attachments
 from cozy.tui.background import BackgroundToasts
 from cozy.tui.branching import Branching
 from cozy.tui.choosers import Choosers
@@ -105,6 +106,7 @@ class CozyApp(App[int]):
         self.branching = Branching(self)
         self.background = BackgroundToasts(self)
         self.templates = TemplateCommand(self)
+        self.attachments = Attachments(self)
         self.voice = PushToTalk(self)
         self.ingest = KnowledgeIngest(self)
         self.slash = SlashCommands(self, self._command_handlers())
@@ -133,6 +135,9 @@ class CozyApp(App[int]):
 
     def refresh_sessions(self, query: str | None = None) -> None:
         self.sessions.refresh(query)
+
+    def attach_again(self, fragments: list[Any]) -> None:
+        self.attachments.put_back(fragments)
 
     async def show_personalities(self) -> None:
         await self.choosers.show_personalities()
@@ -323,8 +328,12 @@ class CozyApp(App[int]):
         if self.branching.editing is not None:
             await self.branching.resend(text)
             return
+        got = await self.attachments.extras_for(text)  # /file's files, @paths in the text
+        if got is None:  # a file could not be read: the toast says why, the text stays
+            return
         prompt.clear()
-        self.send(text)
+        text, extras = got
+        self.send(text, extras if extras.fragments or extras.images else None)
 
     # --- actions (key bindings) ---------------------------------------------
     def action_cancel(self) -> None:
@@ -420,6 +429,7 @@ class CozyApp(App[int]):
             "/resource": lambda arg: self.panels.mcp_command("/resource", arg),
             "/context": lambda _: self.action_toggle_context(),
             "/export": lambda arg: self.sessions.export(arg),
+            "/file": self.attachments.command,
             "/rename": rename,
             "/template": self.templates.run,
             "/regen": lambda _: self.branching.regenerate(),

@@ -11,10 +11,10 @@ Undo deletes the last exchange and puts your message back in the prompt.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from cozy.tui.host import busy_warning
+from cozy.tui.host import TurnExtras, busy_warning
 from cozy.tui.screens.picker import PickerScreen
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ class Editing:
     message_id: str
     number: int
     draft: str  # what the prompt held before, given back on cancel
+    fragments: list[Any] = field(default_factory=list)  # the message's files: sent again
 
 
 class Branching:
@@ -46,7 +47,7 @@ class Branching:
         if last is None:
             host.notify("nothing to regenerate: no message of yours here", severity="warning")
             return
-        await self._branch_and_send(last.id, last.content, "regenerating")
+        await self._branch_and_send(last.id, last.own_text, "regenerating", last.fragments)
 
     # --- edit and resend ------------------------------------------------------------
     def start_edit(self, arg: str = "") -> None:
@@ -70,14 +71,15 @@ class Branching:
             host.notify(f"message #{number} was not saved; send it again", severity="warning")
             return
         prompt = host.views.prompt
-        self.editing = Editing(view.message_id, number, prompt.text)
-        prompt.load_text(view.text)
+        self.editing = Editing(view.message_id, number, prompt.text, list(view.fragments))
+        prompt.load_text(view.own_text)  # what you wrote; its files stay attached
         prompt.move_cursor(prompt.document.end)
         prompt.set_class(True, "-editing")
         banner = host.views.banner
+        files = ", ".join(f.source for f in view.fragments)
         banner.update(
-            f"editing #{number}: enter sends it as a new branch (the original stays: "
-            "/branches) · esc cancels"
+            f"editing #{number}{f' (with {files})' if files else ''}: enter sends it as a "
+            "new branch (the original stays: /branches) · esc cancels"
         )
         banner.set_class(True, "-shown")
         prompt.focus()
@@ -106,9 +108,13 @@ class Branching:
         assert editing is not None
         self._end_edit()
         self.host.views.prompt.clear()
-        await self._branch_and_send(editing.message_id, text, f"#{editing.number} edited")
+        await self._branch_and_send(
+            editing.message_id, text, f"#{editing.number} edited", editing.fragments
+        )
 
-    async def _branch_and_send(self, before: str, text: str, what: str) -> None:
+    async def _branch_and_send(
+        self, before: str, text: str, what: str, fragments: list[Any] | None = None
+    ) -> None:
         from cozy.core.errors import CozyError
 
         host, st = self.host, self.host.state
@@ -121,7 +127,8 @@ class Branching:
             host.notify(str(exc), severity="error")
             return
         await host.load_session(fork.id)
-        host.send(text)
+        # the same files again: linked to the stored texts, not stored a second time
+        host.send(text, TurnExtras(fragments=tuple(fragments)) if fragments else None)
         host.refresh_sessions()
         host.notify(f"{what} in a new branch; the previous one is kept (/branches, f7)")
 
@@ -145,8 +152,9 @@ class Branching:
         await host.load_session(st.session_id)
         prompt = host.views.prompt
         if gone and not prompt.text.strip():
-            prompt.load_text(gone[0].content)
+            prompt.load_text(gone[0].own_text)
             prompt.move_cursor(prompt.document.end)
+            host.attach_again(gone[0].fragments)  # its files go with it next time
         host.refresh_sessions()
         host.notify(
             f"took back your last message and its answer ({len(gone)} messages); "

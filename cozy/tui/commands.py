@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "/resource": "attach an MCP resource (/resource SERVER:URI your question)",
     "/context": "show or hide the context panel",
     "/export": "export this session as Markdown (/export [FILE])",
+    "/file": "attach files to your next message (/file PATH... [-- question]; alone: drop "
+    "them); @PATH in a message attaches an existing file too",
     "/rename": "rename this session (/rename TITLE)",
     "/template": "send a prompt template (/template NAME key=value... [text]; alone: list them)",
     "/regen": "answer your last message again, in a new branch (ctrl+r)",

@@ -45,7 +45,9 @@ def _row_widgets(row: MessageRow, tools: dict[str, ToolCallView]) -> list[Any]:
     if not isinstance(row.content, str):
         raise ValueError(f"content is {type(row.content).__name__}, not text")
     if row.role == "user":
-        return [MessageView("user", row.content, message_id=row.id)]
+        yours = MessageView("user", row.content, message_id=row.id)  # with its files, if any
+        yours.typed, yours.fragments = row.typed, list(row.fragments)
+        return [yours]
     if row.role == "assistant":
         out: list[Any] = []
         if row.content or not row.tool_calls:

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from textual.widgets import Static
     from textual.worker import Worker
 
-    from cozy.core.types import GenerationOptions
+    from cozy.core.inputs import Fragment
+    from cozy.core.types import GenerationOptions, ImagePart
     from cozy.runtime import Runtime
     from cozy.settings import Settings
     from cozy.tui.widgets.context_panel import ContextPanel
@@ -49,12 +50,14 @@ class ChatState:
 @dataclass(frozen=True, slots=True)
 class TurnExtras:
     """What a turn may carry besides its prompt (a template's system prompt, options,
-    model or personality for that turn only)."""
+    model or personality for that turn only; attached files and images)."""
 
     system: str | None = None
     options: GenerationOptions | None = None
     model: str | None = None
     personality: str | None = None
+    fragments: tuple[Fragment, ...] = ()  # files sent in front of the text (/file, @path)
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,10 @@ class Host(Protocol):
         ...
 
     def refresh_sessions(self, query: str | None = None) -> None: ...
+
+    def attach_again(self, fragments: list[Any]) -> None:
+        """Attach these files to the next message (a taken-back message's)."""
+        ...
 
     async def show_personalities(self) -> None:
         """Mark the current personality in the sidebar."""

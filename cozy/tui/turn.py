@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from cozy.core.types import log_at_least
 from cozy.tui.heap import quiet_gc
 from cozy.tui.host import TurnExtras
 from cozy.tui.screens.approval import ApprovalScreen
@@ -35,6 +36,7 @@ class TurnState:
         self.yours: MessageView | None = None
         self.got_text = False
         self.session_id: str | None = None
+        self.fragments: list[Any] = []  # the message's files (/file, @path)
 
 
 class TurnRunner:
@@ -64,11 +66,20 @@ class TurnRunner:
         await st.ready.wait()
         views = host.views
         chat, status = views.chat, views.status
+        extras = extras or TurnExtras()
         state = TurnState(text)
         st.busy = True
         status.set(running=True)
-        state.yours = await chat.add_message("user", text)
-        extras = extras or TurnExtras()
+        fragments, meta = list(extras.fragments), None
+        shown = text
+        if fragments or extras.images:
+            from cozy.core.inputs import Inputs
+
+            got = Inputs(fragments, list(extras.images))
+            shown, meta = got.prompt(text), got.metadata()  # shown as the model sees it
+        state.yours = await chat.add_message("user", shown)
+        state.yours.typed, state.yours.fragments = text, fragments
+        state.fragments = fragments
         req = ChatRequest(
             prompt=text,
             caller=Caller(user_id=host.settings.user, role="admin", face="tui"),
@@ -79,6 +90,9 @@ class TurnRunner:
             options=extras.options,
             approver=self._approver,
             elicitor=self._elicitor,
+            fragments=fragments,
+            images=list(extras.images),
+            input_meta=meta,
         )
         try:
             with quiet_gc():  # no full GC pass while the answer streams (see heap.py)
@@ -93,6 +107,7 @@ class TurnRunner:
                 if not prompt.text.strip():
                     prompt.load_text(text)
                     prompt.move_cursor(prompt.document.end)
+                    host.attach_again(list(extras.fragments))  # and its files with it
             raise
         finally:
             st.busy = False
@@ -148,6 +163,7 @@ class TurnRunner:
             prompt = host.views.prompt
             if not state.got_text and not prompt.text.strip():
                 prompt.load_text(state.prompt)
+                host.attach_again(state.fragments)  # its files go with it again
 
     def _started(self, event: Started, state: TurnState) -> None:
         host, st = self.host, self.host.state
@@ -165,7 +181,13 @@ class TurnRunner:
 
     async def _render_tool_event(self, event: ChatEvent, state: TurnState, chat: ChatLog) -> bool:
         """A tool call's line: requested, waiting for approval, progress, result."""
-        from cozy.core.events import ToolApprovalNeeded, ToolCallRequested, ToolProgress, ToolResult
+        from cozy.core.events import (
+            ToolApprovalNeeded,
+            ToolCallRequested,
+            ToolLog,
+            ToolProgress,
+            ToolResult,
+        )
 
         if isinstance(event, ToolCallRequested):
             await self._end_answer(state, chat, "complete")
@@ -179,6 +201,14 @@ class TurnRunner:
             view = chat.tool_view(event.call_id)
             if view is not None:
                 view.progress(event.progress, event.total, event.message)
+        elif isinstance(event, ToolLog):
+            view = chat.tool_view(event.call_id)
+            if view is not None:
+                view.add_log(event.server, event.level, event.text)
+            if log_at_least(event.level, "error"):  # worth a look even scrolled away
+                self.host.notify(
+                    f"{event.server}: {event.text[:200]}", title=event.level, severity="error"
+                )
         elif isinstance(event, ToolResult):
             view = chat.tool_view(event.call_id)
             if view is not None:
@@ -187,6 +217,7 @@ class TurnRunner:
                     is_error=event.is_error,
                     duration_ms=event.duration_ms,
                     decision=event.decision,
+                    media=event.media,
                 )
         else:
             return False

@@ -13,7 +13,7 @@ import sys
 import time
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ImageContent, TextContent, ToolAnnotations
+from mcp_types import AudioContent, ImageContent, TextContent, ToolAnnotations
 
 server = MCPServer("cozy-test")
 NOTES: list[str] = []
@@ -117,6 +117,36 @@ def picture() -> list[TextContent | ImageContent]:
     """Return an image with a caption."""
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 100).decode()
     return [TextContent(text="a tiny picture"), ImageContent(data=png, mime_type="image/png")]
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def sound() -> list[TextContent | AudioContent | ImageContent]:
+    """Return a short WAV clip and an SVG image (a type models do not read)."""
+    wav = base64.b64encode(b"RIFF" + b"\0" * 60).decode()
+    svg = base64.b64encode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").decode()
+    return [
+        TextContent(text="a beep"),
+        AudioContent(data=wav, mime_type="audio/wav"),
+        ImageContent(data=svg, mime_type="image/svg+xml"),
+    ]
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def chatty(ctx: Context, count: int = 3, pause: float = 0.0) -> str:
+    """While running, log one debug line, `count` info lines, then one error line
+    (notifications/message), `pause` seconds apart."""
+    import warnings
+
+    lines = [("debug", "debug detail")]
+    lines += [("info", f"step {i + 1} of {count}") for i in range(count)]
+    lines.append(("error", "something looked wrong"))
+    with warnings.catch_warnings():  # logging is deprecated by the newest spec, still sent
+        warnings.simplefilter("ignore")
+        for level, text in lines:
+            await ctx.log(level, text, logger_name="chatty")  # type: ignore[arg-type]
+            if pause:
+                await asyncio.sleep(pause)
+    return f"logged {len(lines)} lines"
 
 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))

@@ -86,10 +86,13 @@ class Vectors:
         prefix: str | None,
         k: int,
     ) -> list[tuple[int, float]]:
-        """`search`, in a worker thread when the product is big (numpy releases the GIL,
-        so it overlaps with the keyword query running in SQLite's thread)."""
+        """`search`, in a worker thread when the product is big and runs without the GIL
+        (numpy's BLAS: it overlaps with the keyword query in SQLite's thread); numkong's
+        kernels hold the GIL, so a thread would only add its hop (retrieval/vectors.py)."""
+        from cozy.engines.retrieval.vectors import holds_gil
+
         size = sum(b - a for a, b in self.ranges(collections)) * self.index.matrix.shape[1]
-        if size <= INLINE_FLOATS:
+        if size <= INLINE_FLOATS or holds_gil():
             return self.search(query, collections=collections, prefix=prefix, k=k)
         return await asyncio.to_thread(
             lambda: self.search(query, collections=collections, prefix=prefix, k=k)

@@ -25,9 +25,9 @@ Options (engines.yaml `memory:`):
   counted in /metrics: `jobs_dropped_total`); default 2000, 0 for none
 - `turn_context`: index each turn with its neighbouring turns (default true; memory/turns.py)
 
-One module past 400 lines on purpose: it is the `LocalMemory` class and only that; its
-helpers (rank, stages, reconcile, turns, jobs, repo) live beside it and depend on
-`memory/parts.py`, not on this class.
+The class holds the options, the embedder and the per-user vector index; search is
+memory/hybrid.py, and the other helpers (rank, stages, reconcile, turns, jobs, repo)
+live beside it too, depending on `memory/parts.py`, not on this class.
 """
 
 from __future__ import annotations
@@ -41,15 +41,12 @@ from typing import Any, ClassVar
 from cozy.core.errors import ConfigError
 from cozy.core.types import MemoryHit, Message
 from cozy.engines.base import EngineContext, Health, MemoryEngine
-from cozy.engines.degraded import degraded
-from cozy.engines.memory import reconcile
-from cozy.engines.memory.rank import RankOptions, Weights, answer_bonus
+from cozy.engines.memory import hybrid, reconcile
+from cozy.engines.memory.rank import RankOptions, Weights
 from cozy.engines.memory.repo import MemoryRepo, MemoryRow, keyword_index
-from cozy.engines.memory.search import RowCache, neighbours, recency_factor
-from cozy.engines.memory.stages import first_stage, last_stage
-from cozy.engines.memory.types import TurnInput, iso
+from cozy.engines.memory.search import RowCache
+from cozy.engines.memory.types import TurnInput
 from cozy.engines.retrieval.embedder import LazyEmbedder
-from cozy.engines.retrieval.fusion import rrf
 from cozy.engines.retrieval.vector_index import VectorIndex
 from cozy.storage.scope_versions import ScopeVersions
 
@@ -216,6 +213,12 @@ class LocalMemory(MemoryEngine):
         started = time.time()
         ids, mat, _models = await self.repo.vectors(user_id)
         idx = VectorIndex[str](version, ids, mat)
+        from cozy.engines.retrieval.vectors import APPROX_FROM
+
+        if len(idx) >= APPROX_FROM:
+            # its int8 copy (~0.18 CPU s at 100k rows) in a worker thread, where numpy releases
+            # the GIL: searches run on the caller's thread (hybrid.py), so it is not made there
+            await asyncio.to_thread(idx.encode)
         idx.refreshed_at = started - 5.0
         self._indexes[user_id] = idx
         return idx
@@ -253,19 +256,6 @@ class LocalMemory(MemoryEngine):
         return result
 
     # --- search -----------------------------------------------------------------
-    async def _vector_list(
-        self, user_id: str, query: str, version: int, pool: int, wait: float | None
-    ) -> list[tuple[str, float]]:
-        vec, note = await self.query_vector(query, wait)
-        if note:  # nothing degrades for a user with no memories
-            degraded(note)
-        if vec is None:
-            return []
-        idx = await self.index(user_id, version)
-        if len(idx) < 20_000:
-            return idx.search(vec, pool)
-        return await asyncio.to_thread(idx.search, vec, pool)  # big: off the event loop
-
     async def search(
         self,
         query: str,
@@ -282,124 +272,20 @@ class LocalMemory(MemoryEngine):
     ) -> list[MemoryHit]:
         """`min_similarity`: keep only memories that share a word with the query or
         whose meaning is at least this close (cosine); fused ranks alone always
-        return something, related or not."""
-        hits: list[MemoryHit] = []
-        if not query.strip():
-            return hits
-        pool = max(candidates, limit * 4)
-        version = await self.version(user_id)
-        if version == 0 and await self.version(user_id, fresh=True) == 0:
-            return hits  # no memories yet (checked afresh: another process may have written)
-        jobs: list[Any] = []
-        if mode in ("hybrid", "keyword"):
-            jobs.append(self.repo.keyword(user_id, query, pool, kinds))
-        if mode in ("hybrid", "vector"):
-            jobs.append(self._vector_list(user_id, query, version, pool, vector_wait))
-        found = await asyncio.gather(*jobs)
-        related = _related(found, mode, min_similarity)
-        cosine = dict(found[-1]) if mode in ("hybrid", "vector") else {}
-        lists = [x for x in found if x]
-        staged = mode == "hybrid" and len(lists) == 2  # the second stage: memory/rank.py
-        if staged:
-            kw, vec = lists
-            fused, rows = await first_stage(self, user_id, query, version, kw, vec, pool)
-        else:
-            fused, rows = rrf(lists, k=self.rrf_k), {}
-        if not fused:
-            return hits
-        ranked = sorted(fused, key=lambda m: -fused[m])
-        if not staged:
-            rows = await self.rows_of(user_id, version, ranked[: limit * 3 + 10])
-        if self.neighbour_spread > 0 and mode == "hybrid":
-            ranked, rows = await self._spread(user_id, fused, ranked, rows, limit)
-        if staged:
-            ranked = await last_stage(self, user_id, version, fused, rows)
-        scored: list[tuple[float, MemoryRow]] = []
-        start = 0
-        while len(scored) < limit and start < len(ranked):
-            batch = ranked[start : start + max(limit * 3, 16)]
-            missing = [m for m in batch if m not in rows]
-            if missing:
-                rows.update(await self.rows_of(user_id, version, missing))
-            scored += [
-                (fused[m] * recency_factor(rows[m].occurred_at, self.half_life), rows[m])
-                for m in batch
-                if m in rows
-                and self._visible(rows[m], kinds, personality_id, exclude_session)
-                and (related is None or m in related)
-            ]
-            start += len(batch)
-        scored.sort(key=lambda x: -x[0])
-        for score, row in scored[:limit]:
-            hits.append(
-                MemoryHit(
-                    id=row.id,
-                    text=row.text,
-                    score=round(score, 6),
-                    source_message_ids=row.source_message_ids,
-                    created_at=iso(row.created_at),
-                    metadata={
-                        "kind": row.kind,
-                        "session_id": row.session_id,
-                        "occurred_at": row.occurred_at,
-                        "similarity": round(cosine[row.id], 4) if row.id in cosine else None,
-                    },
-                )
-            )
-        return hits
-
-    def _visible(
-        self,
-        row: MemoryRow,
-        kinds: Sequence[str] | None,
-        personality_id: str | None,
-        exclude_session: str | None,
-    ) -> bool:
-        if row.status != "active" or (kinds is not None and row.kind not in kinds):
-            return False
-        if (
-            personality_id
-            and self.scope == "personality"
-            and row.personality_id not in (None, personality_id)
-        ):
-            return False
-        # turns of the current session are already in the prompt as recent history
-        return not (exclude_session and row.kind == "turn" and row.session_id == exclude_session)
-
-    async def _spread(
-        self,
-        user_id: str,
-        fused: dict[str, float],
-        ranked: list[str],
-        rows: dict[str, MemoryRow],
-        limit: int,
-    ) -> tuple[list[str], dict[str, MemoryRow]]:
-        """Turns next to a strong hit share its score (answers follow questions)."""
-        top = [m for m in ranked[: limit * 2] if m in rows and rows[m].kind == "turn"]
-        links: dict[str, list[str]] = {}
-        legacy: set[str | None] = set()
-        for m in top:
-            meta = rows[m].metadata
-            if "prev" in meta:
-                links[m] = [x for x in (meta.get("prev"), meta.get("next")) if x]
-            elif rows[m].session_id:
-                legacy.add(rows[m].session_id)
-        if legacy:  # turns indexed before neighbour links: positions from the table
-            order = await self.repo.turn_order(user_id, legacy)
-            by_pos = {pos: mid for mid, pos in order.items()}
-            for m in top:
-                if m in order:
-                    links[m] = [x for d in (-1, 1) if (x := by_pos.get(order[m] + d))]
-        if not links:
-            return ranked, rows
-        neighbours(top, fused, links, self.neighbour_spread)
-        ranked = sorted(fused, key=lambda m: -fused[m])
-        if self.rank_weights.answer > 0:  # then the turns after the strongest questions
-            asked = [m for m in ranked[: limit * 2] if m in rows and rows[m].kind == "turn"]
-            for mid, gain in answer_bonus(asked, fused, rows, self.rank_weights.answer).items():
-                fused[mid] = fused.get(mid, 0.0) + gain
-            ranked = sorted(fused, key=lambda m: -fused[m])
-        return ranked, rows
+        return something, related or not (memory/hybrid.py)."""
+        return await hybrid.search(
+            self,
+            query,
+            user_id=user_id,
+            limit=limit,
+            kinds=kinds,
+            personality_id=personality_id,
+            exclude_session=exclude_session,
+            mode=mode,
+            candidates=candidates,
+            vector_wait=vector_wait,
+            min_similarity=min_similarity,
+        )
 
     async def search_memories(
         self,
@@ -500,14 +386,3 @@ class LocalMemory(MemoryEngine):
         from cozy.engines.memory.jobs import MemoryJobs
 
         return MemoryJobs(self)
-
-
-def _related(
-    found: Sequence[list[tuple[str, float]]], mode: str, min_similarity: float | None
-) -> set[str] | None:
-    """The ids a thresholded search may return (None: no threshold)."""
-    if min_similarity is None or min_similarity <= 0:
-        return None
-    keyword = found[0] if mode in ("hybrid", "keyword") else []
-    vector = found[-1] if mode in ("hybrid", "vector") else []
-    return {m for m, _ in keyword} | {m for m, cos in vector if cos >= min_similarity}

@@ -21,6 +21,9 @@ from cozy.engines.retrieval.vector_index import VectorIndex
 class MemoryParts(Protocol):
     ctx: EngineContext
     repo: MemoryRepo
+    scope: str  # "user" or "personality"
+    half_life: float  # recency half-life in days (0: off)
+    neighbour_spread: float
     model: str | None  # extraction model ("provider:model"); None: the default
     rank_weights: Weights
     rrf_k: float
@@ -41,6 +44,8 @@ class MemoryParts(Protocol):
     async def query_vector(
         self, query: str, wait: float | None = None
     ) -> tuple[list[float] | None, str | None]: ...
+
+    async def version(self, user_id: str, *, fresh: bool = False) -> int: ...
 
     async def index(self, user_id: str, version: int | None = None) -> VectorIndex[str]: ...
 

@@ -43,6 +43,8 @@ async def first_stage(
         vec, _note = await mem.query_vector(query)  # cached by the first search
         if vec is None:
             return None
+        from cozy.engines.retrieval.vectors import holds_gil  # numpy: only once vectors exist
+
         idx = await mem.index(user_id, version)  # the hits' vectors: from the index, no SQL
         hits = [v for m in first if (v := idx.vector(m)) is not None]
         moved = feedback_vector(vec, hits, w.feedback)
@@ -50,7 +52,7 @@ async def first_stage(
             return None
         # a big index scores the moved vector over the first search's shortlist and the
         # hits only (search.py): a fraction of a millisecond, as a small index's search
-        if len(idx) < 20_000 or idx.shortlisted(vec):
+        if len(idx) < 20_000 or idx.shortlisted(vec) or holds_gil():
             found = idx.search(moved, pool, near=vec, also=first)
         else:
             found = await asyncio.to_thread(idx.search, moved, pool, near=vec, also=first)

@@ -282,5 +282,15 @@ def uses_blas() -> bool:
     return _numkong() is None
 
 
+def holds_gil() -> bool:
+    """A search holds the GIL while it runs: numkong's kernels do (measured: a Python
+    loop on another thread slows as much as beside a pure-Python busy loop), numpy's
+    BLAS product does not. A worker thread then frees neither the event loop nor any
+    other Python work, and its hop costs a thread wake-up and GIL hand-offs: callers
+    search on their own thread (bench/bench_memory.py, hybrid at 100k memories, load
+    6: p50 29 -> 18 ms wall, 13.0 -> 9.6 CPU ms, the same top 5 for 299 of 299)."""
+    return _numkong() is not None
+
+
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)

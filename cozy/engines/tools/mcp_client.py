@@ -5,21 +5,17 @@ task that enters them, so each server lives in its own runner task that enters
 them, signals ready, and waits for a stop event. Callers in any task use the
 session; a caller being cancelled never tears the server down half-way.
 
-One module past 400 lines on purpose: one connection's lifecycle (the runner task that
-owns the SDK's context managers) and the calls that depend on it.
+How the server is reached (transports, the stdio process's pid file, exit record and
+stderr) is in mcp_transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -30,39 +26,17 @@ from cozy.engines.tools.mcp_common import (
     ServerUnavailable,
     describe,
     ended,
-    preflight,
+    hint_for,
     track_pid,
     untrack_pid,
 )
 from cozy.engines.tools.mcp_config import ServerConfig
-from cozy.engines.tools.mcp_logs import ServerLog
+from cozy.engines.tools.mcp_logs import ServerLog, set_log_level
 from cozy.engines.tools.mcp_requests import ServerRequests
-from cozy.engines.tools.mcp_stderr import StderrRing
-from cozy.engines.tools.sandbox import clean_env, kill_group, launcher_argv, pid_alive
+from cozy.engines.tools.mcp_transport import ServerProcess
+from cozy.engines.tools.sandbox import kill_group, pid_alive
 
 MAX_BACKOFF = 300.0
-
-# What a server printed on stdout that is not JSON-RPC. The SDK logs each such line
-# with a traceback; the filter below keeps the line for the connection whose reader
-# logged it (the reader task inherits the runner task's context) and drops the record,
-# so a user sees "is this an MCP server?" once instead of a pydantic traceback.
-_NOT_MCP: ContextVar[list[str] | None] = ContextVar("cozy_mcp_not_mcp", default=None)
-
-
-class _NotMCPFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "parse JSONRPC" not in str(record.msg):
-            return True
-        sink = _NOT_MCP.get()
-        exc = record.exc_info[1] if record.exc_info else None
-        errors = getattr(exc, "errors", None)
-        if sink is not None and len(sink) < 3 and callable(errors):
-            with contextlib.suppress(Exception):
-                sink.append(str(errors()[0].get("input", ""))[:120])
-        return False
-
-
-logging.getLogger("mcp.client.stdio").addFilter(_NotMCPFilter())
 
 __all__ = ["CallFailed", "CallTimeout", "MCPServerConnection", "ServerStatus", "ServerUnavailable"]
 
@@ -75,6 +49,7 @@ class MCPServerConnection:
         schema_ttl: float = 600.0,
         grace: float = 2.5,
         log_dir: Path | None = None,
+        auth_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.log = ServerLog(cfg.name, log_dir)
@@ -102,8 +77,7 @@ class MCPServerConnection:
         # a kill, since a graceful shutdown would only wait out the grace period
         self._hung = False
         self._probing: asyncio.Task[None] | None = None
-        self._stderr: StderrRing | None = None
-        self._pidfile: str | None = None
+        self.process = ServerProcess(cfg, auth_dir)
         self._pgid: int | None = None  # the sandbox launcher's process group
         self._tools: list[Any] | None = None
         self._tools_at = 0.0
@@ -111,7 +85,6 @@ class MCPServerConnection:
         self.retry_backoff = 5.0  # doubles per failed start, up to MAX_BACKOFF
         self._failures = 0
         self._failed_at = 0.0
-        self._not_mcp: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -141,7 +114,7 @@ class MCPServerConnection:
             starting = self._ready is not None and not self._ready.done()
             if self._runner is not None and not starting:
                 was_dead = self._dead or f"MCP server '{self.cfg.name}' " + ended(
-                    self._exit_record(), self.cfg.name
+                    self.exit_record(), self.cfg.name
                 )
                 await self._teardown()
                 self.status.restarts += 1
@@ -186,12 +159,13 @@ class MCPServerConnection:
             self.status.last_error = self.status.last_error if self.status.restarts else None
 
     async def _fail(self, msg: str) -> None:
-        tail = self._stderr_tail()
+        tail = self.process.stderr_tail()
+        not_mcp = self.process.not_mcp
         await self._teardown()
         full = f"MCP server '{self.cfg.name}' {msg}"
-        if self._not_mcp:
+        if not_mcp:
             full += (
-                f"; it printed non-MCP output on stdout ({self._not_mcp[0]!r}): "
+                f"; it printed non-MCP output on stdout ({not_mcp[0]!r}): "
                 f"is `{self.cfg.command}` an MCP server (does it need an argument such as "
                 "`stdio` or `mcp`)?"
             )
@@ -208,77 +182,20 @@ class MCPServerConnection:
         return min(self.retry_backoff * 2.0 ** max(self._failures - 1, 0), MAX_BACKOFF)
 
     def _hint(self) -> str:
-        if self.cfg.url:
-            return f"check that {self.cfg.url} is reachable; `cozy tools servers` shows the status"
-        return "check the command and args in engines.yaml; `cozy tools servers` shows the status"
+        return hint_for(self.cfg)
 
-    def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        cfg = self.cfg
-        if cfg.transport == "sse":
-            from mcp.client.sse import sse_client
-
-            return sse_client(cfg.url, headers=cfg.headers or None, timeout=cfg.startup_timeout)
-        if cfg.transport == "streamable-http":
-            from mcp.client.streamable_http import streamable_http_client
-            from mcp.shared._httpx_utils import create_mcp_http_client
-
-            client = create_mcp_http_client(headers=cfg.headers or None)
-            return streamable_http_client(cfg.url, http_client=client)
-        return self._stdio()
-
-    @contextlib.asynccontextmanager
-    async def _stdio(self) -> Any:
-        from mcp.client.stdio import StdioServerParameters, stdio_client
-
-        cfg = self.cfg
-        env = clean_env(cfg.env, cfg.env_passthrough)
-        preflight(cfg.command, cfg.cwd, env.get("PATH"))
-        fd, self._pidfile = tempfile.mkstemp(prefix=f"cozy-mcp-{cfg.name}-", suffix=".pid")
-        os.close(fd)
-        command, args = launcher_argv(
-            cfg.command,
-            cfg.args,
-            env=env,
-            cwd=cfg.cwd,
-            cpu_seconds=cfg.cpu_seconds,
-            memory_mb=cfg.memory_mb,
-            pidfile=self._pidfile,
-        )
-        self._stderr = ring = StderrRing()
-        params = StdioServerParameters(command=command, args=args, env=env, cwd=cfg.cwd)
-        assert ring.writer is not None
-        async with stdio_client(params, errlog=ring.writer) as streams:  # type: ignore[arg-type]
-            ring.spawned()
-            yield streams
-
-    def _read_pids(self) -> tuple[int, int] | None:
-        """(process group = the sandbox launcher, the server itself)."""
-        if not self._pidfile:
-            return None
-        with contextlib.suppress(OSError, ValueError), open(self._pidfile) as fh:
-            group, server = (int(p) for p in fh.read().split())
-            return group, server
-        return None
-
-    def _exit_record(self) -> str | None:
-        """How the server process ended, as the launcher wrote it ("signal SIGXCPU cpu
-        2.01 cpu_limit 2", "exit 3 cpu 0.10"), or None while unknown."""
-        if not self._pidfile:
-            return None
-        with contextlib.suppress(OSError), open(self._pidfile + ".exit") as fh:
-            return fh.read().strip() or None
-        return None
+    def exit_record(self) -> str | None:
+        return self.process.exit_record()
 
     async def _run(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
         from mcp import ClientSession
         from mcp_types import Implementation
 
         info = Implementation(name="cozy", version="0.1.0")
-        self._not_mcp = []
-        _NOT_MCP.set(self._not_mcp)
+        self.process.watch_stdout()
         try:
             async with contextlib.AsyncExitStack() as stack:
-                read, write = await stack.enter_async_context(self._transport())
+                read, write = await stack.enter_async_context(self.process.transport())
                 req = self.requests
                 session = await stack.enter_async_context(
                     ClientSession(
@@ -293,8 +210,8 @@ class MCPServerConnection:
                     )
                 )
                 await session.initialize()
-                await self._set_log_level(session)
-                pids = self._read_pids()
+                await set_log_level(session, self.cfg.log_level, self.cfg.timeout, self.log)
+                pids = self.process.read_pids()
                 if pids:
                     self._pgid, self.status.pid = pids
                     track_pid(self._pgid)
@@ -331,26 +248,6 @@ class MCPServerConnection:
             with contextlib.suppress(Exception):
                 on_log(entry.to_dict())
 
-    async def _set_log_level(self, session: Any) -> None:
-        """logging/setLevel for servers that declared logging; a server that refuses it
-        keeps its own level (noted in its log, not fatal)."""
-        caps = getattr(session, "server_capabilities", None)
-        if caps is None or getattr(caps, "logging", None) is None:
-            return
-        import warnings
-
-        from mcp.shared.exceptions import MCPDeprecationWarning
-
-        try:
-            # deprecated by the 2026-07-28 spec (SEP-2577) but unchanged on the wire and
-            # what today's servers (server-everything included) act on
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", MCPDeprecationWarning)
-                async with asyncio.timeout(min(self.cfg.timeout or 10.0, 10.0)):
-                    await session.set_logging_level(self.cfg.log_level)
-        except Exception as exc:
-            self.log.add("warning", "cozy", f"logging/setLevel refused: {describe(exc)}")
-
     def mark_dead(self, reason: str) -> None:
         self._dead = reason
         self.status.state, self.status.last_error = (
@@ -358,12 +255,9 @@ class MCPServerConnection:
             f"MCP server '{self.cfg.name}' {reason}",
         )
 
-    def _stderr_tail(self, limit: int = 600) -> str:
-        return self._stderr.tail(limit) if self._stderr is not None else ""
-
     def stderr_text(self) -> str:
         """What the server last wrote to stderr (at most the ring's 64 KB)."""
-        return self._stderr.text() if self._stderr is not None else ""
+        return self.process.stderr_text()
 
     async def _teardown(self) -> None:
         """Stop the runner: graceful (SDK shutdown) within `grace`, then SIGKILL."""
@@ -387,14 +281,7 @@ class MCPServerConnection:
             untrack_pid(pid)
         self._runner = self._session = self._ready = None
         self.status.pid = self._pgid = None
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-        if self._pidfile:
-            for path in (self._pidfile, self._pidfile + ".exit"):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            self._pidfile = None
+        self.process.close()
 
     async def stop(self) -> None:
         await self._teardown()
@@ -455,8 +342,8 @@ class MCPServerConnection:
         """Call a tool; `on_progress` gets the server's progress notifications."""
         session = await self.session()
         # sampling / elicitation the server asks for during this call are answered by
-        # the turn that made it
-        self.requests.active = extra or {}
+        # the turn that made it, and what it logs meanwhile is shown there
+        active = self.requests.active = extra or {}
         progress = None
         if on_progress is not None:
 
@@ -483,16 +370,19 @@ class MCPServerConnection:
         except Exception as exc:
             self.mark_dead(f"failed during the call: {describe(exc)}")
             raise ServerUnavailable(self.status.last_error or "", hint=self._hint()) from exc
+        finally:
+            if self.requests.active is active:  # a later call's turn keeps its own
+                self.requests.active = {}
 
     async def _death_reason(self) -> str:
-        tail = self._stderr_tail()
+        tail = self.process.stderr_tail()
         if self.cfg.transport != "stdio":
             gone = "the server went away"
         else:
             # the launcher writes how the server ended right after reaping it
             record = None
             for _ in range(40):
-                record = self._exit_record()
+                record = self.exit_record()
                 if record:
                     break
                 await asyncio.sleep(0.025)

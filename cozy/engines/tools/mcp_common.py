@@ -85,6 +85,8 @@ def _leaf(exc: BaseException) -> BaseException:
 def describe(exc: BaseException) -> str:
     leaf = _leaf(exc)
     text = str(leaf).strip() or type(leaf).__name__
+    if getattr(leaf, "says_it_all", False):
+        return text
     return text if type(leaf).__name__ in text else f"{type(leaf).__name__}: {text}"
 
 
@@ -132,3 +134,15 @@ def preflight_config(cfg: Any) -> None:
 
     env = clean_env(cfg.env, cfg.env_passthrough)
     preflight(cfg.command, cfg.cwd, env.get("PATH"))
+
+
+def hint_for(cfg: Any) -> str:
+    """What a user can do about a server that is unavailable."""
+    if cfg.oauth:
+        return (
+            f"log in with `cozy tools login {cfg.name}` if it asks you to; otherwise "
+            f"check that {cfg.url} is reachable (`cozy tools servers`)"
+        )
+    if cfg.url:
+        return f"check that {cfg.url} is reachable; `cozy tools servers` shows the status"
+    return "check the command and args in engines.yaml; `cozy tools servers` shows the status"

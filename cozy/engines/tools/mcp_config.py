@@ -1,4 +1,5 @@
-"""The `servers:` section of the mcp tools provider (Claude Desktop's `mcpServers` shape)."""
+"""The mcp tools provider's options: its `servers:` section (Claude Desktop's `mcpServers`
+shape) and the defaults every server takes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cozy.core.errors import ConfigError
+from cozy.engines.base import EngineOptions
 from cozy.engines.tools.levels import LEVELS, is_level
 from cozy.engines.tools.mcp_logs import LEVELS as LOG_LEVELS
 from cozy.engines.tools.mcp_logs import is_log_level
-from cozy.engines.tools.sandbox import DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_MB, expand_path
+from cozy.engines.tools.sandbox import (
+    DEFAULT_CPU_SECONDS,
+    DEFAULT_MAX_OUTPUT_CHARS,
+    DEFAULT_MEMORY_MB,
+    expand_path,
+)
 
 Transport = Literal["stdio", "streamable-http", "sse"]
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -20,6 +27,21 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # server may not take them (its tools would mix with, or shadow, the built-ins).
 RESERVED = frozenset({"builtin", "memory", "knowledge", "cozy", "client"})
 _UNSET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class MCPOptions(EngineOptions):
+    servers: Any = None  # checked by mcp_config.parse_servers (its messages name the fix)
+    mcpServers: Any = None  # Claude Desktop's spelling of `servers`
+    timeout: float = 30.0
+    startup_timeout: float = 30.0
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
+    schema_ttl: float = 600.0
+    shutdown_timeout: float = 2.5
+    builtin: bool = True
+    eager: bool = False  # start every server when cozy opens, not on first use
+    limits: dict[str, Any] | None = None  # defaults for every server's `limits`
+    cwd: str | None = None  # default working directory of stdio servers
+    log_level: str | None = None  # logging/setLevel for every server (default info)
 
 
 @dataclass(slots=True)
@@ -41,8 +63,25 @@ class ServerConfig:
     trust_annotations: bool = False  # believe the server's readOnlyHint over its other hints
     roots: list[str] = field(default_factory=list)  # directories announced as MCP roots
     log_level: str = "info"  # logging/setLevel sent to servers that log
+    oauth: bool = False  # HTTP servers: OAuth 2.1 (`cozy tools login NAME`, mcp_oauth.py)
+    oauth_scope: str | None = None
     disabled: bool = False
     error: str | None = None  # set when the entry is unusable; the server is reported, not run
+
+
+def _oauth(server: dict[str, Any]) -> tuple[bool, str | None]:
+    """`oauth: true`, or `oauth: {scope: "a b"}`, on a server with a `url`."""
+    raw = server.get("oauth")
+    if raw is None or raw is False:
+        return False, None
+    if not server.get("url"):
+        raise ValueError("`oauth` is for servers with a `url`; a stdio server has none")
+    if raw is True:
+        return True, None
+    if isinstance(raw, dict) and set(raw) <= {"scope"}:
+        scope = raw.get("scope")
+        return True, str(scope) if scope else None
+    raise ValueError('`oauth` must be true or {scope: "..."}')
 
 
 def _num(raw: Any, key: str, default: float) -> float:
@@ -54,9 +93,10 @@ def _num(raw: Any, key: str, default: float) -> float:
     return float(value)
 
 
-def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
+def parse_server(name: str, raw: Any, defaults: MCPOptions | None = None) -> ServerConfig:
     """One entry; problems end up in `.error` so the other servers still run."""
     cfg = ServerConfig(name=name)
+    d = defaults if defaults is not None else MCPOptions()
     try:
         if not _NAME.match(name):
             raise ValueError("server names may use only letters, digits, '_' and '-'")
@@ -71,15 +111,13 @@ def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
             cfg.disabled = True
             return cfg
         cfg.trust_annotations = bool(raw.get("trust_annotations", False))
-        log_level = raw.get("log_level", defaults.get("log_level", "info"))
+        log_level = raw.get("log_level", d.log_level or "info")
         if not is_log_level(log_level):
             raise ValueError(f"log_level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         cfg.log_level = str(log_level)
-        cfg.timeout = _num(raw, "timeout", float(defaults.get("timeout", 30)))
-        cfg.startup_timeout = _num(
-            raw, "startup_timeout", float(defaults.get("startup_timeout", 60))
-        )
-        limits = {**(defaults.get("limits") or {}), **(raw.get("limits") or {})}
+        cfg.timeout = _num(raw, "timeout", d.timeout)
+        cfg.startup_timeout = _num(raw, "startup_timeout", d.startup_timeout)
+        limits = {**(d.limits or {}), **(raw.get("limits") or {})}
         cfg.cpu_seconds = int(_num(limits, "cpu_seconds", DEFAULT_CPU_SECONDS))
         cfg.memory_mb = int(_num(limits, "memory_mb", DEFAULT_MEMORY_MB))
         levels = raw.get("levels") or {}
@@ -89,6 +127,7 @@ def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
             if not is_level(level):
                 raise ValueError(f"levels.{tool}: {level!r} is not one of {', '.join(LEVELS)}")
         cfg.levels = {str(k): str(v) for k, v in levels.items()}
+        cfg.oauth, cfg.oauth_scope = _oauth(raw)
         if raw.get("url"):
             cfg.url = str(raw["url"])
             transport = str(raw.get("transport") or raw.get("type") or "streamable-http")
@@ -109,7 +148,7 @@ def parse_server(name: str, raw: Any, defaults: dict[str, Any]) -> ServerConfig:
             cfg.args = [expand_path(str(a)) for a in args]
             cfg.env = {str(k): str(v) for k, v in (raw.get("env") or {}).items()}
             cfg.env_passthrough = [str(v) for v in raw.get("env_passthrough") or []]
-            cwd = raw.get("cwd") or defaults.get("cwd")
+            cwd = raw.get("cwd") or d.cwd
             cfg.cwd = expand_path(str(cwd)) if cwd else str(Path.home())
             cfg.roots = [cfg.cwd]
         else:
@@ -142,8 +181,8 @@ def _check_header(key: str, value: str) -> None:
         )
 
 
-def parse_servers(options: dict[str, Any]) -> list[ServerConfig]:
-    servers = options.get("servers") or options.get("mcpServers") or {}
+def parse_servers(options: MCPOptions) -> list[ServerConfig]:
+    servers = options.servers or options.mcpServers or {}
     if not isinstance(servers, dict):
         raise ConfigError(
             "tools.servers must be a mapping of server name to {command, args} or {url}",

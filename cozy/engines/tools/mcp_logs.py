@@ -19,11 +19,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-# RFC 5424 severities, as MCP names them, least severe first
-LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+from cozy.core.types import LOG_LEVELS as LEVELS
+from cozy.core.types import log_at_least as at_least
+
 MAX_ENTRIES = 500
 MAX_TEXT = 2000
 MAX_FILE_BYTES = 256 * 1024
+
+__all__ = [
+    "LEVELS",
+    "MAX_ENTRIES",
+    "LogEntry",
+    "ServerLog",
+    "at_least",
+    "read_logs",
+    "set_log_level",
+]
 
 
 @dataclass(slots=True)
@@ -40,12 +51,6 @@ class LogEntry:
 
 def is_log_level(value: Any) -> bool:
     return isinstance(value, str) and value in LEVELS
-
-
-def at_least(level: str, floor: str) -> bool:
-    """Is `level` as severe as `floor` (unknown levels count as info)?"""
-    rank = {name: i for i, name in enumerate(LEVELS)}
-    return rank.get(level, 1) >= rank.get(floor, 0)
 
 
 def log_dir(home: Path | str | None) -> Path | None:
@@ -108,3 +113,27 @@ def read_logs(
                     rows.append(row)
     rows.sort(key=lambda r: float(r.get("at") or 0))
     return rows[-limit:] if limit > 0 else rows
+
+
+async def set_log_level(session: Any, level: str, within: float, log: ServerLog) -> None:
+    """logging/setLevel for a server that declared logging; one that refuses it keeps
+    its own level (noted in its log, not fatal)."""
+    import asyncio
+    import warnings
+
+    from mcp.shared.exceptions import MCPDeprecationWarning
+
+    from cozy.engines.tools.mcp_common import describe
+
+    caps = getattr(session, "server_capabilities", None)
+    if caps is None or getattr(caps, "logging", None) is None:
+        return
+    try:
+        # deprecated by the 2026-07-28 spec (SEP-2577) but unchanged on the wire and
+        # what today's servers (server-everything included) act on
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            async with asyncio.timeout(min(within or 10.0, 10.0)):
+                await session.set_logging_level(level)
+    except Exception as exc:
+        log.add("warning", "cozy", f"logging/setLevel refused: {describe(exc)}")

@@ -22,15 +22,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
 from cozy.core.types import ToolOutput, ToolSpec
-from cozy.engines.base import EngineContext, EngineOptions, Health, ToolContext, ToolsEngine
+from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
 from cozy.engines.tools import mcp_extras
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
-from cozy.engines.tools.content import result_text
+from cozy.engines.tools.content import result_parts
 from cozy.engines.tools.levels import resolve_level
 from cozy.engines.tools.mcp_client import (
     CallFailed,
@@ -39,11 +39,13 @@ from cozy.engines.tools.mcp_client import (
     ServerStatus,
     ServerUnavailable,
 )
-from cozy.engines.tools.mcp_common import ended, preflight_config
-from cozy.engines.tools.mcp_config import import_claude_config, parse_servers
+from cozy.engines.tools.mcp_common import ended
+from cozy.engines.tools.mcp_config import MCPOptions, import_claude_config, parse_servers
 from cozy.engines.tools.mcp_extras import PromptInfo, ResourceInfo, ResourceText
 from cozy.engines.tools.mcp_logs import at_least, log_dir, read_logs
-from cozy.engines.tools.sandbox import DEFAULT_MAX_OUTPUT_CHARS, cap_output, validate_arguments
+from cozy.engines.tools.mcp_oauth import auth_dir
+from cozy.engines.tools.mcp_oauth import login as oauth_login
+from cozy.engines.tools.sandbox import cap_output, validate_arguments
 
 __all__ = ["MCPTools", "ServerStatus", "import_claude_config"]
 
@@ -76,21 +78,6 @@ def reaches(patterns: Sequence[str], server: str) -> bool:
     return False
 
 
-class MCPOptions(EngineOptions):
-    servers: Any = None  # checked by mcp_config.parse_servers (its messages name the fix)
-    mcpServers: Any = None  # Claude Desktop's spelling of `servers`
-    timeout: float = 30.0
-    startup_timeout: float = 30.0
-    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
-    schema_ttl: float = 600.0
-    shutdown_timeout: float = 2.5
-    builtin: bool = True
-    eager: bool = False  # start every server when cozy opens, not on first use
-    limits: dict[str, Any] | None = None  # defaults for every server's `limits`
-    cwd: str | None = None  # default working directory of stdio servers
-    log_level: str | None = None  # logging/setLevel for every server (default info)
-
-
 class MCPTools(ToolsEngine):
     Options = MCPOptions
     provider_name = "mcp"
@@ -104,11 +91,16 @@ class MCPTools(ToolsEngine):
         self.max_output_chars = o.max_output_chars
         settings = ctx.settings if ctx is not None else None
         self.log_dir = log_dir(settings.data_dir) if settings is not None else None
+        tokens = auth_dir(settings.data_dir) if settings is not None else None
         self._conns: dict[str, MCPServerConnection] = {
             cfg.name: MCPServerConnection(
-                cfg, schema_ttl=o.schema_ttl, grace=o.shutdown_timeout, log_dir=self.log_dir
+                cfg,
+                schema_ttl=o.schema_ttl,
+                grace=o.shutdown_timeout,
+                log_dir=self.log_dir,
+                auth_dir=tokens,
             )
-            for cfg in parse_servers(o.model_dump(exclude_none=True))
+            for cfg in parse_servers(o)
         }
         self._builtin: BuiltinTools | None = None
         if o.builtin:
@@ -174,9 +166,9 @@ class MCPTools(ToolsEngine):
         for row, conn in zip(rows, self._conns.values(), strict=True):
             if row["state"] == "running" and not conn._healthy():
                 row["state"] = "failed"
-                row["last_error"] = row["last_error"] or ended(conn._exit_record(), conn.cfg.name)
+                row["last_error"] = row["last_error"] or ended(conn.exit_record(), conn.cfg.name)
             row["hidden_tools"] = dict(self.hidden.get(conn.cfg.name, {}))
-            row["stderr_bytes"] = conn._stderr.total if conn._stderr is not None else 0
+            row["stderr_bytes"] = conn.process.stderr_total()
             if row["state"] == "failed":
                 row["fix"] = conn._hint()
         if self._builtin is not None:
@@ -199,21 +191,21 @@ class MCPTools(ToolsEngine):
             if s["state"] == "failed"
         ]
         for conn in self._conns.values():
-            if conn.status.state in ("failed", "disabled") or conn.cfg.transport != "stdio":
-                continue
-            try:
-                preflight_config(conn.cfg)
-            except FileNotFoundError as exc:
-                bad.append(f"{conn.cfg.name}: {exc}")
+            problem = None
+            if conn.status.state not in ("failed", "disabled"):
+                problem = conn.process.offline_problem()
+            if problem:
+                bad.append(f"{conn.cfg.name}: {problem}")
         active = sum(1 for c in self._conns.values() if not c.cfg.disabled)
         if not bad:
             return Health(ok=True, detail=f"{active} MCP servers configured")
-        return Health(
-            ok=False,
-            detail="; ".join(bad),
-            fix="fix the command, args or url of that server in engines.yaml (or set "
-            "`disabled: true` on it), then check with `cozy tools servers`",
+        fix = (
+            "fix the command, args or url of that server in engines.yaml (or set "
+            "`disabled: true` on it), then check with `cozy tools servers`"
         )
+        if all("cozy tools login" in b for b in bad):
+            fix = "log in as each line says (`cozy tools login NAME`)"
+        return Health(ok=False, detail="; ".join(bad), fix=fix)
 
     async def initialize(self) -> None:
         if self.opts.eager:
@@ -300,6 +292,12 @@ class MCPTools(ToolsEngine):
             conn.subscribed.add(uri)
             conn.resource_cache[uri] = text
         return text
+
+    async def login(
+        self, server: str, show_url: Callable[[str], Awaitable[None]]
+    ) -> dict[str, Any]:
+        """`cozy tools login SERVER`: the browser step of OAuth, tokens stored."""
+        return await oauth_login(self._conn(server), show_url)
 
     def resource_updates(self, server: str) -> list[tuple[float, str]]:
         """(time, uri) of the server's recent notifications/resources/updated."""
@@ -404,5 +402,7 @@ class MCPTools(ToolsEngine):
             return ToolOutput(
                 f"{name} failed: {exc.message}. It will be restarted on next use.", is_error=True
             )
-        text, cut = cap_output(result_text(result), self.max_output_chars)
-        return ToolOutput(text, is_error=bool(getattr(result, "is_error", False)), truncated=cut)
+        text, media = result_parts(result)
+        text, cut = cap_output(text, self.max_output_chars)
+        failed = bool(getattr(result, "is_error", False))
+        return ToolOutput(text, is_error=failed, truncated=cut, media=media)

@@ -22,12 +22,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from cozy.core.errors import EngineError
 from cozy.engines.base import (
     EngineContext,
-    EngineOptions,
     Health,
     Transcript,
     TranscriptEvent,
@@ -42,23 +40,12 @@ from cozy.engines.voice.audio import (
     is_silent,
     resample,
 )
+from cozy.engines.voice.options import VoiceOptions
 from cozy.engines.voice.providers import make_stt, make_tts
 from cozy.engines.voice.sentences import first_clause, sentences
 from cozy.engines.voice.stt import STT
 from cozy.engines.voice.tts import TTS
 from cozy.engines.voice.vad import VAD, Segmenter, Span, make_vad, speech_spans
-
-
-class VoiceOptions(EngineOptions):
-    # each part is its own provider config, checked by make_stt / make_tts / make_vad
-    stt: dict[str, Any] | None = None
-    tts: dict[str, Any] | None = None
-    vad: dict[str, Any] | None = None
-    silence_ms: float = 600  # trailing silence that ends an utterance
-    # Whisper partials while the user speaks: re-decode the utterance so far after this
-    # much new audio (one decode at a time); 0 turns them off
-    partial_interval_ms: float = Field(default=1000, ge=0)
-    output_rate: int = 24_000  # sample rate of what speak_stream yields
 
 
 class LocalVoice(VoiceEngine):
@@ -75,8 +62,6 @@ class LocalVoice(VoiceEngine):
         self.partial_interval_ms = self.opts.partial_interval_ms
         self.stt: STT | None = None
         self.tts: TTS | None = None
-        self._vad: VAD | None = None
-        self._vad_lock = asyncio.Lock()
         self._init_lock = asyncio.Lock()
         self.timings: dict[str, float] = {}
 
@@ -122,22 +107,19 @@ class LocalVoice(VoiceEngine):
         self.stt = self.tts = None
 
     # --- VAD ------------------------------------------------------------------
-    async def vad(self) -> VAD:
-        async with self._vad_lock:
-            if self._vad is None:
-                self._vad = await asyncio.to_thread(make_vad, self.opts.vad)
-            return self._vad
+    def new_vad(self) -> VAD:
+        """A VAD as configured, with its own stream state (blocking: it may load a model)."""
+        return make_vad(self.opts.vad)
 
     async def new_segmenter(self, **kw: Any) -> Segmenter:
         """A fresh streaming segmenter on its own VAD instance (VAD state is per stream)."""
-        await self.vad()  # surfaces a configuration error once
-        vad = await asyncio.to_thread(make_vad, self.opts.vad)
+        vad = await asyncio.to_thread(self.new_vad)
         defaults = {"silence_ms": self.opts.silence_ms}
         return Segmenter(vad, **{**defaults, **kw})
 
     async def speech_spans(self, clip: Clip, **kw: Any) -> list[Span]:
         samples = clip.at(STT_RATE).samples
-        vad = await asyncio.to_thread(make_vad, self.opts.vad)
+        vad = await asyncio.to_thread(self.new_vad)
         return await asyncio.to_thread(speech_spans, vad, samples, **kw)
 
     # --- speech to text ---------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from cozy.core.errors import ConfigError, EngineError, MissingExtraError
 from cozy.engines.base import Segment, Transcript
 from cozy.engines.voice.audio import STT_RATE, encode_wav, to_pcm16
+from cozy.engines.voice.options import OpenAISTTOptions, SphinxOptions
 
 if TYPE_CHECKING:
     from cozy.engines.voice.audio import Samples
@@ -48,9 +50,6 @@ class STT(ABC):
     streams_partials: bool = False
     fallback_reason: str = ""  # set when this recogniser stands in for the configured one
     model_dir: Path | None = None  # where the model files are, for `cozy doctor`
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
 
     @abstractmethod
     def transcribe(self, samples: Samples) -> str: ...
@@ -86,48 +85,32 @@ def _grammar_jsgf(phrases: list[str]) -> str:
 
 
 class PocketSphinxSTT(STT):
-    """CMU pocketsphinx with the en-US model bundled in its wheel.
-
-    Options: `model_dir` (hmm/lm/dict directory, default: the bundled en-us),
-    `grammar` (a list of phrases: recognise only these, exact), `jsgf_file`,
-    `keyphrase` (spot one phrase), `bestpath` (lattice rescoring, default off:
-    measured better on short commands), `maxhmmpf`/`maxwpf` (pruning), `decoder`
-    (a mapping of any other pocketsphinx option).
-    """
+    """CMU pocketsphinx with the en-US model bundled in its wheel (options: SphinxOptions):
+    dictation, or only the phrases of a grammar, or spotting one keyphrase."""
 
     name = "pocketsphinx"
     streams_partials = True
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: SphinxOptions | Mapping[str, Any] | None = None) -> None:
         try:
             import pocketsphinx
         except ImportError as exc:
             raise MissingExtraError("voice", "speech recognition (pocketsphinx)") from exc
         self._ps = pocketsphinx
-        self.options = options
+        self.opts = o = SphinxOptions.of(options or {}, "voice.stt")
         self._pool: list[Any] = []
         self._lock = threading.Lock()
-        self.grammar: list[str] | None = None
-        if options.get("grammar") is not None:
-            grammar = options["grammar"]
-            if isinstance(grammar, str):
-                grammar = [grammar]
-            self.grammar = [str(g) for g in grammar]
+        self.grammar = [o.grammar] if isinstance(o.grammar, str) else o.grammar
         decoder = self._new_decoder()  # load now: errors surface at startup
         self.cmn0 = decoder.get_cmn()  # the model's initial CMN: each stream starts from it
         self._release(decoder)
 
     def _config(self) -> dict[str, Any]:
+        o = self.opts
         kw: dict[str, Any] = {"samprate": STT_RATE, "loglevel": "FATAL"}
-        kw["bestpath"] = bool(self.options.get("bestpath", False))
-        # Pruning measured to halve decode time with the same hypotheses (bench_voice.py).
-        kw["maxhmmpf"] = int(self.options.get("maxhmmpf", 3000))
-        kw["maxwpf"] = int(self.options.get("maxwpf", 5))
-        for key, value in dict(self.options.get("decoder") or {}).items():
-            kw[str(key)] = value  # any other pocketsphinx option, e.g. {beam: 1e-60}
-        model_dir = self.options.get("model_dir")
-        if model_dir:
-            base = Path(str(model_dir)).expanduser()
+        kw.update(bestpath=o.bestpath, maxhmmpf=o.maxhmmpf, maxwpf=o.maxwpf, **o.decoder)
+        if o.model_dir:
+            base = Path(o.model_dir).expanduser()
             files = {
                 "hmm": base / "en-us",
                 "lm": base / "en-us.lm.bin",
@@ -151,17 +134,16 @@ class PocketSphinxSTT(STT):
                 f"pocketsphinx could not load its model: {exc}",
                 hint="reinstall it with `uv pip install --force-reinstall pocketsphinx`",
             ) from exc
-        jsgf_file = self.options.get("jsgf_file")
-        keyphrase = self.options.get("keyphrase")
+        o = self.opts
         try:
             if self.grammar:
                 decoder.add_jsgf_string("cozy", _grammar_jsgf(self.grammar))
                 decoder.activate_search("cozy")
-            elif jsgf_file:
-                decoder.add_jsgf_file("cozy", str(Path(str(jsgf_file)).expanduser()))
+            elif o.jsgf_file:
+                decoder.add_jsgf_file("cozy", str(Path(o.jsgf_file).expanduser()))
                 decoder.activate_search("cozy")
-            elif keyphrase:
-                decoder.add_keyphrase("cozy", str(keyphrase).lower())
+            elif o.keyphrase:
+                decoder.add_keyphrase("cozy", o.keyphrase.lower())
                 decoder.activate_search("cozy")
         except (RuntimeError, ValueError) as exc:
             raise ConfigError(
@@ -231,7 +213,7 @@ class _SphinxStream(STTStream):
         hyp = self._decoder.hyp()
         live = str(hyp.hypstr).strip() if hyp is not None else ""
         self.close()
-        if self._owner.options.get("final_pass", True) and self._chunks:
+        if self._owner.opts.final_pass and self._chunks:
             self._last = self._owner.transcribe(np.concatenate(self._chunks))
         else:
             self._last = live
@@ -248,20 +230,18 @@ class _SphinxStream(STTStream):
 
 class OpenAISTT(STT):
     """Any OpenAI-compatible `/v1/audio/transcriptions` (OpenAI, a local Whisper server,
-    another cozy). Options: base_url, api_key, model (default whisper-1), language."""
+    another cozy)."""
 
     name = "openai"
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: OpenAISTTOptions | Mapping[str, Any] | None = None) -> None:
         from cozy.engines.openai_compat import NO_KEY, OpenAIEndpoint
 
-        self.model = str(options.get("model", "whisper-1"))
-        self.language = options.get("language")
-        endpoint = OpenAIEndpoint.of(options.get("base_url"), options.get("api_key"))
+        o = OpenAISTTOptions.of(options or {}, "voice.stt")
+        self.model, self.language = o.model, o.language
+        endpoint = OpenAIEndpoint.from_options(o)
         self._client = endpoint.sync_client(
-            key=endpoint.api_key or NO_KEY,
-            timeout=float(options.get("timeout", 60)),
-            max_retries=int(options.get("max_retries", 1)),
+            key=endpoint.api_key or NO_KEY, timeout=o.timeout, max_retries=o.max_retries
         )
 
     def transcribe(self, samples: Samples) -> str:
@@ -274,7 +254,7 @@ class OpenAISTT(STT):
             "file": ("audio.wav", encode_wav(samples, STT_RATE)),
         }
         if self.language:
-            kw["language"] = str(self.language)
+            kw["language"] = self.language
         try:
             result = self._client.audio.transcriptions.create(**kw)
         except openai.APIConnectionError as exc:

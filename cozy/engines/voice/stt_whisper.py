@@ -1,13 +1,6 @@
-"""faster-whisper (CTranslate2 Whisper): the default offline recogniser.
-
-Options (engines.yaml `voice.stt`):
-    model: base            # the packaged whisper-base (assembled once, hash verified)
-    model_path: DIR        # or any CTranslate2 Whisper directory (takes precedence)
-    language: auto         # or an ISO code (en, fr, ...): skips language detection
-    beam_size: 1           # greedy: measured as accurate as 5 on short utterances, faster
-    compute_type: int8     # CPU; float16 on a GPU
-    device: cpu
-    cpu_threads: 0         # 0 = CTranslate2's default
+"""faster-whisper (CTranslate2 Whisper): the default offline recogniser (its options:
+`WhisperOptions`; `model: base` is the packaged whisper-base, assembled once and hash
+verified).
 
 The model is loaded once per engine and shared by every stream (CTranslate2 queues
 concurrent calls itself).
@@ -15,12 +8,14 @@ concurrent calls itself).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cozy.core.errors import ConfigError, EngineError, MissingExtraError
 from cozy.engines.base import Segment, Transcript, Word
 from cozy.engines.voice.audio import STT_RATE
+from cozy.engines.voice.options import WhisperOptions
 from cozy.engines.voice.stt import STT
 
 if TYPE_CHECKING:
@@ -36,18 +31,17 @@ def _language(value: Any) -> str | None:
     return None if text in ("", "auto") else text
 
 
-def resolve_model_dir(options: dict[str, Any]) -> Path:
+def resolve_model_dir(options: WhisperOptions) -> Path:
     """The model directory: `model_path`, else the packaged model named by `model`."""
-    model_path = options.get("model_path")
-    if model_path:
-        path = Path(str(model_path)).expanduser()
+    if options.model_path:
+        path = Path(options.model_path).expanduser()
         if not (path / "model.bin").is_file():
             raise EngineError(
                 f"no faster-whisper model at {path} (model.bin missing)",
                 hint="set voice.stt.model_path to a CTranslate2 Whisper model directory",
             )
         return path
-    name = str(options.get("model", "base"))
+    name = options.model
     if name not in PACKAGED:
         raise ConfigError(
             f"voice.stt.model '{name}' is not a packaged Whisper model",
@@ -62,21 +56,21 @@ def resolve_model_dir(options: dict[str, Any]) -> Path:
 class FasterWhisperSTT(STT):
     name = "faster-whisper"
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        super().__init__(options)
+    def __init__(self, options: WhisperOptions | Mapping[str, Any] | None = None) -> None:
+        o = WhisperOptions.of(options or {}, "voice.stt")
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise MissingExtraError("voice", "the faster-whisper recogniser") from exc
-        self.model_dir = resolve_model_dir(options)
-        self.language = _language(options.get("language"))
-        self.beam_size = int(options.get("beam_size", 1))
+        self.model_dir = resolve_model_dir(o)
+        self.language = _language(o.language)
+        self.beam_size = o.beam_size
         try:
             self._model = WhisperModel(
                 str(self.model_dir),
-                device=str(options.get("device", "cpu")),
-                compute_type=str(options.get("compute_type", "int8")),
-                cpu_threads=int(options.get("cpu_threads", 0)),
+                device=o.device,
+                compute_type=o.compute_type,
+                cpu_threads=o.cpu_threads,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from cozy.core.errors import EngineError
 from cozy.engines.voice.audio import AudioFormatError, Clip, decode, from_pcm16
+from cozy.engines.voice.options import EspeakOptions, OpenAITTSOptions
 
 if TYPE_CHECKING:
     from cozy.engines.voice.audio import Samples
@@ -40,9 +41,6 @@ class TTS(ABC):
     fallback_reason: str = ""  # set when this voice stands in for the configured one
     model_dir: Path | None = None
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-
     @abstractmethod
     def synthesize(self, text: str) -> Clip: ...
 
@@ -62,24 +60,17 @@ class TTS(ABC):
 
 
 class EspeakTTS(TTS):
-    """espeak-ng as a subprocess (text on stdin, WAV on stdout).
-
-    Options: binary (espeak-ng), voice (en-us), speed (words per minute, 165),
-    pitch (0-99), timeout (seconds per sentence).
-    """
+    """espeak-ng as a subprocess (text on stdin, WAV on stdout)."""
 
     name = "espeak"
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        binary = str(options.get("binary", "espeak-ng"))
-        found = shutil.which(binary)
+    def __init__(self, options: EspeakOptions | Mapping[str, Any] | None = None) -> None:
+        o = EspeakOptions.of(options or {}, "voice.tts")
+        found = shutil.which(o.binary)
         if found is None:
-            raise EngineError(f"the espeak-ng binary '{binary}' was not found", hint=ESPEAK_HINT)
+            raise EngineError(f"the espeak-ng binary '{o.binary}' was not found", hint=ESPEAK_HINT)
         self.binary = found
-        self.voice = str(options.get("voice", "en-us"))
-        self.speed = int(options.get("speed", 165))
-        self.pitch = options.get("pitch")
-        self.timeout = float(options.get("timeout", 30))
+        self.voice, self.speed, self.pitch, self.timeout = o.voice, o.speed, o.pitch, o.timeout
         self.rate = 22_050
 
     def _args(self, voice: str | None = None, speed: float | None = None) -> list[str]:
@@ -87,7 +78,7 @@ class EspeakTTS(TTS):
         wpm = max(80, min(500, round(self.speed * (speed or 1.0))))
         args = [self.binary, "--stdout", "--stdin", "-v", name, "-s", str(wpm)]
         if self.pitch is not None:
-            args += ["-p", str(int(self.pitch))]
+            args += ["-p", str(self.pitch)]
         return args
 
     def voices(self) -> list[str]:
@@ -144,25 +135,19 @@ def _fix_stream_header(wav: bytes) -> bytes:
 
 
 class OpenAITTS(TTS):
-    """Any OpenAI-compatible `/v1/audio/speech`, streamed as 24 kHz PCM.
-
-    Options: base_url, api_key, model (tts-1), voice (alloy), speed.
-    """
+    """Any OpenAI-compatible `/v1/audio/speech`, streamed as 24 kHz PCM."""
 
     name = "openai"
     rate = 24_000
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: OpenAITTSOptions | Mapping[str, Any] | None = None) -> None:
         from cozy.engines.openai_compat import NO_KEY, OpenAIEndpoint
 
-        self.model = str(options.get("model", "tts-1"))
-        self.voice = str(options.get("voice", "alloy"))
-        self.speed = options.get("speed")
-        endpoint = OpenAIEndpoint.of(options.get("base_url"), options.get("api_key"))
+        o = OpenAITTSOptions.of(options or {}, "voice.tts")
+        self.model, self.voice, self.speed = o.model, o.voice, o.speed
+        endpoint = OpenAIEndpoint.from_options(o)
         self._client = endpoint.sync_client(
-            key=endpoint.api_key or NO_KEY,
-            timeout=float(options.get("timeout", 60)),
-            max_retries=int(options.get("max_retries", 1)),
+            key=endpoint.api_key or NO_KEY, timeout=o.timeout, max_retries=o.max_retries
         )
 
     def stream(
@@ -179,7 +164,7 @@ class OpenAITTS(TTS):
             "response_format": "pcm",
         }
         if self.speed is not None or speed is not None:
-            kw["speed"] = float(self.speed or 1.0) * float(speed or 1.0)
+            kw["speed"] = (self.speed or 1.0) * (speed or 1.0)
         try:
             with self._client.audio.speech.with_streaming_response.create(**kw) as resp:
                 carry = b""

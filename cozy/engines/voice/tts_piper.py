@@ -1,12 +1,6 @@
 """Piper (neural, ONNX, offline): the default voice. piper-tts is GPL-3.0, so it stays in
-the optional `voice` extra; cozy itself only calls it.
-
-Options (engines.yaml `voice.tts`):
-    model: en_US-joe-medium     # the packaged voice, or a path to any Piper .onnx voice
-    voices: {nova: ~/voices/en_US-amy-medium.onnx}   # names (OpenAI's too) -> voices
-    speed: 1.0                  # 2.0 speaks twice as fast
-    noise_scale / noise_w       # the voice's own defaults unless set
-    threads: 1                  # ONNX Runtime intra-op threads (0: one per core)
+the optional `voice` extra; cozy itself only calls it. Options: `PiperOptions`, e.g.
+`voices: {nova: ~/voices/en_US-amy-medium.onnx}` maps names (OpenAI's too) to voices.
 
 Time to first audio is the synthesis time of the first clause, so two things are done
 at load: ONNX Runtime runs one thread that never spin-waits (the answer's model keeps
@@ -22,7 +16,7 @@ OpenAI clients work unchanged; a path to an .onnx file picks that voice directly
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +24,11 @@ import numpy as np
 
 from cozy.core.errors import EngineError, MissingExtraError, UsageError
 from cozy.engines.voice.audio import Clip, resample
+from cozy.engines.voice.options import PACKAGED_VOICE, PiperOptions
 from cozy.engines.voice.tts import DEFAULT_NAMES, OPENAI_VOICES, TTS
 
 if TYPE_CHECKING:
     from cozy.engines.voice.audio import Samples
-
-PACKAGED_VOICE = "en_US-joe-medium"
 
 
 def _voice_file(value: str) -> Path:
@@ -57,20 +50,18 @@ def _voice_file(value: str) -> Path:
 class PiperTTS(TTS):
     name = "piper"
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        super().__init__(options)
+    def __init__(self, options: PiperOptions | Mapping[str, Any] | None = None) -> None:
+        o = PiperOptions.of(options or {}, "voice.tts")
         try:
             from piper import SynthesisConfig
         except ImportError as exc:
             raise MissingExtraError("voice", "the Piper voice") from exc
         self._config_cls = SynthesisConfig
-        self.threads = int(options.get("threads", 1))
-        self.model = _voice_file(str(options.get("model", PACKAGED_VOICE)))
+        self.threads = o.threads
+        self.model = _voice_file(o.model)
         self.model_dir = self.model.parent
-        self.speed = float(options.get("speed", 1.0))
-        self.noise_scale = options.get("noise_scale")
-        self.noise_w = options.get("noise_w")
-        self.voice_map = {str(k): str(v) for k, v in dict(options.get("voices") or {}).items()}
+        self.speed, self.noise_scale, self.noise_w = o.speed, o.noise_scale, o.noise_w
+        self.voice_map = o.voices
         self._voices: dict[Path, Any] = {}
         self._lock = threading.Lock()
         default = self._voice(self.model)  # load now: errors surface at startup

@@ -18,6 +18,7 @@ import numpy as np
 
 from cozy.core.errors import EngineError, MissingExtraError
 from cozy.engines.voice.audio import STT_RATE
+from cozy.engines.voice.options import VADOptions, vad_options
 
 if TYPE_CHECKING:
     from cozy.engines.voice.audio import Samples
@@ -118,22 +119,17 @@ class WebRtcVAD(VAD):
         return 1.0 if self._vad.is_speech(pcm, STT_RATE) else 0.0
 
 
-def make_vad(options: dict[str, Any] | None = None) -> VAD:
+def make_vad(options: VADOptions | dict[str, Any] | None = None) -> VAD:
     """The configured VAD; `auto` tries Silero, then webrtcvad."""
-    opts = dict(options or {})
-    provider = str(opts.get("provider", "auto"))
-    if provider in ("silero", "silero-onnx"):
-        return SileroVAD(opts.get("model_path"))
-    if provider == "webrtc":
-        return WebRtcVAD(int(opts.get("aggressiveness", 2)))
-    if provider != "auto":
-        raise EngineError(
-            f"unknown VAD provider '{provider}'", hint="use silero, webrtc or auto in voice.vad"
-        )
+    o = vad_options(options)
+    if o.provider == "webrtc":
+        return WebRtcVAD(o.aggressiveness)
     try:
-        return SileroVAD(opts.get("model_path"))
+        return SileroVAD(o.model_path)
     except (EngineError, MissingExtraError):
-        return WebRtcVAD(int(opts.get("aggressiveness", 2)))
+        if o.provider != "auto":
+            raise
+        return WebRtcVAD(o.aggressiveness)
 
 
 @dataclass(slots=True)

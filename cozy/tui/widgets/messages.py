@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,9 @@ from textual.message import Message
 from textual.widgets import Static
 
 from cozy.tui.widgets.mdbody import MarkdownBody, NoSecondLayout, safe_cut
+from cozy.tui.widgets.toolcall import ToolCallView
+
+__all__ = ["ChatLog", "MessageView", "Notice", "ToolCallView", "code_blocks"]
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -32,11 +34,6 @@ STATUS_LABELS = {"interrupted": "interrupted", "failed": "failed", "corrupt": "c
 def code_blocks(text: str) -> list[str]:
     """Fenced code blocks of a Markdown text, in order."""
     return [m.group(1).rstrip("\n") for m in _FENCE.finditer(text)]
-
-
-def _short(value: str, limit: int = 300) -> str:
-    value = value.strip()
-    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def _clip(text: str, limit: int = 4000) -> str:
@@ -119,6 +116,14 @@ class MessageView(Vertical, NoSecondLayout):
         self.number: int | None = None  # your messages: "#n" for /edit n
         self.code_numbers: list[int] = []  # this answer's code blocks: /copy n
         self.stream: BlockStream | None = None  # kept after the end (its counters)
+        # your message with files: `text` is all the model saw, `typed` what you wrote;
+        # /edit and regenerate send `typed` again with the same `fragments`
+        self.typed: str | None = None
+        self.fragments: list[Any] = []
+
+    @property
+    def own_text(self) -> str:
+        return self.text if self.typed is None else self.typed
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="role", markup=False)
@@ -157,6 +162,7 @@ class MessageView(Vertical, NoSecondLayout):
             self.role, self.text, status=self.status, note=self.note, message_id=self.message_id
         )
         view.number, view.code_numbers = self.number, list(self.code_numbers)
+        view.typed, view.fragments = self.typed, list(self.fragments)
         return view
 
     def append(self, fragment: str) -> None:
@@ -180,59 +186,6 @@ class MessageView(Vertical, NoSecondLayout):
         for note_view in self.query_children(".note").results(Static):
             note_view.update(text)
             note_view.display = bool(text)
-
-
-class ToolCallView(Static):
-    """A tool call inline: name and arguments, then result, duration and decision."""
-
-    def __init__(self, call_id: str, name: str, arguments: str, level: str | None) -> None:
-        self.call_id = call_id
-        self.tool_name = name
-        self.arguments = arguments
-        self.level = level or "?"
-        self.state = "running"
-        self.result = ""
-        self.progress_text = ""  # the server's last progress notification
-        super().__init__(self._render_text(), classes="tool", markup=False)
-
-    def _render_text(self) -> str:
-        try:
-            args = json.dumps(json.loads(self.arguments or "{}"), ensure_ascii=False)
-        except ValueError:
-            args = self.arguments
-        head = f"⚙ {self.tool_name}({_short(args, 200)}) [{self.level}]"
-        if self.state == "running":
-            return f"{head} …{f' {self.progress_text}' if self.progress_text else ''}"
-        if self.state == "approval":
-            return f"{head} waiting for your approval"
-        return f"{head}\n  → {_short(self.result)}"
-
-    def copy(self) -> ToolCallView:
-        """A new view showing the same (to mount again after being unmounted)."""
-        view = ToolCallView(self.call_id, self.tool_name, self.arguments, self.level)
-        view.state, view.result = self.state, self.result
-        view.progress_text = self.progress_text
-        view.set_class(self.has_class("-error"), "-error")
-        view.update(view._render_text())
-        return view
-
-    def progress(self, done: float | None, total: float | None, message: str | None) -> None:
-        if self.state != "running":
-            return
-        count = f"{done:g}/{total:g}" if done is not None and total else f"{done or 0:g}"
-        self.progress_text = f"{count} {message or ''}".strip()
-        self.update(self._render_text())
-
-    def waiting(self) -> None:
-        self.state = "approval"
-        self.update(self._render_text())
-
-    def done(self, content: str, *, is_error: bool, duration_ms: float, decision: str) -> None:
-        self.state = "error" if is_error else "ok"
-        extra = f"{duration_ms:.0f} ms" + ("" if decision == "auto" else f", {decision}")
-        self.result = f"{content}  ({extra})"
-        self.set_class(is_error, "-error")
-        self.update(self._render_text())
 
 
 class Notice(Static):

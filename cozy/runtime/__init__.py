@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cozy.core.context import ContextService
-from cozy.core.deadline import answer_within
-from cozy.core.errors import ConfigError, CozyError, EngineError
+from cozy.core.errors import ConfigError, CozyError, EngineError, UsageError
 from cozy.core.orchestrator import ChatOrchestrator
 from cozy.core.personalities import PersonalityCatalog
 from cozy.core.summaries import JOB_KIND as SUMMARY_JOB
@@ -25,7 +24,7 @@ from cozy.core.types import ModelInfo, ToolSpec
 from cozy.core.windows import ContextWindows, TokenAccounting
 from cozy.engines.ai.choice import automatic as automatic_reason
 from cozy.engines.ai.router import ModelRouterImpl
-from cozy.engines.base import BaseEngine, EmbedEngine, EngineContext, Health, ToolsEngine
+from cozy.engines.base import BaseEngine, EmbedEngine, EngineContext, ToolsEngine
 from cozy.engines.capabilities import (
     Admission,
     AdmitsRequests,
@@ -38,7 +37,7 @@ from cozy.engines.registry import EngineFactory
 from cozy.settings import Settings
 from cozy.storage.branches import Branches
 from cozy.storage.cache import DiskL2Cache, L2Cache
-from cozy.storage.jobs import JobQueue
+from cozy.storage.job_queue import JobQueue
 from cozy.storage.provider_keys import ProviderKeys
 from cozy.storage.redis_cache import RedisLink
 from cozy.storage.store import Store
@@ -66,11 +65,6 @@ def model_router(config: EnginesConfig, settings: Settings | None = None) -> Mod
 def provider_keys(settings: Settings) -> ProviderKeys:
     """The keys `cozy keys set PROVIDER` stores, next to engines.yaml."""
     return ProviderKeys(settings.config_dir / "keys.json")
-
-
-# s per readiness check: it must answer before the prober gives up (the check is then
-# abandoned, not waited for: see core/deadline.py)
-READY_TIMEOUT = 5.0
 
 
 class Runtime:
@@ -256,8 +250,6 @@ class Runtime:
     ) -> str:
         """Queue a durable knowledge ingest of `paths` (read on this machine) and run it
         in this process's worker; returns the job id (TUI `/knowledge add`, server POST)."""
-        from cozy.core.errors import EngineError, UsageError
-
         engine = await self.engine("knowledge")
         if engine is None:
             raise EngineError(
@@ -373,65 +365,6 @@ class Runtime:
         with contextlib.suppress(OSError):  # unwritable data dir: say it again next time
             marker.touch()
         return TINY_MODEL_NOTICE
-
-    async def health(self) -> dict[str, Health]:
-        out: dict[str, Health] = {}
-
-        async def check(kind: str, engine: BaseEngine) -> None:
-            try:
-                out[kind] = await answer_within(READY_TIMEOUT, engine.health_check())
-            except TimeoutError:
-                out[kind] = Health(ok=False, detail=f"no answer within {READY_TIMEOUT:g}s")
-            except (CozyError, OSError) as exc:
-                out[kind] = Health(ok=False, detail=str(exc))
-
-        # in parallel: a probe's time is the slowest check's, not their sum
-        await asyncio.gather(*(check(k, e) for k, e in list(self.engines.items())))
-        if self.redis is not None:
-            # degraded, not down: the instance still serves (per-instance limits, no L2)
-            ok, detail = await self.redis.status()
-            fix = "" if ok else "bring Redis back at COZY_REDIS_URL"
-            out["redis"] = Health(ok=True, detail=detail if ok else "DEGRADED: " + detail, fix=fix)
-        return out
-
-    async def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
-        """Can a chat turn be answered and stored right now? (`/ready`, doctor)
-
-        Required: the store is writable, and the default model answers. Everything else
-        (context engines, tools, Redis) is optional: when it fails the answer comes
-        without it, so it is reported as degraded, never as not ready."""
-        checks: dict[str, dict[str, Any]] = {}
-
-        async def required(name: str, check: Any) -> None:
-            try:
-                detail = await answer_within(READY_TIMEOUT, check())
-                checks[name] = {"ok": True, "required": True, "detail": detail}
-            except (CozyError, TimeoutError, OSError) as exc:
-                detail = getattr(exc, "message", "") or f"no answer within {READY_TIMEOUT:g}s"
-                fix = getattr(exc, "hint", None) or ""
-                checks[name] = {"ok": False, "required": True, "detail": detail, "fix": fix}
-
-        async def model() -> str:
-            # `auto` falls back to the embedded model when Ollama/OpenAI are gone: then
-            # that model is what answers (the Ollama probe runs off the event loop)
-            provider = (await self.router.decide()).provider
-            health = await (await self.router.engine(provider)).health_check()
-            if not health.ok:
-                raise EngineError(health.detail, hint=health.fix or None)
-            return f"{provider}: {health.detail}"
-
-        # all at once: the answer's time is one check's deadline, not the sum (a frozen
-        # database made the store check and then the engines' checks wait 5 s each)
-        _, _, healths = await asyncio.gather(
-            required("store", self.store.check_writable), required("model", model), self.health()
-        )
-        for kind, h in healths.items():
-            ok = h.ok and not h.detail.startswith("DEGRADED")
-            checks[kind] = {"ok": ok, "required": False, "detail": h.detail}
-            if h.fix:
-                checks[kind]["fix"] = h.fix
-        ready = all(c["ok"] for c in checks.values() if c["required"])
-        return ready, checks
 
     async def close(self, grace: float = 0.0) -> None:
         """Close everything; turns still running get `grace` s, then are interrupted and
