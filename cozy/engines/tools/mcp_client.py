@@ -73,6 +73,10 @@ class MCPServerConnection:
         self._stop: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._dead: str | None = None
+        # a server that did not answer a ping is hung (SIGSTOPped, wedged): its stop is
+        # a kill, since a graceful shutdown would only wait out the grace period
+        self._hung = False
+        self._probing: asyncio.Task[None] | None = None
         self.process = ServerProcess(cfg, auth_dir)
         self._pgid: int | None = None  # the sandbox launcher's process group
         self._tools: list[Any] | None = None
@@ -122,6 +126,7 @@ class MCPServerConnection:
 
     def _launch(self) -> None:
         self._dead = None
+        self._hung = False
         self._tools = None
         self.resource_cache.clear()
         self.subscribed.clear()
@@ -257,12 +262,16 @@ class MCPServerConnection:
     async def _teardown(self) -> None:
         """Stop the runner: graceful (SDK shutdown) within `grace`, then SIGKILL."""
         runner, pid = self._runner, self._pgid
+        probing, self._probing = self._probing, None
+        if probing is not None and probing is not asyncio.current_task():
+            probing.cancel()
         if runner is not None:
             if self._stop is not None:
                 self._stop.set()
             if self._ready is not None and not self._ready.done():
                 runner.cancel()
-            _done, pending = await asyncio.wait({runner}, timeout=self.grace)
+            grace = 0.0 if self._hung else self.grace
+            _done, pending = await asyncio.wait({runner}, timeout=grace)
             if pending:
                 kill_group(pid)
                 runner.cancel()
@@ -349,7 +358,9 @@ class MCPServerConnection:
                 self.requests.deadline = deadline  # paused while the user answers a form
                 return await session.call_tool(tool, arguments, progress_callback=progress)
         except TimeoutError:
-            await self._probe()
+            # the error is due now, within the caller's timeout: whether the server is
+            # hung (then restarted on next use) is found out in the background
+            self._probe_soon()
             raise CallTimeout(f"timed out after {timeout:g} s; the call was cancelled") from None
         except MCPError as exc:
             if exc.code != CONNECTION_CLOSED:
@@ -379,6 +390,32 @@ class MCPServerConnection:
         base = f"closed the connection during the call ({gone})"
         return f"{base}; its stderr ends with: {tail}" if tail else base
 
+    async def probed(self) -> None:
+        """Wait (bounded by the ping's own 2 s) for a ping in flight: health then says
+        whether a server whose call just timed out is hung, not what it was before."""
+        probing = self._probing
+        if probing is not None and not probing.done():
+            await asyncio.wait({probing}, timeout=2.5)
+            return
+        session = self._session
+        if not self._hung or session is None or self._runner is None or self._runner.done():
+            return
+        # hung before: a server that answers again (a paused process resumed) is healthy
+        # again without waiting for a call to restart it
+        try:
+            async with asyncio.timeout(2.0):
+                await session.send_ping()
+        except Exception:  # still hung: it is restarted on next use
+            return
+        if session is self._session and self._hung:
+            self._hung, self._dead = False, None
+            self.status.state = "running"
+
+    def _probe_soon(self) -> None:
+        """One ping at a time, off the caller's clock."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.create_task(self._probe(), name=f"mcp-ping:{self.cfg.name}")
+
     async def _probe(self) -> None:
         """After a timeout: if the server no longer answers a ping, restart it next time."""
         session = self._session
@@ -388,4 +425,6 @@ class MCPServerConnection:
             async with asyncio.timeout(2.0):
                 await session.send_ping()
         except Exception as exc:
-            self.mark_dead(f"stopped answering after a timed-out call ({describe(exc)})")
+            if session is self._session:  # not a session started since
+                self._hung = True
+                self.mark_dead(f"stopped answering after a timed-out call ({describe(exc)})")

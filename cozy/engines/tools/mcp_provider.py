@@ -184,6 +184,7 @@ class MCPTools(ToolsEngine):
     async def health_check(self) -> Health:
         """Without starting anything: config errors, failed servers, and stdio commands
         or working directories that do not exist."""
+        await asyncio.gather(*(conn.probed() for conn in self._conns.values()))
         bad = [
             f"{s['name']}: {s['last_error']}"
             for s in await self.servers_status()
