@@ -3,6 +3,8 @@ growing concurrency. Prints one table; asserts nothing.
 
     .venv/bin/python bench/bench_soak.py [--conc 1,10,50,100,200] [--requests 200]
         [--latency 0.0] [--users 4] [--knowledge docs] [--idle 20]
+    .venv/bin/python bench/bench_soak.py --freeze [model,postgres,redis,mcp,embedder]
+        [--requests 40] [--conc 10] [--deadline 5]     # each dependency frozen in turn
 
 One `cozy serve --workers 1` (SQLite, persistence on, the local embedder) in front of
 the fake model (its own process; `--latency` seconds before its first token). Before
@@ -126,7 +128,22 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=4)
     ap.add_argument("--knowledge", default=str(ROOT / "docs"), help="folder to add ('' none)")
     ap.add_argument("--idle", type=float, default=20.0, help="idle seconds at the end")
+    ap.add_argument(
+        "--freeze",
+        nargs="?",
+        const="model,postgres,redis,mcp,embedder",
+        default=None,
+        help="instead: freeze each dependency in turn (see soak_freeze.py); "
+        "--requests per dependency at the first --conc",
+    )
+    ap.add_argument("--deadline", type=float, default=5.0, help="--freeze: every timeout, s")
     args = ap.parse_args()
+    if args.freeze is not None:
+        from soak_freeze import run_freeze
+
+        deps = [d for d in args.freeze.split(",") if d]
+        run_freeze(deps, args.requests, int(args.conc.split(",")[0]), args.deadline)
+        return
     concs = [int(c) for c in args.conc.split(",")]
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))

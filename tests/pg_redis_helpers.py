@@ -156,7 +156,6 @@ class Proxy:
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
-        self.port = free_port()
         self.down = False
         self.frozen = False
         self._thawed = threading.Event()
@@ -164,7 +163,8 @@ class Proxy:
         self._held: list[socket.socket] = []
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._srv = socket.create_server(("127.0.0.1", self.port))
+        self._srv = socket.create_server(("127.0.0.1", 0))  # port 0: no race for a free one
+        self.port = int(self._srv.getsockname()[1])
         self._srv.settimeout(0.2)
         self._stop = False
         threading.Thread(target=self._accept, daemon=True).start()

@@ -43,6 +43,17 @@ class ToolsSection(EngineSection):
     """`tools:` adds loop options the runtime reads (not passed to the provider)."""
 
     max_rounds: int = Field(default=10, ge=1, le=10)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        # `tools.timeout` is the provider's per-call limit (engines.yaml documents it so),
+        # not a context engine's: without this it was parsed here and never reached the
+        # provider, so every call had the default 30 s
+        extra = dict(self.model_extra or {})
+        if self.timeout is not None:
+            extra.setdefault("timeout", self.timeout)
+        return extra
+
     server_policy: dict[
         Literal["read-only", "write", "network", "dangerous"], Literal["deny", "ask", "allow"]
     ] = Field(default_factory=dict)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from cozy.core.deadline import answer_within
 from cozy.core.errors import CozyError, EngineError
 from cozy.engines.base import BaseEngine, Health
 
 if TYPE_CHECKING:
     from cozy.runtime import Runtime
 
-READY_TIMEOUT = 5.0  # s per readiness check: it must answer before the prober gives up
+# s per readiness check: it must answer before the prober gives up (a late check is then
+# abandoned, not waited for while it unwinds: see core/deadline.py)
+READY_TIMEOUT = 5.0
 
 
 async def health(rt: Runtime) -> dict[str, Health]:
@@ -20,7 +23,7 @@ async def health(rt: Runtime) -> dict[str, Health]:
 
     async def check(kind: str, engine: BaseEngine) -> None:
         try:
-            out[kind] = await asyncio.wait_for(engine.health_check(), READY_TIMEOUT)
+            out[kind] = await answer_within(READY_TIMEOUT, engine.health_check())
         except TimeoutError:
             out[kind] = Health(ok=False, detail=f"no answer within {READY_TIMEOUT:g}s")
         except (CozyError, OSError) as exc:
@@ -46,7 +49,7 @@ async def readiness(rt: Runtime) -> tuple[bool, dict[str, dict[str, Any]]]:
 
     async def required(name: str, check: Any) -> None:
         try:
-            detail = await asyncio.wait_for(check(), READY_TIMEOUT)
+            detail = await answer_within(READY_TIMEOUT, check())
             checks[name] = {"ok": True, "required": True, "detail": detail}
         except (CozyError, TimeoutError, OSError) as exc:
             detail = getattr(exc, "message", "") or f"no answer within {READY_TIMEOUT:g}s"
@@ -62,8 +65,12 @@ async def readiness(rt: Runtime) -> tuple[bool, dict[str, dict[str, Any]]]:
             raise EngineError(health.detail, hint=health.fix or None)
         return f"{provider}: {health.detail}"
 
-    await asyncio.gather(required("store", rt.store.check_writable), required("model", model))
-    for kind, h in (await health(rt)).items():
+    # all at once: the answer's time is one check's deadline, not the sum (a frozen
+    # database made the store check and then the engines' checks wait 5 s each)
+    _, _, healths = await asyncio.gather(
+        required("store", rt.store.check_writable), required("model", model), health(rt)
+    )
+    for kind, h in healths.items():
         ok = h.ok and not h.detail.startswith("DEGRADED")
         checks[kind] = {"ok": ok, "required": False, "detail": h.detail}
         if h.fix:

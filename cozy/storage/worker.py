@@ -207,8 +207,13 @@ class JobWorker:
                 result = await self.run_one()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the store may be briefly locked: keep the loop alive
-                log.exception("job worker iteration failed")
+            except Exception as exc:  # the store may be briefly locked: keep the loop alive
+                if getattr(exc, "hint", None):
+                    # an explained error (the database did not answer in time, a full
+                    # disk): its message says it all, a traceback per poll only buries it
+                    log.warning("job worker iteration failed: %s", exc)
+                else:
+                    log.exception("job worker iteration failed")
                 result = None
             if result is not None:
                 continue

@@ -31,6 +31,7 @@ from cozy.engines.tools.mcp_common import (
     untrack_pid,
 )
 from cozy.engines.tools.mcp_config import ServerConfig
+from cozy.engines.tools.mcp_health import death_reason, probe_soon
 from cozy.engines.tools.mcp_logs import ServerLog, set_log_level
 from cozy.engines.tools.mcp_requests import ServerRequests
 from cozy.engines.tools.mcp_transport import ServerProcess
@@ -73,6 +74,10 @@ class MCPServerConnection:
         self._stop: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._dead: str | None = None
+        # a server that did not answer a ping is hung (SIGSTOPped, wedged): its stop is
+        # a kill, since a graceful shutdown would only wait out the grace period
+        self._hung = False
+        self._probing: asyncio.Task[None] | None = None
         self.process = ServerProcess(cfg, auth_dir)
         self._pgid: int | None = None  # the sandbox launcher's process group
         self._tools: list[Any] | None = None
@@ -122,6 +127,7 @@ class MCPServerConnection:
 
     def _launch(self) -> None:
         self._dead = None
+        self._hung = False
         self._tools = None
         self.resource_cache.clear()
         self.subscribed.clear()
@@ -257,12 +263,16 @@ class MCPServerConnection:
     async def _teardown(self) -> None:
         """Stop the runner: graceful (SDK shutdown) within `grace`, then SIGKILL."""
         runner, pid = self._runner, self._pgid
+        probing, self._probing = self._probing, None
+        if probing is not None and probing is not asyncio.current_task():
+            probing.cancel()
         if runner is not None:
             if self._stop is not None:
                 self._stop.set()
             if self._ready is not None and not self._ready.done():
                 runner.cancel()
-            _done, pending = await asyncio.wait({runner}, timeout=self.grace)
+            grace = 0.0 if self._hung else self.grace
+            _done, pending = await asyncio.wait({runner}, timeout=grace)
             if pending:
                 kill_group(pid)
                 runner.cancel()
@@ -349,12 +359,14 @@ class MCPServerConnection:
                 self.requests.deadline = deadline  # paused while the user answers a form
                 return await session.call_tool(tool, arguments, progress_callback=progress)
         except TimeoutError:
-            await self._probe()
+            # the error is due now, within the caller's timeout: whether the server is
+            # hung (then restarted on next use) is found out in the background
+            probe_soon(self)
             raise CallTimeout(f"timed out after {timeout:g} s; the call was cancelled") from None
         except MCPError as exc:
             if exc.code != CONNECTION_CLOSED:
                 raise CallFailed(f"the server rejected the call: {exc.message}") from exc
-            self.mark_dead(await self._death_reason())
+            self.mark_dead(await death_reason(self))
             raise ServerUnavailable(self.status.last_error or "", hint=self._hint()) from exc
         except Exception as exc:
             self.mark_dead(f"failed during the call: {describe(exc)}")
@@ -362,30 +374,3 @@ class MCPServerConnection:
         finally:
             if self.requests.active is active:  # a later call's turn keeps its own
                 self.requests.active = {}
-
-    async def _death_reason(self) -> str:
-        tail = self.process.stderr_tail()
-        if self.cfg.transport != "stdio":
-            gone = "the server went away"
-        else:
-            # the launcher writes how the server ended right after reaping it
-            record = None
-            for _ in range(40):
-                record = self.exit_record()
-                if record:
-                    break
-                await asyncio.sleep(0.025)
-            gone = ended(record, self.cfg.name)
-        base = f"closed the connection during the call ({gone})"
-        return f"{base}; its stderr ends with: {tail}" if tail else base
-
-    async def _probe(self) -> None:
-        """After a timeout: if the server no longer answers a ping, restart it next time."""
-        session = self._session
-        if session is None:
-            return
-        try:
-            async with asyncio.timeout(2.0):
-                await session.send_ping()
-        except Exception as exc:
-            self.mark_dead(f"stopped answering after a timed-out call ({describe(exc)})")
