@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from cozy.core.errors import AuthError, PermissionDenied
@@ -20,7 +20,7 @@ from cozy.settings import Settings
 from cozy.storage.api_keys import KEY_PREFIX, ApiKeys
 from cozy.storage.cache import TTLCache
 from cozy.storage.store import Store
-from cozy.storage.users import Users
+from cozy.storage.users import BudgetOverride, Users
 
 Role = Literal["user", "admin"]
 
@@ -33,6 +33,8 @@ class Principal:
     role: Role
     via: Literal["key", "jwt", "none"]
     key_id: str | None = None
+    # the user's stored budget as read with their status (cached with the principal)
+    budget: BudgetOverride | None = None
 
     @property
     def limit_scopes(self) -> tuple[str, ...]:
@@ -73,12 +75,13 @@ class Authenticator:
             principal = await self._api_key(token)
         else:
             principal = self._jwt(token)
-        await self._active(principal)
+        principal = await self._active(principal)
         self._cache.set(digest, principal)
         return principal
 
-    async def _active(self, principal: Principal) -> None:
-        """A key or token acts for a user who exists and is not disabled."""
+    async def _active(self, principal: Principal) -> Principal:
+        """A key or token acts for a user who exists and is not disabled. The same read
+        brings the user's stored budget, carried to the limiter with the principal."""
         user = await self.users.get(principal.user_id)
         if user is None:
             raise AuthError(
@@ -90,6 +93,9 @@ class Authenticator:
                 f"the user '{principal.user_id}' is disabled",
                 hint=f"an admin can run `cozy users enable {principal.user_id}`",
             )
+        if user.budget is None:
+            return principal
+        return replace(principal, budget=user.budget)
 
     async def _api_key(self, token: str) -> Principal:
         row = await self.keys.verify(token)

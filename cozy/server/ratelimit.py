@@ -2,27 +2,30 @@
 
 Requests and tokens per minute, and budgets (tokens or spend per UTC day and
 calendar month), all counted in fixed windows in a shared store, so every worker
-process (and, with Redis, every host) sees the same counts. `CounterStore` is the small
-interface a Redis store implements later: `add(key, amount, ttl) -> new total`.
+process (and, with Redis, every host) sees the same counts (the stores: counters.py).
+A user's budget stored in the database (`cozy users set-budget`) arrives with the
+authenticated principal and replaces that user's meters (`use_stored_budget`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 from cozy.core.errors import CozyError
+from cozy.server.counters import CounterStore, DiskCounterStore, MemoryCounterStore
+
+if TYPE_CHECKING:  # the storage layer stays unimported until the server runs
+    from cozy.storage.users import BudgetOverride
 
 WINDOW = 60.0
-log = logging.getLogger("cozy.server")
+
+__all__ = ["CounterStore", "DiskCounterStore", "MemoryCounterStore", "RateLimiter"]
 
 
 class RateLimited(CozyError):
@@ -33,92 +36,6 @@ class RateLimited(CozyError):
     def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
-
-
-class CounterStore(Protocol):
-    """Async: a networked store (Redis) must never block the event loop."""
-
-    async def add(self, key: str, amount: int, ttl: float) -> int: ...
-    async def get(self, key: str) -> int: ...
-    def close(self) -> None: ...
-
-
-class DiskCounterStore:
-    """Counters in diskcache (SQLite underneath): shared by processes on one machine.
-
-    When the disk is full or read-only, counting goes on in this process
-    (`MemoryCounterStore`), logged once: a rate limiter must not turn a disk problem
-    into a failed request."""
-
-    def __init__(self, directory: Path) -> None:
-        import diskcache
-
-        self.fallback = MemoryCounterStore()
-        self.broken: str | None = None
-        self._cache: Any = None
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._cache = diskcache.Cache(str(directory), timeout=2, eviction_policy="none")
-        except (sqlite3.Error, OSError) as exc:
-            self._failed(exc)
-
-    def _failed(self, exc: BaseException) -> None:
-        if self.broken is None:
-            log.error(
-                "rate-limit counters cannot be written (%s: %s): counting per process "
-                "until the disk is writable",
-                type(exc).__name__,
-                exc,
-            )
-        self.broken = f"{type(exc).__name__}: {exc}"
-
-    async def add(self, key: str, amount: int, ttl: float) -> int:
-        if self._cache is None:
-            return await self.fallback.add(key, amount, ttl)
-        try:
-            self._cache.add(key, 0, expire=ttl)  # no-op when the window's counter exists
-            total = int(self._cache.incr(key, amount, default=0))
-        except (sqlite3.Error, OSError) as exc:
-            self._failed(exc)
-            return await self.fallback.add(key, amount, ttl)
-        self.broken = None
-        return total
-
-    async def get(self, key: str) -> int:
-        if self._cache is None:
-            return await self.fallback.get(key)
-        try:
-            value = self._cache.get(key, default=0)
-        except (sqlite3.Error, OSError) as exc:
-            self._failed(exc)
-            return await self.fallback.get(key)
-        return value if isinstance(value, int) else 0
-
-    def close(self) -> None:
-        if self._cache is not None:
-            self._cache.close()
-
-
-class MemoryCounterStore:
-    """Single-process counters (tests, or when no shared store is wanted)."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, tuple[float, int]] = {}
-
-    async def add(self, key: str, amount: int, ttl: float) -> int:
-        now = time.time()
-        expires, value = self._data.get(key, (now + ttl, 0))
-        if expires < now:
-            expires, value = now + ttl, 0
-        self._data[key] = (expires, value + amount)
-        return value + amount
-
-    async def get(self, key: str) -> int:
-        expires, value = self._data.get(key, (0.0, 0))
-        return value if expires >= time.time() else 0
-
-    def close(self) -> None:
-        self._data.clear()
 
 
 class QuotaExceeded(RateLimited):
@@ -148,6 +65,24 @@ class Limits:
     key_budget: Budget = field(default_factory=Budget)
     user_budget: Budget = field(default_factory=Budget)
     user_budgets: dict[str, Budget] = field(default_factory=dict)  # per user id: overrides
+
+
+def with_stored(base: Budget, stored: BudgetOverride) -> Budget:
+    """A user's stored budget over the server's: each field it sets wins (0: none)."""
+
+    def pick(mine: float | None, theirs: float | None) -> float | None:
+        return theirs if mine is None else mine
+
+    days, months = (
+        pick(stored.tokens_day, base.tokens_day),
+        pick(stored.tokens_month, base.tokens_month),
+    )
+    return Budget(
+        None if days is None else int(days),
+        None if months is None else int(months),
+        pick(stored.usd_day, base.usd_day),
+        pick(stored.usd_month, base.usd_month),
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -206,9 +141,36 @@ class RateLimiter:
             f"user:{user}": self._meters_for("user", budget, user)
             for user, budget in limits.user_budgets.items()
         }
+        self._stored: dict[str, BudgetOverride] = {}  # user id -> the stored budget applied
+
+    def use_stored_budget(self, user_id: str, stored: BudgetOverride | None) -> None:
+        """Apply the budget stored for a user (`cozy users set-budget`), as the auth
+        lookup last read it: over COZY_SERVER_BUDGETS `users.NAME`, over the default.
+
+        Called on every request with the cached principal's value, so the unchanged
+        case is a dict lookup and a comparison; meters are rebuilt only on a change."""
+        current = self._stored.get(user_id)
+        if current is stored or current == stored:
+            return
+        scope = f"user:{user_id}"
+        base = self.limits.user_budgets.get(user_id)
+        if stored is None:
+            del self._stored[user_id]
+            if base is None:
+                self._user_meters.pop(scope, None)
+            else:
+                self._user_meters[scope] = self._meters_for("user", base, user_id)
+            return
+        self._stored[user_id] = stored
+        merged = with_stored(self.limits.user_budget if base is None else base, stored)
+        self._user_meters[scope] = self._meters_for("user", merged, user_id, stored)
 
     def _meters_for(
-        self, kind: str, budget: Budget | None = None, user: str | None = None
+        self,
+        kind: str,
+        budget: Budget | None = None,
+        user: str | None = None,
+        stored: BudgetOverride | None = None,
     ) -> list[_Meter]:
         lim = self.limits
         tpm = lim.tpm if kind == "key" or lim.user_tpm is None else lim.user_tpm
@@ -221,15 +183,19 @@ class RateLimiter:
                 _Meter("tokens per minute", tpm, "minute", False, False, env + "RATE_LIMIT_TPM")
             )
         bud = f"COZY_SERVER_BUDGETS ({f'users.{user}' if user else kind})"
-        for name, value, period, usd in (
-            ("tokens today", budget.tokens_day, "day", False),
-            ("tokens this month", budget.tokens_month, "month", False),
-            ("spend today", budget.usd_day, "day", True),
-            ("spend this month", budget.usd_month, "month", True),
+        for name, field_name, value, period, usd in (
+            ("tokens today", "tokens_day", budget.tokens_day, "day", False),
+            ("tokens this month", "tokens_month", budget.tokens_month, "month", False),
+            ("spend today", "usd_day", budget.usd_day, "day", True),
+            ("spend this month", "usd_month", budget.usd_month, "month", True),
         ):
             if value:
                 limit = int(value * MICRO) if usd else int(value)
-                out.append(_Meter(name, limit, period, usd, True, bud))
+                setting = bud
+                if stored is not None and getattr(stored, field_name) is not None:
+                    flag = "--" + field_name.replace("_", "-")
+                    setting = f"this user's stored budget (`cozy users set-budget {user} {flag} N`)"
+                out.append(_Meter(name, limit, period, usd, True, setting))
         return out
 
     def _meters_of(self, scope: str) -> list[_Meter]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cozy.server.ratelimit import CounterStore, DiskCounterStore, MemoryCounterStore
+from cozy.server.counters import CounterStore, DiskCounterStore, MemoryCounterStore
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -55,6 +55,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0010_fragments", owned("cozy.storage.fragments:create_tables")),
     ("0011_message_fragments", owned("cozy.storage.attach:create_links")),
     ("0012_fragments_out_of_messages", owned("cozy.storage.attach:move_inline_text")),
+    ("0013_user_budgets", owned("cozy.storage.users:create_tables")),
 ]
 
 

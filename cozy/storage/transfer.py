@@ -42,6 +42,7 @@ TABLE_MODULES = (
     "cozy.storage.tool_grants",
     "cozy.storage.fragments",
     "cozy.storage.summaries",
+    "cozy.storage.users",
     "cozy.storage.tables.memory",
     "cozy.storage.tables.profile",
     "cozy.storage.tables.knowledge",

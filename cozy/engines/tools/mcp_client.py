@@ -31,6 +31,7 @@ from cozy.engines.tools.mcp_common import (
     untrack_pid,
 )
 from cozy.engines.tools.mcp_config import ServerConfig
+from cozy.engines.tools.mcp_health import death_reason, probe_soon
 from cozy.engines.tools.mcp_logs import ServerLog, set_log_level
 from cozy.engines.tools.mcp_requests import ServerRequests
 from cozy.engines.tools.mcp_transport import ServerProcess
@@ -360,12 +361,12 @@ class MCPServerConnection:
         except TimeoutError:
             # the error is due now, within the caller's timeout: whether the server is
             # hung (then restarted on next use) is found out in the background
-            self._probe_soon()
+            probe_soon(self)
             raise CallTimeout(f"timed out after {timeout:g} s; the call was cancelled") from None
         except MCPError as exc:
             if exc.code != CONNECTION_CLOSED:
                 raise CallFailed(f"the server rejected the call: {exc.message}") from exc
-            self.mark_dead(await self._death_reason())
+            self.mark_dead(await death_reason(self))
             raise ServerUnavailable(self.status.last_error or "", hint=self._hint()) from exc
         except Exception as exc:
             self.mark_dead(f"failed during the call: {describe(exc)}")
@@ -373,58 +374,3 @@ class MCPServerConnection:
         finally:
             if self.requests.active is active:  # a later call's turn keeps its own
                 self.requests.active = {}
-
-    async def _death_reason(self) -> str:
-        tail = self.process.stderr_tail()
-        if self.cfg.transport != "stdio":
-            gone = "the server went away"
-        else:
-            # the launcher writes how the server ended right after reaping it
-            record = None
-            for _ in range(40):
-                record = self.exit_record()
-                if record:
-                    break
-                await asyncio.sleep(0.025)
-            gone = ended(record, self.cfg.name)
-        base = f"closed the connection during the call ({gone})"
-        return f"{base}; its stderr ends with: {tail}" if tail else base
-
-    async def probed(self) -> None:
-        """Wait (bounded by the ping's own 2 s) for a ping in flight: health then says
-        whether a server whose call just timed out is hung, not what it was before."""
-        probing = self._probing
-        if probing is not None and not probing.done():
-            await asyncio.wait({probing}, timeout=2.5)
-            return
-        session = self._session
-        if not self._hung or session is None or self._runner is None or self._runner.done():
-            return
-        # hung before: a server that answers again (a paused process resumed) is healthy
-        # again without waiting for a call to restart it
-        try:
-            async with asyncio.timeout(2.0):
-                await session.send_ping()
-        except Exception:  # still hung: it is restarted on next use
-            return
-        if session is self._session and self._hung:
-            self._hung, self._dead = False, None
-            self.status.state = "running"
-
-    def _probe_soon(self) -> None:
-        """One ping at a time, off the caller's clock."""
-        if self._probing is None or self._probing.done():
-            self._probing = asyncio.create_task(self._probe(), name=f"mcp-ping:{self.cfg.name}")
-
-    async def _probe(self) -> None:
-        """After a timeout: if the server no longer answers a ping, restart it next time."""
-        session = self._session
-        if session is None:
-            return
-        try:
-            async with asyncio.timeout(2.0):
-                await session.send_ping()
-        except Exception as exc:
-            if session is self._session:  # not a session started since
-                self._hung = True
-                self.mark_dead(f"stopped answering after a timed-out call ({describe(exc)})")

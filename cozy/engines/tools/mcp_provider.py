@@ -42,6 +42,7 @@ from cozy.engines.tools.mcp_client import (
 from cozy.engines.tools.mcp_common import ended
 from cozy.engines.tools.mcp_config import MCPOptions, import_claude_config, parse_servers
 from cozy.engines.tools.mcp_extras import PromptInfo, ResourceInfo, ResourceText
+from cozy.engines.tools.mcp_health import probed
 from cozy.engines.tools.mcp_logs import at_least, log_dir, read_logs
 from cozy.engines.tools.mcp_oauth import auth_dir
 from cozy.engines.tools.mcp_oauth import login as oauth_login
@@ -184,7 +185,7 @@ class MCPTools(ToolsEngine):
     async def health_check(self) -> Health:
         """Without starting anything: config errors, failed servers, and stdio commands
         or working directories that do not exist."""
-        await asyncio.gather(*(conn.probed() for conn in self._conns.values()))
+        await asyncio.gather(*(probed(conn) for conn in self._conns.values()))
         bad = [
             f"{s['name']}: {s['last_error']}"
             for s in await self.servers_status()
