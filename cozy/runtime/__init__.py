@@ -12,16 +12,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cozy.core.context import ContextService
 from cozy.core.errors import ConfigError, CozyError, EngineError, UsageError
-from cozy.core.orchestrator import ChatOrchestrator
 from cozy.core.personalities import PersonalityCatalog
 from cozy.core.summaries import JOB_KIND as SUMMARY_JOB
 from cozy.core.summaries import Summarizer
-from cozy.core.toolloop import ToolRunner
-from cozy.core.turn import SavedTurn
+from cozy.core.toolpolicy import face_policies
 from cozy.core.types import ModelInfo, ToolSpec
-from cozy.core.windows import ContextWindows, TokenAccounting
 from cozy.engines.ai.choice import automatic as automatic_reason
 from cozy.engines.ai.router import ModelRouterImpl
 from cozy.engines.base import BaseEngine, EmbedEngine, EngineContext, ToolsEngine
@@ -45,6 +41,10 @@ from cozy.storage.summaries import SummaryStore
 from cozy.storage.worker import DrainStats, JobWorker
 
 if TYPE_CHECKING:
+    from cozy.core.orchestrator import ChatOrchestrator
+    from cozy.core.toolloop import ToolRunner
+    from cozy.core.toolpolicy import Rule
+    from cozy.core.turn import SavedTurn
     from cozy.storage.fragments import Fragments
 
 __all__ = ["TINY_MODEL_NOTICE", "ModelRouterImpl", "Runtime", "automatic_reason"]
@@ -86,7 +86,12 @@ class Runtime:
         self.engines: dict[str, BaseEngine] = {}
         self._ready: set[str] = set()  # kinds whose engine finished initialize()
         self._engine_locks: dict[str, asyncio.Lock] = {}
-        self.orchestrator: ChatOrchestrator
+        # the chat layer (orchestrator, context, tool loop) is built on the first turn:
+        # one-shot commands such as `cozy knowledge add` never import it (~60 ms start-up)
+        self._orchestrator: ChatOrchestrator | None = None
+        self._context_engines: dict[str, Any] = {}
+        self._context_timeouts: dict[str, float] = {}
+        self._tools_engine: ToolsEngine | None = None
         self._cache: L2Cache | None = None
         self._ctx: EngineContext | None = None
         self._warm_embedder = True
@@ -215,13 +220,31 @@ class Runtime:
                 self._ready.add("tools")
                 tools = created
                 self._register_engine_tools(created, context_engines)
+        self._context_engines, self._context_timeouts = context_engines, timeouts
+        self._tools_engine = tools
+        self._check_tool_policies()  # a bad tools.server_policy fails at open, not mid-turn
+
+    @property
+    def orchestrator(self) -> ChatOrchestrator:
+        """The chat layer over the engines `open()` built; made on first use."""
+        if self._orchestrator is None:
+            self._orchestrator = self._make_orchestrator()
+        return self._orchestrator
+
+    def _make_orchestrator(self) -> ChatOrchestrator:
+        # imported here: the orchestrator pulls in the whole turn pipeline, which only
+        # turns need (chat, run, server, TUI), not the one-shot engine commands
+        from cozy.core.context import ContextService
+        from cozy.core.orchestrator import ChatOrchestrator
+        from cozy.core.windows import ContextWindows, TokenAccounting
+
         ctx_cfg = self.config.context
-        self.orchestrator = ChatOrchestrator(
+        return ChatOrchestrator(
             store=self.store,
             personalities=self.personalities,
             router=self.router,
-            context=ContextService(timeouts=timeouts, **context_engines),
-            tools=self._tool_runner(tools),
+            context=ContextService(timeouts=self._context_timeouts, **self._context_engines),
+            tools=self._tool_runner(self._tools_engine),
             default_personality=self.settings.personality,
             recent_messages=ctx_cfg.recent_messages,
             token_budget=ctx_cfg.token_budget,
@@ -275,21 +298,23 @@ class Runtime:
 
     def _tool_runner(self, engine: ToolsEngine | None) -> ToolRunner:
         """The tool loop with remembered grants, face policies and the round cap."""
-        from cozy.core.toolpolicy import face_policies
+        from cozy.core.toolloop import ToolRunner
         from cozy.storage.tool_grants import ToolGrants
 
         cfg = self.config.tools
-        try:
-            policies = face_policies(cfg.server_policy)
-        except ValueError as exc:
-            raise ConfigError(str(exc), hint="fix tools.server_policy in engines.yaml") from exc
         return ToolRunner(
             engine,
             audit=self.store,
             grants=ToolGrants(self.store),
-            policies=policies,
+            policies=self._check_tool_policies(),
             max_rounds=cfg.max_rounds,
         )
+
+    def _check_tool_policies(self) -> dict[str, dict[str, Rule]]:
+        try:
+            return face_policies(self.config.tools.server_policy)
+        except ValueError as exc:
+            raise ConfigError(str(exc), hint="fix tools.server_policy in engines.yaml") from exc
 
     def _register_engine_tools(self, tools: ToolsEngine, engines: dict[str, Any]) -> None:
         """memory.* / knowledge.* built-in tools over the configured engines."""
@@ -369,7 +394,7 @@ class Runtime:
     async def close(self, grace: float = 0.0) -> None:
         """Close everything; turns still running get `grace` s, then are interrupted and
         their partial answers saved before the store closes."""
-        orchestrator = getattr(self, "orchestrator", None)
+        orchestrator = self._orchestrator  # never built: no turn ran, none to settle
         if orchestrator is not None:
             stopped = await orchestrator.settle(grace)
             if stopped:

@@ -98,8 +98,13 @@ def create_app(
             # memory, profile, summaries, ingestion: every instance claims jobs (leases on
             # SQLite, SKIP LOCKED on Postgres), so a served turn's jobs run in the background
             rt.start_worker()
+        from cozy.server.memtrim import IdleTrim, malloc_trim
+
+        idle = IdleTrim(trim=malloc_trim())
+        app.state.idle_trim = idle
         try:
-            yield
+            async with idle.running():
+                yield
         finally:
             tracing.shutdown()
             limiter.close()

@@ -1,0 +1,58 @@
+"""Start-up guard: one-shot commands do not import what only other paths need.
+
+Not timed (the box is shared): each case runs the real command in a fresh interpreter
+and then lists the heavy modules it loaded. The figures live in bench/bench_knowledge.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import write_engines
+
+from cozy.testing import FakeModelServer
+
+# runs `cozy ARGS...` in this interpreter, then prints the loaded modules under HEAVY
+PROBE = """
+import json, sys
+from cozy.cli.app import app
+try:
+    app(sys.argv[2:], prog_name="cozy", standalone_mode=False)
+except SystemExit as exc:
+    assert not exc.code, exc
+heavy = tuple(json.loads(sys.argv[1]))
+print("MODULES=" + json.dumps(sorted(m for m in sys.modules if m.startswith(heavy))))
+"""
+
+# the chat layer: only turns need it
+CHAT = ["cozy.core.orchestrator", "cozy.core.context", "cozy.core.turn", "cozy.core.toolloop"]
+
+
+def loaded(*args: str, heavy: list[str] = CHAT) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(heavy), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COZY_BACKGROUND_JOBS": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = [x for x in proc.stdout.splitlines() if x.startswith("MODULES=")][-1]
+    modules: list[str] = json.loads(line.removeprefix("MODULES="))
+    return modules
+
+
+def test_knowledge_commands_skip_the_chat_layer(
+    cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
+) -> None:
+    write_engines(cozy_home, fake_model.url, "knowledge: {provider: local, embed: false}\n")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\nkeys rotate every 90 days\n")
+    assert loaded("knowledge", "add", str(notes), "--no-embed") == []
+    assert loaded("knowledge", "stats") == []
+    assert loaded("knowledge", "search", "rotate") == []
