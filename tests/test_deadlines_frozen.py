@@ -186,3 +186,25 @@ async def test_frozen_mcp_server_is_killed_and_restarted_on_next_use() -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
         await eng.close()
+
+
+async def test_a_broken_embedder_shows_as_degraded_memory_in_ready(
+    cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    """Every answer is `X-Cozy-Degraded: memory` (keyword search only) when the embed
+    config is broken: /ready says so too (it listed nothing)."""
+    write_engines(
+        cozy_home,
+        fake_model.url,
+        "memory: {provider: local}\nprofile: {provider: none}\nknowledge: {provider: none}\n"
+        f"embed: {{provider: openai, base_url: '{fake_model.url}/v1', api_key: k, bogus: 1}}\n",
+    )
+    rt = await Runtime.open(Settings(home=cozy_home))
+    try:
+        ready, checks = await readiness(rt)
+        assert ready, checks  # still answers: optional, degraded
+        assert not checks["memory"]["ok"] and not checks["memory"]["required"], checks
+        assert "embedder unavailable" in checks["memory"]["detail"]
+        assert "bogus" in checks["memory"]["detail"]  # the reason names the fix
+    finally:
+        await rt.close()

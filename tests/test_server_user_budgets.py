@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import sqlalchemy as sa
@@ -136,6 +137,42 @@ def test_set_budget_refuses_bad_input(served: tuple[Served, dict[str, str]]) -> 
     negative = cozy("users", "set-budget", "alice", "--usd-month", "-1", env=env)
     assert negative.returncode == 2 and "--usd-month" in negative.stderr
     assert json.loads(cozy("users", "list", "--json", env=env).stdout)[0]["budget"] is None
+
+
+def test_the_admin_route_sets_and_drops_a_budget(served: tuple[Served, dict[str, str]]) -> None:
+    s, env = served
+    url = s.base_url + "/users/alice/budget"
+    alice = openai.OpenAI(base_url=s.base_url, api_key=s.keys["alice"], max_retries=0)
+    assert _ask(alice)
+    put = httpx.put(url, json={"tokens_day": 1, "usd_month": 0}, headers=s.headers("root"))
+    assert put.status_code == 200, put.text
+    stored = {"tokens_day": 1, "tokens_month": None, "usd_day": None, "usd_month": 0.0}
+    assert put.json() == {"object": "user.budget", "user": "alice", "budget": stored}
+    assert httpx.get(url, headers=s.headers("root")).json()["budget"] == stored
+    listed = json.loads(cozy("users", "list", "--json", env=env).stdout)
+    assert listed[0]["budget"] == stored  # the CLI reads what the route stored
+    time.sleep(CACHE + 0.2)
+    with pytest.raises(openai.RateLimitError) as exc:
+        _ask(alice)
+    assert exc.value.body["code"] == "insufficient_quota"  # type: ignore[index]
+
+    refusals = [
+        (httpx.put(url, json={"tokens_day": 5}, headers=s.headers("bob")), 403),
+        (httpx.put(url, json={"tokens_day": 5}), 401),
+        (httpx.put(s.base_url + "/users/zed/budget", json={}, headers=s.headers("root")), 404),
+        (httpx.put(url, json={"tokens_day": -5}, headers=s.headers("root")), 400),
+        (httpx.put(url, json={"tokens_year": 5}, headers=s.headers("root")), 400),
+        (httpx.delete(s.base_url + "/users/zed/budget", headers=s.headers("root")), 404),
+    ]
+    for r, status in refusals:
+        assert r.status_code == status, (status, r.text)
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert "cozy users list" in refusals[2][0].text  # the unknown user's fix
+
+    dropped = httpx.delete(url, headers=s.headers("root"))
+    assert dropped.status_code == 200 and dropped.json()["budget"] is None, dropped.text
+    time.sleep(CACHE + 0.2)
+    assert _ask(alice)
 
 
 async def test_stored_budgets_merge_and_clear_in_the_database(db_url: str) -> None:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
+
+from cozy.core.types import ToolCall, ToolOutput, ToolSpec
+from cozy.engines.base import ToolContext
 
 _SECRET_KEY = re.compile(
     r"(key|token|secret|password|passwd|passphrase|authorization|cookie|credential)", re.I
@@ -88,4 +92,53 @@ def approver(decision: str, face: str, personality: str | None, user: str) -> di
         "personality": personality,
         "user": user,
         "by": _HOW.get(decision, decision),
+    }
+
+
+@dataclass(slots=True)
+class CallOutcome:
+    call: ToolCall
+    output: ToolOutput
+    decision: str
+    asked: bool = False  # the decision came from the face's approver (a person)
+
+
+def audit_row(
+    spec: ToolSpec,
+    args: dict[str, Any],
+    ctx: ToolContext,
+    o: CallOutcome,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """The audit row for one attempted call; `status` defaults from the decision."""
+    if status is None:
+        if o.decision in ("deny", "policy-deny"):
+            status = "denied"
+        elif o.decision in ("invalid", "not-offered"):
+            status = o.decision
+        else:
+            status = "error" if o.output.is_error else "ok"
+    who = approver(o.decision, ctx.caller.face, ctx.personality_id, ctx.caller.user_id)
+    if o.asked and o.decision in ("once", "always", "deny"):
+        who["by"] = {"once": "the user, once", "always": "the user: always"}.get(
+            o.decision, "the user said no (or no one answered)"
+        )
+    return {
+        "user_id": ctx.caller.user_id,
+        "session_id": ctx.session_id,
+        "personality_id": ctx.personality_id,
+        "tool": spec.name,
+        "level": spec.level,
+        "decision": o.decision,
+        "args_digest": args_digest(args),
+        "status": status,
+        "duration_ms": round(o.output.duration_ms, 2),
+        "output_size": len(o.output.content),
+        "detail": {
+            "request_id": ctx.request_id,
+            "truncated": o.output.truncated,
+            "approver": who,
+            "arguments": args_excerpt(args),
+            "result": result_excerpt(o.output.content),
+        },
     }

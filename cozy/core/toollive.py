@@ -13,7 +13,9 @@ and one line saying where the rest are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from cozy.core.events import ChatEvent, ToolLog, ToolProgress
@@ -70,3 +72,26 @@ def live_context(
     return dataclasses.replace(
         ctx, extra={**ctx.extra, "on_progress": on_progress, "on_log": on_log}
     )
+
+
+async def run_with_news(
+    work: Awaitable[Any], news: asyncio.Queue[ChatEvent], box: list[Any]
+) -> AsyncIterator[ChatEvent]:
+    """Run `work`, yielding the progress events it makes; its result ends up in `box`."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            getter = asyncio.ensure_future(news.get())
+            done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+            else:
+                getter.cancel()
+        while not news.empty():
+            yield news.get_nowait()
+        box.append(task.result())
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

@@ -8,28 +8,33 @@ Arguments are validated against each tool's schema here, for every provider; fac
 policies (e.g. no `dangerous` tools over HTTP) apply before any approval, and
 "always" answers are remembered in a grant store when one is given.
 
-One module past 400 lines on purpose: offering, approving, running and auditing a call
-are one policy, read top to bottom; splitting it would hide which check runs first.
+Which tools are offered lives in toolpolicy, the audit row in toolaudit, and the
+progress plumbing of a running call in toollive; the order of the checks stays here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from cozy.core.events import ChatEvent, ToolApprovalNeeded, ToolResult
 from cozy.core.personalities import Personality
-from cozy.core.toolaudit import approver as approver_of
-from cozy.core.toolaudit import args_digest, args_excerpt, redact_args, result_excerpt
-from cozy.core.toollive import live_context
+from cozy.core.toolaudit import CallOutcome, args_digest, audit_row, redact_args
+from cozy.core.toollive import live_context, run_with_news
 from cozy.core.toolmedia import MediaRelay
-from cozy.core.toolpolicy import GrantStore, Rule, check_arguments, face_policies
+from cozy.core.toolpolicy import (
+    GrantStore,
+    Rule,
+    check_arguments,
+    face_policies,
+    matches_any,
+    offer_patterns,
+    offered,
+)
 from cozy.core.types import Caller, Message, ToolCall, ToolOutput, ToolSpec
 from cozy.engines.base import ToolContext, ToolsEngine
 
@@ -44,15 +49,15 @@ class AuditSink(Protocol):
     async def add_audit(self, kind: str, **values: Any) -> str: ...
 
 
-__all__ = ["Approver", "AuditSink", "CallOutcome", "ToolRunner", "args_digest", "redact_args"]
-
-
-@dataclass(slots=True)
-class CallOutcome:
-    call: ToolCall
-    output: ToolOutput
-    decision: str
-    asked: bool = False  # the decision came from the face's approver (a person)
+__all__ = [
+    "Approver",
+    "AuditSink",
+    "CallOutcome",
+    "ToolRunner",
+    "args_digest",
+    "offer_patterns",
+    "redact_args",
+]
 
 
 class ToolRunner:
@@ -93,7 +98,7 @@ class ToolRunner:
         out = [
             spec
             for spec in specs
-            if spec.level not in denied and _offered(spec.name, personality, caller)
+            if spec.level not in denied and offered(spec.name, personality, caller)
         ]
         return out, problems
 
@@ -171,7 +176,7 @@ class ToolRunner:
         caller = ctx.caller
         if await self._granted(caller.user_id, ctx.personality_id or "", spec.name):
             return "always"
-        named = caller.auto_approve and _matches(spec.name, caller.allowed_tools)
+        named = caller.auto_approve and matches_any(spec.name, caller.allowed_tools)
         if named and (spec.level != "dangerous" or caller.auto_approve_dangerous):
             return "auto-approved"
         return None
@@ -239,7 +244,7 @@ class ToolRunner:
                     call, spec, args, live_context(ctx, call, spec, news), decision, asked
                 )
                 box: list[CallOutcome] = []
-                async for event in _while(one, news, box):
+                async for event in run_with_news(one, news, box):
                     yield event
                 outcomes[call.id] = box[0]
         if concurrent:
@@ -257,7 +262,7 @@ class ToolRunner:
                 )
             )
             got: list[list[CallOutcome]] = []
-            async for event in _while(many, news, got):
+            async for event in run_with_news(many, news, got):
                 yield event
             for outcome in got[0]:
                 outcomes[outcome.call.id] = outcome
@@ -358,37 +363,7 @@ class ToolRunner:
         call is recorded even as its task is being cancelled)."""
         if self.audit is None:
             return
-        if status is None:
-            if o.decision in ("deny", "policy-deny"):
-                status = "denied"
-            elif o.decision in ("invalid", "not-offered"):
-                status = o.decision
-            else:
-                status = "error" if o.output.is_error else "ok"
-        who = approver_of(o.decision, ctx.caller.face, ctx.personality_id, ctx.caller.user_id)
-        if o.asked and o.decision in ("once", "always", "deny"):
-            who["by"] = {"once": "the user, once", "always": "the user: always"}.get(
-                o.decision, "the user said no (or no one answered)"
-            )
-        row = {
-            "user_id": ctx.caller.user_id,
-            "session_id": ctx.session_id,
-            "personality_id": ctx.personality_id,
-            "tool": spec.name,
-            "level": spec.level,
-            "decision": o.decision,
-            "args_digest": args_digest(args),
-            "status": status,
-            "duration_ms": round(o.output.duration_ms, 2),
-            "output_size": len(o.output.content),
-            "detail": {
-                "request_id": ctx.request_id,
-                "truncated": o.output.truncated,
-                "approver": who,
-                "arguments": args_excerpt(args),
-                "result": result_excerpt(o.output.content),
-            },
-        }
+        row = audit_row(spec, args, ctx, o, status)
         write = asyncio.ensure_future(self.audit.add_audit("tool_call", **row))
         try:
             await asyncio.shield(write)
@@ -398,61 +373,11 @@ class ToolRunner:
             raise
 
 
-def _matches(name: str, globs: list[str] | None) -> bool:
-    return bool(globs) and any(fnmatch.fnmatchcase(name, g) for g in globs or ())
-
-
-def _extends(caller: Caller) -> bool:
-    """On a local face the user's own `--allow-tools` may reach beyond the personality."""
-    return caller.allowed_tools is not None and caller.role == "admin" and caller.face in LOCAL
-
-
-LOCAL = ("cli", "tui")
-
-
-def offer_patterns(personality: Personality, caller: Caller) -> list[str]:
-    """The globs whose tools may be offered this turn."""
-    if _extends(caller):
-        return list(caller.allowed_tools or [])
-    return list(personality.tools)
-
-
-def _offered(name: str, personality: Personality, caller: Caller) -> bool:
-    if _extends(caller):
-        return _matches(name, caller.allowed_tools)
-    if not personality.allows_tool(name):
-        return False
-    return caller.allowed_tools is None or _matches(name, caller.allowed_tools)
-
-
 _INTERRUPTED = ToolOutput(
     "the call was interrupted (the user stopped the turn) before it finished; "
     "its result is unknown",
     is_error=True,
 )
-
-
-async def _while(
-    work: Awaitable[Any], news: asyncio.Queue[ChatEvent], box: list[Any]
-) -> AsyncIterator[ChatEvent]:
-    """Run `work`, yielding the progress events it makes; its result ends up in `box`."""
-    task = asyncio.ensure_future(work)
-    try:
-        while not task.done():
-            getter = asyncio.ensure_future(news.get())
-            done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                yield getter.result()
-            else:
-                getter.cancel()
-        while not news.empty():
-            yield news.get_nowait()
-        box.append(task.result())
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
 
 
 def _loose_args(arguments: str) -> dict[str, Any]:

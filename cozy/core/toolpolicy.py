@@ -4,13 +4,20 @@
   the model as an error result, the tool never runs);
 - face policies: what a face may run per side-effect level (`tools.server_policy`
   in engines.yaml; over HTTP `dangerous` is denied by default);
-- the grant store protocol ("always allow this tool for this personality").
+- the grant store protocol ("always allow this tool for this personality");
+- which tools a turn offers: the personality's globs, narrowed (or, for an admin on
+  a local face, replaced) by the caller's `--allow-tools`.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from cozy.core.personalities import Personality
+    from cozy.core.types import Caller
 
 Rule = Literal["deny", "ask", "allow"]
 RULES: tuple[str, ...] = ("deny", "ask", "allow")
@@ -75,3 +82,32 @@ def check_arguments(schema: Mapping[str, Any] | None, arguments: dict[str, Any])
         listed = ", ".join(f"{k}{'*' if k in required else ''}" for k in props)
         expected = f"; expected fields: {listed} (* = required)"
     return "; ".join(parts) + more + expected
+
+
+def matches_any(name: str, globs: list[str] | None) -> bool:
+    """Whether a tool name matches any of the globs (none: no)."""
+    return bool(globs) and any(fnmatch.fnmatchcase(name, g) for g in globs or ())
+
+
+def _extends(caller: Caller) -> bool:
+    """On a local face the user's own `--allow-tools` may reach beyond the personality."""
+    return caller.allowed_tools is not None and caller.role == "admin" and caller.face in LOCAL
+
+
+LOCAL = ("cli", "tui")
+
+
+def offer_patterns(personality: Personality, caller: Caller) -> list[str]:
+    """The globs whose tools may be offered this turn."""
+    if _extends(caller):
+        return list(caller.allowed_tools or [])
+    return list(personality.tools)
+
+
+def offered(name: str, personality: Personality, caller: Caller) -> bool:
+    """Whether this tool may be offered to this caller under this personality."""
+    if _extends(caller):
+        return matches_any(name, caller.allowed_tools)
+    if not personality.allows_tool(name):
+        return False
+    return caller.allowed_tools is None or matches_any(name, caller.allowed_tools)

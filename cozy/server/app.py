@@ -45,6 +45,7 @@ def default_controllers() -> list[type]:
     from cozy.server.personalities_api import PersonalitiesController
     from cozy.server.realtime import RealtimeController
     from cozy.server.sessions_api import SessionsController
+    from cozy.server.users_api import UsersController
 
     controllers: list[type] = [
         OpenAIController,
@@ -54,6 +55,7 @@ def default_controllers() -> list[type]:
         AudioController,
         RealtimeController,
         KnowledgeController,
+        UsersController,
     ]
     if os.environ.get("COZY_SERVER_WEBRTC", "").lower() in ("1", "true", "yes"):
         from cozy.server.webrtc import webrtc_handlers  # `cozy serve --webrtc`
@@ -96,8 +98,13 @@ def create_app(
             # memory, profile, summaries, ingestion: every instance claims jobs (leases on
             # SQLite, SKIP LOCKED on Postgres), so a served turn's jobs run in the background
             rt.start_worker()
+        from cozy.server.memtrim import IdleTrim, malloc_trim
+
+        idle = IdleTrim(trim=malloc_trim())
+        app.state.idle_trim = idle
         try:
-            yield
+            async with idle.running():
+                yield
         finally:
             tracing.shutdown()
             limiter.close()

@@ -47,6 +47,9 @@ class ObservabilityMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = rid
         app_state = scope["app"].state
+        idle = app_state.get("idle_trim")
+        if idle is not None:
+            idle.touch()
         tracing = app_state.get("tracing")
         span = tracing.start_request(scope["method"], scope["path"], rid) if tracing else None
         status = 500

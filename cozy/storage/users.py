@@ -169,6 +169,30 @@ class Users:
         await self.store.write(upsert)
         return await self._reread(user_id)
 
+    async def replace_budget(self, user_id: str, budget: BudgetOverride) -> UserRow:
+        """Store exactly `budget` for the user (the HTTP PUT): fields it leaves None are the
+        server's; a budget with no field set is the same as `clear_budget`."""
+        values = budget.as_dict()
+        if all(v is None for v in values.values()):
+            return await self.clear_budget(user_id)
+        if any(v is not None and v < 0 for v in values.values()):
+            raise UsageError("a budget cannot be negative", hint="use 0 for no such budget")
+        await self._existing(user_id)
+
+        async def upsert(conn: AsyncConnection) -> None:
+            done = await conn.execute(
+                sa.update(user_budgets)
+                .where(user_budgets.c.user_id == user_id)
+                .values(**values, updated_at=utcnow())
+            )
+            if done.rowcount == 0:
+                await conn.execute(
+                    sa.insert(user_budgets).values(user_id=user_id, **values, updated_at=utcnow())
+                )
+
+        await self.store.write(upsert)
+        return await self._reread(user_id)
+
     async def clear_budget(self, user_id: str) -> UserRow:
         """Drop the user's stored budget: the server's budgets apply again."""
         await self._existing(user_id)

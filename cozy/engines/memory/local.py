@@ -164,9 +164,14 @@ class LocalMemory(MemoryEngine):
         if engine is None and self.embeddings.loading:
             return Health(ok=True, detail="embedder loading: keyword search until it is ready")
         if engine is None and self.use_embeddings:
+            detail = f"keyword search only: {self.embeddings.note or 'no embedder'}"
+            if not self.embeddings.cold:
+                # every answer then says `X-Cozy-Degraded: memory`, so /ready lists it
+                # too (it said nothing while a broken embed config degraded them all)
+                detail = "DEGRADED: " + detail
             return Health(
                 ok=True,
-                detail=f"keyword search only: {self.embeddings.note or 'no embedder'}",
+                detail=detail,
                 fix="set `embed: {provider: local}` in engines.yaml for semantic recall",
             )
         return Health(ok=True, detail="hybrid search (keywords + vectors)")
