@@ -63,24 +63,33 @@ def test_knowledge_commands_skip_the_chat_layer_and_the_bar_off_a_terminal(
     assert loaded("knowledge", "search", "rotate", heavy=heavy) == []
 
 
-def test_progress_bar_only_on_a_terminal_and_the_counter_counts_like_rich() -> None:
+def test_progress_bar_only_on_a_terminal_and_the_counter_acts_like_rich() -> None:
     def make() -> Progress:
         return Progress(console=tty, transient=True, auto_refresh=False)
 
     tty = Console(file=io.StringIO(), force_terminal=True)
     assert isinstance(progress_bar(tty, make, disable=False), Progress)
     assert isinstance(progress_bar(tty, make, disable=True), Counter)
-    pipe = Console(file=io.StringIO(), force_terminal=False)
-    counter = progress_bar(pipe, make, disable=False)
-    assert isinstance(counter, Counter) and counter.console is pipe
-    bars: list[ProgressLike] = [counter, Progress(console=pipe, transient=True)]
-    for bar in bars:
-        with bar:
-            a = bar.add_task("indexing", total=None, bytes="")
-            b = bar.add_task("embedding", total=4)
-            bar.update(a, total=3, bytes="0 B")
-            bar.update(a, advance=1)
-            bar.update(a, advance=1)
-            bar.update(b, completed=2, total=5)
-            bar.update(b, completed=1, advance=2)
-    assert [t.completed for t in bars[0].tasks] == [t.completed for t in bars[1].tasks] == [2, 1]
+    for disable in (False, True):  # off a terminal: same counts, same output as rich's bar
+        consoles = [Console(file=io.StringIO(), force_terminal=False) for _ in range(2)]
+        counter = progress_bar(consoles[0], make, disable=disable)
+        assert isinstance(counter, Counter) and counter.console is consoles[0]
+        rich_bar = Progress(console=consoles[1], transient=True, disable=disable)
+        bars: list[ProgressLike] = [counter, rich_bar]
+        for bar in bars:
+            with bar:
+                a = bar.add_task("indexing", total=None, bytes="")
+                b = bar.add_task("embedding", total=4)
+                bar.update(a, total=3, bytes="0 B")
+                bar.update(a, advance=1)
+                bar.console.print("[green]added[/] a.md", markup=True)
+                bar.update(a, advance=1)
+                bar.update(b, completed=2, total=5)
+                bar.update(b, completed=1, advance=2)
+            bar.console.print("summary")
+        assert [t.completed for t in counter.tasks] == [t.completed for t in rich_bar.tasks]
+        assert [t.completed for t in counter.tasks] == [2, 1]
+        out = [c.file.getvalue() for c in consoles]
+        assert (
+            out[0] == out[1] == ("added a.md\nsummary\n" if disable else "added a.md\n\nsummary\n")
+        )

@@ -2,8 +2,9 @@
 
 rich.progress and the live display under it cost ~40 ms of start-up. On a console that
 is not a terminal (a pipe, a file, a script) or with the bar disabled, a transient rich
-bar draws nothing and prints the console's lines unchanged, so there a plain counter
-stands in: same console, same calls, same output, without the import.
+bar draws nothing and prints the console's lines unchanged (off a terminal an enabled
+bar ends with one blank line), so there a plain counter stands in: same console, same
+calls, same output, without the import.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ class _Task:
 
 
 class Counter:
-    """Counts what a bar would show; draws nothing (the console's lines still print)."""
+    """Counts what a bar would show; draws nothing (the console's lines still print).
+    `blank_line`: end with the blank line rich's enabled bar prints off a terminal."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Any, *, blank_line: bool = False) -> None:
         self.console = console
         self.tasks: list[_Task] = []
+        self.blank_line = blank_line
 
     def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
         self.tasks.append(_Task(total=total))
@@ -85,11 +88,14 @@ class Counter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        if self.blank_line:
+            self.console.print()
 
 
 def progress_bar(console: Any, make: Callable[[], ProgressLike], *, disable: bool) -> ProgressLike:
     """`make()` (a transient rich Progress on `console`) when it would draw, else a Counter."""
-    if disable or not console.is_terminal:
+    if disable:
         return Counter(console)
+    if not console.is_terminal:
+        return Counter(console, blank_line=True)
     return make()
