@@ -72,8 +72,8 @@ async def test_the_job_hands_over_when_its_time_is_up(
     cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run out of time (after one batch) leaves the rest to a continuation job."""
+    from cozy.engines.knowledge import backfill as backfill_mod
     from cozy.engines.knowledge import jobs as jobs_mod
-    from cozy.engines.knowledge import provider as provider_mod
 
     docs = _docs(tmp_path)
     rt = await open_runtime(cozy_home, fake_model.url, EMBED)
@@ -81,7 +81,7 @@ async def test_the_job_hands_over_when_its_time_is_up(
         k = await rt.engine("knowledge")
         assert isinstance(k, LocalKnowledge)
         report = await k.add_paths([docs], user_id="local", collection="c", wait=False)
-        monkeypatch.setattr(provider_mod, "EMBED_BATCH", 1)
+        monkeypatch.setattr(backfill_mod, "EMBED_BATCH", 1)
         monkeypatch.setattr(jobs_mod, "EMBED_RUN_SECONDS", -1.0)  # out of time at once
         assert report.embed_job is not None
         first = await rt.worker.run_one()

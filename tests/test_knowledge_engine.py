@@ -202,7 +202,7 @@ async def test_results_cached_and_invalidated_on_reingest(
         await k.add_paths([note], user_id="local", collection="faq")
         first = await k.search("office opens", user_id="local")
         gen = await k.index.generation("local")
-        from cozy.engines.knowledge.provider import cache_key
+        from cozy.engines.knowledge.search import cache_key
 
         key = cache_key("local", "office opens", None, None, 5, "hybrid", gen)
         assert await rt.cache.get("knowledge", key) is not None

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from cozy.core.errors import UsageError
 from cozy.engines.knowledge.chunking import Chunk, chunk_blocks
 from cozy.engines.knowledge.code import kind_of
 from cozy.engines.knowledge.loaders import (
@@ -87,3 +89,12 @@ def extract_text(text: str, kind: str, *, target: int = 200, overlap: int = 30) 
         title, blocks = html_blocks([text], text[: 16 * 1024])
         return _collect(kind, title, blocks, target, overlap)
     return _collect(kind, "", _line_blocks(kind, text_lines(text)), target, overlap)
+
+
+def text_kind(meta: dict[str, Any], source: str) -> str:
+    """An inline document's kind: `meta["kind"]` (taken out of `meta`), else what the
+    source's name says, else markdown. An unknown kind is refused."""
+    kind = str(meta.pop("kind", "") or (kind_of(Path(source)) if source else "markdown"))
+    if kind not in KINDS and not kind.startswith("code:"):
+        raise UsageError(f"unknown document kind '{kind}'", hint=f"use one of {KINDS}")
+    return kind

@@ -355,6 +355,13 @@ class KnowledgeIndex:
 
     # -- overview ---------------------------------------------------------------
 
+    async def has_chunks(self, *, vectors: bool) -> bool:
+        """Whether any user has a chunk (with a vector, when `vectors`)."""
+        stmt = sa.select(chunks.c.id).limit(1)
+        if vectors:
+            stmt = stmt.where(chunks.c.embedding.is_not(None))
+        return bool(await self.read(stmt))
+
     async def stats(self, user_id: str) -> dict[str, Any]:
         doc_rows = await self.read(
             sa.select(

@@ -1,44 +1,27 @@
 """`knowledge.local`: SQLite FTS5 + vectors, hybrid ranking with RRF, citations.
 
-Options (engines.yaml `knowledge:`): `chunk_tokens` (200), `chunk_overlap` (30),
-`max_file_mb` (64), `embed` (true: use the runtime's `embed` engine when one is
-configured), `candidates` (50 per retriever), `embed_wait` (seconds the context
-stage waits for a cold embedder before answering from BM25 alone, 0.2),
-`vector_timeout` (0.3: seconds the context stage's hybrid search waits for the query
-embedding; an embedder that fails or hangs gives keyword results with the reason
-"keywords only"), `search_wait` (20: what a search nobody else waits on, `cozy knowledge
-search`, gives a cold embedder to load and embed the query before it answers from
-keywords alone, saying so),
-`include_hidden` (false), `batch_mb` (2) and `batch_files` (200): documents
-written per transaction, `keyword_budget` (10000: chunks BM25 ranks at most per
-query, see retrieval.py), `min_similarity` (0.2: vector candidates below this cosine
-are dropped, so an unrelated question does not pull in unrelated passages).
+Its options are in `knowledge/options.py`. Without an embedder the engine works on
+BM25 alone and says so in every result's metadata and in `cozy knowledge stats`.
 
-Without an embedder the engine works on BM25 alone and says so in every result's
-metadata and in `cozy knowledge stats`.
-
-One module past 400 lines on purpose: it is the `LocalKnowledge` class and only that;
-search, the tool, jobs, ingestion and the index live beside it and depend on
-`knowledge/parts.py`, not on this class.
+This module is the `LocalKnowledge` class; search (and its result cache), the tool,
+jobs, ingestion, the vector backfill and the index live beside it and depend on
+`knowledge/parts.py` or on the index, not on this class.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cozy.core.errors import ConfigError, EngineError, UsageError
+from cozy.core.errors import EngineError, UsageError
 from cozy.core.types import KnowledgeHit
-from cozy.engines.base import EmbedEngine, EngineContext, EngineOptions, Health, KnowledgeEngine
-from cozy.engines.knowledge import ingest as ingest_mod
+from cozy.engines.base import EmbedEngine, EngineContext, Health, KnowledgeEngine
 from cozy.engines.knowledge.index import DocRow, KnowledgeIndex
 from cozy.engines.knowledge.ingest import Ingestor, IngestReport, OnPlan, OnResult, OnVectors
 from cozy.engines.knowledge.keyword import chunk_scope, keyword_index
+from cozy.engines.knowledge.options import MODES, LocalKnowledgeOptions
 from cozy.engines.knowledge.parts import check_collection
 from cozy.engines.knowledge.retrieval import VectorCache
 from cozy.engines.knowledge.textio import LoadError, sha256_text
@@ -48,28 +31,6 @@ from cozy.engines.retrieval.terms import DOC_STOPWORDS, query_terms
 from cozy.storage.scope_versions import ScopeVersions
 
 Reranker = Callable[[str, list[KnowledgeHit]], Awaitable[list[KnowledgeHit]]]
-MODES = ("hybrid", "bm25", "vector")
-# chunks embedded per transaction by `embed_pending`: at ~25 chunks/s a few seconds
-# of work, so progress moves steadily and an interrupted run loses little
-EMBED_BATCH = 128
-
-
-class LocalKnowledgeOptions(EngineOptions):
-    """The options listed in this module's docstring."""
-
-    chunk_tokens: int = 200
-    chunk_overlap: int = 30
-    max_file_mb: float = 64
-    include_hidden: bool = False
-    batch_mb: float = 2
-    batch_files: int = 200
-    candidates: int = 50
-    embed_wait: float = 0.2
-    vector_timeout: float = 0.3
-    search_wait: float = 20.0
-    min_similarity: float = 0.2
-    keyword_budget: int = 10_000
-    embed: bool = True
 
 
 class LocalKnowledge(KnowledgeEngine):
@@ -81,25 +42,13 @@ class LocalKnowledge(KnowledgeEngine):
     ) -> None:
         super().__init__(options, ctx)
         o = LocalKnowledgeOptions.of(self.options, "knowledge")
-        self.settings = ingest_mod.Settings(
-            chunk_tokens=o.chunk_tokens,
-            chunk_overlap=o.chunk_overlap,
-            max_file_bytes=int(o.max_file_mb * 1024 * 1024),
-            include_hidden=o.include_hidden,
-            batch_bytes=int(o.batch_mb * 1024 * 1024),
-            batch_files=max(1, o.batch_files),
-        )
+        self.settings = o.ingest_settings()
         self.candidates = o.candidates
         self.embed_wait = o.embed_wait
         self.vector_timeout = o.vector_timeout
         self.search_wait = o.search_wait
         self.min_similarity = o.min_similarity
         self.keyword_budget = max(100, o.keyword_budget)
-        if not 16 <= self.settings.chunk_tokens <= 2000:
-            raise ConfigError(
-                f"knowledge.chunk_tokens must be between 16 and 2000, got {o.chunk_tokens}",
-                hint="fix `knowledge.chunk_tokens` in engines.yaml",
-            )
         self.use_embed = o.embed
         self.reranker: Reranker | None = None
         self.vectors = VectorCache()
@@ -146,11 +95,11 @@ class LocalKnowledge(KnowledgeEngine):
     async def initialize(self) -> None:
         from cozy.engines.knowledge.tool import register_tool
 
-        if await self._has_rows(vectors=False):  # offer the tool only when there is data
+        if await self.index.has_chunks(vectors=False):  # offer the tool only when there is data
             register_tool(self)
             self._tool = True
         # warm the embedder only when it is needed, and not for a one-shot command
-        if self.ctx.warm_embedder and await self._has_rows(vectors=True):
+        if self.ctx.warm_embedder and await self.index.has_chunks(vectors=True):
             self.embeddings.warm()
 
     async def close(self) -> None:
@@ -166,16 +115,6 @@ class LocalKnowledge(KnowledgeEngine):
         except Exception as exc:
             return Health(ok=False, detail=str(exc))
         return Health(ok=True, detail=f"index generation {gen}; {self.embed_note or 'ready'}")
-
-    async def _has_rows(self, *, vectors: bool) -> bool:
-        import sqlalchemy as sa
-
-        from cozy.storage.tables.knowledge import chunks
-
-        stmt = sa.select(chunks.c.id).limit(1)
-        if vectors:
-            stmt = stmt.where(chunks.c.embedding.is_not(None))
-        return bool(await self.index.read(stmt))
 
     # -- embedder ---------------------------------------------------------------
 
@@ -288,33 +227,20 @@ class LocalKnowledge(KnowledgeEngine):
         """Embed the chunks still without a vector from the current model, a batch per
         transaction (each batch is searchable by vector once committed). Returns how
         many are left: 0, or more when `budget` seconds ran out (after one batch at least)."""
-        from cozy.engines.knowledge.ingest import vectors_to_bytes
+        from cozy.engines.knowledge.backfill import embed_pending
 
         engine = await self.embeddings.get()
         if engine is None:
             return 0
-        if not engine.dimensions:  # a remote embedder: its dimensions are part of the key
-            await engine.embed(["dimensions"])
-        model = self.model_key(engine)
-        total = sum((await self.index.count_unembedded(user_id, model, collection)).values())
-        started, done, after = time.monotonic(), 0, 0
-        while done < total:
-            if done and budget is not None and time.monotonic() - started > budget:
-                break  # (one batch at least: every run makes progress)
-            batch = await self.index.unembedded_chunks(
-                user_id, model, collection=collection, after=after, limit=EMBED_BATCH
-            )
-            if not batch:
-                break
-            after = batch[-1][0]
-            vectors = vectors_to_bytes(await engine.embed([text for _, text in batch]))
-            items = [(cid, vec) for (cid, _), vec in zip(batch, vectors, strict=True)]
-            await self.index.set_vectors(user_id, items, model)
-            await self._invalidate()
-            done += len(batch)
-            if on_vectors is not None:
-                on_vectors(done, total)
-        return max(0, total - done)
+        return await embed_pending(
+            self.index,
+            engine,
+            user_id,
+            collection,
+            on_batch=self._invalidate,
+            on_vectors=on_vectors,
+            budget=budget,
+        )
 
     async def queue_embed(self, user_id: str, collection: str) -> str:
         """Queue the durable job that embeds a collection's pending chunks (its id)."""
@@ -333,8 +259,7 @@ class LocalKnowledge(KnowledgeEngine):
     ) -> str:
         """Index `text` as one document (its id back). With no text and `source` naming a
         file or directory, queue a durable `knowledge.ingest` job instead (its id back)."""
-        from cozy.engines.knowledge.code import kind_of
-        from cozy.engines.knowledge.extract import KINDS, extract_text
+        from cozy.engines.knowledge.extract import extract_text, text_kind
 
         if not text.strip() and source:
             # a path, not a document: index it in a durable background job (job id back)
@@ -342,9 +267,7 @@ class LocalKnowledge(KnowledgeEngine):
         if not text.strip():
             raise UsageError("the document is empty", hint="send some text to index")
         meta = dict(metadata or {})
-        kind = str(meta.pop("kind", "") or (kind_of(Path(source)) if source else "markdown"))
-        if kind not in KINDS and not kind.startswith("code:"):
-            raise UsageError(f"unknown document kind '{kind}'", hint=f"use one of {KINDS}")
+        kind = text_kind(meta, source)
         digest = sha256_text(text)
         path = source or f"inline:{digest[:16]}"
         ingestor = await self._ingestor(user_id, collection, True)
@@ -456,7 +379,7 @@ class LocalKnowledge(KnowledgeEngine):
         mode: str = "hybrid",
         wait: float | None = None,
     ) -> list[KnowledgeHit]:
-        from cozy.engines.knowledge.search import run_search
+        from cozy.engines.knowledge.search import cache_key, hit_dict, run_search
 
         if mode not in MODES:
             raise UsageError(f"unknown search mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
@@ -483,33 +406,8 @@ class LocalKnowledge(KnowledgeEngine):
         if self.reranker is not None:
             hits = list((await self.reranker(query, hits))[:limit])
         if cache is not None and not any(h.metadata.get("partial") for h in hits):
-            await cache.set("knowledge", key, [_hit_dict(h) for h in hits])
+            await cache.set("knowledge", key, [hit_dict(h) for h in hits])
         return hits
 
     def _cache(self) -> Any:
         return self.ctx.cache
-
-
-def _hit_dict(h: KnowledgeHit) -> dict[str, Any]:
-    return {
-        "id": h.id,
-        "text": h.text,
-        "score": h.score,
-        "citation": h.citation,
-        "metadata": h.metadata,
-    }
-
-
-def cache_key(
-    user_id: str,
-    query: str,
-    collections: Sequence[str] | None,
-    prefix: str | None,
-    limit: int,
-    mode: str,
-    generation: int,
-) -> str:
-    body = json.dumps(
-        [user_id, query.strip(), sorted(collections or []), prefix, limit, mode, generation]
-    )
-    return hashlib.sha1(body.encode()).hexdigest()

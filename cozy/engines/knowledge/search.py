@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -191,3 +193,31 @@ def _hit(
         "similarity": round(similarity, 4) if similarity is not None else None,
     }
     return KnowledgeHit(f"kc_{row['id']}", row["text"], round(score, 6), citation(row), meta)
+
+
+def hit_dict(h: KnowledgeHit) -> dict[str, Any]:
+    """A hit as the search cache stores it (`KnowledgeHit(**d)` reads it back)."""
+    return {
+        "id": h.id,
+        "text": h.text,
+        "score": h.score,
+        "citation": h.citation,
+        "metadata": h.metadata,
+    }
+
+
+def cache_key(
+    user_id: str,
+    query: str,
+    collections: Sequence[str] | None,
+    prefix: str | None,
+    limit: int,
+    mode: str,
+    generation: int,
+) -> str:
+    """The search cache's key: everything that shapes the answer, and the scope's
+    generation, so any write to the user's knowledge makes old entries unreachable."""
+    body = json.dumps(
+        [user_id, query.strip(), sorted(collections or []), prefix, limit, mode, generation]
+    )
+    return hashlib.sha1(body.encode()).hexdigest()
