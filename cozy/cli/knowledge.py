@@ -19,6 +19,8 @@ import typer
 from cozy.cli._common import console, print_json, run_async, runtime, state
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from cozy.engines.capabilities import ManagesDocuments
     from cozy.engines.knowledge.ingest import IngestReport
     from cozy.runtime import Runtime
@@ -81,25 +83,31 @@ def add_cmd(
 
     Keyword search works as soon as this returns; vectors follow in the background
     (`cozy knowledge stats` shows how many are pending) unless --wait."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from cozy.cli.progress import progress_bar
 
     err = console(stderr=True)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[bytes]}"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=as_json,
-    )
+
+    def bar() -> Progress:
+        # imported here: only a terminal shows the bar (see cozy/cli/progress.py)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[bytes]}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+
+    progress = progress_bar(err, bar, disable=as_json)
     task = progress.add_task("indexing", total=None, bytes="")
     sizes = {"done": 0, "total": 0}
     vectors_task: list[Any] = []
@@ -190,17 +198,24 @@ def embed_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Compute the vectors still missing (what `add` leaves to the background)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from cozy.cli.progress import progress_bar
 
-    progress = Progress(
-        "embedding",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console(stderr=True),
-        transient=True,
-        disable=quiet or as_json,
-    )
+    err = console(stderr=True)
+
+    def bar() -> Progress:
+        # imported here: only a terminal shows the bar (see cozy/cli/progress.py)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        return Progress(
+            "embedding",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+
+    progress = progress_bar(err, bar, disable=quiet or as_json)
     task = progress.add_task("embedding", total=None)
 
     async def go() -> dict[str, int]:
