@@ -82,10 +82,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 async def rt(cozy_home: Path, fake_model: FakeModelServer) -> AsyncIterator[Runtime]:
     """A runtime on the packaged engines.yaml with the fake model as its AI engine
     (tests/helpers.py `write_engines`), closed after the test."""
-    from helpers import open_runtime
+    from helpers import running
 
-    runtime = await open_runtime(cozy_home, fake_model.url)
-    try:
+    async with running(cozy_home, fake_model.url) as runtime:
         yield runtime
-    finally:
-        await runtime.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -146,6 +147,19 @@ def write_engines(home: Path, fake_url: str, extra: str = "") -> Path:
 async def open_runtime(home: Path, fake_url: str, extra: str = "", **settings: Any) -> Runtime:
     write_engines(home, fake_url, extra)
     return await Runtime.open(Settings(home=home, **settings))
+
+
+@contextlib.asynccontextmanager
+async def running(
+    home: Path, fake_url: str, extra: str = "", **settings: Any
+) -> AsyncIterator[Runtime]:
+    """`open_runtime`, closed when the block ends however it ends (the `rt` fixture
+    for a test that needs its own engines.yaml lines or settings)."""
+    rt = await open_runtime(home, fake_url, extra, **settings)
+    try:
+        yield rt
+    finally:
+        await rt.close()
 
 
 async def collect(events: AsyncIterator[ChatEvent]) -> list[ChatEvent]:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import collect, open_runtime, req, write_engines
+from helpers import collect, req, running, write_engines
 from typer.testing import CliRunner
 
 from cozy.core.events import Done
@@ -34,8 +34,7 @@ def mem_yaml(fake: FakeModelServer) -> str:
 async def test_outbox_is_written_with_the_messages(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, mem_yaml(fake_model))
-    try:
+    async with running(cozy_home, fake_model.url, mem_yaml(fake_model)) as rt:
         events = await collect(rt.orchestrator.run(req("remember that I like chess")))
         done = events[-1]
         assert isinstance(done, Done)
@@ -53,8 +52,6 @@ async def test_outbox_is_written_with_the_messages(
         with pytest.raises(RuntimeError):
             await rt.store.add_messages(done.session_id, [NewMessage("assistant", "x")])
         assert len(await rt.store.list_messages(done.session_id)) == before
-    finally:
-        await rt.close()
 
 
 async def test_claim_lease_fencing_retry_and_backoff(cozy_home: Path) -> None:

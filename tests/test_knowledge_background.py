@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import cozy, open_runtime, write_engines
+from helpers import cozy, running, write_engines
 
 from cozy.engines.knowledge.provider import LocalKnowledge
 from cozy.testing import FakeModelServer
@@ -29,8 +29,7 @@ async def test_vectors_come_from_the_background_job(
     cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
 ) -> None:
     docs = _docs(tmp_path)
-    rt = await open_runtime(cozy_home, fake_model.url, EMBED)
-    try:
+    async with running(cozy_home, fake_model.url, EMBED) as rt:
         k = await rt.engine("knowledge")
         assert isinstance(k, LocalKnowledge)
         report = await k.add_paths([docs], user_id="local", collection="c", wait=False)
@@ -64,8 +63,6 @@ async def test_vectors_come_from_the_background_job(
         assert again.pending_vectors == 1
         assert await k.embed_pending("local", "c") == 0
         assert (await k.stats(user_id="local"))["c"]["pending_vectors"] == 0
-    finally:
-        await rt.close()
 
 
 async def test_the_job_hands_over_when_its_time_is_up(
@@ -76,8 +73,7 @@ async def test_the_job_hands_over_when_its_time_is_up(
     from cozy.engines.knowledge import jobs as jobs_mod
 
     docs = _docs(tmp_path)
-    rt = await open_runtime(cozy_home, fake_model.url, EMBED)
-    try:
+    async with running(cozy_home, fake_model.url, EMBED) as rt:
         k = await rt.engine("knowledge")
         assert isinstance(k, LocalKnowledge)
         report = await k.add_paths([docs], user_id="local", collection="c", wait=False)
@@ -92,8 +88,6 @@ async def test_the_job_hands_over_when_its_time_is_up(
         await rt.drain_jobs()
         assert (await k.stats(user_id="local"))["c"]["pending_vectors"] == 0
         assert not [j for j in await rt.jobs.list(status="pending")]
-    finally:
-        await rt.close()
 
 
 def _stats(home_env: dict[str, str]) -> dict[str, dict[str, object]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import cozy, open_runtime, write_engines
+from helpers import cozy, running, write_engines
 
 from cozy.engines.knowledge.provider import LocalKnowledge
 from cozy.testing import FakeModelServer
@@ -48,8 +48,7 @@ async def test_hybrid_with_local_embeddings_and_backfill(
     docs.mkdir()
     (docs / "pets.md").write_text("# Pets\n\nOur office dog Biscuit sleeps under desk four.\n")
     (docs / "food.md").write_text("# Lunch\n\nThe canteen serves soup on Wednesdays.\n")
-    rt = await open_runtime(cozy_home, fake_model.url, "embed: {provider: local}\n")
-    try:
+    async with running(cozy_home, fake_model.url, "embed: {provider: local}\n") as rt:
         k = await rt.engine("knowledge")
         assert isinstance(k, LocalKnowledge)
         first = await k.add_paths([docs], user_id="local", collection="c", embed=False)
@@ -65,5 +64,3 @@ async def test_hybrid_with_local_embeddings_and_backfill(
         assert await k.search("puppy", user_id="local", mode="bm25") == []
         stats = await k.stats(user_id="local")
         assert sum(stats["c"]["embedded"].values()) == 2
-    finally:
-        await rt.close()

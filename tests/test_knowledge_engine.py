@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import collect, open_runtime, req
+from helpers import collect, req, running
 from knowledge_files import integrity, knowledge, write, write_pdf
 
 from cozy.core.events import ContextBuilt, Done
@@ -26,8 +26,7 @@ async def test_reingest_after_edit_delete_and_rename(
     write(notes / "keys.md", "# Keys\n\nWe rotate the signing keys every 90 days.\n")
     write(notes / "wifi.md", "# Wifi\n\nThe guest wifi password is zebra-42.\n")
     write(notes / "sub" / "plants.txt", "Water the ficus on Mondays.\n")
-    rt = await open_runtime(cozy_home, fake_model.url, NO_EMBED)
-    try:
+    async with running(cozy_home, fake_model.url, NO_EMBED) as rt:
         k = await knowledge(rt)
         first = await k.add_paths([notes], user_id="local", collection="work")
         assert first.counts() == {"added": 3} and not first.failed
@@ -51,8 +50,6 @@ async def test_reingest_after_edit_delete_and_rename(
         third = await k.add_paths([notes], user_id="local", collection="work")
         assert third.counts() == {"unchanged": 2}
         assert all(count == rows for _, count, rows in await integrity(rt))
-    finally:
-        await rt.close()
 
 
 async def test_bad_files_are_reported_and_the_rest_indexed(
@@ -65,10 +62,9 @@ async def test_bad_files_are_reported_and_the_rest_indexed(
     (docs / "photo.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(512))
     (docs / "loop").symlink_to(docs)  # a symlink loop
     big = write(docs / "big.txt", "word " * 300_000)
-    rt = await open_runtime(
+    async with running(
         cozy_home, fake_model.url, "knowledge: {provider: local, embed: false, max_file_mb: 1}\n"
-    )
-    try:
+    ) as rt:
         k = await knowledge(rt)
         report = await k.add_paths(
             [docs, tmp_path / "missing.md"], user_id="local", collection="papers"
@@ -83,8 +79,6 @@ async def test_bad_files_are_reported_and_the_rest_indexed(
         assert report.failed
         hit = (await k.search("attend in parallel", user_id="local"))[0]
         assert hit.metadata["page"] == 2 and hit.citation.endswith("paper.pdf p. 2")
-    finally:
-        await rt.close()
 
 
 async def test_cancelled_ingestion_leaves_whole_documents(
@@ -94,12 +88,11 @@ async def test_cancelled_ingestion_leaves_whole_documents(
     for i in range(40):
         body = "\n\n".join(f"Paragraph {j} of file {i} mentions zebra {j}." for j in range(30))
         write(tree / f"f{i:02}.md", f"# File {i}\n\n{body}\n")
-    rt = await open_runtime(
+    async with running(
         cozy_home,
         fake_model.url,
         "knowledge: {provider: local, embed: false, chunk_tokens: 32, batch_files: 2}\n",
-    )
-    try:
+    ) as rt:
         k = await knowledge(rt)
         seen: list[str] = []
 
@@ -119,8 +112,6 @@ async def test_cancelled_ingestion_leaves_whole_documents(
         again = await k.add_paths([tree], user_id="local", collection="c")
         assert again.counts()["unchanged"] == len(state)
         assert again.counts()["added"] == 40 - len(state)
-    finally:
-        await rt.close()
 
 
 async def test_search_while_ingesting(
@@ -129,8 +120,7 @@ async def test_search_while_ingesting(
     tree = tmp_path / "many"
     for i in range(30):
         write(tree / f"n{i:02}.md", f"# Note {i}\n\nThe zebra number {i} lives in paddock {i}.\n")
-    rt = await open_runtime(cozy_home, fake_model.url, NO_EMBED)
-    try:
+    async with running(cozy_home, fake_model.url, NO_EMBED) as rt:
         k = await knowledge(rt)
         ingest = asyncio.create_task(k.add_paths([tree], user_id="local", collection="z"))
         counts = []
@@ -142,8 +132,6 @@ async def test_search_while_ingesting(
         assert (await ingest).counts() == {"added": 30}
         assert len(await k.search("zebra paddock", user_id="local", limit=50)) == 30
         assert counts == sorted(counts)  # results only ever grow: no half-written document
-    finally:
-        await rt.close()
 
 
 PERSONALITY = """id: worker
@@ -160,8 +148,7 @@ async def test_personality_collections_scope_context_and_tool(
     write(tmp_path / "w" / "deploy.md", "# Deploy\n\nDeploys happen on Tuesdays via the train.\n")
     write(tmp_path / "h" / "deploy.md", "# Home\n\nDeploy the garden hose on Tuesdays too.\n")
     write(cozy_home / "profiles" / "worker.yaml", PERSONALITY)
-    rt = await open_runtime(cozy_home, fake_model.url, NO_EMBED)
-    try:
+    async with running(cozy_home, fake_model.url, NO_EMBED) as rt:
         k = await knowledge(rt)
         await k.add_paths([tmp_path / "w"], user_id="local", collection="work")
         await k.add_paths([tmp_path / "h"], user_id="local", collection="home")
@@ -188,16 +175,13 @@ async def test_personality_collections_scope_context_and_tool(
             "knowledge.search", {"query": "deploy", "collection": "home"}, ctx_tool
         )
         assert denied.is_error and "not available to this personality" in denied.content
-    finally:
-        await rt.close()
 
 
 async def test_results_cached_and_invalidated_on_reingest(
     cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
 ) -> None:
     note = write(tmp_path / "a" / "faq.md", "# FAQ\n\nThe office opens at nine.\n")
-    rt = await open_runtime(cozy_home, fake_model.url, NO_EMBED)
-    try:
+    async with running(cozy_home, fake_model.url, NO_EMBED) as rt:
         k = await knowledge(rt)
         await k.add_paths([note], user_id="local", collection="faq")
         first = await k.search("office opens", user_id="local")
@@ -220,5 +204,3 @@ async def test_results_cached_and_invalidated_on_reingest(
         assert doc_id == again
         hit = (await k.search("where do visitors park", user_id="local"))[0]
         assert hit.metadata["document_id"] == doc_id and "level 2" in hit.text
-    finally:
-        await rt.close()

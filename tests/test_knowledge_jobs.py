@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import open_runtime
+from helpers import open_runtime, running
 from knowledge_files import integrity, knowledge, write
 from server_fixtures import start_server
 
@@ -42,8 +42,7 @@ async def test_add_knowledge_with_a_path_queues_a_job_that_survives_the_process(
     finally:
         await rt.close()  # the process that queued the job goes away before it runs
 
-    rt = await open_runtime(cozy_home, fake_model.url, NO_EMBED)
-    try:
+    async with running(cozy_home, fake_model.url, NO_EMBED) as rt:
         stats = await rt.drain_jobs()
         assert stats.done == 1 and stats.failed == 0
         job = await rt.jobs.get(job_id)
@@ -53,18 +52,15 @@ async def test_add_knowledge_with_a_path_queues_a_job_that_survives_the_process(
         assert len(await k.list_documents(user_id="local", collection="farm")) == 12
         hits = await k.search("zebra 7 hay", user_id="local", collections=["farm"], limit=1)
         assert hits and hits[0].metadata["path"].endswith("note07.md")
-    finally:
-        await rt.close()
 
 
 async def test_a_job_whose_worker_died_is_rerun_and_ends_complete(
     cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
 ) -> None:
     tree = notes(tmp_path / "notes", 9)
-    rt = await open_runtime(
+    async with running(
         cozy_home, fake_model.url, "knowledge: {provider: local, embed: false, batch_files: 2}\n"
-    )
-    try:
+    ) as rt:
         k = await knowledge(rt)
         job_id = await k.queue_ingest([tree], user_id="local", collection="c")
         # a worker claims it, indexes part of the tree, then its process is killed
@@ -92,15 +88,12 @@ async def test_a_job_whose_worker_died_is_rerun_and_ends_complete(
         counts = job.payload["result"]["counts"]
         assert counts == {"unchanged": len(partial), "added": 9 - len(partial)}
         assert len(await integrity(rt)) == 9
-    finally:
-        await rt.close()
 
 
 async def test_bad_paths_and_payloads_fail_clearly(
     cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, NO_EMBED)
-    try:
+    async with running(cozy_home, fake_model.url, NO_EMBED) as rt:
         k = await knowledge(rt)
         with pytest.raises(UsageError, match="no such file or directory: /no/such/dir"):
             await k.add_knowledge("", user_id="local", source="/no/such/dir")
@@ -118,8 +111,6 @@ async def test_bad_paths_and_payloads_fail_clearly(
             and job.attempts == 1
             and "bad knowledge.ingest" in str(job.last_error)
         )
-    finally:
-        await rt.close()
 
 
 def test_server_adds_text_and_queues_paths_for_admins(

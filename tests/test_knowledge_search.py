@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from helpers import open_runtime
+from helpers import running
 from knowledge_files import knowledge, write
 
 from cozy.engines.knowledge.retrieval import build_vectors
@@ -39,12 +39,11 @@ async def test_bm25_budget_finds_rare_terms_and_bounds_common_ones(
             for j in range(5)
         )
         write(tree / f"barn{i:02}.md", f"# Barn {i}\n\n{body}\n")
-    rt = await open_runtime(
+    async with running(
         cozy_home,
         fake_model.url,
         "knowledge: {provider: local, embed: false, chunk_tokens: 16, keyword_budget: 100}\n",
-    )
-    try:
+    ) as rt:
         k = await knowledge(rt)
         report = await k.add_paths([tree], user_id="local", collection="farm")
         assert report.counts() == {"added": 60}
@@ -80,8 +79,6 @@ async def test_bm25_budget_finds_rare_terms_and_bounds_common_ones(
             "zebra", user_id="local", mode="bm25", prefix=str(tree / "barn4")
         )
         assert {Path(h.metadata["path"]).name for h in by_prefix} == {"barn41.md"}
-    finally:
-        await rt.close()
 
 
 def test_scoped_vector_search_equals_filtered_brute_force() -> None:

@@ -4,10 +4,11 @@ and for embeddings (through the real OpenAI SDK)."""
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
-from helpers import collect, open_runtime, req
+from helpers import collect, req, running
 
 from cozy.core.events import ContextBuilt, Done, Failed
 from cozy.core.types import Caller
@@ -28,8 +29,11 @@ def engines_yaml(fake: FakeModelServer, memory: str = "", embed: bool = True) ->
     return out
 
 
-async def mem_runtime(home: Path, fake: FakeModelServer, **kw: object) -> Runtime:
-    return await open_runtime(home, fake.url, engines_yaml(fake, **kw))  # type: ignore[arg-type]
+def mem_running(
+    home: Path, fake: FakeModelServer, **kw: object
+) -> AbstractAsyncContextManager[Runtime]:
+    """A runtime with the local memory engine (`engines_yaml`), closed when the block ends."""
+    return running(home, fake.url, engines_yaml(fake, **kw))  # type: ignore[arg-type]
 
 
 def ops(*items: dict[str, str]) -> dict[str, object]:
@@ -43,8 +47,7 @@ async def turn(rt: Runtime, prompt: str, user: str = "local", **kw: object) -> l
 async def test_extraction_adds_facts_and_indexes_turns(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await mem_runtime(cozy_home, fake_model)
-    try:
+    async with mem_running(cozy_home, fake_model) as rt:
         events = await turn(rt, "My sister Ana moved to Lisbon last year")
         done = events[-1]
         assert isinstance(done, Done)
@@ -80,15 +83,12 @@ async def test_extraction_adds_facts_and_indexes_turns(
             await bg.handlers()[job.kind](job.payload, job)
         assert len(await mem.list_memories("local")) == 1  # type: ignore[attr-defined]
         assert len(await mem.list_memories("local", kinds=("turn",))) == 1  # type: ignore[attr-defined]
-    finally:
-        await rt.close()
 
 
 async def test_update_keeps_history_and_obsolete_is_soft(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await mem_runtime(cozy_home, fake_model)
-    try:
+    async with mem_running(cozy_home, fake_model) as rt:
         mem = rt.engines["memory"]
         old_id, created = await mem.remember("local", "The user works at Acme")  # type: ignore[attr-defined]
         other, _ = await mem.remember("local", "The user drives a red car")  # type: ignore[attr-defined]
@@ -120,13 +120,10 @@ async def test_update_keeps_history_and_obsolete_is_soft(
         assert hist[1]["old_text"] in ("The user works at Acme", "The user drives a red car")
         assert hist[1]["reason"] in ("new job", "sold the car")
         assert {old_id, other} == set(rows)
-    finally:
-        await rt.close()
 
 
 async def test_forget_restore_and_duplicates(cozy_home: Path, fake_model: FakeModelServer) -> None:
-    rt = await mem_runtime(cozy_home, fake_model)
-    try:
+    async with mem_running(cozy_home, fake_model) as rt:
         mem = rt.engines["memory"]
         mid, created = await mem.remember("local", "The user likes green tea")  # type: ignore[attr-defined]
         assert created
@@ -143,15 +140,12 @@ async def test_forget_restore_and_duplicates(cozy_home: Path, fake_model: FakeMo
         assert [h.id for h in await mem.search("tea", user_id="local")] == [mid]  # type: ignore[attr-defined]
         actions = [h["action"] for h in await mem.history("local", mid)]  # type: ignore[attr-defined]
         assert actions == ["add", "forget", "restore"]
-    finally:
-        await rt.close()
 
 
 async def test_keyword_fallback_without_embedder(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await mem_runtime(cozy_home, fake_model, embed=False)
-    try:
+    async with mem_running(cozy_home, fake_model, embed=False) as rt:
         mem = rt.engines["memory"]
         await mem.remember("local", "The user's dog is called Biscuit")  # type: ignore[attr-defined]
         events = await turn(rt, "what is my dog called?")
@@ -160,15 +154,12 @@ async def test_keyword_fallback_without_embedder(
         reasons = built.metadata["degrade_reasons"]
         assert reasons and "keyword search only" in reasons[0] and "embed" in reasons[0]
         assert isinstance(events[-1], Done)
-    finally:
-        await rt.close()
 
 
 async def test_users_never_see_each_others_memories(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await mem_runtime(cozy_home, fake_model)
-    try:
+    async with mem_running(cozy_home, fake_model) as rt:
         mem = rt.engines["memory"]
         await mem.remember("alice", "Alice's bank PIN hint is the cat's birthday")  # type: ignore[attr-defined]
         await turn(rt, "Alice's cat's birthday and the bank PIN hint", user="alice")
@@ -179,16 +170,13 @@ async def test_users_never_see_each_others_memories(
         sent = str(fake_model.turn_requests()[-1]["messages"])
         assert "PIN hint is" not in sent
         assert await mem.search("bank PIN hint cat", user_id="bob") == []  # type: ignore[attr-defined]
-    finally:
-        await rt.close()
 
 
 async def test_invalid_json_gives_up_without_partial_writes(
     cozy_home: Path, fake_model: FakeModelServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     # the model's answer is cut by max_tokens: the JSON is invalid every time
-    rt = await mem_runtime(cozy_home, fake_model, memory=", extract_max_tokens: 8")
-    try:
+    async with mem_running(cozy_home, fake_model, memory=", extract_max_tokens: 8") as rt:
         long_ops = [
             {"op": "add", "text": f"The user owns item number {i} of many"} for i in range(9)
         ]
@@ -203,28 +191,22 @@ async def test_invalid_json_gives_up_without_partial_writes(
         assert "attempt 2" in (failed[0].last_error or "")  # retried before giving up
         assert await rt.engines["memory"].list_memories("local") == []  # type: ignore[attr-defined]
         assert "rejected" in caplog.text
-    finally:
-        await rt.close()
 
 
 async def test_memory_timeout_degrades_but_answers(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await open_runtime(
+    async with running(
         cozy_home, fake_model.url, "memory: {provider: local, timeout: 0.000001}\n"
-    )
-    try:
+    ) as rt:
         events = await turn(rt, "hello there")
         built = next(e for e in events if isinstance(e, ContextBuilt))
         assert any("timed out" in r for r in built.metadata["degrade_reasons"])
         assert isinstance(events[-1], Done) and events[-1].text
-    finally:
-        await rt.close()
 
 
 async def test_huge_message_and_empty_store(cozy_home: Path, fake_model: FakeModelServer) -> None:
-    rt = await mem_runtime(cozy_home, fake_model)
-    try:
+    async with mem_running(cozy_home, fake_model) as rt:
         mem = rt.engines["memory"]
         assert await mem.search("anything at all", user_id="local") == []  # type: ignore[attr-defined]
         assert await mem.search("", user_id="local") == []  # type: ignore[attr-defined]
@@ -248,8 +230,6 @@ async def test_huge_message_and_empty_store(cozy_home: Path, fake_model: FakeMod
         failed = events[-1]
         assert isinstance(failed, Failed) and "token" in failed.error["message"]
         assert failed.session_id is None and await rt.store.list_sessions("local") == []
-    finally:
-        await rt.close()
 
 
 def test_cli_memory_commands(cozy_home: Path, fake_model: FakeModelServer) -> None:
@@ -291,8 +271,7 @@ def test_cli_memory_commands(cozy_home: Path, fake_model: FakeModelServer) -> No
 async def test_turns_of_a_session_saved_while_the_worker_is_behind_are_one_extraction(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await mem_runtime(cozy_home, fake_model)
-    try:
+    async with mem_running(cozy_home, fake_model) as rt:
         first = await turn(rt, "My brother Tom plays the cello", session="new")
         sid = first[-1].session_id  # type: ignore[attr-defined]
         await turn(rt, "He lives in Porto with his cat", session=sid)
@@ -314,8 +293,6 @@ async def test_turns_of_a_session_saved_while_the_worker_is_behind_are_one_extra
         assert last[-1].message_id in facts[0].source_message_ids  # type: ignore[attr-defined]
         turns = await mem.list_memories("local", kinds=("turn",))  # type: ignore[attr-defined]
         assert len(turns) == 3  # every turn indexed
-    finally:
-        await rt.close()
 
 
 def test_cli_memory_search_leaves_out_unrelated_memories(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from helpers import collect, open_runtime, req, write_engines
+from helpers import collect, req, running, write_engines
 from typer.testing import CliRunner
 
 from cozy.core.events import ContextBuilt
@@ -18,15 +19,15 @@ YAML = (
 )
 
 
-async def prof_runtime(home: Path, fake: FakeModelServer) -> Runtime:
-    return await open_runtime(home, fake.url, YAML)
+def prof_running(home: Path, fake: FakeModelServer) -> AbstractAsyncContextManager[Runtime]:
+    """A runtime with the profile engine (YAML), closed when the block ends."""
+    return running(home, fake.url, YAML)
 
 
 async def test_buffered_update_merges_with_history(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await prof_runtime(cozy_home, fake_model)
-    try:
+    async with prof_running(cozy_home, fake_model) as rt:
         await collect(rt.orchestrator.run(req("hi, I'm Ada")))
         (job,) = await rt.jobs.list()
         assert job.kind == "profile.update" and job.run_after > time.time() + 500  # buffered
@@ -87,15 +88,12 @@ async def test_buffered_update_merges_with_history(
         built = next(e for e in events if isinstance(e, ContextBuilt))
         assert "work.title" in built.metadata["profile_slots"]
         assert "data engineer" in fake_model.turn_requests()[-1]["messages"][0]["content"]
-    finally:
-        await rt.close()
 
 
 async def test_summary_cache_invalidated_and_budget(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await prof_runtime(cozy_home, fake_model)
-    try:
+    async with prof_running(cozy_home, fake_model) as rt:
         profile = rt.engines["profile"]
         await profile.set_slot("local", "basic_info.name", "Ada")  # type: ignore[attr-defined]
         assert (await profile.get_profile("local")).summary == "basic_info.name: Ada"  # type: ignore[attr-defined]
@@ -108,8 +106,6 @@ async def test_summary_cache_invalidated_and_budget(
         await profile.remove_slot("local", "basic_info.name")  # type: ignore[attr-defined]
         assert "Ada" not in (await profile.get_profile("local")).summary  # type: ignore[attr-defined]
         assert await profile.get_profile("someone_else") is not None  # type: ignore[attr-defined]
-    finally:
-        await rt.close()
 
 
 def test_cli_profile(cozy_home: Path, fake_model: FakeModelServer) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import collect, open_runtime, req
+from helpers import collect, open_runtime, req, running
 from memobase_fake import MemobaseFake
 from net_guard import loopback_only
 
@@ -71,8 +71,7 @@ async def _engine(rt: Runtime) -> MemobaseProfile:
 async def test_update_then_get_profile_maps_topics(
     cozy_home: Path, fake_model: FakeModelServer, memobase: MemobaseFake
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, _yaml(memobase))
-    try:
+    async with running(cozy_home, fake_model.url, _yaml(memobase)) as rt:
         prof = await _engine(rt)
         assert (await prof.health_check()).ok
         assert (await prof.get_profile("ada")).slots == []  # unknown user: empty, no error
@@ -93,15 +92,12 @@ async def test_update_then_get_profile_maps_topics(
         assert all(s.updated_at for s in profile.slots)
         # another cozy user is another Memobase user
         assert (await prof.get_profile("bob")).slots == []
-    finally:
-        await rt.close()
 
 
 async def test_write_back_and_cache(
     cozy_home: Path, fake_model: FakeModelServer, memobase: MemobaseFake
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, _yaml(memobase))
-    try:
+    async with running(cozy_home, fake_model.url, _yaml(memobase)) as rt:
         prof = await _engine(rt)
         await prof.set_slot("ada", "work", "title", "engineer")
         assert [(s.slot, s.value) for s in (await prof.get_profile("ada")).slots] == [
@@ -114,15 +110,12 @@ async def test_write_back_and_cache(
         assert [s.value for s in (await prof.get_profile("ada")).slots] == ["staff engineer"]
         await prof.delete_slot("ada", "work", "title")
         assert (await prof.get_profile("ada")).slots == []
-    finally:
-        await rt.close()
 
 
 async def test_chat_turns_buffer_then_flush_on_min_chars(
     cozy_home: Path, fake_model: FakeModelServer, memobase: MemobaseFake
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, _yaml(memobase, min_chars=50))
-    try:
+    async with running(cozy_home, fake_model.url, _yaml(memobase, min_chars=50)) as rt:
         events = await collect(rt.orchestrator.run(req("I'm Ada.")))
         assert isinstance(events[-1], Done)
         stats = await rt.drain_jobs(include_deferred=False)
@@ -142,15 +135,12 @@ async def test_chat_turns_buffer_then_flush_on_min_chars(
             "interests.music",
         }
         assert "plays the violin" in str(fake_model.turn_requests()[-1]["messages"])
-    finally:
-        await rt.close()
 
 
 async def test_idle_flush_and_no_double_insert(
     cozy_home: Path, fake_model: FakeModelServer, memobase: MemobaseFake
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, _yaml(memobase, idle_seconds=3600))
-    try:
+    async with running(cozy_home, fake_model.url, _yaml(memobase, idle_seconds=3600)) as rt:
         events = await collect(rt.orchestrator.run(req("I'm Ada.")))
         done = events[-1]
         assert isinstance(done, Done)
@@ -165,15 +155,12 @@ async def test_idle_flush_and_no_double_insert(
         # the idle rule: the deferred flush job runs once the user has been quiet
         stats = await rt.drain_jobs(include_deferred=True)
         assert stats.failed == 0 and memobase.flushes == 1
-    finally:
-        await rt.close()
 
 
 async def test_failures_degrade_the_chat_never_fail_it(
     cozy_home: Path, fake_model: FakeModelServer, memobase: MemobaseFake
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, _yaml(memobase))
-    try:
+    async with running(cozy_home, fake_model.url, _yaml(memobase)) as rt:
         memobase.fail_next(500)
         events = await collect(rt.orchestrator.run(req("hello")))
         ctx = next(e for e in events if isinstance(e, ContextBuilt))
@@ -186,8 +173,6 @@ async def test_failures_degrade_the_chat_never_fail_it(
         assert not health.ok and "unreachable" in health.detail and "profile.url" in health.fix
         with pytest.raises(EngineError):
             await prof.get_profile("someone-new")
-    finally:
-        await rt.close()
 
 
 async def test_wrong_key_and_missing_key(

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import collect, cozy, open_runtime, req
+from helpers import collect, cozy, req, running
 
 from cozy.core.events import ContextBuilt, Done
 from cozy.testing import FakeModelServer
@@ -23,11 +23,10 @@ async def test_300_turns_stay_in_a_small_window_with_summaries(
     fake_model.add_rule(
         user_contains="Summarize the conversation", text="SUMMARY: the user counts sheep."
     )
-    rt = await open_runtime(cozy_home, fake_model.url, SMALL)
-    sid = "new"
-    summarised_turns = 0
-    requested = 0
-    try:
+    async with running(cozy_home, fake_model.url, SMALL) as rt:
+        sid = "new"
+        summarised_turns = 0
+        requested = 0
         for i in range(300):
             prompt = f"sheep number {i} jumps over the fence, please acknowledge it"
             events = await collect(
@@ -52,16 +51,13 @@ async def test_300_turns_stay_in_a_small_window_with_summaries(
         assert len(await rt.store.list_messages(sid)) == 600
         # only the newest messages are sent next to the summary
         assert len(fake_model.turn_requests()[-1]["messages"]) < 25
-    finally:
-        await rt.close()
 
 
 async def test_regenerate_keeps_history(cozy_home: Path, fake_model: FakeModelServer) -> None:
     fake_model.add_rule(user_contains="Summarize the conversation", text="first summary")
-    rt = await open_runtime(
+    async with running(
         cozy_home, fake_model.url, "context: {recent_messages: 4}\n" + ONLY_CHAT
-    )
-    try:
+    ) as rt:
         sid = "new"
         for i in range(8):
             events = await collect(rt.orchestrator.run(req(f"fact {i}", session=sid)))
@@ -78,8 +74,6 @@ async def test_regenerate_keeps_history(cozy_home: Path, fake_model: FakeModelSe
         assert hist[0].superseded_at is not None
         summary_prompt = fake_model.chat_requests()[-1]["messages"][-1]["content"]
         assert "fact 0" in summary_prompt and "Previous summary" not in summary_prompt
-    finally:
-        await rt.close()
 
 
 def test_sessions_summary_cli(cozy_home: Path, fake_model: FakeModelServer) -> None:

@@ -16,7 +16,7 @@ from helpers import write_engines
 from mcp_servers.helpers import SERVER
 from npm_servers import npm_server
 from tools_cli import configured, cozy  # noqa: F401  (the fixture)
-from tui_helpers import make_app, open_rt, ready, send, settle
+from tui_helpers import make_app, ready, send, settle, tui_running
 
 from cozy.core.toollive import MAX_LIVE_LOGS
 from cozy.core.types import LOG_LEVELS
@@ -90,10 +90,9 @@ async def test_tui_shows_tool_logs_on_the_calls_row(
 ) -> None:
     server = {"command": sys.executable, "args": [str(SERVER)], "cwd": str(cozy_home)}
     extra = f"tools:\n  provider: mcp\n  servers:\n    test: {json.dumps(server)}\n"
-    rt = await open_rt(cozy_home, fake_model.url, extra)
-    rt.personalities.all()["assistant"].tools = ["test.*"]
-    app = make_app(cozy_home, fake_model.url, extra, runtime=rt)
-    try:
+    async with tui_running(cozy_home, fake_model.url, extra) as rt:
+        rt.personalities.all()["assistant"].tools = ["test.*"]
+        app = make_app(cozy_home, fake_model.url, extra, runtime=rt)
         async with app.run_test(size=(110, 45)) as pilot:
             await ready(app)
             fake_model.queue_reply(tool_calls=[("test__chatty", {"count": 5})])
@@ -114,8 +113,6 @@ async def test_tui_shows_tool_logs_on_the_calls_row(
             # an error is also a toast, seen even when the row has scrolled away
             toasts = [n.message for n in app._notifications]
             assert any("something looked wrong" in t for t in toasts), toasts
-    finally:
-        await rt.close()
 
 
 def test_server_everything_simulated_logging_during_a_call(

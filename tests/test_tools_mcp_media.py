@@ -16,7 +16,7 @@ import pytest
 from helpers import write_engines
 from npm_servers import NODE_DIR, npm_server
 from tools_cli import configured, cozy  # noqa: F401  (the fixture)
-from tui_helpers import make_app, open_rt, ready, send, settle
+from tui_helpers import make_app, ready, send, settle, tui_running
 
 from cozy.testing import FakeModelServer
 from cozy.tui.widgets.messages import ToolCallView
@@ -137,11 +137,10 @@ async def test_tui_shows_the_image_on_the_tool_row(
 ) -> None:
     server = {**npm_server("everything", "stdio"), "cwd": str(cozy_home)}
     extra = f"tools:\n  provider: mcp\n  servers:\n    ev: {json.dumps(server)}\n"
-    rt = await open_rt(cozy_home, fake_model.url, extra)
-    rt.personalities.all()["assistant"].tools = ["ev.*"]
-    app = make_app(cozy_home, fake_model.url, extra, runtime=rt, model="ollama:llava")
-    size = len(base64.b64decode(tiny_image()))
-    try:
+    async with tui_running(cozy_home, fake_model.url, extra) as rt:
+        rt.personalities.all()["assistant"].tools = ["ev.*"]
+        app = make_app(cozy_home, fake_model.url, extra, runtime=rt, model="ollama:llava")
+        size = len(base64.b64decode(tiny_image()))
         async with app.run_test(size=(110, 45)) as pilot:
             await ready(app)
             fake_model.queue_reply(tool_calls=[("ev__get-tiny-image", {})])
@@ -154,5 +153,3 @@ async def test_tui_shows_the_image_on_the_tool_row(
             assert f"🖼 image/png {size} B (shown to the model)" in shown, shown
             last = fake_model.turn_requests()[-1]["messages"][-1]
             assert last["role"] == "user" and last["images"] == [tiny_image()]
-    finally:
-        await rt.close()

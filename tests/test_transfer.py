@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from helpers import collect, open_runtime, req, write_engines
+from helpers import collect, req, running, write_engines
 from pg_redis_helpers import cli, cozy_env, pg_database
 
 from cozy.core.inputs import Fragment
@@ -46,8 +46,7 @@ async def populate(home: Path, fake: FakeModelServer) -> None:
         user_contains="New messages from the user",
         json={"slots": [{"topic": "basic_info", "slot": "name", "value": "Ada"}]},
     )
-    rt = await open_runtime(home, fake.url, engines_yaml(fake))
-    try:
+    async with running(home, fake.url, engines_yaml(fake)) as rt:
         for user, prompt in (("local", "My cat Miso ignores me"), ("ada", "I'm Ada, hi ünï ✓")):
             await collect(rt.orchestrator.run(req(prompt, caller=Caller(user_id=user))))
         plan = Fragment("plan.md", "ship on Friday ✓\n")  # kept once, linked from the question
@@ -71,8 +70,6 @@ async def populate(home: Path, fake: FakeModelServer) -> None:
         )
         stats = await rt.drain_jobs()
         assert stats.failed == 0
-    finally:
-        await rt.close()
 
 
 def _dump(url: str) -> dict[str, list[dict[str, Any]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import EchoTools
-from tui_helpers import make_app, open_rt, ready, send, settle, views, wait_for
+from tui_helpers import make_app, open_rt, ready, send, settle, tui_running, views, wait_for
 
 from cozy.core.toolloop import ToolRunner
 from cozy.storage.store import NewMessage
@@ -246,14 +246,13 @@ async def test_context_panel_shows_what_went_in(
     from cozy.core.context import ContextService
     from cozy.tui.widgets.context_panel import ContextPanel
 
-    rt = await open_rt(cozy_home, fake_model.url)
-    rt.orchestrator.context = ContextService(
-        knowledge=SleepyKnowledge(),
-        profile=SleepyProfile(),
-        memory=SleepyMemory(fail=True),
-    )
-    app = make_app(cozy_home, fake_model.url, runtime=rt)
-    try:
+    async with tui_running(cozy_home, fake_model.url) as rt:
+        rt.orchestrator.context = ContextService(
+            knowledge=SleepyKnowledge(),
+            profile=SleepyProfile(),
+            memory=SleepyMemory(fail=True),
+        )
+        app = make_app(cozy_home, fake_model.url, runtime=rt)
         async with app.run_test(size=(120, 30)) as pilot:
             await ready(app)
             panel = app.query_one(ContextPanel)
@@ -268,8 +267,6 @@ async def test_context_panel_shows_what_went_in(
             assert "knowledge:" in text and " ms" in text
             assert app.query_one(StatusBar).info.degraded
             assert "degraded" in str(app.query_one(StatusBar).render())
-    finally:
-        await rt.close()
 
 
 async def test_no_model_reachable_still_browses(
@@ -394,13 +391,12 @@ async def test_memory_and_profile_browsers_edit_forget_restore(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
     extra = "memory: {provider: local, timeout: 5}\nprofile: {provider: local, timeout: 5}\n"
-    rt = await open_rt(cozy_home, fake_model.url, extra)
-    memory = await rt.engine("memory")
-    profile = await rt.engine("profile")
-    await memory.remember("local", "The user keeps bees on the roof.")  # type: ignore[union-attr]
-    await profile.set_slot("local", "interest.hobby", "beekeeping")  # type: ignore[union-attr]
-    app = make_app(cozy_home, fake_model.url, extra, runtime=rt)
-    try:
+    async with tui_running(cozy_home, fake_model.url, extra) as rt:
+        memory = await rt.engine("memory")
+        profile = await rt.engine("profile")
+        await memory.remember("local", "The user keeps bees on the roof.")  # type: ignore[union-attr]
+        await profile.set_slot("local", "interest.hobby", "beekeeping")  # type: ignore[union-attr]
+        app = make_app(cozy_home, fake_model.url, extra, runtime=rt)
         async with app.run_test(size=(100, 30)) as pilot:
             await ready(app)
             await send(pilot, "/memory")
@@ -436,8 +432,6 @@ async def test_memory_and_profile_browsers_edit_forget_restore(
             await settle(pilot)
             got = await profile.get_profile("local")  # type: ignore[union-attr]
             assert [s.value for s in got.slots] == ["beekeeping"]
-    finally:
-        await rt.close()
 
 
 async def test_background_jobs_run_while_chatting(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tui_helpers import make_app, open_rt, ready, send, settle, wait_for
+from tui_helpers import make_app, ready, send, settle, tui_running, wait_for
 
 from cozy.storage.store import NewMessage
 from cozy.testing import FakeModelServer
@@ -14,16 +14,13 @@ from cozy.tui.widgets.messages import ChatLog, EarlierItems, MessageView
 
 
 async def _seed(home: Path, url: str, pairs: int) -> None:
-    rt = await open_rt(home, url)
-    try:
+    async with tui_running(home, url) as rt:
         s = await rt.store.create_session("local", "assistant", title="long")
         for i in range(pairs):
             await rt.store.add_messages(
                 s.id,
                 [NewMessage("user", f"question {i}"), NewMessage("assistant", f"**answer** {i}")],
             )
-    finally:
-        await rt.close()
 
 
 def _texts(chat: ChatLog) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from npm_servers import npm_server
 from textual.widgets import Button, Input, Static
-from tui_helpers import make_app, open_rt, ready, send, settle, wait_for
+from tui_helpers import make_app, ready, send, settle, tui_running, wait_for
 
 from cozy.testing import FakeModelServer
 from cozy.tui.screens.elicitation import ElicitationScreen
@@ -20,10 +20,9 @@ LEVELS = {"trigger-elicitation-request": "read-only", "trigger-long-running-oper
 async def test_elicitation_modal_and_progress(cozy_home: Path, fake_model: FakeModelServer) -> None:
     server = {**npm_server("everything", "stdio"), "cwd": str(cozy_home), "levels": LEVELS}
     extra = f"tools:\n  provider: mcp\n  servers:\n    ev: {json.dumps(server)}\n"
-    rt = await open_rt(cozy_home, fake_model.url, extra)
-    rt.personalities.all()["assistant"].tools = ["ev.*"]
-    app = make_app(cozy_home, fake_model.url, extra, runtime=rt)
-    try:
+    async with tui_running(cozy_home, fake_model.url, extra) as rt:
+        rt.personalities.all()["assistant"].tools = ["ev.*"]
+        app = make_app(cozy_home, fake_model.url, extra, runtime=rt)
         async with app.run_test(size=(110, 45)) as pilot:
             await ready(app)
             # progress notifications show on the call's line while it runs
@@ -64,5 +63,3 @@ async def test_elicitation_modal_and_progress(cozy_home: Path, fake_model: FakeM
             await settle(pilot)
             last = list(app.query(ToolCallView))[-1]
             assert last.state == "ok" and "cancel" in last.result.lower(), last.result
-    finally:
-        await rt.close()

@@ -11,7 +11,7 @@ import pytest
 from helpers import EchoTools
 from textual.pilot import Pilot
 from textual.widgets import TextArea
-from tui_helpers import make_app, open_rt, wait_for
+from tui_helpers import make_app, tui_running, wait_for
 
 from cozy.core.toolloop import ToolRunner
 from cozy.storage.store import NewMessage
@@ -28,8 +28,7 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def _seed(home: Path, url: str) -> None:
-    rt = await open_rt(home, url)
-    try:
+    async with tui_running(home, url) as rt:
         s = await rt.store.create_session("local", "coder", title="Reverse a list")
         await rt.store.add_messages(
             s.id,
@@ -44,8 +43,6 @@ async def _seed(home: Path, url: str) -> None:
                 ),
             ],
         )
-    finally:
-        await rt.close()
 
 
 async def _ready(pilot: Pilot[Any]) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import open_runtime, write_engines
+from helpers import running, write_engines
 from voice_support import COMMANDS, concat, espeak, needs_espeak, silence
 
 from cozy.core.orchestrator import ChatRequest
@@ -58,8 +58,7 @@ async def test_voice_turn_from_wav_to_wav_is_persisted(
     fake_model.add_rule(
         user_contains="kitchen lights", text="Turning on the kitchen lights. Anything else?"
     )
-    rt = await open_runtime(cozy_home, fake_model.url, GRAMMAR_YAML)
-    try:
+    async with running(cozy_home, fake_model.url, GRAMMAR_YAML) as rt:
         voice = await rt.engine("voice")
         assert isinstance(voice, LocalVoice)
         question = concat(silence(0.3, 22_050), espeak("turn on the kitchen lights"))
@@ -83,8 +82,6 @@ async def test_voice_turn_from_wav_to_wav_is_persisted(
             ("user", "turn on the kitchen lights"),
             ("assistant", "Turning on the kitchen lights. Anything else?"),
         ]
-    finally:
-        await rt.close()
 
 
 async def test_barge_in_by_voice_from_a_file_source(
@@ -92,8 +89,7 @@ async def test_barge_in_by_voice_from_a_file_source(
 ) -> None:
     fake_model.queue_reply(LONG_ANSWER)
     fake_model.tokens_per_second = 15  # the answer is still streaming when the user talks
-    rt = await open_runtime(cozy_home, fake_model.url, BARGE_YAML)
-    try:
+    async with running(cozy_home, fake_model.url, BARGE_YAML) as rt:
         voice = await rt.engine("voice")
         assert isinstance(voice, LocalVoice)
         question = concat(silence(0.3, 22_050), espeak("play some music"))
@@ -114,16 +110,13 @@ async def test_barge_in_by_voice_from_a_file_source(
         sessions = await rt.store.list_sessions("local")
         rows = await rt.store.list_messages(sessions[0].id)
         assert rows[-1].role == "assistant" and rows[-1].status == "interrupted"
-    finally:
-        await rt.close()
 
 
 async def test_barge_in_by_key_stops_playback(
     cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
 ) -> None:
     fake_model.queue_reply(LONG_ANSWER)
-    rt = await open_runtime(cozy_home, fake_model.url, GRAMMAR_YAML)
-    try:
+    async with running(cozy_home, fake_model.url, GRAMMAR_YAML) as rt:
         voice = await rt.engine("voice")
         assert isinstance(voice, LocalVoice)
         sink = WavSink(tmp_path / "a.wav", voice.output_rate, realtime=True)
@@ -148,8 +141,6 @@ async def test_barge_in_by_key_stops_playback(
         # (the bound leaves room for a loaded machine)
         assert 0.2 <= played < 3.0, played
         assert sink.buffer.pending == 0
-    finally:
-        await rt.close()
 
 
 async def test_silent_input_is_no_speech(

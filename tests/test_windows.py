@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import collect, open_runtime, req
+from helpers import collect, open_runtime, req, running
 
 from cozy.core.events import Done, Failed
 from cozy.core.windows import CalibratedEstimator, ContextWindows, family, known_window
@@ -23,8 +23,7 @@ def test_families_and_known_windows() -> None:
 async def test_window_from_provider_and_num_ctx_sent(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, "context: {token_budget: 100000}\n")
-    try:
+    async with running(cozy_home, fake_model.url, "context: {token_budget: 100000}\n") as rt:
         events = await collect(rt.orchestrator.run(req("hello")))
         done = events[-1]
         assert isinstance(done, Done)
@@ -35,16 +34,13 @@ async def test_window_from_provider_and_num_ctx_sent(
         assert sent["num_ctx"] == 8192  # Ollama is told the window instead of its 4096 default
         saved = await rt.store.list_messages(done.session_id)
         assert saved[-1].metadata["tokens"]["reported_prompt"] == done.usage["prompt_tokens"]
-    finally:
-        await rt.close()
 
 
 async def test_engines_yaml_override_and_small_window_error(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
     extra = "  context_windows: {fake-model: 600}\n"  # under ai:
-    rt = await open_runtime(cozy_home, fake_model.url, extra)
-    try:
+    async with running(cozy_home, fake_model.url, extra) as rt:
         events = await collect(rt.orchestrator.run(req("short question")))
         done = events[-1]
         assert isinstance(done, Done) and done.tokens["window"] == 600
@@ -56,8 +52,6 @@ async def test_engines_yaml_override_and_small_window_error(
         msg = failed.error["message"]
         assert failed.error["code"] == "context_length_exceeded"
         assert "ollama:fake-model window 600 from engines.yaml" in msg
-    finally:
-        await rt.close()
 
 
 def test_calibration_converges() -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import open_runtime
+from helpers import open_runtime, running
 from mcp_servers.helpers import SERVER, live_children
 
 from cozy.core.events import ChatEvent, Done, ToolResult
@@ -48,6 +49,13 @@ def tester_profile(cozy_home: Path) -> Iterator[None]:
 
 async def runtime(home: Path, fake: FakeModelServer, extra: str = "", **kw: Any) -> Runtime:
     return await open_runtime(home, fake.url, tools_yaml(extra, **kw))
+
+
+def tools_running(
+    home: Path, fake: FakeModelServer, extra: str = "", **kw: Any
+) -> AbstractAsyncContextManager[Runtime]:
+    """`runtime`, closed when the `async with` block ends."""
+    return running(home, fake.url, tools_yaml(extra, **kw))
 
 
 def results(events: list[ChatEvent]) -> list[ToolResult]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from helpers import write_engines
+from helpers import running, write_engines
 from textual.pilot import Pilot
 
 from cozy.runtime import Runtime
@@ -80,3 +81,8 @@ def views(app: CozyApp) -> list[tuple[str, str, str]]:
 async def open_rt(home: Path, fake_url: str, extra: str = "") -> Runtime:
     write_engines(home, fake_url, QUIET + extra)
     return await Runtime.open(Settings(home=home))
+
+
+def tui_running(home: Path, fake_url: str, extra: str = "") -> AbstractAsyncContextManager[Runtime]:
+    """`open_rt`, closed when the `async with` block ends."""
+    return running(home, fake_url, QUIET + extra)
