@@ -75,8 +75,8 @@ class ServerSettings(BaseSettings):
         default_factory=lambda: Budgets(),
         description='JSON: {"user": {"tokens_day": N, "tokens_month": N, "usd_day": X, '
         '"usd_month": X}, "key": {...}, "users": {"alice": {"tokens_day": N}}}; "users" '
-        "overrides the user budget for the users it names (0: none); spend needs ai.prices "
-        "in engines.yaml",
+        "overrides the user budget for the users it names (0: none); a budget stored with "
+        "`cozy users set-budget` wins over both; spend needs ai.prices in engines.yaml",
     )
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # /v1/embeddings: bounded work per request (OpenAI allows 2048 inputs, 300k tokens)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -40,6 +39,7 @@ from cozy.server.realtime_response import (
     generate,
     open_output,
 )
+from cozy.server.realtime_transcribe import transcribe_clip
 from cozy.server.realtime_vad import TurnDetector
 from cozy.server.voices import client_voice
 
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from cozy.runtime import Runtime
     from cozy.server.auth import Principal
 
-log = logging.getLogger("cozy.server.realtime")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 MIN_COMMIT_MS = 100
 NO_SPEECH = ProtocolError(
@@ -219,48 +218,8 @@ class RealtimeSession(ConversationItems):
         self.pending.append(PendingInput(item_id, task=self._transcribe(item, pcm)))
 
     def _transcribe(self, item: dict[str, Any], pcm: bytes) -> asyncio.Task[str]:
-        async def run() -> str:
-            from cozy.engines.voice.audio import decode_pcm16
-
-            if self.engine is None:
-                return ""
-            started = time.perf_counter()
-            try:
-                # the session's transcription settings steer the recogniser (language, prompt)
-                wanted = self.config.transcription or {}
-                result = await self.engine.transcribe_detailed(
-                    pcm,
-                    RATE,
-                    language=self.language(),
-                    prompt=str(wanted.get("prompt") or "") or None,
-                )
-                text = result.text.strip()
-            except CozyError as exc:
-                await self.send(
-                    {
-                        "type": "conversation.item.input_audio_transcription.failed",
-                        "item_id": item["id"],
-                        "content_index": 0,
-                        "error": exc.to_dict(),
-                    }
-                )
-                return ""
-            item["content"][0]["transcript"] = text
-            if self.config.transcription is not None:
-                seconds = decode_pcm16(pcm, RATE).seconds
-                await self.send(
-                    {
-                        "type": "conversation.item.input_audio_transcription.completed",
-                        "item_id": item["id"],
-                        "content_index": 0,
-                        "transcript": text,
-                        "usage": {"type": "duration", "seconds": round(seconds, 3)},
-                    }
-                )
-            log.debug("transcribed", extra={"stt_ms": (time.perf_counter() - started) * 1000})
-            return text
-
-        return self._spawn(run())
+        clip = transcribe_clip(self.engine, item, pcm, self.config, self.language, self.send)
+        return self._spawn(clip)
 
     def language(self) -> str | None:
         """What the user speaks: the session's transcription language, else the

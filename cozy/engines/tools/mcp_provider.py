@@ -28,7 +28,6 @@ from typing import Any
 
 from cozy.core.types import ToolOutput, ToolSpec
 from cozy.engines.base import EngineContext, Health, ToolContext, ToolsEngine
-from cozy.engines.tools import mcp_extras
 from cozy.engines.tools.builtin import BuiltinFn, BuiltinTools
 from cozy.engines.tools.content import result_parts
 from cozy.engines.tools.levels import resolve_level
@@ -43,9 +42,9 @@ from cozy.engines.tools.mcp_common import ended
 from cozy.engines.tools.mcp_config import MCPOptions, import_claude_config, parse_servers
 from cozy.engines.tools.mcp_extras import PromptInfo, ResourceInfo, ResourceText
 from cozy.engines.tools.mcp_health import probed
-from cozy.engines.tools.mcp_logs import at_least, log_dir, read_logs
+from cozy.engines.tools.mcp_logs import log_dir
 from cozy.engines.tools.mcp_oauth import auth_dir
-from cozy.engines.tools.mcp_oauth import login as oauth_login
+from cozy.engines.tools.mcp_servers import MCPServers
 from cozy.engines.tools.sandbox import cap_output, validate_arguments
 
 __all__ = ["MCPTools", "ServerStatus", "import_claude_config"]
@@ -103,6 +102,7 @@ class MCPTools(ToolsEngine):
             )
             for cfg in parse_servers(o)
         }
+        self.servers = MCPServers(self._conns, self.timeout, self.log_dir)
         self._builtin: BuiltinTools | None = None
         if o.builtin:
             self._builtin = BuiltinTools(
@@ -227,99 +227,34 @@ class MCPTools(ToolsEngine):
         finally:
             self._specs.clear()  # servers start again lazily if the engine is reused
 
-    # -- prompts and resources (MCP beyond tools) -------------------------------------
-
-    def _conn(self, server: str) -> MCPServerConnection:
-        conn = self._conns.get(server)
-        if conn is None:
-            from cozy.core.errors import NotFoundError
-
-            raise NotFoundError(
-                f"no MCP server named '{server}'",
-                hint=f"configured: {', '.join(sorted(self._conns)) or 'none'} (engines.yaml)",
-            )
-        return conn
-
-    async def _each(self, server: str | None, fn: Any) -> tuple[list[Any], list[str]]:
-        conns = (
-            [self._conn(server)]
-            if server
-            else [c for c in self._conns.values() if not c.cfg.disabled]
-        )
-
-        async def one(conn: MCPServerConnection) -> list[Any]:
-            session = await conn.session()
-            return list(await fn(conn.cfg.name, session, conn.cfg.timeout or self.timeout))
-
-        results = await asyncio.gather(*(one(c) for c in conns), return_exceptions=True)
-        out: list[Any] = []
-        problems: list[str] = []
-        for conn, result in zip(conns, results, strict=True):
-            if isinstance(result, list):
-                out.extend(result)
-            elif isinstance(result, Exception):
-                problems.append(f"'{conn.cfg.name}' unavailable: {result}")
-            else:
-                raise result
-        return out, problems
+    # -- prompts, resources, logs and login (MCP beyond tools: see mcp_servers) ------
 
     async def list_prompts(self, server: str | None = None) -> tuple[list[PromptInfo], list[str]]:
-        return await self._each(server, mcp_extras.list_prompts)
+        return await self.servers.list_prompts(server)
 
     async def get_prompt(self, qualified: str, arguments: dict[str, str]) -> list[dict[str, str]]:
-        server, _, name = qualified.partition(".")
-        conn = self._conn(server)
-        session = await conn.session()
-        return await mcp_extras.get_prompt(
-            server, session, name, arguments, conn.cfg.timeout or self.timeout
-        )
+        return await self.servers.get_prompt(qualified, arguments)
 
     async def list_resources(
         self, server: str | None = None
     ) -> tuple[list[ResourceInfo], list[str]]:
-        return await self._each(server, mcp_extras.list_resources)
+        return await self.servers.list_resources(server)
 
     async def read_resource(self, server: str, uri: str) -> ResourceText:
-        """Read a resource; on a server that offers subscriptions, subscribe and keep the
-        text until the server says it changed (notifications/resources/updated)."""
-        conn = self._conn(server)
-        session = await conn.session()
-        cached = conn.resource_cache.get(uri)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        timeout = conn.cfg.timeout or self.timeout
-        text = await mcp_extras.read_resource(server, session, uri, timeout)
-        if uri in conn.subscribed or await mcp_extras.subscribe(session, uri, timeout):
-            conn.subscribed.add(uri)
-            conn.resource_cache[uri] = text
-        return text
+        return await self.servers.read_resource(server, uri)
 
     async def login(
         self, server: str, show_url: Callable[[str], Awaitable[None]]
     ) -> dict[str, Any]:
-        """`cozy tools login SERVER`: the browser step of OAuth, tokens stored."""
-        return await oauth_login(self._conn(server), show_url)
+        return await self.servers.login(server, show_url)
 
     def resource_updates(self, server: str) -> list[tuple[float, str]]:
-        """(time, uri) of the server's recent notifications/resources/updated."""
-        return list(self._conn(server).resource_updates)
+        return self.servers.resource_updates(server)
 
     def server_logs(
         self, server: str | None = None, *, limit: int = 50, level: str = "debug"
     ) -> list[dict[str, Any]]:
-        """What the servers logged (notifications/message), oldest first: from the log
-        files under COZY_HOME/logs/mcp, or this process's rings without a home."""
-        names = [self._conn(server).cfg.name] if server else list(self._conns)
-        if self.log_dir is not None:
-            return read_logs(self.log_dir, names, limit=limit, level=level)
-        rows = [
-            e.to_dict()
-            for n in names
-            for e in self._conns[n].log.entries
-            if at_least(e.level, level)
-        ]
-        rows.sort(key=lambda r: float(r["at"]))
-        return rows[-limit:] if limit > 0 else rows
+        return self.servers.server_logs(server, limit=limit, level=level)
 
     # -- internals -----------------------------------------------------------------
 
