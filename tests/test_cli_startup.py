@@ -13,10 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import typer
+import typer.main
 from helpers import write_engines
 from rich.console import Console
 from rich.progress import Progress
+from typer.core import TyperGroup
 
+from cozy.cli.app import app
+from cozy.cli.lazy import COMMANDS, LazyCommands
 from cozy.cli.progress import Counter, ProgressLike, progress_bar
 from cozy.testing import FakeModelServer
 
@@ -93,3 +98,21 @@ def test_progress_bar_only_on_a_terminal_and_the_counter_acts_like_rich() -> Non
         assert (
             out[0] == out[1] == ("added a.md\nsummary\n" if disable else "added a.md\n\nsummary\n")
         )
+
+
+def test_a_command_imports_only_its_own_module(cozy_home: Path) -> None:
+    others = [
+        f"cozy.cli.{m}" for m in dict.fromkeys(COMMANDS.values()) if m not in (None, "knowledge")
+    ]
+    assert loaded("knowledge", "stats", heavy=others) == []
+    assert loaded("keys", "--help", heavy=others) == ["cozy.cli.keys"]
+
+
+def test_the_command_table_names_every_command_in_help_order() -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, LazyCommands)
+    group.load_all()
+    assert sorted(group.commands) == sorted(COMMANDS)
+    # typer lists plain commands before groups; the table keeps that order
+    is_group = [isinstance(group.commands[name], TyperGroup) for name in COMMANDS]
+    assert is_group == sorted(is_group)

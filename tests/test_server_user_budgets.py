@@ -246,3 +246,23 @@ async def test_precedence_stored_over_named_user_over_default() -> None:
     limiter.use_stored_budget("alice", None)  # cleared: COZY_SERVER_BUDGETS users.alice
     limiter.use_stored_budget("bob", None)  # cleared: the default
     assert (day_limit("alice"), day_limit("bob")) == (100_000, 150)
+
+
+def test_an_older_read_does_not_switch_a_budget_back() -> None:
+    """Two keys of one user are cached apart: the one still holding the previous read
+    must not undo what the newer read applied."""
+    limiter = RateLimiter(MemoryCounterStore(), Limits(user_budget=Budget(tokens_day=150)))
+
+    def day_limit() -> int | None:
+        return {m.name: m.limit for m in limiter._meters_of("user:alice")}.get("tokens today")
+
+    old, new = BudgetOverride(tokens_day=10), BudgetOverride(tokens_day=20)
+    limiter.use_stored_budget("alice", old, read_at=1.0)
+    limiter.use_stored_budget("alice", new, read_at=2.0)  # key A re-read it
+    limiter.use_stored_budget("alice", old, read_at=1.0)  # key B's cached principal
+    assert day_limit() == 20
+    limiter.use_stored_budget("alice", None, read_at=3.0)  # cleared, read by key A
+    limiter.use_stored_budget("alice", new, read_at=2.0)  # key B, older still
+    assert day_limit() == 150
+    limiter.use_stored_budget("alice", old, read_at=4.0)  # set again, a newer read
+    assert day_limit() == 10

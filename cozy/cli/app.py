@@ -10,29 +10,11 @@ from typing import Annotated
 import typer
 
 from cozy import __version__
-from cozy.cli import (
-    chat,
-    fragments,
-    info,
-    jobs,
-    keys,
-    memory,
-    profile,
-    run,
-    serve,
-    sessions,
-    templates,
-    tools,
-    voice,
-)
-from cozy.cli import knowledge as knowledge_cli
-from cozy.cli import migrate as migrate_cli
-from cozy.cli import transfer as transfer_cli
-from cozy.cli import usage as usage_cli
-from cozy.cli import users as users_cli
 from cozy.cli._common import state
+from cozy.cli.lazy import LazyCommands
 
 app = typer.Typer(
+    cls=LazyCommands,  # a command's module is imported when that command runs
     name="cozy",
     help="cozy — a local assistant runtime: chat, voice, an OpenAI-compatible server, scripts.",
     no_args_is_help=True,
@@ -65,13 +47,6 @@ def root(
     state.overrides = {"config": config, "user": user, "log_level": log_level}
 
 
-run.register(app)
-templates.register(app)
-sessions.register(app)
-fragments.register(app)
-info.register(app)
-
-
 @app.command("doctor")
 def doctor_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check config, storage, the model, extras and audio; name the fix for each failure."""
@@ -80,21 +55,6 @@ def doctor_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     from cozy.cli.doctor import doctor_cmd as run_doctor
 
     run_doctor(as_json)
-
-
-chat.register(app)
-serve.register(app)
-keys.register(app)
-users_cli.register(app)
-usage_cli.register(app)
-memory.register(app)  # issue #3 groups: memory, profile, jobs
-profile.register(app)
-jobs.register(app)
-voice.register(app)
-knowledge_cli.register(app)
-tools.register(app)
-migrate_cli.register(app)  # issue #12: server mode
-transfer_cli.register(app)
 
 
 def _is_devnull() -> bool:

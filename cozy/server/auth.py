@@ -33,8 +33,10 @@ class Principal:
     role: Role
     via: Literal["key", "jwt", "none"]
     key_id: str | None = None
-    # the user's stored budget as read with their status (cached with the principal)
+    # the user's stored budget as read with their status (cached with the principal),
+    # and when it was read (time.monotonic), so the limiter keeps the newest read
     budget: BudgetOverride | None = None
+    read_at: float = 0.0
 
     @property
     def limit_scopes(self) -> tuple[str, ...]:
@@ -82,6 +84,7 @@ class Authenticator:
     async def _active(self, principal: Principal) -> Principal:
         """A key or token acts for a user who exists and is not disabled. The same read
         brings the user's stored budget, carried to the limiter with the principal."""
+        read_at = time.monotonic()
         user = await self.users.get(principal.user_id)
         if user is None:
             raise AuthError(
@@ -93,9 +96,7 @@ class Authenticator:
                 f"the user '{principal.user_id}' is disabled",
                 hint=f"an admin can run `cozy users enable {principal.user_id}`",
             )
-        if user.budget is None:
-            return principal
-        return replace(principal, budget=user.budget)
+        return replace(principal, budget=user.budget, read_at=read_at)
 
     async def _api_key(self, token: str) -> Principal:
         row = await self.keys.verify(token)

@@ -47,7 +47,7 @@ async def auth_guard(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> 
     state = connection.scope["state"]
     state["principal"] = principal
     state["user_id"] = principal.user_id
-    svc.limiter.use_stored_budget(principal.user_id, principal.budget)
+    svc.limiter.use_stored_budget(principal.user_id, principal.budget, principal.read_at)
     await svc.limiter.check_principal(principal.limit_scopes)
 
 

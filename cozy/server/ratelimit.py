@@ -142,16 +142,25 @@ class RateLimiter:
             for user, budget in limits.user_budgets.items()
         }
         self._stored: dict[str, BudgetOverride] = {}  # user id -> the stored budget applied
+        self._read_at: dict[str, float] = {}  # user id -> when the applied one was read
 
-    def use_stored_budget(self, user_id: str, stored: BudgetOverride | None) -> None:
+    def use_stored_budget(
+        self, user_id: str, stored: BudgetOverride | None, read_at: float = 0.0
+    ) -> None:
         """Apply the budget stored for a user (`cozy users set-budget`), as the auth
-        lookup last read it: over COZY_SERVER_BUDGETS `users.NAME`, over the default.
+        lookup read it at `read_at` (monotonic): over COZY_SERVER_BUDGETS `users.NAME`,
+        over the default.
 
         Called on every request with the cached principal's value, so the unchanged
-        case is a dict lookup and a comparison; meters are rebuilt only on a change."""
+        case is a dict lookup and a comparison; meters are rebuilt only on a change. A
+        read older than the one applied is ignored: a user's other key, still cached
+        with the previous budget, must not switch it back."""
         current = self._stored.get(user_id)
         if current is stored or current == stored:
             return
+        if read_at < self._read_at.get(user_id, 0.0):
+            return
+        self._read_at[user_id] = read_at
         scope = f"user:{user_id}"
         base = self.limits.user_budgets.get(user_id)
         if stored is None:
