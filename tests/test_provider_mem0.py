@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import collect, open_runtime, req
+from helpers import collect, open_runtime, req, running
 from net_guard import loopback_only
 
 from cozy.core.errors import CozyError, EngineError, MissingExtraError
@@ -44,8 +44,7 @@ async def _engine(rt: Runtime) -> Mem0Memory:
 
 
 async def test_add_raw_and_search_per_user(cozy_home: Path, fake_model: FakeModelServer) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, MEM0)
-    try:
+    async with running(cozy_home, fake_model.url, MEM0) as rt:
         mem = await _engine(rt)
         ids = await mem.add_memory(
             [Message("user", "My cat Miso loves tuna and sleeps on the piano.")],
@@ -71,8 +70,6 @@ async def test_add_raw_and_search_per_user(cozy_home: Path, fake_model: FakeMode
         assert (cozy_home / "mem0" / "history.db").is_file()
         health = await mem.health_check()
         assert health.ok and "infer=off" in health.detail
-    finally:
-        await rt.close()
 
 
 async def test_add_with_inference_uses_cozy_model(
@@ -82,8 +79,7 @@ async def test_add_with_inference_uses_cozy_model(
         user_contains="Rex",
         json={"memory": [{"text": "Has a beagle named Rex"}, {"text": "Lives in Lyon"}]},
     )
-    rt = await open_runtime(cozy_home, fake_model.url, MEM0_INFER)
-    try:
+    async with running(cozy_home, fake_model.url, MEM0_INFER) as rt:
         mem = await _engine(rt)
         msgs = [
             Message("user", "My beagle Rex and I just moved to Lyon."),
@@ -98,27 +94,21 @@ async def test_add_with_inference_uses_cozy_model(
         assert hits[0].text == "Has a beagle named Rex"
         # the same fact again is deduplicated by mem0 (hash match)
         assert await mem.add_memory(msgs, user_id="ada") == []
-    finally:
-        await rt.close()
 
 
 async def test_model_failure_is_a_cozy_error(cozy_home: Path, fake_model: FakeModelServer) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, MEM0_INFER)
-    try:
+    async with running(cozy_home, fake_model.url, MEM0_INFER) as rt:
         mem = await _engine(rt)
         fake_model.fail_next(500, times=5)
         with pytest.raises(CozyError) as info:
             await mem.add_memory([Message("user", "I like tea")], user_id="ada")
         assert "500" in str(info.value) or "model" in str(info.value).lower()
-    finally:
-        await rt.close()
 
 
 async def test_chat_turn_becomes_memory_and_is_recalled(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, MEM0)
-    try:
+    async with running(cozy_home, fake_model.url, MEM0) as rt:
         await _engine(rt)
         events = await collect(rt.orchestrator.run(req("My favourite tea is genmaicha.")))
         first = events[-1]
@@ -140,8 +130,6 @@ async def test_chat_turn_becomes_memory_and_is_recalled(
         assert texts.count("My favourite tea is genmaicha.") == 1, texts
         roles = sorted(h.metadata.get("role", "") for h in hits if "genmaicha" in h.text)
         assert roles == ["assistant", "user"]
-    finally:
-        await rt.close()
 
 
 HOLDER = """
@@ -217,8 +205,7 @@ def test_cli_memory_commands_through_mem0(cozy_home: Path, fake_model: FakeModel
 async def test_store_held_by_another_process(
     cozy_home: Path, fake_model: FakeModelServer, held_store: Path
 ) -> None:
-    rt = await open_runtime(cozy_home, fake_model.url, MEM0)  # opening never fails
-    try:
+    async with running(cozy_home, fake_model.url, MEM0) as rt:  # opening never fails
         mem = rt.engines["memory"]
         with pytest.raises(EngineError) as info:
             await mem.search_memories("tea", user_id="local")  # type: ignore[attr-defined]
@@ -231,8 +218,6 @@ async def test_store_held_by_another_process(
         assert ctx.metadata["degraded"]
         assert "another cozy process" in " ".join(ctx.metadata["degrade_reasons"])
         assert isinstance(events[-1], Done) and events[-1].status == "complete"
-    finally:
-        await rt.close()
 
 
 async def test_one_client_per_path_in_a_process(
@@ -262,12 +247,9 @@ async def test_missing_extra_names_the_install_command(
     with pytest.raises(MissingExtraError) as info:
         mem0_bridge.import_mem0(cozy_home / "mem0")
     assert "./install.sh --extras mem0" in str(info.value)
-    rt = await open_runtime(cozy_home, fake_model.url, MEM0)
-    try:
+    async with running(cozy_home, fake_model.url, MEM0) as rt:
         health = await rt.engines["memory"].health_check()
         assert not health.ok and "--extras mem0" in health.fix
-    finally:
-        await rt.close()
 
 
 def test_mem0_is_not_imported_by_cozy_startup() -> None:

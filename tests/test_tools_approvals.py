@@ -13,6 +13,7 @@ from tools_loop_helpers import (
     results,
     runtime,
     tester_profile,  # noqa: F401 - autouse: profiles + no leftover servers
+    tools_running,
 )
 
 from cozy.core.events import ToolApprovalNeeded
@@ -24,13 +25,12 @@ from cozy.testing import FakeModelServer
 
 
 async def test_approve_once_and_deny(cozy_home: Path, fake_model: FakeModelServer) -> None:
-    rt = await runtime(cozy_home, fake_model)
-    approver = Approver("deny", "once")
-    fake_model.queue_reply(tool_calls=[("test__write_note", {"text": "first"})])
-    fake_model.queue_reply("ok")
-    fake_model.queue_reply(tool_calls=[("test__write_note", {"text": "second"})])
-    fake_model.queue_reply("ok")
-    try:
+    async with tools_running(cozy_home, fake_model) as rt:
+        approver = Approver("deny", "once")
+        fake_model.queue_reply(tool_calls=[("test__write_note", {"text": "first"})])
+        fake_model.queue_reply("ok")
+        fake_model.queue_reply(tool_calls=[("test__write_note", {"text": "second"})])
+        fake_model.queue_reply("ok")
         first = await collect(
             rt.orchestrator.run(req("note", personality="tester", approver=approver))
         )
@@ -45,8 +45,6 @@ async def test_approve_once_and_deny(cozy_home: Path, fake_model: FakeModelServe
         assert (ran.decision, ran.content) == ("once", "stored note #1")
         assert approver.asked == ["test.write_note", "test.write_note"]
         assert await ToolGrants(rt.store).list_grants("local") == []  # "once" is not remembered
-    finally:
-        await rt.close()
 
 
 async def test_always_is_remembered_by_a_new_runtime(
@@ -64,8 +62,7 @@ async def test_always_is_remembered_by_a_new_runtime(
         assert results(events)[0].decision == "always" and approver.asked == ["test.write_note"]
     finally:
         await rt.close()
-    rt = await runtime(cozy_home, fake_model)  # a new process, as far as cozy can tell
-    try:
+    async with tools_running(cozy_home, fake_model) as rt:  # a new process, as far as cozy can tell
         approver = Approver()
         events = await collect(
             rt.orchestrator.run(req("note", personality="tester", approver=approver))
@@ -86,22 +83,19 @@ async def test_always_is_remembered_by_a_new_runtime(
             rt.orchestrator.run(req("note", personality="tester", approver=again))
         )
         assert results(events)[0].decision == "deny" and again.asked == ["test.write_note"]
-    finally:
-        await rt.close()
 
 
 async def test_dangerous_tool_never_runs_without_approval(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await runtime(cozy_home, fake_model)
-    yes = Approver("once", "once")
-    fake_model.queue_reply(tool_calls=[("test__write_note", {"text": "keep me"})])
-    fake_model.queue_reply("ok")
-    fake_model.queue_reply(tool_calls=[("test__delete_all", {})])
-    fake_model.queue_reply("ok")
-    fake_model.queue_reply(tool_calls=[("test__write_note", {"text": "again"})])
-    fake_model.queue_reply("ok")
-    try:
+    async with tools_running(cozy_home, fake_model) as rt:
+        yes = Approver("once", "once")
+        fake_model.queue_reply(tool_calls=[("test__write_note", {"text": "keep me"})])
+        fake_model.queue_reply("ok")
+        fake_model.queue_reply(tool_calls=[("test__delete_all", {})])
+        fake_model.queue_reply("ok")
+        fake_model.queue_reply(tool_calls=[("test__write_note", {"text": "again"})])
+        fake_model.queue_reply("ok")
         await collect(rt.orchestrator.run(req("a", personality="tester", approver=yes)))
         # no approver at all (a script without --yes): dangerous is denied
         events = await collect(rt.orchestrator.run(req("b", personality="tester")))
@@ -111,21 +105,18 @@ async def test_dangerous_tool_never_runs_without_approval(
         assert results(events)[0].content == "stored note #2"  # delete_all never ran
         audit = [a for a in await rt.store.list_audit() if a["tool"] == "test.delete_all"]
         assert [(a["level"], a["status"]) for a in audit] == [("dangerous", "denied")]
-    finally:
-        await rt.close()
 
 
 async def test_server_face_denies_dangerous_by_default(
     cozy_home: Path, fake_model: FakeModelServer
 ) -> None:
-    rt = await runtime(cozy_home, fake_model)
-    http = Caller(user_id="api-user", role="user", face="server")
-    approver = Approver("once", "once")
-    fake_model.queue_reply(
-        tool_calls=[("test__delete_all", {}), ("test__write_note", {"text": "w"})]
-    )
-    fake_model.queue_reply("done")
-    try:
+    async with tools_running(cozy_home, fake_model) as rt:
+        http = Caller(user_id="api-user", role="user", face="server")
+        approver = Approver("once", "once")
+        fake_model.queue_reply(
+            tool_calls=[("test__delete_all", {}), ("test__write_note", {"text": "w"})]
+        )
+        fake_model.queue_reply("done")
         events = await collect(
             rt.orchestrator.run(req("x", personality="tester", caller=http, approver=approver))
         )
@@ -155,23 +146,20 @@ async def test_server_face_denies_dangerous_by_default(
         # the CLI face is not restricted: dangerous tools are offered (and asked for)
         cli = await runner.available(rt.personalities.get("tester"), Caller())
         assert "test.delete_all" in {s.name for s in cli}
-    finally:
-        await rt.close()
 
 
 async def test_server_policy_is_configurable(cozy_home: Path, fake_model: FakeModelServer) -> None:
     policy = "  server_policy: {dangerous: ask, write: deny, network: allow}\n"
-    rt = await runtime(cozy_home, fake_model, extra=policy)
-    http = Caller(user_id="api-user", role="user", face="server")
-    approver = Approver("once")
-    fake_model.queue_reply(
-        tool_calls=[
-            ("test__delete_all", {}),
-            ("test__write_note", {"text": "w"}),
-            ("test__fetch", {"url": "http://x"}),
-        ]
-    )
-    try:
+    async with tools_running(cozy_home, fake_model, extra=policy) as rt:
+        http = Caller(user_id="api-user", role="user", face="server")
+        approver = Approver("once")
+        fake_model.queue_reply(
+            tool_calls=[
+                ("test__delete_all", {}),
+                ("test__write_note", {"text": "w"}),
+                ("test__fetch", {"url": "http://x"}),
+            ]
+        )
         events = await collect(
             rt.orchestrator.run(req("x", personality="tester", caller=http, approver=approver))
         )
@@ -182,8 +170,6 @@ async def test_server_policy_is_configurable(cozy_home: Path, fake_model: FakeMo
         assert "test__write_note" not in offered and "test__delete_all" in offered
         assert (fetch.decision, fetch.content) == ("policy-allow", "fetched http://x")
         assert approver.asked == ["test.delete_all"]
-    finally:
-        await rt.close()
 
 
 async def test_bad_server_policy_names_the_file(
