@@ -155,7 +155,15 @@ async def running(
 ) -> AsyncIterator[Runtime]:
     """`open_runtime`, closed when the block ends however it ends (the `rt` fixture
     for a test that needs its own engines.yaml lines or settings)."""
-    rt = await open_runtime(home, fake_url, extra, **settings)
+    write_engines(home, fake_url, extra)
+    async with opened(Settings(home=home, **settings)) as rt:
+        yield rt
+
+
+@contextlib.asynccontextmanager
+async def opened(settings: Settings, **options: Any) -> AsyncIterator[Runtime]:
+    """`Runtime.open(settings, **options)`, closed when the block ends however it ends."""
+    rt = await Runtime.open(settings, **options)
     try:
         yield rt
     finally:

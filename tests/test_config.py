@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import opened
 
 from cozy.core.errors import ConfigError, NotFoundError
 from cozy.core.personalities import PersonalityCatalog
@@ -76,12 +77,9 @@ async def test_unknown_provider_option_names_file_line_and_allowed_keys(cozy_hom
         "ai:\n  provider: ollama\n  model: m\n  providers:\n"
         "    ollama:\n      host: http://127.0.0.1:9\n      max_retries: many\n",
     )
-    rt = await Runtime.open(Settings())
-    try:
+    async with opened(Settings()) as rt:
         with pytest.raises(ConfigError, match=r"engines.yaml:7: ai.providers.ollama.max_retries"):
             await rt.router.resolve(None)
-    finally:
-        await rt.close()
 
 
 def test_voice_parts_options_are_checked_against_their_provider(tmp_path: Path) -> None:

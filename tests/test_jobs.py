@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import collect, req, running, write_engines
+from helpers import collect, opened, req, running, write_engines
 from typer.testing import CliRunner
 
 from cozy.core.events import Done
@@ -214,8 +214,7 @@ async def test_jobs_survive_kill_9(cozy_home: Path, fake_model: FakeModelServer)
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
     fake_model.latency = 0.0
-    rt = await Runtime.open(Settings(home=cozy_home))
-    try:
+    async with opened(Settings(home=cozy_home)) as rt:
         running = await rt.jobs.list(status="running")
         assert len(running) == 1 and running[0].locked_until is not None
         await asyncio.sleep(max(0.0, running[0].locked_until - time.time()) + 0.1)
@@ -226,8 +225,6 @@ async def test_jobs_survive_kill_9(cozy_home: Path, fake_model: FakeModelServer)
         assert retaken.status == "done" and retaken.attempts == 2
         facts = await rt.engines["memory"].list_memories("local")  # type: ignore[attr-defined]
         assert [f.text for f in facts] == ["The user keeps bees on their roof"]
-    finally:
-        await rt.close()
 
 
 def test_cli_jobs_list_run_retry(cozy_home: Path, fake_model: FakeModelServer) -> None:

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import cozy
+from helpers import cozy, opened
 
 from cozy.engines.base import EmbedEngine, EngineContext
 from cozy.engines.degraded import noting
@@ -144,10 +144,7 @@ async def test_a_one_shot_command_does_not_load_the_model_it_never_uses(
     finally:
         await rt.close()
     # a chat, the TUI, the server: the model starts loading when the engines open
-    rt = await Runtime.open(Settings(home=cozy_home))
-    try:
+    async with opened(Settings(home=cozy_home)) as rt:
         k = rt.engines["knowledge"]
         assert isinstance(k, LocalKnowledge)
         assert k.embeddings.loading or k.embeddings.engine is not None
-    finally:
-        await rt.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from helpers import collect, req
+from helpers import collect, opened, req
 
 from cozy.core.errors import ContextTooLarge, ModelFileError
 from cozy.core.events import Done, Started, TextDelta, ToolCallRequested, ToolResult
@@ -187,8 +187,7 @@ def engines(home: Path, extra: str = "") -> None:
 
 async def test_orchestrator_turn_window_and_tool_round_trip(cozy_home: Path) -> None:
     engines(cozy_home)
-    rt = await Runtime.open(Settings(home=cozy_home))
-    try:
+    async with opened(Settings(home=cozy_home)) as rt:
         events = await collect(rt.orchestrator.run(req("What is 2+2?", options=GREEDY)))
         done = events[-1]
         assert isinstance(done, Done) and done.status == "complete", events
@@ -207,14 +206,11 @@ async def test_orchestrator_turn_window_and_tool_round_trip(cozy_home: Path) -> 
         assert isinstance(done, Done) and done.status == "complete"
         rows = await rt.store.list_messages(done.session_id)
         assert [r.role for r in rows] == ["user", "assistant", "tool", "assistant"]
-    finally:
-        await rt.close()
 
 
 async def test_cancelled_turn_is_saved_as_interrupted(cozy_home: Path) -> None:
     engines(cozy_home)
-    rt = await Runtime.open(Settings(home=cozy_home))
-    try:
+    async with opened(Settings(home=cozy_home)) as rt:
         got: list[str] = []
         three = asyncio.Event()
 
@@ -236,8 +232,6 @@ async def test_cancelled_turn_is_saved_as_interrupted(cozy_home: Path) -> None:
         rows = await rt.store.list_messages(session.id)
         assert rows[-1].role == "assistant" and rows[-1].status == "interrupted"
         assert rows[-1].content.startswith("".join(got[:3]))
-    finally:
-        await rt.close()
 
 
 async def test_prompt_longer_than_the_window_names_the_real_window(cozy_home: Path) -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from helpers import opened
 from server_fixtures import free_port, server_env
 
-from cozy.runtime import Runtime
 from cozy.settings import Settings
 from cozy.storage.store import MessageRow
 
@@ -132,14 +132,11 @@ def _refused(client: openai.OpenAI, *, stream: bool) -> openai.APIStatusError:
 
 
 async def _assistant_rows(home: Path) -> list[MessageRow]:
-    rt = await Runtime.open(Settings(home=home), engines=False)
-    try:
+    async with opened(Settings(home=home), engines=False) as rt:
         rows: list[MessageRow] = []
         for s in await rt.store.list_sessions("local", limit=100):  # --no-auth acts as local
             rows.extend(m for m in await rt.store.list_messages(s.id) if m.role == "assistant")
         return rows
-    finally:
-        await rt.close()
 
 
 def test_serve_streams_and_a_full_queue_is_503_for_streams_too(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import opened
 from net_guard import loopback_only
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,11 +136,9 @@ else:
 
         from cozy.core.events import ContextBuilt, Done
         from cozy.engines.knowledge.cognee_provider import CogneeKnowledge
-        from cozy.runtime import Runtime
         from cozy.settings import Settings
 
-        rt = await Runtime.open(Settings(home=home))
-        try:
+        async with opened(Settings(home=home)) as rt:
             kn = rt.engines["knowledge"]
             assert isinstance(kn, CogneeKnowledge)
             health = await kn.health_check()
@@ -168,5 +167,3 @@ else:
             assert not ctx.metadata["degraded"], ctx.metadata["degrade_reasons"]
             assert ctx.metadata["knowledge"], ctx.metadata
             assert isinstance(events[-1], Done) and events[-1].status == "complete"
-        finally:
-            await rt.close()

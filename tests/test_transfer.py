@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from helpers import collect, req, running, write_engines
+from helpers import collect, opened, req, running, write_engines
 from pg_redis_helpers import cli, cozy_env, pg_database
 
 from cozy.core.inputs import Fragment
 from cozy.core.types import Caller
-from cozy.runtime import Runtime
 from cozy.settings import Settings
 from cozy.storage.db import create_engine
 from cozy.storage.schema import metadata
@@ -143,8 +142,7 @@ def test_export_import_round_trip(
 
 
 async def use_on_postgres(url: str, home: Path, fake: FakeModelServer) -> None:
-    rt = await Runtime.open(Settings(home=home, database_url=url))
-    try:
+    async with opened(Settings(home=home, database_url=url)) as rt:
         memory = rt.engines["memory"]
         hits = await memory.search_memories("cat Miso", user_id="local")  # type: ignore[attr-defined]
         assert any("Miso" in h.text for h in hits)
@@ -160,8 +158,6 @@ async def use_on_postgres(url: str, home: Path, fake: FakeModelServer) -> None:
             collection="house",
             source="car.md",
         )  # chunk ids continue after the imported ones (sequence moved)
-    finally:
-        await rt.close()
 
 
 def test_bad_files_are_refused_and_nothing_is_written(pg_url: str, tmp_path: Path) -> None:
