@@ -178,6 +178,27 @@ def req(prompt: str, **kw: Any) -> ChatRequest:
     return ChatRequest(prompt=prompt, **kw)
 
 
+def wait_for_health(proc: subprocess.Popen[str], url: str, seconds: float) -> None:
+    """Return once `url`/health answers 200. When `proc` (a `cozy serve` started with
+    stderr=PIPE, text=True) exits or `seconds` pass first: kill it and raise with the
+    tail of what it wrote."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"cozy serve did not start: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+
+
 def clear_of_minute_boundary(margin: float = 25.0) -> None:
     """Rate limits count in fixed epoch-minute windows: a boundary falling between the
     requests of a limit test restarts the count. Returns once `margin` seconds of the

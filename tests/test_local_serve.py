@@ -16,10 +16,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
-from helpers import opened
+from helpers import opened, wait_for_health
 from server_fixtures import free_port, server_env
 
 from cozy.settings import Settings
@@ -56,17 +55,7 @@ def served(cozy_home: Path) -> Iterator[openai.OpenAI]:
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"cozy serve did not start: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.1)
+    wait_for_health(proc, url, 120)
     try:
         yield openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=300)
     finally:

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
-from helpers import write_engines
+from helpers import wait_for_health, write_engines
 from server_fixtures import free_port, server_env
 
 from cozy.testing import FakeModelServer
@@ -42,17 +41,7 @@ def serve(cozy_home: Path, fake_model: FakeModelServer) -> Iterator[tuple[str, s
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60  # two worker processes start slowly on a loaded machine
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"cozy serve did not start: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.1)
+    wait_for_health(proc, url, 60)  # two worker processes start slowly on a loaded machine
     try:
         yield url, key, proc
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from helpers import assistant_rows, write_engines
+from helpers import assistant_rows, wait_for_health, write_engines
 from server_fixtures import free_port, server_env
 
 from cozy.testing import FakeModelServer
@@ -78,17 +78,7 @@ def test_sigterm_to_cozy_serve_saves_every_stream_in_flight(
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"cozy serve did not start: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.1)
+    wait_for_health(proc, url, 60)
     received = [""] * 10
     client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=60)
 
