@@ -111,3 +111,13 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def pets_and_lunch(root: Path) -> Path:
+    """`root/docs` with two short notes (the office dog; Wednesday's soup): a vector
+    search for "puppy" finds the first with no word in common."""
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "pets.md").write_text("# Pets\n\nOur office dog Biscuit sleeps under desk four.\n")
+    (docs / "food.md").write_text("# Lunch\n\nThe canteen serves soup on Wednesdays.\n")
+    return docs

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import cozy, running, write_engines
+from knowledge_files import pets_and_lunch
 
 from cozy.engines.knowledge.provider import LocalKnowledge
 from cozy.testing import FakeModelServer
@@ -17,18 +18,10 @@ from cozy.testing import FakeModelServer
 EMBED = "embed: {provider: local}\n"
 
 
-def _docs(root: Path) -> Path:
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "pets.md").write_text("# Pets\n\nOur office dog Biscuit sleeps under desk four.\n")
-    (docs / "food.md").write_text("# Lunch\n\nThe canteen serves soup on Wednesdays.\n")
-    return docs
-
-
 async def test_vectors_come_from_the_background_job(
     cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
 ) -> None:
-    docs = _docs(tmp_path)
+    docs = pets_and_lunch(tmp_path)
     async with running(cozy_home, fake_model.url, EMBED) as rt:
         k = await rt.engine("knowledge")
         assert isinstance(k, LocalKnowledge)
@@ -72,7 +65,7 @@ async def test_the_job_hands_over_when_its_time_is_up(
     from cozy.engines.knowledge import backfill as backfill_mod
     from cozy.engines.knowledge import jobs as jobs_mod
 
-    docs = _docs(tmp_path)
+    docs = pets_and_lunch(tmp_path)
     async with running(cozy_home, fake_model.url, EMBED) as rt:
         k = await rt.engine("knowledge")
         assert isinstance(k, LocalKnowledge)
@@ -101,7 +94,7 @@ def test_cli_add_returns_before_the_vectors_and_wait_does_not(
     cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
 ) -> None:
     write_engines(cozy_home, fake_model.url, EMBED)
-    docs = _docs(tmp_path)
+    docs = pets_and_lunch(tmp_path)
     env: dict[str, str] = {}
     r = cozy("knowledge", "add", str(docs), "-c", "bg", timeout=120)
     assert r.returncode == 0, r.stderr

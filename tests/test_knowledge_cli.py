@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from helpers import cozy, running, write_engines
+from knowledge_files import pets_and_lunch
 
 from cozy.engines.knowledge.provider import LocalKnowledge
 from cozy.testing import FakeModelServer
@@ -44,10 +45,7 @@ def test_cli_add_search_list_stats_rm(
 async def test_hybrid_with_local_embeddings_and_backfill(
     cozy_home: Path, fake_model: FakeModelServer, tmp_path: Path
 ) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "pets.md").write_text("# Pets\n\nOur office dog Biscuit sleeps under desk four.\n")
-    (docs / "food.md").write_text("# Lunch\n\nThe canteen serves soup on Wednesdays.\n")
+    docs = pets_and_lunch(tmp_path)
     async with running(cozy_home, fake_model.url, "embed: {provider: local}\n") as rt:
         k = await rt.engine("knowledge")
         assert isinstance(k, LocalKnowledge)

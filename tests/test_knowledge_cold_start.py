@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers import cozy, opened
+from knowledge_files import pets_and_lunch
 
 from cozy.engines.base import EmbedEngine, EngineContext
 from cozy.engines.degraded import noting
@@ -30,21 +31,13 @@ def minilm() -> LocalEmbedder:
     return emb
 
 
-def _docs(root: Path) -> Path:
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "pets.md").write_text("# Pets\n\nOur office dog Biscuit sleeps under desk four.\n")
-    (docs / "food.md").write_text("# Lunch\n\nThe canteen serves soup on Wednesdays.\n")
-    return docs
-
-
 async def test_a_cold_embedder_is_waited_for_only_by_a_search_nobody_else_waits_on(
     tmp_path: Path, minilm: LocalEmbedder
 ) -> None:
     store = await Store.open(f"sqlite:///{tmp_path / 'k.db'}")
     try:
         ready = LocalKnowledge({}, EngineContext(store=store, embedder=minilm))
-        await ready.add_paths([_docs(tmp_path)], user_id="u", collection="c", wait=True)
+        await ready.add_paths([pets_and_lunch(tmp_path)], user_id="u", collection="c", wait=True)
         gate = asyncio.Event()
         loads = 0
 
@@ -96,7 +89,7 @@ def test_cli_search_in_a_fresh_process_is_hybrid(cozy_home: Path, tmp_path: Path
     (cozy_home / "engines.yaml").write_text(
         "embed: {provider: local}\nknowledge: {provider: local, search_wait: 600}\n"
     )
-    r = cozy("knowledge", "add", str(_docs(tmp_path)), "-c", "c", "--wait", timeout=300)
+    r = cozy("knowledge", "add", str(pets_and_lunch(tmp_path)), "-c", "c", "--wait", timeout=300)
     assert r.returncode == 0, r.stderr
     # every `cozy knowledge search` is a cold start: it waits for the model to load
     r = cozy("knowledge", "search", "a puppy", "--json", timeout=900)
@@ -129,7 +122,7 @@ async def test_a_one_shot_command_does_not_load_the_model_it_never_uses(
     try:
         k = await rt.engine("knowledge")
         assert isinstance(k, LocalKnowledge)
-        await k.add_paths([_docs(tmp_path)], user_id="u", collection="c", wait=True)
+        await k.add_paths([pets_and_lunch(tmp_path)], user_id="u", collection="c", wait=True)
     finally:
         await rt.close()
     # `cozy knowledge stats/list/add` (engines opened lazily): no model load to wait for
