@@ -5,6 +5,7 @@ user, the answer is the user's best `limit` matches (retrieval/keyword.py tries 
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -59,3 +60,30 @@ def _insert(user: str, text: str) -> Callable[[AsyncConnection], Awaitable[str]]
         return await MemoryRepo.insert(conn, user_id=user, kind="fact", text=text)
 
     return fn
+
+
+class _Seen(threading.Event):
+    """An Event that notes the thread that set it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by: int | None = None
+
+    def set(self) -> None:
+        self.by = threading.get_ident()
+        super().set()
+
+
+async def test_started_is_set_by_the_worker_at_its_statement(store: Store) -> None:
+    """Hybrid search waits on `started` before its GIL-holding vector pass (memory/hybrid.py
+    `both_lists`): the SQLite worker sets it; with no statement to run it is set at once."""
+    mem = LocalMemory({"embeddings": False}, EngineContext(store=store))
+    for i in range(5):
+        await mem.repo.write("u", _insert("u", f"violin lesson {i}"))
+    started = _Seen()
+    found = await mem.repo.keyword("u", "violin", 10, started=started)
+    assert len(found) == 5
+    assert started.is_set() and started.by not in (None, threading.get_ident())
+    nothing = _Seen()
+    assert await mem.repo.keyword("u", "the", 10, started=nothing) == []  # stop word only
+    assert nothing.is_set() and nothing.by == threading.get_ident()

@@ -6,6 +6,7 @@ the filters of what a caller may see, and the hits. `LocalMemory.search` is this
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,42 @@ async def vector_list(
     return await asyncio.to_thread(idx.search, vec, pool)  # big BLAS product: off the loop
 
 
+# How long the event loop's thread waits, GIL released, for the SQLite worker to reach
+# its FTS5 statement before the vector pass: a few times the hop's usual 0.1-0.3 ms, so
+# a busy pool or a descheduled worker costs at most this, never a stall.
+KEYWORD_HEAD_START = 0.003
+
+
+async def both_lists(
+    mem: MemoryParts,
+    user_id: str,
+    query: str,
+    version: int,
+    pool: int,
+    kinds: Sequence[str] | None,
+    wait: float | None,
+) -> list[list[tuple[str, float]]]:
+    """The keyword and vector lists, the FTS5 query running beside the vector pass.
+
+    numkong's int8 kernel holds the GIL (retrieval/vectors.py `holds_gil`), so the
+    vector pass runs on this thread, and a worker thread that has not reached SQLite
+    (whose statement releases the GIL) when the pass starts waits for all of it. With
+    `gather` that was left to the OS scheduler; here the keyword search is submitted
+    first and this thread waits (bounded) until the worker is at its statement.
+    """
+    started = threading.Event()
+    keyword = asyncio.ensure_future(mem.repo.keyword(user_id, query, pool, kinds, started))
+    try:
+        await asyncio.sleep(0)  # the task runs up to its hop: the work is in the pool
+        if mem.repo.store.sqlite_thread is not None:
+            started.wait(KEYWORD_HEAD_START)  # blocking on purpose: frees the GIL
+        vec = await vector_list(mem, user_id, query, version, pool, wait)
+    except BaseException:
+        keyword.cancel()
+        raise
+    return [await keyword, vec]
+
+
 async def search(
     mem: MemoryParts,
     query: str,
@@ -60,12 +97,16 @@ async def search(
     version = await mem.version(user_id)
     if version == 0 and await mem.version(user_id, fresh=True) == 0:
         return hits  # no memories yet (checked afresh: another process may have written)
-    jobs: list[Any] = []
-    if mode in ("hybrid", "keyword"):
-        jobs.append(mem.repo.keyword(user_id, query, pool, kinds))
-    if mode in ("hybrid", "vector"):
-        jobs.append(vector_list(mem, user_id, query, version, pool, vector_wait))
-    found = await asyncio.gather(*jobs)
+    found: list[list[tuple[str, float]]]
+    if mode == "hybrid":
+        found = await both_lists(mem, user_id, query, version, pool, kinds, vector_wait)
+    else:
+        jobs: list[Any] = []
+        if mode == "keyword":
+            jobs.append(mem.repo.keyword(user_id, query, pool, kinds))
+        if mode == "vector":
+            jobs.append(vector_list(mem, user_id, query, version, pool, vector_wait))
+        found = list(await asyncio.gather(*jobs))
     related = related_ids(found, mode, min_similarity)
     cosine = dict(found[-1]) if mode in ("hybrid", "vector") else {}
     lists = [x for x in found if x]

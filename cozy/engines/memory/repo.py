@@ -9,6 +9,7 @@ together so a schema change is read and made in one place.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -368,15 +369,20 @@ class MemoryRepo:
         await self.write(user_id, fn)
 
     async def keyword(
-        self, user_id: str, query: str, limit: int, kinds: Sequence[str] | None = None
+        self,
+        user_id: str,
+        query: str,
+        limit: int,
+        kinds: Sequence[str] | None = None,
+        started: threading.Event | None = None,
     ) -> list[tuple[str, float]]:
         """(id, score) by BM25 (SQLite FTS5) or ts_rank x IDF (Postgres), best first:
-        this user's active memories (of these kinds)."""
+        this user's active memories (of these kinds). `started`: KeywordIndex.search."""
         scope = Filter(["m.user_id = :u", "m.status = 'active'"], {"u": user_id})
         if kinds:
             scope.where.append("m.kind IN (" + ",".join(f":k{i}" for i in range(len(kinds))) + ")")
             scope.params.update({f"k{i}": k for i, k in enumerate(kinds)})
-        found = await self.keywords.search(query_terms(query), limit, scope)
+        found = await self.keywords.search(query_terms(query), limit, scope, started=started)
         return [(str(mid), score) for mid, score in found]
 
     async def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:

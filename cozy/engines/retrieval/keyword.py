@@ -20,6 +20,7 @@ user, status and kind for memories; user, collections and path prefix for chunks
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -139,15 +140,25 @@ class KeywordIndex:
         return {t: known[t] for t in terms}
 
     async def search(
-        self, terms: Sequence[str], limit: int, scope: Filter, *, version: Hashable = None
+        self,
+        terms: Sequence[str],
+        limit: int,
+        scope: Filter,
+        *,
+        version: Hashable = None,
+        started: threading.Event | None = None,
     ) -> list[tuple[Any, float]]:
         """(row id, score: higher is better), best first, at most `limit`.
 
         `version`: the scope's version; cached document frequencies of another are dropped.
+        `started`: set once the ranking statement is about to run (SQLite: in the worker
+        thread, which then releases the GIL inside FTS5), or at once when there is none.
         """
-        if not terms or limit <= 0:
-            return []
-        if self.dialect == "postgresql":
+        if not terms or limit <= 0 or self.dialect == "postgresql":
+            if started is not None:
+                started.set()  # nothing runs in a worker thread to wait for
+            if not terms or limit <= 0:
+                return []
             return await self._pg_search(terms, limit, scope, version)
         known = self.counts.known(terms, version)
         todo = [t for t in terms if t not in known]
@@ -156,6 +167,8 @@ class KeywordIndex:
         def run(conn: Connection) -> list[Any]:  # one thread hop: counts and ranking
             counted.update(self._count(conn, todo))
             chosen = plan({**known, **counted}, self.budget)
+            if started is not None:
+                started.set()
             return self._ranked(conn, chosen, limit, scope)
 
         rows = await self.store.read_with(run)
