@@ -38,9 +38,10 @@ async def vector_list(
 
 
 # How long the event loop's thread waits, GIL released, for the SQLite worker to reach
-# its FTS5 statement before the vector pass: a few times the hop's usual 0.1-0.3 ms, so
-# a busy pool or a descheduled worker costs at most this, never a stall.
-KEYWORD_HEAD_START = 0.003
+# its FTS5 statement before the vector pass: the worker usually gets there 0.2 ms after
+# the hop is submitted (100k memories); a descheduled worker on a busy box costs at
+# most this, never a stall.
+KEYWORD_HEAD_START = 0.001
 
 
 async def both_lists(
