@@ -1,15 +1,19 @@
 """Throughput and latency of the local all-MiniLM-L6-v2 embedder (onnxruntime or numpy).
 
     .venv/bin/python bench/bench_embed.py [--seconds 2] [--model-dir DIR] [--ceiling N]
+        [--ab N]
 
 Prints sentences/s for batch sizes 1, 8, 32 and 64 (the engine's `batch_size`; the
 same 256 sentences each time, sorted by length and padded per batch, so the ratios
 compare like with like) and single-sentence latency p50/p99 through
 the async `embed()` API (thread hop included). `--ceiling N`: N rounds of 32 chunks
-of ~224 tokens, each followed by the numpy fp32 matmul probe (the best of 3 products,
-bench_knowledge.py), so each ratio embedder / ceiling sees one machine load; on a busy
-machine the probe's best burst beats the embedder's sustained share, so read the
-ratio from a quiet run. Informative only; CI never asserts on wall time.
+of ~224 tokens, each followed by the numpy fp32 matmul probe (the median of 7
+products, bench_knowledge.py), so each ratio embedder / ceiling sees one machine load.
+`--ab N`: N rounds of the plain-op ONNX graph and the fused contrib-op graph
+(minilm_onnx.py) in turn on the same chunks, each beside its own probe: chunks/s, CPU
+seconds, the ratio to the ceiling, and the ratio per CPU-second (work per CPU-second
+against a one-thread probe's; moves less with load than the wall-clock ratio), one
+run. Informative only; CI never asserts on wall time.
 """
 
 from __future__ import annotations
@@ -120,6 +124,41 @@ def ceiling_pairs(embedder: object, rounds: int, tokens: int = 224) -> list[tupl
     return out
 
 
+def graph_ab(model_dir: str | None, rounds: int, tokens: int = 224) -> list[list[float]]:
+    """Rows of (graph 0 plain / 1 fused, chunks/s, CPU s, ceiling chunks/s, ratio per
+    CPU-second): the two ONNX graphs in turn, 32 chunks of ~`tokens` tokens each time,
+    then the probes (wall-clock median, and per CPU-second, which load barely moves)."""
+    import sys
+    from pathlib import Path
+
+    from cozy.engines.embed import minilm_onnx, model_files
+    from cozy.engines.embed.minilm import MiniLM
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_knowledge import matmul_gflops, matmul_per_cpu_second, minilm_flops
+
+    files = model_files.locate(Path(model_dir) if model_dir else None, verify=False)
+    # the numpy backend keeps the layer weights: both graphs are built from one load
+    model = MiniLM(files.directory / "model.safetensors", files.directory / "tokenizer.json",
+                   backend="numpy")  # fmt: skip
+    graphs = [minilm_onnx.OnnxForward(model, fused=f) for f in (False, True)]
+    rng = random.Random(3)
+    chunks = [" ".join(rng.choices(WORDS, k=int(tokens / 1.1))) for _ in range(32)]
+    per_chunk = minilm_flops(round(statistics.mean(len(x) for x in model.tokenize(chunks))))
+    rows: list[list[float]] = []
+    for r in range(rounds + 1):  # round 0 warms both sessions up and is not counted
+        for g, graph in enumerate(graphs):
+            model.onnx = graph
+            t, cpu = time.perf_counter(), time.process_time()
+            model.encode(chunks, batch_size=32)
+            wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+            if r:
+                ceiling = matmul_gflops() * 1e9 / per_chunk
+                per_cpu = len(chunks) * per_chunk / 1e9 / cpu / matmul_per_cpu_second()
+                rows.append([g, len(chunks) / wall, cpu, ceiling, per_cpu])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="bench the local embedder")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per batch size")
@@ -131,7 +170,30 @@ def main() -> None:
         default=0,
         help="N rounds of embedder vs matmul ceiling, side by side",
     )
+    parser.add_argument(
+        "--ab", type=int, default=0, help="N rounds of the plain vs fused ONNX graph, in turn"
+    )
     args = parser.parse_args()
+    if args.ab:
+        rows = graph_ab(args.model_dir, args.ab)
+        print(f"plain vs fused ONNX graph, in turn, 32 chunks of ~224 tokens, batch 32, "
+              f"{os.cpu_count()} threads, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+        print(f"{'graph':>6} | {'chunks/s':>8} | {'CPU s':>6} | {'ceiling':>7} | {'ratio':>5} | "
+              f"{'per CPU-s':>9}")  # fmt: skip
+        for g, rate, cpu, ceiling, per_cpu in rows:
+            name = ("plain", "fused")[int(g)]
+            print(f"{name:>6} | {rate:>8.1f} | {cpu:>6.2f} | {ceiling:>7.1f} | "
+                  f"{rate / ceiling:>5.2f} | {per_cpu:>9.2f}")  # fmt: skip
+        for g, name in enumerate(("plain", "fused")):
+            mine = [r for r in rows if r[0] == g]
+            ratios = sorted(rate / ceiling for _, rate, _, ceiling, _ in mine)
+            print(f"{name}: median {statistics.median(r[1] for r in mine):.1f} chunks/s, "
+                  f"{statistics.median(r[2] for r in mine):.2f} CPU s per 32 chunks, "
+                  f"median ratio {statistics.median(ratios):.2f} "
+                  f"({ratios[0]:.2f}-{ratios[-1]:.2f}), per CPU-second "
+                  f"{statistics.median(r[4] for r in mine):.2f}; "
+                  f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+        return
 
     from cozy.engines.embed.local import LocalEmbedder
 
