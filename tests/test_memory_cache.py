@@ -118,3 +118,48 @@ async def test_hybrid_search_above_the_approx_threshold_reads_each_row_once(
     assert [h.id for h in big] == [h.id for h in exact]
     assert [h.score for h in big] == pytest.approx([h.score for h in exact], abs=1e-6)
     assert len(read) == len(set(read)) == len(ids)  # every candidate's row, read once
+
+
+async def test_rows_read_by_id_match_sqlalchemys(store: Store) -> None:
+    """get_many reads SQLite with its own SQL and decodes the JSON columns itself: every
+    field equals what the SQLAlchemy select gives, NULL JSON and integer times included,
+    across more ids than one statement takes."""
+    import sqlalchemy as sa
+
+    from cozy.engines.memory.repo import _BY_IDS, MemoryRepo
+    from cozy.engines.memory.rows import RAW_CHUNK, _row
+    from cozy.storage.tables.memory import memories
+
+    mem = LocalMemory({"embeddings": False}, EngineContext(store=store))
+    ids: list[str] = []
+    for i in range(RAW_CHUNK + 7):
+
+        async def one(conn: object, i: int = i) -> str:
+            return await MemoryRepo.insert(
+                conn,  # type: ignore[arg-type]
+                user_id="u",
+                kind="turn" if i % 2 else "fact",
+                text=f"note {i} — café ünïcode",
+                session_id=f"s{i % 3}" if i % 5 else None,
+                source_ids=[f"m{i}", "m0"] if i % 4 else (),
+                occurred_at=1_700_000_000 + i if i % 3 else None,
+                metadata={"prev": f"x{i}", "n": i, "nested": {"a": [1, 2.5]}} if i % 6 else {},
+            )
+
+        ids.append(await mem.repo.write("u", one))
+    async with store.engine.begin() as conn:  # NULL JSON columns, an integer time
+        await conn.execute(
+            sa.update(memories)
+            .where(memories.c.id == ids[1])
+            .values(metadata=sa.null(), source_message_ids=sa.null(), created_at=5)
+        )
+    got = await mem.repo.get_many([*ids, "missing"])
+    want = await store.read_with(
+        lambda conn: {r.id: _row(r) for r in conn.execute(_BY_IDS, {"ids": ids})}
+    )
+    assert len(got) == len(ids) and got == want
+    assert got[ids[1]].metadata == {} and got[ids[1]].source_message_ids == []
+    for mid in ids:  # the same types too (5 == 5.0, but JSON output would differ)
+        assert [type(v) for v in got[mid].to_dict().values()] == [
+            type(v) for v in want[mid].to_dict().values()
+        ]

@@ -18,7 +18,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError
-from cozy.engines.memory.rows import _ROW_COLS, MemoryRow, _row, to_blob
+from cozy.engines.memory.rows import (
+    _ROW_COLS,
+    RAW_CHUNK,
+    MemoryRow,
+    _row,
+    raw_by_ids,
+    raw_row,
+    to_blob,
+)
 from cozy.engines.memory.texthash import text_hash
 from cozy.engines.retrieval.keyword import Filter, KeywordIndex, KeywordTable
 from cozy.engines.retrieval.terms import query_terms
@@ -204,8 +212,17 @@ class MemoryRepo:
         if not ids:
             return {}
 
+        wanted = list(ids)
+
         def run(conn: Connection) -> dict[str, MemoryRow]:  # on SQLite: in the worker thread
-            return {r.id: _row(r) for r in conn.execute(_BY_IDS, {"ids": list(ids)})}
+            if self.dialect != "sqlite":
+                return {r.id: _row(r) for r in conn.execute(_BY_IDS, {"ids": wanted})}
+            out: dict[str, MemoryRow] = {}
+            for at in range(0, len(wanted), RAW_CHUNK):
+                part = tuple(wanted[at : at + RAW_CHUNK])
+                for r in conn.exec_driver_sql(raw_by_ids(len(part)), part):
+                    out[r[0]] = raw_row(r)
+            return out
 
         return await self.store.read_with(run)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,37 @@ def _row(r: Any) -> MemoryRow:
         updated_at=m["updated_at"],
         deleted_at=m["deleted_at"],
         metadata=dict(m["metadata"] or {}),
+    )
+
+
+# SQLite's own SQL for a search's candidate rows: SQLAlchemy's compile of the expanding
+# IN list and its per-row result processing were 0.58 ms of 87 rows against 0.30 raw
+# (100k memories); the two JSON columns are decoded here as sa.JSON would (json.loads).
+_RAW_COLS = ", ".join(c.name for c in _ROW_COLS)
+RAW_CHUNK = 500  # ids per statement: far below SQLite's bound-variable limit
+
+
+def raw_by_ids(count: int) -> str:
+    return f"SELECT {_RAW_COLS} FROM memories WHERE id IN ({','.join('?' * count)})"
+
+
+def raw_row(r: Sequence[Any]) -> MemoryRow:
+    """A row of `raw_by_ids`, columns in `_ROW_COLS` order."""
+    sources, meta = r[7], r[12]
+    return MemoryRow(
+        id=r[0],
+        user_id=r[1],
+        kind=r[2],
+        text=r[3],
+        status=r[4],
+        personality_id=r[5],
+        session_id=r[6],
+        source_message_ids=list((json.loads(sources) if sources is not None else None) or []),
+        occurred_at=r[8],
+        created_at=r[9],
+        updated_at=r[10],
+        deleted_at=r[11],
+        metadata=dict((json.loads(meta) if meta is not None else None) or {}),
     )
 
 
