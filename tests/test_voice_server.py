@@ -215,3 +215,23 @@ async def test_openai_providers_against_this_server(served: Served, tmp_path: Pa
     with pytest.raises(EngineError, match="unreachable"):
         await down.transcribe_clip(question)
     await down.close()
+
+
+def test_espeak_refuses_an_unknown_voice_before_the_stream(
+    tmp_path: Path, fake_model: FakeModelServer
+) -> None:
+    """espeak-ng takes any name after -v and fails only when it runs: an unknown voice
+    once broke a streamed /v1/audio/speech after its 200 (schemathesis sent voice "0").
+    It is a 400 now; espeak-ng's own voices and OpenAI's names still speak."""
+    thread, served = start_server(tmp_path, fake_model, "voice:\n  tts: {provider: espeak}\n")
+    try:
+        api = client(served)
+        with pytest.raises(openai.BadRequestError, match="unknown voice '0'"):
+            api.audio.speech.create(model="cozy-tts", voice="0", input="Hi.", response_format="wav")
+        for voice in ("en-us", "alloy"):
+            audio = api.audio.speech.create(
+                model="cozy-tts", voice=voice, input="Hello there.", response_format="pcm"
+            )
+            assert decode_pcm16(audio.content, 24_000).seconds > 0.3
+    finally:
+        thread.stop()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cozy.core.errors import EngineError
+from cozy.core.errors import EngineError, UsageError
 from cozy.engines.voice.audio import AudioFormatError, Clip, decode, from_pcm16
 from cozy.engines.voice.options import EspeakOptions, OpenAITTSOptions
 
@@ -72,6 +72,7 @@ class EspeakTTS(TTS):
         self.binary = found
         self.voice, self.speed, self.pitch, self.timeout = o.voice, o.speed, o.pitch, o.timeout
         self.rate = 22_050
+        self._known: set[str] = set()  # voice names espeak-ng has accepted
 
     def _args(self, voice: str | None = None, speed: float | None = None) -> list[str]:
         name = self.voice if not voice or voice in OPENAI_VOICES | DEFAULT_NAMES else voice
@@ -83,6 +84,29 @@ class EspeakTTS(TTS):
 
     def voices(self) -> list[str]:
         return sorted({*OPENAI_VOICES, self.voice})
+
+    def check_voice(self, voice: str | None) -> None:
+        """espeak-ng takes any language or voice file name after -v, so a name is tried
+        once (quietly, no audio): an unknown one fails here, before a streamed answer
+        has begun, not in the middle of it."""
+        if not voice or voice in OPENAI_VOICES | DEFAULT_NAMES or voice in self._known:
+            return
+        try:
+            proc = subprocess.run(
+                [self.binary, "-q", "-v", voice, "x"],
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EngineError(f"espeak-ng could not be run: {exc}", hint=ESPEAK_HINT) from exc
+        if proc.returncode != 0:
+            raise UsageError(
+                f"unknown voice '{voice}'",
+                hint="use one of: " + ", ".join(self.voices()) + ", or an espeak-ng voice "
+                "(`espeak-ng --voices` lists them)",
+            )
+        self._known.add(voice)
 
     def stream(
         self, text: str, *, voice: str | None = None, speed: float | None = None
