@@ -1,4 +1,5 @@
-"""A library's client opened once, in the background (memory.mem0, knowledge.cognee).
+"""A library a provider wraps (memory.mem0, knowledge.cognee): where it keeps its
+files, and its client, opened once in the background.
 
 Those libraries take seconds to import: `start()` at initialize means opening cozy
 never waits for them. A failed open is reported at first use (`get()`), which opens
@@ -10,9 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from cozy.core.errors import ConfigError
+from cozy.engines.base import EngineContext
+
 T = TypeVar("T")
+
+
+def library_home(ctx: EngineContext, path: str | None, name: str, who: str) -> Path:
+    """Where the library keeps its files: the `path` option, else `<data dir>/<name>`."""
+    if path:
+        return Path(path).expanduser()
+    if ctx.settings is None:
+        raise ConfigError(f"{who} needs settings", hint="open it through the Runtime")
+    return Path(ctx.settings.data_dir) / name
 
 
 class Opening(Generic[T]):

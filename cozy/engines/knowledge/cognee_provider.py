@@ -22,13 +22,12 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, CozyError, EngineError, MissingExtraError
 from cozy.core.types import KnowledgeHit
 from cozy.engines.base import EngineContext, EngineOptions, Health, KnowledgeEngine
-from cozy.engines.opening import Opening
+from cozy.engines.opening import Opening, library_home
 
 _NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -58,13 +57,7 @@ class CogneeKnowledge(KnowledgeEngine):
         self.model: str | None = o.model
         self.search_type = o.search_type.upper()
         self.run_cognify = o.cognify
-        settings = self.ctx.settings
-        if o.path:
-            self.root = Path(o.path).expanduser()
-        elif settings is not None:
-            self.root = Path(settings.data_dir) / "cognee"
-        else:
-            raise ConfigError("knowledge.cognee needs settings", hint="open it via the Runtime")
+        self.root = library_home(self.ctx, o.path, "cognee", "knowledge.cognee")
         self._cognee: Any = None
         self._opening = Opening(self._open)
         self._write_lock = asyncio.Lock()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, CozyError, NotFoundError, UsageError
@@ -31,7 +30,7 @@ from cozy.core.types import GenerationOptions, MemoryHit, Message
 from cozy.engines.base import EmbedEngine, EngineContext, EngineOptions, Health, MemoryEngine
 from cozy.engines.memory import mem0_bridge as bridge
 from cozy.engines.memory.mem0_records import MAX_LISTED, Mem0Record, history_row
-from cozy.engines.opening import Opening
+from cozy.engines.opening import Opening, library_home
 
 log = logging.getLogger("cozy.memory.mem0")
 
@@ -72,13 +71,7 @@ class Mem0Memory(MemoryEngine):
                 hint="e.g. `vector_store: {provider: pgvector, config: {...}}`",
             )
         self.vector_store: dict[str, Any] | None = store
-        settings = self.ctx.settings
-        if o.path:
-            self.path = Path(o.path).expanduser()
-        elif settings is not None:
-            self.path = Path(settings.data_dir) / "mem0"
-        else:
-            raise ConfigError("memory.mem0 needs settings", hint="open it through the Runtime")
+        self.path = library_home(self.ctx, o.path, "mem0", "memory.mem0")
         self._embedder: EmbedEngine | None = self.ctx.embedder
         self._memory: Any = None
         self._key: str | None = None
