@@ -6,9 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from cozy.storage.schema import new_id, sessions
+from cozy.storage.schema import new_id
 
 if TYPE_CHECKING:
     from cozy.storage.attach import Fragment
@@ -73,7 +71,7 @@ class NewMessage:
     fragments: list[Fragment] = field(default_factory=list)
 
 
-def _session(row: Any) -> SessionRow:
+def session_of(row: Any) -> SessionRow:
     m = row._mapping
     return SessionRow(
         id=m["id"],
@@ -89,7 +87,7 @@ def _session(row: Any) -> SessionRow:
     )
 
 
-def _message(row: Any) -> MessageRow:
+def message_of(row: Any) -> MessageRow:
     m = row._mapping
     return MessageRow(
         id=m["id"],
@@ -120,10 +118,6 @@ def session_params(row: SessionRow) -> dict[str, Any]:
         "updated_at": row.updated_at,
         "metadata": row.metadata,
     }
-
-
-def _insert_session(row: SessionRow) -> Any:
-    return sa.insert(sessions).values(**session_params(row))
 
 
 def message_rows(session_id: str, items: Sequence[NewMessage], now: float) -> list[dict[str, Any]]:

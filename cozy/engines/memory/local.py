@@ -387,7 +387,7 @@ class LocalMemory(MemoryEngine):
         )
 
     def background(self) -> Any:
-        """The outbox hook and job handlers the runtime wires (see memory/jobs.py)."""
+        """The turn hook and job handlers the runtime wires (see memory/jobs.py)."""
         from cozy.engines.memory.jobs import MemoryJobs
 
         return MemoryJobs(self)
