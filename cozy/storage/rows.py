@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cozy.storage.schema import new_id
 
 if TYPE_CHECKING:
     from cozy.storage.attach import Fragment
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -71,6 +75,21 @@ class NewMessage:
     fragments: list[Fragment] = field(default_factory=list)
 
 
+@functools.cache
+def _fields(cls: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def from_row(cls: Callable[..., T], row: Any, **given: Any) -> T:
+    """A row dataclass from a result row: each field from the column of its name (a
+    field the row has no column for keeps its default), the `given` ones as passed.
+    For rows read now and then (keys, summaries, jobs): see `session_of`."""
+    values = dict(row._mapping)
+    return cls(**{n: values[n] for n in _fields(cls) if n in values and n not in given}, **given)
+
+
+# Spelled out, not `from_row`: every turn reads its history through these, and the
+# generic mapping costs about three times as much a row
 def session_of(row: Any) -> SessionRow:
     m = row._mapping
     return SessionRow(
