@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,49 +143,43 @@ async def queue_ingest(
     again while the first job is still pending reuse that job."""
     check_collection(collection)
     resolved = resolve_paths(paths)
-    store = engine.ctx.store
-    if store is None:
-        raise UsageError("background ingestion needs a store", hint="open cozy via Runtime")
     payload = {"paths": resolved, "user_id": user_id, "collection": collection, "embed": embed}
-
-    async def write(conn: AsyncConnection) -> str:
-        return await enqueue(
-            conn,
-            KIND,
-            payload,
-            user_id=user_id,
-            key=job_key(user_id, collection, resolved),
-            max_attempts=10,  # a run cut by the job timeout resumes where it stopped
-            merge=lambda _old: payload,
-        )
-
-    job_id: str = await store.write(write)
-    _notify(engine)
-    return job_id
-
-
-def _notify(engine: KnowledgeParts) -> None:
-    if engine.ctx.wake_worker is not None:
-        engine.ctx.wake_worker()
+    key = job_key(user_id, collection, resolved)
+    return await _queue(engine, KIND, payload, key, "ingestion", merge=lambda _old: payload)
 
 
 async def queue_embed(engine: KnowledgeParts, user_id: str, collection: str) -> str:
     """Queue the collection's `knowledge.embed` job (one pending job per collection)."""
+    payload = {"user_id": user_id, "collection": collection}
+    key = f"{KIND_EMBED}:{user_id}:{collection}"
+    return await _queue(engine, KIND_EMBED, payload, key, "embedding")
+
+
+async def _queue(
+    engine: KnowledgeParts,
+    kind: str,
+    payload: dict[str, Any],
+    key: str,
+    what: str,
+    merge: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> str:
+    """Enqueue the job (one pending job per `key`) and wake this process's worker."""
     store = engine.ctx.store
     if store is None:
-        raise UsageError("background embedding needs a store", hint="open cozy via Runtime")
-    payload = {"user_id": user_id, "collection": collection}
+        raise UsageError(f"background {what} needs a store", hint="open cozy via Runtime")
 
     async def write(conn: AsyncConnection) -> str:
         return await enqueue(
             conn,
-            KIND_EMBED,
+            kind,
             payload,
-            user_id=user_id,
-            key=f"{KIND_EMBED}:{user_id}:{collection}",
-            max_attempts=10,
+            user_id=payload["user_id"],
+            key=key,
+            max_attempts=10,  # a run cut by the job timeout resumes where it stopped
+            merge=merge,
         )
 
     job_id: str = await store.write(write)
-    _notify(engine)
+    if engine.ctx.wake_worker is not None:
+        engine.ctx.wake_worker()
     return job_id

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cozy.core.errors import ConfigError, EngineError, MissingExtraError
-from cozy.engines.base import Segment, Transcript
+from cozy.engines.transcript import Segment, Transcript
 from cozy.engines.voice.audio import STT_RATE, encode_wav, to_pcm16
 from cozy.engines.voice.options import OpenAISTTOptions, SphinxOptions
 
