@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.storage.schema import JSONType, create_all, metadata, new_id, utcnow
+from cozy.storage.rows import from_row
+from cozy.storage.schema import JSONType, metadata, new_id, utcnow
 
 jobs = sa.Table(
     "jobs",
@@ -58,12 +58,7 @@ job_effects = sa.Table(
     sa.Column("applied_at", sa.Float, nullable=False),
 )
 
-TABLES = (jobs, job_effects)
-
-
-def create_tables(conn: Connection) -> None:
-    """Migration step: the jobs outbox and the applied-effects keys."""
-    create_all(conn, TABLES)
+TABLES = (jobs, job_effects)  # a migration step (migrations.py)
 
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
@@ -111,8 +106,7 @@ class Job:
     @classmethod
     def of(cls, row: Any) -> Job:
         """A job from its row of the jobs table (its columns are the fields)."""
-        values = dict(row._mapping)
-        return cls(**{**values, "payload": values["payload"] or {}})
+        return from_row(cls, row, payload=row._mapping["payload"] or {})
 
 
 def final_answers(rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -12,6 +14,8 @@ from cozy.storage.schema import new_id, sessions
 
 if TYPE_CHECKING:
     from cozy.storage.attach import Fragment
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -73,6 +77,21 @@ class NewMessage:
     fragments: list[Fragment] = field(default_factory=list)
 
 
+@functools.cache
+def _fields(cls: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def from_row(cls: Callable[..., T], row: Any, **given: Any) -> T:
+    """A row dataclass from a result row: each field from the column of its name (a
+    field the row has no column for keeps its default), the `given` ones as passed.
+    For rows read now and then (keys, summaries, jobs): see `_session`."""
+    values = dict(row._mapping)
+    return cls(**{n: values[n] for n in _fields(cls) if n in values and n not in given}, **given)
+
+
+# Spelled out, not `from_row`: every turn reads its history through these, and the
+# generic mapping costs about three times as much a row
 def _session(row: Any) -> SessionRow:
     m = row._mapping
     return SessionRow(
