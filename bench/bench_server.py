@@ -1,7 +1,7 @@
 """What `cozy serve` adds on top of the model, side by side in one run.
 
     .venv/bin/python bench/bench_server.py [--requests 400] [--conc 1,16,64] [--rounds 2]
-        [--litellm auto|none|/path/to/venv/bin/litellm]
+        [--litellm auto|none|/path/to/venv/bin/litellm] [--baseline DIR]
 
 Targets, all talking to the same fake upstream (its own process, zero latency):
   direct          the fake model's /v1/chat/completions
@@ -9,6 +9,9 @@ Targets, all talking to the same fake upstream (its own process, zero latency):
                   persistence on (a session and two messages saved per request): the
                   proxy-equivalent path a user of `cozy serve` gets
   cozy (ctx on)   cozy serve, local knowledge/profile/memory engines on
+  ... [baseline]  with `--baseline DIR`: the same two servers importing cozy from DIR
+                  (e.g. `git worktree add --detach DIR <previous head>`), measured in
+                  turn with this tree's, so a change is judged against the head before it
   litellm         LiteLLM's proxy in its own venv. `--litellm auto` (default) builds it
                   once with uv in ~/.cache/cozy-bench/litellm (`uv venv` + `uv pip install
                   'litellm[proxy]'`, from the package index); `none` skips it; or give
@@ -220,7 +223,8 @@ async def measure_level(t: Target, conc: int, n: int) -> None:
 
 def table(rows: list[Target], concs: list[int]) -> None:
     direct = rows[0]
-    head = f"{'target':<16}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}"
+    w = max(16, *(len(r.name) + 1 for r in rows))
+    head = f"{'target':<{w}}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}"
     print(head + f"{'req/s':>9}{'x direct':>9}{'CPU ms/req':>11}")
     for row in rows:
         for c in concs:
@@ -228,7 +232,7 @@ def table(rows: list[Target], concs: list[int]) -> None:
             d50, d99 = pct(direct.lat[c], 0.5), pct(direct.lat[c], 0.99)
             rps, drps = statistics.median(row.rps[c]), statistics.median(direct.rps[c])
             print(
-                f"{row.name:<16}{c:>5}{p50:>9.2f}{p99:>9.2f}{p50 - d50:>9.2f}"
+                f"{row.name:<{w}}{c:>5}{p50:>9.2f}{p99:>9.2f}{p50 - d50:>9.2f}"
                 f"{p99 - d99:>9.2f}{rps:>9.0f}{rps / drps:>9.2f}"
                 f"{statistics.median(row.cpu[c]):>11.2f}"
             )
@@ -236,11 +240,11 @@ def table(rows: list[Target], concs: list[int]) -> None:
         if ERRORS.get(row.url):
             print(f"{row.name}: {ERRORS[row.url]} failed requests ({LAST_ERROR[row.url]})")
     print()
-    print(f"{'target':<16}{'TTFT p50 ms':>12}{'overhead ms':>12}")
+    print(f"{'target':<{w}}{'TTFT p50 ms':>12}{'overhead ms':>12}")
     d = statistics.median(direct.ttft) * 1000
     for row in rows:
         v = statistics.median(row.ttft) * 1000
-        print(f"{row.name:<16}{v:>12.2f}{v - d:>12.2f}")
+        print(f"{row.name:<{w}}{v:>12.2f}{v - d:>12.2f}")
 
 
 def litellm_config(path: Path, fake: str) -> None:
@@ -297,6 +301,9 @@ def main() -> None:
     ap.add_argument("--conc", default="1,16,64")
     ap.add_argument("--rounds", type=int, default=2, help="times each level is measured")
     ap.add_argument("--litellm", default="auto", help="auto, none, or a `litellm` CLI path")
+    ap.add_argument(
+        "--baseline", help="a cozy source tree (e.g. the previous head) served side by side"
+    )
     args = ap.parse_args()
     concs = [int(c) for c in args.conc.split(",")]
     lite = litellm_cli(args.litellm)
@@ -308,18 +315,25 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         fake_proc = stack.enter_context(process(fake_cmd, env0, fake + "/v1/models"))
         rows = [Target("direct", fake + "/v1/chat/completions", {}, "fake", fake_proc.pid)]
+        trees: list[tuple[str, str | None]] = [("", None)]
+        if args.baseline:
+            trees.append((" [baseline]", str(Path(args.baseline).resolve())))
         for ctx in (False, True):
-            home = tmp / f"cozy-{ctx}"
-            home.mkdir()
-            env = cozy_env(home, fake, ctx)
-            key = make_key(env)
-            port = free_port()
-            cmd = [PY, "-m", "cozy", "serve", "--port", str(port), "--workers", "1"]
-            base = f"http://127.0.0.1:{port}"
-            proc = stack.enter_context(process(cmd, env, base + "/health"))
-            name = "cozy (ctx on)" if ctx else "cozy (ctx off)"
-            hdr = {"Authorization": f"Bearer {key}"}
-            rows.append(Target(name, base + "/v1/chat/completions", hdr, "cozy/plain", proc.pid))
+            for label, tree in trees:  # a baseline's rows interleave with this tree's
+                home = tmp / f"cozy-{ctx}{'-base' if tree else ''}"
+                home.mkdir()
+                env = cozy_env(home, fake, ctx)
+                if tree:
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
+                key = make_key(env)
+                port = free_port()
+                cmd = [PY, "-m", "cozy", "serve", "--port", str(port), "--workers", "1"]
+                base = f"http://127.0.0.1:{port}"
+                proc = stack.enter_context(process(cmd, env, base + "/health"))
+                name = ("cozy (ctx on)" if ctx else "cozy (ctx off)") + label
+                hdr = {"Authorization": f"Bearer {key}"}
+                url = base + "/v1/chat/completions"
+                rows.append(Target(name, url, hdr, "cozy/plain", proc.pid))
         if lite:
             cfg = tmp / "litellm.yaml"
             litellm_config(cfg, fake)

@@ -3,8 +3,7 @@
 personality prompt > recent messages > profile / memories / knowledge > summary.
 
 The estimator is deliberately cheap (no tokenizer download): about four characters
-a token plus a small per-message overhead. `TokenEstimator.calibrate` lets a
-provider's reported usage pull the ratio toward the real tokenizer.
+a token plus a small per-message overhead.
 """
 
 from __future__ import annotations
@@ -34,13 +33,6 @@ class TokenEstimator:
 
     def messages(self, items: Sequence[Message]) -> int:
         return sum(self.message(m) for m in items)
-
-    def calibrate(self, chars: int, reported_tokens: int, weight: float = 0.3) -> None:
-        """Blend in an observed chars/token ratio from a provider's usage report."""
-        if chars <= 0 or reported_tokens <= 0:
-            return
-        observed = chars / reported_tokens
-        self.chars_per_token += weight * (observed - self.chars_per_token)
 
 
 @dataclass(slots=True)

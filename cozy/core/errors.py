@@ -16,6 +16,22 @@ class CozyError(Exception):
     code: str = "cozy_error"
     error_type: str = "server_error"
 
+    def __init_subclass__(
+        cls,
+        *,
+        exit_code: int | None = None,
+        http_status: int | None = None,
+        code: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """`class NotFoundError(UsageError, http_status=404, code="not_found")`: what the
+        faces make of an error, declared on its class line; the rest is inherited."""
+        super().__init_subclass__()
+        given = {"exit_code": exit_code, "http_status": http_status, "code": code}
+        for name, value in {**given, "error_type": error_type}.items():
+            if value is not None:
+                setattr(cls, name, value)
+
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -30,119 +46,87 @@ class CozyError(Exception):
         return {"type": self.error_type, "code": self.code, "message": str(self)}
 
 
-class UsageError(CozyError):
+class UsageError(
+    CozyError,
+    exit_code=2,
+    http_status=400,
+    code="invalid_request",
+    error_type="invalid_request_error",
+):
     """The caller asked for something malformed (bad flag, empty prompt)."""
 
-    exit_code = 2
-    http_status = 400
-    code = "invalid_request"
-    error_type = "invalid_request_error"
 
-
-class ConfigError(UsageError):
+class ConfigError(UsageError, code="invalid_config"):
     """A config file or setting is invalid; the message names file, line and field."""
 
-    code = "invalid_config"
 
-
-class NotFoundError(UsageError):
+class NotFoundError(UsageError, http_status=404, code="not_found"):
     """A named thing (session, personality, model) does not exist."""
 
-    http_status = 404
-    code = "not_found"
+
+class AuthError(
+    CozyError, http_status=401, code="invalid_api_key", error_type="authentication_error"
+):
+    """No valid API key or token came with the request."""
 
 
-class AuthError(CozyError):
-    http_status = 401
-    code = "invalid_api_key"
-    error_type = "authentication_error"
+class PermissionDenied(
+    CozyError, http_status=403, code="permission_denied", error_type="permission_error"
+):
+    """The caller is known but may not do this."""
 
 
-class PermissionDenied(CozyError):
-    http_status = 403
-    code = "permission_denied"
-    error_type = "permission_error"
-
-
-class StorageError(CozyError):
+class StorageError(CozyError, code="storage_error"):
     """The database is unreadable, corrupt, locked for too long, or too new."""
 
-    code = "storage_error"
 
-
-class StorageUnavailable(StorageError):
+class StorageUnavailable(StorageError, http_status=503, code="storage_unavailable"):
     """The database (or Redis) cannot be reached right now: retry later (HTTP 503)."""
 
-    http_status = 503
-    code = "storage_unavailable"
 
-
-class StorageFull(StorageError):
+class StorageFull(StorageError, http_status=507, code="storage_full"):
     """The disk holding the data is full: nothing can be written (HTTP 507)."""
 
-    http_status = 507
-    code = "storage_full"
 
-
-class StorageReadOnly(StorageError):
+class StorageReadOnly(StorageError, http_status=503, code="storage_read_only"):
     """The data cannot be written (a read-only disk or directory) (HTTP 503)."""
 
-    http_status = 503
-    code = "storage_read_only"
 
-
-class EngineError(CozyError):
+class EngineError(CozyError, http_status=502, code="engine_error"):
     """An engine failed in a way the caller should see."""
 
-    http_status = 502
-    code = "engine_error"
 
-
-class ModelError(EngineError):
+class ModelError(EngineError, code="model_error"):
     """The model provider answered with an error."""
 
-    code = "model_error"
 
-
-class ModelUnreachableError(ModelError):
+class ModelUnreachableError(ModelError, http_status=503, code="model_unreachable"):
     """The model provider cannot be reached at all."""
 
-    http_status = 503
-    code = "model_unreachable"
+
+class ModelRateLimited(
+    ModelError, http_status=429, code="rate_limited", error_type="rate_limit_error"
+):
+    """The provider asks us to slow down."""
 
 
-class ModelRateLimited(ModelError):
-    http_status = 429
-    code = "rate_limited"
-    error_type = "rate_limit_error"
-
-
-class ModelAuthError(ModelError):
+class ModelAuthError(ModelError, http_status=502, code="model_auth_failed"):
     """The provider rejected our key."""
 
-    http_status = 502
-    code = "model_auth_failed"
+
+class ModelNotFound(
+    ModelError, http_status=404, code="model_not_found", error_type="invalid_request_error"
+):
+    """The provider does not know the model asked for."""
 
 
-class ModelNotFound(ModelError):
-    http_status = 404
-    code = "model_not_found"
-    error_type = "invalid_request_error"
-
-
-class ModelFileError(ModelError):
+class ModelFileError(ModelError, http_status=503, code="model_file_invalid"):
     """A local model file is missing, not a GGUF, truncated, altered, unsupported or too big
     for this machine; the message names the file and the fix."""
 
-    http_status = 503
-    code = "model_file_invalid"
 
-
-class ModelBusy(ModelError):
+class ModelBusy(ModelError, http_status=503, code="model_busy"):
     """The in-process model's queue is full: retry after `retry_after` seconds (HTTP 503)."""
-
-    http_status = 503
-    code = "model_busy"
 
     def __init__(self, message: str, *, hint: str | None = None, retry_after: int = 1) -> None:
         super().__init__(message, hint=hint)
@@ -152,19 +136,13 @@ class ModelBusy(ModelError):
         return {**super().to_dict(), "retry_after": self.retry_after}
 
 
-class EngineTimeout(EngineError):
+class EngineTimeout(EngineError, http_status=504, code="engine_timeout"):
     """An engine call ran past its deadline (HTTP 504)."""
 
-    http_status = 504
-    code = "engine_timeout"
 
-
-class MissingExtraError(CozyError):
-    """An optional extra is not installed; the message names the install command."""
-
-    exit_code = 1
-    http_status = 501  # this install lacks the feature: not a server fault (500)
-    code = "missing_extra"
+class MissingExtraError(CozyError, http_status=501, code="missing_extra"):
+    """An optional extra is not installed; the message names the install command. HTTP
+    501: this install lacks the feature, not a server fault (500)."""
 
     def __init__(self, extra: str, what: str) -> None:
         super().__init__(
@@ -175,18 +153,13 @@ class MissingExtraError(CozyError):
         self.extra = extra
 
 
-class ToolError(CozyError):
-    code = "tool_error"
+class ToolError(CozyError, code="tool_error"):
+    """A tool could not be run."""
 
 
-class ContextTooLarge(UsageError):
+class ContextTooLarge(UsageError, code="context_length_exceeded"):
     """The request cannot fit in the model's context window even after trimming."""
 
-    code = "context_length_exceeded"
 
-
-class Cancelled(CozyError):
+class Cancelled(CozyError, exit_code=130, code="cancelled"):
     """The run was cancelled by the user (Esc, Ctrl-C, client disconnect)."""
-
-    exit_code = 130
-    code = "cancelled"

@@ -29,7 +29,6 @@ from cozy.core.toolmedia import MediaRelay
 from cozy.core.toolpolicy import (
     GrantStore,
     Rule,
-    check_arguments,
     face_policies,
     matches_any,
     offer_patterns,
@@ -37,6 +36,7 @@ from cozy.core.toolpolicy import (
 )
 from cozy.core.types import Caller, Message, ToolCall, ToolOutput, ToolSpec
 from cozy.engines.base import ToolContext, ToolsEngine
+from cozy.engines.toolargs import check_arguments
 
 Decision = Literal["once", "always", "deny"]
 
@@ -390,6 +390,3 @@ def _loose_args(arguments: str) -> dict[str, Any]:
 
 def _error(call: ToolCall, message: str) -> CallOutcome:
     return CallOutcome(call, ToolOutput(message, is_error=True), "invalid")
-
-
-ApproverFn = Callable[[ToolCall, ToolSpec, ToolContext], Awaitable[Decision]]

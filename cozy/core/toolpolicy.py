@@ -1,7 +1,5 @@
 """Tool policy pieces the tool loop applies to every tool, whatever its provider.
 
-- argument validation against the tool's JSON schema (an invalid call goes back to
-  the model as an error result, the tool never runs);
 - face policies: what a face may run per side-effect level (`tools.server_policy`
   in engines.yaml; over HTTP `dangerous` is denied by default);
 - the grant store protocol ("always allow this tool for this personality");
@@ -44,44 +42,6 @@ def face_policies(server: Mapping[Any, Any] | None = None) -> dict[str, dict[str
             )
         rules[str(level)] = rule
     return {"server": rules}
-
-
-_VALIDATORS: dict[int, tuple[Mapping[str, Any], Any]] = {}
-
-
-def check_arguments(schema: Mapping[str, Any] | None, arguments: dict[str, Any]) -> str | None:
-    """None when `arguments` fit `schema`, else a message the model can act on."""
-    if not schema:
-        return None
-    import jsonschema
-
-    hit = _VALIDATORS.get(id(schema))
-    try:
-        if hit is not None and hit[0] is schema:
-            validator = hit[1]
-        else:
-            validator = jsonschema.validators.validator_for(schema)(schema)
-            validator.check_schema(schema)
-            if len(_VALIDATORS) > 1024:
-                _VALIDATORS.clear()
-            _VALIDATORS[id(schema)] = (schema, validator)
-        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
-    except jsonschema.SchemaError:
-        return None  # a broken schema: let the tool itself judge
-    if not errors:
-        return None
-    parts = []
-    for err in errors[:5]:
-        where = "/".join(str(p) for p in err.absolute_path) or "(root)"
-        parts.append(f"at {where}: {err.message}")
-    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-    props = schema.get("properties")
-    expected = ""
-    if isinstance(props, Mapping) and props:
-        required = schema.get("required") or []
-        listed = ", ".join(f"{k}{'*' if k in required else ''}" for k in props)
-        expected = f"; expected fields: {listed} (* = required)"
-    return "; ".join(parts) + more + expected
 
 
 def matches_any(name: str, globs: list[str] | None) -> bool:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
-MessageStatus = Literal["complete", "interrupted", "failed"]
 SideEffect = Literal["read-only", "write", "network", "dangerous"]
 
 # How severe a tool server's log message is: RFC 5424 severities as MCP names them,

@@ -10,8 +10,8 @@ face may need beyond an engine kind's ABC (managing memories, ingesting paths,
 transcribing clips…) is a capability protocol in `capabilities.py`: faces test for
 those, never for a provider class.
 
-One module past 400 lines on purpose: the engine kinds' ABCs and the value records in
-their signatures are the contract a provider author reads, in one place.
+The engine kinds' ABCs are the contract a provider author reads, in one place; the
+records of a transcription (voice) are in `transcript.py`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from cozy.core.types import (
     ToolOutput,
     ToolSpec,
 )
+from cozy.engines.transcript import Segment, Transcript, TranscriptEvent
 
 if TYPE_CHECKING:
     from cozy.engines.config import EnginesConfig
@@ -320,47 +321,6 @@ class EmbedEngine(BaseEngine):
             f"the '{self.provider_name}' embedding engine takes text, not token ids",
             hint="send `input` as a string or a list of strings",
         )
-
-
-@dataclass(slots=True)
-class TranscriptEvent:
-    """A streaming transcription result: partials while audio arrives, then one final."""
-
-    text: str
-    final: bool = False
-    start: float | None = None  # seconds into the stream, when the provider knows
-    end: float | None = None
-
-
-@dataclass(slots=True)
-class Word:
-    word: str
-    start: float
-    end: float
-    probability: float | None = None
-
-
-@dataclass(slots=True)
-class Segment:
-    id: int
-    start: float
-    end: float
-    text: str
-    words: list[Word] = field(default_factory=list)
-    avg_logprob: float | None = None
-    no_speech_prob: float | None = None
-    temperature: float | None = None
-    compression_ratio: float | None = None
-
-
-@dataclass(slots=True)
-class Transcript:
-    """A whole transcription: text, language, duration, timed segments (and words)."""
-
-    text: str
-    duration: float
-    language: str | None = None
-    segments: list[Segment] = field(default_factory=list)
 
 
 class VoiceEngine(BaseEngine):

@@ -18,6 +18,16 @@ from cozy.core.types import GenerationOptions, Message
 M = TypeVar("M", bound=BaseModel)
 
 
+def list_schema(key: str, item: dict[str, Any], required: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema of an answer `{key: [item, ...]}` (objects with `item`'s properties)."""
+    items = {"type": "object", "properties": item, "required": list(required)}
+    return {
+        "type": "object",
+        "properties": {key: {"type": "array", "items": items}},
+        "required": [key],
+    }
+
+
 def parse_json_answer(text: str, model: type[M]) -> M:
     """Validate the model's answer against `model`; raise ValueError with the reason."""
     raw = text.strip()

@@ -31,7 +31,6 @@ _HOW = "create a key with `cozy keys create --user NAME` or a token with `cozy t
 class Principal:
     user_id: str
     role: Role
-    via: Literal["key", "jwt", "none"]
     key_id: str | None = None
     # the user's stored budget as read with their status (cached with the principal),
     # and when it was read (time.monotonic), so the limiter keeps the newest read
@@ -54,7 +53,7 @@ class Authenticator:
         self.users = Users(store)
         self.cfg = cfg
         self.settings = settings
-        self.local = Principal(settings.user, "admin", "none")
+        self.local = Principal(settings.user, "admin")
         self._cache: TTLCache[Principal] = TTLCache(cfg.auth_cache_seconds, maxsize=4096)
         self._verify_key: str | None = None
 
@@ -103,7 +102,7 @@ class Authenticator:
         if row is None:
             raise AuthError("the API key is not valid (unknown, revoked or expired)", hint=_HOW)
         role: Role = "admin" if row.role == "admin" else "user"
-        return Principal(row.user_id, role, "key", row.id)
+        return Principal(row.user_id, role, row.id)
 
     def _jwt(self, token: str) -> Principal:
         import jwt
@@ -129,7 +128,7 @@ class Authenticator:
         if not isinstance(sub, str) or not sub.strip() or len(sub) > 64:
             raise AuthError("the token's `sub` claim must name a user", hint=_HOW)
         role: Role = "admin" if claims.get("role") == "admin" else "user"
-        return Principal(sub, role, "jwt")
+        return Principal(sub, role)
 
 
 def require_admin(principal: Principal) -> None:

@@ -12,7 +12,6 @@ the orchestrator saves the partial answer as interrupted.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,15 +40,12 @@ class ResponseRun:
     id: str = field(default_factory=lambda: new_id("resp"))
     item_id: str = field(default_factory=lambda: new_id("item"))
     text: list[str] = field(default_factory=list)
-    audio_bytes: int = 0
     done: Done | None = None
     failed: Failed | None = None
     task: asyncio.Task[None] | None = None
     inputs: list[Any] = field(default_factory=list)  # the user input it answers
     created: bool = False  # response.created was sent
     finished: bool = False  # response.done was sent
-    started_at: float = field(default_factory=time.perf_counter)
-    first_audio_at: float | None = None
 
     @property
     def audio(self) -> bool:
@@ -217,9 +213,6 @@ async def generate(
             pcm = await _resample(pcm, engine.output_rate)
         for start in range(0, len(pcm), AUDIO_PIECE):
             piece = pcm[start : start + AUDIO_PIECE]
-            if run.first_audio_at is None:
-                run.first_audio_at = time.perf_counter()
-            run.audio_bytes += len(piece)
             await send(
                 {
                     "type": "response.output_audio.delta",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cozy.engines.base import Transcript
+from cozy.engines.transcript import Transcript
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 GRANULARITIES = ("segment", "word")

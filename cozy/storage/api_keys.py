@@ -12,10 +12,10 @@ import secrets
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError, UsageError
+from cozy.storage.rows import from_row
 from cozy.storage.schema import metadata, new_id, utcnow
 from cozy.storage.store import Store
 
@@ -61,17 +61,7 @@ def hash_key(key: str) -> str:
 
 
 def _row(r: sa.Row[object]) -> ApiKeyRow:
-    m = r._mapping
-    return ApiKeyRow(
-        id=m["id"],
-        user_id=m["user_id"],
-        role=m["role"],
-        name=m["name"],
-        prefix=m["prefix"],
-        created_at=m["created_at"],
-        expires_at=m["expires_at"],
-        revoked_at=m["revoked_at"],
-    )
+    return from_row(ApiKeyRow, r)
 
 
 class ApiKeys:
@@ -162,8 +152,3 @@ class ApiKeys:
         await self.store.write(update)
         row.revoked_at = utcnow()
         return row
-
-
-def create_tables(conn: Connection) -> None:
-    """Migration step 0002: the API keys of `cozy serve`."""
-    api_keys.create(conn, checkfirst=True)

@@ -48,16 +48,6 @@ message_fragments = sa.Table(
 )
 
 
-def create_fragments(conn: Connection) -> None:
-    """Migration step 0010: the fragments table."""
-    create_all(conn, [fragments])
-
-
-def create_links(conn: Connection) -> None:
-    """Migration step 0011: which fragments each message carried."""
-    create_all(conn, [message_fragments])
-
-
 @dataclass(slots=True, frozen=True)
 class Fragment:
     """A text placed in a prompt, labelled with where it came from (a path, a URL,

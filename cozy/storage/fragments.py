@@ -10,18 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from cozy.core.errors import NotFoundError, UsageError
-from cozy.storage.attach import create_fragments, fragments, message_fragments
+from cozy.storage.attach import fragments, message_fragments
 from cozy.storage.store import Store
 
-__all__ = ["FragmentRow", "Fragments", "create_tables", "fragments"]
-
-
-def create_tables(conn: Connection) -> None:
-    """Migration step 0010 (its recorded name points here): the fragments table."""
-    create_fragments(conn)
+__all__ = ["FragmentRow", "Fragments", "fragments"]
 
 
 @dataclass(slots=True)

@@ -25,12 +25,19 @@ Step = Callable[[Connection], None]
 
 
 def owned(ref: str) -> Step:
-    """The step `module:function`: a named function of the module that owns the tables,
-    imported only when the step runs (a fresh process need not import every table)."""
+    """The step `module:name`, imported only when the step runs (a fresh process need not
+    import every table): a named function of the module that owns the tables, or its
+    table (or tuple of tables) to create unless it exists."""
     module, _, name = ref.partition(":")
 
     def step(conn: Connection) -> None:
-        getattr(importlib.import_module(module), name)(conn)
+        owner = getattr(importlib.import_module(module), name)
+        if isinstance(owner, sa.Table):
+            owner.create(conn, checkfirst=True)
+        elif isinstance(owner, tuple):
+            schema.create_all(conn, owner)
+        else:
+            owner(conn)
 
     step.__qualname__ = ref
     return step
@@ -38,24 +45,24 @@ def owned(ref: str) -> Step:
 
 # The order is the database's history: append, never reorder or rename.
 MIGRATIONS: list[tuple[str, Step]] = [
-    ("0001_core_tables", owned("cozy.storage.schema:create_core_tables")),
-    ("0002_api_keys", owned("cozy.storage.api_keys:create_tables")),
-    ("0003_jobs", owned("cozy.storage.jobs:create_tables")),
-    ("0003_memory", owned("cozy.storage.tables.memory:create_tables")),
+    ("0001_core_tables", owned("cozy.storage.schema:CORE_TABLES")),
+    ("0002_api_keys", owned("cozy.storage.api_keys:api_keys")),
+    ("0003_jobs", owned("cozy.storage.jobs:TABLES")),
+    ("0003_memory", owned("cozy.storage.tables.memory:TABLES")),
     ("0003_memory_keyword_index", owned("cozy.storage.tables.memory:create_keyword_index")),
-    ("0003_profile", owned("cozy.storage.tables.profile:create_tables")),
+    ("0003_profile", owned("cozy.storage.tables.profile:TABLES")),
     ("0003_knowledge", owned("cozy.storage.tables.knowledge:create_tables")),
-    ("0004_tool_grants", owned("cozy.storage.tool_grants:create_tables")),
-    ("0005_session_summaries", owned("cozy.storage.summaries:create_tables")),
+    ("0004_tool_grants", owned("cozy.storage.tool_grants:tool_grants")),
+    ("0005_session_summaries", owned("cozy.storage.summaries:session_summaries")),
     ("0006_pg_knowledge_keyword_index", owned("cozy.storage.pg_schema:knowledge_keyword_index")),
     ("0006_pg_vector_extension", owned("cozy.storage.pg_schema:try_vector_extension")),
     ("0007_pg_tsvector_columns", owned("cozy.storage.pg_schema:tsvector_columns")),
     ("0008_memory_turn_context", owned("cozy.storage.tables.memory:add_turn_context")),
     ("0009_pg_memory_context_tsv", owned("cozy.storage.pg_schema:memory_context_tsv")),
-    ("0010_fragments", owned("cozy.storage.fragments:create_tables")),
-    ("0011_message_fragments", owned("cozy.storage.attach:create_links")),
+    ("0010_fragments", owned("cozy.storage.attach:fragments")),
+    ("0011_message_fragments", owned("cozy.storage.attach:message_fragments")),
     ("0012_fragments_out_of_messages", owned("cozy.storage.attach:move_inline_text")),
-    ("0013_user_budgets", owned("cozy.storage.users:create_tables")),
+    ("0013_user_budgets", owned("cozy.storage.users:user_budgets")),
 ]
 
 

@@ -137,6 +137,4 @@ def create_all(conn: Connection, tables: Sequence[sa.Table]) -> None:
         table.create(conn, checkfirst=True)
 
 
-def create_core_tables(conn: Connection) -> None:
-    """Migration step 0001: users, sessions, messages and the audit log."""
-    create_all(conn, (users, sessions, messages, audit_events))
+CORE_TABLES = (users, sessions, messages, audit_events)  # migration step 0001

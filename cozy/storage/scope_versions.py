@@ -73,7 +73,6 @@ class ScopeVersions:
         self.retry = retry
         self._cache: dict[str, tuple[int, str | None, float]] = {}  # version, token, read at
         self._hooked: set[int] = set()
-        self._probe_at = 0.0
         self.db_reads = 0  # how often the DB counter was read (tests, bench)
         self.fast = 0  # how often a Redis token answered instead
 

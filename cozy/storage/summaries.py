@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.storage.rows import _message
-from cozy.storage.schema import create_all, messages, metadata, new_id, utcnow
+from cozy.storage.rows import from_row, message_of
+from cozy.storage.schema import messages, metadata, new_id, utcnow
 from cozy.storage.store import Store
 
 session_summaries = sa.Table(
@@ -31,13 +30,6 @@ session_summaries = sa.Table(
     sa.Column("superseded_at", sa.Float, nullable=True),
     sa.Index("ix_summaries_session", "session_id", "created_at"),
 )
-
-TABLES = (session_summaries,)
-
-
-def create_tables(conn: Connection) -> None:
-    """Migration step: the session summaries."""
-    create_all(conn, TABLES)
 
 
 @dataclass(slots=True)
@@ -57,8 +49,7 @@ class Summary:
 
 
 def _row(r: Any) -> Summary:
-    m = r._mapping
-    return Summary(**{k: m[k] for k in Summary.__slots__})
+    return from_row(Summary, r)
 
 
 class SummaryStore:
@@ -128,4 +119,4 @@ class SummaryStore:
             stmt = stmt.where(messages.c.id > after)
         rows = await self.store.read(stmt.order_by(messages.c.id).limit(limit))
         # summarised as the model saw them: attached fragments put back in place
-        return await self.store.with_fragments([_message(r) for r in rows])
+        return await self.store.with_fragments([message_of(r) for r in rows])

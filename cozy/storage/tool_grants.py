@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.storage.schema import create_all, metadata, new_id, utcnow
+from cozy.storage.schema import metadata, new_id, utcnow
 from cozy.storage.store import Store
 
 tool_grants = sa.Table(
@@ -26,13 +25,6 @@ tool_grants = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.UniqueConstraint("user_id", "personality_id", "tool", name="uq_tool_grants"),
 )
-
-TABLES = [tool_grants]
-
-
-def create_tables(conn: Connection) -> None:
-    """Migration step: the persisted "always" answers."""
-    create_all(conn, TABLES)
 
 
 @dataclass(slots=True)

@@ -13,15 +13,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError, UsageError
-from cozy.storage.schema import create_all, metadata, users, utcnow
+from cozy.storage.schema import metadata, users, utcnow
 from cozy.storage.store import Store
 
 ACTIVE = "active"
-DISABLED = "disabled"
 
 # One row per user with a budget of their own; a NULL field keeps the server's budget
 # (COZY_SERVER_BUDGETS), 0 means no such budget for this user.
@@ -35,11 +33,6 @@ user_budgets = sa.Table(
     sa.Column("usd_month", sa.Float, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
-
-
-def create_tables(conn: Connection) -> None:
-    """Migration step 0013 (its recorded name points here): the user_budgets table."""
-    create_all(conn, (user_budgets,))
 
 
 @dataclass(slots=True, frozen=True)
@@ -152,22 +145,7 @@ class Users:
                 hint="use a positive amount, or 0 for no such budget",
             )
         row = {k: (int(v) if k.startswith("tokens") else float(v)) for k, v in given.items()}
-        await self._existing(user_id)
-
-        async def upsert(conn: AsyncConnection) -> None:
-            # update the named fields only, or insert: the other fields stay NULL (server's)
-            done = await conn.execute(
-                sa.update(user_budgets)
-                .where(user_budgets.c.user_id == user_id)
-                .values(**row, updated_at=utcnow())
-            )
-            if done.rowcount == 0:
-                await conn.execute(
-                    sa.insert(user_budgets).values(user_id=user_id, **row, updated_at=utcnow())
-                )
-
-        await self.store.write(upsert)
-        return await self._reread(user_id)
+        return await self._upsert_budget(user_id, row)
 
     async def replace_budget(self, user_id: str, budget: BudgetOverride) -> UserRow:
         """Store exactly `budget` for the user (the HTTP PUT): fields it leaves None are the
@@ -177,6 +155,11 @@ class Users:
             return await self.clear_budget(user_id)
         if any(v is not None and v < 0 for v in values.values()):
             raise UsageError("a budget cannot be negative", hint="use 0 for no such budget")
+        return await self._upsert_budget(user_id, values)
+
+    async def _upsert_budget(self, user_id: str, values: dict[str, Any]) -> UserRow:
+        """Update the named fields only, or insert: fields not named stay as they were
+        (on a new row NULL: the server's)."""
         await self._existing(user_id)
 
         async def upsert(conn: AsyncConnection) -> None:

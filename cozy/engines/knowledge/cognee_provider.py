@@ -22,12 +22,12 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, CozyError, EngineError, MissingExtraError
 from cozy.core.types import KnowledgeHit
 from cozy.engines.base import EngineContext, EngineOptions, Health, KnowledgeEngine
+from cozy.engines.opening import Opening, library_home
 
 _NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -57,22 +57,14 @@ class CogneeKnowledge(KnowledgeEngine):
         self.model: str | None = o.model
         self.search_type = o.search_type.upper()
         self.run_cognify = o.cognify
-        settings = self.ctx.settings
-        if o.path:
-            self.root = Path(o.path).expanduser()
-        elif settings is not None:
-            self.root = Path(settings.data_dir) / "cognee"
-        else:
-            raise ConfigError("knowledge.cognee needs settings", hint="open it via the Runtime")
+        self.root = library_home(self.ctx, o.path, "cognee", "knowledge.cognee")
         self._cognee: Any = None
-        self._opening: asyncio.Task[Any] | None = None
+        self._opening = Opening(self._open)
         self._write_lock = asyncio.Lock()
 
     # --- lifecycle ------------------------------------------------------------------
     async def initialize(self) -> None:
-        # cognee takes many seconds to import: load it in the background
-        self._opening = asyncio.create_task(self._open())
-        self._opening.add_done_callback(_quiet)
+        self._opening.start()  # cognee takes many seconds to import (engines/opening.py)
 
     def _configs(self) -> tuple[dict[str, Any], dict[str, Any]]:
         from cozy.engines.knowledge import cognee_setup as setup
@@ -114,24 +106,18 @@ class CogneeKnowledge(KnowledgeEngine):
     async def client(self) -> Any:
         if self._cognee is not None:
             return self._cognee
-        if self._opening is None or (self._opening.done() and self._opening.exception()):
-            self._opening = asyncio.create_task(self._open())
-            self._opening.add_done_callback(_quiet)
-        return await asyncio.shield(self._opening)
+        return await self._opening.get()
 
     async def close(self) -> None:
-        if self._opening is not None and not self._opening.done():
-            self._opening.cancel()
+        await self._opening.cancel()
         self._cognee = None
 
     async def health_check(self) -> Health:
         try:
             cognee = await asyncio.wait_for(self.client(), 120)
             datasets = await cognee.datasets.list_datasets()
-        except CozyError as exc:
-            return Health(ok=False, detail=exc.message, fix=exc.hint or "")
         except Exception as exc:
-            err = translate(exc)
+            err = translate(exc)  # a cozy error as it is
             return Health(ok=False, detail=err.message, fix=err.hint or "")
         return Health(ok=True, detail=f"cognee at {self.root} ({len(datasets)} datasets)")
 
@@ -236,11 +222,6 @@ def _hit(r: Any) -> KnowledgeHit:
         citation=f"{doc}#chunk{chunk}" if chunk is not None else doc,
         metadata={"document_id": r.get("document_id"), "provider": "cognee"},
     )
-
-
-def _quiet(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # reported at first use
 
 
 def translate(exc: BaseException) -> CozyError:

@@ -238,20 +238,6 @@ class Ingestor:
         status = "updated" if doc is not None else "added"
         return Pending(new, doc, FileResult(name, status, "", len(extracted.chunks), size))
 
-    async def write(
-        self,
-        path: str,
-        extracted: Extracted,
-        digest: str,
-        size: int,
-        mtime: float | None,
-        doc: DocRow | None,
-        metadata: dict[str, object] | None = None,
-    ) -> str:
-        """Embed and write one document now, in its own transaction."""
-        new = await self.prepare(path, extracted, digest, size, mtime, doc, metadata)
-        return await self.index.write_document(new, doc)
-
     async def prepare(
         self,
         path: str,

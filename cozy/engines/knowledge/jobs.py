@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import UsageError
+from cozy.engines.capabilities import BackgroundJobs
 from cozy.engines.knowledge.parts import KnowledgeParts, check_collection
 from cozy.storage.jobs import Job, enqueue, jobs
 from cozy.storage.schema import utcnow
@@ -63,17 +64,12 @@ def job_key(user_id: str, collection: str, paths: Sequence[str]) -> str:
     return f"{KIND}:{user_id}:{collection}:{digest}"
 
 
-class KnowledgeJobs:
-    """What the runtime wires for the knowledge engine: no outbox hook work (a turn
-    queues nothing here) and the `knowledge.ingest` handler."""
+class KnowledgeJobs(BackgroundJobs):
+    """What the runtime wires for the knowledge engine: no turn hook (a turn queues
+    nothing here) and the `knowledge.ingest` handler."""
 
     def __init__(self, engine: KnowledgeParts) -> None:
         self.engine = engine
-
-    async def outbox_hook(
-        self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
-    ) -> None:
-        return None
 
     def handlers(self) -> dict[str, Any]:
         return {KIND: self.ingest, KIND_EMBED: self.embed}
@@ -143,49 +139,43 @@ async def queue_ingest(
     again while the first job is still pending reuse that job."""
     check_collection(collection)
     resolved = resolve_paths(paths)
-    store = engine.ctx.store
-    if store is None:
-        raise UsageError("background ingestion needs a store", hint="open cozy via Runtime")
     payload = {"paths": resolved, "user_id": user_id, "collection": collection, "embed": embed}
-
-    async def write(conn: AsyncConnection) -> str:
-        return await enqueue(
-            conn,
-            KIND,
-            payload,
-            user_id=user_id,
-            key=job_key(user_id, collection, resolved),
-            max_attempts=10,  # a run cut by the job timeout resumes where it stopped
-            merge=lambda _old: payload,
-        )
-
-    job_id: str = await store.write(write)
-    _notify(engine)
-    return job_id
-
-
-def _notify(engine: KnowledgeParts) -> None:
-    if engine.ctx.wake_worker is not None:
-        engine.ctx.wake_worker()
+    key = job_key(user_id, collection, resolved)
+    return await _queue(engine, KIND, payload, key, "ingestion", merge=lambda _old: payload)
 
 
 async def queue_embed(engine: KnowledgeParts, user_id: str, collection: str) -> str:
     """Queue the collection's `knowledge.embed` job (one pending job per collection)."""
+    payload = {"user_id": user_id, "collection": collection}
+    key = f"{KIND_EMBED}:{user_id}:{collection}"
+    return await _queue(engine, KIND_EMBED, payload, key, "embedding")
+
+
+async def _queue(
+    engine: KnowledgeParts,
+    kind: str,
+    payload: dict[str, Any],
+    key: str,
+    what: str,
+    merge: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> str:
+    """Enqueue the job (one pending job per `key`) and wake this process's worker."""
     store = engine.ctx.store
     if store is None:
-        raise UsageError("background embedding needs a store", hint="open cozy via Runtime")
-    payload = {"user_id": user_id, "collection": collection}
+        raise UsageError(f"background {what} needs a store", hint="open cozy via Runtime")
 
     async def write(conn: AsyncConnection) -> str:
         return await enqueue(
             conn,
-            KIND_EMBED,
+            kind,
             payload,
-            user_id=user_id,
-            key=f"{KIND_EMBED}:{user_id}:{collection}",
-            max_attempts=10,
+            user_id=payload["user_id"],
+            key=key,
+            max_attempts=10,  # a run cut by the job timeout resumes where it stopped
+            merge=merge,
         )
 
     job_id: str = await store.write(write)
-    _notify(engine)
+    if engine.ctx.wake_worker is not None:
+        engine.ctx.wake_worker()
     return job_id

@@ -16,7 +16,7 @@ from cozy.core.errors import UsageError
 from cozy.core.types import KnowledgeHit
 from cozy.engines.base import EngineContext
 from cozy.engines.knowledge.index import KnowledgeIndex
-from cozy.engines.knowledge.ingest import IngestReport, OnPlan, OnResult, OnVectors
+from cozy.engines.knowledge.ingest import IngestReport
 from cozy.engines.knowledge.retrieval import VectorCache
 from cozy.engines.retrieval.embedder import LazyEmbedder
 
@@ -53,36 +53,19 @@ class KnowledgeParts(Protocol):
         version: int,
     ) -> list[tuple[int, float]]: ...
 
+    # only what the helpers pass (the provider's methods take more)
     async def search(
         self,
         query: str,
         *,
         user_id: str,
         collections: Sequence[str] | None = None,
-        prefix: str | None = None,
         limit: int = 5,
-        mode: str = "hybrid",
         wait: float | None = None,
     ) -> list[KnowledgeHit]: ...
 
     async def add_paths(
-        self,
-        paths: Sequence[Path | str],
-        *,
-        user_id: str,
-        collection: str = "default",
-        embed: bool = True,
-        wait: bool = True,
-        on_plan: OnPlan | None = None,
-        on_result: OnResult | None = None,
-        on_vectors: OnVectors | None = None,
+        self, paths: Sequence[Path | str], *, user_id: str, collection: str, embed: bool, wait: bool
     ) -> IngestReport: ...
 
-    async def embed_pending(
-        self,
-        user_id: str,
-        collection: str | None = None,
-        *,
-        on_vectors: OnVectors | None = None,
-        budget: float | None = None,
-    ) -> int: ...
+    async def embed_pending(self, user_id: str, collection: str, *, budget: float) -> int: ...

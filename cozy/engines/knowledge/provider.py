@@ -11,7 +11,7 @@ jobs, ingestion, the vector backfill and the index live beside it and depend on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,8 +29,6 @@ from cozy.engines.retrieval.embedder import LazyEmbedder, model_key
 from cozy.engines.retrieval.keyword import KeywordIndex
 from cozy.engines.retrieval.terms import DOC_STOPWORDS, query_terms
 from cozy.storage.scope_versions import ScopeVersions
-
-Reranker = Callable[[str, list[KnowledgeHit]], Awaitable[list[KnowledgeHit]]]
 
 
 class LocalKnowledge(KnowledgeEngine):
@@ -50,7 +48,6 @@ class LocalKnowledge(KnowledgeEngine):
         self.min_similarity = o.min_similarity
         self.keyword_budget = max(100, o.keyword_budget)
         self.use_embed = o.embed
-        self.reranker: Reranker | None = None
         self.vectors = VectorCache()
         self._index: KnowledgeIndex | None = None
         self._keywords: KeywordIndex | None = None
@@ -64,7 +61,7 @@ class LocalKnowledge(KnowledgeEngine):
             local_ttl=1.0,
         )
         self.embeddings = LazyEmbedder(
-            self._load_embedder,
+            self.ctx.get_embedder,
             off=""
             if self.use_embed
             else "embeddings off (knowledge.embed: false): keyword search only",
@@ -118,10 +115,6 @@ class LocalKnowledge(KnowledgeEngine):
 
     # -- embedder ---------------------------------------------------------------
 
-    async def _load_embedder(self) -> EmbedEngine | None:
-        engine = await self.ctx.get_embedder()
-        return engine
-
     @property
     def embed_note(self) -> str:
         """Why there is no embedder ("" when there is one or it is still loading)."""
@@ -130,8 +123,6 @@ class LocalKnowledge(KnowledgeEngine):
     async def embedder(self, *, wait: float | None = None) -> EmbedEngine | None:
         """The embedder, or None (BM25 only). `wait`: at most this long for a cold start."""
         return await self.embeddings.get(wait=wait)
-
-    model_key = staticmethod(model_key)
 
     async def keyword_search(
         self,
@@ -165,7 +156,7 @@ class LocalKnowledge(KnowledgeEngine):
             user_id=user_id,
             collection=collection,
             embedder=engine,
-            embed_model=self.model_key(engine) if engine is not None else None,
+            embed_model=model_key(engine) if engine is not None else None,
             settings=self.settings,
             defer=defer,
         )
@@ -206,7 +197,9 @@ class LocalKnowledge(KnowledgeEngine):
             await self.index.count_unembedded(user_id, model, collection)
         ).get(collection, 0)
         if report.pending_vectors:
-            report.embed_job = await self.queue_embed(user_id, collection)
+            from cozy.engines.knowledge.jobs import queue_embed
+
+            report.embed_job = await queue_embed(self, user_id, collection)
         return report
 
     def _embeds(self) -> bool:
@@ -241,12 +234,6 @@ class LocalKnowledge(KnowledgeEngine):
             on_vectors=on_vectors,
             budget=budget,
         )
-
-    async def queue_embed(self, user_id: str, collection: str) -> str:
-        """Queue the durable job that embeds a collection's pending chunks (its id)."""
-        from cozy.engines.knowledge.jobs import queue_embed
-
-        return await queue_embed(self, user_id, collection)
 
     async def add_knowledge(
         self,
@@ -286,7 +273,8 @@ class LocalKnowledge(KnowledgeEngine):
             raise UsageError(exc.reason) from exc
         size = len(text.encode("utf-8", "surrogatepass"))
         try:
-            return await ingestor.write(path, extracted, digest, size, None, existing, meta)
+            new = await ingestor.prepare(path, extracted, digest, size, None, existing, meta)
+            return await self.index.write_document(new, existing)
         finally:
             await self._invalidate()
 
@@ -389,7 +377,7 @@ class LocalKnowledge(KnowledgeEngine):
         if not generation or not query.strip():
             return []
         key = cache_key(user_id, query, collections, prefix, limit, mode, generation)
-        cache = self._cache()
+        cache = self.ctx.cache
         if cache is not None:
             cached = await cache.get("knowledge", key)
             if cached is not None:
@@ -403,11 +391,6 @@ class LocalKnowledge(KnowledgeEngine):
         hits = await run_search(
             self, query, user_id, collections, prefix, limit, mode, load, generation, embedding
         )
-        if self.reranker is not None:
-            hits = list((await self.reranker(query, hits))[:limit])
         if cache is not None and not any(h.metadata.get("partial") for h in hits):
             await cache.set("knowledge", key, [hit_dict(h) for h in hits])
         return hits
-
-    def _cache(self) -> Any:
-        return self.ctx.cache

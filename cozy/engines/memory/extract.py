@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from cozy.core.types import Message
-from cozy.engines.structured import ask_json, parse_json_answer
+from cozy.engines.structured import ask_json, list_schema, parse_json_answer
 
 log = logging.getLogger("cozy.memory")
 
@@ -32,25 +32,16 @@ class Extraction(BaseModel):
     operations: list[Operation] = Field(default_factory=list, max_length=50)
 
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "operations": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "op": {"type": "string", "enum": ["add", "update", "obsolete"]},
-                    "text": {"type": "string"},
-                    "id": {"type": "string"},
-                    "reason": {"type": "string"},
-                },
-                "required": ["op"],
-            },
-        }
+SCHEMA = list_schema(
+    "operations",
+    {
+        "op": {"type": "string", "enum": ["add", "update", "obsolete"]},
+        "text": {"type": "string"},
+        "id": {"type": "string"},
+        "reason": {"type": "string"},
     },
-    "required": ["operations"],
-}
+    ["op"],
+)
 
 SYSTEM = """You maintain a long-term memory of durable facts about the user.
 Read the new conversation and the existing memories, and answer ONLY with JSON:

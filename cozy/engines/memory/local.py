@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError
-from cozy.core.types import MemoryHit, Message
+from cozy.core.types import MemoryHit
 from cozy.engines.base import EngineContext, Health, MemoryEngine
 from cozy.engines.memory import hybrid, reconcile
 from cozy.engines.memory.rank import RankOptions, Weights
@@ -260,37 +260,8 @@ class LocalMemory(MemoryEngine):
             idx.version = version
         return result
 
-    # --- search -----------------------------------------------------------------
-    async def search(
-        self,
-        query: str,
-        *,
-        user_id: str,
-        limit: int = 5,
-        kinds: Sequence[str] | None = None,
-        personality_id: str | None = None,
-        exclude_session: str | None = None,
-        mode: str = "hybrid",
-        candidates: int = 50,
-        vector_wait: float | None = None,
-        min_similarity: float | None = None,
-    ) -> list[MemoryHit]:
-        """`min_similarity`: keep only memories that share a word with the query or
-        whose meaning is at least this close (cosine); fused ranks alone always
-        return something, related or not (memory/hybrid.py)."""
-        return await hybrid.search(
-            self,
-            query,
-            user_id=user_id,
-            limit=limit,
-            kinds=kinds,
-            personality_id=personality_id,
-            exclude_session=exclude_session,
-            mode=mode,
-            candidates=candidates,
-            vector_wait=vector_wait,
-            min_similarity=min_similarity,
-        )
+    # --- search: one hybrid search (memory/hybrid.py) ------------------------------
+    search = hybrid.search
 
     async def search_memories(
         self,
@@ -328,11 +299,8 @@ class LocalMemory(MemoryEngine):
             min_similarity=self.min_similarity if min_similarity is None else min_similarity,
         )
 
-    async def remember(self, user_id: str, text: str) -> tuple[str, bool]:
-        return await reconcile.add_text(self, user_id, text)
-
-    async def edit_memory(self, user_id: str, memory_id: str, text: str) -> MemoryRow:
-        return await reconcile.edit(self, user_id, memory_id, text)
+    remember = reconcile.add_text
+    edit_memory = reconcile.edit
 
     async def forget(self, user_id: str, memory_id: str) -> MemoryRow:
         return await reconcile.set_status(
@@ -347,8 +315,7 @@ class LocalMemory(MemoryEngine):
     async def history(self, user_id: str, memory_id: str) -> list[dict[str, Any]]:
         return await self.repo.history_of(memory_id, user_id)
 
-    async def export(self, user_id: str) -> dict[str, Any]:
-        return await reconcile.export(self, user_id)
+    export = reconcile.export
 
     # --- writes -----------------------------------------------------------------
     async def index_turns(
@@ -366,28 +333,10 @@ class LocalMemory(MemoryEngine):
             self, turns, user_id=user_id, session_id=session_id, personality_id=personality_id
         )
 
-    async def add_memory(
-        self,
-        messages: Sequence[Message],
-        *,
-        user_id: str,
-        session_id: str | None = None,
-        personality_id: str | None = None,
-        source_ids: Sequence[str] = (),
-    ) -> list[str]:
-        from cozy.engines.memory.reconcile import extract_and_apply
-
-        return await extract_and_apply(
-            self,
-            messages,
-            user_id=user_id,
-            session_id=session_id,
-            personality_id=personality_id,
-            source_ids=source_ids,
-        )
+    add_memory = reconcile.extract_and_apply
 
     def background(self) -> Any:
-        """The outbox hook and job handlers the runtime wires (see memory/jobs.py)."""
+        """The turn hook and job handlers the runtime wires (see memory/jobs.py)."""
         from cozy.engines.memory.jobs import MemoryJobs
 
         return MemoryJobs(self)

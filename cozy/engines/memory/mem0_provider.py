@@ -21,10 +21,8 @@ Options (engines.yaml `memory:`):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from cozy.core.errors import ConfigError, CozyError, NotFoundError, UsageError
@@ -32,6 +30,7 @@ from cozy.core.types import GenerationOptions, MemoryHit, Message
 from cozy.engines.base import EmbedEngine, EngineContext, EngineOptions, Health, MemoryEngine
 from cozy.engines.memory import mem0_bridge as bridge
 from cozy.engines.memory.mem0_records import MAX_LISTED, Mem0Record, history_row
+from cozy.engines.opening import Opening, library_home
 
 log = logging.getLogger("cozy.memory.mem0")
 
@@ -72,23 +71,15 @@ class Mem0Memory(MemoryEngine):
                 hint="e.g. `vector_store: {provider: pgvector, config: {...}}`",
             )
         self.vector_store: dict[str, Any] | None = store
-        settings = self.ctx.settings
-        if o.path:
-            self.path = Path(o.path).expanduser()
-        elif settings is not None:
-            self.path = Path(settings.data_dir) / "mem0"
-        else:
-            raise ConfigError("memory.mem0 needs settings", hint="open it through the Runtime")
+        self.path = library_home(self.ctx, o.path, "mem0", "memory.mem0")
         self._embedder: EmbedEngine | None = self.ctx.embedder
         self._memory: Any = None
         self._key: str | None = None
-        self._opening: asyncio.Task[Any] | None = None
+        self._opening = Opening(self._open, lambda exc: log.warning("mem0: %s", exc))
 
     # --- lifecycle ------------------------------------------------------------------
     async def initialize(self) -> None:
-        # mem0 takes seconds to import: open it in the background, never on the way in
-        self._opening = asyncio.create_task(self._open())
-        self._opening.add_done_callback(_quiet)
+        self._opening.start()  # mem0 takes seconds to import (engines/opening.py)
 
     async def _embed_engine(self) -> EmbedEngine:
         if self._embedder is None and self.ctx.load_embedder is not None:
@@ -125,16 +116,10 @@ class Mem0Memory(MemoryEngine):
     async def client(self) -> Any:
         if self._memory is not None:
             return self._memory
-        if self._opening is None or (self._opening.done() and self._opening.exception()):
-            self._opening = asyncio.create_task(self._open())
-            self._opening.add_done_callback(_quiet)
-        return await asyncio.shield(self._opening)
+        return await self._opening.get()
 
     async def close(self) -> None:
-        if self._opening is not None and not self._opening.done():
-            self._opening.cancel()
-            with contextlib.suppress(BaseException):
-                await self._opening
+        await self._opening.cancel(wait=True)
         if self._key is not None:
             key, self._key, self._memory = self._key, None, None
             await asyncio.to_thread(bridge.shared_clients.release, key)
@@ -143,10 +128,8 @@ class Mem0Memory(MemoryEngine):
         try:
             memory = await asyncio.wait_for(self.client(), 30)
             count = await self._run(memory.vector_store.col_info)
-        except CozyError as exc:
-            return Health(ok=False, detail=str(exc.message), fix=exc.hint or "")
         except Exception as exc:
-            err = bridge.translate(exc, path=self.path)
+            err = bridge.translate(exc, path=self.path)  # a cozy error as it is
             return Health(ok=False, detail=err.message, fix=err.hint or "")
         points = getattr(count, "points_count", None)
         where = self.vector_store["provider"] if self.vector_store else f"qdrant at {self.path}"
@@ -327,12 +310,6 @@ class Mem0Memory(MemoryEngine):
         from cozy.engines.memory.mem0_jobs import Mem0Jobs
 
         return Mem0Jobs(self)
-
-
-def _quiet(task: asyncio.Task[Any]) -> None:
-    """A failed background open is reported at first use, not as 'never retrieved'."""
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("mem0: %s", task.exception())
 
 
 def _results(out: Any) -> list[dict[str, Any]]:

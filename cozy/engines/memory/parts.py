@@ -61,18 +61,9 @@ class MemoryParts(Protocol):
         stale: bool = False,
     ) -> Any: ...
 
+    # only what reconcile passes (LocalMemory.search, memory/hybrid.py, takes more)
     async def search(
-        self,
-        query: str,
-        *,
-        user_id: str,
-        limit: int = 5,
-        kinds: Sequence[str] | None = None,
-        personality_id: str | None = None,
-        exclude_session: str | None = None,
-        mode: str = "hybrid",
-        candidates: int = 50,
-        vector_wait: float | None = None,
+        self, query: str, *, user_id: str, limit: int = 5, kinds: Sequence[str] | None = None
     ) -> list[MemoryHit]: ...
 
     async def index_turns(

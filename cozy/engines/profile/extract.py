@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from cozy.core.types import Message
-from cozy.engines.structured import ask_json, parse_json_answer
+from cozy.engines.structured import ask_json, list_schema, parse_json_answer
 
 log = logging.getLogger("cozy.profile")
 
@@ -25,25 +25,16 @@ class ProfileExtraction(BaseModel):
     slots: list[SlotUpdate] = Field(default_factory=list, max_length=50)
 
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "slots": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "topic": {"type": "string"},
-                    "slot": {"type": "string"},
-                    "value": {"type": "string"},
-                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                },
-                "required": ["topic", "slot", "value"],
-            },
-        }
+SCHEMA = list_schema(
+    "slots",
+    {
+        "topic": {"type": "string"},
+        "slot": {"type": "string"},
+        "value": {"type": "string"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
     },
-    "required": ["slots"],
-}
+    ["topic", "slot", "value"],
+)
 
 
 class ProfileExtractionFailed(Exception):

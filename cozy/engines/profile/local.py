@@ -11,6 +11,7 @@ Options (engines.yaml `profile:`):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -51,6 +52,24 @@ def split_key(key: str) -> tuple[str, str]:
     if not dot or not topic or not slot:
         raise UsageError(f"'{key}' is not a topic.slot key", hint="write it like `basic_info.name`")
     return topic, slot
+
+
+def _history(
+    user_id: str,
+    topic: str,
+    slot: str,
+    action: str,
+    old: str | None,
+    new: str | None,
+    reason: str,
+    sources: Sequence[str],
+    now: Any,
+) -> Any:
+    """The insert of one profile_history row."""
+    return sa.insert(profile_history).values(
+        id=new_id("phi"), user_id=user_id, topic=topic, slot=slot, action=action, old_value=old,
+        new_value=new, reason=reason, source_message_ids=list(sources), created_at=now,
+    )  # fmt: skip
 
 
 class LocalProfileOptions(EngineOptions):
@@ -98,12 +117,9 @@ class LocalProfile(ProfileEngine):
         rows.sort(key=lambda r: (order.get(r["topic"], 99), r["topic"], r["slot"]))
         return rows
 
-    def _cache(self) -> Any:
-        return self.ctx.cache
-
     async def get_profile(self, user_id: str, *, max_tokens: int | None = None) -> Profile:
         budget = max_tokens or self.summary_tokens
-        cache = self._cache()
+        cache = self.ctx.cache
         key = f"{user_id}:{budget}"
         if cache is not None:
             hit = await cache.get("profile", key)
@@ -127,23 +143,8 @@ class LocalProfile(ProfileEngine):
             )
         profile = Profile("\n".join(lines), slots)
         if cache is not None:
-            await cache.set(
-                "profile",
-                key,
-                {
-                    "summary": profile.summary,
-                    "slots": [
-                        {
-                            "topic": s.topic,
-                            "slot": s.slot,
-                            "value": s.value,
-                            "confidence": s.confidence,
-                            "updated_at": s.updated_at,
-                        }
-                        for s in slots
-                    ],
-                },
-            )
+            entry = {"summary": profile.summary, "slots": [dataclasses.asdict(s) for s in slots]}
+            await cache.set("profile", key, entry)
         return profile
 
     async def history(self, user_id: str, key: str | None = None) -> list[dict[str, Any]]:
@@ -157,7 +158,7 @@ class LocalProfile(ProfileEngine):
     # --- writes -----------------------------------------------------------------
     async def write(self, fn: Any) -> Any:
         result = await self.store.write(fn)
-        cache = self._cache()
+        cache = self.ctx.cache
         if cache is not None:
             await cache.bump("profile")
         return result
@@ -199,19 +200,9 @@ class LocalProfile(ProfileEngine):
         else:
             await conn.execute(sa.update(profile_slots).where(*key).values(**values))
         action = "add" if old is None or old.deleted_at is not None else "update"
+        previous = None if old is None else old.value
         await conn.execute(
-            sa.insert(profile_history).values(
-                id=new_id("phi"),
-                user_id=user_id,
-                topic=topic,
-                slot=slot,
-                action=action,
-                old_value=None if old is None else old.value,
-                new_value=value,
-                reason=reason,
-                source_message_ids=list(sources),
-                created_at=now,
-            )
+            _history(user_id, topic, slot, action, previous, value, reason, sources, now)
         )
         return True
 
@@ -245,17 +236,8 @@ class LocalProfile(ProfileEngine):
                 return False
             await conn.execute(sa.update(profile_slots).where(*where).values(deleted_at=now))
             await conn.execute(
-                sa.insert(profile_history).values(
-                    id=new_id("phi"),
-                    user_id=user_id,
-                    topic=topic,
-                    slot=slot,
-                    action="remove",
-                    old_value=old[0],
-                    new_value=None,
-                    reason="removed by the user",
-                    source_message_ids=[],
-                    created_at=now,
+                _history(
+                    user_id, topic, slot, "remove", old[0], None, "removed by the user", (), now
                 )
             )
             return True

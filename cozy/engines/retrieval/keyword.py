@@ -126,19 +126,6 @@ class KeywordIndex:
                 hint="use SQLite (the default) or Postgres (COZY_DATABASE_URL=postgresql://...)",
             )
 
-    async def frequencies(self, terms: Sequence[str], version: Hashable = None) -> dict[str, int]:
-        """Each term's document frequency (Postgres: capped at `budget + 1`)."""
-        if self.dialect == "postgresql":
-            freqs, _rows = await self._pg_counts(terms, version)
-            return freqs
-        known = self.counts.known(terms, version)
-        todo = [t for t in terms if t not in known]
-        if todo:
-            counted = await self.store.read_with(lambda conn: self._count(conn, todo))
-            self.counts.remember(counted)
-            known.update(counted)
-        return {t: known[t] for t in terms}
-
     async def search(
         self,
         terms: Sequence[str],

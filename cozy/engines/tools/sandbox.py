@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cozy.engines.toolargs import check_arguments
+
 ENV_ALLOWLIST: tuple[str, ...] = (
     "PATH",
     "HOME",
@@ -82,46 +84,8 @@ def validate_arguments(schema: Mapping[str, Any] | None, arguments: Any) -> str 
     """None when `arguments` fit `schema`, else a message the model can act on."""
     if not isinstance(arguments, dict):
         return f"arguments must be a JSON object, got {type(arguments).__name__}"
-    if not schema:
-        return None
-    import jsonschema
-
-    try:
-        validator = _validator(schema)
-        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
-    except jsonschema.SchemaError:
-        return None  # the server's schema is broken; let the server judge
-    if not errors:
-        return None
-    parts = []
-    for err in errors[:5]:
-        where = "/".join(str(p) for p in err.absolute_path) or "(root)"
-        parts.append(f"at {where}: {err.message}")
-    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-    props = schema.get("properties")
-    expected = ""
-    if isinstance(props, Mapping):
-        required = schema.get("required") or []
-        listed = ", ".join(f"{k}{'*' if k in required else ''}" for k in props)
-        expected = f"; expected fields: {listed} (* = required)"
-    return "invalid arguments: " + "; ".join(parts) + more + expected
-
-
-_VALIDATORS: dict[int, tuple[Mapping[str, Any], Any]] = {}
-
-
-def _validator(schema: Mapping[str, Any]) -> Any:
-    """Compiled validator per schema object (tool schemas are cached, so ids are stable)."""
-    hit = _VALIDATORS.get(id(schema))
-    if hit is not None and hit[0] is schema:
-        return hit[1]
-    import jsonschema
-
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    if len(_VALIDATORS) > 1024:
-        _VALIDATORS.clear()
-    _VALIDATORS[id(schema)] = (schema, validator)
-    return validator
+    problem = check_arguments(schema, arguments)
+    return f"invalid arguments: {problem}" if problem else None
 
 
 def cap_output(text: str, max_chars: int) -> tuple[str, bool]:

@@ -24,13 +24,8 @@ from typing import Any
 import numpy as np
 
 from cozy.core.errors import EngineError
-from cozy.engines.base import (
-    EngineContext,
-    Health,
-    Transcript,
-    TranscriptEvent,
-    VoiceEngine,
-)
+from cozy.engines.base import EngineContext, Health, VoiceEngine
+from cozy.engines.transcript import Transcript, TranscriptEvent
 from cozy.engines.voice.audio import (
     STT_RATE,
     Clip,

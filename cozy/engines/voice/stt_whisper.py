@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cozy.core.errors import ConfigError, EngineError, MissingExtraError
-from cozy.engines.base import Segment, Transcript, Word
+from cozy.engines.transcript import Segment, Transcript, Word
 from cozy.engines.voice.audio import STT_RATE
 from cozy.engines.voice.options import WhisperOptions
 from cozy.engines.voice.stt import STT

@@ -163,7 +163,6 @@ class Segmenter:
         self._run_speech = 0
         self._run_silence = 0
         self.in_speech = False
-        self.last_prob = 0.0
         vad.reset()
 
     def push(self, samples: Samples) -> list[tuple[str, float]]:
@@ -174,7 +173,6 @@ class Segmenter:
             frame, self._buf = self._buf[:n], self._buf[n:]
             self._pos += n
             p = self.vad.prob(frame)
-            self.last_prob = p
             if p >= self.threshold:
                 self._run_speech += 1
                 self._run_silence = 0

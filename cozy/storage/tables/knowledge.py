@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cozy.storage.schema import JSONType, metadata
+from cozy.storage.schema import JSONType, create_all, metadata
 
 documents = sa.Table(
     "knowledge_documents",
@@ -83,8 +83,7 @@ FTS_DDL = (
 
 def create_tables(conn: Connection) -> None:
     """Migration step: the knowledge tables, plus FTS5 and its triggers on SQLite."""
-    for table in (documents, chunks, state):
-        table.create(conn, checkfirst=True)
+    create_all(conn, (documents, chunks, state))
     if conn.dialect.name == "sqlite":
         for ddl in FTS_DDL:
             conn.exec_driver_sql(ddl)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cozy.storage.schema import JSONType, create_all, metadata
+from cozy.storage.schema import JSONType, metadata
 
 memories = sa.Table(
     "memories",
@@ -63,12 +63,7 @@ memory_versions = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
-TABLES = (memories, memory_history, memory_versions)
-
-
-def create_tables(conn: Connection) -> None:
-    """Migration step: the memory tables."""
-    create_all(conn, TABLES)
+TABLES = (memories, memory_history, memory_versions)  # a migration step (migrations.py)
 
 
 _FTS_TRIGGERS = ("memories_fts_ai", "memories_fts_ad", "memories_fts_au")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from cozy.storage.schema import JSONType, create_all, metadata
+from cozy.storage.schema import JSONType, metadata
 
 profile_slots = sa.Table(
     "profile_slots",
@@ -46,9 +45,4 @@ profile_cursors = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
-TABLES = (profile_slots, profile_history, profile_cursors)
-
-
-def create_tables(conn: Connection) -> None:
-    """Migration step: the profile tables."""
-    create_all(conn, TABLES)
+TABLES = (profile_slots, profile_history, profile_cursors)  # a migration step (migrations.py)
