@@ -27,6 +27,8 @@ from cozy.engines.capabilities import (
     HasBackgroundJobs,
     IngestsPaths,
     ProvidesBuiltinTools,
+    SavedTurn,
+    TurnHook,
 )
 from cozy.engines.config import EnginesConfig, load_engines_config
 from cozy.engines.registry import EngineFactory
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
     from cozy.core.orchestrator import ChatOrchestrator
     from cozy.core.toolloop import ToolRunner
     from cozy.core.toolpolicy import Rule
-    from cozy.core.turn import SavedTurn
     from cozy.storage.fragments import Fragments
 
 __all__ = ["TINY_MODEL_NOTICE", "ModelRouterImpl", "Runtime", "automatic_reason"]
@@ -99,6 +100,8 @@ class Runtime:
         self.jobs = JobQueue(store)
         self.branches = Branches(store)  # regenerate / edit-and-resend / undo (cozy chat)
         self.worker = JobWorker(self.jobs)
+        # the engines' background jobs join in _build; the turn writer tells them all
+        self._turn_hooks: list[TurnHook] = [_WakeWorker(self.worker)]
         self.summarizer = Summarizer(
             SummaryStore(store),
             self.jobs,
@@ -249,18 +252,18 @@ class Runtime:
             recent_messages=ctx_cfg.recent_messages,
             token_budget=ctx_cfg.token_budget,
             reserve_answer_tokens=ctx_cfg.reserve_answer_tokens,
-            after_turn=[_WakeWorker(self.worker)],
+            turn_hooks=self._turn_hooks,
             windows=ContextWindows(self.config.ai.context_windows, cache=self.cache),
             accounting=TokenAccounting(cache=self.cache),
             summarizer=self.summarizer,
         )
 
     def _wire_background(self, engine: BaseEngine) -> None:
-        """An engine with background work gives an outbox hook and job handlers."""
+        """An engine with background work gives a turn hook and job handlers."""
         if not isinstance(engine, HasBackgroundJobs):
             return
         bg = engine.background()
-        self.store.outbox.append(bg.outbox_hook)
+        self._turn_hooks.append(bg)
         for kind, handler in bg.handlers().items():
             self.worker.register(kind, handler)
 
@@ -415,14 +418,14 @@ class Runtime:
         await self.store.close()
 
 
-class _WakeWorker:
+class _WakeWorker(TurnHook):
     """After a turn: it has queued jobs (in its saving transaction); wake the worker."""
 
     def __init__(self, worker: JobWorker) -> None:
         self.worker = worker
         self.seen = -1
 
-    async def turn_saved(self, saved: SavedTurn) -> None:
+    async def committed(self, saved: SavedTurn) -> None:
         from cozy.storage.jobs import queued_count
 
         queued = queued_count()  # no job queued since the last wake-up: nothing to claim

@@ -115,18 +115,13 @@ def _sources(model: AssembledModel) -> tuple[list[Path], list[Path]]:
     parts: list[Path] = []
     files: list[Path] = []
     missing: list[str] = []
-    for package, name in model.parts:
-        data = package_dir(package, "data")
-        if data is None or not (data / name).is_file():
-            missing.append(package.replace("_", "-"))
-        else:
-            parts.append(data / name)
-    for package, name in model.files:
-        data = package_dir(package, "data")
-        if data is None or not (data / name).is_file():
-            missing.append(package.replace("_", "-"))
-        else:
-            files.append(data / name)
+    for found, wanted in ((parts, model.parts), (files, model.files)):
+        for package, name in wanted:
+            data = package_dir(package, "data")
+            if data is None or not (data / name).is_file():
+                missing.append(package.replace("_", "-"))
+            else:
+                found.append(data / name)
     if missing:
         raise EngineError(
             f"the {model.name} model packages are not installed: "
