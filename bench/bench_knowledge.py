@@ -24,7 +24,7 @@
    beside it: what the CLI adds to the chunk + index work.
 
 Run: .venv/bin/python bench/bench_knowledge.py [--sizes 10000,100000] [--ingest-mb 8]
-    [--embed-mb 0.5] [--vs-mb 1,4] [--only quality,embed,cli,vs,latency]
+    [--embed-mb 0.5] [--vs-mb 1,4] [--only quality,embed,cli,vs,latency] [--precision int8]
 """
 
 from __future__ import annotations
@@ -53,13 +53,17 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
             print("  " + "  ".join("-" * w for w in widths))
 
 
+PRECISION = ["fp32"]  # embed.options.precision of every in-process engine (--precision)
+
+
 async def open_engine(home: Path, embed: bool = True) -> tuple[Any, Any]:
     from cozy.runtime import Runtime
     from cozy.settings import Settings
 
     home.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - setup, not measured
     (home / "engines.yaml").write_text(
-        f"knowledge: {{provider: local, embed: {str(embed).lower()}}}\nembed: {{provider: local}}\n"
+        f"knowledge: {{provider: local, embed: {str(embed).lower()}}}\n"
+        f"embed: {{provider: local, precision: {PRECISION[0]}}}\n"
     )
     rt = await Runtime.open(Settings(home=home), engines=False)
     return rt, await rt.engine("knowledge")
@@ -626,10 +630,20 @@ async def main() -> None:
     parser.add_argument(
         "--only", default="", help="run only these parts: quality,ingest,embed,cli,vs,latency"
     )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="embed.options.precision in process (the CLI parts keep the default)",
+    )
     args = parser.parse_args()
     import os
 
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    PRECISION[0] = args.precision
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
+        f"embedder precision {args.precision}"
+    )
     with tempfile.TemporaryDirectory(prefix="cozy-bench-knowledge-") as tmp:
         root = Path(tmp)
         only = {x for x in args.only.split(",") if x}

@@ -21,7 +21,7 @@ The orchestrator runs with every local engine on (memory, profile, knowledge) an
 alternates turns whose query is embedded inside the turn with turns whose query
 vector is already cached: the `(no embedding)` rows leave the embedding model out.
 The prepare / persist / `overhead minus context` rows are the stages around the
-engines' searches (the session and message writes, the outbox hooks); the context
+engines' searches (the session and message writes, the turn hooks); the context
 stage is mostly the memory search at 10k rows.
 """
 

@@ -8,7 +8,7 @@ category and overall, for hybrid search and the BM25-only / vector-only baseline
 measured in the same run.
 
     .venv/bin/python bench/locomo_eval.py [--data DIR] [--limit-convs N] [--embed local|none]
-        [--plain] [--split] [--folds] [--variant hybrid:key=value,...]
+        [--plain] [--split] [--folds] [--variant hybrid:key=value,...] [--precision int8]
 
 Turns are indexed with their neighbours (memory/turns.py); `--plain` also ingests
 every conversation with `turn_context: false` (each turn alone) and adds those BM25
@@ -317,12 +317,13 @@ async def setup(args: argparse.Namespace) -> tuple[Any, list[str]]:
         return None, ["keyword"]
     from cozy.engines.embed.local import LocalEmbedder
 
-    inner = LocalEmbedder({})
+    inner = LocalEmbedder({"precision": args.precision})
     await inner.initialize()
     modes = ["keyword", "vector", FUSION, "hybrid", *args.variant]
     if args.folds:
         modes += [m for m in grid() if m not in modes]
-    return CachedEmbedder(inner, args.cache), modes
+    cache = args.cache if args.precision == "fp32" else args.cache / args.precision
+    return CachedEmbedder(inner, cache), modes
 
 
 async def main() -> None:
@@ -330,6 +331,9 @@ async def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--limit-convs", type=int, default=None)
     ap.add_argument("--embed", choices=["local", "none"], default="local")
+    ap.add_argument(
+        "--precision", choices=["fp32", "int8"], default="fp32", help="embed.options.precision"
+    )
     ap.add_argument(
         "--variant",
         action="append",

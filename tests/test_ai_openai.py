@@ -204,7 +204,7 @@ async def _lines(*lines: str) -> AsyncIterator[str]:
 
 
 async def test_sse_reader_joins_data_lines_and_skips_comments() -> None:
-    from cozy.engines.ai.openai_provider import _sse_data
+    from cozy.engines.ai.openai_http import sse_data as _sse_data
 
     got = [
         d
@@ -217,7 +217,7 @@ async def test_sse_reader_joins_data_lines_and_skips_comments() -> None:
 
 
 def test_stream_error_and_garbage_chunks_are_model_errors() -> None:
-    from cozy.engines.ai.openai_provider import _decode_chunk
+    from cozy.engines.ai.openai_http import decode_chunk as _decode_chunk
 
     with pytest.raises(ModelError, match="overloaded"):
         _decode_chunk('{"error": {"message": "overloaded", "type": "server_error"}}', "u")

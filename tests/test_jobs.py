@@ -1,4 +1,4 @@
-"""Durable jobs: outbox in the message transaction, leases, backoff, kill -9 survival."""
+"""Durable jobs: queued in the answer's transaction, leases, backoff, kill -9 survival."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
+import sqlalchemy as sa
 from helpers import collect, opened, req, running, write_engines
+from sqlalchemy.ext.asyncio import AsyncConnection
 from typer.testing import CliRunner
 
-from cozy.core.events import Done
+from cozy.core.events import Done, Failed
+from cozy.engines.capabilities import SavedTurn, TurnHook
 from cozy.runtime import Runtime
 from cozy.settings import Settings
 from cozy.storage.job_queue import JobQueue, backoff
-from cozy.storage.store import NewMessage, Store
+from cozy.storage.schema import messages
+from cozy.storage.store import Store
 from cozy.storage.worker import JobWorker, PermanentJobError
 from cozy.testing import FakeModelServer
 
@@ -42,16 +45,55 @@ async def test_outbox_is_written_with_the_messages(
         assert sorted(j.kind for j in jobs) == ["memory.extract", "memory.turns"]
         assert all(j.status == "pending" and j.user_id == "local" for j in jobs)
         assert all(j.payload["message_ids"] == [done.message_id] for j in jobs)
+        sid = done.session_id
 
-        # a failing hook rolls the messages back too: one transaction
-        async def broken(*_: object) -> None:
-            raise RuntimeError("outbox down")
+        # every hook hears the turn twice: inside the answer's transaction (the answer is
+        # there, not yet committed), then once it is committed
+        heard = Heard(rt.store)
+        rt.orchestrator.writer.hooks.append(heard)
+        events = await collect(rt.orchestrator.run(req("I play the violin", session=sid)))
+        answer = events[-1]
+        assert isinstance(answer, Done)
+        asked = (await rt.store.list_messages(sid))[-2]
+        assert asked.role == "user" and asked.content == "I play the violin"
+        saved = SavedTurn("local", sid, "assistant", (asked.id, str(answer.message_id)))
+        assert heard.told == [("in", saved, True), ("committed", saved, True)]
 
-        rt.store.outbox.append(broken)
-        before = len(await rt.store.list_messages(done.session_id))
-        with pytest.raises(RuntimeError):
-            await rt.store.add_messages(done.session_id, [NewMessage("assistant", "x")])
-        assert len(await rt.store.list_messages(done.session_id)) == before
+        # a failing hook rolls the answer back too, with every job queued beside it
+        rt.orchestrator.writer.hooks.append(Broken())
+        before = await rt.store.list_messages(sid)
+        queued = [(j.id, j.payload) for j in await rt.jobs.list()]
+        events = await collect(rt.orchestrator.run(req("and the cello", session=sid)))
+        assert isinstance(events[-1], Failed)
+        after = await rt.store.list_messages(sid)
+        assert [m.role for m in after[len(before) :]] == ["user"]  # the question only
+        assert [(j.id, j.payload) for j in await rt.jobs.list()] == queued
+        assert [t[0] for t in heard.told[2:]] == ["in"]  # rolled back: never committed
+
+
+class Heard(TurnHook):
+    """Records what it is told, and whether the answer is there at that moment: in the
+    transaction's own view, then in a fresh read once committed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.told: list[tuple[str, SavedTurn, bool]] = []
+
+    async def in_transaction(self, conn: AsyncConnection, saved: SavedTurn) -> None:
+        found = await conn.scalar(_ANSWER, {"mid": saved.message_ids[1]})
+        self.told.append(("in", saved, found is not None))
+
+    async def committed(self, saved: SavedTurn) -> None:
+        found = await self.store.read(_ANSWER, {"mid": saved.message_ids[1]})
+        self.told.append(("committed", saved, bool(found)))
+
+
+_ANSWER = sa.select(messages.c.id).where(messages.c.id == sa.bindparam("mid"))
+
+
+class Broken(TurnHook):
+    async def in_transaction(self, conn: AsyncConnection, saved: SavedTurn) -> None:
+        raise RuntimeError("queueing failed")
 
 
 async def test_claim_lease_fencing_retry_and_backoff(cozy_home: Path) -> None:

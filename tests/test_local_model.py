@@ -271,8 +271,8 @@ async def test_unsupported_architecture_is_named(tmp_path: Path) -> None:
 def test_llama_cpp_missing_names_the_fix(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['llama_cpp'] = None\n"
-        "from cozy.engines.ai import llama_runner\n"
-        "try:\n    llama_runner.import_llama()\n"
+        "from cozy.engines.ai import llama_load\n"
+        "try:\n    llama_load.import_llama()\n"
         "except Exception as e:\n    print(type(e).__name__, e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cozy.core.errors import ModelFileError, ModelNotFound
-from cozy.engines.ai import choice, llama_runner, local_models
+from cozy.engines.ai import choice, llama_load, llama_runner, local_models
 from cozy.engines.ai.gguf import read_info
 from cozy.engines.ai.router import ModelRouterImpl
 from cozy.engines.config import load_engines_config
@@ -111,11 +111,11 @@ def test_altered_bundled_file_is_refused(tmp_path: Path, bundled: local_models.M
         local_models.verify(pinned)
     assert "not the published one" in str(err.value) and "./install.sh" in str(err.value)
     with pytest.raises(ModelFileError, match="not the published one"):  # refused before loading
-        llama_runner.check(pinned, llama_runner.LoadOptions())
+        llama_load.check(pinned, llama_load.LoadOptions())
 
 
 def test_too_big_for_memory_is_refused_before_loading(tmp_path: Path) -> None:
-    avail = llama_runner.available_memory()
+    avail = llama_load.available_memory()
     assert avail is not None
     count = (avail * 2) // 4  # F32 tensor of twice the available memory
     header = gguf_bytes(tensors=[(count, 0)])
@@ -125,11 +125,11 @@ def test_too_big_for_memory_is_refused_before_loading(tmp_path: Path) -> None:
         fh.truncate(((len(header) + 31) // 32) * 32 + count * 4)
     file = local_models.ModelFile("huge", path)
     with pytest.raises(ModelFileError) as err:
-        llama_runner.check(file, llama_runner.LoadOptions())
+        llama_load.check(file, llama_load.LoadOptions())
     msg = str(err.value)
     assert "needs about" in msg and "GiB" in msg and "is available" in msg
     assert "smaller model" in msg
-    _, n_ctx = llama_runner.check(file, llama_runner.LoadOptions(memory_check=False))
+    _, n_ctx = llama_load.check(file, llama_load.LoadOptions(memory_check=False))
     assert n_ctx == 2048  # the header's window
 
 

@@ -1,6 +1,6 @@
-"""The writes of a saved turn, on SQLite and PostgreSQL alike: the outbox hooks (memory,
-profile), the jobs they queue, the profile job's growing count and when it becomes due;
-a session stored with its first message."""
+"""The writes of a saved turn, on SQLite and PostgreSQL alike: the turn hooks (memory,
+profile) the turn writer runs, the jobs they queue, the profile job's growing count and
+when it becomes due; a session stored with its first message."""
 
 from __future__ import annotations
 
@@ -8,13 +8,35 @@ import logging
 import time
 from typing import Any
 
+from cozy.core.persist import TurnWriter
+from cozy.core.turn import ChatRequest, Turn
 from cozy.engines.base import EngineContext
 from cozy.engines.memory.jobs import MAX_COALESCED
 from cozy.engines.memory.local import LocalMemory
 from cozy.engines.profile.local import LocalProfile
 from cozy.storage.job_queue import JobQueue
 from cozy.storage.jobs import Job, backlog
-from cozy.storage.store import NewMessage, Store
+from cozy.storage.store import NewMessage, SessionRow, Store
+
+
+async def ask(writer: TurnWriter, session: SessionRow, text: str) -> str:
+    """A turn's question, as the orchestrator stores it."""
+    turn = Turn(ChatRequest(text), "req", time.perf_counter(), session=session)
+    return await writer.question(turn, [NewMessage("user", text)])
+
+
+async def answer(
+    writer: TurnWriter,
+    session: SessionRow,
+    question: str,
+    text: str,
+    status: str = "complete",
+    rounds: tuple[NewMessage, ...] = (),
+) -> str | None:
+    """The answer to `question` (and the tool rounds before it), as the orchestrator saves it."""
+    turn = Turn(ChatRequest(""), "req", time.perf_counter(), session=session)
+    turn.user_message_id, turn.text, turn.pending = question, [text], list(rounds)
+    return await writer.answer(turn, status)
 
 
 async def profile_job(queue: JobQueue, user_id: str) -> Job:
@@ -27,32 +49,27 @@ async def test_turn_hooks_queue_jobs_and_buffer_the_profile(db_url: str) -> None
     try:
         profile = LocalProfile({"min_chars": 30, "idle_seconds": 600}, EngineContext(store=store))
         memory = LocalMemory({"embeddings": False}, EngineContext(store=store))
-        store.outbox += [profile.background().outbox_hook, memory.background().outbox_hook]
+        writer = TurnWriter(store, [profile.background(), memory.background()])
         queue = JobQueue(store)
         session = await store.create_session("ada", "assistant")
         other = await store.create_session("bob", "assistant")
         answers: list[str] = []
-        for sid, text in ((session.id, "hi there"), (other.id, "x" * 50), (session.id, "")):
-            await store.add_messages(sid, [NewMessage("user", text)], touch_title=text or "t")
+        for row, text in ((session, "hi there"), (other, "x" * 50), (session, "")):
+            asked = await ask(writer, row, text)
             # a tool-call round and an interrupted answer queue nothing
-            await store.add_messages(
-                sid,
-                [
-                    NewMessage("assistant", "", tool_calls=[{"id": "c", "name": "t"}]),
-                    NewMessage("assistant", "cut", status="interrupted"),
-                ],
-            )
+            call = NewMessage("assistant", "", tool_calls=[{"id": "c", "name": "t"}])
+            await answer(writer, row, asked, "cut", "interrupted", (call,))
             before = time.time()
-            answers.append((await store.add_messages(sid, [NewMessage("assistant", "ok")]))[0])
+            answers.append(str(await answer(writer, row, asked, "ok")))
             ada = await profile_job(queue, "ada")
             assert ada.payload == {"user_id": "ada", "chars": 8}  # "" adds nothing
             assert ada.run_after >= before + 599  # 8 < 30 chars: buffered
         bob = await profile_job(queue, "bob")
         assert bob.payload == {"user_id": "bob", "chars": 50} and bob.run_after <= time.time()
         # enough text: the same pending job (one per user) becomes due now, count summed
-        await store.add_messages(session.id, [NewMessage("user", "y" * 25)])
+        asked = await ask(writer, session, "y" * 25)
         t = time.time()
-        answers += await store.add_messages(session.id, [NewMessage("assistant", "noted")])
+        answers.append(str(await answer(writer, session, asked, "noted")))
         ada = await profile_job(queue, "ada")
         assert ada.payload == {"user_id": "ada", "chars": 33}
         assert t - 1 <= ada.run_after <= time.time()
@@ -102,13 +119,12 @@ async def test_memory_jobs_coalesce_per_session_and_stop_at_the_backlog_limit(
     store = await Store.open(db_url)
     try:
         memory = LocalMemory({"embeddings": False, "backlog_limit": 50}, EngineContext(store=store))
-        store.outbox.append(memory.background().outbox_hook)
+        writer = TurnWriter(store, [memory.background()])
         queue = JobQueue(store)
         session = await store.create_session("ada", "assistant")
 
         async def turn() -> str:
-            await store.add_messages(session.id, [NewMessage("user", "hello")])
-            return (await store.add_messages(session.id, [NewMessage("assistant", "ok")]))[0]
+            return str(await answer(writer, session, await ask(writer, session, "hello"), "ok"))
 
         async def pending(kind: str) -> list[Job]:
             return [j for j in await queue.list(status="pending") if j.kind == kind]

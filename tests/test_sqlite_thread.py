@@ -28,15 +28,14 @@ async def test_steps_that_only_use_the_connection_run_off_the_loop(tmp_path: Pat
     try:
         s = await store.create_session("u1", "assistant")
 
-        async def hook(conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]) -> None:
+        async def hook(conn: AsyncConnection) -> None:
             seen.append(threading.current_thread().name)
             n = (await conn.execute(sa.select(sa.func.count()).select_from(messages))).scalar()
-            assert n == len(rows)  # the hook sees the rows of its own transaction
+            assert n == 2  # the step sees the rows of its own transaction
             await conn.execute(sa.insert(jobs).values(**_job_values("from-hook")))
 
-        store.outbox.append(hook)
         ids = await store.add_messages(
-            s.id, [NewMessage("user", "hi"), NewMessage("assistant", "yo")]
+            s.id, [NewMessage("user", "hi"), NewMessage("assistant", "yo")], also=[hook]
         )
         assert seen and seen[0].startswith("cozy-sqlite")
         window_session, window = await store.session_window(s.id, "u1", 10)
@@ -52,13 +51,12 @@ async def test_a_step_that_needs_the_loop_falls_back_and_commits_once(tmp_path: 
     try:
         s = await store.create_session("u1", "assistant")
 
-        async def hook(conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]) -> None:
+        async def hook(conn: AsyncConnection) -> None:
             threads.append(threading.current_thread().name)
             await conn.execute(sa.insert(jobs).values(**_job_values(f"slow-{len(threads)}")))
             await asyncio.sleep(0.001)  # needs a running loop: cannot finish in the thread
 
-        store.outbox.append(hook)
-        await store.add_messages(s.id, [NewMessage("user", "hi")])
+        await store.add_messages(s.id, [NewMessage("user", "hi")], also=[hook])
         # tried in the thread, rolled back, then run on the loop: one message, one job
         assert threads[0].startswith("cozy-sqlite") and len(threads) == 2
         assert threads[1] == threading.current_thread().name
@@ -73,13 +71,12 @@ async def test_a_failing_step_rolls_the_whole_transaction_back(tmp_path: Path) -
     try:
         s = await store.create_session("u1", "assistant")
 
-        async def broken(conn: AsyncConnection, session_id: str, rows: list[Any]) -> None:
+        async def broken(conn: AsyncConnection) -> None:
             await conn.execute(sa.insert(jobs).values(**_job_values("lost")))
             raise ValueError("hook failed")
 
-        store.outbox.append(broken)
         with pytest.raises(ValueError, match="hook failed"):
-            await store.add_messages(s.id, [NewMessage("user", "hi")])
+            await store.add_messages(s.id, [NewMessage("user", "hi")], also=[broken])
         assert await store.list_messages(s.id) == []
         assert await JobQueue(store).list() == []
     finally:

@@ -6,16 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
-from cozy.core.turn import SavedTurn
-from cozy.core.types import Message
+from cozy.engines.capabilities import SavedTurn
 from cozy.runtime import _WakeWorker
 from cozy.storage.job_queue import JobQueue
 from cozy.storage.store import Store
 from cozy.storage.worker import JobWorker
 
-SAVED = SavedTurn(
-    "u1", "s1", "assistant", ("m1", "m2"), (Message("user", "hi"), Message("assistant", "yo"))
-)
+SAVED = SavedTurn("u1", "s1", "assistant", ("m1", "m2"))
 
 
 class CountingWorker:
@@ -33,19 +30,19 @@ async def test_turns_that_queue_no_job_do_not_wake_the_worker(tmp_path: Path) ->
     worker = CountingWorker()
     sink = _WakeWorker(cast(JobWorker, worker))
     try:
-        await sink.turn_saved(SAVED)
+        await sink.committed(SAVED)
         assert worker.wakes == 1  # nothing seen yet: wake once
-        await sink.turn_saved(SAVED)
-        await sink.turn_saved(SAVED)
+        await sink.committed(SAVED)
+        await sink.committed(SAVED)
         assert worker.wakes == 1
         await JobQueue(store).enqueue("test.kind", {"n": 1})
-        await sink.turn_saved(SAVED)
+        await sink.committed(SAVED)
         assert worker.wakes == 2
-        await sink.turn_saved(SAVED)
+        await sink.committed(SAVED)
         assert worker.wakes == 2
         worker.running = False  # a stopped worker is never woken
         await JobQueue(store).enqueue("test.kind", {"n": 2})
-        await sink.turn_saved(SAVED)
+        await sink.committed(SAVED)
         assert worker.wakes == 2
     finally:
         await store.close()

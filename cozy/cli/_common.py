@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from cozy.core.errors import CozyError
     from cozy.core.personalities import Personality
-    from cozy.engines.base import BaseEngine
     from cozy.runtime import Runtime
     from cozy.settings import Settings
 
@@ -146,6 +144,34 @@ def console(stderr: bool = False) -> Any:
 JSON_OPT = typer.Option("--json", help="machine-readable output")
 
 
+def print_rows(
+    columns: Sequence[str],
+    items: Sequence[T],
+    cells: Callable[[T], Sequence[str]],
+    *,
+    as_json: bool = False,
+    data: Any = None,
+    empty: str | None = None,
+    fold: int | None = None,
+) -> None:
+    """--json: `data` (else `items`) as JSON; else `empty` when there are no items, or a
+    borderless table of `cells(item)` (rich.table is imported only then) whose column
+    `fold` wraps instead of being cut."""
+    if as_json:
+        print_json(items if data is None else data)
+    elif not items and empty is not None:
+        console().print(empty)
+    else:
+        from rich.table import Table
+
+        table = Table(*columns, box=None)
+        if fold is not None:
+            table.columns[fold].overflow = "fold"
+        for item in items:
+            table.add_row(*cells(item))
+        console().print(table)
+
+
 def when(ts: float | None) -> str:
     """A local date and minute for a table cell; '-' for none."""
     import time
@@ -153,8 +179,19 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-async def engine_on(rt: Runtime, kind: str) -> BaseEngine:
-    """The `kind` engine, or a ConfigError naming the setting that turns it on."""
+def size(n: int) -> str:
+    """Bytes for a table cell: 512 B, 1.5 KB, 3.2 MB, 1.0 GB."""
+    value = float(n)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+async def capable(rt: Runtime, kind: str, capability: type[T]) -> T:
+    """The `kind` engine as `capability` (engines/capabilities.py), or a ConfigError
+    naming the setting that turns it on or the provider that cannot do it."""
     from cozy.core.errors import ConfigError
 
     engine = await rt.engine(kind)
@@ -163,17 +200,12 @@ async def engine_on(rt: Runtime, kind: str) -> BaseEngine:
             f"the {kind} engine is off",
             hint=f"set `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
         )
+    if not isinstance(engine, capability):
+        raise ConfigError(
+            f"the {kind} provider '{engine.provider_name}' cannot be managed from the CLI",
+            hint=f"use `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
+        )
     return engine
-
-
-def cannot_manage(kind: str, engine: BaseEngine) -> CozyError:
-    """The error for a provider without the capability a command needs (engines/base.py)."""
-    from cozy.core.errors import ConfigError
-
-    return ConfigError(
-        f"the {kind} provider '{engine.provider_name}' cannot be managed from the CLI",
-        hint=f"use `{kind}: {{provider: local}}` in engines.yaml (`cozy config path`)",
-    )
 
 
 def personality_catalog() -> dict[str, Personality]:

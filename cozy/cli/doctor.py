@@ -124,7 +124,7 @@ async def run_checks() -> list[dict[str, Any]]:
 
 
 async def _model_check(cfg: Any, s: Any) -> dict[str, Any]:
-    from cozy.runtime import model_router
+    from cozy.runtime.models import model_router
 
     router = model_router(cfg, s)
     try:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cozy.cli._common import console, print_json, run_async, runtime, when
+from cozy.cli._common import print_rows, run_async, runtime, when
 
 fragments_app = typer.Typer(
     help="The texts attached with `cozy run -f`/`@file`/`-a` (and the chat's /file), "
@@ -42,25 +42,20 @@ def list_cmd(
         ]
 
     data = run_async(go, as_json=as_json)
-    if as_json:
-        print_json(data)
-        return
-    if not data:
-        console().print('no fragments yet (attach one with `cozy run -f FILE "question"`)')
-        return
-    from rich.table import Table
-
-    table = Table("hash", "source", "chars", "messages", "first kept", box=None)
-    table.columns[1].overflow = "fold"  # a path is the point of the row: never cut it
-    for d in data:
-        table.add_row(
+    print_rows(
+        ("hash", "source", "chars", "messages", "first kept"),
+        data,
+        lambda d: (
             d["hash"][:12],
             d["source"],
             f"{d['size']:,}",
             str(d["messages"]),
             when(d["created_at"]),
-        )
-    console().print(table)
+        ),
+        as_json=as_json,
+        empty='no fragments yet (attach one with `cozy run -f FILE "question"`)',
+        fold=1,  # a path is the point of the row: never cut it
+    )
 
 
 @fragments_app.command("show")

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cozy.cli._common import console, personality_catalog, print_json, run_async, runtime, state
+from cozy.cli._common import (
+    personality_catalog,
+    print_json,
+    print_rows,
+    run_async,
+    runtime,
+    state,
+)
 
 if TYPE_CHECKING:
     from cozy.core.types import ModelInfo
@@ -39,18 +46,14 @@ def register(app: typer.Typer) -> None:
 @personalities_app.command("list")
 def personalities_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List personalities."""
-    items = personality_catalog()
-    if as_json:
-        print_json([p.summary() for p in items.values()])
-        return
-    from rich.table import Table
-
-    table = Table("id", "name", "model", "tools", "description", box=None)
-    for p in items.values():
-        table.add_row(
-            p.id, p.name, p.model or "(default)", ", ".join(p.tools) or "-", p.description
-        )
-    console().print(table)
+    items = list(personality_catalog().values())
+    print_rows(
+        ("id", "name", "model", "tools", "description"),
+        items,
+        lambda p: (p.id, p.name, p.model or "(default)", ", ".join(p.tools) or "-", p.description),
+        as_json=as_json,
+        data=[p.summary() for p in items],
+    )
 
 
 @personalities_app.command("show")
@@ -86,7 +89,7 @@ def models_cmd(
 
     async def go() -> tuple[list[ModelInfo], dict[str, str]]:
         async with runtime(engines=False) as rt:
-            return await rt.list_models(provider), dict(rt.config.ai.aliases)
+            return await rt.models.available(provider), dict(rt.config.ai.aliases)
 
     models, aliases = run_async(go, as_json=as_json)
     if as_json:

@@ -11,6 +11,7 @@ import typer
 
 from cozy.cli._common import (
     JSON_OPT,
+    capable,
     console,
     print_json,
     run_async,
@@ -27,13 +28,9 @@ memory_app = typer.Typer(help="What cozy remembers about you: view, search, edit
 
 
 async def _engine(rt: Runtime) -> ManagesMemories:
-    from cozy.cli._common import cannot_manage, engine_on
     from cozy.engines.capabilities import ManagesMemories
 
-    engine = await engine_on(rt, "memory")
-    if not isinstance(engine, ManagesMemories):
-        raise cannot_manage("memory", engine)
-    return engine
+    return await capable(rt, "memory", ManagesMemories)
 
 
 def _print_rows(rows: Sequence[Any]) -> None:

@@ -8,6 +8,7 @@ import typer
 
 from cozy.cli._common import (
     JSON_OPT,
+    capable,
     console,
     print_json,
     run_async,
@@ -24,13 +25,9 @@ profile_app = typer.Typer(help="Your profile (topic.slot values) that cozy keeps
 
 
 async def _engine(rt: Runtime) -> ManagesProfileSlots:
-    from cozy.cli._common import cannot_manage, engine_on
     from cozy.engines.capabilities import ManagesProfileSlots
 
-    engine = await engine_on(rt, "profile")
-    if not isinstance(engine, ManagesProfileSlots):
-        raise cannot_manage("profile", engine)
-    return engine
+    return await capable(rt, "profile", ManagesProfileSlots)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,7 @@ KNOWN = {"openai": "OPENAI_API_KEY"}  # providers that take a key, and their env
 
 
 def _store() -> ProviderKeys:
-    from cozy.runtime import provider_keys
+    from cozy.runtime.models import provider_keys
 
     return provider_keys(state.settings())
 

@@ -241,7 +241,7 @@ async def _checked(
 
 
 def _finish(rt: Any, out: RunOutput, folded: dict[str, Any], done: Done) -> None:
-    notice = rt.tiny_model_notice(done.model) if not out.stream else None
+    notice = rt.models.tiny_notice(done.model) if not out.stream else None
     if out.stream:
         out.event(event_dict(done))
     elif out.as_json:

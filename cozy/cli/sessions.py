@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cozy.cli._common import console, print_json, run_async, runtime, state
+from cozy.cli._common import console, print_json, print_rows, run_async, runtime, state, when
 
 if TYPE_CHECKING:
     from cozy.runtime import Runtime
     from cozy.storage.store import MessageRow, SessionRow
 
 sessions_app = typer.Typer(help="Browse, export and delete chat sessions.", no_args_is_help=True)
-
-
-def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
 async def _resolve(rt: Runtime, ref: str) -> SessionRow:
@@ -69,7 +64,7 @@ def to_markdown(s: SessionRow, msgs: list[MessageRow]) -> str:
         "",
         f"- session: `{s.id}`",
         f"- personality: {s.personality_id}",
-        f"- started: {_when(s.created_at)}",
+        f"- started: {when(s.created_at)}",
         "",
     ]
     for m in msgs:
@@ -110,22 +105,20 @@ def list_cmd(
             )
 
     rows = run_async(go, as_json=as_json)
-    if as_json:
-        print_json([_session_dict(s) for s in rows])
-        return
-    if not rows:
-        if search:
-            console().print(f"no session matches {search!r} (`cozy sessions list` lists all)")
-        else:
-            console().print('no sessions yet — start one with `cozy run "hello"` or `cozy chat`')
-        return
-    from rich.table import Table
 
-    table = Table("id", "updated", "personality", "msgs", "title", box=None)
-    for s in rows:
+    def cells(s: SessionRow) -> tuple[str, ...]:
         title = (s.title or "")[:60] + (" (deleted)" if s.deleted_at else "")
-        table.add_row(s.id, _when(s.updated_at), s.personality_id, str(s.message_count), title)
-    console().print(table)
+        return s.id, when(s.updated_at), s.personality_id, str(s.message_count), title
+
+    empty = (
+        f"no session matches {search!r} (`cozy sessions list` lists all)"
+        if search
+        else 'no sessions yet — start one with `cozy run "hello"` or `cozy chat`'
+    )
+    columns = ("id", "updated", "personality", "msgs", "title")
+    print_rows(
+        columns, rows, cells, as_json=as_json, data=[_session_dict(s) for s in rows], empty=empty
+    )
 
 
 @sessions_app.command("show")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cozy.cli._common import console, print_json, run_async, runtime, state
+from cozy.cli._common import console, print_json, print_rows, run_async, runtime, state
 
 if TYPE_CHECKING:
     from cozy.core.types import ToolSpec
@@ -137,25 +137,20 @@ def list_cmd(
                 }
                 for s in sorted(specs, key=lambda s: (s.server, s.name))
             ]
-            if as_json:
-                print_json(rows)
-                return
-            if not rows:
-                where = f" on server '{server}'" if server else ""
-                console().print(f"no tools{where}; see `cozy tools servers`")
-                return
-            from rich.table import Table
-
-            table = Table("tool", "server", "level", "personalities", "description", box=None)
-            for r in rows:
-                table.add_row(
+            where = f" on server '{server}'" if server else ""
+            print_rows(
+                ("tool", "server", "level", "personalities", "description"),
+                rows,
+                lambda r: (
                     r["name"],
                     r["server"],
                     r["level"],
                     ", ".join(r["personalities"]) or "-",
                     _first_line(r["description"]),
-                )
-            console().print(table)
+                ),
+                as_json=as_json,
+                empty=f"no tools{where}; see `cozy tools servers`",
+            )
 
     run_async(go, as_json=as_json)
 
@@ -295,37 +290,28 @@ def servers_cmd(
                             "last_error": None,
                         }
                     ]
-        if as_json:
-            print_json(rows)
-        else:
-            _print_servers(rows)
+        print_rows(
+            ("server", "transport", "state", "pid", "tools", "last error"),
+            rows,
+            lambda r: (
+                str(r.get("name")),
+                str(r.get("transport") or ""),
+                str(r.get("state") or ""),
+                str(r.get("pid") or "-"),
+                str(r.get("tool_count") if r.get("tool_count") is not None else "-"),
+                str(r.get("last_error") or ""),
+            ),
+            as_json=as_json,
+            empty="no tools engine configured (see `cozy config path`)",
+        )
+        for r in rows:
+            if r.get("fix") and not as_json:
+                console().print(f"fix for {r.get('name')}: {r['fix']}", markup=False)
         return 1 if any(r.get("state") == "failed" for r in rows) else 0
 
     code = run_async(go, as_json=as_json)
     if code:
         raise typer.Exit(code)
-
-
-def _print_servers(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        console().print("no tools engine configured (see `cozy config path`)")
-        return
-    from rich.table import Table
-
-    table = Table("server", "transport", "state", "pid", "tools", "last error", box=None)
-    for r in rows:
-        table.add_row(
-            str(r.get("name")),
-            str(r.get("transport") or ""),
-            str(r.get("state") or ""),
-            str(r.get("pid") or "-"),
-            str(r.get("tool_count") if r.get("tool_count") is not None else "-"),
-            str(r.get("last_error") or ""),
-        )
-    console().print(table)
-    for r in rows:
-        if r.get("fix"):
-            console().print(f"fix for {r.get('name')}: {r['fix']}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

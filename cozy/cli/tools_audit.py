@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cozy.cli._common import console, print_json, run_async, runtime, state, when
+from cozy.cli._common import console, print_json, print_rows, run_async, runtime, state, when
 
 
 def _first_line(text: str, width: int) -> str:
@@ -34,17 +34,10 @@ def audit_cmd(
             if r.get("kind") == "tool_call" and (not tool or fnmatchcase(r.get("tool") or "", tool))
         ][: max(limit, 1)]
         data = [_audit_row(r) for r in calls]
-        if as_json:
-            print_json(data)
-            return
-        if not data:
-            console().print("no tool calls audited yet")
-            return
-        from rich.table import Table
-
-        table = Table("when", "tool", "level", "outcome", "allowed by", "ms", "arguments", box=None)
-        for d in data:
-            table.add_row(
+        print_rows(
+            ("when", "tool", "level", "outcome", "allowed by", "ms", "arguments"),
+            data,
+            lambda d: (
                 when(d["at"]),
                 d["tool"],
                 d["level"] or "-",
@@ -52,8 +45,10 @@ def audit_cmd(
                 f"{d['approver'].get('by', d['decision'])} ({d['approver'].get('face', '-')})",
                 f"{d['duration_ms']:.0f}" if d["duration_ms"] is not None else "-",
                 _first_line(d["arguments"], 50),
-            )
-        console().print(table)
+            ),
+            as_json=as_json,
+            empty="no tool calls audited yet",
+        )
 
     run_async(go, as_json=as_json)
 
@@ -117,20 +112,13 @@ def grants_cmd(
             {"tool": r.tool, "personality": r.personality_id, "granted_at": r.created_at}
             for r in rows
         ]
-        if as_json:
-            print_json(data)
-        elif not data:
-            console().print("no remembered approvals")
-        else:
-            import time
-
-            from rich.table import Table
-
-            table = Table("tool", "personality", "granted", box=None)
-            for d in data:
-                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["granted_at"]))
-                table.add_row(d["tool"], d["personality"], when)
-            console().print(table)
+        print_rows(
+            ("tool", "personality", "granted"),
+            data,
+            lambda d: (d["tool"], d["personality"], when(d["granted_at"])),
+            as_json=as_json,
+            empty="no remembered approvals",
+        )
         return 0
 
     code = run_async(go, as_json=as_json)

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from cozy.cli._common import console, print_json, run_async, runtime
+from cozy.cli._common import console, print_json, print_rows, run_async, runtime
 from cozy.core.types import LOG_LEVELS as LEVELS
 
 if TYPE_CHECKING:
     from cozy.runtime import Runtime
 
+T = TypeVar("T")
 
-def _engine(rt: Runtime, need: type) -> Any:
+
+def _engine(rt: Runtime, need: type[T]) -> T:
     from cozy.core.errors import ConfigError
 
     engine = rt.orchestrator.tools.engine
@@ -54,19 +56,13 @@ def prompts_cmd(
             }
             for p in prompts
         ]
-        if as_json:
-            print_json(rows)
-            return
-        if not rows:
-            console().print("no prompts")
-            return
-        from rich.table import Table
 
-        table = Table("prompt", "arguments (* = required)", "description", box=None)
-        for r in rows:
+        def cells(r: dict[str, Any]) -> tuple[str, ...]:
             args = ", ".join(f"{a['name']}{'*' if a['required'] else ''}" for a in r["arguments"])
-            table.add_row(r["name"], args or "-", (r["description"] or "").splitlines()[0][:60])
-        console().print(table)
+            return r["name"], args or "-", (r["description"] or "").splitlines()[0][:60]
+
+        columns = ("prompt", "arguments (* = required)", "description")
+        print_rows(columns, rows, cells, as_json=as_json, empty="no prompts")
 
     run_async(go, as_json=as_json)
 
@@ -92,18 +88,13 @@ def resources_cmd(
             }
             for r in found
         ]
-        if as_json:
-            print_json(rows)
-            return
-        if not rows:
-            console().print("no resources")
-            return
-        from rich.table import Table
-
-        table = Table("resource", "name", "type", box=None)
-        for r in rows:
-            table.add_row(r["ref"], r["name"], r["mime_type"] or "-")
-        console().print(table)
+        print_rows(
+            ("resource", "name", "type"),
+            rows,
+            lambda r: (r["ref"], r["name"], r["mime_type"] or "-"),
+            as_json=as_json,
+            empty="no resources",
+        )
 
     run_async(go, as_json=as_json)
 

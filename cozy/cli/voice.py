@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cozy.cli._common import console, print_json, run_async, runtime, state
+from cozy.cli._common import capable, console, print_json, run_async, runtime, state
 
 if TYPE_CHECKING:
     import asyncio
@@ -149,16 +149,9 @@ def devices_cmd(
 
 
 async def _engine(rt: Runtime) -> TranscribesClips:
-    from cozy.core.errors import ConfigError
     from cozy.engines.capabilities import TranscribesClips
 
-    engine = await rt.engine("voice")
-    if not isinstance(engine, TranscribesClips):
-        raise ConfigError(
-            "the voice engine is off",
-            hint="set `voice: {provider: local}` in engines.yaml (see `cozy config path`)",
-        )
-    return engine
+    return await capable(rt, "voice", TranscribesClips)
 
 
 class _Asker:

@@ -38,9 +38,7 @@ from cozy.core.summaries import Summarizer
 from cozy.core.toolloop import ToolRunner
 from cozy.core.turn import (
     MAX_TOOL_ROUNDS,
-    AfterTurn,
     ChatRequest,
-    SavedTurn,
     Turn,
     continuation,
     full_prompt,
@@ -51,18 +49,17 @@ from cozy.core.turn import (
 from cozy.core.types import Message, ToolSpec
 from cozy.core.windows import ContextWindows, TokenAccounting
 from cozy.engines.base import ModelRouter, Route, ToolContext
+from cozy.engines.capabilities import TurnHook
 from cozy.storage.store import MessageRow, NewMessage, SessionRow, Store
 
 log = logging.getLogger("cozy.orchestrator")
 
 __all__ = [
     "MAX_TOOL_ROUNDS",
-    "AfterTurn",
     "ChatOrchestrator",
     "ChatRequest",
     "ModelRouter",
     "Route",
-    "SavedTurn",
 ]
 
 
@@ -79,7 +76,7 @@ class ChatOrchestrator:
         recent_messages: int = 20,
         token_budget: int | None = None,
         reserve_answer_tokens: int = 1024,
-        after_turn: Sequence[AfterTurn] = (),
+        turn_hooks: Sequence[TurnHook] = (),
         windows: ContextWindows | None = None,
         accounting: TokenAccounting | None = None,
         summarizer: Summarizer | None = None,
@@ -93,7 +90,7 @@ class ChatOrchestrator:
         self.recent_messages = recent_messages
         self.token_budget = token_budget
         self.reserve_answer_tokens = reserve_answer_tokens
-        self.writer = TurnWriter(store, after_turn)
+        self.writer = TurnWriter(store, turn_hooks)
         self.windows = windows or ContextWindows()
         self.accounting = accounting or TokenAccounting()
         self.summarizer = summarizer

@@ -2,7 +2,9 @@
 
 The answer is saved whatever the end (complete, interrupted, failed) together with
 its tool rounds and, when the context stage asked for one, the session's summary
-job; once it is committed, the after-turn hooks hear what was saved.
+job. A complete answer is told to the turn hooks (engines/capabilities.py
+`TurnHook`): inside its transaction (they queue their jobs there), then once it
+is committed (the job worker's wake-up).
 """
 
 from __future__ import annotations
@@ -10,22 +12,25 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from cozy.core.errors import CozyError
 from cozy.core.events import brief
 from cozy.core.history import UNANSWERED
 from cozy.core.summaries import JOB_KIND
-from cozy.core.turn import AfterTurn, SavedTurn, Turn, log_turn, title_of_request
+from cozy.core.turn import Turn, log_turn, title_of_request
 from cozy.core.types import Message
+from cozy.engines.capabilities import SavedTurn, TurnHook
 from cozy.storage.jobs import enqueue
+from cozy.storage.schema import new_id
 from cozy.storage.store import NewMessage, Store
 
 
 class TurnWriter:
-    def __init__(self, store: Store, after_turn: Sequence[AfterTurn] = ()) -> None:
+    def __init__(self, store: Store, hooks: Sequence[TurnHook] = ()) -> None:
         self.store = store
-        self.after_turn = list(after_turn)
+        self.hooks = list(hooks)
 
     async def question(self, turn: Turn, first: list[NewMessage]) -> str:
         """Store the turn's opening messages (and a new session with them); returns the
@@ -66,23 +71,36 @@ class TurnWriter:
         # and their results are); one with no rounds keeps the turn's status
         items = [*pending, final] if text or not pending else pending
         turn.pending = []
+        for m in items:  # ids now (in order: they sort by time), so the hooks know them
+            m.id = new_id("msg")
+        answer_id = final.id if items[-1] is final else None
+        saved = self._saved(turn, answer_id) if status == "complete" else None
         also = [turn.summary_job] if turn.summary_job is not None else []
         turn.summary_job = None
-        ids = await self.store.add_messages(turn.session.id, items, also=also)
-        answer_id = ids[-1] if items[-1] is final else None
+        if saved is not None:
+            also.insert(0, partial(self._in_transaction, saved=saved))
+        await self.store.add_messages(turn.session.id, items, also=also)
         if status != "complete":
             log_turn(turn, status)
-        elif answer_id and turn.personality and turn.prompt.strip():
-            saved = SavedTurn(
-                user_id=turn.req.caller.user_id,
-                session_id=turn.session.id,
-                personality_id=turn.personality.id,
-                message_ids=(turn.user_message_id, answer_id),
-                messages=(Message("user", turn.prompt), Message("assistant", text)),
-            )
-            for hook in self.after_turn:
-                await hook.turn_saved(saved)
+        if saved is not None:
+            for hook in self.hooks:
+                await hook.committed(saved)
         return answer_id
+
+    def _saved(self, turn: Turn, answer_id: str | None) -> SavedTurn | None:
+        """What the hooks hear of a complete answer (None: no hooks, or no answer)."""
+        if not (self.hooks and answer_id and turn.session and turn.user_message_id):
+            return None
+        return SavedTurn(
+            user_id=turn.session.user_id,
+            session_id=turn.session.id,
+            personality_id=turn.personality.id if turn.personality else turn.session.personality_id,
+            message_ids=(turn.user_message_id, answer_id),
+        )
+
+    async def _in_transaction(self, conn: Any, saved: SavedTurn) -> None:
+        for hook in self.hooks:
+            await hook.in_transaction(conn, saved)
 
 
 def _metadata(turn: Turn, error: BaseException | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from cozy.core.events import ContextMeta
 from cozy.core.personalities import Personality
@@ -31,24 +31,6 @@ from cozy.storage.summaries import Summary
 MAX_TOOL_ROUNDS = 10
 
 log = logging.getLogger("cozy.orchestrator")
-
-
-@dataclass(frozen=True, slots=True)
-class SavedTurn:
-    """What a complete turn saved: told to the after-turn hooks once it is committed."""
-
-    user_id: str
-    session_id: str
-    personality_id: str
-    message_ids: tuple[str, str]  # the user's message, the answer
-    messages: tuple[Message, Message]
-
-
-class AfterTurn(Protocol):
-    """Told after a complete turn is saved (the job worker's wake-up hangs off this;
-    the jobs themselves are queued in the saving transaction, see storage/jobs.py)."""
-
-    async def turn_saved(self, saved: SavedTurn) -> None: ...
 
 
 @dataclass(slots=True)

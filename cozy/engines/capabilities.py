@@ -7,9 +7,13 @@ provider gets the same treatment by implementing them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from cozy.core.types import KnowledgeHit, MemoryHit, ToolSpec
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 class MemoryRecord(Protocol):
@@ -202,13 +206,34 @@ class AdmitsRequests(Protocol):
     def admit(self, n: int = 1) -> Admission: ...
 
 
-class BackgroundJobs(Protocol):
-    """An engine's durable work: a hook run in the transaction that saves a turn
-    (it queues jobs), and the handlers that run them."""
+@dataclass(frozen=True, slots=True)
+class SavedTurn:
+    """What a complete turn saved (its answer finished, no tool calls left open)."""
 
-    async def outbox_hook(self, conn: Any, session_id: str, rows: list[dict[str, Any]]) -> None: ...
+    user_id: str  # the session's owner
+    session_id: str
+    personality_id: str
+    message_ids: tuple[str, str]  # the turn's first message (the user's), the answer
 
-    def handlers(self) -> Mapping[str, Callable[..., Awaitable[None]]]: ...
+
+class TurnHook:
+    """Told about every complete turn the orchestrator saves, in two parts; either may
+    be left as is. The turn writer (core/persist.py) holds the list."""
+
+    async def in_transaction(self, conn: AsyncConnection, saved: SavedTurn) -> None:
+        """Inside the transaction that saves the answer: jobs queued here commit or roll
+        back with the messages, so a crash can never keep one without the other."""
+
+    async def committed(self, saved: SavedTurn) -> None:
+        """Once that transaction committed (e.g. wake the job worker)."""
+
+
+class BackgroundJobs(TurnHook):
+    """An engine's durable work: its turn hook (queueing jobs) and the handlers that
+    run them."""
+
+    def handlers(self) -> Mapping[str, Callable[..., Awaitable[None]]]:
+        raise NotImplementedError
 
 
 @runtime_checkable

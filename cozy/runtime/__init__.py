@@ -1,7 +1,8 @@
 """The composition root: builds store, engines and the orchestrator from settings.
 
-Faces call `Runtime.open(settings)` and then talk to `runtime.orchestrator` (and
-the few query helpers here); they never build engines or touch SQL themselves.
+Faces call `Runtime.open(settings)` and then talk to `runtime.orchestrator`,
+`runtime.models` (models.py) and the few helpers here; they never build engines or
+touch SQL themselves.
 """
 
 from __future__ import annotations
@@ -12,29 +13,28 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cozy.core.errors import ConfigError, CozyError, EngineError, UsageError
+from cozy.core.errors import ConfigError, EngineError, UsageError
 from cozy.core.personalities import PersonalityCatalog
 from cozy.core.summaries import JOB_KIND as SUMMARY_JOB
 from cozy.core.summaries import Summarizer
 from cozy.core.toolpolicy import face_policies
-from cozy.core.types import ModelInfo, ToolSpec
-from cozy.engines.ai.choice import automatic as automatic_reason
+from cozy.core.types import ToolSpec
 from cozy.engines.ai.router import ModelRouterImpl
 from cozy.engines.base import BaseEngine, EmbedEngine, EngineContext, ToolsEngine
 from cozy.engines.capabilities import (
-    Admission,
-    AdmitsRequests,
     HasBackgroundJobs,
     IngestsPaths,
     ProvidesBuiltinTools,
+    SavedTurn,
+    TurnHook,
 )
 from cozy.engines.config import EnginesConfig, load_engines_config
 from cozy.engines.registry import EngineFactory
+from cozy.runtime.models import Models, provider_keys
 from cozy.settings import Settings
 from cozy.storage.branches import Branches
 from cozy.storage.cache import DiskL2Cache, L2Cache
 from cozy.storage.job_queue import JobQueue
-from cozy.storage.provider_keys import ProviderKeys
 from cozy.storage.redis_cache import RedisLink
 from cozy.storage.store import Store
 from cozy.storage.summaries import SummaryStore
@@ -44,27 +44,7 @@ if TYPE_CHECKING:
     from cozy.core.orchestrator import ChatOrchestrator
     from cozy.core.toolloop import ToolRunner
     from cozy.core.toolpolicy import Rule
-    from cozy.core.turn import SavedTurn
     from cozy.storage.fragments import Fragments
-
-__all__ = ["TINY_MODEL_NOTICE", "ModelRouterImpl", "Runtime", "automatic_reason"]
-
-TINY_MODEL_NOTICE = (
-    "this answer came from the bundled 135M model, which is small: for better answers start "
-    "Ollama (`ollama serve`, `ollama pull llama3.2`), set OPENAI_API_KEY, or use a bigger GGUF "
-    "(`-m local:/path/to/model.gguf`, or put it in <data dir>/models)"
-)
-
-
-def model_router(config: EnginesConfig, settings: Settings | None = None) -> ModelRouterImpl:
-    """A model router alone, without store or engines (`cozy doctor`'s model check)."""
-    keys = provider_keys(settings) if settings is not None else None
-    return ModelRouterImpl(config, EngineFactory(), keys)
-
-
-def provider_keys(settings: Settings) -> ProviderKeys:
-    """The keys `cozy keys set PROVIDER` stores, next to engines.yaml."""
-    return ProviderKeys(settings.config_dir / "keys.json")
 
 
 class Runtime:
@@ -83,6 +63,7 @@ class Runtime:
             [settings.packaged_profiles_dir, settings.user_profiles_dir]
         )
         self.router = ModelRouterImpl(config, self.factory, provider_keys(settings))
+        self.models = Models(self.router, self.personalities, settings)  # pickers, server
         self.engines: dict[str, BaseEngine] = {}
         self._ready: set[str] = set()  # kinds whose engine finished initialize()
         self._engine_locks: dict[str, asyncio.Lock] = {}
@@ -99,6 +80,8 @@ class Runtime:
         self.jobs = JobQueue(store)
         self.branches = Branches(store)  # regenerate / edit-and-resend / undo (cozy chat)
         self.worker = JobWorker(self.jobs)
+        # the engines' background jobs join in _build; the turn writer tells them all
+        self._turn_hooks: list[TurnHook] = [_WakeWorker(self.worker)]
         self.summarizer = Summarizer(
             SummaryStore(store),
             self.jobs,
@@ -249,18 +232,18 @@ class Runtime:
             recent_messages=ctx_cfg.recent_messages,
             token_budget=ctx_cfg.token_budget,
             reserve_answer_tokens=ctx_cfg.reserve_answer_tokens,
-            after_turn=[_WakeWorker(self.worker)],
+            turn_hooks=self._turn_hooks,
             windows=ContextWindows(self.config.ai.context_windows, cache=self.cache),
             accounting=TokenAccounting(cache=self.cache),
             summarizer=self.summarizer,
         )
 
     def _wire_background(self, engine: BaseEngine) -> None:
-        """An engine with background work gives an outbox hook and job handlers."""
+        """An engine with background work gives a turn hook and job handlers."""
         if not isinstance(engine, HasBackgroundJobs):
             return
         bg = engine.background()
-        self.store.outbox.append(bg.outbox_hook)
+        self._turn_hooks.append(bg)
         for kind, handler in bg.handlers().items():
             self.worker.register(kind, handler)
 
@@ -344,53 +327,6 @@ class Runtime:
                 self._ready.add(kind)
         return self.engines[kind]
 
-    async def list_models(self, provider: str | None = None) -> list[ModelInfo]:
-        """The provider's models; without a provider, the default one's and the local
-        GGUF files beside them (reading those needs no server)."""
-        name = provider or (await self.router.decide()).provider
-        engine = await self.router.engine(name)
-        models = await engine.list_models()
-        if provider is None and name != "local":
-            with contextlib.suppress(CozyError):
-                models += await (await self.router.engine("local")).list_models()
-        return models
-
-    def model_providers(self) -> list[str]:
-        """The AI providers a user can pick models from: the default one, each one
-        configured in engines.yaml, and the embedded `local` one (model pickers)."""
-        names = [self.router.default_provider, *self.router.config.providers, "local"]
-        return list(dict.fromkeys(n for n in names if self.router.factory.registry.has("ai", n)))
-
-    async def admit(
-        self, model: str | None, personality: str | None, n: int = 1
-    ) -> Admission | None:
-        """Hold `n` places for a request on its model's queue when that model has one (the
-        embedded model), or raise ModelBusy: the server asks before it commits to an
-        answer, so a full queue is a 503 even for a stream. The places go to the
-        generations this task starts; `release()` the handle when the request ends.
-        None: the model queues nothing here (a server decides for itself)."""
-        found = self.personalities.all().get(personality or self.orchestrator.default_personality)
-        try:
-            route = await self.router.resolve(model or (found.model if found else None))
-        except CozyError:
-            return None  # the turn itself reports a model it cannot use
-        if isinstance(route.engine, AdmitsRequests):
-            return route.engine.admit(n)
-        return None
-
-    def tiny_model_notice(self, label: str) -> str | None:
-        """How to get a better model, once per data dir, after the bundled model answered."""
-        from cozy.engines.ai.local_models import BUNDLED_NAME
-
-        if label != f"local:{BUNDLED_NAME}":
-            return None
-        marker = self.settings.data_dir / ".tiny-model-notice-shown"
-        if marker.exists():
-            return None
-        with contextlib.suppress(OSError):  # unwritable data dir: say it again next time
-            marker.touch()
-        return TINY_MODEL_NOTICE
-
     async def close(self, grace: float = 0.0) -> None:
         """Close everything; turns still running get `grace` s, then are interrupted and
         their partial answers saved before the store closes."""
@@ -415,14 +351,14 @@ class Runtime:
         await self.store.close()
 
 
-class _WakeWorker:
+class _WakeWorker(TurnHook):
     """After a turn: it has queued jobs (in its saving transaction); wake the worker."""
 
     def __init__(self, worker: JobWorker) -> None:
         self.worker = worker
         self.seen = -1
 
-    async def turn_saved(self, saved: SavedTurn) -> None:
+    async def committed(self, saved: SavedTurn) -> None:
         from cozy.storage.jobs import queued_count
 
         queued = queued_count()  # no job queued since the last wake-up: nothing to claim

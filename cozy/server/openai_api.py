@@ -96,7 +96,7 @@ class OpenAIController(Controller):
         try:
             # places on a queued model (the embedded one) before anything is saved or sent:
             # a full queue is a 503 with Retry-After, for a stream too (its 200 goes first)
-            admission = await rt.admit(req.model, req.personality, n)
+            admission = await rt.models.admit(req.model, req.personality, n)
         except CozyError:
             turn.finish()
             raise
@@ -156,7 +156,7 @@ class OpenAIController(Controller):
         data = [_model(f"cozy/{pid}", "cozy") for pid in sorted(rt.personalities.all())]
         data.insert(0, _model("cozy", "cozy"))
         try:
-            infos = await asyncio.wait_for(rt.list_models(), 5)
+            infos = await asyncio.wait_for(rt.models.available(), 5)
         except (CozyError, TimeoutError, OSError):
             infos = []  # the provider is down: personalities still work once it is back
         data.extend(_model(f"{i.provider}:{i.id}", i.provider) for i in infos)

@@ -5,7 +5,7 @@ original are copied into it (new ids, same order and content), and its metadata 
 where it came from: `{"branch": {"of": session, "root": first session, "at": message}}`.
 The original is never changed, so every branch stays whole and can be reopened like
 any session (`cozy chat -s ID`, the sidebar, `/branches`). Copies go in without the
-outbox hooks: their memories were extracted when they were first said.
+turn hooks: their memories were extracted when they were first said.
 
 Why copies and not a tree of messages with a parent pointer: every reader of a
 session (the orchestrator's history window, summaries, export, the server's session
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError, UsageError
 from cozy.storage import attach
-from cozy.storage.rows import MessageRow, SessionRow, _message, _session, session_params
+from cozy.storage.rows import MessageRow, SessionRow, message_of, session_of, session_params
 from cozy.storage.schema import messages, new_id, sessions, utcnow
 from cozy.storage.store import Store
 
@@ -74,7 +74,7 @@ class Branches:
                 )
             stmt = stmt.where(messages.c.id < before)
         rows = await store.with_fragments(
-            [_message(r) for r in await store.read(stmt.order_by(messages.c.id))]
+            [message_of(r) for r in await store.read(stmt.order_by(messages.c.id))]
         )
         root = root_of(src)
         row = store.new_session_row(
@@ -99,7 +99,7 @@ class Branches:
             if links:
                 await attach.insert(conn, links)
 
-        await store.write(insert, thread=True)
+        await store.write(insert)
         row.updated_at = now
         return row
 
@@ -119,7 +119,7 @@ class Branches:
         start = str(last_user[0][0])
         gone = await store.with_fragments(
             [
-                _message(r)
+                message_of(r)
                 for r in await store.read(
                     sa.select(messages)
                     .where(messages.c.session_id == src.id, messages.c.id >= start)
@@ -143,7 +143,7 @@ class Branches:
                 sa.update(sessions).where(sessions.c.id == src.id).values(updated_at=utcnow())
             )
 
-        await store.write(delete, thread=True)
+        await store.write(delete)
         return gone
 
     async def of_conversation(self, session_id: str, user_id: str) -> list[Branch]:
@@ -166,7 +166,7 @@ class Branches:
         )
         out: list[Branch] = []
         for r in rows:
-            row = _session(r)
+            row = session_of(r)
             if row.id != root and root_of(row) != root:
                 continue
             info = branch_info(row)

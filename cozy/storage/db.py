@@ -78,11 +78,11 @@ def create_engine(
     if path is not None:
         check_sqlite_file(path)
         engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
-        _sqlite_pragmas(engine, busy_timeout_ms)
+        sqlite_pragmas(engine, busy_timeout_ms)
         return engine
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
-        _sqlite_pragmas(engine, busy_timeout_ms)
+        sqlite_pragmas(engine, busy_timeout_ms)
         return engine
     return create_async_engine(
         url,
@@ -94,7 +94,7 @@ def create_engine(
     )
 
 
-def _sqlite_pragmas(engine: AsyncEngine | Engine, busy_timeout_ms: int) -> None:
+def sqlite_pragmas(engine: AsyncEngine | Engine, busy_timeout_ms: int) -> None:
     target = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
 
     @event.listens_for(target, "connect")

@@ -31,7 +31,7 @@ class JobQueue:
         async def write(conn: AsyncConnection) -> str:
             return await enqueue(conn, kind, payload, **kw)
 
-        return await self.store.write(write, thread=True)
+        return await self.store.write(write)
 
     async def claim(
         self,
@@ -74,7 +74,7 @@ class JobQueue:
             row = res.first()
             return Job.of(row) if row is not None else None
 
-        return await self.store.write(write, thread=True)
+        return await self.store.write(write)
 
     async def extend(self, job: Job, worker_id: str, lease: float) -> bool:
         """Renew the lease of a job this worker holds."""
@@ -126,7 +126,7 @@ class JobQueue:
             )
             return int(res.rowcount or 0)
 
-        return await self.store.write(write, thread=True) > 0
+        return await self.store.write(write) > 0
 
     async def retry(self, job_id: str) -> Job:
         """Re-queue a failed (or stuck) job now, with a fresh set of attempts."""
@@ -148,7 +148,7 @@ class JobQueue:
             )
             return int(res.rowcount or 0)
 
-        if await self.store.write(write, thread=True) == 0:
+        if await self.store.write(write) == 0:
             job = await self.get(job_id)  # raises NotFoundError when missing
             raise NotFoundError(
                 f"job '{job_id}' is {job.status}; only pending, running or failed jobs retry",
@@ -204,4 +204,4 @@ class JobQueue:
             )
             return int(res.rowcount or 0)
 
-        return await self.store.write(write, thread=True)
+        return await self.store.write(write)

@@ -3,8 +3,8 @@ tables and queues jobs inside a caller's transaction; job_queue.py claims, finis
 lists them.
 
 - Jobs are written in the SAME transaction as the messages they come from (the
-  store calls its outbox hooks inside `add_messages`), so a crash can never keep
-  a message and lose its job, or the other way round.
+  turn writer runs its hooks' `in_transaction` inside the answer's write), so a
+  crash can never keep a message and lose its job, or the other way round.
 - A worker claims a job by setting a lease (`locked_until`); on Postgres the
   candidate row is selected `FOR UPDATE SKIP LOCKED` so several workers never
   take the same job; SQLite serialises writers, so the same statement is atomic.
@@ -17,7 +17,7 @@ lists them.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,8 +63,6 @@ TABLES = (jobs, job_effects)  # a migration step (migrations.py)
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
-OutboxHook = Callable[[AsyncConnection, str, list[dict[str, Any]]], Awaitable[None]]
-
 
 @dataclass(slots=True)
 class Job:
@@ -107,17 +105,6 @@ class Job:
     def of(cls, row: Any) -> Job:
         """A job from its row of the jobs table (its columns are the fields)."""
         return from_row(cls, row, payload=row._mapping["payload"] or {})
-
-
-def final_answers(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Ids of the finished assistant answers among rows an outbox hook receives."""
-    return [
-        r["id"]
-        for r in rows
-        if r.get("role") == "assistant"
-        and r.get("status") == "complete"
-        and not r.get("tool_calls")
-    ]
 
 
 _queued = 0  # jobs this process has queued (rolled-back ones too): see queued_count()
@@ -167,7 +154,7 @@ def queued_count() -> int:
 
 
 # Built once: executed with parameters, they skip SQLAlchemy's per-call statement
-# construction and cache-key walk (the outbox hooks run on every saved turn).
+# construction and cache-key walk (the turn hooks run on every saved turn).
 # FOR UPDATE (Postgres; SQLite serialises writers): a worker claiming the job meanwhile
 # waits, or has claimed it already and the row no longer matches `pending`
 _PENDING_BY_KEY = (

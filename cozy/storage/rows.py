@@ -8,9 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import sqlalchemy as sa
-
-from cozy.storage.schema import new_id, sessions
+from cozy.storage.schema import new_id
 
 if TYPE_CHECKING:
     from cozy.storage.attach import Fragment
@@ -85,14 +83,14 @@ def _fields(cls: Any) -> tuple[str, ...]:
 def from_row(cls: Callable[..., T], row: Any, **given: Any) -> T:
     """A row dataclass from a result row: each field from the column of its name (a
     field the row has no column for keeps its default), the `given` ones as passed.
-    For rows read now and then (keys, summaries, jobs): see `_session`."""
+    For rows read now and then (keys, summaries, jobs): see `session_of`."""
     values = dict(row._mapping)
     return cls(**{n: values[n] for n in _fields(cls) if n in values and n not in given}, **given)
 
 
 # Spelled out, not `from_row`: every turn reads its history through these, and the
 # generic mapping costs about three times as much a row
-def _session(row: Any) -> SessionRow:
+def session_of(row: Any) -> SessionRow:
     m = row._mapping
     return SessionRow(
         id=m["id"],
@@ -108,7 +106,7 @@ def _session(row: Any) -> SessionRow:
     )
 
 
-def _message(row: Any) -> MessageRow:
+def message_of(row: Any) -> MessageRow:
     m = row._mapping
     return MessageRow(
         id=m["id"],
@@ -139,10 +137,6 @@ def session_params(row: SessionRow) -> dict[str, Any]:
         "updated_at": row.updated_at,
         "metadata": row.metadata,
     }
-
-
-def _insert_session(row: SessionRow) -> Any:
-    return sa.insert(sessions).values(**session_params(row))
 
 
 def message_rows(session_id: str, items: Sequence[NewMessage], now: float) -> list[dict[str, Any]]:

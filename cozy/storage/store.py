@@ -10,25 +10,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import NotFoundError, StorageError, UsageError
-from cozy.storage import db
 from cozy.storage.rows import (
     MessageRow,
     NewMessage,
     SessionRow,
-    _insert_session,
-    _message,
-    _session,
+    message_of,
     message_rows,
+    session_of,
     session_params,
 )
 from cozy.storage.schema import audit_events, messages, new_id, sessions, users, utcnow
-from cozy.storage.store_base import OutboxHook, StoreBase
+from cozy.storage.store_base import StoreBase
 
-__all__ = ["MessageRow", "NewMessage", "OutboxHook", "SessionRow", "Store", "TxnStep"]
+__all__ = ["MessageRow", "NewMessage", "SessionRow", "Store", "TxnStep"]
 TxnStep = Callable[[AsyncConnection], Awaitable[Any]]
 
 
@@ -69,7 +66,7 @@ class Store(StoreBase):
                         )
                     )
 
-            await self.write(insert, thread=True)
+            await self.write(insert)
         self._users_seen.add(user_id)
 
     # --- sessions ----------------------------------------------------------
@@ -115,9 +112,9 @@ class Store(StoreBase):
         """Store a row from `new_session_row` (its user must exist: `ensure_user`)."""
 
         async def insert(conn: AsyncConnection) -> None:
-            await conn.execute(_insert_session(row))
+            await conn.execute(_INSERT_SESSION, session_params(row))
 
-        await self.write(insert, thread=True)
+        await self.write(insert)
 
     async def get_session(
         self, session_id: str, *, user_id: str | None = None, include_deleted: bool = False
@@ -132,7 +129,7 @@ class Store(StoreBase):
             raise NotFoundError(
                 f"no session '{session_id}'", hint="list sessions with `cozy sessions list`"
             )
-        return _session(rows[0])
+        return session_of(rows[0])
 
     @staticmethod
     def _session_stmt(
@@ -159,7 +156,7 @@ class Store(StoreBase):
             .order_by(sa.func.coalesce(newest, "").desc(), sessions.c.updated_at.desc())
             .limit(1)
         )
-        return _session(rows[0]) if rows else None
+        return session_of(rows[0]) if rows else None
 
     async def session_id_for(self, ref: str, user_id: str | None = None) -> str:
         """The full id of the one live session whose id starts with `ref` (with or
@@ -226,7 +223,7 @@ class Store(StoreBase):
             stmt = stmt.where(sa.or_(sessions.c.title.ilike(like), sessions.c.id.in_(matching)))
         stmt = stmt.order_by(sessions.c.updated_at.desc(), sessions.c.id.desc())
         rows = await self.read(stmt.limit(limit).offset(offset))
-        return [_session(r) for r in rows]
+        return [session_of(r) for r in rows]
 
     async def update_session(self, session_id: str, user_id: str, **values: Any) -> None:
         allowed = {"title", "model", "personality_id", "metadata", "deleted_at"}
@@ -243,7 +240,7 @@ class Store(StoreBase):
             )
             return int(res.rowcount or 0)
 
-        if await self.write(update, thread=True) == 0:
+        if await self.write(update) == 0:
             raise NotFoundError(
                 f"no session '{session_id}'", hint="list sessions with `cozy sessions list`"
             )
@@ -286,8 +283,6 @@ class Store(StoreBase):
                     from cozy.storage import attach
 
                     await attach.insert(conn, links)
-                for hook in self.outbox:
-                    await hook(conn, session_id, rows)
             for step in also:
                 await step(conn)
             if create is not None:
@@ -298,7 +293,7 @@ class Store(StoreBase):
             else:
                 await conn.execute(_TOUCH, touch)
 
-        await self.write(insert, thread=True)
+        await self.write(insert)
         return [r["id"] for r in rows]
 
     async def add_message(self, session_id: str, message: NewMessage) -> str:
@@ -310,7 +305,7 @@ class Store(StoreBase):
                 sa.update(messages).where(messages.c.id == message_id).values(**values)
             )
 
-        await self.write(update, thread=True)
+        await self.write(update)
 
     async def session_window(
         self, session_id: str, user_id: str, limit: int
@@ -319,23 +314,16 @@ class Store(StoreBase):
         session_stmt = self._session_stmt(session_id, user_id)
         recent = self._recent_stmt(session_id, limit) if limit > 0 else None
 
-        def both(conn: Any) -> tuple[Any, list[Any]]:  # a sync or an awaited-result conn
+        def both(conn: Any) -> tuple[Any, list[Any]]:
             found = conn.execute(session_stmt).first()
             rows = list(conn.execute(recent).fetchall()) if found and recent is not None else []
             return found, rows
 
-        try:
-            if self._thread is not None:
-                found, rows = await self._thread.read(both)
-            else:
-                async with self.engine.connect() as conn:
-                    found, rows = await conn.run_sync(both)
-        except (OperationalError, DBAPIError, OSError) as exc:
-            raise db.translate(exc, self.url) from exc
+        found, rows = await self.read_with(both)
         if found is None:  # an id prefix? (raises NotFoundError when it is not one)
             full = await self.session_id_for(session_id, user_id)
             return await self.session_window(full, user_id, limit)
-        return _session(found), await self.with_fragments([_message(r) for r in reversed(rows)])
+        return session_of(found), await self.with_fragments([message_of(r) for r in reversed(rows)])
 
     @staticmethod
     def _recent_stmt(session_id: str, limit: int) -> Any:
@@ -351,7 +339,7 @@ class Store(StoreBase):
         if limit <= 0:
             return []
         rows = await self.read(self._recent_stmt(session_id, limit))
-        return await self.with_fragments([_message(r) for r in reversed(rows)])
+        return await self.with_fragments([message_of(r) for r in reversed(rows)])
 
     async def list_messages(
         self, session_id: str, *, limit: int | None = None, offset: int = 0
@@ -364,7 +352,7 @@ class Store(StoreBase):
         )
         if limit is not None:
             stmt = stmt.limit(limit)
-        return await self.with_fragments([_message(r) for r in await self.read(stmt)])
+        return await self.with_fragments([message_of(r) for r in await self.read(stmt)])
 
     async def with_fragments(self, rows: list[MessageRow]) -> list[MessageRow]:
         """The messages with their attached fragments put back in front of what the user
@@ -393,7 +381,7 @@ class Store(StoreBase):
                 )
             )
 
-        await self.write(insert, thread=True)
+        await self.write(insert)
         return event_id
 
     async def list_audit(

@@ -1,8 +1,8 @@
 """The store's plumbing: engine, open/close with migrations, write and read paths.
 
 Writes go one at a time per process on SQLite (writelock.py), are retried while
-the file is locked, and, for steps that only await their connection, run in one
-worker-thread hop (sqlite_thread.py). Driver errors become cozy StorageErrors.
+the file is locked, and on a SQLite file run in one worker-thread hop each
+(sqlite_thread.py). Driver errors become cozy StorageErrors.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from cozy.storage.sqlite_thread import NeedsLoop, SQLiteThread
 from cozy.storage.writelock import WriteQueue
 
 T = TypeVar("T")
-OutboxHook = Callable[[AsyncConnection, str, list[dict[str, Any]]], Awaitable[None]]
 
 
 class StoreBase:
@@ -31,9 +30,6 @@ class StoreBase:
         self.engine = engine
         self.url = url
         self._users_seen: set[str] = set()
-        # Called inside the add_messages transaction: background jobs (storage/jobs.py)
-        # are queued atomically with the messages they come from (an outbox).
-        self.outbox: list[OutboxHook] = []
         self._queue = WriteQueue() if url.startswith("sqlite") else None  # one writer
         self._thread: SQLiteThread | None = None  # SQLite file: one thread hop per txn
 
@@ -75,7 +71,7 @@ class StoreBase:
             store._thread = SQLiteThread(
                 engine.url.render_as_string(hide_password=False),
                 busy_timeout_ms=busy_timeout_ms,
-                pragmas=lambda e: db._sqlite_pragmas(e, busy_timeout_ms),
+                pragmas=lambda e: db.sqlite_pragmas(e, busy_timeout_ms),
             )
         return store
 
@@ -91,17 +87,18 @@ class StoreBase:
         in-memory SQLite): engines with a batch of sync statements use its read()."""
         return self._thread
 
-    async def write(
-        self, fn: Callable[[AsyncConnection], Awaitable[T]], *, thread: bool = False
-    ) -> T:
+    async def write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `fn` in one write transaction, retried while SQLite is locked.
 
-        `thread=True`: `fn` only awaits its connection, so on a SQLite file it runs in
-        one worker-thread hop (sqlite_thread.py); anything else falls back to here.
+        On a SQLite file every write first tries the worker thread: a step that awaits
+        anything besides its connection raises NeedsLoop there before committing, is
+        rolled back and runs here instead, so no caller has to say which kind it is.
+        Running a step twice is safe because the retry on a locked file replays steps
+        already. (Every write step in the tree only awaits its connection today.)
         """
 
         async def attempt() -> T:
-            if thread and self._thread is not None:
+            if self._thread is not None:
                 try:
                     return await self._thread.write(fn)
                 except NeedsLoop:  # rolled back: run it on the event loop instead

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.storage.rows import _message, from_row
+from cozy.storage.rows import from_row, message_of
 from cozy.storage.schema import messages, metadata, new_id, utcnow
 from cozy.storage.store import Store
 
@@ -119,4 +119,4 @@ class SummaryStore:
             stmt = stmt.where(messages.c.id > after)
         rows = await self.store.read(stmt.order_by(messages.c.id).limit(limit))
         # summarised as the model saw them: attached fragments put back in place
-        return await self.store.with_fragments([_message(r) for r in rows])
+        return await self.store.with_fragments([message_of(r) for r in rows])

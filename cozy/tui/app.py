@@ -23,17 +23,17 @@ from cozy.tui.background import BackgroundToasts
 from cozy.tui.branching import Branching
 from cozy.tui.choosers import Choosers
 from cozy.tui.copying import CodeCopier
-from cozy.tui.heap import IdleCollector, release_full_gc, settle_heap
+from cozy.tui.heap import IdleCollector
 from cozy.tui.host import ChatState, TurnExtras, Views, busy_warning
 from cozy.tui.ingest import KnowledgeIngest
 from cozy.tui.panels import Panels
 from cozy.tui.sessions import Sessions
 from cozy.tui.slash import Handler, SlashCommands
+from cozy.tui.startup import Startup
 from cozy.tui.templates import TemplateCommand
 from cozy.tui.turn import TurnRunner
 from cozy.tui.voice import PushToTalk
 from cozy.tui.widgets.context_panel import ContextPanel
-from cozy.tui.widgets.mdbody import warm_up
 from cozy.tui.widgets.messages import ChatLog
 from cozy.tui.widgets.prompt import PromptArea
 from cozy.tui.widgets.sidebar import Sidebar
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cozy.tui")
 
-MODEL_CHECK_TIMEOUT = 5.0
 NARROW = 80  # columns below which the sidebar hides itself
 
 
@@ -92,8 +91,6 @@ class CozyApp(App[int]):
         self.state = ChatState(
             personality=personality or settings.personality, model=model or settings.model
         )
-        self._given_runtime = runtime
-        self._runtime: Runtime | None = runtime
         self._views: Views | None = None
         self._sidebar_shown: bool | None = None  # None: it follows the terminal's width
         self.check_model = check_model
@@ -109,13 +106,14 @@ class CozyApp(App[int]):
         self.attachments = Attachments(self)
         self.voice = PushToTalk(self)
         self.ingest = KnowledgeIngest(self)
+        self.startup = Startup(self, self.sessions, self.background, runtime)
         self.slash = SlashCommands(self, self._command_handlers())
 
     # --- the Host protocol ----------------------------------------------------
     @property
     def runtime(self) -> Runtime:
-        assert self._runtime is not None, "the runtime is not open yet"
-        return self._runtime
+        assert self.startup.runtime is not None, "the runtime is not open yet"
+        return self.startup.runtime
 
     @property
     def views(self) -> Views:
@@ -235,68 +233,15 @@ class CozyApp(App[int]):
 
     @work(exclusive=True, group="start", exit_on_error=False)
     async def start(self) -> None:
-        from cozy.core.errors import CozyError
-        from cozy.runtime import Runtime
-
-        st = self.state
-        chat = self.views.chat
-        try:
-            if self._runtime is None:
-                self._runtime = await Runtime.open(self.settings)
-            rt = self.runtime
-            rt.worker.listeners.append(self.background.listen)  # toasts for finished jobs
-            rt.start_worker()  # memory, profile, summaries: background jobs run while you chat
-            try:
-                st.personality = rt.personalities.get(st.personality).id
-            except CozyError as exc:
-                await chat.add_notice(f"⚠ {exc}", "error")
-                st.personality = rt.personalities.get(self.settings.personality).id
-            await self.sessions.open_start(self.start_session)
-        except CozyError as exc:
-            st.startup_error = str(exc)
-            self.exit(return_code=exc.exit_code, message=f"error: {exc}")
-            return
-        warm_up()  # the Markdown renderer's imports happen now, not during the first answer
-        settle_heap()  # full collections stop walking start-up's objects (see heap.py)
-        st.ready.set()
-        self.views.status.set(personality=st.personality)
-        await self.show_personalities()
-        self.refresh_sessions()
-        if self.check_model:
+        if await self.startup.open(self.start_session) and self.check_model:
             self.probe_model()
 
     @work(exclusive=True, group="probe", exit_on_error=False)
     async def probe_model(self) -> None:
-        """Say early (and how to fix it) when no model is reachable; browsing still works."""
-        from cozy.core.errors import CozyError
-        from cozy.tui.turn import auto_reason
-
-        rt, st = self.runtime, self.state
-        try:
-            route = await rt.router.resolve(st.model)
-            await asyncio.wait_for(route.engine.list_models(), MODEL_CHECK_TIMEOUT)
-        except (CozyError, OSError, TimeoutError) as exc:
-            st.model_problem = str(exc)
-        except Exception as exc:  # any provider failure: report it, never crash
-            st.model_problem = f"{type(exc).__name__}: {exc}"
-        else:
-            self.views.status.set(model=route.label, why=auto_reason(route.reason))
-            return
-        await self.views.chat.add_notice(
-            f"⚠ No model reachable: {st.model_problem}\n"
-            "Fix: start Ollama (`ollama serve`, then `ollama pull llama3.2`), or set "
-            "OPENAI_BASE_URL / OPENAI_API_KEY, or pick another model with /model. "
-            "`cozy doctor` checks the setup. You can still browse your sessions.",
-            "error",
-        )
+        await self.startup.probe_model()
 
     async def on_unmount(self) -> None:
-        release_full_gc(collect=False)  # the threshold goes back as the app closes
-        if self._runtime is not None:
-            with contextlib.suppress(ValueError):  # a given runtime outlives this app
-                self._runtime.worker.listeners.remove(self.background.listen)
-        if self._runtime is not None and self._given_runtime is None:
-            await self._runtime.close()
+        await self.startup.close()
 
     # --- widget messages ----------------------------------------------------
     def on_sidebar_search(self, message: Sidebar.Search) -> None:

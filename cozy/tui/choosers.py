@@ -70,10 +70,10 @@ class Choosers:
         """Every configured provider's models, asked in parallel; a provider that is
         down or slow is named in the note instead of hiding the others."""
         rt = self.host.runtime
-        providers = rt.model_providers()
+        providers = rt.models.providers()
 
         async def one(provider: str) -> list[ModelInfo]:
-            return await asyncio.wait_for(rt.list_models(provider), LIST_TIMEOUT_S)
+            return await asyncio.wait_for(rt.models.available(provider), LIST_TIMEOUT_S)
 
         results = await asyncio.gather(*(one(p) for p in providers), return_exceptions=True)
         choices: list[tuple[str, str]] = []

@@ -117,7 +117,7 @@ class TurnRunner:
 
     async def _tiny_model_notice(self, chat: ChatLog, model: str) -> None:
         """Once: the bundled model is small, and how to get a better one."""
-        notice = self.host.runtime.tiny_model_notice(model)
+        notice = self.host.runtime.models.tiny_notice(model)
         if notice:
             await chat.add_notice(f"ℹ {notice}")
 
@@ -271,7 +271,7 @@ class TurnRunner:
 
 def auto_reason(reason: str) -> str:
     """The status bar says why only for the `auto` choice (a provider set by hand needs none)."""
-    from cozy.runtime import automatic_reason
+    from cozy.runtime.models import automatic_reason
 
     return reason if automatic_reason(reason) else ""
 

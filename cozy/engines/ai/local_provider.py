@@ -18,15 +18,11 @@ User turns stream at a higher priority than background jobs (memory and profile
 extraction, summaries: the non-streaming `chat`). `options.tool_choice` (or
 `options.extra["tool_choice"]`) takes OpenAI's values (`auto`, `none`, `required`, or
 a named function).
-
-One module past 400 lines on purpose: it is one provider, the mapping of cozy's chat
-calls onto the runner (llama_runner.py), model files and templates living elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -44,12 +40,12 @@ from cozy.core.types import (
     ToolSpec,
     Usage,
 )
+from cozy.engines.ai import llama_load, local_models
 from cozy.engines.ai import llama_runner as runner
-from cozy.engines.ai import local_models
-from cozy.engines.ai._common import ToolNames, wire
+from cozy.engines.ai._common import Call, Provider, wire
 from cozy.engines.ai.gguf import read_info
 from cozy.engines.ai.llama_generate import TOOL_OPEN, Final, Plan, Sampling
-from cozy.engines.base import AIEngine, EngineContext, EngineOptions, Health
+from cozy.engines.base import EngineContext, EngineOptions, Health
 
 JSON_GBNF_KIND = "json_object"
 
@@ -59,7 +55,7 @@ class LocalAIOptions(EngineOptions):
     models_dir: str | None = None
     n_ctx: int = 0  # 0: the model's own window, capped by max_ctx
     max_ctx: int = 8192
-    n_threads: int = 0  # 0: the usable cores less one (see llama_runner.thread_count)
+    n_threads: int = 0  # 0: the usable cores less one (see llama_load.thread_count)
     memory_check: bool = True
     max_tokens: int = 1024
     timeout: float = 120.0
@@ -70,13 +66,11 @@ class LocalAIOptions(EngineOptions):
     small_model_temperature: float = 0.3
 
 
-class LocalProvider(AIEngine):
+class LocalProvider(Provider):
     """Chat with a GGUF model in process (streaming, tools, JSON, usage)."""
 
     Options = LocalAIOptions
     provider_name: ClassVar[str] = "local"
-    can_stream: ClassVar[bool] = True
-    supports_tools: ClassVar[bool] = True
     supports_images: ClassVar[bool | None] = False  # llama.cpp here runs text-only GGUFs
 
     def __init__(
@@ -89,7 +83,7 @@ class LocalProvider(AIEngine):
         self.models_dir = local_models.default_models_dir(settings.data_dir if settings else None)
         if o.models_dir:
             self.models_dir = Path(o.models_dir).expanduser()
-        self.load = runner.LoadOptions(
+        self.load = llama_load.LoadOptions(
             n_ctx=o.n_ctx or None,
             max_ctx=o.max_ctx,
             n_threads=o.n_threads or None,
@@ -134,10 +128,10 @@ class LocalProvider(AIEngine):
             return Health(ok=False, detail=exc.message, fix=exc.hint or "")
         return Health(ok=True, detail=describe(loaded))
 
-    async def loaded(self, model: str) -> runner.Loaded:
+    async def loaded(self, model: str) -> llama_load.Loaded:
         """The model in memory (loading it on the worker if needed)."""
         file = self.file(model)
-        box: list[runner.Loaded] = []
+        box: list[llama_load.Loaded] = []
         job = self.worker.submit(lambda j: box.append(self.worker.model(file, self.load)))
         async for _ in job.items(self.timeout, self.timeout):
             pass
@@ -187,36 +181,14 @@ class LocalProvider(AIEngine):
             force_call=forced,
         )
 
-    async def chat_stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        model: str,
-        tools: Sequence[ToolSpec] | None = None,
-        options: GenerationOptions | None = None,
-    ) -> AsyncIterator[StreamChunk]:
-        priority = _priority(options, runner.INTERACTIVE)
-        # closing this stream early (a consumer's aclose) must reach _generate's finally now,
-        # not when the inner generator is collected: that sets the job's stop flag
-        async with contextlib.aclosing(
-            self._generate(messages, model, tools, options, priority)
-        ) as chunks:
-            async for chunk in chunks:
-                yield chunk
+    def _stream(self, call: Call) -> AsyncIterator[StreamChunk]:
+        return self._generate(call, _priority(call.options, runner.INTERACTIVE))
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        model: str,
-        tools: Sequence[ToolSpec] | None = None,
-        options: GenerationOptions | None = None,
-    ) -> ChatResult:
+    async def _answer(self, call: Call) -> ChatResult:
         """Non-streaming calls are cozy's background jobs: they wait behind user turns."""
-        priority = _priority(options, runner.BACKGROUND)
         text: list[str] = []
         last = StreamChunk()
-        async for chunk in self._generate(messages, model, tools, options, priority):
+        async for chunk in self._generate(call, _priority(call.options, runner.BACKGROUND)):
             text.append(chunk.delta)
             if chunk.finish_reason:
                 last = chunk
@@ -225,21 +197,16 @@ class LocalProvider(AIEngine):
             tool_calls=last.tool_calls or [],
             finish_reason=last.finish_reason,
             usage=last.usage,
-            model=model or self.default_model,
+            model=call.model or self.default_model,
         )
 
-    async def _generate(
-        self,
-        messages: Sequence[Message],
-        model: str,
-        tools: Sequence[ToolSpec] | None,
-        options: GenerationOptions | None,
-        priority: int,
-    ) -> AsyncGenerator[StreamChunk, None]:
+    async def _generate(self, call: Call, priority: int) -> AsyncGenerator[StreamChunk, None]:
+        """Closing this early (a consumer's `aclose`) reaches the `finally` at once, which
+        sets the job's stop flag: the worker stops within a token."""
         from cozy.engines.ai import llama_generate
 
-        plan = self.plan(messages, model, tools, options)
-        file = self.file(model)
+        plan = self.plan(call.messages, call.model, call.tools, call.options)
+        file = self.file(call.model)
         worker, load = self.worker, self.load
 
         def run(job: runner.Job) -> None:
@@ -263,7 +230,7 @@ class LocalProvider(AIEngine):
             calls.append(
                 ToolCall(
                     f"call_{uuid.uuid4().hex[:12]}",
-                    ToolNames(tools).name(str(final.call.get("name", ""))),
+                    call.names.name(str(final.call.get("name", ""))),
                     json.dumps(args if isinstance(args, dict) else {}),
                     0,
                 )
@@ -293,7 +260,7 @@ class LocalProvider(AIEngine):
                 "source": f.source,
                 "trained_context": info.context_length,
             }
-            window = runner.context_size(info, self.load)
+            window = llama_load.context_size(info, self.load)
             out.append(ModelInfo(f.name, self.provider_name, window, details))
         return out
 
@@ -307,11 +274,11 @@ class LocalProvider(AIEngine):
                 self._windows[key] = loaded.n_ctx
             else:
                 info = await asyncio.to_thread(read_info, file.path)
-                self._windows[key] = runner.context_size(info, self.load)
+                self._windows[key] = llama_load.context_size(info, self.load)
         return self._windows[key]
 
 
-def describe(loaded: runner.Loaded) -> str:
+def describe(loaded: llama_load.Loaded) -> str:
     f = loaded.file
     check = "SHA-256 ok" if f.sha256 else "no pinned hash"
     return (

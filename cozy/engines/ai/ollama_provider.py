@@ -5,12 +5,8 @@ Options (engines.yaml `ai.providers.ollama`): `host`, `timeout`, `max_retries`,
 `connect_timeout`. `OLLAMA_HOST` applies when `host` is not set. Connection errors,
 429 and 5xx are retried with exponential backoff, but never once text has been yielded.
 
-Deadlines: `timeout` bounds a whole call until the answer starts (connect, every
-retry with its backoff, loading the model), so a silent server is reported once,
-within `timeout`; a stream then fails when no part arrives for `idle_timeout` s.
-
-One module past 400 lines on purpose: one vendor edge (request mapping, streaming,
-retries, error translation) whose parts change together when the API does.
+Deadlines (`_common.RemoteProvider`): `timeout` bounds a whole call until the answer
+starts, loading the model included; then `idle_timeout` between parts.
 """
 
 from __future__ import annotations
@@ -33,26 +29,18 @@ from cozy.core.errors import (
     ModelRateLimited,
     ModelUnreachableError,
 )
-from cozy.core.types import (
-    ChatResult,
-    GenerationOptions,
-    Message,
-    ModelInfo,
-    StreamChunk,
-    ToolCall,
-    ToolSpec,
-    Usage,
-)
+from cozy.core.types import ChatResult, Message, ModelInfo, StreamChunk, ToolCall, Usage
 from cozy.engines.ai._common import (
+    Call,
+    RemoteOptions,
+    RemoteProvider,
     ToolNames,
     backoff,
     import_httpx,
-    paced,
     wire,
     wire_messages,
-    within,
 )
-from cozy.engines.base import AIEngine, EngineContext, EngineOptions, Health
+from cozy.engines.base import EngineContext, Health
 
 if TYPE_CHECKING:
     from ollama import AsyncClient
@@ -78,26 +66,22 @@ def normalize_host(host: str) -> str:
     return f"{scheme}://{hostname}:{port}"
 
 
-class OllamaOptions(EngineOptions):
+class OllamaOptions(RemoteOptions):
     host: str | None = None  # default: OLLAMA_HOST, else localhost:11434
     timeout: float = Field(default=120.0, gt=0)
-    idle_timeout: float | None = Field(default=None, gt=0)  # default: min(timeout, 60)
-    connect_timeout: float | None = Field(default=None, gt=0)  # default: min(timeout, 10)
-    max_retries: int = Field(default=2, ge=0)
     retry_delay: float = Field(default=0.5, ge=0)
     default_model: str = "llama3.2"
     keep_alive: str | float | None = None
 
 
-class OllamaProvider(AIEngine):
+class OllamaProvider(RemoteProvider):
     """Chat through Ollama's `/api/chat` (NDJSON streaming, tools, usage)."""
 
     Options = OllamaOptions
 
     provider_name: ClassVar[str] = "ollama"
     tagged_model_names: ClassVar[bool] = True
-    can_stream: ClassVar[bool] = True
-    supports_tools: ClassVar[bool] = True
+    silent_hint: ClassVar[str] = "check `ollama ps`, use a smaller model"
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
@@ -105,10 +89,8 @@ class OllamaProvider(AIEngine):
         super().__init__(options, ctx)
         o = OllamaOptions.of(self.options, "ai.providers.ollama")
         self.host = normalize_host(o.host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
-        self.timeout = o.timeout
-        self.idle_timeout = o.idle_timeout or min(self.timeout, 60.0)
-        self.connect_timeout = o.connect_timeout or min(self.timeout, 10.0)
-        self.max_retries = o.max_retries
+        self.where = f"Ollama at {self.host}"
+        self._deadlines(o)
         self.retry_delay = o.retry_delay
         self.default_model = o.default_model or "llama3.2"
         self.keep_alive: str | float | None = o.keep_alive
@@ -171,7 +153,7 @@ class OllamaProvider(AIEngine):
             ) from exc
         except httpx.TransportError as exc:
             raise ModelUnreachableError(
-                f"the connection to Ollama at {self.host} was lost ({exc!r})", hint=HOST_HINT
+                f"the connection to {self.where} was lost ({exc!r})", hint=HOST_HINT
             ) from exc
         except (ollama.RequestError, ValueError) as exc:
             raise ModelError(f"Ollama request failed: {exc}") from exc
@@ -205,23 +187,8 @@ class OllamaProvider(AIEngine):
             return exc.response.status_code == 429 or exc.response.status_code >= 500
         return isinstance(exc, ConnectionError | httpx.TransportError)
 
-    def _silent(self, first: bool = True) -> ModelUnreachableError:
-        if first:
-            retries = f", {self.max_retries} retries included" if self.max_retries else ""
-            return ModelUnreachableError(
-                f"Ollama at {self.host} did not answer within {self.timeout:g}s "
-                f"(ai.timeout{retries})",
-                hint="check `ollama ps`, use a smaller model, or raise `ai.timeout` in "
-                "engines.yaml",
-            )
-        return ModelUnreachableError(
-            f"Ollama at {self.host} stopped sending the answer (nothing for "
-            f"{self.idle_timeout:g}s); the partial answer was kept",
-            hint="check the server, or raise `ai.idle_timeout` in engines.yaml",
-        )
-
     async def _retrying(self, model: str, call: Callable[[], Awaitable[T]]) -> T:
-        return await within(self.timeout, self._attempts(model, call), self._silent)
+        return await self._within(self._attempts(model, call))
 
     async def _attempts(self, model: str, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
@@ -236,22 +203,16 @@ class OllamaProvider(AIEngine):
             attempt += 1
 
     # -- requests --------------------------------------------------------------
-    def _request(
-        self,
-        messages: Sequence[Message],
-        model: str,
-        tools: Sequence[ToolSpec] | None,
-        options: GenerationOptions | None,
-    ) -> dict[str, Any]:
+    def _request(self, call: Call) -> dict[str, Any]:
         req: dict[str, Any] = {
-            "model": model or self.default_model,
-            "messages": to_ollama_messages(messages),
+            "model": call.model or self.default_model,
+            "messages": to_ollama_messages(call.messages),
         }
-        if tools:
-            req["tools"] = [t.to_openai() for t in tools]
+        if call.tools:
+            req["tools"] = [t.to_openai() for t in call.tools]
         if self.keep_alive is not None:
             req["keep_alive"] = self.keep_alive
-        if options is not None:
+        if (options := call.options) is not None:
             pairs: dict[str, Any] = {
                 "temperature": options.temperature,
                 "top_p": options.top_p,
@@ -269,18 +230,11 @@ class OllamaProvider(AIEngine):
                 req["format"] = fmt
         return req
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        model: str,
-        tools: Sequence[ToolSpec] | None = None,
-        options: GenerationOptions | None = None,
-    ) -> ChatResult:
-        req = self._request(messages, model, tools, options)
+    async def _answer(self, call: Call) -> ChatResult:
+        req = self._request(call)
         client = self._get_client()
         resp = await self._retrying(req["model"], lambda: client.chat(**req, stream=False))
-        calls = _tool_calls(resp.message.tool_calls, ToolNames(tools))
+        calls = _tool_calls(resp.message.tool_calls, call.names)
         return ChatResult(
             content=resp.message.content or "",
             tool_calls=calls,
@@ -289,24 +243,12 @@ class OllamaProvider(AIEngine):
             model=resp.model or req["model"],
         )
 
-    async def chat_stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        model: str,
-        tools: Sequence[ToolSpec] | None = None,
-        options: GenerationOptions | None = None,
-    ) -> AsyncIterator[StreamChunk]:
-        req = self._request(messages, model, tools, options)
-        names = ToolNames(tools)
+    async def _stream(self, call: Call) -> AsyncIterator[StreamChunk]:
+        req = self._request(call)
+        names = call.names
         calls: list[ToolCall] = []
         final: Any = None
-        parts = paced(
-            self._parts(req),
-            first_within=self.timeout,
-            idle=self.idle_timeout,
-            stalled=self._silent,
-        )
+        parts = self._paced(self._parts(req))
         async with contextlib.aclosing(parts):
             async for part in parts:
                 if part.message.tool_calls:
@@ -351,24 +293,23 @@ class OllamaProvider(AIEngine):
             out.append(ModelInfo(str(m.model), self.provider_name, window, details))
         return out
 
-    async def accepts_images(self, model: str) -> bool | None:
-        """From `/api/show` capabilities ("vision"); None when the server does not say."""
+    async def _show(self, model: str) -> Any:
+        """The server's `/api/show` for `model`, or None when it gives none."""
         try:
             with self._errors(model):
-                info = await self._get_client().show(model)
+                return await self._get_client().show(model)
         except CozyError:
             return None
-        caps = getattr(info, "capabilities", None)
+
+    async def accepts_images(self, model: str) -> bool | None:
+        """From `/api/show` capabilities ("vision"); None when the server does not say."""
+        caps = getattr(await self._show(model), "capabilities", None)
         return "vision" in caps if caps else None
 
     async def context_window(self, model: str) -> int | None:
         """The model's context length from `/api/show`, or None if unknown."""
-        try:
-            with self._errors(model):
-                info = await self._get_client().show(model)
-        except CozyError:
-            return None
-        for key, value in (info.modelinfo or {}).items():
+        info = await self._show(model)
+        for key, value in (getattr(info, "modelinfo", None) or {}).items():
             if key.endswith(".context_length") and isinstance(value, int):
                 return value
         return None

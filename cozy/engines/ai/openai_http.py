@@ -1,4 +1,5 @@
-"""The HTTP side of the OpenAI provider: one httpx client, retries, status errors.
+"""The HTTP side of the OpenAI provider: one httpx client, retries, status errors, and
+the server-sent events of a streamed answer.
 
 Why not the official `openai` SDK: importing it costs more than the rest of a
 one-shot `cozy run` put together (~0.25 s of a ~0.4 s run on an idle machine,
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from cozy.core.errors import (
@@ -86,25 +89,12 @@ class OpenAIHTTP:
             request = client.build_request(method, path.lstrip("/"), json=body)
             try:
                 resp = await client.send(request, stream=stream)
-            except httpx.TimeoutException as exc:
+            except httpx.TransportError as exc:  # timeouts included
                 if attempt < self.max_retries:
                     await asyncio.sleep(backoff(attempt, 0.5))
                     attempt += 1
                     continue
-                raise ModelUnreachableError(
-                    f"the model server at {self.base_url} did not answer within {self.timeout:g}s",
-                    hint="raise `ai.providers.openai.timeout` in engines.yaml or check the server",
-                ) from exc
-            except httpx.TransportError as exc:
-                if attempt < self.max_retries:
-                    await asyncio.sleep(backoff(attempt, 0.5))
-                    attempt += 1
-                    continue
-                raise ModelUnreachableError(
-                    f"the OpenAI-compatible server is not reachable at {self.base_url}",
-                    hint="check that it is running, and `ai.providers.openai.base_url` in "
-                    "engines.yaml or OPENAI_BASE_URL",
-                ) from exc
+                raise self._transport_error(exc) from exc
             if resp.status_code < 400:
                 return resp
             try:
@@ -116,6 +106,28 @@ class OpenAIHTTP:
                 attempt += 1
                 continue
             raise self._status_error(resp, model)
+
+    async def events(self, path: str, body: Any, *, model: str = "") -> AsyncIterator[str]:
+        """The `data` of each event of a streamed answer, `[DONE]` left out."""
+        resp = await self.send("POST", path, body, stream=True, model=model)
+        try:
+            async for data in sse_data(resp.aiter_lines()):
+                if not data.startswith("[DONE]"):  # read on to the end: the connection is reused
+                    yield data
+        finally:
+            await resp.aclose()
+
+    def _transport_error(self, exc: Exception) -> ModelUnreachableError:
+        if isinstance(exc, import_httpx().TimeoutException):
+            return ModelUnreachableError(
+                f"the model server at {self.base_url} did not answer within {self.timeout:g}s",
+                hint="raise `ai.providers.openai.timeout` in engines.yaml or check the server",
+            )
+        return ModelUnreachableError(
+            f"the OpenAI-compatible server is not reachable at {self.base_url}",
+            hint="check that it is running, and `ai.providers.openai.base_url` in "
+            "engines.yaml or OPENAI_BASE_URL",
+        )
 
     def _status_error(self, resp: httpx.Response, model: str) -> Exception:
         where, status = self.base_url, resp.status_code
@@ -143,6 +155,39 @@ class OpenAIHTTP:
             )
         message = error_message(body) or resp.text[:200] or resp.reason_phrase
         return ModelError(f"the model server at {where} answered {status}: {message}")
+
+
+async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The `data` of each server-sent event (multi-line data joined; comments skipped).
+
+    A dozen lines rather than a dependency for server-sent events.
+    """
+    parts: list[str] = []
+    async for line in lines:
+        if not line:
+            if parts:
+                yield "\n".join(parts)
+                parts = []
+        elif line.startswith("data:"):
+            parts.append(line[6:] if line.startswith("data: ") else line[5:])
+    if parts:
+        yield "\n".join(parts)
+
+
+def decode_chunk(data: str, where: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise ModelError(f"the model server at {where} sent a chunk that is not JSON") from exc
+    if not isinstance(chunk, dict):
+        raise ModelError(f"the model server at {where} sent a chunk that is not an object")
+    error = chunk.get("error")
+    if error:  # an error reported inside the stream
+        message = error.get("message") if isinstance(error, dict) else None
+        raise ModelError(
+            f"the model server at {where} failed mid-answer: {message or 'an error occurred'}"
+        )
+    return chunk
 
 
 def _needs_tls(url: str) -> bool:

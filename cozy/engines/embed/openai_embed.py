@@ -77,8 +77,10 @@ class OpenAIEmbedder(RemoteEmbedder):
                 hint="set OPENAI_API_KEY, or `embed.api_key` in engines.yaml "
                 "(or point `embed.base_url` at a local server)",
             )
-            self._client = self.endpoint.async_client(
-                key=key, timeout=self.timeout, max_retries=self.max_retries
+            from openai import AsyncOpenAI
+
+            self._client = self.endpoint.client(
+                AsyncOpenAI, key=key, timeout=self.timeout, max_retries=self.max_retries
             )
         return self._client
 
@@ -124,7 +126,7 @@ class OpenAIEmbedder(RemoteEmbedder):
                 f"{where} failed: {exc}", hint="check `embed.options` in engines.yaml"
             ) from exc
 
-    async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+    async def _embed_batch(self, texts: list[str] | list[list[int]]) -> list[list[float]]:
         extra: dict[str, Any] = {}
         if self.requested_dimensions:
             extra["dimensions"] = self.requested_dimensions
@@ -138,19 +140,7 @@ class OpenAIEmbedder(RemoteEmbedder):
 
     async def embed_tokens(self, tokens: Sequence[Sequence[int]]) -> list[list[float]]:
         """Token arrays go upstream as they are (the server's own tokenizer's ids)."""
-        extra: dict[str, Any] = {}
-        if self.requested_dimensions:
-            extra["dimensions"] = self.requested_dimensions
-        client = self._get_client()
-        with self._errors():
-            response = await client.embeddings.create(
-                input=[list(seq) for seq in tokens],
-                model=self.model,
-                encoding_format="float",
-                **extra,
-            )
-        rows = sorted(response.data, key=lambda item: item.index)
-        return [list(map(float, row.embedding)) for row in rows]
+        return await self._embed_batch([list(seq) for seq in tokens])
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.errors import UsageError
+from cozy.engines.capabilities import BackgroundJobs
 from cozy.engines.knowledge.parts import KnowledgeParts, check_collection
 from cozy.storage.jobs import Job, enqueue, jobs
 from cozy.storage.schema import utcnow
@@ -63,17 +64,12 @@ def job_key(user_id: str, collection: str, paths: Sequence[str]) -> str:
     return f"{KIND}:{user_id}:{collection}:{digest}"
 
 
-class KnowledgeJobs:
-    """What the runtime wires for the knowledge engine: no outbox hook work (a turn
-    queues nothing here) and the `knowledge.ingest` handler."""
+class KnowledgeJobs(BackgroundJobs):
+    """What the runtime wires for the knowledge engine: no turn hook (a turn queues
+    nothing here) and the `knowledge.ingest` handler."""
 
     def __init__(self, engine: KnowledgeParts) -> None:
         self.engine = engine
-
-    async def outbox_hook(
-        self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
-    ) -> None:
-        return None
 
     def handlers(self) -> dict[str, Any]:
         return {KIND: self.ingest, KIND_EMBED: self.embed}

@@ -1,6 +1,6 @@
-"""The memory engine's background jobs and its outbox hook.
+"""The memory engine's background jobs and its turn hook.
 
-When a turn's final assistant message is saved, `outbox_hook` queues (in the
+When a turn's final assistant message is saved, `in_transaction` queues (in the
 same transaction) `memory.turns` (index the raw user + assistant messages: needs
 no model) and `memory.extract` (facts through the AI engine), or adds the turn to
 the session's job of that kind still pending. The handlers read the messages back
@@ -12,30 +12,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
+from cozy.engines.capabilities import BackgroundJobs, SavedTurn
 from cozy.engines.memory.extract import ExtractionFailed
 from cozy.engines.memory.parts import MemoryParts
 from cozy.engines.memory.types import TurnInput
 from cozy.engines.turn_jobs import load_turn_or_fail, turn_ids
-from cozy.storage.jobs import Job, backlog, enqueue, final_answers
-from cozy.storage.schema import sessions
+from cozy.storage.jobs import Job, backlog, enqueue
 from cozy.storage.worker import PermanentJobError
 
 log = logging.getLogger("cozy.jobs")
-
-# built once: the outbox hook runs on every saved turn
-_OWNER = sa.select(sessions.c.user_id, sessions.c.personality_id).where(
-    sessions.c.id == sa.bindparam("b_sid")
-)
-
-
-async def session_owner(conn: AsyncConnection, session_id: str) -> tuple[str, str] | None:
-    row = (await conn.execute(_OWNER, {"b_sid": session_id})).first()
-    return (str(row[0]), str(row[1])) if row else None
-
 
 MAX_COALESCED = 8  # turns one pending job may cover (one extraction prompt stays small)
 
@@ -71,40 +59,30 @@ def _coalesce(session_id: str, mid: str) -> Any:
     return merge
 
 
-class MemoryJobs:
+class MemoryJobs(BackgroundJobs):
     def __init__(self, engine: MemoryParts) -> None:
         self.engine = engine
 
-    async def outbox_hook(
-        self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
-    ) -> None:
+    async def in_transaction(self, conn: AsyncConnection, saved: SavedTurn) -> None:
         """One pending job per session and kind: turns saved while it waits join it
         (so a busy worker runs one extraction over several turns, not one per turn).
         Over the backlog limit nothing is queued: logged, and counted in /metrics."""
-        answers = final_answers(rows)
-        if not answers:
-            return
         limit = self.engine.backlog_limit
         if limit and backlog.estimate() >= limit:
             for kind in ("memory.turns", "memory.extract"):
                 backlog.drop(kind, limit, log)
             return
-        owner = await session_owner(conn, session_id)
-        if owner is None:
-            return
-        user_id, _personality = owner
-        for mid in answers:
-            payload = {"session_id": session_id, "message_ids": [mid]}
-            for kind in ("memory.turns", "memory.extract"):
-                await enqueue(
-                    conn,
-                    kind,
-                    payload,
-                    user_id=user_id,
-                    key=f"{kind}:{session_id}",
-                    merge=_coalesce(session_id, mid),
-                    coalesce=_room,
-                )
+        sid, mid = saved.session_id, saved.message_ids[1]
+        for kind in ("memory.turns", "memory.extract"):
+            await enqueue(
+                conn,
+                kind,
+                {"session_id": sid, "message_ids": [mid]},
+                user_id=saved.user_id,
+                key=f"{kind}:{sid}",
+                merge=_coalesce(sid, mid),
+                coalesce=_room,
+            )
 
     def handlers(self) -> dict[str, Any]:
         return {"memory.turns": self.index_turn, "memory.extract": self.extract}

@@ -340,7 +340,7 @@ class LocalMemory(MemoryEngine):
     add_memory = reconcile.extract_and_apply
 
     def background(self) -> Any:
-        """The outbox hook and job handlers the runtime wires (see memory/jobs.py)."""
+        """The turn hook and job handlers the runtime wires (see memory/jobs.py)."""
         from cozy.engines.memory.jobs import MemoryJobs
 
         return MemoryJobs(self)

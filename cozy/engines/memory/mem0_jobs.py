@@ -1,6 +1,6 @@
 """Saved turns flow into mem0 as durable jobs.
 
-When a turn's final assistant message is saved, the outbox hook queues (in the same
+When a turn's final assistant message is saved, the turn hook queues (in the same
 transaction) one `mem0.add` job carrying the session and answer ids; the handler
 reads the turn back from the store and hands it to mem0. The effect key is written
 only after mem0 accepted the turn, so a crash re-runs the job (at least once) and a
@@ -11,31 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
 from cozy.engines.base import MemoryEngine
+from cozy.engines.capabilities import BackgroundJobs, SavedTurn
 from cozy.engines.turn_jobs import ProviderJobs, effect_done, load_turn_or_fail, turn_ids
-from cozy.storage.jobs import Job, enqueue, final_answers, mark_applied
-from cozy.storage.schema import sessions
+from cozy.storage.jobs import Job, enqueue, mark_applied
 
 JOB_KIND = "mem0.add"
 
 
-class Mem0Jobs(ProviderJobs):
+class Mem0Jobs(ProviderJobs, BackgroundJobs):
     def __init__(self, engine: MemoryEngine) -> None:
         self.engine = engine
 
-    async def outbox_hook(
-        self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
-    ) -> None:
-        for mid in final_answers(rows):
-            owner = (
-                await conn.execute(sa.select(sessions.c.user_id).where(sessions.c.id == session_id))
-            ).first()
-            payload = {"session_id": session_id, "message_id": mid}
-            await enqueue(conn, JOB_KIND, payload, user_id=owner[0] if owner else None)
+    async def in_transaction(self, conn: AsyncConnection, saved: SavedTurn) -> None:
+        payload = {"session_id": saved.session_id, "message_id": saved.message_ids[1]}
+        await enqueue(conn, JOB_KIND, payload, user_id=saved.user_id)
 
     def handlers(self) -> dict[str, Any]:
         return {JOB_KIND: self.add_turn}

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cozy.storage.jobs import Job, enqueue, final_answers
+from cozy.engines.capabilities import BackgroundJobs, SavedTurn
+from cozy.storage.jobs import Job, enqueue
 from cozy.storage.schema import messages, sessions
 from cozy.storage.store import Store
 from cozy.storage.worker import PermanentJobError
@@ -38,31 +39,23 @@ class ProfileParts(Protocol):
 MAX_TEXT = 12000
 
 
-# The session's owner and the length of its latest user message, in one statement
-# (built once: the hook runs on every saved turn).
-_OWNER_AND_LAST_USER = sa.select(
-    sessions.c.user_id,
+# The length of the session's latest user message (built once: the hook runs on every
+# saved turn; a turn that carried a client's tool results has none of its own).
+_LAST_USER_LENGTH = (
     sa.select(sa.func.length(messages.c.content))
-    .where(messages.c.session_id == sessions.c.id, messages.c.role == "user")
+    .where(messages.c.session_id == sa.bindparam("b_sid"), messages.c.role == "user")
     .order_by(messages.c.id.desc())
     .limit(1)
-    .scalar_subquery(),
-).where(sessions.c.id == sa.bindparam("b_sid"))
+)
 
 
-class ProfileJobs:
+class ProfileJobs(BackgroundJobs):
     def __init__(self, engine: ProfileParts) -> None:
         self.engine = engine
 
-    async def outbox_hook(
-        self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
-    ) -> None:
-        if not final_answers(rows):
-            return
-        owner = (await conn.execute(_OWNER_AND_LAST_USER, {"b_sid": session_id})).first()
-        if owner is None:
-            return
-        user_id, length = str(owner[0]), int(owner[1] or 0)
+    async def in_transaction(self, conn: AsyncConnection, saved: SavedTurn) -> None:
+        user_id = saved.user_id
+        length = int(await conn.scalar(_LAST_USER_LENGTH, {"b_sid": saved.session_id}) or 0)
         min_chars, idle = self.engine.min_chars, self.engine.idle_seconds
 
         def merged(old: dict[str, Any]) -> dict[str, Any]:

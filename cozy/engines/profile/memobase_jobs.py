@@ -1,6 +1,6 @@
 """Saved turns flow into Memobase as durable jobs, flushed on cozy's buffering rules.
 
-- The outbox hook queues `memobase.turn` (in the transaction that saved the answer).
+- The turn hook queues `memobase.turn` (in the transaction that saved the answer).
 - `memobase.turn` inserts the turn as a chat blob, then (re)schedules one debounced
   `memobase.flush` job per user: it runs now once `min_chars` of new text have
   accumulated since the last flush, else after `idle_seconds` of quiet (each new
@@ -19,15 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cozy.core.types import Message
 from cozy.engines.base import EngineContext
+from cozy.engines.capabilities import BackgroundJobs, SavedTurn
 from cozy.engines.turn_jobs import ProviderJobs, effect_done, load_turn_or_fail, turn_ids
-from cozy.storage.jobs import (
-    PENDING,
-    Job,
-    enqueue,
-    final_answers,
-    jobs,
-    mark_applied,
-)
+from cozy.storage.jobs import PENDING, Job, enqueue, jobs, mark_applied
 from cozy.storage.worker import PermanentJobError
 
 
@@ -48,15 +42,13 @@ class MemobaseParts(Protocol):
 TURN, FLUSH = "memobase.turn", "memobase.flush"
 
 
-class MemobaseJobs(ProviderJobs):
+class MemobaseJobs(ProviderJobs, BackgroundJobs):
     def __init__(self, engine: MemobaseParts) -> None:
         self.engine = engine
 
-    async def outbox_hook(
-        self, conn: AsyncConnection, session_id: str, rows: list[dict[str, Any]]
-    ) -> None:
-        for mid in final_answers(rows):
-            await enqueue(conn, TURN, {"session_id": session_id, "message_id": mid})
+    async def in_transaction(self, conn: AsyncConnection, saved: SavedTurn) -> None:
+        payload = {"session_id": saved.session_id, "message_id": saved.message_ids[1]}
+        await enqueue(conn, TURN, payload)
 
     def handlers(self) -> dict[str, Any]:
         return {TURN: self.turn, FLUSH: self.flush}

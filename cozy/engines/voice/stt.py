@@ -235,17 +235,14 @@ class OpenAISTT(STT):
     name = "openai"
 
     def __init__(self, options: OpenAISTTOptions | Mapping[str, Any] | None = None) -> None:
-        from cozy.engines.openai_compat import NO_KEY, OpenAIEndpoint
+        from cozy.engines.openai_compat import sync_client
 
         o = OpenAISTTOptions.of(options or {}, "voice.stt")
         self.model, self.language = o.model, o.language
-        endpoint = OpenAIEndpoint.from_options(o)
-        self._client = endpoint.sync_client(
-            key=endpoint.api_key or NO_KEY, timeout=o.timeout, max_retries=o.max_retries
-        )
+        self._client = sync_client(o, timeout=o.timeout, max_retries=o.max_retries)
 
     def transcribe(self, samples: Samples) -> str:
-        import openai
+        from cozy.engines.openai_compat import voice_errors
 
         if len(samples) == 0:
             return ""
@@ -255,18 +252,9 @@ class OpenAISTT(STT):
         }
         if self.language:
             kw["language"] = self.language
-        try:
+        check = "voice.stt.model and voice.stt.api_key"
+        with voice_errors("transcription", self._client.base_url, "voice.stt", check):
             result = self._client.audio.transcriptions.create(**kw)
-        except openai.APIConnectionError as exc:
-            raise EngineError(
-                f"the transcription server at {self._client.base_url} is unreachable",
-                hint="start it, or set voice.stt.base_url in engines.yaml",
-            ) from exc
-        except openai.APIStatusError as exc:
-            raise EngineError(
-                f"the transcription server answered {exc.status_code}: {exc.message}",
-                hint="check voice.stt.model and voice.stt.api_key",
-            ) from exc
         return str(getattr(result, "text", result)).strip()
 
     def close(self) -> None:

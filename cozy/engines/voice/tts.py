@@ -165,19 +165,16 @@ class OpenAITTS(TTS):
     rate = 24_000
 
     def __init__(self, options: OpenAITTSOptions | Mapping[str, Any] | None = None) -> None:
-        from cozy.engines.openai_compat import NO_KEY, OpenAIEndpoint
+        from cozy.engines.openai_compat import sync_client
 
         o = OpenAITTSOptions.of(options or {}, "voice.tts")
         self.model, self.voice, self.speed = o.model, o.voice, o.speed
-        endpoint = OpenAIEndpoint.from_options(o)
-        self._client = endpoint.sync_client(
-            key=endpoint.api_key or NO_KEY, timeout=o.timeout, max_retries=o.max_retries
-        )
+        self._client = sync_client(o, timeout=o.timeout, max_retries=o.max_retries)
 
     def stream(
         self, text: str, *, voice: str | None = None, speed: float | None = None
     ) -> Iterator[Samples]:
-        import openai
+        from cozy.engines.openai_compat import voice_errors
 
         if not text.strip():
             return
@@ -189,25 +186,18 @@ class OpenAITTS(TTS):
         }
         if self.speed is not None or speed is not None:
             kw["speed"] = (self.speed or 1.0) * (speed or 1.0)
-        try:
-            with self._client.audio.speech.with_streaming_response.create(**kw) as resp:
-                carry = b""
-                for chunk in resp.iter_bytes(4096):
-                    data = carry + chunk
-                    cut = len(data) - (len(data) % 2)
-                    carry = data[cut:]
-                    if cut:
-                        yield from_pcm16(data[:cut])
-        except openai.APIConnectionError as exc:
-            raise EngineError(
-                f"the speech server at {self._client.base_url} is unreachable",
-                hint="start it, or set voice.tts.base_url in engines.yaml",
-            ) from exc
-        except openai.APIStatusError as exc:
-            raise EngineError(
-                f"the speech server answered {exc.status_code}: {exc.message}",
-                hint="check voice.tts.model, voice.tts.voice and voice.tts.api_key",
-            ) from exc
+        check = "voice.tts.model, voice.tts.voice and voice.tts.api_key"
+        with (
+            voice_errors("speech", self._client.base_url, "voice.tts", check),
+            self._client.audio.speech.with_streaming_response.create(**kw) as resp,
+        ):
+            carry = b""
+            for chunk in resp.iter_bytes(4096):
+                data = carry + chunk
+                cut = len(data) - (len(data) % 2)
+                carry = data[cut:]
+                if cut:
+                    yield from_pcm16(data[:cut])
 
     def synthesize(self, text: str) -> Clip:
         parts = list(self.stream(text))
