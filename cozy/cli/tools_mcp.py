@@ -19,15 +19,9 @@ T = TypeVar("T")
 
 
 def _engine(rt: Runtime, need: type[T]) -> T:
-    from cozy.core.errors import ConfigError
+    from cozy.core.mcp_input import engine_for
 
-    engine = rt.orchestrator.tools.engine
-    if not isinstance(engine, need):
-        raise ConfigError(
-            "the tools engine has no MCP servers",
-            hint="set `tools: {provider: mcp, servers: ...}` in engines.yaml",
-        )
-    return engine
+    return engine_for(rt.orchestrator.tools.engine, need)
 
 
 def _warn(problems: list[str]) -> None:

@@ -4,13 +4,15 @@ engine through its capability protocols, build the text the turn sends."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from cozy.core.errors import ConfigError, UsageError
 from cozy.engines.capabilities import ServesPrompts, ServesResources
 
+T = TypeVar("T")
 
-def engine_for(engine: Any, need: type) -> Any:
+
+def engine_for(engine: Any, need: type[T]) -> T:
     if not isinstance(engine, need):
         raise ConfigError(
             "the tools engine has no MCP servers",

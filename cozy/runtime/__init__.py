@@ -20,7 +20,7 @@ from cozy.core.summaries import Summarizer
 from cozy.core.toolpolicy import face_policies
 from cozy.core.types import ToolSpec
 from cozy.engines.ai.router import ModelRouterImpl
-from cozy.engines.base import BaseEngine, EmbedEngine, EngineContext, ToolsEngine
+from cozy.engines.base import BaseEngine, EmbedEngine, EngineContext, KnowledgeEngine, ToolsEngine
 from cozy.engines.capabilities import (
     HasBackgroundJobs,
     IngestsPaths,
@@ -251,17 +251,22 @@ class Runtime:
         """Run queued jobs in this process (TUI, server) until `close()`."""
         self.worker.start()
 
+    async def knowledge(self) -> KnowledgeEngine:
+        """The knowledge engine, or an EngineError saying how to turn it on (server, TUI)."""
+        engine = await self.engine("knowledge")
+        if not isinstance(engine, KnowledgeEngine):
+            raise EngineError(
+                "the knowledge engine is off",
+                hint="enable it with `knowledge: {provider: local}` in engines.yaml",
+            )
+        return engine
+
     async def queue_ingest(
         self, paths: list[str], *, user_id: str, collection: str, embed: bool = True
     ) -> str:
         """Queue a durable knowledge ingest of `paths` (read on this machine) and run it
         in this process's worker; returns the job id (TUI `/knowledge add`, server POST)."""
-        engine = await self.engine("knowledge")
-        if engine is None:
-            raise EngineError(
-                "the knowledge engine is off",
-                hint="enable it with `knowledge: {provider: local}` in engines.yaml",
-            )
+        engine = await self.knowledge()
         if not isinstance(engine, IngestsPaths):
             raise UsageError(
                 "this knowledge provider cannot ingest paths in the background",

@@ -16,8 +16,7 @@ from litestar import Controller, Request, get, post
 from litestar.params import JSONBody
 from msgspec import Meta
 
-from cozy.core.errors import EngineError, NotFoundError, UsageError
-from cozy.engines.base import KnowledgeEngine
+from cozy.core.errors import NotFoundError, UsageError
 from cozy.server.auth import require_admin
 from cozy.server.deps import PathStr, PrincipalDep, services
 
@@ -32,16 +31,6 @@ class DocumentIn(msgspec.Struct, kw_only=True):
         None
     )
     embed: bool = True
-
-
-async def _engine(request: Request[Any, Any, Any]) -> KnowledgeEngine:
-    engine = await services(request).runtime.engine("knowledge")
-    if not isinstance(engine, KnowledgeEngine):
-        raise EngineError(
-            "the knowledge engine is off",
-            hint="enable it with `knowledge: {provider: local}` in engines.yaml",
-        )
-    return engine
 
 
 class KnowledgeController(Controller):
@@ -68,7 +57,7 @@ class KnowledgeController(Controller):
             )
             job = await rt.jobs.get(job_id)
             return Response(_job(job), status_code=202)
-        engine = await _engine(request)
+        engine = await services(request).runtime.knowledge()
         if not data.text or not data.text.strip():
             raise UsageError(
                 "the document has no text", hint='send {"text": "..."} or {"paths": [...]}'
