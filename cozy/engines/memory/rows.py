@@ -36,23 +36,16 @@ _ROW_COLS = [
 ]
 
 
-def _row(r: Any) -> MemoryRow:
-    m = r._mapping
+# a select of these columns gives a row's fields in order: both decoders below rely on it
+assert [c.name for c in _ROW_COLS] == [f.name for f in fields(MemoryRow)]
+
+
+def _row(r: Sequence[Any]) -> MemoryRow:
+    """A row of a select of `_ROW_COLS` (its JSON columns decoded by SQLAlchemy)."""
     return MemoryRow(
-        id=m["id"],
-        user_id=m["user_id"],
-        kind=m["kind"],
-        text=m["text"],
-        status=m["status"],
-        personality_id=m["personality_id"],
-        session_id=m["session_id"],
-        source_message_ids=list(m["source_message_ids"] or []),
-        occurred_at=m["occurred_at"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        deleted_at=m["deleted_at"],
-        metadata=dict(m["metadata"] or {}),
-    )
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], list(r[7] or []), r[8], r[9], r[10], r[11],
+        dict(r[12] or {}),
+    )  # fmt: skip
 
 
 # SQLite's own SQL for a search's candidate rows: SQLAlchemy's compile of the expanding
