@@ -103,6 +103,10 @@ async def fill(store: Any, user: str, n: int, dims: int, rng: random.Random) -> 
         await conn.execute(sa.insert(memory_versions).values(user_id=user, version=1))
 
 
+# the hybrid top 5 of every query by store size: `--before` checks that both trees agree
+TOPS: dict[str, list[list[str]]] = {}
+
+
 async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
     import importlib
     import os
@@ -155,9 +159,11 @@ async def bench_search(sizes: list[int], queries: int) -> dict[str, float]:
                     if vectors is not None:
                         vectors.APPROX_FROM = 10**12 if variant else approx_from
                     t, c = time.perf_counter(), time.process_time()
-                    await mem.search(q, user_id="u", limit=5, mode=mode)
+                    hits = await mem.search(q, user_id="u", limit=5, mode=mode)
                     times[variant].append((time.perf_counter() - t) * 1000)
                     cpu[variant].append((time.process_time() - c) * 1000)
+                    if mode == "hybrid" and not variant:  # ids differ between runs, texts not
+                        TOPS.setdefault(str(n), []).append([h.text for h in hits])
             if vectors is not None:
                 vectors.APPROX_FROM = approx_from
             for variant, values in times.items():
@@ -314,7 +320,9 @@ async def _child(tree: Path | None, argv: list[str]) -> dict[str, float]:
     )
     if proc.returncode:
         sys.exit(f"the run with {tree or 'this tree'} failed:\n{proc.stderr[-3000:]}")
-    out: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    for n, tops in out.pop("top5", {}).items():
+        TOPS.setdefault(f"{tree or 'after'} {n}", tops)  # the first round's
     return out
 
 
@@ -371,6 +379,10 @@ async def main() -> None:
                 file=sys.stderr,
             )
         show(_median_of(afters), _median_of(befores))
+        for n in sizes:
+            old, new = TOPS.get(f"{args.before} {n}", []), TOPS.get(f"{args.after or 'after'} {n}")
+            same = sum(a == b for a, b in zip(old, new or [], strict=False))
+            print(f"hybrid top 5 at {n}: the same texts in order for {same} of {len(old)} queries")
         return
     after: dict[str, float] = {}
     if "search" not in skip:
@@ -382,7 +394,7 @@ async def main() -> None:
     if args.json:
         import json
 
-        print(json.dumps(after))
+        print(json.dumps({**after, "top5": TOPS}))
         return
     show(after, None)
 

@@ -13,7 +13,7 @@ Options (engines.yaml `embed.options`):
   Both run the same weights and agree to 1e-7 (tests/test_embed_local.py).
 - `precision`: `fp32` (default) or `int8`: onnxruntime's dynamic int8 quantisation of
   the graph (built on first use from the same weights, cached in the models directory,
-  `$COZY_MODELS_DIR` or ~/.cache/cozy/models). On a 2-core AVX2 machine it used ~1.5x
+  `$COZY_MODELS_DIR` or ~/.cache/cozy/models). On a 2-core AVX2 machine it used 1.4-1.7x
   less CPU per chunk; its vectors are within cosine ~0.99 of fp32 ones (mean over 120
   varied texts, tests/test_embed_int8.py) and depend a little on the batch a text is in.
   Not the default: LoCoMo memory recall@10 fell 0.805 -> 0.798 (bench/locomo_eval.py).

@@ -3,15 +3,15 @@
 Every write goes through `MemoryRepo.write(fn)`: one transaction that also bumps
 the user's version, so other processes know their vector matrix is stale.
 
-One module past 400 lines on purpose: it is all the SQL of the memory tables, kept
-together so a schema change is read and made in one place.
+The reads of the vector columns (a user's matrix and what changed since) are
+memory/vector_rows.py; the rows' Python shape is memory/rows.py.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,6 +21,7 @@ from cozy.core.errors import NotFoundError
 from cozy.engines.memory.rows import (
     _ROW_COLS,
     RAW_CHUNK,
+    RAW_COLS,
     MemoryRow,
     _row,
     raw_by_ids,
@@ -28,25 +29,27 @@ from cozy.engines.memory.rows import (
     to_blob,
 )
 from cozy.engines.memory.texthash import text_hash
+from cozy.engines.memory.vector_rows import VectorRows
 from cozy.engines.retrieval.keyword import Filter, KeywordIndex, KeywordTable
 from cozy.engines.retrieval.terms import query_terms
 from cozy.storage.schema import new_id, utcnow
 from cozy.storage.store import Store
 from cozy.storage.tables.memory import memories, memory_history, memory_versions
 
-if TYPE_CHECKING:
-    import numpy as np
-
 T = TypeVar("T")
 
 __all__ = ["MemoryRepo", "MemoryRow", "to_blob"]  # the row type used to live here
 
 
+# a row's columns as `raw_row` decodes them, read by the keyword statement (alias m)
+_KEYWORD_COLS = [f"m.{c}" for c in RAW_COLS]
 # built once: a search reads its candidates' rows by id, with a new IN list each time
 _BY_IDS = sa.select(*_ROW_COLS).where(memories.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
-class MemoryRepo:
+class MemoryRepo(VectorRows):
+    """The memory tables' SQL; the vector columns' reads are memory/vector_rows.py."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self.dialect = store.engine.dialect.name
@@ -73,12 +76,6 @@ class MemoryRepo:
         )
         if not res.rowcount:
             await conn.execute(sa.insert(memory_versions).values(user_id=user_id, version=1))
-
-    async def has_vectors(self) -> bool:
-        rows = await self.store.read(
-            sa.select(memories.c.id).where(memories.c.embedding.is_not(None)).limit(1)
-        )
-        return bool(rows)
 
     async def version(self, user_id: str) -> int:
         rows = await self.store.read(
@@ -268,63 +265,6 @@ class MemoryRepo:
         ).first()
         return str(row[0]) if row else None
 
-    async def vectors(self, user_id: str) -> tuple[list[str], np.ndarray, list[str | None]]:
-        """Ids, the float32 matrix and the embed model of every active memory of a user."""
-        import numpy as np
-
-        rows = await self.store.read(
-            sa.select(memories.c.id, memories.c.embedding, memories.c.embed_model)
-            .where(
-                memories.c.user_id == user_id,
-                memories.c.status == "active",
-                memories.c.embedding.is_not(None),
-            )
-            .order_by(memories.c.id)
-        )
-        if not rows:
-            return [], np.zeros((0, 0), dtype=np.float32), []
-        ids = [r[0] for r in rows]
-        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-        return ids, mat.reshape(len(ids), -1), [r[2] for r in rows]
-
-    async def changed_since(
-        self, user_id: str, since: float
-    ) -> list[tuple[str, bytes | None, str]]:
-        """(id, vector blob, status) of the memories written at or after `since`."""
-        rows = await self.store.read(
-            sa.select(memories.c.id, memories.c.embedding, memories.c.status).where(
-                memories.c.user_id == user_id, memories.c.updated_at >= since
-            )
-        )
-        return [(str(r[0]), r[1], str(r[2])) for r in rows]
-
-    async def changes(
-        self, user_id: str, since: float
-    ) -> tuple[list[tuple[str, bytes | None, str]], int]:
-        """`changed_since` and `count_vectors` in one read (one thread hop on SQLite)."""
-        changed = sa.select(memories.c.id, memories.c.embedding, memories.c.status).where(
-            memories.c.user_id == user_id, memories.c.updated_at >= since
-        )
-
-        def run(conn: Connection) -> tuple[list[tuple[str, bytes | None, str]], int]:
-            rows = conn.execute(changed).fetchall()
-            count = conn.execute(self._count_stmt(user_id)).scalar_one()
-            return [(str(r[0]), r[1], str(r[2])) for r in rows], int(count)
-
-        return await self.store.read_with(run)
-
-    @staticmethod
-    def _count_stmt(user_id: str) -> sa.Select[Any]:
-        return sa.select(sa.func.count()).where(
-            memories.c.user_id == user_id,
-            memories.c.status == "active",
-            memories.c.embedding.is_not(None),
-        )
-
-    async def count_vectors(self, user_id: str) -> int:
-        rows = await self.store.read(self._count_stmt(user_id))
-        return int(rows[0][0])
-
     async def last_turn(self, user_id: str, session_id: str) -> tuple[str, str] | None:
         """(id, text) of the newest active turn of a session."""
         rows = await self.store.read(
@@ -392,28 +332,27 @@ class MemoryRepo:
         limit: int,
         kinds: Sequence[str] | None = None,
         started: threading.Event | None = None,
+        rows: dict[str, MemoryRow] | None = None,
     ) -> list[tuple[str, float]]:
         """(id, score) by BM25 (SQLite FTS5) or ts_rank x IDF (Postgres), best first:
-        this user's active memories (of these kinds). `started`: KeywordIndex.search."""
+        this user's active memories (of these kinds). `started`: KeywordIndex.search;
+        `rows`: the matches' rows land there when the ranking statement read them (SQLite)."""
         scope = Filter(["m.user_id = :u", "m.status = 'active'"], {"u": user_id})
         if kinds:
             scope.where.append("m.kind IN (" + ",".join(f":k{i}" for i in range(len(kinds))) + ")")
             scope.params.update({f"k{i}": k for i, k in enumerate(kinds)})
-        found = await self.keywords.search(query_terms(query), limit, scope, started=started)
-        return [(str(mid), score) for mid, score in found]
-
-    async def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The stored vectors of these memories (those that have one)."""
-        import numpy as np
-
-        if not ids:
-            return {}
-        rows = await self.store.read(
-            sa.select(memories.c.id, memories.c.embedding).where(
-                memories.c.id.in_(list(ids)), memories.c.embedding.is_not(None)
-            )
+        raw: dict[str, tuple[Any, ...]] = {}
+        found = await self.keywords.search(
+            query_terms(query),
+            limit,
+            scope,
+            started=started,
+            columns=_KEYWORD_COLS if rows is not None else (),
+            rows=raw,
         )
-        return {str(r[0]): np.frombuffer(r[1], dtype=np.float32) for r in rows}
+        if rows is not None:
+            rows.update((mid, raw_row(r)) for mid, r in raw.items())
+        return [(str(mid), score) for mid, score in found]
 
 
 MEMORIES = KeywordTable("memories", "m", fts="memories_fts", fts_key="rowid")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from cozy.storage.tables.memory import memories
@@ -27,20 +27,8 @@ class MemoryRow:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "text": self.text,
-            "status": self.status,
-            "personality_id": self.personality_id,
-            "session_id": self.session_id,
-            "source_message_ids": self.source_message_ids,
-            "occurred_at": self.occurred_at,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "deleted_at": self.deleted_at,
-            "metadata": self.metadata,
-        }
+        """Every field but `user_id` (the caller's own), in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "user_id"}
 
 
 _ROW_COLS = [
@@ -70,32 +58,29 @@ def _row(r: Any) -> MemoryRow:
 # SQLite's own SQL for a search's candidate rows: SQLAlchemy's compile of the expanding
 # IN list and its per-row result processing were 0.58 ms of 87 rows against 0.30 raw
 # (100k memories); the two JSON columns are decoded here as sa.JSON would (json.loads).
-_RAW_COLS = ", ".join(c.name for c in _ROW_COLS)
+RAW_COLS = [c.name for c in _ROW_COLS]
 RAW_CHUNK = 500  # ids per statement: far below SQLite's bound-variable limit
 
 
 def raw_by_ids(count: int) -> str:
-    return f"SELECT {_RAW_COLS} FROM memories WHERE id IN ({','.join('?' * count)})"
+    return f"SELECT {', '.join(RAW_COLS)} FROM memories WHERE id IN ({','.join('?' * count)})"
 
 
 def raw_row(r: Sequence[Any]) -> MemoryRow:
-    """A row of `raw_by_ids`, columns in `_ROW_COLS` order."""
-    sources, meta = r[7], r[12]
+    """A row of `raw_by_ids`, columns in `_ROW_COLS` order (the fields' order too)."""
     return MemoryRow(
-        id=r[0],
-        user_id=r[1],
-        kind=r[2],
-        text=r[3],
-        status=r[4],
-        personality_id=r[5],
-        session_id=r[6],
-        source_message_ids=list((json.loads(sources) if sources is not None else None) or []),
-        occurred_at=r[8],
-        created_at=r[9],
-        updated_at=r[10],
-        deleted_at=r[11],
-        metadata=dict((json.loads(meta) if meta is not None else None) or {}),
-    )
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], _json_list(r[7]), r[8], r[9], r[10], r[11],
+        _json_dict(r[12]),
+    )  # fmt: skip
+
+
+# most rows hold no sources and no metadata: "[]" and "{}" skip the JSON decoder
+def _json_list(text: str | None) -> list[Any]:
+    return [] if text is None or text == "[]" else list(json.loads(text) or [])
+
+
+def _json_dict(text: str | None) -> dict[str, Any]:
+    return {} if text is None or text == "{}" else dict(json.loads(text) or {})
 
 
 def to_blob(vec: Sequence[float] | None) -> bytes | None:
