@@ -348,34 +348,24 @@ class CozyApp(App[int]):
         self.push_screen(InfoScreen("Help", help_text(self)))
 
     def _command_handlers(self) -> dict[str, Handler]:
-        def personality(arg: str) -> Any:
-            return (
-                self.choosers.choose_personality(arg) if arg else self.choosers.pick_personality()
-            )
-
-        def model(arg: str) -> Any:
-            return self.choosers.set_model(arg) if arg else self.choosers.pick_model()
-
-        def knowledge(arg: str) -> Any:
-            return self.ingest.command(arg) if arg else self.panels.open_browser("knowledge")
-
-        def rename(arg: str) -> Any:
-            return self.sessions.rename_to(arg) if arg else self.sessions.ask_rename()
-
+        # with an argument a command does it; without, it opens its picker or browser
+        ch = self.choosers
         return {
             "/new": lambda _: self.sessions.new(),
-            "/personality": personality,
-            "/model": model,
+            "/personality": lambda a: ch.choose_personality(a) if a else ch.pick_personality(),
+            "/model": lambda a: ch.set_model(a) if a else ch.pick_model(),
             "/memory": lambda _: self.panels.open_browser("memory"),
             "/profile": lambda _: self.panels.open_browser("profile"),
-            "/knowledge": knowledge,
+            "/knowledge": lambda a: (
+                self.ingest.command(a) if a else self.panels.open_browser("knowledge")
+            ),
             "/tools": lambda _: self.panels.show_tools(),
             "/prompt": lambda arg: self.panels.mcp_command("/prompt", arg),
             "/resource": lambda arg: self.panels.mcp_command("/resource", arg),
             "/context": lambda _: self.action_toggle_context(),
             "/export": lambda arg: self.sessions.export(arg),
             "/file": self.attachments.command,
-            "/rename": rename,
+            "/rename": lambda a: self.sessions.rename_to(a) if a else self.sessions.ask_rename(),
             "/template": self.templates.run,
             "/regen": lambda _: self.branching.regenerate(),
             "/edit": self.branching.start_edit,
