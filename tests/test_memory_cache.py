@@ -110,14 +110,6 @@ async def test_hybrid_search_above_the_approx_threshold_reads_each_row_once(
         return await get_many(wanted)
 
     monkeypatch.setattr(mem.repo, "get_many", counted)
-    search = mem.repo.keywords.search
-
-    async def keyword_counted(*args: object, **kwargs: object) -> object:
-        found = await search(*args, **kwargs)  # type: ignore[arg-type]
-        read.extend(kwargs.get("rows") or {})  # type: ignore[arg-type]  # its statement's rows
-        return found
-
-    monkeypatch.setattr(mem.repo.keywords, "search", keyword_counted)
     monkeypatch.setattr(vectors, "APPROX_FROM", 10)
     monkeypatch.setattr(vectors, "SHORTLIST_FROM", 10)
     big = await mem.search("the violin", user_id="u", limit=8)

@@ -62,9 +62,7 @@ async def both_lists(
     first and this thread waits (bounded) until the worker is at its statement.
     """
     started = threading.Event()
-    # the keyword statement reads its matches' rows: the first stage reads every candidate's
-    rows = mem.cached_rows(user_id, version)
-    keyword = asyncio.ensure_future(mem.repo.keyword(user_id, query, pool, kinds, started, rows))
+    keyword = asyncio.ensure_future(mem.repo.keyword(user_id, query, pool, kinds, started))
     try:
         await asyncio.sleep(0)  # the task runs up to its hop: the work is in the pool
         if mem.repo.store.sqlite_thread is not None:

@@ -228,10 +228,6 @@ class LocalMemory(MemoryEngine):
         self._indexes[user_id] = idx
         return idx
 
-    def cached_rows(self, user_id: str, version: int) -> dict[str, MemoryRow]:
-        """The rows already read for this version of the user (search/RowCache)."""
-        return self._row_cache.get(user_id, version)
-
     async def rows_of(self, user_id: str, version: int, ids: Sequence[str]) -> dict[str, MemoryRow]:
         """The rows of these ids, read once per version of the user (search/RowCache)."""
         cache = self._row_cache.get(user_id, version)

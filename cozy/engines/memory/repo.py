@@ -21,7 +21,6 @@ from cozy.core.errors import NotFoundError
 from cozy.engines.memory.rows import (
     _ROW_COLS,
     RAW_CHUNK,
-    RAW_COLS,
     MemoryRow,
     _row,
     raw_by_ids,
@@ -41,8 +40,6 @@ T = TypeVar("T")
 __all__ = ["MemoryRepo", "MemoryRow", "to_blob"]  # the row type used to live here
 
 
-# a row's columns as `raw_row` decodes them, read by the keyword statement (alias m)
-_KEYWORD_COLS = [f"m.{c}" for c in RAW_COLS]
 # built once: a search reads its candidates' rows by id, with a new IN list each time
 _BY_IDS = sa.select(*_ROW_COLS).where(memories.c.id.in_(sa.bindparam("ids", expanding=True)))
 
@@ -332,26 +329,14 @@ class MemoryRepo(VectorRows):
         limit: int,
         kinds: Sequence[str] | None = None,
         started: threading.Event | None = None,
-        rows: dict[str, MemoryRow] | None = None,
     ) -> list[tuple[str, float]]:
         """(id, score) by BM25 (SQLite FTS5) or ts_rank x IDF (Postgres), best first:
-        this user's active memories (of these kinds). `started`: KeywordIndex.search;
-        `rows`: the matches' rows land there when the ranking statement read them (SQLite)."""
+        this user's active memories (of these kinds). `started`: KeywordIndex.search."""
         scope = Filter(["m.user_id = :u", "m.status = 'active'"], {"u": user_id})
         if kinds:
             scope.where.append("m.kind IN (" + ",".join(f":k{i}" for i in range(len(kinds))) + ")")
             scope.params.update({f"k{i}": k for i, k in enumerate(kinds)})
-        raw: dict[str, tuple[Any, ...]] = {}
-        found = await self.keywords.search(
-            query_terms(query),
-            limit,
-            scope,
-            started=started,
-            columns=_KEYWORD_COLS if rows is not None else (),
-            rows=raw,
-        )
-        if rows is not None:
-            rows.update((mid, raw_row(r)) for mid, r in raw.items())
+        found = await self.keywords.search(query_terms(query), limit, scope, started=started)
         return [(str(mid), score) for mid, score in found]
 
 

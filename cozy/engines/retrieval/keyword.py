@@ -134,18 +134,12 @@ class KeywordIndex:
         *,
         version: Hashable = None,
         started: threading.Event | None = None,
-        columns: Sequence[str] = (),
-        rows: dict[Any, tuple[Any, ...]] | None = None,
     ) -> list[tuple[Any, float]]:
         """(row id, score: higher is better), best first, at most `limit`.
 
         `version`: the scope's version; cached document frequencies of another are dropped.
         `started`: set once the ranking statement is about to run (SQLite: in the worker
         thread, which then releases the GIL inside FTS5), or at once when there is none.
-        `columns`, `rows`: on SQLite the ranking statement also reads these columns (SQL on
-        the table's alias) of every match it returns, into `rows` by id: the statement has
-        each row at hand for the filter, a second read by id would fetch it again. On
-        Postgres `rows` stays empty.
         """
         if not terms or limit <= 0 or self.dialect == "postgresql":
             if started is not None:
@@ -162,13 +156,11 @@ class KeywordIndex:
             chosen = plan({**known, **counted}, self.budget)
             if started is not None:
                 started.set()
-            return self._ranked(conn, chosen, limit, scope, columns)
+            return self._ranked(conn, chosen, limit, scope)
 
-        found = await self.store.read_with(run)
+        rows = await self.store.read_with(run)
         self.counts.remember(counted)  # on the event loop: the cache is not shared with threads
-        if rows is not None and columns:
-            rows.update((r[0], tuple(r[2:])) for r in found)
-        return [(r[0], -float(r[1])) for r in found]
+        return [(r[0], -float(r[1])) for r in rows]
 
     # --- SQLite FTS5 ------------------------------------------------------------
     def _count(self, conn: Connection, terms: Sequence[str]) -> dict[str, int]:
@@ -183,9 +175,7 @@ class KeywordIndex:
         row = conn.exec_driver_sql(f"SELECT {cols}", params).one()
         return {t: int(n) for t, n in zip(terms, row, strict=True)}
 
-    def _ranked(
-        self, conn: Connection, chosen: Plan, limit: int, scope: Filter, columns: Sequence[str]
-    ) -> list[Any]:
+    def _ranked(self, conn: Connection, chosen: Plan, limit: int, scope: Filter) -> list[Any]:
         match = match_expr(chosen.terms)
         if match is None:
             return []
@@ -203,7 +193,6 @@ class KeywordIndex:
                 inner.append("rowid >= :floor")
         weights = ", ".join(f"{w:g}" for w in self.fts_weights)
         where = " AND ".join(scope.where) or "1"
-        wanted = "".join(f", {c}" for c in columns)
 
         def sql(capped: bool) -> str:
             """SQLite's own SQL, run with `exec_driver_sql`: SQLAlchemy's compile and cache-key
@@ -213,7 +202,7 @@ class KeywordIndex:
             # bm25() called directly: the same scores as `rank MATCH 'bm25(...)'` and
             # `ORDER BY rank`, a quarter to a third faster (measured on FTS5 at 100k rows)
             return (
-                f"SELECT {t.alias}.id, f.score{wanted} FROM (SELECT rowid, bm25({fts}, {weights}) "
+                f"SELECT {t.alias}.id, f.score FROM (SELECT rowid, bm25({fts}, {weights}) "
                 f"AS score FROM {fts} WHERE {match_where} ORDER BY score{cap}) AS f "
                 f"JOIN {t.table} {t.alias} ON {t.alias}.{t.fts_key} = f.rowid{scope.join} "
                 f"WHERE {where} ORDER BY f.score LIMIT :k"
