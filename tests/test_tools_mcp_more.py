@@ -254,3 +254,26 @@ async def test_tui_prompt_and_resource_commands(
         assert f'<resource ref="ev:{DOC}">' in sent and sent.endswith("what is this?")
         await send(pilot, "/prompt")
         assert isinstance(app.screen, InfoScreen)
+
+
+def test_cli_prompts_table_with_a_prompt_that_has_no_description(
+    cozy_home: Path, fake_model: FakeModelServer
+) -> None:
+    """A server may give a prompt an empty description: the table still prints."""
+    import sys
+
+    from mcp_servers.helpers import SERVER
+
+    server = {"command": sys.executable, "args": [str(SERVER)]}
+    write_engines(
+        cozy_home,
+        fake_model.url,
+        f"tools:\n  provider: mcp\n  servers:\n    t: {json.dumps(server)}\n",
+    )
+    r = cozy("tools", "prompts")
+    assert r.returncode == 0, r.stderr
+    assert "t.bare" in r.stdout and "Traceback" not in r.stderr
+    r = cozy("tools", "prompts", "--json")
+    assert {"name": "t.bare", "description": ""}.items() <= next(
+        p for p in json.loads(r.stdout) if p["name"] == "t.bare"
+    ).items()

@@ -179,6 +179,12 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
+def first_line(text: str | None, width: int = 60) -> str:
+    """A table cell's first line of a description (which a server may leave empty)."""
+    line = next(iter((text or "").strip().splitlines()), "")
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def size(n: int) -> str:
     """Bytes for a table cell: 512 B, 1.5 KB, 3.2 MB, 1.0 GB."""
     value = float(n)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cozy.cli._common import console, print_json, print_rows, run_async, runtime, state
+from cozy.cli._common import console, first_line, print_json, print_rows, run_async, runtime, state
 
 if TYPE_CHECKING:
     from cozy.core.types import ToolSpec
@@ -25,11 +25,6 @@ tools_app = typer.Typer(
     help="Tools from MCP servers and cozy's built-ins: list, call, servers, grants.",
     no_args_is_help=True,
 )
-
-
-def _first_line(text: str, width: int = 60) -> str:
-    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _engine(rt: Runtime) -> ToolsEngine:
@@ -146,7 +141,7 @@ def list_cmd(
                     r["server"],
                     r["level"],
                     ", ".join(r["personalities"]) or "-",
-                    _first_line(r["description"]),
+                    first_line(r["description"]),
                 ),
                 as_json=as_json,
                 empty=f"no tools{where}; see `cozy tools servers`",

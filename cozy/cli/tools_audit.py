@@ -7,12 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from cozy.cli._common import console, print_json, print_rows, run_async, runtime, state, when
-
-
-def _first_line(text: str, width: int) -> str:
-    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
+from cozy.cli._common import (
+    console,
+    first_line,
+    print_json,
+    print_rows,
+    run_async,
+    runtime,
+    state,
+    when,
+)
 
 
 def audit_cmd(
@@ -44,7 +48,7 @@ def audit_cmd(
                 d["status"],
                 f"{d['approver'].get('by', d['decision'])} ({d['approver'].get('face', '-')})",
                 f"{d['duration_ms']:.0f}" if d["duration_ms"] is not None else "-",
-                _first_line(d["arguments"], 50),
+                first_line(d["arguments"], 50),
             ),
             as_json=as_json,
             empty="no tool calls audited yet",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from cozy.cli._common import console, print_json, print_rows, run_async, runtime
+from cozy.cli._common import console, first_line, print_json, print_rows, run_async, runtime
 from cozy.core.types import LOG_LEVELS as LEVELS
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def prompts_cmd(
 
         def cells(r: dict[str, Any]) -> tuple[str, ...]:
             args = ", ".join(f"{a['name']}{'*' if a['required'] else ''}" for a in r["arguments"])
-            return r["name"], args or "-", (r["description"] or "").splitlines()[0][:60]
+            return r["name"], args or "-", first_line(r["description"])
 
         columns = ("prompt", "arguments (* = required)", "description")
         print_rows(columns, rows, cells, as_json=as_json, empty="no prompts")

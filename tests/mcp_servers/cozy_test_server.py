@@ -183,6 +183,11 @@ async def grow(ctx: Context) -> str:
     return "grown"
 
 
+@server.prompt(description="")
+def bare(topic: str) -> str:
+    return f"Say one thing about {topic}."
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
